@@ -1,0 +1,196 @@
+/* nnd_runtime.h: the C runtime of nnd.
+ *
+ * A plain C11 library with no LLVM dependency: tensors and their allocator, the
+ * counter-based random number generator, and data loaders.  Functions that can fail
+ * return 0 on success and -1 on failure, with a message in an NndErr that names the
+ * file and what is wrong.  Nothing here calls exit() or abort() on bad input. */
+#ifndef NND_RUNTIME_H
+#define NND_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { NND_MAX_RANK = 8 };
+
+typedef struct NndErr {
+    char msg[1024];
+} NndErr;
+
+/* Formats a message into err (if err is not NULL) and returns -1. */
+int nnd_err(NndErr *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- allocation -------------------------------------------------------------------
+ * Every tensor buffer the runtime allocates goes through one hook, so tests can make
+ * the Nth allocation fail.  nnd_alloc returns 64-byte aligned memory or NULL. */
+typedef struct NndAllocator {
+    void *(*alloc)(size_t size, void *ctx); /* returns 64-byte aligned memory or NULL */
+    void (*free)(void *p, void *ctx);
+    void *ctx;
+} NndAllocator;
+
+/* Installs a (NULL: the default) allocator; returns the previous one.  Process-wide
+ * and unsynchronised; memory must be freed by the allocator that allocated it. */
+NndAllocator nnd_set_allocator(const NndAllocator *a);
+void *nnd_alloc(size_t size);
+void nnd_free(void *p);
+
+/* ---- tensors ----------------------------------------------------------------------- */
+typedef enum NndDType {
+    NND_F32,
+    NND_F64,
+    NND_I32,
+    NND_BOOL, /* one byte per element, 0 or 1 */
+    NND_DTYPE_COUNT
+} NndDType;
+
+typedef struct NndTensor {
+    NndDType dtype;
+    int rank;
+    int64_t shape[NND_MAX_RANK];
+    void *data; /* owned; from nnd_alloc */
+} NndTensor;
+
+size_t nnd_dtype_size(NndDType t);
+const char *nnd_dtype_name(NndDType t);
+int64_t nnd_tensor_numel(const NndTensor *t);
+/* Allocates data for the given shape (zeroed); -1 when the size overflows or the
+ * allocation fails.  Overwrites *t (frees nothing); on failure t->data is NULL. */
+int nnd_tensor_alloc(NndTensor *t, NndDType dtype, int rank, const int64_t *shape, NndErr *err);
+void nnd_tensor_free(NndTensor *t);
+
+/* ---- random numbers ----------------------------------------------------------------
+ * Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", 2011).
+ * A value depends only on (seed, stream, index), never on the thread or call order. */
+void nnd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* 64 random bits for (seed, stream, index). */
+uint64_t nnd_random_u64(uint64_t seed, uint64_t stream, uint64_t index);
+/* Uniform in [0, 1) with 53 random bits. */
+double nnd_random_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+/* Standard normal (Box-Muller on two uniforms of the same counter). */
+double nnd_random_normal(uint64_t seed, uint64_t stream, uint64_t index);
+/* A uniformly random permutation of 0..n-1 (Fisher-Yates driven by the counter). */
+void nnd_random_permutation(uint32_t *perm, uint32_t n, uint64_t seed, uint64_t stream);
+/* A stable 64-bit stream id for a name (FNV-1a), so a parameter's initial values do
+ * not change when other parameters are added. */
+uint64_t nnd_stream_of(const char *name);
+
+/* ---- data loaders ------------------------------------------------------------------
+ * Every size a file declares is checked against the file before anything is
+ * allocated from it.  Features come back as NND_F32 or NND_F64 (opts->float_dtype)
+ * with value * scale applied; labels of an integer type come back as NND_I32, labels
+ * of a float type as float_dtype (labels are never scaled).  opts may be NULL (scale 1,
+ * NND_F32).  Any of the files may be gzip-compressed (detected by its magic bytes).
+ * On failure the output tensors have data NULL, so nnd_tensor_free is always safe. */
+typedef struct NndLoadOptions {
+    double scale; /* 0 means 1 */
+    NndDType float_dtype; /* NND_F32 or NND_F64 */
+} NndLoadOptions;
+
+typedef enum NndRole { NND_FEATURES, NND_LABELS } NndRole;
+
+/* IDX (LeCun's MNIST format), plain or gzip-compressed (detected by magic bytes).
+ * Element types u8, i8, i16, i32, f32, f64 (big-endian, as the format says). */
+int nnd_idx_load(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                 NndErr *err);
+/* Reads only the header: out->dtype, rank and shape are set, out->data is NULL.  The
+ * header is checked as by load, and so is the file size where it is known without
+ * reading the data (uncompressed files). */
+int nnd_idx_probe(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                  NndErr *err);
+
+/* NPY versions 1.0, 2.0 and 3.0; dtypes <f4 <f8 |u1 |i1 <i2 <i4 <i8 |b1
+ * (little-endian), C order. */
+int nnd_npy_load(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                 NndErr *err);
+int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                  NndErr *err);
+
+/* CSV with a header line of column names.  label names the label column (NULL: the
+ * last column); every other column is a feature, scaled by opts->scale.  x is
+ * [N, features] float_dtype.  With classes == 0, y is [N, 1] float_dtype (regression
+ * targets); with classes != 0, y is [N] NND_I32 and every label must be a whole
+ * number >= 0 (class indices).  Empty lines are skipped; a row with the wrong number
+ * of fields or a field that is not a finite number (strtod syntax; quoted fields are
+ * not supported) is an error naming the line. */
+int nnd_csv_load(const char *path, const char *label, int classes, const NndLoadOptions *opts,
+                 NndTensor *x, NndTensor *y, NndErr *err);
+
+/* ---- safetensors -------------------------------------------------------------------
+ * Hugging Face's safetensors format: an 8-byte little-endian header length N, N bytes
+ * of JSON ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},
+ * ..., "__metadata__": {"key": "value"}}, padded with spaces), then the tensors'
+ * bytes, little-endian and in C order, offsets counted from the end of the header.
+ * Strings are UTF-8.  The JSON goes through jansson, whose own memory comes from
+ * malloc, not from nnd_alloc. */
+typedef struct NndNamedTensor {
+    const char *name;        /* borrowed */
+    const NndTensor *tensor; /* borrowed */
+} NndNamedTensor;
+
+typedef struct NndStrPair {
+    const char *key;   /* borrowed, or owned by an NndSafetensors */
+    const char *value; /* likewise */
+} NndStrPair;
+
+/* Writes n tensors (f32, f64, i32, bool; names distinct and not "__metadata__") in
+ * the given order, and n_meta metadata pairs (meta may be NULL when n_meta is 0), to
+ * path.  Atomic: the bytes go to a new file path.tmp.XXXXXX in the same directory,
+ * which is synced and renamed over path, and then the directory is synced.  On
+ * failure before the rename the temporary file is removed and any file already at
+ * path is untouched; a failure to sync the directory after the rename is reported
+ * too, with the new file in place.  The new file keeps the old one's permissions
+ * (else 0666 less the umask).  Borrows everything. */
+int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
+                          const NndStrPair *meta, int n_meta, NndErr *err);
+
+typedef struct NndSafetensorsEntry {
+    const char *name;       /* owned by the NndSafetensors */
+    const char *dtype_name; /* as the file spells it: "F32", "BF16", ... (static) */
+    NndDType dtype;         /* NND_DTYPE_COUNT when this dtype cannot be loaded */
+    int rank;
+    int64_t shape[NND_MAX_RANK];
+    int64_t offset; /* of the first byte, from the start of the file */
+    int64_t nbytes;
+} NndSafetensorsEntry;
+
+/* An open file whose header has been read and checked in full: every entry's dtype,
+ * shape and byte range are valid, and the tensors tile the data exactly (no overlap,
+ * no gap, nothing after the last).  Dtypes other than F32, F64, I32 and BOOL are
+ * listed but cannot be loaded. */
+typedef struct NndSafetensors {
+    const char *path; /* a copy, owned */
+    int n_tensors;
+    NndSafetensorsEntry *tensors; /* owned; in the order of their data */
+    int n_meta;
+    NndStrPair *meta; /* owned; in the order of the header */
+    void *file_;      /* private: the open FILE */
+    char *pool_;      /* private: the strings above */
+} NndSafetensors;
+
+/* Opens path and checks its header; on failure st is closed (so _close is safe). */
+int nnd_safetensors_open(NndSafetensors *st, const char *path, NndErr *err);
+/* The entry called name, or NULL (a linear search); borrowed from st. */
+const NndSafetensorsEntry *nnd_safetensors_find(const NndSafetensors *st, const char *name);
+/* The metadata value for key, or NULL; borrowed from st. */
+const char *nnd_safetensors_meta(const NndSafetensors *st, const char *key);
+/* Reads the tensor called name into out, allocated by nnd_tensor_alloc (the caller
+ * owns it).  Bool bytes must be 0 or 1.  On failure out->data is NULL.  Loads share
+ * the one open file, so one thread at a time per NndSafetensors. */
+int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, NndErr *err);
+/* Closes the file and frees what open allocated; st is zeroed.  NULL is fine. */
+void nnd_safetensors_close(NndSafetensors *st);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
