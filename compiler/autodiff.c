@@ -1,0 +1,378 @@
+#include "autodiff.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A VJP rule: given node n = f(inputs) and dy, the adjoint of n, sets dx[i] to the
+ * adjoint contribution for input i (0: none) for each input with need[i].  Rules
+ * build only differentiable primitives, so gradients can be differentiated again. */
+typedef void (*VjpFn)(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx);
+
+/* Every builder call may grow the node array, so a Node pointer is stale after one:
+ * IN and SP are function calls (never interleaved with a builder call in the same
+ * argument list), and pointers are not kept across builder calls. */
+#define N(id) graph_node(g, id)
+#define IN(i) node_in(g, n, i)
+#define SP node_span(g, n)
+
+static NodeId node_in(Graph *g, NodeId n, int i) { return graph_node(g, n)->in[i]; }
+static Span node_span(Graph *g, NodeId n) { return graph_node(g, n)->span; }
+
+static NodeId full_like(Graph *g, double v, NodeId like)
+{
+    Node *x = graph_node(g, like);
+    Shape s = x->shape;
+    return gb_full(g, v, (NndDType)x->dtype, &s, x->span);
+}
+
+static NodeId mul(Graph *g, NodeId a, NodeId b, Span sp) { return gb_binary(g, OP_MUL, a, b, sp); }
+
+static void vjp_none(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx) {}
+static void vjp_zero(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx) {}
+
+/* -x: dx = -dy */
+static void vjp_neg(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = gb_unary(g, OP_NEG, dy, SP);
+}
+
+/* e^x: dx = dy * y */
+static void vjp_exp(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = mul(g, dy, n, SP);
+}
+
+/* ln x: dx = dy / x */
+static void vjp_log(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = gb_binary(g, OP_DIV, dy, IN(0), SP);
+}
+
+/* sqrt x: dx = dy * 0.5 / y */
+static void vjp_sqrt(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId half = full_like(g, 0.5, n);
+    dx[0] = mul(g, dy, gb_binary(g, OP_DIV, half, n, SP), SP);
+}
+
+/* x^-1/2: dx = dy * -0.5 * y^3 */
+static void vjp_rsqrt(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId y3 = mul(g, mul(g, n, n, SP), n, SP);
+    dx[0] = mul(g, dy, mul(g, full_like(g, -0.5, n), y3, SP), SP);
+}
+
+/* |x|: dx = dy * sign(x) */
+static void vjp_abs(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = mul(g, dy, gb_unary(g, OP_SIGN, IN(0), SP), SP);
+}
+
+/* tanh x: dx = dy * (1 - y^2) */
+static void vjp_tanh(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId one = full_like(g, 1, n);
+    dx[0] = mul(g, dy, gb_binary(g, OP_SUB, one, mul(g, n, n, SP), SP), SP);
+}
+
+/* sigmoid x: dx = dy * y * (1 - y) */
+static void vjp_sigmoid(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId one = full_like(g, 1, n);
+    dx[0] = mul(g, dy, mul(g, n, gb_binary(g, OP_SUB, one, n, SP), SP), SP);
+}
+
+/* relu x: dx = dy where x > 0, else 0 */
+static void vjp_relu(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId zero = full_like(g, 0, n);
+    NodeId pos = gb_binary(g, OP_GT, IN(0), zero, SP);
+    dx[0] = gb_select(g, pos, dy, zero, SP);
+}
+
+/* sin x: dx = dy * cos x */
+static void vjp_sin(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = mul(g, dy, gb_unary(g, OP_COS, IN(0), SP), SP);
+}
+
+/* cos x: dx = -dy * sin x */
+static void vjp_cos(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = gb_unary(g, OP_NEG, mul(g, dy, gb_unary(g, OP_SIN, IN(0), SP), SP), SP);
+}
+
+/* cast: the adjoint is cast back; integer inputs get none */
+static void vjp_cast(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NndDType from = (NndDType)N(IN(0))->dtype;
+    if (dtype_is_float(from) && dtype_is_float((NndDType)N(n)->dtype))
+        dx[0] = gb_cast(g, dy, from, SP);
+}
+
+/* a + b */
+static void vjp_add(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = dy;
+    dx[1] = dy;
+}
+
+/* a - b: db = -dy */
+static void vjp_sub(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = dy;
+    if (need[1])
+        dx[1] = gb_unary(g, OP_NEG, dy, SP);
+}
+
+/* a * b: da = dy * b, db = dy * a */
+static void vjp_mul(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    if (need[0])
+        dx[0] = mul(g, dy, IN(1), SP);
+    if (need[1])
+        dx[1] = mul(g, dy, IN(0), SP);
+}
+
+/* a / b: da = dy / b, db = -dy * y / b */
+static void vjp_div(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    if (need[0])
+        dx[0] = gb_binary(g, OP_DIV, dy, IN(1), SP);
+    if (need[1])
+        dx[1] = gb_unary(g, OP_NEG, gb_binary(g, OP_DIV, mul(g, dy, n, SP), IN(1), SP), SP);
+}
+
+/* a ^ b: da = dy * b * a^(b-1), db = dy * y * ln a */
+static void vjp_pow(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId a = IN(0), b = IN(1);
+    if (need[0]) {
+        double bv;
+        NodeId d;
+        if (graph_is_const(g, b, &bv) && bv == 2)
+            d = mul(g, full_like(g, 2, n), a, SP);
+        else if (graph_is_const(g, b, &bv) && bv == 1)
+            d = full_like(g, 1, n);
+        else
+            d = mul(g, b, gb_binary(g, OP_POW, a, gb_binary(g, OP_SUB, b, full_like(g, 1, n), SP), SP),
+                    SP);
+        dx[0] = mul(g, dy, d, SP);
+    }
+    if (need[1])
+        dx[1] = mul(g, dy, mul(g, n, gb_unary(g, OP_LOG, a, SP), SP), SP);
+}
+
+/* min(a, b): the adjoint goes to the smaller (to a on ties) */
+static void vjp_min(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId zero = full_like(g, 0, n);
+    NodeId pick_a = gb_binary(g, OP_LE, IN(0), IN(1), SP);
+    if (need[0])
+        dx[0] = gb_select(g, pick_a, dy, zero, SP);
+    if (need[1])
+        dx[1] = gb_select(g, pick_a, zero, dy, SP);
+}
+
+/* max(a, b): the adjoint goes to the larger (to a on ties) */
+static void vjp_max(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId zero = full_like(g, 0, n);
+    NodeId pick_a = gb_binary(g, OP_GE, IN(0), IN(1), SP);
+    if (need[0])
+        dx[0] = gb_select(g, pick_a, dy, zero, SP);
+    if (need[1])
+        dx[1] = gb_select(g, pick_a, zero, dy, SP);
+}
+
+/* c ? a : b: da = c ? dy : 0, db = c ? 0 : dy */
+static void vjp_select(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId zero = full_like(g, 0, n);
+    if (need[1])
+        dx[1] = gb_select(g, IN(0), dy, zero, SP);
+    if (need[2])
+        dx[2] = gb_select(g, IN(0), zero, dy, SP);
+}
+
+/* broadcast: the adjoint is summed over the broadcast axes */
+static void vjp_broadcast(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Shape s = N(IN(0))->shape;
+    dx[0] = gb_sum_to(g, dy, &s, SP);
+}
+
+/* reshape: reshape back */
+static void vjp_reshape(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Shape s = N(IN(0))->shape;
+    dx[0] = gb_reshape(g, dy, &s, SP);
+}
+
+/* transpose by perm: transpose back by its inverse */
+static void vjp_transpose(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    int r = N(n)->shape.rank, inv[NND_MAX_RANK];
+    for (int i = 0; i < r; i++)
+        inv[g->ipool.v[N(n)->pool + (uint32_t)i]] = i;
+    dx[0] = gb_transpose(g, dy, inv, SP);
+}
+
+/* slice: the adjoint is padded back with zeros (PAD takes the same starts/steps) */
+static void vjp_slice(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node p = {.op = OP_PAD, .nin = 1, .in = {dy}, .shape = N(IN(0))->shape, .pool = N(n)->pool,
+              .span = SP};
+    dx[0] = gb_node(g, p);
+}
+
+/* pad: the adjoint is the slice */
+static void vjp_pad(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node p = {.op = OP_SLICE, .nin = 1, .in = {dy}, .shape = N(IN(0))->shape, .pool = N(n)->pool,
+              .span = SP};
+    dx[0] = gb_node(g, p);
+}
+
+/* The adjoint of a reduction, with the reduced axes back as size 1, broadcast to x. */
+static NodeId spread(Graph *g, NodeId n, NodeId v)
+{
+    Node *y = N(n);
+    Span sp = y->span;
+    Shape x = N(y->in[0])->shape, keep = x;
+    for (int i = 0; i < x.rank; i++)
+        if (y->mask & (1u << i))
+            keep.d[i] = 1;
+    return gb_broadcast(g, gb_reshape(g, v, &keep, sp), &x, sp);
+}
+
+/* sum: dx = dy spread over the reduced axes */
+static void vjp_sum(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    dx[0] = spread(g, n, dy);
+}
+
+/* mean: dx = dy spread / count */
+static void vjp_mean(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node *y = N(n);
+    NodeId cnt = gb_dimsize(g, y->in[0], y->mask, (NndDType)y->dtype, SP);
+    dx[0] = gb_binary_bc(g, OP_DIV, spread(g, n, dy), cnt, SP);
+}
+
+/* max over axes: dy shared equally among the elements equal to the max */
+static void vjp_rmax(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node *y = N(n);
+    NodeId x = y->in[0];
+    NndDType dt = (NndDType)y->dtype;
+    uint32_t mask = y->mask;
+    NodeId hit = gb_cast(g, gb_binary(g, OP_EQ, x, spread(g, n, n), SP), dt, SP);
+    NodeId cnt = gb_reduce(g, OP_SUM, hit, mask, true, SP);
+    Shape xs = N(x)->shape;
+    NodeId share = gb_binary(g, OP_DIV, hit, gb_broadcast(g, cnt, &xs, SP), SP);
+    dx[0] = mul(g, spread(g, n, dy), share, SP);
+}
+
+/* logsumexp: dx = dy * softmax(x) = dy * e^(x - y) */
+static void vjp_logsumexp(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    NodeId x = N(n)->in[0];
+    NodeId sm = gb_unary(g, OP_EXP, gb_binary(g, OP_SUB, x, spread(g, n, n), SP), SP);
+    dx[0] = mul(g, spread(g, n, dy), sm, SP);
+}
+
+/* pick: dx = one_hot(labels) * dy (labels get none) */
+static void vjp_pick(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node *y = N(n);
+    Shape xs = N(y->in[0])->shape;
+    int64_t c = xs.d[xs.rank - 1];
+    Node oh = {.op = OP_ONE_HOT, .nin = 1, .in = {y->in[1]}, .idx = (int32_t)c, .dtype = y->dtype,
+               .span = SP};
+    Shape col = y->shape;
+    NodeId hot = gb_node(g, oh);
+    col.d[col.rank++] = 1;
+    NodeId d = gb_broadcast(g, gb_reshape(g, dy, &col, SP), &xs, SP);
+    dx[0] = mul(g, hot, d, SP);
+}
+
+/* C = op(A) @ op(B), op transposing when ta/tb:
+ * d op(A) = dC @ op(B)^T and d op(B) = op(A)^T @ dC, transposed back when stored
+ * transposed; every case is one matmul with transpose flags, never a copy. */
+static void vjp_matmul(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node *y = N(n);
+    NodeId a = y->in[0], b = y->in[1];
+    bool ta = y->ta, tb = y->tb;
+    if (need[0])
+        dx[0] = !ta ? gb_matmul(g, dy, b, false, !tb, SP) : gb_matmul(g, b, dy, tb, true, SP);
+    if (need[1])
+        dx[1] = !tb ? gb_matmul(g, a, dy, !ta, false, SP) : gb_matmul(g, dy, a, true, ta, SP);
+}
+
+static const VjpFn vjp_table[OP_COUNT] = {
+#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = vjp,
+#include "ops.def"
+#undef OP
+};
+
+bool autodiff_has_vjp(OpId op) { return vjp_table[op] != vjp_none && vjp_table[op] != vjp_zero; }
+
+void autodiff(Graph *g, NodeId y, const NodeId *wrt, int nwrt, NodeId *out)
+{
+    int count = graph_count(g);
+    bool *dep = xcalloc((size_t)count, 1); /* depends on some wrt node */
+    bool *need = xcalloc((size_t)count, 1); /* y depends on it */
+    NodeId *adj = xcalloc((size_t)count, sizeof(NodeId));
+    for (int i = 0; i < nwrt; i++)
+        dep[wrt[i]] = true;
+    for (NodeId id = 1; id <= y; id++) {
+        Node *n = N(id);
+        for (int i = 0; i < n->nin && !dep[id]; i++)
+            if (dep[n->in[i]] && autodiff_has_vjp((OpId)n->op))
+                dep[id] = true;
+    }
+    need[y] = true;
+    for (NodeId id = y; id > 0; id--) {
+        if (!need[id])
+            continue;
+        Node *n = N(id);
+        for (int i = 0; i < n->nin; i++)
+            need[n->in[i]] = true;
+    }
+    if (dep[y])
+        adj[y] = gb_const(g, 1, (NndDType)N(y)->dtype, N(y)->span);
+    for (NodeId id = y; id > 0; id--) {
+        if (!adj[id] || !dep[id])
+            continue;
+        /* a wrt node's own inputs need nothing from it */
+        bool is_wrt = false;
+        for (int i = 0; i < nwrt; i++)
+            is_wrt |= wrt[i] == id;
+        Node *n = N(id);
+        bool in_need[3] = {false, false, false};
+        bool any = false;
+        for (int i = 0; i < n->nin; i++) {
+            in_need[i] = dep[n->in[i]] && need[n->in[i]];
+            any |= in_need[i];
+        }
+        if (!any || (is_wrt && n->nin == 0))
+            continue;
+        NodeId dx[3] = {0, 0, 0};
+        vjp_table[n->op](g, id, adj[id], in_need, dx);
+        for (int i = 0; i < N(id)->nin; i++) {
+            NodeId in = N(id)->in[i];
+            if (!dx[i] || !in_need[i])
+                continue;
+            adj[in] = adj[in] ? gb_binary(g, OP_ADD, adj[in], dx[i], N(in)->span) : dx[i];
+        }
+    }
+    for (int i = 0; i < nwrt; i++) {
+        NodeId w = wrt[i];
+        out[i] = adj[w] ? adj[w] : full_like(g, 0, w);
+    }
+    free(dep);
+    free(need);
+    free(adj);
+}

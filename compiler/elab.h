@@ -1,0 +1,134 @@
+/* elab: elaboration of a checked program into a training graph.
+ *
+ * The train block is run at compile time: models and layers are instantiated (their
+ * parameters named hierarchically, `fc1.W`), functions inlined, shapes and dtypes
+ * checked with symbolic dimensions, the loss differentiated (autodiff) and every
+ * trainable parameter's update rule expanded into graph nodes over w, g, its state,
+ * t and the hyper-parameters.  Hyper-parameters, step, epoch and steps are run-time
+ * inputs (HYPER nodes), never constants baked into the graph. */
+#ifndef NND_ELAB_H
+#define NND_ELAB_H
+
+#include "graph.h"
+#include "module.h"
+
+typedef enum DataKind { DATA_IDX, DATA_CSV, DATA_NPY, DATA_TENSORS } DataKind;
+
+typedef struct DataSet {
+    const char *name;
+    Span span;
+    DataKind kind;
+    const char *path_x, *path_y; /* idx, npy: two files; csv: path_x */
+    const char *label; /* csv: label column or NULL */
+    bool classes; /* csv: integer class labels */
+    double scale; /* 1 unless given */
+    int reshape_rank; /* -1: keep the file's per-sample shape */
+    int64_t reshape[NND_MAX_RANK];
+    /* per-sample shapes and dtypes, known after elaboration */
+    int64_t n;
+    NndDType x_dtype, y_dtype;
+    int x_rank, y_rank;
+    int64_t x_shape[NND_MAX_RANK], y_shape[NND_MAX_RANK];
+    NndTensor x, y; /* owned; loaded by program_load_data ([n, ...sample]) */
+} DataSet;
+
+typedef struct ParamInfo {
+    const char *name; /* `fc1.W` */
+    NodeId node; /* PARAM */
+    NodeId init; /* initial value, in the init roots */
+    bool frozen;
+    int group; /* index in Program.groups */
+    Span span;
+} ParamInfo;
+
+typedef struct StateInfo {
+    const char *name; /* `fc1.W.m` */
+    int param;
+    NodeId node; /* STATE */
+    NodeId init;
+    Span span;
+} StateInfo;
+
+typedef struct HyperInfo {
+    const char *name; /* `opt.lr`, `step`, ... */
+    double value;
+    Span span;
+    bool baked; /* its value shaped the graph (a shape, a static `if`) */
+} HyperInfo;
+
+typedef struct Update {
+    bool is_state;
+    int index; /* in params or states */
+    NodeId value;
+} Update;
+
+typedef struct Metric {
+    const char *name;
+    NodeId node; /* scalar: a mean over the batch */
+    Span span;
+} Metric;
+
+typedef struct EvalSpec {
+    int data;
+    int64_t every; /* in steps or epochs */
+    bool in_epochs;
+    VEC(Metric) metrics;
+    Span span;
+} EvalSpec;
+
+typedef struct OptGroup {
+    const char *path; /* "" for the default `opt` */
+    const char *rule; /* optimizer name */
+    Span span;
+} OptGroup;
+
+typedef struct Program {
+    Graph g;
+    NndDType float_dtype;
+    int64_t sym_batch; /* the dimension value of B */
+    VEC(ParamInfo) params;
+    VEC(StateInfo) states;
+    VEC(HyperInfo) hypers;
+    VEC(DataSet) data;
+    VEC(OptGroup) groups;
+    int train_data; /* index in data */
+    NodeId x, y; /* INPUT nodes: idx 0 and 1 */
+    NodeId loss;
+    VEC(NodeId) grads; /* one per parameter; 0 when frozen */
+    VEC(Update) updates;
+    VEC(EvalSpec) evals;
+    int hyper_step, hyper_epoch, hyper_steps, hyper_t;
+    int64_t batch, epochs, steps; /* steps == 0: run `epochs` epochs */
+    uint64_t seed;
+    bool shuffle;
+    const char *save_path;
+    Span save_span;
+    Arena arena;
+} Program;
+
+typedef struct Override {
+    const char *key;
+    const char *text; /* as given */
+    double value;
+    bool is_number;
+    bool used;
+} Override;
+
+typedef struct ElabOptions {
+    NndDType float_dtype;
+    Override *overrides;
+    int noverrides;
+} ElabOptions;
+
+/* Elaborates the train block of main.  Returns NULL after reporting errors.  The
+ * program borrows names and spans from fe: free it before fe. */
+Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts);
+void program_free(Program *p);
+/* Loads every data set declared (idx, csv, npy files); false after reporting. */
+bool program_load_data(Program *p, Diags *d);
+/* All node ids the program refers to, for passes that rebuild the graph. */
+void program_roots(Program *p, NodeRefVec *out);
+/* Roots of the training step: loss, then every update's new value. */
+void program_step_roots(const Program *p, NodeVec *out);
+
+#endif

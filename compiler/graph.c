@@ -1,0 +1,783 @@
+#include "graph.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const OpInfo op_info[OP_COUNT] = {
+#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = {text, arity, OPK_##kind},
+#include "ops.def"
+#undef OP
+};
+
+void graph_init(Graph *g)
+{
+    memset(g, 0, sizeof *g);
+    Node none = {0};
+    vec_push(&g->nodes, none);
+}
+
+void graph_free(Graph *g)
+{
+    vec_free(&g->nodes);
+    vec_free(&g->ipool);
+    vec_free(&g->fpool);
+    vec_free(&g->syms);
+    arena_free(&g->arena);
+}
+
+int64_t graph_symbol(Graph *g, const char *name)
+{
+    for (int i = 0; i < g->syms.n; i++)
+        if (strcmp(g->syms.v[i], name) == 0)
+            return -(int64_t)i - 1;
+    vec_push(&g->syms, arena_strdup(&g->arena, name));
+    return -(int64_t)g->syms.n;
+}
+
+NodeId graph_append(Graph *g, const Node *n)
+{
+    vec_push(&g->nodes, *n);
+    return (NodeId)(g->nodes.n - 1);
+}
+
+/* ---- shapes ---- */
+
+bool shape_equal(const Shape *a, const Shape *b)
+{
+    if (a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->d[i] != b->d[i])
+            return false;
+    return true;
+}
+
+Shape shape_scalar(void) { return (Shape){0, {0}}; }
+
+Shape shape_make(int rank, const int64_t *d)
+{
+    Shape s = {rank, {0}};
+    for (int i = 0; i < rank; i++)
+        s.d[i] = d[i];
+    return s;
+}
+
+int64_t shape_static_numel(const Shape *s, bool *symbolic)
+{
+    int64_t n = 1;
+    bool sym = false;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->d[i] < 0)
+            sym = true;
+        else
+            n *= s->d[i];
+    }
+    if (symbolic)
+        *symbolic = sym;
+    return n;
+}
+
+static void dim_format(const Graph *g, int64_t d, char *buf, size_t size)
+{
+    if (d >= 0)
+        snprintf(buf, size, "%lld", (long long)d);
+    else if (-d - 1 < g->syms.n)
+        snprintf(buf, size, "%s", g->syms.v[-d - 1]);
+    else
+        snprintf(buf, size, "?%lld", (long long)(-d - 1));
+}
+
+void shape_format(const Graph *g, const Shape *s, char *buf, size_t size)
+{
+    StrBuf b = {0};
+    sb_putc(&b, '[');
+    for (int i = 0; i < s->rank; i++) {
+        char d[64];
+        dim_format(g, s->d[i], d, sizeof d);
+        if (i)
+            sb_puts(&b, ", ");
+        sb_puts(&b, d);
+    }
+    sb_putc(&b, ']');
+    snprintf(buf, size, "%s", b.s);
+    sb_free(&b);
+}
+
+bool shape_broadcast(const Graph *g, const Shape *a, const Shape *b, Shape *out, char *err,
+                     size_t errlen)
+{
+    int r = NND_MAX(a->rank, b->rank);
+    Shape s = {r, {0}};
+    for (int i = 0; i < r; i++) {
+        int ia = a->rank - r + i, ib = b->rank - r + i;
+        int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
+        if (da == db || db == 1)
+            s.d[i] = da;
+        else if (da == 1)
+            s.d[i] = db;
+        else {
+            char sa[128], sb[128], x[64], y[64];
+            shape_format(g, a, sa, sizeof sa);
+            shape_format(g, b, sb, sizeof sb);
+            dim_format(g, da, x, sizeof x);
+            dim_format(g, db, y, sizeof y);
+            snprintf(err, errlen, "shapes %s and %s do not broadcast: %s and %s differ", sa, sb, x,
+                     y);
+            return false;
+        }
+    }
+    *out = s;
+    return true;
+}
+
+const char *dtype_name(NndDType t)
+{
+    static const char *names[] = {"f32", "f64", "i32", "bool"};
+    return (unsigned)t < NND_ARRAY_LEN(names) ? names[t] : "?";
+}
+
+bool dtype_is_float(NndDType t) { return t == NND_F32 || t == NND_F64; }
+
+/* ---- shape rules ---- */
+
+typedef bool (*InferFn)(Graph *g, Node *n, char *err, size_t errlen);
+
+#define FAIL(...)                                                                          \
+    do {                                                                                   \
+        snprintf(err, errlen, __VA_ARGS__);                                                \
+        return false;                                                                      \
+    } while (0)
+
+static Node *in_node(Graph *g, const Node *n, int i) { return &g->nodes.v[n->in[i]]; }
+
+static bool infer_leaf(Graph *g, Node *n, char *err, size_t errlen) { return true; }
+
+static bool infer_rand(Graph *g, Node *n, char *err, size_t errlen)
+{
+    for (int i = 0; i < 2; i++)
+        if (in_node(g, n, i)->shape.rank != 0)
+            FAIL("random number bounds must be scalars");
+    if (!dtype_is_float(n->dtype))
+        FAIL("random numbers are floats");
+    return true;
+}
+
+static bool infer_dimsize(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (n->mask >> in_node(g, n, 0)->shape.rank)
+        FAIL("axis out of range");
+    n->shape = shape_scalar();
+    return true;
+}
+
+static bool infer_same(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    if (a->dtype == NND_BOOL)
+        FAIL("%s needs numbers, not booleans", op_info[n->op].name);
+    n->shape = a->shape;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_float(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    if (!dtype_is_float(a->dtype))
+        FAIL("%s needs a float tensor, got %s", op_info[n->op].name, dtype_name(a->dtype));
+    n->shape = a->shape;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_bool1(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    if (a->dtype != NND_BOOL)
+        FAIL("'not' needs a boolean, got %s", dtype_name(a->dtype));
+    n->shape = a->shape;
+    n->dtype = NND_BOOL;
+    return true;
+}
+
+static bool infer_cast(Graph *g, Node *n, char *err, size_t errlen)
+{
+    n->shape = in_node(g, n, 0)->shape;
+    return true;
+}
+
+static bool same_shapes(Graph *g, Node *n, int k, char *err, size_t errlen)
+{
+    for (int i = 1; i < k; i++) {
+        Node *a = in_node(g, n, 0), *b = in_node(g, n, i);
+        if (!shape_equal(&a->shape, &b->shape)) {
+            char sa[128], sb[128];
+            shape_format(g, &a->shape, sa, sizeof sa);
+            shape_format(g, &b->shape, sb, sizeof sb);
+            FAIL("%s needs equal shapes, got %s and %s", op_info[n->op].name, sa, sb);
+        }
+        if (a->dtype != b->dtype && i < 3 && !(n->op == OP_SELECT && i == 1))
+            FAIL("%s needs equal dtypes, got %s and %s", op_info[n->op].name,
+                 dtype_name(a->dtype), dtype_name(b->dtype));
+    }
+    return true;
+}
+
+static bool infer_arith(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (!same_shapes(g, n, 2, err, errlen))
+        return false;
+    Node *a = in_node(g, n, 0);
+    if (a->dtype == NND_BOOL)
+        FAIL("%s needs numbers, not booleans", op_info[n->op].name);
+    n->shape = a->shape;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_compare(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (!same_shapes(g, n, 2, err, errlen))
+        return false;
+    n->shape = in_node(g, n, 0)->shape;
+    n->dtype = NND_BOOL;
+    return true;
+}
+
+static bool infer_bool2(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (!same_shapes(g, n, 2, err, errlen))
+        return false;
+    if (in_node(g, n, 0)->dtype != NND_BOOL)
+        FAIL("'%s' needs booleans", op_info[n->op].name);
+    n->shape = in_node(g, n, 0)->shape;
+    n->dtype = NND_BOOL;
+    return true;
+}
+
+static bool infer_select(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *c = in_node(g, n, 0), *a = in_node(g, n, 1), *b = in_node(g, n, 2);
+    if (c->dtype != NND_BOOL)
+        FAIL("the condition must be a boolean, got %s", dtype_name(c->dtype));
+    if (!shape_equal(&c->shape, &a->shape) || !shape_equal(&a->shape, &b->shape))
+        FAIL("select needs equal shapes");
+    if (a->dtype != b->dtype)
+        FAIL("both branches must have one dtype, got %s and %s", dtype_name(a->dtype),
+             dtype_name(b->dtype));
+    n->shape = a->shape;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_broadcast(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    const Shape *s = &n->shape;
+    if (a->shape.rank > s->rank)
+        goto bad;
+    for (int i = 0; i < a->shape.rank; i++) {
+        int64_t da = a->shape.d[i], dt = s->d[s->rank - a->shape.rank + i];
+        if (da != dt && da != 1)
+            goto bad;
+    }
+    n->dtype = a->dtype;
+    return true;
+bad : {
+    char sa[128], st[128];
+    shape_format(g, &a->shape, sa, sizeof sa);
+    shape_format(g, s, st, sizeof st);
+    FAIL("cannot broadcast %s to %s", sa, st);
+}
+}
+
+/* Reshape keeps the element count: equal products of the concrete dims and the
+ * same symbolic dims in the same order. */
+static bool infer_reshape(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    int64_t sa[NND_MAX_RANK], st[NND_MAX_RANK];
+    int na = 0, nt = 0;
+    for (int i = 0; i < a->shape.rank; i++)
+        if (a->shape.d[i] < 0)
+            sa[na++] = a->shape.d[i];
+    for (int i = 0; i < n->shape.rank; i++)
+        if (n->shape.d[i] < 0)
+            st[nt++] = n->shape.d[i];
+    bool ok = na == nt && shape_static_numel(&a->shape, NULL) == shape_static_numel(&n->shape, NULL);
+    for (int i = 0; ok && i < na; i++)
+        ok = sa[i] == st[i];
+    if (!ok) {
+        char x[128], y[128];
+        shape_format(g, &a->shape, x, sizeof x);
+        shape_format(g, &n->shape, y, sizeof y);
+        FAIL("cannot reshape %s to %s: the element counts differ", x, y);
+    }
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_transpose(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    int r = a->shape.rank;
+    const int64_t *perm = &g->ipool.v[n->pool];
+    bool seen[NND_MAX_RANK] = {0};
+    for (int i = 0; i < r; i++) {
+        if (perm[i] < 0 || perm[i] >= r || seen[perm[i]])
+            FAIL("transpose needs a permutation of the %d axes", r);
+        seen[perm[i]] = true;
+    }
+    n->shape.rank = r;
+    for (int i = 0; i < r; i++)
+        n->shape.d[i] = a->shape.d[perm[i]];
+    n->dtype = a->dtype;
+    return true;
+}
+
+/* SLICE: pool holds start[r] then step[r]; the preset shape holds the counts. */
+static bool check_slice(Graph *g, const Shape *full, const Shape *part, const int64_t *start,
+                        const int64_t *step, char *err, size_t errlen)
+{
+    if (full->rank != part->rank)
+        FAIL("slice rank mismatch");
+    for (int i = 0; i < full->rank; i++) {
+        int64_t d = full->d[i], c = part->d[i];
+        if (d < 0 || c < 0) {
+            if (!(d == c && start[i] == 0 && step[i] == 1))
+                FAIL("a symbolic dimension can only be sliced whole (':')");
+            continue;
+        }
+        if (step[i] < 1)
+            FAIL("slice step must be at least 1");
+        if (c > 0 && (start[i] < 0 || start[i] + (c - 1) * step[i] >= d))
+            FAIL("slice out of range on axis %d", i);
+    }
+    return true;
+}
+
+static bool infer_slice(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    const int64_t *start = &g->ipool.v[n->pool];
+    if (!check_slice(g, &a->shape, &n->shape, start, start + a->shape.rank, err, errlen))
+        return false;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_pad(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    const int64_t *start = &g->ipool.v[n->pool];
+    if (!check_slice(g, &n->shape, &a->shape, start, start + a->shape.rank, err, errlen))
+        return false;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_reduce(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    if (n->mask >> a->shape.rank)
+        FAIL("axis out of range for rank %d", a->shape.rank);
+    if (a->dtype == NND_BOOL || (n->op != OP_SUM && n->op != OP_RMAX && !dtype_is_float(a->dtype)))
+        FAIL("%s needs a float tensor, got %s", op_info[n->op].name, dtype_name(a->dtype));
+    Shape s = {0, {0}};
+    for (int i = 0; i < a->shape.rank; i++) {
+        if (n->mask & (1u << i)) {
+            if (n->keep)
+                s.d[s.rank++] = 1;
+        } else {
+            s.d[s.rank++] = a->shape.d[i];
+        }
+    }
+    n->shape = s;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_argmax(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0);
+    if (n->idx < 0 || n->idx >= a->shape.rank)
+        FAIL("axis out of range for rank %d", a->shape.rank);
+    if (a->dtype == NND_BOOL)
+        FAIL("argmax needs numbers, not booleans");
+    if (a->shape.d[n->idx] < 0)
+        FAIL("argmax needs a concrete axis");
+    Shape s = {0, {0}};
+    for (int i = 0; i < a->shape.rank; i++) {
+        if (i == n->idx) {
+            if (n->keep)
+                s.d[s.rank++] = 1;
+        } else {
+            s.d[s.rank++] = a->shape.d[i];
+        }
+    }
+    n->shape = s;
+    n->dtype = NND_I32;
+    return true;
+}
+
+static bool infer_pick(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *x = in_node(g, n, 0), *i = in_node(g, n, 1);
+    char sx[128], si[128];
+    shape_format(g, &x->shape, sx, sizeof sx);
+    shape_format(g, &i->shape, si, sizeof si);
+    if (i->dtype != NND_I32)
+        FAIL("pick needs integer labels (i32), got %s", dtype_name(i->dtype));
+    if (x->shape.rank < 1 || i->shape.rank != x->shape.rank - 1)
+        FAIL("pick needs labels shaped like the values without their last axis: %s and %s", sx,
+             si);
+    for (int k = 0; k < i->shape.rank; k++)
+        if (i->shape.d[k] != x->shape.d[k])
+            FAIL("pick needs labels shaped like the values without their last axis: %s and %s",
+                 sx, si);
+    if (x->shape.d[x->shape.rank - 1] < 0)
+        FAIL("pick needs a concrete last axis");
+    n->shape = i->shape;
+    n->dtype = x->dtype;
+    return true;
+}
+
+static bool infer_one_hot(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *i = in_node(g, n, 0);
+    if (i->dtype != NND_I32)
+        FAIL("one_hot needs integer labels (i32), got %s", dtype_name(i->dtype));
+    if (n->idx < 1)
+        FAIL("one_hot needs a depth of at least 1");
+    if (i->shape.rank >= NND_MAX_RANK)
+        FAIL("one_hot result would have too many axes");
+    n->shape = i->shape;
+    n->shape.d[n->shape.rank++] = n->idx;
+    return true;
+}
+
+static bool infer_matmul(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0), *b = in_node(g, n, 1);
+    char sa[128], sb[128];
+    shape_format(g, &a->shape, sa, sizeof sa);
+    shape_format(g, &b->shape, sb, sizeof sb);
+    int r = a->shape.rank;
+    if (r < 2 || b->shape.rank < 2)
+        FAIL("matmul needs matrices (rank >= 2), got %s @ %s", sa, sb);
+    if (b->shape.rank != r)
+        FAIL("matmul needs operands of one rank, got %s @ %s", sa, sb);
+    for (int i = 0; i < r - 2; i++)
+        if (a->shape.d[i] != b->shape.d[i])
+            FAIL("batched matmul needs equal leading dimensions, got %s @ %s", sa, sb);
+    if (!dtype_is_float(a->dtype) || a->dtype != b->dtype)
+        FAIL("matmul needs float operands of one dtype, got %s and %s", dtype_name(a->dtype),
+             dtype_name(b->dtype));
+    int64_t m = a->shape.d[r - (n->ta ? 1 : 2)], ka = a->shape.d[r - (n->ta ? 2 : 1)];
+    int64_t kb = b->shape.d[r - (n->tb ? 1 : 2)], nn = b->shape.d[r - (n->tb ? 2 : 1)];
+    if (ka != kb) {
+        char x[32], y[32];
+        dim_format(g, ka, x, sizeof x);
+        dim_format(g, kb, y, sizeof y);
+        FAIL("matmul shapes do not agree: %s @ %s (inner dimensions %s and %s differ)", sa, sb, x,
+             y);
+    }
+    n->shape = a->shape;
+    n->shape.d[r - 2] = m;
+    n->shape.d[r - 1] = nn;
+    n->dtype = a->dtype;
+    return true;
+}
+
+static const InferFn infer_table[OP_COUNT] = {
+#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = infer,
+#include "ops.def"
+#undef OP
+};
+
+bool graph_infer(Graph *g, Node *n, char *err, size_t errlen)
+{
+    assert(n->op < OP_COUNT);
+    for (int i = 0; i < n->nin; i++)
+        assert(n->in[i] > 0 && (int)n->in[i] < g->nodes.n);
+    return infer_table[n->op](g, n, err, errlen);
+}
+
+NodeId graph_build(Graph *g, Node n, char *err, size_t errlen)
+{
+    if (!graph_infer(g, &n, err, errlen))
+        return 0;
+    return graph_append(g, &n);
+}
+
+/* ---- internal builders ---- */
+
+NodeId gb_node(Graph *g, Node n)
+{
+    char err[256];
+    NodeId id = graph_build(g, n, err, sizeof err);
+    if (!id)
+        nnd_fatal("internal error: %s (%s)", err, op_info[n.op].name);
+    return id;
+}
+
+NodeId gb_const(Graph *g, double v, NndDType dtype, Span span)
+{
+    Node n = {.op = OP_CONST, .dtype = (uint8_t)dtype, .num = v, .span = span};
+    return graph_append(g, &n);
+}
+
+NodeId gb_full(Graph *g, double v, NndDType dtype, const Shape *s, Span span)
+{
+    Shape copy = *s; /* s may point into the node array, which gb_const can move */
+    return gb_broadcast(g, gb_const(g, v, dtype, span), &copy, span);
+}
+
+NodeId gb_unary(Graph *g, OpId op, NodeId a, Span span)
+{
+    return gb_node(g, (Node){.op = (uint8_t)op, .nin = 1, .in = {a}, .span = span});
+}
+
+NodeId gb_binary(Graph *g, OpId op, NodeId a, NodeId b, Span span)
+{
+    return gb_node(g, (Node){.op = (uint8_t)op, .nin = 2, .in = {a, b}, .span = span});
+}
+
+NodeId gb_binary_bc(Graph *g, OpId op, NodeId a, NodeId b, Span span)
+{
+    Shape s;
+    char err[256];
+    if (!shape_broadcast(g, &graph_node(g, a)->shape, &graph_node(g, b)->shape, &s, err,
+                         sizeof err))
+        nnd_fatal("internal error: %s", err);
+    return gb_binary(g, op, gb_broadcast(g, a, &s, span), gb_broadcast(g, b, &s, span), span);
+}
+
+NodeId gb_select(Graph *g, NodeId c, NodeId a, NodeId b, Span span)
+{
+    return gb_node(g, (Node){.op = OP_SELECT, .nin = 3, .in = {c, a, b}, .span = span});
+}
+
+NodeId gb_cast(Graph *g, NodeId a, NndDType dtype, Span span)
+{
+    if (graph_node(g, a)->dtype == dtype)
+        return a;
+    return gb_node(g, (Node){.op = OP_CAST, .nin = 1, .in = {a}, .dtype = (uint8_t)dtype,
+                             .span = span});
+}
+
+NodeId gb_broadcast(Graph *g, NodeId a, const Shape *s, Span span)
+{
+    if (shape_equal(&graph_node(g, a)->shape, s))
+        return a;
+    return gb_node(g, (Node){.op = OP_BROADCAST, .nin = 1, .in = {a}, .shape = *s, .span = span});
+}
+
+NodeId gb_reshape(Graph *g, NodeId a, const Shape *s, Span span)
+{
+    if (shape_equal(&graph_node(g, a)->shape, s))
+        return a;
+    return gb_node(g, (Node){.op = OP_RESHAPE, .nin = 1, .in = {a}, .shape = *s, .span = span});
+}
+
+NodeId gb_transpose(Graph *g, NodeId a, const int *perm, Span span)
+{
+    int r = graph_node(g, a)->shape.rank;
+    uint32_t pool = (uint32_t)g->ipool.n;
+    for (int i = 0; i < r; i++)
+        vec_push(&g->ipool, perm[i]);
+    return gb_node(g, (Node){.op = OP_TRANSPOSE, .nin = 1, .in = {a}, .pool = pool, .span = span});
+}
+
+NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span span)
+{
+    return gb_node(g, (Node){.op = (uint8_t)op, .nin = 1, .in = {a}, .mask = mask, .keep = keep,
+                             .span = span});
+}
+
+NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span)
+{
+    return gb_node(g, (Node){.op = OP_MATMUL, .nin = 2, .in = {a, b}, .ta = ta, .tb = tb,
+                             .span = span});
+}
+
+NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span)
+{
+    const Shape *s = &graph_node(g, ref)->shape;
+    bool symbolic = false;
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (!(mask & (1u << i)))
+            continue;
+        if (s->d[i] < 0)
+            symbolic = true;
+        else
+            n *= s->d[i];
+    }
+    if (!symbolic)
+        return gb_const(g, (double)n, dtype, span);
+    return gb_node(g, (Node){.op = OP_DIMSIZE, .nin = 1, .in = {ref}, .mask = mask,
+                             .dtype = (uint8_t)dtype, .span = span});
+}
+
+NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span)
+{
+    const Shape *from = &graph_node(g, a)->shape;
+    if (shape_equal(from, s))
+        return a;
+    int extra = from->rank - s->rank;
+    assert(extra >= 0);
+    uint32_t mask = 0;
+    for (int i = 0; i < from->rank; i++)
+        if (i < extra || (s->d[i - extra] == 1 && from->d[i] != 1))
+            mask |= 1u << i;
+    NodeId r = mask ? gb_reduce(g, OP_SUM, a, mask, true, span) : a;
+    return gb_reshape(g, r, s, span);
+}
+
+bool graph_is_const(Graph *g, NodeId n, double *v)
+{
+    Node *x = graph_node(g, n);
+    while (x->op == OP_BROADCAST || x->op == OP_RESHAPE)
+        x = graph_node(g, x->in[0]);
+    if (x->op != OP_CONST)
+        return false;
+    if (v)
+        *v = x->num;
+    return true;
+}
+
+/* ---- printing ---- */
+
+void graph_mark_live(Graph *g, const NodeId *roots, int nroots, bool *live)
+{
+    for (int i = 0; i < nroots; i++)
+        if (roots[i])
+            live[roots[i]] = true;
+    for (int id = g->nodes.n - 1; id > 0; id--) {
+        if (!live[id])
+            continue;
+        Node *n = graph_node(g, (NodeId)id);
+        for (int i = 0; i < n->nin; i++)
+            live[n->in[i]] = true;
+    }
+}
+
+static void print_attrs(Graph *g, const Node *n, StrBuf *out)
+{
+    char num[40];
+    switch (n->op) {
+    case OP_CONST:
+        format_double(num, sizeof num, n->num);
+        sb_printf(out, " %s", num);
+        break;
+    case OP_PARAM: case OP_STATE: case OP_INPUT: case OP_HYPER: case OP_TENSOR:
+        if (n->name)
+            sb_printf(out, " %s", n->name);
+        break;
+    case OP_SUM: case OP_MEAN: case OP_RMAX: case OP_LOGSUMEXP: case OP_DIMSIZE: {
+        sb_puts(out, " axes=");
+        int k = 0;
+        for (int i = 0; i < NND_MAX_RANK; i++)
+            if (n->mask & (1u << i))
+                sb_printf(out, "%s%d", k++ ? "," : "", i);
+        if (n->keep)
+            sb_puts(out, " keep");
+        break;
+    }
+    case OP_ARGMAX:
+        sb_printf(out, " axis=%d%s", n->idx, n->keep ? " keep" : "");
+        break;
+    case OP_ONE_HOT:
+        sb_printf(out, " depth=%d", n->idx);
+        break;
+    case OP_TRANSPOSE: {
+        sb_puts(out, " perm=");
+        for (int i = 0; i < n->shape.rank; i++)
+            sb_printf(out, "%s%lld", i ? "," : "", (long long)g->ipool.v[n->pool + (uint32_t)i]);
+        break;
+    }
+    case OP_SLICE: case OP_PAD: {
+        int r = n->shape.rank;
+        sb_puts(out, " start=");
+        for (int i = 0; i < r; i++)
+            sb_printf(out, "%s%lld", i ? "," : "", (long long)g->ipool.v[n->pool + (uint32_t)i]);
+        sb_puts(out, " step=");
+        for (int i = 0; i < r; i++)
+            sb_printf(out, "%s%lld", i ? "," : "",
+                      (long long)g->ipool.v[n->pool + (uint32_t)(r + i)]);
+        break;
+    }
+    case OP_MATMUL:
+        if (n->ta)
+            sb_puts(out, " ta");
+        if (n->tb)
+            sb_puts(out, " tb");
+        break;
+    case OP_RANDU: case OP_RANDN:
+        sb_printf(out, " stream=%016llx", (unsigned long long)n->key);
+        break;
+    default:
+        break;
+    }
+}
+
+void graph_print_node(Graph *g, NodeId id, StrBuf *out)
+{
+    Node *n = graph_node(g, id);
+    char sh[256];
+    shape_format(g, &n->shape, sh, sizeof sh);
+    sb_printf(out, "%%%u = %s", id, op_info[n->op].name);
+    for (int i = 0; i < n->nin; i++)
+        sb_printf(out, "%s %%%u", i ? "," : "", n->in[i]);
+    print_attrs(g, n, out);
+    sb_printf(out, " : %s %s", sh, dtype_name(n->dtype));
+}
+
+void graph_print(Graph *g, const NodeId *roots, int nroots, StrBuf *out, const SourceMap *sm)
+{
+    bool *live = xcalloc((size_t)g->nodes.n, 1);
+    graph_mark_live(g, roots, nroots, live);
+    for (int id = 1; id < g->nodes.n; id++) {
+        if (!live[id])
+            continue;
+        graph_print_node(g, (NodeId)id, out);
+        Node *n = graph_node(g, (NodeId)id);
+        const SourceFile *f = sm ? source_map_get(sm, n->span.file) : NULL;
+        if (f) {
+            int line, col;
+            source_line_col(f, n->span.start, &line, &col);
+            const char *base = strrchr(f->path, '/');
+            sb_printf(out, "  # %s:%d", base ? base + 1 : f->path, line);
+        }
+        sb_putc(out, '\n');
+    }
+    free(live);
+}
+
+void graph_dot(Graph *g, const NodeId *roots, int nroots, StrBuf *out)
+{
+    bool *live = xcalloc((size_t)g->nodes.n, 1);
+    graph_mark_live(g, roots, nroots, live);
+    sb_puts(out, "digraph nnd {\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    for (int id = 1; id < g->nodes.n; id++) {
+        if (!live[id])
+            continue;
+        Node *n = graph_node(g, (NodeId)id);
+        char sh[256];
+        shape_format(g, &n->shape, sh, sizeof sh);
+        StrBuf label = {0};
+        sb_puts(&label, op_info[n->op].name);
+        print_attrs(g, n, &label);
+        const char *color = op_info[n->op].kind == OPK_LEAF ? ", style=filled, fillcolor=\"#e8f0ff\"" : "";
+        sb_printf(out, "  n%d [label=\"%%%d %s\\n%s %s\"%s];\n", id, id, label.s, sh,
+                  dtype_name(n->dtype), color);
+        sb_free(&label);
+        for (int i = 0; i < n->nin; i++)
+            sb_printf(out, "  n%u -> n%d;\n", n->in[i], id);
+    }
+    sb_puts(out, "}\n");
+    free(live);
+}

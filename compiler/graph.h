@@ -1,0 +1,139 @@
+/* graph: the computation graph IR.
+ *
+ * Nodes are SSA values in one array, referred to by 32-bit ids; a node's inputs
+ * always have smaller ids, so id order is a topological order.  Id 0 is "no node"
+ * (and the poison value elaboration returns after an error).  Each node has an op
+ * from ops.def, a shape whose dimensions are concrete (>= 0) or symbolic (< 0: the
+ * run-time batch size B, say), a dtype, a few attributes, and the source span it
+ * came from.  The backward pass and the update rules are more nodes of the same
+ * graph, so they can be printed, simplified and differentiated again. */
+#ifndef NND_GRAPH_H
+#define NND_GRAPH_H
+
+#include "nnd_runtime.h"
+#include "source.h"
+
+typedef uint32_t NodeId;
+typedef VEC(NodeId) NodeVec;
+typedef VEC(NodeId *) NodeRefVec;
+
+typedef enum OpId {
+#define OP(id, text, arity, kind, infer, vjp) OP_##id,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} OpId;
+
+typedef enum OpKind {
+    OPK_LEAF,
+    OPK_SOURCE,
+    OPK_EW1,
+    OPK_EW2,
+    OPK_EW3,
+    OPK_LAYOUT,
+    OPK_REDUCE,
+    OPK_INDEX,
+    OPK_MATMUL
+} OpKind;
+
+typedef struct OpInfo {
+    const char *name;
+    int arity;
+    OpKind kind;
+} OpInfo;
+
+extern const OpInfo op_info[OP_COUNT];
+
+typedef struct Shape {
+    int rank;
+    int64_t d[NND_MAX_RANK]; /* >= 0: size; < 0: symbol -d-1 */
+} Shape;
+
+typedef struct Node {
+    uint8_t op; /* OpId */
+    uint8_t dtype; /* NndDType */
+    uint8_t nin;
+    bool keep; /* reductions: keep reduced axes as size 1 */
+    bool ta, tb; /* matmul: transpose a, b */
+    NodeId in[3];
+    Shape shape;
+    int32_t idx; /* PARAM/STATE/INPUT/HYPER: index; ARGMAX: axis; ONE_HOT: depth */
+    uint32_t mask; /* reductions, DIMSIZE: axis bit set */
+    uint32_t pool; /* TRANSPOSE: perm; SLICE/PAD: starts then steps; TENSOR: data */
+    uint64_t key; /* RANDU/RANDN: random stream */
+    double num; /* CONST: value */
+    const char *name; /* leaves: display name (graph arena) */
+    Span span;
+} Node;
+
+typedef struct Graph {
+    VEC(Node) nodes; /* nodes.v[0] is the unused "no node" */
+    VEC(int64_t) ipool;
+    VEC(double) fpool;
+    VEC(const char *) syms; /* names of symbolic dimensions */
+    Arena arena; /* names */
+} Graph;
+
+void graph_init(Graph *g);
+void graph_free(Graph *g);
+static inline Node *graph_node(Graph *g, NodeId id) { return &g->nodes.v[id]; }
+static inline int graph_count(const Graph *g) { return g->nodes.n; }
+
+/* The dimension value of a named symbol, added on first use. */
+int64_t graph_symbol(Graph *g, const char *name);
+
+/* Appends the node as given (no checks) and returns its id. */
+NodeId graph_append(Graph *g, const Node *n);
+/* Runs the op's shape rule on n (inputs, attributes and preset shape filled in);
+ * on success sets n's shape and dtype and returns true; otherwise writes why into
+ * err and returns false. */
+bool graph_infer(Graph *g, Node *n, char *err, size_t errlen);
+/* graph_infer, then graph_append; returns 0 (with err) when the rule fails. */
+NodeId graph_build(Graph *g, Node n, char *err, size_t errlen);
+
+/* ---- shapes ---- */
+bool shape_equal(const Shape *a, const Shape *b);
+Shape shape_scalar(void);
+Shape shape_make(int rank, const int64_t *d);
+/* Product of the concrete dims; *symbolic set when some dim is symbolic. */
+int64_t shape_static_numel(const Shape *s, bool *symbolic);
+/* NumPy broadcasting of two shapes; false (with err) when they do not fit. */
+bool shape_broadcast(const Graph *g, const Shape *a, const Shape *b, Shape *out, char *err,
+                     size_t errlen);
+/* "[B, 784]" */
+void shape_format(const Graph *g, const Shape *s, char *buf, size_t size);
+const char *dtype_name(NndDType t);
+bool dtype_is_float(NndDType t);
+
+/* ---- builders for internal use (autodiff, simplify, expansion) ----
+ * They abort on a shape error: callers guarantee well-shaped inputs. */
+NodeId gb_node(Graph *g, Node n);
+NodeId gb_const(Graph *g, double v, NndDType dtype, Span span);
+NodeId gb_full(Graph *g, double v, NndDType dtype, const Shape *s, Span span);
+NodeId gb_unary(Graph *g, OpId op, NodeId a, Span span);
+NodeId gb_binary(Graph *g, OpId op, NodeId a, NodeId b, Span span);
+NodeId gb_select(Graph *g, NodeId c, NodeId a, NodeId b, Span span);
+NodeId gb_cast(Graph *g, NodeId a, NndDType dtype, Span span);
+NodeId gb_broadcast(Graph *g, NodeId a, const Shape *s, Span span);
+NodeId gb_reshape(Graph *g, NodeId a, const Shape *s, Span span);
+NodeId gb_transpose(Graph *g, NodeId a, const int *perm, Span span);
+NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span span);
+NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span);
+NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span);
+/* Sums a (broadcast from shape s) back down to s: the adjoint of a broadcast. */
+NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span);
+/* Scalar-or-equal-shape helpers: the scalar operand is broadcast first. */
+NodeId gb_binary_bc(Graph *g, OpId op, NodeId a, NodeId b, Span span);
+
+/* True when n is CONST v, or a BROADCAST of CONST v. */
+bool graph_is_const(Graph *g, NodeId n, double *v);
+
+/* ---- printing ---- */
+/* Writes the nodes reachable from roots, one per line, in id order. */
+void graph_print(Graph *g, const NodeId *roots, int nroots, StrBuf *out, const SourceMap *sm);
+void graph_print_node(Graph *g, NodeId id, StrBuf *out);
+void graph_dot(Graph *g, const NodeId *roots, int nroots, StrBuf *out);
+/* Marks (live[id] = true) every node reachable from roots; live has graph_count slots. */
+void graph_mark_live(Graph *g, const NodeId *roots, int nroots, bool *live);
+
+#endif

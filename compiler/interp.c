@@ -1,0 +1,451 @@
+#include "interp.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ITensor itensor_new(NndDType dtype, int rank, const int64_t *shape)
+{
+    ITensor t = {dtype, rank, {0}, 1, NULL};
+    for (int i = 0; i < rank; i++) {
+        t.shape[i] = shape[i];
+        t.n *= shape[i];
+    }
+    t.v = xcalloc((size_t)(t.n ? t.n : 1), sizeof(double));
+    return t;
+}
+
+void itensor_free(ITensor *t)
+{
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}
+
+ITensor itensor_copy(const ITensor *t)
+{
+    ITensor c = itensor_new(t->dtype, t->rank, t->shape);
+    memcpy(c.v, t->v, sizeof(double) * (size_t)t->n);
+    return c;
+}
+
+double itensor_round(NndDType dtype, double v)
+{
+    switch (dtype) {
+    case NND_F32:
+        return (double)(float)v;
+    case NND_I32:
+        /* + 0.0: an integer has no -0 (trunc(-0.5) and -0 would otherwise stay -0) */
+        return isfinite(v) ? trunc(v) + 0.0 : 0;
+    case NND_BOOL:
+        return v != 0;
+    default:
+        return v;
+    }
+}
+
+typedef struct Run {
+    Graph *g;
+    const InterpBindings *b;
+    ITensor *val; /* one per node id */
+    char *err;
+    size_t errlen;
+    bool failed;
+} Run;
+
+static bool fail(Run *r, NodeId id, const char *fmt, ...)
+{
+    if (r->failed)
+        return false;
+    r->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[400];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(r->err, r->errlen, "%s (node %%%u, %s)", msg, id, op_info[graph_node(r->g, id)->op].name);
+    return false;
+}
+
+/* The concrete shape of a node: symbolic dimensions take their bound values. */
+static bool concrete_shape(Run *r, NodeId id, int64_t *out)
+{
+    Node *n = graph_node(r->g, id);
+    for (int i = 0; i < n->shape.rank; i++) {
+        int64_t d = n->shape.d[i];
+        if (d < 0) {
+            int sym = (int)(-d - 1);
+            if (sym >= r->b->nsyms)
+                return fail(r, id, "symbolic dimension %s has no value",
+                            sym < r->g->syms.n ? r->g->syms.v[sym] : "?");
+            d = r->b->syms[sym];
+        }
+        out[i] = d;
+    }
+    return true;
+}
+
+static void strides_of(int rank, const int64_t *shape, int64_t *st)
+{
+    int64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= shape[i];
+    }
+}
+
+static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+static double sign(double x) { return (x > 0) - (x < 0); }
+
+static bool bind_leaf(Run *r, NodeId id, ITensor *out, const ITensor *src, int count, int idx,
+                      const char *what)
+{
+    Node *n = graph_node(r->g, id);
+    if (!src || idx < 0 || idx >= count)
+        return fail(r, id, "%s %s has no value", what, n->name ? n->name : "");
+    const ITensor *t = &src[idx];
+    int64_t shape[NND_MAX_RANK];
+    if (!concrete_shape(r, id, shape))
+        return false;
+    bool ok = t->rank == n->shape.rank;
+    for (int i = 0; ok && i < t->rank; i++)
+        ok = t->shape[i] == shape[i];
+    if (!ok)
+        return fail(r, id, "%s %s is bound to a tensor of the wrong shape", what,
+                    n->name ? n->name : "");
+    *out = itensor_copy(t);
+    out->dtype = (NndDType)n->dtype;
+    return true;
+}
+
+static bool eval_node(Run *r, NodeId id)
+{
+    Graph *g = r->g;
+    Node *n = graph_node(g, id);
+    int64_t shape[NND_MAX_RANK];
+    if (!concrete_shape(r, id, shape))
+        return false;
+    ITensor *out = &r->val[id];
+    ITensor *a = n->nin > 0 ? &r->val[n->in[0]] : NULL;
+    ITensor *b = n->nin > 1 ? &r->val[n->in[1]] : NULL;
+    ITensor *c = n->nin > 2 ? &r->val[n->in[2]] : NULL;
+    switch ((OpId)n->op) {
+    case OP_PARAM:
+        return bind_leaf(r, id, out, r->b->params, r->b->nparams, n->idx, "parameter");
+    case OP_STATE:
+        return bind_leaf(r, id, out, r->b->states, r->b->nstates, n->idx, "state");
+    case OP_INPUT:
+        return bind_leaf(r, id, out, r->b->inputs, r->b->ninputs, n->idx, "input");
+    default:
+        break;
+    }
+    *out = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
+    double *y = out->v;
+    int64_t cnt = out->n;
+    switch ((OpId)n->op) {
+    case OP_CONST:
+        y[0] = n->num;
+        break;
+    case OP_TENSOR:
+        memcpy(y, &g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
+        break;
+    case OP_HYPER:
+        if (!r->b->hypers || n->idx >= r->b->nhypers)
+            return fail(r, id, "hyper-parameter %s has no value", n->name ? n->name : "");
+        y[0] = r->b->hypers[n->idx];
+        break;
+    case OP_RANDU:
+        for (int64_t i = 0; i < cnt; i++)
+            y[i] = a->v[0] + (b->v[0] - a->v[0]) * nnd_random_uniform(r->b->seed, n->key, (uint64_t)i);
+        break;
+    case OP_RANDN:
+        for (int64_t i = 0; i < cnt; i++)
+            y[i] = a->v[0] + b->v[0] * nnd_random_normal(r->b->seed, n->key, (uint64_t)i);
+        break;
+    case OP_DIMSIZE: {
+        int64_t s = 1;
+        for (int i = 0; i < a->rank; i++)
+            if (n->mask & (1u << i))
+                s *= a->shape[i];
+        y[0] = (double)s;
+        break;
+    }
+#define EW1(OPN, EXPR)                                                                     \
+    case OPN:                                                                              \
+        for (int64_t i = 0; i < cnt; i++) {                                                \
+            double x = a->v[i];                                                            \
+            y[i] = (EXPR);                                                                 \
+        }                                                                                  \
+        break;
+        EW1(OP_NEG, -x)
+        EW1(OP_EXP, exp(x))
+        EW1(OP_LOG, log(x))
+        EW1(OP_SQRT, sqrt(x))
+        EW1(OP_RSQRT, 1 / sqrt(x))
+        EW1(OP_ABS, fabs(x))
+        EW1(OP_SIGN, sign(x))
+        EW1(OP_TANH, tanh(x))
+        EW1(OP_SIGMOID, sigmoid(x))
+        EW1(OP_RELU, x > 0 ? x : 0)
+        EW1(OP_SIN, sin(x))
+        EW1(OP_COS, cos(x))
+        EW1(OP_FLOOR, floor(x))
+        EW1(OP_NOT, x == 0)
+        EW1(OP_CAST, x)
+#undef EW1
+#define EW2(OPN, EXPR)                                                                     \
+    case OPN:                                                                              \
+        for (int64_t i = 0; i < cnt; i++) {                                                \
+            double p = a->v[i], q = b->v[i];                                               \
+            y[i] = (EXPR);                                                                 \
+        }                                                                                  \
+        break;
+        EW2(OP_ADD, p + q)
+        EW2(OP_SUB, p - q)
+        EW2(OP_MUL, p * q)
+        EW2(OP_DIV, p / q)
+        /* x^2 is x*x, correctly rounded, as simplify_graph rewrites it (libm's pow can
+         * differ in the last bit) */
+        EW2(OP_POW, q == 2 ? p * p : pow(p, q))
+        EW2(OP_MIN, q < p ? q : p)
+        EW2(OP_MAX, q > p ? q : p)
+        EW2(OP_LT, p < q)
+        EW2(OP_LE, p <= q)
+        EW2(OP_GT, p > q)
+        EW2(OP_GE, p >= q)
+        EW2(OP_EQ, p == q)
+        EW2(OP_NE, p != q)
+        EW2(OP_AND, p != 0 && q != 0)
+        EW2(OP_OR, p != 0 || q != 0)
+#undef EW2
+    case OP_SELECT:
+        for (int64_t i = 0; i < cnt; i++)
+            y[i] = a->v[i] != 0 ? b->v[i] : c->v[i];
+        break;
+    case OP_BROADCAST: {
+        /* input dims align to the right; size-1 input dims repeat */
+        int r0 = out->rank, ra = a->rank;
+        int64_t ost[NND_MAX_RANK], ast[NND_MAX_RANK];
+        strides_of(ra, a->shape, ast);
+        strides_of(r0, out->shape, ost);
+        for (int64_t i = 0; i < cnt; i++) {
+            int64_t src = 0, rem = i;
+            for (int k = 0; k < r0; k++) {
+                int64_t ix = rem / ost[k];
+                rem %= ost[k];
+                int ka = k - (r0 - ra);
+                if (ka >= 0 && a->shape[ka] != 1)
+                    src += ix * ast[ka];
+            }
+            y[i] = a->v[src];
+        }
+        break;
+    }
+    case OP_RESHAPE:
+        if (a->n != cnt)
+            return fail(r, id, "reshape of %lld elements into %lld", (long long)a->n, (long long)cnt);
+        memcpy(y, a->v, sizeof(double) * (size_t)cnt);
+        break;
+    case OP_TRANSPOSE: {
+        int rk = out->rank;
+        int64_t ost[NND_MAX_RANK], ast[NND_MAX_RANK];
+        strides_of(rk, out->shape, ost);
+        strides_of(rk, a->shape, ast);
+        const int64_t *perm = &g->ipool.v[n->pool];
+        for (int64_t i = 0; i < cnt; i++) {
+            int64_t src = 0, rem = i;
+            for (int k = 0; k < rk; k++) {
+                src += (rem / ost[k]) * ast[perm[k]];
+                rem %= ost[k];
+            }
+            y[i] = a->v[src];
+        }
+        break;
+    }
+    case OP_SLICE:
+    case OP_PAD: {
+        /* SLICE reads big[start + i*step]; PAD writes it */
+        bool slice = n->op == OP_SLICE;
+        ITensor *big = slice ? a : out, *small = slice ? out : a;
+        int rk = big->rank;
+        const int64_t *start = &g->ipool.v[n->pool], *step = start + rk;
+        int64_t bst[NND_MAX_RANK], sst[NND_MAX_RANK];
+        strides_of(rk, big->shape, bst);
+        strides_of(rk, small->shape, sst);
+        for (int64_t i = 0; i < small->n; i++) {
+            int64_t at = 0, rem = i;
+            for (int k = 0; k < rk; k++) {
+                at += (start[k] + (rem / sst[k]) * step[k]) * bst[k];
+                rem %= sst[k];
+            }
+            if (slice)
+                y[i] = a->v[at];
+            else
+                y[at] = a->v[i];
+        }
+        break;
+    }
+    case OP_SUM:
+    case OP_MEAN:
+    case OP_RMAX:
+    case OP_LOGSUMEXP:
+    case OP_ARGMAX: {
+        int ra = a->rank;
+        uint32_t mask = n->op == OP_ARGMAX ? 1u << n->idx : n->mask;
+        /* the output index of each input element: drop (or keep as 0) reduced axes */
+        int64_t ast[NND_MAX_RANK], kst[NND_MAX_RANK], kshape[NND_MAX_RANK];
+        strides_of(ra, a->shape, ast);
+        for (int k = 0; k < ra; k++)
+            kshape[k] = mask & (1u << k) ? 1 : a->shape[k];
+        strides_of(ra, kshape, kst);
+        int64_t group = 1;
+        for (int k = 0; k < ra; k++)
+            if (mask & (1u << k))
+                group *= a->shape[k];
+        double *m = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+        int64_t *arg = n->op == OP_ARGMAX ? xcalloc((size_t)(cnt ? cnt : 1), sizeof(int64_t)) : NULL;
+        bool maxish = n->op == OP_RMAX || n->op == OP_LOGSUMEXP || n->op == OP_ARGMAX;
+        for (int64_t i = 0; i < cnt; i++)
+            m[i] = maxish ? -INFINITY : 0;
+        for (int pass = 0; pass < (n->op == OP_LOGSUMEXP ? 2 : 1); pass++) {
+            for (int64_t i = 0; i < a->n; i++) {
+                int64_t o = 0, rem = i, along = 0;
+                for (int k = 0; k < ra; k++) {
+                    int64_t ix = rem / ast[k];
+                    rem %= ast[k];
+                    if (!(mask & (1u << k)))
+                        o += ix * kst[k];
+                    else
+                        along = along * a->shape[k] + ix;
+                }
+                double x = a->v[i];
+                if (n->op == OP_SUM || n->op == OP_MEAN)
+                    m[o] += x;
+                else if (n->op == OP_ARGMAX) {
+                    if (x > m[o] || (isnan(x) && !isnan(m[o]))) {
+                        m[o] = x;
+                        arg[o] = along;
+                    }
+                } else if (pass == 0) {
+                    if (x > m[o] || isnan(x))
+                        m[o] = x;
+                } else if (isfinite(m[o])) {
+                    y[o] += exp(x - m[o]);
+                }
+            }
+        }
+        for (int64_t i = 0; i < cnt; i++) {
+            switch ((OpId)n->op) {
+            case OP_SUM: y[i] = m[i]; break;
+            case OP_MEAN: y[i] = m[i] / (double)group; break;
+            case OP_RMAX: y[i] = m[i]; break;
+            case OP_ARGMAX: y[i] = (double)arg[i]; break;
+            default: y[i] = isfinite(m[i]) ? m[i] + log(y[i]) : m[i]; break;
+            }
+        }
+        free(m);
+        free(arg);
+        break;
+    }
+    case OP_PICK: {
+        int64_t cls = a->shape[a->rank - 1];
+        for (int64_t i = 0; i < cnt; i++) {
+            double l = b->v[i];
+            if (!(l >= 0 && l < (double)cls))
+                return fail(r, id, "label %g is out of range for %lld classes", l, (long long)cls);
+            y[i] = a->v[i * cls + (int64_t)l];
+        }
+        break;
+    }
+    case OP_ONE_HOT: {
+        int64_t depth = n->idx;
+        for (int64_t i = 0; i < a->n; i++) {
+            double l = a->v[i];
+            if (!(l >= 0 && l < (double)depth))
+                return fail(r, id, "label %g is out of range for one_hot depth %lld", l,
+                            (long long)depth);
+            y[i * depth + (int64_t)l] = 1;
+        }
+        break;
+    }
+    case OP_MATMUL: {
+        int rk = out->rank;
+        int64_t M = out->shape[rk - 2], N = out->shape[rk - 1];
+        int64_t K = n->ta ? a->shape[rk - 2] : a->shape[rk - 1];
+        int64_t mn = M * N;
+        int64_t batch = mn > 0 ? cnt / mn : 0;
+        for (int64_t bi = 0; bi < batch; bi++) {
+            const double *A = a->v + bi * M * K, *B = b->v + bi * K * N;
+            double *C = y + bi * M * N;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t k = 0; k < K; k++) {
+                    double aik = n->ta ? A[k * M + i] : A[i * K + k];
+                    if (n->tb)
+                        for (int64_t j = 0; j < N; j++)
+                            C[i * N + j] += aik * B[j * K + k];
+                    else
+                        for (int64_t j = 0; j < N; j++)
+                            C[i * N + j] += aik * B[k * N + j];
+                }
+        }
+        break;
+    }
+    default:
+        return fail(r, id, "no interpreter rule");
+    }
+    if (n->dtype != NND_F64)
+        for (int64_t i = 0; i < cnt; i++)
+            y[i] = itensor_round((NndDType)n->dtype, y[i]);
+    return true;
+}
+
+bool interp_run(Graph *g, const NodeId *roots, int nroots, const InterpBindings *b, ITensor *out,
+                char *err, size_t errlen)
+{
+    int count = graph_count(g);
+    bool *live = xcalloc((size_t)count, 1);
+    graph_mark_live(g, roots, nroots, live);
+    /* the last reader of each value, so it can be freed early */
+    NodeId *last = xcalloc((size_t)count, sizeof(NodeId));
+    for (int id = 1; id < count; id++) {
+        if (!live[id])
+            continue;
+        Node *n = graph_node(g, (NodeId)id);
+        for (int i = 0; i < n->nin; i++)
+            last[n->in[i]] = (NodeId)id;
+    }
+    for (int i = 0; i < nroots; i++)
+        last[roots[i]] = (NodeId)count; /* kept */
+    Run r = {g, b, xcalloc((size_t)count, sizeof(ITensor)), err, errlen, false};
+    bool ok = true;
+    for (int id = 1; id < count && ok; id++) {
+        if (!live[id])
+            continue;
+        ok = eval_node(&r, (NodeId)id);
+        Node *n = graph_node(g, (NodeId)id);
+        for (int i = 0; i < n->nin; i++)
+            if (last[n->in[i]] == (NodeId)id)
+                itensor_free(&r.val[n->in[i]]);
+    }
+    for (int i = 0; i < nroots; i++) {
+        if (ok)
+            out[i] = itensor_copy(&r.val[roots[i]]);
+        else
+            out[i] = (ITensor){0};
+    }
+    for (int id = 0; id < count; id++)
+        itensor_free(&r.val[id]);
+    free(r.val);
+    free(live);
+    free(last);
+    return ok;
+}
+
+bool interp_eval_const(Graph *g, NodeId root, const double *hypers, int nhypers, ITensor *out,
+                       char *err, size_t errlen)
+{
+    InterpBindings b = {.hypers = hypers, .nhypers = nhypers};
+    return interp_run(g, &root, 1, &b, out, err, errlen);
+}

@@ -1,0 +1,376 @@
+/* main: the nnd command line. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "elab.h"
+#include "module.h"
+#include "sema.h"
+#include "simplify.h"
+
+static const char usage[] =
+    "usage: nnd COMMAND [options] FILE.nnd\n"
+    "\n"
+    "commands:\n"
+    "  run FILE        train the program's train block\n"
+    "  check FILE...   parse and check (names, types, shapes); exit 1 on errors\n"
+    "  graph FILE      print the forward/backward/update graph after simplification\n"
+    "  gradcheck FILE  compare autodiff gradients with finite differences (f64)\n"
+    "  parse FILE      print the syntax tree\n"
+    "\n"
+    "options:\n"
+    "  --set NAME=VALUE  override a setting or hyper-parameter (batch, epochs, steps,\n"
+    "                    seed, shuffle, opt.lr, a `let` of the train block); repeatable\n"
+    "  --seed N          same as --set seed=N\n"
+    "  --dtype f32|f64   the float type of the whole program (default f32)\n"
+    "  --interp          run with the reference interpreter\n"
+    "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
+    "              --raw (before simplification), --stats\n"
+    "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
+    "  --version, --help\n";
+
+typedef struct Options {
+    const char *cmd;
+    StrVec files;
+    VEC(Override) overrides;
+    NndDType dtype;
+    bool interp, dot, all, raw, stats;
+    GradcheckOptions gc;
+} Options;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nnd: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run `nnd --help` for usage)\n");
+    return NND_EXIT_USAGE;
+}
+
+static bool parse_number(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int add_override(Options *o, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return usage_error("--set takes NAME=VALUE, got '%s'", kv);
+    Override ov = {0};
+    ov.key = xstrndup(kv, (size_t)(eq - kv));
+    ov.text = eq + 1;
+    if (strcmp(ov.text, "true") == 0 || strcmp(ov.text, "false") == 0) {
+        ov.value = ov.text[0] == 't';
+        ov.is_number = true;
+    } else {
+        ov.is_number = parse_number(ov.text, &ov.value);
+    }
+    vec_push(&o->overrides, ov);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, Options *o)
+{
+    o->dtype = NND_F32;
+    o->gc = (GradcheckOptions){4, 24, 1e-6, 1e-5, 1e-3};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        double v;
+        if (strcmp(a, "--set") == 0) {
+            if (!next)
+                return usage_error("%s needs NAME=VALUE", a);
+            if (add_override(o, next))
+                return NND_EXIT_USAGE;
+            i++;
+        } else if (strncmp(a, "--set=", 6) == 0) {
+            if (add_override(o, a + 6))
+                return NND_EXIT_USAGE;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (!next || !parse_number(next, &v))
+                return usage_error("%s needs a number", a);
+            Override ov = {xstrdup("seed"), next, v, true, false};
+            vec_push(&o->overrides, ov);
+            i++;
+        } else if (strcmp(a, "--dtype") == 0) {
+            if (!next || (strcmp(next, "f32") && strcmp(next, "f64")))
+                return usage_error("--dtype takes f32 or f64, got '%s'", next ? next : "");
+            o->dtype = strcmp(next, "f64") == 0 ? NND_F64 : NND_F32;
+            i++;
+        } else if (strcmp(a, "--interp") == 0) {
+            o->interp = true;
+        } else if (strcmp(a, "--dot") == 0) {
+            o->dot = true;
+        } else if (strcmp(a, "--all") == 0) {
+            o->all = true;
+        } else if (strcmp(a, "--raw") == 0) {
+            o->raw = true;
+        } else if (strcmp(a, "--stats") == 0) {
+            o->stats = true;
+        } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--per-param") == 0 ||
+                   strcmp(a, "--eps") == 0) {
+            if (!next || !parse_number(next, &v) || v < 0)
+                return usage_error("%s needs a non-negative number", a);
+            if (a[2] == 'b')
+                o->gc.batch = v < 1 ? 1 : (int)v;
+            else if (a[2] == 'p')
+                o->gc.per_param = (int)v;
+            else
+                o->gc.eps = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else {
+            vec_push(&o->files, a);
+        }
+    }
+    return 0;
+}
+
+/* Loads and checks a file; prints diagnostics.  Returns the main module or NULL. */
+static Module *front(Frontend *fe, const char *path)
+{
+    Module *m = frontend_load(fe, path, span_none());
+    if (m && !diags_has_errors(&fe->diags))
+        sema_check(fe, m);
+    if (!m || diags_has_errors(&fe->diags)) {
+        diags_print(&fe->diags, stderr);
+        return NULL;
+    }
+    return m;
+}
+
+static Program *build(Frontend *fe, Module *m, Options *o, SimplifyStats *st)
+{
+    ElabOptions eo = {o->dtype, o->overrides.v, o->overrides.n};
+    Program *p = elab_program(fe, m, &eo);
+    diags_print(&fe->diags, stderr);
+    if (!p)
+        return NULL;
+    if (!o->raw) {
+        NodeRefVec roots = {0};
+        program_roots(p, &roots);
+        simplify_graph(&p->g, roots.v, roots.n, true, st);
+        vec_free(&roots);
+    }
+    return p;
+}
+
+static int cmd_check(Options *o)
+{
+    if (o->files.n == 0)
+        return usage_error("%s", "check needs at least one file");
+    int rc = 0;
+    for (int i = 0; i < o->files.n; i++) {
+        Frontend fe;
+        frontend_init(&fe);
+        Module *m = front(&fe, o->files.v[i]);
+        if (!m) {
+            rc = NND_EXIT_ERROR;
+        } else if (m->train) {
+            Program *p = build(&fe, m, o, NULL);
+            if (!p)
+                rc = NND_EXIT_ERROR;
+            program_free(p);
+        } else {
+            diags_print(&fe.diags, stderr);
+        }
+        frontend_free(&fe);
+    }
+    return rc;
+}
+
+static int cmd_parse(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "parse takes one file");
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = frontend_load(&fe, o->files.v[0], span_none());
+    int rc = 0;
+    if (m) {
+        StrBuf b = {0};
+        for (int i = 0; i < m->ast->items.n; i++) {
+            ast_dump(m->ast->items.v[i], &b);
+            sb_putc(&b, '\n');
+        }
+        if (b.s)
+            fputs(b.s, stdout);
+        sb_free(&b);
+    }
+    if (diags_has_errors(&fe.diags) || !m)
+        rc = NND_EXIT_ERROR;
+    diags_print(&fe.diags, stderr);
+    frontend_free(&fe);
+    return rc;
+}
+
+static int cmd_graph(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "graph takes one file");
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = front(&fe, o->files.v[0]);
+    SimplifyStats st = {0};
+    Program *p = m ? build(&fe, m, o, &st) : NULL;
+    if (!p) {
+        frontend_free(&fe);
+        return NND_EXIT_ERROR;
+    }
+    NodeVec roots = {0};
+    program_step_roots(p, &roots);
+    if (o->all) {
+        for (int i = 0; i < p->params.n; i++) {
+            vec_push(&roots, p->params.v[i].init);
+            vec_push(&roots, p->grads.v[i]);
+        }
+        for (int i = 0; i < p->states.n; i++)
+            vec_push(&roots, p->states.v[i].init);
+        for (int i = 0; i < p->evals.n; i++)
+            for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+                vec_push(&roots, p->evals.v[i].metrics.v[k].node);
+    }
+    StrBuf b = {0};
+    if (o->dot) {
+        graph_dot(&p->g, roots.v, roots.n, &b);
+    } else {
+        sb_printf(&b, "# step graph of %s (forward, backward and update)%s\n", o->files.v[0],
+                  o->raw ? ", before simplification" : "");
+        if (o->stats && !o->raw)
+            sb_printf(&b, "# %d nodes, %d before simplification: %d folded, %d identities, %d merged\n",
+                      st.after, st.before, st.folded, st.identities, st.merged);
+        graph_print(&p->g, roots.v, roots.n, &b, &fe.sm);
+        sb_puts(&b, "# outputs\n");
+        sb_printf(&b, "loss = %%%u\n", p->loss);
+        for (int i = 0; i < p->updates.n; i++) {
+            Update *u = &p->updates.v[i];
+            sb_printf(&b, "%s <- %%%u\n",
+                      u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name, u->value);
+        }
+        for (int i = 0; i < p->params.n; i++)
+            if (p->params.v[i].frozen)
+                sb_printf(&b, "%s frozen\n", p->params.v[i].name);
+        if (o->all) {
+            for (int i = 0; i < p->params.n; i++) {
+                sb_printf(&b, "init %s = %%%u\n", p->params.v[i].name, p->params.v[i].init);
+                if (p->grads.v[i])
+                    sb_printf(&b, "grad %s = %%%u\n", p->params.v[i].name, p->grads.v[i]);
+            }
+            for (int i = 0; i < p->states.n; i++)
+                sb_printf(&b, "init %s = %%%u\n", p->states.v[i].name, p->states.v[i].init);
+            for (int i = 0; i < p->evals.n; i++)
+                for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+                    sb_printf(&b, "metric %s.%s = %%%u\n", p->data.v[p->evals.v[i].data].name,
+                              p->evals.v[i].metrics.v[k].name, p->evals.v[i].metrics.v[k].node);
+        }
+    }
+    fputs(b.s, stdout);
+    sb_free(&b);
+    vec_free(&roots);
+    program_free(p);
+    frontend_free(&fe);
+    return 0;
+}
+
+static int cmd_run(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "run takes one file");
+    if (!o->interp) {
+        fprintf(stderr, "nnd run: compiled training (the LLVM JIT) is not built yet; "
+                        "pass --interp to train with the reference interpreter\n");
+        return NND_EXIT_USAGE;
+    }
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = front(&fe, o->files.v[0]);
+    Program *p = m ? build(&fe, m, o, NULL) : NULL;
+    int rc = NND_EXIT_ERROR;
+    if (p && program_load_data(p, &fe.diags)) {
+        Model model;
+        char err[512];
+        if (!model_init(p, &model, err, sizeof err)) {
+            fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
+        } else {
+            TrainResult res = {0};
+            rc = driver_train_interp(p, &model, stdout, &res);
+            if (rc == NND_EXIT_OK)
+                printf("done: %lld steps, final loss %.6f\n", (long long)res.steps, res.final_loss);
+            if (rc == NND_EXIT_OK && p->save_path) {
+                if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
+                    printf("saved %d parameters to %s\n", p->params.n, p->save_path);
+                } else {
+                    fprintf(stderr, "nnd: %s\n", err);
+                    rc = NND_EXIT_ERROR;
+                }
+            }
+            model_free(&model);
+        }
+    }
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
+static int cmd_gradcheck(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "gradcheck takes one file");
+    o->dtype = NND_F64;
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = front(&fe, o->files.v[0]);
+    Program *p = m ? build(&fe, m, o, NULL) : NULL;
+    int rc = NND_EXIT_ERROR;
+    if (p && program_load_data(p, &fe.diags))
+        rc = driver_gradcheck(p, &o->gc, stdout);
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? NND_EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("nnd 0.1.0\n");
+        return 0;
+    }
+    Options o = {0};
+    o.cmd = argv[1];
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+    if (strcmp(o.cmd, "check") == 0)
+        rc = cmd_check(&o);
+    else if (strcmp(o.cmd, "graph") == 0)
+        rc = cmd_graph(&o);
+    else if (strcmp(o.cmd, "run") == 0)
+        rc = cmd_run(&o);
+    else if (strcmp(o.cmd, "gradcheck") == 0)
+        rc = cmd_gradcheck(&o);
+    else if (strcmp(o.cmd, "parse") == 0)
+        rc = cmd_parse(&o);
+    else
+        rc = usage_error("unknown command '%s'", o.cmd);
+    for (int i = 0; i < o.overrides.n; i++)
+        free((char *)o.overrides.v[i].key);
+    vec_free(&o.overrides);
+    vec_free(&o.files);
+    return rc;
+}

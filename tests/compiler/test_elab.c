@@ -1,0 +1,421 @@
+/* Elaboration, autodiff and update-rule expansion through whole programs: what the
+ * train block builds, and that training with the interpreter computes what the
+ * update rules say. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "driver.h"
+#include "elab.h"
+#include "sema.h"
+#include "simplify.h"
+
+typedef struct Compiled {
+    Frontend fe;
+    Program *p;
+    char *diag;
+} Compiled;
+
+static Compiled *compile_opts(const char *src, NndDType dt, Override *ov, int nov)
+{
+    Compiled *c = xcalloc(1, sizeof *c);
+    frontend_init(&c->fe);
+    Module *m = frontend_load_text(&c->fe, NND_SOURCE_DIR "/tests/compiler/t.nnd", src, strlen(src));
+    if (!diags_has_errors(&c->fe.diags))
+        sema_check(&c->fe, m);
+    if (!diags_has_errors(&c->fe.diags)) {
+        ElabOptions eo = {dt, ov, nov};
+        c->p = elab_program(&c->fe, m, &eo);
+    }
+    if (c->p) {
+        NodeRefVec roots = {0};
+        program_roots(c->p, &roots);
+        simplify_graph(&c->p->g, roots.v, roots.n, true, NULL);
+        vec_free(&roots);
+    }
+    c->diag = diags_render(&c->fe.diags);
+    return c;
+}
+
+static Compiled *compile(const char *src) { return compile_opts(src, NND_F32, NULL, 0); }
+
+static void compiled_free(Compiled *c)
+{
+    program_free(c->p);
+    frontend_free(&c->fe);
+    free(c->diag);
+    free(c);
+}
+
+static Compiled *compile_ok(const char *src)
+{
+    Compiled *c = compile(src);
+    if (!c->p)
+        print_error("%s", c->diag);
+    assert_non_null(c->p);
+    return c;
+}
+
+static int param_index(Program *p, const char *name)
+{
+    for (int i = 0; i < p->params.n; i++)
+        if (strcmp(p->params.v[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int hyper_index(Program *p, const char *name)
+{
+    for (int i = 0; i < p->hypers.n; i++)
+        if (strcmp(p->hypers.v[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+#define PRELUDE                                                                            \
+    "use nn\nuse optim\n"                                                                  \
+    "model Net(h = 3) {\n fc1 = Dense(4, h)\n fc2 = Dense(h, 2)\n"                         \
+    " fn forward(x: [B, 4]) -> [B, 2] = fc2(tanh(fc1(x)))\n}\n"
+#define DATA                                                                               \
+    " data train = tensors(x = [[1, 0, 2, 1], [0, 1, 1, 0], [2, 2, 0, 1], [1, 1, 1, 1], "  \
+    "[0, 0, 1, 2]], y = [[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]])\n"
+
+static void test_structure(void **state)
+{
+    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                                     " opt = Adam(lr = 0.01)\n batch = 5\n}\n");
+    Program *p = c->p;
+    assert_int_equal(p->params.n, 4);
+    const char *names[] = {"fc1.W", "fc1.b", "fc2.W", "fc2.b"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(p->params.v[i].name, names[i]);
+    Node *w = graph_node(&p->g, p->params.v[0].node);
+    assert_int_equal(w->shape.rank, 2);
+    assert_int_equal(w->shape.d[0], 4);
+    assert_int_equal(w->shape.d[1], 3);
+    assert_int_equal(p->states.n, 8);
+    assert_string_equal(p->states.v[0].name, "fc1.W.m");
+    assert_string_equal(p->states.v[1].name, "fc1.W.v");
+    /* 4 parameters + 8 states are updated */
+    assert_int_equal(p->updates.n, 12);
+    int lr = hyper_index(p, "opt.lr");
+    assert_true(lr >= 0);
+    assert_true(fabs(p->hypers.v[lr].value - 0.01) < 1e-12);
+    assert_true(hyper_index(p, "opt.beta1") >= 0);
+    assert_int_equal(p->batch, 5);
+    assert_int_equal(p->epochs, 1);
+    /* the input's batch dimension is symbolic */
+    Node *x = graph_node(&p->g, p->x);
+    assert_true(x->shape.d[0] < 0);
+    assert_int_equal(x->shape.d[1], 4);
+    compiled_free(c);
+}
+
+/* The update of SGD is w - lr * g, with g the autodiff gradient. */
+static void test_sgd_step(void **state)
+{
+    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                                     " opt = SGD(lr = 0.5)\n batch = 5\n steps = 1\n shuffle = false\n}\n");
+    Program *p = c->p;
+    assert_int_equal(p->states.n, 0);
+    Model m;
+    char err[256];
+    assert_true(model_init(p, &m, err, sizeof err));
+    ITensor w0 = itensor_copy(&m.params[0]);
+    /* the gradient at the initial weights, on the full batch */
+    NodeVec roots = {0};
+    vec_push(&roots, p->grads.v[0]);
+    DataSet *ds = &p->data.v[0];
+    ITensor in[2] = {itensor_new(NND_F32, 2, ds->x.shape), itensor_new(NND_F32, 2, ds->y.shape)};
+    for (int i = 0; i < in[0].n; i++)
+        in[0].v[i] = ((float *)ds->x.data)[i];
+    for (int i = 0; i < in[1].n; i++)
+        in[1].v[i] = ((float *)ds->y.data)[i];
+    int64_t syms[1] = {5};
+    double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
+    for (int i = 0; i < p->hypers.n; i++)
+        h[i] = p->hypers.v[i].value;
+    InterpBindings b = {m.params, m.nparams, NULL, 0, in, 2, h, p->hypers.n, syms, 1, p->seed};
+    ITensor g;
+    assert_true(interp_run(&p->g, roots.v, 1, &b, &g, err, sizeof err));
+    TrainResult res = {0};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
+    fclose(devnull);
+    double maxdiff = 0, maxg = 0;
+    for (int64_t i = 0; i < w0.n; i++) {
+        double want = (double)(float)(w0.v[i] - (double)(float)(0.5 * g.v[i]));
+        maxdiff = fmax(maxdiff, fabs(m.params[0].v[i] - want));
+        maxg = fmax(maxg, fabs(g.v[i]));
+    }
+    assert_true(maxg > 1e-4); /* the step moved something */
+    assert_true(maxdiff < 1e-6);
+    itensor_free(&g);
+    itensor_free(&w0);
+    itensor_free(&in[0]);
+    itensor_free(&in[1]);
+    free(h);
+    vec_free(&roots);
+    model_free(&m);
+    compiled_free(c);
+}
+
+/* Three Adam steps by the compiled update rule equal the formula applied by hand
+ * to the autodiff gradients (f64 program, so exact up to rounding). */
+static void test_adam_matches_formula(void **state)
+{
+    const char *src = PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                              " opt = Adam(lr = 0.1, beta1 = 0.8, beta2 = 0.9, eps = 1e-6)\n"
+                              " batch = 5\n steps = 3\n shuffle = false\n}\n";
+    Compiled *c = compile_opts(src, NND_F64, NULL, 0);
+    assert_non_null(c->p);
+    Program *p = c->p;
+    Model m, ref;
+    char err[256];
+    assert_true(model_init(p, &m, err, sizeof err));
+    assert_true(model_init(p, &ref, err, sizeof err));
+    DataSet *ds = &p->data.v[0];
+    ITensor in[2] = {itensor_new(NND_F64, 2, ds->x.shape), itensor_new(NND_F64, 2, ds->y.shape)};
+    for (int i = 0; i < in[0].n; i++)
+        in[0].v[i] = ((double *)ds->x.data)[i];
+    for (int i = 0; i < in[1].n; i++)
+        in[1].v[i] = ((double *)ds->y.data)[i];
+    int64_t syms[1] = {5};
+    double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
+    for (int i = 0; i < p->hypers.n; i++)
+        h[i] = p->hypers.v[i].value;
+    double *mom[4], *vel[4];
+    for (int k = 0; k < 4; k++) {
+        mom[k] = xcalloc((size_t)ref.params[k].n, sizeof(double));
+        vel[k] = xcalloc((size_t)ref.params[k].n, sizeof(double));
+    }
+    for (int t = 1; t <= 3; t++) {
+        ITensor g[4];
+        InterpBindings b = {ref.params, ref.nparams, NULL, 0, in, 2, h, p->hypers.n, syms, 1, 0};
+        assert_true(interp_run(&p->g, p->grads.v, 4, &b, g, err, sizeof err));
+        for (int k = 0; k < 4; k++) {
+            for (int64_t i = 0; i < g[k].n; i++) {
+                mom[k][i] = 0.8 * mom[k][i] + 0.2 * g[k].v[i];
+                vel[k][i] = 0.9 * vel[k][i] + 0.1 * g[k].v[i] * g[k].v[i];
+                double mh = mom[k][i] / (1 - pow(0.8, t)), vh = vel[k][i] / (1 - pow(0.9, t));
+                ref.params[k].v[i] -= 0.1 * mh / (sqrt(vh) + 1e-6);
+            }
+            itensor_free(&g[k]);
+        }
+    }
+    TrainResult res = {0};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
+    fclose(devnull);
+    for (int k = 0; k < 4; k++)
+        for (int64_t i = 0; i < m.params[k].n; i++)
+            assert_true(fabs(m.params[k].v[i] - ref.params[k].v[i]) < 1e-12);
+    /* the moments are saved as states fc1.W.m, fc1.W.v, ... */
+    for (int64_t i = 0; i < m.states[0].n; i++)
+        assert_true(fabs(m.states[0].v[i] - mom[0][i]) < 1e-12);
+    for (int k = 0; k < 4; k++) {
+        free(mom[k]);
+        free(vel[k]);
+    }
+    itensor_free(&in[0]);
+    itensor_free(&in[1]);
+    free(h);
+    model_free(&m);
+    model_free(&ref);
+    compiled_free(c);
+}
+
+/* A frozen layer gets no gradient, no state, no update: its weights are unchanged
+ * to the bit after training. */
+static void test_freeze(void **state)
+{
+    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                                     " opt = Adam(lr = 0.1)\n freeze net.fc1\n batch = 2\n epochs = 3\n}\n");
+    Program *p = c->p;
+    int w1 = param_index(p, "fc1.W"), b1 = param_index(p, "fc1.b"), w2 = param_index(p, "fc2.W");
+    assert_true(p->params.v[w1].frozen && p->params.v[b1].frozen && !p->params.v[w2].frozen);
+    assert_int_equal(p->grads.v[w1], 0);
+    assert_int_equal(p->grads.v[b1], 0);
+    assert_int_equal(p->states.n, 4); /* m and v of fc2.W and fc2.b only */
+    for (int i = 0; i < p->updates.n; i++)
+        if (!p->updates.v[i].is_state)
+            assert_true(p->updates.v[i].index != w1 && p->updates.v[i].index != b1);
+    Model m;
+    char err[256];
+    assert_true(model_init(p, &m, err, sizeof err));
+    ITensor before = itensor_copy(&m.params[w1]), before2 = itensor_copy(&m.params[w2]);
+    TrainResult res = {0};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
+    fclose(devnull);
+    assert_memory_equal(before.v, m.params[w1].v, sizeof(double) * (size_t)before.n);
+    assert_memory_not_equal(before2.v, m.params[w2].v, sizeof(double) * (size_t)before2.n);
+    itensor_free(&before);
+    itensor_free(&before2);
+    model_free(&m);
+    compiled_free(c);
+}
+
+/* `opt net.fc2 = ...` gives fc2 its own rule and hyper-parameters. */
+static void test_groups(void **state)
+{
+    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                                     " opt = Adam(lr = 0.1)\n opt net.fc2 = SGD(lr = 0.5)\n}\n");
+    Program *p = c->p;
+    assert_int_equal(p->states.n, 4); /* Adam state only for fc1.W and fc1.b */
+    assert_string_equal(p->states.v[0].name, "fc1.W.m");
+    int lr2 = hyper_index(p, "opt.net.fc2.lr");
+    assert_true(lr2 >= 0);
+    assert_true(fabs(p->hypers.v[lr2].value - 0.5) < 1e-12);
+    assert_int_equal(p->groups.n, 2);
+    assert_string_equal(p->groups.v[1].rule, "SGD");
+    compiled_free(c);
+}
+
+static void test_overrides(void **state)
+{
+    const char *src = PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                              " opt = Adam(lr = 0.1)\n epochs = 7\n let h2 = 0.5\n}\n";
+    Override ov[] = {{"opt.lr", "0.25", 0.25, true, false}, {"steps", "11", 11, true, false},
+                     {"h2", "2", 2, true, false}, {"batch", "3", 3, true, false}};
+    Compiled *c = compile_opts(src, NND_F32, ov, 4);
+    assert_non_null(c->p);
+    assert_true(fabs(c->p->hypers.v[hyper_index(c->p, "opt.lr")].value - 0.25) < 1e-12);
+    assert_true(fabs(c->p->hypers.v[hyper_index(c->p, "h2")].value - 2) < 1e-12);
+    assert_int_equal(c->p->steps, 11);
+    assert_int_equal(c->p->batch, 3);
+    assert_int_equal(program_total_steps(c->p), 11);
+    compiled_free(c);
+    Override bad[] = {{"opt.lrr", "1", 1, true, false}};
+    c = compile_opts(src, NND_F32, bad, 1);
+    assert_null(c->p);
+    assert_non_null(strstr(c->diag, "--set opt.lrr: nothing in the program is called 'opt.lrr'"));
+    assert_non_null(strstr(c->diag, "did you mean 'opt.lr'?"));
+    compiled_free(c);
+}
+
+/* Hyper-parameters stay run-time inputs: a schedule is a graph over `step`. */
+static void test_schedule_is_runtime(void **state)
+{
+    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                                     " opt = SGD(lr = if step < 2 then 0 else 0.1)\n batch = 5\n"
+                                     " steps = 2\n shuffle = false\n}\n");
+    Program *p = c->p;
+    Model m;
+    char err[256];
+    assert_true(model_init(p, &m, err, sizeof err));
+    ITensor w0 = itensor_copy(&m.params[0]);
+    TrainResult res = {0};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
+    fclose(devnull);
+    /* lr was 0 for steps 0 and 1 */
+    assert_memory_equal(w0.v, m.params[0].v, sizeof(double) * (size_t)w0.n);
+    itensor_free(&w0);
+    model_free(&m);
+    compiled_free(c);
+}
+
+/* A gradient penalty through grad(): second-order autodiff, checked against finite
+ * differences by gradcheck. */
+static void test_grad_penalty_gradcheck(void **state)
+{
+    const char *src = PRELUDE "train {\n" DATA " net = Net()\n"
+                              " loss = mse(net(x), y) + 0.1 * mean(grad(sum(net(x)), x)^2)\n"
+                              " opt = SGD()\n}\n";
+    Compiled *c = compile_opts(src, NND_F64, NULL, 0);
+    if (!c->p)
+        print_error("%s", c->diag);
+    assert_non_null(c->p);
+    GradcheckOptions o = {5, 0, 1e-6, 1e-5, 1e-3};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(driver_gradcheck(c->p, &o, devnull), 0);
+    fclose(devnull);
+    compiled_free(c);
+}
+
+/* `if bias then ... else ...` on a compile-time argument elaborates one branch. */
+static void test_static_if(void **state)
+{
+    Compiled *c = compile_ok("use nn\nuse optim\nmodel M {\n fc = Dense(4, 2, bias = false)\n"
+                             " fn forward(x) = fc(x)\n}\ntrain {\n" DATA " net = M()\n"
+                             " loss = mse(net(x), y)\n opt = SGD()\n}\n");
+    Program *p = c->p;
+    int b = param_index(p, "fc.b");
+    /* the bias exists but the loss does not depend on it: its gradient is zero */
+    assert_true(b >= 0);
+    assert_true(graph_is_const(&p->g, p->grads.v[b], NULL));
+    compiled_free(c);
+}
+
+static void test_errors(void **state)
+{
+    struct {
+        const char *src, *want;
+    } cases[] = {
+        {PRELUDE "train {\n" DATA " net = Net()\n loss = (net(x) - y)^2\n opt = SGD()\n}\n",
+         "the loss must be a scalar, got shape [B, 2]"},
+        {PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y[:, 0])\n opt = SGD()\n}\n",
+         "'target' has shape [B], expected [B, 2]"},
+        {"use nn\nuse optim\nmodel M {\n fc = Dense(5, 2)\n fn forward(x) = fc(x)\n}\ntrain {\n" DATA
+         " net = M()\n loss = mse(net(x), y)\n opt = SGD()\n}\n",
+         "'x' has shape [B, 4], expected [*N, 5]"},
+        {PRELUDE "optimizer Bad { w = w @ w }\ntrain {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                 " opt = Bad()\n}\n",
+         "matmul shapes do not agree: [4, 3] @ [4, 3]"},
+        {PRELUDE "optimizer Bad { w = w @ transpose(w) }\ntrain {\n" DATA " net = Net()\n"
+                 " loss = mse(net(x), y)\n opt = Bad()\n}\n",
+         "the new value of w has shape [4, 4] but must keep the shape of w [4, 3]"},
+        {"use nn\nfn f(x) = g(x)\nfn g(x) = f(x)\nuse optim\nmodel M {\n fc = Dense(4, 2)\n"
+         " fn forward(x) = f(fc(x))\n}\ntrain {\n" DATA " net = M()\n loss = mse(net(x), y)\n"
+         " opt = SGD()\n}\n",
+         "recursive call of 'f': recursion is not supported"},
+        {PRELUDE "fn make() = Dense(2, 2)\ntrain {\n" DATA " net = Net()\n"
+                 " loss = mse(net(x), y) + sum(make()(x))\n opt = SGD()\n}\n",
+         "layer 'Dense' is created here without a name"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Compiled *c = compile(cases[i].src);
+        if (c->p || !strstr(c->diag, cases[i].want))
+            print_error("case %zu: want '%s' in:\n%s\n", i, cases[i].want, c->diag);
+        assert_null(c->p);
+        assert_non_null(strstr(c->diag, cases[i].want));
+        compiled_free(c);
+    }
+}
+
+/* Functions from the docs: block bodies, shape patterns, runtime if. */
+static void test_functions(void **state)
+{
+    Compiled *c = compile_ok(
+        PRELUDE "fn huber(pred: [*S], target: [*S], delta = 1) {\n let r = abs(pred - target)\n"
+                " mean(if r < delta then 0.5 * r^2 else delta * (r - 0.5 * delta))\n}\n"
+                "fn scaled(x: [N, D]) = x / D + size(x, 0) * 0\n"
+                "train {\n" DATA " net = Net()\n loss = huber(scaled(net(x)), y, delta = 0.5)\n"
+                " opt = Momentum(nesterov = true)\n}\n");
+    assert_true(hyper_index(c->p, "opt.nesterov") >= 0);
+    compiled_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_structure),
+        cmocka_unit_test(test_sgd_step),
+        cmocka_unit_test(test_adam_matches_formula),
+        cmocka_unit_test(test_freeze),
+        cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_schedule_is_runtime),
+        cmocka_unit_test(test_grad_penalty_gradcheck),
+        cmocka_unit_test(test_static_if),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_functions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,46 @@
+/* End to end: examples/xor.nnd trained by the interpreter with Adam reaches a loss
+ * below 0.01. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+
+#include "driver.h"
+#include "sema.h"
+#include "simplify.h"
+
+static void test_xor_trains(void **state)
+{
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = frontend_load(&fe, NND_SOURCE_DIR "/examples/xor.nnd", span_none());
+    assert_non_null(m);
+    sema_check(&fe, m);
+    ElabOptions eo = {NND_F32, NULL, 0};
+    Program *p = elab_program(&fe, m, &eo);
+    if (!p)
+        diags_print(&fe.diags, stderr);
+    assert_non_null(p);
+    NodeRefVec roots = {0};
+    program_roots(p, &roots);
+    simplify_graph(&p->g, roots.v, roots.n, true, NULL);
+    vec_free(&roots);
+    Model model;
+    char err[256];
+    assert_true(model_init(p, &model, err, sizeof err));
+    TrainResult res = {0};
+    assert_int_equal(driver_train_interp(p, &model, stdout, &res), 0);
+    printf("final loss %g after %lld steps\n", res.final_loss, (long long)res.steps);
+    assert_true(res.final_loss < 0.01);
+    model_free(&model);
+    program_free(p);
+    frontend_free(&fe);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_xor_trains)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
