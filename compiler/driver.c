@@ -3,14 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double *hyper_values(const Program *p)
 {
@@ -28,290 +20,558 @@ int64_t program_total_steps(const Program *p)
     return p->epochs * ((n + p->batch - 1) / p->batch);
 }
 
-bool model_init(Program *p, Model *m, char *err, size_t errlen)
+/* ---- conversions between runtime buffers and interpreter tensors ---- */
+
+static double buf_get(const void *data, NndDType dt, int64_t i)
+{
+    switch (dt) {
+    case NND_F32: return ((const float *)data)[i];
+    case NND_F64: return ((const double *)data)[i];
+    case NND_I32: return ((const int32_t *)data)[i];
+    default: return ((const uint8_t *)data)[i];
+    }
+}
+
+static void buf_set(void *data, NndDType dt, int64_t i, double v)
+{
+    switch (dt) {
+    case NND_F32: ((float *)data)[i] = (float)v; break;
+    case NND_F64: ((double *)data)[i] = v; break;
+    case NND_I32: ((int32_t *)data)[i] = (int32_t)v; break;
+    default: ((uint8_t *)data)[i] = v != 0; break;
+    }
+}
+
+/* An interpreter tensor shaped like node id (B = batch) holding a copy of data. */
+static ITensor from_buffer(Graph *g, NodeId id, const void *data, int64_t batch)
+{
+    Node *n = graph_node(g, id);
+    int64_t shape[NND_MAX_RANK];
+    for (int i = 0; i < n->shape.rank; i++)
+        shape[i] = n->shape.d[i] < 0 ? batch : n->shape.d[i];
+    ITensor t = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
+    for (int64_t i = 0; i < t.n; i++)
+        t.v[i] = buf_get(data, t.dtype, i);
+    return t;
+}
+
+static bool to_tensor(const ITensor *t, NndTensor *out, NndErr *e)
+{
+    if (nnd_tensor_alloc(out, t->dtype, t->rank, t->shape, e) != 0)
+        return false;
+    for (int64_t i = 0; i < t->n; i++)
+        buf_set(out->data, t->dtype, i, t->v[i]);
+    return true;
+}
+
+/* ---- models ---- */
+
+static void model_alloc(Model *m, int np, int ns)
 {
     memset(m, 0, sizeof *m);
+    m->nparams = np;
+    m->nstates = ns;
+    m->params = xcalloc((size_t)(np ? np : 1), sizeof(NndTensor));
+    m->states = xcalloc((size_t)(ns ? ns : 1), sizeof(NndTensor));
+    m->param_ptrs = xcalloc((size_t)(np ? np : 1), sizeof(void *));
+    m->state_ptrs = xcalloc((size_t)(ns ? ns : 1), sizeof(void *));
+}
+
+static void model_pointers(Model *m)
+{
+    for (int i = 0; i < m->nparams; i++)
+        m->param_ptrs[i] = m->params[i].data;
+    for (int i = 0; i < m->nstates; i++)
+        m->state_ptrs[i] = m->states[i].data;
+}
+
+bool model_init(Program *p, Model *m, char *err, size_t errlen)
+{
+    model_alloc(m, p->params.n, p->states.n);
     double *h = hyper_values(p);
-    m->nparams = p->params.n;
-    m->nstates = p->states.n;
-    m->params = xcalloc((size_t)(m->nparams ? m->nparams : 1), sizeof(ITensor));
-    m->states = xcalloc((size_t)(m->nstates ? m->nstates : 1), sizeof(ITensor));
+    ITensor *pv = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(ITensor));
+    ITensor *sv = xcalloc((size_t)(p->states.n ? p->states.n : 1), sizeof(ITensor));
     NodeVec roots = {0};
     for (int i = 0; i < p->params.n; i++)
         vec_push(&roots, p->params.v[i].init);
     InterpBindings b = {.hypers = h, .nhypers = p->hypers.n, .seed = p->seed};
-    bool ok = roots.n == 0 || interp_run(&p->g, roots.v, roots.n, &b, m->params, err, errlen);
+    bool ok = roots.n == 0 || interp_run(&p->g, roots.v, roots.n, &b, pv, err, errlen);
     roots.n = 0;
     for (int i = 0; ok && i < p->states.n; i++)
         vec_push(&roots, p->states.v[i].init);
-    b.params = m->params;
-    b.nparams = m->nparams;
+    b.params = pv;
+    b.nparams = p->params.n;
     if (ok && roots.n)
-        ok = interp_run(&p->g, roots.v, roots.n, &b, m->states, err, errlen);
+        ok = interp_run(&p->g, roots.v, roots.n, &b, sv, err, errlen);
+    NndErr e;
+    for (int i = 0; ok && i < p->params.n; i++)
+        ok = to_tensor(&pv[i], &m->params[i], &e);
+    for (int i = 0; ok && i < p->states.n; i++)
+        ok = to_tensor(&sv[i], &m->states[i], &e);
+    if (!ok && !*err)
+        snprintf(err, errlen, "%s", e.msg);
+    for (int i = 0; i < p->params.n; i++)
+        itensor_free(&pv[i]);
+    for (int i = 0; i < p->states.n; i++)
+        itensor_free(&sv[i]);
+    free(pv);
+    free(sv);
     vec_free(&roots);
     free(h);
+    model_pointers(m);
     if (!ok)
         model_free(m);
+    return ok;
+}
+
+static bool tensor_copy(const NndTensor *a, NndTensor *b, NndErr *e)
+{
+    if (nnd_tensor_alloc(b, a->dtype, a->rank, a->shape, e) != 0)
+        return false;
+    memcpy(b->data, a->data, nnd_dtype_size(a->dtype) * (size_t)nnd_tensor_numel(a));
+    return true;
+}
+
+bool model_copy(const Model *from, Model *to, char *err, size_t errlen)
+{
+    model_alloc(to, from->nparams, from->nstates);
+    NndErr e;
+    bool ok = true;
+    for (int i = 0; ok && i < from->nparams; i++)
+        ok = tensor_copy(&from->params[i], &to->params[i], &e);
+    for (int i = 0; ok && i < from->nstates; i++)
+        ok = tensor_copy(&from->states[i], &to->states[i], &e);
+    model_pointers(to);
+    if (!ok) {
+        snprintf(err, errlen, "%s", e.msg);
+        model_free(to);
+    }
     return ok;
 }
 
 void model_free(Model *m)
 {
     for (int i = 0; m->params && i < m->nparams; i++)
-        itensor_free(&m->params[i]);
+        nnd_tensor_free(&m->params[i]);
     for (int i = 0; m->states && i < m->nstates; i++)
-        itensor_free(&m->states[i]);
+        nnd_tensor_free(&m->states[i]);
     free(m->params);
     free(m->states);
+    free(m->param_ptrs);
+    free(m->state_ptrs);
     memset(m, 0, sizeof *m);
 }
 
 bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,
                 size_t errlen)
 {
-    NndTensor *ts = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(NndTensor));
     NndNamedTensor *named = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(NndNamedTensor));
-    NndErr e;
-    bool ok = true;
-    for (int i = 0; ok && i < p->params.n; i++) {
-        const ITensor *t = &m->params[i];
-        ok = nnd_tensor_alloc(&ts[i], t->dtype, t->rank, t->shape, &e) == 0;
-        for (int64_t k = 0; ok && k < t->n; k++) {
-            if (t->dtype == NND_F64)
-                ((double *)ts[i].data)[k] = t->v[k];
-            else
-                ((float *)ts[i].data)[k] = (float)t->v[k];
-        }
-        named[i] = (NndNamedTensor){p->params.v[i].name, &ts[i]};
-    }
+    for (int i = 0; i < p->params.n; i++)
+        named[i] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
     char steps_s[32];
     snprintf(steps_s, sizeof steps_s, "%lld", (long long)steps);
     NndStrPair meta[] = {{"format", "nnd"}, {"steps", steps_s}};
-    if (ok)
-        ok = nnd_safetensors_write(path, named, p->params.n, meta, 2, &e) == 0;
+    NndErr e;
+    bool ok = nnd_safetensors_write(path, named, p->params.n, meta, 2, &e) == 0;
     if (!ok)
         snprintf(err, errlen, "%s", e.msg);
-    for (int i = 0; i < p->params.n; i++)
-        nnd_tensor_free(&ts[i]);
-    free(ts);
     free(named);
     return ok;
 }
 
-/* Copies rows idx[0..b) of a data tensor into an interpreter tensor. */
-static ITensor gather(const NndTensor *t, const uint32_t *idx, int64_t b, NndDType as)
-{
-    int64_t shape[NND_MAX_RANK];
-    shape[0] = b;
-    int64_t row = 1;
-    for (int i = 1; i < t->rank; i++) {
-        shape[i] = t->shape[i];
-        row *= t->shape[i];
-    }
-    ITensor out = itensor_new(as, t->rank, shape);
-    for (int64_t r = 0; r < b; r++) {
-        int64_t src = (int64_t)idx[r] * row;
-        double *dst = out.v + r * row;
-        for (int64_t k = 0; k < row; k++) {
-            switch (t->dtype) {
-            case NND_F32: dst[k] = ((const float *)t->data)[src + k]; break;
-            case NND_F64: dst[k] = ((const double *)t->data)[src + k]; break;
-            case NND_I32: dst[k] = ((const int32_t *)t->data)[src + k]; break;
-            default: dst[k] = ((const uint8_t *)t->data)[src + k]; break;
-            }
-        }
-    }
-    return out;
-}
+/* ---- the interpreter behind the NndStepFn ABI ---- */
 
-static bool run_batch(Program *p, Model *m, const DataSet *ds, const uint32_t *idx, int64_t b,
-                      const double *hypers, const NodeId *roots, int nroots, ITensor *out,
-                      char *err, size_t errlen)
-{
-    ITensor in[2];
-    in[0] = gather(&ds->x, idx, b, (NndDType)graph_node(&p->g, p->x)->dtype);
-    in[1] = gather(&ds->y, idx, b, (NndDType)graph_node(&p->g, p->y)->dtype);
-    /* a data set reshaped per sample: the gathered rows take the declared shape */
-    Node *xn = graph_node(&p->g, p->x);
-    in[0].rank = xn->shape.rank;
-    for (int i = 1; i < xn->shape.rank; i++)
-        in[0].shape[i] = xn->shape.d[i];
-    int64_t syms[1] = {b};
-    InterpBindings bind = {m->params, m->nparams, m->states, m->nstates, in, 2, hypers,
-                           p->hypers.n, syms, 1, p->seed};
-    bool ok = interp_run(&p->g, roots, nroots, &bind, out, err, errlen);
-    itensor_free(&in[0]);
-    itensor_free(&in[1]);
-    return ok;
-}
+typedef enum InterpKind { IK_STEP, IK_OUTPUTS } InterpKind;
 
-bool driver_evaluate(Program *p, Model *m, int which, double *values, char *err, size_t errlen)
-{
-    EvalSpec *es = &p->evals.v[which];
-    DataSet *ds = &p->data.v[es->data];
-    int nm = es->metrics.n;
-    NodeId *roots = xcalloc((size_t)(nm ? nm : 1), sizeof(NodeId));
-    for (int k = 0; k < nm; k++) {
-        roots[k] = es->metrics.v[k].node;
-        values[k] = 0;
-    }
-    ITensor *out = xcalloc((size_t)(nm ? nm : 1), sizeof(ITensor));
-    uint32_t *idx = xmalloc(sizeof(uint32_t) * (size_t)p->batch);
-    double *h = hyper_values(p);
-    bool ok = true;
-    for (int64_t start = 0; ok && start < ds->n; start += p->batch) {
-        int64_t b = NND_MIN(p->batch, ds->n - start);
-        for (int64_t i = 0; i < b; i++)
-            idx[i] = (uint32_t)(start + i);
-        ok = run_batch(p, m, ds, idx, b, h, roots, nm, out, err, errlen);
-        for (int k = 0; ok && k < nm; k++) {
-            values[k] += out[k].v[0] * (double)b;
-            itensor_free(&out[k]);
-        }
-    }
-    for (int k = 0; k < nm; k++)
-        values[k] /= (double)ds->n;
-    free(h);
-    free(idx);
-    free(out);
-    free(roots);
-    return ok;
-}
+typedef struct InterpFn {
+    Program *p;
+    InterpKind kind;
+    NodeVec roots;
+} InterpFn;
 
-static void print_evals(Program *p, Model *m, FILE *out, bool *ok)
+static void interp_entry(NndStepArgs *a)
 {
-    for (int i = 0; i < p->evals.n && *ok; i++) {
-        EvalSpec *es = &p->evals.v[i];
-        double vals[64];
-        char err[512];
-        if (es->metrics.n > 64 || !driver_evaluate(p, m, i, vals, err, sizeof err)) {
-            fprintf(stderr, "nnd: evaluation failed: %s\n", err);
-            *ok = false;
-            return;
-        }
-        fprintf(out, "  %s:", p->data.v[es->data].name);
-        for (int k = 0; k < es->metrics.n; k++)
-            fprintf(out, " %s %.4f", es->metrics.v[k].name, vals[k]);
-        fputc('\n', out);
-    }
-}
-
-static bool eval_due(const EvalSpec *es, int64_t step, int64_t epoch, bool epoch_end)
-{
-    if (es->in_epochs)
-        return epoch_end && (epoch + 1) % es->every == 0;
-    return (step + 1) % es->every == 0;
-}
-
-int driver_train_interp(Program *p, Model *m, FILE *out, TrainResult *res)
-{
-    DataSet *ds = &p->data.v[p->train_data];
-    int64_t total = program_total_steps(p);
-    int64_t per_epoch = (ds->n + p->batch - 1) / p->batch;
-    p->hypers.v[p->hyper_steps].value = (double)total;
-    double *h = hyper_values(p);
-    NodeVec roots = {0};
-    program_step_roots(p, &roots);
-    ITensor *outs = xcalloc((size_t)roots.n, sizeof(ITensor));
-    uint32_t *perm = xmalloc(sizeof(uint32_t) * (size_t)ds->n);
-    int64_t epochs_total = (total + per_epoch - 1) / per_epoch;
-    int64_t report = NND_MAX(1, epochs_total / 10);
-    double t0 = now_seconds();
-    double epoch_loss = 0, last_loss = NAN;
-    int64_t epoch_count = 0;
-    int rc = NND_EXIT_OK;
-    bool ok = true;
-    int64_t values = 0, trainable = 0;
-    for (int i = 0; i < p->params.n; i++) {
-        int64_t n = shape_static_numel(&graph_node(&p->g, p->params.v[i].node)->shape, NULL);
-        values += n;
-        trainable += p->params.v[i].frozen ? 0 : n;
-    }
-    fprintf(out, "training on '%s' (%lld samples): %lld parameter values (%lld trainable), "
-                 "batch %lld, %lld steps, reference interpreter, %s\n",
-            p->data.v[p->train_data].name, (long long)ds->n, (long long)values,
-            (long long)trainable, (long long)p->batch, (long long)total,
-            dtype_name(p->float_dtype));
-    for (int64_t step = 0; step < total && ok; step++) {
-        int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
-        if (in_epoch == 0) {
-            if (p->shuffle)
-                nnd_random_permutation(perm, (uint32_t)ds->n, p->seed, 0x5eedull << 32 | (uint64_t)epoch);
-            else
-                for (int64_t i = 0; i < ds->n; i++)
-                    perm[i] = (uint32_t)i;
-            epoch_loss = 0;
-            epoch_count = 0;
-        }
-        int64_t start = in_epoch * p->batch, b = NND_MIN(p->batch, ds->n - start);
-        h[p->hyper_step] = (double)step;
-        h[p->hyper_epoch] = (double)epoch;
-        h[p->hyper_t] = (double)(step + 1);
-        char err[512];
-        if (!run_batch(p, m, ds, perm + start, b, h, roots.v, roots.n, outs, err, sizeof err)) {
-            fprintf(stderr, "nnd: step %lld failed: %s\n", (long long)step + 1, err);
-            rc = NND_EXIT_ERROR;
-            break;
-        }
-        double loss = outs[0].v[0];
-        if (!isfinite(loss)) {
-            fprintf(stderr,
-                    "nnd: the loss is %s at step %lld (epoch %lld); stopping before the update\n",
-                    isnan(loss) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
-            for (int i = 0; i < roots.n; i++)
-                itensor_free(&outs[i]);
-            res->nonfinite = true;
-            rc = NND_EXIT_NONFINITE;
-            break;
-        }
+    InterpFn *f = a->user;
+    Program *p = f->p;
+    Graph *g = &p->g;
+    ITensor *params = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(ITensor));
+    ITensor *states = xcalloc((size_t)(p->states.n ? p->states.n : 1), sizeof(ITensor));
+    for (int i = 0; i < p->params.n; i++)
+        params[i] = from_buffer(g, p->params.v[i].node, a->params[i], a->batch);
+    for (int i = 0; i < p->states.n; i++)
+        states[i] = from_buffer(g, p->states.v[i].node, a->states[i], a->batch);
+    ITensor in[2] = {from_buffer(g, p->x, a->x, a->batch), from_buffer(g, p->y, a->y, a->batch)};
+    int64_t syms[1] = {a->batch};
+    InterpBindings b = {params, p->params.n, states, p->states.n, in, 2, a->hypers, p->hypers.n,
+                        syms, 1, p->seed};
+    ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
+    char err[512];
+    if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
+        a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE : 2;
+    } else if (f->kind == IK_STEP) {
+        a->out[0] = out[0].v[0];
         for (int i = 0; i < p->updates.n; i++) {
             Update *u = &p->updates.v[i];
-            ITensor *dst = u->is_state ? &m->states[u->index] : &m->params[u->index];
-            itensor_free(dst);
-            *dst = outs[i + 1];
-            outs[i + 1] = (ITensor){0};
+            void *dst = u->is_state ? a->states[u->index] : a->params[u->index];
+            for (int64_t k = 0; k < out[i + 1].n; k++)
+                buf_set(dst, out[i + 1].dtype, k, out[i + 1].v[k]);
         }
-        itensor_free(&outs[0]);
-        epoch_loss += loss * (double)b;
-        epoch_count += b;
-        last_loss = epoch_loss / (double)epoch_count;
-        bool epoch_end = in_epoch == per_epoch - 1 || step == total - 1;
-        bool due = false;
-        for (int i = 0; i < p->evals.n; i++)
-            due |= eval_due(&p->evals.v[i], step, epoch, epoch_end);
-        if ((epoch_end && ((epoch + 1) % report == 0 || step == total - 1)) || due) {
-            fprintf(out, "epoch %lld/%lld  step %lld  loss %.6f  (%.1f s)\n", (long long)epoch + 1,
-                    (long long)epochs_total, (long long)step + 1, last_loss, now_seconds() - t0);
-            if (due || step == total - 1)
-                print_evals(p, m, out, &ok);
+    } else {
+        int64_t slot = 0;
+        for (int i = 0; i < f->roots.n; i++)
+            for (int64_t k = 0; k < out[i].n; k++)
+                a->out[slot++] = out[i].v[k];
+    }
+    for (int i = 0; i < f->roots.n; i++)
+        itensor_free(&out[i]);
+    for (int i = 0; i < p->params.n; i++)
+        itensor_free(&params[i]);
+    for (int i = 0; i < p->states.n; i++)
+        itensor_free(&states[i]);
+    itensor_free(&in[0]);
+    itensor_free(&in[1]);
+    free(out);
+    free(params);
+    free(states);
+}
+
+static InterpFn *interp_fn(Program *p, InterpKind kind, const NodeId *roots, int n)
+{
+    InterpFn *f = xcalloc(1, sizeof *f);
+    f->p = p;
+    f->kind = kind;
+    for (int i = 0; i < n; i++)
+        vec_push(&f->roots, roots[i]);
+    return f;
+}
+
+static void interp_fn_free(void *v)
+{
+    InterpFn *f = v;
+    if (!f)
+        return;
+    vec_free(&f->roots);
+    free(f);
+}
+
+/* ---- executables ---- */
+
+static void metric_roots(const Program *p, int i, NodeVec *out)
+{
+    for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+        vec_push(out, p->evals.v[i].metrics.v[k].node);
+}
+
+bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    x->p = p;
+    x->engine = o->engine;
+    int ne = p->evals.n;
+    x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
+    x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
+    NodeVec step = {0};
+    program_step_roots(p, &step);
+    if (o->engine == ENGINE_INTERP) {
+        x->step = interp_entry;
+        x->step_user = interp_fn(p, IK_STEP, step.v, step.n);
+        for (int i = 0; i < ne; i++) {
+            NodeVec r = {0};
+            metric_roots(p, i, &r);
+            x->evals[i] = interp_entry;
+            x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
+            vec_free(&r);
+        }
+        if (p->forward) {
+            x->forward = interp_entry;
+            x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
+        }
+        vec_free(&step);
+        return true;
+    }
+    /* compiled: one schedule per function, one module, one arena */
+    double t0 = clock_seconds();
+    ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
+    for (int i = 0; i < p->updates.n; i++)
+        ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
+    ScheduleRequest rq = {&p->loss, 1, ups, p->updates.n, p->batch};
+    bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
+    free(ups);
+    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
+    VEC(CodegenFunction) fns = {0};
+    char **names = xcalloc((size_t)ne + 2, sizeof(char *));
+    if (ok) {
+        CodegenFunction f = {"nnd_step", &x->step_sched};
+        vec_push(&fns, f);
+    }
+    for (int i = 0; ok && i < ne; i++) {
+        NodeVec r = {0};
+        metric_roots(p, i, &r);
+        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch};
+        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+        vec_free(&r);
+        names[i] = xasprintf("nnd_eval%d", i);
+        CodegenFunction f = {names[i], &x->eval_scheds[i]};
+        if (ok)
+            vec_push(&fns, f);
+    }
+    if (ok && p->forward) {
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch};
+        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
+        CodegenFunction f = {"nnd_forward", &x->forward_sched};
+        if (ok)
+            vec_push(&fns, f);
+    }
+    void **addrs = xcalloc((size_t)fns.n + 1, sizeof(void *));
+    if (ok) {
+        JitOptions jo = {o->keep_ir, o->opt_level};
+        x->jit = jit_compile(&p->g, fns.v, fns.n, &jo, addrs, err, errlen);
+        ok = x->jit != NULL;
+    }
+    if (ok) {
+        int k = 0;
+        x->step = (NndStepFn)addrs[k++];
+        for (int i = 0; i < ne; i++)
+            x->evals[i] = (NndStepFn)addrs[k++];
+        if (p->forward)
+            x->forward = (NndStepFn)addrs[k++];
+        x->arena_bytes = x->step_sched.arena_bytes;
+        for (int i = 0; i < ne; i++)
+            if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
+                x->arena_bytes = x->eval_scheds[i].arena_bytes;
+        if (p->forward && x->forward_sched.arena_bytes > x->arena_bytes)
+            x->arena_bytes = x->forward_sched.arena_bytes;
+        x->arena = nnd_alloc((size_t)x->arena_bytes + 64);
+        if (!x->arena) {
+            snprintf(err, errlen, "out of memory for a %lld-byte arena", (long long)x->arena_bytes);
+            ok = false;
         }
     }
+    x->compile_seconds = clock_seconds() - t0;
+    for (int i = 0; i < ne + 2; i++)
+        free(names[i]);
+    free(names);
+    free(addrs);
+    vec_free(&fns);
+    vec_free(&step);
     if (!ok)
-        rc = NND_EXIT_ERROR;
-    res->final_loss = last_loss;
-    res->steps = total;
-    vec_free(&roots);
-    free(outs);
-    free(perm);
+        executable_free(x);
+    return ok;
+}
+
+void executable_free(Executable *x)
+{
+    if (x->engine == ENGINE_INTERP) {
+        interp_fn_free(x->step_user);
+        for (int i = 0; x->eval_user && i < x->p->evals.n; i++)
+            interp_fn_free(x->eval_user[i]);
+        interp_fn_free(x->forward_user);
+    } else {
+        jit_free(x->jit);
+        if (x->step_sched.home)
+            schedule_free(&x->step_sched);
+        for (int i = 0; x->eval_scheds && i < x->p->evals.n; i++)
+            if (x->eval_scheds[i].home)
+                schedule_free(&x->eval_scheds[i]);
+        if (x->forward_sched.home)
+            schedule_free(&x->forward_sched);
+        nnd_free(x->arena);
+    }
+    free(x->evals);
+    free(x->eval_user);
+    free(x->eval_scheds);
+    memset(x, 0, sizeof *x);
+}
+
+void executable_describe(const Executable *x, StrBuf *out)
+{
+    if (x->engine == ENGINE_INTERP) {
+        sb_puts(out, "reference interpreter\n");
+        return;
+    }
+    sb_printf(out, "step: %d kernels\n", x->step_sched.kernels.n);
+    schedule_print(&x->step_sched, out);
+    sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
+                   "allocated once\n",
+              (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
+}
+
+/* ---- training ---- */
+
+typedef struct Run {
+    NndTrainer t;
+    NndDataSet *data;
+    NndEvalSpec *evals;
+    const char ***names;
+    double *hypers;
+} Run;
+
+static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool)
+{
+    memset(r, 0, sizeof *r);
+    r->data = xcalloc((size_t)p->data.n, sizeof(NndDataSet));
+    for (int i = 0; i < p->data.n; i++)
+        r->data[i] = (NndDataSet){p->data.v[i].name, &p->data.v[i].x, &p->data.v[i].y};
+    int ne = p->evals.n;
+    r->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndEvalSpec));
+    r->names = xcalloc((size_t)(ne ? ne : 1), sizeof(char **));
+    for (int i = 0; i < ne; i++) {
+        EvalSpec *es = &p->evals.v[i];
+        r->names[i] = xcalloc((size_t)(es->metrics.n ? es->metrics.n : 1), sizeof(char *));
+        for (int k = 0; k < es->metrics.n; k++)
+            r->names[i][k] = es->metrics.v[k].name;
+        r->evals[i] = (NndEvalSpec){es->data, es->every, es->in_epochs, es->metrics.n,
+                                    r->names[i], x->evals[i], x->eval_user[i]};
+    }
+    r->hypers = hyper_values(p);
+    NndTrainer *t = &r->t;
+    t->params = m->param_ptrs;
+    t->states = m->state_ptrs;
+    t->hypers = r->hypers;
+    t->h_step = p->hyper_step;
+    t->h_epoch = p->hyper_epoch;
+    t->h_steps = p->hyper_steps;
+    t->h_t = p->hyper_t;
+    t->data = r->data;
+    t->ndata = p->data.n;
+    t->train = p->train_data;
+    t->batch = p->batch;
+    t->epochs = p->epochs;
+    t->steps = p->steps;
+    t->seed = p->seed;
+    t->shuffle = p->shuffle;
+    t->step = x->step;
+    t->user = x->step_user;
+    t->evals = r->evals;
+    t->nevals = ne;
+    t->arena = x->arena;
+    t->pool = pool;
+    t->hypers[p->hyper_steps] = (double)program_total_steps(p);
+}
+
+static void run_free(Run *r, int ne)
+{
+    for (int i = 0; i < ne; i++)
+        free(r->names[i]);
+    free(r->names);
+    free(r->evals);
+    free(r->data);
+    free(r->hypers);
+}
+
+int driver_train(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
+                 char *err, size_t errlen)
+{
+    Run r;
+    run_setup(&r, p, x, m, o->pool);
+    r.t.progress = o->progress;
+    r.t.interactive = o->interactive;
+    char what[128];
+    if (x->engine == ENGINE_JIT)
+        snprintf(what, sizeof what, "compiled, %d thread%s", nnd_pool_threads(o->pool),
+                 nnd_pool_threads(o->pool) == 1 ? "" : "s");
+    else
+        snprintf(what, sizeof what, "reference interpreter");
+    r.t.what = what;
+    NndErr e = {{0}};
+    int rc = nnd_train(&r.t, res, &e);
+    run_free(&r, p->evals.n);
+    if (rc != 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return rc == 0 ? NND_EXIT_OK : rc == 1 ? NND_EXIT_NONFINITE : NND_EXIT_ERROR;
+}
+
+bool driver_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int which, double *values,
+                     char *err, size_t errlen)
+{
+    Run r;
+    run_setup(&r, p, x, m, pool);
+    NndErr e;
+    bool ok = nnd_evaluate(&r.t, which, values, &e) == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s", e.msg);
+    run_free(&r, p->evals.n);
+    return ok;
+}
+
+bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
+                 int64_t b, int64_t step, double *loss, char *err, size_t errlen)
+{
+    DataSet *ds = &p->data.v[p->train_data];
+    size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
+    for (int i = 1; i < ds->x.rank; i++)
+        rx *= (size_t)ds->x.shape[i];
+    for (int i = 1; i < ds->y.rank; i++)
+        ry *= (size_t)ds->y.shape[i];
+    char *bx = xmalloc(rx * (size_t)b + 8), *by = xmalloc(ry * (size_t)b + 8);
+    for (int64_t i = 0; i < b; i++) {
+        memcpy(bx + rx * (size_t)i, (char *)ds->x.data + rx * idx[i], rx);
+        memcpy(by + ry * (size_t)i, (char *)ds->y.data + ry * idx[i], ry);
+    }
+    double *h = hyper_values(p);
+    h[p->hyper_step] = (double)step;
+    h[p->hyper_t] = (double)step + 1;
+    h[p->hyper_steps] = (double)program_total_steps(p);
+    double out[2] = {0, 0};
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, x->step_user};
+    x->step(&a);
+    *loss = out[0];
+    bool ok = a.status == 0;
+    if (!ok)
+        snprintf(err, errlen, "the step failed (status %d)", a.status);
     free(h);
-    return rc;
+    free(bx);
+    free(by);
+    return ok;
+}
+
+/* ---- gradcheck (interpreter, f64) ---- */
+
+typedef struct IModel {
+    ITensor *params, *states;
+} IModel;
+
+static bool run_interp(Program *p, IModel *m, const ITensor *in, int64_t b, const double *h,
+                       const NodeId *roots, int n, ITensor *out, char *err, size_t errlen)
+{
+    int64_t syms[1] = {b};
+    InterpBindings bind = {m->params, p->params.n, m->states, p->states.n, (ITensor *)in, 2, h,
+                           p->hypers.n, syms, 1, p->seed};
+    return interp_run(&p->g, roots, n, &bind, out, err, errlen);
 }
 
 int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
 {
-    Model m;
-    char err[512];
-    if (!model_init(p, &m, err, sizeof err)) {
+    Model model;
+    char err[512] = "";
+    if (!model_init(p, &model, err, sizeof err)) {
         fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
         return NND_EXIT_ERROR;
     }
+    IModel m = {xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(ITensor)),
+                xcalloc((size_t)(p->states.n ? p->states.n : 1), sizeof(ITensor))};
+    for (int i = 0; i < p->params.n; i++)
+        m.params[i] = from_buffer(&p->g, p->params.v[i].node, model.params[i].data, 1);
+    for (int i = 0; i < p->states.n; i++)
+        m.states[i] = from_buffer(&p->g, p->states.v[i].node, model.states[i].data, 1);
     DataSet *ds = &p->data.v[p->train_data];
     int64_t b = NND_MIN(o->batch, ds->n);
     uint32_t *perm = xmalloc(sizeof(uint32_t) * (size_t)ds->n);
     nnd_random_permutation(perm, (uint32_t)ds->n, p->seed, 0x67c4ull);
+    /* the batch, gathered */
+    size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
+    for (int i = 1; i < ds->x.rank; i++)
+        rx *= (size_t)ds->x.shape[i];
+    for (int i = 1; i < ds->y.rank; i++)
+        ry *= (size_t)ds->y.shape[i];
+    char *bx = xmalloc(rx * (size_t)b + 8), *by = xmalloc(ry * (size_t)b + 8);
+    for (int64_t i = 0; i < b; i++) {
+        memcpy(bx + rx * (size_t)i, (char *)ds->x.data + rx * perm[i], rx);
+        memcpy(by + ry * (size_t)i, (char *)ds->y.data + ry * perm[i], ry);
+    }
+    ITensor in[2] = {from_buffer(&p->g, p->x, bx, b), from_buffer(&p->g, p->y, by, b)};
     double *h = hyper_values(p);
     h[p->hyper_t] = 1;
-    /* autodiff gradients of every trainable parameter */
     NodeVec roots = {0};
     IntVec which = {0};
     vec_push(&roots, p->loss);
@@ -322,7 +582,7 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
         }
     ITensor *ad = xcalloc((size_t)roots.n, sizeof(ITensor));
     int rc = NND_EXIT_OK;
-    if (!run_batch(p, &m, ds, perm, b, h, roots.v, roots.n, ad, err, sizeof err)) {
+    if (!run_interp(p, &m, in, b, h, roots.v, roots.n, ad, err, sizeof err)) {
         fprintf(stderr, "nnd: gradcheck: %s\n", err);
         rc = NND_EXIT_ERROR;
         goto done;
@@ -348,15 +608,15 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
         bool bad = false;
         for (int64_t k = 0; k < count && rc == NND_EXIT_OK; k++) {
             int64_t i = pick ? pick[k] : k;
-            double saved = w->v[i], lp, lm;
+            double saved = w->v[i];
             ITensor lo;
             w->v[i] = saved + o->eps;
-            bool ok = run_batch(p, &m, ds, perm, b, h, &p->loss, 1, &lo, err, sizeof err);
-            lp = ok ? lo.v[0] : NAN;
+            bool ok = run_interp(p, &m, in, b, h, &p->loss, 1, &lo, err, sizeof err);
+            double lp = ok ? lo.v[0] : NAN;
             itensor_free(&lo);
             w->v[i] = saved - o->eps;
-            ok = ok && run_batch(p, &m, ds, perm, b, h, &p->loss, 1, &lo, err, sizeof err);
-            lm = ok ? lo.v[0] : NAN;
+            ok = ok && run_interp(p, &m, in, b, h, &p->loss, 1, &lo, err, sizeof err);
+            double lm = ok ? lo.v[0] : NAN;
             itensor_free(&lo);
             w->v[i] = saved;
             if (!ok) {
@@ -374,8 +634,6 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
             }
             if (diff > worst || isnan(diff))
                 worst = diff;
-            if (bad && worst_i < 0)
-                worst_i = i;
         }
         fprintf(out, "  %-28s %8lld %12.3g %12.3g  %s\n", p->params.v[pi].name, (long long)count,
                 worst, max_fd, bad ? "FAIL" : "ok");
@@ -403,8 +661,18 @@ done:
     free(ad);
     vec_free(&roots);
     vec_free(&which);
+    for (int i = 0; i < p->params.n; i++)
+        itensor_free(&m.params[i]);
+    for (int i = 0; i < p->states.n; i++)
+        itensor_free(&m.states[i]);
+    free(m.params);
+    free(m.states);
+    itensor_free(&in[0]);
+    itensor_free(&in[1]);
+    free(bx);
+    free(by);
     free(h);
     free(perm);
-    model_free(&m);
+    model_free(&model);
     return rc;
 }

@@ -1,4 +1,9 @@
-/* driver: training and checking a program with the reference interpreter. */
+/* driver: turns a Program into something that trains.
+ *
+ * An Executable holds a step function (and one per eval, and a forward function)
+ * behind the runtime's NndStepFn ABI: either code compiled by the JIT, or the
+ * reference interpreter behind an adapter.  Both run in the runtime's training loop
+ * (nnd_train), on the same parameter buffers, so they can be compared step by step. */
 #ifndef NND_DRIVER_H
 #define NND_DRIVER_H
 
@@ -6,6 +11,7 @@
 
 #include "elab.h"
 #include "interp.h"
+#include "jit.h"
 
 /* Exit codes of `nnd run` and `nnd gradcheck`. */
 enum {
@@ -15,33 +21,67 @@ enum {
     NND_EXIT_NONFINITE = 3, /* training stopped on a NaN or Inf loss */
 };
 
-/* The trained state of a program: one tensor per parameter and state. */
+/* Parameters and states as runtime buffers, in the program's dtypes. */
 typedef struct Model {
-    ITensor *params;
-    ITensor *states;
+    NndTensor *params, *states;
+    void **param_ptrs, **state_ptrs;
     int nparams, nstates;
 } Model;
 
 /* Initializes parameters and states from their initializers (seeded). */
 bool model_init(Program *p, Model *m, char *err, size_t errlen);
+bool model_copy(const Model *from, Model *to, char *err, size_t errlen);
 void model_free(Model *m);
-
-typedef struct TrainResult {
-    double final_loss; /* mean loss of the last epoch (or of the steps run) */
-    int64_t steps;
-    bool nonfinite;
-} TrainResult;
-
 /* Writes the parameters to a safetensors file, atomically, named as in the program
- * (`fc1.W`), in their dtypes. */
+ * (`fc1.W`). */
 bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,
                 size_t errlen);
 
-/* Trains with the interpreter; progress goes to out.  Returns an exit code. */
-int driver_train_interp(Program *p, Model *m, FILE *out, TrainResult *res);
+typedef enum Engine { ENGINE_INTERP, ENGINE_JIT } Engine;
 
-/* The mean of each metric of eval spec `which` over its data set. */
-bool driver_evaluate(Program *p, Model *m, int which, double *values, char *err, size_t errlen);
+typedef struct ExecOptions {
+    Engine engine;
+    bool keep_ir; /* keep the optimized IR (emit-llvm) */
+    int opt_level; /* LLVM 1..3, 0 for the default */
+} ExecOptions;
+
+typedef struct Executable {
+    Program *p; /* borrowed */
+    Engine engine;
+    NndStepFn step;
+    NndStepFn *evals; /* one per Program.evals */
+    NndStepFn forward; /* NULL when the program has none */
+    void *step_user, **eval_user, *forward_user;
+    Jit *jit;
+    Schedule step_sched, *eval_scheds, forward_sched;
+    char *arena;
+    int64_t arena_bytes;
+    double compile_seconds;
+} Executable;
+
+bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
+void executable_free(Executable *x);
+/* A description of the step's kernels and memory plan. */
+void executable_describe(const Executable *x, StrBuf *out);
+
+typedef struct TrainOptions {
+    NndPool *pool;
+    FILE *progress; /* NULL: silent */
+    bool interactive;
+} TrainOptions;
+
+/* Runs the program's training; result and messages in res/err.  Returns an exit
+ * code. */
+int driver_train(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
+                 char *err, size_t errlen);
+/* The means of eval spec `which` over its data set. */
+bool driver_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int which, double *values,
+                     char *err, size_t errlen);
+
+/* One step on a batch of the training set (rows idx[0..b)): the loss, and the model
+ * updated in place.  For tests that compare engines. */
+bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
+                 int64_t b, int64_t step, double *loss, char *err, size_t errlen);
 
 typedef struct GradcheckOptions {
     int batch; /* samples in the batch (default 4) */

@@ -2428,6 +2428,29 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     }
     p->loss = lv.node;
     bind(&s, "loss", lv, ls->span);
+    /* inference: the first model applied to x, when x alone is what it takes; a model
+     * that wants more gets no forward function (and no diagnostics for trying) */
+    for (int i = 0; i < s.b.n; i++) {
+        if (s.b.v[i].v.k != V_LAYER)
+            continue;
+        Diags *d = e->d;
+        int mark = d->v.n, errors = d->nerrors;
+        bool truncated = d->truncated;
+        Args one = {.n = 1};
+        one.v[0] = vnode(p->x);
+        one.span[0] = s.b.v[i].span;
+        Value fv = call_value(e, s.b.v[i].v, &one, s.b.v[i].span, NULL);
+        for (int k = mark; k < d->v.n; k++) {
+            free(d->v.v[k].msg);
+            free(d->v.v[k].label);
+        }
+        d->v.n = mark;
+        d->nerrors = errors;
+        d->truncated = truncated;
+        if (fv.k == V_NODE)
+            p->forward = fv.node;
+        break;
+    }
     /* freezing */
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
@@ -2683,6 +2706,7 @@ void program_roots(Program *p, NodeRefVec *out)
     vec_push(out, &p->x);
     vec_push(out, &p->y);
     vec_push(out, &p->loss);
+    vec_push(out, &p->forward);
     for (int i = 0; i < p->params.n; i++) {
         vec_push(out, &p->params.v[i].node);
         vec_push(out, &p->params.v[i].init);

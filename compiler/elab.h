@@ -94,6 +94,7 @@ typedef struct Program {
     int train_data; /* index in data */
     NodeId x, y; /* INPUT nodes: idx 0 and 1 */
     NodeId loss;
+    NodeId forward; /* the first model applied to x (inference), or 0 */
     VEC(NodeId) grads; /* one per parameter; 0 when frozen */
     VEC(Update) updates;
     VEC(EvalSpec) evals;

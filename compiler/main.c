@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "elab.h"
@@ -15,10 +16,11 @@ static const char usage[] =
     "usage: nnd COMMAND [options] FILE.nnd\n"
     "\n"
     "commands:\n"
-    "  run FILE        train the program's train block\n"
+    "  run FILE        train the program's train block (compiled by LLVM)\n"
     "  check FILE...   parse and check (names, types, shapes); exit 1 on errors\n"
     "  graph FILE      print the forward/backward/update graph after simplification\n"
     "  gradcheck FILE  compare autodiff gradients with finite differences (f64)\n"
+    "  emit-llvm FILE  print the optimized LLVM IR of the step, eval and forward functions\n"
     "  parse FILE      print the syntax tree\n"
     "\n"
     "options:\n"
@@ -26,7 +28,10 @@ static const char usage[] =
     "                    seed, shuffle, opt.lr, a `let` of the train block); repeatable\n"
     "  --seed N          same as --set seed=N\n"
     "  --dtype f32|f64   the float type of the whole program (default f32)\n"
-    "  --interp          run with the reference interpreter\n"
+    "  --interp          run with the reference interpreter instead of compiled code\n"
+    "  --threads N       threads that compute (default: every core)\n"
+    "  --time            print compile time, time per step and samples/s\n"
+    "  --verbose         print the kernels and the planned memory\n"
     "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
     "              --raw (before simplification), --stats\n"
     "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
@@ -37,7 +42,8 @@ typedef struct Options {
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;
-    bool interp, dot, all, raw, stats;
+    bool interp, dot, all, raw, stats, time, verbose;
+    int threads;
     GradcheckOptions gc;
 } Options;
 
@@ -108,6 +114,16 @@ static int parse_args(int argc, char **argv, Options *o)
             i++;
         } else if (strcmp(a, "--interp") == 0) {
             o->interp = true;
+        } else if (strcmp(a, "--time") == 0) {
+            o->time = true;
+        } else if (strcmp(a, "--verbose") == 0) {
+            o->verbose = true;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!next || !parse_number(next, &v) || v < 1 || v > 256 || v != floor(v))
+                return usage_error("--threads needs a whole number from 1 to 256, got '%s'",
+                                   next ? next : "");
+            o->threads = (int)v;
+            i++;
         } else if (strcmp(a, "--dot") == 0) {
             o->dot = true;
         } else if (strcmp(a, "--all") == 0) {
@@ -286,38 +302,100 @@ static int cmd_run(Options *o)
 {
     if (o->files.n != 1)
         return usage_error("%s", "run takes one file");
-    if (!o->interp) {
-        fprintf(stderr, "nnd run: compiled training (the LLVM JIT) is not built yet; "
-                        "pass --interp to train with the reference interpreter\n");
-        return NND_EXIT_USAGE;
+    Frontend fe;
+    frontend_init(&fe);
+    double t0 = clock_seconds();
+    Module *m = front(&fe, o->files.v[0]);
+    Program *p = m ? build(&fe, m, o, NULL) : NULL;
+    double t_front = clock_seconds() - t0;
+    int rc = NND_EXIT_ERROR;
+    char err[1024] = "";
+    Executable x;
+    bool have_x = false;
+    NndPool *pool = NULL;
+    Model model;
+    bool have_model = false;
+    if (!p || !program_load_data(p, &fe.diags))
+        goto done;
+    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0};
+    if (!executable_build(&x, p, &eo, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        goto done;
     }
+    have_x = true;
+    if (o->verbose) {
+        StrBuf b = {0};
+        executable_describe(&x, &b);
+        fputs(b.s, stdout);
+        sb_free(&b);
+    }
+    if (o->time)
+        printf("compile: %.1f ms (front end, graph and autodiff %.1f ms; kernels and LLVM %.1f ms)\n",
+               1e3 * (t_front + x.compile_seconds), 1e3 * t_front, 1e3 * x.compile_seconds);
+    NndErr perr;
+    pool = nnd_pool_create(o->threads, &perr);
+    if (!pool) {
+        fprintf(stderr, "nnd: %s\n", perr.msg);
+        goto done;
+    }
+    if (!model_init(p, &model, err, sizeof err)) {
+        fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
+        goto done;
+    }
+    have_model = true;
+    TrainOptions to = {pool, stdout, isatty(fileno(stdout)) != 0};
+    NndTrainResult res = {0};
+    rc = driver_train(p, &x, &model, &to, &res, err, sizeof err);
+    if (rc != NND_EXIT_OK) {
+        fprintf(stderr, "nnd: %s\n", err);
+    } else {
+        printf("done: %lld steps, final training loss %.6f\n", (long long)res.steps, res.final_loss);
+        if (o->time && res.steps > 0)
+            printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
+                   1e3 * res.seconds / (double)res.steps,
+                   (double)res.steps * (double)p->batch / res.seconds);
+        if (p->save_path) {
+            if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
+                printf("saved %d parameters to %s\n", p->params.n, p->save_path);
+            } else {
+                fprintf(stderr, "nnd: %s\n", err);
+                rc = NND_EXIT_ERROR;
+            }
+        }
+    }
+done:
+    if (have_model)
+        model_free(&model);
+    nnd_pool_destroy(pool);
+    if (have_x)
+        executable_free(&x);
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
+static int cmd_emit_llvm(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "emit-llvm takes one file");
     Frontend fe;
     frontend_init(&fe);
     Module *m = front(&fe, o->files.v[0]);
     Program *p = m ? build(&fe, m, o, NULL) : NULL;
     int rc = NND_EXIT_ERROR;
-    if (p && program_load_data(p, &fe.diags)) {
-        Model model;
-        char err[512];
-        if (!model_init(p, &model, err, sizeof err)) {
-            fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
+    if (p) {
+        Executable x;
+        ExecOptions eo = {ENGINE_JIT, true, 0};
+        char err[1024];
+        if (executable_build(&x, p, &eo, err, sizeof err)) {
+            fputs(jit_ir(x.jit), stdout);
+            executable_free(&x);
+            rc = 0;
         } else {
-            TrainResult res = {0};
-            rc = driver_train_interp(p, &model, stdout, &res);
-            if (rc == NND_EXIT_OK)
-                printf("done: %lld steps, final loss %.6f\n", (long long)res.steps, res.final_loss);
-            if (rc == NND_EXIT_OK && p->save_path) {
-                if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
-                    printf("saved %d parameters to %s\n", p->params.n, p->save_path);
-                } else {
-                    fprintf(stderr, "nnd: %s\n", err);
-                    rc = NND_EXIT_ERROR;
-                }
-            }
-            model_free(&model);
+            fprintf(stderr, "nnd: %s\n", err);
         }
     }
-    diags_print(&fe.diags, stderr);
     program_free(p);
     frontend_free(&fe);
     return rc;
@@ -366,6 +444,8 @@ int main(int argc, char **argv)
         rc = cmd_gradcheck(&o);
     else if (strcmp(o.cmd, "parse") == 0)
         rc = cmd_parse(&o);
+    else if (strcmp(o.cmd, "emit-llvm") == 0)
+        rc = cmd_emit_llvm(&o);
     else
         rc = usage_error("unknown command '%s'", o.cmd);
     for (int i = 0; i < o.overrides.n; i++)

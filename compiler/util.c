@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void nnd_fatal(const char *fmt, ...)
 {
@@ -232,4 +233,11 @@ void format_double(char *buf, size_t size, double v)
         if (strtod(buf, NULL) == v)
             return;
     }
+}
+
+double clock_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -89,6 +89,9 @@ int edit_distance(const char *a, const char *b, int cap);
  * NULL with errno set. */
 char *read_file(const char *path, size_t *len);
 
+/* Seconds on a monotonic clock. */
+double clock_seconds(void);
+
 /* Prints a double so that it reads back to the same value, shortest form. */
 void format_double(char *buf, size_t size, double v);
 

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -188,6 +189,125 @@ int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, N
 /* Closes the file and frees what open allocated; st is zeroed.  NULL is fine. */
 void nnd_safetensors_close(NndSafetensors *st);
 
+
+/* ---- threads ------------------------------------------------------------------------
+ * One pool owns the cores.  OpenBLAS is told to use one thread, and matrix products
+ * are split across the pool instead, so two sets of threads never compete.  Every
+ * thread that computes (the pool's and the caller's) flushes denormals to zero.
+ * Work is split into the same contiguous ranges for a given thread count, so
+ * results do not depend on timing. */
+typedef struct NndPool NndPool;
+
+/* nthreads <= 0: every core.  Returns NULL (with err) when threads cannot start. */
+NndPool *nnd_pool_create(int nthreads, NndErr *err);
+void nnd_pool_destroy(NndPool *pool);
+int nnd_pool_threads(const NndPool *pool);
+/* fn(ctx, begin, end) over [0, n) in nnd_pool_threads() contiguous ranges (fewer when
+ * n < threads * grain); returns when all are done.  pool may be NULL (runs inline). */
+typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);
+void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_t grain);
+/* Sets flush-to-zero and denormals-are-zero for the calling thread. */
+void nnd_flush_denormals(void);
+
+/* ---- the ABI of generated code ------------------------------------------------------
+ * JIT-compiled code calls only the functions in this section (the JIT links nothing
+ * else), and is called through NndStepFn. */
+
+/* C = op(A) @ op(B) + beta * C, row-major, op transposing when ta/tb; split across
+ * the pool by rows (or columns) of C.  batch > 1 repeats it with the given strides
+ * (in elements) between consecutive matrices. */
+void nnd_gemm_f32(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                  int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a,
+                  int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                  int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,
+                  int64_t stride_c);
+
+/* Scalar maths the code generator does not expand inline (libm underneath). */
+float nnd_expf(float x);
+float nnd_logf(float x);
+float nnd_tanhf(float x);
+float nnd_sinf(float x);
+float nnd_cosf(float x);
+float nnd_powf(float x, float y);
+double nnd_exp(double x);
+double nnd_log(double x);
+double nnd_tanh(double x);
+double nnd_sin(double x);
+double nnd_cos(double x);
+double nnd_pow(double x, double y);
+
+/* What a compiled step (or eval, or forward) function receives.  Buffers are in the
+ * program's dtypes; x and y hold `batch` samples. */
+typedef struct NndStepArgs {
+    void *const *params; /* one buffer per parameter, updated in place by a step */
+    void *const *states; /* one per optimizer state */
+    const void *x, *y;
+    const double *hypers; /* run-time hyper-parameters, step, epoch, steps, t */
+    int64_t batch; /* the batch dimension B */
+    char *arena; /* scratch memory, planned at compile time */
+    double *out; /* scalar results: the loss, or the metrics */
+    NndPool *pool;
+    int32_t status; /* set non-zero by the code on bad data (a label out of range) */
+    void *user; /* for step functions that are not generated code */
+} NndStepArgs;
+
+typedef void (*NndStepFn)(NndStepArgs *args);
+enum { NND_STATUS_LABEL_RANGE = 1 };
+
+/* ---- the training loop --------------------------------------------------------------
+ * Shuffles (Philox, per epoch), gathers batches, calls the step, evaluates, shows
+ * progress.  The same loop drives compiled code and the reference interpreter. */
+typedef struct NndDataSet {
+    const char *name;
+    const NndTensor *x, *y; /* [n, ...]: borrowed */
+} NndDataSet;
+
+typedef struct NndEvalSpec {
+    int data; /* index in NndTrainer.data */
+    int64_t every; /* in steps, or in epochs when in_epochs */
+    int in_epochs;
+    int nmetrics;
+    const char *const *names;
+    NndStepFn fn; /* writes each metric's batch mean to out[0..nmetrics) */
+    void *user;
+} NndEvalSpec;
+
+typedef struct NndTrainer {
+    void *const *params;
+    void *const *states;
+    double *hypers; /* the loop sets hypers[h_step], [h_epoch], [h_steps], [h_t] */
+    int h_step, h_epoch, h_steps, h_t;
+    const NndDataSet *data;
+    int ndata, train; /* train: the data set trained on */
+    int64_t batch, epochs, steps; /* steps > 0 wins over epochs */
+    uint64_t seed;
+    int shuffle;
+    NndStepFn step; /* writes the batch's loss to out[0] */
+    void *user;
+    const NndEvalSpec *evals;
+    int nevals;
+    char *arena;
+    NndPool *pool;
+    FILE *progress; /* NULL: silent */
+    int interactive; /* one updating line (a terminal), else periodic plain lines */
+    const char *what; /* shown in the first line, e.g. "JIT, 2 threads" */
+} NndTrainer;
+
+typedef struct NndTrainResult {
+    double final_loss; /* mean loss over the last epoch run (or part of it) */
+    int64_t steps; /* steps run */
+    double seconds; /* in steps, evaluation excluded */
+    int nonfinite; /* stopped on a NaN or infinite loss, at step `steps` */
+} NndTrainResult;
+
+/* Total steps of a run. */
+int64_t nnd_train_total_steps(const NndTrainer *t);
+/* Trains; 0 on success, 1 when stopped on a non-finite loss, -1 on error (err). */
+int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err);
+/* The metrics of evals[which] averaged over its data set (weighted by batch size). */
+int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err);
 
 #ifdef __cplusplus
 }

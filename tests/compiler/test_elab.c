@@ -77,6 +77,45 @@ static int hyper_index(Program *p, const char *name)
     return -1;
 }
 
+
+/* A parameter of the model as an interpreter tensor. */
+static ITensor param_itensor(Program *p, Model *m, int i)
+{
+    Node *n = graph_node(&p->g, p->params.v[i].node);
+    ITensor t = itensor_new((NndDType)n->dtype, n->shape.rank, n->shape.d);
+    for (int64_t k = 0; k < t.n; k++)
+        t.v[k] = n->dtype == NND_F64 ? ((double *)m->params[i].data)[k] : ((float *)m->params[i].data)[k];
+    return t;
+}
+
+static double param_at(Model *m, int i, int64_t k)
+{
+    return m->params[i].dtype == NND_F64 ? ((double *)m->params[i].data)[k]
+                                         : ((float *)m->params[i].data)[k];
+}
+
+/* Trains p's train block on m with the given engine, silently. */
+static void train(Program *p, Model *m, Engine engine)
+{
+    Executable x;
+    ExecOptions eo = {engine, false, 0};
+    char err[512];
+    if (!executable_build(&x, p, &eo, err, sizeof err))
+        print_error("%s\n", err);
+    NndErr e;
+    NndPool *pool = nnd_pool_create(1, &e);
+    TrainOptions to = {pool, NULL, false};
+    NndTrainResult res;
+    int rc = driver_train(p, &x, m, &to, &res, err, sizeof err);
+    if (rc)
+        print_error("%s\n", err);
+    assert_int_equal(rc, 0);
+    nnd_pool_destroy(pool);
+    executable_free(&x);
+}
+
+static const Engine engines[] = {ENGINE_INTERP, ENGINE_JIT};
+
 #define PRELUDE                                                                            \
     "use nn\nuse optim\n"                                                                  \
     "model Net(h = 3) {\n fc1 = Dense(4, h)\n fc2 = Dense(h, 2)\n"                         \
@@ -116,57 +155,59 @@ static void test_structure(void **state)
     compiled_free(c);
 }
 
-/* The update of SGD is w - lr * g, with g the autodiff gradient. */
+/* The update of SGD is w - lr * g, with g the autodiff gradient; compiled code and
+ * the interpreter agree. */
 static void test_sgd_step(void **state)
 {
     Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
                                      " opt = SGD(lr = 0.5)\n batch = 5\n steps = 1\n shuffle = false\n}\n");
     Program *p = c->p;
     assert_int_equal(p->states.n, 0);
-    Model m;
-    char err[256];
-    assert_true(model_init(p, &m, err, sizeof err));
-    ITensor w0 = itensor_copy(&m.params[0]);
-    /* the gradient at the initial weights, on the full batch */
-    NodeVec roots = {0};
-    vec_push(&roots, p->grads.v[0]);
-    DataSet *ds = &p->data.v[0];
-    ITensor in[2] = {itensor_new(NND_F32, 2, ds->x.shape), itensor_new(NND_F32, 2, ds->y.shape)};
-    for (int i = 0; i < in[0].n; i++)
-        in[0].v[i] = ((float *)ds->x.data)[i];
-    for (int i = 0; i < in[1].n; i++)
-        in[1].v[i] = ((float *)ds->y.data)[i];
-    int64_t syms[1] = {5};
-    double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
-    for (int i = 0; i < p->hypers.n; i++)
-        h[i] = p->hypers.v[i].value;
-    InterpBindings b = {m.params, m.nparams, NULL, 0, in, 2, h, p->hypers.n, syms, 1, p->seed};
-    ITensor g;
-    assert_true(interp_run(&p->g, roots.v, 1, &b, &g, err, sizeof err));
-    TrainResult res = {0};
-    FILE *devnull = fopen("/dev/null", "w");
-    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
-    fclose(devnull);
-    double maxdiff = 0, maxg = 0;
-    for (int64_t i = 0; i < w0.n; i++) {
-        double want = (double)(float)(w0.v[i] - (double)(float)(0.5 * g.v[i]));
-        maxdiff = fmax(maxdiff, fabs(m.params[0].v[i] - want));
-        maxg = fmax(maxg, fabs(g.v[i]));
+    for (int e = 0; e < 2; e++) {
+        Model m;
+        char err[256];
+        assert_true(model_init(p, &m, err, sizeof err));
+        ITensor w0 = param_itensor(p, &m, 0);
+        /* the gradient at the initial weights, on the full batch */
+        ITensor pv[4];
+        for (int i = 0; i < 4; i++)
+            pv[i] = param_itensor(p, &m, i);
+        DataSet *ds = &p->data.v[0];
+        ITensor in[2] = {itensor_new(NND_F32, 2, ds->x.shape), itensor_new(NND_F32, 2, ds->y.shape)};
+        for (int i = 0; i < in[0].n; i++)
+            in[0].v[i] = ((float *)ds->x.data)[i];
+        for (int i = 0; i < in[1].n; i++)
+            in[1].v[i] = ((float *)ds->y.data)[i];
+        int64_t syms[1] = {5};
+        double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
+        for (int i = 0; i < p->hypers.n; i++)
+            h[i] = p->hypers.v[i].value;
+        InterpBindings b = {pv, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, p->seed};
+        ITensor g;
+        assert_true(interp_run(&p->g, &p->grads.v[0], 1, &b, &g, err, sizeof err));
+        train(p, &m, engines[e]);
+        double maxdiff = 0, maxg = 0;
+        for (int64_t i = 0; i < w0.n; i++) {
+            double want = (double)(float)(w0.v[i] - (double)(float)(0.5 * g.v[i]));
+            maxdiff = fmax(maxdiff, fabs(param_at(&m, 0, i) - want));
+            maxg = fmax(maxg, fabs(g.v[i]));
+        }
+        assert_true(maxg > 1e-4); /* the step moved something */
+        assert_true(maxdiff < 1e-6);
+        itensor_free(&g);
+        itensor_free(&w0);
+        for (int i = 0; i < 4; i++)
+            itensor_free(&pv[i]);
+        itensor_free(&in[0]);
+        itensor_free(&in[1]);
+        free(h);
+        model_free(&m);
     }
-    assert_true(maxg > 1e-4); /* the step moved something */
-    assert_true(maxdiff < 1e-6);
-    itensor_free(&g);
-    itensor_free(&w0);
-    itensor_free(&in[0]);
-    itensor_free(&in[1]);
-    free(h);
-    vec_free(&roots);
-    model_free(&m);
     compiled_free(c);
 }
 
-/* Three Adam steps by the compiled update rule equal the formula applied by hand
- * to the autodiff gradients (f64 program, so exact up to rounding). */
+/* Three Adam steps by the update rule equal the formula applied by hand to the
+ * autodiff gradients (f64 program, so exact up to rounding), compiled or not. */
 static void test_adam_matches_formula(void **state)
 {
     const char *src = PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
@@ -175,58 +216,59 @@ static void test_adam_matches_formula(void **state)
     Compiled *c = compile_opts(src, NND_F64, NULL, 0);
     assert_non_null(c->p);
     Program *p = c->p;
-    Model m, ref;
-    char err[256];
-    assert_true(model_init(p, &m, err, sizeof err));
-    assert_true(model_init(p, &ref, err, sizeof err));
-    DataSet *ds = &p->data.v[0];
-    ITensor in[2] = {itensor_new(NND_F64, 2, ds->x.shape), itensor_new(NND_F64, 2, ds->y.shape)};
-    for (int i = 0; i < in[0].n; i++)
-        in[0].v[i] = ((double *)ds->x.data)[i];
-    for (int i = 0; i < in[1].n; i++)
-        in[1].v[i] = ((double *)ds->y.data)[i];
-    int64_t syms[1] = {5};
-    double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
-    for (int i = 0; i < p->hypers.n; i++)
-        h[i] = p->hypers.v[i].value;
-    double *mom[4], *vel[4];
-    for (int k = 0; k < 4; k++) {
-        mom[k] = xcalloc((size_t)ref.params[k].n, sizeof(double));
-        vel[k] = xcalloc((size_t)ref.params[k].n, sizeof(double));
-    }
-    for (int t = 1; t <= 3; t++) {
-        ITensor g[4];
-        InterpBindings b = {ref.params, ref.nparams, NULL, 0, in, 2, h, p->hypers.n, syms, 1, 0};
-        assert_true(interp_run(&p->g, p->grads.v, 4, &b, g, err, sizeof err));
+    for (int e = 0; e < 2; e++) {
+        Model m;
+        char err[256];
+        assert_true(model_init(p, &m, err, sizeof err));
+        ITensor ref[4];
+        for (int k = 0; k < 4; k++)
+            ref[k] = param_itensor(p, &m, k);
+        DataSet *ds = &p->data.v[0];
+        ITensor in[2] = {itensor_new(NND_F64, 2, ds->x.shape), itensor_new(NND_F64, 2, ds->y.shape)};
+        for (int i = 0; i < in[0].n; i++)
+            in[0].v[i] = ((double *)ds->x.data)[i];
+        for (int i = 0; i < in[1].n; i++)
+            in[1].v[i] = ((double *)ds->y.data)[i];
+        int64_t syms[1] = {5};
+        double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
+        for (int i = 0; i < p->hypers.n; i++)
+            h[i] = p->hypers.v[i].value;
+        double *mom[4], *vel[4];
         for (int k = 0; k < 4; k++) {
-            for (int64_t i = 0; i < g[k].n; i++) {
-                mom[k][i] = 0.8 * mom[k][i] + 0.2 * g[k].v[i];
-                vel[k][i] = 0.9 * vel[k][i] + 0.1 * g[k].v[i] * g[k].v[i];
-                double mh = mom[k][i] / (1 - pow(0.8, t)), vh = vel[k][i] / (1 - pow(0.9, t));
-                ref.params[k].v[i] -= 0.1 * mh / (sqrt(vh) + 1e-6);
-            }
-            itensor_free(&g[k]);
+            mom[k] = xcalloc((size_t)ref[k].n, sizeof(double));
+            vel[k] = xcalloc((size_t)ref[k].n, sizeof(double));
         }
+        for (int t = 1; t <= 3; t++) {
+            ITensor g[4];
+            InterpBindings b = {ref, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, 0};
+            assert_true(interp_run(&p->g, p->grads.v, 4, &b, g, err, sizeof err));
+            for (int k = 0; k < 4; k++) {
+                for (int64_t i = 0; i < g[k].n; i++) {
+                    mom[k][i] = 0.8 * mom[k][i] + 0.2 * g[k].v[i];
+                    vel[k][i] = 0.9 * vel[k][i] + 0.1 * g[k].v[i] * g[k].v[i];
+                    double mh = mom[k][i] / (1 - pow(0.8, t)), vh = vel[k][i] / (1 - pow(0.9, t));
+                    ref[k].v[i] -= 0.1 * mh / (sqrt(vh) + 1e-6);
+                }
+                itensor_free(&g[k]);
+            }
+        }
+        train(p, &m, engines[e]);
+        for (int k = 0; k < 4; k++)
+            for (int64_t i = 0; i < ref[k].n; i++)
+                assert_true(fabs(param_at(&m, k, i) - ref[k].v[i]) < 1e-12);
+        /* the moments are saved as states fc1.W.m, fc1.W.v, ... */
+        for (int64_t i = 0; i < ref[0].n; i++)
+            assert_true(fabs(((double *)m.states[0].data)[i] - mom[0][i]) < 1e-12);
+        for (int k = 0; k < 4; k++) {
+            free(mom[k]);
+            free(vel[k]);
+            itensor_free(&ref[k]);
+        }
+        itensor_free(&in[0]);
+        itensor_free(&in[1]);
+        free(h);
+        model_free(&m);
     }
-    TrainResult res = {0};
-    FILE *devnull = fopen("/dev/null", "w");
-    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
-    fclose(devnull);
-    for (int k = 0; k < 4; k++)
-        for (int64_t i = 0; i < m.params[k].n; i++)
-            assert_true(fabs(m.params[k].v[i] - ref.params[k].v[i]) < 1e-12);
-    /* the moments are saved as states fc1.W.m, fc1.W.v, ... */
-    for (int64_t i = 0; i < m.states[0].n; i++)
-        assert_true(fabs(m.states[0].v[i] - mom[0][i]) < 1e-12);
-    for (int k = 0; k < 4; k++) {
-        free(mom[k]);
-        free(vel[k]);
-    }
-    itensor_free(&in[0]);
-    itensor_free(&in[1]);
-    free(h);
-    model_free(&m);
-    model_free(&ref);
     compiled_free(c);
 }
 
@@ -245,19 +287,24 @@ static void test_freeze(void **state)
     for (int i = 0; i < p->updates.n; i++)
         if (!p->updates.v[i].is_state)
             assert_true(p->updates.v[i].index != w1 && p->updates.v[i].index != b1);
-    Model m;
-    char err[256];
-    assert_true(model_init(p, &m, err, sizeof err));
-    ITensor before = itensor_copy(&m.params[w1]), before2 = itensor_copy(&m.params[w2]);
-    TrainResult res = {0};
-    FILE *devnull = fopen("/dev/null", "w");
-    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
-    fclose(devnull);
-    assert_memory_equal(before.v, m.params[w1].v, sizeof(double) * (size_t)before.n);
-    assert_memory_not_equal(before2.v, m.params[w2].v, sizeof(double) * (size_t)before2.n);
-    itensor_free(&before);
-    itensor_free(&before2);
-    model_free(&m);
+    for (int e = 0; e < 2; e++) {
+        Model m;
+        char err[256];
+        assert_true(model_init(p, &m, err, sizeof err));
+        NndTensor before, before2;
+        NndErr ne;
+        assert_int_equal(nnd_tensor_alloc(&before, NND_F32, 2, m.params[w1].shape, &ne), 0);
+        assert_int_equal(nnd_tensor_alloc(&before2, NND_F32, 2, m.params[w2].shape, &ne), 0);
+        size_t n1 = sizeof(float) * (size_t)nnd_tensor_numel(&before), n2 = sizeof(float) * (size_t)nnd_tensor_numel(&before2);
+        memcpy(before.data, m.params[w1].data, n1);
+        memcpy(before2.data, m.params[w2].data, n2);
+        train(p, &m, engines[e]);
+        assert_memory_equal(before.data, m.params[w1].data, n1);
+        assert_memory_not_equal(before2.data, m.params[w2].data, n2);
+        nnd_tensor_free(&before);
+        nnd_tensor_free(&before2);
+        model_free(&m);
+    }
     compiled_free(c);
 }
 
@@ -306,18 +353,19 @@ static void test_schedule_is_runtime(void **state)
                                      " opt = SGD(lr = if step < 2 then 0 else 0.1)\n batch = 5\n"
                                      " steps = 2\n shuffle = false\n}\n");
     Program *p = c->p;
-    Model m;
-    char err[256];
-    assert_true(model_init(p, &m, err, sizeof err));
-    ITensor w0 = itensor_copy(&m.params[0]);
-    TrainResult res = {0};
-    FILE *devnull = fopen("/dev/null", "w");
-    assert_int_equal(driver_train_interp(p, &m, devnull, &res), 0);
-    fclose(devnull);
-    /* lr was 0 for steps 0 and 1 */
-    assert_memory_equal(w0.v, m.params[0].v, sizeof(double) * (size_t)w0.n);
-    itensor_free(&w0);
-    model_free(&m);
+    for (int e = 0; e < 2; e++) {
+        Model m;
+        char err[256];
+        assert_true(model_init(p, &m, err, sizeof err));
+        size_t bytes = sizeof(float) * (size_t)nnd_tensor_numel(&m.params[0]);
+        float *w0 = xmalloc(bytes);
+        memcpy(w0, m.params[0].data, bytes);
+        train(p, &m, engines[e]);
+        /* lr was 0 for steps 0 and 1 */
+        assert_memory_equal(w0, m.params[0].data, bytes);
+        free(w0);
+        model_free(&m);
+    }
     compiled_free(c);
 }
 

@@ -27,14 +27,25 @@ static void test_xor_trains(void **state)
     program_roots(p, &roots);
     simplify_graph(&p->g, roots.v, roots.n, true, NULL);
     vec_free(&roots);
-    Model model;
-    char err[256];
-    assert_true(model_init(p, &model, err, sizeof err));
-    TrainResult res = {0};
-    assert_int_equal(driver_train_interp(p, &model, stdout, &res), 0);
-    printf("final loss %g after %lld steps\n", res.final_loss, (long long)res.steps);
-    assert_true(res.final_loss < 0.01);
-    model_free(&model);
+    for (int e = 0; e < 2; e++) {
+        Model model;
+        char err[512];
+        assert_true(model_init(p, &model, err, sizeof err));
+        Executable x;
+        ExecOptions xo = {e ? ENGINE_JIT : ENGINE_INTERP, false, 0};
+        assert_true(executable_build(&x, p, &xo, err, sizeof err));
+        NndErr ne;
+        NndPool *pool = nnd_pool_create(1, &ne);
+        TrainOptions to = {pool, stdout, false};
+        NndTrainResult res;
+        assert_int_equal(driver_train(p, &x, &model, &to, &res, err, sizeof err), 0);
+        printf("%s: final loss %g after %lld steps\n", e ? "compiled" : "interpreter",
+               res.final_loss, (long long)res.steps);
+        assert_true(res.final_loss < 0.01);
+        nnd_pool_destroy(pool);
+        executable_free(&x);
+        model_free(&model);
+    }
     program_free(p);
     frontend_free(&fe);
 }

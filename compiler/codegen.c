@@ -1,0 +1,1082 @@
+#include "codegen.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+const RuntimeSymbol codegen_runtime_symbols[] = {
+    {"nnd_parallel_for", (void *)nnd_parallel_for},
+    {"nnd_gemm_f32", (void *)nnd_gemm_f32},
+    {"nnd_gemm_f64", (void *)nnd_gemm_f64},
+    {"nnd_expf", (void *)nnd_expf},
+    {"nnd_logf", (void *)nnd_logf},
+    {"nnd_tanhf", (void *)nnd_tanhf},
+    {"nnd_sinf", (void *)nnd_sinf},
+    {"nnd_cosf", (void *)nnd_cosf},
+    {"nnd_powf", (void *)nnd_powf},
+    {"nnd_exp", (void *)nnd_exp},
+    {"nnd_log", (void *)nnd_log},
+    {"nnd_tanh", (void *)nnd_tanh},
+    {"nnd_sin", (void *)nnd_sin},
+    {"nnd_cos", (void *)nnd_cos},
+    {"nnd_pow", (void *)nnd_pow},
+};
+const int codegen_runtime_symbol_count =
+    (int)(sizeof codegen_runtime_symbols / sizeof codegen_runtime_symbols[0]);
+
+/* Per-module state. */
+typedef struct CG {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    Graph *g;
+    LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, voidt;
+    LLVMTypeRef kernel_ty; /* void (ptr, i64, i64) */
+    LLVMTypeRef entry_ty; /* void (ptr) */
+    LLVMValueRef *tensor_globals; /* per node: TENSOR constants */
+    unsigned md_scope, md_noalias;
+    /* per function */
+    const Schedule *s;
+    const char *fname;
+    LLVMValueRef fn, args;
+    LLVMBasicBlockRef entry; /* preamble: buffer pointers and loop-invariant scalars */
+    LLVMValueRef batch, hypers;
+    LLVMValueRef *bufptr; /* per buffer, loaded in the entry block */
+    LLVMMetadataRef *scope; /* per buffer: its alias scope */
+    LLVMValueRef *scope_md, *noalias_md;
+    LLVMValueRef *memo; /* per node: its value at the kernel's own index */
+    LLVMValueRef *scalar; /* per node: rank-0 values computed in the entry block */
+    const Kernel *k;
+    bool flat;
+} CG;
+
+static LLVMTypeRef vtype(CG *c, int dtype)
+{
+    switch (dtype) {
+    case NND_F32: return c->f32;
+    case NND_F64: return c->f64;
+    case NND_I32: return c->i32;
+    default: return c->i1;
+    }
+}
+
+static LLVMTypeRef mtype(CG *c, int dtype) /* in memory */
+{
+    return dtype == NND_BOOL ? c->i8 : vtype(c, dtype);
+}
+
+static LLVMValueRef ci64(CG *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef cconst(CG *c, int dtype, double v)
+{
+    switch (dtype) {
+    case NND_F32: return LLVMConstReal(c->f32, (double)(float)v);
+    case NND_F64: return LLVMConstReal(c->f64, v);
+    case NND_I32: return LLVMConstInt(c->i32, (unsigned long long)(int64_t)v, 1);
+    default: return LLVMConstInt(c->i1, v != 0, 0);
+    }
+}
+
+/* A field of NndStepArgs, by its C offset. */
+static LLVMValueRef arg_field(CG *c, LLVMValueRef args, size_t offset, LLVMTypeRef ty)
+{
+    LLVMValueRef idx = ci64(c, (int64_t)offset);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, args, &idx, 1, "");
+    return LLVMBuildLoad2(c->b, ty, p, "");
+}
+
+static LLVMValueRef call(CG *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
+                         LLVMValueRef *args, bool pure)
+{
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    LLVMTypeRef ft = LLVMFunctionType(ret, params, (unsigned)n, 0);
+    if (!f) {
+        f = LLVMAddFunction(c->mod, name, ft);
+        const char *attrs[] = {"nounwind", "willreturn"};
+        for (int i = 0; i < 2; i++) {
+            unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateEnumAttribute(c->ctx, kind, 0));
+        }
+        if (pure) {
+            /* memory(none): free of side effects, so it can be hoisted and merged */
+            unsigned kind = LLVMGetEnumAttributeKindForName("memory", 6);
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateEnumAttribute(c->ctx, kind, 0));
+        }
+    }
+    return LLVMBuildCall2(c->b, ft, f, args, (unsigned)n, "");
+}
+
+static LLVMValueRef intrinsic(CG *c, const char *name, LLVMTypeRef *over, int nover,
+                              LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    assert(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, over, (size_t)nover);
+    LLVMTypeRef ft = LLVMIntrinsicGetType(c->ctx, id, over, (size_t)nover);
+    return LLVMBuildCall2(c->b, ft, f, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef math1(CG *c, const char *f32name, const char *f64name, int dtype, LLVMValueRef x)
+{
+    LLVMTypeRef t = vtype(c, dtype);
+    return call(c, dtype == NND_F64 ? f64name : f32name, t, &t, 1, &x, true);
+}
+
+/* ---- dimensions and addresses ---- */
+
+static LLVMValueRef dim(CG *c, int64_t d) { return d >= 0 ? ci64(c, d) : c->batch; }
+
+/* The flat offset of idx in a row-major tensor of shape s. */
+static LLVMValueRef offset_of(CG *c, const Shape *s, LLVMValueRef *idx)
+{
+    LLVMValueRef off = NULL;
+    for (int i = 0; i < s->rank; i++) {
+        off = off ? LLVMBuildNSWMul(c->b, off, dim(c, s->d[i]), "") : NULL;
+        off = off ? LLVMBuildNSWAdd(c->b, off, idx[i], "") : idx[i];
+    }
+    return off ? off : ci64(c, 0);
+}
+
+static void set_scopes(CG *c, LLVMValueRef inst, int buf)
+{
+    if (buf < 0 || !c->scope_md)
+        return;
+    LLVMSetMetadata(inst, c->md_scope, c->scope_md[buf]);
+    LLVMSetMetadata(inst, c->md_noalias, c->noalias_md[buf]);
+}
+
+static LLVMValueRef load_at(CG *c, int buf, int dtype, LLVMValueRef off)
+{
+    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), c->bufptr[buf], &off, 1, "");
+    LLVMValueRef v = LLVMBuildLoad2(c->b, mtype(c, dtype), p, "");
+    set_scopes(c, v, buf);
+    if (dtype == NND_BOOL)
+        v = LLVMBuildTrunc(c->b, v, c->i1, "");
+    return v;
+}
+
+static void store_at(CG *c, int buf, int dtype, LLVMValueRef off, LLVMValueRef v)
+{
+    const Buffer *bf = &c->s->bufs.v[buf];
+    if (bf->kind == BUF_OUT) {
+        /* results are doubles */
+        if (dtype == NND_F32)
+            v = LLVMBuildFPExt(c->b, v, c->f64, "");
+        else if (dtype == NND_I32)
+            v = LLVMBuildSIToFP(c->b, v, c->f64, "");
+        else if (dtype == NND_BOOL)
+            v = LLVMBuildUIToFP(c->b, v, c->f64, "");
+        dtype = NND_F64;
+    }
+    if (dtype == NND_BOOL)
+        v = LLVMBuildZExt(c->b, v, c->i8, "");
+    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), c->bufptr[buf], &off, 1, "");
+    LLVMValueRef st = LLVMBuildStore(c->b, v, p);
+    set_scopes(c, st, buf);
+}
+
+/* ---- loops ---- */
+
+typedef struct Loop {
+    LLVMBasicBlockRef header, exit;
+    LLVMValueRef iv;
+} Loop;
+
+static LLVMValueRef loop_open(CG *c, Loop *l, LLVMValueRef lo, LLVMValueRef hi)
+{
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    l->header = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "done");
+    LLVMBuildBr(c->b, l->header);
+    LLVMPositionBuilderAtEnd(c->b, l->header);
+    l->iv = LLVMBuildPhi(c->b, c->i64, "i");
+    LLVMAddIncoming(l->iv, &lo, &pre, 1);
+    LLVMValueRef more = LLVMBuildICmp(c->b, LLVMIntSLT, l->iv, hi, "");
+    LLVMBuildCondBr(c->b, more, body, l->exit);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    return l->iv;
+}
+
+static void loop_close(CG *c, Loop *l)
+{
+    LLVMValueRef next = LLVMBuildNSWAdd(c->b, l->iv, ci64(c, 1), "");
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, l->header);
+    LLVMAddIncoming(l->iv, &next, &from, 1);
+    LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+/* ---- values ---- */
+
+typedef struct Index {
+    int rank;
+    LLVMValueRef v[NND_MAX_RANK];
+    LLVMValueRef flat; /* the row-major offset, when known */
+    bool domain; /* the kernel's own index (values may be memoized) */
+} Index;
+
+static LLVMValueRef emit(CG *c, NodeId id, const Index *ix);
+
+static LLVMValueRef fconst(CG *c, int dtype, double v) { return cconst(c, dtype, v); }
+
+static bool is_float(int dt) { return dt == NND_F32 || dt == NND_F64; }
+
+static LLVMValueRef emit_cast(CG *c, LLVMValueRef v, int from, int to)
+{
+    if (from == to)
+        return v;
+    LLVMTypeRef t = vtype(c, to);
+    if (is_float(from) && is_float(to))
+        return to == NND_F64 ? LLVMBuildFPExt(c->b, v, t, "") : LLVMBuildFPTrunc(c->b, v, t, "");
+    if (is_float(from) && to == NND_I32) {
+        /* truncation toward zero; NaN and out-of-range saturate (NaN becomes 0) */
+        LLVMTypeRef over[2] = {c->i32, vtype(c, from)};
+        return intrinsic(c, "llvm.fptosi.sat", over, 2, &v, 1);
+    }
+    if (is_float(from) && to == NND_BOOL)
+        return LLVMBuildFCmp(c->b, LLVMRealUNE, v, fconst(c, from, 0), "");
+    if (from == NND_I32 && is_float(to))
+        return LLVMBuildSIToFP(c->b, v, t, "");
+    if (from == NND_I32 && to == NND_BOOL)
+        return LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstInt(c->i32, 0, 0), "");
+    if (from == NND_BOOL && is_float(to))
+        return LLVMBuildUIToFP(c->b, v, t, "");
+    if (from == NND_BOOL && to == NND_I32)
+        return LLVMBuildZExt(c->b, v, c->i32, "");
+    assert(0);
+    return v;
+}
+
+static LLVMValueRef select3v(CG *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildSelect(c->b, cond, a, b, "");
+}
+
+static LLVMValueRef fcmp(CG *c, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFCmp(c->b, p, a, b, "");
+}
+
+static LLVMValueRef compare(CG *c, int op, int dt, LLVMValueRef a, LLVMValueRef b)
+{
+    if (is_float(dt)) {
+        LLVMRealPredicate p = op == OP_LT ? LLVMRealOLT : op == OP_LE ? LLVMRealOLE
+                            : op == OP_GT ? LLVMRealOGT : op == OP_GE ? LLVMRealOGE
+                            : op == OP_EQ ? LLVMRealOEQ : LLVMRealUNE;
+        return fcmp(c, p, a, b);
+    }
+    LLVMIntPredicate p = op == OP_LT ? LLVMIntSLT : op == OP_LE ? LLVMIntSLE
+                       : op == OP_GT ? LLVMIntSGT : op == OP_GE ? LLVMIntSGE
+                       : op == OP_EQ ? LLVMIntEQ : LLVMIntNE;
+    if (dt == NND_BOOL)
+        p = op == OP_LT ? LLVMIntULT : op == OP_LE ? LLVMIntULE : op == OP_GT ? LLVMIntUGT
+          : op == OP_GE ? LLVMIntUGE : p;
+    return LLVMBuildICmp(c->b, p, a, b, "");
+}
+
+/* Elementwise maths, matching the interpreter's definitions case for case. */
+static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
+{
+    int dt = n->dtype;
+    bool fl = is_float(dt);
+    switch ((OpId)n->op) {
+    case OP_NEG: return fl ? LLVMBuildFNeg(c->b, x[0], "") : LLVMBuildNeg(c->b, x[0], "");
+    case OP_EXP: return math1(c, "nnd_expf", "nnd_exp", dt, x[0]);
+    case OP_LOG: return math1(c, "nnd_logf", "nnd_log", dt, x[0]);
+    case OP_SQRT: {
+        LLVMTypeRef t = vtype(c, dt);
+        return intrinsic(c, "llvm.sqrt", &t, 1, x, 1);
+    }
+    case OP_RSQRT: {
+        LLVMTypeRef t = vtype(c, dt);
+        return LLVMBuildFDiv(c->b, fconst(c, dt, 1), intrinsic(c, "llvm.sqrt", &t, 1, x, 1), "");
+    }
+    case OP_ABS: {
+        if (!fl)
+            return select3v(c, LLVMBuildICmp(c->b, LLVMIntSLT, x[0], cconst(c, dt, 0), ""),
+                          LLVMBuildNeg(c->b, x[0], ""), x[0]);
+        LLVMTypeRef t = vtype(c, dt);
+        return intrinsic(c, "llvm.fabs", &t, 1, x, 1);
+    }
+    case OP_SIGN: {
+        /* (x > 0) - (x < 0): NaN gives 0 */
+        LLVMValueRef pos = compare(c, OP_GT, dt, x[0], cconst(c, dt, 0));
+        LLVMValueRef neg = compare(c, OP_LT, dt, x[0], cconst(c, dt, 0));
+        return select3v(c, pos, cconst(c, dt, 1), select3v(c, neg, cconst(c, dt, -1), cconst(c, dt, 0)));
+    }
+    case OP_TANH: return math1(c, "nnd_tanhf", "nnd_tanh", dt, x[0]);
+    case OP_SIGMOID: {
+        /* x >= 0 ? 1/(1+e^-x) : e^x/(1+e^x), with e = e^-|x| */
+        LLVMTypeRef t = vtype(c, dt);
+        LLVMValueRef ax = intrinsic(c, "llvm.fabs", &t, 1, x, 1);
+        LLVMValueRef e = math1(c, "nnd_expf", "nnd_exp", dt, LLVMBuildFNeg(c->b, ax, ""));
+        LLVMValueRef den = LLVMBuildFAdd(c->b, fconst(c, dt, 1), e, "");
+        LLVMValueRef pos = fcmp(c, LLVMRealOGE, x[0], fconst(c, dt, 0));
+        return select3v(c, pos, LLVMBuildFDiv(c->b, fconst(c, dt, 1), den, ""),
+                      LLVMBuildFDiv(c->b, e, den, ""));
+    }
+    case OP_RELU:
+        return select3v(c, compare(c, OP_GT, dt, x[0], cconst(c, dt, 0)), x[0], cconst(c, dt, 0));
+    case OP_SIN: return math1(c, "nnd_sinf", "nnd_sin", dt, x[0]);
+    case OP_COS: return math1(c, "nnd_cosf", "nnd_cos", dt, x[0]);
+    case OP_FLOOR: {
+        if (!fl)
+            return x[0];
+        LLVMTypeRef t = vtype(c, dt);
+        return intrinsic(c, "llvm.floor", &t, 1, x, 1);
+    }
+    case OP_NOT: return LLVMBuildNot(c->b, x[0], "");
+    case OP_CAST: return emit_cast(c, x[0], in_dt, dt);
+    case OP_ADD: return fl ? LLVMBuildFAdd(c->b, x[0], x[1], "") : LLVMBuildAdd(c->b, x[0], x[1], "");
+    case OP_SUB: return fl ? LLVMBuildFSub(c->b, x[0], x[1], "") : LLVMBuildSub(c->b, x[0], x[1], "");
+    case OP_MUL: return fl ? LLVMBuildFMul(c->b, x[0], x[1], "") : LLVMBuildMul(c->b, x[0], x[1], "");
+    case OP_DIV: return fl ? LLVMBuildFDiv(c->b, x[0], x[1], "") : LLVMBuildSDiv(c->b, x[0], x[1], "");
+    case OP_POW: {
+        /* q == 2 ? p*p : pow(p, q), as the interpreter */
+        LLVMValueRef p = x[0], q = x[1];
+        if (!fl) {
+            p = emit_cast(c, p, dt, NND_F64);
+            q = emit_cast(c, q, dt, NND_F64);
+        }
+        int fdt = fl ? dt : NND_F64;
+        LLVMTypeRef t[2] = {vtype(c, fdt), vtype(c, fdt)};
+        LLVMValueRef pq[2] = {p, q};
+        LLVMValueRef r = call(c, fdt == NND_F64 ? "nnd_pow" : "nnd_powf", t[0], t, 2, pq, true);
+        r = select3v(c, fcmp(c, LLVMRealOEQ, q, fconst(c, fdt, 2)), LLVMBuildFMul(c->b, p, p, ""), r);
+        return fl ? r : emit_cast(c, r, NND_F64, dt);
+    }
+    case OP_MIN: return select3v(c, compare(c, OP_LT, dt, x[1], x[0]), x[1], x[0]);
+    case OP_MAX: return select3v(c, compare(c, OP_GT, dt, x[1], x[0]), x[1], x[0]);
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
+        return compare(c, n->op, in_dt, x[0], x[1]);
+    case OP_AND: return LLVMBuildAnd(c->b, x[0], x[1], "");
+    case OP_OR: return LLVMBuildOr(c->b, x[0], x[1], "");
+    case OP_SELECT: return select3v(c, x[0], x[1], x[2]);
+    default:
+        assert(0);
+        return NULL;
+    }
+}
+
+/* Rank-0 values are loop invariant: they are computed once, in the entry block. */
+static LLVMValueRef emit_scalar(CG *c, NodeId id)
+{
+    if (c->scalar[id])
+        return c->scalar[id];
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, c->entry);
+    Index none = {0, {0}, NULL, false};
+    LLVMValueRef v = emit(c, id, &none);
+    c->scalar[id] = v;
+    LLVMPositionBuilderAtEnd(c->b, here);
+    return v;
+}
+
+static LLVMValueRef emit_load(CG *c, NodeId id, const Index *ix)
+{
+    Node *n = graph_node(c->g, id);
+    int buf = c->s->home[id];
+    LLVMValueRef off = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+    if (n->op == OP_TENSOR && buf < 0) {
+        LLVMTypeRef t = mtype(c, n->dtype);
+        LLVMValueRef p = LLVMBuildGEP2(c->b, t, c->tensor_globals[id], &off, 1, "");
+        LLVMValueRef v = LLVMBuildLoad2(c->b, t, p, "");
+        return n->dtype == NND_BOOL ? LLVMBuildTrunc(c->b, v, c->i1, "") : v;
+    }
+    return load_at(c, buf, n->dtype, off);
+}
+
+static void status(CG *c, LLVMValueRef bad)
+{
+    /* args->status = 1 when bad; execution goes on with a safe index */
+    LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
+    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
+    LLVMBuildCondBr(c->b, bad, set, cont);
+    LLVMPositionBuilderAtEnd(c->b, set);
+    LLVMValueRef idx = ci64(c, (int64_t)offsetof(NndStepArgs, status));
+    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->args, &idx, 1, "");
+    LLVMBuildStore(c->b, LLVMConstInt(c->i32, NND_STATUS_LABEL_RANGE, 0), p);
+    LLVMBuildBr(c->b, cont);
+    LLVMPositionBuilderAtEnd(c->b, cont);
+}
+
+/* A label in [0, n), or 0 with the status set. */
+static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
+{
+    LLVMValueRef lo = LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), "");
+    LLVMValueRef hi = LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
+    LLVMValueRef bad = LLVMBuildOr(c->b, lo, hi, "");
+    status(c, bad);
+    return LLVMBuildSExt(c->b, select3v(c, bad, LLVMConstInt(c->i32, 0, 0), l), c->i64, "");
+}
+
+static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
+{
+    Node *n = graph_node(c->g, id);
+    if (n->shape.rank == 0 && ix->rank != -1 && c->scalar && LLVMGetInsertBlock(c->b) != c->entry)
+        return emit_scalar(c, id);
+    if (ix->domain && c->memo[id])
+        return c->memo[id];
+    LLVMValueRef v = NULL;
+    /* a value with a home not computed by this kernel is loaded */
+    bool own = false;
+    if (c->k && c->k->kind == KER_LOOP)
+        for (int i = 0; i < c->k->stores.n; i++)
+            own |= c->k->stores.v[i].node == id && c->k->stores.v[i].buf == c->s->home[id];
+    if (c->s->home[id] >= 0 && !own) {
+        v = emit_load(c, id, ix);
+    } else {
+        switch (op_info[n->op].kind) {
+        case OPK_LEAF:
+            if (n->op == OP_CONST) {
+                v = cconst(c, n->dtype, n->num);
+            } else if (n->op == OP_HYPER) {
+                LLVMValueRef idx = ci64(c, n->idx);
+                LLVMValueRef p = LLVMBuildGEP2(c->b, c->f64, c->hypers, &idx, 1, "");
+                v = emit_cast(c, LLVMBuildLoad2(c->b, c->f64, p, ""), NND_F64, n->dtype);
+            } else if (n->op == OP_TENSOR) {
+                v = emit_load(c, id, ix);
+            } else {
+                assert(0);
+            }
+            break;
+        case OPK_SOURCE: {
+            assert(n->op == OP_DIMSIZE);
+            Node *r = graph_node(c->g, n->in[0]);
+            LLVMValueRef p = ci64(c, 1);
+            for (int i = 0; i < r->shape.rank; i++)
+                if (n->mask & (1u << i))
+                    p = LLVMBuildNSWMul(c->b, p, dim(c, r->shape.d[i]), "");
+            v = is_float(n->dtype) ? LLVMBuildSIToFP(c->b, p, vtype(c, n->dtype), "")
+                                   : LLVMBuildTrunc(c->b, p, vtype(c, n->dtype), "");
+            break;
+        }
+        case OPK_EW1: case OPK_EW2: case OPK_EW3: {
+            LLVMValueRef x[3];
+            for (int i = 0; i < n->nin; i++)
+                x[i] = emit(c, n->in[i], ix);
+            v = ew(c, n, x, graph_node(c->g, n->in[n->op == OP_SELECT ? 1 : 0])->dtype);
+            break;
+        }
+        case OPK_LAYOUT: {
+            Node *in = graph_node(c->g, n->in[0]);
+            Index j = {in->shape.rank, {0}, NULL, false};
+            if (n->op == OP_BROADCAST) {
+                int off = n->shape.rank - in->shape.rank;
+                for (int i = 0; i < in->shape.rank; i++)
+                    j.v[i] = in->shape.d[i] == 1 && n->shape.d[i + off] != 1 ? ci64(c, 0) : ix->v[i + off];
+                v = emit(c, n->in[0], &j);
+            } else if (n->op == OP_RESHAPE) {
+                /* through the flat offset */
+                LLVMValueRef flat = ix->flat ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+                LLVMValueRef rem = flat;
+                for (int i = in->shape.rank - 1; i >= 0; i--) {
+                    LLVMValueRef d = dim(c, in->shape.d[i]);
+                    j.v[i] = i ? LLVMBuildSRem(c->b, rem, d, "") : rem;
+                    if (i)
+                        rem = LLVMBuildSDiv(c->b, rem, d, "");
+                }
+                j.flat = flat;
+                v = emit(c, n->in[0], &j);
+            } else if (n->op == OP_TRANSPOSE) {
+                const int64_t *perm = &c->g->ipool.v[n->pool];
+                for (int i = 0; i < n->shape.rank; i++)
+                    j.v[perm[i]] = ix->v[i];
+                v = emit(c, n->in[0], &j);
+            } else if (n->op == OP_SLICE) {
+                const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
+                for (int i = 0; i < n->shape.rank; i++)
+                    j.v[i] = LLVMBuildNSWAdd(c->b, ci64(c, start[i]),
+                                             LLVMBuildNSWMul(c->b, ix->v[i], ci64(c, step[i]), ""), "");
+                v = emit(c, n->in[0], &j);
+            } else { /* PAD: inside the slice, the input; elsewhere 0 */
+                const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
+                LLVMValueRef inside = LLVMConstInt(c->i1, 1, 0);
+                for (int i = 0; i < n->shape.rank; i++) {
+                    LLVMValueRef rel = LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, start[i]), "");
+                    LLVMValueRef q = LLVMBuildSDiv(c->b, rel, ci64(c, step[i]), "");
+                    LLVMValueRef r = LLVMBuildSRem(c->b, rel, ci64(c, step[i]), "");
+                    LLVMValueRef ok = LLVMBuildAnd(
+                        c->b, LLVMBuildICmp(c->b, LLVMIntSGE, rel, ci64(c, 0), ""),
+                        LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, r, ci64(c, 0), ""),
+                                     LLVMBuildICmp(c->b, LLVMIntSLT, q, dim(c, in->shape.d[i]), ""), ""),
+                        "");
+                    inside = LLVMBuildAnd(c->b, inside, ok, "");
+                    j.v[i] = q;
+                }
+                LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+                LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_in");
+                LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_join");
+                LLVMBuildCondBr(c->b, inside, yes, join);
+                LLVMPositionBuilderAtEnd(c->b, yes);
+                LLVMValueRef inner = emit(c, n->in[0], &j);
+                LLVMBasicBlockRef yes_end = LLVMGetInsertBlock(c->b);
+                LLVMBuildBr(c->b, join);
+                LLVMPositionBuilderAtEnd(c->b, join);
+                v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
+                LLVMValueRef vals[2] = {inner, cconst(c, n->dtype, 0)};
+                LLVMBasicBlockRef blocks[2] = {yes_end, from};
+                LLVMAddIncoming(v, vals, blocks, 2);
+            }
+            break;
+        }
+        case OPK_INDEX: {
+            Node *x = graph_node(c->g, n->in[0]);
+            if (n->op == OP_PICK) {
+                int64_t cls = x->shape.d[x->shape.rank - 1];
+                Index li = *ix;
+                li.domain = ix->domain;
+                LLVMValueRef l = checked_label(c, emit(c, n->in[1], &li), cls);
+                Index xi = {x->shape.rank, {0}, NULL, false};
+                for (int i = 0; i < n->shape.rank; i++)
+                    xi.v[i] = ix->v[i];
+                xi.v[n->shape.rank] = l;
+                v = emit(c, n->in[0], &xi);
+            } else { /* ONE_HOT */
+                Index li = {x->shape.rank, {0}, NULL, false};
+                for (int i = 0; i < x->shape.rank; i++)
+                    li.v[i] = ix->v[i];
+                LLVMValueRef l = checked_label(c, emit(c, n->in[0], &li), n->idx);
+                LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, l, ix->v[n->shape.rank - 1], "");
+                v = select3v(c, hit, cconst(c, n->dtype, 1), cconst(c, n->dtype, 0));
+            }
+            break;
+        }
+        default:
+            assert(0);
+        }
+    }
+    if (ix->domain)
+        c->memo[id] = v;
+    return v;
+}
+
+/* ---- kernels ---- */
+
+/* A loop kernel can run over its elements in one flat loop when every value it
+ * reads sits at the same flat position (or is a scalar). */
+static bool flat_ok(CG *c, NodeId id, int depth)
+{
+    Node *n = graph_node(c->g, id);
+    if (n->shape.rank == 0)
+        return true;
+    bool own = false;
+    for (int i = 0; i < c->k->stores.n; i++)
+        own |= c->k->stores.v[i].node == id && c->k->stores.v[i].buf == c->s->home[id];
+    if ((c->s->home[id] >= 0 && !own) || n->op == OP_TENSOR)
+        return true;
+    OpKind k = op_info[n->op].kind;
+    if (k == OPK_LAYOUT) {
+        Node *in = graph_node(c->g, n->in[0]);
+        if (n->op == OP_BROADCAST && in->shape.rank == 0)
+            return true;
+        if (n->op == OP_RESHAPE)
+            return flat_ok(c, n->in[0], depth + 1);
+        return false;
+    }
+    if (k == OPK_INDEX)
+        return false;
+    for (int i = 0; i < n->nin; i++)
+        if (!flat_ok(c, n->in[i], depth + 1))
+            return false;
+    return true;
+}
+
+static void begin_function(CG *c, const char *name, LLVMTypeRef ty, bool internal)
+{
+    c->fn = LLVMAddFunction(c->mod, name, ty);
+    if (internal)
+        LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    const char *attrs[] = {"nounwind"};
+    for (int i = 0; i < 1; i++) {
+        unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+        LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+    }
+    /* keep loops as loops: no memcpy/memset calls the runtime does not list */
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->ctx, "no-builtins", 11, "", 0));
+    c->args = LLVMGetParam(c->fn, 0);
+    c->entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, c->entry);
+    c->batch = arg_field(c, c->args, offsetof(NndStepArgs, batch), c->i64);
+    c->hypers = arg_field(c, c->args, offsetof(NndStepArgs, hypers), c->ptr);
+    int nb = c->s->bufs.n;
+    memset(c->bufptr, 0, sizeof(LLVMValueRef) * (size_t)nb);
+    LLVMValueRef params = arg_field(c, c->args, offsetof(NndStepArgs, params), c->ptr);
+    LLVMValueRef states = arg_field(c, c->args, offsetof(NndStepArgs, states), c->ptr);
+    LLVMValueRef arena = arg_field(c, c->args, offsetof(NndStepArgs, arena), c->ptr);
+    for (int i = 0; i < nb; i++) {
+        const Buffer *bf = &c->s->bufs.v[i];
+        LLVMValueRef idx;
+        switch (bf->kind) {
+        case BUF_ARENA:
+            idx = ci64(c, bf->offset);
+            c->bufptr[i] = LLVMBuildGEP2(c->b, c->i8, arena, &idx, 1, "");
+            break;
+        case BUF_PARAM: case BUF_STATE:
+            idx = ci64(c, bf->index);
+            c->bufptr[i] = LLVMBuildLoad2(
+                c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, bf->kind == BUF_PARAM ? params : states, &idx, 1, ""), "");
+            break;
+        case BUF_X:
+            c->bufptr[i] = arg_field(c, c->args, offsetof(NndStepArgs, x), c->ptr);
+            break;
+        case BUF_Y:
+            c->bufptr[i] = arg_field(c, c->args, offsetof(NndStepArgs, y), c->ptr);
+            break;
+        case BUF_OUT: {
+            LLVMValueRef out = arg_field(c, c->args, offsetof(NndStepArgs, out), c->ptr);
+            idx = ci64(c, bf->index);
+            c->bufptr[i] = LLVMBuildGEP2(c->b, c->f64, out, &idx, 1, "");
+            break;
+        }
+        }
+    }
+}
+
+static void end_function(CG *c, LLVMBasicBlockRef first)
+{
+    LLVMPositionBuilderAtEnd(c->b, c->entry);
+    LLVMBuildBr(c->b, first);
+}
+
+static void clear_memo(CG *c) { memset(c->memo, 0, sizeof(LLVMValueRef) * (size_t)graph_count(c->g)); }
+
+/* Loop nest over a domain; the outermost axis runs over [begin, end).  body() is
+ * called in the innermost block with the index. */
+typedef void (*BodyFn)(CG *c, const Index *ix, void *ctx);
+
+static void loop_nest(CG *c, const Shape *dom, bool flat, LLVMValueRef begin, LLVMValueRef end,
+                      BodyFn body, void *ctx)
+{
+    Index ix = {dom->rank, {0}, NULL, true};
+    if (dom->rank == 0) {
+        ix.flat = ci64(c, 0);
+        body(c, &ix, ctx);
+        return;
+    }
+    if (flat) {
+        Loop l;
+        LLVMValueRef i = loop_open(c, &l, begin, end);
+        ix.flat = i;
+        /* the multi-index is needed only for symbolic-size reads; recompute lazily */
+        LLVMValueRef rem = i;
+        for (int d = dom->rank - 1; d >= 0; d--) {
+            LLVMValueRef dd = dim(c, dom->d[d]);
+            ix.v[d] = d ? LLVMBuildSRem(c->b, rem, dd, "") : rem;
+            if (d)
+                rem = LLVMBuildSDiv(c->b, rem, dd, "");
+        }
+        body(c, &ix, ctx);
+        loop_close(c, &l);
+        return;
+    }
+    Loop loops[NND_MAX_RANK];
+    for (int d = 0; d < dom->rank; d++)
+        ix.v[d] = loop_open(c, &loops[d], d == 0 ? begin : ci64(c, 0), d == 0 ? end : dim(c, dom->d[d]));
+    ix.flat = offset_of(c, dom, ix.v);
+    body(c, &ix, ctx);
+    for (int d = dom->rank - 1; d >= 0; d--)
+        loop_close(c, &loops[d]);
+}
+
+static void loop_body(CG *c, const Index *ix, void *ctx)
+{
+    (void)ctx;
+    clear_memo(c);
+    /* every value first, then every store: a store never changes what a later value
+     * in the same iteration reads */
+    LLVMValueRef vals[256];
+    int n = c->k->stores.n;
+    assert(n <= 256);
+    for (int i = 0; i < n; i++)
+        vals[i] = emit(c, c->k->stores.v[i].node, ix);
+    for (int i = 0; i < n; i++) {
+        const Store *st = &c->k->stores.v[i];
+        store_at(c, st->buf, graph_node(c->g, st->node)->dtype, ix->flat, vals[i]);
+    }
+}
+
+static void gen_loop(CG *c, const Kernel *k)
+{
+    c->flat = true;
+    for (int i = 0; i < k->stores.n && c->flat; i++) {
+        Node *n = graph_node(c->g, k->stores.v[i].node);
+        for (int j = 0; j < n->nin && c->flat; j++)
+            c->flat = flat_ok(c, n->in[j], 0);
+    }
+    LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
+    LLVMPositionBuilderAtEnd(c->b, first);
+    loop_nest(c, &k->domain, c->flat, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), loop_body, NULL);
+    LLVMBuildRetVoid(c->b);
+    end_function(c, first);
+}
+
+typedef struct ReduceCtx {
+    int pass; /* logsumexp: 0 the maxima, 1 the sums */
+    LLVMValueRef count;
+} ReduceCtx;
+
+/* The output offset of an input index: reduced axes dropped (kept as 0). */
+static LLVMValueRef out_offset(CG *c, const Node *r, const Index *ix, LLVMValueRef *along)
+{
+    Node *in = graph_node(c->g, r->in[0]);
+    LLVMValueRef off = NULL, al = ci64(c, 0);
+    uint32_t mask = r->op == OP_ARGMAX ? 1u << r->idx : r->mask;
+    for (int i = 0; i < in->shape.rank; i++) {
+        if (mask & (1u << i)) {
+            al = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, al, dim(c, in->shape.d[i]), ""), ix->v[i], "");
+            continue;
+        }
+        off = off ? LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, off, dim(c, in->shape.d[i]), ""), ix->v[i], "")
+                  : ix->v[i];
+    }
+    if (along)
+        *along = al;
+    return off ? off : ci64(c, 0);
+}
+
+static void reduce_body(CG *c, const Index *ix, void *vctx)
+{
+    ReduceCtx *rc = vctx;
+    clear_memo(c);
+    const Kernel *k = c->k;
+    Node *r = graph_node(c->g, k->node);
+    int dt = graph_node(c->g, r->in[0])->dtype;
+    int out = c->s->home[k->node];
+    LLVMValueRef x = emit(c, r->in[0], ix), along;
+    LLVMValueRef o = out_offset(c, r, ix, &along);
+    switch ((OpId)r->op) {
+    case OP_SUM: case OP_MEAN: {
+        LLVMValueRef acc = load_at(c, out, dt, o);
+        store_at(c, out, dt, o, is_float(dt) ? LLVMBuildFAdd(c->b, acc, x, "") : LLVMBuildAdd(c->b, acc, x, ""));
+        break;
+    }
+    case OP_RMAX: {
+        LLVMValueRef m = load_at(c, out, dt, o);
+        LLVMValueRef take = compare(c, OP_GT, dt, x, m);
+        if (is_float(dt))
+            take = LLVMBuildOr(c->b, take, fcmp(c, LLVMRealUNO, x, x), "");
+        store_at(c, out, dt, o, select3v(c, take, x, m));
+        break;
+    }
+    case OP_LOGSUMEXP:
+        if (rc->pass == 0) {
+            LLVMValueRef m = load_at(c, k->aux, dt, o);
+            LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, x, m), fcmp(c, LLVMRealUNO, x, x), "");
+            store_at(c, k->aux, dt, o, select3v(c, take, x, m));
+        } else {
+            /* sums of e^(x - max), where the max is finite */
+            LLVMValueRef m = load_at(c, k->aux, dt, o);
+            LLVMTypeRef t = vtype(c, dt);
+            LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, dt, INFINITY));
+            LLVMValueRef e = math1(c, "nnd_expf", "nnd_exp", dt, LLVMBuildFSub(c->b, x, m, ""));
+            LLVMValueRef acc = load_at(c, out, dt, o);
+            store_at(c, out, dt, o, select3v(c, fin, LLVMBuildFAdd(c->b, acc, e, ""), acc));
+        }
+        break;
+    case OP_ARGMAX: {
+        LLVMValueRef m = load_at(c, k->aux, dt, o);
+        LLVMValueRef take = compare(c, OP_GT, dt, x, m);
+        if (is_float(dt))
+            take = LLVMBuildOr(c->b, take, LLVMBuildAnd(c->b, fcmp(c, LLVMRealUNO, x, x),
+                                                        fcmp(c, LLVMRealORD, m, m), ""), "");
+        store_at(c, k->aux, dt, o, select3v(c, take, x, m));
+        LLVMValueRef cur = load_at(c, out, NND_I32, o);
+        store_at(c, out, NND_I32, o, select3v(c, take, LLVMBuildTrunc(c->b, along, c->i32, ""), cur));
+        break;
+    }
+    default:
+        assert(0);
+    }
+}
+
+typedef struct FillCtx {
+    int buf, dtype;
+    double value;
+    int op; /* finishing: 0 none, OP_MEAN divide, OP_LOGSUMEXP max + log */
+    LLVMValueRef count;
+    int aux;
+} FillCtx;
+
+static void fill_body(CG *c, const Index *ix, void *vctx)
+{
+    FillCtx *f = vctx;
+    if (f->op == OP_MEAN) {
+        LLVMValueRef v = load_at(c, f->buf, f->dtype, ix->flat);
+        store_at(c, f->buf, f->dtype, ix->flat, LLVMBuildFDiv(c->b, v, f->count, ""));
+    } else if (f->op == OP_LOGSUMEXP) {
+        LLVMValueRef m = load_at(c, f->aux, f->dtype, ix->flat);
+        LLVMValueRef s = load_at(c, f->buf, f->dtype, ix->flat);
+        LLVMTypeRef t = vtype(c, f->dtype);
+        LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, f->dtype, INFINITY));
+        LLVMValueRef r = LLVMBuildFAdd(c->b, m, math1(c, "nnd_logf", "nnd_log", f->dtype, s), "");
+        store_at(c, f->buf, f->dtype, ix->flat, select3v(c, fin, r, m));
+    } else {
+        store_at(c, f->buf, f->dtype, ix->flat, cconst(c, f->dtype, f->value));
+    }
+}
+
+static void gen_reduce(CG *c, const Kernel *k)
+{
+    Node *r = graph_node(c->g, k->node);
+    Node *in = graph_node(c->g, r->in[0]);
+    int dt = in->dtype;
+    LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
+    LLVMPositionBuilderAtEnd(c->b, first);
+    LLVMValueRef begin = LLVMGetParam(c->fn, 1), end = LLVMGetParam(c->fn, 2);
+    /* the outputs this range owns: all of them, or (split on a kept outer axis) rows */
+    Shape outs = r->shape;
+    Shape flat_out = {1, {shape_numel_at(&outs, 1)}};
+    LLVMValueRef per_row = ci64(c, 1), obegin, oend;
+    bool sym = false;
+    for (int i = 0; i < outs.rank; i++)
+        sym |= outs.d[i] < 0;
+    LLVMValueRef ototal = ci64(c, 1);
+    for (int i = 0; i < outs.rank; i++)
+        ototal = LLVMBuildNSWMul(c->b, ototal, dim(c, outs.d[i]), "");
+    (void)flat_out;
+    (void)sym;
+    if (k->parallel) {
+        for (int i = 1; i < in->shape.rank; i++)
+            if (!((r->op == OP_ARGMAX ? 1u << r->idx : r->mask) & (1u << i)))
+                per_row = LLVMBuildNSWMul(c->b, per_row, dim(c, in->shape.d[i]), "");
+        obegin = LLVMBuildNSWMul(c->b, begin, per_row, "");
+        oend = LLVMBuildNSWMul(c->b, end, per_row, "");
+    } else {
+        obegin = ci64(c, 0);
+        oend = ototal;
+    }
+    Shape line = {1, {0}};
+    line.d[0] = 1; /* placeholder: fills run flat over [obegin, oend) */
+    int out = c->s->home[k->node];
+    double init = r->op == OP_SUM || r->op == OP_MEAN ? 0 : -INFINITY;
+    FillCtx f = {out, r->op == OP_ARGMAX ? NND_I32 : dt, r->op == OP_ARGMAX ? 0 : init, 0, NULL, k->aux};
+    if (r->op == OP_LOGSUMEXP)
+        f.value = 0; /* the sums start at 0, the maxima (aux) at -inf */
+    loop_nest(c, &line, true, obegin, oend, fill_body, &f);
+    if (k->aux >= 0) {
+        FillCtx fa = {k->aux, dt, -INFINITY, 0, NULL, -1};
+        loop_nest(c, &line, true, obegin, oend, fill_body, &fa);
+    }
+    ReduceCtx rc = {0, NULL};
+    loop_nest(c, &k->domain, false, begin, end, reduce_body, &rc);
+    if (r->op == OP_LOGSUMEXP) {
+        rc.pass = 1;
+        loop_nest(c, &k->domain, false, begin, end, reduce_body, &rc);
+        FillCtx fin = {out, dt, 0, OP_LOGSUMEXP, NULL, k->aux};
+        loop_nest(c, &line, true, obegin, oend, fill_body, &fin);
+    } else if (r->op == OP_MEAN) {
+        LLVMValueRef cnt = ci64(c, 1);
+        for (int i = 0; i < in->shape.rank; i++)
+            if (r->mask & (1u << i))
+                cnt = LLVMBuildNSWMul(c->b, cnt, dim(c, in->shape.d[i]), "");
+        FillCtx fin = {out, dt, 0, OP_MEAN, LLVMBuildSIToFP(c->b, cnt, vtype(c, dt), ""), -1};
+        loop_nest(c, &line, true, obegin, oend, fill_body, &fin);
+    }
+    LLVMBuildRetVoid(c->b);
+    end_function(c, first);
+}
+
+/* ---- the entry function ---- */
+
+static LLVMValueRef buffer_base(CG *c, NodeId id)
+{
+    Node *n = graph_node(c->g, id);
+    if (n->op == OP_TENSOR && c->s->home[id] < 0)
+        return c->tensor_globals[id];
+    return c->bufptr[c->s->home[id]];
+}
+
+static void gen_matmul(CG *c, const Kernel *k)
+{
+    Node *n = graph_node(c->g, k->node);
+    Node *a = graph_node(c->g, n->in[0]), *b = graph_node(c->g, n->in[1]);
+    int r = n->shape.rank;
+    LLVMValueRef M = dim(c, n->shape.d[r - 2]), N = dim(c, n->shape.d[r - 1]);
+    LLVMValueRef K = dim(c, n->ta ? a->shape.d[r - 2] : a->shape.d[r - 1]);
+    LLVMValueRef lda = dim(c, a->shape.d[r - 1]), ldb = dim(c, b->shape.d[r - 1]);
+    LLVMValueRef batch = ci64(c, 1);
+    for (int i = 0; i < r - 2; i++)
+        batch = LLVMBuildNSWMul(c->b, batch, dim(c, n->shape.d[i]), "");
+    LLVMValueRef sa = LLVMBuildNSWMul(c->b, dim(c, a->shape.d[r - 2]), lda, "");
+    LLVMValueRef sb = LLVMBuildNSWMul(c->b, dim(c, b->shape.d[r - 2]), ldb, "");
+    LLVMValueRef sc = LLVMBuildNSWMul(c->b, M, N, "");
+    bool f64 = n->dtype == NND_F64;
+    LLVMTypeRef ft = f64 ? c->f64 : c->f32;
+    LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
+    LLVMValueRef args[] = {pool, LLVMConstInt(c->i32, n->ta, 0), LLVMConstInt(c->i32, n->tb, 0), M, N, K,
+                           buffer_base(c, n->in[0]), lda, buffer_base(c, n->in[1]), ldb,
+                           LLVMConstReal(ft, 0), buffer_base(c, k->node), N, batch, sa, sb, sc};
+    LLVMTypeRef types[] = {c->ptr, c->i32, c->i32, c->i64, c->i64, c->i64, c->ptr, c->i64, c->ptr,
+                           c->i64, ft, c->ptr, c->i64, c->i64, c->i64, c->i64, c->i64};
+    call(c, f64 ? "nnd_gemm_f64" : "nnd_gemm_f32", c->voidt, types, 17, args, false);
+}
+
+/* The number of items a kernel's range runs over. */
+static LLVMValueRef kernel_extent(CG *c, const Kernel *k, bool flat)
+{
+    if (k->domain.rank == 0)
+        return ci64(c, 1);
+    if (flat) {
+        LLVMValueRef n = ci64(c, 1);
+        for (int i = 0; i < k->domain.rank; i++)
+            n = LLVMBuildNSWMul(c->b, n, dim(c, k->domain.d[i]), "");
+        return n;
+    }
+    return dim(c, k->domain.d[0]);
+}
+
+static void scopes_for_function(CG *c, const char *fname)
+{
+    int nb = c->s->bufs.n;
+    char name[256];
+    snprintf(name, sizeof name, "%s.buffers", fname);
+    LLVMMetadataRef dname = LLVMMDStringInContext2(c->ctx, name, strlen(name));
+    LLVMMetadataRef domain = LLVMMDNodeInContext2(c->ctx, &dname, 1);
+    for (int i = 0; i < nb; i++) {
+        snprintf(name, sizeof name, "%s.buf%d", fname, i);
+        LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(c->ctx, name, strlen(name)), domain};
+        c->scope[i] = LLVMMDNodeInContext2(c->ctx, ops, 2);
+    }
+    LLVMMetadataRef *others = xmalloc(sizeof(LLVMMetadataRef) * (size_t)(nb ? nb : 1));
+    for (int i = 0; i < nb; i++) {
+        c->scope_md[i] = LLVMMetadataAsValue(c->ctx, LLVMMDNodeInContext2(c->ctx, &c->scope[i], 1));
+        int m = 0;
+        for (int j = 0; j < nb; j++)
+            if (j != i)
+                others[m++] = c->scope[j];
+        c->noalias_md[i] = LLVMMetadataAsValue(c->ctx, LLVMMDNodeInContext2(c->ctx, others, (size_t)m));
+    }
+    free(others);
+}
+
+static void gen_function(CG *c, const CodegenFunction *f)
+{
+    c->s = f->sched;
+    c->fname = f->name;
+    int nb = c->s->bufs.n;
+    c->bufptr = xcalloc((size_t)(nb ? nb : 1), sizeof(LLVMValueRef));
+    c->scope = xcalloc((size_t)(nb ? nb : 1), sizeof(LLVMMetadataRef));
+    c->scope_md = xcalloc((size_t)(nb ? nb : 1), sizeof(LLVMValueRef));
+    c->noalias_md = xcalloc((size_t)(nb ? nb : 1), sizeof(LLVMValueRef));
+    scopes_for_function(c, f->name);
+    int count = graph_count(c->g);
+    c->memo = xcalloc((size_t)count, sizeof(LLVMValueRef));
+    c->scalar = xcalloc((size_t)count, sizeof(LLVMValueRef));
+    LLVMValueRef *kfn = xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), sizeof(LLVMValueRef));
+    bool *kflat = xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), 1);
+    for (int i = 0; i < c->s->kernels.n; i++) {
+        const Kernel *k = &c->s->kernels.v[i];
+        if (k->kind == KER_MATMUL)
+            continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s_k%d", f->name, i);
+        c->k = k;
+        memset(c->scalar, 0, sizeof(LLVMValueRef) * (size_t)count);
+        begin_function(c, name, c->kernel_ty, true);
+        if (k->kind == KER_LOOP) {
+            gen_loop(c, k);
+            kflat[i] = c->flat;
+        } else {
+            gen_reduce(c, k);
+        }
+        kfn[i] = c->fn;
+    }
+    /* the entry: kernels in order */
+    c->k = NULL;
+    memset(c->scalar, 0, sizeof(LLVMValueRef) * (size_t)count);
+    begin_function(c, f->name, c->entry_ty, false);
+    LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "run");
+    LLVMPositionBuilderAtEnd(c->b, first);
+    LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
+    for (int i = 0; i < c->s->kernels.n; i++) {
+        const Kernel *k = &c->s->kernels.v[i];
+        if (k->kind == KER_MATMUL) {
+            gen_matmul(c, k);
+            continue;
+        }
+        LLVMValueRef n = kernel_extent(c, k, k->kind == KER_LOOP && kflat[i]);
+        if (k->parallel) {
+            int64_t per_item = 1;
+            if (!(k->kind == KER_LOOP && kflat[i]))
+                for (int d = 1; d < k->domain.rank; d++)
+                    per_item *= k->domain.d[d] < 0 ? c->s->max_batch : k->domain.d[d];
+            int64_t grain = (4096 + per_item - 1) / per_item;
+            LLVMValueRef a[] = {pool, kfn[i], c->args, n, ci64(c, grain)};
+            LLVMTypeRef t[] = {c->ptr, c->ptr, c->ptr, c->i64, c->i64};
+            call(c, "nnd_parallel_for", c->voidt, t, 5, a, false);
+        } else {
+            LLVMValueRef a[] = {c->args, ci64(c, 0), n};
+            LLVMBuildCall2(c->b, c->kernel_ty, kfn[i], a, 3, "");
+        }
+    }
+    LLVMBuildRetVoid(c->b);
+    end_function(c, first);
+    free(kfn);
+    free(kflat);
+    free(c->memo);
+    free(c->scalar);
+    free(c->bufptr);
+    free(c->scope);
+    free(c->scope_md);
+    free(c->noalias_md);
+    c->memo = c->scalar = NULL;
+}
+
+void codegen_module(LLVMContextRef ctx, LLVMModuleRef mod, Graph *g, const CodegenFunction *fns,
+                    int nfns)
+{
+    CG c = {0};
+    c.ctx = ctx;
+    c.mod = mod;
+    c.g = g;
+    c.b = LLVMCreateBuilderInContext(ctx);
+    c.i1 = LLVMInt1TypeInContext(ctx);
+    c.i8 = LLVMInt8TypeInContext(ctx);
+    c.i32 = LLVMInt32TypeInContext(ctx);
+    c.i64 = LLVMInt64TypeInContext(ctx);
+    c.f32 = LLVMFloatTypeInContext(ctx);
+    c.f64 = LLVMDoubleTypeInContext(ctx);
+    c.ptr = LLVMPointerTypeInContext(ctx, 0);
+    c.voidt = LLVMVoidTypeInContext(ctx);
+    LLVMTypeRef kp[3] = {c.ptr, c.i64, c.i64};
+    c.kernel_ty = LLVMFunctionType(c.voidt, kp, 3, 0);
+    c.entry_ty = LLVMFunctionType(c.voidt, &c.ptr, 1, 0);
+    c.md_scope = LLVMGetMDKindIDInContext(ctx, "alias.scope", 11);
+    c.md_noalias = LLVMGetMDKindIDInContext(ctx, "noalias", 7);
+    /* literal tensors become constant globals */
+    int count = graph_count(g);
+    c.tensor_globals = xcalloc((size_t)count, sizeof(LLVMValueRef));
+    for (int id = 1; id < count; id++) {
+        Node *n = graph_node(g, (NodeId)id);
+        if (n->op != OP_TENSOR)
+            continue;
+        int64_t cnt = shape_numel_at(&n->shape, 1);
+        LLVMValueRef *vals = xmalloc(sizeof(LLVMValueRef) * (size_t)(cnt ? cnt : 1));
+        for (int64_t i = 0; i < cnt; i++) {
+            double v = g->fpool.v[n->pool + (uint32_t)i];
+            vals[i] = n->dtype == NND_BOOL ? LLVMConstInt(c.i8, v != 0, 0) : cconst(&c, n->dtype, v);
+        }
+        LLVMTypeRef et = mtype(&c, n->dtype);
+        LLVMValueRef init = LLVMConstArray2(et, vals, (uint64_t)cnt);
+        char name[64];
+        snprintf(name, sizeof name, "tensor%d", id);
+        LLVMValueRef gv = LLVMAddGlobal(mod, LLVMTypeOf(init), name);
+        LLVMSetInitializer(gv, init);
+        LLVMSetGlobalConstant(gv, 1);
+        LLVMSetLinkage(gv, LLVMPrivateLinkage);
+        LLVMSetAlignment(gv, 64);
+        c.tensor_globals[id] = gv;
+        free(vals);
+    }
+    for (int i = 0; i < nfns; i++)
+        gen_function(&c, &fns[i]);
+    free(c.tensor_globals);
+    LLVMDisposeBuilder(c.b);
+}

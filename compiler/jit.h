@@ -1,0 +1,33 @@
+/* jit: compiles scheduled functions with LLVM 19 (new pass manager, host CPU) and
+ * loads them through ORC LLJIT.  Only codegen.c and jit.c include llvm-c. */
+#ifndef NND_JIT_H
+#define NND_JIT_H
+
+#include "schedule.h"
+
+/* A function to generate: its name and its kernels. */
+typedef struct CodegenFunction {
+    const char *name;
+    const Schedule *sched;
+} CodegenFunction;
+
+typedef struct Jit Jit;
+
+typedef struct JitOptions {
+    bool keep_ir; /* keep the optimized IR as text (jit_ir) */
+    int opt_level; /* 1..3; 0 means 3 */
+} JitOptions;
+
+/* Generates, verifies, optimizes and loads the functions; addrs[i] receives the
+ * address of fns[i].  Returns NULL with a message on failure (an internal error:
+ * user errors are caught before). */
+Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOptions *o, void **addrs,
+                 char *err, size_t errlen);
+/* The optimized IR (when kept), owned by the Jit. */
+const char *jit_ir(const Jit *j);
+double jit_seconds(const Jit *j);
+/* "x86-64 znver3 +avx2,+fma,..." */
+const char *jit_target(const Jit *j);
+void jit_free(Jit *j);
+
+#endif

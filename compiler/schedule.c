@@ -1,0 +1,565 @@
+#include "schedule.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { PARALLEL_MIN = 1 << 15 }; /* elements below which a loop runs on one thread */
+
+static bool is_reduce(int op)
+{
+    return op == OP_SUM || op == OP_MEAN || op == OP_RMAX || op == OP_LOGSUMEXP || op == OP_ARGMAX;
+}
+
+static bool is_scalar_leaf(int op) { return op == OP_CONST || op == OP_HYPER || op == OP_DIMSIZE; }
+
+int64_t shape_numel_at(const Shape *s, int64_t batch)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        n *= s->d[i] < 0 ? batch : s->d[i];
+    return n;
+}
+
+typedef struct Builder {
+    Schedule *s;
+    Graph *g;
+    const ScheduleRequest *rq;
+    bool *live;
+    int *consumers;
+    bool *to_matmul; /* an operand of a matrix product */
+    bool *materialize;
+    int *kernel_of; /* the kernel computing a node, -1 */
+    int *leaf_buf; /* PARAM / STATE / INPUT node -> buffer */
+    char *err;
+    size_t errlen;
+} Builder;
+
+static int new_buf(Builder *b, BufKind kind, int index, NndDType dtype, const Shape *shape)
+{
+    Buffer buf = {kind, index, dtype, 0, 0, -1, -1};
+    if (kind == BUF_ARENA) {
+        int64_t n = shape ? shape_numel_at(shape, b->rq->max_batch) : 1;
+        buf.bytes = ((int64_t)nnd_dtype_size(dtype) * (n ? n : 1) + 63) & ~(int64_t)63;
+    }
+    vec_push(&b->s->bufs, buf);
+    return b->s->bufs.n - 1;
+}
+
+/* Recomputing it where it is used costs no more than a load: leaves, scalars, and
+ * index remaps or casts of those. */
+static bool trivial(Builder *b, NodeId id)
+{
+    Node *n = graph_node(b->g, id);
+    switch (n->op) {
+    case OP_CONST: case OP_HYPER: case OP_DIMSIZE: case OP_PARAM: case OP_STATE: case OP_INPUT:
+    case OP_TENSOR:
+        return true;
+    case OP_BROADCAST: case OP_RESHAPE: case OP_TRANSPOSE: case OP_SLICE: case OP_CAST:
+        return b->materialize[n->in[0]] || trivial(b, n->in[0]);
+    default:
+        return false;
+    }
+}
+
+static Kernel *add_kernel(Builder *b, KernelKind kind, const Shape *domain, NodeId node)
+{
+    Kernel k = {0};
+    k.kind = kind;
+    k.domain = *domain;
+    k.node = node;
+    k.aux = -1;
+    vec_push(&b->s->kernels, k);
+    return &b->s->kernels.v[b->s->kernels.n - 1];
+}
+
+/* ---- what a kernel reads ---- */
+
+typedef struct Access {
+    int buf;
+    bool identity; /* at the kernel's own index (or a scalar) */
+} Access;
+
+typedef VEC(Access) AccessVec;
+
+static void add_access(AccessVec *v, int buf, bool identity)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->v[i].buf == buf) {
+            v->v[i].identity &= identity;
+            return;
+        }
+    Access a = {buf, identity};
+    vec_push(v, a);
+}
+
+/* Walks the inline cone of node (read at the kernel's index when identity); a
+ * node with a home ends the walk with a load. */
+static void cone_reads(Schedule *s, NodeId id, bool identity, NodeId self, AccessVec *out,
+                       int depth)
+{
+    Node *n = graph_node(s->g, id);
+    if (n->shape.rank == 0)
+        identity = true; /* a scalar reads the same element everywhere */
+    if (s->home[id] >= 0 && id != self) {
+        add_access(out, s->home[id], identity);
+        return;
+    }
+    if (depth > 10000)
+        return;
+    OpKind k = op_info[n->op].kind;
+    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3;
+    for (int i = 0; i < n->nin; i++)
+        cone_reads(s, n->in[i], identity && keep, self, out, depth + 1);
+}
+
+static void kernel_reads(Schedule *s, const Kernel *k, AccessVec *out)
+{
+    out->n = 0;
+    if (k->kind == KER_MATMUL) {
+        Node *n = graph_node(s->g, k->node);
+        add_access(out, s->home[n->in[0]], false);
+        add_access(out, s->home[n->in[1]], false);
+    } else if (k->kind == KER_REDUCE) {
+        cone_reads(s, graph_node(s->g, k->node)->in[0], true, 0, out, 0);
+    } else {
+        for (int i = 0; i < k->stores.n; i++) {
+            NodeId n = k->stores.v[i].node;
+            if (k->stores.v[i].buf == s->home[n])
+                cone_reads(s, n, true, n, out, 0); /* computed here */
+            else
+                add_access(out, s->home[n], true); /* copied from its home */
+        }
+    }
+}
+
+/* Does the cone of id (inline nodes only) read leaf at another index than the
+ * kernel's own (*other), or at all? */
+static bool cone_has_leaf(Schedule *s, NodeId id, NodeId leaf, bool identity, NodeId self,
+                          bool *other, int depth)
+{
+    Node *n = graph_node(s->g, id);
+    if (n->shape.rank == 0)
+        identity = true;
+    if (id == leaf) {
+        if (!identity)
+            *other = true;
+        return true;
+    }
+    if ((s->home[id] >= 0 && id != self) || depth > 10000)
+        return false;
+    OpKind k = op_info[n->op].kind;
+    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3;
+    bool hit = false;
+    for (int i = 0; i < n->nin; i++)
+        hit |= cone_has_leaf(s, n->in[i], leaf, identity && keep, self, other, depth + 1);
+    return hit;
+}
+
+/* Does kernel k read the value of leaf (a PARAM or STATE node)?  *other is set when
+ * it reads it at another index than its own. */
+static bool kernel_reads_leaf(Schedule *s, const Kernel *k, NodeId leaf, bool *other)
+{
+    *other = false;
+    if (k->kind == KER_MATMUL) {
+        Node *n = graph_node(s->g, k->node);
+        *other = n->in[0] == leaf || n->in[1] == leaf;
+        return *other;
+    }
+    if (k->kind == KER_REDUCE) {
+        bool hit = cone_has_leaf(s, graph_node(s->g, k->node)->in[0], leaf, true, 0, other, 0);
+        *other |= hit; /* a reduction reads many elements into each result */
+        return hit;
+    }
+    bool hit = false;
+    for (int i = 0; i < k->stores.n; i++) {
+        NodeId n = k->stores.v[i].node;
+        if (k->stores.v[i].buf == s->home[n])
+            hit |= cone_has_leaf(s, n, leaf, true, n, other, 0);
+        else if (n == leaf)
+            hit = true;
+    }
+    return hit;
+}
+
+static bool kernel_writes(const Kernel *k, int buf)
+{
+    for (int i = 0; i < k->stores.n; i++)
+        if (k->stores.v[i].buf == buf)
+            return true;
+    return false;
+}
+
+/* ---- building ---- */
+
+static bool decide(Builder *b)
+{
+    Graph *g = b->g;
+    int count = graph_count(g);
+    for (int id = 1; id < count; id++) {
+        if (!b->live[id])
+            continue;
+        Node *n = graph_node(g, (NodeId)id);
+        for (int i = 0; i < n->nin; i++) {
+            b->consumers[n->in[i]]++;
+            if (n->op == OP_MATMUL)
+                b->to_matmul[n->in[i]] = true;
+        }
+    }
+    for (int i = 0; i < b->rq->nupdates; i++)
+        b->consumers[b->rq->updates[i].value]++;
+    for (int i = 0; i < b->rq->noutputs; i++)
+        b->consumers[b->rq->outputs[i]]++;
+    for (int id = 1; id < count; id++) {
+        if (!b->live[id])
+            continue;
+        Node *n = graph_node(g, (NodeId)id);
+        switch (n->op) {
+        case OP_RANDU: case OP_RANDN:
+            snprintf(b->err, b->errlen, "random draws cannot be compiled yet");
+            return false;
+        case OP_PARAM: case OP_STATE: case OP_INPUT: {
+            BufKind kind = n->op == OP_PARAM ? BUF_PARAM : n->op == OP_STATE ? BUF_STATE
+                         : n->idx == 0 ? BUF_X : BUF_Y;
+            b->s->home[id] = new_buf(b, kind, n->idx, (NndDType)n->dtype, NULL);
+            continue;
+        }
+        case OP_TENSOR: case OP_CONST: case OP_HYPER: case OP_DIMSIZE:
+            continue;
+        default:
+            break;
+        }
+        bool root = false;
+        for (int i = 0; i < b->rq->nupdates; i++)
+            root |= b->rq->updates[i].value == (NodeId)id;
+        for (int i = 0; i < b->rq->noutputs; i++)
+            root |= b->rq->outputs[i] == (NodeId)id;
+        bool mat = n->op == OP_MATMUL || is_reduce(n->op) || b->to_matmul[id] || root ||
+                   (b->consumers[id] >= 2 && !trivial(b, (NodeId)id));
+        b->materialize[id] = mat;
+    }
+    return true;
+}
+
+/* Scalars computed from run-time inputs alone go first, so they never sit between
+ * two loops that could merge. */
+static bool prologue_scalar(Builder *b, NodeId id)
+{
+    Node *n = graph_node(b->g, id);
+    if (n->shape.rank != 0 || is_reduce(n->op) || n->op == OP_MATMUL)
+        return false;
+    for (int i = 0; i < n->nin; i++) {
+        Node *in = graph_node(b->g, n->in[i]);
+        if (is_scalar_leaf(in->op))
+            continue;
+        if (b->materialize[n->in[i]] && prologue_scalar(b, n->in[i]))
+            continue;
+        if (!b->materialize[n->in[i]] && in->shape.rank == 0 && prologue_scalar(b, n->in[i]))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+static void make_kernels(Builder *b)
+{
+    Graph *g = b->g;
+    Schedule *s = b->s;
+    int count = graph_count(g);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int id = 1; id < count; id++) {
+            if (!b->live[id] || !b->materialize[id])
+                continue;
+            if (prologue_scalar(b, (NodeId)id) != (pass == 0))
+                continue;
+            Node *n = graph_node(g, (NodeId)id);
+            int buf = new_buf(b, BUF_ARENA, 0, (NndDType)n->dtype, &n->shape);
+            s->home[id] = buf;
+            b->kernel_of[id] = s->kernels.n;
+            Kernel *k;
+            if (n->op == OP_MATMUL) {
+                k = add_kernel(b, KER_MATMUL, &n->shape, (NodeId)id);
+            } else if (is_reduce(n->op)) {
+                Node *in = graph_node(g, n->in[0]);
+                k = add_kernel(b, KER_REDUCE, &in->shape, (NodeId)id);
+                if (n->op == OP_LOGSUMEXP || n->op == OP_ARGMAX)
+                    k->aux = new_buf(b, BUF_ARENA, 0, (NndDType)in->dtype, &n->shape);
+            } else {
+                k = add_kernel(b, KER_LOOP, &n->shape, 0);
+            }
+            Store st = {(NodeId)id, buf};
+            vec_push(&k->stores, st);
+        }
+    }
+}
+
+/* The buffer an update writes into. */
+static int update_target(Builder *b, const ScheduleUpdate *u)
+{
+    BufKind kind = u->is_state ? BUF_STATE : BUF_PARAM;
+    for (int i = 0; i < b->s->bufs.n; i++)
+        if (b->s->bufs.v[i].kind == kind && b->s->bufs.v[i].index == u->index)
+            return i;
+    Node *n = graph_node(b->g, u->value);
+    return new_buf(b, kind, u->index, (NndDType)n->dtype, NULL);
+}
+
+/* Does a kernel from `from` on read the old value of leaf (kernel `except` may read
+ * it at its own index: it reads before it writes)? */
+static bool read_later(Builder *b, NodeId leaf, int from, int except)
+{
+    for (int k = from; k < b->s->kernels.n; k++) {
+        bool other;
+        if (kernel_reads_leaf(b->s, &b->s->kernels.v[k], leaf, &other) && (k != except || other))
+            return true;
+    }
+    return false;
+}
+
+/* The PARAM or STATE node an update overwrites. */
+static NodeId update_leaf(Builder *b, const ScheduleUpdate *u)
+{
+    int count = graph_count(b->g);
+    for (int id = 1; id < count; id++) {
+        Node *n = graph_node(b->g, (NodeId)id);
+        if (b->live[id] && n->op == (u->is_state ? OP_STATE : OP_PARAM) && n->idx == u->index)
+            return (NodeId)id;
+    }
+    return 0;
+}
+
+static void place_updates(Builder *b)
+{
+    Schedule *s = b->s;
+    VEC(Store) copies = {0};
+    for (int i = 0; i < b->rq->nupdates; i++) {
+        const ScheduleUpdate *u = &b->rq->updates[i];
+        int target = update_target(b, u);
+        int k = b->kernel_of[u->value];
+        bool in_place = false;
+        if (k >= 0 && s->kernels.v[k].kind == KER_LOOP && s->kernels.v[k].stores.n == 1) {
+            /* does something after it, or it at another index, read the old value? */
+            int old = s->home[u->value];
+            s->home[u->value] = target;
+            s->kernels.v[k].stores.v[0].buf = target;
+            NodeId leaf = update_leaf(b, u);
+            in_place = !leaf || !read_later(b, leaf, k, k);
+            bool shared = false;
+            for (int j = 0; j < i; j++)
+                shared |= b->rq->updates[j].value == u->value;
+            if (!in_place || shared) {
+                s->home[u->value] = old;
+                s->kernels.v[k].stores.v[0].buf = old;
+                in_place = false;
+            }
+        }
+        if (in_place) {
+            s->in_place++;
+        } else {
+            Store st = {u->value, target};
+            vec_push(&copies, st);
+        }
+    }
+    /* copies and results run last, one loop per shape */
+    for (int i = 0; i < copies.n; i++) {
+        Kernel *k = add_kernel(b, KER_LOOP, &graph_node(b->g, copies.v[i].node)->shape, 0);
+        vec_push(&k->stores, copies.v[i]);
+    }
+    vec_free(&copies);
+    int slot = 0;
+    for (int i = 0; i < b->rq->noutputs; i++) {
+        NodeId o = b->rq->outputs[i];
+        Node *n = graph_node(b->g, o);
+        int buf = new_buf(b, BUF_OUT, slot, NND_F64, NULL);
+        slot += (int)shape_numel_at(&n->shape, 1);
+        Kernel *k = add_kernel(b, KER_LOOP, &n->shape, 0);
+        Store st = {o, buf};
+        vec_push(&k->stores, st);
+    }
+}
+
+/* Adjacent loops over one shape become one, unless one reads what the other writes
+ * at a different index. */
+static void merge_loops(Builder *b)
+{
+    Schedule *s = b->s;
+    AccessVec ra = {0}, rb = {0};
+    int w = 0;
+    for (int r = 0; r < s->kernels.n; r++) {
+        Kernel *cur = &s->kernels.v[r];
+        if (w > 0) {
+            Kernel *prev = &s->kernels.v[w - 1];
+            if (prev->kind == KER_LOOP && cur->kind == KER_LOOP &&
+                shape_equal(&prev->domain, &cur->domain) && prev->domain.rank > 0) {
+                kernel_reads(s, prev, &ra);
+                kernel_reads(s, cur, &rb);
+                bool ok = true;
+                for (int i = 0; i < rb.n && ok; i++)
+                    ok = rb.v[i].identity || !kernel_writes(prev, rb.v[i].buf);
+                for (int i = 0; i < ra.n && ok; i++)
+                    ok = ra.v[i].identity || !kernel_writes(cur, ra.v[i].buf);
+                if (ok) {
+                    for (int i = 0; i < cur->stores.n; i++)
+                        vec_push(&prev->stores, cur->stores.v[i]);
+                    vec_free(&cur->stores);
+                    s->merged++;
+                    continue;
+                }
+            }
+        }
+        s->kernels.v[w++] = *cur;
+    }
+    s->kernels.n = w;
+    vec_free(&ra);
+    vec_free(&rb);
+}
+
+/* Lifetimes of arena buffers, then offsets: first fit among buffers live at the
+ * same time (lifetimes are closed intervals of kernel indices). */
+static void plan_memory(Builder *b)
+{
+    Schedule *s = b->s;
+    AccessVec acc = {0};
+    for (int k = 0; k < s->kernels.n; k++) {
+        Kernel *kr = &s->kernels.v[k];
+        for (int i = 0; i < kr->stores.n; i++) {
+            Buffer *buf = &s->bufs.v[kr->stores.v[i].buf];
+            if (buf->first < 0)
+                buf->first = k;
+            if (buf->last < k)
+                buf->last = k;
+        }
+        if (kr->aux >= 0) {
+            Buffer *buf = &s->bufs.v[kr->aux];
+            if (buf->first < 0)
+                buf->first = k;
+            buf->last = k;
+        }
+        kernel_reads(s, kr, &acc);
+        for (int i = 0; i < acc.n; i++) {
+            Buffer *buf = &s->bufs.v[acc.v[i].buf];
+            if (buf->first < 0)
+                buf->first = k;
+            if (buf->last < k)
+                buf->last = k;
+        }
+    }
+    vec_free(&acc);
+    int64_t top = 0;
+    for (int i = 0; i < s->bufs.n; i++) {
+        Buffer *x = &s->bufs.v[i];
+        if (x->kind != BUF_ARENA || x->first < 0)
+            continue;
+        int64_t off = 0;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < i; j++) {
+                Buffer *y = &s->bufs.v[j];
+                if (y->kind != BUF_ARENA || y->first < 0)
+                    continue;
+                bool overlap_time = !(y->last < x->first || x->last < y->first);
+                bool overlap_space = off < y->offset + y->bytes && y->offset < off + x->bytes;
+                if (overlap_time && overlap_space) {
+                    off = y->offset + y->bytes;
+                    moved = true;
+                }
+            }
+        }
+        x->offset = off;
+        if (off + x->bytes > top)
+            top = off + x->bytes;
+    }
+    s->arena_bytes = top;
+}
+
+static void mark_parallel(Builder *b)
+{
+    Schedule *s = b->s;
+    for (int k = 0; k < s->kernels.n; k++) {
+        Kernel *kr = &s->kernels.v[k];
+        int64_t n = shape_numel_at(&kr->domain, b->rq->max_batch);
+        if (kr->kind == KER_LOOP)
+            kr->parallel = n >= PARALLEL_MIN && kr->domain.rank > 0;
+        else if (kr->kind == KER_REDUCE)
+            kr->parallel = n >= PARALLEL_MIN && kr->domain.rank > 1 &&
+                           !(graph_node(b->g, kr->node)->mask & 1u);
+    }
+}
+
+bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->g = g;
+    s->max_batch = rq->max_batch;
+    int count = graph_count(g);
+    s->home = xmalloc(sizeof(int) * (size_t)count);
+    for (int i = 0; i < count; i++)
+        s->home[i] = -1;
+    Builder b = {s, g, rq, xcalloc((size_t)count, 1), xcalloc((size_t)count, sizeof(int)),
+                 xcalloc((size_t)count, 1), xcalloc((size_t)count, 1),
+                 xmalloc(sizeof(int) * (size_t)count), NULL, err, errlen};
+    for (int i = 0; i < count; i++)
+        b.kernel_of[i] = -1;
+    NodeVec roots = {0};
+    for (int i = 0; i < rq->noutputs; i++)
+        vec_push(&roots, rq->outputs[i]);
+    for (int i = 0; i < rq->nupdates; i++)
+        vec_push(&roots, rq->updates[i].value);
+    graph_mark_live(g, roots.v, roots.n, b.live);
+    vec_free(&roots);
+    bool ok = decide(&b);
+    if (ok) {
+        make_kernels(&b);
+        place_updates(&b);
+        merge_loops(&b);
+        plan_memory(&b);
+        mark_parallel(&b);
+    }
+    free(b.live);
+    free(b.consumers);
+    free(b.to_matmul);
+    free(b.materialize);
+    free(b.kernel_of);
+    if (!ok)
+        schedule_free(s);
+    return ok;
+}
+
+void schedule_free(Schedule *s)
+{
+    for (int i = 0; i < s->kernels.n; i++)
+        vec_free(&s->kernels.v[i].stores);
+    vec_free(&s->kernels);
+    vec_free(&s->bufs);
+    free(s->home);
+    s->home = NULL;
+}
+
+static void buf_name(const Schedule *s, int i, StrBuf *out)
+{
+    const Buffer *b = &s->bufs.v[i];
+    static const char *kinds[] = {"arena", "param", "state", "x", "y", "out"};
+    if (b->kind == BUF_ARENA)
+        sb_printf(out, "arena+%lld", (long long)b->offset);
+    else if (b->kind == BUF_X || b->kind == BUF_Y)
+        sb_puts(out, kinds[b->kind]);
+    else
+        sb_printf(out, "%s[%d]", kinds[b->kind], b->index);
+}
+
+void schedule_print(const Schedule *s, StrBuf *out)
+{
+    static const char *kinds[] = {"loop", "reduce", "matmul"};
+    for (int k = 0; k < s->kernels.n; k++) {
+        const Kernel *kr = &s->kernels.v[k];
+        char sh[128];
+        shape_format(s->g, &kr->domain, sh, sizeof sh);
+        sb_printf(out, "  k%-3d %-6s %-16s%s", k, kinds[kr->kind], sh, kr->parallel ? " par" : "    ");
+        for (int i = 0; i < kr->stores.n; i++) {
+            sb_printf(out, " %%%u->", kr->stores.v[i].node);
+            buf_name(s, kr->stores.v[i].buf, out);
+        }
+        sb_putc(out, '\n');
+    }
+    sb_printf(out, "  arena: %lld bytes at batch %lld; %d loops merged, %d updates in place\n",
+              (long long)s->arena_bytes, (long long)s->max_batch, s->merged, s->in_place);
+}

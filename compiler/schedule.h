@@ -1,0 +1,89 @@
+/* schedule: from a graph to fused kernels and a memory plan.
+ *
+ * A node gets a buffer ("home") when its value must exist in memory: a matrix
+ * product or a reduction, an operand of a matrix product, a value used by more
+ * than one consumer that is not free to recompute, an update of a parameter or
+ * state, a result.  Everything else is computed inline, inside the loops of the
+ * kernels that use it.  Kernels run in graph order:
+ *
+ *   LOOP    one loop nest over a shape, storing one or more values (adjacent loops
+ *           over one shape merge, so Adam's m, v and w updates are one pass)
+ *   REDUCE  a loop nest over a reduction's input, its producers fused inside
+ *   MATMUL  a call of nnd_gemm (OpenBLAS), transposes as flags
+ *
+ * An update is stored straight into its parameter's buffer when nothing reads the
+ * old value afterwards; otherwise it goes through a scratch buffer and is copied at
+ * the end.  Scratch buffers share one arena, placed by liveness. */
+#ifndef NND_SCHEDULE_H
+#define NND_SCHEDULE_H
+
+#include "graph.h"
+
+typedef enum BufKind {
+    BUF_ARENA,
+    BUF_PARAM,
+    BUF_STATE,
+    BUF_X,
+    BUF_Y,
+    BUF_OUT, /* args->out, as doubles, from slot `index` */
+} BufKind;
+
+typedef struct Buffer {
+    BufKind kind;
+    int index; /* parameter, state or output slot */
+    NndDType dtype;
+    int64_t offset, bytes; /* BUF_ARENA: place in the arena, size at the largest batch */
+    int first, last; /* kernels that write it first and read it last */
+} Buffer;
+
+typedef enum KernelKind { KER_LOOP, KER_REDUCE, KER_MATMUL } KernelKind;
+
+typedef struct Store {
+    NodeId node;
+    int buf;
+} Store;
+
+typedef struct Kernel {
+    KernelKind kind;
+    Shape domain; /* LOOP: the stored values' shape; REDUCE: the input's shape */
+    VEC(Store) stores; /* LOOP: values and where they go; REDUCE/MATMUL: the op's result */
+    NodeId node; /* REDUCE/MATMUL: the op */
+    int aux; /* REDUCE: a second buffer (logsumexp's sums, argmax's maxima), or -1 */
+    bool parallel; /* split the outermost axis across the pool */
+} Kernel;
+
+typedef struct ScheduleUpdate {
+    NodeId value;
+    bool is_state;
+    int index;
+} ScheduleUpdate;
+
+typedef struct ScheduleRequest {
+    const NodeId *outputs; /* written to args->out[0..], each value's elements in order */
+    int noutputs;
+    const ScheduleUpdate *updates;
+    int nupdates;
+    int64_t max_batch; /* the largest B the code will see */
+} ScheduleRequest;
+
+typedef struct Schedule {
+    Graph *g; /* borrowed */
+    int *home; /* per node id: a buffer index, or -1 when computed inline */
+    VEC(Buffer) bufs;
+    VEC(Kernel) kernels;
+    int64_t arena_bytes;
+    int64_t max_batch;
+    int merged; /* loops merged into their neighbour */
+    int in_place; /* updates stored straight into their parameter or state */
+} Schedule;
+
+/* Plans the kernels for the request.  Returns false with a message when the graph
+ * holds something the code generator cannot do (a random draw, say). */
+bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err, size_t errlen);
+void schedule_free(Schedule *s);
+/* Concrete element count of a shape with B = batch. */
+int64_t shape_numel_at(const Shape *s, int64_t batch);
+/* A readable listing of kernels and buffers (for `nnd run --verbose`). */
+void schedule_print(const Schedule *s, StrBuf *out);
+
+#endif

@@ -1,0 +1,17 @@
+/* mathfn: the scalar maths generated code may call (see nnd_runtime.h). */
+#include <math.h>
+
+#include "nnd_runtime.h"
+
+float nnd_expf(float x) { return expf(x); }
+float nnd_logf(float x) { return logf(x); }
+float nnd_tanhf(float x) { return tanhf(x); }
+float nnd_sinf(float x) { return sinf(x); }
+float nnd_cosf(float x) { return cosf(x); }
+float nnd_powf(float x, float y) { return powf(x, y); }
+double nnd_exp(double x) { return exp(x); }
+double nnd_log(double x) { return log(x); }
+double nnd_tanh(double x) { return tanh(x); }
+double nnd_sin(double x) { return sin(x); }
+double nnd_cos(double x) { return cos(x); }
+double nnd_pow(double x, double y) { return pow(x, y); }

@@ -1,0 +1,199 @@
+#define _POSIX_C_SOURCE 200809L
+/* pool: the thread pool that owns the cores.
+ *
+ * Workers wait for a job by spinning briefly (a step launches many short parallel
+ * loops, and waking a sleeping thread costs more than the loop) and then sleeping on
+ * a condition variable.  Job i always gets the same contiguous range, so results do
+ * not depend on timing. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nnd_runtime.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+void openblas_set_num_threads(int num_threads);
+
+enum { SPIN_ROUNDS = 20000 };
+
+struct NndPool {
+    int n; /* threads, the caller included */
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    NndRangeFn fn;
+    void *ctx;
+    int64_t items;
+    int chunks;
+    atomic_uint_fast64_t generation; /* bumped once per job */
+    atomic_int pending; /* workers still running the current job */
+    bool stop;
+};
+
+static _Thread_local bool in_pool_job;
+
+void nnd_flush_denormals(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    /* FTZ (bit 15) and DAZ (bit 6) */
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ volatile("msr fpcr, %0" ::"r"(fpcr | (1ull << 24)));
+#endif
+}
+
+static void run_chunk(NndPool *p, int i)
+{
+    int64_t begin = p->items * i / p->chunks, end = p->items * (i + 1) / p->chunks;
+    if (begin < end)
+        p->fn(p->ctx, begin, end);
+}
+
+typedef struct Worker {
+    NndPool *pool;
+    int index;
+} Worker;
+
+static void *worker_main(void *arg)
+{
+    Worker w = *(Worker *)arg;
+    free(arg);
+    NndPool *p = w.pool;
+    nnd_flush_denormals();
+    in_pool_job = true;
+    uint_fast64_t seen = 0;
+    for (;;) {
+        uint_fast64_t g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
+               spins < SPIN_ROUNDS) {
+            CPU_RELAX();
+            spins++;
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            while ((g = atomic_load(&p->generation)) == seen && !p->stop)
+                pthread_cond_wait(&p->wake, &p->mu);
+            bool stop = p->stop;
+            pthread_mutex_unlock(&p->mu);
+            if (stop)
+                return NULL;
+        }
+        seen = g;
+        if (w.index < p->chunks)
+            run_chunk(p, w.index);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+NndPool *nnd_pool_create(int nthreads, NndErr *err)
+{
+    if (nthreads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = cores > 0 ? (int)cores : 1;
+    }
+    if (nthreads > 256)
+        nthreads = 256;
+    openblas_set_num_threads(1);
+    nnd_flush_denormals();
+    NndPool *p = calloc(1, sizeof *p);
+    if (!p) {
+        nnd_err(err, "thread pool: out of memory");
+        return NULL;
+    }
+    p->n = nthreads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->threads = calloc((size_t)nthreads, sizeof(pthread_t));
+    if (!p->threads) {
+        nnd_pool_destroy(p);
+        nnd_err(err, "thread pool: out of memory");
+        return NULL;
+    }
+    for (int i = 1; i < nthreads; i++) {
+        Worker *w = malloc(sizeof *w);
+        if (w)
+            *w = (Worker){p, i};
+        int rc = w ? pthread_create(&p->threads[i], NULL, worker_main, w) : ENOMEM;
+        if (rc != 0) {
+            free(w);
+            p->n = i;
+            nnd_pool_destroy(p);
+            nnd_err(err, "thread pool: cannot start thread %d: %s", i, strerror(rc));
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void nnd_pool_destroy(NndPool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n && p->threads; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p->threads);
+    free(p);
+}
+
+int nnd_pool_threads(const NndPool *p) { return p ? p->n : 1; }
+
+void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t grain)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int64_t want = (n + grain - 1) / grain;
+    if (!p || p->n == 1 || want <= 1 || in_pool_job) {
+        fn(ctx, 0, n);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->items = n;
+    p->chunks = (int)(want < p->n ? want : p->n);
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    in_pool_job = true;
+    run_chunk(p, 0);
+    in_pool_job = false;
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ROUNDS) {
+        CPU_RELAX();
+        spins++;
+    }
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}

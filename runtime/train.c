@@ -1,0 +1,269 @@
+/* train: the training loop shared by compiled code and the interpreter. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nnd_runtime.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static size_t row_bytes(const NndTensor *t)
+{
+    size_t n = nnd_dtype_size(t->dtype);
+    for (int i = 1; i < t->rank; i++)
+        n *= (size_t)t->shape[i];
+    return n;
+}
+
+/* Copies rows idx[0..b) of t into dst. */
+static void gather(const NndTensor *t, const uint32_t *idx, int64_t b, char *dst)
+{
+    size_t rb = row_bytes(t);
+    const char *src = t->data;
+    for (int64_t i = 0; i < b; i++)
+        memcpy(dst + (size_t)i * rb, src + (size_t)idx[i] * rb, rb);
+}
+
+int64_t nnd_train_total_steps(const NndTrainer *t)
+{
+    if (t->steps > 0)
+        return t->steps;
+    int64_t n = t->data[t->train].x->shape[0];
+    return t->epochs * ((n + t->batch - 1) / t->batch);
+}
+
+typedef struct Batch {
+    char *x, *y;
+    uint32_t *idx;
+} Batch;
+
+static int batch_alloc(Batch *b, const NndDataSet *ds, int64_t batch, int64_t n, NndErr *err)
+{
+    b->x = nnd_alloc(row_bytes(ds->x) * (size_t)batch + 64);
+    b->y = nnd_alloc(row_bytes(ds->y) * (size_t)batch + 64);
+    b->idx = nnd_alloc(sizeof(uint32_t) * (size_t)(n > batch ? n : batch));
+    if (!b->x || !b->y || !b->idx) {
+        nnd_free(b->x);
+        nnd_free(b->y);
+        nnd_free(b->idx);
+        return nnd_err(err, "out of memory for batches of %lld samples", (long long)batch);
+    }
+    return 0;
+}
+
+static void batch_free(Batch *b)
+{
+    nnd_free(b->x);
+    nnd_free(b->y);
+    nnd_free(b->idx);
+}
+
+static int status_error(int32_t status, NndErr *err, const char *what, const char *data)
+{
+    if (status == NND_STATUS_LABEL_RANGE)
+        return nnd_err(err, "%s on '%s': a label is out of range for the model's classes", what,
+                       data);
+    return nnd_err(err, "%s on '%s' failed (status %d)", what, data, status);
+}
+
+int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
+{
+    const NndEvalSpec *es = &t->evals[which];
+    const NndDataSet *ds = &t->data[es->data];
+    int64_t n = ds->x->shape[0];
+    Batch b;
+    if (batch_alloc(&b, ds, t->batch, t->batch, err))
+        return -1;
+    double *out = calloc((size_t)es->nmetrics + 1, sizeof(double));
+    for (int k = 0; k < es->nmetrics; k++)
+        values[k] = 0;
+    int rc = 0;
+    for (int64_t start = 0; start < n && out; start += t->batch) {
+        int64_t m = n - start < t->batch ? n - start : t->batch;
+        for (int64_t i = 0; i < m; i++)
+            b.idx[i] = (uint32_t)(start + i);
+        gather(ds->x, b.idx, m, b.x);
+        gather(ds->y, b.idx, m, b.y);
+        NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
+                         0, es->user};
+        es->fn(&a);
+        if (a.status) {
+            rc = status_error(a.status, err, "evaluation", ds->name);
+            break;
+        }
+        for (int k = 0; k < es->nmetrics; k++)
+            values[k] += out[k] * (double)m;
+    }
+    if (!out)
+        rc = nnd_err(err, "out of memory");
+    for (int k = 0; k < es->nmetrics && rc == 0; k++)
+        values[k] /= (double)n;
+    free(out);
+    batch_free(&b);
+    return rc;
+}
+
+static void format_count(char *buf, size_t size, double v)
+{
+    if (v >= 1e6)
+        snprintf(buf, size, "%.2fM", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(buf, size, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, size, "%.0f", v);
+}
+
+static void format_time(char *buf, size_t size, double s)
+{
+    if (!isfinite(s) || s < 0)
+        s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epoch_end,
+                       int last, NndErr *err)
+{
+    for (int i = 0; i < t->nevals; i++) {
+        const NndEvalSpec *es = &t->evals[i];
+        int due = es->in_epochs ? epoch_end && (epoch + 1) % es->every == 0
+                                : (step + 1) % es->every == 0;
+        if (!due && !last)
+            continue;
+        double vals[64];
+        if (es->nmetrics > 64)
+            return nnd_err(err, "too many metrics");
+        if (nnd_evaluate(t, i, vals, err))
+            return -1;
+        if (t->progress) {
+            fprintf(t->progress, "  eval %s:", t->data[es->data].name);
+            for (int k = 0; k < es->nmetrics; k++)
+                fprintf(t->progress, "  %s %.4f", es->names[k], vals[k]);
+            fputc('\n', t->progress);
+            fflush(t->progress);
+        }
+    }
+    return 0;
+}
+
+int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
+{
+    memset(res, 0, sizeof *res);
+    const NndDataSet *ds = &t->data[t->train];
+    int64_t n = ds->x->shape[0];
+    if (n < 1 || n > UINT32_MAX)
+        return nnd_err(err, "data set '%s' has %lld samples", ds->name, (long long)n);
+    int64_t total = nnd_train_total_steps(t);
+    int64_t per_epoch = (n + t->batch - 1) / t->batch;
+    int64_t epochs = (total + per_epoch - 1) / per_epoch;
+    t->hypers[t->h_steps] = (double)total;
+    Batch b;
+    if (batch_alloc(&b, ds, t->batch, n, err))
+        return -1;
+    FILE *out = t->progress;
+    if (out) {
+        fprintf(out, "training on '%s': %lld samples, batch %lld, %lld epoch%s (%lld steps)%s%s\n",
+                ds->name, (long long)n, (long long)t->batch, (long long)epochs,
+                epochs == 1 ? "" : "s", (long long)total, t->what ? ", " : "",
+                t->what ? t->what : "");
+        fflush(out);
+    }
+    /* plain lines: at most about ten over the run, and one every 10 s in long epochs */
+    int64_t report_epochs = epochs > 10 ? epochs / 10 : 1;
+    double loss_sum = 0, t_run = 0, t_line = now(), t_epoch = now();
+    int64_t loss_n = 0, samples = 0;
+    double bout[2] = {0, 0};
+    int rc = 0;
+    int64_t step = 0;
+    for (; step < total; step++) {
+        int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
+        if (in_epoch == 0) {
+            if (t->shuffle)
+                nnd_random_permutation(b.idx, (uint32_t)n, t->seed, 0x5eedull << 32 | (uint64_t)epoch);
+            else
+                for (int64_t i = 0; i < n; i++)
+                    b.idx[i] = (uint32_t)i;
+            loss_sum = 0;
+            loss_n = 0;
+            t_epoch = now();
+        }
+        int64_t start = in_epoch * t->batch, m = n - start < t->batch ? n - start : t->batch;
+        double t0 = now();
+        gather(ds->x, b.idx + start, m, b.x);
+        gather(ds->y, b.idx + start, m, b.y);
+        t->hypers[t->h_step] = (double)step;
+        t->hypers[t->h_epoch] = (double)epoch;
+        t->hypers[t->h_t] = (double)(step + 1);
+        NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, bout, t->pool,
+                         0, t->user};
+        t->step(&a);
+        double t1 = now();
+        t_run += t1 - t0;
+        samples += m;
+        if (a.status) {
+            rc = status_error(a.status, err, "training", ds->name);
+            break;
+        }
+        double loss = bout[0];
+        if (!isfinite(loss)) {
+            res->nonfinite = 1;
+            if (out && t->interactive)
+                fputc('\n', out);
+            nnd_err(err, "the loss is %s at step %lld (epoch %lld): training stopped",
+                    isnan(loss) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
+            rc = 1;
+            step++;
+            break;
+        }
+        loss_sum += loss * (double)m;
+        loss_n += m;
+        res->final_loss = loss_sum / (double)loss_n;
+        int epoch_end = in_epoch == per_epoch - 1 || step == total - 1;
+        if (out && t->interactive && (t1 - t_line > 0.1 || epoch_end)) {
+            char rate[32], eta[32];
+            format_count(rate, sizeof rate, (double)samples / t_run);
+            format_time(eta, sizeof eta, (double)(total - step - 1) * t_run / (double)(step + 1));
+            int width = 20, done = (int)((in_epoch + 1) * width / per_epoch);
+            char bar[32];
+            for (int i = 0; i < width; i++)
+                bar[i] = i < done ? '#' : '.';
+            bar[width] = 0;
+            fprintf(out, "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld  loss %.4f  %s samples/s  ETA %s",
+                    (long long)epoch + 1, (long long)epochs, bar, (long long)step + 1,
+                    (long long)total, res->final_loss, rate, eta);
+            if (epoch_end)
+                fprintf(out, "  (%.1f s)\n", t1 - t_epoch);
+            fflush(out);
+            t_line = t1;
+        } else if (out && !t->interactive &&
+                   ((epoch_end && ((epoch + 1) % report_epochs == 0 || step == total - 1)) ||
+                    t1 - t_line > 10)) {
+            char rate[32];
+            format_count(rate, sizeof rate, (double)samples / t_run);
+            fprintf(out, "epoch %lld/%lld  step %lld/%lld  loss %.6f  %s samples/s\n",
+                    (long long)epoch + 1, (long long)epochs, (long long)step + 1, (long long)total,
+                    res->final_loss, rate);
+            fflush(out);
+            t_line = t1;
+        }
+        if (t->nevals && print_evals(t, step, epoch, epoch_end, step == total - 1, err)) {
+            rc = -1;
+            step++;
+            break;
+        }
+    }
+    res->steps = step;
+    res->seconds = t_run;
+    batch_free(&b);
+    return rc;
+}
