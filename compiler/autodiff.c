@@ -82,12 +82,14 @@ static void vjp_sigmoid(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId 
     dx[0] = mul(g, dy, mul(g, n, gb_binary(g, OP_SUB, one, n, SP), SP), SP);
 }
 
-/* relu x: dx = dy where x > 0, else 0 */
+/* relu x: dx = dy where x > 0, else 0.  Tested on the output (y > 0 exactly when
+ * x > 0), so the input need not be kept for the backward pass. */
 static void vjp_relu(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
 {
+    Span sp = SP;
     NodeId zero = full_like(g, 0, n);
-    NodeId pos = gb_binary(g, OP_GT, IN(0), zero, SP);
-    dx[0] = gb_select(g, pos, dy, zero, SP);
+    NodeId pos = gb_binary(g, OP_GT, n, zero, sp);
+    dx[0] = gb_select(g, pos, dy, zero, sp);
 }
 
 /* sin x: dx = dy * cos x */

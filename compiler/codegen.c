@@ -141,6 +141,8 @@ static LLVMValueRef offset_of(CG *c, const Shape *s, LLVMValueRef *idx)
     return off ? off : ci64(c, 0);
 }
 
+static LLVMValueRef buffer_ptr(CG *c, int i);
+
 static void set_scopes(CG *c, LLVMValueRef inst, int buf)
 {
     if (buf < 0 || !c->scope_md)
@@ -151,7 +153,7 @@ static void set_scopes(CG *c, LLVMValueRef inst, int buf)
 
 static LLVMValueRef load_at(CG *c, int buf, int dtype, LLVMValueRef off)
 {
-    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), c->bufptr[buf], &off, 1, "");
+    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), buffer_ptr(c, buf), &off, 1, "");
     LLVMValueRef v = LLVMBuildLoad2(c->b, mtype(c, dtype), p, "");
     set_scopes(c, v, buf);
     if (dtype == NND_BOOL)
@@ -174,7 +176,7 @@ static void store_at(CG *c, int buf, int dtype, LLVMValueRef off, LLVMValueRef v
     }
     if (dtype == NND_BOOL)
         v = LLVMBuildZExt(c->b, v, c->i8, "");
-    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), c->bufptr[buf], &off, 1, "");
+    LLVMValueRef p = LLVMBuildGEP2(c->b, mtype(c, dtype), buffer_ptr(c, buf), &off, 1, "");
     LLVMValueRef st = LLVMBuildStore(c->b, v, p);
     set_scopes(c, st, buf);
 }
@@ -605,38 +607,44 @@ static void begin_function(CG *c, const char *name, LLVMTypeRef ty, bool interna
     LLVMPositionBuilderAtEnd(c->b, c->entry);
     c->batch = arg_field(c, c->args, offsetof(NndStepArgs, batch), c->i64);
     c->hypers = arg_field(c, c->args, offsetof(NndStepArgs, hypers), c->ptr);
-    int nb = c->s->bufs.n;
-    memset(c->bufptr, 0, sizeof(LLVMValueRef) * (size_t)nb);
-    LLVMValueRef params = arg_field(c, c->args, offsetof(NndStepArgs, params), c->ptr);
-    LLVMValueRef states = arg_field(c, c->args, offsetof(NndStepArgs, states), c->ptr);
-    LLVMValueRef arena = arg_field(c, c->args, offsetof(NndStepArgs, arena), c->ptr);
-    for (int i = 0; i < nb; i++) {
-        const Buffer *bf = &c->s->bufs.v[i];
-        LLVMValueRef idx;
-        switch (bf->kind) {
-        case BUF_ARENA:
-            idx = ci64(c, bf->offset);
-            c->bufptr[i] = LLVMBuildGEP2(c->b, c->i8, arena, &idx, 1, "");
-            break;
-        case BUF_PARAM: case BUF_STATE:
-            idx = ci64(c, bf->index);
-            c->bufptr[i] = LLVMBuildLoad2(
-                c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, bf->kind == BUF_PARAM ? params : states, &idx, 1, ""), "");
-            break;
-        case BUF_X:
-            c->bufptr[i] = arg_field(c, c->args, offsetof(NndStepArgs, x), c->ptr);
-            break;
-        case BUF_Y:
-            c->bufptr[i] = arg_field(c, c->args, offsetof(NndStepArgs, y), c->ptr);
-            break;
-        case BUF_OUT: {
-            LLVMValueRef out = arg_field(c, c->args, offsetof(NndStepArgs, out), c->ptr);
-            idx = ci64(c, bf->index);
-            c->bufptr[i] = LLVMBuildGEP2(c->b, c->f64, out, &idx, 1, "");
-            break;
-        }
-        }
+    memset(c->bufptr, 0, sizeof(LLVMValueRef) * (size_t)c->s->bufs.n);
+}
+
+/* A buffer's address, loaded once in the entry block when first used. */
+static LLVMValueRef buffer_ptr(CG *c, int i)
+{
+    if (c->bufptr[i])
+        return c->bufptr[i];
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(c->b);
+    LLVMPositionBuilderAtEnd(c->b, c->entry);
+    const Buffer *bf = &c->s->bufs.v[i];
+    LLVMValueRef idx, p = NULL;
+    switch (bf->kind) {
+    case BUF_ARENA:
+        idx = ci64(c, bf->offset);
+        p = LLVMBuildGEP2(c->b, c->i8, arg_field(c, c->args, offsetof(NndStepArgs, arena), c->ptr), &idx, 1, "");
+        break;
+    case BUF_PARAM: case BUF_STATE: {
+        LLVMValueRef arr = arg_field(c, c->args, bf->kind == BUF_PARAM ? offsetof(NndStepArgs, params)
+                                                                       : offsetof(NndStepArgs, states), c->ptr);
+        idx = ci64(c, bf->index);
+        p = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, arr, &idx, 1, ""), "");
+        break;
     }
+    case BUF_X:
+        p = arg_field(c, c->args, offsetof(NndStepArgs, x), c->ptr);
+        break;
+    case BUF_Y:
+        p = arg_field(c, c->args, offsetof(NndStepArgs, y), c->ptr);
+        break;
+    case BUF_OUT:
+        idx = ci64(c, bf->index);
+        p = LLVMBuildGEP2(c->b, c->f64, arg_field(c, c->args, offsetof(NndStepArgs, out), c->ptr), &idx, 1, "");
+        break;
+    }
+    c->bufptr[i] = p;
+    LLVMPositionBuilderAtEnd(c->b, here);
+    return p;
 }
 
 static void end_function(CG *c, LLVMBasicBlockRef first)
@@ -890,7 +898,7 @@ static LLVMValueRef buffer_base(CG *c, NodeId id)
     Node *n = graph_node(c->g, id);
     if (n->op == OP_TENSOR && c->s->home[id] < 0)
         return c->tensor_globals[id];
-    return c->bufptr[c->s->home[id]];
+    return buffer_ptr(c, c->s->home[id]);
 }
 
 static void gen_matmul(CG *c, const Kernel *k)

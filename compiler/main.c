@@ -175,7 +175,7 @@ static Program *build(Frontend *fe, Module *m, Options *o, SimplifyStats *st)
     if (!o->raw) {
         NodeRefVec roots = {0};
         program_roots(p, &roots);
-        simplify_graph(&p->g, roots.v, roots.n, true, st);
+        simplify_graph(&p->g, roots.v, roots.n, SIMPLIFY_FAST, st);
         vec_free(&roots);
     }
     return p;
@@ -329,9 +329,18 @@ static int cmd_run(Options *o)
         fputs(b.s, stdout);
         sb_free(&b);
     }
-    if (o->time)
-        printf("compile: %.1f ms (front end, graph and autodiff %.1f ms; kernels and LLVM %.1f ms)\n",
-               1e3 * (t_front + x.compile_seconds), 1e3 * t_front, 1e3 * x.compile_seconds);
+    if (o->time) {
+        printf("compile: %.1f ms (front end, graph and autodiff %.1f ms", 1e3 * (t_front + x.compile_seconds),
+               1e3 * t_front);
+        if (x.jit) {
+            double ir, opt, mc;
+            jit_phases(x.jit, &ir, &opt, &mc);
+            printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms",
+                   1e3 * (x.compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc);
+            (void)ir;
+        }
+        printf(")\n");
+    }
     NndErr perr;
     pool = nnd_pool_create(o->threads, &perr);
     if (!pool) {

@@ -11,7 +11,7 @@ typedef struct Builder {
     NodeId *table; /* hash-cons table of new ids */
     size_t cap, used;
     SimplifyStats *st;
-    bool rules;
+    SimplifyMode mode;
 } Builder;
 
 static int pool_len(const Node *n)
@@ -184,10 +184,28 @@ static NodeId identity(Builder *b, Node *n)
         if (is_const(b, a, 1))
             return c;
         break;
-    case OP_DIV:
+    case OP_DIV: {
         if (is_const(b, c, 1))
             return a;
+        /* x / s for a scalar s broadcast over x: x * (1/s), one division per tensor
+         * instead of one per element (an update rule's bias corrections).  It can
+         * differ from the division in the last bit; exact when s is a power of two. */
+        Node *cn = NN(b, c);
+        if (b->mode == SIMPLIFY_FAST && cn->op == OP_BROADCAST && NN(b, cn->in[0])->shape.rank == 0 &&
+            dtype_is_float((NndDType)n->dtype) && n->shape.rank > 0) {
+            NodeId s = cn->in[0];
+            NodeId one = new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = 1, .span = n->span});
+            Node rn = {.op = OP_DIV, .nin = 2, .in = {one, s}, .dtype = n->dtype, .span = n->span};
+            NodeId r;
+            if (!try_fold(b, &rn, &r))
+                r = new_node(b, rn);
+            NodeId rb = new_node(b, (Node){.op = OP_BROADCAST, .nin = 1, .in = {r}, .dtype = n->dtype,
+                                           .shape = n->shape, .span = n->span});
+            return new_node(b, (Node){.op = OP_MUL, .nin = 2, .in = {a, rb}, .dtype = n->dtype,
+                                      .shape = n->shape, .span = n->span});
+        }
         break;
+    }
     case OP_POW:
         if (is_const(b, c, 1))
             return a;
@@ -285,7 +303,7 @@ static NodeId rebuild_node(Builder *b, const Node *old)
             vec_push(&b->ng->fpool, b->old->fpool.v[old->pool + (uint32_t)i]);
         n.pool = off;
     }
-    if (b->rules) {
+    if (b->mode != SIMPLIFY_NONE) {
         NodeId r;
         if (try_fold(b, &n, &r))
             return r;
@@ -313,7 +331,7 @@ static int count_live(Graph *g, NodeId **roots, int nroots)
     return n;
 }
 
-static void rebuild(Graph *g, NodeId **roots, int nroots, bool rules, SimplifyStats *st)
+static void rebuild(Graph *g, NodeId **roots, int nroots, SimplifyMode mode, SimplifyStats *st)
 {
     NodeVec rs = {0};
     for (int i = 0; i < nroots; i++)
@@ -325,7 +343,7 @@ static void rebuild(Graph *g, NodeId **roots, int nroots, bool rules, SimplifySt
     graph_init(&ng);
     for (int i = 0; i < g->syms.n; i++)
         vec_push(&ng.syms, g->syms.v[i]); /* the strings move with the arena below */
-    Builder b = {g, &ng, xcalloc((size_t)count, sizeof(NodeId)), NULL, 0, 0, st, rules};
+    Builder b = {g, &ng, xcalloc((size_t)count, sizeof(NodeId)), NULL, 0, 0, st, mode};
     for (int id = 1; id < count; id++)
         if (live[id])
             b.map[id] = rebuild_node(&b, graph_node(g, (NodeId)id));
@@ -342,21 +360,21 @@ static void rebuild(Graph *g, NodeId **roots, int nroots, bool rules, SimplifySt
     vec_free(&rs);
 }
 
-void simplify_graph(Graph *g, NodeId **roots, int nroots, bool rules, SimplifyStats *stats)
+void simplify_graph(Graph *g, NodeId **roots, int nroots, SimplifyMode mode, SimplifyStats *stats)
 {
     SimplifyStats st = {0};
     st.before = count_live(g, roots, nroots);
     /* rules can expose more rules; a few rounds reach the fixed point in practice */
     int prev = -1;
     for (int round = 0; round < 4; round++) {
-        rebuild(g, roots, nroots, rules, &st);
+        rebuild(g, roots, nroots, mode, &st);
         int now = graph_count(g);
         if (now == prev)
             break;
         prev = now;
     }
     /* a final plain rebuild drops what the rules left unreachable */
-    rebuild(g, roots, nroots, false, &st);
+    rebuild(g, roots, nroots, SIMPLIFY_NONE, &st);
     st.after = count_live(g, roots, nroots);
     if (stats)
         *stats = st;

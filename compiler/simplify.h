@@ -16,8 +16,14 @@ typedef struct SimplifyStats {
     int folded, identities, merged;
 } SimplifyStats;
 
+typedef enum SimplifyMode {
+    SIMPLIFY_NONE, /* only CSE and dead-code elimination */
+    SIMPLIFY_EXACT, /* and every rule that keeps results bit for bit (up to the sign of 0) */
+    SIMPLIFY_FAST, /* and rewrites that may change the last bit: x / s -> x * (1/s) */
+} SimplifyMode;
+
 /* Rebuilds *g keeping what the roots reach; every *roots[i] is updated to its id in
  * the new graph (0 stays 0). */
-void simplify_graph(Graph *g, NodeId **roots, int nroots, bool rules, SimplifyStats *stats);
+void simplify_graph(Graph *g, NodeId **roots, int nroots, SimplifyMode mode, SimplifyStats *stats);
 
 #endif

@@ -353,6 +353,11 @@ static int raw_convert(const DataFile *f, RawType t, const unsigned char *src, i
     switch (out->dtype) {
     case NND_I32: {
         int32_t *dst = (int32_t *)out->data + at;
+        if (t.kind == RAW_U8) {
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = src[i];
+            return 0;
+        }
         for (int64_t i = 0; i < n; i++) {
             int64_t v = raw_int(t, src + i * size);
             if (v < INT32_MIN || v > INT32_MAX)
@@ -370,6 +375,15 @@ static int raw_convert(const DataFile *f, RawType t, const unsigned char *src, i
     }
     case NND_F32: {
         float *dst = (float *)out->data + at;
+        if (t.kind == RAW_U8) {
+            /* bytes (images): 256 possible values, converted once */
+            float table[256];
+            for (int v = 0; v < 256; v++)
+                table[v] = (float)((double)v * scale);
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = table[src[i]];
+            return 0;
+        }
         for (int64_t i = 0; i < n; i++) {
             double v = raw_double(t, src + i * size) * scale;
             /* Converting a finite double beyond FLT_MAX to float is undefined. */

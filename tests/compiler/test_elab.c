@@ -35,7 +35,7 @@ static Compiled *compile_opts(const char *src, NndDType dt, Override *ov, int no
     if (c->p) {
         NodeRefVec roots = {0};
         program_roots(c->p, &roots);
-        simplify_graph(&c->p->g, roots.v, roots.n, true, NULL);
+        simplify_graph(&c->p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
         vec_free(&roots);
     }
     c->diag = diags_render(&c->fe.diags);

@@ -25,7 +25,7 @@ static void test_xor_trains(void **state)
     assert_non_null(p);
     NodeRefVec roots = {0};
     program_roots(p, &roots);
-    simplify_graph(&p->g, roots.v, roots.n, true, NULL);
+    simplify_graph(&p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
     vec_free(&roots);
     for (int e = 0; e < 2; e++) {
         Model model;

@@ -292,7 +292,7 @@ static void gc_simplify(Gc *c, NodeId *extra, int nextra)
     for (int k = 0; k < c->np; k++)
         roots[n++] = &c->p[k];
     SimplifyStats st;
-    simplify_graph(&c->g, roots, n, true, &st);
+    simplify_graph(&c->g, roots, n, SIMPLIFY_EXACT, &st);
     assert_true(st.after <= st.before);
 }
 
@@ -1296,7 +1296,7 @@ static void test_simplified_gradient(void **state)
     ot_run(g, roots, 3, &b, pre);
     NodeId *rp[5] = {&roots[0], &roots[1], &roots[2], &c.p[0], &c.p[1]};
     SimplifyStats st;
-    simplify_graph(g, rp, 5, true, &st);
+    simplify_graph(g, rp, 5, SIMPLIFY_EXACT, &st);
     assert_true(st.after < st.before);
     ot_run(g, roots, 3, &b, post);
     for (int k = 0; k < 3; k++) {

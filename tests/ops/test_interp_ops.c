@@ -622,7 +622,7 @@ static SimplifyStats simplify1(Graph *g, NodeId *root)
 {
     NodeId *roots[1] = {root};
     SimplifyStats st;
-    simplify_graph(g, roots, 1, true, &st);
+    simplify_graph(g, roots, 1, SIMPLIFY_EXACT, &st);
     return st;
 }
 
@@ -756,7 +756,7 @@ static void test_simplify_cse_attrs(void **state)
     }
     ITensor before[8], after[8];
     ot_run(g, roots, 8, &b, before);
-    simplify_graph(g, rp, 8, true, NULL);
+    simplify_graph(g, rp, 8, SIMPLIFY_EXACT, NULL);
     ot_run(g, roots, 8, &b, after);
     for (int i = 0; i < 8; i++) {
         if (!(before[i].v[0] > 0))
@@ -821,7 +821,7 @@ static void test_simplify_identities(void **state)
         }
         NodeId *roots[2] = {&y, &x};
         SimplifyStats st;
-        simplify_graph(g, roots, 2, true, &st);
+        simplify_graph(g, roots, 2, SIMPLIFY_EXACT, &st);
         if (y != x)
             fail_msg("identity case %d: root is %s, not the parameter", k,
                      op_info[graph_node(g, y)->op].name);
@@ -844,7 +844,7 @@ static void test_simplify_rewrites(void **state)
     ITensor sq_before, sq_after;
     ot_run(g, &y, 1, &b2, &sq_before);
     NodeId *roots[2] = {&y, &x};
-    simplify_graph(g, roots, 2, true, NULL);
+    simplify_graph(g, roots, 2, SIMPLIFY_EXACT, NULL);
     assert_int_equal(graph_node(g, y)->op, OP_MUL);
     assert_int_equal(graph_node(g, y)->in[0], x);
     assert_int_equal(graph_node(g, y)->in[1], x);
@@ -855,11 +855,28 @@ static void test_simplify_rewrites(void **state)
     itensor_free(&xv2);
     free_graph(g);
 
+    /* x / s for a broadcast scalar s: a multiplication by 1/s, in the fast mode only */
+    for (int mode = SIMPLIFY_EXACT; mode <= SIMPLIFY_FAST; mode++) {
+        g = new_graph();
+        x = ot_param(g, 0, NND_F64, s);
+        NodeId h = ot_leaf(g, OP_HYPER, 0, NND_F64, shape_scalar());
+        y = gb_binary(g, OP_DIV, x, gb_broadcast(g, h, &s, SP), SP);
+        simplify_graph(g, roots, 2, (SimplifyMode)mode, NULL);
+        Node *yn = graph_node(g, y);
+        assert_int_equal(yn->op, mode == SIMPLIFY_FAST ? OP_MUL : OP_DIV);
+        if (mode == SIMPLIFY_FAST) {
+            Node *r = graph_node(g, graph_node(g, yn->in[1])->in[0]);
+            assert_int_equal(r->op, OP_DIV); /* 1 / h, once */
+            assert_int_equal(r->shape.rank, 0);
+        }
+        free_graph(g);
+    }
+
     /* x^0.5 stays a power: sqrt differs at -0 and -inf, and in the last bit */
     g = new_graph();
     x = ot_param(g, 0, NND_F64, s);
     y = gb_binary(g, OP_POW, x, gb_full(g, 0.5, NND_F64, &s, SP), SP);
-    simplify_graph(g, roots, 2, true, NULL);
+    simplify_graph(g, roots, 2, SIMPLIFY_EXACT, NULL);
     assert_int_equal(graph_node(g, y)->op, OP_POW);
     free_graph(g);
 
@@ -875,7 +892,7 @@ static void test_simplify_rewrites(void **state)
     ITensor before, after;
     ot_run(g, &t, 1, &b, &before);
     NodeId *rt[1] = {&t};
-    simplify_graph(g, rt, 1, true, NULL);
+    simplify_graph(g, rt, 1, SIMPLIFY_EXACT, NULL);
     assert_int_equal(count_op(g, t, OP_TRANSPOSE), 1);
     ot_run(g, &t, 1, &b, &after);
     assert_int_equal(before.n, after.n);
@@ -906,7 +923,7 @@ static void test_simplify_rewrites(void **state)
         InterpBindings pb = {.params = pv, .nparams = 2};
         ot_run(g, &m, 1, &pb, &before);
         NodeId *rm[1] = {&m};
-        simplify_graph(g, rm, 1, true, NULL);
+        simplify_graph(g, rm, 1, SIMPLIFY_EXACT, NULL);
         assert_int_equal(count_op(g, m, OP_TRANSPOSE), 0);
         Node *mn = graph_node(g, m);
         assert_int_equal(mn->op, OP_MATMUL);
@@ -949,7 +966,7 @@ static void test_simplify_no_rules(void **state)
     NodeId y = gb_binary(g, OP_ADD, x, zero, SP);
     NodeId *roots[1] = {&y};
     SimplifyStats st;
-    simplify_graph(g, roots, 1, false, &st);
+    simplify_graph(g, roots, 1, SIMPLIFY_NONE, &st);
     assert_int_equal(graph_node(g, y)->op, OP_ADD);
     assert_int_equal(st.folded, 0);
     assert_int_equal(st.identities, 0);
@@ -1105,7 +1122,7 @@ static void test_simplify_random(void **state)
         ITensor before[65], after[65];
         ot_run(g, roots, nr, &b, before);
         SimplifyStats st;
-        simplify_graph(g, rp, nr, true, &st);
+        simplify_graph(g, rp, nr, SIMPLIFY_EXACT, &st);
         assert_true(st.after <= st.before);
         total.folded += st.folded;
         total.identities += st.identities;
@@ -1126,7 +1143,7 @@ static void test_simplify_random(void **state)
         }
         /* simplifying again changes nothing */
         int count = graph_count(g);
-        simplify_graph(g, rp, nr, true, &st);
+        simplify_graph(g, rp, nr, SIMPLIFY_EXACT, &st);
         assert_int_equal(graph_count(g), count);
         for (int i = 0; i < 3; i++)
             itensor_free(&pv[i]);
