@@ -22,6 +22,7 @@ const RuntimeSymbol codegen_runtime_symbols[] = {
     {"nnd_sin", (void *)nnd_sin},
     {"nnd_cos", (void *)nnd_cos},
     {"nnd_pow", (void *)nnd_pow},
+    {"nnd_clock_ns", (void *)nnd_clock_ns},
 };
 const int codegen_runtime_symbol_count =
     (int)(sizeof codegen_runtime_symbols / sizeof codegen_runtime_symbols[0]);
@@ -964,6 +965,9 @@ static void scopes_for_function(CG *c, const char *fname)
     free(others);
 }
 
+static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, const bool *kflat,
+                            LLVMValueRef pool);
+
 static void gen_function(CG *c, const CodegenFunction *f)
 {
     c->s = f->sched;
@@ -1003,11 +1007,40 @@ static void gen_function(CG *c, const CodegenFunction *f)
     LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "run");
     LLVMPositionBuilderAtEnd(c->b, first);
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
+    LLVMValueRef profile = f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
+        LLVMValueRef t0 = profile ? call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false) : NULL;
+        gen_kernel_call(c, k, i, kfn, kflat, pool);
+        if (profile) {
+            LLVMValueRef t1 = call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false);
+            LLVMValueRef idx = ci64(c, i);
+            LLVMValueRef slot = LLVMBuildGEP2(c->b, c->i64, profile, &idx, 1, "");
+            LLVMValueRef sum = LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i64, slot, ""),
+                                            LLVMBuildSub(c->b, t1, t0, ""), "");
+            LLVMBuildStore(c->b, sum, slot);
+        }
+    }
+    LLVMBuildRetVoid(c->b);
+    end_function(c, first);
+    free(kfn);
+    free(kflat);
+    free(c->memo);
+    free(c->scalar);
+    free(c->bufptr);
+    free(c->scope);
+    free(c->scope_md);
+    free(c->noalias_md);
+    c->memo = c->scalar = NULL;
+}
+
+static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, const bool *kflat,
+                            LLVMValueRef pool)
+{
+    {
         if (k->kind == KER_MATMUL) {
             gen_matmul(c, k);
-            continue;
+            return;
         }
         LLVMValueRef n = kernel_extent(c, k, k->kind == KER_LOOP && kflat[i]);
         if (k->parallel) {
@@ -1024,17 +1057,6 @@ static void gen_function(CG *c, const CodegenFunction *f)
             LLVMBuildCall2(c->b, c->kernel_ty, kfn[i], a, 3, "");
         }
     }
-    LLVMBuildRetVoid(c->b);
-    end_function(c, first);
-    free(kfn);
-    free(kflat);
-    free(c->memo);
-    free(c->scalar);
-    free(c->bufptr);
-    free(c->scope);
-    free(c->scope_md);
-    free(c->noalias_md);
-    c->memo = c->scalar = NULL;
 }
 
 void codegen_module(LLVMContextRef ctx, LLVMModuleRef mod, Graph *g, const CodegenFunction *fns,

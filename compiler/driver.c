@@ -301,7 +301,7 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     VEC(CodegenFunction) fns = {0};
     char **names = xcalloc((size_t)ne + 2, sizeof(char *));
     if (ok) {
-        CodegenFunction f = {"nnd_step", &x->step_sched};
+        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile};
         vec_push(&fns, f);
     }
     for (int i = 0; ok && i < ne; i++) {
@@ -311,14 +311,14 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
         vec_free(&r);
         names[i] = xasprintf("nnd_eval%d", i);
-        CodegenFunction f = {names[i], &x->eval_scheds[i]};
+        CodegenFunction f = {names[i], &x->eval_scheds[i], false};
         if (ok)
             vec_push(&fns, f);
     }
     if (ok && p->forward) {
         ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch};
         ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
-        CodegenFunction f = {"nnd_forward", &x->forward_sched};
+        CodegenFunction f = {"nnd_forward", &x->forward_sched, false};
         if (ok)
             vec_push(&fns, f);
     }
@@ -342,6 +342,8 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         if (p->forward && x->forward_sched.arena_bytes > x->arena_bytes)
             x->arena_bytes = x->forward_sched.arena_bytes;
         x->arena = nnd_alloc((size_t)x->arena_bytes + 64);
+        if (o->profile)
+            x->profile = xcalloc((size_t)x->step_sched.kernels.n + 1, sizeof(int64_t));
         if (!x->arena) {
             snprintf(err, errlen, "out of memory for a %lld-byte arena", (long long)x->arena_bytes);
             ok = false;
@@ -380,6 +382,7 @@ void executable_free(Executable *x)
     free(x->evals);
     free(x->eval_user);
     free(x->eval_scheds);
+    free(x->profile);
     memset(x, 0, sizeof *x);
 }
 
@@ -394,6 +397,40 @@ void executable_describe(const Executable *x, StrBuf *out)
     sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
                    "allocated once\n",
               (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
+}
+
+void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
+{
+    if (!x->profile || steps < 1)
+        return;
+    const Schedule *s = &x->step_sched;
+    static const char *kinds[] = {"loop", "reduce", "matmul"};
+    int64_t total = 0, update = 0, values = 0;
+    for (int k = 0; k < s->kernels.n; k++)
+        total += x->profile[k];
+    sb_printf(out, "profile of the step (%lld steps): %.1f us per step in kernels\n", (long long)steps,
+              1e-3 * (double)total / (double)steps);
+    for (int k = 0; k < s->kernels.n; k++) {
+        const Kernel *kr = &s->kernels.v[k];
+        char sh[128];
+        shape_format(s->g, &kr->domain, sh, sizeof sh);
+        bool upd = false;
+        for (int i = 0; i < kr->stores.n; i++) {
+            const Buffer *b = &s->bufs.v[kr->stores.v[i].buf];
+            if (b->kind == BUF_PARAM) {
+                upd = true;
+                values += shape_numel_at(&graph_node(s->g, kr->stores.v[i].node)->shape, 1);
+            }
+        }
+        if (upd)
+            update += x->profile[k];
+        sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s\n", k, kinds[kr->kind], sh,
+                  1e-3 * (double)x->profile[k] / (double)steps,
+                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0, upd ? "  update" : "");
+    }
+    if (values)
+        sb_printf(out, "update rule: %lld parameter values, %.3f ns per value per step\n",
+                  (long long)values, (double)update / (double)steps / (double)values);
 }
 
 /* ---- training ---- */
@@ -473,6 +510,7 @@ int driver_train(Program *p, Executable *x, Model *m, const TrainOptions *o, Nnd
     else
         snprintf(what, sizeof what, "reference interpreter");
     r.t.what = what;
+    r.t.profile = x->profile;
     NndErr e = {{0}};
     int rc = nnd_train(&r.t, res, &e);
     run_free(&r, p->evals.n);
@@ -513,7 +551,7 @@ bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint3
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
     double out[2] = {0, 0};
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, x->step_user};
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, x->step_user, NULL};
     x->step(&a);
     *loss = out[0];
     bool ok = a.status == 0;

@@ -43,6 +43,7 @@ typedef struct ExecOptions {
     Engine engine;
     bool keep_ir; /* keep the optimized IR (emit-llvm) */
     int opt_level; /* LLVM 1..3, 0 for the default */
+    bool profile; /* time every kernel of the step (see executable_profile) */
 } ExecOptions;
 
 typedef struct Executable {
@@ -57,12 +58,16 @@ typedef struct Executable {
     char *arena;
     int64_t arena_bytes;
     double compile_seconds;
+    int64_t *profile; /* nanoseconds per step kernel, when compiled for profiling */
 } Executable;
 
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
 void executable_free(Executable *x);
 /* A description of the step's kernels and memory plan. */
 void executable_describe(const Executable *x, StrBuf *out);
+/* Where a profiled executable's step time went, over `steps` steps: each kernel, and
+ * the update kernels' nanoseconds per parameter value. */
+void executable_profile(const Executable *x, int64_t steps, StrBuf *out);
 
 typedef struct TrainOptions {
     NndPool *pool;

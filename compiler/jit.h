@@ -9,6 +9,7 @@
 typedef struct CodegenFunction {
     const char *name;
     const Schedule *sched;
+    bool profile; /* time each kernel into args->profile[kernel] */
 } CodegenFunction;
 
 typedef struct Jit Jit;

@@ -32,6 +32,8 @@ static const char usage[] =
     "  --threads N       threads that compute (default: every core)\n"
     "  --time            print compile time, time per step and samples/s\n"
     "  --verbose         print the kernels and the planned memory\n"
+    "  --print-params    print the trained parameters (small ones in full)\n"
+    "  --profile         time every kernel of the compiled step; print where time went\n"
     "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
     "              --raw (before simplification), --stats\n"
     "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
@@ -42,7 +44,7 @@ typedef struct Options {
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;
-    bool interp, dot, all, raw, stats, time, verbose;
+    bool interp, dot, all, raw, stats, time, verbose, print_params, profile;
     int threads;
     GradcheckOptions gc;
 } Options;
@@ -116,6 +118,10 @@ static int parse_args(int argc, char **argv, Options *o)
             o->interp = true;
         } else if (strcmp(a, "--time") == 0) {
             o->time = true;
+        } else if (strcmp(a, "--print-params") == 0) {
+            o->print_params = true;
+        } else if (strcmp(a, "--profile") == 0) {
+            o->profile = true;
         } else if (strcmp(a, "--verbose") == 0) {
             o->verbose = true;
         } else if (strcmp(a, "--threads") == 0) {
@@ -298,6 +304,31 @@ static int cmd_graph(Options *o)
     return 0;
 }
 
+/* Parameters after training: small ones in full, others summarized. */
+static void print_params(const Program *p, const Model *m)
+{
+    for (int i = 0; i < p->params.n; i++) {
+        const NndTensor *t = &m->params[i];
+        int64_t n = nnd_tensor_numel(t);
+        char sh[128];
+        shape_format(&p->g, &graph_node((Graph *)&p->g, p->params.v[i].node)->shape, sh, sizeof sh);
+        printf("%s %s:", p->params.v[i].name, sh);
+        double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double v = t->dtype == NND_F64 ? ((double *)t->data)[k] : ((float *)t->data)[k];
+            if (n <= 64)
+                printf(" %.6g", v);
+            lo = fmin(lo, v);
+            hi = fmax(hi, v);
+            sum += v;
+            sq += v * v;
+        }
+        if (n > 64)
+            printf(" min %.4g max %.4g mean %.4g norm %.4g", lo, hi, sum / (double)n, sqrt(sq));
+        printf("\n");
+    }
+}
+
 static int cmd_run(Options *o)
 {
     if (o->files.n != 1)
@@ -317,7 +348,7 @@ static int cmd_run(Options *o)
     bool have_model = false;
     if (!p || !program_load_data(p, &fe.diags))
         goto done;
-    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0};
+    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;
@@ -363,6 +394,15 @@ static int cmd_run(Options *o)
             printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
                    1e3 * res.seconds / (double)res.steps,
                    (double)res.steps * (double)p->batch / res.seconds);
+        if (o->print_params)
+            print_params(p, &model);
+        if (o->profile) {
+            StrBuf b = {0};
+            executable_profile(&x, res.steps, &b);
+            if (b.s)
+                fputs(b.s, stdout);
+            sb_free(&b);
+        }
         if (p->save_path) {
             if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
                 printf("saved %d parameters to %s\n", p->params.n, p->save_path);
@@ -395,7 +435,7 @@ static int cmd_emit_llvm(Options *o)
     int rc = NND_EXIT_ERROR;
     if (p) {
         Executable x;
-        ExecOptions eo = {ENGINE_JIT, true, 0};
+        ExecOptions eo = {ENGINE_JIT, true, 0, false};
         char err[1024];
         if (executable_build(&x, p, &eo, err, sizeof err)) {
             fputs(jit_ir(x.jit), stdout);

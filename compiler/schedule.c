@@ -333,6 +333,8 @@ static void place_updates(Builder *b)
     VEC(Store) copies = {0};
     for (int i = 0; i < b->rq->nupdates; i++) {
         const ScheduleUpdate *u = &b->rq->updates[i];
+        if (u->value == update_leaf(b, u))
+            continue; /* simplified to the old value (a zero gradient, say): nothing to do */
         int target = update_target(b, u);
         int k = b->kernel_of[u->value];
         bool in_place = false;

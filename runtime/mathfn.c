@@ -1,7 +1,16 @@
 /* mathfn: the scalar maths generated code may call (see nnd_runtime.h). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <time.h>
 
 #include "nnd_runtime.h"
+
+int64_t nnd_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 float nnd_expf(float x) { return expf(x); }
 float nnd_logf(float x) { return logf(x); }

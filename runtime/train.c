@@ -92,7 +92,7 @@ int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
         gather(ds->x, b.idx, m, b.x);
         gather(ds->y, b.idx, m, b.y);
         NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
-                         0, es->user};
+                         0, es->user, NULL};
         es->fn(&a);
         if (a.status) {
             rc = status_error(a.status, err, "evaluation", ds->name);
@@ -205,7 +205,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         t->hypers[t->h_epoch] = (double)epoch;
         t->hypers[t->h_t] = (double)(step + 1);
         NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, bout, t->pool,
-                         0, t->user};
+                         0, t->user, t->profile};
         t->step(&a);
         double t1 = now();
         t_run += t1 - t0;
@@ -229,6 +229,12 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         loss_n += m;
         res->final_loss = loss_sum / (double)loss_n;
         int epoch_end = in_epoch == per_epoch - 1 || step == total - 1;
+        int eval_due = 0;
+        for (int i = 0; i < t->nevals; i++) {
+            const NndEvalSpec *es = &t->evals[i];
+            eval_due |= es->in_epochs ? epoch_end && (epoch + 1) % es->every == 0
+                                      : (step + 1) % es->every == 0;
+        }
         if (out && t->interactive && (t1 - t_line > 0.1 || epoch_end)) {
             char rate[32], eta[32];
             format_count(rate, sizeof rate, (double)samples / t_run);
@@ -247,7 +253,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             t_line = t1;
         } else if (out && !t->interactive &&
                    ((epoch_end && ((epoch + 1) % report_epochs == 0 || step == total - 1)) ||
-                    t1 - t_line > 10)) {
+                    eval_due || t1 - t_line > 10)) {
             char rate[32];
             format_count(rate, sizeof rate, (double)samples / t_run);
             fprintf(out, "epoch %lld/%lld  step %lld/%lld  loss %.6f  %s samples/s\n",

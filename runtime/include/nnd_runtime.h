@@ -224,6 +224,9 @@ void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
                   int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,
                   int64_t stride_c);
 
+/* A monotonic clock in nanoseconds (for profiling builds of generated code). */
+int64_t nnd_clock_ns(void);
+
 /* Scalar maths the code generator does not expand inline (libm underneath). */
 float nnd_expf(float x);
 float nnd_logf(float x);
@@ -251,6 +254,7 @@ typedef struct NndStepArgs {
     NndPool *pool;
     int32_t status; /* set non-zero by the code on bad data (a label out of range) */
     void *user; /* for step functions that are not generated code */
+    int64_t *profile; /* code compiled for profiling adds each kernel's nanoseconds here */
 } NndStepArgs;
 
 typedef void (*NndStepFn)(NndStepArgs *args);
@@ -293,6 +297,7 @@ typedef struct NndTrainer {
     FILE *progress; /* NULL: silent */
     int interactive; /* one updating line (a terminal), else periodic plain lines */
     const char *what; /* shown in the first line, e.g. "JIT, 2 threads" */
+    int64_t *profile; /* passed to the step (NndStepArgs.profile) */
 } NndTrainer;
 
 typedef struct NndTrainResult {

@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""nnd against its reference peers, in one run.
+
+For each model, batch and thread count, runs nnd, PyTorch eager
+(../shared/bench/torch_train.py, Debian's python3-torch) and, for the one-hidden-
+layer MLPs, the hand-written fused C trainer (../shared/bench/mlp_c.c), alternately
+over several rounds, and prints samples/s medians and the median ratios.  The
+machine is shared and noisy: only ratios measured side by side mean anything.
+Also prints nnd's compile time and the Adam update's nanoseconds per parameter.
+
+usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024] [--threads 1,2]
+                    [--nnd build/nnd] [--peers ../shared/bench]
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# model: (batch, hidden size for the C trainer or None, torch's best 2-thread setting)
+MODELS = {
+    "mlp128": (64, 128, ["2", "--blas-threads", "1"]),
+    "mlp32": (32, 32, ["1", "--blas-threads", "2"]),
+    "mlp1024": (256, None, ["1", "--blas-threads", "2"]),
+}
+
+
+def run(cmd, env=None, timeout=900):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
+    if r.returncode != 0:
+        sys.stderr.write(f"bench: {' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}\n")
+        return None
+    return r.stdout + r.stderr
+
+
+def nnd_rate(nnd, model, threads, batch):
+    out = run([nnd, "run", os.path.join(HERE, "models", model + ".nnd"), "--threads", str(threads),
+               "--set", f"batch={batch}", "--time"])
+    if not out:
+        return None, None
+    m = re.search(r"time: [0-9.]+ ms per step, ([0-9]+) samples/s", out)
+    c = re.search(r"compile: ([0-9.]+) ms", out)
+    return (float(m.group(1)) if m else None), (float(c.group(1)) if c else None)
+
+
+def torch_rate(peers, model, threads, batch):
+    t = ["1"] if threads == 1 else MODELS[model][2]
+    out = run(["/usr/bin/python3", os.path.join(peers, "torch_train.py"), model, str(batch), "adam", *t,
+               "--reps", "3", "--target", "0.5"])
+    m = re.search(r": ([0-9]+) samples/s", out or "")
+    return float(m.group(1)) if m else None
+
+
+def c_rate(binary, threads, hidden, batch):
+    out = run([binary, str(threads), "1", str(hidden), str(batch)], env={"FTZ": "1"})
+    m = re.search(r": ([0-9]+) samples/s \(median", out or "")
+    return float(m.group(1)) if m else None
+
+
+def build_c(peers, workdir):
+    src = os.path.join(peers, "mlp_c.c")
+    out = os.path.join(workdir, "mlp_c")
+    inc = "/usr/include/x86_64-linux-gnu/openblas-pthread"
+    r = subprocess.run(["gcc", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-DUSE_BLAS",
+                        "-I" + inc, src, "-o", out, "-lopenblas", "-lz", "-lm"], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("bench: cannot build the C trainer:\n" + r.stderr)
+        return None
+    return out
+
+
+def median(xs):
+    xs = [x for x in xs if x]
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    rs = [x / y for x, y in zip(a, b) if x and y]
+    return statistics.median(rs) if rs else None
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M{unit}"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k{unit}"
+    return f"{x:.2f}{unit}"
+
+
+def adam_ns_per_param(nnd, threads):
+    out = run([nnd, "run", os.path.join(HERE, "models", "mlp128.nnd"), "--threads", str(threads), "--profile"])
+    m = re.search(r"update rule: [0-9]+ parameter values, ([0-9.]+) ns per value", out or "")
+    return float(m.group(1)) if m else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--models", default="mlp128,mlp32,mlp1024")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
+    ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
+    a = ap.parse_args()
+    if not os.path.exists(a.nnd):
+        sys.exit(f"bench: {a.nnd} not found; build first (bash scripts/setup.sh)")
+    have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+    if not have_torch:
+        print("bench: PyTorch is not installed (Debian: python3-torch); its columns stay empty")
+    work = tempfile.mkdtemp(prefix="nnd-bench-")
+    cbin = build_c(a.peers, work)
+    models = a.models.split(",")
+    threads = [int(t) for t in a.threads.split(",")]
+    res = {}  # (model, threads) -> {"nnd": [...], "torch": [...], "c": [...]}
+    compile_ms = []
+    for rnd in range(a.rounds):
+        print(f"round {rnd + 1}/{a.rounds}", flush=True)
+        for model in models:
+            batch, hidden, _ = MODELS[model]
+            for t in threads:
+                r = res.setdefault((model, t), {"nnd": [], "torch": [], "c": []})
+                rate, cms = nnd_rate(a.nnd, model, t, batch)
+                r["nnd"].append(rate)
+                if cms and model == "mlp128":
+                    compile_ms.append(cms)
+                r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch else None)
+                r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden else None)
+    print()
+    print(f"{'model':<22} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}")
+    for model in models:
+        batch = MODELS[model][0]
+        for t in threads:
+            r = res[(model, t)]
+            name = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10"}[model]
+            print(f"{name + ' b' + str(batch) + ' Adam':<22} {t:>7} {fmt(median(r['nnd'])):>9} "
+                  f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
+                  f"{fmt(ratio(r['nnd'], r['torch']), 'x') if ratio(r['nnd'], r['torch']) else '-':>12} "
+                  f"{fmt(ratio(r['nnd'], r['c']), 'x') if ratio(r['nnd'], r['c']) else '-':>7}")
+        # against PyTorch at its best thread setting
+        best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
+        best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]
+        rb = ratio(best_nnd, best_torch)
+        if rb:
+            print(f"{'':<22} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
+    print()
+    if compile_ms:
+        print(f"compile time (784-128-10 program, front end + LLVM): median {statistics.median(compile_ms):.1f} ms "
+              f"(min {min(compile_ms):.1f}, max {max(compile_ms):.1f})")
+    for t in threads:
+        ns = adam_ns_per_param(a.nnd, t)
+        if ns:
+            print(f"Adam update, {t} thread{'s' if t > 1 else ''}: {ns:.3f} ns per parameter per step (784-128-10, --profile)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
