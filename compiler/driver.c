@@ -532,35 +532,61 @@ bool driver_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int whi
     return ok;
 }
 
-bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
-                 int64_t b, int64_t step, double *loss, char *err, size_t errlen)
+/* Rows idx[0..b) of a data set, gathered into new contiguous buffers (the caller
+ * frees them). */
+static void gather_rows(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by)
 {
-    DataSet *ds = &p->data.v[p->train_data];
     size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
     for (int i = 1; i < ds->x.rank; i++)
         rx *= (size_t)ds->x.shape[i];
     for (int i = 1; i < ds->y.rank; i++)
         ry *= (size_t)ds->y.shape[i];
-    char *bx = xmalloc(rx * (size_t)b + 8), *by = xmalloc(ry * (size_t)b + 8);
+    *bx = xmalloc(rx * (size_t)b + 8);
+    *by = xmalloc(ry * (size_t)b + 8);
     for (int64_t i = 0; i < b; i++) {
-        memcpy(bx + rx * (size_t)i, (char *)ds->x.data + rx * idx[i], rx);
-        memcpy(by + ry * (size_t)i, (char *)ds->y.data + ry * idx[i], ry);
+        memcpy(*bx + rx * (size_t)i, (char *)ds->x.data + rx * idx[i], rx);
+        memcpy(*by + ry * (size_t)i, (char *)ds->y.data + ry * idx[i], ry);
     }
+}
+
+static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *m, NndPool *pool,
+                    int data, const uint32_t *idx, int64_t b, int64_t step, double *out, char *err,
+                    size_t errlen)
+{
+    char *bx, *by;
+    gather_rows(&p->data.v[data], idx, b, &bx, &by);
     double *h = hyper_values(p);
     h[p->hyper_step] = (double)step;
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
-    double out[2] = {0, 0};
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, x->step_user, NULL};
-    x->step(&a);
-    *loss = out[0];
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, user, NULL};
+    fn(&a);
     bool ok = a.status == 0;
     if (!ok)
-        snprintf(err, errlen, "the step failed (status %d)", a.status);
+        snprintf(err, errlen, "the function failed (status %d)", a.status);
     free(h);
     free(bx);
     free(by);
     return ok;
+}
+
+bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
+                 int64_t b, int64_t step, double *loss, char *err, size_t errlen)
+{
+    double out[2] = {0, 0};
+    bool ok = call_fn(p, x->step, x->step_user, x, m, pool, p->train_data, idx, b, step, out, err, errlen);
+    *loss = out[0];
+    return ok;
+}
+
+bool driver_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
+                    const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen)
+{
+    if (!x->forward) {
+        snprintf(err, errlen, "the program has no forward function");
+        return false;
+    }
+    return call_fn(p, x->forward, x->forward_user, x, m, pool, data, idx, b, 0, out, err, errlen);
 }
 
 /* ---- gradcheck (interpreter, f64) ---- */

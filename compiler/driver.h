@@ -88,6 +88,11 @@ bool driver_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int whi
 bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
                  int64_t b, int64_t step, double *loss, char *err, size_t errlen);
 
+/* Inference: the forward function on rows idx[0..b) of data set `data`; out receives
+ * b times the per-sample output count, as doubles. */
+bool driver_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
+                    const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen);
+
 typedef struct GradcheckOptions {
     int batch; /* samples in the batch (default 4) */
     int per_param; /* elements checked per parameter (default 24; 0: all) */

@@ -168,7 +168,7 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
         return;
     if (grain < 1)
         grain = 1;
-    int64_t want = (n + grain - 1) / grain;
+    int64_t want = n / grain + (n % grain != 0); /* ceil(n / grain) without overflow */
     if (!p || p->n == 1 || want <= 1 || in_pool_job) {
         fn(ctx, 0, n);
         return;

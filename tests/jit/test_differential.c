@@ -141,6 +141,24 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
         for (int i = 0; i < p->states.n; i++)
             compare_tensors("state", p->states.v[i].name, &mi.states[i], &mj.states[i], tol, src);
     }
+    /* inference agrees too */
+    if (p->forward) {
+        int64_t b = NND_MIN(p->batch, ds->n);
+        int64_t per = shape_numel_at(&graph_node(&p->g, p->forward)->shape, 1);
+        double *fi = xcalloc((size_t)(b * per), sizeof(double)), *fj = xcalloc((size_t)(b * per), sizeof(double));
+        for (int64_t i = 0; i < b; i++)
+            idx[i] = (uint32_t)(i % ds->n);
+        assert_true(driver_forward(p, &xi, &mi, pool, p->train_data, idx, b, fi, err, sizeof err));
+        assert_true(driver_forward(p, &xj, &mj, pool, p->train_data, idx, b, fj, err, sizeof err));
+        for (int64_t i = 0; i < b * per; i++)
+            if (!close_enough(fi[i], fj[i], tol)) {
+                print_error("forward[%lld]: interpreter %.17g, compiled %.17g\nprogram:\n%s\n",
+                            (long long)i, fi[i], fj[i], src);
+                fail();
+            }
+        free(fi);
+        free(fj);
+    }
     for (int i = 0; evals && i < p->evals.n; i++) {
         double vi[16], vj[16];
         assert_true(driver_evaluate(p, &xi, &mi, pool, i, vi, err, sizeof err));

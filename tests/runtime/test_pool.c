@@ -1,0 +1,418 @@
+/* The thread pool: every index exactly once, in the documented contiguous ranges (the
+ * same ones every call), inline without a pool or inside a job, many short jobs with
+ * workers spinning or asleep, and denormals flushed on every thread that computes.
+ *
+ * Range functions run on worker threads, where cmocka's asserts cannot be used: they
+ * only record, and the test thread checks afterwards. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+
+enum { MAX_THREADS = 4, MAX_CALLS = 64 };
+
+static NndPool *pools[MAX_THREADS + 1]; /* pools[k]: k threads */
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, us % 1000000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* What one nnd_parallel_for did: every call's range and thread, and a hit count per
+ * index. */
+typedef struct Call {
+    int64_t begin, end;
+    pthread_t thread;
+} Call;
+
+typedef struct Record {
+    atomic_int *hits;
+    int64_t n;
+    atomic_int ncalls;
+    Call calls[MAX_CALLS];
+    long sleep_us; /* in ranges that do not start at 0 (workers), to make the caller wait */
+} Record;
+
+static void record_range(void *ctx, int64_t begin, int64_t end)
+{
+    Record *r = ctx;
+    int slot = atomic_fetch_add(&r->ncalls, 1);
+    if (slot < MAX_CALLS) {
+        r->calls[slot].begin = begin;
+        r->calls[slot].end = end;
+        r->calls[slot].thread = pthread_self();
+    }
+    for (int64_t i = begin; i < end; i++)
+        if (i >= 0 && i < r->n)
+            atomic_fetch_add_explicit(&r->hits[i], 1, memory_order_relaxed);
+    if (r->sleep_us && begin != 0)
+        sleep_us(r->sleep_us);
+}
+
+static void record_init(Record *r, int64_t n)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->hits = calloc((size_t)(n > 0 ? n : 1), sizeof *r->hits);
+    assert_non_null(r->hits);
+}
+
+/* Sorts the recorded calls by begin (insertion sort: there are few). */
+static int record_sorted_calls(Record *r)
+{
+    int nc = atomic_load(&r->ncalls);
+    assert_true(nc <= MAX_CALLS);
+    for (int i = 1; i < nc; i++)
+        for (int j = i; j > 0 && r->calls[j - 1].begin > r->calls[j].begin; j--) {
+            Call t = r->calls[j];
+            r->calls[j] = r->calls[j - 1];
+            r->calls[j - 1] = t;
+        }
+    return nc;
+}
+
+/* The documented split: one call when there is no pool, one thread, or a single
+ * grain's worth; else min(threads, ceil(n / grain)) ranges [n*i/c, n*(i+1)/c). */
+static int expected_chunks(int threads, int64_t n, int64_t grain)
+{
+    if (n <= 0)
+        return 0;
+    if (grain < 1)
+        grain = 1;
+    int64_t want = n / grain + (n % grain != 0);
+    if (threads <= 1 || want <= 1)
+        return 1;
+    return want < threads ? (int)want : threads;
+}
+
+/* Runs one parallel_for and checks coverage and ranges; leaves the calls in r sorted
+ * by begin (the caller frees r->hits). */
+static void run_and_check(NndPool *pool, int64_t n, int64_t grain, Record *r)
+{
+    record_init(r, n);
+    nnd_parallel_for(pool, record_range, r, n, grain);
+    for (int64_t i = 0; i < n; i++)
+        if (atomic_load(&r->hits[i]) != 1)
+            fail_msg("threads %d, n %lld, grain %lld: index %lld covered %d times",
+                     nnd_pool_threads(pool), (long long)n, (long long)grain, (long long)i,
+                     atomic_load(&r->hits[i]));
+    int nc = record_sorted_calls(r);
+    int chunks = expected_chunks(nnd_pool_threads(pool), n, grain);
+    if (nc != chunks)
+        fail_msg("threads %d, n %lld, grain %lld: %d calls, expected %d", nnd_pool_threads(pool),
+                 (long long)n, (long long)grain, nc, chunks);
+    for (int i = 0; i < nc; i++) {
+        assert_int_equal(r->calls[i].begin, n * i / chunks);
+        assert_int_equal(r->calls[i].end, n * (i + 1) / chunks);
+        assert_true(r->calls[i].begin < r->calls[i].end); /* no empty calls */
+    }
+    /* distinct threads run distinct ranges */
+    for (int i = 0; i < nc; i++)
+        for (int j = i + 1; j < nc; j++)
+            assert_false(pthread_equal(r->calls[i].thread, r->calls[j].thread));
+}
+
+static int setup_pools(void **state)
+{
+    NndErr err;
+    for (int k = 1; k <= MAX_THREADS; k++) {
+        pools[k] = nnd_pool_create(k, &err);
+        if (!pools[k])
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown_pools(void **state)
+{
+    for (int k = 1; k <= MAX_THREADS; k++) {
+        nnd_pool_destroy(pools[k]);
+        pools[k] = NULL;
+    }
+    return 0;
+}
+
+static void test_threads_count(void **state)
+{
+    assert_int_equal(nnd_pool_threads(NULL), 1);
+    for (int k = 1; k <= MAX_THREADS; k++)
+        assert_int_equal(nnd_pool_threads(pools[k]), k);
+    NndErr err;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int req = -1; req <= 0; req++) {
+        NndPool *p = nnd_pool_create(req, &err);
+        assert_non_null(p);
+        assert_int_equal(nnd_pool_threads(p), cores > 0 ? cores : 1);
+        nnd_pool_destroy(p);
+    }
+}
+
+static void test_coverage(void **state)
+{
+    static const int64_t ns[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 31, 64, 100, 257, 1000, 4099};
+    static const int64_t grains[] = {
+        -5, 0, 1, 2, 3, 7, 8, 64, 999, 1000, 1001, 1 << 20, INT64_MAX / 2, INT64_MAX};
+    int cases = 0;
+    for (int k = 0; k <= MAX_THREADS; k++) {
+        NndPool *pool = k == 0 ? NULL : pools[k];
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                Record r;
+                run_and_check(pool, ns[i], grains[g], &r);
+                free(r.hits);
+                cases++;
+            }
+    }
+    print_message("%d (threads, n, grain) cases\n", cases);
+}
+
+static void test_negative_n(void **state)
+{
+    for (int k = 0; k <= MAX_THREADS; k++) {
+        Record r;
+        record_init(&r, 0);
+        nnd_parallel_for(k ? pools[k] : NULL, record_range, &r, -3, 1);
+        nnd_parallel_for(k ? pools[k] : NULL, record_range, &r, INT64_MIN, 1);
+        assert_int_equal(atomic_load(&r.ncalls), 0);
+        free(r.hits);
+    }
+}
+
+static void test_null_pool_inline(void **state)
+{
+    Record r;
+    record_init(&r, 1000);
+    nnd_parallel_for(NULL, record_range, &r, 1000, 1);
+    assert_int_equal(atomic_load(&r.ncalls), 1);
+    assert_int_equal(r.calls[0].begin, 0);
+    assert_int_equal(r.calls[0].end, 1000);
+    assert_true(pthread_equal(r.calls[0].thread, pthread_self()));
+    free(r.hits);
+}
+
+/* The same thread count gives the same ranges, on the same threads, every call; the
+ * caller computes the first range itself. */
+static void test_deterministic_ranges(void **state)
+{
+    for (int k = 2; k <= MAX_THREADS; k++) {
+        Record first;
+        run_and_check(pools[k], 1003, 1, &first);
+        assert_true(pthread_equal(first.calls[0].thread, pthread_self()));
+        for (int rep = 0; rep < 50; rep++) {
+            Record r;
+            run_and_check(pools[k], 1003, 1, &r);
+            assert_int_equal(atomic_load(&r.ncalls), atomic_load(&first.ncalls));
+            for (int i = 0; i < k; i++) {
+                assert_int_equal(r.calls[i].begin, first.calls[i].begin);
+                assert_int_equal(r.calls[i].end, first.calls[i].end);
+                assert_true(pthread_equal(r.calls[i].thread, first.calls[i].thread));
+            }
+            free(r.hits);
+        }
+        free(first.hits);
+    }
+}
+
+/* Inside a job, parallel_for on the same pool runs inline (one call, the same thread)
+ * instead of waiting for workers that are busy with the outer job. */
+typedef struct Nested {
+    NndPool *pool;
+    Record inner[MAX_THREADS];
+    pthread_t outer_thread[MAX_THREADS];
+    atomic_int outer_calls;
+} Nested;
+
+static void nested_outer(void *ctx, int64_t begin, int64_t end)
+{
+    Nested *s = ctx;
+    atomic_fetch_add(&s->outer_calls, 1);
+    for (int64_t i = begin; i < end; i++) {
+        s->outer_thread[i] = pthread_self();
+        nnd_parallel_for(s->pool, record_range, &s->inner[i], s->inner[i].n, 1);
+        /* and a NULL pool inside a job */
+        nnd_parallel_for(NULL, record_range, &s->inner[i], 0, 1);
+    }
+}
+
+static void test_nested_inline(void **state)
+{
+    for (int k = 1; k <= MAX_THREADS; k++) {
+        for (int rep = 0; rep < 20; rep++) {
+            Nested s;
+            memset(&s, 0, sizeof s);
+            s.pool = pools[k];
+            for (int i = 0; i < k; i++)
+                record_init(&s.inner[i], 37 + i);
+            nnd_parallel_for(pools[k], nested_outer, &s, k, 1);
+            assert_int_equal(atomic_load(&s.outer_calls), k);
+            for (int i = 0; i < k; i++) {
+                Record *r = &s.inner[i];
+                assert_int_equal(atomic_load(&r->ncalls), 1);
+                assert_int_equal(r->calls[0].begin, 0);
+                assert_int_equal(r->calls[0].end, r->n);
+                assert_true(pthread_equal(r->calls[0].thread, s.outer_thread[i]));
+                for (int64_t j = 0; j < r->n; j++)
+                    assert_int_equal(atomic_load(&r->hits[j]), 1);
+                free(r->hits);
+            }
+        }
+        /* the caller is out of the job again: the next loop is split */
+        Record r;
+        run_and_check(pools[k], 100, 1, &r);
+        assert_int_equal(atomic_load(&r.ncalls), k);
+        free(r.hits);
+    }
+}
+
+/* Many tiny back-to-back jobs: workers are caught spinning, just arriving, or late. */
+typedef struct Counter {
+    atomic_long sum;
+    atomic_long calls;
+} Counter;
+
+static void count_range(void *ctx, int64_t begin, int64_t end)
+{
+    Counter *c = ctx;
+    atomic_fetch_add_explicit(&c->sum, end - begin, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->calls, 1, memory_order_relaxed);
+}
+
+static void test_many_tiny_jobs(void **state)
+{
+    for (int k = 2; k <= MAX_THREADS; k++) {
+        /* more threads than cores here makes each job slow; fewer jobs keep it short */
+        long jobs = k == 2 ? 20000 : 500;
+        Counter c = {0, 0};
+        for (long j = 0; j < jobs; j++) {
+            int64_t n = 1 + j % (2 * k); /* some jobs use fewer threads than the pool has */
+            long before = atomic_load(&c.sum);
+            nnd_parallel_for(pools[k], count_range, &c, n, 1);
+            /* every range is done when parallel_for returns */
+            if (atomic_load(&c.sum) != before + n)
+                fail_msg("threads %d, job %ld: %ld of %lld done", k, j,
+                         atomic_load(&c.sum) - before, (long long)n);
+        }
+        print_message("%d threads: %ld jobs, %ld ranges\n", k, jobs, atomic_load(&c.calls));
+    }
+}
+
+/* Pauses between jobs long enough for the workers to stop spinning and sleep; they
+ * must be woken.  Slow workers make the caller sleep waiting for them too. */
+static void test_wake_after_sleep(void **state)
+{
+    for (int k = 2; k <= MAX_THREADS; k++) {
+        for (int j = 0; j < 15; j++) {
+            sleep_us(j % 3 == 0 ? 20000 : 2000);
+            Record r;
+            record_init(&r, 64);
+            r.sleep_us = j % 2 ? 3000 : 0;
+            nnd_parallel_for(pools[k], record_range, &r, 64, 1);
+            assert_int_equal(atomic_load(&r.ncalls), k);
+            for (int i = 0; i < 64; i++)
+                assert_int_equal(atomic_load(&r.hits[i]), 1);
+            free(r.hits);
+        }
+    }
+}
+
+static void test_create_destroy(void **state)
+{
+    NndErr err;
+    nnd_pool_destroy(NULL);
+    for (int rep = 0; rep < 25; rep++)
+        for (int k = 1; k <= MAX_THREADS + 2; k++) {
+            NndPool *p = nnd_pool_create(k, &err);
+            assert_non_null(p);
+            if (rep % 5 == 4) {
+                /* one job, then destroy while the workers are still spinning */
+                Counter c = {0, 0};
+                nnd_parallel_for(p, count_range, &c, 10, 1);
+                assert_int_equal(atomic_load(&c.sum), 10);
+            }
+            nnd_pool_destroy(p);
+        }
+}
+
+/* Flush-to-zero and denormals-are-zero on every thread that computes. */
+typedef struct Denormal {
+    volatile float tiny, one;
+    unsigned csr[MAX_THREADS];
+    uint32_t product[MAX_THREADS]; /* the bits, so no comparison on this thread flushes */
+    pthread_t thread[MAX_THREADS];
+} Denormal;
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+
+static void denormal_range(void *ctx, int64_t begin, int64_t end)
+{
+    Denormal *d = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        d->csr[i] = _mm_getcsr();
+        float p = d->tiny * d->one;
+        memcpy(&d->product[i], &p, sizeof p);
+        d->thread[i] = pthread_self();
+    }
+}
+#endif
+
+static void test_flush_denormals(void **state)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    for (int k = 1; k <= MAX_THREADS; k++) {
+        Denormal d;
+        memset(&d, 0, sizeof d);
+        d.tiny = 1e-39f;
+        d.one = 1.0f;
+        nnd_parallel_for(pools[k], denormal_range, &d, k, 1);
+        for (int i = 0; i < k; i++) {
+            if ((d.csr[i] & 0x8040) != 0x8040)
+                fail_msg("threads %d, range %d: MXCSR %#x lacks FTZ|DAZ", k, i, d.csr[i]);
+            assert_int_equal(d.product[i], 0);
+            for (int j = 0; j < i; j++)
+                assert_false(pthread_equal(d.thread[i], d.thread[j]));
+        }
+    }
+    /* and on a thread that only calls nnd_flush_denormals */
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved & ~0x8040u);
+    volatile float x = 1e-39f, one = 1.0f;
+    float p = x * one;
+    uint32_t bits;
+    memcpy(&bits, &p, sizeof bits);
+    assert_int_not_equal(bits, 0); /* a denormal without FTZ/DAZ */
+    nnd_flush_denormals();
+    assert_int_equal(_mm_getcsr() & 0x8040, 0x8040);
+    p = x * one;
+    memcpy(&bits, &p, sizeof bits);
+    assert_int_equal(bits, 0);
+    _mm_setcsr(saved);
+#else
+    print_message("not x86: FTZ/DAZ check skipped\n");
+    skip();
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads_count),        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_negative_n),           cmocka_unit_test(test_null_pool_inline),
+        cmocka_unit_test(test_deterministic_ranges), cmocka_unit_test(test_nested_inline),
+        cmocka_unit_test(test_many_tiny_jobs),       cmocka_unit_test(test_wake_after_sleep),
+        cmocka_unit_test(test_create_destroy),       cmocka_unit_test(test_flush_denormals),
+    };
+    return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
+}
