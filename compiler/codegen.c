@@ -127,6 +127,118 @@ static LLVMValueRef math1(CG *c, const char *f32name, const char *f64name, int d
     return call(c, dtype == NND_F64 ? f64name : f32name, t, &t, 1, &x, true);
 }
 
+/* ---- f32 exp, log and tanh inline, so loops that use them vectorize ----
+ * Cephes' single-precision algorithms (S. Moshier): range reduction and a short
+ * polynomial, within 2 ulp of the correctly rounded result.  f64 code calls libm. */
+
+static LLVMValueRef fk(CG *c, double v) { return LLVMConstReal(c->f32, v); }
+static LLVMValueRef fmul_(CG *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(c->b, a, b, ""); }
+static LLVMValueRef fadd_(CG *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(c->b, a, b, ""); }
+
+/* p[0] x^(n-1) + ... + p[n-1], by Horner's rule */
+static LLVMValueRef poly(CG *c, LLVMValueRef x, const double *p, int n)
+{
+    LLVMValueRef y = fk(c, p[0]);
+    for (int i = 1; i < n; i++)
+        y = fadd_(c, fmul_(c, y, x), fk(c, p[i]));
+    return y;
+}
+
+static LLVMValueRef fsel(CG *c, LLVMRealPredicate pr, LLVMValueRef a, LLVMValueRef b, LLVMValueRef t, LLVMValueRef f)
+{
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, pr, a, b, ""), t, f, "");
+}
+
+static LLVMValueRef expf_inline(CG *c, LLVMValueRef x)
+{
+    /* e^x = 2^n e^r, n = round(x log2 e), r = x - n ln 2 (ln 2 in two parts) */
+    LLVMTypeRef t = c->f32;
+    const double hi = 88.72283905206835, lo = -87.33654475055310898657;
+    LLVMValueRef xc = fsel(c, LLVMRealOGT, x, fk(c, hi), fk(c, hi), x);
+    xc = fsel(c, LLVMRealOLT, xc, fk(c, lo), fk(c, lo), xc);
+    LLVMValueRef fx = fadd_(c, fmul_(c, xc, fk(c, 1.44269504088896341)), fk(c, 0.5));
+    fx = intrinsic(c, "llvm.floor", &t, 1, &fx, 1);
+    LLVMValueRef r = LLVMBuildFSub(c->b, xc, fmul_(c, fx, fk(c, 0.693359375)), "");
+    r = LLVMBuildFSub(c->b, r, fmul_(c, fx, fk(c, -2.12194440e-4)), "");
+    static const double p[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                               4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+    LLVMValueRef z = fmul_(c, r, r);
+    LLVMValueRef y = fadd_(c, fadd_(c, fmul_(c, poly(c, r, p, 6), z), r), fk(c, 1));
+    /* 2^n through the exponent bits; n = 128 as 2^127 * 2 */
+    LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, c->i32, "");
+    LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntSGT, n, LLVMConstInt(c->i32, 127, 0), "");
+    LLVMValueRef e = LLVMBuildSelect(c->b, big, LLVMConstInt(c->i32, 127, 0), n, "");
+    LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, e, LLVMConstInt(c->i32, 127, 0), ""),
+                                     LLVMConstInt(c->i32, 23, 0), "");
+    y = fmul_(c, y, LLVMBuildBitCast(c->b, bits, c->f32, ""));
+    y = LLVMBuildSelect(c->b, big, fmul_(c, y, fk(c, 2)), y, "");
+    /* beyond the clamps: inf, 0; NaN stays NaN */
+    y = fsel(c, LLVMRealOGT, x, fk(c, hi), fk(c, INFINITY), y);
+    y = fsel(c, LLVMRealOLT, x, fk(c, lo), fk(c, 0), y);
+    return fsel(c, LLVMRealUNO, x, x, x, y);
+}
+
+static LLVMValueRef logf_inline(CG *c, LLVMValueRef x)
+{
+    /* x = m 2^e with m in [sqrt(1/2), sqrt 2); log x = log m + e ln 2 */
+    LLVMValueRef bits = LLVMBuildBitCast(c->b, x, c->i32, "");
+    LLVMValueRef e = LLVMBuildSub(c->b, LLVMBuildLShr(c->b, bits, LLVMConstInt(c->i32, 23, 0), ""),
+                                  LLVMConstInt(c->i32, 126, 0), "");
+    LLVMValueRef mb = LLVMBuildOr(c->b, LLVMBuildAnd(c->b, bits, LLVMConstInt(c->i32, 0x807fffff, 0), ""),
+                                  LLVMConstInt(c->i32, 0x3f000000, 0), "");
+    LLVMValueRef m = LLVMBuildBitCast(c->b, mb, c->f32, ""); /* in [0.5, 1) */
+    LLVMValueRef small = LLVMBuildFCmp(c->b, LLVMRealOLT, m, fk(c, 0.707106781186547524), "");
+    LLVMValueRef ef = LLVMBuildSIToFP(c->b, e, c->f32, "");
+    ef = LLVMBuildSelect(c->b, small, LLVMBuildFSub(c->b, ef, fk(c, 1), ""), ef, "");
+    LLVMValueRef xm = LLVMBuildSelect(c->b, small, fadd_(c, m, m), m, "");
+    xm = LLVMBuildFSub(c->b, xm, fk(c, 1), "");
+    static const double p[] = {7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                               1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                               3.3333331174e-1};
+    LLVMValueRef z = fmul_(c, xm, xm);
+    LLVMValueRef y = fmul_(c, fmul_(c, poly(c, xm, p, 9), xm), z);
+    y = fadd_(c, y, fmul_(c, ef, fk(c, -2.12194440e-4)));
+    y = LLVMBuildFSub(c->b, y, fmul_(c, z, fk(c, 0.5)), "");
+    LLVMValueRef r = fadd_(c, fadd_(c, xm, y), fmul_(c, ef, fk(c, 0.693359375)));
+    /* 0 and denormals (flushed): -inf; negatives and NaN: NaN; +inf: +inf */
+    r = fsel(c, LLVMRealOLT, x, fk(c, 1.17549435e-38), fk(c, -INFINITY), r);
+    r = fsel(c, LLVMRealOLT, x, fk(c, 0), fk(c, NAN), r);
+    r = fsel(c, LLVMRealOEQ, x, fk(c, INFINITY), fk(c, INFINITY), r);
+    return fsel(c, LLVMRealUNO, x, x, x, r);
+}
+
+static LLVMValueRef tanhf_inline(CG *c, LLVMValueRef x)
+{
+    /* |x| < 0.625: x + x^3 P(x^2); else sign(x) (1 - 2 / (e^(2|x|) + 1)) */
+    LLVMTypeRef t = c->f32;
+    LLVMValueRef ax = intrinsic(c, "llvm.fabs", &t, 1, &x, 1);
+    static const double p[] = {-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                               1.33314422036e-1, -3.33332819422e-1};
+    LLVMValueRef z = fmul_(c, x, x);
+    LLVMValueRef near = fadd_(c, fmul_(c, fmul_(c, poly(c, z, p, 5), z), x), x);
+    LLVMValueRef e = expf_inline(c, fadd_(c, ax, ax));
+    LLVMValueRef far = LLVMBuildFSub(c->b, fk(c, 1), LLVMBuildFDiv(c->b, fk(c, 2), fadd_(c, e, fk(c, 1)), ""), "");
+    LLVMValueRef args[2] = {far, x};
+    far = intrinsic(c, "llvm.copysign", &t, 1, args, 2);
+    return fsel(c, LLVMRealOLT, ax, fk(c, 0.625), near, far);
+}
+
+/* exp, log, tanh: inline for f32, libm for f64 */
+static LLVMValueRef math_exp(CG *c, int dt, LLVMValueRef x)
+{
+    return dt == NND_F32 ? expf_inline(c, x) : math1(c, "nnd_expf", "nnd_exp", dt, x);
+}
+
+static LLVMValueRef math_log(CG *c, int dt, LLVMValueRef x)
+{
+    return dt == NND_F32 ? logf_inline(c, x) : math1(c, "nnd_logf", "nnd_log", dt, x);
+}
+
+static LLVMValueRef math_tanh(CG *c, int dt, LLVMValueRef x)
+{
+    return dt == NND_F32 ? tanhf_inline(c, x) : math1(c, "nnd_tanhf", "nnd_tanh", dt, x);
+}
+
 /* ---- dimensions and addresses ---- */
 
 static LLVMValueRef dim(CG *c, int64_t d) { return d >= 0 ? ci64(c, d) : c->batch; }
@@ -289,8 +401,8 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
     bool fl = is_float(dt);
     switch ((OpId)n->op) {
     case OP_NEG: return fl ? LLVMBuildFNeg(c->b, x[0], "") : LLVMBuildNeg(c->b, x[0], "");
-    case OP_EXP: return math1(c, "nnd_expf", "nnd_exp", dt, x[0]);
-    case OP_LOG: return math1(c, "nnd_logf", "nnd_log", dt, x[0]);
+    case OP_EXP: return math_exp(c, dt, x[0]);
+    case OP_LOG: return math_log(c, dt, x[0]);
     case OP_SQRT: {
         LLVMTypeRef t = vtype(c, dt);
         return intrinsic(c, "llvm.sqrt", &t, 1, x, 1);
@@ -312,12 +424,12 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
         LLVMValueRef neg = compare(c, OP_LT, dt, x[0], cconst(c, dt, 0));
         return select3v(c, pos, cconst(c, dt, 1), select3v(c, neg, cconst(c, dt, -1), cconst(c, dt, 0)));
     }
-    case OP_TANH: return math1(c, "nnd_tanhf", "nnd_tanh", dt, x[0]);
+    case OP_TANH: return math_tanh(c, dt, x[0]);
     case OP_SIGMOID: {
         /* x >= 0 ? 1/(1+e^-x) : e^x/(1+e^x), with e = e^-|x| */
         LLVMTypeRef t = vtype(c, dt);
         LLVMValueRef ax = intrinsic(c, "llvm.fabs", &t, 1, x, 1);
-        LLVMValueRef e = math1(c, "nnd_expf", "nnd_exp", dt, LLVMBuildFNeg(c->b, ax, ""));
+        LLVMValueRef e = math_exp(c, dt, LLVMBuildFNeg(c->b, ax, ""));
         LLVMValueRef den = LLVMBuildFAdd(c->b, fconst(c, dt, 1), e, "");
         LLVMValueRef pos = fcmp(c, LLVMRealOGE, x[0], fconst(c, dt, 0));
         return select3v(c, pos, LLVMBuildFDiv(c->b, fconst(c, dt, 1), den, ""),
@@ -784,7 +896,7 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
             LLVMValueRef m = load_at(c, k->aux, dt, o);
             LLVMTypeRef t = vtype(c, dt);
             LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, dt, INFINITY));
-            LLVMValueRef e = math1(c, "nnd_expf", "nnd_exp", dt, LLVMBuildFSub(c->b, x, m, ""));
+            LLVMValueRef e = math_exp(c, dt, LLVMBuildFSub(c->b, x, m, ""));
             LLVMValueRef acc = load_at(c, out, dt, o);
             store_at(c, out, dt, o, select3v(c, fin, LLVMBuildFAdd(c->b, acc, e, ""), acc));
         }
@@ -824,7 +936,7 @@ static void fill_body(CG *c, const Index *ix, void *vctx)
         LLVMValueRef s = load_at(c, f->buf, f->dtype, ix->flat);
         LLVMTypeRef t = vtype(c, f->dtype);
         LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, f->dtype, INFINITY));
-        LLVMValueRef r = LLVMBuildFAdd(c->b, m, math1(c, "nnd_logf", "nnd_log", f->dtype, s), "");
+        LLVMValueRef r = LLVMBuildFAdd(c->b, m, math_log(c, f->dtype, s), "");
         store_at(c, f->buf, f->dtype, ix->flat, select3v(c, fin, r, m));
     } else {
         store_at(c, f->buf, f->dtype, ix->flat, cconst(c, f->dtype, f->value));
