@@ -165,26 +165,27 @@ static void vjp_pow(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
         dx[1] = mul(g, dy, mul(g, n, gb_unary(g, OP_LOG, a, SP), SP), SP);
 }
 
-/* min(a, b): the adjoint goes to the smaller (to a on ties) */
-static void vjp_min(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+/* min and max: the adjoint goes to the operand picked (to a on ties): a when
+ * a <= b for min, a >= b for max */
+static void minmax(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx, OpId picks_a)
 {
+    Span sp = SP;
     NodeId zero = full_like(g, 0, n);
-    NodeId pick_a = gb_binary(g, OP_LE, IN(0), IN(1), SP);
+    NodeId pick_a = gb_binary(g, picks_a, IN(0), IN(1), sp);
     if (need[0])
-        dx[0] = gb_select(g, pick_a, dy, zero, SP);
+        dx[0] = gb_select(g, pick_a, dy, zero, sp);
     if (need[1])
-        dx[1] = gb_select(g, pick_a, zero, dy, SP);
+        dx[1] = gb_select(g, pick_a, zero, dy, sp);
 }
 
-/* max(a, b): the adjoint goes to the larger (to a on ties) */
+static void vjp_min(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    minmax(g, n, dy, need, dx, OP_LE);
+}
+
 static void vjp_max(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
 {
-    NodeId zero = full_like(g, 0, n);
-    NodeId pick_a = gb_binary(g, OP_GE, IN(0), IN(1), SP);
-    if (need[0])
-        dx[0] = gb_select(g, pick_a, dy, zero, SP);
-    if (need[1])
-        dx[1] = gb_select(g, pick_a, zero, dy, SP);
+    minmax(g, n, dy, need, dx, OP_GE);
 }
 
 /* c ? a : b: da = c ? dy : 0, db = c ? 0 : dy */

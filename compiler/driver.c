@@ -622,17 +622,8 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
     int64_t b = NND_MIN(o->batch, ds->n);
     uint32_t *perm = xmalloc(sizeof(uint32_t) * (size_t)ds->n);
     nnd_random_permutation(perm, (uint32_t)ds->n, p->seed, 0x67c4ull);
-    /* the batch, gathered */
-    size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
-    for (int i = 1; i < ds->x.rank; i++)
-        rx *= (size_t)ds->x.shape[i];
-    for (int i = 1; i < ds->y.rank; i++)
-        ry *= (size_t)ds->y.shape[i];
-    char *bx = xmalloc(rx * (size_t)b + 8), *by = xmalloc(ry * (size_t)b + 8);
-    for (int64_t i = 0; i < b; i++) {
-        memcpy(bx + rx * (size_t)i, (char *)ds->x.data + rx * perm[i], rx);
-        memcpy(by + ry * (size_t)i, (char *)ds->y.data + ry * perm[i], ry);
-    }
+    char *bx, *by;
+    gather_rows(ds, perm, b, &bx, &by);
     ITensor in[2] = {from_buffer(&p->g, p->x, bx, b), from_buffer(&p->g, p->y, by, b)};
     double *h = hyper_values(p);
     h[p->hyper_t] = 1;

@@ -358,21 +358,15 @@ static bool check_slice(Graph *g, const Shape *full, const Shape *part, const in
     return true;
 }
 
+/* SLICE takes a part of its input; PAD puts its input back as that part of a
+ * bigger zero tensor: one check serves both, with the shapes swapped. */
 static bool infer_slice(Graph *g, Node *n, char *err, size_t errlen)
 {
     Node *a = in_node(g, n, 0);
     const int64_t *start = &g->ipool.v[n->pool];
-    if (!check_slice(g, &a->shape, &n->shape, start, start + a->shape.rank, err, errlen))
-        return false;
-    n->dtype = a->dtype;
-    return true;
-}
-
-static bool infer_pad(Graph *g, Node *n, char *err, size_t errlen)
-{
-    Node *a = in_node(g, n, 0);
-    const int64_t *start = &g->ipool.v[n->pool];
-    if (!check_slice(g, &n->shape, &a->shape, start, start + a->shape.rank, err, errlen))
+    const Shape *full = n->op == OP_SLICE ? &a->shape : &n->shape;
+    const Shape *part = n->op == OP_SLICE ? &n->shape : &a->shape;
+    if (!check_slice(g, full, part, start, start + a->shape.rank, err, errlen))
         return false;
     n->dtype = a->dtype;
     return true;
