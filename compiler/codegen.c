@@ -75,7 +75,9 @@ static LLVMValueRef cconst(CG *c, int dtype, double v)
     switch (dtype) {
     case NND_F32: return LLVMConstReal(c->f32, (double)(float)v);
     case NND_F64: return LLVMConstReal(c->f64, v);
-    case NND_I32: return LLVMConstInt(c->i32, (unsigned long long)(int64_t)v, 1);
+    case NND_I32: /* -inf (a maximum's start) is the smallest i32 */
+        return LLVMConstInt(c->i32, (unsigned long long)(int64_t)(isnan(v) ? 0 : v < INT32_MIN ? INT32_MIN
+                                                                 : v > INT32_MAX ? INT32_MAX : v), 1);
     default: return LLVMConstInt(c->i1, v != 0, 0);
     }
 }

@@ -388,6 +388,26 @@ static void test_fashion_mnist(void **state)
     free(src);
 }
 
+/* Integer tensors: labels, argmax, and maxima and sums of integers. */
+static void test_integers(void **state)
+{
+    const char *src =
+        "use nn\nuse optim\n"
+        "model M {\n    fc = Dense(3, 4)\n    fn forward(x: [B, 3]) = fc(x)\n}\n"
+        "train {\n"
+        "    data train = tensors(x = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1], [0, 0, 2], [2, 2, 0]],\n"
+        "                         y = i32([0, 1, 2, 3, 1, 0]))\n"
+        "    net = M()\n"
+        "    loss = cross_entropy(net(x), y)\n"
+        "    opt = Adam(lr = 0.1)\n"
+        "    batch = 6\n"
+        "    eval train every epoch: accuracy(net(x), y), top = max(argmax(net(x), axis = -1)),\n"
+        "        labels = sum(y), lowest = min(y), hits = sum(argmax(net(x), axis = -1) == y)\n"
+        "}\n";
+    differential(src, NND_F32, 5, true);
+    differential(src, NND_F64, 5, true);
+}
+
 /* Bit-for-bit reproducibility: the same seed and thread count give the same bits. */
 static void test_reproducible(void **state)
 {
@@ -433,6 +453,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_integers),
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_generated),
     };
