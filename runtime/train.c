@@ -70,6 +70,9 @@ static int status_error(int32_t status, NndErr *err, const char *what, const cha
     if (status == NND_STATUS_LABEL_RANGE)
         return nnd_err(err, "%s on '%s': a label is out of range for the model's classes", what,
                        data);
+    if (status == NND_STATUS_INDEX_RANGE)
+        return nnd_err(err, "%s on '%s': an index is out of range for the table it picks rows "
+                            "from (take, Embedding)", what, data);
     return nnd_err(err, "%s on '%s' failed (status %d)", what, data, status);
 }
 

@@ -227,6 +227,68 @@ void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
 /* A monotonic clock in nanoseconds (for profiling builds of generated code). */
 int64_t nnd_clock_ns(void);
 
+/* Convolution and pooling, NCHW, like PyTorch's conv2d (a cross-correlation with
+ * zero padding), max_pool2d and avg_pool2d (count_include_pad).  The batch is
+ * split across the pool; for a given thread count results are the same bits every
+ * time. */
+typedef struct NndConvShape {
+    int64_t n, c, h, w; /* input x: [n, c, h, w] */
+    int64_t o, kh, kw; /* weights: [o, c / groups, kh, kw] */
+    int64_t oh, ow; /* output: [n, o, oh, ow], oh = (h + 2 ph - dh (kh - 1) - 1) / sh + 1 */
+    int64_t sh, sw, ph, pw, dh, dw, groups;
+} NndConvShape;
+
+/* y = conv2d(x, w) */
+void nnd_conv2d_f32(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y);
+/* dx: the adjoint of conv2d with respect to x, for the output's adjoint dy */
+void nnd_conv2d_grad_input_f32(NndPool *pool, const NndConvShape *s, const float *dy,
+                               const float *w, float *dx);
+/* dw: the adjoint with respect to w (summed over the batch) */
+void nnd_conv2d_grad_weight_f32(NndPool *pool, const NndConvShape *s, const float *x,
+                                const float *dy, float *dw);
+void nnd_conv2d_f64(NndPool *pool, const NndConvShape *s, const double *x, const double *w,
+                    double *y);
+void nnd_conv2d_grad_input_f64(NndPool *pool, const NndConvShape *s, const double *dy,
+                               const double *w, double *dx);
+void nnd_conv2d_grad_weight_f64(NndPool *pool, const NndConvShape *s, const double *x,
+                                const double *dy, double *dw);
+
+typedef struct NndPoolShape {
+    int64_t n, c, h, w; /* input: [n, c, h, w] */
+    int64_t oh, ow; /* output: [n, c, oh, ow] */
+    int64_t kh, kw, sh, sw, ph, pw;
+} NndPoolShape;
+
+/* Max pooling is routing: each window of x picks the position of its first
+ * maximum (row-major order; padding never wins).  gather: out[n,c,i,j] = v at the
+ * position x's window (i, j) picks (max_pool2d(x) is gather(x, x)).  scatter: out,
+ * shaped like x, is zero but for d[n,c,i,j] added at the picked positions (the
+ * adjoint of gather with respect to v). */
+void nnd_maxpool_gather_f32(NndPool *pool, const NndPoolShape *s, const float *x, const float *v,
+                            float *out);
+void nnd_maxpool_scatter_f32(NndPool *pool, const NndPoolShape *s, const float *x, const float *d,
+                             float *out);
+void nnd_maxpool_gather_f64(NndPool *pool, const NndPoolShape *s, const double *x,
+                            const double *v, double *out);
+void nnd_maxpool_scatter_f64(NndPool *pool, const NndPoolShape *s, const double *x,
+                             const double *d, double *out);
+/* Average pooling (the divisor counts padding, as PyTorch's default), and its
+ * adjoint: each dy[n,c,i,j] / (kh kw) spread over its window. */
+void nnd_avgpool_f32(NndPool *pool, const NndPoolShape *s, const float *x, float *y);
+void nnd_avgpool_grad_f32(NndPool *pool, const NndPoolShape *s, const float *dy, float *dx);
+void nnd_avgpool_f64(NndPool *pool, const NndPoolShape *s, const double *x, double *y);
+void nnd_avgpool_grad_f64(NndPool *pool, const NndPoolShape *s, const double *dy, double *dx);
+
+/* Embeddings: out[i, :] = table[idx[i], :] (rows of d values); scatter_add is its
+ * adjoint, out (v x d) = 0 then out[idx[i], :] += d_in[i, :].  Indices must be in
+ * [0, v): the compiled code checks them first. */
+void nnd_take_rows_f32(const float *table, const int32_t *idx, int64_t n, int64_t d, float *out);
+void nnd_scatter_rows_f32(const float *src, const int32_t *idx, int64_t n, int64_t d, int64_t v,
+                          float *out);
+void nnd_take_rows_f64(const double *table, const int32_t *idx, int64_t n, int64_t d, double *out);
+void nnd_scatter_rows_f64(const double *src, const int32_t *idx, int64_t n, int64_t d, int64_t v,
+                          double *out);
+
 /* Scalar maths the code generator does not expand inline (libm underneath). */
 float nnd_expf(float x);
 float nnd_logf(float x);
@@ -258,7 +320,9 @@ typedef struct NndStepArgs {
 } NndStepArgs;
 
 typedef void (*NndStepFn)(NndStepArgs *args);
-enum { NND_STATUS_LABEL_RANGE = 1 };
+/* args->status: a label outside the classes (pick, one_hot), an index outside a
+ * table (take, scatter-add); the step goes on with safe indices and the trainer stops */
+enum { NND_STATUS_LABEL_RANGE = 1, NND_STATUS_INDEX_RANGE = 2 };
 
 /* ---- the training loop --------------------------------------------------------------
  * Shuffles (Philox, per epoch), gathers batches, calls the step, evaluates, shows

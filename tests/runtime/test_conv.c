@@ -1,0 +1,946 @@
+/* Convolution, pooling and embedding rows: every function against naive loops in
+ * double, over strides 1 to 3, padding 0 to 2, dilation 1 and 2, groups 1, 2, 4 and
+ * depthwise, kernels 1x1, 3x3, 5x5 and 2x3, non-square images, batches of 1 to 5, and
+ * no pool or pools of 1 to 4 threads; the same thread count gives the same bits every
+ * call; the two gradients are the adjoints of the convolution (checked by inner
+ * products in f64); max pooling picks the first maximum and never the padding; and
+ * when malloc fails the convolutions still give the right sums (plain loops).
+ *
+ * Inputs are multiples of 1/64 in [-1, 1], exact in float, so the f32 and f64 runs
+ * multiply the same numbers and one double reference serves both.  Outputs start as
+ * NaN, so an element left unwritten fails.
+ *
+ * With NND_CONV_BENCH set in the environment, the program instead times the
+ * convolutions of the Fashion-MNIST CNN and prints GFLOP/s. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nnd_runtime.h"
+
+enum { MAX_THREADS = 4 };
+
+static NndPool *pools[MAX_THREADS + 1]; /* pools[0] is NULL: no pool */
+
+static int setup_pools(void **state)
+{
+    NndErr err;
+    for (int k = 1; k <= MAX_THREADS; k++)
+        if (!(pools[k] = nnd_pool_create(k, &err)))
+            return -1;
+    return 0;
+}
+
+static int teardown_pools(void **state)
+{
+    for (int k = 1; k <= MAX_THREADS; k++) {
+        nnd_pool_destroy(pools[k]);
+        pools[k] = NULL;
+    }
+    return 0;
+}
+
+/* ---- malloc that can be made to fail ------------------------------------------------
+ * The test is linked with -Wl,--wrap=malloc, so every malloc of the program (the
+ * runtime library included) comes here.  While malloc_budget >= 0, that many more
+ * calls succeed and the rest fail. */
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+static atomic_long malloc_budget = -1;
+
+void *__wrap_malloc(size_t size)
+{
+    long b = atomic_load(&malloc_budget);
+    while (b >= 0) {
+        if (b == 0)
+            return NULL;
+        if (atomic_compare_exchange_weak(&malloc_budget, &b, b - 1))
+            break;
+    }
+    return __real_malloc(size);
+}
+
+static uint64_t lcg(uint64_t *x)
+{
+    *x = *x * 6364136223846793005u + 1442695040888963407u;
+    return *x >> 33;
+}
+
+/* A multiple of 1/64 in [-1, 1]: exact in float, products exact in double. */
+static double draw(uint64_t *x) { return (double)((int64_t)(lcg(x) % 129) - 64) / 64.0; }
+
+static double *new_doubles(size_t n)
+{
+    double *p = malloc((n ? n : 1) * sizeof(double));
+    assert_non_null(p);
+    return p;
+}
+
+static float *new_floats(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+static void fill_nan_d(double *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+}
+
+static void fill_nan_f(float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+}
+
+static void to_float(float *dst, const double *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)src[i];
+}
+
+static void to_double(double *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Checks got against ref within rel * bound elementwise. */
+static void check_close(const double *got, const double *ref, const double *bound, size_t n,
+                        double rel, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        double tol = rel * bound[i] + 1e-300;
+        if (!(fabs(got[i] - ref[i]) <= tol))
+            fail_msg("%s: element %zu = %.17g, expected %.17g (tolerance %g)", what, i, got[i],
+                     ref[i], tol);
+    }
+}
+
+/* ---- convolution ---------------------------------------------------------------------- */
+
+static NndConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh,
+                               int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                               int64_t dh, int64_t dw, int64_t groups)
+{
+    NndConvShape s = {n, c, h, w, o, kh, kw, 0, 0, sh, sw, ph, pw, dh, dw, groups};
+    s.oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+    s.ow = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+    return s;
+}
+
+static int shape_valid(const NndConvShape *s)
+{
+    return s->h + 2 * s->ph - s->dh * (s->kh - 1) - 1 >= 0 &&
+           s->w + 2 * s->pw - s->dw * (s->kw - 1) - 1 >= 0 && s->c % s->groups == 0 &&
+           s->o % s->groups == 0;
+}
+
+static size_t x_size(const NndConvShape *s) { return (size_t)(s->n * s->c * s->h * s->w); }
+static size_t w_size(const NndConvShape *s)
+{
+    return (size_t)(s->o * (s->c / s->groups) * s->kh * s->kw);
+}
+static size_t y_size(const NndConvShape *s) { return (size_t)(s->n * s->o * s->oh * s->ow); }
+
+typedef enum { REF_Y, REF_DX, REF_DW } RefMode;
+
+/* Every term x[xi] w[wi] of y[yi] = conv2d(x, w), visited once:
+ *   REF_Y:  out (y)  += a (x)  * b (w)
+ *   REF_DX: out (dx) += a (dy) * b (w)
+ *   REF_DW: out (dw) += a (x)  * b (dy)
+ * out is zeroed first. */
+static void ref_conv(const NndConvShape *s, RefMode mode, const double *a, const double *b,
+                     double *out)
+{
+    int64_t cg = s->c / s->groups, og = s->o / s->groups;
+    memset(out, 0,
+           (mode == REF_Y ? y_size(s) : mode == REF_DX ? x_size(s) : w_size(s)) * sizeof(double));
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t oc = 0; oc < s->o; oc++) {
+            int64_t g = oc / og;
+            for (int64_t oy = 0; oy < s->oh; oy++)
+                for (int64_t ox = 0; ox < s->ow; ox++) {
+                    int64_t yi = ((n * s->o + oc) * s->oh + oy) * s->ow + ox;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t ki = 0; ki < s->kh; ki++)
+                            for (int64_t kj = 0; kj < s->kw; kj++) {
+                                int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+                                int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                                    continue;
+                                int64_t xi = ((n * s->c + g * cg + ci) * s->h + iy) * s->w + ix;
+                                int64_t wi = ((oc * cg + ci) * s->kh + ki) * s->kw + kj;
+                                if (mode == REF_Y)
+                                    out[yi] += a[xi] * b[wi];
+                                else if (mode == REF_DX)
+                                    out[xi] += a[yi] * b[wi];
+                                else
+                                    out[wi] += a[xi] * b[yi];
+                            }
+                }
+        }
+}
+
+static void describe_conv(char *buf, size_t size, const NndConvShape *s, const char *what,
+                          int threads)
+{
+    snprintf(buf, size,
+             "%s x [%lld,%lld,%lld,%lld] w [%lld,%lld,%lld,%lld] stride %lldx%lld pad %lldx%lld "
+             "dilation %lldx%lld groups %lld threads %d",
+             what, (long long)s->n, (long long)s->c, (long long)s->h, (long long)s->w,
+             (long long)s->o, (long long)(s->c / s->groups), (long long)s->kh, (long long)s->kw,
+             (long long)s->sh, (long long)s->sw, (long long)s->ph, (long long)s->pw,
+             (long long)s->dh, (long long)s->dw, (long long)s->groups, threads);
+}
+
+/* One problem: inputs, references and their bounds (the references over |inputs|). */
+typedef struct ConvCase {
+    NndConvShape s;
+    size_t nx, nw, ny;
+    double *x, *w, *dy;
+    double *y, *dx, *dw;    /* references */
+    double *by, *bdx, *bdw; /* sum of |terms| per element */
+    float *xf, *wf, *dyf;
+} ConvCase;
+
+static void conv_case_init(ConvCase *c, const NndConvShape *s, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->s = *s;
+    c->nx = x_size(s);
+    c->nw = w_size(s);
+    c->ny = y_size(s);
+    c->x = new_doubles(c->nx);
+    c->w = new_doubles(c->nw);
+    c->dy = new_doubles(c->ny);
+    uint64_t r = seed;
+    for (size_t i = 0; i < c->nx; i++)
+        c->x[i] = draw(&r);
+    for (size_t i = 0; i < c->nw; i++)
+        c->w[i] = draw(&r);
+    for (size_t i = 0; i < c->ny; i++)
+        c->dy[i] = draw(&r);
+    c->y = new_doubles(c->ny);
+    c->dx = new_doubles(c->nx);
+    c->dw = new_doubles(c->nw);
+    ref_conv(s, REF_Y, c->x, c->w, c->y);
+    ref_conv(s, REF_DX, c->dy, c->w, c->dx);
+    ref_conv(s, REF_DW, c->x, c->dy, c->dw);
+    double *ax = new_doubles(c->nx), *aw = new_doubles(c->nw), *ady = new_doubles(c->ny);
+    for (size_t i = 0; i < c->nx; i++)
+        ax[i] = fabs(c->x[i]);
+    for (size_t i = 0; i < c->nw; i++)
+        aw[i] = fabs(c->w[i]);
+    for (size_t i = 0; i < c->ny; i++)
+        ady[i] = fabs(c->dy[i]);
+    c->by = new_doubles(c->ny);
+    c->bdx = new_doubles(c->nx);
+    c->bdw = new_doubles(c->nw);
+    ref_conv(s, REF_Y, ax, aw, c->by);
+    ref_conv(s, REF_DX, ady, aw, c->bdx);
+    ref_conv(s, REF_DW, ax, ady, c->bdw);
+    free(ax);
+    free(aw);
+    free(ady);
+    c->xf = new_floats(c->nx);
+    c->wf = new_floats(c->nw);
+    c->dyf = new_floats(c->ny);
+    to_float(c->xf, c->x, c->nx);
+    to_float(c->wf, c->w, c->nw);
+    to_float(c->dyf, c->dy, c->ny);
+}
+
+static void conv_case_free(ConvCase *c)
+{
+    double *d[] = {c->x, c->w, c->dy, c->y, c->dx, c->dw, c->by, c->bdx, c->bdw};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        free(d[i]);
+    free(c->xf);
+    free(c->wf);
+    free(c->dyf);
+}
+
+/* Tolerances: f32 within 1e-5 sqrt(terms) of the bound, f64 within 1e-12. */
+static double rel_f32(int64_t terms) { return 1e-5 * sqrt((double)(terms > 1 ? terms : 1)); }
+
+typedef enum { OP_FWD, OP_GIN, OP_GW, OP_COUNT } ConvOp;
+static const char *const op_names[OP_COUNT] = {"conv2d", "grad_input", "grad_weight"};
+
+static void conv_run_f32(NndPool *pool, const ConvCase *c, ConvOp op, float *out)
+{
+    if (op == OP_FWD)
+        nnd_conv2d_f32(pool, &c->s, c->xf, c->wf, out);
+    else if (op == OP_GIN)
+        nnd_conv2d_grad_input_f32(pool, &c->s, c->dyf, c->wf, out);
+    else
+        nnd_conv2d_grad_weight_f32(pool, &c->s, c->xf, c->dyf, out);
+}
+
+static void conv_run_f64(NndPool *pool, const ConvCase *c, ConvOp op, double *out)
+{
+    if (op == OP_FWD)
+        nnd_conv2d_f64(pool, &c->s, c->x, c->w, out);
+    else if (op == OP_GIN)
+        nnd_conv2d_grad_input_f64(pool, &c->s, c->dy, c->w, out);
+    else
+        nnd_conv2d_grad_weight_f64(pool, &c->s, c->x, c->dy, out);
+}
+
+static void conv_op_ref(const ConvCase *c, ConvOp op, const double **ref, const double **bound,
+                        size_t *n, int64_t *terms)
+{
+    const NndConvShape *s = &c->s;
+    int64_t og = s->o / s->groups, cg = s->c / s->groups;
+    *ref = op == OP_FWD ? c->y : op == OP_GIN ? c->dx : c->dw;
+    *bound = op == OP_FWD ? c->by : op == OP_GIN ? c->bdx : c->bdw;
+    *n = op == OP_FWD ? c->ny : op == OP_GIN ? c->nx : c->nw;
+    *terms = op == OP_FWD ? cg * s->kh * s->kw : op == OP_GIN ? og * s->kh * s->kw
+                                                               : s->n * s->oh * s->ow;
+}
+
+/* Every op in both dtypes on every pool, twice (the same bits), against the
+ * references; then the adjoint identity <conv(x, w), dy> = <x, grad_input(dy, w)> =
+ * <w, grad_weight(x, dy)> in f64. */
+static void conv_case_check(const ConvCase *c)
+{
+    char what[512];
+    size_t most = c->nx > c->ny ? c->nx : c->ny;
+    most = most > c->nw ? most : c->nw;
+    float *f1 = new_floats(most), *f2 = new_floats(most);
+    double *d1 = new_doubles(most), *d2 = new_doubles(most), *conv = new_doubles(most);
+    double *res64[OP_COUNT];
+    for (int op = 0; op < OP_COUNT; op++)
+        res64[op] = new_doubles(most);
+    for (int t = 0; t <= MAX_THREADS; t++) {
+        for (int op = 0; op < OP_COUNT; op++) {
+            const double *ref, *bound;
+            size_t n;
+            int64_t terms;
+            conv_op_ref(c, (ConvOp)op, &ref, &bound, &n, &terms);
+
+            fill_nan_f(f1, n);
+            fill_nan_f(f2, n);
+            conv_run_f32(pools[t], c, (ConvOp)op, f1);
+            conv_run_f32(pools[t], c, (ConvOp)op, f2);
+            describe_conv(what, sizeof what, &c->s, op_names[op], t);
+            to_double(conv, f1, n);
+            check_close(conv, ref, bound, n, rel_f32(terms), what);
+            if (memcmp(f1, f2, n * sizeof(float)) != 0)
+                fail_msg("%s (f32): two calls differ", what);
+
+            fill_nan_d(d1, n);
+            fill_nan_d(d2, n);
+            conv_run_f64(pools[t], c, (ConvOp)op, d1);
+            conv_run_f64(pools[t], c, (ConvOp)op, d2);
+            check_close(d1, ref, bound, n, 1e-12, what);
+            if (memcmp(d1, d2, n * sizeof(double)) != 0)
+                fail_msg("%s (f64): two calls differ", what);
+            memcpy(res64[op], d1, n * sizeof(double));
+        }
+        /* every inner product sums the same terms; bound them by the sum of |terms| */
+        double fwd = dot(res64[OP_FWD], c->dy, c->ny);
+        double gin = dot(c->x, res64[OP_GIN], c->nx);
+        double gw = dot(c->w, res64[OP_GW], c->nw);
+        double mag = 0;
+        for (size_t i = 0; i < c->ny; i++)
+            mag += c->by[i] * fabs(c->dy[i]);
+        describe_conv(what, sizeof what, &c->s, "adjoint", t);
+        if (!(fabs(fwd - gin) <= 1e-12 * mag + 1e-300 && fabs(fwd - gw) <= 1e-12 * mag + 1e-300))
+            fail_msg("%s: <y, dy> %.17g, <x, dx> %.17g, <w, dw> %.17g", what, fwd, gin, gw);
+    }
+    free(f1);
+    free(f2);
+    free(d1);
+    free(d2);
+    free(conv);
+    for (int op = 0; op < OP_COUNT; op++)
+        free(res64[op]);
+}
+
+static uint64_t case_seed(int i) { return 0x9e3779b97f4a7c15u * (uint64_t)(i + 1); }
+
+static void check_shape(const NndConvShape *s, int index)
+{
+    ConvCase c;
+    conv_case_init(&c, s, case_seed(index));
+    conv_case_check(&c);
+    conv_case_free(&c);
+}
+
+/* The grid: kernels x strides x padding x dilation x groups (channels per group
+ * vary; depthwise has groups == c and a channel multiplier of 1 or 2), with batches
+ * and image sizes cycling so that every combination meets a few of each. */
+static void test_conv_grid(void **state)
+{
+    static const int64_t kernels[][2] = {{1, 1}, {3, 3}, {5, 5}, {2, 3}};
+    int cases = 0, index = 0;
+    for (int k = 0; k < 4; k++)
+        for (int64_t st = 1; st <= 3; st++)
+            for (int64_t pad = 0; pad <= 2; pad++)
+                for (int64_t dil = 1; dil <= 2; dil++)
+                    for (int gk = 0; gk < 4; gk++, index++) {
+                        int64_t n = 1 + index % 5, h = 7 + index % 4, w = 9 + index % 3 * 2;
+                        int64_t groups, c, o;
+                        if (gk < 3) {
+                            groups = (int64_t)1 << gk;
+                            c = groups * (1 + index % 3);
+                            o = groups * (2 + index % 2);
+                        } else {
+                            c = 4 + index % 3 * 2;
+                            groups = c;
+                            o = c * (1 + index % 2);
+                        }
+                        NndConvShape s = conv_shape(n, c, h, w, o, kernels[k][0], kernels[k][1],
+                                                    st, st, pad, pad, dil, dil, groups);
+                        if (!shape_valid(&s))
+                            continue;
+                        check_shape(&s, index);
+                        cases++;
+                    }
+    print_message("%d shapes, 3 ops, f32 and f64, 5 pools\n", cases);
+    assert_true(cases > 200);
+}
+
+/* Different strides, padding and dilation along the two axes, and shapes big enough
+ * to be cut into several tiles and split across threads. */
+static void test_conv_shapes(void **state)
+{
+    const NndConvShape shapes[] = {
+        conv_shape(2, 3, 9, 7, 4, 3, 3, 1, 2, 2, 0, 1, 2, 1),
+        conv_shape(3, 4, 6, 11, 6, 2, 3, 2, 1, 0, 2, 2, 1, 2),
+        conv_shape(1, 2, 5, 5, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1),  /* one output per padded row */
+        conv_shape(2, 1, 1, 9, 3, 1, 3, 1, 1, 0, 1, 1, 1, 1),  /* one row */
+        conv_shape(4, 3, 4, 4, 5, 1, 1, 2, 2, 0, 0, 1, 1, 1),  /* 1x1 with stride */
+        conv_shape(4, 3, 4, 4, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1),  /* 1x1 with padding */
+        /* columns over 1 MiB: tiles, starting mid-row */
+        conv_shape(2, 64, 39, 41, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(2, 64, 33, 29, 4, 5, 5, 2, 2, 2, 2, 1, 1, 1),
+        /* one image: tiles so that the threads share it */
+        conv_shape(1, 32, 25, 29, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(3, 32, 20, 21, 8, 3, 3, 2, 1, 1, 0, 1, 2, 2), /* strides, dilation */
+        conv_shape(5, 64, 12, 10, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1), /* pointwise */
+        conv_shape(2, 16, 40, 36, 16, 1, 1, 1, 1, 0, 0, 1, 1, 4), /* pointwise, groups */
+        conv_shape(3, 24, 17, 19, 48, 3, 3, 1, 1, 1, 1, 1, 1, 24), /* depthwise, x2 */
+        conv_shape(2, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* the CNN's second layer */
+        conv_shape(5, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1),  /* its first */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        assert_true(shape_valid(&shapes[i]));
+        check_shape(&shapes[i], 1000 + (int)i);
+    }
+}
+
+/* A worked example: 3x3 input 1..9, kernel [[1, 0], [0, -1]]: every output is
+ * x[i, j] - x[i+1, j+1] = -4; with padding 1 and stride 2 the first three windows
+ * see one element of x (times -1) and the last sees two. */
+static void test_conv_known_values(void **state)
+{
+    const double x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 0, 0, -1};
+    double y[4];
+    NndConvShape s = conv_shape(1, 1, 3, 3, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1);
+    nnd_conv2d_f64(NULL, &s, x, w, y);
+    for (int i = 0; i < 4; i++)
+        assert_true(y[i] == -4);
+    /* padded by 1, stride 2: windows at (-1,-1), (-1,1), (1,-1), (1,1) */
+    s = conv_shape(1, 1, 3, 3, 1, 2, 2, 2, 2, 1, 1, 1, 1, 1);
+    assert_true(s.oh == 2 && s.ow == 2);
+    nnd_conv2d_f64(NULL, &s, x, w, y);
+    const double expect[4] = {-1, -3, -7, 5 - 9};
+    for (int i = 0; i < 4; i++)
+        assert_true(y[i] == expect[i]);
+}
+
+/* Nothing to sum: outputs of zeros (c / groups channels of none, or an empty batch
+ * leaving the weight gradient 0). */
+static void test_conv_empty(void **state)
+{
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1}, dw[4] = {NAN, NAN, NAN, NAN};
+    NndConvShape s = conv_shape(0, 1, 2, 2, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1);
+    for (int t = 0; t <= MAX_THREADS; t++) {
+        nnd_conv2d_f32(pools[t], &s, x, w, NULL);
+        nnd_conv2d_grad_input_f32(pools[t], &s, x, w, NULL);
+        nnd_conv2d_grad_weight_f32(pools[t], &s, x, x, dw);
+        for (int i = 0; i < 4; i++)
+            assert_true(dw[i] == 0);
+    }
+}
+
+/* When malloc fails, for any number of allocations first succeeding, the
+ * convolutions give the same sums (by plain loops where columns are missing). */
+static void test_conv_no_memory(void **state)
+{
+    const NndConvShape shapes[] = {
+        conv_shape(4, 4, 9, 8, 6, 3, 3, 2, 1, 1, 2, 1, 2, 2),
+        conv_shape(3, 6, 7, 7, 6, 2, 3, 1, 1, 1, 0, 2, 1, 6),
+        conv_shape(5, 8, 6, 6, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1),
+    };
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        ConvCase c;
+        conv_case_init(&c, &shapes[si], case_seed(2000 + (int)si));
+        size_t most = c.nx > c.ny ? c.nx : c.ny;
+        most = most > c.nw ? most : c.nw;
+        float *f = new_floats(most);
+        double *d = new_doubles(most), *conv = new_doubles(most);
+        char what[512];
+        for (int t = 0; t <= MAX_THREADS; t++)
+            for (long budget = 0; budget <= 4; budget++)
+                for (int op = 0; op < OP_COUNT; op++) {
+                    const double *ref, *bound;
+                    size_t n;
+                    int64_t terms;
+                    conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
+                    fill_nan_f(f, n);
+                    fill_nan_d(d, n);
+                    atomic_store(&malloc_budget, budget);
+                    conv_run_f32(pools[t], &c, (ConvOp)op, f);
+                    atomic_store(&malloc_budget, budget);
+                    conv_run_f64(pools[t], &c, (ConvOp)op, d);
+                    atomic_store(&malloc_budget, -1);
+                    describe_conv(what, sizeof what, &c.s, op_names[op], t);
+                    to_double(conv, f, n);
+                    check_close(conv, ref, bound, n, rel_f32(terms), what);
+                    check_close(d, ref, bound, n, 1e-12, what);
+                }
+        free(f);
+        free(d);
+        free(conv);
+        conv_case_free(&c);
+    }
+}
+
+/* ---- pooling ---------------------------------------------------------------------------- */
+
+static NndPoolShape pool_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw)
+{
+    NndPoolShape s = {n, c, h, w, 0, 0, kh, kw, sh, sw, ph, pw};
+    s.oh = (h + 2 * ph - kh) / sh + 1;
+    s.ow = (w + 2 * pw - kw) / sw + 1;
+    return s;
+}
+
+/* The reference choice: scan the whole window, skip the padding, keep the first
+ * strict maximum; a NaN beats numbers, the first NaN winning.  -1: no position. */
+static int64_t ref_argmax(const NndPoolShape *s, const double *plane, int64_t i, int64_t j)
+{
+    int64_t best = -1;
+    for (int64_t a = 0; a < s->kh; a++)
+        for (int64_t b = 0; b < s->kw; b++) {
+            int64_t iy = i * s->sh - s->ph + a, ix = j * s->sw - s->pw + b;
+            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                continue;
+            double v = plane[iy * s->w + ix];
+            if (best < 0)
+                best = iy * s->w + ix;
+            else if (!isnan(plane[best]) && (isnan(v) || v > plane[best]))
+                best = iy * s->w + ix;
+        }
+    return best;
+}
+
+static void describe_pool(char *buf, size_t size, const NndPoolShape *s, const char *what,
+                          int threads)
+{
+    snprintf(buf, size,
+             "%s [%lld,%lld,%lld,%lld] kernel %lldx%lld stride %lldx%lld pad %lldx%lld threads %d",
+             what, (long long)s->n, (long long)s->c, (long long)s->h, (long long)s->w,
+             (long long)s->kh, (long long)s->kw, (long long)s->sh, (long long)s->sw,
+             (long long)s->ph, (long long)s->pw, threads);
+}
+
+/* Exact comparison, NaN matching NaN. */
+static void check_same(const double *got, const double *ref, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(got[i] == ref[i] || (isnan(got[i]) && isnan(ref[i]))))
+            fail_msg("%s: element %zu = %.17g, expected %.17g", what, i, got[i], ref[i]);
+}
+
+/* gather and scatter against the reference choice, exactly, in both dtypes on every
+ * pool; x is given (ties, -inf, NaN), v and d are drawn. */
+static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
+{
+    size_t nx = (size_t)(s->n * s->c * s->h * s->w), ny = (size_t)(s->n * s->c * s->oh * s->ow);
+    double *v = new_doubles(nx), *d = new_doubles(ny);
+    double *gather = new_doubles(ny), *scatter = new_doubles(nx);
+    uint64_t r = seed;
+    for (size_t i = 0; i < nx; i++)
+        v[i] = draw(&r);
+    for (size_t i = 0; i < ny; i++)
+        d[i] = draw(&r);
+    memset(scatter, 0, nx * sizeof(double));
+    for (int64_t pl = 0; pl < s->n * s->c; pl++)
+        for (int64_t i = 0; i < s->oh; i++)
+            for (int64_t j = 0; j < s->ow; j++) {
+                int64_t at = ref_argmax(s, x + pl * s->h * s->w, i, j);
+                int64_t yi = (pl * s->oh + i) * s->ow + j;
+                gather[yi] = at >= 0 ? v[pl * s->h * s->w + at] : 0;
+                if (at >= 0)
+                    scatter[pl * s->h * s->w + at] += d[yi];
+            }
+    float *xf = new_floats(nx), *vf = new_floats(nx), *df = new_floats(ny);
+    float *of = new_floats(nx > ny ? nx : ny);
+    double *od = new_doubles(nx > ny ? nx : ny), *conv = new_doubles(nx > ny ? nx : ny);
+    to_float(xf, x, nx);
+    to_float(vf, v, nx);
+    to_float(df, d, ny);
+    char what[256];
+    for (int t = 0; t <= MAX_THREADS; t++) {
+        describe_pool(what, sizeof what, s, "maxpool_gather", t);
+        fill_nan_f(of, ny);
+        nnd_maxpool_gather_f32(pools[t], s, xf, vf, of);
+        to_double(conv, of, ny);
+        check_same(conv, gather, ny, what);
+        fill_nan_d(od, ny);
+        nnd_maxpool_gather_f64(pools[t], s, x, v, od);
+        check_same(od, gather, ny, what);
+        /* max_pool2d(x) is gather(x, x) */
+        nnd_maxpool_gather_f64(pools[t], s, x, x, od);
+        for (int64_t pl = 0; pl < s->n * s->c; pl++)
+            for (int64_t i = 0; i < s->oh; i++)
+                for (int64_t j = 0; j < s->ow; j++) {
+                    int64_t at = ref_argmax(s, x + pl * s->h * s->w, i, j);
+                    if (at < 0)
+                        continue;
+                    double e = x[pl * s->h * s->w + at], g = od[(pl * s->oh + i) * s->ow + j];
+                    if (!(e == g || (isnan(e) && isnan(g))))
+                        fail_msg("%s: max %g, expected %g", what, g, e);
+                }
+
+        describe_pool(what, sizeof what, s, "maxpool_scatter", t);
+        fill_nan_f(of, nx);
+        nnd_maxpool_scatter_f32(pools[t], s, xf, df, of);
+        to_double(conv, of, nx);
+        check_same(conv, scatter, nx, what);
+        fill_nan_d(od, nx);
+        nnd_maxpool_scatter_f64(pools[t], s, x, d, od);
+        check_same(od, scatter, nx, what);
+    }
+    free(v);
+    free(d);
+    free(gather);
+    free(scatter);
+    free(xf);
+    free(vf);
+    free(df);
+    free(of);
+    free(od);
+    free(conv);
+}
+
+static const NndPoolShape *pool_shapes(size_t *count)
+{
+    static NndPoolShape shapes[11];
+    shapes[0] = pool_shape(2, 3, 8, 8, 2, 2, 2, 2, 0, 0);
+    shapes[1] = pool_shape(3, 2, 7, 9, 3, 3, 2, 2, 1, 1);
+    shapes[2] = pool_shape(1, 4, 6, 5, 3, 3, 1, 1, 1, 1);
+    shapes[3] = pool_shape(2, 2, 7, 8, 2, 3, 1, 2, 1, 1);
+    shapes[4] = pool_shape(2, 3, 11, 12, 5, 5, 3, 3, 2, 2);
+    shapes[5] = pool_shape(4, 1, 5, 6, 1, 1, 1, 1, 0, 0);
+    shapes[6] = pool_shape(1, 3, 9, 7, 3, 2, 2, 1, 0, 1);
+    shapes[7] = pool_shape(5, 8, 28, 28, 2, 2, 2, 2, 0, 0); /* the CNN's */
+    shapes[8] = pool_shape(2, 2, 1, 7, 1, 3, 1, 2, 0, 1);
+    shapes[9] = pool_shape(3, 5, 10, 10, 4, 4, 2, 3, 2, 1);
+    shapes[10] = pool_shape(2, 3, 7, 9, 2, 2, 2, 2, 0, 0); /* 2x2 fast path, odd edges */
+    *count = sizeof shapes / sizeof shapes[0];
+    return shapes;
+}
+
+/* Values in {-2, -1, -0.5}: many ties, and all below the padding's 0, so a window that
+ * counted its padding would pick it. */
+static void test_maxpool_ties(void **state)
+{
+    size_t count;
+    const NndPoolShape *shapes = pool_shapes(&count);
+    for (size_t k = 0; k < count; k++) {
+        const NndPoolShape *s = &shapes[k];
+        size_t nx = (size_t)(s->n * s->c * s->h * s->w);
+        double *x = new_doubles(nx);
+        uint64_t r = case_seed(3000 + (int)k);
+        static const double vals[3] = {-2, -1, -0.5};
+        for (size_t i = 0; i < nx; i++)
+            x[i] = vals[lcg(&r) % 3];
+        check_maxpool(s, x, case_seed(3100 + (int)k));
+        /* and distinct values: the unique maximum */
+        for (size_t i = 0; i < nx; i++)
+            x[i] = draw(&r) + (double)i * 1e-6;
+        check_maxpool(s, x, case_seed(3200 + (int)k));
+        free(x);
+    }
+}
+
+/* -inf everywhere (each window picks its first position inside x), -inf mixed with
+ * numbers, and NaNs (a NaN wins, the first of them). */
+static void test_maxpool_special(void **state)
+{
+    size_t count;
+    const NndPoolShape *shapes = pool_shapes(&count);
+    for (size_t k = 0; k < count; k++) {
+        const NndPoolShape *s = &shapes[k];
+        size_t nx = (size_t)(s->n * s->c * s->h * s->w);
+        double *x = new_doubles(nx);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = -INFINITY;
+        check_maxpool(s, x, case_seed(4000 + (int)k));
+        uint64_t r = case_seed(4100 + (int)k);
+        for (size_t i = 0; i < nx; i++) {
+            uint64_t u = lcg(&r) % 8;
+            x[i] = u == 0 ? NAN : u < 4 ? -INFINITY : draw(&r);
+        }
+        check_maxpool(s, x, case_seed(4200 + (int)k));
+        free(x);
+    }
+    /* padding wider than half the kernel (PyTorch forbids it): windows wholly in the
+     * padding gather 0 and scatter nothing */
+    {
+        NndPoolShape s = pool_shape(2, 3, 1, 2, 1, 1, 1, 1, 1, 1);
+        assert_true(s.oh == 3 && s.ow == 4);
+        double x[12];
+        uint64_t r = 99;
+        for (int i = 0; i < 12; i++)
+            x[i] = draw(&r);
+        check_maxpool(&s, x, 98);
+    }
+    /* a worked example: 4x4, 2x2 windows, stride 2 */
+    const double x[16] = {1, 3, 2, 2, 3, 0, 2, 1, -1, -5, NAN, 4, -2, -1, 4, NAN};
+    double y[4], dx[16];
+    const double d[4] = {10, 20, 30, 40};
+    NndPoolShape s = pool_shape(1, 1, 4, 4, 2, 2, 2, 2, 0, 0);
+    nnd_maxpool_gather_f64(NULL, &s, x, x, y);
+    assert_true(y[0] == 3 && y[1] == 2 && y[2] == -1 && isnan(y[3]));
+    nnd_maxpool_scatter_f64(NULL, &s, x, d, dx);
+    const double expect[16] = {0, 10, 20, 0, 0, 0, 0, 0, 30, 0, 40, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 16; i++)
+        assert_true(dx[i] == expect[i]);
+}
+
+/* avg_pool2d against sums / (kh kw), its gradient against the reference scatter, and
+ * the adjoint identity <avgpool(x), dy> = <x, avgpool_grad(dy)>. */
+static void test_avgpool(void **state)
+{
+    size_t count;
+    const NndPoolShape *shapes = pool_shapes(&count);
+    char what[256];
+    for (size_t k = 0; k < count; k++) {
+        const NndPoolShape *s = &shapes[k];
+        size_t nx = (size_t)(s->n * s->c * s->h * s->w), ny = (size_t)(s->n * s->c * s->oh * s->ow);
+        double *x = new_doubles(nx), *dy = new_doubles(ny);
+        double *y = new_doubles(ny), *by = new_doubles(ny), *dx = new_doubles(nx);
+        double *bdx = new_doubles(nx);
+        uint64_t r = case_seed(5000 + (int)k);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = draw(&r);
+        for (size_t i = 0; i < ny; i++)
+            dy[i] = draw(&r);
+        memset(dx, 0, nx * sizeof(double));
+        memset(bdx, 0, nx * sizeof(double));
+        double div = (double)(s->kh * s->kw);
+        for (int64_t pl = 0; pl < s->n * s->c; pl++)
+            for (int64_t i = 0; i < s->oh; i++)
+                for (int64_t j = 0; j < s->ow; j++) {
+                    int64_t yi = (pl * s->oh + i) * s->ow + j;
+                    double sum = 0, mag = 0;
+                    for (int64_t a = 0; a < s->kh; a++)
+                        for (int64_t b = 0; b < s->kw; b++) {
+                            int64_t iy = i * s->sh - s->ph + a, ix = j * s->sw - s->pw + b;
+                            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                                continue;
+                            int64_t xi = (pl * s->h + iy) * s->w + ix;
+                            sum += x[xi];
+                            mag += fabs(x[xi]);
+                            dx[xi] += dy[yi] / div;
+                            bdx[xi] += fabs(dy[yi]) / div;
+                        }
+                    y[yi] = sum / div;
+                    by[yi] = mag / div;
+                }
+        float *xf = new_floats(nx), *dyf = new_floats(ny), *of = new_floats(nx > ny ? nx : ny);
+        double *od = new_doubles(nx > ny ? nx : ny), *od2 = new_doubles(nx > ny ? nx : ny);
+        double *conv = new_doubles(nx > ny ? nx : ny);
+        to_float(xf, x, nx);
+        to_float(dyf, dy, ny);
+        int64_t terms = s->kh * s->kw;
+        for (int t = 0; t <= MAX_THREADS; t++) {
+            describe_pool(what, sizeof what, s, "avgpool", t);
+            fill_nan_f(of, ny);
+            nnd_avgpool_f32(pools[t], s, xf, of);
+            to_double(conv, of, ny);
+            check_close(conv, y, by, ny, rel_f32(terms), what);
+            fill_nan_d(od, ny);
+            nnd_avgpool_f64(pools[t], s, x, od);
+            check_close(od, y, by, ny, 1e-14, what);
+
+            describe_pool(what, sizeof what, s, "avgpool_grad", t);
+            fill_nan_f(of, nx);
+            nnd_avgpool_grad_f32(pools[t], s, dyf, of);
+            to_double(conv, of, nx);
+            check_close(conv, dx, bdx, nx, rel_f32(terms), what);
+            fill_nan_d(od2, nx);
+            nnd_avgpool_grad_f64(pools[t], s, dy, od2);
+            check_close(od2, dx, bdx, nx, 1e-14, what);
+
+            double lhs = dot(od, dy, ny), rhs = dot(x, od2, nx), mag = 0;
+            for (size_t i = 0; i < ny; i++)
+                mag += by[i] * fabs(dy[i]);
+            if (!(fabs(lhs - rhs) <= 1e-13 * mag + 1e-300))
+                fail_msg("%s: <y, dy> %.17g, <x, dx> %.17g", what, lhs, rhs);
+        }
+        free(x);
+        free(dy);
+        free(y);
+        free(by);
+        free(dx);
+        free(bdx);
+        free(xf);
+        free(dyf);
+        free(of);
+        free(od);
+        free(od2);
+        free(conv);
+    }
+}
+
+/* ---- embedding rows ------------------------------------------------------------------------ */
+
+/* take_rows copies rows; scatter_rows adds them back (repeated indices summed) into
+ * zeros; they are adjoint: <take(T), D> = <T, scatter(D)>. */
+static void test_rows(void **state)
+{
+    enum { V = 7, D = 5, N = 12 };
+    const int32_t idx[N] = {3, 0, 6, 3, 3, 1, 0, 5, 2, 6, 3, 4};
+    double table[V * D], src[N * D], out[N * D], back[V * D], expect[V * D];
+    float tf[V * D], sf[N * D], of[N * D], bf[V * D];
+    uint64_t r = 77;
+    for (int i = 0; i < V * D; i++)
+        tf[i] = (float)(table[i] = draw(&r));
+    for (int i = 0; i < N * D; i++)
+        sf[i] = (float)(src[i] = draw(&r));
+    nnd_take_rows_f64(table, idx, N, D, out);
+    nnd_take_rows_f32(tf, idx, N, D, of);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < D; k++) {
+            assert_true(out[i * D + k] == table[idx[i] * D + k]);
+            assert_true(of[i * D + k] == tf[idx[i] * D + k]);
+        }
+    for (int i = 0; i < V * D; i++) {
+        back[i] = NAN;
+        bf[i] = NAN;
+        expect[i] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < D; k++)
+            expect[idx[i] * D + k] += src[i * D + k];
+    nnd_scatter_rows_f64(src, idx, N, D, V, back);
+    nnd_scatter_rows_f32(sf, idx, N, D, V, bf);
+    for (int i = 0; i < V * D; i++) {
+        assert_true(back[i] == expect[i]);
+        assert_true(bf[i] == (float)expect[i]);
+    }
+    /* adjoint: exact, as every product and sum here is */
+    assert_true(dot(out, src, N * D) == dot(table, back, V * D));
+    /* no rows: scatter still zeroes */
+    nnd_scatter_rows_f64(src, idx, 0, D, V, back);
+    for (int i = 0; i < V * D; i++)
+        assert_true(back[i] == 0);
+}
+
+/* ---- the benchmark ---------------------------------------------------------------------- */
+
+/* GFLOP/s of one op: the best of 8 windows of 100 ms (a shared machine's noise
+ * only ever slows a window down). */
+static double bench_one(NndPool *pool, const NndConvShape *s, ConvOp op, const float *x,
+                        const float *w, const float *dy, float *out)
+{
+    double flops = 2.0 * (double)(s->n * s->o * s->oh * s->ow) * (double)(s->c / s->groups) *
+                   (double)(s->kh * s->kw);
+    double best = 0;
+    for (int window = 0; window < 8; window++) {
+        int64_t reps = 0, t0 = nnd_clock_ns(), t1;
+        do {
+            if (op == OP_FWD)
+                nnd_conv2d_f32(pool, s, x, w, out);
+            else if (op == OP_GIN)
+                nnd_conv2d_grad_input_f32(pool, s, dy, w, out);
+            else
+                nnd_conv2d_grad_weight_f32(pool, s, x, dy, out);
+            reps++;
+            t1 = nnd_clock_ns();
+        } while (t1 - t0 < 100000000);
+        double rate = flops * (double)reps / (double)(t1 - t0);
+        best = rate > best ? rate : best;
+    }
+    return best;
+}
+
+static int run_bench(void)
+{
+    const NndConvShape shapes[] = {
+        conv_shape(64, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1),
+        conv_shape(64, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1),
+    };
+    if (setup_pools(NULL) != 0)
+        return 1;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const NndConvShape *s = &shapes[i];
+        size_t nx = x_size(s), nw = w_size(s), ny = y_size(s);
+        size_t most = nx > ny ? nx : ny;
+        float *x = new_floats(nx), *w = new_floats(nw), *dy = new_floats(ny);
+        float *out = new_floats(most > nw ? most : nw);
+        uint64_t r = 1;
+        for (size_t k = 0; k < nx; k++)
+            x[k] = (float)draw(&r);
+        for (size_t k = 0; k < nw; k++)
+            w[k] = (float)draw(&r);
+        for (size_t k = 0; k < ny; k++)
+            dy[k] = (float)draw(&r);
+        for (int t = 1; t <= 2; t++) {
+            printf("x [%lld,%lld,%lld,%lld] w [%lld,%lld,%lld,%lld] pad %lld, %d thread%s:",
+                   (long long)s->n, (long long)s->c, (long long)s->h, (long long)s->w,
+                   (long long)s->o, (long long)s->c, (long long)s->kh, (long long)s->kw,
+                   (long long)s->ph, t, t > 1 ? "s" : "");
+            for (int op = 0; op < OP_COUNT; op++)
+                printf("  %s %.1f GFLOP/s", op_names[op],
+                       bench_one(pools[t], s, (ConvOp)op, x, w, dy, out));
+            printf("\n");
+        }
+        free(x);
+        free(w);
+        free(dy);
+        free(out);
+    }
+    teardown_pools(NULL);
+    return 0;
+}
+
+int main(void)
+{
+    if (getenv("NND_CONV_BENCH"))
+        return run_bench();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_known_values), cmocka_unit_test(test_conv_grid),
+        cmocka_unit_test(test_conv_shapes),       cmocka_unit_test(test_conv_empty),
+        cmocka_unit_test(test_conv_no_memory),    cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_maxpool_special),   cmocka_unit_test(test_avgpool),
+        cmocka_unit_test(test_rows),
+    };
+    return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
+}
