@@ -8,7 +8,7 @@ over several rounds, and prints samples/s medians and the median ratios.  The
 machine is shared and noisy: only ratios measured side by side mean anything.
 Also prints nnd's compile time and the Adam update's nanoseconds per parameter.
 
-usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024] [--threads 1,2]
+usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn] [--threads 1,2]
                     [--nnd build/nnd] [--peers ../shared/bench]
 """
 import argparse
@@ -28,7 +28,10 @@ MODELS = {
     "mlp128": (64, 128, ["2", "--blas-threads", "1"]),
     "mlp32": (32, 32, ["1", "--blas-threads", "2"]),
     "mlp1024": (256, None, ["1", "--blas-threads", "2"]),
+    "cnn": (64, None, ["2", "--blas-threads", "1"]),
 }
+NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10",
+         "cnn": "CNN (conv5-conv5-fc)"}
 
 
 def run(cmd, env=None, timeout=900):
@@ -107,7 +110,7 @@ def adam_ns_per_param(nnd, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--models", default="mlp128,mlp32,mlp1024")
+    ap.add_argument("--models", default="mlp128,mlp32,mlp1024,cnn")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
@@ -136,13 +139,13 @@ def main():
                 r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch else None)
                 r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden else None)
     print()
-    print(f"{'model':<22} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}")
+    print(f"{'model':<26} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}")
     for model in models:
         batch = MODELS[model][0]
         for t in threads:
             r = res[(model, t)]
-            name = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10"}[model]
-            print(f"{name + ' b' + str(batch) + ' Adam':<22} {t:>7} {fmt(median(r['nnd'])):>9} "
+            name = NAMES[model]
+            print(f"{name + ' b' + str(batch) + ' Adam':<26} {t:>7} {fmt(median(r['nnd'])):>9} "
                   f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
                   f"{fmt(ratio(r['nnd'], r['torch']), 'x') if ratio(r['nnd'], r['torch']) else '-':>12} "
                   f"{fmt(ratio(r['nnd'], r['c']), 'x') if ratio(r['nnd'], r['c']) else '-':>7}")
@@ -151,7 +154,7 @@ def main():
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]
         rb = ratio(best_nnd, best_torch)
         if rb:
-            print(f"{'':<22} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
+            print(f"{'':<26} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
     print()
     if compile_ms:
         print(f"compile time (784-128-10 program, front end + LLVM): median {statistics.median(compile_ms):.1f} ms "

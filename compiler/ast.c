@@ -29,6 +29,7 @@ static const char *kind_names[] = {
     "kwarg", "member", "index",     "slice",  "list",  "type",       "use",   "let",
     "fn",    "fparam", "layer",     "param",  "state", "optimizer",  "assign", "train",
     "data",  "opt",    "freeze",    "every",  "eval",  "log",        "checkpoint", "save",
+    "vjp",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == AST_KIND_COUNT,
                "one name per AST kind");
@@ -79,16 +80,18 @@ void ast_dump(const Ast *n, StrBuf *out)
         sb_printf(out, " %s", ast_op_text(n->op));
     if (n->name)
         sb_printf(out, " %s", n->name);
-    if (n->a || n->b || n->c) {
+    /* a fn's c is the vjp block after it, dumped in its place */
+    const Ast *c = n->kind == AST_FN ? NULL : n->c;
+    if (n->a || n->b || c) {
         sb_putc(out, ' ');
         ast_dump(n->a, out);
-        if (n->b || n->c) {
+        if (n->b || c) {
             sb_putc(out, ' ');
             ast_dump(n->b, out);
         }
-        if (n->c) {
+        if (c) {
             sb_putc(out, ' ');
-            ast_dump(n->c, out);
+            ast_dump(c, out);
         }
     }
     if (n->list.n) {

@@ -27,7 +27,8 @@ typedef enum AstKind {
     AST_USE, /* name: module; op: 1 when written as a string path */
     AST_LET, /* name, a: value */
     AST_FN, /* name, list: AST_PARAM params, a: return type, b: result expression,
-               list2: block statements before the result (AST_LET, AST_ASSIGN) */
+               list2: block statements before the result (AST_LET, AST_ASSIGN),
+               c: its vjp block or NULL (linked after parsing) */
     AST_FN_PARAM, /* name, a: type, b: default */
     AST_LAYER, /* name, op: 1 for `model`, list: AST_FN_PARAM, list2: members */
     AST_PARAM_DECL, /* name, a: type, b: initializer or NULL */
@@ -45,6 +46,8 @@ typedef enum AstKind {
     AST_LOG, /* a: AST_EVERY, b: directory, list: items */
     AST_CHECKPOINT, /* a: AST_EVERY, b: directory, c: keep count or NULL */
     AST_SAVE, /* b: path */
+    AST_VJP, /* list: names for the output and its adjoint (default y, dy), list2: body;
+                the gradient of the function declared just before it */
     AST_KIND_COUNT
 } AstKind;
 

@@ -314,6 +314,127 @@ static void vjp_matmul(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
         dx[1] = !tb ? gb_matmul(g, a, dy, !ta, false, SP) : gb_matmul(g, dy, a, true, ta, SP);
 }
 
+/* A node like n (op, attributes) with other inputs and a preset shape. */
+static NodeId like(Graph *g, NodeId n, OpId op, NodeId a, NodeId b, const Shape *shape)
+{
+    Node t = *N(n);
+    Node m = {.op = (uint8_t)op, .nin = (uint8_t)(b ? 2 : 1), .in = {a, b}, .pool = t.pool,
+              .idx = t.idx, .span = t.span};
+    if (shape)
+        m.shape = *shape;
+    return gb_node(g, m);
+}
+
+/* concat: each input's part of the adjoint */
+static void vjp_concat(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    for (int k = 0; k < 2; k++) {
+        if (!need[k])
+            continue;
+        Shape part = N(t.in[k])->shape;
+        /* starts, then steps (all 1) */
+        int64_t v[2 * NND_MAX_RANK];
+        for (int i = 0; i < part.rank; i++) {
+            v[i] = k == 1 && i == t.idx ? N(t.in[0])->shape.d[t.idx] : 0;
+            v[part.rank + i] = 1;
+        }
+        Node sl = {.op = OP_SLICE, .nin = 1, .in = {dy}, .shape = part,
+                   .pool = graph_pool_ints(g, v, 2 * part.rank), .span = t.span};
+        dx[k] = gb_node(g, sl);
+    }
+}
+
+/* take rows: the adjoint of the table adds the rows' adjoints back at their indices */
+static void vjp_take(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    Node sc = {.op = OP_SCATTER_ADD, .nin = 2, .in = {t.in[1], dy},
+               .idx = (int32_t)N(t.in[0])->shape.d[0], .span = t.span};
+    dx[0] = gb_node(g, sc);
+}
+
+/* scatter-add: the adjoint of the rows is the adjoint taken at their indices */
+static void vjp_scatter(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    Node tk = {.op = OP_TAKE, .nin = 2, .in = {dy, t.in[0]}, .span = t.span};
+    dx[1] = gb_node(g, tk);
+}
+
+/* y = conv(x, w): dx = conv^T(dy, w), dw = conv_w(x, dy) */
+static void vjp_conv(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    Shape xs = N(t.in[0])->shape, ws = N(t.in[1])->shape;
+    if (need[0])
+        dx[0] = like(g, n, OP_CONV2D_GX, dy, t.in[1], &xs);
+    if (need[1])
+        dx[1] = like(g, n, OP_CONV2D_GW, t.in[0], dy, &ws);
+}
+
+/* r = conv^T(dy, w), linear in each: <a, conv^T(dy, w)> = <dy, conv(a, w)>, so
+ * d(dy) = conv(a, w) and d(w) = conv_w(a, dy) */
+static void vjp_conv_gx(Graph *g, NodeId n, NodeId a, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    Shape ws = N(t.in[1])->shape;
+    if (need[0])
+        dx[0] = like(g, n, OP_CONV2D, a, t.in[1], NULL);
+    if (need[1])
+        dx[1] = like(g, n, OP_CONV2D_GW, a, t.in[0], &ws);
+}
+
+/* r = conv_w(x, dy): <a, conv_w(x, dy)> = <dy, conv(x, a)>, so d(dy) = conv(x, a)
+ * and d(x) = conv^T(dy, a) */
+static void vjp_conv_gw(Graph *g, NodeId n, NodeId a, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    Shape xs = N(t.in[0])->shape;
+    if (need[0])
+        dx[0] = like(g, n, OP_CONV2D_GX, t.in[1], a, &xs);
+    if (need[1])
+        dx[1] = like(g, n, OP_CONV2D, t.in[0], a, NULL);
+}
+
+/* maxpool_gather(x, v): routing by x's maxima, linear in v; x only chooses */
+static void vjp_poolmax(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    if (need[1])
+        dx[1] = like(g, n, OP_POOLMAX_T, t.in[0], dy, NULL);
+}
+
+static void vjp_poolmax_t(Graph *g, NodeId n, NodeId a, const bool *need, NodeId *dx)
+{
+    Node t = *N(n);
+    if (need[1])
+        dx[1] = like(g, n, OP_POOLMAX, t.in[0], a, NULL);
+}
+
+/* window means and their adjoint, the spread, are each other's adjoint */
+static void vjp_poolavg(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    Shape xs = N(N(n)->in[0])->shape;
+    dx[0] = like(g, n, OP_POOLAVG_T, dy, 0, &xs);
+}
+
+static void vjp_poolavg_t(Graph *g, NodeId n, NodeId a, const bool *need, NodeId *dx)
+{
+    dx[0] = like(g, n, OP_POOLAVG, a, 0, NULL);
+}
+
+/* a function's own gradient: elaboration builds it from the vjp block */
+static void vjp_custom(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
+{
+    if (!g->custom_vjp)
+        nnd_fatal("internal error: a custom gradient is needed after elaboration");
+    NodeId d[2] = {0, 0};
+    g->custom_vjp(g->custom_ctx, g, n, dy, d);
+    dx[1] = need[1] ? d[0] : 0;
+    dx[2] = need[2] ? d[1] : 0;
+}
+
 static const VjpFn vjp_table[OP_COUNT] = {
 #define OP(id, text, arity, kind, infer, vjp) [OP_##id] = vjp,
 #include "ops.def"

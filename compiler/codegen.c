@@ -23,6 +23,25 @@ const RuntimeSymbol codegen_runtime_symbols[] = {
     {"nnd_cos", (void *)nnd_cos},
     {"nnd_pow", (void *)nnd_pow},
     {"nnd_clock_ns", (void *)nnd_clock_ns},
+    {"nnd_random_uniform", (void *)nnd_random_uniform},
+    {"nnd_conv2d_f32", (void *)nnd_conv2d_f32},
+    {"nnd_conv2d_grad_input_f32", (void *)nnd_conv2d_grad_input_f32},
+    {"nnd_conv2d_grad_weight_f32", (void *)nnd_conv2d_grad_weight_f32},
+    {"nnd_conv2d_f64", (void *)nnd_conv2d_f64},
+    {"nnd_conv2d_grad_input_f64", (void *)nnd_conv2d_grad_input_f64},
+    {"nnd_conv2d_grad_weight_f64", (void *)nnd_conv2d_grad_weight_f64},
+    {"nnd_maxpool_gather_f32", (void *)nnd_maxpool_gather_f32},
+    {"nnd_maxpool_scatter_f32", (void *)nnd_maxpool_scatter_f32},
+    {"nnd_maxpool_gather_f64", (void *)nnd_maxpool_gather_f64},
+    {"nnd_maxpool_scatter_f64", (void *)nnd_maxpool_scatter_f64},
+    {"nnd_avgpool_f32", (void *)nnd_avgpool_f32},
+    {"nnd_avgpool_grad_f32", (void *)nnd_avgpool_grad_f32},
+    {"nnd_avgpool_f64", (void *)nnd_avgpool_f64},
+    {"nnd_avgpool_grad_f64", (void *)nnd_avgpool_grad_f64},
+    {"nnd_take_rows_f32", (void *)nnd_take_rows_f32},
+    {"nnd_scatter_rows_f32", (void *)nnd_scatter_rows_f32},
+    {"nnd_take_rows_f64", (void *)nnd_take_rows_f64},
+    {"nnd_scatter_rows_f64", (void *)nnd_scatter_rows_f64},
 };
 const int codegen_runtime_symbol_count =
     (int)(sizeof codegen_runtime_symbols / sizeof codegen_runtime_symbols[0]);
@@ -563,6 +582,22 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
             }
             break;
         case OPK_SOURCE: {
+            if (n->op == OP_RANDSTEP) {
+                /* nnd_random_uniform(seed, key + step * golden, flat index) */
+                LLVMValueRef step = emit_cast(c, emit_scalar(c, n->in[0]), graph_node(c->g, n->in[0])->dtype, NND_F64);
+                LLVMValueRef st = LLVMBuildFPToUI(c->b, step, c->i64, "");
+                LLVMValueRef stream = LLVMBuildAdd(c->b, ci64(c, (int64_t)n->key),
+                                                   LLVMBuildMul(c->b, st, ci64(c, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+                LLVMValueRef flat = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+                LLVMValueRef args[3] = {ci64(c, (int64_t)(uint64_t)n->num), stream, flat};
+                LLVMTypeRef t[3] = {c->i64, c->i64, c->i64};
+                LLVMValueRef u = call(c, "nnd_random_uniform", c->f64, t, 3, args, true);
+                v = emit_cast(c, u, NND_F64, n->dtype);
+                if (n->dtype == NND_F32) /* [0, 1) in f32 too: 1 - 2^-25 and up round to 1 */
+                    v = select3v(c, fcmp(c, LLVMRealOGE, v, fconst(c, NND_F32, 1.0)),
+                                 fconst(c, NND_F32, 0x1.fffffep-1), v);
+                break;
+            }
             assert(n->op == OP_DIMSIZE);
             Node *r = graph_node(c->g, n->in[0]);
             LLVMValueRef p = ci64(c, 1);
@@ -611,6 +646,35 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
                     j.v[i] = LLVMBuildNSWAdd(c->b, ci64(c, start[i]),
                                              LLVMBuildNSWMul(c->b, ix->v[i], ci64(c, step[i]), ""), "");
                 v = emit(c, n->in[0], &j);
+            } else if (n->op == OP_CONCAT) {
+                /* a below the split on the axis, b from it on */
+                Node *bn = graph_node(c->g, n->in[1]);
+                int64_t split = in->shape.d[n->idx];
+                LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntSLT, ix->v[n->idx], ci64(c, split), "");
+                LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+                LLVMBasicBlockRef ya = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_a");
+                LLVMBasicBlockRef yb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_b");
+                LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_join");
+                (void)from;
+                LLVMBuildCondBr(c->b, first, ya, yb);
+                LLVMPositionBuilderAtEnd(c->b, ya);
+                for (int i = 0; i < n->shape.rank; i++)
+                    j.v[i] = ix->v[i];
+                LLVMValueRef va = emit(c, n->in[0], &j);
+                LLVMBasicBlockRef ya_end = LLVMGetInsertBlock(c->b);
+                LLVMBuildBr(c->b, join);
+                LLVMPositionBuilderAtEnd(c->b, yb);
+                Index jb = {bn->shape.rank, {0}, NULL, false};
+                for (int i = 0; i < n->shape.rank; i++)
+                    jb.v[i] = i == n->idx ? LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, split), "") : ix->v[i];
+                LLVMValueRef vb = emit(c, n->in[1], &jb);
+                LLVMBasicBlockRef yb_end = LLVMGetInsertBlock(c->b);
+                LLVMBuildBr(c->b, join);
+                LLVMPositionBuilderAtEnd(c->b, join);
+                v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
+                LLVMValueRef vals[2] = {va, vb};
+                LLVMBasicBlockRef blocks[2] = {ya_end, yb_end};
+                LLVMAddIncoming(v, vals, blocks, 2);
             } else { /* PAD: inside the slice, the input; elsewhere 0 */
                 const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
                 LLVMValueRef inside = LLVMConstInt(c->i1, 1, 0);
@@ -664,6 +728,9 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
             }
             break;
         }
+        case OPK_ALIAS:
+            v = emit(c, n->in[0], ix);
+            break;
         default:
             assert(0);
         }
@@ -698,6 +765,8 @@ static bool flat_ok(CG *c, NodeId id, int depth)
     }
     if (k == OPK_INDEX)
         return false;
+    if (k == OPK_ALIAS)
+        return flat_ok(c, n->in[0], depth + 1);
     for (int i = 0; i < n->nin; i++)
         if (!flat_ok(c, n->in[i], depth + 1))
             return false;
@@ -877,7 +946,12 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
     switch ((OpId)r->op) {
     case OP_SUM: case OP_MEAN: {
         LLVMValueRef acc = load_at(c, out, dt, o);
-        store_at(c, out, dt, o, is_float(dt) ? LLVMBuildFAdd(c->b, acc, x, "") : LLVMBuildAdd(c->b, acc, x, ""));
+        LLVMValueRef sum = is_float(dt) ? LLVMBuildFAdd(c->b, acc, x, "") : LLVMBuildAdd(c->b, acc, x, "");
+        /* a sum may be reassociated: once the accumulator is kept in a register (the
+         * innermost axis reduced), the loop vectorizes with several partial sums */
+        if (is_float(dt))
+            LLVMSetFastMathFlags(sum, LLVMFastMathAllowReassoc);
+        store_at(c, out, dt, o, sum);
         break;
     }
     case OP_RMAX: {
@@ -1016,6 +1090,135 @@ static LLVMValueRef buffer_base(CG *c, NodeId id)
     return buffer_ptr(c, c->s->home[id]);
 }
 
+/* An int64 array on the stack holding vals (the shape structs of the runtime). */
+static LLVMValueRef i64_struct(CG *c, LLVMValueRef *vals, int n)
+{
+    LLVMValueRef mem = LLVMBuildArrayAlloca(c->b, c->i64, ci64(c, n), "");
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef idx = ci64(c, i);
+        LLVMBuildStore(c->b, vals[i], LLVMBuildGEP2(c->b, c->i64, mem, &idx, 1, ""));
+    }
+    return mem;
+}
+
+static void gen_conv(CG *c, const Kernel *k)
+{
+    Node *n = graph_node(c->g, k->node);
+    /* x, w and y of the forward convolution, whatever this op computes */
+    NodeId xn = n->op == OP_CONV2D_GX ? k->node : n->in[0];
+    NodeId wn = n->op == OP_CONV2D_GW ? k->node : n->in[1];
+    NodeId yn = n->op == OP_CONV2D ? k->node : n->op == OP_CONV2D_GX ? n->in[0] : n->in[1];
+    const Shape *x = &graph_node(c->g, xn)->shape, *w = &graph_node(c->g, wn)->shape,
+                *y = &graph_node(c->g, yn)->shape;
+    ConvAttrs a = graph_conv_attrs(c->g, n);
+    LLVMValueRef f[16] = {dim(c, x->d[0]), dim(c, x->d[1]), dim(c, x->d[2]), dim(c, x->d[3]),
+                          dim(c, w->d[0]), dim(c, w->d[2]), dim(c, w->d[3]), dim(c, y->d[2]),
+                          dim(c, y->d[3]), ci64(c, a.sh), ci64(c, a.sw), ci64(c, a.ph),
+                          ci64(c, a.pw), ci64(c, a.dh), ci64(c, a.dw), ci64(c, a.groups)};
+    LLVMValueRef shape = i64_struct(c, f, 16);
+    bool f64 = n->dtype == NND_F64;
+    const char *name = n->op == OP_CONV2D ? (f64 ? "nnd_conv2d_f64" : "nnd_conv2d_f32")
+                     : n->op == OP_CONV2D_GX ? (f64 ? "nnd_conv2d_grad_input_f64" : "nnd_conv2d_grad_input_f32")
+                                             : (f64 ? "nnd_conv2d_grad_weight_f64" : "nnd_conv2d_grad_weight_f32");
+    LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
+    LLVMValueRef args[] = {pool, shape, buffer_base(c, n->in[0]), buffer_base(c, n->in[1]),
+                           buffer_base(c, k->node)};
+    LLVMTypeRef t[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr};
+    call(c, name, c->voidt, t, 5, args, false);
+}
+
+static void gen_pool(CG *c, const Kernel *k)
+{
+    Node *n = graph_node(c->g, k->node);
+    bool small_out = n->op == OP_POOLMAX || n->op == OP_POOLAVG;
+    NodeId xn = small_out || n->op == OP_POOLMAX_T ? n->in[0] : k->node;
+    NodeId yn = small_out ? k->node : n->in[n->nin - 1];
+    const Shape *x = &graph_node(c->g, xn)->shape, *y = &graph_node(c->g, yn)->shape;
+    PoolAttrs a = graph_pool_attrs(c->g, n);
+    LLVMValueRef f[12] = {dim(c, x->d[0]), dim(c, x->d[1]), dim(c, x->d[2]), dim(c, x->d[3]),
+                          dim(c, y->d[2]), dim(c, y->d[3]), ci64(c, a.kh), ci64(c, a.kw),
+                          ci64(c, a.sh), ci64(c, a.sw), ci64(c, a.ph), ci64(c, a.pw)};
+    LLVMValueRef shape = i64_struct(c, f, 12);
+    bool f64 = n->dtype == NND_F64;
+    static const char *names[4][2] = {{"nnd_maxpool_gather_f32", "nnd_maxpool_gather_f64"},
+                                      {"nnd_maxpool_scatter_f32", "nnd_maxpool_scatter_f64"},
+                                      {"nnd_avgpool_f32", "nnd_avgpool_f64"},
+                                      {"nnd_avgpool_grad_f32", "nnd_avgpool_grad_f64"}};
+    int which = n->op == OP_POOLMAX ? 0 : n->op == OP_POOLMAX_T ? 1 : n->op == OP_POOLAVG ? 2 : 3;
+    LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
+    LLVMValueRef args[5] = {pool, shape, buffer_base(c, n->in[0])};
+    LLVMTypeRef t[5] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr};
+    int na = 3;
+    if (n->nin == 2)
+        args[na++] = buffer_base(c, n->in[1]);
+    args[na++] = buffer_base(c, k->node);
+    call(c, names[which][f64], c->voidt, t, na, args, false);
+}
+
+/* take / scatter_add: every index checked first; a bad one sets the status and the
+ * rows are not touched */
+static void gen_rows(CG *c, const Kernel *k)
+{
+    Node *n = graph_node(c->g, k->node);
+    bool take = n->op == OP_TAKE;
+    NodeId idxn = take ? n->in[1] : n->in[0], rowsn = take ? n->in[0] : n->in[1];
+    Node *tbl = graph_node(c->g, take ? n->in[0] : k->node);
+    Node *idx = graph_node(c->g, idxn);
+    int64_t rows = tbl->shape.d[0], width = 1;
+    for (int i = 1; i < tbl->shape.rank; i++)
+        width *= tbl->shape.d[i];
+    LLVMValueRef count = ci64(c, 1);
+    for (int i = 0; i < idx->shape.rank; i++)
+        count = LLVMBuildNSWMul(c->b, count, dim(c, idx->shape.d[i]), "");
+    LLVMValueRef ip = buffer_base(c, idxn);
+    /* bad = any index outside [0, rows) */
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "chk");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "chk_body");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "chk_done");
+    LLVMBuildBr(c->b, head);
+    LLVMPositionBuilderAtEnd(c->b, head);
+    LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "");
+    LLVMValueRef bad = LLVMBuildPhi(c->b, c->i1, "");
+    LLVMValueRef zero = ci64(c, 0), no = LLVMConstInt(c->i1, 0, 0);
+    LLVMAddIncoming(i, &zero, &pre, 1);
+    LLVMAddIncoming(bad, &no, &pre, 1);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, count, ""), body, done);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    LLVMValueRef l = LLVMBuildLoad2(c->b, c->i32, LLVMBuildGEP2(c->b, c->i32, ip, &i, 1, ""), "");
+    LLVMValueRef out = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)rows, 0), ""), "");
+    LLVMValueRef bad2 = LLVMBuildOr(c->b, bad, out, "");
+    LLVMValueRef i2 = LLVMBuildNSWAdd(c->b, i, ci64(c, 1), "");
+    LLVMAddIncoming(i, &i2, &body, 1);
+    LLVMAddIncoming(bad, &bad2, &body, 1);
+    LLVMBuildBr(c->b, head);
+    LLVMPositionBuilderAtEnd(c->b, done);
+    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "rows_ok");
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "rows_after");
+    LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "rows_bad");
+    LLVMBuildCondBr(c->b, bad, set, ok);
+    LLVMPositionBuilderAtEnd(c->b, set);
+    LLVMValueRef so = ci64(c, (int64_t)offsetof(NndStepArgs, status));
+    LLVMBuildStore(c->b, LLVMConstInt(c->i32, NND_STATUS_INDEX_RANGE, 0),
+                   LLVMBuildGEP2(c->b, c->i8, c->args, &so, 1, ""));
+    LLVMBuildBr(c->b, after);
+    LLVMPositionBuilderAtEnd(c->b, ok);
+    bool f64 = n->dtype == NND_F64;
+    if (take) {
+        LLVMValueRef args[] = {buffer_base(c, rowsn), ip, count, ci64(c, width), buffer_base(c, k->node)};
+        LLVMTypeRef t[] = {c->ptr, c->ptr, c->i64, c->i64, c->ptr};
+        call(c, f64 ? "nnd_take_rows_f64" : "nnd_take_rows_f32", c->voidt, t, 5, args, false);
+    } else {
+        LLVMValueRef args[] = {buffer_base(c, rowsn), ip, count, ci64(c, width), ci64(c, rows),
+                               buffer_base(c, k->node)};
+        LLVMTypeRef t[] = {c->ptr, c->ptr, c->i64, c->i64, c->i64, c->ptr};
+        call(c, f64 ? "nnd_scatter_rows_f64" : "nnd_scatter_rows_f32", c->voidt, t, 6, args, false);
+    }
+    LLVMBuildBr(c->b, after);
+    LLVMPositionBuilderAtEnd(c->b, after);
+}
+
 static void gen_matmul(CG *c, const Kernel *k)
 {
     Node *n = graph_node(c->g, k->node);
@@ -1099,7 +1302,7 @@ static void gen_function(CG *c, const CodegenFunction *f)
     bool *kflat = xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), 1);
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
-        if (k->kind == KER_MATMUL)
+        if (k->kind == KER_CALL)
             continue;
         char name[256];
         snprintf(name, sizeof name, "%s_k%d", f->name, i);
@@ -1152,8 +1355,16 @@ static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, co
                             LLVMValueRef pool)
 {
     {
-        if (k->kind == KER_MATMUL) {
-            gen_matmul(c, k);
+        if (k->kind == KER_CALL) {
+            int op = graph_node(c->g, k->node)->op;
+            if (op == OP_MATMUL)
+                gen_matmul(c, k);
+            else if (op == OP_CONV2D || op == OP_CONV2D_GX || op == OP_CONV2D_GW)
+                gen_conv(c, k);
+            else if (op == OP_TAKE || op == OP_SCATTER_ADD)
+                gen_rows(c, k);
+            else
+                gen_pool(c, k);
             return;
         }
         LLVMValueRef n = kernel_extent(c, k, k->kind == KER_LOOP && kflat[i]);

@@ -165,14 +165,21 @@ void model_free(Model *m)
 bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,
                 size_t errlen)
 {
-    NndNamedTensor *named = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(NndNamedTensor));
+    /* the parameters, then the layers' own state (batch_norm's running statistics):
+     * what the model needs to run; optimizer state is not part of a model */
+    int n = p->params.n + p->states.n;
+    NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
+    int count = 0;
     for (int i = 0; i < p->params.n; i++)
-        named[i] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
+        named[count++] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
+    for (int i = 0; i < p->states.n; i++)
+        if (p->states.v[i].param < 0)
+            named[count++] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
     char steps_s[32];
     snprintf(steps_s, sizeof steps_s, "%lld", (long long)steps);
     NndStrPair meta[] = {{"format", "nnd"}, {"steps", steps_s}};
     NndErr e;
-    bool ok = nnd_safetensors_write(path, named, p->params.n, meta, 2, &e) == 0;
+    bool ok = nnd_safetensors_write(path, named, count, meta, 2, &e) == 0;
     if (!ok)
         snprintf(err, errlen, "%s", e.msg);
     free(named);
@@ -207,7 +214,8 @@ static void interp_entry(NndStepArgs *a)
     ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
     char err[512];
     if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
-        a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE : 2;
+        a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE
+                    : strstr(err, "index") ? NND_STATUS_INDEX_RANGE : 3;
     } else if (f->kind == IK_STEP) {
         a->out[0] = out[0].v[0];
         for (int i = 0; i < p->updates.n; i++) {
@@ -404,7 +412,7 @@ void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
     if (!x->profile || steps < 1)
         return;
     const Schedule *s = &x->step_sched;
-    static const char *kinds[] = {"loop", "reduce", "matmul"};
+    static const char *kinds[] = {"loop", "reduce", "call"};
     int64_t total = 0, update = 0, values = 0;
     for (int k = 0; k < s->kernels.n; k++)
         total += x->profile[k];
@@ -705,6 +713,12 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
     if (rc == NND_EXIT_OK) {
         if (failed) {
             fprintf(out, "gradcheck FAILED for %d of %d parameters\n", failed, which.n);
+            /* a vjp block may be meant to differ from the derivative */
+            if (p->custom_vjps)
+                fprintf(out, "note: the gradient goes through a fn with its own vjp block; a "
+                             "block that is meant to differ from the true derivative (a "
+                             "straight-through estimator, gradient reversal) fails here by "
+                             "design\n");
             rc = NND_EXIT_ERROR;
         } else {
             fprintf(out, "gradcheck passed: %d parameters\n", which.n);

@@ -86,6 +86,17 @@ typedef struct Frame {
     const char *name;
 } Frame;
 
+/* A call of a fn with a vjp block: what its gradient is built from. */
+typedef struct CustomGrad {
+    const Ast *fn;
+    Module *mod;
+    LayerInst *self;
+    Binding *params; /* the arguments as bound */
+    int nparams;
+    int which[2]; /* the parameters that are in[1], in[2] of the CUSTOM node */
+    int nwhich;
+} CustomGrad;
+
 typedef struct Group {
     Value opt;
     VEC(Binding) hypers;
@@ -114,6 +125,12 @@ typedef struct Elab {
     const char *bind_path;
     VEC(LayerInst *) layers;
     VEC(Group *) groups;
+    /* train mode (the loss) or eval mode (eval metrics, forward): `training` */
+    bool training;
+    /* assignments to layer state become updates: set while the loss is elaborated */
+    bool record_state;
+    int rand_draws; /* rand_like calls so far: each gets its own stream */
+    VEC(CustomGrad) customs;
 } Elab;
 
 static Value ev(Elab *e, Scope *s, const Ast *x);
@@ -136,7 +153,7 @@ static const char *vk_name(const Value *v)
     case V_LAYER: return "a layer";
     case V_FN: return "a function";
     case V_DECL: return v->decl->kind == AST_OPTIMIZER ? "an optimizer declaration" : "a layer declaration";
-    case V_BUILTIN: return "a built-in function";
+    case V_BUILTIN: return v->args ? "an initializer with its arguments" : "a built-in function";
     case V_OPT: return "an optimizer";
     default: return "an invalid value";
     }
@@ -380,7 +397,11 @@ static NodeId to_node(Elab *e, Value v, Span span)
     case V_ERR:
         return 0;
     default:
-        eerr(e, span, "expected a tensor, got %s", vk_name(&v));
+        if (v.k == V_BUILTIN && v.args)
+            eerr(e, span, "'%s' draws a parameter's initial values; it can only be used in a "
+                          "parameter initializer", builtin_info[v.builtin].name);
+        else
+            eerr(e, span, "expected a tensor, got %s", vk_name(&v));
         return 0;
     }
 }
@@ -757,6 +778,8 @@ static Value lookup(Elab *e, Scope *s, const char *name, Span span)
     int bi = builtin_find(name);
     if (bi >= 0)
         return (Value){.k = V_BUILTIN, .builtin = bi};
+    if (strcmp(name, "training") == 0)
+        return vbool(e->training);
     double c;
     if (builtin_constant(name, &c))
         return vfloat(c);
@@ -772,31 +795,44 @@ static const char *join_path(Elab *e, const char *a, const char *b)
     return arena_printf(&e->p->arena, "%s.%s", a, b);
 }
 
-/* Every parameter of a layer and its sub-layers, in declaration order. */
-static void layer_params(Elab *e, LayerInst *l, IntVec *out, int depth)
+/* Every parameter in a value: a parameter, a layer and its sub-layers, or a list
+ * of them, in declaration order. */
+static void value_params(Elab *e, const Value *v, IntVec *out, int depth)
 {
     if (depth > MAX_CALL_DEPTH)
         return;
-    for (int i = 0; i < l->members.n; i++) {
-        Value *v = &l->members.v[i].v;
-        if (v->k == V_NODE && nd(e, v->node)->op == OP_PARAM) {
-            int idx = nd(e, v->node)->idx;
-            bool dup = false;
-            for (int k = 0; k < out->n; k++)
-                dup |= out->v[k] == idx;
-            if (!dup)
-                vec_push(out, idx);
-        } else if (v->k == V_LAYER && v->layer != l) {
-            layer_params(e, v->layer, out, depth + 1);
+    if (v->k == V_NODE && nd(e, v->node)->op == OP_PARAM) {
+        int idx = nd(e, v->node)->idx;
+        bool dup = false;
+        for (int k = 0; k < out->n; k++)
+            dup |= out->v[k] == idx;
+        if (!dup)
+            vec_push(out, idx);
+    } else if (v->k == V_LAYER) {
+        for (int i = 0; i < v->layer->members.n; i++) {
+            const Value *m = &v->layer->members.v[i].v;
+            if (m->k != V_LAYER || m->layer != v->layer)
+                value_params(e, m, out, depth + 1);
         }
+    } else if (v->k == V_LIST) {
+        for (int i = 0; i < v->list->n; i++)
+            value_params(e, &v->list->v[i], out, depth + 1);
     }
+}
+
+static void layer_params(Elab *e, LayerInst *l, IntVec *out, int depth)
+{
+    Value v = {.k = V_LAYER, .layer = l};
+    value_params(e, &v, out, depth);
 }
 
 /* ---- calls ---- */
 
 static void args_free(Args *a) { (void)a; }
 
-static bool eval_args(Elab *e, Scope *s, const AstList *list, Args *out)
+/* Evaluates call arguments.  list_path: where layers created in a list argument
+ * are bound (the arguments of a layer being created: Sequential([Dense(...), ...])). */
+static bool eval_args(Elab *e, Scope *s, const AstList *list, Args *out, const char *list_path)
 {
     out->n = 0;
     if (list->n > MAX_ARGS) {
@@ -809,7 +845,10 @@ static bool eval_args(Elab *e, Scope *s, const AstList *list, Args *out)
     for (int i = 0; i < list->n; i++) {
         const Ast *a = list->v[i];
         bool kw = a->kind == AST_KWARG;
-        out->v[i] = ev(e, s, kw ? a->a : a);
+        const Ast *ax = kw ? a->a : a;
+        e->bind_path = ax->kind == AST_LIST ? list_path : NULL;
+        out->v[i] = ev(e, s, ax);
+        e->bind_path = NULL;
         out->kw[i] = kw ? a->name : NULL;
         out->span[i] = a->span;
         if (out->v[i].k == V_ERR)
@@ -912,6 +951,142 @@ static Value run_body(Elab *e, Scope *s, const Ast *fn)
     return last;
 }
 
+/* After a layer method ran in train mode: the final values of the layer's state
+ * names are the state's new values, one update per state and step. */
+static void record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
+{
+    for (int i = 0; i < self->members.n; i++) {
+        Binding *m = &self->members.v[i];
+        if (m->v.k != V_NODE || nd(e, m->v.node)->op != OP_STATE)
+            continue;
+        Binding *b = NULL;
+        for (int k = s->b.n - 1; k >= first && !b; k--)
+            if (strcmp(s->b.v[k].name, m->name) == 0)
+                b = &s->b.v[k];
+        if (!b || b->v.k == V_ERR || (b->v.k == V_NODE && b->v.node == m->v.node))
+            continue;
+        Node *st = nd(e, m->v.node);
+        StateInfo *si = &e->p->states.v[st->idx];
+        for (int k = 0; k < e->p->updates.n; k++)
+            if (e->p->updates.v[k].is_state && e->p->updates.v[k].index == st->idx) {
+                eerr(e, b->span, "state '%s' is updated twice in one step: a layer with state can "
+                                 "be applied once per training step", si->name);
+                return;
+            }
+        NodeId v = to_node(e, b->v, b->span);
+        if (!v)
+            continue;
+        v = gb_cast(e->g, v, (NndDType)st->dtype, b->span);
+        Shape bs;
+        char err[512];
+        if (!shape_broadcast(e->g, &nd(e, v)->shape, &st->shape, &bs, err, sizeof err) ||
+            !shape_equal(&bs, &st->shape)) {
+            eerr(e, b->span, "the new value of state '%s' has shape %s but the state is %s",
+                 m->name, shape_str(e, &nd(e, v)->shape), shape_str(e, &st->shape));
+            continue;
+        }
+        Update u = {true, st->idx, gb_broadcast(e->g, v, &st->shape, b->span)};
+        vec_push(&e->p->updates, u);
+    }
+}
+
+/* The result of a fn with a vjp block: a CUSTOM node whose value is the result and
+ * whose gradient the block gives (elab_custom_vjp). */
+static Value custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Scope *s,
+                           int nparams, Value r, Span span)
+{
+    if (r.k != V_NODE)
+        return r; /* a number: nothing to differentiate */
+    CustomGrad cg = {fn, mod, self, NULL, nparams, {0, 0}, 0};
+    Node n = {.op = OP_CUSTOM, .nin = 1, .in = {r.node}, .idx = e->customs.n};
+    /* nparams bindings: the parameters and the dimension names their types bound */
+    for (int i = 0; i < fn->list.n; i++) {
+        Value v = verr();
+        for (int k = 0; k < nparams; k++)
+            if (strcmp(s->b.v[k].name, fn->list.v[i]->name) == 0)
+                v = s->b.v[k].v;
+        if (v.k != V_NODE || !dtype_is_float(nd(e, v.node)->dtype))
+            continue;
+        if (cg.nwhich == 2)
+            return eerr(e, span, "a fn with a vjp block takes at most two tensor arguments; "
+                                 "'%s' is given more", fn->name);
+        cg.which[cg.nwhich++] = i;
+        n.in[n.nin++] = v.node;
+    }
+    cg.params = arena_alloc(&e->arena, sizeof(Binding) * (size_t)(nparams ? nparams : 1));
+    memcpy(cg.params, s->b.v, sizeof(Binding) * (size_t)nparams);
+    vec_push(&e->customs, cg);
+    return vnode(mk(e, n, span));
+}
+
+/* Graph.custom_vjp: runs the vjp block of the call behind CUSTOM node n. */
+static void elab_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
+{
+    Elab *e = ctx;
+    Node *cn = graph_node(g, n);
+    CustomGrad *cg = &e->customs.v[cn->idx];
+    const Ast *vjp = cg->fn->c;
+    if (e->depth == MAX_CALL_DEPTH) {
+        eerr(e, vjp->span, "calls nested more than %d deep", MAX_CALL_DEPTH);
+        return;
+    }
+    Scope s = {.mod = cg->mod, .self = cg->self};
+    for (int i = 0; i < cg->nparams; i++)
+        vec_push(&s.b, cg->params[i]);
+    bind(&s, vjp->list.n == 2 ? vjp->list.v[0]->name : "y", vnode(n), vjp->span);
+    bind(&s, vjp->list.n == 2 ? vjp->list.v[1]->name : "dy", vnode(dy), vjp->span);
+    e->frames[e->depth++] = (Frame){vjp, vjp->span,
+                                    arena_printf(&e->arena, "the vjp block of '%s'", cg->fn->name)};
+    Value r = run_body(e, &s, vjp);
+    e->depth--;
+    int np = cg->fn->list.n;
+    const Ast *last = vjp->list2.n ? vjp->list2.v[vjp->list2.n - 1] : vjp;
+    if (r.k == V_ERR) {
+        vec_free(&s.b);
+        return;
+    }
+    /* a list gives the gradients of the parameters in order (those left out get
+     * none); anything else is the first parameter's */
+    bool per_param = np > 1 && r.k == V_LIST;
+    if (per_param && r.list->n > np) {
+        eerr(e, last->span, "the vjp block of '%s' gives %d gradients, but it has %d parameters",
+             cg->fn->name, r.list->n, np);
+        vec_free(&s.b);
+        return;
+    }
+    for (int k = 0; k < cg->nwhich; k++) {
+        int pi = cg->which[k];
+        if (per_param ? pi >= r.list->n : pi != 0)
+            continue;
+        Value gv = per_param ? r.list->v[pi] : r;
+        if (gv.k == V_NUM && gv.num == 0)
+            continue; /* no gradient */
+        NodeId gn = to_node(e, gv, last->span);
+        if (!gn)
+            continue;
+        NodeId target = cn->in[1 + k];
+        Node *t = nd(e, target);
+        Shape ts = t->shape;
+        NndDType tdt = (NndDType)t->dtype;
+        gn = gb_cast(g, gn, tdt, last->span);
+        Shape bs;
+        char err[512];
+        const Shape *gs = &nd(e, gn)->shape;
+        if (shape_broadcast(g, gs, &ts, &bs, err, sizeof err) && shape_equal(&bs, &ts)) {
+            gn = gb_broadcast(g, gn, &ts, last->span);
+        } else if (shape_broadcast(g, gs, &ts, &bs, err, sizeof err) && shape_equal(&bs, gs)) {
+            gn = gb_sum_to(g, gn, &ts, last->span); /* the parameter was broadcast */
+        } else {
+            eerr(e, last->span, "the gradient for '%s' has shape %s, but '%s' is %s",
+                 cg->fn->list.v[pi]->name, shape_str(e, gs), cg->fn->list.v[pi]->name,
+                 shape_str(e, &ts));
+            continue;
+        }
+        dx[k] = gn;
+    }
+    vec_free(&s.b);
+}
+
 static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args *args,
                      Span span)
 {
@@ -926,14 +1101,58 @@ static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args 
     e->frames[e->depth++] = (Frame){fn, span, name};
     Value r = verr();
     if (bind_params(e, &s, &fn->list, args, name, span)) {
+        int nparams = s.b.n;
         r = run_body(e, &s, fn);
         if (fn->a && r.k != V_ERR &&
             !check_type(e, &s, fn->a, &r, fn->b ? fn->b->span : fn->span, "result", NULL, false))
             r = verr();
+        if (self && e->training && e->record_state && r.k != V_ERR)
+            record_state_updates(e, self, &s, nparams);
+        if (fn->c && r.k != V_ERR)
+            r = custom_result(e, fn, mod, self, &s, nparams, r, span);
     }
     e->depth--;
     vec_free(&s.b);
     return r;
+}
+
+/* The shape and dtype of a `param` or layer `state` declaration. */
+static bool decl_shape(Elab *e, Scope *s, const Ast *st, const char *what, Shape *out, NndDType *dt)
+{
+    Shape shape = {st->a->list.n, {0}};
+    bool good = shape.rank <= NND_MAX_RANK;
+    if (!good)
+        eerr(e, st->a->span, "a %s has at most %d dimensions", what, NND_MAX_RANK);
+    for (int k = 0; good && k < shape.rank; k++) {
+        const Ast *dx = st->a->list.v[k];
+        Value dv = ev(e, s, dx);
+        int64_t n;
+        if (dv.k == V_DIM) {
+            eerr(e, dx->span, "a %s's shape cannot depend on the batch size", what);
+            good = false;
+        } else if (!to_int(e, dv, dx->span, arena_printf(&e->arena, "a %s dimension", what), &n)) {
+            good = false;
+        } else if (n < 1) {
+            eerr(e, dx->span, "%s dimension is %lld; it must be at least 1", what, (long long)n);
+            good = false;
+        } else {
+            shape.d[k] = n;
+        }
+    }
+    *dt = e->p->float_dtype;
+    if (st->a->name) {
+        if (strcmp(st->a->name, "f64") == 0)
+            *dt = NND_F64;
+        else if (strcmp(st->a->name, "f32") == 0)
+            *dt = e->p->float_dtype == NND_F64 ? NND_F64 : NND_F32;
+        else {
+            eerr(e, st->a->span, "%s", *what == 'p' ? "parameters are trained, so they must be f32 or f64"
+                                                     : "layer state must be f32 or f64");
+            good = false;
+        }
+    }
+    *out = shape;
+    return good;
 }
 
 static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span span)
@@ -974,39 +1193,56 @@ static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span
             e->bind_path = NULL;
             Binding b = {st->a->name, v, st->span};
             vec_push(&l->members, b);
-        } else if (st->kind == AST_PARAM_DECL) {
-            Shape shape = {st->a->list.n, {0}};
-            bool good = shape.rank <= NND_MAX_RANK;
-            if (!good)
-                eerr(e, st->a->span, "a parameter has at most %d dimensions", NND_MAX_RANK);
-            for (int k = 0; good && k < shape.rank; k++) {
-                const Ast *dx = st->a->list.v[k];
-                Value dv = ev(e, &s, dx);
-                int64_t n;
-                if (dv.k == V_DIM) {
-                    eerr(e, dx->span, "a parameter's shape cannot depend on the batch size");
-                    good = false;
-                } else if (!to_int(e, dv, dx->span, "a parameter dimension", &n)) {
-                    good = false;
-                } else if (n < 1) {
-                    eerr(e, dx->span, "parameter dimension is %lld; it must be at least 1",
-                         (long long)n);
-                    good = false;
+        } else if (st->kind == AST_STATE_DECL) {
+            Shape shape;
+            NndDType dt;
+            if (!decl_shape(e, &s, st, "layer state", &shape, &dt)) {
+                ok = false;
+                break;
+            }
+            const char *sname = join_path(e, path, st->name);
+            e->in_init = true;
+            e->init_shape = shape;
+            e->init_dtype = dt;
+            e->init_name = sname;
+            e->init_draws = 0;
+            e->fan_in = e->fan_out = 1;
+            Value iv = ev(e, &s, st->b);
+            if (iv.k == V_FN || (iv.k == V_BUILTIN && builtin_info[iv.builtin].ctx == BCTX_INIT)) {
+                Args none = {0};
+                iv = call_value(e, iv, &none, st->b->span, NULL);
+            }
+            e->in_init = false;
+            NodeId init = iv.k == V_ERR ? 0 : to_node(e, iv, st->b->span);
+            if (init) {
+                init = gb_cast(e->g, init, dt, st->b->span);
+                Shape bs;
+                char err[512];
+                if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err, sizeof err) ||
+                    !shape_equal(&bs, &shape) || depends_on_data(e, init)) {
+                    eerr(e, st->b->span, "layer state '%s' starts with %s; it needs a value of "
+                                         "shape %s that does not depend on data",
+                         st->name, shape_str(e, &nd(e, init)->shape), shape_str(e, &shape));
+                    init = 0;
                 } else {
-                    shape.d[k] = n;
+                    init = gb_broadcast(e->g, init, &shape, st->b->span);
                 }
             }
-            NndDType dt = e->p->float_dtype;
-            if (st->a->name) {
-                if (strcmp(st->a->name, "f64") == 0)
-                    dt = NND_F64;
-                else if (strcmp(st->a->name, "f32") == 0)
-                    dt = e->p->float_dtype == NND_F64 ? NND_F64 : NND_F32;
-                else {
-                    eerr(e, st->a->span, "parameters are trained, so they must be f32 or f64");
-                    good = false;
-                }
+            if (!init) {
+                ok = false;
+                break;
             }
+            Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->states.n,
+                       .name = sname, .span = st->span};
+            NodeId id = graph_append(e->g, &sn);
+            StateInfo si = {sname, -1, id, init, st->span};
+            vec_push(&e->p->states, si);
+            Binding b = {st->name, vnode(id), st->span};
+            vec_push(&l->members, b);
+        } else if (st->kind == AST_PARAM_DECL) {
+            Shape shape;
+            NndDType dt;
+            bool good = decl_shape(e, &s, st, "parameter", &shape, &dt);
             if (!st->b) {
                 eerr(e, st->span,
                      "parameter '%s' needs an initializer, like `= glorot_uniform` or `= 0`",
@@ -1039,9 +1275,9 @@ static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span
             e->init_name = pname;
             e->init_draws = 0;
             Value iv = ev(e, &s, st->b);
-            if (iv.k == V_FN) {
+            if (iv.k == V_FN || (iv.k == V_BUILTIN && builtin_info[iv.builtin].ctx == BCTX_INIT)) {
                 Args none = {0};
-                iv = call_fn(e, iv.decl, iv.mod, iv.layer, &none, st->b->span);
+                iv = call_value(e, iv, &none, st->b->span, NULL);
             }
             e->in_init = false;
             NodeId init = 0;
@@ -1115,6 +1351,8 @@ static Value call_value(Elab *e, Value callee, Args *args, Span span, const char
     case V_FN:
         return call_fn(e, callee.decl, callee.mod, callee.layer, args, span);
     case V_BUILTIN:
+        if (callee.args && args->n == 0) /* orthogonal(gain = 2), used as an initializer */
+            return builtin_call(e, callee.builtin, callee.args, span);
         return builtin_call(e, callee.builtin, args, span);
     case V_DECL:
         if (callee.decl->kind == AST_LAYER)
@@ -1351,6 +1589,18 @@ static Value ev_index(Elab *e, Scope *s, const Ast *x)
     Value o = ev(e, s, x->a);
     if (o.k == V_ERR)
         return o;
+    if (o.k == V_LIST && x->list.n == 1 && x->list.v[0]->kind != AST_SLICE) {
+        /* an element of a list: a layer of a sequence, a number of a pair */
+        int64_t k;
+        const Ast *it = x->list.v[0];
+        if (!to_int(e, ev(e, s, it), it->span, "an index", &k))
+            return verr();
+        int64_t len = o.list->n;
+        if (k < -len || k >= len)
+            return eerr(e, it->span, "index %lld is out of range for a list of %lld",
+                        (long long)k, (long long)len);
+        return o.list->v[k < 0 ? k + len : k];
+    }
     NodeId n = to_node(e, o, x->a->span);
     if (!n)
         return verr();
@@ -1461,7 +1711,8 @@ static Value ev(Elab *e, Scope *s, const Ast *x)
         e->bind_path = NULL;
         Value callee = x->a->kind == AST_MEMBER ? ev_member(e, s, x->a) : ev(e, s, x->a);
         Args args;
-        bool ok = eval_args(e, s, &x->list, &args);
+        const char *list_path = callee.k == V_DECL && callee.decl->kind == AST_LAYER ? saved : NULL;
+        bool ok = eval_args(e, s, &x->list, &args, list_path);
         e->bind_path = saved;
         if (!ok || callee.k == V_ERR)
             return verr();
@@ -1475,14 +1726,19 @@ static Value ev(Elab *e, Scope *s, const Ast *x)
     case AST_INDEX:
         return ev_index(e, s, x);
     case AST_LIST: {
+        /* layers created in a list being bound are named by position: body.0 */
+        const char *path = e->bind_path;
         VList *l = arena_alloc(&e->arena, sizeof *l);
         l->n = x->list.n;
         l->v = arena_alloc(&e->arena, sizeof(Value) * (size_t)(l->n ? l->n : 1));
         for (int i = 0; i < l->n; i++) {
+            e->bind_path = path ? join_path(e, path, arena_printf(&e->arena, "%d", i)) : NULL;
             l->v[i] = ev(e, s, x->list.v[i]);
+            e->bind_path = NULL;
             if (l->v[i].k == V_ERR)
                 return verr();
         }
+        e->bind_path = path;
         return (Value){.k = V_LIST, .list = l};
     }
     default:
@@ -1570,6 +1826,113 @@ static Value reduce(Elab *e, int id, OpId op, Args *a, Span span)
                     span));
 }
 
+/* A pair of integers (height, width) from a number or a two-element list; dflt when
+ * the argument is absent. */
+static bool int_pair(Elab *e, Value *v, Span span, const char *what, int64_t dflt, int64_t lo,
+                     int64_t out[2])
+{
+    out[0] = out[1] = dflt;
+    if (!v)
+        return true;
+    if (v->k == V_LIST) {
+        if (v->list->n != 2) {
+            eerr(e, span, "%s takes one number or two, [height, width]", what);
+            return false;
+        }
+        for (int i = 0; i < 2; i++)
+            if (!to_int(e, v->list->v[i], span, what, &out[i]))
+                return false;
+    } else if (!to_int(e, *v, span, what, &out[0])) {
+        return false;
+    } else {
+        out[1] = out[0];
+    }
+    for (int i = 0; i < 2; i++)
+        if (out[i] < lo || out[i] > (1 << 20)) {
+            eerr(e, span, "%s is %lld; it must be at least %lld", what, (long long)out[i],
+                 (long long)lo);
+            return false;
+        }
+    return true;
+}
+
+static Value conv2d(Elab *e, Args *a, Span span)
+{
+    int id = BI_CONV2D;
+    NodeId x = float_node(e, *barg(a, id, 0), bspan(a, id, 0, span));
+    NodeId w = float_node(e, *barg(a, id, 1), bspan(a, id, 1, span));
+    if (!x || !w)
+        return verr();
+    if (nd(e, x)->shape.rank != 4 || nd(e, w)->shape.rank != 4)
+        return eerr(e, span, "conv2d takes x as [N, C, H, W] and w as [out, C / groups, kh, kw], "
+                             "got %s and %s", shape_str(e, &nd(e, x)->shape),
+                    shape_str(e, &nd(e, w)->shape));
+    int64_t st[2], pd[2], dl[2], groups = 1;
+    if (!int_pair(e, barg(a, id, 2), bspan(a, id, 2, span), "stride", 1, 1, st) ||
+        !int_pair(e, barg(a, id, 4), bspan(a, id, 4, span), "dilation", 1, 1, dl))
+        return verr();
+    Value *pv = barg(a, id, 3);
+    if (pv && pv->k == V_STR) {
+        /* "valid": none; "same": the output keeps the input's size (stride 1) */
+        if (strcmp(pv->str, "valid") == 0) {
+            pd[0] = pd[1] = 0;
+        } else if (strcmp(pv->str, "same") == 0) {
+            if (st[0] != 1 || st[1] != 1)
+                return eerr(e, bspan(a, id, 3, span), "padding = \"same\" needs stride 1");
+            for (int i = 0; i < 2; i++) {
+                int64_t total = dl[i] * (nd(e, w)->shape.d[2 + i] - 1);
+                if (total % 2)
+                    return eerr(e, bspan(a, id, 3, span),
+                                "padding = \"same\" needs an odd kernel (times dilation): it "
+                                "would pad one side more than the other");
+                pd[i] = total / 2;
+            }
+        } else {
+            return eerr(e, bspan(a, id, 3, span), "padding is a number, a pair, \"same\" or "
+                                                  "\"valid\", not \"%s\"", pv->str);
+        }
+    } else if (!int_pair(e, pv, bspan(a, id, 3, span), "padding", 0, 0, pd)) {
+        return verr();
+    }
+    Value *gv = barg(a, id, 5);
+    if (gv && !to_int(e, *gv, bspan(a, id, 5, span), "groups", &groups))
+        return verr();
+    if (groups < 1)
+        return eerr(e, bspan(a, id, 5, span), "groups must be at least 1");
+    int64_t ints[7] = {st[0], st[1], pd[0], pd[1], dl[0], dl[1], groups};
+    if (nd(e, x)->dtype != nd(e, w)->dtype) {
+        NndDType dt = dtype_rank_max((NndDType)nd(e, x)->dtype, (NndDType)nd(e, w)->dtype);
+        x = gb_cast(e->g, x, dt, span);
+        w = gb_cast(e->g, w, dt, span);
+    }
+    return vnode(mk(e, (Node){.op = OP_CONV2D, .nin = 2, .in = {x, w},
+                              .pool = graph_pool_ints(e->g, ints, 7)}, span));
+}
+
+static Value pool2d(Elab *e, int id, Args *a, Span span)
+{
+    NodeId x = float_node(e, *barg(a, id, 0), bspan(a, id, 0, span));
+    if (!x)
+        return verr();
+    if (nd(e, x)->shape.rank != 4)
+        return eerr(e, span, "%s takes x as [N, C, H, W], got %s", builtin_info[id].name,
+                    shape_str(e, &nd(e, x)->shape));
+    int64_t k[2], st[2], pd[2];
+    if (!int_pair(e, barg(a, id, 1), bspan(a, id, 1, span), "kernel", 1, 1, k) ||
+        !int_pair(e, barg(a, id, 2), bspan(a, id, 2, span), "stride", 1, 1, st) ||
+        !int_pair(e, barg(a, id, 3), bspan(a, id, 3, span), "padding", 0, 0, pd))
+        return verr();
+    if (!barg(a, id, 2))
+        st[0] = k[0], st[1] = k[1];
+    if (2 * pd[0] > k[0] || 2 * pd[1] > k[1])
+        return eerr(e, bspan(a, id, 3, span), "padding must be at most half the kernel");
+    int64_t ints[6] = {k[0], k[1], st[0], st[1], pd[0], pd[1]};
+    uint32_t pool = graph_pool_ints(e->g, ints, 6);
+    if (id == BI_MAX_POOL2D)
+        return vnode(mk(e, (Node){.op = OP_POOLMAX, .nin = 2, .in = {x, x}, .pool = pool}, span));
+    return vnode(mk(e, (Node){.op = OP_POOLAVG, .nin = 1, .in = {x}, .pool = pool}, span));
+}
+
 static Value builtin_call(Elab *e, int id, Args *a, Span span)
 {
     const BuiltinInfo *bi = &builtin_info[id];
@@ -1586,9 +1949,16 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
     for (int i = 0; i < bi->required; i++)
         if (!barg(a, id, i))
             return eerr(e, span, "missing argument '%s' in call to '%s'", bi->params[i], bi->name);
-    if (bi->ctx == BCTX_INIT && !e->in_init)
-        return eerr(e, span, "'%s' draws a parameter's initial values; it can only be used in a "
-                             "parameter initializer", bi->name);
+    if (bi->ctx == BCTX_INIT && !e->in_init) {
+        /* outside an initializer, a call with arguments is an initializer to pass on:
+         * Dense(8, 8, init = orthogonal(gain = 2)); it draws when a parameter uses it */
+        if (a->n == 0)
+            return eerr(e, span, "'%s' draws a parameter's initial values; it can only be used "
+                                 "in a parameter initializer", bi->name);
+        Args *copy = arena_alloc(&e->arena, sizeof *copy);
+        *copy = *a;
+        return (Value){.k = V_BUILTIN, .builtin = id, .args = copy};
+    }
     if (bi->ctx == BCTX_DATA)
         return eerr(e, span, "'%s' describes a data set; it can only be used in a `data` statement",
                     bi->name);
@@ -1820,6 +2190,95 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
             return vnum(0);
         return vnode(total);
     }
+    case BI_CONV2D: return conv2d(e, a, span);
+    case BI_MAX_POOL2D:
+    case BI_AVG_POOL2D: return pool2d(e, id, a, span);
+    case BI_CONCAT: {
+        if (x->k != V_LIST || x->list->n < 1)
+            return eerr(e, bspan(a, id, 0, span), "concat takes a list of tensors: concat([a, b], axis = 1)");
+        int64_t axis = 0;
+        Value *av = barg(a, id, 1);
+        if (av && !to_int(e, *av, bspan(a, id, 1, span), "the axis", &axis))
+            return verr();
+        NodeId acc = 0;
+        for (int i = 0; i < x->list->n; i++) {
+            NodeId n = to_node(e, x->list->v[i], span);
+            if (!n)
+                return verr();
+            int r = nd(e, n)->shape.rank;
+            int64_t ax = axis < 0 ? axis + r : axis;
+            if (ax < 0 || ax >= r)
+                return eerr(e, span, "axis %lld is out of range for a tensor of rank %d",
+                            (long long)axis, r);
+            if (!acc) {
+                acc = n;
+                continue;
+            }
+            NndDType dt = dtype_rank_max((NndDType)nd(e, acc)->dtype, (NndDType)nd(e, n)->dtype);
+            acc = gb_cast(e->g, acc, dt, span);
+            n = gb_cast(e->g, n, dt, span);
+            acc = mk(e, (Node){.op = OP_CONCAT, .nin = 2, .in = {acc, n}, .idx = (int32_t)ax}, span);
+            if (!acc)
+                return verr();
+        }
+        return vnode(acc);
+    }
+    case BI_TAKE: {
+        NodeId t = float_node(e, *x, bspan(a, id, 0, span));
+        NodeId i = to_node(e, *barg(a, id, 1), bspan(a, id, 1, span));
+        if (!t || !i)
+            return verr();
+        return vnode(mk(e, (Node){.op = OP_TAKE, .nin = 2, .in = {t, i}}, span));
+    }
+    case BI_RAND_LIKE: {
+        NodeId n = to_node(e, *x, span);
+        if (!n)
+            return verr();
+        HyperInfo *h = &e->p->hypers.v[e->p->hyper_step];
+        /* f64: the step stays exact (an f32 count would repeat masks past 2^24) */
+        NodeId step = graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = NND_F64,
+                                                 .idx = e->p->hyper_step, .name = h->name,
+                                                 .span = span});
+        NndDType dt = dtype_is_float(nd(e, n)->dtype) ? (NndDType)nd(e, n)->dtype : e->p->float_dtype;
+        uint64_t key = nnd_stream_of("rand_like") + (uint64_t)e->rand_draws++ * 0x100000001B3ull;
+        return vnode(mk(e, (Node){.op = OP_RANDSTEP, .nin = 1, .in = {step},
+                                  .shape = nd(e, n)->shape, .dtype = (uint8_t)dt, .key = key,
+                                  .num = (double)e->p->seed}, span));
+    }
+    case BI_PAIR: {
+        int64_t v[2];
+        if (!int_pair(e, x, bspan(a, id, 0, span), "pair", 0, INT64_MIN / 2, v))
+            return verr();
+        VList *l = arena_alloc(&e->arena, sizeof *l);
+        l->n = 2;
+        l->v = arena_alloc(&e->arena, 2 * sizeof(Value));
+        l->v[0] = vnum((double)v[0]);
+        l->v[1] = vnum((double)v[1]);
+        return (Value){.k = V_LIST, .list = l};
+    }
+    case BI_SEQUENTIAL: {
+        if (x->k != V_LIST)
+            return eerr(e, bspan(a, id, 0, span), "sequential takes a list of layers and functions, "
+                                                  "not %s", vk_name(x));
+        Value v = *barg(a, id, 1);
+        for (int i = 0; i < x->list->n && v.k != V_ERR; i++) {
+            Args one = {.n = 1};
+            one.v[0] = v;
+            one.span[0] = span;
+            v = call_value(e, x->list->v[i], &one, span, NULL);
+        }
+        return v;
+    }
+    case BI_ORTHOGONAL: {
+        Value *gv = barg(a, id, 0);
+        NodeId gain = float_node(e, gv ? *gv : vnum(1), span);
+        if (!gain)
+            return verr();
+        gain = gb_cast(e->g, gain, e->init_dtype, span);
+        uint64_t key = nnd_stream_of(e->init_name) + (uint64_t)e->init_draws++;
+        return vnode(mk(e, (Node){.op = OP_ORTHO, .nin = 1, .in = {gain}, .shape = e->init_shape,
+                                  .dtype = (uint8_t)e->init_dtype, .key = key}, span));
+    }
     case BI_UNIFORM:
     case BI_NORMAL: {
         Value *lo = barg(a, id, 0), *hi = barg(a, id, 1);
@@ -2008,7 +2467,7 @@ static void elab_data(Elab *e, Scope *s, Module *m, const Ast *st)
         return;
     }
     Args a;
-    if (!eval_args(e, s, &src->list, &a))
+    if (!eval_args(e, s, &src->list, &a, NULL))
         return;
     for (int i = 0; i < a.n; i++)
         if (a.kw[i]) {
@@ -2275,10 +2734,8 @@ static void expand_update(Elab *e, Group *gr, int pi)
 static void mark_params(Elab *e, Value v, Span span, int *out_count, const char *what, int group)
 {
     IntVec ps = {0};
-    if (v.k == V_LAYER)
-        layer_params(e, v.layer, &ps, 0);
-    else if (v.k == V_NODE && nd(e, v.node)->op == OP_PARAM)
-        vec_push(&ps, nd(e, v.node)->idx);
+    if (v.k == V_LAYER || v.k == V_LIST || (v.k == V_NODE && nd(e, v.node)->op == OP_PARAM))
+        value_params(e, &v, &ps, 0);
     else if (v.k != V_ERR)
         eerr(e, span, "%s takes a layer or a parameter, not %s", what, vk_name(&v));
     for (int i = 0; i < ps.n; i++) {
@@ -2289,6 +2746,29 @@ static void mark_params(Elab *e, Value v, Span span, int *out_count, const char 
     }
     *out_count = ps.n;
     vec_free(&ps);
+}
+
+/* Whether expression x uses one of the names (as a plain name, not a member). */
+static bool ast_mentions(const Ast *x, const char *const *names, int n)
+{
+    if (!x)
+        return false;
+    if (x->kind == AST_NAME) {
+        for (int i = 0; i < n; i++)
+            if (strcmp(x->name, names[i]) == 0)
+                return true;
+        return false;
+    }
+    if (ast_mentions(x->a, names, n) || ast_mentions(x->b, names, n) ||
+        (x->kind != AST_FN && ast_mentions(x->c, names, n)))
+        return true;
+    for (int i = 0; i < x->list.n; i++)
+        if (ast_mentions(x->list.v[i], names, n))
+            return true;
+    for (int i = 0; i < x->list2.n; i++)
+        if (ast_mentions(x->list2.v[i], names, n))
+            return true;
+    return false;
 }
 
 static void elab_train(Elab *e, Module *m, const Ast *train)
@@ -2310,11 +2790,27 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         if (i != p->hyper_t)
             bind(&s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
     }
-    /* named values: numbers become run-time hyper-parameters */
+    /* named values: numbers become run-time hyper-parameters; a value computed from
+     * the data or the models (`let ce = cross_entropy(net(x), y)`) is named once they
+     * exist, before the loss */
+    StrVec later = {0};
+    vec_push(&later, "x");
+    vec_push(&later, "y");
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME)
+            vec_push(&later, st->a->name);
+    }
+    bool *deferred = xcalloc((size_t)train->list2.n + 1, 1);
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_LET)
             continue;
+        if (!find_override(e, st->name) && ast_mentions(st->a, later.v, later.n)) {
+            deferred[i] = true;
+            vec_push(&later, st->name);
+            continue;
+        }
         Override *o = find_override(e, st->name);
         Value v;
         if (o) {
@@ -2404,11 +2900,17 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             eerr(e, st->b->span, "'%s = ...' must create a model", nm);
         bind(&s, nm, v, st->span);
     }
+    for (int i = 0; i < train->list2.n; i++)
+        if (deferred[i])
+            bind(&s, train->list2.v[i]->name, ev(e, &s, train->list2.v[i]->a),
+                 train->list2.v[i]->span);
     if (diags_has_errors(e->d))
         goto done;
     /* loss */
     const Ast *ls = find_setting(train, "loss");
+    e->record_state = true;
     Value lv = ev(e, &s, ls->b);
+    e->record_state = false;
     if (lv.k == V_ERR)
         goto done;
     if (lv.k != V_NODE) {
@@ -2429,7 +2931,9 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     p->loss = lv.node;
     bind(&s, "loss", lv, ls->span);
     /* inference: the first model applied to x, when x alone is what it takes; a model
-     * that wants more gets no forward function (and no diagnostics for trying) */
+     * that wants more gets no forward function (and no diagnostics for trying).  It
+     * runs in eval mode, like the eval metrics. */
+    e->training = false;
     for (int i = 0; i < s.b.n; i++) {
         if (s.b.v[i].v.k != V_LAYER)
             continue;
@@ -2451,6 +2955,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             p->forward = fv.node;
         break;
     }
+    e->training = true;
     /* freezing */
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
@@ -2534,7 +3039,15 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         vec_free(&wrt);
         vec_free(&which);
     }
-    /* evaluation */
+    /* evaluation, in eval mode: `loss` there is the loss as eval mode computes it */
+    e->training = false;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_EVAL) {
+            Value el = ev(e, &s, ls->b);
+            if (el.k != V_ERR)
+                bind(&s, "loss", el, ls->span);
+            break;
+        }
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_EVAL)
@@ -2602,6 +3115,8 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         }
     }
 done:
+    free(deferred);
+    vec_free(&later);
     vec_free(&s.b);
 }
 
@@ -2610,7 +3125,9 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
     Program *p = xcalloc(1, sizeof *p);
     graph_init(&p->g);
     p->float_dtype = opts->float_dtype;
-    Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts};
+    Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
+    p->g.custom_vjp = elab_custom_vjp;
+    p->g.custom_ctx = &e;
     if (!main->train) {
         diag_error(e.d, (Span){main->file, 0, 0}, "%s has no train block", main->path);
     } else {
@@ -2630,6 +3147,12 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
                 diag_label(e.d, d, "did you mean '%s'?", best);
             vec_free(&c);
         }
+    /* the vjp blocks are gone with the elaboration: every CUSTOM node's gradient
+     * that will ever be needed has been built */
+    p->g.custom_vjp = NULL;
+    p->g.custom_ctx = NULL;
+    p->custom_vjps = e.customs.n;
+    vec_free(&e.customs);
     for (int i = 0; i < e.groups.n; i++)
         vec_free(&e.groups.v[i]->hypers);
     vec_free(&e.groups);

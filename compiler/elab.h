@@ -101,6 +101,7 @@ typedef struct Program {
     int hyper_step, hyper_epoch, hyper_steps, hyper_t;
     int64_t batch, epochs, steps; /* steps == 0: run `epochs` epochs */
     uint64_t seed;
+    int custom_vjps; /* calls of fns with a vjp block */
     bool shuffle;
     const char *save_path;
     Span save_span;

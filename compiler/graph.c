@@ -485,6 +485,243 @@ static bool infer_matmul(Graph *g, Node *n, char *err, size_t errlen)
     return true;
 }
 
+/* ---- random draws in a step, orthogonal initial values ---- */
+
+/* in[0]: the step; num: the seed */
+static bool infer_randstep(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (in_node(g, n, 0)->shape.rank != 0)
+        FAIL("rand_step takes a scalar step");
+    if (!dtype_is_float(n->dtype))
+        FAIL("random numbers are floats");
+    return true;
+}
+
+static bool infer_ortho(Graph *g, Node *n, char *err, size_t errlen)
+{
+    if (in_node(g, n, 0)->shape.rank != 0)
+        FAIL("orthogonal takes a scalar gain");
+    if (n->shape.rank < 2)
+        FAIL("an orthogonal initializer needs a parameter with at least 2 dimensions");
+    if (!dtype_is_float(n->dtype))
+        FAIL("orthogonal values are floats");
+    return true;
+}
+
+/* ---- concat, take, scatter ---- */
+
+static bool infer_concat(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0), *b = in_node(g, n, 1);
+    char sa[128], sb[128];
+    shape_format(g, &a->shape, sa, sizeof sa);
+    shape_format(g, &b->shape, sb, sizeof sb);
+    int ax = n->idx, r = a->shape.rank;
+    if (b->shape.rank != r || ax < 0 || ax >= r)
+        FAIL("concat needs tensors of one rank and an axis among theirs, got %s and %s", sa, sb);
+    for (int i = 0; i < r; i++)
+        if (i != ax && a->shape.d[i] != b->shape.d[i])
+            FAIL("concat needs equal shapes but for axis %d, got %s and %s", ax, sa, sb);
+    if (a->shape.d[ax] < 0 || b->shape.d[ax] < 0)
+        FAIL("concat along the batch dimension is not supported");
+    if (a->dtype != b->dtype)
+        FAIL("concat needs one dtype, got %s and %s", dtype_name(a->dtype), dtype_name(b->dtype));
+    n->shape = a->shape;
+    n->shape.d[ax] = a->shape.d[ax] + b->shape.d[ax];
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_take(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *t = in_node(g, n, 0), *i = in_node(g, n, 1);
+    if (i->dtype != NND_I32)
+        FAIL("indices must be integers (i32), got %s", dtype_name(i->dtype));
+    if (t->shape.rank < 1 || t->shape.d[0] < 0)
+        FAIL("take needs a table with a first axis of known size");
+    if (i->shape.rank + t->shape.rank - 1 > NND_MAX_RANK)
+        FAIL("take's result would have too many axes");
+    if (!dtype_is_float(t->dtype))
+        FAIL("take needs a float table");
+    n->shape = i->shape;
+    for (int k = 1; k < t->shape.rank; k++)
+        n->shape.d[n->shape.rank++] = t->shape.d[k];
+    n->dtype = t->dtype;
+    return true;
+}
+
+static bool infer_scatter(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *i = in_node(g, n, 0), *src = in_node(g, n, 1);
+    if (i->dtype != NND_I32 || !dtype_is_float(src->dtype) || n->idx < 1)
+        FAIL("scatter_add takes i32 indices, float rows and a row count");
+    if (src->shape.rank < i->shape.rank)
+        FAIL("scatter_add's rows do not fit its indices");
+    for (int k = 0; k < i->shape.rank; k++)
+        if (src->shape.d[k] != i->shape.d[k])
+            FAIL("scatter_add's rows do not fit its indices");
+    n->shape.rank = 1 + src->shape.rank - i->shape.rank;
+    n->shape.d[0] = n->idx;
+    for (int k = i->shape.rank; k < src->shape.rank; k++)
+        n->shape.d[1 + k - i->shape.rank] = src->shape.d[k];
+    n->dtype = src->dtype;
+    return true;
+}
+
+/* ---- convolution and pooling ---- */
+
+ConvAttrs graph_conv_attrs(const Graph *g, const Node *n)
+{
+    const int64_t *a = &g->ipool.v[n->pool];
+    return (ConvAttrs){a[0], a[1], a[2], a[3], a[4], a[5], a[6]};
+}
+
+PoolAttrs graph_pool_attrs(const Graph *g, const Node *n)
+{
+    const int64_t *a = &g->ipool.v[n->pool];
+    return (PoolAttrs){a[0], a[1], a[2], a[3], a[4], a[5]};
+}
+
+uint32_t graph_pool_ints(Graph *g, const int64_t *v, int n)
+{
+    uint32_t off = (uint32_t)g->ipool.n;
+    for (int i = 0; i < n; i++)
+        vec_push(&g->ipool, v[i]);
+    return off;
+}
+
+static int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil)
+{
+    int64_t span = dil * (k - 1) + 1;
+    if (in + 2 * pad < span)
+        return 0;
+    return (in + 2 * pad - span) / stride + 1;
+}
+
+bool conv_out_shape(const Graph *g, const Shape *x, const Shape *w, const ConvAttrs *a, Shape *out,
+                    char *err, size_t errlen)
+{
+    char sx[128], sw[128];
+    shape_format(g, x, sx, sizeof sx);
+    shape_format(g, w, sw, sizeof sw);
+    if (x->rank != 4 || w->rank != 4)
+        FAIL("conv2d needs x [N, C, H, W] and w [O, C/groups, KH, KW], got %s and %s", sx, sw);
+    for (int i = 1; i < 4; i++)
+        if (x->d[i] < 0 || w->d[i] < 0 || w->d[0] < 0)
+            FAIL("conv2d needs known channel and image sizes, got %s", sx);
+    if (a->sh < 1 || a->sw < 1 || a->dh < 1 || a->dw < 1 || a->ph < 0 || a->pw < 0 || a->groups < 1)
+        FAIL("conv2d needs strides and dilations >= 1 and paddings >= 0");
+    if (x->d[1] % a->groups || w->d[0] % a->groups)
+        FAIL("conv2d: %lld input and %lld output channels do not divide into %lld groups",
+             (long long)x->d[1], (long long)w->d[0], (long long)a->groups);
+    if (w->d[1] != x->d[1] / a->groups)
+        FAIL("conv2d: x %s has %lld channels, so w needs %lld per group, but w is %s", sx,
+             (long long)x->d[1], (long long)(x->d[1] / a->groups), sw);
+    int64_t oh = window_out(x->d[2], w->d[2], a->sh, a->ph, a->dh);
+    int64_t ow = window_out(x->d[3], w->d[3], a->sw, a->pw, a->dw);
+    if (oh < 1 || ow < 1)
+        FAIL("conv2d: a %lldx%lld kernel does not fit a %lldx%lld image", (long long)w->d[2],
+             (long long)w->d[3], (long long)x->d[2], (long long)x->d[3]);
+    *out = (Shape){4, {x->d[0], w->d[0], oh, ow}};
+    return true;
+}
+
+bool pool_out_shape(const Graph *g, const Shape *x, const PoolAttrs *a, Shape *out, char *err,
+                    size_t errlen)
+{
+    char sx[128];
+    shape_format(g, x, sx, sizeof sx);
+    if (x->rank != 4)
+        FAIL("pooling needs x [N, C, H, W], got %s", sx);
+    if (x->d[1] < 0 || x->d[2] < 0 || x->d[3] < 0)
+        FAIL("pooling needs known channel and image sizes, got %s", sx);
+    if (a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->ph < 0 || a->pw < 0)
+        FAIL("pooling needs kernels and strides >= 1 and paddings >= 0");
+    if (2 * a->ph > a->kh || 2 * a->pw > a->kw)
+        FAIL("pooling padding must be at most half the kernel");
+    int64_t oh = window_out(x->d[2], a->kh, a->sh, a->ph, 1), ow = window_out(x->d[3], a->kw, a->sw, a->pw, 1);
+    if (oh < 1 || ow < 1)
+        FAIL("pooling: a %lldx%lld window does not fit %s", (long long)a->kh, (long long)a->kw, sx);
+    *out = (Shape){4, {x->d[0], x->d[1], oh, ow}};
+    return true;
+}
+
+static bool float_pair(Graph *g, Node *n, char *err, size_t errlen)
+{
+    Node *a = in_node(g, n, 0), *b = in_node(g, n, 1);
+    if (!dtype_is_float(a->dtype) || a->dtype != b->dtype)
+        FAIL("%s needs float tensors of one dtype", op_info[n->op].name);
+    n->dtype = a->dtype;
+    return true;
+}
+
+static bool infer_conv(Graph *g, Node *n, char *err, size_t errlen)
+{
+    ConvAttrs a = graph_conv_attrs(g, n);
+    return float_pair(g, n, err, errlen) &&
+           conv_out_shape(g, &in_node(g, n, 0)->shape, &in_node(g, n, 1)->shape, &a, &n->shape, err, errlen);
+}
+
+/* the preset shape is x's: the one dy (in[0]) comes from with w (in[1]) */
+static bool infer_conv_gx(Graph *g, Node *n, char *err, size_t errlen)
+{
+    ConvAttrs a = graph_conv_attrs(g, n);
+    Shape y;
+    if (!float_pair(g, n, err, errlen) || !conv_out_shape(g, &n->shape, &in_node(g, n, 1)->shape, &a, &y, err, errlen))
+        return false;
+    if (!shape_equal(&y, &in_node(g, n, 0)->shape))
+        FAIL("conv2d_gx: the adjoint's shape does not match");
+    return true;
+}
+
+/* the preset shape is w's: x is in[0], dy in[1] */
+static bool infer_conv_gw(Graph *g, Node *n, char *err, size_t errlen)
+{
+    ConvAttrs a = graph_conv_attrs(g, n);
+    Shape y;
+    if (!float_pair(g, n, err, errlen) || !conv_out_shape(g, &in_node(g, n, 0)->shape, &n->shape, &a, &y, err, errlen))
+        return false;
+    if (!shape_equal(&y, &in_node(g, n, 1)->shape))
+        FAIL("conv2d_gw: the adjoint's shape does not match");
+    return true;
+}
+
+/* POOLMAX (x, v), POOLAVG (x): pooled shape */
+static bool infer_pool(Graph *g, Node *n, char *err, size_t errlen)
+{
+    PoolAttrs a = graph_pool_attrs(g, n);
+    Node *x = in_node(g, n, 0);
+    if (!dtype_is_float(x->dtype))
+        FAIL("pooling needs a float tensor");
+    if (n->nin == 2 && (!shape_equal(&x->shape, &in_node(g, n, 1)->shape) || in_node(g, n, 1)->dtype != x->dtype))
+        FAIL("maxpool_gather needs two tensors of one shape");
+    n->dtype = x->dtype;
+    return pool_out_shape(g, &x->shape, &a, &n->shape, err, errlen);
+}
+
+/* POOLMAX_T (x, d): shaped like x; POOLAVG_T (d): the preset (unpooled) shape */
+static bool infer_pool_t(Graph *g, Node *n, char *err, size_t errlen)
+{
+    PoolAttrs a = graph_pool_attrs(g, n);
+    Node *d = in_node(g, n, n->nin - 1);
+    if (n->nin == 2)
+        n->shape = in_node(g, n, 0)->shape;
+    Shape y;
+    if (!pool_out_shape(g, &n->shape, &a, &y, err, errlen))
+        return false;
+    if (!shape_equal(&y, &d->shape) || !dtype_is_float(d->dtype))
+        FAIL("%s: the pooled tensor's shape does not match", op_info[n->op].name);
+    n->dtype = d->dtype;
+    return true;
+}
+
+static bool infer_custom(Graph *g, Node *n, char *err, size_t errlen)
+{
+    n->shape = in_node(g, n, 0)->shape;
+    n->dtype = in_node(g, n, 0)->dtype;
+    return true;
+}
+
 static const InferFn infer_table[OP_COUNT] = {
 #define OP(id, text, arity, kind, infer, vjp) [OP_##id] = infer,
 #include "ops.def"
@@ -631,6 +868,17 @@ NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span)
     return gb_reshape(g, r, s, span);
 }
 
+int graph_pool_len(const Node *n)
+{
+    switch (n->op) {
+    case OP_TRANSPOSE: return n->shape.rank;
+    case OP_SLICE: case OP_PAD: return 2 * n->shape.rank;
+    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW: return 7;
+    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T: return 6;
+    default: return 0;
+    }
+}
+
 bool graph_is_const(Graph *g, NodeId n, double *v)
 {
     Node *x = graph_node(g, n);
@@ -710,9 +958,31 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
         if (n->tb)
             sb_puts(out, " tb");
         break;
-    case OP_RANDU: case OP_RANDN:
+    case OP_RANDU: case OP_RANDN: case OP_RANDSTEP: case OP_ORTHO:
         sb_printf(out, " stream=%016llx", (unsigned long long)n->key);
         break;
+    case OP_CONCAT:
+        sb_printf(out, " axis=%d", n->idx);
+        break;
+    case OP_SCATTER_ADD:
+        sb_printf(out, " rows=%d", n->idx);
+        break;
+    case OP_CUSTOM:
+        sb_printf(out, " vjp=%d", n->idx);
+        break;
+    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW: {
+        ConvAttrs a = graph_conv_attrs(g, n);
+        sb_printf(out, " stride=%lld,%lld pad=%lld,%lld dilation=%lld,%lld groups=%lld", (long long)a.sh,
+                  (long long)a.sw, (long long)a.ph, (long long)a.pw, (long long)a.dh, (long long)a.dw,
+                  (long long)a.groups);
+        break;
+    }
+    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T: {
+        PoolAttrs a = graph_pool_attrs(g, n);
+        sb_printf(out, " kernel=%lld,%lld stride=%lld,%lld pad=%lld,%lld", (long long)a.kh, (long long)a.kw,
+                  (long long)a.sh, (long long)a.sw, (long long)a.ph, (long long)a.pw);
+        break;
+    }
     default:
         break;
     }

@@ -33,7 +33,9 @@ typedef enum OpKind {
     OPK_LAYOUT,
     OPK_REDUCE,
     OPK_INDEX,
-    OPK_MATMUL
+    OPK_MATMUL,
+    OPK_CALL,
+    OPK_ALIAS
 } OpKind;
 
 typedef struct OpInfo {
@@ -57,14 +59,22 @@ typedef struct Node {
     bool ta, tb; /* matmul: transpose a, b */
     NodeId in[3];
     Shape shape;
-    int32_t idx; /* PARAM/STATE/INPUT/HYPER: index; ARGMAX: axis; ONE_HOT: depth */
+    int32_t idx; /* PARAM/STATE/INPUT/HYPER: index; ARGMAX, CONCAT: axis; ONE_HOT: depth;
+                    SCATTER_ADD: rows; CUSTOM: the custom gradient's index */
     uint32_t mask; /* reductions, DIMSIZE: axis bit set */
-    uint32_t pool; /* TRANSPOSE: perm; SLICE/PAD: starts then steps; TENSOR: data */
+    uint32_t pool; /* TRANSPOSE: perm; SLICE/PAD: starts then steps; TENSOR: data;
+                      CONV*: stride, padding, dilation (h w each), groups; POOL*: kernel,
+                      stride, padding (h w each) */
     uint64_t key; /* RANDU/RANDN: random stream */
     double num; /* CONST: value */
     const char *name; /* leaves: display name (graph arena) */
     Span span;
 } Node;
+
+/* Builds the gradient of a CUSTOM node: dx[i] for in[i + 1], given the output's
+ * adjoint dy (set by elaboration, which keeps the vjp blocks). */
+struct Graph;
+typedef void (*CustomVjpFn)(void *ctx, struct Graph *g, NodeId n, NodeId dy, NodeId *dx);
 
 typedef struct Graph {
     VEC(Node) nodes; /* nodes.v[0] is the unused "no node" */
@@ -72,6 +82,8 @@ typedef struct Graph {
     VEC(double) fpool;
     VEC(const char *) syms; /* names of symbolic dimensions */
     Arena arena; /* names */
+    CustomVjpFn custom_vjp;
+    void *custom_ctx;
 } Graph;
 
 void graph_init(Graph *g);
@@ -124,6 +136,25 @@ NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span
 NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span);
 /* Scalar-or-equal-shape helpers: the scalar operand is broadcast first. */
 NodeId gb_binary_bc(Graph *g, OpId op, NodeId a, NodeId b, Span span);
+
+/* conv and pooling attributes, read from the pool */
+typedef struct ConvAttrs {
+    int64_t sh, sw, ph, pw, dh, dw, groups;
+} ConvAttrs;
+typedef struct PoolAttrs {
+    int64_t kh, kw, sh, sw, ph, pw;
+} PoolAttrs;
+ConvAttrs graph_conv_attrs(const Graph *g, const Node *n);
+PoolAttrs graph_pool_attrs(const Graph *g, const Node *n);
+uint32_t graph_pool_ints(Graph *g, const int64_t *v, int n);
+/* The output shape of a convolution (for x and w) or a pooling (for x). */
+bool conv_out_shape(const Graph *g, const Shape *x, const Shape *w, const ConvAttrs *a, Shape *out,
+                    char *err, size_t errlen);
+bool pool_out_shape(const Graph *g, const Shape *x, const PoolAttrs *a, Shape *out, char *err,
+                    size_t errlen);
+
+/* How many attribute integers n keeps in the pool. */
+int graph_pool_len(const Node *n);
 
 /* True when n is CONST v, or a BROADCAST of CONST v. */
 bool graph_is_const(Graph *g, NodeId n, double *v);

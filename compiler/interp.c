@@ -120,6 +120,122 @@ static bool bind_leaf(Run *r, NodeId id, ITensor *out, const ITensor *src, int c
     return true;
 }
 
+/* gain * an orthonormal matrix: Gram-Schmidt over the rows (or, when there are more
+ * rows than columns, the columns) of a standard normal matrix, rows = shape[0],
+ * columns = the rest, as PyTorch's orthogonal_ (the signs make R's diagonal
+ * positive, which Gram-Schmidt's norms do by construction). */
+static void orthogonal(double *y, const int64_t *shape, int rank, uint64_t seed, uint64_t key, double gain)
+{
+    int64_t rows = shape[0], cols = 1;
+    for (int k = 1; k < rank; k++)
+        cols *= shape[k];
+    for (int64_t i = 0; i < rows * cols; i++)
+        y[i] = nnd_random_normal(seed, key, (uint64_t)i);
+    bool by_rows = rows <= cols;
+    int64_t nv = by_rows ? rows : cols, len = by_rows ? cols : rows;
+    /* element j of vector v */
+#define EL(v, j) y[by_rows ? (v) * cols + (j) : (j) * cols + (v)]
+    for (int64_t v = 0; v < nv; v++) {
+        for (int64_t u = 0; u < v; u++) {
+            double dot = 0;
+            for (int64_t j = 0; j < len; j++)
+                dot += EL(v, j) * EL(u, j);
+            for (int64_t j = 0; j < len; j++)
+                EL(v, j) -= dot * EL(u, j);
+        }
+        double norm = 0;
+        for (int64_t j = 0; j < len; j++)
+            norm += EL(v, j) * EL(v, j);
+        norm = sqrt(norm);
+        for (int64_t j = 0; j < len; j++)
+            EL(v, j) = norm > 0 ? EL(v, j) / norm : 0;
+    }
+#undef EL
+    for (int64_t i = 0; i < rows * cols; i++)
+        y[i] *= gain;
+}
+
+/* Direct loops, the oracle for the runtime's im2col + GEMM:
+ * y[n,o,i,j] = sum over the group's c, ki, kj of x[n,c,i sh - ph + ki dh, j sw - pw + kj dw] w[o,c,ki,kj];
+ * GX (dy, w) and GW (x, dy) walk the same index space and add into dx and dw. */
+static void conv(int op, ConvAttrs a, const ITensor *p, const ITensor *q, ITensor *out)
+{
+    const ITensor *x = op == OP_CONV2D_GW || op == OP_CONV2D ? p : out;
+    const ITensor *w = op == OP_CONV2D ? q : op == OP_CONV2D_GX ? q : out;
+    const ITensor *yv = op == OP_CONV2D ? out : op == OP_CONV2D_GX ? p : q;
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t O = w->shape[0], CG = w->shape[1], KH = w->shape[2], KW = w->shape[3];
+    int64_t OH = yv->shape[2], OW = yv->shape[3], OG = O / a.groups;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++) {
+            int64_t gr = o / OG;
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                    int64_t yi = ((n * O + o) * OH + i) * OW + j;
+                    for (int64_t c = 0; c < CG; c++)
+                        for (int64_t ki = 0; ki < KH; ki++) {
+                            int64_t h = i * a.sh - a.ph + ki * a.dh;
+                            if (h < 0 || h >= H)
+                                continue;
+                            for (int64_t kj = 0; kj < KW; kj++) {
+                                int64_t ww = j * a.sw - a.pw + kj * a.dw;
+                                if (ww < 0 || ww >= W)
+                                    continue;
+                                int64_t xi = ((n * C + gr * CG + c) * H + h) * W + ww;
+                                int64_t wi = ((o * CG + c) * KH + ki) * KW + kj;
+                                if (op == OP_CONV2D)
+                                    out->v[yi] += x->v[xi] * w->v[wi];
+                                else if (op == OP_CONV2D_GX)
+                                    out->v[xi] += yv->v[yi] * w->v[wi];
+                                else
+                                    out->v[wi] += yv->v[yi] * x->v[xi];
+                            }
+                        }
+                }
+        }
+}
+
+/* Pooling windows: POOLMAX (x, v) takes v at each window's first maximum of x
+ * (row-major; padding never wins); POOLMAX_T (x, d) adds d there; POOLAVG means
+ * over kh kw (padding counts as zeros); POOLAVG_T (d) spreads d / (kh kw). */
+static void pool(int op, PoolAttrs a, const ITensor *p, const ITensor *q, ITensor *out)
+{
+    bool big_out = op == OP_POOLMAX_T || op == OP_POOLAVG_T;
+    const ITensor *x = big_out ? (op == OP_POOLMAX_T ? p : out) : p;
+    const ITensor *small = big_out ? (op == OP_POOLMAX_T ? q : p) : out;
+    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t OH = small->shape[2], OW = small->shape[3];
+    double k = (double)(a.kh * a.kw);
+    for (int64_t nc = 0; nc < NC; nc++)
+        for (int64_t i = 0; i < OH; i++)
+            for (int64_t j = 0; j < OW; j++) {
+                int64_t si = (nc * OH + i) * OW + j, best = -1;
+                double bv = 0, sum = 0;
+                for (int64_t ki = 0; ki < a.kh; ki++)
+                    for (int64_t kj = 0; kj < a.kw; kj++) {
+                        int64_t h = i * a.sh - a.ph + ki, w = j * a.sw - a.pw + kj;
+                        if (h < 0 || h >= H || w < 0 || w >= W)
+                            continue;
+                        int64_t xi = (nc * H + h) * W + w;
+                        if (op == OP_POOLAVG)
+                            sum += p->v[xi];
+                        else if (op == OP_POOLAVG_T)
+                            out->v[xi] += p->v[si] / k;
+                        else if (best < 0 || x->v[xi] > bv || (isnan(x->v[xi]) && !isnan(bv))) {
+                            /* the first maximum; a NaN beats numbers, the first NaN wins */
+                            best = xi;
+                            bv = x->v[xi];
+                        }
+                    }
+                if (op == OP_POOLAVG)
+                    out->v[si] = sum / k;
+                else if (op == OP_POOLMAX && best >= 0)
+                    out->v[si] = q->v[best];
+                else if (op == OP_POOLMAX_T && best >= 0)
+                    out->v[best] += q->v[si];
+            }
+}
+
 static bool eval_node(Run *r, NodeId id)
 {
     Graph *g = r->g;
@@ -149,7 +265,8 @@ static bool eval_node(Run *r, NodeId id)
         y[0] = n->num;
         break;
     case OP_TENSOR:
-        memcpy(y, &g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
+        if (cnt)
+            memcpy(y, &g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
         break;
     case OP_HYPER:
         if (!r->b->hypers || n->idx >= r->b->nhypers)
@@ -392,6 +509,61 @@ static bool eval_node(Run *r, NodeId id)
         }
         break;
     }
+    case OP_RANDSTEP: {
+        uint64_t stream = n->key + (uint64_t)a->v[0] * 0x9E3779B97F4A7C15ull;
+        for (int64_t i = 0; i < cnt; i++) {
+            y[i] = nnd_random_uniform((uint64_t)n->num, stream, (uint64_t)i);
+            /* [0, 1) in f32 too: a draw that rounds up to 1 becomes the float below */
+            if (n->dtype == NND_F32 && (float)y[i] >= 1.0f)
+                y[i] = 0x1.fffffep-1;
+        }
+        break;
+    }
+    case OP_ORTHO:
+        orthogonal(y, out->shape, out->rank, r->b->seed, n->key, a->v[0]);
+        break;
+    case OP_CONCAT: {
+        /* rows of the outer axes: a's block, then b's */
+        int64_t inner = 1, outer = 1;
+        for (int k = n->idx + 1; k < out->rank; k++)
+            inner *= out->shape[k];
+        for (int k = 0; k < n->idx; k++)
+            outer *= out->shape[k];
+        int64_t ra = a->shape[n->idx] * inner, rb = b->shape[n->idx] * inner;
+        for (int64_t o = 0; o < outer; o++) {
+            memcpy(y + o * (ra + rb), a->v + o * ra, sizeof(double) * (size_t)ra);
+            memcpy(y + o * (ra + rb) + ra, b->v + o * rb, sizeof(double) * (size_t)rb);
+        }
+        break;
+    }
+    case OP_TAKE: case OP_SCATTER_ADD: {
+        bool take = n->op == OP_TAKE;
+        const ITensor *idx = take ? b : a, *src = take ? a : b;
+        int64_t rows = take ? a->shape[0] : n->idx, width = 1;
+        for (int k = 1; k < (take ? a->rank : out->rank); k++)
+            width *= take ? a->shape[k] : out->shape[k];
+        for (int64_t i = 0; i < idx->n; i++) {
+            double l = idx->v[i];
+            if (!(l >= 0 && l < (double)rows))
+                return fail(r, id, "index %g is out of range for %lld rows", l, (long long)rows);
+            for (int64_t k = 0; k < width; k++) {
+                if (take)
+                    y[i * width + k] = src->v[(int64_t)l * width + k];
+                else
+                    y[(int64_t)l * width + k] += src->v[i * width + k];
+            }
+        }
+        break;
+    }
+    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW:
+        conv(n->op, graph_conv_attrs(g, n), a, b, out);
+        break;
+    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T:
+        pool(n->op, graph_pool_attrs(g, n), a, b, out);
+        break;
+    case OP_CUSTOM:
+        memcpy(y, a->v, sizeof(double) * (size_t)cnt);
+        break;
     default:
         return fail(r, id, "no interpreter rule");
     }

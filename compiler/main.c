@@ -405,7 +405,14 @@ static int cmd_run(Options *o)
         }
         if (p->save_path) {
             if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
-                printf("saved %d parameters to %s\n", p->params.n, p->save_path);
+                int layer_states = 0;
+                for (int i = 0; i < p->states.n; i++)
+                    layer_states += p->states.v[i].param < 0;
+                if (layer_states)
+                    printf("saved %d parameters and %d state tensors to %s\n", p->params.n,
+                           layer_states, p->save_path);
+                else
+                    printf("saved %d parameters to %s\n", p->params.n, p->save_path);
             } else {
                 fprintf(stderr, "nnd: %s\n", err);
                 rc = NND_EXIT_ERROR;

@@ -6,6 +6,19 @@
 #include "nnd.tab.h"
 #include "nnd.yy.h"
 
+/* Links each vjp block to the fn just before it (fn->c), in a list of items and in
+ * the bodies of the layers among them. */
+static void link_vjps(AstList *items, int depth)
+{
+    for (int i = 0; i < items->n; i++) {
+        Ast *it = items->v[i];
+        if (it->kind == AST_VJP && i > 0 && items->v[i - 1]->kind == AST_FN && !items->v[i - 1]->c)
+            items->v[i - 1]->c = it;
+        if (it->kind == AST_LAYER && depth == 0)
+            link_vjps(&it->list2, 1);
+    }
+}
+
 AstModule *parse_file(SourceMap *sm, uint32_t file, Diags *diags)
 {
     SourceFile *f = source_map_get(sm, file);
@@ -23,6 +36,7 @@ AstModule *parse_file(SourceMap *sm, uint32_t file, Diags *diags)
     yy_delete_buffer(buf, scanner);
     yylex_destroy(scanner);
     sb_free(&ls.strbuf);
+    link_vjps(&m->items, 0);
     return m;
 }
 

@@ -10,6 +10,8 @@ static bool is_reduce(int op)
     return op == OP_SUM || op == OP_MEAN || op == OP_RMAX || op == OP_LOGSUMEXP || op == OP_ARGMAX;
 }
 
+static bool is_call(int op) { return op_info[op].kind == OPK_MATMUL || op_info[op].kind == OPK_CALL; }
+
 static bool is_scalar_leaf(int op) { return op == OP_CONST || op == OP_HYPER || op == OP_DIMSIZE; }
 
 int64_t shape_numel_at(const Shape *s, int64_t batch)
@@ -26,7 +28,7 @@ typedef struct Builder {
     const ScheduleRequest *rq;
     bool *live;
     int *consumers;
-    bool *to_matmul; /* an operand of a matrix product */
+    bool *to_call; /* an operand of a matrix product or a library routine */
     bool *materialize;
     int *kernel_of; /* the kernel computing a node, -1 */
     int *leaf_buf; /* PARAM / STATE / INPUT node -> buffer */
@@ -107,18 +109,19 @@ static void cone_reads(Schedule *s, NodeId id, bool identity, NodeId self, Acces
     if (depth > 10000)
         return;
     OpKind k = op_info[n->op].kind;
-    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3;
+    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS;
     for (int i = 0; i < n->nin; i++)
-        cone_reads(s, n->in[i], identity && keep, self, out, depth + 1);
+        cone_reads(s, n->in[i], identity && keep && (k != OPK_ALIAS || i == 0), self, out, depth + 1);
 }
 
 static void kernel_reads(Schedule *s, const Kernel *k, AccessVec *out)
 {
     out->n = 0;
-    if (k->kind == KER_MATMUL) {
+    if (k->kind == KER_CALL) {
         Node *n = graph_node(s->g, k->node);
-        add_access(out, s->home[n->in[0]], false);
-        add_access(out, s->home[n->in[1]], false);
+        for (int i = 0; i < n->nin; i++)
+            if (s->home[n->in[i]] >= 0)
+                add_access(out, s->home[n->in[i]], false);
     } else if (k->kind == KER_REDUCE) {
         cone_reads(s, graph_node(s->g, k->node)->in[0], true, 0, out, 0);
     } else {
@@ -148,7 +151,7 @@ static bool cone_has_leaf(Schedule *s, NodeId id, NodeId leaf, bool identity, No
     if ((s->home[id] >= 0 && id != self) || depth > 10000)
         return false;
     OpKind k = op_info[n->op].kind;
-    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3;
+    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS;
     bool hit = false;
     for (int i = 0; i < n->nin; i++)
         hit |= cone_has_leaf(s, n->in[i], leaf, identity && keep, self, other, depth + 1);
@@ -160,9 +163,10 @@ static bool cone_has_leaf(Schedule *s, NodeId id, NodeId leaf, bool identity, No
 static bool kernel_reads_leaf(Schedule *s, const Kernel *k, NodeId leaf, bool *other)
 {
     *other = false;
-    if (k->kind == KER_MATMUL) {
+    if (k->kind == KER_CALL) {
         Node *n = graph_node(s->g, k->node);
-        *other = n->in[0] == leaf || n->in[1] == leaf;
+        for (int i = 0; i < n->nin; i++)
+            *other |= n->in[i] == leaf;
         return *other;
     }
     if (k->kind == KER_REDUCE) {
@@ -201,8 +205,8 @@ static bool decide(Builder *b)
         Node *n = graph_node(g, (NodeId)id);
         for (int i = 0; i < n->nin; i++) {
             b->consumers[n->in[i]]++;
-            if (n->op == OP_MATMUL)
-                b->to_matmul[n->in[i]] = true;
+            if (is_call(n->op))
+                b->to_call[n->in[i]] = true;
         }
     }
     for (int i = 0; i < b->rq->nupdates; i++)
@@ -214,8 +218,8 @@ static bool decide(Builder *b)
             continue;
         Node *n = graph_node(g, (NodeId)id);
         switch (n->op) {
-        case OP_RANDU: case OP_RANDN:
-            snprintf(b->err, b->errlen, "random draws cannot be compiled yet");
+        case OP_RANDU: case OP_RANDN: case OP_ORTHO:
+            snprintf(b->err, b->errlen, "internal error: an initializer's draw in compiled code");
             return false;
         case OP_PARAM: case OP_STATE: case OP_INPUT: {
             BufKind kind = n->op == OP_PARAM ? BUF_PARAM : n->op == OP_STATE ? BUF_STATE
@@ -233,7 +237,7 @@ static bool decide(Builder *b)
             root |= b->rq->updates[i].value == (NodeId)id;
         for (int i = 0; i < b->rq->noutputs; i++)
             root |= b->rq->outputs[i] == (NodeId)id;
-        bool mat = n->op == OP_MATMUL || is_reduce(n->op) || b->to_matmul[id] || root ||
+        bool mat = is_call(n->op) || is_reduce(n->op) || b->to_call[id] || root ||
                    (b->consumers[id] >= 2 && !trivial(b, (NodeId)id));
         b->materialize[id] = mat;
     }
@@ -245,7 +249,7 @@ static bool decide(Builder *b)
 static bool prologue_scalar(Builder *b, NodeId id)
 {
     Node *n = graph_node(b->g, id);
-    if (n->shape.rank != 0 || is_reduce(n->op) || n->op == OP_MATMUL)
+    if (n->shape.rank != 0 || is_reduce(n->op) || is_call(n->op))
         return false;
     for (int i = 0; i < n->nin; i++) {
         Node *in = graph_node(b->g, n->in[i]);
@@ -276,8 +280,8 @@ static void make_kernels(Builder *b)
             s->home[id] = buf;
             b->kernel_of[id] = s->kernels.n;
             Kernel *k;
-            if (n->op == OP_MATMUL) {
-                k = add_kernel(b, KER_MATMUL, &n->shape, (NodeId)id);
+            if (is_call(n->op)) {
+                k = add_kernel(b, KER_CALL, &n->shape, (NodeId)id);
             } else if (is_reduce(n->op)) {
                 Node *in = graph_node(g, n->in[0]);
                 k = add_kernel(b, KER_REDUCE, &in->shape, (NodeId)id);
@@ -518,7 +522,7 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
     }
     free(b.live);
     free(b.consumers);
-    free(b.to_matmul);
+    free(b.to_call);
     free(b.materialize);
     free(b.kernel_of);
     if (!ok)
@@ -550,7 +554,7 @@ static void buf_name(const Schedule *s, int i, StrBuf *out)
 
 void schedule_print(const Schedule *s, StrBuf *out)
 {
-    static const char *kinds[] = {"loop", "reduce", "matmul"};
+    static const char *kinds[] = {"loop", "reduce", "call"};
     for (int k = 0; k < s->kernels.n; k++) {
         const Kernel *kr = &s->kernels.v[k];
         char sh[128];

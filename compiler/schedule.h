@@ -9,7 +9,8 @@
  *   LOOP    one loop nest over a shape, storing one or more values (adjacent loops
  *           over one shape merge, so Adam's m, v and w updates are one pass)
  *   REDUCE  a loop nest over a reduction's input, its producers fused inside
- *   MATMUL  a call of nnd_gemm (OpenBLAS), transposes as flags
+ *   CALL    a runtime routine: nnd_gemm (OpenBLAS, transposes as flags), convolution,
+ *           pooling, row gathers
  *
  * An update is stored straight into its parameter's buffer when nothing reads the
  * old value afterwards; otherwise it goes through a scratch buffer and is copied at
@@ -36,7 +37,7 @@ typedef struct Buffer {
     int first, last; /* kernels that write it first and read it last */
 } Buffer;
 
-typedef enum KernelKind { KER_LOOP, KER_REDUCE, KER_MATMUL } KernelKind;
+typedef enum KernelKind { KER_LOOP, KER_REDUCE, KER_CALL } KernelKind;
 
 typedef struct Store {
     NodeId node;
@@ -46,8 +47,8 @@ typedef struct Store {
 typedef struct Kernel {
     KernelKind kind;
     Shape domain; /* LOOP: the stored values' shape; REDUCE: the input's shape */
-    VEC(Store) stores; /* LOOP: values and where they go; REDUCE/MATMUL: the op's result */
-    NodeId node; /* REDUCE/MATMUL: the op */
+    VEC(Store) stores; /* LOOP: values and where they go; REDUCE/CALL: the op's result */
+    NodeId node; /* REDUCE/CALL: the op */
     int aux; /* REDUCE: a second buffer (logsumexp's sums, argmax's maxima), or -1 */
     bool parallel; /* split the outermost axis across the pool */
 } Kernel;

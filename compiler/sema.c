@@ -78,6 +78,7 @@ static void collect_candidates(Sema *s, StrVec *out)
         vec_push(out, builtin_info[i].name);
     vec_push(out, "pi");
     vec_push(out, "inf");
+    vec_push(out, "training");
 }
 
 static void unknown_name(Sema *s, const char *name, Span span, const char *what)
@@ -119,7 +120,7 @@ static const Ast *resolve(Sema *s, const char *name, Span span, int *builtin)
     }
     *builtin = builtin_find(name);
     double v;
-    if (*builtin >= 0 || builtin_constant(name, &v))
+    if (*builtin >= 0 || builtin_constant(name, &v) || strcmp(name, "training") == 0)
         return NULL;
     unknown_name(s, name, span, "name");
     return NULL;
@@ -335,6 +336,7 @@ static const char *stmt_word(const Ast *st)
     case AST_LOG: return "'log'";
     case AST_CHECKPOINT: return "'checkpoint'";
     case AST_SAVE: return "'save'";
+    case AST_VJP: return "a 'vjp' block";
     default: return "an expression";
     }
 }
@@ -382,6 +384,64 @@ static bool assign_target_name(Sema *s, const Ast *st)
     return true;
 }
 
+/* A block body: let and assignments, then the result expression. */
+static void check_body(Sema *s, const AstList *body, Span span, const char *what)
+{
+    if (body->n == 0)
+        diag_error(s->d, span, "%s has an empty body", what);
+    for (int i = 0; i < body->n; i++) {
+        const Ast *st = body->v[i];
+        bool last = i == body->n - 1;
+        if (st->kind == AST_LET || (st->kind == AST_ASSIGN && st->op == AOP_ASSIGN && !st->c)) {
+            check_expr(s, st->kind == AST_LET ? st->a : st->b);
+            if (st->kind == AST_ASSIGN && !assign_target_name(s, st))
+                continue;
+            const char *nm = st->kind == AST_LET ? st->name : st->a->name;
+            push_name(s, nm, NK_LOCAL, st->span);
+            if (last)
+                diag_error(s->d, st->span, "a function body must end with an expression, its result");
+        } else if (st->kind == AST_ASSIGN) {
+            /* compound: the name must exist */
+            if (assign_target_name(s, st))
+                check_expr(s, st->a);
+            check_expr(s, st->b);
+            if (last)
+                diag_error(s->d, st->span, "a function body must end with an expression, its result");
+        } else if (st->kind >= AST_USE) {
+            misplaced(s, st, "in a function body", "allowed: let, assignments, and a final expression");
+        } else {
+            check_expr(s, st);
+            if (!last)
+                diag_error(s->d, st->span, "this expression's value is not used");
+        }
+    }
+}
+
+/* A vjp block sees the function's parameters, its result (y) and the result's
+ * gradient (dy), under the names it gives them. */
+static void check_vjp(Sema *s, const Ast *fn, const Ast *vjp)
+{
+    int mark = s->names.n;
+    for (int i = 0; i < fn->list.n; i++)
+        push_name(s, fn->list.v[i]->name, NK_PARAM, fn->list.v[i]->span);
+    if (vjp->list.n != 0 && vjp->list.n != 2)
+        diag_error(s->d, vjp->span, "a vjp block names two values, the result and its gradient: "
+                                    "vjp(y, dy) { ... }");
+    for (int i = 0; i < vjp->list.n; i++) {
+        const Ast *p = vjp->list.v[i];
+        if (p->a || p->b)
+            diag_error(s->d, p->span, "the names of a vjp block take no type or default");
+        for (int j = 0; j < fn->list.n; j++)
+            if (strcmp(fn->list.v[j]->name, p->name) == 0)
+                diag_error(s->d, p->span, "'%s' is a parameter of '%s'; pick another name", p->name,
+                           fn->name);
+    }
+    push_name(s, vjp->list.n == 2 ? vjp->list.v[0]->name : "y", NK_PARAM, vjp->span);
+    push_name(s, vjp->list.n == 2 ? vjp->list.v[1]->name : "dy", NK_PARAM, vjp->span);
+    check_body(s, &vjp->list2, vjp->span, "a vjp block");
+    s->names.n = mark;
+}
+
 static void check_fn(Sema *s, const Ast *fn)
 {
     int mark = s->names.n;
@@ -390,39 +450,22 @@ static void check_fn(Sema *s, const Ast *fn)
     if (fn->b) {
         check_expr(s, fn->b);
     } else {
-        const AstList *body = &fn->list2;
-        if (body->n == 0)
-            diag_error(s->d, fn->span, "function '%s' has an empty body", fn->name);
-        for (int i = 0; i < body->n; i++) {
-            const Ast *st = body->v[i];
-            bool last = i == body->n - 1;
-            if (st->kind == AST_LET || (st->kind == AST_ASSIGN && st->op == AOP_ASSIGN && !st->c)) {
-                check_expr(s, st->kind == AST_LET ? st->a : st->b);
-                if (st->kind == AST_ASSIGN && !assign_target_name(s, st))
-                    continue;
-                const char *nm = st->kind == AST_LET ? st->name : st->a->name;
-                push_name(s, nm, NK_LOCAL, st->span);
-                if (last)
-                    diag_error(s->d, st->span,
-                               "a function body must end with an expression, its result");
-            } else if (st->kind == AST_ASSIGN) {
-                /* compound: the name must exist */
-                if (assign_target_name(s, st))
-                    check_expr(s, st->a);
-                check_expr(s, st->b);
-                if (last)
-                    diag_error(s->d, st->span,
-                               "a function body must end with an expression, its result");
-            } else if (st->kind >= AST_USE) {
-                misplaced(s, st, "in a function body", "allowed: let, assignments, and a final expression");
-            } else {
-                check_expr(s, st);
-                if (!last)
-                    diag_error(s->d, st->span, "this expression's value is not used");
-            }
-        }
+        char what[256];
+        snprintf(what, sizeof what, "function '%s'", fn->name);
+        check_body(s, &fn->list2, fn->span, what);
     }
     s->names.n = mark;
+    if (fn->c)
+        check_vjp(s, fn, fn->c);
+}
+
+/* A vjp block belongs to the function just before it (the parser links them). */
+static void check_vjp_placement(Sema *s, const AstList *items, int i)
+{
+    const Ast *prev = i > 0 ? items->v[i - 1] : NULL;
+    if (!prev || prev->kind != AST_FN || prev->c != items->v[i])
+        diag_error(s->d, items->v[i]->span,
+                   "a vjp block must follow the fn whose gradient it gives");
 }
 
 static void check_layer(Sema *s, const Ast *layer)
@@ -468,11 +511,19 @@ static void check_layer(Sema *s, const Ast *layer)
             nm = st->name;
             break;
         case AST_STATE_DECL:
-            diag_error(s->d, st->span, "layer state (`state` in a layer) is not supported yet");
+            check_type(s, st->a, false);
+            if (!st->a || !st->a->has_shape)
+                diag_error(s->d, st->a ? st->a->span : st->span,
+                           "layer state needs a shape, like `state mean: [features] = 0`");
+            check_expr(s, st->b);
+            nm = st->name;
+            break;
+        case AST_VJP:
+            check_vjp_placement(s, &layer->list2, i);
             break;
         default:
             misplaced(s, st, "in a layer body",
-                      "allowed: param, let, sub-layers (name = Layer(...)) and fn");
+                      "allowed: param, state, let, sub-layers (name = Layer(...)) and fn");
             break;
         }
         if (!nm)
@@ -837,6 +888,9 @@ static void check_module(Sema *s, Module *m, bool is_main)
         case AST_OPTIMIZER:
             check_optimizer(s, it);
             break;
+        case AST_VJP:
+            check_vjp_placement(s, &m->ast->items, i);
+            break;
         case AST_TRAIN:
             if (train) {
                 diag_error(s->d, it->span, "a file can have only one train block");
@@ -851,7 +905,7 @@ static void check_module(Sema *s, Module *m, bool is_main)
         default:
             misplaced(s, it, "at the top level",
                       it->kind == AST_PARAM_DECL ? "parameters belong in a layer" :
-                      it->kind == AST_STATE_DECL ? "state belongs in an optimizer" :
+                      it->kind == AST_STATE_DECL ? "state belongs in a layer or an optimizer" :
                       it->kind < AST_USE || it->kind == AST_ASSIGN ? "use let, fn, layer, model, optimizer or train"
                                                                    : "this belongs in the train block");
             break;

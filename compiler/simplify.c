@@ -14,14 +14,7 @@ typedef struct Builder {
     SimplifyMode mode;
 } Builder;
 
-static int pool_len(const Node *n)
-{
-    switch (n->op) {
-    case OP_TRANSPOSE: return n->shape.rank;
-    case OP_SLICE: case OP_PAD: return 2 * n->shape.rank;
-    default: return 0;
-    }
-}
+static int pool_len(const Node *n) { return graph_pool_len(n); }
 
 static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ull; }
 
@@ -213,6 +206,8 @@ static NodeId identity(Builder *b, Node *n)
             return new_node(b, (Node){.op = OP_MUL, .nin = 2, .in = {a, a}, .dtype = n->dtype,
                                       .shape = n->shape, .span = n->span});
         break;
+    case OP_CUSTOM: /* its gradient is built already: now it is its value */
+        return a;
     case OP_NEG:
         if (NN(b, a)->op == OP_NEG)
             return NN(b, a)->in[0];
@@ -341,6 +336,8 @@ static void rebuild(Graph *g, NodeId **roots, int nroots, SimplifyMode mode, Sim
     graph_mark_live(g, rs.v, rs.n, live);
     Graph ng;
     graph_init(&ng);
+    ng.custom_vjp = g->custom_vjp; /* CUSTOM nodes kept (SIMPLIFY_NONE) stay differentiable */
+    ng.custom_ctx = g->custom_ctx;
     for (int i = 0; i < g->syms.n; i++)
         vec_push(&ng.syms, g->syms.v[i]); /* the strings move with the arena below */
     Builder b = {g, &ng, xcalloc((size_t)count, sizeof(NodeId)), NULL, 0, 0, st, mode};

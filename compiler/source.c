@@ -247,13 +247,13 @@ static void print_snippet(StrBuf *out, const SourceFile *f, const Diag *g, const
     sb_free(&mark);
 }
 
-static void render(const Diags *d, StrBuf *out, bool color)
+static void render(const Diags *d, int from, bool truncation, StrBuf *out, bool color)
 {
     static const char *names[] = {"error", "warning", "note"};
     static const char *colors[] = {"\033[1;31m", "\033[1;35m", "\033[1;36m"};
     const char *bold = color ? "\033[1m" : "", *reset = color ? "\033[0m" : "";
     const char *green = color ? "\033[1;32m" : "";
-    for (int i = 0; i < d->v.n; i++) {
+    for (int i = from; i < d->v.n; i++) {
         const Diag *g = &d->v.v[i];
         const SourceFile *f = source_map_get(d->sm, g->span.file);
         sb_puts(out, bold);
@@ -271,17 +271,21 @@ static void render(const Diags *d, StrBuf *out, bool color)
         else if (g->label)
             sb_printf(out, "    %s\n", g->label);
     }
-    if (d->truncated)
+    if (truncation && d->truncated)
         sb_printf(out, "nnd: too many errors (%d), stopping after the first %d\n", d->nerrors,
                   d->max_errors);
 }
 
-void diags_print(const Diags *d, FILE *out)
+void diags_print(Diags *d, FILE *out)
 {
     const char *nc = getenv("NO_COLOR");
     bool color = isatty(fileno(out)) && !(nc && *nc);
     StrBuf b = {0};
-    render(d, &b, color);
+    if (d->printed > d->v.n) /* diagnostics were dropped (speculative elaboration) */
+        d->printed = d->v.n;
+    render(d, d->printed, !d->truncation_shown, &b, color);
+    d->printed = d->v.n;
+    d->truncation_shown |= d->truncated;
     if (b.s)
         fputs(b.s, out);
     sb_free(&b);
@@ -290,7 +294,7 @@ void diags_print(const Diags *d, FILE *out)
 char *diags_render(const Diags *d)
 {
     StrBuf b = {0};
-    render(d, &b, false);
+    render(d, 0, true, &b, false);
     if (!b.s)
         return xstrdup("");
     return b.s;

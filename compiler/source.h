@@ -61,6 +61,8 @@ typedef struct Diags {
     int nerrors;
     int max_errors; /* further errors are counted, not kept */
     bool truncated;
+    int printed; /* diagnostics diags_print has shown */
+    bool truncation_shown;
 } Diags;
 
 void diags_init(Diags *d, SourceMap *sm);
@@ -74,8 +76,9 @@ int diag_note(Diags *d, Span span, const char *fmt, ...) NND_PRINTF(3, 4);
 void diag_label(Diags *d, int i, const char *fmt, ...) NND_PRINTF(3, 4);
 void diag_set_caret(Diags *d, int i, uint32_t offset);
 bool diags_has_errors(const Diags *d);
-/* Prints every diagnostic; color when the stream is a terminal and NO_COLOR unset. */
-void diags_print(const Diags *d, FILE *out);
+/* Prints the diagnostics not printed before; color when the stream is a terminal and
+ * NO_COLOR unset. */
+void diags_print(Diags *d, FILE *out);
 /* Renders every diagnostic without color into a malloc'd string (for tests). */
 char *diags_render(const Diags *d);
 

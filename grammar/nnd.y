@@ -78,7 +78,7 @@ static void yyerror(YYLTYPE *loc, void *scanner, LexState *ls, const char *msg);
 %token KW_SAVE "'save'" KW_CHECKPOINT "'checkpoint'" KW_IF "'if'" KW_THEN "'then'"
 %token KW_ELSE "'else'" KW_AND "'and'" KW_OR "'or'" KW_NOT "'not'" KW_TRUE "'true'"
 %token KW_FALSE "'false'" KW_FROM "'from'" KW_EXCEPT "'except'" KW_TO "'to'"
-%token KW_KEEP "'keep'"
+%token KW_KEEP "'keep'" KW_VJP "'vjp'"
 
 %type <ast> stmt decl fn type expr or_expr and_expr not_expr cmp_expr add_expr mul_expr
 %type <ast> unary pow_expr postfix primary arg index_item opt_expr fparam ret every path
@@ -135,6 +135,10 @@ stmt
     | KW_CHECKPOINT every KW_TO expr opt_keep
                                 { $$ = node(ls, AST_CHECKPOINT, @$, $2, $4, $5); }
     | KW_SAVE expr              { $$ = node(ls, AST_SAVE, @$, NULL, $2, NULL); }
+    | KW_VJP '{' body '}'       { $$ = node(ls, AST_VJP, @$, NULL, NULL, NULL); $$->list2 = $3; }
+    | KW_VJP '(' fparams ')' '{' body '}'
+                                { $$ = node(ls, AST_VJP, @$, NULL, NULL, NULL); $$->list = $3;
+                                  $$->list2 = $6; }
     ;
 
 decl

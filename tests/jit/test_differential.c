@@ -1,11 +1,16 @@
 /* Differential tests: compiled code against the reference interpreter.
  *
- * The examples and a few hundred generated programs (elementwise chains,
- * broadcasting, reductions, matrix products, slices, several update rules and
- * schedules) are run for a few steps by both engines from the same initial values
- * on the same batches; losses, parameters, optimizer states, metrics and forward
- * outputs must agree: to 1e-9 (relative) in f64, 2e-4 in f32, where the compiled
- * code's reductions may sum in another order. */
+ * The examples, a few hundred generated programs (elementwise chains,
+ * broadcasting, reductions, matrix products, several update rules and schedules;
+ * convolutions over combinations of stride, padding, dilation and groups;
+ * poolings) and the hand-written programs of tests/jit/programs/ (a CNN, embeddings
+ * and concat, normalization and dropout, custom gradients, second order,
+ * orthogonal initialization and Sequential, the remaining elementwise ops) are run
+ * for a few steps by both engines from the same initial values on the same
+ * batches, the last step on a smaller batch; losses, parameters, optimizer and
+ * layer states, metrics and forward outputs must agree: to 1e-9 (relative) in f64,
+ * 2e-4 in f32, where the compiled code's reductions may sum in another order.
+ * Every op of ops.def must be run by some program (test_op_coverage). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,7 +109,49 @@ static void compare_tensors(const char *what, const char *name, const NndTensor 
     }
 }
 
-/* Runs `steps` steps with each engine from the same start, comparing as it goes. */
+/* ---- op coverage ----
+ * Every op of ops.def that a compiled step, eval or forward function can contain
+ * must have run through both engines in some program of this file.  An op that
+ * cannot appear there is listed here with the reason; a new op in ops.def fails
+ * test_op_coverage until a program covers it or it is listed. */
+static const struct {
+    OpId op;
+    const char *why;
+} op_exempt[] = {
+    /* simplify_graph replaces it by its value once autodiff has used its vjp block */
+    {OP_CUSTOM, "a custom gradient's marker: gone after simplification"},
+    /* initializers run once, in the interpreter only (model_init), and the schedule
+     * rejects them in compiled code ("an initializer's draw in compiled code") */
+    {OP_RANDU, "initializers only (uniform)"},
+    {OP_RANDN, "initializers only (normal)"},
+    {OP_ORTHO, "initializers only (orthogonal)"},
+};
+
+/* ops in graphs that both engines ran */
+static bool op_seen[OP_COUNT];
+/* false when NND_DIFF_PROGRAMS picked a subset: coverage is not checked then */
+static bool all_programs = true;
+
+static void op_cover(Program *p, bool evals)
+{
+    NodeVec roots = {0};
+    program_step_roots(p, &roots);
+    if (p->forward)
+        vec_push(&roots, p->forward);
+    for (int i = 0; evals && i < p->evals.n; i++)
+        for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+            vec_push(&roots, p->evals.v[i].metrics.v[k].node);
+    bool *live = xcalloc((size_t)graph_count(&p->g), sizeof(bool));
+    graph_mark_live(&p->g, roots.v, roots.n, live);
+    for (int id = 1; id < graph_count(&p->g); id++)
+        if (live[id])
+            op_seen[graph_node(&p->g, (NodeId)id)->op] = true;
+    free(live);
+    vec_free(&roots);
+}
+
+/* Runs `steps` steps with each engine from the same start, comparing as it goes;
+ * then the forward function and (when evals) the eval metrics. */
 static void differential(const char *src, NndDType dt, int steps, bool evals)
 {
     Compiled *c = compile(src, dt);
@@ -127,11 +174,18 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     uint32_t idx[64];
     for (int s = 0; s < steps; s++) {
         int64_t b = NND_MIN(p->batch, ds->n);
+        /* the last step on a smaller batch, like an epoch's last one: the same code
+         * with another B */
+        if (s == steps - 1 && s > 0 && b > 2)
+            b--;
         for (int64_t i = 0; i < b; i++)
             idx[i] = (uint32_t)((i * 7 + (int64_t)s * 3) % ds->n);
         double li, lj;
-        assert_true(driver_step(p, &xi, &mi, pool, idx, b, s, &li, err, sizeof err));
-        assert_true(driver_step(p, &xj, &mj, pool, idx, b, s, &lj, err, sizeof err));
+        if (!driver_step(p, &xi, &mi, pool, idx, b, s, &li, err, sizeof err) ||
+            !driver_step(p, &xj, &mj, pool, idx, b, s, &lj, err, sizeof err)) {
+            print_error("step %d: %s\nprogram:\n%s\n", s, err, src);
+            fail();
+        }
         if (!close_enough(li, lj, tol)) {
             print_error("loss at step %d: interpreter %.17g, compiled %.17g\nprogram:\n%s\n", s, li, lj, src);
             fail();
@@ -170,6 +224,7 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
                 fail();
             }
     }
+    op_cover(p, evals);
     nnd_pool_destroy(pool);
     model_free(&mi);
     model_free(&mj);
@@ -448,14 +503,383 @@ static void test_reproducible(void **state)
     free(src);
 }
 
+/* ---- convolution and pooling, generated ---- */
+
+/* `data train = tensors(x = [N, C, H, W] in [-1, 1), y = [N, 2])` */
+static void gen_images(Rng *r, StrBuf *b, int n, int c, int h, int w)
+{
+    sb_puts(b, "    data train = tensors(x = [");
+    for (int i = 0; i < n; i++) {
+        sb_puts(b, i ? ",\n        [" : "[");
+        for (int k = 0; k < c; k++) {
+            sb_puts(b, k ? ", [" : "[");
+            for (int y = 0; y < h; y++) {
+                sb_puts(b, y ? ", [" : "[");
+                for (int x = 0; x < w; x++)
+                    sb_printf(b, "%s%.2f", x ? ", " : "", uni(r));
+                sb_putc(b, ']');
+            }
+            sb_putc(b, ']');
+        }
+        sb_putc(b, ']');
+    }
+    sb_puts(b, "],\n        y = [");
+    for (int i = 0; i < n; i++)
+        sb_printf(b, "%s[%.2f, %.2f]", i ? ", " : "", uni(r), uni(r));
+    sb_puts(b, "])\n");
+}
+
+/* A number when both are equal (unless pair is asked for), else `[h, w]`. */
+static void put_hw(StrBuf *b, int h, int w, bool pair)
+{
+    if (h == w && !pair)
+        sb_printf(b, "%d", h);
+    else
+        sb_printf(b, "[%d, %d]", h, w);
+}
+
+typedef enum ConvForm {
+    CONV_POSITIONAL, /* conv2d(x, W, stride, padding, dilation, groups) */
+    CONV_KEYWORDS, /* conv2d(x, W, padding = ..., groups = ...): defaults for the rest */
+    CONV_LAYER, /* the stdlib Conv2d layer, with a bias */
+    CONV_LAYER_NOBIAS,
+} ConvForm;
+
+typedef struct ConvCase {
+    int c, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, h, w;
+    const char *padding; /* "same" or "valid" instead of ph, pw; NULL: the numbers */
+    bool pairs; /* write equal pairs as pairs */
+    bool sanitize; /* in the subset run under sanitizers */
+    int batch;
+} ConvCase;
+
+/* Each case runs in the four forms, alternately in f32 and f64 (under sanitizers:
+ * the marked cases, in one form each).  x is scaled by a parameter first so that
+ * the convolution's input gradient is computed too. */
+static const ConvCase conv_cases[] = {
+    /* c  o  kh kw sh sw ph pw dh dw  g  h  w  padding pairs sanitize batch */
+    {2, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6, 6, NULL, false, false, 3}, /* plain, valid */
+    {2, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 7, 7, NULL, false, true, 3}, /* stride and padding */
+    {2, 2, 3, 2, 2, 1, 1, 0, 1, 1, 1, 6, 5, NULL, false, false, 3}, /* pairs everywhere */
+    {2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 5, NULL, true, false, 3}, /* equal pairs written as pairs */
+    {2, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5, 6, "same", false, false, 3},
+    {3, 3, 3, 3, 1, 1, 2, 2, 2, 2, 1, 6, 6, "same", false, true, 3}, /* same with dilation */
+    {2, 2, 3, 1, 1, 1, 0, 0, 1, 1, 1, 5, 4, "valid", false, false, 3},
+    {2, 2, 3, 3, 1, 1, 2, 2, 2, 1, 1, 6, 6, NULL, false, false, 3}, /* dilation pair */
+    {4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, 5, 5, NULL, false, false, 3}, /* groups */
+    {3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, 5, 5, NULL, false, false, 3}, /* depthwise */
+    {2, 4, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6, 6, NULL, false, false, 3}, /* depthwise, multiplier 2 */
+    {4, 4, 3, 3, 2, 2, 2, 2, 2, 2, 4, 7, 7, NULL, false, true, 3}, /* depthwise, strided, dilated */
+    {4, 6, 1, 3, 1, 2, 0, 1, 1, 2, 2, 5, 8, NULL, false, true, 3}, /* everything a pair, groups */
+    {3, 2, 2, 2, 3, 3, 0, 0, 1, 1, 1, 7, 8, NULL, false, false, 3}, /* stride > kernel: skipped inputs */
+    {2, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 4, 4, NULL, false, false, 3}, /* 1x1 */
+    {1, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3, 3, NULL, false, false, 3}, /* kernel larger than the image */
+    {2, 2, 3, 3, 1, 2, 3, 0, 1, 1, 1, 4, 6, NULL, false, false, 3}, /* padding > kernel / 2 */
+    /* large enough for the runtime's parallel paths on 2 threads: the weight gradient
+     * summed in two batch chunks (uneven on the last, smaller batch), or, for one
+     * image, split by output channels with the positions cut into tiles */
+    {4, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 12, 12, "same", false, false, 4},
+    {4, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 12, 12, NULL, false, true, 1},
+    {6, 6, 5, 5, 1, 1, 2, 2, 1, 1, 3, 16, 16, "same", false, false, 1}, /* blocks across groups */
+    {4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1, 12, 12, NULL, false, false, 1}, /* 1x1, tiled */
+};
+
+static int conv_out(int n, int k, int s, int p, int d) { return (n + 2 * p - d * (k - 1) - 1) / s + 1; }
+
+static char *gen_conv_program(Rng *r, const ConvCase *k, ConvForm form)
+{
+    StrBuf b = {0};
+    int ho = conv_out(k->h, k->kh, k->sh, k->ph, k->dh), wo = conv_out(k->w, k->kw, k->sw, k->pw, k->dw);
+    StrBuf stride = {0}, pad = {0}, dil = {0}, kern = {0};
+    put_hw(&stride, k->sh, k->sw, k->pairs);
+    if (k->padding)
+        sb_printf(&pad, "\"%s\"", k->padding);
+    else
+        put_hw(&pad, k->ph, k->pw, k->pairs);
+    put_hw(&dil, k->dh, k->dw, k->pairs);
+    put_hw(&kern, k->kh, k->kw, k->pairs);
+    sb_puts(&b, "use nn\nuse optim\nmodel M {\n");
+    sb_printf(&b, "    param s: [%d, 1, 1] = uniform(0.5, 1.5)\n", k->c);
+    if (form == CONV_POSITIONAL || form == CONV_KEYWORDS)
+        sb_printf(&b, "    param W: [%d, %d, %d, %d] = glorot_uniform\n", k->o, k->c / k->groups,
+                  k->kh, k->kw);
+    else
+        sb_printf(&b,
+                  "    conv = Conv2d(%d, %d, %s, stride = %s, padding = %s, dilation = %s, "
+                  "groups = %d%s)\n",
+                  k->c, k->o, kern.s, stride.s, pad.s, dil.s, k->groups,
+                  form == CONV_LAYER_NOBIAS ? ", bias = false" : "");
+    sb_printf(&b, "    fc = Dense(%d, 2)\n", k->o * ho * wo);
+    sb_printf(&b, "    fn forward(x: [B, %d, %d, %d]) {\n", k->c, k->h, k->w);
+    switch (form) {
+    case CONV_POSITIONAL:
+        sb_printf(&b, "        h = conv2d(x * s, W, %s, %s, %s, %d)\n", stride.s, pad.s, dil.s, k->groups);
+        break;
+    case CONV_KEYWORDS:
+        sb_puts(&b, "        h = conv2d(x * s, W");
+        if (k->sh != 1 || k->sw != 1)
+            sb_printf(&b, ", stride = %s", stride.s);
+        if (k->padding || k->ph || k->pw)
+            sb_printf(&b, ", padding = %s", pad.s);
+        if (k->dh != 1 || k->dw != 1)
+            sb_printf(&b, ", dilation = %s", dil.s);
+        if (k->groups != 1)
+            sb_printf(&b, ", groups = %d", k->groups);
+        sb_puts(&b, ")\n");
+        break;
+    default:
+        sb_puts(&b, "        h = conv(x * s)\n");
+        break;
+    }
+    sb_puts(&b, "        fc(flatten(tanh(h)))\n    }\n}\ntrain {\n");
+    gen_images(r, &b, 5, k->c, k->h, k->w);
+    sb_printf(&b, "    net = M()\n    loss = mse(net(x), y)\n    opt = Adam(lr = 0.01)\n    batch = %d\n}\n",
+              k->batch);
+    sb_free(&stride);
+    sb_free(&pad);
+    sb_free(&dil);
+    sb_free(&kern);
+    return b.s;
+}
+
+static void test_conv(void **state)
+{
+    Rng r = {0x9E3779B97F4A7C15ull};
+    int n = (int)(sizeof conv_cases / sizeof conv_cases[0]);
+    for (int i = 0; i < n; i++)
+        for (int f = CONV_POSITIONAL; f <= CONV_LAYER_NOBIAS; f++) {
+            char *src = gen_conv_program(&r, &conv_cases[i], (ConvForm)f);
+            if (all_programs || (conv_cases[i].sanitize && f == i % 4))
+                differential(src, (i + f) % 2 ? NND_F64 : NND_F32, 3, false);
+            free(src);
+        }
+}
+
+typedef struct PoolCase {
+    bool max, layer, relu; /* relu first: windows of tied zeros */
+    int c, kh, kw, sh, sw, ph, pw, h, w;
+    bool default_stride; /* stride left out: the kernel; padding as a keyword */
+} PoolCase;
+
+static const PoolCase pool_cases[] = {
+    /* max    layer  relu   c  kh kw sh sw ph pw  h  w  default stride */
+    {true, false, false, 2, 2, 2, 2, 2, 0, 0, 6, 6, true},
+    {true, false, true, 2, 3, 3, 1, 1, 1, 1, 5, 5, false}, /* ties, padding */
+    {true, true, false, 1, 2, 3, 1, 2, 1, 1, 5, 7, false}, /* pairs; all-negative windows */
+    {true, true, true, 2, 3, 3, 3, 3, 0, 0, 7, 8, true}, /* sizes not divisible */
+    {true, false, false, 2, 3, 3, 2, 2, 1, 1, 6, 6, false},
+    {false, false, false, 2, 2, 2, 2, 2, 0, 0, 6, 6, true},
+    {false, false, false, 2, 3, 3, 1, 1, 1, 1, 5, 5, false}, /* padding counts in the divisor */
+    {false, true, false, 1, 2, 3, 1, 2, 1, 1, 5, 7, false},
+    {false, true, true, 2, 3, 3, 3, 3, 0, 0, 7, 8, true},
+    {false, false, false, 2, 3, 2, 2, 1, 1, 0, 6, 6, false},
+    {true, true, false, 2, 2, 3, 2, 3, 0, 0, 6, 7, true}, /* the stride: a kernel pair */
+    {false, false, false, 1, 3, 2, 3, 2, 1, 1, 7, 6, true}, /* padding, the stride left out */
+    {true, false, true, 2, 3, 3, 3, 3, 1, 0, 8, 7, true},
+};
+
+static char *gen_pool_program(Rng *r, const PoolCase *k)
+{
+    StrBuf b = {0};
+    int ho = (k->h + 2 * k->ph - k->kh) / k->sh + 1, wo = (k->w + 2 * k->pw - k->kw) / k->sw + 1;
+    StrBuf args = {0};
+    put_hw(&args, k->kh, k->kw, false);
+    if (!k->default_stride) {
+        sb_puts(&args, k->layer ? ", stride = " : ", ");
+        put_hw(&args, k->sh, k->sw, false);
+        sb_puts(&args, k->layer ? ", padding = " : ", ");
+        put_hw(&args, k->ph, k->pw, false);
+    } else if (k->ph || k->pw) {
+        sb_puts(&args, ", padding = ");
+        put_hw(&args, k->ph, k->pw, false);
+    }
+    const char *in = k->relu ? "relu(x * s - 0.2)" : "x * s";
+    sb_puts(&b, "use nn\nuse optim\nmodel M {\n");
+    sb_printf(&b, "    param s: [%d, 1, 1] = uniform(0.5, 1.5)\n", k->c);
+    if (k->layer)
+        sb_printf(&b, "    pool = %s(%s)\n", k->max ? "MaxPool2d" : "AvgPool2d", args.s);
+    sb_printf(&b, "    fc = Dense(%d, 2)\n", k->c * ho * wo);
+    sb_printf(&b, "    fn forward(x: [B, %d, %d, %d]) {\n", k->c, k->h, k->w);
+    if (k->layer)
+        sb_printf(&b, "        h = pool(%s)\n", in);
+    else
+        sb_printf(&b, "        h = %s(%s, %s)\n", k->max ? "max_pool2d" : "avg_pool2d", in, args.s);
+    sb_puts(&b, "        fc(flatten(h))\n    }\n}\ntrain {\n");
+    gen_images(r, &b, 5, k->c, k->h, k->w);
+    sb_puts(&b, "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 3\n}\n");
+    sb_free(&args);
+    return b.s;
+}
+
+static void test_pool(void **state)
+{
+    Rng r = {0xD1B54A32D192ED03ull};
+    int n = (int)(sizeof pool_cases / sizeof pool_cases[0]);
+    for (int i = 0; i < n; i++) {
+        char *src = gen_pool_program(&r, &pool_cases[i]);
+        /* under sanitizers: ties and padding in a max, window pairs in an average */
+        if (all_programs || i % 3 == 1)
+            differential(src, i % 2 ? NND_F64 : NND_F32, 3, false);
+        free(src);
+    }
+}
+
+/* ---- hand-written programs: tests/jit/programs/ ---- */
+
+typedef struct FileCase {
+    const char *name;
+    int steps;
+    bool f64; /* also with every float f64 (--dtype f64) */
+    bool subset; /* run under sanitizers too */
+} FileCase;
+
+static const FileCase file_cases[] = {
+    {"cnn.nnd", 4, true, true},
+    {"embed_concat.nnd", 3, true, true},
+    {"norms_dropout.nnd", 4, true, true},
+    {"custom_vjp.nnd", 3, true, true},
+    {"grad_penalty.nnd", 3, true, false},
+    {"cnn_grad_penalty.nnd", 3, true, false},
+    {"init_seq.nnd", 3, true, false},
+    {"ops_misc.nnd", 3, true, false},
+};
+
+static void test_files(void **state)
+{
+    for (size_t i = 0; i < sizeof file_cases / sizeof file_cases[0]; i++) {
+        const FileCase *fc = &file_cases[i];
+        if (!all_programs && !fc->subset)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/tests/jit/programs/%s", NND_SOURCE_DIR, fc->name);
+        size_t len;
+        char *src = read_file(path, &len);
+        if (!src) {
+            print_error("cannot read %s\n", path);
+            fail();
+        }
+        differential(src, NND_F32, fc->steps, true);
+        if (fc->f64 && all_programs)
+            differential(src, NND_F64, fc->steps, true);
+        free(src);
+    }
+}
+
+/* Edge values: NaN inside pooling windows (max propagates it, an average sums it)
+ * and negative infinity, compared in the forward pass before any step mixes them
+ * into the parameters. */
+static void test_nonfinite(void **state)
+{
+    static const char *const pools[] = {"max_pool2d(v, 2, 1, 0)", "max_pool2d(v, 3, 2, 1)",
+                                        "avg_pool2d(v, 2, 1, 0)", "avg_pool2d(v, 3, 2, 1)"};
+    for (int i = 0; i < 4; i++) {
+        char src[1024];
+        snprintf(src, sizeof src,
+                 "use nn\nuse optim\nmodel M {\n"
+                 "    param s: [1, 1, 1] = 1\n"
+                 "    fn forward(x: [B, 1, 3, 4]) {\n"
+                 "        v = log(x * s)  # NaN below 0, -inf at 0\n"
+                 "        flatten(%s)\n"
+                 "    }\n}\n"
+                 "train {\n"
+                 "    data train = tensors(x = [[[[1, -1, 2, 0], [0.5, 3, 0, 0], [2, 1, -2, 4]]],\n"
+                 "                              [[[0, 0, 0, 0], [1, 2, 3, 4], [-1, 5, 0.25, 1]]]],\n"
+                 "                         y = [0, 1])\n"
+                 "    net = M()\n    loss = mean(net(x))\n    opt = SGD(lr = 0.1)\n    batch = 2\n}\n",
+                 pools[i]);
+        differential(src, i % 2 ? NND_F64 : NND_F32, 0, false);
+    }
+}
+
+/* An index outside take()'s table stops both engines with the same status, not a
+ * read outside the table. */
+static void test_index_range(void **state)
+{
+    static const char *const bad[] = {"6", "-1"};
+    for (int k = 0; k < 2; k++) {
+        char src[1024];
+        snprintf(src, sizeof src,
+                 "use nn\nuse optim\nmodel M {\n    emb = Embedding(6, 2)\n"
+                 "    fn forward(x: [B, 1]) = flatten(emb(i32(x)))\n}\n"
+                 "train {\n"
+                 "    data train = tensors(x = [[0], [5], [%s], [3]], y = [[0, 1], [1, 0], [0, 0], [1, 1]])\n"
+                 "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 4\n}\n",
+                 bad[k]);
+        Compiled *c = compile(src, NND_F32);
+        Program *p = c->p;
+        char err[512];
+        NndErr ne;
+        NndPool *pool = nnd_pool_create(2, &ne);
+        uint32_t idx[4] = {0, 1, 2, 3};
+        char first[512] = "";
+        for (int e = ENGINE_INTERP; e <= ENGINE_JIT; e++) {
+            Executable x;
+            ExecOptions o = {(Engine)e, false, 0, false};
+            assert_true(executable_build(&x, p, &o, err, sizeof err));
+            Model m;
+            assert_true(model_init(p, &m, err, sizeof err));
+            double loss;
+            err[0] = 0;
+            if (driver_step(p, &x, &m, pool, idx, 4, 0, &loss, err, sizeof err)) {
+                print_error("%s: index %s taken without an error\n",
+                            e == ENGINE_JIT ? "compiled" : "interpreter", bad[k]);
+                fail();
+            }
+            /* the same status from both */
+            if (e == ENGINE_INTERP)
+                snprintf(first, sizeof first, "%s", err);
+            else
+                assert_string_equal(first, err);
+            model_free(&m);
+            executable_free(&x);
+        }
+        nnd_pool_destroy(pool);
+        compiled_free(c);
+    }
+}
+
+/* Runs last: the ops the programs above ran through both engines. */
+static void test_op_coverage(void **state)
+{
+    if (!all_programs)
+        skip(); /* NND_DIFF_PROGRAMS ran a subset */
+    bool exempt[OP_COUNT] = {0};
+    StrBuf missing = {0}, stale = {0};
+    for (size_t i = 0; i < sizeof op_exempt / sizeof op_exempt[0]; i++) {
+        exempt[op_exempt[i].op] = true;
+        if (op_seen[op_exempt[i].op])
+            sb_printf(&stale, " %s", op_info[op_exempt[i].op].name);
+    }
+    for (int op = 0; op < OP_COUNT; op++)
+        if (!op_seen[op] && !exempt[op])
+            sb_printf(&missing, " %s", op_info[op].name);
+    if (missing.s)
+        print_error("ops no program ran through both engines (add a program, or an entry in "
+                    "op_exempt with the reason):%s\n", missing.s);
+    if (stale.s)
+        print_error("ops listed in op_exempt that a program ran after all (remove them):%s\n", stale.s);
+    bool ok = !missing.s && !stale.s;
+    sb_free(&missing);
+    sb_free(&stale);
+    assert_true(ok);
+}
+
 int main(void)
 {
+    if (getenv("NND_DIFF_PROGRAMS"))
+        all_programs = false;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_generated),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_index_range),
+        cmocka_unit_test(test_op_coverage), /* last: it counts the ops the others ran */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

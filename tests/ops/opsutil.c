@@ -115,12 +115,132 @@ NodeId ot_rand(Graph *g, OpId op, NodeId a, NodeId b, uint64_t key, NndDType dt,
                              .shape = s});
 }
 
+NodeId ot_concat(Graph *g, NodeId a, NodeId b, int axis)
+{
+    return gb_node(g, (Node){.op = OP_CONCAT, .nin = 2, .in = {a, b}, .idx = axis});
+}
+
+NodeId ot_take(Graph *g, NodeId table, NodeId idx)
+{
+    return gb_node(g, (Node){.op = OP_TAKE, .nin = 2, .in = {table, idx}});
+}
+
+NodeId ot_scatter(Graph *g, NodeId idx, NodeId src, int rows)
+{
+    return gb_node(g, (Node){.op = OP_SCATTER_ADD, .nin = 2, .in = {idx, src}, .idx = rows});
+}
+
+NodeId ot_conv(Graph *g, OpId op, NodeId a, NodeId b, const int64_t *attrs, Shape preset)
+{
+    uint32_t pool = graph_pool_ints(g, attrs, 7);
+    return gb_node(g, (Node){.op = (uint8_t)op,
+                             .nin = 2,
+                             .in = {a, b},
+                             .pool = pool,
+                             .shape = op == OP_CONV2D ? shape_scalar() : preset});
+}
+
+NodeId ot_pool(Graph *g, OpId op, NodeId a, NodeId b, const int64_t *attrs, Shape preset)
+{
+    uint32_t pool = graph_pool_ints(g, attrs, 6);
+    return gb_node(g, (Node){.op = (uint8_t)op,
+                             .nin = (uint8_t)(b ? 2 : 1),
+                             .in = {a, b},
+                             .pool = pool,
+                             .shape = op == OP_POOLAVG_T ? preset : shape_scalar()});
+}
+
+NodeId ot_randstep(Graph *g, NodeId step, uint64_t seed, uint64_t key, NndDType dt, Shape s)
+{
+    return gb_node(g, (Node){.op = OP_RANDSTEP,
+                             .nin = 1,
+                             .in = {step},
+                             .num = (double)seed,
+                             .key = key,
+                             .dtype = (uint8_t)dt,
+                             .shape = s});
+}
+
+NodeId ot_ortho(Graph *g, NodeId gain, uint64_t key, NndDType dt, Shape s)
+{
+    Node n = {.op = OP_ORTHO, .nin = 1, .in = {gain}, .key = key, .dtype = (uint8_t)dt};
+    n.shape = s;
+    return gb_node(g, n);
+}
+
+NodeId ot_custom(Graph *g, NodeId v, NodeId a, NodeId b, int idx)
+{
+    Node n = {.op = OP_CUSTOM, .nin = 1, .in = {v}, .idx = idx};
+    if (a)
+        n.in[n.nin++] = a;
+    if (b)
+        n.in[n.nin++] = b;
+    return gb_node(g, n);
+}
+
 NodeId ot_sum_all(Graph *g, NodeId a)
 {
     int r = graph_node(g, a)->shape.rank;
     if (r == 0)
         return a;
     return gb_reduce(g, OP_SUM, a, (1u << r) - 1, false, span_none());
+}
+
+const OtConvCase ot_conv_cases[] = {
+    {"3x3", 1, 1, 4, 4, 1, 3, 3, {1, 1, 0, 0, 1, 1, 1}},
+    {"pad 1, batch 2", 2, 2, 5, 6, 3, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+    {"stride 2", 1, 2, 6, 5, 2, 3, 3, {2, 2, 1, 1, 1, 1, 1}},
+    {"stride 2,1 pad 0,2 kernel 3x2", 1, 2, 5, 7, 2, 3, 2, {2, 1, 0, 2, 1, 1, 1}},
+    {"stride 3 > kernel: unused pixels", 1, 1, 7, 8, 2, 2, 2, {3, 3, 0, 0, 1, 1, 1}},
+    {"dilation 2", 1, 2, 7, 6, 2, 3, 3, {1, 1, 2, 1, 2, 2, 1}},
+    {"dilation 2,1 kernel 2x3", 2, 1, 6, 5, 2, 2, 3, {1, 1, 1, 0, 2, 1, 1}},
+    {"groups 2", 1, 4, 5, 5, 4, 3, 3, {1, 1, 1, 1, 1, 1, 2}},
+    {"groups 2, 3 outputs each", 1, 4, 4, 4, 6, 2, 2, {1, 1, 0, 0, 1, 1, 2}},
+    {"depthwise", 2, 3, 5, 5, 3, 3, 3, {1, 1, 1, 1, 1, 1, 3}},
+    {"depthwise x2, stride 2,1", 1, 3, 4, 5, 6, 3, 3, {2, 1, 1, 1, 1, 1, 3}},
+    {"1x1", 2, 3, 3, 4, 2, 1, 1, {1, 1, 0, 0, 1, 1, 1}},
+    {"1x1 stride 2 pad 1", 1, 3, 5, 5, 2, 1, 1, {2, 2, 1, 1, 1, 1, 1}},
+    {"1x3 pad 0,1", 1, 2, 4, 6, 2, 1, 3, {1, 1, 0, 1, 1, 1, 1}},
+    {"3x1 dilation 3,1", 1, 2, 8, 3, 1, 3, 1, {1, 1, 0, 0, 3, 1, 1}},
+    {"groups 2 stride 2,3 pad 1,2 dilation 2,1 kernel 2x3",
+     1,
+     4,
+     7,
+     8,
+     4,
+     2,
+     3,
+     {2, 3, 1, 2, 2, 1, 2}},
+    {"kernel = image", 1, 2, 3, 3, 2, 3, 3, {1, 1, 0, 0, 1, 1, 1}},
+    {"kernel > image, pad 1", 1, 1, 2, 2, 1, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+};
+const size_t ot_nconv_cases = sizeof ot_conv_cases / sizeof ot_conv_cases[0];
+
+const OtPoolCase ot_pool_cases[] = {
+    {"2x2 stride 2", 1, 2, 4, 4, {2, 2, 2, 2, 0, 0}},
+    {"3x3 stride 1 pad 1", 1, 2, 4, 5, {3, 3, 1, 1, 1, 1}},
+    {"3x2 stride 2,1 pad 1,0", 2, 1, 5, 4, {3, 2, 2, 1, 1, 0}},
+    {"2x2 stride 1 pad 1", 1, 1, 3, 3, {2, 2, 1, 1, 1, 1}},
+    {"3x3 stride 2 pad 1: overlapping", 1, 2, 5, 5, {3, 3, 2, 2, 1, 1}},
+    {"1x1 stride 2", 1, 2, 5, 4, {1, 1, 2, 2, 0, 0}},
+    {"global", 2, 2, 3, 4, {3, 4, 1, 1, 0, 0}},
+    {"2x3 stride 3 pad 0,1: gaps", 1, 1, 7, 8, {2, 3, 3, 3, 0, 1}},
+};
+const size_t ot_npool_cases = sizeof ot_pool_cases / sizeof ot_pool_cases[0];
+
+Shape ot_conv_x_shape(const OtConvCase *k)
+{
+    return SHAPE(k->n, k->c, k->h, k->w);
+}
+
+Shape ot_conv_w_shape(const OtConvCase *k)
+{
+    return SHAPE(k->o, k->c / k->a[6], k->kh, k->kw);
+}
+
+Shape ot_pool_x_shape(const OtPoolCase *k)
+{
+    return SHAPE(k->n, k->c, k->h, k->w);
 }
 
 void ot_run(Graph *g, const NodeId *roots, int n, const InterpBindings *b, ITensor *out)
@@ -139,6 +259,8 @@ ITensor ot_eval(Graph *g, NodeId root)
     return t;
 }
 
+const char *ot_case;
+
 void ot_expect(ITensor *t, Shape s, const double *v, int n)
 {
     assert_int_equal(t->rank, s.rank);
@@ -148,7 +270,8 @@ void ot_expect(ITensor *t, Shape s, const double *v, int n)
     for (int i = 0; i < n; i++) {
         bool same = t->v[i] == v[i] || (isnan(t->v[i]) && isnan(v[i]));
         if (!same || (!isnan(v[i]) && signbit(t->v[i]) != signbit(v[i])))
-            fail_msg("element %d: got %.17g, expected %.17g", i, t->v[i], v[i]);
+            fail_msg("%s%selement %d: got %.17g, expected %.17g", ot_case ? ot_case : "",
+                     ot_case ? ": " : "", i, t->v[i], v[i]);
     }
     itensor_free(t);
 }

@@ -9,6 +9,11 @@
  * V, z = sum(g * V) and dz/dx = H V is checked against central differences of z,
  * sometimes with simplify_graph between the steps.
  *
+ * The ops that are adjoints of others (conv2d_gx, conv2d_gw, maxpool_scatter,
+ * avgpool_t, scatter_add) are linear in one input and checked like any other op.
+ * A CUSTOM node takes its inputs' gradients from g->custom_vjp: the case here gives
+ * the true derivative, so the check also proves that in[0], the value, passes none.
+ *
  * Ops without a gradient (leaves, sources, comparisons, logic, argmax, one_hot,
  * sign, floor) get a case asserting that autodiff gives them none.  The last test
  * fails when an op in ops.def has neither kind of case. */
@@ -40,24 +45,28 @@ typedef enum Cover { COV_NONE, COV_GRAD, COV_NOGRAD } Cover;
 /* What each op is tested for: a gradcheck, or a check that it passes no gradient.
  * A new op in ops.def is COV_NONE here until someone writes its case. */
 static const Cover cover[OP_COUNT] = {
-    [OP_CONST] = COV_NOGRAD,   [OP_TENSOR] = COV_NOGRAD,  [OP_PARAM] = COV_NOGRAD,
-    [OP_STATE] = COV_NOGRAD,   [OP_INPUT] = COV_NOGRAD,   [OP_HYPER] = COV_NOGRAD,
-    [OP_RANDU] = COV_NOGRAD,   [OP_RANDN] = COV_NOGRAD,   [OP_DIMSIZE] = COV_NOGRAD,
-    [OP_NEG] = COV_GRAD,       [OP_EXP] = COV_GRAD,       [OP_LOG] = COV_GRAD,
-    [OP_SQRT] = COV_GRAD,      [OP_RSQRT] = COV_GRAD,     [OP_ABS] = COV_GRAD,
-    [OP_SIGN] = COV_NOGRAD,    [OP_TANH] = COV_GRAD,      [OP_SIGMOID] = COV_GRAD,
-    [OP_RELU] = COV_GRAD,      [OP_SIN] = COV_GRAD,       [OP_COS] = COV_GRAD,
-    [OP_FLOOR] = COV_NOGRAD,   [OP_NOT] = COV_NOGRAD,     [OP_CAST] = COV_GRAD,
-    [OP_ADD] = COV_GRAD,       [OP_SUB] = COV_GRAD,       [OP_MUL] = COV_GRAD,
-    [OP_DIV] = COV_GRAD,       [OP_POW] = COV_GRAD,       [OP_MIN] = COV_GRAD,
-    [OP_MAX] = COV_GRAD,       [OP_LT] = COV_NOGRAD,      [OP_LE] = COV_NOGRAD,
-    [OP_GT] = COV_NOGRAD,      [OP_GE] = COV_NOGRAD,      [OP_EQ] = COV_NOGRAD,
-    [OP_NE] = COV_NOGRAD,      [OP_AND] = COV_NOGRAD,     [OP_OR] = COV_NOGRAD,
-    [OP_SELECT] = COV_GRAD,    [OP_BROADCAST] = COV_GRAD, [OP_RESHAPE] = COV_GRAD,
-    [OP_TRANSPOSE] = COV_GRAD, [OP_SLICE] = COV_GRAD,     [OP_PAD] = COV_GRAD,
-    [OP_SUM] = COV_GRAD,       [OP_MEAN] = COV_GRAD,      [OP_RMAX] = COV_GRAD,
-    [OP_LOGSUMEXP] = COV_GRAD, [OP_ARGMAX] = COV_NOGRAD,  [OP_PICK] = COV_GRAD,
-    [OP_ONE_HOT] = COV_NOGRAD, [OP_MATMUL] = COV_GRAD,
+    [OP_CONST] = COV_NOGRAD,     [OP_TENSOR] = COV_NOGRAD,  [OP_PARAM] = COV_NOGRAD,
+    [OP_STATE] = COV_NOGRAD,     [OP_INPUT] = COV_NOGRAD,   [OP_HYPER] = COV_NOGRAD,
+    [OP_RANDU] = COV_NOGRAD,     [OP_RANDN] = COV_NOGRAD,   [OP_DIMSIZE] = COV_NOGRAD,
+    [OP_NEG] = COV_GRAD,         [OP_EXP] = COV_GRAD,       [OP_LOG] = COV_GRAD,
+    [OP_SQRT] = COV_GRAD,        [OP_RSQRT] = COV_GRAD,     [OP_ABS] = COV_GRAD,
+    [OP_SIGN] = COV_NOGRAD,      [OP_TANH] = COV_GRAD,      [OP_SIGMOID] = COV_GRAD,
+    [OP_RELU] = COV_GRAD,        [OP_SIN] = COV_GRAD,       [OP_COS] = COV_GRAD,
+    [OP_FLOOR] = COV_NOGRAD,     [OP_NOT] = COV_NOGRAD,     [OP_CAST] = COV_GRAD,
+    [OP_ADD] = COV_GRAD,         [OP_SUB] = COV_GRAD,       [OP_MUL] = COV_GRAD,
+    [OP_DIV] = COV_GRAD,         [OP_POW] = COV_GRAD,       [OP_MIN] = COV_GRAD,
+    [OP_MAX] = COV_GRAD,         [OP_LT] = COV_NOGRAD,      [OP_LE] = COV_NOGRAD,
+    [OP_GT] = COV_NOGRAD,        [OP_GE] = COV_NOGRAD,      [OP_EQ] = COV_NOGRAD,
+    [OP_NE] = COV_NOGRAD,        [OP_AND] = COV_NOGRAD,     [OP_OR] = COV_NOGRAD,
+    [OP_SELECT] = COV_GRAD,      [OP_BROADCAST] = COV_GRAD, [OP_RESHAPE] = COV_GRAD,
+    [OP_TRANSPOSE] = COV_GRAD,   [OP_SLICE] = COV_GRAD,     [OP_PAD] = COV_GRAD,
+    [OP_SUM] = COV_GRAD,         [OP_MEAN] = COV_GRAD,      [OP_RMAX] = COV_GRAD,
+    [OP_LOGSUMEXP] = COV_GRAD,   [OP_ARGMAX] = COV_NOGRAD,  [OP_PICK] = COV_GRAD,
+    [OP_ONE_HOT] = COV_NOGRAD,   [OP_MATMUL] = COV_GRAD,    [OP_RANDSTEP] = COV_NOGRAD,
+    [OP_ORTHO] = COV_NOGRAD,     [OP_CONCAT] = COV_GRAD,    [OP_TAKE] = COV_GRAD,
+    [OP_SCATTER_ADD] = COV_GRAD, [OP_CONV2D] = COV_GRAD,    [OP_CONV2D_GX] = COV_GRAD,
+    [OP_CONV2D_GW] = COV_GRAD,   [OP_POOLMAX] = COV_GRAD,   [OP_POOLMAX_T] = COV_GRAD,
+    [OP_POOLAVG] = COV_GRAD,     [OP_POOLAVG_T] = COV_GRAD, [OP_CUSTOM] = COV_GRAD,
 };
 
 /* Ops that appeared in a passing first-order gradcheck, a second-order one, and a
@@ -1064,6 +1073,354 @@ static void test_leaves(void **state)
     gc_free(&c);
 }
 
+/* ---- concat, take, scatter-add ---- */
+
+static void test_concat(void **state)
+{
+    struct {
+        Shape a, b;
+        int axis;
+    } cases[] = {
+        {SHAPE(2, 3), SHAPE(4, 3), 0},
+        {SHAPE(2, 3), SHAPE(2, 1), 1},
+        {SHAPE(2, 3, 2), SHAPE(2, 1, 2), 1},
+        {SHAPE(1, 2, 2), SHAPE(1, 2, 3), 2},
+        {SHAPE(3), SHAPE(2), 0},
+        {SHAPE(2, 2, 3), SHAPE(1, 2, 3), 0},
+        {SHAPE(0, 3), SHAPE(2, 3), 0}, /* an empty part */
+    };
+    for (size_t i = 0; i < NND_ARRAY_LEN(cases); i++) {
+        Gc c;
+        gc_init(&c, "concat", next_seed());
+        NodeId a = gc_param(&c, cases[i].a, -2, 2), b = gc_param(&c, cases[i].b, -2, 2);
+        gc_check(&c, ot_concat(&c.g, a, b, cases[i].axis));
+        gc_free(&c);
+    }
+    /* one operand twice: both slices of the adjoint go back to it */
+    Gc c;
+    gc_init(&c, "concat shared", next_seed());
+    NodeId x = gc_param(&c, SHAPE(2, 3), -2, 2);
+    gc_check(&c, ot_concat(&c.g, x, gb_unary(&c.g, OP_SIN, x, SP), 1));
+    gc_free(&c);
+    gc_init(&c, "concat with itself", next_seed());
+    x = gc_param(&c, SHAPE(2, 3), -2, 2);
+    gc_check(&c, ot_concat(&c.g, x, x, 0));
+    gc_free(&c);
+    /* next to a symbolic batch dimension */
+    gc_init(&c, "concat symbolic", next_seed());
+    int64_t B = gc_sym(&c, "B", 3);
+    NodeId a = gc_param(&c, SHAPE(B, 2), -2, 2), b = gc_param(&c, SHAPE(B, 3), -2, 2);
+    gc_check(&c, gb_unary(&c.g, OP_TANH, ot_concat(&c.g, a, b, 1), SP));
+    gc_free(&c);
+}
+
+/* The table's gradient adds the rows' adjoints at their indices: repeated indices
+ * accumulate, rows never taken get zero. */
+static void test_take(void **state)
+{
+    struct {
+        Shape table, idx;
+        double iv[8];
+    } cases[] = {
+        {SHAPE(5, 3), SHAPE(4), {1, 3, 1, 1}},
+        {SHAPE(5), SHAPE(2, 3), {4, 0, 4, 2, 2, 2}},
+        {SHAPE(4, 2, 2), shape_scalar(), {3}},
+        {SHAPE(3, 2), SHAPE(6), {0, 0, 0, 0, 0, 0}},
+    };
+    for (size_t i = 0; i < NND_ARRAY_LEN(cases); i++) {
+        Gc c;
+        gc_init(&c, "take", next_seed());
+        NodeId t = gc_param(&c, cases[i].table, -2, 2);
+        int n = (int)shape_static_numel(&cases[i].idx, NULL);
+        NodeId l = ot_tensor(&c.g, NND_I32, cases[i].idx, cases[i].iv, n);
+        gc_check(&c, ot_take(&c.g, t, l));
+        gc_free(&c);
+    }
+    /* no indices (bound at run time): the table's gradient is zero */
+    Gc c;
+    gc_init(&c, "take nothing", next_seed());
+    NodeId t = gc_param(&c, SHAPE(3, 2), -2, 2);
+    NodeId none = ot_leaf(&c.g, OP_INPUT, c.nin, NND_I32, SHAPE(0));
+    c.iv[c.nin++] = itensor_new(NND_I32, 1, (int64_t[]){0});
+    gc_check(&c, ot_take(&c.g, t, none));
+    gc_free(&c);
+    /* an embedding lookup inside a nonlinearity */
+    gc_init(&c, "take chain", next_seed());
+    t = gc_param(&c, SHAPE(4, 3), -1, 1);
+    NodeId l = ot_tensor(&c.g, NND_I32, SHAPE(2, 2), VALS(3, 0, 3, 3));
+    gc_check(&c, gb_unary(&c.g, OP_TANH, ot_take(&c.g, gb_unary(&c.g, OP_EXP, t, SP), l), SP));
+    gc_free(&c);
+    /* indices computed from a parameter get no gradient */
+    gc_init(&c, "take indices", next_seed());
+    t = gc_param(&c, SHAPE(4, 3), -1, 1);
+    NodeId lp = gc_param(&c, SHAPE(5), 0.1, 3.9);
+    l = gb_cast(&c.g, gb_unary(&c.g, OP_FLOOR, lp, SP), NND_I32, SP);
+    NodeId y = gc_objective(&c, ot_take(&c.g, t, l));
+    NodeId gr[2];
+    autodiff(&c.g, y, c.p, 2, gr);
+    double v;
+    assert_false(graph_is_const(&c.g, gr[0], &v));
+    assert_true(graph_is_const(&c.g, gr[1], &v) && v == 0);
+    gc_free(&c);
+}
+
+static void test_scatter_add(void **state)
+{
+    struct {
+        Shape idx, src;
+        int rows;
+        double iv[8];
+    } cases[] = {
+        {SHAPE(4), SHAPE(4, 3), 5, {2, 0, 2, 2}},
+        {SHAPE(2, 2), SHAPE(2, 2, 2), 3, {1, 1, 0, 1}},
+        {SHAPE(5), SHAPE(5), 3, {2, 2, 0, 1, 2}},
+        {shape_scalar(), SHAPE(2, 2), 4, {3}},
+    };
+    for (size_t i = 0; i < NND_ARRAY_LEN(cases); i++) {
+        Gc c;
+        gc_init(&c, "scatter_add", next_seed());
+        int n = (int)shape_static_numel(&cases[i].idx, NULL);
+        NodeId l = ot_tensor(&c.g, NND_I32, cases[i].idx, cases[i].iv, n);
+        NodeId s = gc_param(&c, cases[i].src, -2, 2);
+        gc_check(&c, ot_scatter(&c.g, l, s, cases[i].rows));
+        gc_free(&c);
+    }
+    /* take then scatter back: a linear map of the table onto itself */
+    Gc c;
+    gc_init(&c, "take scatter", next_seed());
+    NodeId t = gc_param(&c, SHAPE(4, 2), -2, 2);
+    NodeId l = ot_tensor(&c.g, NND_I32, SHAPE(5), VALS(3, 1, 3, 0, 3));
+    NodeId s = ot_scatter(&c.g, l, gb_unary(&c.g, OP_SIN, ot_take(&c.g, t, l), SP), 4);
+    gc_check(&c, gb_binary(&c.g, OP_MUL, s, t, SP));
+    gc_free(&c);
+}
+
+/* ---- convolution ---- */
+
+static Shape conv_y_shape(Gc *c, Shape xs, Shape ws, const int64_t *a)
+{
+    ConvAttrs at = {a[0], a[1], a[2], a[3], a[4], a[5], a[6]};
+    Shape y;
+    char err[256];
+    if (!conv_out_shape(&c->g, &xs, &ws, &at, &y, err, sizeof err))
+        fail_msg("%s: %s", c->name, err);
+    return y;
+}
+
+/* conv2d and its two adjoint ops, each differentiated with respect to both inputs. */
+static void test_conv2d(void **state)
+{
+    for (size_t i = 0; i < ot_nconv_cases; i++) {
+        const OtConvCase *k = &ot_conv_cases[i];
+        Shape xs = ot_conv_x_shape(k), ws = ot_conv_w_shape(k);
+        Gc c;
+        gc_init(&c, k->name, next_seed());
+        NodeId x = gc_param(&c, xs, -1, 1), w = gc_param(&c, ws, -1, 1);
+        gc_check(&c, ot_conv(&c.g, OP_CONV2D, x, w, k->a, shape_scalar()));
+        gc_free(&c);
+
+        gc_init(&c, k->name, next_seed());
+        Shape ys = conv_y_shape(&c, xs, ws, k->a);
+        NodeId dy = gc_param(&c, ys, -1, 1);
+        w = gc_param(&c, ws, -1, 1);
+        gc_check(&c, ot_conv(&c.g, OP_CONV2D_GX, dy, w, k->a, xs));
+        gc_free(&c);
+
+        gc_init(&c, k->name, next_seed());
+        x = gc_param(&c, xs, -1, 1);
+        dy = gc_param(&c, ys, -1, 1);
+        gc_check(&c, ot_conv(&c.g, OP_CONV2D_GW, x, dy, k->a, ws));
+        gc_free(&c);
+    }
+    /* a symbolic batch; one tensor as both image and kernel */
+    Gc c;
+    gc_init(&c, "conv2d symbolic batch", next_seed());
+    int64_t B = gc_sym(&c, "B", 2);
+    const int64_t a[7] = {1, 2, 1, 0, 1, 1, 1};
+    NodeId x = gc_param(&c, SHAPE(B, 2, 4, 4), -1, 1), w = gc_param(&c, SHAPE(3, 2, 3, 2), -1, 1);
+    gc_check(&c, gb_unary(&c.g, OP_TANH, ot_conv(&c.g, OP_CONV2D, x, w, a, shape_scalar()), SP));
+    gc_free(&c);
+    gc_init(&c, "conv2d shared operand", next_seed());
+    const int64_t one[7] = {1, 1, 1, 1, 1, 1, 1};
+    x = gc_param(&c, SHAPE(1, 1, 3, 3), -1, 1);
+    gc_check(&c, ot_conv(&c.g, OP_CONV2D, x, x, one, shape_scalar()));
+    gc_free(&c);
+}
+
+/* ---- pooling ---- */
+
+static Shape pool_y_shape(Gc *c, Shape xs, const int64_t *a)
+{
+    PoolAttrs at = {a[0], a[1], a[2], a[3], a[4], a[5]};
+    Shape y;
+    char err[256];
+    if (!pool_out_shape(&c->g, &xs, &at, &y, err, sizeof err))
+        fail_msg("%s: %s", c->name, err);
+    return y;
+}
+
+/* Max pooling with distinct values (at least 0.1 apart, all negative so padding
+ * would win if it counted): the perturbations never move a maximum. */
+static void test_pool(void **state)
+{
+    for (size_t i = 0; i < ot_npool_cases; i++) {
+        const OtPoolCase *k = &ot_pool_cases[i];
+        Shape xs = ot_pool_x_shape(k);
+        Gc c;
+        /* max_pool2d(x) = maxpool_gather(x, x) */
+        gc_init(&c, k->name, next_seed());
+        NodeId x = gc_param_distinct(&c, xs, -30, 0.1);
+        gc_check(&c, ot_pool(&c.g, OP_POOLMAX, x, x, k->a, shape_scalar()));
+        gc_free(&c);
+        /* x only chooses: its gradient is zero, v's is routed */
+        gc_init(&c, k->name, next_seed());
+        x = gc_param_distinct(&c, xs, -3, 0.1);
+        NodeId v = gc_param(&c, xs, -1, 1);
+        gc_check(&c, ot_pool(&c.g, OP_POOLMAX, x, v, k->a, shape_scalar()));
+        gc_free(&c);
+
+        gc_init(&c, k->name, next_seed());
+        Shape ys = pool_y_shape(&c, xs, k->a);
+        x = gc_param_distinct(&c, xs, -3, 0.1);
+        NodeId d = gc_param(&c, ys, -1, 1);
+        gc_check(&c, ot_pool(&c.g, OP_POOLMAX_T, x, d, k->a, shape_scalar()));
+        gc_free(&c);
+
+        gc_init(&c, k->name, next_seed());
+        x = gc_param(&c, xs, -1, 1);
+        gc_check(&c, ot_pool(&c.g, OP_POOLAVG, x, 0, k->a, shape_scalar()));
+        gc_free(&c);
+
+        gc_init(&c, k->name, next_seed());
+        d = gc_param(&c, ys, -1, 1);
+        gc_check(&c, ot_pool(&c.g, OP_POOLAVG_T, d, 0, k->a, xs));
+        gc_free(&c);
+    }
+    Gc c;
+    gc_init(&c, "pool symbolic batch", next_seed());
+    int64_t B = gc_sym(&c, "B", 2);
+    const int64_t a[6] = {2, 2, 2, 2, 1, 1};
+    NodeId x = gc_param_distinct(&c, SHAPE(B, 1, 3, 4), -2, 0.1);
+    NodeId m = ot_pool(&c.g, OP_POOLMAX, x, x, a, shape_scalar());
+    gc_check(&c,
+             gb_binary(&c.g, OP_ADD, m, ot_pool(&c.g, OP_POOLAVG, x, 0, a, shape_scalar()), SP));
+    gc_free(&c);
+}
+
+/* ---- custom gradients ---- */
+
+typedef enum CustomMode {
+    CUSTOM_COS,   /* in[1]: dy cos(in[1]), the true gradient of sin(in[1]) */
+    CUSTOM_TIMES3 /* in[1]: 3 dy; in[2]: dy in[2] */
+} CustomMode;
+
+typedef struct CustomCtx {
+    CustomMode mode;
+    int calls;
+} CustomCtx;
+
+static void custom_vjp_fn(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
+{
+    CustomCtx *cc = ctx;
+    cc->calls++;
+    NodeId a = graph_node(g, n)->in[1];
+    int nin = graph_node(g, n)->nin;
+    if (cc->mode == CUSTOM_COS) {
+        dx[0] = gb_binary(g, OP_MUL, dy, gb_unary(g, OP_COS, a, SP), SP);
+        return;
+    }
+    dx[0] = gb_binary_bc(g, OP_MUL, dy, gb_const(g, 3, NND_F64, SP), SP);
+    if (nin == 3)
+        dx[1] = gb_binary(g, OP_MUL, dy, graph_node(g, n)->in[2], SP);
+}
+
+static void gc_custom(Gc *c, CustomCtx *cc, CustomMode mode)
+{
+    *cc = (CustomCtx){mode, 0};
+    c->g.custom_vjp = custom_vjp_fn;
+    c->g.custom_ctx = cc;
+}
+
+/* The gradient of a CUSTOM node's inputs 1 and 2 is the callback's; input 0, its
+ * value, passes none (else the true gradient here would be counted twice). */
+static void test_custom(void **state)
+{
+    CustomCtx cc;
+    Gc c;
+    gc_init(&c, "custom", next_seed());
+    gc_custom(&c, &cc, CUSTOM_COS);
+    NodeId a = gc_param(&c, SHAPE(2, 3), -2, 2);
+    gc_check(&c, ot_custom(&c.g, gb_unary(&c.g, OP_SIN, a, SP), a, 0, 0));
+    assert_int_equal(cc.calls, 1);
+    gc_free(&c);
+
+    /* a gradient that is not the derivative: autodiff takes it as given */
+    gc_init(&c, "custom times 3", next_seed());
+    gc_custom(&c, &cc, CUSTOM_TIMES3);
+    Graph *g = &c.g;
+    Shape s = SHAPE(2, 2);
+    a = gc_param_vals(&c, s, (const double[]){1, -2, 0.5, 4});
+    NodeId b = gc_param_vals(&c, s, (const double[]){3, 0.25, -1, 2});
+    NodeId r = ot_tensor(g, NND_F64, s, VALS(1, 2, -1, 0.5));
+    NodeId cu = ot_custom(g, gb_binary(g, OP_MUL, a, b, SP), a, b, 0);
+    NodeId y = ot_sum_all(g, gb_binary(g, OP_MUL, cu, r, SP));
+    NodeId gr[2];
+    autodiff(g, y, c.p, 2, gr);
+    assert_int_equal(cc.calls, 1);
+    InterpBindings bind = gc_bindings(&c);
+    ITensor out[3];
+    ot_run(g, (NodeId[]){gr[0], gr[1], cu}, 3, &bind, out);
+    ot_expect(&out[0], s, VALS(3, 6, -3, 1.5));
+    ot_expect(&out[1], s, VALS(3, 0.5, 1, 1));
+    ot_expect(&out[2], s, VALS(3, -0.5, -0.5, 8)); /* the value is in[0]'s */
+    /* only b wanted: its gradient alone */
+    NodeId gb;
+    autodiff(g, y, &b, 1, &gb);
+    assert_int_equal(cc.calls, 2);
+    ot_run(g, &gb, 1, &bind, out);
+    ot_expect(&out[0], s, VALS(3, 0.5, 1, 1));
+    gc_free(&c);
+
+    /* a parameter reaching the node only through in[0] gets no gradient */
+    gc_init(&c, "custom value only", next_seed());
+    gc_custom(&c, &cc, CUSTOM_TIMES3);
+    g = &c.g;
+    NodeId p = gc_param(&c, s, -1, 1), q = gc_param(&c, s, -1, 1);
+    y = gc_objective(&c, ot_custom(g, gb_unary(g, OP_EXP, p, SP), q, 0, 0));
+    autodiff(g, y, c.p, 2, gr);
+    double v;
+    assert_true(graph_is_const(g, gr[0], &v) && v == 0);
+    assert_false(graph_is_const(g, gr[1], &v));
+    gc_free(&c);
+}
+
+/* ---- sources without a gradient ---- */
+
+static void test_randstep_ortho_nograd(void **state)
+{
+    Gc c;
+    gc_init(&c, "rand_step", next_seed());
+    NodeId st = gc_param(&c, shape_scalar(), 0, 5);
+    gc_expect_none(&c, ot_randstep(&c.g, st, 3, 11, NND_F64, SHAPE(2, 3)), OP_RANDSTEP);
+    gc_free(&c);
+    /* a fixed mask of a parameter */
+    gc_init(&c, "rand_step mask", next_seed());
+    NodeId x = gc_param(&c, SHAPE(2, 3), -1, 1);
+    NodeId u = ot_randstep(&c.g, gb_const(&c.g, 4, NND_F64, SP), 3, 11, NND_F64, SHAPE(2, 3));
+    gc_check(&c, gb_binary(&c.g, OP_MUL, x, u, SP));
+    gc_free(&c);
+
+    gc_init(&c, "orthogonal", next_seed());
+    NodeId gain = gc_param(&c, shape_scalar(), 0.5, 2);
+    gc_expect_none(&c, ot_ortho(&c.g, gain, 5, NND_F64, SHAPE(3, 4)), OP_ORTHO);
+    gc_free(&c);
+    gc_init(&c, "orthogonal times x", next_seed());
+    x = gc_param(&c, SHAPE(4, 3), -1, 1);
+    NodeId q = ot_ortho(&c.g, gb_const(&c.g, 1.5, NND_F64, SP), 5, NND_F64, SHAPE(4, 3));
+    gc_check(&c, gb_binary(&c.g, OP_MUL, x, q, SP));
+    gc_free(&c);
+}
+
 /* ---- second order ---- */
 
 typedef NodeId (*Build2)(Gc *c);
@@ -1273,6 +1630,98 @@ static void test_second_order(void **state)
         }
 }
 
+/* Second order through the ops that call runtime routines: conv2d's VJP builds
+ * conv2d_gx and conv2d_gw, whose VJPs build conv2d again; pooling, take, scatter-add,
+ * concat and custom gradients likewise.  The simplification modes rotate. */
+static NodeId sq(Gc *c, NodeId a)
+{
+    return gb_binary(&c->g, OP_MUL, a, a, SP);
+}
+
+static void test_second_order_calls(void **state)
+{
+    int mode = 0;
+    for (size_t i = 0; i < ot_nconv_cases; i++) {
+        const OtConvCase *k = &ot_conv_cases[i];
+        Shape xs = ot_conv_x_shape(k), ws = ot_conv_w_shape(k);
+        Gc c;
+        gc_init(&c, k->name, next_seed());
+        NodeId x = gc_param(&c, xs, -1, 1), w = gc_param(&c, ws, -1, 1);
+        NodeId y = ot_conv(&c.g, OP_CONV2D, x, w, k->a, shape_scalar());
+        gc_check2(&c, gb_unary(&c.g, OP_TANH, y, SP), mode++ % 4);
+        gc_free(&c);
+        if (i % 3)
+            continue;
+        gc_init(&c, k->name, next_seed());
+        Shape ys = conv_y_shape(&c, xs, ws, k->a);
+        NodeId dy = gc_param(&c, ys, -1, 1);
+        w = gc_param(&c, ws, -1, 1);
+        gc_check2(&c, sq(&c, ot_conv(&c.g, OP_CONV2D_GX, dy, w, k->a, xs)), mode++ % 4);
+        gc_free(&c);
+        gc_init(&c, k->name, next_seed());
+        x = gc_param(&c, xs, -1, 1);
+        dy = gc_param(&c, ys, -1, 1);
+        gc_check2(&c, sq(&c, ot_conv(&c.g, OP_CONV2D_GW, x, dy, k->a, ws)), mode++ % 4);
+        gc_free(&c);
+    }
+    for (size_t i = 0; i < ot_npool_cases; i++) {
+        const OtPoolCase *k = &ot_pool_cases[i];
+        Shape xs = ot_pool_x_shape(k);
+        Gc c;
+        gc_init(&c, k->name, next_seed());
+        NodeId x = gc_param_distinct(&c, xs, -3, 0.1);
+        gc_check2(&c, sq(&c, ot_pool(&c.g, OP_POOLMAX, x, x, k->a, shape_scalar())), mode++ % 4);
+        gc_free(&c);
+        gc_init(&c, k->name, next_seed());
+        x = gc_param_distinct(&c, xs, -3, 0.1);
+        NodeId d = gc_param(&c, pool_y_shape(&c, xs, k->a), -1, 1);
+        gc_check2(&c, sq(&c, ot_pool(&c.g, OP_POOLMAX_T, x, d, k->a, shape_scalar())), mode++ % 4);
+        gc_free(&c);
+        gc_init(&c, k->name, next_seed());
+        x = gc_param(&c, xs, -1, 1);
+        NodeId av =
+            ot_pool(&c.g, OP_POOLAVG, gb_unary(&c.g, OP_SIN, x, SP), 0, k->a, shape_scalar());
+        gc_check2(
+            &c,
+            gb_binary(&c.g, OP_MUL, av, ot_pool(&c.g, OP_POOLAVG, x, 0, k->a, shape_scalar()), SP),
+            mode++ % 4);
+        gc_free(&c);
+        gc_init(&c, k->name, next_seed());
+        d = gc_param(&c, pool_y_shape(&c, xs, k->a), -1, 1);
+        gc_check2(&c, sq(&c, ot_pool(&c.g, OP_POOLAVG_T, d, 0, k->a, xs)), mode++ % 4);
+        gc_free(&c);
+    }
+    for (int simplify = 0; simplify < 4; simplify++) {
+        Gc c;
+        gc_init(&c, "take", next_seed());
+        NodeId t = gc_param(&c, SHAPE(4, 3), -1, 1);
+        NodeId l = ot_tensor(&c.g, NND_I32, SHAPE(2, 3), VALS(3, 0, 3, 1, 3, 3));
+        gc_check2(&c, sq(&c, ot_take(&c.g, gb_unary(&c.g, OP_EXP, t, SP), l)), simplify);
+        gc_free(&c);
+
+        gc_init(&c, "scatter_add", next_seed());
+        l = ot_tensor(&c.g, NND_I32, SHAPE(5), VALS(2, 0, 2, 2, 1));
+        NodeId s = gc_param(&c, SHAPE(5, 2), -1, 1);
+        gc_check2(&c, sq(&c, ot_scatter(&c.g, l, gb_unary(&c.g, OP_SIN, s, SP), 4)), simplify);
+        gc_free(&c);
+
+        gc_init(&c, "concat", next_seed());
+        NodeId a = gc_param(&c, SHAPE(2, 3), -1, 1), b = gc_param(&c, SHAPE(2, 1), -1, 1);
+        NodeId cc = ot_concat(&c.g, gb_unary(&c.g, OP_SIN, a, SP), sq(&c, b), 1);
+        gc_check2(&c, gb_binary(&c.g, OP_MUL, cc, ot_concat(&c.g, b, a, 1), SP), simplify);
+        gc_free(&c);
+
+        CustomCtx ctx;
+        gc_init(&c, "custom", next_seed());
+        gc_custom(&c, &ctx, CUSTOM_COS);
+        a = gc_param(&c, SHAPE(2, 3), -2, 2);
+        gc_check2(&c, sq(&c, ot_custom(&c.g, gb_unary(&c.g, OP_SIN, a, SP), a, 0, 0)), simplify);
+        /* once per autodiff, unless simplify_graph replaced the node by its value */
+        assert_int_equal(ctx.calls, simplify & S_BEFORE ? 1 : 2);
+        gc_free(&c);
+    }
+}
+
 /* First-order checks still hold after simplify_graph rebuilt the gradient. */
 static void test_simplified_gradient(void **state)
 {
@@ -1343,9 +1792,12 @@ static void test_coverage(void **state)
         }
     }
     /* the second-order cases cover the ops the brief names */
-    OpId second[] = {OP_EXP,  OP_LOG,  OP_TANH,      OP_SIGMOID,   OP_MUL,
-                     OP_DIV,  OP_POW,  OP_MATMUL,    OP_LOGSUMEXP, OP_RMAX,
-                     OP_RELU, OP_SQRT, OP_BROADCAST, OP_SUM,       OP_MEAN};
+    OpId second[] = {OP_EXP,     OP_LOG,       OP_TANH,      OP_SIGMOID,     OP_MUL,
+                     OP_DIV,     OP_POW,       OP_MATMUL,    OP_LOGSUMEXP,   OP_RMAX,
+                     OP_RELU,    OP_SQRT,      OP_BROADCAST, OP_SUM,         OP_MEAN,
+                     OP_CONV2D,  OP_CONV2D_GX, OP_CONV2D_GW, OP_POOLMAX,     OP_POOLMAX_T,
+                     OP_POOLAVG, OP_POOLAVG_T, OP_TAKE,      OP_SCATTER_ADD, OP_CONCAT,
+                     OP_CUSTOM};
     for (size_t i = 0; i < NND_ARRAY_LEN(second); i++)
         if (!seen_grad2[second[i]]) {
             print_error("op %s has no second-order case\n", op_info[second[i]].name);
@@ -1385,7 +1837,15 @@ int main(void)
         cmocka_unit_test(test_rand_nograd),
         cmocka_unit_test(test_dimsize_nograd),
         cmocka_unit_test(test_leaves),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_take),
+        cmocka_unit_test(test_scatter_add),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_custom),
+        cmocka_unit_test(test_randstep_ortho_nograd),
         cmocka_unit_test(test_second_order),
+        cmocka_unit_test(test_second_order_calls),
         cmocka_unit_test(test_simplified_gradient),
         cmocka_unit_test(test_coverage), /* last: reads what the others ran */
     };

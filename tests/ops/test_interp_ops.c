@@ -1,6 +1,8 @@
 /* Exact-value tests of the reference interpreter, op by op, on small hand-computed
- * inputs; its error paths; and simplify_graph: folding, CSE, DCE, the algebraic
- * identities, and bit-identical results before and after on random graphs. */
+ * inputs (convolution and pooling also against direct loops written here, over
+ * every attribute combination); its error paths; and simplify_graph: folding, CSE,
+ * DCE, the algebraic identities, and bit-identical results before and after on
+ * random graphs. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -605,6 +607,648 @@ static void test_errors(void **state)
     free_graph(g);
 }
 
+/* ---- concat, take, scatter-add ---- */
+
+/* Row-major strides of a shape. */
+static void strides(const Shape *s, int64_t *st)
+{
+    int64_t k = 1;
+    for (int i = s->rank - 1; i >= 0; i--) {
+        st[i] = k;
+        k *= s->d[i];
+    }
+}
+
+static void test_concat(void **state)
+{
+    Shape a = SHAPE(3, 2, 2);
+    struct {
+        int axis;
+        Shape b;
+    } cases[] = {{0, SHAPE(1, 2, 2)}, {1, SHAPE(3, 3, 2)}, {2, SHAPE(3, 2, 1)}};
+    for (size_t i = 0; i < NND_ARRAY_LEN(cases); i++) {
+        Graph *g = new_graph();
+        int ax = cases[i].axis;
+        Shape b = cases[i].b, y = a;
+        y.d[ax] += b.d[ax];
+        int64_t na = shape_static_numel(&a, NULL), nb = shape_static_numel(&b, NULL);
+        double av[64], bv[64], want[128];
+        for (int64_t k = 0; k < na; k++)
+            av[k] = (double)k;
+        for (int64_t k = 0; k < nb; k++)
+            bv[k] = -1 - (double)k;
+        /* y[i] = a[i] where i[ax] < a[ax], else b[i with i[ax] - a[ax]] */
+        int64_t ys[4], as[4], bs[4];
+        strides(&y, ys);
+        strides(&a, as);
+        strides(&b, bs);
+        int64_t ny = shape_static_numel(&y, NULL);
+        for (int64_t e = 0; e < ny; e++) {
+            int64_t ix[4], rem = e, at = 0, bt = 0;
+            for (int k = 0; k < 3; k++) {
+                ix[k] = rem / ys[k];
+                rem %= ys[k];
+            }
+            bool in_a = ix[ax] < a.d[ax];
+            for (int k = 0; k < 3; k++) {
+                at += ix[k] * as[k];
+                bt += (k == ax ? ix[k] - a.d[ax] : ix[k]) * bs[k];
+            }
+            want[e] = in_a ? av[at] : bv[bt];
+        }
+        NodeId c = ot_concat(g, f64s(g, a, av, (int)na), f64s(g, b, bv, (int)nb), ax);
+        ITensor t = ot_eval(g, c);
+        ot_expect_dt(&t, NND_F64, y, want, (int)ny);
+        free_graph(g);
+    }
+    Graph *g = new_graph();
+    NodeId p = f64s(g, SHAPE(2), VALS(1, 2)), q = f64s(g, SHAPE(3), VALS(3, 4, 5));
+    ITensor t = ot_eval(g, ot_concat(g, q, p, 0));
+    ot_expect(&t, SHAPE(5), VALS(3, 4, 5, 1, 2));
+    /* an empty part, and i32 values */
+    NodeId e = f64s(g, SHAPE(0, 2), NULL, 0), r = f64s(g, SHAPE(1, 2), VALS(7, 8));
+    t = ot_eval(g, ot_concat(g, e, r, 0));
+    ot_expect(&t, SHAPE(1, 2), VALS(7, 8));
+    NodeId i1 = ot_tensor(g, NND_I32, SHAPE(1, 1), VALS(4)),
+           i2 = ot_tensor(g, NND_I32, SHAPE(1, 2), VALS(5, 6));
+    t = ot_eval(g, ot_concat(g, i1, i2, 1));
+    ot_expect_dt(&t, NND_I32, SHAPE(1, 3), VALS(4, 5, 6));
+    free_graph(g);
+}
+
+static void test_take_scatter(void **state)
+{
+    Graph *g = new_graph();
+    NodeId table = f64s(g, SHAPE(4, 2), VALS(0, 1, 10, 11, 20, 21, 30, 31));
+    NodeId idx = ot_tensor(g, NND_I32, SHAPE(2, 3), VALS(3, 0, 3, 1, 1, 1));
+    ITensor t = ot_eval(g, ot_take(g, table, idx));
+    ot_expect_dt(&t, NND_F64, SHAPE(2, 3, 2), VALS(30, 31, 0, 1, 30, 31, 10, 11, 10, 11, 10, 11));
+    /* a rank-1 table gives one value per index; a scalar index one row */
+    NodeId col = f64s(g, SHAPE(3), VALS(5, 6, 7));
+    t = ot_eval(g, ot_take(g, col, ot_tensor(g, NND_I32, SHAPE(4), VALS(2, 2, 0, 1))));
+    ot_expect(&t, SHAPE(4), VALS(7, 7, 5, 6));
+    t = ot_eval(g, ot_take(g, table, ot_tensor(g, NND_I32, shape_scalar(), VALS(2))));
+    ot_expect(&t, SHAPE(2), VALS(20, 21));
+    /* scatter-add accumulates repeated indices; rows never hit stay zero */
+    NodeId rows = f64s(g, SHAPE(2, 3, 2), VALS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12));
+    t = ot_eval(g, ot_scatter(g, idx, rows, 5));
+    ot_expect_dt(&t, NND_F64, SHAPE(5, 2),
+                 VALS(3, 4, 7 + 9 + 11, 8 + 10 + 12, 0, 0, 1 + 5, 2 + 6, 0, 0));
+    NodeId flat = ot_tensor(g, NND_I32, SHAPE(5), VALS(2, 2, 0, 2, 1));
+    t = ot_eval(g, ot_scatter(g, flat, f64s(g, SHAPE(5), VALS(1, 2, 4, 8, 16)), 4));
+    ot_expect(&t, SHAPE(4), VALS(4, 16, 11, 0));
+    /* scatter(take(t)) with each row taken once is t */
+    NodeId perm = ot_tensor(g, NND_I32, SHAPE(4), VALS(2, 0, 3, 1));
+    t = ot_eval(g, ot_scatter(g, perm, ot_take(g, table, perm), 4));
+    ot_expect(&t, SHAPE(4, 2), VALS(0, 1, 10, 11, 20, 21, 30, 31));
+    free_graph(g);
+}
+
+/* ---- convolution: direct loops over an explicitly padded image ---- */
+
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+/* y[n, o, i, j] = sum over c in o's group, ki, kj of
+ * xpad[n, c, i sh + ki dh, j sw + kj dw] w[o, c - group start, ki, kj] */
+static void ref_conv(const OtConvCase *k, const double *x, const double *w, double *y)
+{
+    const int64_t *a = k->a;
+    int64_t hp = k->h + 2 * a[2], wp = k->w + 2 * a[3], cg = k->c / a[6], og = k->o / a[6];
+    int64_t oh = conv_out(k->h, k->kh, a[0], a[2], a[4]),
+            ow = conv_out(k->w, k->kw, a[1], a[3], a[5]);
+    double *xp = xcalloc((size_t)(k->n * k->c * hp * wp), sizeof(double));
+    for (int64_t p = 0; p < k->n * k->c; p++)
+        for (int64_t i = 0; i < k->h; i++)
+            for (int64_t j = 0; j < k->w; j++)
+                xp[(p * hp + i + a[2]) * wp + j + a[3]] = x[(p * k->h + i) * k->w + j];
+    for (int64_t n = 0; n < k->n; n++)
+        for (int64_t o = 0; o < k->o; o++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double s = 0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t ki = 0; ki < k->kh; ki++)
+                            for (int64_t kj = 0; kj < k->kw; kj++) {
+                                int64_t ch = (o / og) * cg + c;
+                                int64_t r = i * a[0] + ki * a[4], q = j * a[1] + kj * a[5];
+                                s += xp[((n * k->c + ch) * hp + r) * wp + q] *
+                                     w[((o * cg + c) * k->kh + ki) * k->kw + kj];
+                            }
+                    y[((n * k->o + o) * oh + i) * ow + j] = s;
+                }
+    free(xp);
+}
+
+static double dot(const double *a, const double *b, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Small integers, so that every sum is exact whatever its order. */
+static void small_ints(OtRng *r, double *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (double)(int)(ot_next(r) % 7) - 3;
+}
+
+/* conv2d against the direct loops; conv2d_gx and conv2d_gw against the adjoint
+ * definitions <gx(dy, w), e> = <dy, conv(e, w)> and <gw(x, dy), e> = <dy, conv(x, e)>
+ * for each basis tensor e. */
+static void test_conv2d(void **state)
+{
+    OtRng rng = {99};
+    for (size_t ci = 0; ci < ot_nconv_cases; ci++) {
+        const OtConvCase *k = &ot_conv_cases[ci];
+        ot_case = k->name;
+        Shape xs = ot_conv_x_shape(k), ws = ot_conv_w_shape(k);
+        Shape ys = SHAPE(k->n, k->o, conv_out(k->h, k->kh, k->a[0], k->a[2], k->a[4]),
+                         conv_out(k->w, k->kw, k->a[1], k->a[3], k->a[5]));
+        int64_t nx = shape_static_numel(&xs, NULL), nw = shape_static_numel(&ws, NULL);
+        int64_t ny = shape_static_numel(&ys, NULL);
+        double *x = xmalloc(sizeof(double) * (size_t)nx), *w = xmalloc(sizeof(double) * (size_t)nw);
+        double *dy = xmalloc(sizeof(double) * (size_t)ny),
+               *y = xmalloc(sizeof(double) * (size_t)ny);
+        double *gx = xmalloc(sizeof(double) * (size_t)nx),
+               *gw = xmalloc(sizeof(double) * (size_t)nw);
+        double *e = xcalloc((size_t)NND_MAX(nx, nw), sizeof(double));
+        double *t = xmalloc(sizeof(double) * (size_t)ny);
+        small_ints(&rng, x, nx);
+        small_ints(&rng, w, nw);
+        small_ints(&rng, dy, ny);
+        ref_conv(k, x, w, y);
+        for (int64_t i = 0; i < nx; i++) {
+            e[i] = 1;
+            ref_conv(k, e, w, t);
+            gx[i] = dot(dy, t, ny);
+            e[i] = 0;
+        }
+        for (int64_t i = 0; i < nw; i++) {
+            e[i] = 1;
+            ref_conv(k, x, e, t);
+            gw[i] = dot(dy, t, ny);
+            e[i] = 0;
+        }
+        Graph *g = new_graph();
+        NodeId xn = f64s(g, xs, x, (int)nx), wn = f64s(g, ws, w, (int)nw);
+        NodeId dyn = f64s(g, ys, dy, (int)ny);
+        NodeId roots[3] = {ot_conv(g, OP_CONV2D, xn, wn, k->a, shape_scalar()),
+                           ot_conv(g, OP_CONV2D_GX, dyn, wn, k->a, xs),
+                           ot_conv(g, OP_CONV2D_GW, xn, dyn, k->a, ws)};
+        ITensor out[3];
+        ot_run(g, roots, 3, NULL, out);
+        ot_expect_dt(&out[0], NND_F64, ys, y, (int)ny);
+        ot_expect_dt(&out[1], NND_F64, xs, gx, (int)nx);
+        ot_expect_dt(&out[2], NND_F64, ws, gw, (int)nw);
+        free_graph(g);
+        free(x), free(w), free(dy), free(y), free(gx), free(gw), free(e), free(t);
+    }
+    ot_case = NULL;
+    /* cross-correlation, as PyTorch: w = [[1, 0], [0, -1]] gives x[i,j] - x[i+1,j+1] */
+    Graph *g = new_graph();
+    const int64_t plain[7] = {1, 1, 0, 0, 1, 1, 1};
+    NodeId x = f64s(g, SHAPE(1, 1, 3, 3), VALS(1, 2, 3, 4, 5, 6, 7, 8, 10));
+    NodeId w = f64s(g, SHAPE(1, 1, 2, 2), VALS(1, 0, 0, -1));
+    ITensor t = ot_eval(g, ot_conv(g, OP_CONV2D, x, w, plain, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 2, 2), VALS(-4, -4, -4, -5));
+    /* f32: the sum rounds once */
+    NodeId xf = ot_tensor(g, NND_F32, SHAPE(1, 1, 1, 3), VALS(16777216, 1, 1));
+    NodeId wf = ot_tensor(g, NND_F32, SHAPE(1, 1, 1, 3), VALS(1, 1, 1));
+    t = ot_eval(g, ot_conv(g, OP_CONV2D, xf, wf, plain, shape_scalar()));
+    ot_expect_dt(&t, NND_F32, SHAPE(1, 1, 1, 1), VALS(16777218));
+    free_graph(g);
+}
+
+/* ---- pooling ---- */
+
+/* The window's winner, as the runtime's kernel documents it: the first maximum in
+ * row-major order over the positions inside x (padding never wins), a NaN beating
+ * every number with the first NaN winning; -1 for no position. */
+static int64_t ref_argmax(const OtPoolCase *k, const double *plane, int64_t i, int64_t j)
+{
+    int64_t best = -1;
+    for (int64_t ki = 0; ki < k->a[0]; ki++)
+        for (int64_t kj = 0; kj < k->a[1]; kj++) {
+            int64_t r = i * k->a[2] - k->a[4] + ki, c = j * k->a[3] - k->a[5] + kj;
+            if (r < 0 || r >= k->h || c < 0 || c >= k->w)
+                continue;
+            int64_t at = r * k->w + c;
+            if (best >= 0 && isnan(plane[best]))
+                continue;
+            if (best < 0 || isnan(plane[at]) || plane[at] > plane[best])
+                best = at;
+        }
+    return best;
+}
+
+static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p)
+{
+    return (in + 2 * p - k) / s + 1;
+}
+
+static void expect_near(ITensor *t, Shape s, const double *want, double tol)
+{
+    assert_int_equal(t->rank, s.rank);
+    for (int i = 0; i < s.rank; i++)
+        assert_int_equal(t->shape[i], s.d[i]);
+    for (int64_t i = 0; i < t->n; i++)
+        if (!(fabs(t->v[i] - want[i]) <= tol))
+            fail_msg("%s: element %lld: got %.17g, expected %.17g", ot_case ? ot_case : "",
+                     (long long)i, t->v[i], want[i]);
+    itensor_free(t);
+}
+
+/* Every pooling case with ties everywhere (small integers): maxpool_gather takes v
+ * at the first maximum, maxpool_scatter adds d there; avgpool divides the sum
+ * inside x by kh kw (padding counts as zeros, PyTorch's count_include_pad=True);
+ * avgpool_t is avgpool's adjoint. */
+static void test_pool(void **state)
+{
+    OtRng rng = {7};
+    for (size_t ci = 0; ci < ot_npool_cases; ci++) {
+        const OtPoolCase *k = &ot_pool_cases[ci];
+        ot_case = k->name;
+        int64_t oh = pool_out(k->h, k->a[0], k->a[2], k->a[4]);
+        int64_t ow = pool_out(k->w, k->a[1], k->a[3], k->a[5]);
+        Shape xs = ot_pool_x_shape(k), ys = SHAPE(k->n, k->c, oh, ow);
+        int64_t nx = shape_static_numel(&xs, NULL), ny = shape_static_numel(&ys, NULL);
+        int64_t planes = k->n * k->c, hw = k->h * k->w;
+        double x[256], v[256], d[256], gat[256], sca[256] = {0}, avg[256], avt[256] = {0};
+        assert_true(nx <= 256);
+        small_ints(&rng, x, nx);
+        small_ints(&rng, d, ny);
+        for (int64_t i = 0; i < nx; i++)
+            v[i] = 1000 + (double)i;
+        double kk = (double)(k->a[0] * k->a[1]);
+        for (int64_t p = 0; p < planes; p++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    int64_t yi = (p * oh + i) * ow + j, at = ref_argmax(k, x + p * hw, i, j);
+                    assert_true(at >= 0);
+                    gat[yi] = v[p * hw + at];
+                    sca[p * hw + at] += d[yi];
+                    double s = 0;
+                    for (int64_t ki = 0; ki < k->a[0]; ki++)
+                        for (int64_t kj = 0; kj < k->a[1]; kj++) {
+                            int64_t r = i * k->a[2] - k->a[4] + ki, c = j * k->a[3] - k->a[5] + kj;
+                            if (r >= 0 && r < k->h && c >= 0 && c < k->w) {
+                                s += x[p * hw + r * k->w + c];
+                                avt[p * hw + r * k->w + c] += d[yi] / kk;
+                            }
+                        }
+                    avg[yi] = s / kk;
+                }
+        Graph *g = new_graph();
+        NodeId xn = f64s(g, xs, x, (int)nx), vn = f64s(g, xs, v, (int)nx),
+               dn = f64s(g, ys, d, (int)ny);
+        NodeId roots[4] = {ot_pool(g, OP_POOLMAX, xn, vn, k->a, shape_scalar()),
+                           ot_pool(g, OP_POOLMAX_T, xn, dn, k->a, shape_scalar()),
+                           ot_pool(g, OP_POOLAVG, xn, 0, k->a, shape_scalar()),
+                           ot_pool(g, OP_POOLAVG_T, dn, 0, k->a, xs)};
+        ITensor out[4];
+        ot_run(g, roots, 4, NULL, out);
+        ot_expect_dt(&out[0], NND_F64, ys, gat, (int)ny);
+        ot_expect_dt(&out[1], NND_F64, xs, sca, (int)nx);
+        expect_near(&out[2], ys, avg, 1e-15);
+        expect_near(&out[3], xs, avt, 1e-15);
+        free_graph(g);
+    }
+    ot_case = NULL;
+}
+
+/* The documented edge cases of max pooling, by hand. */
+static void test_maxpool_rules(void **state)
+{
+    Graph *g = new_graph();
+    const int64_t k2[6] = {2, 2, 2, 2, 0, 0}, k3p[6] = {3, 3, 1, 1, 1, 1};
+    Shape s = SHAPE(1, 1, 2, 4);
+    NodeId v = f64s(g, s, VALS(0, 1, 2, 3, 4, 5, 6, 7)); /* v tells the position */
+    /* ties: the first in row-major order, (0, 1) before (1, 0) */
+    NodeId x = f64s(g, s, VALS(2, 5, 7, 7, 5, 1, 7, 7));
+    ITensor t = ot_eval(g, ot_pool(g, OP_POOLMAX, x, v, k2, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 1, 2), VALS(1, 2));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX_T, x, f64s(g, SHAPE(1, 1, 1, 2), VALS(10, 20)), k2,
+                           shape_scalar()));
+    ot_expect(&t, s, VALS(0, 10, 20, 0, 0, 0, 0, 0));
+    /* padding never wins: all negative values with padding 1 */
+    NodeId neg = f64s(g, SHAPE(1, 1, 2, 2), VALS(-4, -3, -2, -1));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX, neg, neg, k3p, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 2, 2), VALS(-1, -1, -1, -1));
+    /* all -inf: the value is -inf, and the first position inside x wins */
+    NodeId ninf = f64s(g, SHAPE(1, 1, 2, 2), VALS(-INFINITY, -INFINITY, -INFINITY, -INFINITY));
+    const int64_t g2[6] = {2, 2, 1, 1, 1, 1};
+    NodeId pos = f64s(g, SHAPE(1, 1, 2, 2), VALS(1, 2, 3, 4));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX, ninf, ninf, g2, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 3, 3),
+              VALS(-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX, ninf, pos, g2, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 3, 3), VALS(1, 1, 2, 1, 1, 2, 3, 3, 4));
+    /* overlapping windows: the scatter adds up at a shared maximum */
+    NodeId x3 = f64s(g, SHAPE(1, 1, 3, 3), VALS(0, 1, 0, 1, 9, 1, 0, 1, 0));
+    const int64_t ov[6] = {2, 2, 1, 1, 0, 0};
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX_T, x3, f64s(g, SHAPE(1, 1, 2, 2), VALS(1, 2, 4, 8)), ov,
+                           shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 3, 3), VALS(0, 0, 0, 0, 15, 0, 0, 0, 0));
+    free_graph(g);
+}
+
+/* max_pool2d propagates NaN (as PyTorch, and as the runtime's kernel): a NaN anywhere
+ * in a window is its maximum, the first NaN winning. */
+static void test_maxpool_nan(void **state)
+{
+    Graph *g = new_graph();
+    const int64_t k2[6] = {2, 2, 2, 2, 0, 0};
+    Shape s = SHAPE(1, 1, 2, 6);
+    /* windows: {1, 5 | NaN, 2}, {NaN, 3 | 4, NaN}, {1, 2 | 3, 0} */
+    NodeId x = f64s(g, s, VALS(1, 5, NAN, 3, 1, 2, NAN, 2, 4, NAN, 3, 0));
+    NodeId v = f64s(g, s, VALS(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11));
+    ITensor t = ot_eval(g, ot_pool(g, OP_POOLMAX, x, x, k2, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 1, 3), VALS(NAN, NAN, 3));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX, x, v, k2, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 1, 3), VALS(6, 2, 10));
+    t = ot_eval(g, ot_pool(g, OP_POOLMAX_T, x, f64s(g, SHAPE(1, 1, 1, 3), VALS(1, 2, 4)), k2,
+                           shape_scalar()));
+    ot_expect(&t, s, VALS(0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 4, 0));
+    free_graph(g);
+}
+
+static void test_avgpool_padding(void **state)
+{
+    Graph *g = new_graph();
+    /* 3x3 windows, padding 1, on a 2x2 image of ones: 4 / 9 everywhere (PyTorch's
+     * default count_include_pad=True; with False it would be 1) */
+    const int64_t k3p[6] = {3, 3, 1, 1, 1, 1};
+    NodeId ones = f64s(g, SHAPE(1, 1, 2, 2), VALS(1, 1, 1, 1));
+    ITensor t = ot_eval(g, ot_pool(g, OP_POOLAVG, ones, 0, k3p, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 2, 2), VALS(4.0 / 9, 4.0 / 9, 4.0 / 9, 4.0 / 9));
+    /* 2x2 stride 2 padding 1: each window holds one pixel and three zeros */
+    const int64_t k2p[6] = {2, 2, 2, 2, 1, 1};
+    NodeId x = f64s(g, SHAPE(1, 1, 2, 2), VALS(1, 2, 3, 4));
+    t = ot_eval(g, ot_pool(g, OP_POOLAVG, x, 0, k2p, shape_scalar()));
+    ot_expect(&t, SHAPE(1, 1, 2, 2), VALS(0.25, 0.5, 0.75, 1));
+    /* the adjoint: d / 4 back to the one pixel of each window */
+    t = ot_eval(g, ot_pool(g, OP_POOLAVG_T, x, 0, k2p, SHAPE(1, 1, 2, 2)));
+    ot_expect(&t, SHAPE(1, 1, 2, 2), VALS(0.25, 0.5, 0.75, 1));
+    /* f32 */
+    NodeId xf = ot_tensor(g, NND_F32, SHAPE(1, 1, 1, 3), VALS(1, 1, 1));
+    const int64_t k3[6] = {1, 3, 1, 1, 0, 0};
+    t = ot_eval(g, ot_pool(g, OP_POOLAVG, xf, 0, k3, shape_scalar()));
+    ot_expect_dt(&t, NND_F32, SHAPE(1, 1, 1, 1), VALS(1));
+    free_graph(g);
+}
+
+/* ---- random draws per step, orthogonal initial values ---- */
+
+static void test_randstep(void **state)
+{
+    Graph *g = new_graph();
+    NodeId step = ot_leaf(g, OP_HYPER, 0, NND_F64, shape_scalar());
+    Shape s = SHAPE(64, 64);
+    NodeId roots[4] = {ot_randstep(g, step, 3, 7, NND_F64, s),
+                       ot_randstep(g, step, 3, 8, NND_F64, s),
+                       ot_randstep(g, step, 4, 7, NND_F64, s),
+                       ot_randstep(g, gb_binary(g, OP_ADD, step, gb_const(g, 1, NND_F64, SP), SP),
+                                   3, 7, NND_F64, s)};
+    double hv = 5;
+    InterpBindings b = {.hypers = &hv, .nhypers = 1, .seed = 1};
+    ITensor s5[4], again[4], s6[4];
+    ot_run(g, roots, 4, &b, s5);
+    ot_run(g, roots, 4, &b, again);
+    hv = 6;
+    b.seed = 2; /* the seed is the node's, not the run's */
+    ot_run(g, roots, 4, &b, s6);
+    int n = (int)s5[0].n;
+    double sum = 0, sq = 0;
+    int same_step = 0, same_key = 0, same_seed = 0, shifted = 0;
+    for (int i = 0; i < n; i++) {
+        double u = s5[0].v[i];
+        assert_true(u >= 0 && u < 1);
+        sum += u;
+        sq += (u - 0.5) * (u - 0.5);
+        assert_true(u == again[0].v[i]);
+        same_step += u == s6[0].v[i];
+        same_key += u == s5[1].v[i];
+        same_seed += u == s5[2].v[i];
+        /* step + 1 at step 5 is step 6 */
+        assert_true(s5[3].v[i] == s6[0].v[i]);
+        shifted += s5[1].v[i] == s6[0].v[i];
+    }
+    assert_true(fabs(sum / n - 0.5) < 0.02);
+    assert_true(fabs(sq / n - 1.0 / 12) < 0.01);
+    assert_true(same_step < 4 && same_key < 4 && same_seed < 4);
+    assert_true(shifted < 4); /* (key 8, step 5) is not (key 7, step 6) */
+    for (int k = 0; k < 4; k++) {
+        itensor_free(&s5[k]);
+        itensor_free(&again[k]);
+        itensor_free(&s6[k]);
+    }
+    free_graph(g);
+}
+
+/* In f32, U[0,1) must stay below 1: draws within 2^-25 of 1 round up to 1.0f.  At
+ * seed 3, key 7, step 1409123, element 5 is 0.99999997470437463. */
+static void test_randstep_f32(void **state)
+{
+    Graph *g = new_graph();
+    NodeId u = ot_randstep(g, gb_const(g, 1409123, NND_F64, SP), 3, 7, NND_F32, SHAPE(8));
+    ITensor t = ot_eval(g, u);
+    assert_int_equal(t.dtype, NND_F32);
+    for (int i = 0; i < 8; i++)
+        if (!(t.v[i] >= 0 && t.v[i] < 1))
+            fail_msg("rand_step f32 element %d is %.17g, outside [0, 1)", i, t.v[i]);
+    itensor_free(&t);
+    free_graph(g);
+}
+
+/* q = the values as [rows, cols] (rows = shape[0]); the smaller Gram matrix is
+ * gain^2 I, and the normal draws behind it are the triangular combination of q
+ * that Gram-Schmidt gives: N = L Q/gain (rows <= cols) or N = Q/gain R (rows > cols)
+ * with a positive diagonal. */
+static void check_ortho(const ITensor *t, uint64_t seed, uint64_t key, double gain, double tol)
+{
+    int64_t rows = t->shape[0], cols = t->n / rows;
+    bool by_rows = rows <= cols;
+    int64_t nv = by_rows ? rows : cols, len = by_rows ? cols : rows;
+#define Q(vi, ji) (t->v[by_rows ? (vi)*cols + (ji) : (ji)*cols + (vi)] / gain)
+#define NR(vi, ji)                                                                                 \
+    nnd_random_normal(seed, key, (uint64_t)(by_rows ? (vi)*cols + (ji) : (ji)*cols + (vi)))
+    for (int64_t a = 0; a < nv; a++)
+        for (int64_t b = 0; b < nv; b++) {
+            double s = 0, m = 0;
+            for (int64_t j = 0; j < len; j++) {
+                s += Q(a, j) * Q(b, j);
+                m += NR(a, j) * Q(b, j); /* the coefficient of q_b in n_a */
+            }
+            if (!(fabs(s - (a == b)) <= tol))
+                fail_msg("%lldx%lld gain %g: Gram[%lld][%lld] = %.17g", (long long)rows,
+                         (long long)cols, gain, (long long)a, (long long)b, s);
+            if (b > a && !(fabs(m) <= 1e3 * tol))
+                fail_msg("not Gram-Schmidt: draw %lld has %.3g of vector %lld", (long long)a, m,
+                         (long long)b);
+            if (a == b && !(m > 0))
+                fail_msg("not Gram-Schmidt: diagonal %lld is %.3g", (long long)a, m);
+        }
+#undef Q
+#undef NR
+}
+
+static void test_ortho(void **state)
+{
+    Shape shapes[] = {SHAPE(3, 5),       SHAPE(5, 3), SHAPE(4, 4), SHAPE(2, 3, 2, 2),
+                      SHAPE(6, 2, 1, 1), SHAPE(1, 7), SHAPE(7, 1)};
+    for (size_t i = 0; i < NND_ARRAY_LEN(shapes); i++) {
+        Graph *g = new_graph();
+        double gain = i % 2 ? 1.5 : 1;
+        NodeId q = ot_ortho(g, gb_const(g, gain, NND_F64, SP), 100 + i, NND_F64, shapes[i]);
+        NodeId q2 = ot_ortho(g, gb_const(g, gain, NND_F64, SP), 101 + i, NND_F64, shapes[i]);
+        NodeId qf = ot_ortho(g, gb_const(g, gain, NND_F64, SP), 100 + i, NND_F32, shapes[i]);
+        InterpBindings b = {.seed = 9};
+        ITensor out[3], again;
+        ot_run(g, (NodeId[]){q, q2, qf}, 3, &b, out);
+        ot_run(g, &q, 1, &b, &again);
+        assert_int_equal(out[0].rank, shapes[i].rank);
+        for (int k = 0; k < shapes[i].rank; k++)
+            assert_int_equal(out[0].shape[k], shapes[i].d[k]);
+        check_ortho(&out[0], 9, 100 + i, gain, 1e-12);
+        check_ortho(&out[2], 9, 100 + i, gain, 1e-5);
+        assert_int_equal(out[2].dtype, NND_F32);
+        bool differ = false;
+        for (int64_t k = 0; k < out[0].n; k++) {
+            assert_true(out[0].v[k] == again.v[k]);
+            assert_true(out[2].v[k] == (double)(float)out[0].v[k]);
+            differ |= out[0].v[k] != out[1].v[k];
+        }
+        assert_true(differ); /* another key, other values */
+        itensor_free(&out[1]);
+        b.seed = 10; /* another run seed, other values */
+        ot_run(g, &q, 1, &b, &out[1]);
+        differ = false;
+        for (int64_t k = 0; k < out[0].n; k++)
+            differ |= out[0].v[k] != out[1].v[k];
+        assert_true(differ);
+        check_ortho(&out[1], 10, 100 + i, gain, 1e-12);
+        for (int k = 0; k < 3; k++)
+            itensor_free(&out[k]);
+        itensor_free(&again);
+        free_graph(g);
+    }
+}
+
+/* ---- custom gradients: the value is in[0]'s ---- */
+
+static void test_custom_value(void **state)
+{
+    Graph *g = new_graph();
+    NodeId v = f64s(g, SHAPE(3), VALS(1, -2, 3)), a = f64s(g, SHAPE(2), VALS(9, 9));
+    ITensor t = ot_eval(g, ot_custom(g, v, a, 0, 0));
+    ot_expect_dt(&t, NND_F64, SHAPE(3), VALS(1, -2, 3));
+    t = ot_eval(g, ot_custom(g, v, a, v, 1));
+    ot_expect(&t, SHAPE(3), VALS(1, -2, 3));
+    NodeId f = ot_tensor(g, NND_F32, SHAPE(1), VALS(0.5));
+    t = ot_eval(g, ot_custom(g, f, 0, 0, 0));
+    ot_expect_dt(&t, NND_F32, SHAPE(1), VALS(0.5));
+    free_graph(g);
+}
+
+/* ---- shape rules and run-time errors of the new ops ---- */
+
+static void expect_build_error(Graph *g, Node n, const char *needle)
+{
+    char err[256] = "";
+    assert_int_equal(graph_build(g, n, err, sizeof err), 0);
+    if (!strstr(err, needle))
+        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+}
+
+static void test_call_shapes(void **state)
+{
+    Graph *g = new_graph();
+    NodeId x = ot_param(g, 0, NND_F64, SHAPE(2, 3, 5, 5));
+    NodeId w = ot_param(g, 1, NND_F64, SHAPE(4, 3, 3, 3));
+    NodeId w1 = ot_param(g, 2, NND_F64, SHAPE(4, 1, 3, 3));
+    const int64_t plain[7] = {1, 1, 0, 0, 1, 1, 1}, g2[7] = {1, 1, 0, 0, 1, 1, 2};
+    const int64_t s0[7] = {0, 1, 0, 0, 1, 1, 1}, d3[7] = {1, 1, 0, 0, 3, 1, 1};
+    Node conv = {.op = OP_CONV2D, .nin = 2, .in = {x, w}};
+    conv.pool = graph_pool_ints(g, g2, 7);
+    expect_build_error(g, conv, "do not divide into 2 groups");
+    conv.in[1] = w1;
+    conv.pool = graph_pool_ints(g, plain, 7);
+    expect_build_error(g, conv, "w needs 3 per group");
+    conv.in[1] = w;
+    conv.pool = graph_pool_ints(g, s0, 7);
+    expect_build_error(g, conv, "strides and dilations >= 1");
+    conv.pool = graph_pool_ints(g, d3, 7); /* a 7-row dilated kernel on 5 rows */
+    expect_build_error(g, conv, "does not fit");
+    /* the adjoint ops check the preset shape against dy */
+    NodeId dy = ot_param(g, 3, NND_F64, SHAPE(2, 4, 3, 3));
+    Node gx = {.op = OP_CONV2D_GX,
+               .nin = 2,
+               .in = {dy, w},
+               .shape = SHAPE(2, 3, 6, 5),
+               .pool = graph_pool_ints(g, plain, 7)};
+    expect_build_error(g, gx, "does not match");
+    gx.shape = SHAPE(2, 3, 5, 5);
+    assert_true(gb_node(g, gx) != 0);
+    Node gw = {.op = OP_CONV2D_GW,
+               .nin = 2,
+               .in = {x, dy},
+               .shape = SHAPE(4, 3, 2, 3),
+               .pool = graph_pool_ints(g, plain, 7)};
+    expect_build_error(g, gw, "does not match");
+    /* pooling: padding at most half the kernel; a window that does not fit */
+    const int64_t p2[6] = {3, 3, 1, 1, 2, 0}, big[6] = {6, 1, 1, 1, 0, 0};
+    Node pool = {.op = OP_POOLAVG, .nin = 1, .in = {x}, .pool = graph_pool_ints(g, p2, 6)};
+    expect_build_error(g, pool, "at most half the kernel");
+    pool.pool = graph_pool_ints(g, big, 6);
+    expect_build_error(g, pool, "does not fit");
+    Node pm = {.op = OP_POOLMAX, .nin = 2, .in = {x, dy}, .pool = graph_pool_ints(g, plain, 6)};
+    expect_build_error(g, pm, "two tensors of one shape");
+    /* take, scatter-add and concat */
+    NodeId t = ot_param(g, 4, NND_F64, SHAPE(5, 2));
+    NodeId fi = ot_param(g, 5, NND_F64, SHAPE(3));
+    expect_build_error(g, (Node){.op = OP_TAKE, .nin = 2, .in = {t, fi}}, "i32");
+    NodeId ii = ot_leaf(g, OP_INPUT, 0, NND_I32, SHAPE(3));
+    expect_build_error(g, (Node){.op = OP_SCATTER_ADD, .nin = 2, .in = {ii, t}, .idx = 5},
+                       "do not fit");
+    expect_build_error(g, (Node){.op = OP_SCATTER_ADD, .nin = 2, .in = {ii, fi}, .idx = 0},
+                       "row count");
+    expect_build_error(g, (Node){.op = OP_CONCAT, .nin = 2, .in = {t, x}, .idx = 0}, "one rank");
+    expect_build_error(g, (Node){.op = OP_CONCAT, .nin = 2, .in = {t, t}, .idx = 2}, "one rank");
+    NodeId t3 = ot_param(g, 6, NND_F64, SHAPE(5, 3));
+    expect_build_error(g, (Node){.op = OP_CONCAT, .nin = 2, .in = {t, t3}, .idx = 0},
+                       "equal shapes but for axis 0");
+    assert_true(ot_concat(g, t, t3, 1) != 0);
+    free_graph(g);
+
+    /* run-time: indices out of range are errors, not crashes */
+    g = new_graph();
+    NodeId table = f64s(g, SHAPE(3, 2), VALS(1, 2, 3, 4, 5, 6));
+    NodeId hi = ot_tensor(g, NND_I32, SHAPE(2), VALS(0, 3));
+    NodeId lo = ot_tensor(g, NND_I32, SHAPE(2), VALS(-1, 0));
+    expect_error(g, ot_take(g, table, hi), NULL, "3 is out of range for 3 rows");
+    expect_error(g, gb_unary(g, OP_EXP, ot_take(g, table, lo), SP), NULL, "out of range");
+    NodeId src = f64s(g, SHAPE(2, 2), VALS(1, 1, 1, 1));
+    expect_error(g, ot_scatter(g, hi, src, 3), NULL, "3 is out of range for 3 rows");
+    expect_error(g, ot_scatter(g, lo, src, 3), NULL, "-1 is out of range for 3 rows");
+    free_graph(g);
+}
+
+/* An empty literal in a graph with no other literal data: nothing to copy from the
+ * (still unallocated) pool.  Last in the list: under UBSan a failure aborts. */
+static void test_empty_literal(void **state)
+{
+    Graph *g = new_graph();
+    ITensor t = ot_eval(g, f64s(g, SHAPE(0, 3), NULL, 0));
+    ot_expect(&t, SHAPE(0, 3), NULL, 0);
+    free_graph(g);
+}
+
 /* ---- simplify_graph ---- */
 
 static int count_op(Graph *g, NodeId root, OpId op)
@@ -1175,6 +1819,18 @@ int main(void)
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_take_scatter),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_maxpool_rules),
+        cmocka_unit_test(test_maxpool_nan),
+        cmocka_unit_test(test_avgpool_padding),
+        cmocka_unit_test(test_randstep),
+        cmocka_unit_test(test_randstep_f32),
+        cmocka_unit_test(test_ortho),
+        cmocka_unit_test(test_custom_value),
+        cmocka_unit_test(test_call_shapes),
         cmocka_unit_test(test_simplify_fold),
         cmocka_unit_test(test_simplify_hyper),
         cmocka_unit_test(test_simplify_cse_dce),
@@ -1183,6 +1839,7 @@ int main(void)
         cmocka_unit_test(test_simplify_rewrites),
         cmocka_unit_test(test_simplify_no_rules),
         cmocka_unit_test(test_simplify_random),
+        cmocka_unit_test(test_empty_literal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
