@@ -85,6 +85,16 @@ static void model_pointers(Model *m)
         m->state_ptrs[i] = m->states[i].data;
 }
 
+/* A tensor loaded by `from` over an initial value of the same shape. */
+static void overwrite(ITensor *dst, const NndTensor *src)
+{
+    if (!src->data)
+        return;
+    for (int64_t k = 0; k < dst->n; k++)
+        dst->v[k] = src->dtype == NND_F64 ? ((const double *)src->data)[k]
+                                          : (double)((const float *)src->data)[k];
+}
+
 bool model_init(Program *p, Model *m, char *err, size_t errlen)
 {
     model_alloc(m, p->params.n, p->states.n);
@@ -96,6 +106,9 @@ bool model_init(Program *p, Model *m, char *err, size_t errlen)
         vec_push(&roots, p->params.v[i].init);
     InterpBindings b = {.hypers = h, .nhypers = p->hypers.n, .seed = p->seed};
     bool ok = roots.n == 0 || interp_run(&p->g, roots.v, roots.n, &b, pv, err, errlen);
+    /* loaded parameters, before the optimizer states whose start may read them */
+    for (int i = 0; ok && i < p->params.n; i++)
+        overwrite(&pv[i], &p->params.v[i].loaded);
     roots.n = 0;
     for (int i = 0; ok && i < p->states.n; i++)
         vec_push(&roots, p->states.v[i].init);
@@ -103,6 +116,8 @@ bool model_init(Program *p, Model *m, char *err, size_t errlen)
     b.nparams = p->params.n;
     if (ok && roots.n)
         ok = interp_run(&p->g, roots.v, roots.n, &b, sv, err, errlen);
+    for (int i = 0; ok && i < p->states.n; i++)
+        overwrite(&sv[i], &p->states.v[i].loaded);
     NndErr e;
     for (int i = 0; ok && i < p->params.n; i++)
         ok = to_tensor(&pv[i], &m->params[i], &e);

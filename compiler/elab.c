@@ -1235,7 +1235,7 @@ static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span
             Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->states.n,
                        .name = sname, .span = st->span};
             NodeId id = graph_append(e->g, &sn);
-            StateInfo si = {sname, -1, id, init, st->span};
+            StateInfo si = {sname, -1, id, init, st->span, {0}};
             vec_push(&e->p->states, si);
             Binding b = {st->name, vnode(id), st->span};
             vec_push(&l->members, b);
@@ -1328,7 +1328,7 @@ static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span
             }
             if (!init)
                 ok = false;
-            ParamInfo pi = {pname, id, init, false, 0, st->span};
+            ParamInfo pi = {pname, id, init, false, 0, st->span, {0}};
             vec_push(&e->p->params, pi);
             Binding b = {st->name, vnode(id), st->span};
             vec_push(&l->members, b);
@@ -2131,6 +2131,12 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
             return vnum(nd(e, sz)->num);
         return vnode(sz);
     }
+    case BI_RANK: {
+        if (x->k == V_NUM)
+            return vnum(0);
+        NodeId n = to_node(e, *x, span);
+        return n ? vnum(nd(e, n)->shape.rank) : verr();
+    }
     case BI_F32:
     case BI_F64:
     case BI_I32:
@@ -2607,15 +2613,23 @@ static Group *make_group(Elab *e, Value opt, const char *prefix, Span span)
         Binding b = s.b.v[i];
         const char *key = arena_printf(&e->p->arena, "%s.%s", prefix, b.name);
         Override *o = find_override(e, key);
+        bool flag = b.v.k == V_NUM && b.v.is_bool;
         if (o) {
             o->used = true;
-            if (!o->is_number) {
+            if (flag && (strcmp(o->text, "true") == 0 || strcmp(o->text, "false") == 0)) {
+                b.v = vbool(o->text[0] == 't');
+            } else if (!o->is_number) {
                 eerr(e, span, "--set %s=%s: expected a number", key, o->text);
                 continue;
+            } else {
+                b.v = flag ? vbool(o->value != 0) : vfloat(o->value);
             }
-            b.v = vfloat(o->value);
         }
-        if (b.v.k == V_NUM) {
+        /* numbers become run-time inputs; a boolean (centered = false) stays a
+         * compile-time choice, so the branch not taken costs nothing */
+        if (flag) {
+            /* kept as it is */
+        } else if (b.v.k == V_NUM) {
             b.v = vnode(new_hyper(e, key, b.v.num, b.span));
         } else if (b.v.k == V_NODE) {
             if (nd(e, b.v.node)->shape.rank != 0) {
@@ -2633,6 +2647,41 @@ static Group *make_group(Elab *e, Value opt, const char *prefix, Span span)
     vec_push(&e->p->groups, og);
     gr->index = e->p->groups.n - 1;
     return gr;
+}
+
+/* A state that a rule declares but, as elaborated, never changes nor reads (RMSprop's
+ * centered average when centered = false) is dropped: no memory, no traffic, nothing
+ * in checkpoints.  States from `first`, updates from `first_update` are this
+ * parameter's. */
+static void drop_dead_states(Elab *e, int first, int first_update)
+{
+    Program *p = e->p;
+    int count = graph_count(e->g);
+    bool *seen = xcalloc((size_t)count, 1);
+    for (int u = first_update; u < p->updates.n; u++)
+        seen[p->updates.v[u].value] = true;
+    for (NodeId q = (NodeId)count - 1; q > 0; q--) {
+        if (!seen[q])
+            continue;
+        Node *qn = nd(e, q);
+        for (int z = 0; z < qn->nin; z++)
+            seen[qn->in[z]] = true;
+    }
+    int out = first;
+    for (int k = first; k < p->states.n; k++) {
+        bool updated = false;
+        for (int u = first_update; u < p->updates.n; u++)
+            updated |= p->updates.v[u].is_state && p->updates.v[u].index == k;
+        if (!updated && !seen[p->states.v[k].node])
+            continue; /* dropped */
+        for (int u = first_update; u < p->updates.n; u++)
+            if (p->updates.v[u].is_state && p->updates.v[u].index == k)
+                p->updates.v[u].index = out;
+        nd(e, p->states.v[k].node)->idx = out;
+        p->states.v[out++] = p->states.v[k];
+    }
+    p->states.n = out;
+    free(seen);
 }
 
 /* Expands one parameter's update rule into graph nodes. */
@@ -2657,33 +2706,41 @@ static void expand_update(Elab *e, Group *gr, int pi)
         bind(&s, hn[i], vnode(hs[i]), d->span);
     }
     bind(&s, "w", vnode(w), d->span);
-    int first_state = e->p->states.n;
+    int first_state = e->p->states.n, first_update = e->p->updates.n;
     const char *what = arena_printf(&e->arena, "optimizer '%s' for %s", d->name, p->name);
     e->frames[e->depth++] = (Frame){d, gr->opt.args ? p->span : d->span, what};
     for (int i = 0; i < d->list2.n; i++) {
         const Ast *st = d->list2.v[i];
         if (st->kind == AST_STATE_DECL) {
-            /* the initial value may use w and the hyper-parameters, not g */
+            /* shaped like w unless its type says otherwise; the initial value may use w
+             * and the hyper-parameters, not g */
+            Shape ss = ws;
+            NndDType sdt = wt;
+            if (st->a && !decl_shape(e, &s, st, "optimizer state", &ss, &sdt))
+                continue;
+            if (!st->a || !st->a->name)
+                sdt = wt;
             Value iv = ev(e, &s, st->b);
             NodeId init = iv.k == V_ERR ? 0 : to_node(e, iv, st->b->span);
             if (init) {
-                init = gb_cast(e->g, init, wt, st->b->span);
+                init = gb_cast(e->g, init, sdt, st->b->span);
                 Shape bs;
                 char err[512];
-                if (!shape_broadcast(e->g, &nd(e, init)->shape, &ws, &bs, err, sizeof err) ||
-                    !shape_equal(&bs, &ws)) {
-                    eerr(e, st->b->span, "state '%s' starts with shape %s but must be shaped like w %s",
-                         st->name, shape_str(e, &nd(e, init)->shape), shape_str(e, &ws));
+                if (!shape_broadcast(e->g, &nd(e, init)->shape, &ss, &bs, err, sizeof err) ||
+                    !shape_equal(&bs, &ss)) {
+                    eerr(e, st->b->span, "state '%s' starts with shape %s but must be %s %s",
+                         st->name, shape_str(e, &nd(e, init)->shape),
+                         st->a ? "shaped" : "shaped like w", shape_str(e, &ss));
                     init = 0;
                 } else {
-                    init = gb_broadcast(e->g, init, &ws, st->b->span);
+                    init = gb_broadcast(e->g, init, &ss, st->b->span);
                 }
             }
             const char *sname = arena_printf(&e->p->arena, "%s.%s", p->name, st->name);
-            Node sn = {.op = OP_STATE, .dtype = (uint8_t)wt, .shape = ws, .idx = e->p->states.n,
+            Node sn = {.op = OP_STATE, .dtype = (uint8_t)sdt, .shape = ss, .idx = e->p->states.n,
                        .name = sname, .span = st->span};
             NodeId id = graph_append(e->g, &sn);
-            StateInfo si = {sname, pi, id, init, st->span};
+            StateInfo si = {sname, pi, id, init, st->span, {0}};
             vec_push(&e->p->states, si);
             bind(&s, st->name, vnode(id), st->span);
             if (i == 0 || d->list2.v[i - 1]->kind == AST_STATE_DECL) {
@@ -2714,21 +2771,24 @@ static void expand_update(Elab *e, Group *gr, int pi)
         NodeId v = to_node(e, b->v, b->span);
         if (!v)
             continue;
-        v = gb_cast(e->g, v, wt, b->span);
+        Shape os = nd(e, old)->shape;
+        v = gb_cast(e->g, v, (NndDType)nd(e, old)->dtype, b->span);
         Shape bs;
         char err[512];
-        if (!shape_broadcast(e->g, &nd(e, v)->shape, &ws, &bs, err, sizeof err) ||
-            !shape_equal(&bs, &ws)) {
-            eerr(e, b->span, "the new value of %s has shape %s but must keep the shape of w %s",
-                 is_w ? "w" : nm, shape_str(e, &nd(e, v)->shape), shape_str(e, &ws));
+        if (!shape_broadcast(e->g, &nd(e, v)->shape, &os, &bs, err, sizeof err) ||
+            !shape_equal(&bs, &os)) {
+            eerr(e, b->span, "the new value of %s has shape %s but must keep %s %s",
+                 is_w ? "w" : nm, shape_str(e, &nd(e, v)->shape),
+                 shape_equal(&os, &ws) ? "the shape of w" : "its shape", shape_str(e, &os));
             diag_note(e->d, p->span, "for parameter %s", p->name);
             continue;
         }
-        v = gb_broadcast(e->g, v, &ws, b->span);
+        v = gb_broadcast(e->g, v, &os, b->span);
         Update u = {!is_w, is_w ? pi : first_state + k, v};
         vec_push(&e->p->updates, u);
     }
     vec_free(&s.b);
+    drop_dead_states(e, first_state, first_update);
 }
 
 static void mark_params(Elab *e, Value v, Span span, int *out_count, const char *what, int group)
@@ -2746,6 +2806,156 @@ static void mark_params(Elab *e, Value v, Span span, int *out_count, const char 
     }
     *out_count = ps.n;
     vec_free(&ps);
+}
+
+/* The dotted path a name or member chain spells (fc2, encoder.fc1.b), or NULL. */
+static const char *path_text(Elab *e, const Ast *x)
+{
+    if (x->kind == AST_NAME)
+        return x->name;
+    if (x->kind != AST_MEMBER)
+        return NULL;
+    const char *left = path_text(e, x->a);
+    return left ? arena_printf(&e->arena, "%s.%s", left, x->name) : NULL;
+}
+
+/* Whether rel (a name inside the model) is ex or inside it. */
+static bool path_within(const char *rel, const char *ex)
+{
+    size_t n = strlen(ex);
+    return strncmp(rel, ex, n) == 0 && (rel[n] == 0 || rel[n] == '.');
+}
+
+/* Reads one tensor of a `from` file for the parameter or layer state `name` (its
+ * path inside the model: rel), checking that it is there and fits. */
+static void load_one(Elab *e, NndSafetensors *sf, const char *file, const char *name,
+                     const char *rel, const Node *n, Span span, NndTensor *out)
+{
+    const NndSafetensorsEntry *en = nnd_safetensors_find(sf, rel);
+    if (!en) {
+        int d = strcmp(name, rel) ? diag_error(e->d, span, "'%s' has no tensor '%s' (for %s)", file, rel, name)
+                                  : diag_error(e->d, span, "'%s' has no tensor '%s'", file, rel);
+        const char *dot = strchr(rel, '.');
+        diag_label(e->d, d, "to start it fresh instead, add `except %.*s`",
+                   dot ? (int)(dot - rel) : (int)strlen(rel), rel);
+        return;
+    }
+    Shape fs = shape_make(en->rank, en->shape);
+    if (!shape_equal(&fs, &n->shape)) {
+        eerr(e, span, "tensor '%s' in '%s' is %s, but %s is %s", rel, file, shape_str(e, &fs),
+             name, shape_str(e, &n->shape));
+        return;
+    }
+    if (en->dtype != NND_F32 && en->dtype != NND_F64) {
+        eerr(e, span, "tensor '%s' in '%s' is %s; parameters load from F32 or F64", rel, file,
+             en->dtype_name);
+        return;
+    }
+    NndErr err;
+    if (nnd_safetensors_load(sf, rel, out, &err) != 0)
+        eerr(e, span, "%s", err.msg);
+}
+
+/* `net = Model(...) from "file" except a, b.c`: the parameters and layer state the
+ * model made (params from p0, states from s0) start from the file's tensors of the
+ * same names (relative to the model), but for the excepted ones. */
+static void load_from(Elab *e, Scope *s, const Ast *st, const char *prefix, int p0, int s0)
+{
+    Value pv = ev(e, s, st->c);
+    const char *path;
+    if (!str_arg(e, &pv, st->c->span, "the file to load from", &path))
+        return;
+    StrVec ex = {0};
+    bool ok = true;
+    for (int i = 0; i < st->list.n; i++) {
+        const char *t = path_text(e, st->list.v[i]);
+        if (!t) {
+            eerr(e, st->list.v[i]->span, "except takes names inside the model, like fc2 or fc2.b");
+            ok = false;
+        }
+        vec_push(&ex, t);
+    }
+    NndSafetensors sf;
+    NndErr err;
+    if (ok && nnd_safetensors_open(&sf, path, &err) != 0) {
+        eerr(e, st->c->span, "%s", err.msg);
+        ok = false;
+    }
+    if (!ok) {
+        vec_free(&ex);
+        return;
+    }
+    size_t skip = *prefix ? strlen(prefix) + 1 : 0;
+    bool *used = xcalloc((size_t)ex.n + 1, 1);
+    int total = (e->p->params.n - p0) + (e->p->states.n - s0);
+    for (int k = 0; k < total; k++) {
+        bool is_param = k < e->p->params.n - p0;
+        int i = is_param ? p0 + k : s0 + k - (e->p->params.n - p0);
+        const char *name = is_param ? e->p->params.v[i].name : e->p->states.v[i].name;
+        if (!is_param && e->p->states.v[i].param >= 0)
+            continue;
+        const char *rel = name + skip;
+        bool skipped = false;
+        for (int j = 0; j < ex.n; j++)
+            if (ex.v[j] && path_within(rel, ex.v[j]))
+                skipped = used[j] = true;
+        if (skipped)
+            continue;
+        NodeId node = is_param ? e->p->params.v[i].node : e->p->states.v[i].node;
+        load_one(e, &sf, path, name, rel, nd(e, node), st->c->span,
+                 is_param ? &e->p->params.v[i].loaded : &e->p->states.v[i].loaded);
+    }
+    for (int j = 0; j < ex.n; j++)
+        if (ex.v[j] && !used[j])
+            eerr(e, st->list.v[j]->span, "'%s' names no parameter of this model", ex.v[j]);
+    free(used);
+    vec_free(&ex);
+    nnd_safetensors_close(&sf);
+}
+
+/* clip_value = v: each gradient element into [-v, v]; then clip_norm = c: every
+ * gradient times min(1, c / (norm + 1e-6)), norm over all the trainable parameters
+ * together (torch.nn.utils.clip_grad_norm_).  Both are run-time hyper-parameters. */
+static void clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
+{
+    static const char *const names[2] = {"clip_value", "clip_norm"};
+    for (int which = 0; which < 2; which++) {
+        const Ast *st = find_setting(train, names[which]);
+        bool found = false;
+        double v = setting_number(e, s, st, names[which], 0, &found);
+        if (!found || n == 0)
+            continue;
+        Span span = st ? st->span : train->span;
+        if (!(v > 0)) {
+            eerr(e, span, "%s must be positive, got %g", names[which], v);
+            continue;
+        }
+        NodeId h = new_hyper(e, names[which], v, span);
+        if (which == 0) {
+            NodeId lo = gb_unary(e->g, OP_NEG, h, span);
+            for (int i = 0; i < n; i++) {
+                NndDType dt = (NndDType)nd(e, gs[i])->dtype;
+                NodeId hi_i = gb_cast(e->g, h, dt, span), lo_i = gb_cast(e->g, lo, dt, span);
+                gs[i] = gb_binary_bc(e->g, OP_MIN, gb_binary_bc(e->g, OP_MAX, gs[i], lo_i, span), hi_i, span);
+            }
+            continue;
+        }
+        NodeId total = 0;
+        for (int i = 0; i < n; i++) {
+            NodeId sq = gb_binary(e->g, OP_MUL, gs[i], gs[i], span);
+            int r = nd(e, sq)->shape.rank;
+            sq = gb_reduce(e->g, OP_SUM, sq, r ? (1u << r) - 1 : 0, false, span);
+            sq = gb_cast(e->g, sq, e->p->float_dtype, span);
+            total = total ? gb_binary(e->g, OP_ADD, total, sq, span) : sq;
+        }
+        NodeId norm = gb_unary(e->g, OP_SQRT, total, span);
+        NodeId coef = gb_binary(e->g, OP_DIV, h,
+                                gb_binary(e->g, OP_ADD, norm, gb_const(e->g, 1e-6, e->p->float_dtype, span), span),
+                                span);
+        coef = gb_binary(e->g, OP_MIN, coef, gb_const(e->g, 1, e->p->float_dtype, span), span);
+        for (int i = 0; i < n; i++)
+            gs[i] = gb_binary_bc(e->g, OP_MUL, gs[i], gb_cast(e->g, coef, (NndDType)nd(e, gs[i])->dtype, span), span);
+    }
 }
 
 /* Whether expression x uses one of the names (as a plain name, not a member). */
@@ -2893,11 +3103,15 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             setting |= strcmp(train_settings[k], nm) == 0;
         if (setting)
             continue;
-        e->bind_path = nmodels <= 1 ? "" : nm;
+        const char *prefix = nmodels <= 1 ? "" : nm;
+        int p0 = p->params.n, s0 = p->states.n;
+        e->bind_path = prefix;
         Value v = ev(e, &s, st->b);
         e->bind_path = NULL;
         if (v.k != V_LAYER && v.k != V_ERR)
             eerr(e, st->b->span, "'%s = ...' must create a model", nm);
+        else if (v.k == V_LAYER && st->c)
+            load_from(e, &s, st, prefix, p0, s0);
         bind(&s, nm, v, st->span);
     }
     for (int i = 0; i < train->list2.n; i++)
@@ -3025,6 +3239,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         NodeId *gs = xcalloc((size_t)(wrt.n ? wrt.n : 1), sizeof(NodeId));
         if (wrt.n)
             autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
+        clip_gradients(e, &s, train, gs, wrt.n);
         for (int i = 0; i < which.n; i++)
             p->grads.v[which.v[i]] = gs[i];
         free(gs);
@@ -3177,6 +3392,10 @@ void program_free(Program *p)
     }
     for (int i = 0; i < p->evals.n; i++)
         vec_free(&p->evals.v[i].metrics);
+    for (int i = 0; i < p->params.n; i++)
+        nnd_tensor_free(&p->params.v[i].loaded);
+    for (int i = 0; i < p->states.n; i++)
+        nnd_tensor_free(&p->states.v[i].loaded);
     vec_free(&p->params);
     vec_free(&p->states);
     vec_free(&p->hypers);

@@ -39,14 +39,16 @@ typedef struct ParamInfo {
     bool frozen;
     int group; /* index in Program.groups */
     Span span;
+    NndTensor loaded; /* its starting value from a file (`from`), or data NULL */
 } ParamInfo;
 
 typedef struct StateInfo {
-    const char *name; /* `fc1.W.m` */
-    int param;
+    const char *name; /* `fc1.W.m`, or a layer's `bn.running_mean` */
+    int param; /* the parameter it belongs to; -1 for a layer's state */
     NodeId node; /* STATE */
     NodeId init;
     Span span;
+    NndTensor loaded; /* layer state: its starting value from a file, or data NULL */
 } StateInfo;
 
 typedef struct HyperInfo {

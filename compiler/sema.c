@@ -562,9 +562,13 @@ static void check_optimizer(Sema *s, const Ast *opt)
         const Ast *st = opt->list2.v[i];
         switch (st->kind) {
         case AST_STATE_DECL: {
-            if (st->a)
-                diag_error(s->d, st->a->span,
-                           "optimizer state is shaped like w; it takes no type");
+            /* shaped like w, or as its type says (dims may use w: [size(w, 0), 1]) */
+            if (st->a) {
+                check_type(s, st->a, false);
+                if (!st->a->has_shape)
+                    diag_error(s->d, st->a->span, "a state's type is a shape, like [] (a "
+                                                  "scalar) or [size(w, 0), 1]");
+            }
             check_expr(s, st->b);
             Name *prev = find_local(s, st->name);
             if (prev && (prev->kind == NK_STATE || prev->kind == NK_LOCAL)) {
@@ -757,9 +761,12 @@ static void check_train(Sema *s, const Ast *train)
                 break;
             }
             if (st->c) {
-                diag_error(s->d, st->c->span,
-                           "loading weights with `from` is not supported yet");
-                break;
+                /* `net = Model() from "file" except fc2`: the except names are paths
+                 * inside the model, checked when it is built */
+                check_expr(s, st->c);
+                if (!is_model_call(s, st->b))
+                    diag_error(s->d, st->c->span, "`from` loads a model's parameters: it "
+                                                  "follows a model, like net = Mlp() from \"base.safetensors\"");
             }
             for (int k = 0; train_settings[k]; k++)
                 if (strcmp(train_settings[k], nm) == 0) {
@@ -776,7 +783,10 @@ static void check_train(Sema *s, const Ast *train)
                 break;
             }
             int d = diag_error(s->d, st->a->span, "unknown setting '%s'", nm);
-            const char *best = suggest_name(nm, train_settings, 7);
+            int nsettings = 0;
+            while (train_settings[nsettings])
+                nsettings++;
+            const char *best = suggest_name(nm, train_settings, nsettings);
             if (best)
                 diag_label(s->d, d, "did you mean '%s'?", best);
             else
