@@ -73,7 +73,20 @@ typedef struct TrainOptions {
     NndPool *pool;
     FILE *progress; /* NULL: silent */
     bool interactive;
+    NndTrainPoint resume; /* where a resumed run continues (zeros: from the start) */
 } TrainOptions;
+
+/* A checkpoint: every parameter and every state (optimizer and layer state) by
+ * name, and in the metadata the training point, seed, batch and data size, written
+ * atomically to path. */
+bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
+                      char *err, size_t errlen);
+/* Loads a checkpoint into m (path: a file, or a checkpoint directory, whose newest
+ * file is used; *used gets the file's path, malloc'd) and its point into *at.
+ * Every tensor must be there with its shape; the seed, batch size and size of the
+ * training set must be the run's. */
+bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
+                     char *err, size_t errlen);
 
 /* Runs the program's training; result and messages in res/err.  Returns an exit
  * code. */

@@ -3317,6 +3317,33 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         }
         vec_push(&p->evals, es);
     }
+    /* checkpoints */
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_CHECKPOINT)
+            continue;
+        if (p->ckpt_dir) {
+            eerr(e, st->span, "only one checkpoint statement is allowed");
+            continue;
+        }
+        const Ast *every = st->a;
+        Value dv = ev(e, &s, st->b);
+        const char *dir;
+        int64_t n = 1, keep = 0;
+        if (!str_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
+            (every->a && !to_int(e, ev(e, &s, every->a), every->a->span, "the interval", &n)) ||
+            (st->c && !to_int(e, ev(e, &s, st->c), st->c->span, "keep", &keep)))
+            continue;
+        if (n < 1 || (st->c && keep < 1)) {
+            eerr(e, n < 1 ? every->span : st->c->span, "%s must be at least 1",
+                 n < 1 ? "the interval" : "keep");
+            continue;
+        }
+        p->ckpt_dir = arena_strdup(&p->arena, dir);
+        p->ckpt_every = n;
+        p->ckpt_keep = keep;
+        p->ckpt_in_epochs = every->name[0] == 'e';
+    }
     /* save */
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];

@@ -107,6 +107,10 @@ typedef struct Program {
     bool shuffle;
     const char *save_path;
     Span save_span;
+    /* checkpoint every N steps/epochs to a directory, keeping the last `keep` (0: all) */
+    const char *ckpt_dir;
+    int64_t ckpt_every, ckpt_keep;
+    bool ckpt_in_epochs;
     Arena arena;
 } Program;
 

@@ -33,6 +33,9 @@ static const char usage[] =
     "  --time            print compile time, time per step and samples/s\n"
     "  --verbose         print the kernels and the planned memory\n"
     "  --print-params    print the trained parameters (small ones in full)\n"
+    "  --resume CKPT     continue from a checkpoint (a file, or the newest in a\n"
+    "                    directory): same seed and threads give the same bits as a\n"
+    "                    run never stopped\n"
     "  --profile         time every kernel of the compiled step; print where time went\n"
     "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
     "              --raw (before simplification), --stats\n"
@@ -46,6 +49,7 @@ typedef struct Options {
     NndDType dtype;
     bool interp, dot, all, raw, stats, time, verbose, print_params, profile;
     int threads;
+    const char *resume; /* run: a checkpoint file or directory */
     GradcheckOptions gc;
 } Options;
 
@@ -113,6 +117,11 @@ static int parse_args(int argc, char **argv, Options *o)
             if (!next || (strcmp(next, "f32") && strcmp(next, "f64")))
                 return usage_error("--dtype takes f32 or f64, got '%s'", next ? next : "");
             o->dtype = strcmp(next, "f64") == 0 ? NND_F64 : NND_F32;
+            i++;
+        } else if (strcmp(a, "--resume") == 0) {
+            if (!next)
+                return usage_error("%s needs a checkpoint file or directory", a);
+            o->resume = next;
             i++;
         } else if (strcmp(a, "--interp") == 0) {
             o->interp = true;
@@ -383,17 +392,29 @@ static int cmd_run(Options *o)
         goto done;
     }
     have_model = true;
-    TrainOptions to = {pool, stdout, isatty(fileno(stdout)) != 0};
+    TrainOptions to = {pool, stdout, isatty(fileno(stdout)) != 0, {0, 0, 0, 0}};
+    if (o->resume) {
+        char *used = NULL;
+        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, err, sizeof err)) {
+            fprintf(stderr, "nnd: --resume: %s\n", err);
+            goto done;
+        }
+        printf("resuming from %s: step %lld of %lld\n", used, (long long)to.resume.step,
+               (long long)program_total_steps(p));
+        free(used);
+    }
     NndTrainResult res = {0};
     rc = driver_train(p, &x, &model, &to, &res, err, sizeof err);
     if (rc != NND_EXIT_OK) {
         fprintf(stderr, "nnd: %s\n", err);
     } else {
         printf("done: %lld steps, final training loss %.6f\n", (long long)res.steps, res.final_loss);
-        if (o->time && res.steps > 0)
+        int64_t ran = res.steps - to.resume.step;
+        if (o->time && ran > 0)
             printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
-                   1e3 * res.seconds / (double)res.steps,
-                   (double)res.steps * (double)p->batch / res.seconds);
+                   1e3 * res.seconds / (double)ran, (double)ran * (double)p->batch / res.seconds);
+        if (p->ckpt_dir && res.steps > to.resume.step)
+            printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res.steps);
         if (o->print_params)
             print_params(p, &model);
         if (o->profile) {

@@ -841,7 +841,9 @@ static void check_train(Sema *s, const Ast *train)
                 diag_error(s->d, st->span, "`log` statements are not supported yet");
             break;
         case AST_CHECKPOINT:
-            diag_error(s->d, st->span, "`checkpoint` statements are not supported yet");
+            check_every(s, st->a);
+            check_expr(s, st->b);
+            check_expr(s, st->c);
             break;
         case AST_SAVE:
             check_expr(s, st->b);

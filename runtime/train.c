@@ -187,17 +187,19 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     int64_t loss_n = 0, samples = 0;
     double bout[2] = {0, 0};
     int rc = 0;
-    int64_t step = 0;
+    int64_t step = t->start.step > 0 ? t->start.step : 0;
     for (; step < total; step++) {
         int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
-        if (in_epoch == 0) {
+        if (in_epoch == 0 || step == t->start.step) {
+            /* the epoch's order is a function of (seed, epoch): a resumed run draws
+             * the same one and continues where the checkpoint was */
             if (t->shuffle)
                 nnd_random_permutation(b.idx, (uint32_t)n, t->seed, 0x5eedull << 32 | (uint64_t)epoch);
             else
                 for (int64_t i = 0; i < n; i++)
                     b.idx[i] = (uint32_t)i;
-            loss_sum = 0;
-            loss_n = 0;
+            loss_sum = in_epoch ? t->start.loss_sum : 0;
+            loss_n = in_epoch ? t->start.loss_n : 0;
             t_epoch = now();
         }
         int64_t start = in_epoch * t->batch, m = n - start < t->batch ? n - start : t->batch;
@@ -269,6 +271,16 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             rc = -1;
             step++;
             break;
+        }
+        if (t->checkpoint && t->ckpt_every > 0 &&
+            (step == total - 1 || (t->ckpt_in_epochs ? epoch_end && (epoch + 1) % t->ckpt_every == 0
+                                                     : (step + 1) % t->ckpt_every == 0))) {
+            NndTrainPoint at = {step + 1, epoch, loss_sum, loss_n};
+            if (t->checkpoint(t->ckpt_ctx, &at, err)) {
+                rc = -1;
+                step++;
+                break;
+            }
         }
     }
     res->steps = step;

@@ -342,6 +342,19 @@ typedef struct NndEvalSpec {
     void *user;
 } NndEvalSpec;
 
+/* Where a run stands after a step: what a checkpoint records besides the tensors.
+ * Shuffling (seed, epoch) and every random draw (seed, step) are functions of these
+ * counters, so a run resumed from them continues exactly. */
+typedef struct NndTrainPoint {
+    int64_t step; /* steps done */
+    int64_t epoch; /* the epoch of the last step done (0-based) */
+    double loss_sum; /* the epoch's running loss: sum of batch loss * batch size */
+    int64_t loss_n; /* and of batch sizes */
+} NndTrainPoint;
+
+/* Writes a checkpoint; nonzero (with err) stops training with an error. */
+typedef int (*NndCheckpointFn)(void *ctx, const NndTrainPoint *at, NndErr *err);
+
 typedef struct NndTrainer {
     void *const *params;
     void *const *states;
@@ -362,6 +375,12 @@ typedef struct NndTrainer {
     int interactive; /* one updating line (a terminal), else periodic plain lines */
     const char *what; /* shown in the first line, e.g. "JIT, 2 threads" */
     int64_t *profile; /* passed to the step (NndStepArgs.profile) */
+    NndTrainPoint start; /* resume: the point to continue from (zeros: the beginning) */
+    NndCheckpointFn checkpoint; /* NULL: none; else called every ckpt_every steps or
+                                   epochs (ckpt_in_epochs) and after the last step */
+    void *ckpt_ctx;
+    int64_t ckpt_every;
+    int ckpt_in_epochs;
 } NndTrainer;
 
 typedef struct NndTrainResult {

@@ -104,7 +104,7 @@ static void train(Program *p, Model *m, Engine engine)
         print_error("%s\n", err);
     NndErr e;
     NndPool *pool = nnd_pool_create(1, &e);
-    TrainOptions to = {pool, NULL, false};
+    TrainOptions to = {.pool = pool};
     NndTrainResult res;
     int rc = driver_train(p, &x, m, &to, &res, err, sizeof err);
     if (rc)

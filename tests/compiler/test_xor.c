@@ -36,7 +36,7 @@ static void test_xor_trains(void **state)
         assert_true(executable_build(&x, p, &xo, err, sizeof err));
         NndErr ne;
         NndPool *pool = nnd_pool_create(1, &ne);
-        TrainOptions to = {pool, stdout, false};
+        TrainOptions to = {.pool = pool, .progress = stdout};
         NndTrainResult res;
         assert_int_equal(driver_train(p, &x, &model, &to, &res, err, sizeof err), 0);
         printf("%s: final loss %g after %lld steps\n", e ? "compiled" : "interpreter",

@@ -479,7 +479,7 @@ static void test_reproducible(void **state)
         assert_true(model_init(p, &m, err, sizeof err));
         NndErr ne;
         NndPool *pool = nnd_pool_create(2, &ne);
-        TrainOptions to = {pool, NULL, false};
+        TrainOptions to = {.pool = pool};
         NndTrainResult res;
         assert_int_equal(driver_train(p, &x, &m, &to, &res, err, sizeof err), 0);
         if (run == 0) {
