@@ -2412,6 +2412,91 @@ static bool data_describe(Elab *e, DataSet *ds, Span span, Span span_x, Span spa
     return true;
 }
 
+/* The rows of t whose flag is set, in order, as a new tensor replacing t. */
+static bool keep_rows(NndTensor *t, const bool *keep, int64_t count, NndErr *err)
+{
+    int64_t shape[NND_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    int64_t n = shape[0];
+    shape[0] = count;
+    NndTensor out;
+    if (nnd_tensor_alloc(&out, t->dtype, t->rank, shape, err) != 0)
+        return false;
+    size_t row = n ? (size_t)nnd_tensor_numel(t) / (size_t)n * nnd_dtype_size(t->dtype) : 0;
+    char *dst = out.data;
+    for (int64_t i = 0; i < n; i++)
+        if (keep[i]) {
+            memcpy(dst, (char *)t->data + (size_t)i * row, row);
+            dst += row;
+        }
+    nnd_tensor_free(t);
+    *t = out;
+    return true;
+}
+
+/* subset = [5, 6, 7]: keeps the samples labeled 5, 6 or 7 and relabels them 0, 1, 2.
+ * The labels are read now, to know how many samples there are. */
+static bool data_subset(Elab *e, DataSet *ds, Value *v, Span span)
+{
+    if (v->k != V_LIST || v->list->n < 1) {
+        eerr(e, span, "subset takes a list of class labels, like [5, 6, 7, 8, 9]");
+        return false;
+    }
+    if (ds->y_dtype != NND_I32 || ds->y_rank != 0) {
+        eerr(e, span, "subset needs integer class labels, one per sample");
+        return false;
+    }
+    ds->nsubset = v->list->n;
+    ds->subset = arena_alloc(&e->p->arena, sizeof(int32_t) * (size_t)ds->nsubset);
+    for (int i = 0; i < ds->nsubset; i++) {
+        int64_t c;
+        if (!to_int(e, v->list->v[i], span, "a class label", &c))
+            return false;
+        for (int j = 0; j < i; j++)
+            if (ds->subset[j] == c) {
+                eerr(e, span, "class %lld is listed twice", (long long)c);
+                return false;
+            }
+        ds->subset[i] = (int32_t)c;
+    }
+    NndLoadOptions lo = {ds->scale, e->p->float_dtype};
+    NndErr err;
+    int rc = ds->kind == DATA_IDX ? nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err)
+                                  : nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err);
+    if (rc) {
+        eerr(e, span, "%s", err.msg);
+        return false;
+    }
+    int64_t count = 0;
+    for (int64_t i = 0; i < ds->n; i++)
+        for (int j = 0; j < ds->nsubset; j++)
+            count += ((int32_t *)ds->y.data)[i] == ds->subset[j];
+    if (count == 0) {
+        eerr(e, span, "no sample has one of these labels");
+        return false;
+    }
+    ds->n = count;
+    return true;
+}
+
+/* Applies a data set's subset to its loaded tensors. */
+static bool apply_subset(DataSet *ds, NndErr *err)
+{
+    int64_t n = ds->y.shape[0], count = 0;
+    bool *keep = xcalloc((size_t)(n ? n : 1), 1);
+    int32_t *y = ds->y.data;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < ds->nsubset; j++)
+            if (y[i] == ds->subset[j]) {
+                keep[i] = true;
+                y[i] = j;
+                count++;
+            }
+    bool ok = keep_rows(&ds->x, keep, count, err) && keep_rows(&ds->y, keep, count, err);
+    free(keep);
+    return ok;
+}
+
 /* tensors(x = ..., y = ...): literal data evaluated now. */
 static bool data_literal(Elab *e, Value v, Span span, bool labels, NndTensor *out)
 {
@@ -2539,6 +2624,19 @@ static void elab_data(Elab *e, Scope *s, Module *m, const Ast *st)
     if (ok)
         ok = data_describe(e, &ds, src->span, bspan(&a, id, 0, src->span),
                            id == BI_CSV ? src->span : bspan(&a, id, 1, src->span));
+    Value *sub = (id == BI_IDX || id == BI_NPY) ? barg(&a, id, 4) : NULL;
+    if (ok && sub)
+        ok = data_subset(e, &ds, sub, bspan(&a, id, 4, src->span));
+    Value *lim = (id == BI_IDX || id == BI_NPY) ? barg(&a, id, 5) : NULL;
+    if (ok && lim) {
+        ok = to_int(e, *lim, bspan(&a, id, 5, src->span), "limit", &ds.limit);
+        if (ok && ds.limit < 1) {
+            eerr(e, bspan(&a, id, 5, src->span), "limit must be at least 1");
+            ok = false;
+        }
+        if (ok && ds.limit < ds.n)
+            ds.n = ds.limit;
+    }
     if (!ok) {
         nnd_tensor_free(&ds.x);
         nnd_tensor_free(&ds.y);
@@ -3446,12 +3544,22 @@ bool program_load_data(Program *p, Diags *d)
         NndLoadOptions lo = {ds->scale, p->float_dtype};
         NndErr err;
         int rc = 0;
+        /* labels may be loaded already (subset) */
         if (ds->kind == DATA_IDX)
             rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
-                 nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err);
+                 (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
         else if (ds->kind == DATA_NPY)
             rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
-                 nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err);
+                 (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+        if (!rc && ds->nsubset && !apply_subset(ds, &err))
+            rc = 1;
+        if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
+            bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
+            memset(keep, 1, (size_t)ds->limit);
+            if (!keep_rows(&ds->x, keep, ds->limit, &err) || !keep_rows(&ds->y, keep, ds->limit, &err))
+                rc = 1;
+            free(keep);
+        }
         if (rc) {
             diag_error(d, ds->span, "%s", err.msg);
             ok = false;

@@ -24,6 +24,11 @@ typedef struct DataSet {
     double scale; /* 1 unless given */
     int reshape_rank; /* -1: keep the file's per-sample shape */
     int64_t reshape[NND_MAX_RANK];
+    /* subset: keep the samples whose class label is listed, relabeled by its position
+     * in the list (nsubset 0: all) */
+    int nsubset;
+    int32_t *subset;
+    int64_t limit; /* keep the first `limit` samples (after the subset); 0: all */
     /* per-sample shapes and dtypes, known after elaboration */
     int64_t n;
     NndDType x_dtype, y_dtype;
