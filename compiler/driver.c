@@ -752,6 +752,9 @@ int driver_train(Program *p, Executable *x, Model *m, const TrainOptions *o, Nnd
     Run r;
     run_setup(&r, p, x, m, o->pool);
     r.t.start = o->resume;
+    r.t.on_step = o->on_step;
+    r.t.on_eval = o->on_eval;
+    r.t.hook_ctx = o->hook_ctx;
     CkptCtx ck = {p, m};
     if (p->ckpt_dir) {
         r.t.checkpoint = write_checkpoint;

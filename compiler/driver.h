@@ -74,6 +74,9 @@ typedef struct TrainOptions {
     FILE *progress; /* NULL: silent */
     bool interactive;
     NndTrainPoint resume; /* where a resumed run continues (zeros: from the start) */
+    NndStepHook on_step; /* optional hooks (nnd compare, lrfind) */
+    NndEvalHook on_eval;
+    void *hook_ctx;
 } TrainOptions;
 
 /* A checkpoint: every parameter and every state (optimizer and layer state) by

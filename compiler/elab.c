@@ -3280,10 +3280,11 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     }
     /* optimizers: the default, then groups (a later group wins) */
     const Ast *os = find_setting(train, "opt");
-    Value ov = ev(e, &s, os->b);
+    const Ast *oexpr = e->opts->opt_expr ? e->opts->opt_expr : os->b;
+    Value ov = ev(e, &s, oexpr);
     if (ov.k != V_OPT) {
         if (ov.k != V_ERR)
-            eerr(e, os->b->span, "opt must be an optimizer, like Adam(lr = 1e-3), not %s",
+            eerr(e, oexpr->span, "opt must be an optimizer, like Adam(lr = 1e-3), not %s",
                  vk_name(&ov));
         goto done;
     }

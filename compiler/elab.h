@@ -131,6 +131,7 @@ typedef struct ElabOptions {
     NndDType float_dtype;
     Override *overrides;
     int noverrides;
+    const Ast *opt_expr; /* replaces the train block's `opt = ...` (nnd compare), or NULL */
 } ElabOptions;
 
 /* Elaborates the train block of main.  Returns NULL after reporting errors.  The

@@ -10,6 +10,8 @@
 #include "elab.h"
 #include "module.h"
 #include "sema.h"
+#include "parse.h"
+#include "tools.h"
 #include "simplify.h"
 
 static const char usage[] =
@@ -21,6 +23,12 @@ static const char usage[] =
     "  graph FILE      print the forward/backward/update graph after simplification\n"
     "  gradcheck FILE  compare autodiff gradients with finite differences (f64)\n"
     "  emit-llvm FILE  print the optimized LLVM IR of the step, eval and forward functions\n"
+    "  compare FILE --opt RULE --opt RULE ...   (or --sweep NAME=V1,V2,...)\n"
+    "                  train once per update rule (or value) from the same initial\n"
+    "                  weights and batches; print loss, eval metric, steps/s\n"
+    "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100)\n"
+    "  explain FILE    each update rule as formulas, after expansion and simplification,\n"
+    "                  with its memory traffic per parameter\n"
     "  parse FILE      print the syntax tree\n"
     "\n"
     "options:\n"
@@ -50,6 +58,10 @@ typedef struct Options {
     bool interp, dot, all, raw, stats, time, verbose, print_params, profile;
     int threads;
     const char *resume; /* run: a checkpoint file or directory */
+    StrVec opts; /* compare: --opt */
+    const char *sweep; /* compare: --sweep NAME=V1,V2 */
+    double lr_min, lr_max; /* lrfind */
+    int64_t lr_steps;
     GradcheckOptions gc;
 } Options;
 
@@ -118,6 +130,23 @@ static int parse_args(int argc, char **argv, Options *o)
                 return usage_error("--dtype takes f32 or f64, got '%s'", next ? next : "");
             o->dtype = strcmp(next, "f64") == 0 ? NND_F64 : NND_F32;
             i++;
+        } else if (strcmp(a, "--opt") == 0 || strcmp(a, "--sweep") == 0) {
+            if (!next)
+                return usage_error("%s needs a value", a);
+            if (a[2] == 'o')
+                vec_push(&o->opts, next);
+            else
+                o->sweep = next;
+            i++;
+        } else if (strcmp(a, "--min") == 0 || strcmp(a, "--max") == 0 ||
+                   (strcmp(a, "--steps") == 0 && strcmp(o->cmd, "lrfind") == 0)) {
+            if (!next || !parse_number(next, &v))
+                return usage_error("%s needs a number", a);
+            if (a[2] == 's')
+                o->lr_steps = (int64_t)v;
+            else
+                *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
+            i++;
         } else if (strcmp(a, "--resume") == 0) {
             if (!next)
                 return usage_error("%s needs a checkpoint file or directory", a);
@@ -180,9 +209,9 @@ static Module *front(Frontend *fe, const char *path)
     return m;
 }
 
-static Program *build(Frontend *fe, Module *m, Options *o, SimplifyStats *st)
+static Program *build_with(Frontend *fe, Module *m, Options *o, SimplifyStats *st, const Ast *opt_expr)
 {
-    ElabOptions eo = {o->dtype, o->overrides.v, o->overrides.n};
+    ElabOptions eo = {o->dtype, o->overrides.v, o->overrides.n, opt_expr};
     Program *p = elab_program(fe, m, &eo);
     diags_print(&fe->diags, stderr);
     if (!p)
@@ -194,6 +223,11 @@ static Program *build(Frontend *fe, Module *m, Options *o, SimplifyStats *st)
         vec_free(&roots);
     }
     return p;
+}
+
+static Program *build(Frontend *fe, Module *m, Options *o, SimplifyStats *st)
+{
+    return build_with(fe, m, o, st, NULL);
 }
 
 static int cmd_check(Options *o)
@@ -392,7 +426,7 @@ static int cmd_run(Options *o)
         goto done;
     }
     have_model = true;
-    TrainOptions to = {pool, stdout, isatty(fileno(stdout)) != 0, {0, 0, 0, 0}};
+    TrainOptions to = {.pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
     if (o->resume) {
         char *used = NULL;
         if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, err, sizeof err)) {
@@ -496,6 +530,130 @@ static int cmd_gradcheck(Options *o)
     return rc;
 }
 
+/* nnd compare: one training per --opt rule or --sweep value, silent, then a table. */
+static int cmd_compare(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "compare takes one file");
+    StrVec labels = {0}, values = {0};
+    const char *sweep_name = NULL;
+    char *sweep_copy = NULL;
+    if (o->sweep) {
+        const char *eq = strchr(o->sweep, '=');
+        if (!eq || eq == o->sweep || !eq[1])
+            return usage_error("--sweep takes NAME=V1,V2,..., got '%s'", o->sweep);
+        sweep_copy = xstrdup(o->sweep);
+        sweep_copy[eq - o->sweep] = 0;
+        sweep_name = sweep_copy;
+        for (char *v = sweep_copy + (eq - o->sweep) + 1; v;) {
+            char *comma = strchr(v, ',');
+            if (comma)
+                *comma = 0;
+            vec_push(&values, v);
+            v = comma ? comma + 1 : NULL;
+        }
+    }
+    int n = o->opts.n ? o->opts.n : values.n;
+    if (n == 0 || (o->opts.n && values.n)) {
+        free(sweep_copy);
+        return usage_error("%s", "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
+    }
+    CompareRow *rows = xcalloc((size_t)n, sizeof(CompareRow));
+    int rc = NND_EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        CompareRow *r = &rows[i];
+        Options oi = *o;
+        oi.overrides = (typeof(oi.overrides)){0};
+        for (int k = 0; k < o->overrides.n; k++)
+            vec_push(&oi.overrides, o->overrides.v[k]);
+        double v = 0;
+        if (values.n) {
+            if (!parse_number(values.v[i], &v)) {
+                snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
+                snprintf(r->err, sizeof r->err, "not a number");
+                rc = NND_EXIT_ERROR;
+                vec_free(&oi.overrides);
+                continue;
+            }
+            Override ov = {sweep_name, values.v[i], v, true, false};
+            vec_push(&oi.overrides, ov);
+            snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
+        } else {
+            snprintf(r->label, sizeof r->label, "%s", o->opts.v[i]);
+        }
+        printf("[%d/%d] %s\n", i + 1, n, r->label);
+        fflush(stdout);
+        Frontend fe;
+        frontend_init(&fe);
+        Module *m = front(&fe, o->files.v[0]);
+        AstModule *keep = NULL;
+        const Ast *expr = NULL;
+        char name[32];
+        snprintf(name, sizeof name, "--opt %d", i + 1);
+        if (m && o->opts.n) {
+            expr = tools_parse_expr(&fe, name, o->opts.v[i], &keep);
+            if (!expr)
+                diags_print(&fe.diags, stderr);
+        }
+        Program *p = m && (expr || !o->opts.n) ? build_with(&fe, m, &oi, NULL, expr) : NULL;
+        if (p && program_load_data(p, &fe.diags)) {
+            p->save_path = NULL; /* the variants share the file's save and checkpoints: not theirs */
+            p->ckpt_dir = NULL;
+            compare_run(p, o->threads, r);
+        } else {
+            diags_print(&fe.diags, stderr);
+            snprintf(r->err, sizeof r->err, "does not compile (see above)");
+        }
+        if (!r->ok)
+            rc = NND_EXIT_ERROR;
+        program_free(p);
+        ast_module_free(keep);
+        frontend_free(&fe);
+        vec_free(&oi.overrides);
+    }
+    compare_print(rows, n, stdout);
+    free(rows);
+    vec_free(&labels);
+    vec_free(&values);
+    free(sweep_copy);
+    return rc;
+}
+
+static int cmd_lrfind(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "lrfind takes one file");
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = front(&fe, o->files.v[0]);
+    Program *p = m ? build(&fe, m, o, NULL) : NULL;
+    int rc = NND_EXIT_ERROR;
+    if (p && program_load_data(p, &fe.diags))
+        rc = lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
+                        o->lr_max ? o->lr_max : 10, stdout);
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
+static int cmd_explain(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "explain takes one file");
+    Frontend fe;
+    frontend_init(&fe);
+    Module *m = front(&fe, o->files.v[0]);
+    Program *p = m ? build(&fe, m, o, NULL) : NULL;
+    if (p)
+        explain_print(p, stdout);
+    diags_print(&fe.diags, stderr);
+    int rc = p ? NND_EXIT_OK : NND_EXIT_ERROR;
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -523,11 +681,18 @@ int main(int argc, char **argv)
         rc = cmd_parse(&o);
     else if (strcmp(o.cmd, "emit-llvm") == 0)
         rc = cmd_emit_llvm(&o);
+    else if (strcmp(o.cmd, "compare") == 0)
+        rc = cmd_compare(&o);
+    else if (strcmp(o.cmd, "lrfind") == 0)
+        rc = cmd_lrfind(&o);
+    else if (strcmp(o.cmd, "explain") == 0)
+        rc = cmd_explain(&o);
     else
         rc = usage_error("unknown command '%s'", o.cmd);
     for (int i = 0; i < o.overrides.n; i++)
         free((char *)o.overrides.v[i].key);
     vec_free(&o.overrides);
     vec_free(&o.files);
+    vec_free(&o.opts);
     return rc;
 }

@@ -148,6 +148,10 @@ static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epo
             return nnd_err(err, "too many metrics");
         if (nnd_evaluate(t, i, vals, err))
             return -1;
+        if (t->on_eval) {
+            NndTrainPoint at = {step + 1, epoch, 0, 0};
+            t->on_eval(t->hook_ctx, i, &at, vals);
+        }
         if (t->progress) {
             fprintf(t->progress, "  eval %s:", t->data[es->data].name);
             for (int k = 0; k < es->nmetrics; k++)
@@ -233,6 +237,10 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         loss_sum += loss * (double)m;
         loss_n += m;
         res->final_loss = loss_sum / (double)loss_n;
+        if (t->on_step && t->on_step(t->hook_ctx, step, loss, t->hypers)) {
+            step++;
+            break;
+        }
         int epoch_end = in_epoch == per_epoch - 1 || step == total - 1;
         int eval_due = 0;
         for (int i = 0; i < t->nevals; i++) {

@@ -354,6 +354,11 @@ typedef struct NndTrainPoint {
 
 /* Writes a checkpoint; nonzero (with err) stops training with an error. */
 typedef int (*NndCheckpointFn)(void *ctx, const NndTrainPoint *at, NndErr *err);
+/* After each step: its loss; the hook may change hypers for the next step (a
+ * learning-rate sweep) and returns nonzero to end training there, successfully. */
+typedef int (*NndStepHook)(void *ctx, int64_t step, double loss, double *hypers);
+/* After each evaluation: the metrics of evals[which] at this point. */
+typedef void (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const double *values);
 
 typedef struct NndTrainer {
     void *const *params;
@@ -381,6 +386,9 @@ typedef struct NndTrainer {
     void *ckpt_ctx;
     int64_t ckpt_every;
     int ckpt_in_epochs;
+    NndStepHook on_step; /* NULL: none */
+    NndEvalHook on_eval;
+    void *hook_ctx;
 } NndTrainer;
 
 typedef struct NndTrainResult {

@@ -29,7 +29,7 @@ static Compiled *compile_opts(const char *src, NndDType dt, Override *ov, int no
     if (!diags_has_errors(&c->fe.diags))
         sema_check(&c->fe, m);
     if (!diags_has_errors(&c->fe.diags)) {
-        ElabOptions eo = {dt, ov, nov};
+        ElabOptions eo = {.float_dtype = dt, .overrides = ov, .noverrides = nov};
         c->p = elab_program(&c->fe, m, &eo);
     }
     if (c->p) {

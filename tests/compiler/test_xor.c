@@ -18,7 +18,7 @@ static void test_xor_trains(void **state)
     Module *m = frontend_load(&fe, NND_SOURCE_DIR "/examples/xor.nnd", span_none());
     assert_non_null(m);
     sema_check(&fe, m);
-    ElabOptions eo = {NND_F32, NULL, 0};
+    ElabOptions eo = {.float_dtype = NND_F32};
     Program *p = elab_program(&fe, m, &eo);
     if (!p)
         diags_print(&fe.diags, stderr);

@@ -52,7 +52,7 @@ static Compiled *compile(const char *src, NndDType dt)
     if (!diags_has_errors(&c->fe.diags))
         sema_check(&c->fe, m);
     if (!diags_has_errors(&c->fe.diags)) {
-        ElabOptions eo = {dt, NULL, 0};
+        ElabOptions eo = {.float_dtype = dt};
         c->p = elab_program(&c->fe, m, &eo);
     }
     if (!c->p) {

@@ -51,7 +51,7 @@ static void run(const char *fn, const double *in, int n, double *out)
     frontend_init(&fe);
     Module *m = frontend_load_text(&fe, "math.nnd", src.s, src.len);
     sema_check(&fe, m);
-    ElabOptions eo = {NND_F32, NULL, 0};
+    ElabOptions eo = {.float_dtype = NND_F32};
     Program *p = elab_program(&fe, m, &eo);
     if (!p)
         diags_print(&fe.diags, stderr);

@@ -1,0 +1,571 @@
+#include "tools.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* ---- parsing an expression given on the command line ---- */
+
+const Ast *tools_parse_expr(Frontend *fe, const char *name, const char *text, AstModule **keep)
+{
+    /* `opt = TEXT` parses as one statement whose value is the expression, and
+     * reads naturally where a diagnostic quotes the line */
+    StrBuf src = {0};
+    sb_printf(&src, "opt = %s\n", text);
+    uint32_t f = source_map_add(&fe->sm, name, src.s, src.len);
+    sb_free(&src);
+    int errors = fe->diags.nerrors;
+    AstModule *m = parse_file(&fe->sm, f, &fe->diags);
+    *keep = m;
+    if (fe->diags.nerrors > errors)
+        return NULL;
+    if (m->items.n != 1 || m->items.v[0]->kind != AST_ASSIGN || !m->items.v[0]->b) {
+        diag_error(&fe->diags, (Span){f, 0, (uint32_t)strlen(text) + 6},
+                   "expected one expression, like Adam(lr = 1e-3)");
+        return NULL;
+    }
+    return m->items.v[0]->b;
+}
+
+/* ---- compare ---- */
+
+typedef struct CompareCtx {
+    CompareRow *row;
+    int64_t per_epoch;
+} CompareCtx;
+
+/* Lower is better for losses and errors, higher for everything else. */
+static bool higher_is_better(const char *metric)
+{
+    static const char *const lower[] = {"loss", "mse", "mae", "error", "err", "nll", "entropy"};
+    for (size_t i = 0; i < NND_ARRAY_LEN(lower); i++)
+        if (strstr(metric, lower[i]))
+            return false;
+    return true;
+}
+
+static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+{
+    CompareCtx *c = ctx;
+    CompareRow *r = c->row;
+    if (which != 0)
+        return;
+    double v = values[0], epoch = (double)at->step / (double)c->per_epoch;
+    bool better = !r->have_metric || (r->higher_better ? v > r->best : v < r->best);
+    if (better) {
+        r->best = v;
+        r->best_epoch = epoch;
+    }
+    r->last = v;
+    r->have_metric = true;
+}
+
+void compare_run(Program *p, int threads, CompareRow *row)
+{
+    row->ok = false;
+    Executable x;
+    ExecOptions eo = {ENGINE_JIT, false, 0, false};
+    if (!executable_build(&x, p, &eo, row->err, sizeof row->err))
+        return;
+    NndErr perr;
+    NndPool *pool = nnd_pool_create(threads, &perr);
+    if (!pool) {
+        snprintf(row->err, sizeof row->err, "%s", perr.msg);
+        executable_free(&x);
+        return;
+    }
+    Model m;
+    if (model_init(p, &m, row->err, sizeof row->err)) {
+        if (p->evals.n && p->evals.v[0].metrics.n) {
+            snprintf(row->metric, sizeof row->metric, "%s %s", p->data.v[p->evals.v[0].data].name,
+                     p->evals.v[0].metrics.v[0].name);
+            row->higher_better = higher_is_better(p->evals.v[0].metrics.v[0].name);
+        }
+        int64_t n = p->data.v[p->train_data].n;
+        CompareCtx c = {row, (n + p->batch - 1) / p->batch};
+        TrainOptions to = {.pool = pool, .on_eval = compare_on_eval, .hook_ctx = &c};
+        NndTrainResult res = {0};
+        int rc = driver_train(p, &x, &m, &to, &res, row->err, sizeof row->err);
+        row->final_loss = res.final_loss;
+        row->steps = res.steps;
+        row->steps_per_s = res.seconds > 0 ? (double)res.steps / res.seconds : 0;
+        row->ok = rc == NND_EXIT_OK;
+        model_free(&m);
+    }
+    nnd_pool_destroy(pool);
+    executable_free(&x);
+}
+
+void compare_print(const CompareRow *rows, int n, FILE *out)
+{
+    const char *metric = NULL;
+    for (int i = 0; i < n && !metric; i++)
+        if (rows[i].have_metric)
+            metric = rows[i].metric;
+    int lw = 4;
+    for (int i = 0; i < n; i++)
+        lw = NND_MAX(lw, (int)strlen(rows[i].label));
+    fprintf(out, "\n%-*s  %10s", lw, "rule", "final loss");
+    if (metric)
+        fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), metric, "best", "at epoch");
+    fprintf(out, "  %9s\n", "steps/s");
+    for (int i = 0; i < n; i++) {
+        const CompareRow *r = &rows[i];
+        fprintf(out, "%-*s  ", lw, r->label);
+        if (!r->ok) {
+            fprintf(out, "failed: %s\n", r->err);
+            continue;
+        }
+        fprintf(out, "%10.6f", r->final_loss);
+        if (metric && r->have_metric)
+            fprintf(out, "  %*.4f  %10.4f  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last, r->best,
+                    r->best_epoch);
+        else if (metric)
+            fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), "-", "-", "-");
+        fprintf(out, "  %9.0f\n", r->steps_per_s);
+    }
+}
+
+/* ---- lrfind ---- */
+
+typedef struct LrCtx {
+    int hyper;
+    int64_t steps;
+    double lo, hi;
+    double *lr, *loss, *smooth;
+    int64_t n;
+    double avg, best;
+} LrCtx;
+
+static double lr_at(const LrCtx *c, int64_t k)
+{
+    return c->lo * pow(c->hi / c->lo, (double)k / (double)(c->steps > 1 ? c->steps - 1 : 1));
+}
+
+/* Records the step's loss, sets the next rate; stops once the smoothed loss has
+ * gone past four times its minimum (or stopped being finite). */
+static int lr_on_step(void *ctx, int64_t step, double loss, double *hypers)
+{
+    LrCtx *c = ctx;
+    int64_t k = c->n++;
+    c->lr[k] = lr_at(c, k);
+    c->loss[k] = loss;
+    c->avg = 0.98 * c->avg + 0.02 * loss; /* exponential average, bias-corrected */
+    c->smooth[k] = c->avg / (1 - pow(0.98, (double)(k + 1)));
+    if (k == 0 || c->smooth[k] < c->best)
+        c->best = c->smooth[k];
+    hypers[c->hyper] = lr_at(c, k + 1);
+    (void)step;
+    return !isfinite(c->smooth[k]) || (k > 10 && c->smooth[k] > 4 * c->best);
+}
+
+int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, FILE *out)
+{
+    int hyper = -1;
+    for (int i = 0; i < p->hypers.n; i++)
+        if (strcmp(p->hypers.v[i].name, "opt.lr") == 0)
+            hyper = i;
+    if (hyper < 0) {
+        fprintf(stderr, "nnd: lrfind: the optimizer has no run-time learning rate 'opt.lr' (a "
+                        "number, not a schedule)\n");
+        return NND_EXIT_ERROR;
+    }
+    if (!(lo > 0 && hi > lo) || steps < 2) {
+        fprintf(stderr, "nnd: lrfind: need 0 < --min < --max and --steps of at least 2\n");
+        return NND_EXIT_USAGE;
+    }
+    /* the sweep only: no evaluation, no checkpoints */
+    p->steps = steps;
+    p->evals.n = 0;
+    p->ckpt_dir = NULL;
+    p->hypers.v[hyper].value = lo;
+    char err[1024] = "";
+    Executable x;
+    ExecOptions eo = {ENGINE_JIT, false, 0, false};
+    if (!executable_build(&x, p, &eo, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    NndErr perr;
+    NndPool *pool = nnd_pool_create(threads, &perr);
+    Model m;
+    int rc = NND_EXIT_ERROR;
+    LrCtx c = {hyper, steps, lo, hi, xcalloc((size_t)steps, sizeof(double)),
+               xcalloc((size_t)steps, sizeof(double)), xcalloc((size_t)steps, sizeof(double)), 0, 0, 0};
+    if (!pool) {
+        fprintf(stderr, "nnd: %s\n", perr.msg);
+    } else if (!model_init(p, &m, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+    } else {
+        TrainOptions to = {.pool = pool, .on_step = lr_on_step, .hook_ctx = &c};
+        NndTrainResult res = {0};
+        int trc = driver_train(p, &x, &m, &to, &res, err, sizeof err);
+        model_free(&m);
+        /* a non-finite loss at the far end is how range tests usually end */
+        if (trc != NND_EXIT_OK && trc != NND_EXIT_NONFINITE)
+            fprintf(stderr, "nnd: %s\n", err);
+        else
+            rc = NND_EXIT_OK;
+    }
+    if (rc == NND_EXIT_OK && c.n >= 2) {
+        fprintf(out, "learning-rate range test: %lld steps from %g to %g (batch %lld)%s\n",
+                (long long)c.n, lo, lr_at(&c, c.n - 1), (long long)p->batch,
+                c.n < steps ? ", stopped when the loss blew up" : "");
+        fprintf(out, "%12s  %12s  %12s\n", "lr", "loss", "smoothed");
+        int64_t every = c.n > 30 ? (c.n + 29) / 30 : 1;
+        for (int64_t k = 0; k < c.n; k++)
+            if (k % every == 0 || k == c.n - 1)
+                fprintf(out, "%12.3g  %12.6f  %12.6f\n", c.lr[k], c.loss[k], c.smooth[k]);
+        /* steepest descent of the smoothed loss against log(lr), before its minimum */
+        int64_t kmin = 0;
+        for (int64_t k = 0; k < c.n; k++)
+            if (isfinite(c.smooth[k]) && c.smooth[k] < c.smooth[kmin])
+                kmin = k;
+        int64_t ks = -1;
+        double steep = 0;
+        int64_t w = NND_MAX(1, c.n / 20); /* over a few steps: the average is noisy */
+        for (int64_t k = w; k <= kmin; k++) {
+            double slope = (c.smooth[k] - c.smooth[k - w]) / (log(c.lr[k]) - log(c.lr[k - w]));
+            if (slope < steep) {
+                steep = slope;
+                ks = k - w / 2;
+            }
+        }
+        fprintf(out, "lowest smoothed loss %.6f at lr %.3g\n", c.smooth[kmin], c.lr[kmin]);
+        if (ks >= 0)
+            fprintf(out, "suggested lr: %.3g (where the loss falls fastest; %.3g is a tenth of "
+                         "the lowest-loss rate)\n", c.lr[ks], c.lr[kmin] / 10);
+        else
+            fprintf(out, "suggested lr: %.3g (a tenth of the lowest-loss rate: the loss never "
+                         "fell steadily)\n", c.lr[kmin] / 10);
+    } else if (rc == NND_EXIT_OK) {
+        fprintf(stderr, "nnd: lrfind: the loss was not finite from the first step\n");
+        rc = NND_EXIT_ERROR;
+    }
+    free(c.lr);
+    free(c.loss);
+    free(c.smooth);
+    if (pool)
+        nnd_pool_destroy(pool);
+    executable_free(&x);
+    return rc;
+}
+
+/* ---- explain ---- */
+
+typedef struct Explain {
+    const Program *p;
+    const Graph *g;
+    int param; /* the parameter explained */
+    const char *prefix; /* its group's hyper-parameter prefix, "opt." */
+    char *own; /* per node: 1 when computed from w, g, the states, hypers, constants */
+    int *uses; /* uses inside the update expressions */
+    int *temp; /* per node: its let number, or 0 */
+    const char **named; /* per node: the new value it is (m'), once printed */
+    int ntemps;
+} Explain;
+
+static int prec_of(OpId op)
+{
+    switch (op) {
+    case OP_OR: return 1;
+    case OP_AND: return 2;
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: return 3;
+    case OP_ADD: case OP_SUB: return 4;
+    case OP_MUL: case OP_DIV: return 5;
+    case OP_NEG: return 6;
+    case OP_POW: return 7;
+    default: return 9;
+    }
+}
+
+static const char *infix(OpId op)
+{
+    switch (op) {
+    case OP_ADD: return " + ";
+    case OP_SUB: return " - ";
+    case OP_MUL: return " * ";
+    case OP_DIV: return " / ";
+    case OP_POW: return "^";
+    case OP_LT: return " < ";
+    case OP_LE: return " <= ";
+    case OP_GT: return " > ";
+    case OP_GE: return " >= ";
+    case OP_EQ: return " == ";
+    case OP_NE: return " != ";
+    case OP_AND: return " and ";
+    case OP_OR: return " or ";
+    default: return NULL;
+    }
+}
+
+/* Nodes that only move a value (broadcast, cast, reshape) print as what they move. */
+static NodeId through(const Graph *g, NodeId n)
+{
+    for (;;) {
+        const Node *x = graph_node((Graph *)g, n);
+        if (x->op != OP_BROADCAST && x->op != OP_CAST && x->op != OP_RESHAPE)
+            return n;
+        n = x->in[0];
+    }
+}
+
+static void expr(Explain *x, NodeId n, StrBuf *b, int outer, bool top);
+
+static void leaf_name(Explain *x, NodeId n, StrBuf *b)
+{
+    const Program *p = x->p;
+    const Node *nd = graph_node((Graph *)x->g, n);
+    const char *pname = p->params.v[x->param].name;
+    if (n == p->params.v[x->param].node) {
+        sb_puts(b, "w");
+    } else if (n == p->grads.v[x->param]) {
+        sb_puts(b, "g");
+    } else if (nd->op == OP_STATE && nd->name && strncmp(nd->name, pname, strlen(pname)) == 0 &&
+               nd->name[strlen(pname)] == '.') {
+        sb_puts(b, nd->name + strlen(pname) + 1);
+    } else if (nd->op == OP_HYPER) {
+        size_t lp = strlen(x->prefix);
+        sb_puts(b, strncmp(nd->name, x->prefix, lp) == 0 ? nd->name + lp : nd->name);
+    } else if (nd->op == OP_CONST) {
+        sb_printf(b, "%.6g", nd->num);
+    } else if (nd->name) {
+        sb_puts(b, nd->name);
+    } else {
+        sb_printf(b, "<%%%u>", n); /* computed elsewhere in the step */
+    }
+}
+
+static void expr(Explain *x, NodeId n, StrBuf *b, int outer, bool top)
+{
+    n = through(x->g, n);
+    const Node *nd = graph_node((Graph *)x->g, n);
+    if (!top && x->named[n]) {
+        sb_puts(b, x->named[n]);
+        return;
+    }
+    if (!top && x->temp[n]) {
+        sb_printf(b, "t%d", x->temp[n]);
+        return;
+    }
+    if (!x->own[n] || nd->nin == 0 || n == x->p->grads.v[x->param]) {
+        leaf_name(x, n, b);
+        return;
+    }
+    OpId op = (OpId)nd->op;
+    const char *in = infix(op);
+    int prec = prec_of(op);
+    if (in && nd->nin == 2) {
+        bool paren = prec < outer;
+        if (paren)
+            sb_putc(b, '(');
+        /* left-associative: the right operand needs parentheses at equal precedence */
+        expr(x, nd->in[0], b, op == OP_POW ? prec + 1 : prec, false);
+        sb_puts(b, in);
+        expr(x, nd->in[1], b, op == OP_POW ? prec : prec + 1, false);
+        if (paren)
+            sb_putc(b, ')');
+        return;
+    }
+    if (op == OP_NEG) {
+        if (prec < outer)
+            sb_putc(b, '(');
+        sb_putc(b, '-');
+        expr(x, nd->in[0], b, prec, false);
+        if (prec < outer)
+            sb_putc(b, ')');
+        return;
+    }
+    if (op == OP_SELECT) {
+        if (outer > 0)
+            sb_putc(b, '(');
+        sb_puts(b, "if ");
+        expr(x, nd->in[0], b, 0, false);
+        sb_puts(b, " then ");
+        expr(x, nd->in[1], b, 0, false);
+        sb_puts(b, " else ");
+        expr(x, nd->in[2], b, 0, false);
+        if (outer > 0)
+            sb_putc(b, ')');
+        return;
+    }
+    const char *name = op == OP_RMAX ? "max" : op_info[op].name;
+    if (op == OP_RSQRT) {
+        sb_puts(b, "1 / sqrt(");
+        expr(x, nd->in[0], b, 0, false);
+        sb_putc(b, ')');
+        return;
+    }
+    sb_printf(b, "%s(", name);
+    for (int i = 0; i < nd->nin; i++) {
+        if (i)
+            sb_puts(b, ", ");
+        expr(x, nd->in[i], b, 0, false);
+    }
+    const Node *arg = graph_node((Graph *)x->g, nd->in[0]);
+    if (op_info[op].kind == OPK_REDUCE && nd->mask != (arg->shape.rank ? (1u << arg->shape.rank) - 1 : 0u)) {
+        sb_puts(b, ", axis = ");
+        int cnt = __builtin_popcount(nd->mask);
+        if (cnt > 1)
+            sb_putc(b, '[');
+        for (int i = 0, k = 0; i < arg->shape.rank; i++)
+            if (nd->mask & (1u << i))
+                sb_printf(b, "%s%d", k++ ? ", " : "", i);
+        if (cnt > 1)
+            sb_putc(b, ']');
+        if (nd->keep)
+            sb_puts(b, ", keepdims = true");
+    }
+    sb_putc(b, ')');
+}
+
+static void count_uses(Explain *x, NodeId n, char *seen)
+{
+    n = through(x->g, n);
+    x->uses[n]++;
+    if (seen[n])
+        return;
+    seen[n] = 1;
+    const Node *nd = graph_node((Graph *)x->g, n);
+    if (!x->own[n] || n == x->p->grads.v[x->param])
+        return;
+    for (int i = 0; i < nd->nin; i++)
+        count_uses(x, nd->in[i], seen);
+}
+
+/* Numbers a node and, first, the shared ones inside it, printing their lets; the
+ * root itself (a new value, printed by the caller) is not given one. */
+static void emit_temps(Explain *x, NodeId n, char *done, FILE *out, bool root)
+{
+    n = through(x->g, n);
+    if (done[n] || !x->own[n] || n == x->p->grads.v[x->param] || x->named[n])
+        return;
+    if (!root)
+        done[n] = 1;
+    const Node *nd = graph_node((Graph *)x->g, n);
+    for (int i = 0; i < nd->nin; i++)
+        emit_temps(x, nd->in[i], done, out, false);
+    if (!root && x->uses[n] > 1 && nd->nin > 0) {
+        StrBuf b = {0};
+        expr(x, n, &b, 0, true);
+        x->temp[n] = ++x->ntemps;
+        fprintf(out, "    let t%d = %s\n", x->temp[n], b.s ? b.s : "");
+        sb_free(&b);
+    }
+}
+
+static bool same_shape_as(const Node *a, const Node *w)
+{
+    return shape_equal(&a->shape, &w->shape);
+}
+
+void explain_print(const Program *p, FILE *out)
+{
+    const Graph *g = &p->g;
+    int count = graph_count((Graph *)g);
+    for (int gi = 0; gi < p->groups.n; gi++) {
+        int first = -1, nparams = 0;
+        int64_t elems = 0;
+        for (int i = 0; i < p->params.n; i++)
+            if (p->params.v[i].group == gi && p->grads.v[i]) {
+                if (first < 0)
+                    first = i;
+                nparams++;
+                const Node *w = graph_node((Graph *)g, p->params.v[i].node);
+                elems += shape_static_numel(&w->shape, NULL);
+            }
+        const OptGroup *og = &p->groups.v[gi];
+        if (first < 0) {
+            fprintf(out, "%s = %s: no trainable parameter\n\n", og->path, og->rule);
+            continue;
+        }
+        Explain x = {p, g, first, NULL, xcalloc((size_t)count, 1), xcalloc((size_t)count, sizeof(int)),
+                     xcalloc((size_t)count, sizeof(int)), xcalloc((size_t)count, sizeof(char *)), 0};
+        char prefix[256];
+        snprintf(prefix, sizeof prefix, "%s.", og->path);
+        x.prefix = prefix;
+        const ParamInfo *pi = &p->params.v[first];
+        const Node *w = graph_node((Graph *)g, pi->node);
+        /* own: computed from w, g, the parameter's states, hypers and constants only */
+        size_t pl = strlen(pi->name);
+        for (NodeId n = 1; n < (NodeId)count; n++) {
+            const Node *nd = graph_node((Graph *)g, n);
+            bool own = true;
+            if (n == pi->node || n == p->grads.v[first])
+                own = true;
+            else if (nd->nin == 0)
+                own = nd->op == OP_CONST || nd->op == OP_HYPER ||
+                      (nd->op == OP_STATE && nd->name && strncmp(nd->name, pi->name, pl) == 0 &&
+                       nd->name[pl] == '.');
+            else
+                for (int i = 0; i < nd->nin; i++)
+                    own &= x.own[nd->in[i]] != 0;
+            x.own[n] = own;
+        }
+        char shape[128];
+        shape_format((Graph *)g, &w->shape, shape, sizeof shape);
+        fprintf(out, "%s = %s, for %s %s", og->path, og->rule, pi->name, shape);
+        if (nparams > 1)
+            fprintf(out, " (the same for %d more parameter%s)", nparams - 1, nparams > 2 ? "s" : "");
+        fprintf(out, ":\n");
+        /* the new values: w, then the states */
+        char *seen = xcalloc((size_t)count, 1), *done = xcalloc((size_t)count, 1);
+        for (int u = 0; u < p->updates.n; u++) {
+            const Update *up = &p->updates.v[u];
+            bool mine = up->is_state ? p->states.v[up->index].param == first : up->index == first;
+            if (mine)
+                count_uses(&x, up->value, seen);
+        }
+        /* bytes per element of w: tensors shaped like w that are read, and written */
+        int reads = 0, writes = 0;
+        bool reduces = false;
+        /* the states' new values first (w's may use them, as m'), then w's */
+        StrVec names = {0};
+        for (int pass = 0; pass < 2; pass++)
+            for (int u = 0; u < p->updates.n; u++) {
+                const Update *up = &p->updates.v[u];
+                bool mine = up->is_state ? p->states.v[up->index].param == first : up->index == first;
+                if (!mine || up->is_state != (pass == 0))
+                    continue;
+                const char *nm = up->is_state ? p->states.v[up->index].name + pl + 1 : "w";
+                emit_temps(&x, up->value, done, out, true);
+                StrBuf b = {0};
+                expr(&x, up->value, &b, 0, true);
+                fprintf(out, "    %s' = %s\n", nm, b.s ? b.s : "");
+                sb_free(&b);
+                char *prime = xmalloc(strlen(nm) + 2);
+                sprintf(prime, "%s'", nm);
+                vec_push(&names, prime);
+                x.named[through(g, up->value)] = prime;
+                writes += same_shape_as(graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
+            }
+        for (NodeId n = 1; n < (NodeId)count; n++) {
+            if (!x.uses[n])
+                continue;
+            const Node *nd = graph_node((Graph *)g, n);
+            bool leaf = n == pi->node || n == p->grads.v[first] || nd->op == OP_STATE;
+            if (leaf && same_shape_as(nd, w))
+                reads++;
+            if (op_info[nd->op].kind == OPK_REDUCE && x.own[n])
+                reduces = true;
+        }
+        int es = (int)nnd_dtype_size((NndDType)w->dtype);
+        fprintf(out, "    memory: reads %d and writes %d tensors shaped like w: %d bytes per element, "
+                     "%.1f MB per step for the %lld values of this group%s\n",
+                reads, writes, es * (reads + writes),
+                (double)es * (reads + writes) * (double)elems / 1e6, (long long)elems,
+                reduces ? "; its per-tensor reductions take a pass of their own first" : "");
+        fputc('\n', out);
+        for (int k = 0; k < names.n; k++)
+            free((char *)names.v[k]);
+        vec_free(&names);
+        free(x.named);
+        free(seen);
+        free(done);
+        free(x.own);
+        free(x.uses);
+        free(x.temp);
+    }
+}
