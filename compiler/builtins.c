@@ -37,7 +37,7 @@ bool builtin_constant(const char *name, double *value)
 }
 
 const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
-                                      "clip_norm", "clip_value", NULL};
+                                      "clip_norm", "clip_value", "max_norm", "ema", NULL};
 /* Settings the language reserves whose behaviour is not built yet: rejected by name. */
-const char *const train_settings_unsupported[] = {"accumulate", "ema",
+const char *const train_settings_unsupported[] = {"accumulate",
                                                   NULL};

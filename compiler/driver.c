@@ -190,8 +190,10 @@ bool model_save(const Program *p, const Model *m, const char *path, int64_t step
     int n = p->params.n + p->states.n;
     NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
     int count = 0;
-    for (int i = 0; i < p->params.n; i++)
-        named[count++] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
+    for (int i = 0; i < p->params.n; i++) /* with `ema`, the average is the model */
+        named[count++] = (NndNamedTensor){p->params.v[i].name, p->params.v[i].ema_state >= 0
+                                                                   ? &m->states[p->params.v[i].ema_state]
+                                                                   : &m->params[i]};
     for (int i = 0; i < p->states.n; i++)
         if (p->states.v[i].param < 0)
             named[count++] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
@@ -469,6 +471,7 @@ typedef struct Run {
     NndEvalSpec *evals;
     const char ***names;
     double *hypers;
+    void **eval_params; /* with `ema`: the averages in place of the parameters */
 } Run;
 
 static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool)
@@ -491,6 +494,17 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     r->hypers = hyper_values(p);
     NndTrainer *t = &r->t;
     t->params = m->param_ptrs;
+    bool ema = false;
+    for (int i = 0; i < p->params.n; i++)
+        ema |= p->params.v[i].ema_state >= 0;
+    if (ema) {
+        r->eval_params = xcalloc((size_t)p->params.n, sizeof(void *));
+        for (int i = 0; i < p->params.n; i++) {
+            int s = p->params.v[i].ema_state;
+            r->eval_params[i] = s >= 0 ? m->state_ptrs[s] : m->param_ptrs[i];
+        }
+        t->eval_params = r->eval_params;
+    }
     t->states = m->state_ptrs;
     t->hypers = r->hypers;
     t->h_step = p->hyper_step;
@@ -522,6 +536,7 @@ static void run_free(Run *r, int ne)
     free(r->evals);
     free(r->data);
     free(r->hypers);
+    free(r->eval_params);
 }
 
 /* ---- checkpoints ---- */

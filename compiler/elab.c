@@ -1,5 +1,6 @@
 #include "elab.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -820,11 +821,6 @@ static void value_params(Elab *e, const Value *v, IntVec *out, int depth)
     }
 }
 
-static void layer_params(Elab *e, LayerInst *l, IntVec *out, int depth)
-{
-    Value v = {.k = V_LAYER, .layer = l};
-    value_params(e, &v, out, depth);
-}
 
 /* ---- calls ---- */
 
@@ -1328,7 +1324,7 @@ static Value instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span
             }
             if (!init)
                 ok = false;
-            ParamInfo pi = {pname, id, init, false, 0, st->span, {0}};
+            ParamInfo pi = {pname, id, init, false, 0, st->span, {0}, -1};
             vec_push(&e->p->params, pi);
             Binding b = {st->name, vnode(id), st->span};
             vec_push(&l->members, b);
@@ -1933,6 +1929,8 @@ static Value pool2d(Elab *e, int id, Args *a, Span span)
     return vnode(mk(e, (Node){.op = OP_POOLAVG, .nin = 1, .in = {x}, .pool = pool}, span));
 }
 
+static bool str_arg(Elab *e, Value *v, Span span, const char *what, const char **out);
+
 static Value builtin_call(Elab *e, int id, Args *a, Span span)
 {
     const BuiltinInfo *bi = &builtin_info[id];
@@ -2178,12 +2176,23 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
     }
     case BI_L1:
     case BI_L2: {
-        if (x->k != V_LAYER)
-            return eerr(e, span, "%s takes a model or layer, not %s", bi->name, vk_name(x));
+        if (x->k != V_LAYER && x->k != V_LIST && !(x->k == V_NODE && nd(e, x->node)->op == OP_PARAM))
+            return eerr(e, span, "%s takes a model, a layer or a parameter, not %s", bi->name,
+                        vk_name(x));
+        /* only / exclude: shell patterns on the parameters' names ("*.b": biases) */
+        const char *only = NULL, *exclude = NULL;
+        if ((barg(a, id, 1) && !str_arg(e, barg(a, id, 1), bspan(a, id, 1, span), "only", &only)) ||
+            (barg(a, id, 2) && !str_arg(e, barg(a, id, 2), bspan(a, id, 2, span), "exclude", &exclude)))
+            return verr();
         IntVec ps = {0};
-        layer_params(e, x->layer, &ps, 0);
+        value_params(e, x, &ps, 0);
         NodeId total = 0;
+        int kept = 0;
         for (int i = 0; i < ps.n; i++) {
+            const char *pname = e->p->params.v[ps.v[i]].name;
+            if ((only && fnmatch(only, pname, 0) != 0) || (exclude && fnmatch(exclude, pname, 0) == 0))
+                continue;
+            kept++;
             NodeId p = e->p->params.v[ps.v[i]].node;
             NodeId t = id == BI_L1 ? gb_unary(e->g, OP_ABS, p, span) : gb_binary(e->g, OP_MUL, p, p, span);
             int r = nd(e, t)->shape.rank;
@@ -2191,6 +2200,9 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
             t = gb_cast(e->g, t, e->p->float_dtype, span);
             total = total ? gb_binary(e->g, OP_ADD, total, t, span) : t;
         }
+        if (ps.n && !kept)
+            eerr(e, span, "%s: no parameter's name matches%s%s%s%s", bi->name, only ? " only = " : "",
+                 only ? only : "", exclude ? ", or all match exclude = " : "", exclude ? exclude : "");
         vec_free(&ps);
         if (!total)
             return vnum(0);
@@ -3056,6 +3068,76 @@ static void clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int 
     }
 }
 
+/* A train setting that is a positive run-time hyper-parameter, or 0 when absent. */
+static NodeId setting_hyper(Elab *e, Scope *s, const Ast *train, const char *name, double hi)
+{
+    const Ast *st = find_setting(train, name);
+    bool found = false;
+    double v = setting_number(e, s, st, name, 0, &found);
+    if (!found)
+        return 0;
+    for (int i = 0; i < e->p->hypers.n; i++)
+        if (strcmp(e->p->hypers.v[i].name, name) == 0) /* made for an earlier parameter */
+            return graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = (uint8_t)e->p->float_dtype,
+                                              .idx = i, .name = e->p->hypers.v[i].name,
+                                              .span = e->p->hypers.v[i].span});
+    Span span = st ? st->span : train->span;
+    if (!(v > 0 && v < hi)) {
+        eerr(e, span, "%s must be between 0 and %g, got %g", name, hi, v);
+        return 0;
+    }
+    return new_hyper(e, name, v, span);
+}
+
+/* After parameter pi's update rule (its updates from `first`): max_norm = c clips
+ * the norm of each output unit's incoming weights (columns of a [fan_in, fan_out]
+ * matrix, filters of a [out, ...] convolution) to c; ema = d keeps the state
+ * `NAME.average` <- d * average + (1 - d) * w', which eval and save use. */
+static void constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int first)
+{
+    Program *p = e->p;
+    ParamInfo *par = &p->params.v[pi];
+    Node *w = nd(e, par->node);
+    int wu = -1;
+    for (int u = first; u < p->updates.n; u++)
+        if (!p->updates.v[u].is_state && p->updates.v[u].index == pi)
+            wu = u;
+    Shape ws = w->shape;
+    NodeId c = w->shape.rank >= 2 ? setting_hyper(e, s, train, "max_norm", INFINITY) : 0;
+    if (c && wu >= 0) {
+        Span span = par->span;
+        uint32_t mask = ws.rank == 2 ? 1u : ((1u << ws.rank) - 1) & ~1u;
+        NodeId v = p->updates.v[wu].value;
+        NodeId sq = gb_reduce(e->g, OP_SUM, gb_binary(e->g, OP_MUL, v, v, span), mask, true, span);
+        NodeId norm = gb_unary(e->g, OP_SQRT, sq, span);
+        NndDType dt = (NndDType)w->dtype;
+        NodeId scale = gb_binary_bc(e->g, OP_DIV, gb_cast(e->g, c, dt, span),
+                                    gb_binary_bc(e->g, OP_ADD, norm, gb_const(e->g, 1e-7, dt, span), span), span);
+        scale = gb_binary_bc(e->g, OP_MIN, scale, gb_const(e->g, 1, dt, span), span);
+        p->updates.v[wu].value = gb_broadcast(e->g, gb_binary_bc(e->g, OP_MUL, v, gb_broadcast(e->g, scale, &ws, span), span),
+                                              &ws, span);
+    }
+    NodeId d = setting_hyper(e, s, train, "ema", 1);
+    if (!d)
+        return;
+    Span span = par->span;
+    NndDType dt = (NndDType)w->dtype;
+    const char *sname = arena_printf(&p->arena, "%s.average", par->name);
+    Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = ws, .idx = p->states.n, .name = sname,
+               .span = span};
+    NodeId st = graph_append(e->g, &sn);
+    StateInfo si = {sname, pi, st, par->node, span, {0}}; /* starts at w's starting value */
+    vec_push(&p->states, si);
+    NodeId wn = wu >= 0 ? p->updates.v[wu].value : par->node;
+    NodeId dd = gb_cast(e->g, d, dt, span);
+    NodeId one_minus = gb_binary(e->g, OP_SUB, gb_const(e->g, 1, dt, span), dd, span);
+    NodeId v = gb_binary_bc(e->g, OP_ADD, gb_binary_bc(e->g, OP_MUL, st, dd, span),
+                            gb_binary_bc(e->g, OP_MUL, wn, one_minus, span), span);
+    Update u = {true, p->states.n - 1, gb_broadcast(e->g, v, &ws, span)};
+    vec_push(&p->updates, u);
+    par->ema_state = p->states.n - 1;
+}
+
 /* Whether expression x uses one of the names (as a plain name, not a member). */
 static bool ast_mentions(const Ast *x, const char *const *names, int n)
 {
@@ -3348,7 +3430,9 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             for (int k = 0; k < e->groups.n; k++)
                 if (e->groups.v[k]->index == p->params.v[pi].group)
                     gr = e->groups.v[k];
+            int first = p->updates.n;
             expand_update(e, gr, pi);
+            constrain_and_average(e, &s, train, pi, first);
         }
         vec_free(&wrt);
         vec_free(&which);

@@ -45,6 +45,7 @@ typedef struct ParamInfo {
     int group; /* index in Program.groups */
     Span span;
     NndTensor loaded; /* its starting value from a file (`from`), or data NULL */
+    int ema_state; /* its moving average (`ema = d`) in Program.states, or -1 */
 } ParamInfo;
 
 typedef struct StateInfo {

@@ -456,6 +456,22 @@ static void emit_temps(Explain *x, NodeId n, char *done, FILE *out, bool root)
     }
 }
 
+/* Whether `to` is among the inputs (transitively) of `from`, within the update's own
+ * nodes (the backward pass behind g is not searched). */
+static bool reaches(const Explain *x, NodeId from, NodeId to, char *seen)
+{
+    if (from == to)
+        return true;
+    if (to > from || seen[from] || !x->own[from] || from == x->p->grads.v[x->param])
+        return false; /* inputs come before their users */
+    seen[from] = 1;
+    const Node *n = graph_node((Graph *)x->g, from);
+    for (int i = 0; i < n->nin; i++)
+        if (reaches(x, n->in[i], to, seen))
+            return true;
+    return false;
+}
+
 static bool same_shape_as(const Node *a, const Node *w)
 {
     return shape_equal(&a->shape, &w->shape);
@@ -521,26 +537,53 @@ void explain_print(const Program *p, FILE *out)
         /* bytes per element of w: tensors shaped like w that are read, and written */
         int reads = 0, writes = 0;
         bool reduces = false;
-        /* the states' new values first (w's may use them, as m'), then w's */
+        /* the new values in an order where each comes after those it uses (m' before
+         * w' in Adam, w' before its average) */
+        IntVec mine = {0};
+        for (int u = 0; u < p->updates.n; u++) {
+            const Update *up = &p->updates.v[u];
+            if (up->is_state ? p->states.v[up->index].param == first : up->index == first)
+                vec_push(&mine, u);
+        }
+        char *printed = xcalloc((size_t)(mine.n ? mine.n : 1), 1);
         StrVec names = {0};
-        for (int pass = 0; pass < 2; pass++)
-            for (int u = 0; u < p->updates.n; u++) {
-                const Update *up = &p->updates.v[u];
-                bool mine = up->is_state ? p->states.v[up->index].param == first : up->index == first;
-                if (!mine || up->is_state != (pass == 0))
+        for (int left = mine.n; left > 0;) {
+            int pick = -1;
+            for (int k = 0; k < mine.n && pick < 0; k++) {
+                if (printed[k])
                     continue;
-                const char *nm = up->is_state ? p->states.v[up->index].name + pl + 1 : "w";
-                emit_temps(&x, up->value, done, out, true);
-                StrBuf b = {0};
-                expr(&x, up->value, &b, 0, true);
-                fprintf(out, "    %s' = %s\n", nm, b.s ? b.s : "");
-                sb_free(&b);
-                char *prime = xmalloc(strlen(nm) + 2);
-                sprintf(prime, "%s'", nm);
-                vec_push(&names, prime);
-                x.named[through(g, up->value)] = prime;
-                writes += same_shape_as(graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
+                bool ready = true;
+                for (int j = 0; j < mine.n && ready; j++) {
+                    if (j == k || printed[j])
+                        continue;
+                    memset(seen, 0, (size_t)count);
+                    ready = !reaches(&x, through(g, p->updates.v[mine.v[k]].value),
+                                     through(g, p->updates.v[mine.v[j]].value), seen);
+                }
+                if (ready)
+                    pick = k;
             }
+            if (pick < 0) /* a cycle cannot happen; print in order then */
+                for (int k = 0; k < mine.n && pick < 0; k++)
+                    if (!printed[k])
+                        pick = k;
+            printed[pick] = 1;
+            left--;
+            const Update *up = &p->updates.v[mine.v[pick]];
+            const char *nm = up->is_state ? p->states.v[up->index].name + pl + 1 : "w";
+            emit_temps(&x, up->value, done, out, true);
+            StrBuf b = {0};
+            expr(&x, up->value, &b, 0, true);
+            fprintf(out, "    %s' = %s\n", nm, b.s ? b.s : "");
+            sb_free(&b);
+            char *prime = xmalloc(strlen(nm) + 2);
+            sprintf(prime, "%s'", nm);
+            vec_push(&names, prime);
+            x.named[through(g, up->value)] = prime;
+            writes += same_shape_as(graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
+        }
+        free(printed);
+        vec_free(&mine);
         for (NodeId n = 1; n < (NodeId)count; n++) {
             if (!x.uses[n])
                 continue;

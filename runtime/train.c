@@ -94,7 +94,7 @@ int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
             b.idx[i] = (uint32_t)(start + i);
         gather(ds->x, b.idx, m, b.x);
         gather(ds->y, b.idx, m, b.y);
-        NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
+        NndStepArgs a = {t->eval_params ? t->eval_params : t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
                          0, es->user, NULL};
         es->fn(&a);
         if (a.status) {

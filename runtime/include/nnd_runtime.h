@@ -362,6 +362,8 @@ typedef void (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const
 
 typedef struct NndTrainer {
     void *const *params;
+    void *const *eval_params; /* what evaluation reads as the parameters (their moving
+                                 averages); NULL: params */
     void *const *states;
     double *hypers; /* the loop sets hypers[h_step], [h_epoch], [h_steps], [h_t] */
     int h_step, h_epoch, h_steps, h_t;

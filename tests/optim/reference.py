@@ -65,13 +65,18 @@ def read_safetensors(path):
     return out
 
 
+L2_W = [0.0]  # the coefficient of an l2 penalty on the weight matrices only
+
+
 def grads(p, x, y):
-    """The gradients of mean((tanh(x W1 + b1) W2 + b2 - y)^2)."""
+    """The gradients of mean((tanh(x W1 + b1) W2 + b2 - y)^2) + L2_W * (|W1|^2 + |W2|^2)."""
     h = np.tanh(x @ p["fc1.W"] + p["fc1.b"])
     out = h @ p["fc2.W"] + p["fc2.b"]
     d = 2 * (out - y) / out.size
     dh = d @ p["fc2.W"].T * (1 - h * h)
-    return {"fc1.W": x.T @ dh, "fc1.b": dh.sum(0), "fc2.W": h.T @ d, "fc2.b": d.sum(0)}
+    c = 2 * L2_W[0]
+    return {"fc1.W": x.T @ dh + c * p["fc1.W"], "fc1.b": dh.sum(0), "fc2.W": h.T @ d + c * p["fc2.W"],
+            "fc2.b": d.sum(0)}
 
 
 # ---- NumPy transcriptions: state dict per parameter, t counts from 1 ----
@@ -151,12 +156,15 @@ def run_numpy(step, p0, x, y):
     return p
 
 
-def run_torch(make, p0, x, y, clip=None):
+def run_torch(make, p0, x, y, clip=None, post=None):
     """make(params) gives an optimizer, or (optimizer, scheduler) stepped after it;
-    clip(params) runs on the gradients before each step."""
+    clip(params) runs on the gradients before each step, post(params, state) after
+    it (a weight constraint, a moving average: what it returns is compared)."""
     ps = {k: torch.tensor(v.copy(), requires_grad=False) for k, v in p0.items()}
     made = make([ps[k] for k in NAMES])
     opt, sched = made if isinstance(made, tuple) else (made, None)
+    state = {}
+    out = None
     for _ in range(STEPS):
         g = grads({k: v.numpy() for k, v in ps.items()}, x, y)
         for k in NAMES:
@@ -166,7 +174,34 @@ def run_torch(make, p0, x, y, clip=None):
         opt.step()
         if sched:
             sched.step()
-    return {k: v.detach().numpy() for k, v in ps.items()}
+        if post:
+            out = post(ps, state)
+    return out if out is not None else {k: v.detach().numpy() for k, v in ps.items()}
+
+
+def max_norm(c):
+    """Keras's max_norm(c) on the columns (each unit's incoming weights) of matrices."""
+    def post(ps, state):
+        with torch.no_grad():
+            for k, w in ps.items():
+                if w.dim() == 2:
+                    n = w.norm(dim=0, keepdim=True)
+                    w.mul_(torch.clamp(c / (n + 1e-7), max=1.0))
+    return post
+
+
+def ema(d):
+    """The exponential moving average of the weights, from their starting values."""
+    def step(ps, state):
+        if not state:
+            state.update({k: v for k, v in INIT.items()})
+        for k, w in ps.items():
+            state[k] = d * state[k] + (1 - d) * w.detach().numpy()
+        return dict(state)
+    return step
+
+
+INIT = {}
 
 
 def sgd_schedule(lr_of_t):
@@ -187,7 +222,7 @@ model Net() {{
 train {{
     data train = npy("x.npy", "y.npy")
     net = Net() from "init.safetensors"
-    loss = mse(net(x), y)
+    loss = mse(net(x), y){penalty}
     opt = {opt}
     {extra}
     batch = {n}
@@ -199,7 +234,10 @@ train {{
 
 
 def run_nnd(nnd, work, opt, extra=""):
-    src = PROGRAM.format(di=DI, dh=DH, do=DO, n=N, steps=STEPS, opt=opt, extra=extra)
+    penalty = ""
+    if extra.startswith("loss +"):  # a term of the loss
+        penalty, extra = extra[5:], ""
+    src = PROGRAM.format(di=DI, dh=DH, do=DO, n=N, steps=STEPS, opt=opt, extra=extra, penalty=penalty)
     with open(os.path.join(work, "prog.nnd"), "w") as f:
         f.write(src)
     r = subprocess.run([nnd, "run", "prog.nnd", "--dtype", "f64"], cwd=work, capture_output=True, text=True)
@@ -253,6 +291,11 @@ def main():
              O.SGD(ps, lr=0.2))),
         ("SGD(lr = warmup_cosine(0.1, step, 100, 10))", "numpy",
          sgd_schedule(lambda k: 0.1 * (k + 1) / 10 if k < 10 else 0.5 * 0.1 * (1 + np.cos(np.pi * (k - 10) / 90)))),
+        # an l2 penalty on the weights but not the biases, through the loss
+        ("SGD(lr = 0.1)", "torch", lambda ps: O.SGD(ps, lr=0.1), 'loss + 0.05 * l2(net, exclude = "*.b")'),
+        # weight constraint and moving average (train settings)
+        ("SGD(lr = 0.2)", "torch", lambda ps: O.SGD(ps, lr=0.2), "max_norm = 0.8", None, max_norm(0.8)),
+        ("Adam(lr = 0.01)", "torch", lambda ps: O.Adam(ps, lr=0.01), "ema = 0.9", None, ema(0.9)),
         # gradient clipping (train settings) against torch.nn.utils
         ("SGD(lr = 0.1)", "torch", lambda ps: O.SGD(ps, lr=0.1), "clip_norm = 0.05",
          lambda ps: torch.nn.utils.clip_grad_norm_(ps, 0.05)),
@@ -264,15 +307,18 @@ def main():
         np.save(os.path.join(work, "x.npy"), x)
         np.save(os.path.join(work, "y.npy"), y)
         write_safetensors(os.path.join(work, "init.safetensors"), p0)
+        INIT.update({k: v.copy() for k, v in p0.items()})
         for opt, kind, ref, *more in cases:
-            extra, clip = more if more else ("", None)
+            extra, clip, post = (more + [None, None, None])[:3] if more else ("", None, None)
+            extra = extra or ""
             label = opt + (", " + extra if extra else "")
             if kind == "torch" and torch is None:
                 print(f"skipped  {label:<55} (PyTorch is not installed: Debian python3-torch)")
                 skipped += 1
                 continue
             got = run_nnd(nnd, work, opt, extra)
-            want = run_torch(ref, p0, x, y, clip) if kind == "torch" else run_numpy(ref, p0, x, y)
+            L2_W[0] = 0.05 if extra.startswith("loss +") else 0.0
+            want = run_torch(ref, p0, x, y, clip, post) if kind == "torch" else run_numpy(ref, p0, x, y)
             moved = max(np.max(np.abs(want[k] - p0[k])) for k in NAMES)
             err = max(np.max(np.abs(got[k] - want[k])) / max(np.max(np.abs(want[k])), 1e-12) for k in NAMES)
             ok = err <= 1e-5 and moved > 1e-3
