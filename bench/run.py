@@ -9,7 +9,10 @@ machine is shared and noisy: only ratios measured side by side mean anything.
 Also prints nnd's compile time and the Adam update's nanoseconds per parameter.
 
 usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn] [--threads 1,2]
-                    [--nnd build/nnd] [--peers ../shared/bench]
+                    [--nnd build/nnd] [--peers ../shared/bench] [--logging-only]
+
+Last, the overhead of logging training statistics (a `log` statement) on the
+smallest step, the 784-128-10 MLP.
 """
 import argparse
 import os
@@ -107,6 +110,36 @@ def adam_ns_per_param(nnd, threads):
     return float(m.group(1)) if m else None
 
 
+LOG_VARIANTS = [
+    ("no log", None),
+    ("log every step: loss, lr, 5 statistics", 'log every step to "{dir}": loss, lr, grad_norm, weight_norm, '
+                                              'update_ratio, max_grad, nonfinite'),
+    ("log every 10 steps, + histograms", 'log every 10 steps to "{dir}": loss, lr, grad_norm, weight_norm, '
+                                         'update_ratio, max_grad, nonfinite, histograms'),
+]
+
+
+def logging_overhead(nnd, work, rounds, threads):
+    """samples/s of the 784-128-10 MLP (the smallest step, so the worst case) without
+    a log and with the statistics logged, alternately; time per step includes writing
+    the event file and metrics.csv."""
+    src = open(os.path.join(HERE, "models", "mlp128.nnd")).read()
+    rates = {name: [] for name, _ in LOG_VARIANTS}
+    for rnd in range(rounds):
+        for k, (name, stmt) in enumerate(LOG_VARIANTS):
+            path = os.path.join(work, f"log{k}.nnd")
+            logdir = os.path.join(work, f"logs{k}")
+            shutil.rmtree(logdir, ignore_errors=True)
+            text = src if stmt is None else src.replace("    epochs = 1\n", "    epochs = 1\n    " +
+                                                         stmt.format(dir=logdir) + "\n")
+            with open(path, "w") as f:
+                f.write(text)
+            out = run([nnd, "run", path, "--threads", str(threads), "--time"])
+            m = re.search(r"time: [0-9.]+ ms per step, ([0-9]+) samples/s", out or "")
+            rates[name].append(float(m.group(1)) if m else None)
+    return rates
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -114,6 +147,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
+    ap.add_argument("--logging-only", action="store_true", help="only the logging overhead")
     a = ap.parse_args()
     if not os.path.exists(a.nnd):
         sys.exit(f"bench: {a.nnd} not found; build first (bash scripts/setup.sh)")
@@ -121,6 +155,10 @@ def main():
     if not have_torch:
         print("bench: PyTorch is not installed (Debian: python3-torch); its columns stay empty")
     work = tempfile.mkdtemp(prefix="nnd-bench-")
+    if a.logging_only:
+        print_logging(a, work)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     cbin = build_c(a.peers, work)
     models = a.models.split(",")
     threads = [int(t) for t in a.threads.split(",")]
@@ -163,7 +201,22 @@ def main():
         ns = adam_ns_per_param(a.nnd, t)
         if ns:
             print(f"Adam update, {t} thread{'s' if t > 1 else ''}: {ns:.3f} ns per parameter per step (784-128-10, --profile)")
+    print()
+    print_logging(a, work)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def print_logging(a, work):
+    t = max(int(x) for x in a.threads.split(","))
+    rates = logging_overhead(a.nnd, work, a.rounds, t)
+    base = rates[LOG_VARIANTS[0][0]]
+    print(f"logging overhead, 784-128-10 b64 Adam, {t} threads ({a.rounds} rounds, alternating; "
+          f"time includes writing the logs):")
+    for name, _ in LOG_VARIANTS:
+        r = rates[name]
+        rel = ratio(r, base)
+        over = f"{(1 / rel - 1) * 100:+.1f}% time per step" if rel and name != LOG_VARIANTS[0][0] else ""
+        print(f"  {name:<42} {fmt(median(r)):>9} samples/s  {over}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ bool builtin_constant(const char *name, double *value)
 
 const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
                                       "clip_norm", "clip_value", "max_norm", "ema", NULL};
+/* What `log` statements log by name (docs/language.md). */
+const char *const log_families[] = {"loss", "lr", "grad_norm", "weight_norm", "update_ratio",
+                                    "max_grad", "nonfinite", "histograms", NULL};
+
+int log_family_count(void)
+{
+    int n = 0;
+    while (log_families[n])
+        n++;
+    return n;
+}
+
 /* Settings the language reserves whose behaviour is not built yet: rejected by name. */
 const char *const train_settings_unsupported[] = {"accumulate",
                                                   NULL};

@@ -32,5 +32,7 @@ bool builtin_constant(const char *name, double *value);
 /* Settings of the train block (batch, epochs, ...), for sema and "did you mean". */
 extern const char *const train_settings[];
 extern const char *const train_settings_unsupported[];
+extern const char *const log_families[];
+int log_family_count(void);
 
 #endif

@@ -23,6 +23,7 @@ const RuntimeSymbol codegen_runtime_symbols[] = {
     {"nnd_cos", (void *)nnd_cos},
     {"nnd_pow", (void *)nnd_pow},
     {"nnd_clock_ns", (void *)nnd_clock_ns},
+    {"nnd_check_finite", (void *)nnd_check_finite},
     {"nnd_random_uniform", (void *)nnd_random_uniform},
     {"nnd_conv2d_f32", (void *)nnd_conv2d_f32},
     {"nnd_conv2d_grad_input_f32", (void *)nnd_conv2d_grad_input_f32},
@@ -68,6 +69,7 @@ typedef struct CG {
     LLVMValueRef *scope_md, *noalias_md;
     LLVMValueRef *memo; /* per node: its value at the kernel's own index */
     LLVMValueRef *scalar; /* per node: rank-0 values computed in the entry block */
+    LLVMValueRef acc_slot[64]; /* the loop kernel's accumulators (allocas) */
     const Kernel *k;
     bool flat;
 } CG;
@@ -888,11 +890,31 @@ static void loop_body(CG *c, const Index *ix, void *ctx)
     assert(n <= 256);
     for (int i = 0; i < n; i++)
         vals[i] = emit(c, c->k->stores.v[i].node, ix);
+    /* reductions riding along: their inputs at this index, into the accumulators */
+    for (int i = 0; i < c->k->accs.n; i++) {
+        Node *r = graph_node(c->g, c->k->accs.v[i].node);
+        int dt = graph_node(c->g, r->in[0])->dtype;
+        LLVMTypeRef t = vtype(c, dt);
+        LLVMValueRef x = emit(c, r->in[0], ix);
+        LLVMValueRef a = LLVMBuildLoad2(c->b, t, c->acc_slot[i], "");
+        LLVMValueRef v;
+        if (r->op == OP_SUM) {
+            v = LLVMBuildFAdd(c->b, a, x, "");
+            LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
+        } else {
+            LLVMValueRef args[2] = {a, x};
+            v = intrinsic(c, "llvm.maxnum", &t, 1, args, 2);
+        }
+        LLVMBuildStore(c->b, v, c->acc_slot[i]);
+    }
     for (int i = 0; i < n; i++) {
         const Store *st = &c->k->stores.v[i];
         store_at(c, st->buf, graph_node(c->g, st->node)->dtype, ix->flat, vals[i]);
     }
 }
+
+/* The value a reduction starts from: 0 for a sum, -inf for a maximum. */
+static double acc_init(const Node *r) { return r->op == OP_SUM ? 0 : -INFINITY; }
 
 static void gen_loop(CG *c, const Kernel *k)
 {
@@ -902,9 +924,30 @@ static void gen_loop(CG *c, const Kernel *k)
         for (int j = 0; j < n->nin && c->flat; j++)
             c->flat = flat_ok(c, n->in[j], 0);
     }
+    for (int i = 0; i < k->accs.n && c->flat; i++)
+        c->flat = flat_ok(c, graph_node(c->g, k->accs.v[i].node)->in[0], 0);
     LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
     LLVMPositionBuilderAtEnd(c->b, first);
+    /* accumulators: this range's partial sums (promoted to registers by mem2reg) */
+    assert(k->accs.n <= 64);
+    for (int i = 0; i < k->accs.n; i++) {
+        Node *r = graph_node(c->g, k->accs.v[i].node);
+        int dt = graph_node(c->g, r->in[0])->dtype;
+        c->acc_slot[i] = LLVMBuildAlloca(c->b, vtype(c, dt), "acc");
+        LLVMBuildStore(c->b, fconst(c, dt, acc_init(r)), c->acc_slot[i]);
+    }
     loop_nest(c, &k->domain, c->flat, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), loop_body, NULL);
+    /* each range adds its part to the result: atomically, as ranges run on several
+     * threads (so the last bits of a sum may differ from run to run; training itself
+     * never reads these) */
+    for (int i = 0; i < k->accs.n; i++) {
+        Node *r = graph_node(c->g, k->accs.v[i].node);
+        int dt = graph_node(c->g, r->in[0])->dtype;
+        LLVMValueRef v = LLVMBuildLoad2(c->b, vtype(c, dt), c->acc_slot[i], "");
+        LLVMValueRef ptr = buffer_ptr(c, k->accs.v[i].buf);
+        LLVMBuildAtomicRMW(c->b, r->op == OP_SUM ? LLVMAtomicRMWBinOpFAdd : LLVMAtomicRMWBinOpFMax, ptr, v,
+                           LLVMAtomicOrderingMonotonic, 0);
+    }
     LLVMBuildRetVoid(c->b);
     end_function(c, first);
 }
@@ -1285,6 +1328,57 @@ static void scopes_for_function(CG *c, const char *fname)
 static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, const bool *kflat,
                             LLVMValueRef pool);
 
+/* --check-numerics: after kernel k, each floating-point value it computed (in node
+ * order, so the first op to go wrong is named) is counted by nnd_check_finite, which
+ * records the node and the count in args; the function returns at the first bad one. */
+static void check_kernel(CG *c, const Kernel *k)
+{
+    NodeVec nodes = {0};
+    IntVec bufs = {0};
+    for (int i = 0; i < k->stores.n; i++) {
+        NodeId id = k->stores.v[i].node;
+        int buf = k->stores.v[i].buf, home = c->s->home[id];
+        if ((buf == home || home < 0) && c->s->bufs.v[buf].kind != BUF_OUT) {
+            vec_push(&nodes, id);
+            vec_push(&bufs, buf);
+        }
+    }
+    for (int i = 0; i < k->accs.n; i++) {
+        vec_push(&nodes, k->accs.v[i].node);
+        vec_push(&bufs, k->accs.v[i].buf);
+    }
+    for (int i = 1; i < nodes.n; i++) /* insertion sort: a handful */
+        for (int j = i; j > 0 && nodes.v[j - 1] > nodes.v[j]; j--) {
+            NodeId tn = nodes.v[j];
+            nodes.v[j] = nodes.v[j - 1];
+            nodes.v[j - 1] = tn;
+            int tb = bufs.v[j];
+            bufs.v[j] = bufs.v[j - 1];
+            bufs.v[j - 1] = tb;
+        }
+    for (int i = 0; i < nodes.n; i++) {
+        Node *n = graph_node(c->g, nodes.v[i]);
+        const Buffer *bf = &c->s->bufs.v[bufs.v[i]];
+        if (!is_float(bf->dtype))
+            continue;
+        LLVMValueRef count = ci64(c, 1);
+        for (int d = 0; d < n->shape.rank; d++)
+            count = LLVMBuildMul(c->b, count, dim(c, n->shape.d[d]), "");
+        LLVMValueRef a[] = {buffer_ptr(c, bufs.v[i]), count, LLVMConstInt(c->i32, (unsigned)bf->dtype, 0),
+                            c->args, ci64(c, nodes.v[i])};
+        LLVMTypeRef t[] = {c->ptr, c->i64, c->i32, c->ptr, c->i64};
+        LLVMValueRef bad = call(c, "nnd_check_finite", c->i64, t, 5, a, false);
+        LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "nonfinite");
+        LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "finite");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, bad, ci64(c, 0), ""), stop, go);
+        LLVMPositionBuilderAtEnd(c->b, stop);
+        LLVMBuildRetVoid(c->b);
+        LLVMPositionBuilderAtEnd(c->b, go);
+    }
+    vec_free(&nodes);
+    vec_free(&bufs);
+}
+
 static void gen_function(CG *c, const CodegenFunction *f)
 {
     c->s = f->sched;
@@ -1329,6 +1423,8 @@ static void gen_function(CG *c, const CodegenFunction *f)
         const Kernel *k = &c->s->kernels.v[i];
         LLVMValueRef t0 = profile ? call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false) : NULL;
         gen_kernel_call(c, k, i, kfn, kflat, pool);
+        if (f->check)
+            check_kernel(c, k);
         if (profile) {
             LLVMValueRef t1 = call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false);
             LLVMValueRef idx = ci64(c, i);
@@ -1368,6 +1464,10 @@ static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, co
             return;
         }
         LLVMValueRef n = kernel_extent(c, k, k->kind == KER_LOOP && kflat[i]);
+        for (int a = 0; a < k->accs.n; a++) { /* the results start empty */
+            Node *r = graph_node(c->g, k->accs.v[a].node);
+            LLVMBuildStore(c->b, fconst(c, r->dtype, acc_init(r)), buffer_ptr(c, k->accs.v[a].buf));
+        }
         if (k->parallel) {
             int64_t per_item = 1;
             if (!(k->kind == KER_LOOP && kflat[i]))

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,6 +217,8 @@ typedef struct InterpFn {
     Program *p;
     InterpKind kind;
     NodeVec roots;
+    int nout; /* IK_STEP: the scalars before the new values (the loss, step outputs) */
+    bool check; /* --check-numerics */
 } InterpFn;
 
 static void interp_entry(NndStepArgs *a)
@@ -231,20 +234,30 @@ static void interp_entry(NndStepArgs *a)
         states[i] = from_buffer(g, p->states.v[i].node, a->states[i], a->batch);
     ITensor in[2] = {from_buffer(g, p->x, a->x, a->batch), from_buffer(g, p->y, a->y, a->batch)};
     int64_t syms[1] = {a->batch};
+    InterpCheck check = {0};
     InterpBindings b = {params, p->params.n, states, p->states.n, in, 2, a->hypers, p->hypers.n,
-                        syms, 1, p->seed};
+                        syms, 1, p->seed, f->check ? &check : NULL};
     ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
     char err[512];
     if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
+        if (check.node) {
+            a->status = NND_STATUS_NONFINITE;
+            a->bad_node = check.node;
+            a->bad_count = check.count;
+            a->bad_value = check.value;
+        } else
         a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE
                     : strstr(err, "index") ? NND_STATUS_INDEX_RANGE : 3;
     } else if (f->kind == IK_STEP) {
-        a->out[0] = out[0].v[0];
+        /* the loss and the step outputs, then the new values */
+        int ns = f->nout;
+        for (int i = 0; i < ns; i++)
+            a->out[i] = out[i].v[0];
         for (int i = 0; i < p->updates.n; i++) {
             Update *u = &p->updates.v[i];
             void *dst = u->is_state ? a->states[u->index] : a->params[u->index];
-            for (int64_t k = 0; k < out[i + 1].n; k++)
-                buf_set(dst, out[i + 1].dtype, k, out[i + 1].v[k]);
+            for (int64_t k = 0; k < out[i + ns].n; k++)
+                buf_set(dst, out[i + ns].dtype, k, out[i + ns].v[k]);
         }
     } else {
         int64_t slot = 0;
@@ -300,11 +313,25 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     int ne = p->evals.n;
     x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
     x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
-    NodeVec step = {0};
-    program_step_roots(p, &step);
+    /* the plain step computes the loss and the updates; the full one (when a log asks
+     * for statistics) the step outputs too, on the steps that log */
+    NodeVec step = {0}, full = {0};
+    program_step_roots(p, &full);
+    vec_push(&step, p->loss);
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(&step, p->updates.v[i].value);
+    bool want_full = p->step_outputs.n > 0;
     if (o->engine == ENGINE_INTERP) {
         x->step = interp_entry;
         x->step_user = interp_fn(p, IK_STEP, step.v, step.n);
+        ((InterpFn *)x->step_user)->nout = 1;
+        ((InterpFn *)x->step_user)->check = o->check_numerics;
+        if (want_full) {
+            x->step_full = interp_entry;
+            x->step_full_user = interp_fn(p, IK_STEP, full.v, full.n);
+            ((InterpFn *)x->step_full_user)->nout = 1 + p->step_outputs.n;
+            ((InterpFn *)x->step_full_user)->check = o->check_numerics;
+        }
         for (int i = 0; i < ne; i++) {
             NodeVec r = {0};
             metric_roots(p, i, &r);
@@ -317,6 +344,7 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
             x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
         }
         vec_free(&step);
+        vec_free(&full);
         return true;
     }
     /* compiled: one schedule per function, one module, one arena */
@@ -324,31 +352,44 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
     for (int i = 0; i < p->updates.n; i++)
         ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
-    ScheduleRequest rq = {&p->loss, 1, ups, p->updates.n, p->batch};
+    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
+    outs[0] = p->loss;
+    for (int i = 0; i < p->step_outputs.n; i++)
+        outs[i + 1] = p->step_outputs.v[i].node;
+    ScheduleRequest rq = {outs, 1, ups, p->updates.n, p->batch, o->check_numerics};
     bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
+    if (ok && want_full) {
+        ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, o->check_numerics};
+        ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
+    }
     free(ups);
+    free(outs);
     x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
     VEC(CodegenFunction) fns = {0};
     char **names = xcalloc((size_t)ne + 2, sizeof(char *));
     if (ok) {
-        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile};
+        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    if (ok && want_full) {
+        CodegenFunction f = {"nnd_step_full", &x->full_sched, false, o->check_numerics};
         vec_push(&fns, f);
     }
     for (int i = 0; ok && i < ne; i++) {
         NodeVec r = {0};
         metric_roots(p, i, &r);
-        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch};
+        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
         ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
         vec_free(&r);
         names[i] = xasprintf("nnd_eval%d", i);
-        CodegenFunction f = {names[i], &x->eval_scheds[i], false};
+        CodegenFunction f = {names[i], &x->eval_scheds[i], false, false};
         if (ok)
             vec_push(&fns, f);
     }
     if (ok && p->forward) {
-        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch};
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
         ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
-        CodegenFunction f = {"nnd_forward", &x->forward_sched, false};
+        CodegenFunction f = {"nnd_forward", &x->forward_sched, false, false};
         if (ok)
             vec_push(&fns, f);
     }
@@ -361,11 +402,13 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     if (ok) {
         int k = 0;
         x->step = (NndStepFn)addrs[k++];
+        if (want_full)
+            x->step_full = (NndStepFn)addrs[k++];
         for (int i = 0; i < ne; i++)
             x->evals[i] = (NndStepFn)addrs[k++];
         if (p->forward)
             x->forward = (NndStepFn)addrs[k++];
-        x->arena_bytes = x->step_sched.arena_bytes;
+        x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, want_full ? x->full_sched.arena_bytes : 0);
         for (int i = 0; i < ne; i++)
             if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
                 x->arena_bytes = x->eval_scheds[i].arena_bytes;
@@ -386,6 +429,7 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     free(addrs);
     vec_free(&fns);
     vec_free(&step);
+    vec_free(&full);
     if (!ok)
         executable_free(x);
     return ok;
@@ -395,6 +439,7 @@ void executable_free(Executable *x)
 {
     if (x->engine == ENGINE_INTERP) {
         interp_fn_free(x->step_user);
+        interp_fn_free(x->step_full_user);
         for (int i = 0; x->eval_user && i < x->p->evals.n; i++)
             interp_fn_free(x->eval_user[i]);
         interp_fn_free(x->forward_user);
@@ -402,6 +447,8 @@ void executable_free(Executable *x)
         jit_free(x->jit);
         if (x->step_sched.home)
             schedule_free(&x->step_sched);
+        if (x->full_sched.home)
+            schedule_free(&x->full_sched);
         for (int i = 0; x->eval_scheds && i < x->p->evals.n; i++)
             if (x->eval_scheds[i].home)
                 schedule_free(&x->eval_scheds[i]);
@@ -424,6 +471,11 @@ void executable_describe(const Executable *x, StrBuf *out)
     }
     sb_printf(out, "step: %d kernels\n", x->step_sched.kernels.n);
     schedule_print(&x->step_sched, out);
+    if (x->step_full) {
+        sb_printf(out, "step with the log's statistics (on the logged steps): %d kernels\n",
+                  x->full_sched.kernels.n);
+        schedule_print(&x->full_sched, out);
+    }
     sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
                    "allocated once\n",
               (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
@@ -521,6 +573,13 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     t->shuffle = p->shuffle;
     t->step = x->step;
     t->user = x->step_user;
+    t->nout = 1 + p->step_outputs.n;
+    if (x->step_full && p->log.dir) {
+        t->step_full = x->step_full;
+        t->user_full = x->step_full_user;
+        t->full_every = p->log.every;
+        t->full_in_epochs = p->log.in_epochs;
+    }
     t->evals = r->evals;
     t->nevals = ne;
     t->arena = x->arena;
@@ -537,6 +596,186 @@ static void run_free(Run *r, int ne)
     free(r->data);
     free(r->hypers);
     free(r->eval_params);
+}
+
+/* ---- logs and warnings ---- */
+
+bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool interactive,
+                 char *err, size_t errlen)
+{
+    memset(lg, 0, sizeof *lg);
+    lg->p = p;
+    lg->m = m;
+    lg->warn = warn;
+    lg->interactive = interactive;
+    int64_t n = p->data.v[p->train_data].n;
+    lg->per_epoch = (n + p->batch - 1) / p->batch;
+    lg->total = program_total_steps(p);
+    int np = p->params.n ? p->params.n : 1;
+    lg->gn = xcalloc((size_t)np, sizeof(int));
+    lg->ratio = xcalloc((size_t)np, sizeof(int));
+    lg->gn_avg = xcalloc((size_t)np, sizeof(double));
+    lg->small_steps = xcalloc((size_t)np, sizeof(int64_t));
+    lg->tiny_steps = xcalloc((size_t)np, sizeof(int64_t));
+    lg->warned = xcalloc((size_t)np, sizeof(unsigned));
+    for (int i = 0; i < p->params.n; i++) {
+        lg->gn[i] = lg->ratio[i] = -1;
+        for (int k = 0; k < p->step_outputs.n; k++) {
+            const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
+            if (!slash || strcmp(slash + 1, p->params.v[i].name))
+                continue;
+            if (!strncmp(t, "grad_norm/", 10))
+                lg->gn[i] = k + 1;
+            else if (!strncmp(t, "update_ratio/", 13))
+                lg->ratio[i] = k + 1;
+        }
+    }
+    if (p->log.dir) {
+        NndErr e;
+        lg->log = nnd_log_open(p->log.dir, append, &e);
+        if (!lg->log) {
+            snprintf(err, errlen, "%s", e.msg);
+            logger_close(lg);
+            return false;
+        }
+    }
+    return true;
+}
+
+void logger_close(Logger *lg)
+{
+    if (lg->log) {
+        NndErr e;
+        nnd_log_flush(lg->log, &e);
+        nnd_log_close(lg->log);
+    }
+    free(lg->gn);
+    free(lg->ratio);
+    free(lg->gn_avg);
+    free(lg->small_steps);
+    free(lg->tiny_steps);
+    free(lg->warned);
+    lg->log = NULL;
+}
+
+enum { WARN_VANISH = 1, WARN_EXPLODE = 2, WARN_NONFINITE = 4, WARN_BIG = 8, WARN_TINY = 16 };
+
+static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...) NND_PRINTF(5, 6);
+static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...)
+{
+    if (!lg->warn || (lg->warned[param] & kind))
+        return;
+    lg->warned[param] |= kind;
+    if (lg->interactive)
+        fputs("\r\033[K", lg->warn);
+    fprintf(lg->warn, "warning: step %lld: %s: ", (long long)step, lg->p->params.v[param].name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(lg->warn, fmt, ap);
+    va_end(ap);
+    fputs(" (said once per parameter)\n", lg->warn);
+    fflush(lg->warn);
+}
+
+/* Checked on the logged steps (where the statistics are computed): gradients whose
+ * norm stays under 1e-7 for 10 logged steps vanish; one 50 times its recent average
+ * (after 5 logged steps) explodes; an update over a tenth of the weights' norm (after
+ * step 10: zero-initialized biases move by all of theirs at first), or under 1e-7 of
+ * it for 20 logged steps, is far from the usual ~1e-3. */
+static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
+{
+    for (int i = 0; i < lg->p->params.n; i++) {
+        if (lg->gn[i] < 0)
+            continue;
+        double g = out[lg->gn[i]];
+        if (!isfinite(g)) {
+            warn(lg, i, WARN_NONFINITE, at->step, "the gradient is not finite (norm %g)", g);
+            continue;
+        }
+        lg->small_steps[i] = g < 1e-7 ? lg->small_steps[i] + 1 : 0;
+        if (lg->small_steps[i] == 10)
+            warn(lg, i, WARN_VANISH, at->step, "vanishing gradient: its norm has stayed below 1e-7 "
+                                                "for 10 logged steps (now %.3g)", g);
+        lg->logged++;
+        if (lg->logged > 5 * lg->p->params.n && lg->gn_avg[i] > 0 && g > 50 * lg->gn_avg[i])
+            warn(lg, i, WARN_EXPLODE, at->step, "exploding gradient: its norm jumped to %.3g, %.0f "
+                                                 "times its recent average %.3g", g, g / lg->gn_avg[i], lg->gn_avg[i]);
+        lg->gn_avg[i] = lg->gn_avg[i] == 0 ? g : 0.9 * lg->gn_avg[i] + 0.1 * g;
+        if (lg->ratio[i] < 0)
+            continue;
+        double r = out[lg->ratio[i]];
+        if (r > 0.1 && at->step > 10)
+            warn(lg, i, WARN_BIG, at->step, "the update moved the weights by %.3g of their norm in "
+                                             "one step (usual: about 1e-3); the learning rate may be too high", r);
+        lg->tiny_steps[i] = r < 1e-7 && g > 0 ? lg->tiny_steps[i] + 1 : 0;
+        if (lg->tiny_steps[i] == 20)
+            warn(lg, i, WARN_TINY, at->step, "updates of under 1e-7 of the weights' norm for 20 "
+                                              "logged steps (now %.3g): the learning rate may be too low", r);
+    }
+}
+
+static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                          double *hypers)
+{
+    Logger *lg = ctx;
+    (void)hypers;
+    /* the statistics exist on the logged steps only: the others run the plain step */
+    if (!full)
+        return 0;
+    check_health(lg, at, out);
+    const LogSpec *ls = &lg->p->log;
+    if (!lg->log || lg->failed)
+        return 0;
+    NndErr e;
+    bool ok = !ls->loss || nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
+    for (int k = 0; ok && k < lg->p->step_outputs.n; k++) {
+        const char *tag = lg->p->step_outputs.v[k].name;
+        /* grad_norm and update_ratio are computed for the warnings; logged if asked */
+        uint32_t fam = !strncmp(tag, "grad_norm/", 10) ? LOG_GRAD_NORM
+                     : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO : 0;
+        if (fam && !(ls->families & fam))
+            continue;
+        ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, out[k + 1], &e) == 0;
+    }
+    for (int i = 0; ok && ls->histograms && i < lg->p->params.n; i++) {
+        char tag[512];
+        snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
+        const NndTensor *t = &lg->m->params[i];
+        ok = nnd_log_histogram(lg->log, tag, at->step, t->data, t->dtype, nnd_tensor_numel(t), &e) == 0;
+    }
+    ok = ok && nnd_log_flush(lg->log, &e) == 0;
+    if (!ok) {
+        lg->failed = true;
+        snprintf(lg->err, sizeof lg->err, "%s", e.msg);
+    }
+    return 0;
+}
+
+static void logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+{
+    Logger *lg = ctx;
+    if (!lg->log || lg->failed)
+        return;
+    const EvalSpec *es = &lg->p->evals.v[which];
+    NndErr e;
+    bool ok = true;
+    for (int k = 0; ok && k < es->metrics.n; k++) {
+        char tag[512];
+        snprintf(tag, sizeof tag, "eval/%s/%s", lg->p->data.v[es->data].name, es->metrics.v[k].name);
+        ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, values[k], &e) == 0;
+    }
+    ok = ok && nnd_log_flush(lg->log, &e) == 0;
+    if (!ok) {
+        lg->failed = true;
+        snprintf(lg->err, sizeof lg->err, "%s", e.msg);
+    }
+}
+
+void logger_hooks(Logger *lg, TrainOptions *to)
+{
+    to->on_step = logger_on_step;
+    to->on_eval = logger_on_eval;
+    to->hook_ctx = lg;
 }
 
 /* ---- checkpoints ---- */
@@ -835,7 +1074,7 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
     h[p->hyper_step] = (double)step;
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, user, NULL};
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, user, NULL, 0, 0, 0};
     fn(&a);
     bool ok = a.status == 0;
     if (!ok)
@@ -849,9 +1088,10 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
 bool driver_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
                  int64_t b, int64_t step, double *loss, char *err, size_t errlen)
 {
-    double out[2] = {0, 0};
+    double *out = xcalloc((size_t)p->step_outputs.n + 2, sizeof(double));
     bool ok = call_fn(p, x->step, x->step_user, x, m, pool, p->train_data, idx, b, step, out, err, errlen);
     *loss = out[0];
+    free(out);
     return ok;
 }
 
@@ -876,7 +1116,7 @@ static bool run_interp(Program *p, IModel *m, const ITensor *in, int64_t b, cons
 {
     int64_t syms[1] = {b};
     InterpBindings bind = {m->params, p->params.n, m->states, p->states.n, (ITensor *)in, 2, h,
-                           p->hypers.n, syms, 1, p->seed};
+                           p->hypers.n, syms, 1, p->seed, NULL};
     return interp_run(&p->g, roots, n, &bind, out, err, errlen);
 }
 
@@ -1012,4 +1252,83 @@ done:
     free(perm);
     model_free(&model);
     return rc;
+}
+
+/* ---- --check-numerics reports ---- */
+
+static bool cone_has_data(Graph *g, NodeId id, uint8_t *seen)
+{
+    if (seen[id])
+        return seen[id] == 2;
+    seen[id] = 1;
+    Node *n = graph_node(g, id);
+    bool data = n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_INPUT;
+    for (int i = 0; i < n->nin && !data; i++)
+        data = cone_has_data(g, n->in[i], seen);
+    seen[id] = data ? 2 : 1;
+    return data;
+}
+
+void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res)
+{
+    Graph *g = &p->g;
+    int count = graph_count(g);
+    if (res->bad_node <= 0 || res->bad_node >= count)
+        return;
+    NodeId bad = (NodeId)res->bad_node;
+    Node *n = graph_node(g, bad);
+    uint8_t *seen = xcalloc((size_t)count, 1);
+    const char *phase = "the forward pass";
+    switch ((Phase)n->phase) {
+    case PHASE_BACKWARD: phase = "the backward pass"; break;
+    case PHASE_UPDATE: phase = "the update rule"; break;
+    case PHASE_STATS: phase = "a logged statistic"; break;
+    default:
+        if (!cone_has_data(g, bad, seen))
+            phase = "the hyper-parameters (a schedule or a constant)";
+        break;
+    }
+    /* the parameters whose updates read it: mark what depends on the bad node */
+    bool *dep = xcalloc((size_t)count, 1);
+    dep[bad] = true;
+    for (int id = bad + 1; id < count; id++) {
+        Node *m = graph_node(g, (NodeId)id);
+        for (int i = 0; i < m->nin && !dep[id]; i++)
+            dep[id] = dep[m->in[i]];
+    }
+    bool *fed = xcalloc((size_t)(p->params.n ? p->params.n : 1), 1);
+    int nfed = 0;
+    for (int u = 0; u < p->updates.n; u++) {
+        const Update *up = &p->updates.v[u];
+        int pi = up->is_state ? p->states.v[up->index].param : up->index;
+        if (pi >= 0 && dep[up->value] && !fed[pi]) {
+            fed[pi] = true;
+            nfed++;
+        }
+    }
+    char value[32];
+    snprintf(value, sizeof value, "%s", isnan(res->bad_value) ? "NaN" : res->bad_value > 0 ? "+inf" : "-inf");
+    int di = diag_error(d, n->span, "step %lld: '%s' made %s in %s (%lld value%s not finite)",
+                        (long long)res->steps, op_info[n->op].name, value, phase,
+                        (long long)res->bad_count, res->bad_count == 1 ? " is" : "s are");
+    diag_label(d, di, "the first op to make NaN or Inf: its inputs were finite");
+    if (nfed && (n->phase == PHASE_BACKWARD || n->phase == PHASE_UPDATE)) {
+        StrBuf b = {0};
+        int shown = 0;
+        for (int i = 0; i < p->params.n; i++)
+            if (fed[i] && shown < 4) {
+                sb_printf(&b, "%s%s", shown ? ", " : "", p->params.v[i].name);
+                shown++;
+            }
+        if (nfed > shown)
+            sb_printf(&b, " and %d more", nfed - shown);
+        diag_note(d, span_none(), "%s %s", n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of",
+                  b.s);
+        sb_free(&b);
+    }
+    diag_note(d, span_none(), "training stopped at step %lld (epoch %lld); checkpoints of earlier steps are kept, none is written for this one",
+              (long long)res->steps, (long long)res->bad_epoch + 1);
+    free(seen);
+    free(dep);
+    free(fed);
 }

@@ -44,17 +44,20 @@ typedef struct ExecOptions {
     bool keep_ir; /* keep the optimized IR (emit-llvm) */
     int opt_level; /* LLVM 1..3, 0 for the default */
     bool profile; /* time every kernel of the step (see executable_profile) */
+    bool check_numerics; /* the step checks every op's values (NND_STATUS_NONFINITE) */
 } ExecOptions;
 
 typedef struct Executable {
     Program *p; /* borrowed */
     Engine engine;
-    NndStepFn step;
+    NndStepFn step; /* the loss and the updates */
+    NndStepFn step_full; /* the same plus the step outputs (a log's statistics), or NULL */
+    void *step_full_user;
     NndStepFn *evals; /* one per Program.evals */
     NndStepFn forward; /* NULL when the program has none */
     void *step_user, **eval_user, *forward_user;
     Jit *jit;
-    Schedule step_sched, *eval_scheds, forward_sched;
+    Schedule step_sched, *eval_scheds, forward_sched, full_sched;
     char *arena;
     int64_t arena_bytes;
     double compile_seconds;
@@ -79,6 +82,30 @@ typedef struct TrainOptions {
     void *hook_ctx;
 } TrainOptions;
 
+/* The `log` statement at work: TensorBoard events and metrics.csv every N steps,
+ * eval metrics as they come, and warnings about vanishing or exploding gradients and
+ * odd update sizes (every step, whatever N).  Install its hooks in TrainOptions. */
+typedef struct Logger {
+    Program *p;
+    Model *m;
+    NndLog *log; /* NULL: no log statement, warnings only */
+    FILE *warn;
+    bool interactive;
+    int64_t per_epoch, total;
+    int *gn, *ratio; /* per parameter: the index of its grad_norm and update_ratio in out[], or -1 */
+    double *gn_avg;
+    int64_t *small_steps, *tiny_steps;
+    unsigned *warned; /* per parameter: bits of the warnings given */
+    int64_t logged; /* parameter checks so far */
+    bool failed;
+    char err[1024];
+} Logger;
+
+bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool interactive,
+                 char *err, size_t errlen);
+void logger_hooks(Logger *lg, TrainOptions *to);
+void logger_close(Logger *lg);
+
 /* A checkpoint: every parameter and every state (optimizer and layer state) by
  * name, and in the metadata the training point, seed, batch and data size, written
  * atomically to path. */
@@ -90,6 +117,11 @@ bool checkpoint_write(const Program *p, const Model *m, const char *path, const 
  * training set must be the run's. */
 bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
                      char *err, size_t errlen);
+
+/* After training stopped with res->nonfinite == 2 (--check-numerics): an error at
+ * the op that made the first NaN or Inf, with its phase, the step and the
+ * parameters it feeds. */
+void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res);
 
 /* Runs the program's training; result and messages in res/err.  Returns an exit
  * code. */

@@ -3138,6 +3138,138 @@ static void constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, i
     par->ema_state = p->states.n - 1;
 }
 
+static NodeId full_sum(Elab *e, NodeId x, Span span)
+{
+    int r = nd(e, x)->shape.rank;
+    NodeId s = gb_reduce(e->g, OP_SUM, x, r ? (1u << r) - 1 : 0, false, span);
+    return gb_cast(e->g, s, e->p->float_dtype, span);
+}
+
+static void step_output(Elab *e, const char *tag, NodeId n, Span span)
+{
+    Metric m = {arena_strdup(&e->p->arena, tag), n, span};
+    vec_push(&e->p->step_outputs, m);
+}
+
+/* `log every N steps to DIR: loss, lr, grad_norm, ..., name = expr`.  The
+ * statistics of each trained parameter are reductions the step computes: norms of
+ * g (after clipping), of w after the update, the update's size relative to w,
+ * max |g|, and how many elements of g are not finite. */
+static void elab_log(Elab *e, Scope *s, const Ast *st)
+{
+    Program *p = e->p;
+    if (p->log.dir) {
+        eerr(e, st->span, "only one log statement is allowed");
+        return;
+    }
+    const Ast *every = st->a;
+    Value dv = ev(e, s, st->b);
+    const char *dir;
+    int64_t n = 1;
+    if (!str_arg(e, &dv, st->b->span, "the log directory", &dir) ||
+        (every->a && !to_int(e, ev(e, s, every->a), every->a->span, "the interval", &n)))
+        return;
+    if (n < 1) {
+        eerr(e, every->span, "the interval must be at least 1");
+        return;
+    }
+    LogSpec *lg = &p->log;
+    lg->dir = arena_strdup(&p->arena, dir);
+    lg->every = n;
+    lg->in_epochs = every->name[0] == 'e';
+    lg->span = st->span;
+    static const char *const fam[] = {"grad_norm", "weight_norm", "update_ratio", "max_grad", "nonfinite"};
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *it = st->list.v[k];
+        bool family = false;
+        if (it->kind == AST_NAME) {
+            if (strcmp(it->name, "loss") == 0)
+                family = lg->loss = true;
+            else if (strcmp(it->name, "lr") == 0)
+                family = lg->lr = true;
+            else if (strcmp(it->name, "histograms") == 0)
+                family = lg->histograms = true;
+            for (int f = 0; f < 5 && !family; f++)
+                if (strcmp(it->name, fam[f]) == 0) {
+                    lg->families |= 1u << f;
+                    family = true;
+                }
+        }
+        if (family)
+            continue;
+        /* a scalar of the training batch: name = expr, or an expression */
+        bool kw = it->kind == AST_KWARG;
+        const Ast *x = kw ? it->a : it;
+        Value v = ev(e, s, x);
+        if (v.k == V_ERR)
+            continue;
+        NodeId node = v.k == V_NODE ? v.node : v.k == V_NUM ? const_node(e, v.num, p->float_dtype, x->span) : 0;
+        if (!node || nd(e, node)->shape.rank != 0) {
+            eerr(e, x->span, "a logged value must be a scalar computed from the batch, like mean(...)");
+            continue;
+        }
+        node = gb_cast(e->g, node, p->float_dtype, x->span);
+        const char *name = kw ? it->name : x->kind == AST_NAME ? x->name
+                         : x->kind == AST_CALL && x->a->kind == AST_NAME ? x->a->name
+                                                                         : arena_printf(&p->arena, "value%d", k + 1);
+        step_output(e, name, node, x->span);
+    }
+    /* the learning rate of each optimizer group: a hyper-parameter or a schedule */
+    for (int gi = 0; lg->lr && gi < e->groups.n; gi++) {
+        Group *gr = e->groups.v[gi];
+        for (int k = 0; k < gr->hypers.n; k++)
+            if (strcmp(gr->hypers.v[k].name, "lr") == 0 && gr->hypers.v[k].v.k == V_NODE) {
+                const char *path = p->groups.v[gr->index].path; /* "opt", "opt.net.fc2" */
+                const char *tag = strcmp(path, "opt") == 0 ? "lr" : arena_printf(&e->arena, "lr/%s", path + 4);
+                step_output(e, tag, gb_cast(e->g, gr->hypers.v[k].v.node, p->float_dtype, st->span), st->span);
+            }
+    }
+    /* the warnings read grad_norm and update_ratio: always computed with a log */
+    uint32_t fams = lg->families | LOG_GRAD_NORM | LOG_UPDATE_RATIO;
+    NodeId total = 0;
+    NndDType ft = p->float_dtype;
+    for (int i = 0; i < p->params.n; i++) {
+        if (!p->grads.v[i])
+            continue;
+        ParamInfo *pi = &p->params.v[i];
+        Span span = pi->span;
+        NodeId w = pi->node, g = p->grads.v[i], wn = w;
+        for (int u = 0; u < p->updates.n; u++)
+            if (!p->updates.v[u].is_state && p->updates.v[u].index == i)
+                wn = p->updates.v[u].value;
+        NodeId g2 = full_sum(e, gb_binary(e->g, OP_MUL, g, g, span), span);
+        total = total ? gb_binary(e->g, OP_ADD, total, g2, span) : g2;
+        if (fams & LOG_GRAD_NORM)
+            step_output(e, arena_printf(&e->arena, "grad_norm/%s", pi->name), gb_unary(e->g, OP_SQRT, g2, span), span);
+        if (fams & LOG_WEIGHT_NORM)
+            step_output(e, arena_printf(&e->arena, "weight_norm/%s", pi->name),
+                        gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span), span), span);
+        if (fams & LOG_UPDATE_RATIO) {
+            NodeId dw = gb_binary(e->g, OP_SUB, wn, w, span);
+            NodeId num = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, dw, dw, span), span), span);
+            NodeId den = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, w, w, span), span), span);
+            den = gb_binary(e->g, OP_ADD, den, gb_const(e->g, 1e-12, ft, span), span);
+            step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name), gb_binary(e->g, OP_DIV, num, den, span), span);
+        }
+        if (fams & LOG_MAX_GRAD) {
+            NodeId a = gb_unary(e->g, OP_ABS, g, span);
+            int r = nd(e, a)->shape.rank;
+            NodeId m = gb_reduce(e->g, OP_RMAX, a, r ? (1u << r) - 1 : 0, false, span);
+            step_output(e, arena_printf(&e->arena, "max_grad/%s", pi->name), gb_cast(e->g, m, ft, span), span);
+        }
+        if (fams & LOG_NONFINITE) {
+            /* |g| <= the largest finite value is false exactly for NaN and +-inf */
+            NndDType gt = (NndDType)nd(e, g)->dtype;
+            NodeId big = gb_const(e->g, gt == NND_F64 ? 1.7976931348623157e308 : 3.4028234663852886e38, gt, span);
+            NodeId ok = gb_binary_bc(e->g, OP_LE, gb_unary(e->g, OP_ABS, g, span), big, span);
+            NodeId bad = gb_cast(e->g, gb_unary(e->g, OP_NOT, ok, span), ft, span);
+            step_output(e, arena_printf(&e->arena, "nonfinite/%s", pi->name), full_sum(e, bad, span), span);
+        }
+    }
+    if (total)
+        step_output(e, "grad_norm/total", gb_unary(e->g, OP_SQRT, total, st->span), st->span);
+}
+
 /* Whether expression x uses one of the names (as a plain name, not a member). */
 static bool ast_mentions(const Ast *x, const char *const *names, int n)
 {
@@ -3418,12 +3550,14 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             }
         }
         NodeId *gs = xcalloc((size_t)(wrt.n ? wrt.n : 1), sizeof(NodeId));
+        e->g->phase = PHASE_BACKWARD;
         if (wrt.n)
             autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
         clip_gradients(e, &s, train, gs, wrt.n);
         for (int i = 0; i < which.n; i++)
             p->grads.v[which.v[i]] = gs[i];
         free(gs);
+        e->g->phase = PHASE_UPDATE;
         for (int i = 0; i < which.n; i++) {
             int pi = which.v[i];
             Group *gr = NULL;
@@ -3437,6 +3571,12 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         vec_free(&wrt);
         vec_free(&which);
     }
+    /* logs: the statistics as step outputs, computed in train mode */
+    e->g->phase = PHASE_STATS;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_LOG)
+            elab_log(e, &s, train->list2.v[i]);
+    e->g->phase = PHASE_FORWARD;
     /* evaluation, in eval mode: `loss` there is the loss as eval mode computes it */
     e->training = false;
     for (int i = 0; i < train->list2.n; i++)
@@ -3549,6 +3689,7 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
 {
     Program *p = xcalloc(1, sizeof *p);
     graph_init(&p->g);
+    p->g.phase = PHASE_FORWARD;
     p->float_dtype = opts->float_dtype;
     Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
     p->g.custom_vjp = elab_custom_vjp;
@@ -3602,6 +3743,7 @@ void program_free(Program *p)
     }
     for (int i = 0; i < p->evals.n; i++)
         vec_free(&p->evals.v[i].metrics);
+    vec_free(&p->step_outputs);
     for (int i = 0; i < p->params.n; i++)
         nnd_tensor_free(&p->params.v[i].loaded);
     for (int i = 0; i < p->states.n; i++)
@@ -3683,11 +3825,15 @@ void program_roots(Program *p, NodeRefVec *out)
     for (int i = 0; i < p->evals.n; i++)
         for (int k = 0; k < p->evals.v[i].metrics.n; k++)
             vec_push(out, &p->evals.v[i].metrics.v[k].node);
+    for (int i = 0; i < p->step_outputs.n; i++)
+        vec_push(out, &p->step_outputs.v[i].node);
 }
 
 void program_step_roots(const Program *p, NodeVec *out)
 {
     vec_push(out, p->loss);
+    for (int i = 0; i < p->step_outputs.n; i++)
+        vec_push(out, p->step_outputs.v[i].node);
     for (int i = 0; i < p->updates.n; i++)
         vec_push(out, p->updates.v[i].value);
 }

@@ -84,6 +84,27 @@ typedef struct EvalSpec {
     Span span;
 } EvalSpec;
 
+/* `log every N steps to DIR: items`: what to write where.  The statistics are
+ * step outputs (Program.step_outputs); histograms and lr are read by the driver. */
+typedef struct LogSpec {
+    const char *dir;
+    int64_t every;
+    bool in_epochs;
+    bool loss, lr, histograms;
+    uint32_t families; /* bit per LOG_* statistic logged */
+    Span span;
+} LogSpec;
+
+/* The per-parameter statistics a log can ask for, each a step output tagged
+ * FAMILY/PARAM (grad_norm/fc1.W); grad_norm also has grad_norm/total. */
+enum {
+    LOG_GRAD_NORM = 1,
+    LOG_WEIGHT_NORM = 2,
+    LOG_UPDATE_RATIO = 4,
+    LOG_MAX_GRAD = 8,
+    LOG_NONFINITE = 16,
+};
+
 typedef struct OptGroup {
     const char *path; /* "" for the default `opt` */
     const char *rule; /* optimizer name */
@@ -106,6 +127,10 @@ typedef struct Program {
     VEC(NodeId) grads; /* one per parameter; 0 when frozen */
     VEC(Update) updates;
     VEC(EvalSpec) evals;
+    /* scalars the step computes besides the loss (args->out[1..]): logged
+     * statistics and `log` expressions, named by their tags */
+    VEC(Metric) step_outputs;
+    LogSpec log; /* log.dir NULL: no log statement */
     int hyper_step, hyper_epoch, hyper_steps, hyper_t;
     int64_t batch, epochs, steps; /* steps == 0: run `epochs` epochs */
     uint64_t seed;
@@ -143,7 +168,7 @@ void program_free(Program *p);
 bool program_load_data(Program *p, Diags *d);
 /* All node ids the program refers to, for passes that rebuild the graph. */
 void program_roots(Program *p, NodeRefVec *out);
-/* Roots of the training step: loss, then every update's new value. */
+/* Roots of the training step: loss, the step outputs, then every update's new value. */
 void program_step_roots(const Program *p, NodeVec *out);
 
 #endif

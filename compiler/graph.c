@@ -39,6 +39,8 @@ int64_t graph_symbol(Graph *g, const char *name)
 NodeId graph_append(Graph *g, const Node *n)
 {
     vec_push(&g->nodes, *n);
+    if (!n->phase)
+        g->nodes.v[g->nodes.n - 1].phase = (uint8_t)g->phase;
     return (NodeId)(g->nodes.n - 1);
 }
 

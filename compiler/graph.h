@@ -51,12 +51,23 @@ typedef struct Shape {
     int64_t d[NND_MAX_RANK]; /* >= 0: size; < 0: symbol -d-1 */
 } Shape;
 
+/* Which part of the training step a node belongs to, for the reports of
+ * `nnd run --check-numerics`: set by elaboration through Graph.phase. */
+typedef enum Phase {
+    PHASE_NONE,
+    PHASE_FORWARD, /* the loss, metrics and forward outputs */
+    PHASE_BACKWARD, /* the gradients (and their clipping) */
+    PHASE_UPDATE, /* update rules, constraints, averages */
+    PHASE_STATS, /* a log's statistics */
+} Phase;
+
 typedef struct Node {
     uint8_t op; /* OpId */
     uint8_t dtype; /* NndDType */
     uint8_t nin;
     bool keep; /* reductions: keep reduced axes as size 1 */
     bool ta, tb; /* matmul: transpose a, b */
+    uint8_t phase; /* Phase: stamped by graph_append from Graph.phase */
     NodeId in[3];
     Shape shape;
     int32_t idx; /* PARAM/STATE/INPUT/HYPER: index; ARGMAX, CONCAT: axis; ONE_HOT: depth;
@@ -84,6 +95,7 @@ typedef struct Graph {
     Arena arena; /* names */
     CustomVjpFn custom_vjp;
     void *custom_ctx;
+    Phase phase; /* given to appended nodes that have none */
 } Graph;
 
 void graph_init(Graph *g);
@@ -94,7 +106,8 @@ static inline int graph_count(const Graph *g) { return g->nodes.n; }
 /* The dimension value of a named symbol, added on first use. */
 int64_t graph_symbol(Graph *g, const char *name);
 
-/* Appends the node as given (no checks) and returns its id. */
+/* Appends the node as given (no checks; its phase, when none, is g->phase) and
+ * returns its id. */
 NodeId graph_append(Graph *g, const Node *n);
 /* Runs the op's shape rule on n (inputs, attributes and preset shape filled in);
  * on success sets n's shape and dtype and returns true; otherwise writes why into

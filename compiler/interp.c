@@ -597,6 +597,20 @@ bool interp_run(Graph *g, const NodeId *roots, int nroots, const InterpBindings 
             continue;
         ok = eval_node(&r, (NodeId)id);
         Node *n = graph_node(g, (NodeId)id);
+        OpKind kind = op_info[n->op].kind;
+        if (ok && b->check && (n->dtype == NND_F32 || n->dtype == NND_F64) && kind != OPK_LEAF &&
+            kind != OPK_SOURCE) {
+            const ITensor *t = &r.val[id];
+            int64_t bad = 0;
+            for (int64_t k = 0; k < t->n; k++)
+                if (!isfinite(t->v[k]) && bad++ == 0)
+                    b->check->value = t->v[k];
+            if (bad) {
+                b->check->node = (NodeId)id;
+                b->check->count = bad;
+                ok = fail(&r, (NodeId)id, "%lld non-finite values", (long long)bad);
+            }
+        }
         for (int i = 0; i < n->nin; i++)
             if (last[n->in[i]] == (NodeId)id)
                 itensor_free(&r.val[n->in[i]]);

@@ -28,11 +28,20 @@ typedef struct InterpBindings {
     const int64_t *syms; /* values of symbolic dimensions, by symbol index */
     int nsyms;
     uint64_t seed; /* for RANDU / RANDN */
+    struct InterpCheck *check; /* non-NULL: stop at the first op with NaN or Inf values */
 } InterpBindings;
+
+/* What interp_run found with InterpBindings.check (node 0: nothing). */
+typedef struct InterpCheck {
+    NodeId node;
+    int64_t count;
+    double value;
+} InterpCheck;
 
 /* Evaluates the roots; out[i] receives a new tensor for roots[i] (the caller frees
  * them with itensor_free).  Returns false with a message when a value cannot be
- * computed (an index out of range, a leaf without a binding). */
+ * computed (an index out of range, a leaf without a binding), or when b->check is
+ * set and an op made NaN or infinite values (b->check says which). */
 bool interp_run(Graph *g, const NodeId *roots, int nroots, const InterpBindings *b, ITensor *out,
                 char *err, size_t errlen);
 

@@ -120,10 +120,10 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
          * a short pipeline does what default<O3> would, in a fraction of the time:
          * inline the kernels, clean up, rotate and hoist, vectorize. */
         const char *passes =
-            opt >= 2 ? "cgscc(inline),function(early-cse,instcombine<no-verify-fixpoint>,"
+            opt >= 2 ? "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,"
                        "simplifycfg,loop-simplify,lcssa,loop-rotate,loop-mssa(licm),indvars,"
                        "loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)"
-                     : "cgscc(inline),function(early-cse,instcombine<no-verify-fixpoint>,simplifycfg)";
+                     : "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)";
         double t_opt = clock_seconds();
         ok = !llvm_failed(LLVMRunPasses(mod, passes, tm, po), "optimizing", err, errlen);
         j->opt_seconds = clock_seconds() - t_opt;

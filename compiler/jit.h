@@ -10,6 +10,8 @@ typedef struct CodegenFunction {
     const char *name;
     const Schedule *sched;
     bool profile; /* time each kernel into args->profile[kernel] */
+    bool check; /* after each kernel, count the non-finite values it made (one per
+                   op with a schedule built with check) and stop at the first */
 } CodegenFunction;
 
 typedef struct Jit Jit;

@@ -11,6 +11,7 @@
 #include "module.h"
 #include "sema.h"
 #include "parse.h"
+#include "plot.h"
 #include "tools.h"
 #include "simplify.h"
 
@@ -29,6 +30,8 @@ static const char usage[] =
     "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100)\n"
     "  explain FILE    each update rule as formulas, after expansion and simplification,\n"
     "                  with its memory traffic per parameter\n"
+    "  plot DIR [-o FILE]  draw the scalars a `log` statement wrote to DIR/metrics.csv\n"
+    "                  as an SVG (default DIR/plot.svg)\n"
     "  parse FILE      print the syntax tree\n"
     "\n"
     "options:\n"
@@ -45,6 +48,8 @@ static const char usage[] =
     "                    directory): same seed and threads give the same bits as a\n"
     "                    run never stopped\n"
     "  --profile         time every kernel of the compiled step; print where time went\n"
+    "  --check-numerics  check every op's values in each step; stop at the first NaN or\n"
+    "                    Inf and show the op, its line, the phase and the step\n"
     "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
     "              --raw (before simplification), --stats\n"
     "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
@@ -55,9 +60,10 @@ typedef struct Options {
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;
-    bool interp, dot, all, raw, stats, time, verbose, print_params, profile;
+    bool interp, dot, all, raw, stats, time, verbose, print_params, profile, check_numerics;
     int threads;
     const char *resume; /* run: a checkpoint file or directory */
+    const char *output; /* plot: -o FILE */
     StrVec opts; /* compare: --opt */
     const char *sweep; /* compare: --sweep NAME=V1,V2 */
     double lr_min, lr_max; /* lrfind */
@@ -152,6 +158,11 @@ static int parse_args(int argc, char **argv, Options *o)
                 return usage_error("%s needs a checkpoint file or directory", a);
             o->resume = next;
             i++;
+        } else if (strcmp(a, "-o") == 0) {
+            if (!next)
+                return usage_error("%s needs a file name", a);
+            o->output = next;
+            i++;
         } else if (strcmp(a, "--interp") == 0) {
             o->interp = true;
         } else if (strcmp(a, "--time") == 0) {
@@ -160,6 +171,8 @@ static int parse_args(int argc, char **argv, Options *o)
             o->print_params = true;
         } else if (strcmp(a, "--profile") == 0) {
             o->profile = true;
+        } else if (strcmp(a, "--check-numerics") == 0) {
+            o->check_numerics = true;
         } else if (strcmp(a, "--verbose") == 0) {
             o->verbose = true;
         } else if (strcmp(a, "--threads") == 0) {
@@ -391,7 +404,7 @@ static int cmd_run(Options *o)
     bool have_model = false;
     if (!p || !program_load_data(p, &fe.diags))
         goto done;
-    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile};
+    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;
@@ -437,10 +450,34 @@ static int cmd_run(Options *o)
                (long long)program_total_steps(p));
         free(used);
     }
+    Logger lg;
+    bool have_log = false;
+    if (p->log.dir) {
+        if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err, sizeof err)) {
+            fprintf(stderr, "nnd: %s\n", err);
+            goto done;
+        }
+        have_log = true;
+        logger_hooks(&lg, &to);
+        printf("logging to %s\n", nnd_log_events_path(lg.log));
+    }
     NndTrainResult res = {0};
     rc = driver_train(p, &x, &model, &to, &res, err, sizeof err);
+    if (have_log) {
+        if (lg.failed && rc == NND_EXIT_OK) {
+            snprintf(err, sizeof err, "%s", lg.err);
+            rc = NND_EXIT_ERROR;
+        }
+        logger_close(&lg);
+    }
     if (rc != NND_EXIT_OK) {
-        fprintf(stderr, "nnd: %s\n", err);
+        if (res.nonfinite == 2) {
+            report_nonfinite(p, &fe.diags, &res);
+        } else {
+            fprintf(stderr, "nnd: %s\n", err);
+            if (res.nonfinite)
+                fprintf(stderr, "nnd: run with --check-numerics to find the op that made it\n");
+        }
     } else {
         printf("done: %lld steps, final training loss %.6f\n", (long long)res.steps, res.final_loss);
         int64_t ran = res.steps - to.resume.step;
@@ -486,6 +523,19 @@ done:
     return rc;
 }
 
+static int cmd_plot(Options *o)
+{
+    if (o->files.n != 1)
+        return usage_error("%s", "plot takes one log directory");
+    char err[1024], used[1024];
+    if (plot_metrics(o->files.v[0], o->output, used, sizeof used, err, sizeof err) != 0) {
+        fprintf(stderr, "nnd: plot: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    printf("wrote %s\n", used);
+    return NND_EXIT_OK;
+}
+
 static int cmd_emit_llvm(Options *o)
 {
     if (o->files.n != 1)
@@ -497,7 +547,7 @@ static int cmd_emit_llvm(Options *o)
     int rc = NND_EXIT_ERROR;
     if (p) {
         Executable x;
-        ExecOptions eo = {ENGINE_JIT, true, 0, false};
+        ExecOptions eo = {ENGINE_JIT, true, 0, false, false};
         char err[1024];
         if (executable_build(&x, p, &eo, err, sizeof err)) {
             fputs(jit_ir(x.jit), stdout);
@@ -687,6 +737,8 @@ int main(int argc, char **argv)
         rc = cmd_lrfind(&o);
     else if (strcmp(o.cmd, "explain") == 0)
         rc = cmd_explain(&o);
+    else if (strcmp(o.cmd, "plot") == 0)
+        rc = cmd_plot(&o);
     else
         rc = usage_error("unknown command '%s'", o.cmd);
     for (int i = 0; i < o.overrides.n; i++)

@@ -127,11 +127,13 @@ static void kernel_reads(Schedule *s, const Kernel *k, AccessVec *out)
     } else {
         for (int i = 0; i < k->stores.n; i++) {
             NodeId n = k->stores.v[i].node;
-            if (k->stores.v[i].buf == s->home[n])
-                cone_reads(s, n, true, n, out, 0); /* computed here */
+            if (k->stores.v[i].buf == s->home[n] || s->home[n] < 0)
+                cone_reads(s, n, true, n, out, 0); /* computed here (a leaf: read inline) */
             else
                 add_access(out, s->home[n], true); /* copied from its home */
         }
+        for (int i = 0; i < k->accs.n; i++)
+            cone_reads(s, graph_node(s->g, k->accs.v[i].node)->in[0], true, 0, out, 0);
     }
 }
 
@@ -182,6 +184,8 @@ static bool kernel_reads_leaf(Schedule *s, const Kernel *k, NodeId leaf, bool *o
         else if (n == leaf)
             hit = true;
     }
+    for (int i = 0; i < k->accs.n; i++)
+        hit |= cone_has_leaf(s, graph_node(s->g, k->accs.v[i].node)->in[0], leaf, true, 0, other, 0);
     return hit;
 }
 
@@ -189,6 +193,9 @@ static bool kernel_writes(const Kernel *k, int buf)
 {
     for (int i = 0; i < k->stores.n; i++)
         if (k->stores.v[i].buf == buf)
+            return true;
+    for (int i = 0; i < k->accs.n; i++)
+        if (k->accs.v[i].buf == buf)
             return true;
     return false;
 }
@@ -237,7 +244,10 @@ static bool decide(Builder *b)
             root |= b->rq->updates[i].value == (NodeId)id;
         for (int i = 0; i < b->rq->noutputs; i++)
             root |= b->rq->outputs[i] == (NodeId)id;
-        bool mat = is_call(n->op) || is_reduce(n->op) || b->to_call[id] || root ||
+        OpKind kind = op_info[n->op].kind;
+        bool checked = b->rq->check && (n->dtype == NND_F32 || n->dtype == NND_F64) &&
+                       (kind == OPK_EW1 || kind == OPK_EW2 || kind == OPK_EW3);
+        bool mat = is_call(n->op) || is_reduce(n->op) || b->to_call[id] || root || checked ||
                    (b->consumers[id] >= 2 && !trivial(b, (NodeId)id));
         b->materialize[id] = mat;
     }
@@ -294,6 +304,67 @@ static void make_kernels(Builder *b)
             vec_push(&k->stores, st);
         }
     }
+}
+
+/* Folds whole-tensor sums and maxima into the nearest earlier loop over their
+ * input's shape (static), when everything they read is ready there, read at the
+ * loop's own index, and not written by any kernel in between. */
+static void fuse_reductions(Builder *b)
+{
+    Schedule *s = b->s;
+    AccessVec acc = {0};
+    bool *gone = xcalloc((size_t)s->kernels.n + 1, 1);
+    for (int r = 0; r < s->kernels.n; r++) {
+        Kernel *R = &s->kernels.v[r];
+        if (R->kind != KER_REDUCE)
+            continue;
+        Node *rn = graph_node(b->g, R->node), *in = graph_node(b->g, rn->in[0]);
+        bool sym = false;
+        shape_static_numel(&in->shape, &sym);
+        if ((rn->op != OP_SUM && rn->op != OP_RMAX) || rn->shape.rank != 0 || sym || in->shape.rank == 0 ||
+            (in->dtype != NND_F32 && in->dtype != NND_F64))
+            continue;
+        kernel_reads(s, R, &acc);
+        bool identity = true;
+        for (int i = 0; i < acc.n; i++)
+            identity &= acc.v[i].identity;
+        if (!identity)
+            continue;
+        int l = r - 1;
+        while (l >= 0 && (gone[l] || s->kernels.v[l].kind != KER_LOOP ||
+                          !shape_equal(&s->kernels.v[l].domain, &in->shape)))
+            l--;
+        if (l < 0)
+            continue;
+        bool ok = true;
+        for (int j = l + 1; j < r && ok; j++)
+            for (int i = 0; i < acc.n && ok; i++)
+                ok = gone[j] || !kernel_writes(&s->kernels.v[j], acc.v[i].buf);
+        if (!ok)
+            continue;
+        Acc a = {R->node, s->home[R->node]};
+        vec_push(&s->kernels.v[l].accs, a);
+        vec_free(&R->stores);
+        gone[r] = true;
+        s->fused_reductions++;
+    }
+    int w = 0;
+    for (int k = 0; k < s->kernels.n; k++)
+        if (!gone[k])
+            s->kernels.v[w++] = s->kernels.v[k];
+    s->kernels.n = w;
+    /* kernel_of follows the moves */
+    for (int k = 0; k < s->kernels.n; k++) {
+        Kernel *kr = &s->kernels.v[k];
+        for (int i = 0; i < kr->stores.n; i++)
+            b->kernel_of[kr->stores.v[i].node] = k;
+        for (int i = 0; i < kr->accs.n; i++)
+            b->kernel_of[kr->accs.v[i].node] = k;
+        if (kr->node)
+            b->kernel_of[kr->node] = k;
+    }
+    free(gone);
+    vec_free(&acc);
 }
 
 /* The buffer an update writes into. */
@@ -406,7 +477,10 @@ static void merge_loops(Builder *b)
                 if (ok) {
                     for (int i = 0; i < cur->stores.n; i++)
                         vec_push(&prev->stores, cur->stores.v[i]);
+                    for (int i = 0; i < cur->accs.n; i++)
+                        vec_push(&prev->accs, cur->accs.v[i]);
                     vec_free(&cur->stores);
+                    vec_free(&cur->accs);
                     s->merged++;
                     continue;
                 }
@@ -439,6 +513,13 @@ static void plan_memory(Builder *b)
             if (buf->first < 0)
                 buf->first = k;
             buf->last = k;
+        }
+        for (int i = 0; i < kr->accs.n; i++) {
+            Buffer *buf = &s->bufs.v[kr->accs.v[i].buf];
+            if (buf->first < 0)
+                buf->first = k;
+            if (buf->last < k)
+                buf->last = k;
         }
         kernel_reads(s, kr, &acc);
         for (int i = 0; i < acc.n; i++) {
@@ -515,6 +596,8 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
     bool ok = decide(&b);
     if (ok) {
         make_kernels(&b);
+        if (!rq->check)
+            fuse_reductions(&b);
         place_updates(&b);
         merge_loops(&b);
         plan_memory(&b);
@@ -532,8 +615,10 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
 
 void schedule_free(Schedule *s)
 {
-    for (int i = 0; i < s->kernels.n; i++)
+    for (int i = 0; i < s->kernels.n; i++) {
         vec_free(&s->kernels.v[i].stores);
+        vec_free(&s->kernels.v[i].accs);
+    }
     vec_free(&s->kernels);
     vec_free(&s->bufs);
     free(s->home);
@@ -564,8 +649,14 @@ void schedule_print(const Schedule *s, StrBuf *out)
             sb_printf(out, " %%%u->", kr->stores.v[i].node);
             buf_name(s, kr->stores.v[i].buf, out);
         }
+        for (int i = 0; i < kr->accs.n; i++) {
+            sb_printf(out, " +%%%u->", kr->accs.v[i].node);
+            buf_name(s, kr->accs.v[i].buf, out);
+        }
         sb_putc(out, '\n');
     }
-    sb_printf(out, "  arena: %lld bytes at batch %lld; %d loops merged, %d updates in place\n",
-              (long long)s->arena_bytes, (long long)s->max_batch, s->merged, s->in_place);
+    sb_printf(out, "  arena: %lld bytes at batch %lld; %d loops merged, %d updates in place, "
+                   "%d reductions folded into loops\n",
+              (long long)s->arena_bytes, (long long)s->max_batch, s->merged, s->in_place,
+              s->fused_reductions);
 }

@@ -44,10 +44,20 @@ typedef struct Store {
     int buf;
 } Store;
 
+/* A whole-tensor reduction (sum or max to a scalar) folded into a loop over its
+ * input's shape: the loop accumulates it while it passes over the same elements
+ * (a log's gradient norms ride along with the update), instead of a pass of its
+ * own.  The result lands in buf, element 0. */
+typedef struct Acc {
+    NodeId node; /* the SUM or RMAX */
+    int buf;
+} Acc;
+
 typedef struct Kernel {
     KernelKind kind;
     Shape domain; /* LOOP: the stored values' shape; REDUCE: the input's shape */
     VEC(Store) stores; /* LOOP: values and where they go; REDUCE/CALL: the op's result */
+    VEC(Acc) accs; /* LOOP: reductions accumulated on the way */
     NodeId node; /* REDUCE/CALL: the op */
     int aux; /* REDUCE: a second buffer (logsumexp's sums, argmax's maxima), or -1 */
     bool parallel; /* split the outermost axis across the pool */
@@ -65,6 +75,9 @@ typedef struct ScheduleRequest {
     const ScheduleUpdate *updates;
     int nupdates;
     int64_t max_batch; /* the largest B the code will see */
+    bool check; /* --check-numerics: every floating-point result of an elementwise op
+                   gets a home, so the code can check each op's values where they
+                   are made (no reductions folded into loops either) */
 } ScheduleRequest;
 
 typedef struct Schedule {
@@ -76,6 +89,7 @@ typedef struct Schedule {
     int64_t max_batch;
     int merged; /* loops merged into their neighbour */
     int in_place; /* updates stored straight into their parameter or state */
+    int fused_reductions; /* reductions folded into loops (Acc) */
 } Schedule;
 
 /* Plans the kernels for the request.  Returns false with a message when the graph

@@ -729,8 +729,11 @@ static void check_train(Sema *s, const Ast *train)
             push_name(s, st->name, NK_LOCAL, st->span);
         } else if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME && st->op == AOP_ASSIGN) {
             const char *nm = st->a->name;
-            if (strcmp(nm, "loss") == 0 || is_model_call(s, st->b))
-                s->names.v[push_name(s, nm, NK_LOCAL, st->span)].used = true;
+            if (strcmp(nm, "loss") == 0 || is_model_call(s, st->b)) {
+                /* push_name may move the vector: index it after the call. */
+                int k = push_name(s, nm, NK_LOCAL, st->span);
+                s->names.v[k].used = true;
+            }
         } else if (st->kind == AST_DATA) {
             for (int j = 0; j < data.n; j++)
                 if (strcmp(data.v[j]->name, st->name) == 0) {
@@ -835,10 +838,26 @@ static void check_train(Sema *s, const Ast *train)
             break;
         }
         case AST_LOG:
-            if (strcmp(st->name, "log") != 0)
+            if (strcmp(st->name, "log") != 0) {
                 diag_error(s->d, st->span, "unknown statement '%s'", st->name);
-            else
-                diag_error(s->d, st->span, "`log` statements are not supported yet");
+                break;
+            }
+            check_every(s, st->a);
+            check_expr(s, st->b);
+            for (int k = 0; k < st->list.n; k++) {
+                const Ast *m = st->list.v[k];
+                /* the statistics by their names; anything else is a scalar expression */
+                if (m->kind == AST_NAME && is_setting(m->name, log_families))
+                    continue;
+                if (m->kind == AST_NAME && !find_local(s, m->name)) {
+                    int d = diag_error(s->d, m->span, "unknown log item '%s'", m->name);
+                    const char *best = suggest_name(m->name, log_families, log_family_count());
+                    diag_label(s->d, d, best ? "did you mean '%s'?" : "log takes %s, or name = expression",
+                               best ? best : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite, histograms");
+                    continue;
+                }
+                check_expr(s, m->kind == AST_KWARG ? m->a : m);
+            }
             break;
         case AST_CHECKPOINT:
             check_every(s, st->a);

@@ -281,6 +281,7 @@ static NodeId identity(Builder *b, Node *n)
 
 static NodeId rebuild_node(Builder *b, const Node *old)
 {
+    b->ng->phase = (Phase)old->phase; /* what the rules build stays in its phase */
     Node n = *old;
     for (int i = 0; i < n.nin; i++)
         n.in[i] = b->map[old->in[i]];

@@ -66,7 +66,7 @@ void compare_run(Program *p, int threads, CompareRow *row)
 {
     row->ok = false;
     Executable x;
-    ExecOptions eo = {ENGINE_JIT, false, 0, false};
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false};
     if (!executable_build(&x, p, &eo, row->err, sizeof row->err))
         return;
     NndErr perr;
@@ -146,9 +146,11 @@ static double lr_at(const LrCtx *c, int64_t k)
 
 /* Records the step's loss, sets the next rate; stops once the smoothed loss has
  * gone past four times its minimum (or stopped being finite). */
-static int lr_on_step(void *ctx, int64_t step, double loss, double *hypers)
+static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full, double *hypers)
 {
+    (void)full;
     LrCtx *c = ctx;
+    double loss = out[0];
     int64_t k = c->n++;
     c->lr[k] = lr_at(c, k);
     c->loss[k] = loss;
@@ -157,7 +159,7 @@ static int lr_on_step(void *ctx, int64_t step, double loss, double *hypers)
     if (k == 0 || c->smooth[k] < c->best)
         c->best = c->smooth[k];
     hypers[c->hyper] = lr_at(c, k + 1);
-    (void)step;
+    (void)at;
     return !isfinite(c->smooth[k]) || (k > 10 && c->smooth[k] > 4 * c->best);
 }
 
@@ -178,12 +180,14 @@ int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, FIL
     }
     /* the sweep only: no evaluation, no checkpoints */
     p->steps = steps;
+    for (int i = 0; i < p->evals.n; i++)
+        vec_free(&p->evals.v[i].metrics);
     p->evals.n = 0;
     p->ckpt_dir = NULL;
     p->hypers.v[hyper].value = lo;
     char err[1024] = "";
     Executable x;
-    ExecOptions eo = {ENGINE_JIT, false, 0, false};
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         return NND_EXIT_ERROR;

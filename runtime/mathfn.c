@@ -24,3 +24,27 @@ double nnd_tanh(double x) { return tanh(x); }
 double nnd_sin(double x) { return sin(x); }
 double nnd_cos(double x) { return cos(x); }
 double nnd_pow(double x, double y) { return pow(x, y); }
+
+int64_t nnd_check_finite(const void *p, int64_t n, int32_t dtype, NndStepArgs *args, int64_t node)
+{
+    int64_t bad = 0;
+    double first = 0;
+    if (dtype == NND_F64) {
+        const double *v = p;
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i]) && bad++ == 0)
+                first = v[i];
+    } else {
+        const float *v = p;
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i]) && bad++ == 0)
+                first = (double)v[i];
+    }
+    if (bad) {
+        args->status = NND_STATUS_NONFINITE;
+        args->bad_node = node;
+        args->bad_count = bad;
+        args->bad_value = first;
+    }
+    return bad;
+}

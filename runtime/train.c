@@ -95,7 +95,7 @@ int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
         gather(ds->x, b.idx, m, b.x);
         gather(ds->y, b.idx, m, b.y);
         NndStepArgs a = {t->eval_params ? t->eval_params : t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
-                         0, es->user, NULL};
+                         0, es->user, NULL, 0, 0, 0};
         es->fn(&a);
         if (a.status) {
             rc = status_error(a.status, err, "evaluation", ds->name);
@@ -189,7 +189,13 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     int64_t report_epochs = epochs > 10 ? epochs / 10 : 1;
     double loss_sum = 0, t_run = 0, t_line = now(), t_epoch = now();
     int64_t loss_n = 0, samples = 0;
-    double bout[2] = {0, 0};
+    int nout = t->nout > 1 ? t->nout : 1;
+    double *bout = nnd_alloc((size_t)nout * sizeof(double));
+    if (!bout) {
+        batch_free(&b);
+        return nnd_err(err, "out of memory");
+    }
+    memset(bout, 0, (size_t)nout * sizeof(double));
     int rc = 0;
     int64_t step = t->start.step > 0 ? t->start.step : 0;
     for (; step < total; step++) {
@@ -213,12 +219,31 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         t->hypers[t->h_step] = (double)step;
         t->hypers[t->h_epoch] = (double)epoch;
         t->hypers[t->h_t] = (double)(step + 1);
+        int last_in_epoch = in_epoch == per_epoch - 1 || step == total - 1;
+        int full = t->step_full && t->full_every > 0 &&
+                   (t->full_in_epochs ? last_in_epoch && (epoch + 1) % t->full_every == 0
+                                      : step == 0 || (step + 1) % t->full_every == 0);
         NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, bout, t->pool,
-                         0, t->user, t->profile};
-        t->step(&a);
+                         0, full ? t->user_full : t->user, full ? NULL : t->profile, 0, 0, 0};
+        (full ? t->step_full : t->step)(&a);
         double t1 = now();
         t_run += t1 - t0;
         samples += m;
+        if (a.status == NND_STATUS_NONFINITE) {
+            /* checked code: the first op that made a NaN or an infinity */
+            res->nonfinite = 2;
+            res->bad_node = a.bad_node;
+            res->bad_count = a.bad_count;
+            res->bad_value = a.bad_value;
+            res->bad_epoch = epoch;
+            if (out && t->interactive)
+                fputc('\n', out);
+            nnd_err(err, "non-finite values at step %lld (epoch %lld): training stopped",
+                    (long long)step + 1, (long long)epoch + 1);
+            rc = 1;
+            step++;
+            break;
+        }
         if (a.status) {
             rc = status_error(a.status, err, "training", ds->name);
             break;
@@ -237,9 +262,17 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         loss_sum += loss * (double)m;
         loss_n += m;
         res->final_loss = loss_sum / (double)loss_n;
-        if (t->on_step && t->on_step(t->hook_ctx, step, loss, t->hypers)) {
-            step++;
-            break;
+        if (t->on_step) {
+            /* the hook's time (writing a log) counts as training time */
+            NndTrainPoint at = {step + 1, epoch, loss_sum, loss_n};
+            int stop = t->on_step(t->hook_ctx, &at, bout, full, t->hypers);
+            double t2 = now();
+            t_run += t2 - t1;
+            t1 = t2;
+            if (stop) {
+                step++;
+                break;
+            }
         }
         int epoch_end = in_epoch == per_epoch - 1 || step == total - 1;
         int eval_due = 0;
@@ -293,6 +326,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     }
     res->steps = step;
     res->seconds = t_run;
+    nnd_free(bout);
     batch_free(&b);
     return rc;
 }

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git llvm-19-dev flex bison libcmocka-dev
-          libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist python3-numpy)
+          libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist python3-numpy protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -190,6 +190,24 @@ int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, N
 void nnd_safetensors_close(NndSafetensors *st);
 
 
+/* ---- training logs -------------------------------------------------------------------
+ * TensorBoard event files (TFRecords of tensorflow.Event messages, masked CRC-32C)
+ * and metrics.csv (step,epoch,tag,value) in one directory. */
+typedef struct NndLog NndLog;
+/* Creates dir (and its parents) and a new events.out.tfevents.TIME.HOST.PID file;
+ * metrics.csv is started afresh, or appended to when append (a resumed run). */
+NndLog *nnd_log_open(const char *dir, int append, NndErr *err);
+int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value, NndErr *err);
+/* A histogram of n values (f32 or f64) in 30 equal buckets; non-finite ones left out. */
+int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data, NndDType dtype,
+                      int64_t n, NndErr *err);
+/* Hands what was written to the kernel: a run killed after this leaves it whole. */
+int nnd_log_flush(NndLog *l, NndErr *err);
+void nnd_log_close(NndLog *l);
+const char *nnd_log_events_path(const NndLog *l);
+/* CRC-32C (Castagnoli) of n bytes. */
+uint32_t nnd_crc32c(const void *data, size_t n);
+
 /* ---- threads ------------------------------------------------------------------------
  * One pool owns the cores.  OpenBLAS is told to use one thread, and matrix products
  * are split across the pool instead, so two sets of threads never compete.  Every
@@ -317,12 +335,22 @@ typedef struct NndStepArgs {
     int32_t status; /* set non-zero by the code on bad data (a label out of range) */
     void *user; /* for step functions that are not generated code */
     int64_t *profile; /* code compiled for profiling adds each kernel's nanoseconds here */
+    /* NND_STATUS_NONFINITE (code compiled with --check-numerics): the graph node whose
+     * values were not all finite, how many were not, and the first of them */
+    int64_t bad_node, bad_count;
+    double bad_value;
 } NndStepArgs;
 
 typedef void (*NndStepFn)(NndStepArgs *args);
 /* args->status: a label outside the classes (pick, one_hot), an index outside a
- * table (take, scatter-add); the step goes on with safe indices and the trainer stops */
-enum { NND_STATUS_LABEL_RANGE = 1, NND_STATUS_INDEX_RANGE = 2 };
+ * table (take, scatter-add): the step goes on with safe indices and the trainer
+ * stops; NaN or infinite values (checked code only): the step returns at once */
+enum { NND_STATUS_LABEL_RANGE = 1, NND_STATUS_INDEX_RANGE = 2, NND_STATUS_NONFINITE = 3 };
+
+/* Counts the NaN and infinite values among n of dtype (f32 or f64) at p; when there
+ * are any, sets args->status to NND_STATUS_NONFINITE and records node, the count and
+ * the first bad value (for code compiled with --check-numerics). */
+int64_t nnd_check_finite(const void *p, int64_t n, int32_t dtype, NndStepArgs *args, int64_t node);
 
 /* ---- the training loop --------------------------------------------------------------
  * Shuffles (Philox, per epoch), gathers batches, calls the step, evaluates, shows
@@ -354,9 +382,12 @@ typedef struct NndTrainPoint {
 
 /* Writes a checkpoint; nonzero (with err) stops training with an error. */
 typedef int (*NndCheckpointFn)(void *ctx, const NndTrainPoint *at, NndErr *err);
-/* After each step: its loss; the hook may change hypers for the next step (a
- * learning-rate sweep) and returns nonzero to end training there, successfully. */
-typedef int (*NndStepHook)(void *ctx, int64_t step, double loss, double *hypers);
+/* After each step: its outputs (out[0] the loss; when `full`, the step_full function
+ * ran and out[1..nout) hold the step's other scalars, a log's statistics); the hook
+ * may change hypers for the next step (a learning-rate sweep) and returns nonzero to
+ * end training there, successfully. */
+typedef int (*NndStepHook)(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                           double *hypers);
 /* After each evaluation: the metrics of evals[which] at this point. */
 typedef void (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const double *values);
 
@@ -373,6 +404,13 @@ typedef struct NndTrainer {
     uint64_t seed;
     int shuffle;
     NndStepFn step; /* writes the batch's loss to out[0] */
+    NndStepFn step_full; /* the same step writing nout - 1 more scalars after the loss,
+                            run after steps 1, full_every, 2 full_every, ... (or at the end
+                            of every full_every-th epoch); NULL: never */
+    void *user_full;
+    int64_t full_every;
+    int full_in_epochs;
+    int nout; /* 0 counts as 1 */
     void *user;
     const NndEvalSpec *evals;
     int nevals;
@@ -397,7 +435,10 @@ typedef struct NndTrainResult {
     double final_loss; /* mean loss over the last epoch run (or part of it) */
     int64_t steps; /* steps run */
     double seconds; /* in steps, evaluation excluded */
-    int nonfinite; /* stopped on a NaN or infinite loss, at step `steps` */
+    int nonfinite; /* stopped at step `steps`: 1 on a NaN or infinite loss, 2 on
+                      non-finite values found by checked code (below) */
+    int64_t bad_node, bad_count, bad_epoch; /* nonfinite == 2: as in NndStepArgs */
+    double bad_value;
 } NndTrainResult;
 
 /* Total steps of a run. */

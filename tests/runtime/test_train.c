@@ -803,12 +803,13 @@ static void test_allocation_failures(void **state)
         assert_int_equal(rc, -1);
         if (!strstr(err.msg, "out of memory"))
             fail_msg("allocation %ld failed: '%s'", n, err.msg);
-        if (n <= 3)
-            assert_int_equal(f->log.calls, 0); /* the batches come first */
+        if (n <= 4)
+            assert_int_equal(f->log.calls, 0); /* the batches and outputs come first */
         fixture_free(f);
     }
-    /* the batches (3), then 3 per evaluation: 3 + 2 at epoch ends */
-    assert_int_equal(n - 1, 3 + 3 * (3 + 2));
+    /* the batches (3), the step outputs (1), then 3 per evaluation: 3 + 2 at
+     * epoch ends */
+    assert_int_equal(n - 1, 4 + 3 * (3 + 2));
     print_message("%ld allocations, each failed once\n", n - 1);
 
     /* nnd_evaluate alone */

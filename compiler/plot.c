@@ -1,0 +1,341 @@
+/* plot: `nnd plot DIR` draws the scalars a `log` statement wrote to DIR/metrics.csv
+ * as one SVG file: a panel per family of tags (the loss and eval losses, the other
+ * eval metrics, the learning rate, gradient norms, update ratios, weight norms,
+ * ...), each series a polyline against the step.  Norms, ratios and magnitudes use
+ * a logarithmic axis.  Written atomically (temporary file, fsync, rename). */
+#define _POSIX_C_SOURCE 200809L
+#include "plot.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+typedef struct Point {
+    double step, value;
+} Point;
+
+typedef struct Series {
+    char *tag;
+    VEC(Point) pts;
+} Series;
+
+typedef struct Panel {
+    const char *title;
+    bool log; /* logarithmic value axis */
+    VEC(int) series;
+} Panel;
+
+enum { PANELS = 9 };
+static const char *const panel_title[PANELS] = {
+    "loss", "eval metrics", "learning rate", "gradient norm ||g||", "update ratio ||dw|| / ||w||",
+    "weight norm ||w||", "max |g|", "non-finite gradient values", "logged values"};
+static const bool panel_log[PANELS] = {false, false, false, true, true, true, true, false, false};
+
+static int panel_of(const char *tag)
+{
+    bool eval = strncmp(tag, "eval/", 5) == 0;
+    if (strcmp(tag, "loss") == 0 || (eval && strstr(tag, "loss")))
+        return 0;
+    if (eval)
+        return 1;
+    if (strcmp(tag, "lr") == 0 || strncmp(tag, "lr/", 3) == 0)
+        return 2;
+    static const char *const prefix[] = {"grad_norm/", "update_ratio/", "weight_norm/", "max_grad/",
+                                         "nonfinite/"};
+    for (int i = 0; i < 5; i++)
+        if (strncmp(tag, prefix[i], strlen(prefix[i])) == 0)
+            return 3 + i;
+    return 8;
+}
+
+/* Splits one CSV line "step,epoch,tag,value" (the tag has no comma). */
+static bool parse_row(char *line, double *step, char **tag, double *value)
+{
+    char *f[4];
+    int n = 0;
+    for (char *p = line; n < 4; n++) {
+        f[n] = p;
+        char *c = strchr(p, ',');
+        if (!c) {
+            n++;
+            break;
+        }
+        *c = 0;
+        p = c + 1;
+    }
+    if (n != 4)
+        return false;
+    char *end;
+    *step = strtod(f[0], &end);
+    if (end == f[0] || *end)
+        return false;
+    f[3][strcspn(f[3], "\r\n")] = 0;
+    *value = strtod(f[3], &end);
+    if (end == f[3] || *end || !*f[2])
+        return false;
+    *tag = f[2];
+    return true;
+}
+
+static void svg_text(StrBuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '<')
+            sb_puts(b, "&lt;");
+        else if (*s == '>')
+            sb_puts(b, "&gt;");
+        else if (*s == '&')
+            sb_puts(b, "&amp;");
+        else
+            sb_putc(b, *s);
+    }
+}
+
+/* Round tick values over [lo, hi]: 1, 2 or 5 times a power of ten apart. */
+static double tick_step(double lo, double hi)
+{
+    double span = hi - lo;
+    if (!(span > 0))
+        return 1;
+    double raw = span / 5, p = pow(10, floor(log10(raw)));
+    double m = raw / p;
+    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0, double y0,
+                       double w, double h)
+{
+    const double left = 70, right = 10, top = 28, bottom = 40;
+    double pw = w - left - right, ph = h - top - bottom;
+    double smin = INFINITY, smax = -INFINITY, vmin = INFINITY, vmax = -INFINITY;
+    for (int k = 0; k < pn->series.n; k++) {
+        const Series *s = &ser[pn->series.v[k]];
+        for (int i = 0; i < s->pts.n; i++) {
+            double v = s->pts.v[i].value;
+            if (!isfinite(v) || (pn->log && v <= 0))
+                continue;
+            v = pn->log ? log10(v) : v;
+            smin = fmin(smin, s->pts.v[i].step);
+            smax = fmax(smax, s->pts.v[i].step);
+            vmin = fmin(vmin, v);
+            vmax = fmax(vmax, v);
+        }
+    }
+    sb_printf(b, "<g transform=\"translate(%.1f,%.1f)\">\n", x0, y0);
+    sb_printf(b, "<text x=\"%.1f\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", left);
+    svg_text(b, pn->title);
+    sb_puts(b, "</text>\n");
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n",
+              left, top, pw, ph);
+    if (!(smax >= smin)) {
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">no finite values</text>\n</g>\n",
+                  left + 10, top + 20);
+        return;
+    }
+    if (smax == smin) {
+        smin -= 0.5;
+        smax += 0.5;
+    }
+    if (vmax == vmin) {
+        vmin -= pn->log ? 0.5 : fmax(fabs(vmin) * 0.1, 0.5);
+        vmax += pn->log ? 0.5 : fmax(fabs(vmax) * 0.1, 0.5);
+    }
+    double pad = (vmax - vmin) * 0.05;
+    vmin -= pad;
+    vmax += pad;
+#define SX(s) (left + ((s) - smin) / (smax - smin) * pw)
+#define SY(v) (top + ph - ((v) - vmin) / (vmax - vmin) * ph)
+    /* value ticks: decades on a log axis */
+    double vt = pn->log ? fmax(1, round(tick_step(vmin, vmax))) : tick_step(vmin, vmax);
+    for (double t = ceil(vmin / vt) * vt; t <= vmax; t += vt) {
+        sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", left,
+                  left + pw, SY(t), SY(t));
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 4, SY(t) + 4);
+        if (pn->log)
+            sb_printf(b, "1e%d", (int)round(t));
+        else
+            sb_printf(b, "%.4g", fabs(t) < vt * 1e-6 ? 0.0 : t);
+        sb_puts(b, "</text>\n");
+    }
+    double st = tick_step(smin, smax);
+    st = fmax(1, round(st));
+    for (double t = ceil(smin / st) * st; t <= smax; t += st)
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.0f</text>\n",
+                  SX(t), top + ph + 14, t);
+    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">step</text>\n",
+              left + pw / 2, top + ph + 30);
+    int nlegend = pn->series.n > 10 ? 11 : pn->series.n;
+    for (int k = 0; k < pn->series.n; k++) {
+        const Series *s = &ser[pn->series.v[k]];
+        const char *color = palette[k % (int)NND_ARRAY_LEN(palette)];
+        /* at most ~2000 points a line: every stride-th */
+        int stride = s->pts.n > 2000 ? (s->pts.n + 1999) / 2000 : 1;
+        int drawn = 0;
+        sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
+        for (int i = 0; i < s->pts.n; i++) {
+            if (i % stride && i != s->pts.n - 1)
+                continue;
+            double v = s->pts.v[i].value;
+            if (!isfinite(v) || (pn->log && v <= 0))
+                continue;
+            v = pn->log ? log10(v) : v;
+            sb_printf(b, "%.1f,%.1f ", SX(s->pts.v[i].step), SY(v));
+            drawn++;
+        }
+        sb_puts(b, "\"/>\n");
+        if (drawn == 1) { /* a single point shows as a dot */
+            const Point *q = &s->pts.v[s->pts.n - 1];
+            double v = pn->log ? log10(q->value) : q->value;
+            if (isfinite(v))
+                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(q->step), SY(v), color);
+        }
+        /* the legend, top right on a white box, one line a series (the first 10) */
+        if (k == pn->series.n - 1) {
+            sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"186\" height=\"%d\" fill=\"white\" "
+                         "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n", left + pw - 194, top + 4, 14 * nlegend + 6);
+            for (int j = 0; j < nlegend; j++) {
+                const char *cj = palette[j % (int)NND_ARRAY_LEN(palette)];
+                double ly = top + 18 + 14 * j;
+                if (j == 10) {
+                    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">and %d more</text>\n",
+                              left + pw - 176, ly, pn->series.n - 10);
+                    break;
+                }
+                sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n",
+                          left + pw - 190, ly - 4, cj);
+                sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", left + pw - 176, ly);
+                svg_text(b, ser[pn->series.v[j]].tag);
+                sb_puts(b, "</text>\n");
+            }
+        }
+    }
+#undef SX
+#undef SY
+    sb_puts(b, "</g>\n");
+}
+
+static bool write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, path) != 0)
+        ok = false;
+    if (!ok) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        remove(tmp);
+    }
+    free(tmp);
+    return ok;
+}
+
+int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
+                 size_t errlen)
+{
+    char *csv = xasprintf("%s/metrics.csv", dir);
+    FILE *f = fopen(csv, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)", csv,
+                 strerror(errno), dir);
+        free(csv);
+        return -1;
+    }
+    VEC(Series) ser = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    int rc = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        if (lineno == 1) {
+            if (strncmp(line, "step,epoch,tag,value", 20) != 0) {
+                snprintf(err, errlen, "%s: line 1 is not the header step,epoch,tag,value", csv);
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        double step, value;
+        char *tag;
+        bool whole = strchr(line, '\n') != NULL;
+        if (!parse_row(line, &step, &tag, &value)) {
+            /* a run killed while writing may leave its last line cut short */
+            if (!whole)
+                break;
+            snprintf(err, errlen, "%s:%ld: not a row step,epoch,tag,value", csv, lineno);
+            rc = -1;
+            break;
+        }
+        int k = 0;
+        while (k < ser.n && strcmp(ser.v[k].tag, tag))
+            k++;
+        if (k == ser.n) {
+            Series s = {xstrdup(tag), {0}};
+            vec_push(&ser, s);
+        }
+        Point p = {step, value};
+        vec_push(&ser.v[k].pts, p);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && ser.n == 0) {
+        snprintf(err, errlen, "%s holds no scalars", csv);
+        rc = -1;
+    }
+    if (rc == 0) {
+        Panel panels[PANELS] = {{0}};
+        int used = 0;
+        for (int i = 0; i < PANELS; i++) {
+            panels[i].title = panel_title[i];
+            panels[i].log = panel_log[i];
+        }
+        for (int k = 0; k < ser.n; k++)
+            vec_push(&panels[panel_of(ser.v[k].tag)].series, k);
+        for (int i = 0; i < PANELS; i++)
+            used += panels[i].series.n > 0;
+        const double pw = 560, ph = 300;
+        int rows = (used + 1) / 2;
+        StrBuf b = {0};
+        sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                      "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                  2 * pw, rows * ph + 30);
+        sb_puts(&b, "<text x=\"10\" y=\"20\" font-size=\"13\" fill=\"#444\">");
+        svg_text(&b, csv);
+        sb_puts(&b, "</text>\n");
+        int at = 0;
+        for (int i = 0; i < PANELS; i++) {
+            if (!panels[i].series.n)
+                continue;
+            draw_panel(&b, &panels[i], ser.v, (at % 2) * pw, 30 + (at / 2) * ph, pw, ph);
+            at++;
+        }
+        sb_puts(&b, "</svg>\n");
+        char *path = out_path ? xstrdup(out_path) : xasprintf("%s/plot.svg", dir);
+        if (write_atomic(path, b.s, b.len, err, errlen))
+            snprintf(out_used, out_len, "%s", path);
+        else
+            rc = -1;
+        free(path);
+        sb_free(&b);
+        for (int i = 0; i < PANELS; i++)
+            vec_free(&panels[i].series);
+    }
+    for (int k = 0; k < ser.n; k++) {
+        free(ser.v[k].tag);
+        vec_free(&ser.v[k].pts);
+    }
+    vec_free(&ser);
+    free(csv);
+    return rc;
+}

@@ -1,0 +1,348 @@
+/* tblog: training logs as TensorBoard event files and a CSV file.
+ *
+ * An event file is a sequence of TFRecords,
+ *     u64 length, u32 masked CRC-32C of the length, data, u32 masked CRC-32C of data
+ * (little-endian; mask(c) = ((c >> 15) | (c << 17)) + 0xa282ead8), each holding one
+ * serialized tensorflow.Event protocol buffer:
+ *     Event          { double wall_time = 1; int64 step = 2; string file_version = 3;
+ *                      Summary summary = 5; }
+ *     Summary        { repeated Value value = 1; }
+ *     Summary.Value  { string tag = 1; float simple_value = 2; HistogramProto histo = 5; }
+ *     HistogramProto { double min = 1, max = 2, num = 3, sum = 4, sum_squares = 5;
+ *                      repeated double bucket_limit = 6 [packed]; repeated double bucket = 7 [packed]; }
+ * The first record carries file_version "brain.Event:2".  The few messages needed are
+ * encoded by hand here.  Each record is written with one fwrite; nnd_log_flush pushes
+ * what was written to the kernel, so a run killed between flushes leaves every flushed
+ * record whole.  metrics.csv holds the same scalars, one per line:
+ * step,epoch,tag,value. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "nnd_runtime.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct NndLog {
+    FILE *events, *csv;
+    char *events_path;
+};
+
+/* ---- CRC-32C (Castagnoli), reflected, polynomial 0x82f63b78 ---- */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t nnd_crc32c(const void *data, size_t n)
+{
+    if (!crc_table[1])
+        crc_init();
+    const unsigned char *p = data;
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return c ^ 0xffffffffu;
+}
+
+static uint32_t masked_crc(const void *data, size_t n)
+{
+    uint32_t c = nnd_crc32c(data, n);
+    return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+}
+
+/* ---- protocol buffer encoding ---- */
+
+typedef struct Buf {
+    unsigned char *p;
+    size_t len, cap;
+    int failed;
+} Buf;
+
+static void put(Buf *b, const void *p, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q) {
+            b->failed = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void put_varint(Buf *b, uint64_t v)
+{
+    unsigned char t[10];
+    int n = 0;
+    do {
+        t[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    put(b, t, (size_t)n);
+}
+
+static void put_le(Buf *b, uint64_t v, int bytes)
+{
+    unsigned char t[8];
+    for (int i = 0; i < bytes; i++)
+        t[i] = (unsigned char)(v >> (8 * i));
+    put(b, t, (size_t)bytes);
+}
+
+static void put_double(Buf *b, int field, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    put_varint(b, (uint64_t)field << 3 | 1);
+    put_le(b, u, 8);
+}
+
+/* field = the bytes of a nested message (or a string, or packed numbers) */
+static void put_bytes(Buf *b, int field, const void *p, size_t n)
+{
+    put_varint(b, (uint64_t)field << 3 | 2);
+    put_varint(b, n);
+    put(b, p, n);
+}
+
+static double wall_time(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+/* Writes Event { wall_time, step, [file_version], [summary { value }] } as one record;
+ * value is a serialized Summary.Value, or NULL. */
+static int write_event(NndLog *l, int64_t step, const char *version, const Buf *value, NndErr *err)
+{
+    Buf ev = {0}, sum = {0};
+    put_double(&ev, 1, wall_time());
+    put_varint(&ev, 2 << 3);
+    put_varint(&ev, (uint64_t)step);
+    if (version)
+        put_bytes(&ev, 3, version, strlen(version));
+    if (value) {
+        put_bytes(&sum, 1, value->p, value->len);
+        put_bytes(&ev, 5, sum.p, sum.len);
+    }
+    int rc = 0;
+    if (ev.failed || sum.failed || (value && value->failed)) {
+        rc = nnd_err(err, "out of memory");
+    } else {
+        unsigned char head[12], tail[4];
+        uint64_t n = ev.len;
+        for (int i = 0; i < 8; i++)
+            head[i] = (unsigned char)(n >> (8 * i));
+        uint32_t c = masked_crc(head, 8);
+        for (int i = 0; i < 4; i++)
+            head[8 + i] = (unsigned char)(c >> (8 * i));
+        c = masked_crc(ev.p, ev.len);
+        for (int i = 0; i < 4; i++)
+            tail[i] = (unsigned char)(c >> (8 * i));
+        /* one write of the whole record, so that a flushed record is never torn */
+        Buf rec = {0};
+        put(&rec, head, 12);
+        put(&rec, ev.p, ev.len);
+        put(&rec, tail, 4);
+        if (rec.failed)
+            rc = nnd_err(err, "out of memory");
+        else if (fwrite(rec.p, 1, rec.len, l->events) != rec.len)
+            rc = nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
+        free(rec.p);
+    }
+    free(ev.p);
+    free(sum.p);
+    return rc;
+}
+
+/* ---- the API ---- */
+
+static int make_dirs(const char *dir, NndErr *err)
+{
+    size_t n = strlen(dir);
+    char *d = malloc(n + 1);
+    if (!d)
+        return nnd_err(err, "out of memory");
+    memcpy(d, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (d[i] != '/' && d[i] != 0)
+            continue;
+        char c = d[i];
+        d[i] = 0;
+        if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            nnd_err(err, "cannot create the log directory %s: %s", d, strerror(e));
+            free(d);
+            return -1;
+        }
+        d[i] = c;
+    }
+    free(d);
+    return 0;
+}
+
+NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
+{
+    if (make_dirs(dir, err))
+        return NULL;
+    NndLog *l = calloc(1, sizeof *l);
+    if (!l) {
+        nnd_err(err, "out of memory");
+        return NULL;
+    }
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    for (char *c = host; *c; c++)
+        if (*c == '/')
+            *c = '_';
+    size_t n = strlen(dir) + strlen(host) + 96;
+    l->events_path = malloc(n);
+    char *csv = malloc(strlen(dir) + 16);
+    if (!l->events_path || !csv) {
+        free(csv);
+        nnd_log_close(l);
+        nnd_err(err, "out of memory");
+        return NULL;
+    }
+    snprintf(l->events_path, n, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(), host,
+             (long)getpid());
+    snprintf(csv, strlen(dir) + 16, "%s/metrics.csv", dir);
+    l->events = fopen(l->events_path, "wb");
+    if (!l->events) {
+        nnd_err(err, "%s: cannot create: %s", l->events_path, strerror(errno));
+        free(csv);
+        nnd_log_close(l);
+        return NULL;
+    }
+    struct stat sb;
+    int fresh = !append || stat(csv, &sb) != 0 || sb.st_size == 0;
+    l->csv = fopen(csv, fresh ? "w" : "a");
+    if (!l->csv) {
+        nnd_err(err, "%s: cannot create: %s", csv, strerror(errno));
+        free(csv);
+        nnd_log_close(l);
+        return NULL;
+    }
+    free(csv);
+    if (fresh)
+        fputs("step,epoch,tag,value\n", l->csv);
+    if (write_event(l, 0, "brain.Event:2", NULL, err) || nnd_log_flush(l, err)) {
+        nnd_log_close(l);
+        return NULL;
+    }
+    return l;
+}
+
+const char *nnd_log_events_path(const NndLog *l) { return l->events_path; }
+
+int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value, NndErr *err)
+{
+    Buf v = {0};
+    put_bytes(&v, 1, tag, strlen(tag));
+    float f = (float)value;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    put_varint(&v, 2 << 3 | 5);
+    put_le(&v, u, 4);
+    int rc = write_event(l, step, NULL, &v, err);
+    free(v.p);
+    if (rc)
+        return rc;
+    if (fprintf(l->csv, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag, value) < 0)
+        return nnd_err(err, "cannot write metrics.csv: %s", strerror(errno));
+    return 0;
+}
+
+int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data, NndDType dtype,
+                      int64_t n, NndErr *err)
+{
+    enum { BUCKETS = 30 };
+    double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+    int64_t finite = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = dtype == NND_F64 ? ((const double *)data)[i] : (double)((const float *)data)[i];
+        if (!isfinite(v))
+            continue;
+        finite++;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        sum += v;
+        sq += v * v;
+    }
+    if (!finite)
+        lo = hi = 0;
+    double counts[BUCKETS] = {0}, limits[BUCKETS];
+    double width = hi > lo ? (hi - lo) / BUCKETS : 1;
+    for (int b = 0; b < BUCKETS; b++)
+        limits[b] = b == BUCKETS - 1 ? hi : lo + width * (b + 1);
+    for (int64_t i = 0; i < n; i++) {
+        double v = dtype == NND_F64 ? ((const double *)data)[i] : (double)((const float *)data)[i];
+        if (!isfinite(v))
+            continue;
+        int b = hi > lo ? (int)((v - lo) / width) : 0;
+        counts[b < 0 ? 0 : b >= BUCKETS ? BUCKETS - 1 : b] += 1;
+    }
+    Buf h = {0}, v = {0};
+    put_double(&h, 1, lo);
+    put_double(&h, 2, hi);
+    put_double(&h, 3, (double)finite);
+    put_double(&h, 4, sum);
+    put_double(&h, 5, sq);
+    for (int field = 6; field <= 7; field++) {
+        put_varint(&h, (uint64_t)field << 3 | 2);
+        put_varint(&h, BUCKETS * 8);
+        for (int b = 0; b < BUCKETS; b++) {
+            uint64_t u;
+            memcpy(&u, field == 6 ? &limits[b] : &counts[b], 8);
+            put_le(&h, u, 8);
+        }
+    }
+    put_bytes(&v, 1, tag, strlen(tag));
+    put_bytes(&v, 5, h.p, h.len);
+    int rc = h.failed ? nnd_err(err, "out of memory") : write_event(l, step, NULL, &v, err);
+    free(h.p);
+    free(v.p);
+    return rc;
+}
+
+int nnd_log_flush(NndLog *l, NndErr *err)
+{
+    if (fflush(l->events) != 0 || fflush(l->csv) != 0)
+        return nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
+    return 0;
+}
+
+void nnd_log_close(NndLog *l)
+{
+    if (!l)
+        return;
+    if (l->events)
+        fclose(l->events);
+    if (l->csv)
+        fclose(l->csv);
+    free(l->events_path);
+    free(l);
+}

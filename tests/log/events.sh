@@ -1,0 +1,103 @@
+#!/bin/sh
+# Training logs: the event files decode as tensorflow.Event records with valid
+# checksums (check_events.py, protoc against tensorboard.proto), metrics.csv holds
+# the same scalars, and a run killed while logging leaves every flushed record
+# readable.  usage: events.sh NND WORKDIR
+set -u
+nnd=$1 work=$2
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P)
+command -v protoc > /dev/null || { echo "skipped: protoc is missing (Debian: protobuf-compiler)"; exit 77; }
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+    { echo "skipped: Fashion-MNIST is not installed (Debian: dataset-fashion-mnist)"; exit 77; }
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+cat > run.nnd <<'NND'
+use nn
+use optim
+use schedules
+let fmnist = "/usr/share/datasets/fashion-mnist/"
+model Mlp {
+    fc1 = Dense(784, 32)
+    fc2 = Dense(32, 10)
+    fn forward(x: [B, 784]) = fc2(relu(fc1(x)))
+}
+train {
+    data train = idx(fmnist + "train-images-idx3-ubyte.gz", fmnist + "train-labels-idx1-ubyte.gz",
+                     scale = 1/255, shape = [784])
+    data test = idx(fmnist + "t10k-images-idx3-ubyte.gz", fmnist + "t10k-labels-idx1-ubyte.gz",
+                    scale = 1/255, shape = [784], limit = 1000)
+    net = Mlp()
+    loss = cross_entropy(net(x), y)
+    opt = Adam(lr = cosine(1e-3, step, steps))
+    batch = 64
+    steps = 200
+    log every 50 steps to "logs": loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite,
+                                  histograms, accuracy = mean(argmax(net(x), axis = -1) == y)
+    eval test every 100 steps: accuracy(net(x), y)
+}
+NND
+"$nnd" run run.nnd > run.log 2>&1 || { cat run.log; fail "the run"; }
+ev=$(ls logs/events.out.tfevents.*) || fail "no event file"
+python3 "$here/check_events.py" "$ev" > records.txt || { cat records.txt; fail "the event file"; }
+tail -n 1 records.txt
+# steps 1, 50, 100, 150, 200: loss, lr, accuracy, 4 x 5 statistics and the total
+# gradient norm (24), the eval metric at 100 and 200, and 4 histograms
+for s in 1 50 100 150 200; do
+    n=$(grep -c "^record [0-9]*: step $s scalar" records.txt)
+    want=24
+    [ "$s" -eq 100 ] || [ "$s" -eq 200 ] && want=25
+    [ "$n" -eq "$want" ] || fail "step $s has $n scalar records, not $want"
+    [ "$(grep -c "^record [0-9]*: step $s histo weights/" records.txt)" -eq 4 ] || fail "step $s histograms"
+done
+grep -q "step 100 scalar eval/test/accuracy" records.txt || fail "the eval metric"
+grep -q "^record [0-9]*: step 1 scalar grad_norm/fc1.W" records.txt || fail "a statistic"
+head -n 1 logs/metrics.csv | grep -qx "step,epoch,tag,value" || fail "metrics.csv header"
+rows=$(grep -vc "^step," logs/metrics.csv)
+scalars=$(grep -c " scalar " records.txt)
+[ "$rows" -eq "$scalars" ] || fail "metrics.csv has $rows rows, the event file $scalars scalars"
+grep -q "^200,0,lr,0$" logs/metrics.csv || grep -q "^200,0,lr," logs/metrics.csv || fail "lr at step 200"
+echo "ok: events and metrics.csv agree ($rows scalars)"
+# nnd plot: an SVG with a panel per family and a line per series
+"$nnd" plot logs > plot.log 2>&1 || { cat plot.log; fail "nnd plot"; }
+python3 - logs/plot.svg <<'PY' || fail "the plot"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+texts = [t.text for t in root.iter(ns + "text")]
+for title in ["loss", "eval metrics", "learning rate", "gradient norm ||g||", "update ratio ||dw|| / ||w||",
+              "weight norm ||w||", "max |g|", "non-finite gradient values", "logged values"]:
+    assert title in texts, "no panel " + title
+for tag in ["grad_norm/fc1.W", "grad_norm/total", "update_ratio/fc2.b", "eval/test/accuracy", "lr", "accuracy"]:
+    assert tag in texts, "no legend for " + tag
+lines = list(root.iter(ns + "polyline"))
+# loss, accuracy, lr, eval accuracy, 5 grad norms, 4 x 4 other statistics
+assert len(lines) == 25, "%d lines" % len(lines)
+assert all(len(l.get("points").split()) >= 2 for l in lines), "a line of fewer than 2 points"
+print("ok: plot.svg has 9 panels and 25 lines")
+PY
+printf 'step,epoch,tag,value\n1,0,loss\n' > bad.csv && mkdir -p bad && mv bad.csv bad/metrics.csv
+printf '2,0,loss,1\n' >> bad/metrics.csv
+"$nnd" plot bad > badplot.log 2>&1 && fail "a bad metrics.csv was accepted"
+grep -q "bad/metrics.csv:2: not a row step,epoch,tag,value" badplot.log || { cat badplot.log; fail "the bad csv message"; }
+# killed while logging every step
+sed 's/steps = 200/steps = 100000/; s/log every 50 steps/log every step/' run.nnd > long.nnd
+rm -rf logs
+"$nnd" run long.nnd > long.log 2>&1 &
+pid=$!
+# once it has logged for a while (128 KB: a few steps; slow builds take longer to
+# get there), kill it at an arbitrary moment
+waited=0
+while [ "$(cat logs/events.out.tfevents.* 2>/dev/null | wc -c)" -lt 131072 ]; do
+    kill -0 "$pid" 2>/dev/null || { cat long.log; fail "the long run ended early"; }
+    [ "$waited" -lt 1200 ] || { kill -9 "$pid"; fail "no log after 120 s"; }
+    sleep 0.1
+    waited=$((waited + 1))
+done
+sleep 0.$(( 1$(date +%N | cut -c1-3) % 900 + 100 ))
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+ev=$(ls logs/events.out.tfevents.*) || fail "no event file from the killed run"
+python3 "$here/check_events.py" "$ev" --allow-torn-tail > killed.txt || { tail -n 3 killed.txt; fail "a flushed record is damaged"; }
+n=$(tail -n 1 killed.txt | sed -n 's/^\([0-9]*\) records$/\1/p')
+[ -n "$n" ] && [ "$n" -gt 100 ] || { tail -n 3 killed.txt; fail "too few records before the kill"; }
+echo "ok: killed while logging: $n whole records"
