@@ -902,8 +902,14 @@ static void loop_body(CG *c, const Index *ix, void *ctx)
             v = LLVMBuildFAdd(c->b, a, x, "");
             LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
         } else {
+            /* a NaN counts as +inf, so the maximum sees no NaN and may promise so
+             * (nnan, nsz): the loop vectorizer only turns maxnum chains into vector
+             * reductions with those flags */
+            LLVMValueRef isnan = LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, "");
+            x = LLVMBuildSelect(c->b, isnan, fconst(c, dt, INFINITY), x, "");
             LLVMValueRef args[2] = {a, x};
             v = intrinsic(c, "llvm.maxnum", &t, 1, args, 2);
+            LLVMSetFastMathFlags(v, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
         }
         LLVMBuildStore(c->b, v, c->acc_slot[i]);
     }

@@ -144,9 +144,10 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         smin -= 0.5;
         smax += 0.5;
     }
-    if (vmax == vmin) {
-        vmin -= pn->log ? 0.5 : fmax(fabs(vmin) * 0.1, 0.5);
-        vmax += pn->log ? 0.5 : fmax(fabs(vmax) * 0.1, 0.5);
+    if (vmax == vmin) { /* a constant: a band around it */
+        double d = pn->log ? 0.5 : vmin != 0 ? fabs(vmin) * 0.1 : 0.5;
+        vmin -= d;
+        vmax += d;
     }
     double pad = (vmax - vmin) * 0.05;
     vmin -= pad;

@@ -57,7 +57,10 @@ static bool trivial(Builder *b, NodeId id)
     case OP_TENSOR:
         return true;
     case OP_BROADCAST: case OP_RESHAPE: case OP_TRANSPOSE: case OP_SLICE: case OP_CAST:
+    case OP_ABS: case OP_NEG: /* one instruction: cheaper again than a store and loads */
         return b->materialize[n->in[0]] || trivial(b, n->in[0]);
+    case OP_MUL: /* x * x: as cheap (g * g, read by Adam and by a gradient norm) */
+        return n->in[0] == n->in[1] && (b->materialize[n->in[0]] || trivial(b, n->in[0]));
     default:
         return false;
     }
@@ -211,7 +214,12 @@ static bool decide(Builder *b)
             continue;
         Node *n = graph_node(g, (NodeId)id);
         for (int i = 0; i < n->nin; i++) {
-            b->consumers[n->in[i]]++;
+            /* x * x is one consumer of x: computed inline, it is computed once */
+            bool again = false;
+            for (int j = 0; j < i; j++)
+                again |= n->in[j] == n->in[i];
+            if (!again)
+                b->consumers[n->in[i]]++;
             if (is_call(n->op))
                 b->to_call[n->in[i]] = true;
         }

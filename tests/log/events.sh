@@ -57,6 +57,12 @@ scalars=$(grep -c " scalar " records.txt)
 [ "$rows" -eq "$scalars" ] || fail "metrics.csv has $rows rows, the event file $scalars scalars"
 grep -q "^200,0,lr,0$" logs/metrics.csv || grep -q "^200,0,lr," logs/metrics.csv || fail "lr at step 200"
 echo "ok: events and metrics.csv agree ($rows scalars)"
+# logging reads the training, never changes it: the same final loss to the bit
+grep -v "^    log every\|^ *histograms, accuracy" run.nnd > nolog.nnd
+"$nnd" run nolog.nnd > nolog.log 2>&1 || { cat nolog.log; fail "the run without a log"; }
+[ "$(grep '^done:' run.log)" = "$(grep '^done:' nolog.log)" ] ||
+    fail "logging changed the result: $(grep '^done:' run.log) / $(grep '^done:' nolog.log)"
+echo "ok: the same result without the log: $(grep '^done:' run.log)"
 # nnd plot: an SVG with a panel per family and a line per series
 "$nnd" plot logs > plot.log 2>&1 || { cat plot.log; fail "nnd plot"; }
 python3 - logs/plot.svg <<'PY' || fail "the plot"
