@@ -37,7 +37,8 @@ bool builtin_constant(const char *name, double *value)
 }
 
 const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
-                                      "clip_norm", "clip_value", "max_norm", "ema", NULL};
+                                      "clip_norm", "clip_value", "max_norm", "ema", "accumulate",
+                                      NULL};
 /* What `log` statements log by name (docs/language.md). */
 const char *const log_families[] = {"loss", "lr", "grad_norm", "weight_norm", "update_ratio",
                                     "max_grad", "nonfinite", "histograms", NULL};
@@ -51,5 +52,4 @@ int log_family_count(void)
 }
 
 /* Settings the language reserves whose behaviour is not built yet: rejected by name. */
-const char *const train_settings_unsupported[] = {"accumulate",
-                                                  NULL};
+const char *const train_settings_unsupported[] = {NULL};

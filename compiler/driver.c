@@ -22,8 +22,8 @@ int64_t program_total_steps(const Program *p)
 {
     if (p->steps > 0)
         return p->steps;
-    int64_t n = p->data.v[p->train_data].n;
-    return p->epochs * ((n + p->batch - 1) / p->batch);
+    int64_t n = p->data.v[p->train_data].n, batches = (n + p->batch - 1) / p->batch;
+    return p->epochs * ((batches + p->accumulate - 1) / p->accumulate);
 }
 
 /* ---- conversions between runtime buffers and interpreter tensors ---- */
@@ -219,6 +219,8 @@ typedef struct InterpFn {
     NodeVec roots;
     int nout; /* IK_STEP: the scalars before the new values (the loss, step outputs) */
     bool check; /* --check-numerics */
+    const Update *ups; /* IK_STEP: where the new values go (Program.updates or accum_updates) */
+    int nups;
 } InterpFn;
 
 static void interp_entry(NndStepArgs *a)
@@ -253,8 +255,8 @@ static void interp_entry(NndStepArgs *a)
         int ns = f->nout;
         for (int i = 0; i < ns; i++)
             a->out[i] = out[i].v[0];
-        for (int i = 0; i < p->updates.n; i++) {
-            Update *u = &p->updates.v[i];
+        for (int i = 0; i < f->nups; i++) {
+            const Update *u = &f->ups[i];
             void *dst = u->is_state ? a->states[u->index] : a->params[u->index];
             for (int64_t k = 0; k < out[i + ns].n; k++)
                 buf_set(dst, out[i + ns].dtype, k, out[i + ns].v[k]);
@@ -315,22 +317,38 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
     /* the plain step computes the loss and the updates; the full one (when a log asks
      * for statistics) the step outputs too, on the steps that log */
-    NodeVec step = {0}, full = {0};
+    NodeVec step = {0}, full = {0}, accum = {0};
     program_step_roots(p, &full);
     vec_push(&step, p->loss);
     for (int i = 0; i < p->updates.n; i++)
         vec_push(&step, p->updates.v[i].value);
-    bool want_full = p->step_outputs.n > 0;
+    vec_push(&accum, p->loss);
+    for (int i = 0; i < p->accum_updates.n; i++)
+        vec_push(&accum, p->accum_updates.v[i].value);
+    bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
     if (o->engine == ENGINE_INTERP) {
         x->step = interp_entry;
         x->step_user = interp_fn(p, IK_STEP, step.v, step.n);
-        ((InterpFn *)x->step_user)->nout = 1;
-        ((InterpFn *)x->step_user)->check = o->check_numerics;
+        InterpFn *f = x->step_user;
+        f->nout = 1;
+        f->check = o->check_numerics;
+        f->ups = p->updates.v;
+        f->nups = p->updates.n;
         if (want_full) {
             x->step_full = interp_entry;
-            x->step_full_user = interp_fn(p, IK_STEP, full.v, full.n);
-            ((InterpFn *)x->step_full_user)->nout = 1 + p->step_outputs.n;
-            ((InterpFn *)x->step_full_user)->check = o->check_numerics;
+            x->step_full_user = f = interp_fn(p, IK_STEP, full.v, full.n);
+            f->nout = 1 + p->step_outputs.n;
+            f->check = o->check_numerics;
+            f->ups = p->updates.v;
+            f->nups = p->updates.n;
+        }
+        if (want_accum) {
+            x->step_accum = interp_entry;
+            x->step_accum_user = f = interp_fn(p, IK_STEP, accum.v, accum.n);
+            f->nout = 1;
+            f->check = o->check_numerics;
+            f->ups = p->accum_updates.v;
+            f->nups = p->accum_updates.n;
         }
         for (int i = 0; i < ne; i++) {
             NodeVec r = {0};
@@ -345,8 +363,10 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         }
         vec_free(&step);
         vec_free(&full);
+        vec_free(&accum);
         return true;
     }
+    vec_free(&accum);
     /* compiled: one schedule per function, one module, one arena */
     double t0 = clock_seconds();
     ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
@@ -362,6 +382,14 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, o->check_numerics};
         ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
     }
+    if (ok && want_accum) {
+        ScheduleUpdate *aups = xcalloc((size_t)p->accum_updates.n, sizeof *aups);
+        for (int i = 0; i < p->accum_updates.n; i++)
+            aups[i] = (ScheduleUpdate){p->accum_updates.v[i].value, true, p->accum_updates.v[i].index};
+        ScheduleRequest aq = {outs, 1, aups, p->accum_updates.n, p->batch, o->check_numerics};
+        ok = schedule_build(&x->accum_sched, &p->g, &aq, err, errlen);
+        free(aups);
+    }
     free(ups);
     free(outs);
     x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
@@ -373,6 +401,10 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     }
     if (ok && want_full) {
         CodegenFunction f = {"nnd_step_full", &x->full_sched, false, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    if (ok && want_accum) {
+        CodegenFunction f = {"nnd_step_accum", &x->accum_sched, false, o->check_numerics};
         vec_push(&fns, f);
     }
     for (int i = 0; ok && i < ne; i++) {
@@ -404,11 +436,15 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         x->step = (NndStepFn)addrs[k++];
         if (want_full)
             x->step_full = (NndStepFn)addrs[k++];
+        if (want_accum)
+            x->step_accum = (NndStepFn)addrs[k++];
         for (int i = 0; i < ne; i++)
             x->evals[i] = (NndStepFn)addrs[k++];
         if (p->forward)
             x->forward = (NndStepFn)addrs[k++];
         x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, want_full ? x->full_sched.arena_bytes : 0);
+        if (want_accum && x->accum_sched.arena_bytes > x->arena_bytes)
+            x->arena_bytes = x->accum_sched.arena_bytes;
         for (int i = 0; i < ne; i++)
             if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
                 x->arena_bytes = x->eval_scheds[i].arena_bytes;
@@ -440,6 +476,7 @@ void executable_free(Executable *x)
     if (x->engine == ENGINE_INTERP) {
         interp_fn_free(x->step_user);
         interp_fn_free(x->step_full_user);
+        interp_fn_free(x->step_accum_user);
         for (int i = 0; x->eval_user && i < x->p->evals.n; i++)
             interp_fn_free(x->eval_user[i]);
         interp_fn_free(x->forward_user);
@@ -449,6 +486,8 @@ void executable_free(Executable *x)
             schedule_free(&x->step_sched);
         if (x->full_sched.home)
             schedule_free(&x->full_sched);
+        if (x->accum_sched.home)
+            schedule_free(&x->accum_sched);
         for (int i = 0; x->eval_scheds && i < x->p->evals.n; i++)
             if (x->eval_scheds[i].home)
                 schedule_free(&x->eval_scheds[i]);
@@ -475,6 +514,11 @@ void executable_describe(const Executable *x, StrBuf *out)
         sb_printf(out, "step with the log's statistics (on the logged steps): %d kernels\n",
                   x->full_sched.kernels.n);
         schedule_print(&x->full_sched, out);
+    }
+    if (x->step_accum) {
+        sb_printf(out, "step of a micro-batch that only adds to the gradient sums (accumulate = %lld): "
+                       "%d kernels\n", (long long)x->p->accumulate, x->accum_sched.kernels.n);
+        schedule_print(&x->accum_sched, out);
     }
     sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
                    "allocated once\n",
@@ -574,6 +618,12 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     t->step = x->step;
     t->user = x->step_user;
     t->nout = 1 + p->step_outputs.n;
+    if (x->step_accum) {
+        t->step_accum = x->step_accum;
+        t->user_accum = x->step_accum_user;
+        t->accumulate = p->accumulate;
+        t->h_accum = p->hyper_accum;
+    }
     if (x->step_full && p->log.dir) {
         t->step_full = x->step_full;
         t->user_full = x->step_full_user;
@@ -609,7 +659,7 @@ bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool
     lg->warn = warn;
     lg->interactive = interactive;
     int64_t n = p->data.v[p->train_data].n;
-    lg->per_epoch = (n + p->batch - 1) / p->batch;
+    lg->per_epoch = ((n + p->batch - 1) / p->batch + p->accumulate - 1) / p->accumulate;
     lg->total = program_total_steps(p);
     int np = p->params.n ? p->params.n : 1;
     lg->gn = xcalloc((size_t)np, sizeof(int));
@@ -679,9 +729,9 @@ static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char 
 
 /* Checked on the logged steps (where the statistics are computed): gradients whose
  * norm stays under 1e-7 for 10 logged steps vanish; one 50 times its recent average
- * (after 5 logged steps) explodes; an update over a tenth of the weights' norm (after
- * step 10: zero-initialized biases move by all of theirs at first), or under 1e-7 of
- * it for 20 logged steps, is far from the usual ~1e-3. */
+ * (after 5 logged steps) explodes; for weight matrices and filters (rank >= 2), an
+ * update over a tenth of the weights' norm (after step 10), or under 1e-7 of it for
+ * 20 logged steps, is far from the usual ~1e-3. */
 static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
 {
     for (int i = 0; i < lg->p->params.n; i++) {
@@ -701,7 +751,9 @@ static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
             warn(lg, i, WARN_EXPLODE, at->step, "exploding gradient: its norm jumped to %.3g, %.0f "
                                                  "times its recent average %.3g", g, g / lg->gn_avg[i], lg->gn_avg[i]);
         lg->gn_avg[i] = lg->gn_avg[i] == 0 ? g : 0.9 * lg->gn_avg[i] + 0.1 * g;
-        if (lg->ratio[i] < 0)
+        /* update sizes: of weight matrices and filters; biases and gains start at 0
+         * or 1 and move by large fractions of themselves early on */
+        if (lg->ratio[i] < 0 || graph_node(&lg->p->g, lg->p->params.v[i].node)->shape.rank < 2)
             continue;
         double r = out[lg->ratio[i]];
         if (r > 0.1 && at->step > 10)
@@ -872,11 +924,15 @@ bool checkpoint_write(const Program *p, const Model *m, const char *path, const 
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
     snprintf(batch, sizeof batch, "%lld", (long long)p->batch);
     snprintf(samples, sizeof samples, "%lld", (long long)p->data.v[p->train_data].n);
+    char accum[32];
+    snprintf(accum, sizeof accum, "%lld", (long long)p->accumulate);
     NndStrPair meta[] = {{"format", "nnd-checkpoint"}, {"step", step}, {"epoch", epoch},
                          {"loss_sum", lsum}, {"loss_n", ln}, {"seed", seed}, {"batch", batch},
-                         {"train_samples", samples}};
+                         {"train_samples", samples}, {"accumulate", accum}};
     NndErr e;
-    bool ok = nnd_safetensors_write(path, named, n, meta, (int)NND_ARRAY_LEN(meta), &e) == 0;
+    /* "accumulate" only when it is used: files stay as they were without it */
+    int nmeta = (int)NND_ARRAY_LEN(meta) - (p->accumulate > 1 ? 0 : 1);
+    bool ok = nnd_safetensors_write(path, named, n, meta, nmeta, &e) == 0;
     if (!ok)
         snprintf(err, errlen, "%s", e.msg);
     free(named);
@@ -954,6 +1010,17 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
         !meta_int(&st, "train_samples", &samples) || !nnd_safetensors_meta(&st, "loss_sum")) {
         snprintf(err, errlen, "%s: not an nnd checkpoint (its metadata lacks the training point; "
                               "a model saved by `save` holds only parameters)", file);
+        ok = false;
+    }
+    int64_t accum = 1;
+    if (ok && nnd_safetensors_meta(&st, "accumulate") && !meta_int(&st, "accumulate", &accum)) {
+        snprintf(err, errlen, "%s: its metadata 'accumulate' is not a whole number", file);
+        ok = false;
+    }
+    if (ok && accum != p->accumulate) {
+        snprintf(err, errlen, "%s was written by a run with accumulate = %lld, this one has %lld: "
+                              "a resumed run must draw the same batches", file, (long long)accum,
+                 (long long)p->accumulate);
         ok = false;
     }
     if (ok) {
@@ -1143,6 +1210,8 @@ int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out)
     ITensor in[2] = {from_buffer(&p->g, p->x, bx, b), from_buffer(&p->g, p->y, by, b)};
     double *h = hyper_values(p);
     h[p->hyper_t] = 1;
+    if (p->hyper_accum >= 0)
+        h[p->hyper_accum] = (double)b; /* the gradient sums are zero: the rules see g */
     NodeVec roots = {0};
     IntVec which = {0};
     vec_push(&roots, p->loss);

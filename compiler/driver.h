@@ -53,11 +53,13 @@ typedef struct Executable {
     NndStepFn step; /* the loss and the updates */
     NndStepFn step_full; /* the same plus the step outputs (a log's statistics), or NULL */
     void *step_full_user;
+    NndStepFn step_accum; /* accumulate = k: a micro-batch that only adds its gradient */
+    void *step_accum_user;
     NndStepFn *evals; /* one per Program.evals */
     NndStepFn forward; /* NULL when the program has none */
     void *step_user, **eval_user, *forward_user;
     Jit *jit;
-    Schedule step_sched, *eval_scheds, forward_sched, full_sched;
+    Schedule step_sched, *eval_scheds, forward_sched, full_sched, accum_sched;
     char *arena;
     int64_t arena_bytes;
     double compile_seconds;

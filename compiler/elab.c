@@ -3023,6 +3023,39 @@ static void load_from(Elab *e, Scope *s, const Ast *st, const char *prefix, int 
     nnd_safetensors_close(&sf);
 }
 
+/* accumulate = k: each trained parameter gets a gradient sum (a state, zero between
+ * updates).  A micro-batch that is not the last of its group adds B * g to it
+ * (accum_updates); the last one hands its rules the group's mean gradient
+ * (sum + B * g) / n, n the group's samples (a run-time input), and zeroes the sum.
+ * For a loss that is a mean over the batch this is the gradient of the whole
+ * group's batch, whatever the sizes of its micro-batches. */
+static void accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n)
+{
+    Program *p = e->p;
+    p->hyper_accum = p->hypers.n;
+    NodeId total = new_hyper(e, "accumulate.samples", (double)(p->batch * p->accumulate), train->span);
+    for (int i = 0; i < n; i++) {
+        ParamInfo *par = &p->params.v[which[i]];
+        Node *w = nd(e, par->node);
+        Shape ws = w->shape;
+        NndDType dt = (NndDType)w->dtype;
+        Span span = par->span;
+        const char *sname = arena_printf(&p->arena, "%s.grad_sum", par->name);
+        Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = ws, .idx = p->states.n, .name = sname,
+                   .span = span};
+        NodeId st = graph_append(e->g, &sn);
+        StateInfo si = {sname, which[i], st, gb_full(e->g, 0, dt, &ws, span), span, {0}};
+        vec_push(&p->states, si);
+        NodeId b = gb_cast(e->g, gb_dimsize(e->g, p->x, 1u, p->float_dtype, span), dt, span);
+        NodeId sum = gb_binary_bc(e->g, OP_ADD, st, gb_binary_bc(e->g, OP_MUL, gs[i], b, span), span);
+        Update more = {true, p->states.n - 1, gb_broadcast(e->g, sum, &ws, span)};
+        vec_push(&p->accum_updates, more);
+        Update zero = {true, p->states.n - 1, gb_full(e->g, 0, dt, &ws, span)};
+        vec_push(&p->updates, zero);
+        gs[i] = gb_broadcast(e->g, gb_binary_bc(e->g, OP_DIV, sum, gb_cast(e->g, total, dt, span), span), &ws, span);
+    }
+}
+
 /* clip_value = v: each gradient element into [-v, v]; then clip_norm = c: every
  * gradient times min(1, c / (norm + 1e-6)), norm over all the trainable parameters
  * together (torch.nn.utils.clip_grad_norm_).  Both are run-time hyper-parameters. */
@@ -3355,6 +3388,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     if (!have_steps || (find_override(e, "epochs") && !find_override(e, "steps")))
         p->steps = 0;
     p->seed = (uint64_t)int_setting(e, &s, train, "seed", 0, 0, NULL);
+    p->accumulate = int_setting(e, &s, train, "accumulate", 1, 1, NULL);
     bool f = false;
     const Ast *sh = find_setting(train, "shuffle");
     p->shuffle = setting_number(e, &s, sh, "shuffle", 1, &f) != 0;
@@ -3553,6 +3587,8 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         e->g->phase = PHASE_BACKWARD;
         if (wrt.n)
             autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
+        if (p->accumulate > 1)
+            accumulate_gradients(e, train, which.v, gs, wrt.n);
         clip_gradients(e, &s, train, gs, wrt.n);
         for (int i = 0; i < which.n; i++)
             p->grads.v[which.v[i]] = gs[i];
@@ -3691,6 +3727,8 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
     graph_init(&p->g);
     p->g.phase = PHASE_FORWARD;
     p->float_dtype = opts->float_dtype;
+    p->accumulate = 1;
+    p->hyper_accum = -1;
     Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
     p->g.custom_vjp = elab_custom_vjp;
     p->g.custom_ctx = &e;
@@ -3755,6 +3793,7 @@ void program_free(Program *p)
     vec_free(&p->groups);
     vec_free(&p->grads);
     vec_free(&p->updates);
+    vec_free(&p->accum_updates);
     vec_free(&p->evals);
     graph_free(&p->g);
     arena_free(&p->arena);
@@ -3822,6 +3861,8 @@ void program_roots(Program *p, NodeRefVec *out)
     }
     for (int i = 0; i < p->updates.n; i++)
         vec_push(out, &p->updates.v[i].value);
+    for (int i = 0; i < p->accum_updates.n; i++)
+        vec_push(out, &p->accum_updates.v[i].value);
     for (int i = 0; i < p->evals.n; i++)
         for (int k = 0; k < p->evals.v[i].metrics.n; k++)
             vec_push(out, &p->evals.v[i].metrics.v[k].node);

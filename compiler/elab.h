@@ -126,6 +126,12 @@ typedef struct Program {
     NodeId forward; /* the first model applied to x (inference), or 0 */
     VEC(NodeId) grads; /* one per parameter; 0 when frozen */
     VEC(Update) updates;
+    /* accumulate = k > 1: what a micro-batch that is not the last of its group
+     * updates (each gradient sum NAME.grad_sum += B * g); `updates` is then the last
+     * micro-batch's step, whose rules see (grad_sum + B * g) / hyper_accum */
+    VEC(Update) accum_updates;
+    int64_t accumulate;
+    int hyper_accum; /* the samples of the group, set by the trainer; -1 without */
     VEC(EvalSpec) evals;
     /* scalars the step computes besides the loss (args->out[1..]): logged
      * statistics and `log` expressions, named by their tags */

@@ -27,7 +27,8 @@ static const char usage[] =
     "  compare FILE --opt RULE --opt RULE ...   (or --sweep NAME=V1,V2,...)\n"
     "                  train once per update rule (or value) from the same initial\n"
     "                  weights and batches; print loss, eval metric, steps/s\n"
-    "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100)\n"
+    "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100);\n"
+    "                  -o FILE.svg plots the loss against the rate\n"
     "  explain FILE    each update rule as formulas, after expansion and simplification,\n"
     "                  with its memory traffic per parameter\n"
     "  plot DIR [-o FILE]  draw the scalars a `log` statement wrote to DIR/metrics.csv\n"
@@ -680,7 +681,7 @@ static int cmd_lrfind(Options *o)
     int rc = NND_EXIT_ERROR;
     if (p && program_load_data(p, &fe.diags))
         rc = lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
-                        o->lr_max ? o->lr_max : 10, stdout);
+                        o->lr_max ? o->lr_max : 10, o->output, stdout);
     diags_print(&fe.diags, stderr);
     program_free(p);
     frontend_free(&fe);

@@ -27,6 +27,9 @@ typedef struct Series {
 typedef struct Panel {
     const char *title;
     bool log; /* logarithmic value axis */
+    bool logx; /* logarithmic x axis (lrfind's learning rates) */
+    const char *xlabel; /* NULL: "step" */
+    double mark; /* x of a dashed vertical line, or NAN */
     VEC(int) series;
 } Panel;
 
@@ -119,12 +122,13 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
     for (int k = 0; k < pn->series.n; k++) {
         const Series *s = &ser[pn->series.v[k]];
         for (int i = 0; i < s->pts.n; i++) {
-            double v = s->pts.v[i].value;
-            if (!isfinite(v) || (pn->log && v <= 0))
+            double v = s->pts.v[i].value, x = s->pts.v[i].step;
+            if (!isfinite(v) || (pn->log && v <= 0) || (pn->logx && !(x > 0)))
                 continue;
             v = pn->log ? log10(v) : v;
-            smin = fmin(smin, s->pts.v[i].step);
-            smax = fmax(smax, s->pts.v[i].step);
+            x = pn->logx ? log10(x) : x;
+            smin = fmin(smin, x);
+            smax = fmax(smax, x);
             vmin = fmin(vmin, v);
             vmax = fmax(vmax, v);
         }
@@ -167,12 +171,25 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         sb_puts(b, "</text>\n");
     }
     double st = tick_step(smin, smax);
-    st = fmax(1, round(st));
-    for (double t = ceil(smin / st) * st; t <= smax; t += st)
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.0f</text>\n",
-                  SX(t), top + ph + 14, t);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">step</text>\n",
-              left + pw / 2, top + ph + 30);
+    st = fmax(1, round(st)); /* whole steps, or whole decades */
+    for (double t = ceil(smin / st) * st; t <= smax; t += st) {
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">", SX(t),
+                  top + ph + 14);
+        if (pn->logx)
+            sb_printf(b, "1e%d</text>\n", (int)round(t));
+        else
+            sb_printf(b, "%.0f</text>\n", t);
+    }
+    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">", left + pw / 2,
+              top + ph + 30);
+    svg_text(b, pn->xlabel ? pn->xlabel : "step");
+    sb_puts(b, "</text>\n");
+    if (isfinite(pn->mark) && (!pn->logx || pn->mark > 0)) {
+        double mx = pn->logx ? log10(pn->mark) : pn->mark;
+        if (mx >= smin && mx <= smax)
+            sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#444\" "
+                         "stroke-dasharray=\"4,3\"/>\n", SX(mx), SX(mx), top, top + ph);
+    }
     int nlegend = pn->series.n > 10 ? 11 : pn->series.n;
     for (int k = 0; k < pn->series.n; k++) {
         const Series *s = &ser[pn->series.v[k]];
@@ -184,19 +201,20 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         for (int i = 0; i < s->pts.n; i++) {
             if (i % stride && i != s->pts.n - 1)
                 continue;
-            double v = s->pts.v[i].value;
-            if (!isfinite(v) || (pn->log && v <= 0))
+            double v = s->pts.v[i].value, x = s->pts.v[i].step;
+            if (!isfinite(v) || (pn->log && v <= 0) || (pn->logx && !(x > 0)))
                 continue;
             v = pn->log ? log10(v) : v;
-            sb_printf(b, "%.1f,%.1f ", SX(s->pts.v[i].step), SY(v));
+            x = pn->logx ? log10(x) : x;
+            sb_printf(b, "%.1f,%.1f ", SX(x), SY(v));
             drawn++;
         }
         sb_puts(b, "\"/>\n");
         if (drawn == 1) { /* a single point shows as a dot */
             const Point *q = &s->pts.v[s->pts.n - 1];
-            double v = pn->log ? log10(q->value) : q->value;
-            if (isfinite(v))
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(q->step), SY(v), color);
+            double v = pn->log ? log10(q->value) : q->value, x = pn->logx ? log10(q->step) : q->step;
+            if (isfinite(v) && isfinite(x))
+                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x), SY(v), color);
         }
         /* the legend, top right on a white box, one line a series (the first 10) */
         if (k == pn->series.n - 1) {
@@ -299,6 +317,7 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
         for (int i = 0; i < PANELS; i++) {
             panels[i].title = panel_title[i];
             panels[i].log = panel_log[i];
+            panels[i].mark = NAN;
         }
         for (int k = 0; k < ser.n; k++)
             vec_push(&panels[panel_of(ser.v[k].tag)].series, k);
@@ -339,4 +358,34 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
     vec_free(&ser);
     free(csv);
     return rc;
+}
+
+int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, const PlotLine *lines,
+            int nlines, double mark, char *err, size_t errlen)
+{
+    Series *ser = xcalloc((size_t)(nlines ? nlines : 1), sizeof(Series));
+    Panel pn = {title, false, logx, xlabel, mark, {0}};
+    for (int k = 0; k < nlines; k++) {
+        ser[k].tag = (char *)lines[k].name;
+        for (int i = 0; i < lines[k].n; i++) {
+            Point p = {lines[k].x[i], lines[k].y[i]};
+            vec_push(&ser[k].pts, p);
+        }
+        vec_push(&pn.series, k);
+    }
+    const double w = 760, h = 420;
+    StrBuf b = {0};
+    sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                  "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+              w, h);
+    draw_panel(&b, &pn, ser, 0, 0, w, h);
+    sb_puts(&b, "</svg>\n");
+    bool ok = write_atomic(path, b.s, b.len, err, errlen);
+    sb_free(&b);
+    for (int k = 0; k < nlines; k++)
+        vec_free(&ser[k].pts);
+    free(ser);
+    vec_free(&pn.series);
+    return ok ? 0 : -1;
 }

@@ -11,4 +11,17 @@
 int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
                  size_t errlen);
 
+#include <stdbool.h>
+
+typedef struct PlotLine {
+    const char *name;
+    const double *x, *y;
+    int n;
+} PlotLine;
+
+/* One panel of lines against x (logarithmic when logx), a dashed vertical line at
+ * mark (NAN: none), written atomically to path as SVG. */
+int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, const PlotLine *lines,
+            int nlines, double mark, char *err, size_t errlen);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "plot.h"
 
 /* ---- parsing an expression given on the command line ---- */
 
@@ -163,7 +164,8 @@ static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int
     return !isfinite(c->smooth[k]) || (k > 10 && c->smooth[k] > 4 * c->best);
 }
 
-int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, FILE *out)
+int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, const char *svg,
+               FILE *out)
 {
     int hyper = -1;
     for (int i = 0; i < p->hypers.n; i++)
@@ -238,12 +240,36 @@ int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, FIL
             }
         }
         fprintf(out, "lowest smoothed loss %.6f at lr %.3g\n", c.smooth[kmin], c.lr[kmin]);
+        double suggested = ks >= 0 ? c.lr[ks] : c.lr[kmin] / 10;
         if (ks >= 0)
             fprintf(out, "suggested lr: %.3g (where the loss falls fastest; %.3g is a tenth of "
                          "the lowest-loss rate)\n", c.lr[ks], c.lr[kmin] / 10);
         else
             fprintf(out, "suggested lr: %.3g (a tenth of the lowest-loss rate: the loss never "
                          "fell steadily)\n", c.lr[kmin] / 10);
+        if (svg) {
+            /* the blow-up at the end would flatten the rest: losses are cut at twice
+             * the first smoothed one */
+            double cap = 2 * c.smooth[0];
+            double *l = xcalloc((size_t)c.n, sizeof(double)), *sm = xcalloc((size_t)c.n, sizeof(double));
+            for (int64_t k = 0; k < c.n; k++) {
+                l[k] = fmin(c.loss[k], cap);
+                sm[k] = fmin(c.smooth[k], cap);
+            }
+            PlotLine lines[2] = {{"loss", c.lr, l, (int)c.n}, {"smoothed", c.lr, sm, (int)c.n}};
+            char title[160];
+            snprintf(title, sizeof title, "learning-rate range test: loss (cut at %.3g) against lr; "
+                                          "dashed: suggested %.3g", cap, suggested);
+            int prc = plot_xy(svg, title, "learning rate", true, lines, 2, suggested, err, sizeof err);
+            free(l);
+            free(sm);
+            if (prc == 0) {
+                fprintf(out, "wrote %s\n", svg);
+            } else {
+                fprintf(stderr, "nnd: lrfind: %s\n", err);
+                rc = NND_EXIT_ERROR;
+            }
+        }
     } else if (rc == NND_EXIT_OK) {
         fprintf(stderr, "nnd: lrfind: the loss was not finite from the first step\n");
         rc = NND_EXIT_ERROR;

@@ -37,8 +37,10 @@ void compare_run(Program *p, int threads, CompareRow *row);
 void compare_print(const CompareRow *rows, int n, FILE *out);
 
 /* The range test: `steps` steps with opt.lr rising exponentially from lo to hi;
- * prints the loss against the rate and a suggested rate.  Returns an exit code. */
-int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, FILE *out);
+ * prints the loss against the rate and a suggested rate, and with svg, plots them
+ * there.  Returns an exit code. */
+int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, const char *svg,
+               FILE *out);
 
 /* Prints every optimizer group's update rule as formulas, for its first trainable
  * parameter, with the bytes it reads and writes per element. */

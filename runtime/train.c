@@ -31,12 +31,20 @@ static void gather(const NndTensor *t, const uint32_t *idx, int64_t b, char *dst
         memcpy(dst + (size_t)i * rb, src + (size_t)idx[i] * rb, rb);
 }
 
+/* Updates per epoch: one per batch, or per group of `accumulate` batches. */
+static int64_t steps_per_epoch(const NndTrainer *t, int64_t n)
+{
+    int64_t batches = (n + t->batch - 1) / t->batch;
+    int64_t k = t->accumulate > 1 && t->step_accum ? t->accumulate : 1;
+    return (batches + k - 1) / k;
+}
+
 int64_t nnd_train_total_steps(const NndTrainer *t)
 {
     if (t->steps > 0)
         return t->steps;
     int64_t n = t->data[t->train].x->shape[0];
-    return t->epochs * ((n + t->batch - 1) / t->batch);
+    return t->epochs * steps_per_epoch(t, n);
 }
 
 typedef struct Batch {
@@ -171,7 +179,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     if (n < 1 || n > UINT32_MAX)
         return nnd_err(err, "data set '%s' has %lld samples", ds->name, (long long)n);
     int64_t total = nnd_train_total_steps(t);
-    int64_t per_epoch = (n + t->batch - 1) / t->batch;
+    int64_t per_epoch = steps_per_epoch(t, n);
     int64_t epochs = (total + per_epoch - 1) / per_epoch;
     t->hypers[t->h_steps] = (double)total;
     Batch b;
@@ -179,8 +187,11 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         return -1;
     FILE *out = t->progress;
     if (out) {
-        fprintf(out, "training on '%s': %lld samples, batch %lld, %lld epoch%s (%lld steps)%s%s\n",
-                ds->name, (long long)n, (long long)t->batch, (long long)epochs,
+        char acc[64] = "";
+        if (t->accumulate > 1 && t->step_accum)
+            snprintf(acc, sizeof acc, " x %lld accumulated", (long long)t->accumulate);
+        fprintf(out, "training on '%s': %lld samples, batch %lld%s, %lld epoch%s (%lld steps)%s%s\n",
+                ds->name, (long long)n, (long long)t->batch, acc, (long long)epochs,
                 epochs == 1 ? "" : "s", (long long)total, t->what ? ", " : "",
                 t->what ? t->what : "");
         fflush(out);
@@ -212,20 +223,39 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             loss_n = in_epoch ? t->start.loss_n : 0;
             t_epoch = now();
         }
-        int64_t start = in_epoch * t->batch, m = n - start < t->batch ? n - start : t->batch;
+        /* one update: a batch, or with accumulate = k the group of k batches whose
+         * gradients the last one's update rules see, averaged over its samples */
+        int64_t k = t->accumulate > 1 && t->step_accum ? t->accumulate : 1;
+        int64_t first = in_epoch * k * t->batch;
+        int64_t group_end = n - first < k * t->batch ? n : first + k * t->batch;
+        int64_t m = group_end - first, micro = (m + t->batch - 1) / t->batch;
         double t0 = now();
-        gather(ds->x, b.idx + start, m, b.x);
-        gather(ds->y, b.idx + start, m, b.y);
         t->hypers[t->h_step] = (double)step;
         t->hypers[t->h_epoch] = (double)epoch;
         t->hypers[t->h_t] = (double)(step + 1);
+        if (k > 1)
+            t->hypers[t->h_accum] = (double)m;
         int last_in_epoch = in_epoch == per_epoch - 1 || step == total - 1;
         int full = t->step_full && t->full_every > 0 &&
                    (t->full_in_epochs ? last_in_epoch && (epoch + 1) % t->full_every == 0
                                       : step == 0 || (step + 1) % t->full_every == 0);
-        NndStepArgs a = {t->params, t->states, b.x, b.y, t->hypers, m, t->arena, bout, t->pool,
-                         0, full ? t->user_full : t->user, full ? NULL : t->profile, 0, 0, 0};
-        (full ? t->step_full : t->step)(&a);
+        double group_loss = 0;
+        NndStepArgs a = {0};
+        for (int64_t j = 0; j < micro; j++) {
+            int64_t start = first + j * t->batch;
+            int64_t mj = group_end - start < t->batch ? group_end - start : t->batch;
+            gather(ds->x, b.idx + start, mj, b.x);
+            gather(ds->y, b.idx + start, mj, b.y);
+            int last = j == micro - 1;
+            NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
+            void *user = !last ? t->user_accum : full ? t->user_full : t->user;
+            a = (NndStepArgs){t->params, t->states, b.x, b.y, t->hypers, mj, t->arena, bout, t->pool,
+                              0, user, last && !full ? t->profile : NULL, 0, 0, 0};
+            fn(&a);
+            if (a.status || !isfinite(bout[0]))
+                break;
+            group_loss += bout[0] * (double)mj;
+        }
         double t1 = now();
         t_run += t1 - t0;
         samples += m;
@@ -248,17 +278,20 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             rc = status_error(a.status, err, "training", ds->name);
             break;
         }
-        double loss = bout[0];
-        if (!isfinite(loss)) {
+        if (!isfinite(bout[0])) {
+            double bad = bout[0];
             res->nonfinite = 1;
             if (out && t->interactive)
                 fputc('\n', out);
             nnd_err(err, "the loss is %s at step %lld (epoch %lld): training stopped",
-                    isnan(loss) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
+                    isnan(bad) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
             rc = 1;
             step++;
             break;
         }
+        /* the update's loss: its samples' mean (what hooks and logs see) */
+        double loss = group_loss / (double)m;
+        bout[0] = loss;
         loss_sum += loss * (double)m;
         loss_n += m;
         res->final_loss = loss_sum / (double)loss_n;

@@ -412,6 +412,13 @@ typedef struct NndTrainer {
     int full_in_epochs;
     int nout; /* 0 counts as 1 */
     void *user;
+    /* accumulate > 1: each update takes that many batches; all but the last of a
+     * group run step_accum (which adds to the gradient sums), the last one the step,
+     * with hypers[h_accum] = the group's samples */
+    NndStepFn step_accum;
+    void *user_accum;
+    int64_t accumulate;
+    int h_accum;
     const NndEvalSpec *evals;
     int nevals;
     char *arena;

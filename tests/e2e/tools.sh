@@ -1,7 +1,7 @@
 #!/bin/sh
 # The experiment commands on the examples: explain prints Adam's formulas and its
 # traffic, compare trains one row per rule (and per --sweep value), lrfind prints a
-# table and a suggestion.  usage: tools.sh NND EXAMPLES
+# table and a suggestion, and plots them with -o.  usage: tools.sh NND EXAMPLES
 set -u
 nnd=$1 examples=$2
 fail() { echo "FAIL: $*"; exit 1; }
@@ -25,4 +25,17 @@ out=$("$nnd" lrfind "$examples/xor.nnd" --steps 60 --min 1e-4 --max 1 2>&1) || {
 echo "$out"
 echo "$out" | grep -q "^learning-rate range test: [0-9]* steps from 0.0001" || fail "lrfind: header"
 echo "$out" | grep -q "^suggested lr: " || fail "lrfind: suggestion"
+svg=$(mktemp -d)/lr.svg
+out=$("$nnd" lrfind "$examples/xor.nnd" --steps 60 --min 1e-4 --max 1 -o "$svg" 2>&1) || { echo "$out"; fail "lrfind -o"; }
+echo "$out" | grep -q "^wrote $svg$" || fail "lrfind -o: no 'wrote'"
+python3 - "$svg" <<'PY' || fail "lrfind -o: the plot"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+lines = [l for l in root.iter(ns + "polyline") if len(l.get("points").split()) >= 30]
+assert len(lines) == 2, "%d lines" % len(lines)
+texts = [t.text for t in root.iter(ns + "text")]
+assert "learning rate" in texts and "smoothed" in texts and "1e-4" in texts, texts
+PY
+rm -rf "$(dirname "$svg")"
 echo "ok"
