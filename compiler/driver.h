@@ -99,6 +99,7 @@ typedef struct Logger {
     int64_t *small_steps, *tiny_steps;
     unsigned *warned; /* per parameter: bits of the warnings given */
     int64_t logged; /* parameter checks so far */
+    int64_t flushed_ns; /* when the log was last pushed to its files */
     bool failed;
     char err[1024];
 } Logger;

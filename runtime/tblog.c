@@ -247,6 +247,10 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
         return NULL;
     }
     free(csv);
+    /* 64 KB buffers: the writes reach the files in large pieces, at nnd_log_flush
+     * or when a buffer fills */
+    setvbuf(l->events, NULL, _IOFBF, 1 << 16);
+    setvbuf(l->csv, NULL, _IOFBF, 1 << 16);
     if (fresh)
         fputs("step,epoch,tag,value\n", l->csv);
     if (write_event(l, 0, "brain.Event:2", NULL, err) || nnd_log_flush(l, err)) {
