@@ -112,7 +112,8 @@ static void cone_reads(Schedule *s, NodeId id, bool identity, NodeId self, Acces
     if (depth > 10000)
         return;
     OpKind k = op_info[n->op].kind;
-    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS;
+    /* a reshape reads its input at the same flat offset: the same element */
+    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS || n->op == OP_RESHAPE;
     for (int i = 0; i < n->nin; i++)
         cone_reads(s, n->in[i], identity && keep && (k != OPK_ALIAS || i == 0), self, out, depth + 1);
 }
