@@ -290,6 +290,19 @@ static InterpFn *interp_fn(Program *p, InterpKind kind, const NodeId *roots, int
     return f;
 }
 
+/* A step for the interpreter: roots are the nout scalars, then the values that ups
+ * says where to put. */
+static InterpFn *interp_step_fn(Program *p, const NodeVec *roots, int nout, bool check, const Update *ups,
+                                int nups)
+{
+    InterpFn *f = interp_fn(p, IK_STEP, roots->v, roots->n);
+    f->nout = nout;
+    f->check = check;
+    f->ups = ups;
+    f->nups = nups;
+    return f;
+}
+
 static void interp_fn_free(void *v)
 {
     InterpFn *f = v;
@@ -328,27 +341,16 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
     if (o->engine == ENGINE_INTERP) {
         x->step = interp_entry;
-        x->step_user = interp_fn(p, IK_STEP, step.v, step.n);
-        InterpFn *f = x->step_user;
-        f->nout = 1;
-        f->check = o->check_numerics;
-        f->ups = p->updates.v;
-        f->nups = p->updates.n;
+        x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
         if (want_full) {
             x->step_full = interp_entry;
-            x->step_full_user = f = interp_fn(p, IK_STEP, full.v, full.n);
-            f->nout = 1 + p->step_outputs.n;
-            f->check = o->check_numerics;
-            f->ups = p->updates.v;
-            f->nups = p->updates.n;
+            x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
+                                               p->updates.v, p->updates.n);
         }
         if (want_accum) {
             x->step_accum = interp_entry;
-            x->step_accum_user = f = interp_fn(p, IK_STEP, accum.v, accum.n);
-            f->nout = 1;
-            f->check = o->check_numerics;
-            f->ups = p->accum_updates.v;
-            f->nups = p->accum_updates.n;
+            x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
+                                                p->accum_updates.n);
         }
         for (int i = 0; i < ne; i++) {
             NodeVec r = {0};
