@@ -1403,6 +1403,35 @@ void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res)
         diag_note(d, span_none(), "%s %s", n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of",
                   b.s);
         sb_free(&b);
+    } else if (n->phase == PHASE_FORWARD) {
+        /* the parameters it was computed from, the nearest layers first */
+        memset(seen, 0, (size_t)count);
+        NodeVec stack = {0};
+        vec_push(&stack, bad);
+        bool *reads = xcalloc((size_t)(p->params.n ? p->params.n : 1), 1);
+        while (stack.n) {
+            NodeId id = stack.v[--stack.n];
+            if (seen[id])
+                continue;
+            seen[id] = 1;
+            Node *m = graph_node(g, id);
+            if (m->op == OP_PARAM && m->idx >= 0 && m->idx < p->params.n)
+                reads[m->idx] = true;
+            for (int i = 0; i < m->nin; i++)
+                vec_push(&stack, m->in[i]);
+        }
+        StrBuf b = {0};
+        int shown = 0, total = 0;
+        for (int i = p->params.n - 1; i >= 0; i--)
+            if (reads[i] && total++ < 4)
+                sb_printf(&b, "%s%s", shown++ ? ", " : "", p->params.v[i].name);
+        if (total > shown)
+            sb_printf(&b, " and %d more", total - shown);
+        if (total)
+            diag_note(d, span_none(), "it is computed from the parameters %s", b.s);
+        sb_free(&b);
+        free(reads);
+        vec_free(&stack);
     }
     diag_note(d, span_none(), "training stopped at step %lld (epoch %lld); checkpoints of earlier steps are kept, none is written for this one",
               (long long)res->steps, (long long)res->bad_epoch + 1);

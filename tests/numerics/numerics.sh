@@ -7,6 +7,7 @@
 # usage: numerics.sh NND WORKDIR
 set -u
 nnd=$1 work=$2
+ex=$(CDPATH= cd -- "$(dirname -- "$0")/../../examples" && pwd -P)
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -67,6 +68,9 @@ expect fwd_log0 "mse(h, y) + mean(log(min(x, 0)))" "SGD()" \
     "27:29" "'log' made -inf in the forward pass"
 expect fwd_exp1000 "mse(h, y) + mean(exp(1000 * (x + 1)))" "SGD()" \
     "27:29" "'exp' made +inf in the forward pass"
+expect fwd_log_neg "mse(log(h - 100), y)" "SGD()" \
+    "27:16" "'log' made NaN in the forward pass"
+grep -q "note: it is computed from the parameters b, W" fwd_log_neg.compiled.err || fail "the parameters are not named"
 expect bwd_sqrt0 "mse(sqrt(relu(h - 10)), y)" "SGD()" \
     "27:16" "'div' made +inf in the backward pass"
 expect bwd_vjp00 "mse(ident(h), y)" "SGD()" \
@@ -105,7 +109,6 @@ grep -q "resuming from ck/step-00000003.safetensors: step 3" resume.out || { cat
 echo "ok: checkpoints of steps 1-3 kept and resumed; step 4 reported again"
 
 # no false alarms on a real model: 30 checked steps of the Fashion-MNIST MLP
-ex=$(CDPATH= cd -- "$(dirname -- "$0")/../../examples" && pwd -P)
 if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     "$nnd" run "$ex/fashion_mnist_mlp.nnd" --check-numerics --set steps=30 > mlp.out 2>&1 ||
         { cat mlp.out; fail "the checked MLP run"; }
