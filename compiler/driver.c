@@ -625,6 +625,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
         t->user_accum = x->step_accum_user;
         t->accumulate = p->accumulate;
         t->h_accum = p->hyper_accum;
+        t->h_micro = p->hyper_micro;
     }
     if (x->step_full && p->log.dir) {
         t->step_full = x->step_full;

@@ -2257,6 +2257,15 @@ static Value builtin_call(Elab *e, int id, Args *a, Span span)
         NodeId step = graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = NND_F64,
                                                  .idx = e->p->hyper_step, .name = h->name,
                                                  .span = span});
+        if (e->p->accumulate > 1) {
+            /* each micro-batch of an update draws its own numbers: the counter is
+             * step * k + the micro-batch's place */
+            HyperInfo *hm = &e->p->hypers.v[e->p->hyper_micro];
+            NodeId micro = graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = NND_F64, .idx = e->p->hyper_micro,
+                                                      .name = hm->name, .span = span});
+            NodeId k = gb_const(e->g, (double)e->p->accumulate, NND_F64, span);
+            step = gb_binary(e->g, OP_ADD, gb_binary(e->g, OP_MUL, step, k, span), micro, span);
+        }
         NndDType dt = dtype_is_float(nd(e, n)->dtype) ? (NndDType)nd(e, n)->dtype : e->p->float_dtype;
         uint64_t key = nnd_stream_of("rand_like") + (uint64_t)e->rand_draws++ * 0x100000001B3ull;
         return vnode(mk(e, (Node){.op = OP_RANDSTEP, .nin = 1, .in = {step},
@@ -3032,6 +3041,11 @@ static void load_from(Elab *e, Scope *s, const Ast *st, const char *prefix, int 
 static void accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n)
 {
     Program *p = e->p;
+    /* layer state (batch norm's running statistics) moves on every micro-batch, as
+     * it would with a forward pass per micro-batch in PyTorch */
+    for (int u = 0; u < p->updates.n; u++)
+        if (p->updates.v[u].is_state && p->states.v[p->updates.v[u].index].param < 0)
+            vec_push(&p->accum_updates, p->updates.v[u]);
     p->hyper_accum = p->hypers.n;
     NodeId total = new_hyper(e, "accumulate.samples", (double)(p->batch * p->accumulate), train->span);
     for (int i = 0; i < n; i++) {
@@ -3389,6 +3403,10 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         p->steps = 0;
     p->seed = (uint64_t)int_setting(e, &s, train, "seed", 0, 0, NULL);
     p->accumulate = int_setting(e, &s, train, "accumulate", 1, 1, NULL);
+    if (p->accumulate > 1) {
+        p->hyper_micro = p->hypers.n;
+        new_hyper(e, "accumulate.micro", 0, train->span);
+    }
     bool f = false;
     const Ast *sh = find_setting(train, "shuffle");
     p->shuffle = setting_number(e, &s, sh, "shuffle", 1, &f) != 0;
@@ -3728,7 +3746,7 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
     p->g.phase = PHASE_FORWARD;
     p->float_dtype = opts->float_dtype;
     p->accumulate = 1;
-    p->hyper_accum = -1;
+    p->hyper_accum = p->hyper_micro = -1;
     Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
     p->g.custom_vjp = elab_custom_vjp;
     p->g.custom_ctx = &e;

@@ -132,6 +132,7 @@ typedef struct Program {
     VEC(Update) accum_updates;
     int64_t accumulate;
     int hyper_accum; /* the samples of the group, set by the trainer; -1 without */
+    int hyper_micro; /* the micro-batch's place in its group (random draws use it) */
     VEC(EvalSpec) evals;
     /* scalars the step computes besides the loss (args->out[1..]): logged
      * statistics and `log` expressions, named by their tags */

@@ -247,6 +247,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             gather(ds->x, b.idx + start, mj, b.x);
             gather(ds->y, b.idx + start, mj, b.y);
             int last = j == micro - 1;
+            if (k > 1)
+                t->hypers[t->h_micro] = (double)j;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
             void *user = !last ? t->user_accum : full ? t->user_full : t->user;
             a = (NndStepArgs){t->params, t->states, b.x, b.y, t->hypers, mj, t->arena, bout, t->pool,

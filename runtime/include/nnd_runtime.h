@@ -418,7 +418,7 @@ typedef struct NndTrainer {
     NndStepFn step_accum;
     void *user_accum;
     int64_t accumulate;
-    int h_accum;
+    int h_accum, h_micro; /* hypers[h_micro] = the micro-batch's place in its group */
     const NndEvalSpec *evals;
     int nevals;
     char *arena;

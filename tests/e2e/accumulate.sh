@@ -98,3 +98,34 @@ echo "ok: resumed at step 5 of 12: the same bits"
     fail "a checkpoint of another accumulate was accepted"
 grep -q "written by a run with accumulate = 4, this one has 2" bad.out || { cat bad.out; fail "the message"; }
 echo "ok: a checkpoint of accumulate = 4 is refused with accumulate = 2"
+
+# batch norm's running statistics move on every micro-batch, and dropout draws new
+# masks for each: with lr = 0, 3 updates of 16 x 4 see what 12 steps of 16 see
+cat > bn.nnd <<'NND'
+use nn
+use optim
+model Net {
+    fc1 = Dense(3, 8)
+    bn = BatchNorm(8)
+    drop = Dropout(0.5)
+    fc2 = Dense(8, 1)
+    fn forward(x: [B, 3]) -> [B, 1] = fc2(drop(relu(bn(fc1(x)))))
+}
+train {
+    data train = csv("linear.csv", label = "y")
+    net = Net()
+    loss = mse(net(x), y)
+    opt = SGD(lr = 0)
+    batch = 16
+    seed = 5
+    save "bn.safetensors"
+}
+NND
+"$nnd" run bn.nnd --set steps=12 > bn1.out 2>&1 || { cat bn1.out; fail "bn: 12 steps"; }
+cp bn.safetensors bn12.safetensors
+"$nnd" run bn.nnd --set steps=3 --set accumulate=4 > bn4.out 2>&1 || { cat bn4.out; fail "bn: 3 x 4"; }
+d=$(maxdiff bn12.safetensors bn.safetensors)
+python3 -c "import sys; sys.exit(0 if $d <= 1e-6 else 1)" || fail "running statistics differ by $d"
+[ "$(grep '^done:' bn1.out | sed 's/.*loss //')" = "$(grep '^done:' bn4.out | sed 's/.*loss //')" ] ||
+    fail "dropout: the losses differ: $(grep '^done:' bn1.out) / $(grep '^done:' bn4.out)"
+echo "ok: batch norm and dropout per micro-batch: running statistics within $d, the same loss"
