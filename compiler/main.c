@@ -485,6 +485,14 @@ static int cmd_run(Options *o)
         if (o->time && ran > 0)
             printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
                    1e3 * res.seconds / (double)ran, (double)ran * (double)p->batch / res.seconds);
+        if (o->time && res.full_steps > 0 && res.full_steps < ran) {
+            /* measured in one process, interleaved: what a logged step costs more */
+            double full = res.full_seconds / (double)res.full_steps;
+            double plain = (res.seconds - res.full_seconds) / (double)(ran - res.full_steps);
+            printf("time: logged steps %.3f ms (%lld of them, statistics and writing included), "
+                   "the others %.3f ms: %+.1f%%\n", 1e3 * full, (long long)res.full_steps, 1e3 * plain,
+                   100 * (full / plain - 1));
+        }
         if (p->ckpt_dir && res.steps > to.resume.step)
             printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res.steps);
         if (o->print_params)

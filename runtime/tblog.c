@@ -66,29 +66,39 @@ static uint32_t masked_crc(const void *data, size_t n)
 
 /* ---- protocol buffer encoding ---- */
 
+/* A growing byte buffer that starts in its own 256 bytes (a scalar's record fits:
+ * no allocation per record); buf_free releases what it took from the heap. */
 typedef struct Buf {
-    unsigned char *p;
+    unsigned char *p; /* NULL: small */
     size_t len, cap;
     int failed;
+    unsigned char small[256];
 } Buf;
+
+static unsigned char *buf_data(Buf *b) { return b->p ? b->p : b->small; }
+static const unsigned char *buf_bytes(const Buf *b) { return b->p ? b->p : b->small; }
+
+static void buf_free(Buf *b) { free(b->p); }
 
 static void put(Buf *b, const void *p, size_t n)
 {
     if (b->failed)
         return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
+    size_t cap = b->p ? b->cap : sizeof b->small;
+    if (b->len + n > cap) {
         while (cap < b->len + n)
             cap *= 2;
-        unsigned char *q = realloc(b->p, cap);
+        unsigned char *q = b->p ? realloc(b->p, cap) : malloc(cap);
         if (!q) {
             b->failed = 1;
             return;
         }
+        if (!b->p)
+            memcpy(q, b->small, b->len);
         b->p = q;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, p, n);
+    memcpy(buf_data(b) + b->len, p, n);
     b->len += n;
 }
 
@@ -145,8 +155,8 @@ static int write_event(NndLog *l, int64_t step, const char *version, const Buf *
     if (version)
         put_bytes(&ev, 3, version, strlen(version));
     if (value) {
-        put_bytes(&sum, 1, value->p, value->len);
-        put_bytes(&ev, 5, sum.p, sum.len);
+        put_bytes(&sum, 1, buf_bytes(value), value->len);
+        put_bytes(&ev, 5, buf_bytes(&sum), sum.len);
     }
     int rc = 0;
     if (ev.failed || sum.failed || (value && value->failed)) {
@@ -159,22 +169,22 @@ static int write_event(NndLog *l, int64_t step, const char *version, const Buf *
         uint32_t c = masked_crc(head, 8);
         for (int i = 0; i < 4; i++)
             head[8 + i] = (unsigned char)(c >> (8 * i));
-        c = masked_crc(ev.p, ev.len);
+        c = masked_crc(buf_bytes(&ev), ev.len);
         for (int i = 0; i < 4; i++)
             tail[i] = (unsigned char)(c >> (8 * i));
         /* one write of the whole record, so that a flushed record is never torn */
         Buf rec = {0};
         put(&rec, head, 12);
-        put(&rec, ev.p, ev.len);
+        put(&rec, buf_bytes(&ev), ev.len);
         put(&rec, tail, 4);
         if (rec.failed)
             rc = nnd_err(err, "out of memory");
-        else if (fwrite(rec.p, 1, rec.len, l->events) != rec.len)
+        else if (fwrite(buf_bytes(&rec), 1, rec.len, l->events) != rec.len)
             rc = nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
-        free(rec.p);
+        buf_free(&rec);
     }
-    free(ev.p);
-    free(sum.p);
+    buf_free(&ev);
+    buf_free(&sum);
     return rc;
 }
 
@@ -272,7 +282,7 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
     put_varint(&v, 2 << 3 | 5);
     put_le(&v, u, 4);
     int rc = write_event(l, step, NULL, &v, err);
-    free(v.p);
+    buf_free(&v);
     if (rc)
         return rc;
     if (fprintf(l->csv, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag, value) < 0)
@@ -299,16 +309,21 @@ int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data
     if (!finite)
         lo = hi = 0;
     double counts[BUCKETS] = {0}, limits[BUCKETS];
-    double width = hi > lo ? (hi - lo) / BUCKETS : 1;
+    double width = hi > lo ? (hi - lo) / BUCKETS : 1, scale = hi > lo ? 1 / width : 0;
     for (int b = 0; b < BUCKETS; b++)
         limits[b] = b == BUCKETS - 1 ? hi : lo + width * (b + 1);
+    /* four partial histograms: consecutive values that fall in one bucket do not wait
+     * for each other's increment */
+    int64_t part[4][BUCKETS] = {{0}};
     for (int64_t i = 0; i < n; i++) {
         double v = dtype == NND_F64 ? ((const double *)data)[i] : (double)((const float *)data)[i];
         if (!isfinite(v))
             continue;
-        int b = hi > lo ? (int)((v - lo) / width) : 0;
-        counts[b < 0 ? 0 : b >= BUCKETS ? BUCKETS - 1 : b] += 1;
+        int b = (int)((v - lo) * scale);
+        part[i & 3][b < 0 ? 0 : b >= BUCKETS ? BUCKETS - 1 : b]++;
     }
+    for (int b = 0; b < BUCKETS; b++)
+        counts[b] = (double)(part[0][b] + part[1][b] + part[2][b] + part[3][b]);
     Buf h = {0}, v = {0};
     put_double(&h, 1, lo);
     put_double(&h, 2, hi);
@@ -325,10 +340,10 @@ int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data
         }
     }
     put_bytes(&v, 1, tag, strlen(tag));
-    put_bytes(&v, 5, h.p, h.len);
+    put_bytes(&v, 5, buf_bytes(&h), h.len);
     int rc = h.failed ? nnd_err(err, "out of memory") : write_event(l, step, NULL, &v, err);
-    free(h.p);
-    free(v.p);
+    buf_free(&h);
+    buf_free(&v);
     return rc;
 }
 

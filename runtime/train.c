@@ -304,6 +304,10 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             double t2 = now();
             t_run += t2 - t1;
             t1 = t2;
+            if (full) {
+                res->full_seconds += t2 - t0;
+                res->full_steps++;
+            }
             if (stop) {
                 step++;
                 break;

@@ -442,6 +442,8 @@ typedef struct NndTrainResult {
     double final_loss; /* mean loss over the last epoch run (or part of it) */
     int64_t steps; /* steps run */
     double seconds; /* in steps, evaluation excluded */
+    double full_seconds; /* of that, in the steps that ran step_full and the hook */
+    int64_t full_steps;
     int nonfinite; /* stopped at step `steps`: 1 on a NaN or infinite loss, 2 on
                       non-finite values found by checked code (below) */
     int64_t bad_node, bad_count, bad_epoch; /* nonfinite == 2: as in NndStepArgs */
