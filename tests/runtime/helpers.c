@@ -156,3 +156,25 @@ void test_alloc_remove(TestAlloc *ta)
 {
     nnd_set_allocator(&ta->saved);
 }
+
+NndPool *pools[TEST_THREADS + 1];
+
+int setup_pools(void **state)
+{
+    (void)state;
+    NndErr err;
+    for (int k = 1; k <= TEST_THREADS; k++)
+        if (!(pools[k] = nnd_pool_create(k, &err)))
+            return -1;
+    return 0;
+}
+
+int teardown_pools(void **state)
+{
+    (void)state;
+    for (int k = 1; k <= TEST_THREADS; k++) {
+        nnd_pool_destroy(pools[k]);
+        pools[k] = NULL;
+    }
+    return 0;
+}

@@ -51,4 +51,12 @@ typedef struct TestAlloc {
 void test_alloc_install(TestAlloc *ta, long fail_at);
 void test_alloc_remove(TestAlloc *ta);
 
+/* Thread pools for the tests that run on 1 to TEST_THREADS threads: pools[k] has k
+ * threads, pools[0] is NULL (no pool).  setup_pools and teardown_pools are cmocka
+ * group fixtures. */
+enum { TEST_THREADS = 4 };
+extern NndPool *pools[TEST_THREADS + 1];
+int setup_pools(void **state);
+int teardown_pools(void **state);
+
 #endif

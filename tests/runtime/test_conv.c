@@ -26,27 +26,10 @@
 
 #include "nnd_runtime.h"
 
-enum { MAX_THREADS = 4 };
+#include "helpers.h"
 
-static NndPool *pools[MAX_THREADS + 1]; /* pools[0] is NULL: no pool */
 
-static int setup_pools(void **state)
-{
-    NndErr err;
-    for (int k = 1; k <= MAX_THREADS; k++)
-        if (!(pools[k] = nnd_pool_create(k, &err)))
-            return -1;
-    return 0;
-}
 
-static int teardown_pools(void **state)
-{
-    for (int k = 1; k <= MAX_THREADS; k++) {
-        nnd_pool_destroy(pools[k]);
-        pools[k] = NULL;
-    }
-    return 0;
-}
 
 /* ---- malloc that can be made to fail ------------------------------------------------
  * The test is linked with -Wl,--wrap=malloc, so every malloc of the program (the
@@ -330,7 +313,7 @@ static void conv_case_check(const ConvCase *c)
     double *res64[OP_COUNT];
     for (int op = 0; op < OP_COUNT; op++)
         res64[op] = new_doubles(most);
-    for (int t = 0; t <= MAX_THREADS; t++) {
+    for (int t = 0; t <= TEST_THREADS; t++) {
         for (int op = 0; op < OP_COUNT; op++) {
             const double *ref, *bound;
             size_t n;
@@ -475,7 +458,7 @@ static void test_conv_empty(void **state)
 {
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1}, dw[4] = {NAN, NAN, NAN, NAN};
     NndConvShape s = conv_shape(0, 1, 2, 2, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1);
-    for (int t = 0; t <= MAX_THREADS; t++) {
+    for (int t = 0; t <= TEST_THREADS; t++) {
         nnd_conv2d_f32(pools[t], &s, x, w, NULL);
         nnd_conv2d_grad_input_f32(pools[t], &s, x, w, NULL);
         nnd_conv2d_grad_weight_f32(pools[t], &s, x, x, dw);
@@ -501,7 +484,7 @@ static void test_conv_no_memory(void **state)
         float *f = new_floats(most);
         double *d = new_doubles(most), *conv = new_doubles(most);
         char what[512];
-        for (int t = 0; t <= MAX_THREADS; t++)
+        for (int t = 0; t <= TEST_THREADS; t++)
             for (long budget = 0; budget <= 4; budget++)
                 for (int op = 0; op < OP_COUNT; op++) {
                     const double *ref, *bound;
@@ -604,7 +587,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
     to_float(vf, v, nx);
     to_float(df, d, ny);
     char what[256];
-    for (int t = 0; t <= MAX_THREADS; t++) {
+    for (int t = 0; t <= TEST_THREADS; t++) {
         describe_pool(what, sizeof what, s, "maxpool_gather", t);
         fill_nan_f(of, ny);
         nnd_maxpool_gather_f32(pools[t], s, xf, vf, of);
@@ -779,7 +762,7 @@ static void test_avgpool(void **state)
         to_float(xf, x, nx);
         to_float(dyf, dy, ny);
         int64_t terms = s->kh * s->kw;
-        for (int t = 0; t <= MAX_THREADS; t++) {
+        for (int t = 0; t <= TEST_THREADS; t++) {
             describe_pool(what, sizeof what, s, "avgpool", t);
             fill_nan_f(of, ny);
             nnd_avgpool_f32(pools[t], s, xf, of);

@@ -20,32 +20,13 @@
 
 #include "helpers.h"
 
-enum { MAX_THREADS = 4 };
 
 /* In blas.c: multiply-adds below which a product is not split. */
 enum { MIN_SPLIT_WORK = 1 << 16 };
 
 static const double SENTINEL = 1234.5;
 
-static NndPool *pools[MAX_THREADS + 1]; /* pools[0] is NULL: no pool */
 
-static int setup_pools(void **state)
-{
-    NndErr err;
-    for (int k = 1; k <= MAX_THREADS; k++)
-        if (!(pools[k] = nnd_pool_create(k, &err)))
-            return -1;
-    return 0;
-}
-
-static int teardown_pools(void **state)
-{
-    for (int k = 1; k <= MAX_THREADS; k++) {
-        nnd_pool_destroy(pools[k]);
-        pools[k] = NULL;
-    }
-    return 0;
-}
 
 typedef struct Shape {
     int64_t m, n, k, batch;
@@ -194,7 +175,7 @@ static void run_problem(const Problem *p)
         bf[i] = (float)p->b[i];
     double rel_f32 = 1e-5 * sqrt((double)(p->s.k > 1 ? p->s.k : 1));
     const Shape *s = &p->s;
-    for (int t = 0; t <= MAX_THREADS; t++) {
+    for (int t = 0; t <= TEST_THREADS; t++) {
         NndPool *pool = pools[t];
         for (int rep = 0; rep < 2; rep++) {
             float *c = rep ? cf2 : cf;
@@ -319,7 +300,7 @@ static void test_empty(void **state)
 {
     float af[4] = {NAN, NAN, NAN, NAN}, cf[4] = {1, 2, 3, 4};
     double ad[4] = {NAN, NAN, NAN, NAN}, cd[4] = {1, 2, 3, 4};
-    for (int t = 0; t <= MAX_THREADS; t++) {
+    for (int t = 0; t <= TEST_THREADS; t++) {
         nnd_gemm_f32(pools[t], 0, 0, 0, 2, 2, af, 2, af, 2, 0, cf, 2, 1, 0, 0, 0);
         nnd_gemm_f32(pools[t], 0, 0, 2, 0, 2, af, 2, af, 2, 0, cf, 2, 1, 0, 0, 0);
         nnd_gemm_f32(pools[t], 0, 0, 2, 2, 2, af, 2, af, 2, 0, cf, 2, 0, 0, 0, 0);

@@ -20,9 +20,8 @@
 
 #include "helpers.h"
 
-enum { MAX_THREADS = 4, MAX_CALLS = 64 };
+enum { MAX_CALLS = 64 };
 
-static NndPool *pools[MAX_THREADS + 1]; /* pools[k]: k threads */
 
 static void sleep_us(long us)
 {
@@ -124,30 +123,11 @@ static void run_and_check(NndPool *pool, int64_t n, int64_t grain, Record *r)
             assert_false(pthread_equal(r->calls[i].thread, r->calls[j].thread));
 }
 
-static int setup_pools(void **state)
-{
-    NndErr err;
-    for (int k = 1; k <= MAX_THREADS; k++) {
-        pools[k] = nnd_pool_create(k, &err);
-        if (!pools[k])
-            return -1;
-    }
-    return 0;
-}
-
-static int teardown_pools(void **state)
-{
-    for (int k = 1; k <= MAX_THREADS; k++) {
-        nnd_pool_destroy(pools[k]);
-        pools[k] = NULL;
-    }
-    return 0;
-}
 
 static void test_threads_count(void **state)
 {
     assert_int_equal(nnd_pool_threads(NULL), 1);
-    for (int k = 1; k <= MAX_THREADS; k++)
+    for (int k = 1; k <= TEST_THREADS; k++)
         assert_int_equal(nnd_pool_threads(pools[k]), k);
     NndErr err;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -165,7 +145,7 @@ static void test_coverage(void **state)
     static const int64_t grains[] = {
         -5, 0, 1, 2, 3, 7, 8, 64, 999, 1000, 1001, 1 << 20, INT64_MAX / 2, INT64_MAX};
     int cases = 0;
-    for (int k = 0; k <= MAX_THREADS; k++) {
+    for (int k = 0; k <= TEST_THREADS; k++) {
         NndPool *pool = k == 0 ? NULL : pools[k];
         for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
             for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
@@ -180,7 +160,7 @@ static void test_coverage(void **state)
 
 static void test_negative_n(void **state)
 {
-    for (int k = 0; k <= MAX_THREADS; k++) {
+    for (int k = 0; k <= TEST_THREADS; k++) {
         Record r;
         record_init(&r, 0);
         nnd_parallel_for(k ? pools[k] : NULL, record_range, &r, -3, 1);
@@ -206,7 +186,7 @@ static void test_null_pool_inline(void **state)
  * caller computes the first range itself. */
 static void test_deterministic_ranges(void **state)
 {
-    for (int k = 2; k <= MAX_THREADS; k++) {
+    for (int k = 2; k <= TEST_THREADS; k++) {
         Record first;
         run_and_check(pools[k], 1003, 1, &first);
         assert_true(pthread_equal(first.calls[0].thread, pthread_self()));
@@ -229,8 +209,8 @@ static void test_deterministic_ranges(void **state)
  * instead of waiting for workers that are busy with the outer job. */
 typedef struct Nested {
     NndPool *pool;
-    Record inner[MAX_THREADS];
-    pthread_t outer_thread[MAX_THREADS];
+    Record inner[TEST_THREADS];
+    pthread_t outer_thread[TEST_THREADS];
     atomic_int outer_calls;
 } Nested;
 
@@ -248,7 +228,7 @@ static void nested_outer(void *ctx, int64_t begin, int64_t end)
 
 static void test_nested_inline(void **state)
 {
-    for (int k = 1; k <= MAX_THREADS; k++) {
+    for (int k = 1; k <= TEST_THREADS; k++) {
         for (int rep = 0; rep < 20; rep++) {
             Nested s;
             memset(&s, 0, sizeof s);
@@ -291,7 +271,7 @@ static void count_range(void *ctx, int64_t begin, int64_t end)
 
 static void test_many_tiny_jobs(void **state)
 {
-    for (int k = 2; k <= MAX_THREADS; k++) {
+    for (int k = 2; k <= TEST_THREADS; k++) {
         /* more threads than cores here makes each job slow; fewer jobs keep it short */
         long jobs = k == 2 ? 20000 : 500;
         Counter c = {0, 0};
@@ -312,7 +292,7 @@ static void test_many_tiny_jobs(void **state)
  * must be woken.  Slow workers make the caller sleep waiting for them too. */
 static void test_wake_after_sleep(void **state)
 {
-    for (int k = 2; k <= MAX_THREADS; k++) {
+    for (int k = 2; k <= TEST_THREADS; k++) {
         for (int j = 0; j < 15; j++) {
             sleep_us(j % 3 == 0 ? 20000 : 2000);
             Record r;
@@ -332,7 +312,7 @@ static void test_create_destroy(void **state)
     NndErr err;
     nnd_pool_destroy(NULL);
     for (int rep = 0; rep < 25; rep++)
-        for (int k = 1; k <= MAX_THREADS + 2; k++) {
+        for (int k = 1; k <= TEST_THREADS + 2; k++) {
             NndPool *p = nnd_pool_create(k, &err);
             assert_non_null(p);
             if (rep % 5 == 4) {
@@ -348,9 +328,9 @@ static void test_create_destroy(void **state)
 /* Flush-to-zero and denormals-are-zero on every thread that computes. */
 typedef struct Denormal {
     volatile float tiny, one;
-    unsigned csr[MAX_THREADS];
-    uint32_t product[MAX_THREADS]; /* the bits, so no comparison on this thread flushes */
-    pthread_t thread[MAX_THREADS];
+    unsigned csr[TEST_THREADS];
+    uint32_t product[TEST_THREADS]; /* the bits, so no comparison on this thread flushes */
+    pthread_t thread[TEST_THREADS];
 } Denormal;
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -371,7 +351,7 @@ static void denormal_range(void *ctx, int64_t begin, int64_t end)
 static void test_flush_denormals(void **state)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    for (int k = 1; k <= MAX_THREADS; k++) {
+    for (int k = 1; k <= TEST_THREADS; k++) {
         Denormal d;
         memset(&d, 0, sizeof d);
         d.tiny = 1e-39f;
