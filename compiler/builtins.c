@@ -39,7 +39,8 @@ bool builtin_constant(const char *name, double *value)
 const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
                                       "clip_norm", "clip_value", "max_norm", "ema", "accumulate",
                                       NULL};
-/* What `log` statements log by name (docs/language.md). */
+/* What `log` statements log by name (docs/language.md); entry i is LOG_* bit i
+ * (elab.h). */
 const char *const log_families[] = {"loss", "lr", "grad_norm", "weight_norm", "update_ratio",
                                     "max_grad", "nonfinite", "histograms", NULL};
 

@@ -1339,39 +1339,33 @@ static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, co
  * records the node and the count in args; the function returns at the first bad one. */
 static void check_kernel(CG *c, const Kernel *k)
 {
-    NodeVec nodes = {0};
-    IntVec bufs = {0};
+    VEC(Store) vals = {0}; /* what the kernel made, and where */
     for (int i = 0; i < k->stores.n; i++) {
-        NodeId id = k->stores.v[i].node;
-        int buf = k->stores.v[i].buf, home = c->s->home[id];
-        if ((buf == home || home < 0) && c->s->bufs.v[buf].kind != BUF_OUT) {
-            vec_push(&nodes, id);
-            vec_push(&bufs, buf);
-        }
+        Store st = k->stores.v[i];
+        int home = c->s->home[st.node];
+        if ((st.buf == home || home < 0) && c->s->bufs.v[st.buf].kind != BUF_OUT)
+            vec_push(&vals, st);
     }
     for (int i = 0; i < k->accs.n; i++) {
-        vec_push(&nodes, k->accs.v[i].node);
-        vec_push(&bufs, k->accs.v[i].buf);
+        Store st = {k->accs.v[i].node, k->accs.v[i].buf};
+        vec_push(&vals, st);
     }
-    for (int i = 1; i < nodes.n; i++) /* insertion sort: a handful */
-        for (int j = i; j > 0 && nodes.v[j - 1] > nodes.v[j]; j--) {
-            NodeId tn = nodes.v[j];
-            nodes.v[j] = nodes.v[j - 1];
-            nodes.v[j - 1] = tn;
-            int tb = bufs.v[j];
-            bufs.v[j] = bufs.v[j - 1];
-            bufs.v[j - 1] = tb;
+    for (int i = 1; i < vals.n; i++) /* insertion sort by node: a handful */
+        for (int j = i; j > 0 && vals.v[j - 1].node > vals.v[j].node; j--) {
+            Store t = vals.v[j];
+            vals.v[j] = vals.v[j - 1];
+            vals.v[j - 1] = t;
         }
-    for (int i = 0; i < nodes.n; i++) {
-        Node *n = graph_node(c->g, nodes.v[i]);
-        const Buffer *bf = &c->s->bufs.v[bufs.v[i]];
+    for (int i = 0; i < vals.n; i++) {
+        Node *n = graph_node(c->g, vals.v[i].node);
+        const Buffer *bf = &c->s->bufs.v[vals.v[i].buf];
         if (!is_float(bf->dtype))
             continue;
         LLVMValueRef count = ci64(c, 1);
         for (int d = 0; d < n->shape.rank; d++)
             count = LLVMBuildMul(c->b, count, dim(c, n->shape.d[d]), "");
-        LLVMValueRef a[] = {buffer_ptr(c, bufs.v[i]), count, LLVMConstInt(c->i32, (unsigned)bf->dtype, 0),
-                            c->args, ci64(c, nodes.v[i])};
+        LLVMValueRef a[] = {buffer_ptr(c, vals.v[i].buf), count, LLVMConstInt(c->i32, (unsigned)bf->dtype, 0),
+                            c->args, ci64(c, vals.v[i].node)};
         LLVMTypeRef t[] = {c->ptr, c->i64, c->i32, c->ptr, c->i64};
         LLVMValueRef bad = call(c, "nnd_check_finite", c->i64, t, 5, a, false);
         LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "nonfinite");
@@ -1381,8 +1375,7 @@ static void check_kernel(CG *c, const Kernel *k)
         LLVMBuildRetVoid(c->b);
         LLVMPositionBuilderAtEnd(c->b, go);
     }
-    vec_free(&nodes);
-    vec_free(&bufs);
+    vec_free(&vals);
 }
 
 static void gen_function(CG *c, const CodegenFunction *f)

@@ -18,12 +18,14 @@ static double *hyper_values(const Program *p)
     return h;
 }
 
+int64_t program_steps_per_epoch(const Program *p)
+{
+    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate);
+}
+
 int64_t program_total_steps(const Program *p)
 {
-    if (p->steps > 0)
-        return p->steps;
-    int64_t n = p->data.v[p->train_data].n, batches = (n + p->batch - 1) / p->batch;
-    return p->epochs * ((batches + p->accumulate - 1) / p->accumulate);
+    return p->steps > 0 ? p->steps : p->epochs * program_steps_per_epoch(p);
 }
 
 /* ---- conversions between runtime buffers and interpreter tensors ---- */
@@ -661,26 +663,19 @@ bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool
     lg->m = m;
     lg->warn = warn;
     lg->interactive = interactive;
-    int64_t n = p->data.v[p->train_data].n;
-    lg->per_epoch = ((n + p->batch - 1) / p->batch + p->accumulate - 1) / p->accumulate;
-    lg->total = program_total_steps(p);
     int np = p->params.n ? p->params.n : 1;
-    lg->gn = xcalloc((size_t)np, sizeof(int));
-    lg->ratio = xcalloc((size_t)np, sizeof(int));
-    lg->gn_avg = xcalloc((size_t)np, sizeof(double));
-    lg->small_steps = xcalloc((size_t)np, sizeof(int64_t));
-    lg->tiny_steps = xcalloc((size_t)np, sizeof(int64_t));
-    lg->warned = xcalloc((size_t)np, sizeof(unsigned));
+    lg->watch = xcalloc((size_t)np, sizeof(ParamWatch));
     for (int i = 0; i < p->params.n; i++) {
-        lg->gn[i] = lg->ratio[i] = -1;
+        ParamWatch *w = &lg->watch[i];
+        w->gn = w->ratio = -1;
         for (int k = 0; k < p->step_outputs.n; k++) {
             const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
             if (!slash || strcmp(slash + 1, p->params.v[i].name))
                 continue;
             if (!strncmp(t, "grad_norm/", 10))
-                lg->gn[i] = k + 1;
+                w->gn = k + 1;
             else if (!strncmp(t, "update_ratio/", 13))
-                lg->ratio[i] = k + 1;
+                w->ratio = k + 1;
         }
     }
     if (p->log.dir) {
@@ -702,12 +697,7 @@ void logger_close(Logger *lg)
         nnd_log_flush(lg->log, &e);
         nnd_log_close(lg->log);
     }
-    free(lg->gn);
-    free(lg->ratio);
-    free(lg->gn_avg);
-    free(lg->small_steps);
-    free(lg->tiny_steps);
-    free(lg->warned);
+    free(lg->watch);
     lg->log = NULL;
 }
 
@@ -716,9 +706,9 @@ enum { WARN_VANISH = 1, WARN_EXPLODE = 2, WARN_NONFINITE = 4, WARN_BIG = 8, WARN
 static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...) NND_PRINTF(5, 6);
 static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...)
 {
-    if (!lg->warn || (lg->warned[param] & kind))
+    if (!lg->warn || (lg->watch[param].warned & kind))
         return;
-    lg->warned[param] |= kind;
+    lg->watch[param].warned |= kind;
     if (lg->interactive)
         fputs("\r\033[K", lg->warn);
     fprintf(lg->warn, "warning: step %lld: %s: ", (long long)step, lg->p->params.v[param].name);
@@ -738,32 +728,33 @@ static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char 
 static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
 {
     for (int i = 0; i < lg->p->params.n; i++) {
-        if (lg->gn[i] < 0)
+        ParamWatch *w = &lg->watch[i];
+        if (w->gn < 0)
             continue;
-        double g = out[lg->gn[i]];
+        double g = out[w->gn];
         if (!isfinite(g)) {
             warn(lg, i, WARN_NONFINITE, at->step, "the gradient is not finite (norm %g)", g);
             continue;
         }
-        lg->small_steps[i] = g < 1e-7 ? lg->small_steps[i] + 1 : 0;
-        if (lg->small_steps[i] == 10)
+        w->small_steps = g < 1e-7 ? w->small_steps + 1 : 0;
+        if (w->small_steps == 10)
             warn(lg, i, WARN_VANISH, at->step, "vanishing gradient: its norm has stayed below 1e-7 "
                                                 "for 10 logged steps (now %.3g)", g);
         lg->logged++;
-        if (lg->logged > 5 * lg->p->params.n && lg->gn_avg[i] > 0 && g > 50 * lg->gn_avg[i])
+        if (lg->logged > 5 * lg->p->params.n && w->gn_avg > 0 && g > 50 * w->gn_avg)
             warn(lg, i, WARN_EXPLODE, at->step, "exploding gradient: its norm jumped to %.3g, %.0f "
-                                                 "times its recent average %.3g", g, g / lg->gn_avg[i], lg->gn_avg[i]);
-        lg->gn_avg[i] = lg->gn_avg[i] == 0 ? g : 0.9 * lg->gn_avg[i] + 0.1 * g;
+                                                 "times its recent average %.3g", g, g / w->gn_avg, w->gn_avg);
+        w->gn_avg = w->gn_avg == 0 ? g : 0.9 * w->gn_avg + 0.1 * g;
         /* update sizes: of weight matrices and filters; biases and gains start at 0
          * or 1 and move by large fractions of themselves early on */
-        if (lg->ratio[i] < 0 || graph_node(&lg->p->g, lg->p->params.v[i].node)->shape.rank < 2)
+        if (w->ratio < 0 || graph_node(&lg->p->g, lg->p->params.v[i].node)->shape.rank < 2)
             continue;
-        double r = out[lg->ratio[i]];
+        double r = out[w->ratio];
         if (r > 0.1 && at->step > 10)
             warn(lg, i, WARN_BIG, at->step, "the update moved the weights by %.3g of their norm in "
                                              "one step (usual: about 1e-3); the learning rate may be too high", r);
-        lg->tiny_steps[i] = r < 1e-7 && g > 0 ? lg->tiny_steps[i] + 1 : 0;
-        if (lg->tiny_steps[i] == 20)
+        w->tiny_steps = r < 1e-7 && g > 0 ? w->tiny_steps + 1 : 0;
+        if (w->tiny_steps == 20)
             warn(lg, i, WARN_TINY, at->step, "updates of under 1e-7 of the weights' norm for 20 "
                                               "logged steps (now %.3g): the learning rate may be too low", r);
     }
@@ -782,17 +773,17 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
     if (!lg->log || lg->failed)
         return 0;
     NndErr e;
-    bool ok = !ls->loss || nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
+    bool ok = !(ls->items & LOG_LOSS) || nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
     for (int k = 0; ok && k < lg->p->step_outputs.n; k++) {
         const char *tag = lg->p->step_outputs.v[k].name;
         /* grad_norm and update_ratio are computed for the warnings; logged if asked */
         uint32_t fam = !strncmp(tag, "grad_norm/", 10) ? LOG_GRAD_NORM
                      : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO : 0;
-        if (fam && !(ls->families & fam))
+        if (fam && !(ls->items & fam))
             continue;
         ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, out[k + 1], &e) == 0;
     }
-    for (int i = 0; ok && ls->histograms && i < lg->p->params.n; i++) {
+    for (int i = 0; ok && (ls->items & LOG_HISTOGRAMS) && i < lg->p->params.n; i++) {
         char tag[512];
         snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
         const NndTensor *t = &lg->m->params[i];
@@ -1335,17 +1326,19 @@ done:
 
 /* ---- --check-numerics reports ---- */
 
-static bool cone_has_data(Graph *g, NodeId id, uint8_t *seen)
+/* "fc1.W, fc1.b and 3 more": the parameters marked in set (the last ones first when
+ * last_first: the layers nearest the output); how many there are. */
+static int param_list(const Program *p, const bool *set, bool last_first, StrBuf *b)
 {
-    if (seen[id])
-        return seen[id] == 2;
-    seen[id] = 1;
-    Node *n = graph_node(g, id);
-    bool data = n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_INPUT;
-    for (int i = 0; i < n->nin && !data; i++)
-        data = cone_has_data(g, n->in[i], seen);
-    seen[id] = data ? 2 : 1;
-    return data;
+    int total = 0;
+    for (int k = 0; k < p->params.n; k++) {
+        int i = last_first ? p->params.n - 1 - k : k;
+        if (set[i] && total++ < 4)
+            sb_printf(b, "%s%s", total > 1 ? ", " : "", p->params.v[i].name);
+    }
+    if (total > 4)
+        sb_printf(b, " and %d more", total - 4);
+    return total;
 }
 
 void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res)
@@ -1356,34 +1349,44 @@ void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res)
         return;
     NodeId bad = (NodeId)res->bad_node;
     Node *n = graph_node(g, bad);
-    uint8_t *seen = xcalloc((size_t)count, 1);
+    /* node ids are in graph order: what the bad node is computed from (up), and what
+     * is computed from it (down), in one pass each */
+    bool *up = xcalloc((size_t)count, 1), *down = xcalloc((size_t)count, 1);
+    up[bad] = down[bad] = true;
+    for (int id = bad; id > 0; id--)
+        for (int i = 0; up[id] && i < graph_node(g, (NodeId)id)->nin; i++)
+            up[graph_node(g, (NodeId)id)->in[i]] = true;
+    for (int id = bad + 1; id < count; id++) {
+        Node *m = graph_node(g, (NodeId)id);
+        for (int i = 0; i < m->nin && !down[id]; i++)
+            down[id] = down[m->in[i]];
+    }
+    int np = p->params.n ? p->params.n : 1;
+    bool *reads = xcalloc((size_t)np, 1), *fed = xcalloc((size_t)np, 1);
+    bool data = false;
+    for (int id = 1; id <= (int)bad; id++) {
+        Node *m = graph_node(g, (NodeId)id);
+        if (!up[id] || (m->op != OP_PARAM && m->op != OP_STATE && m->op != OP_INPUT))
+            continue;
+        data = true;
+        if (m->op == OP_PARAM && m->idx >= 0 && m->idx < p->params.n)
+            reads[m->idx] = true;
+    }
+    for (int u = 0; u < p->updates.n; u++) {
+        const Update *upd = &p->updates.v[u];
+        int pi = upd->is_state ? p->states.v[upd->index].param : upd->index;
+        if (pi >= 0 && down[upd->value])
+            fed[pi] = true;
+    }
     const char *phase = "the forward pass";
     switch ((Phase)n->phase) {
     case PHASE_BACKWARD: phase = "the backward pass"; break;
     case PHASE_UPDATE: phase = "the update rule"; break;
     case PHASE_STATS: phase = "a logged statistic"; break;
     default:
-        if (!cone_has_data(g, bad, seen))
+        if (!data)
             phase = "the hyper-parameters (a schedule or a constant)";
         break;
-    }
-    /* the parameters whose updates read it: mark what depends on the bad node */
-    bool *dep = xcalloc((size_t)count, 1);
-    dep[bad] = true;
-    for (int id = bad + 1; id < count; id++) {
-        Node *m = graph_node(g, (NodeId)id);
-        for (int i = 0; i < m->nin && !dep[id]; i++)
-            dep[id] = dep[m->in[i]];
-    }
-    bool *fed = xcalloc((size_t)(p->params.n ? p->params.n : 1), 1);
-    int nfed = 0;
-    for (int u = 0; u < p->updates.n; u++) {
-        const Update *up = &p->updates.v[u];
-        int pi = up->is_state ? p->states.v[up->index].param : up->index;
-        if (pi >= 0 && dep[up->value] && !fed[pi]) {
-            fed[pi] = true;
-            nfed++;
-        }
     }
     char value[32];
     snprintf(value, sizeof value, "%s", isnan(res->bad_value) ? "NaN" : res->bad_value > 0 ? "+inf" : "-inf");
@@ -1391,52 +1394,20 @@ void report_nonfinite(Program *p, Diags *d, const NndTrainResult *res)
                         (long long)res->steps, op_info[n->op].name, value, phase,
                         (long long)res->bad_count, res->bad_count == 1 ? " is" : "s are");
     diag_label(d, di, "the first op to make NaN or Inf: its inputs were finite");
-    if (nfed && (n->phase == PHASE_BACKWARD || n->phase == PHASE_UPDATE)) {
-        StrBuf b = {0};
-        int shown = 0;
-        for (int i = 0; i < p->params.n; i++)
-            if (fed[i] && shown < 4) {
-                sb_printf(&b, "%s%s", shown ? ", " : "", p->params.v[i].name);
-                shown++;
-            }
-        if (nfed > shown)
-            sb_printf(&b, " and %d more", nfed - shown);
-        diag_note(d, span_none(), "%s %s", n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of",
-                  b.s);
-        sb_free(&b);
+    StrBuf b = {0};
+    if (n->phase == PHASE_BACKWARD || n->phase == PHASE_UPDATE) {
+        if (param_list(p, fed, false, &b))
+            diag_note(d, span_none(), "%s %s",
+                      n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of", b.s);
     } else if (n->phase == PHASE_FORWARD) {
-        /* the parameters it was computed from, the nearest layers first */
-        memset(seen, 0, (size_t)count);
-        NodeVec stack = {0};
-        vec_push(&stack, bad);
-        bool *reads = xcalloc((size_t)(p->params.n ? p->params.n : 1), 1);
-        while (stack.n) {
-            NodeId id = stack.v[--stack.n];
-            if (seen[id])
-                continue;
-            seen[id] = 1;
-            Node *m = graph_node(g, id);
-            if (m->op == OP_PARAM && m->idx >= 0 && m->idx < p->params.n)
-                reads[m->idx] = true;
-            for (int i = 0; i < m->nin; i++)
-                vec_push(&stack, m->in[i]);
-        }
-        StrBuf b = {0};
-        int shown = 0, total = 0;
-        for (int i = p->params.n - 1; i >= 0; i--)
-            if (reads[i] && total++ < 4)
-                sb_printf(&b, "%s%s", shown++ ? ", " : "", p->params.v[i].name);
-        if (total > shown)
-            sb_printf(&b, " and %d more", total - shown);
-        if (total)
+        if (param_list(p, reads, true, &b))
             diag_note(d, span_none(), "it is computed from the parameters %s", b.s);
-        sb_free(&b);
-        free(reads);
-        vec_free(&stack);
     }
+    sb_free(&b);
     diag_note(d, span_none(), "training stopped at step %lld (epoch %lld); checkpoints of earlier steps are kept, none is written for this one",
               (long long)res->steps, (long long)res->bad_epoch + 1);
-    free(seen);
-    free(dep);
+    free(up);
+    free(down);
+    free(reads);
     free(fed);
 }

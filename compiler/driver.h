@@ -87,17 +87,21 @@ typedef struct TrainOptions {
 /* The `log` statement at work: TensorBoard events and metrics.csv every N steps,
  * eval metrics as they come, and warnings about vanishing or exploding gradients and
  * odd update sizes (every step, whatever N).  Install its hooks in TrainOptions. */
+/* What the warnings keep of one parameter. */
+typedef struct ParamWatch {
+    int gn, ratio; /* the index of its grad_norm and update_ratio in out[], or -1 */
+    double gn_avg; /* the gradient norm's moving average */
+    int64_t small_steps, tiny_steps; /* logged steps in a row with a tiny norm, update */
+    unsigned warned; /* bits of the warnings given */
+} ParamWatch;
+
 typedef struct Logger {
     Program *p;
     Model *m;
     NndLog *log; /* NULL: no log statement, warnings only */
     FILE *warn;
     bool interactive;
-    int64_t per_epoch, total;
-    int *gn, *ratio; /* per parameter: the index of its grad_norm and update_ratio in out[], or -1 */
-    double *gn_avg;
-    int64_t *small_steps, *tiny_steps;
-    unsigned *warned; /* per parameter: bits of the warnings given */
+    ParamWatch *watch; /* one per parameter */
     int64_t logged; /* parameter checks so far */
     int64_t flushed_ns; /* when the log was last pushed to its files */
     bool failed;
@@ -155,6 +159,9 @@ typedef struct GradcheckOptions {
  * elaborated in f64.  Prints a table to out; returns NND_EXIT_OK or NND_EXIT_ERROR. */
 int driver_gradcheck(Program *p, const GradcheckOptions *o, FILE *out);
 
+/* Optimizer steps (updates) in an epoch: one per batch, or per group of
+ * `accumulate` batches. */
+int64_t program_steps_per_epoch(const Program *p);
 /* Total number of optimizer steps the program runs. */
 int64_t program_total_steps(const Program *p);
 

@@ -3225,23 +3225,14 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
     lg->every = n;
     lg->in_epochs = every->name[0] == 'e';
     lg->span = st->span;
-    static const char *const fam[] = {"grad_norm", "weight_norm", "update_ratio", "max_grad", "nonfinite"};
     for (int k = 0; k < st->list.n; k++) {
         const Ast *it = st->list.v[k];
         bool family = false;
-        if (it->kind == AST_NAME) {
-            if (strcmp(it->name, "loss") == 0)
-                family = lg->loss = true;
-            else if (strcmp(it->name, "lr") == 0)
-                family = lg->lr = true;
-            else if (strcmp(it->name, "histograms") == 0)
-                family = lg->histograms = true;
-            for (int f = 0; f < 5 && !family; f++)
-                if (strcmp(it->name, fam[f]) == 0) {
-                    lg->families |= 1u << f;
-                    family = true;
-                }
-        }
+        for (int f = 0; it->kind == AST_NAME && log_families[f] && !family; f++)
+            if (strcmp(it->name, log_families[f]) == 0) {
+                lg->items |= 1u << f;
+                family = true;
+            }
         if (family)
             continue;
         /* a scalar of the training batch: name = expr, or an expression */
@@ -3262,7 +3253,7 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
         step_output(e, name, node, x->span);
     }
     /* the learning rate of each optimizer group: a hyper-parameter or a schedule */
-    for (int gi = 0; lg->lr && gi < e->groups.n; gi++) {
+    for (int gi = 0; (lg->items & LOG_LR) && gi < e->groups.n; gi++) {
         Group *gr = e->groups.v[gi];
         for (int k = 0; k < gr->hypers.n; k++)
             if (strcmp(gr->hypers.v[k].name, "lr") == 0 && gr->hypers.v[k].v.k == V_NODE) {
@@ -3272,7 +3263,7 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
             }
     }
     /* the warnings read grad_norm and update_ratio: always computed with a log */
-    uint32_t fams = lg->families | LOG_GRAD_NORM | LOG_UPDATE_RATIO;
+    uint32_t fams = lg->items | LOG_GRAD_NORM | LOG_UPDATE_RATIO;
     NodeId total = 0;
     NndDType ft = p->float_dtype;
     for (int i = 0; i < p->params.n; i++) {

@@ -90,19 +90,22 @@ typedef struct LogSpec {
     const char *dir;
     int64_t every;
     bool in_epochs;
-    bool loss, lr, histograms;
-    uint32_t families; /* bit per LOG_* statistic logged */
+    uint32_t items; /* bit per LOG_* item named */
     Span span;
 } LogSpec;
 
-/* The per-parameter statistics a log can ask for, each a step output tagged
- * FAMILY/PARAM (grad_norm/fc1.W); grad_norm also has grad_norm/total. */
+/* What a log names, bit i for log_families[i] (builtins.c: the same order).  The
+ * per-parameter statistics are step outputs tagged FAMILY/PARAM (grad_norm/fc1.W;
+ * grad_norm also has grad_norm/total). */
 enum {
-    LOG_GRAD_NORM = 1,
-    LOG_WEIGHT_NORM = 2,
-    LOG_UPDATE_RATIO = 4,
-    LOG_MAX_GRAD = 8,
-    LOG_NONFINITE = 16,
+    LOG_LOSS = 1,
+    LOG_LR = 2,
+    LOG_GRAD_NORM = 4,
+    LOG_WEIGHT_NORM = 8,
+    LOG_UPDATE_RATIO = 16,
+    LOG_MAX_GRAD = 32,
+    LOG_NONFINITE = 64,
+    LOG_HISTOGRAMS = 128,
 };
 
 typedef struct OptGroup {

@@ -545,48 +545,48 @@ static int cmd_plot(Options *o)
     return NND_EXIT_OK;
 }
 
-static int cmd_emit_llvm(Options *o)
+/* A command on one file's program: parsed, checked and elaborated (with its data
+ * sets loaded when data is set), then fn; the diagnostics printed, all freed. */
+typedef int (*ProgramCmd)(Program *p, Options *o);
+
+static int on_program(Options *o, const char *cmd, bool data, ProgramCmd fn)
 {
     if (o->files.n != 1)
-        return usage_error("%s", "emit-llvm takes one file");
+        return usage_error("%s takes one file", cmd);
     Frontend fe;
     frontend_init(&fe);
     Module *m = front(&fe, o->files.v[0]);
     Program *p = m ? build(&fe, m, o, NULL) : NULL;
     int rc = NND_EXIT_ERROR;
-    if (p) {
-        Executable x;
-        ExecOptions eo = {ENGINE_JIT, true, 0, false, false};
-        char err[1024];
-        if (executable_build(&x, p, &eo, err, sizeof err)) {
-            fputs(jit_ir(x.jit), stdout);
-            executable_free(&x);
-            rc = 0;
-        } else {
-            fprintf(stderr, "nnd: %s\n", err);
-        }
-    }
+    if (p && (!data || program_load_data(p, &fe.diags)))
+        rc = fn(p, o);
+    diags_print(&fe.diags, stderr);
     program_free(p);
     frontend_free(&fe);
     return rc;
 }
 
+static int emit_llvm(Program *p, Options *o)
+{
+    (void)o;
+    Executable x;
+    ExecOptions eo = {ENGINE_JIT, true, 0, false, false};
+    char err[1024];
+    if (!executable_build(&x, p, &eo, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    fputs(jit_ir(x.jit), stdout);
+    executable_free(&x);
+    return NND_EXIT_OK;
+}
+
+static int gradcheck(Program *p, Options *o) { return driver_gradcheck(p, &o->gc, stdout); }
+
 static int cmd_gradcheck(Options *o)
 {
-    if (o->files.n != 1)
-        return usage_error("%s", "gradcheck takes one file");
     o->dtype = NND_F64;
-    Frontend fe;
-    frontend_init(&fe);
-    Module *m = front(&fe, o->files.v[0]);
-    Program *p = m ? build(&fe, m, o, NULL) : NULL;
-    int rc = NND_EXIT_ERROR;
-    if (p && program_load_data(p, &fe.diags))
-        rc = driver_gradcheck(p, &o->gc, stdout);
-    diags_print(&fe.diags, stderr);
-    program_free(p);
-    frontend_free(&fe);
-    return rc;
+    return on_program(o, "gradcheck", true, gradcheck);
 }
 
 /* nnd compare: one training per --opt rule or --sweep value, silent, then a table. */
@@ -678,39 +678,17 @@ static int cmd_compare(Options *o)
     return rc;
 }
 
-static int cmd_lrfind(Options *o)
+static int lrfind(Program *p, Options *o)
 {
-    if (o->files.n != 1)
-        return usage_error("%s", "lrfind takes one file");
-    Frontend fe;
-    frontend_init(&fe);
-    Module *m = front(&fe, o->files.v[0]);
-    Program *p = m ? build(&fe, m, o, NULL) : NULL;
-    int rc = NND_EXIT_ERROR;
-    if (p && program_load_data(p, &fe.diags))
-        rc = lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
-                        o->lr_max ? o->lr_max : 10, o->output, stdout);
-    diags_print(&fe.diags, stderr);
-    program_free(p);
-    frontend_free(&fe);
-    return rc;
+    return lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
+                      o->lr_max ? o->lr_max : 10, o->output, stdout);
 }
 
-static int cmd_explain(Options *o)
+static int explain(Program *p, Options *o)
 {
-    if (o->files.n != 1)
-        return usage_error("%s", "explain takes one file");
-    Frontend fe;
-    frontend_init(&fe);
-    Module *m = front(&fe, o->files.v[0]);
-    Program *p = m ? build(&fe, m, o, NULL) : NULL;
-    if (p)
-        explain_print(p, stdout);
-    diags_print(&fe.diags, stderr);
-    int rc = p ? NND_EXIT_OK : NND_EXIT_ERROR;
-    program_free(p);
-    frontend_free(&fe);
-    return rc;
+    (void)o;
+    explain_print(p, stdout);
+    return NND_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -739,13 +717,13 @@ int main(int argc, char **argv)
     else if (strcmp(o.cmd, "parse") == 0)
         rc = cmd_parse(&o);
     else if (strcmp(o.cmd, "emit-llvm") == 0)
-        rc = cmd_emit_llvm(&o);
+        rc = on_program(&o, "emit-llvm", false, emit_llvm);
     else if (strcmp(o.cmd, "compare") == 0)
         rc = cmd_compare(&o);
     else if (strcmp(o.cmd, "lrfind") == 0)
-        rc = cmd_lrfind(&o);
+        rc = on_program(&o, "lrfind", true, lrfind);
     else if (strcmp(o.cmd, "explain") == 0)
-        rc = cmd_explain(&o);
+        rc = on_program(&o, "explain", false, explain);
     else if (strcmp(o.cmd, "plot") == 0)
         rc = cmd_plot(&o);
     else

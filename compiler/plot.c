@@ -2,7 +2,7 @@
  * as one SVG file: a panel per family of tags (the loss and eval losses, the other
  * eval metrics, the learning rate, gradient norms, update ratios, weight norms,
  * ...), each series a polyline against the step.  Norms, ratios and magnitudes use
- * a logarithmic axis.  Written atomically (temporary file, fsync, rename). */
+ * a logarithmic axis.  Written atomically (nnd_write_file_atomic). */
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "nnd_runtime.h"
 #include "util.h"
 
 typedef struct Point {
@@ -243,19 +243,11 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
 
 static bool write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0)
-        ok = false;
-    if (ok && rename(tmp, path) != 0)
-        ok = false;
-    if (!ok) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        remove(tmp);
-    }
-    free(tmp);
-    return ok;
+    NndErr e;
+    if (nnd_write_file_atomic(path, data, len, &e) == 0)
+        return true;
+    snprintf(err, errlen, "%s", e.msg);
+    return false;
 }
 
 int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,

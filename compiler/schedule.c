@@ -502,6 +502,16 @@ static void merge_loops(Builder *b)
     vec_free(&rb);
 }
 
+/* Kernel k uses buf: its lifetime grows to cover k. */
+static void use_buffer(Schedule *s, int buf, int k)
+{
+    Buffer *b = &s->bufs.v[buf];
+    if (b->first < 0)
+        b->first = k;
+    if (b->last < k)
+        b->last = k;
+}
+
 /* Lifetimes of arena buffers, then offsets: first fit among buffers live at the
  * same time (lifetimes are closed intervals of kernel indices). */
 static void plan_memory(Builder *b)
@@ -510,34 +520,15 @@ static void plan_memory(Builder *b)
     AccessVec acc = {0};
     for (int k = 0; k < s->kernels.n; k++) {
         Kernel *kr = &s->kernels.v[k];
-        for (int i = 0; i < kr->stores.n; i++) {
-            Buffer *buf = &s->bufs.v[kr->stores.v[i].buf];
-            if (buf->first < 0)
-                buf->first = k;
-            if (buf->last < k)
-                buf->last = k;
-        }
-        if (kr->aux >= 0) {
-            Buffer *buf = &s->bufs.v[kr->aux];
-            if (buf->first < 0)
-                buf->first = k;
-            buf->last = k;
-        }
-        for (int i = 0; i < kr->accs.n; i++) {
-            Buffer *buf = &s->bufs.v[kr->accs.v[i].buf];
-            if (buf->first < 0)
-                buf->first = k;
-            if (buf->last < k)
-                buf->last = k;
-        }
+        for (int i = 0; i < kr->stores.n; i++)
+            use_buffer(s, kr->stores.v[i].buf, k);
+        if (kr->aux >= 0)
+            use_buffer(s, kr->aux, k);
+        for (int i = 0; i < kr->accs.n; i++)
+            use_buffer(s, kr->accs.v[i].buf, k);
         kernel_reads(s, kr, &acc);
-        for (int i = 0; i < acc.n; i++) {
-            Buffer *buf = &s->bufs.v[acc.v[i].buf];
-            if (buf->first < 0)
-                buf->first = k;
-            if (buf->last < k)
-                buf->last = k;
-        }
+        for (int i = 0; i < acc.n; i++)
+            use_buffer(s, acc.v[i].buf, k);
     }
     vec_free(&acc);
     int64_t top = 0;

@@ -84,8 +84,7 @@ void compare_run(Program *p, int threads, CompareRow *row)
                      p->evals.v[0].metrics.v[0].name);
             row->higher_better = higher_is_better(p->evals.v[0].metrics.v[0].name);
         }
-        int64_t n = p->data.v[p->train_data].n;
-        CompareCtx c = {row, (n + p->batch - 1) / p->batch};
+        CompareCtx c = {row, program_steps_per_epoch(p)};
         TrainOptions to = {.pool = pool, .on_eval = compare_on_eval, .hook_ctx = &c};
         NndTrainResult res = {0};
         int rc = driver_train(p, &x, &m, &to, &res, row->err, sizeof row->err);

@@ -527,6 +527,7 @@ typedef struct F(PoolJob) {
     const NndPoolShape *s;
     const T *x, *v;
     T *out;
+    int scatter; /* max pooling: the adjoint (v and out swap their plane sizes) */
 } F(PoolJob);
 
 /* Max pooling over one plane.  Each window picks the offset of its first maximum, in
@@ -634,24 +635,18 @@ static void F(maxpool_2x2)(const NndPoolShape *s, const T *xp, const T *in, T *o
     }
 }
 
-static void F(maxpool_gather_range)(void *ctx, int64_t begin, int64_t end)
+/* Gather: v and out are planes of the input's and the output's size; scatter: of the
+ * output's and the input's. */
+static void F(maxpool_range)(void *ctx, int64_t begin, int64_t end)
 {
     const F(PoolJob) *j = ctx;
     const NndPoolShape *s = j->s;
     void (*plane)(const NndPoolShape *, const T *, const T *, T *, int) =
         F(is_2x2)(s) ? F(maxpool_2x2) : F(maxpool_plane);
+    int64_t in = s->h * s->w, outp = s->oh * s->ow;
+    int64_t vsize = j->scatter ? outp : in, osize = j->scatter ? in : outp;
     for (int64_t pl = begin; pl < end; pl++)
-        plane(s, j->x + pl * s->h * s->w, j->v + pl * s->h * s->w, j->out + pl * s->oh * s->ow, 0);
-}
-
-static void F(maxpool_scatter_range)(void *ctx, int64_t begin, int64_t end)
-{
-    const F(PoolJob) *j = ctx;
-    const NndPoolShape *s = j->s;
-    void (*plane)(const NndPoolShape *, const T *, const T *, T *, int) =
-        F(is_2x2)(s) ? F(maxpool_2x2) : F(maxpool_plane);
-    for (int64_t pl = begin; pl < end; pl++)
-        plane(s, j->x + pl * s->h * s->w, j->v + pl * s->oh * s->ow, j->out + pl * s->h * s->w, 1);
+        plane(s, j->x + pl * in, j->v + pl * vsize, j->out + pl * osize, j->scatter);
 }
 
 /* avg_pool2d: y = (sum of the window inside x) / (kh kw) */
@@ -699,34 +694,34 @@ static void F(avgpool_grad_range)(void *ctx, int64_t begin, int64_t end)
 }
 
 static void F(pool_run)(NndPool *pool, const NndPoolShape *s, NndRangeFn fn, const T *x,
-                        const T *v, T *out)
+                        const T *v, T *out, int scatter)
 {
     if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->oh < 0 || s->ow < 0)
         return;
-    F(PoolJob) j = {s, x, v, out};
+    F(PoolJob) j = {s, x, v, out, scatter};
     int64_t plane_work = max64(1, s->oh * s->ow * s->kh * s->kw + s->h * s->w);
     nnd_parallel_for(pool, fn, &j, s->n * s->c, grain_for(plane_work));
 }
 
 void F(nnd_maxpool_gather)(NndPool *pool, const NndPoolShape *s, const T *x, const T *v, T *out)
 {
-    F(pool_run)(pool, s, F(maxpool_gather_range), x, v, out);
+    F(pool_run)(pool, s, F(maxpool_range), x, v, out, 0);
 }
 
 void F(nnd_maxpool_scatter)(NndPool *pool, const NndPoolShape *s, const T *x, const T *d,
                             T *out)
 {
-    F(pool_run)(pool, s, F(maxpool_scatter_range), x, d, out);
+    F(pool_run)(pool, s, F(maxpool_range), x, d, out, 1);
 }
 
 void F(nnd_avgpool)(NndPool *pool, const NndPoolShape *s, const T *x, T *y)
 {
-    F(pool_run)(pool, s, F(avgpool_range), x, NULL, y);
+    F(pool_run)(pool, s, F(avgpool_range), x, NULL, y, 0);
 }
 
 void F(nnd_avgpool_grad)(NndPool *pool, const NndPoolShape *s, const T *dy, T *dx)
 {
-    F(pool_run)(pool, s, F(avgpool_grad_range), dy, NULL, dx);
+    F(pool_run)(pool, s, F(avgpool_grad_range), dy, NULL, dx, 0);
 }
 
 /* ---- embedding rows ------------------------------------------------------------------ */

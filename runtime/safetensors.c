@@ -381,6 +381,83 @@ static int sync_dir(const char *path, NndErr *err)
     return rc;
 }
 
+/* Opens a new temporary file path.tmp.XXXXXX beside path, with the permissions
+ * path has (else those a new file gets); *tmp receives its name.  NULL with err. */
+static FILE *atomic_begin(const char *path, char **tmp, NndErr *err)
+{
+    size_t plen = strlen(path);
+    *tmp = nnd_alloc(plen + sizeof ".tmp.XXXXXX");
+    if (!*tmp) {
+        out_of_memory(path, err);
+        return NULL;
+    }
+    memcpy(*tmp, path, plen);
+    memcpy(*tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    mode_t mode = new_file_mode(path);
+    int fd = mkstemp(*tmp);
+    if (fd < 0) {
+        nnd_err(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        nnd_free(*tmp);
+        *tmp = NULL;
+        return NULL;
+    }
+    FILE *fp = NULL;
+    if (fchmod(fd, mode) != 0)
+        nnd_err(err, "%s: cannot set permissions: %s", path, strerror(errno));
+    else if (!(fp = fdopen(fd, "wb")))
+        nnd_err(err, "%s: cannot open the temporary file: %s", path, strerror(errno));
+    if (!fp) {
+        close(fd);
+        unlink(*tmp);
+        nnd_free(*tmp);
+        *tmp = NULL;
+    }
+    return fp;
+}
+
+/* After the bytes went to fp (write_failed when a write did not): flushes, syncs and
+ * closes it, renames tmp over path and syncs the directory.  On failure before the
+ * rename, tmp is removed.  Closes fp and frees tmp in every case. */
+static int atomic_finish(FILE *fp, char *tmp, const char *path, int write_failed, NndErr *err)
+{
+    int rc = -1;
+    if (write_failed || fflush(fp) != 0) {
+        nnd_err(err, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
+    } else if (fsync(fileno(fp)) != 0) {
+        nnd_err(err, "%s: cannot sync: %s", path, strerror(errno));
+    } else {
+        int closed = fclose(fp);
+        fp = NULL;
+        if (closed != 0)
+            nnd_err(err, "%s: write failed: %s", path, strerror(errno));
+        else if (rename(tmp, path) != 0)
+            nnd_err(err, "%s: cannot rename the temporary file over it: %s", path, strerror(errno));
+        else
+            rc = 0;
+    }
+    if (fp)
+        fclose(fp);
+    if (rc == 0) {
+        nnd_free(tmp);
+        return sync_dir(path, err);
+    }
+    unlink(tmp);
+    nnd_free(tmp);
+    return rc;
+}
+
+int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *err)
+{
+    if (!path)
+        return nnd_err(err, "(null): no file name given");
+    char *tmp;
+    FILE *fp = atomic_begin(path, &tmp, err);
+    if (!fp)
+        return -1;
+    errno = 0;
+    return atomic_finish(fp, tmp, path, write_bytes(fp, data, n), err);
+}
+
 int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
                           const NndStrPair *meta, int n_meta, NndErr *err)
 {
@@ -392,72 +469,18 @@ int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n
     size_t header_len = 0;
     if (build_header(path, tensors, n, meta, n_meta, &header, &header_len, err) != 0)
         return -1;
-
+    char *tmp;
+    FILE *fp = atomic_begin(path, &tmp, err);
     int rc = -1;
-    FILE *fp = NULL;
-    int fd = -1;
-    size_t plen = strlen(path);
-    char *tmp = nnd_alloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) {
-        out_of_memory(path, err);
-        goto done;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    mode_t mode = new_file_mode(path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        nnd_err(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        nnd_free(tmp);
-        tmp = NULL;
-        goto done;
-    }
-    if (fchmod(fd, mode) != 0) {
-        nnd_err(err, "%s: cannot set permissions: %s", path, strerror(errno));
-        goto done;
-    }
-    fp = fdopen(fd, "wb");
-    if (!fp) {
-        nnd_err(err, "%s: cannot open the temporary file: %s", path, strerror(errno));
-        goto done;
-    }
-    fd = -1; /* fp owns it now */
-    errno = 0;
-    int bad = write_bytes(fp, header, header_len);
-    for (int i = 0; i < n && !bad; i++) {
-        int64_t bytes = 0;
-        check_tensor(path, &tensors[i], i, &bytes, NULL); /* passed in build_header */
-        bad = write_tensor(fp, tensors[i].tensor, bytes);
-    }
-    if (bad || fflush(fp) != 0) {
-        nnd_err(err, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
-        goto done;
-    }
-    if (fsync(fileno(fp)) != 0) {
-        nnd_err(err, "%s: cannot sync: %s", path, strerror(errno));
-        goto done;
-    }
-    int closed = fclose(fp);
-    fp = NULL;
-    if (closed != 0) {
-        nnd_err(err, "%s: write failed: %s", path, strerror(errno));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        nnd_err(err, "%s: cannot rename the temporary file over it: %s", path, strerror(errno));
-        goto done;
-    }
-    nnd_free(tmp);
-    tmp = NULL;
-    rc = sync_dir(path, err);
-done:
-    if (fp)
-        fclose(fp);
-    if (fd >= 0)
-        close(fd);
-    if (tmp) {
-        unlink(tmp);
-        nnd_free(tmp);
+    if (fp) {
+        errno = 0;
+        int bad = write_bytes(fp, header, header_len);
+        for (int i = 0; i < n && !bad; i++) {
+            int64_t bytes = 0;
+            check_tensor(path, &tensors[i], i, &bytes, NULL); /* passed in build_header */
+            bad = write_tensor(fp, tensors[i].tensor, bytes);
+        }
+        rc = atomic_finish(fp, tmp, path, bad, err);
     }
     nnd_free(header);
     return rc;

@@ -31,12 +31,15 @@ static void gather(const NndTensor *t, const uint32_t *idx, int64_t b, char *dst
         memcpy(dst + (size_t)i * rb, src + (size_t)idx[i] * rb, rb);
 }
 
-/* Updates per epoch: one per batch, or per group of `accumulate` batches. */
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate)
+{
+    int64_t batches = (samples + batch - 1) / batch, k = accumulate > 1 ? accumulate : 1;
+    return (batches + k - 1) / k;
+}
+
 static int64_t steps_per_epoch(const NndTrainer *t, int64_t n)
 {
-    int64_t batches = (n + t->batch - 1) / t->batch;
-    int64_t k = t->accumulate > 1 && t->step_accum ? t->accumulate : 1;
-    return (batches + k - 1) / k;
+    return nnd_train_steps_per_epoch(n, t->batch, t->accumulate > 1 && t->step_accum ? t->accumulate : 1);
 }
 
 int64_t nnd_train_total_steps(const NndTrainer *t)
@@ -261,32 +264,28 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         double t1 = now();
         t_run += t1 - t0;
         samples += m;
-        if (a.status == NND_STATUS_NONFINITE) {
-            /* checked code: the first op that made a NaN or an infinity */
-            res->nonfinite = 2;
-            res->bad_node = a.bad_node;
-            res->bad_count = a.bad_count;
-            res->bad_value = a.bad_value;
-            res->bad_epoch = epoch;
-            if (out && t->interactive)
-                fputc('\n', out);
-            nnd_err(err, "non-finite values at step %lld (epoch %lld): training stopped",
-                    (long long)step + 1, (long long)epoch + 1);
-            rc = 1;
-            step++;
-            break;
-        }
-        if (a.status) {
+        if (a.status && a.status != NND_STATUS_NONFINITE) {
             rc = status_error(a.status, err, "training", ds->name);
             break;
         }
-        if (!isfinite(bout[0])) {
-            double bad = bout[0];
-            res->nonfinite = 1;
+        if (a.status || !isfinite(bout[0])) {
+            /* training stops on non-finite values: where checked code found them first,
+             * or in the loss */
             if (out && t->interactive)
                 fputc('\n', out);
-            nnd_err(err, "the loss is %s at step %lld (epoch %lld): training stopped",
-                    isnan(bad) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
+            if (a.status) {
+                res->nonfinite = 2;
+                res->bad_node = a.bad_node;
+                res->bad_count = a.bad_count;
+                res->bad_value = a.bad_value;
+                res->bad_epoch = epoch;
+                nnd_err(err, "non-finite values at step %lld (epoch %lld): training stopped",
+                        (long long)step + 1, (long long)epoch + 1);
+            } else {
+                res->nonfinite = 1;
+                nnd_err(err, "the loss is %s at step %lld (epoch %lld): training stopped",
+                        isnan(bout[0]) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
+            }
             rc = 1;
             step++;
             break;

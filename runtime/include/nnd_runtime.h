@@ -151,6 +151,8 @@ typedef struct NndStrPair {
  * (else 0666 less the umask).  Borrows everything. */
 int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
                           const NndStrPair *meta, int n_meta, NndErr *err);
+/* Writes n bytes to path the same atomic way (for plots and other small files). */
+int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *err);
 
 typedef struct NndSafetensorsEntry {
     const char *name;       /* owned by the NndSafetensors */
@@ -450,6 +452,9 @@ typedef struct NndTrainResult {
     double bad_value;
 } NndTrainResult;
 
+/* Updates in an epoch of `samples`: one per batch, or per group of `accumulate`
+ * batches. */
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate);
 /* Total steps of a run. */
 int64_t nnd_train_total_steps(const NndTrainer *t);
 /* Trains; 0 on success, 1 when stopped on a non-finite loss, -1 on error (err). */
