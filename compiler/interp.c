@@ -635,3 +635,51 @@ bool interp_eval_const(Graph *g, NodeId root, const double *hypers, int nhypers,
     InterpBindings b = {.hypers = hypers, .nhypers = nhypers};
     return interp_run(g, &root, 1, &b, out, err, errlen);
 }
+
+/* ---- runtime buffers ---- */
+
+static double buf_get(const void *data, NndDType dt, int64_t i)
+{
+    switch (dt) {
+    case NND_F32: return ((const float *)data)[i];
+    case NND_F64: return ((const double *)data)[i];
+    case NND_I32: return ((const int32_t *)data)[i];
+    default: return ((const uint8_t *)data)[i];
+    }
+}
+
+static void buf_set(void *data, NndDType dt, int64_t i, double v)
+{
+    switch (dt) {
+    case NND_F32: ((float *)data)[i] = (float)v; break;
+    case NND_F64: ((double *)data)[i] = v; break;
+    case NND_I32: ((int32_t *)data)[i] = (int32_t)v; break;
+    default: ((uint8_t *)data)[i] = v != 0; break;
+    }
+}
+
+ITensor itensor_from_buffer(Graph *g, NodeId id, const void *data, int64_t batch)
+{
+    Node *n = graph_node(g, id);
+    int64_t shape[NND_MAX_RANK];
+    for (int i = 0; i < n->shape.rank; i++)
+        shape[i] = n->shape.d[i] < 0 ? batch : n->shape.d[i];
+    ITensor t = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
+    for (int64_t i = 0; i < t.n; i++)
+        t.v[i] = buf_get(data, t.dtype, i);
+    return t;
+}
+
+void itensor_store(const ITensor *t, void *data)
+{
+    for (int64_t i = 0; i < t->n; i++)
+        buf_set(data, t->dtype, i, t->v[i]);
+}
+
+bool itensor_to_tensor(const ITensor *t, NndTensor *out, NndErr *e)
+{
+    if (nnd_tensor_alloc(out, t->dtype, t->rank, t->shape, e) != 0)
+        return false;
+    itensor_store(t, out->data);
+    return true;
+}

@@ -55,4 +55,13 @@ ITensor itensor_copy(const ITensor *t);
 /* Rounds a value to what a tensor of dtype can hold. */
 double itensor_round(NndDType dtype, double v);
 
+/* An interpreter tensor shaped like node id (its symbolic dimensions taking the
+ * value batch) holding a copy of data, a runtime buffer in the node's dtype. */
+ITensor itensor_from_buffer(Graph *g, NodeId id, const void *data, int64_t batch);
+/* Writes t's values into data, a runtime buffer of t's dtype. */
+void itensor_store(const ITensor *t, void *data);
+/* A new runtime tensor holding t's values; false (with e) when it cannot be
+ * allocated. */
+bool itensor_to_tensor(const ITensor *t, NndTensor *out, NndErr *e);
+
 #endif

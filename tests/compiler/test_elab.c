@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "driver.h"
-#include "elab.h"
-#include "sema.h"
-#include "simplify.h"
+#include "compile.h"
+#include "gradcheck.h"
+#include "interp.h"
+#include "train.h"
 
 typedef struct Compiled {
     Frontend fe;
@@ -25,24 +25,13 @@ static Compiled *compile_opts(const char *src, NndDType dt, Override *ov, int no
 {
     Compiled *c = xcalloc(1, sizeof *c);
     frontend_init(&c->fe);
-    Module *m = frontend_load_text(&c->fe, NND_SOURCE_DIR "/tests/compiler/t.nnd", src, strlen(src));
-    if (!diags_has_errors(&c->fe.diags))
-        sema_check(&c->fe, m);
-    if (!diags_has_errors(&c->fe.diags)) {
-        ElabOptions eo = {.float_dtype = dt, .overrides = ov, .noverrides = nov};
-        c->p = elab_program(&c->fe, m, &eo);
-    }
-    if (c->p) {
-        NodeRefVec roots = {0};
-        program_roots(c->p, &roots);
-        simplify_graph(&c->p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
-        vec_free(&roots);
-    }
+    CompileOptions co = {.float_dtype = dt, .overrides = ov, .noverrides = nov};
+    c->p = compile(&c->fe, NND_SOURCE_DIR "/tests/compiler/t.nnd", src, &co);
     c->diag = diags_render(&c->fe.diags);
     return c;
 }
 
-static Compiled *compile(const char *src) { return compile_opts(src, NND_F32, NULL, 0); }
+static Compiled *compile_src(const char *src) { return compile_opts(src, NND_F32, NULL, 0); }
 
 static void compiled_free(Compiled *c)
 {
@@ -54,7 +43,7 @@ static void compiled_free(Compiled *c)
 
 static Compiled *compile_ok(const char *src)
 {
-    Compiled *c = compile(src);
+    Compiled *c = compile_src(src);
     if (!c->p)
         print_error("%s", c->diag);
     assert_non_null(c->p);
@@ -106,7 +95,7 @@ static void train(Program *p, Model *m, Engine engine)
     NndPool *pool = nnd_pool_create(1, &e);
     TrainOptions to = {.pool = pool};
     NndTrainResult res;
-    int rc = driver_train(p, &x, m, &to, &res, err, sizeof err);
+    int rc = train_run(p, &x, m, &to, &res, err, sizeof err);
     if (rc)
         print_error("%s\n", err);
     assert_int_equal(rc, 0);
@@ -382,7 +371,7 @@ static void test_grad_penalty_gradcheck(void **state)
     assert_non_null(c->p);
     GradcheckOptions o = {5, 0, 1e-6, 1e-5, 1e-3};
     FILE *devnull = fopen("/dev/null", "w");
-    assert_int_equal(driver_gradcheck(c->p, &o, devnull), 0);
+    assert_int_equal(gradcheck_run(c->p, &o, devnull), 0);
     fclose(devnull);
     compiled_free(c);
 }
@@ -428,7 +417,7 @@ static void test_errors(void **state)
          "layer 'Dense' is created here without a name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        Compiled *c = compile(cases[i].src);
+        Compiled *c = compile_src(cases[i].src);
         if (c->p || !strstr(c->diag, cases[i].want))
             print_error("case %zu: want '%s' in:\n%s\n", i, cases[i].want, c->diag);
         assert_null(c->p);

@@ -7,26 +7,17 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "driver.h"
-#include "sema.h"
-#include "simplify.h"
+#include "compile.h"
+#include "train.h"
 
 static void test_xor_trains(void **state)
 {
     Frontend fe;
     frontend_init(&fe);
-    Module *m = frontend_load(&fe, NND_SOURCE_DIR "/examples/xor.nnd", span_none());
-    assert_non_null(m);
-    sema_check(&fe, m);
-    ElabOptions eo = {.float_dtype = NND_F32};
-    Program *p = elab_program(&fe, m, &eo);
+    Program *p = compile(&fe, NND_SOURCE_DIR "/examples/xor.nnd", NULL, NULL);
     if (!p)
         diags_print(&fe.diags, stderr);
     assert_non_null(p);
-    NodeRefVec roots = {0};
-    program_roots(p, &roots);
-    simplify_graph(&p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
-    vec_free(&roots);
     for (int e = 0; e < 2; e++) {
         Model model;
         char err[512];
@@ -38,7 +29,7 @@ static void test_xor_trains(void **state)
         NndPool *pool = nnd_pool_create(1, &ne);
         TrainOptions to = {.pool = pool, .progress = stdout};
         NndTrainResult res;
-        assert_int_equal(driver_train(p, &x, &model, &to, &res, err, sizeof err), 0);
+        assert_int_equal(train_run(p, &x, &model, &to, &res, err, sizeof err), 0);
         printf("%s: final loss %g after %lld steps\n", e ? "compiled" : "interpreter",
                res.final_loss, (long long)res.steps);
         assert_true(res.final_loss < 0.01);

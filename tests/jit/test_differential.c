@@ -20,9 +20,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "driver.h"
-#include "sema.h"
-#include "simplify.h"
+#include "compile.h"
+#include "interp.h"
+#include "train.h"
 
 typedef struct Rng {
     uint64_t s;
@@ -44,27 +44,18 @@ typedef struct Compiled {
     Program *p;
 } Compiled;
 
-static Compiled *compile(const char *src, NndDType dt)
+static Compiled *compile_src(const char *src, NndDType dt)
 {
     Compiled *c = xcalloc(1, sizeof *c);
     frontend_init(&c->fe);
-    Module *m = frontend_load_text(&c->fe, NND_SOURCE_DIR "/tests/jit/generated.nnd", src, strlen(src));
-    if (!diags_has_errors(&c->fe.diags))
-        sema_check(&c->fe, m);
-    if (!diags_has_errors(&c->fe.diags)) {
-        ElabOptions eo = {.float_dtype = dt};
-        c->p = elab_program(&c->fe, m, &eo);
-    }
+    CompileOptions co = {.float_dtype = dt};
+    c->p = compile(&c->fe, NND_SOURCE_DIR "/tests/jit/generated.nnd", src, &co);
     if (!c->p) {
         char *d = diags_render(&c->fe.diags);
         print_error("program:\n%s\ndiagnostics:\n%s\n", src, d);
         free(d);
         fail();
     }
-    NodeRefVec roots = {0};
-    program_roots(c->p, &roots);
-    simplify_graph(&c->p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
-    vec_free(&roots);
     assert_true(program_load_data(c->p, &c->fe.diags));
     return c;
 }
@@ -154,7 +145,7 @@ static void op_cover(Program *p, bool evals)
  * then the forward function and (when evals) the eval metrics. */
 static void differential(const char *src, NndDType dt, int steps, bool evals)
 {
-    Compiled *c = compile(src, dt);
+    Compiled *c = compile_src(src, dt);
     Program *p = c->p;
     double tol = dt == NND_F64 ? 1e-9 : 2e-4;
     char err[1024];
@@ -181,8 +172,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
         for (int64_t i = 0; i < b; i++)
             idx[i] = (uint32_t)((i * 7 + (int64_t)s * 3) % ds->n);
         double li, lj;
-        if (!driver_step(p, &xi, &mi, pool, idx, b, s, &li, err, sizeof err) ||
-            !driver_step(p, &xj, &mj, pool, idx, b, s, &lj, err, sizeof err)) {
+        if (!train_step(p, &xi, &mi, pool, idx, b, s, &li, err, sizeof err) ||
+            !train_step(p, &xj, &mj, pool, idx, b, s, &lj, err, sizeof err)) {
             print_error("step %d: %s\nprogram:\n%s\n", s, err, src);
             fail();
         }
@@ -202,8 +193,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
         double *fi = xcalloc((size_t)(b * per), sizeof(double)), *fj = xcalloc((size_t)(b * per), sizeof(double));
         for (int64_t i = 0; i < b; i++)
             idx[i] = (uint32_t)(i % ds->n);
-        assert_true(driver_forward(p, &xi, &mi, pool, p->train_data, idx, b, fi, err, sizeof err));
-        assert_true(driver_forward(p, &xj, &mj, pool, p->train_data, idx, b, fj, err, sizeof err));
+        assert_true(train_forward(p, &xi, &mi, pool, p->train_data, idx, b, fi, err, sizeof err));
+        assert_true(train_forward(p, &xj, &mj, pool, p->train_data, idx, b, fj, err, sizeof err));
         for (int64_t i = 0; i < b * per; i++)
             if (!close_enough(fi[i], fj[i], tol)) {
                 print_error("forward[%lld]: interpreter %.17g, compiled %.17g\nprogram:\n%s\n",
@@ -215,8 +206,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     }
     for (int i = 0; evals && i < p->evals.n; i++) {
         double vi[16], vj[16];
-        assert_true(driver_evaluate(p, &xi, &mi, pool, i, vi, err, sizeof err));
-        assert_true(driver_evaluate(p, &xj, &mj, pool, i, vj, err, sizeof err));
+        assert_true(train_evaluate(p, &xi, &mi, pool, i, vi, err, sizeof err));
+        assert_true(train_evaluate(p, &xj, &mj, pool, i, vj, err, sizeof err));
         for (int k = 0; k < p->evals.v[i].metrics.n; k++)
             if (!close_enough(vi[k], vj[k], tol)) {
                 print_error("metric %s: interpreter %.17g, compiled %.17g\nprogram:\n%s\n",
@@ -467,7 +458,7 @@ static void test_integers(void **state)
 static void test_reproducible(void **state)
 {
     char *src = read_example("xor.nnd");
-    Compiled *c = compile(src, NND_F32);
+    Compiled *c = compile_src(src, NND_F32);
     Program *p = c->p;
     char err[512];
     NndTensor *first = NULL;
@@ -481,7 +472,7 @@ static void test_reproducible(void **state)
         NndPool *pool = nnd_pool_create(2, &ne);
         TrainOptions to = {.pool = pool};
         NndTrainResult res;
-        assert_int_equal(driver_train(p, &x, &m, &to, &res, err, sizeof err), 0);
+        assert_int_equal(train_run(p, &x, &m, &to, &res, err, sizeof err), 0);
         if (run == 0) {
             first = xcalloc((size_t)p->params.n, sizeof(NndTensor));
             for (int i = 0; i < p->params.n; i++) {
@@ -805,7 +796,7 @@ static void test_index_range(void **state)
                  "    data train = tensors(x = [[0], [5], [%s], [3]], y = [[0, 1], [1, 0], [0, 0], [1, 1]])\n"
                  "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 4\n}\n",
                  bad[k]);
-        Compiled *c = compile(src, NND_F32);
+        Compiled *c = compile_src(src, NND_F32);
         Program *p = c->p;
         char err[512];
         NndErr ne;
@@ -820,7 +811,7 @@ static void test_index_range(void **state)
             assert_true(model_init(p, &m, err, sizeof err));
             double loss;
             err[0] = 0;
-            if (driver_step(p, &x, &m, pool, idx, 4, 0, &loss, err, sizeof err)) {
+            if (train_step(p, &x, &m, pool, idx, 4, 0, &loss, err, sizeof err)) {
                 print_error("%s: index %s taken without an error\n",
                             e == ENGINE_JIT ? "compiled" : "interpreter", bad[k]);
                 fail();

@@ -10,9 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "driver.h"
-#include "sema.h"
-#include "simplify.h"
+#include "compile.h"
+#include "train.h"
 
 enum { N = 2000 };
 
@@ -49,17 +48,10 @@ static void run(const char *fn, const double *in, int n, double *out)
     sb_printf(&src, "])\n  net = M()\n  loss = mean(net(x) - y)\n  opt = SGD()\n  batch = %d\n}\n", n);
     Frontend fe;
     frontend_init(&fe);
-    Module *m = frontend_load_text(&fe, "math.nnd", src.s, src.len);
-    sema_check(&fe, m);
-    ElabOptions eo = {.float_dtype = NND_F32};
-    Program *p = elab_program(&fe, m, &eo);
+    Program *p = compile(&fe, "math.nnd", src.s, NULL);
     if (!p)
         diags_print(&fe.diags, stderr);
     assert_non_null(p);
-    NodeRefVec roots = {0};
-    program_roots(p, &roots);
-    simplify_graph(&p->g, roots.v, roots.n, SIMPLIFY_FAST, NULL);
-    vec_free(&roots);
     assert_true(program_load_data(p, &fe.diags));
     Executable x;
     ExecOptions o = {ENGINE_JIT, false, 0, false, false};
@@ -72,7 +64,7 @@ static void run(const char *fn, const double *in, int n, double *out)
         idx[i] = (uint32_t)i;
     NndErr ne;
     NndPool *pool = nnd_pool_create(1, &ne);
-    assert_true(driver_forward(p, &x, &model, pool, 0, idx, n, out, err, sizeof err));
+    assert_true(train_forward(p, &x, &model, pool, 0, idx, n, out, err, sizeof err));
     nnd_pool_destroy(pool);
     free(idx);
     model_free(&model);

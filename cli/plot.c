@@ -6,6 +6,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -380,4 +382,17 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, 
     free(ser);
     vec_free(&pn.series);
     return ok ? 0 : -1;
+}
+
+int cmd_plot(Options *o)
+{
+    if (o->files.n != 1)
+        return cli_usage_error("%s", "plot takes one log directory");
+    char err[1024], used[1024];
+    if (plot_metrics(o->files.v[0], o->output, used, sizeof used, err, sizeof err) != 0) {
+        fprintf(stderr, "nnd: plot: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    printf("wrote %s\n", used);
+    return NND_EXIT_OK;
 }

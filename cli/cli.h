@@ -1,0 +1,57 @@
+/* cli: the nnd command line.
+ *
+ * main.c parses the options and dispatches to one function per subcommand:
+ * inspect.c (check, parse, graph, emit-llvm, gradcheck, explain), run.c (run),
+ * compare.c (compare, lrfind), plot.c (plot).  Each compiles its file with
+ * compile() and prints what it found; none of them holds pipeline logic. */
+#ifndef NND_CLI_H
+#define NND_CLI_H
+
+#include "compile.h"
+#include "gradcheck.h"
+#include "train.h"
+
+typedef struct Options {
+    const char *cmd;
+    StrVec files;
+    VEC(Override) overrides;
+    NndDType dtype;
+    bool interp, dot, all, raw, stats, time, verbose, print_params, profile, check_numerics;
+    int threads;
+    const char *resume; /* run: a checkpoint file or directory */
+    const char *output; /* plot, lrfind: -o FILE */
+    StrVec opts; /* compare: --opt */
+    const char *sweep; /* compare: --sweep NAME=V1,V2 */
+    double lr_min, lr_max; /* lrfind */
+    int64_t lr_steps;
+    GradcheckOptions gc;
+} Options;
+
+/* Prints "nnd: " fmt (with arg) and a hint; returns NND_EXIT_USAGE. */
+int cli_usage_error(const char *fmt, const char *arg);
+/* A whole number or a decimal, all of s; false otherwise. */
+bool cli_parse_number(const char *s, double *out);
+
+/* Compiles path with o's settings (and opt_text replacing `opt`, when not NULL) and
+ * prints the diagnostics, warnings included; loads the data sets when data is set.
+ * NULL after errors.  The caller frees the program, then fe. */
+Program *cli_compile(Frontend *fe, const Options *o, const char *path, const char *opt_text,
+                     const char *opt_name, bool data);
+
+/* A command on one file's program, compiled (its data sets loaded when data is
+ * set), then fn; the diagnostics printed, all freed. */
+typedef int (*ProgramCmd)(Program *p, Options *o);
+int cli_on_program(Options *o, bool data, ProgramCmd fn);
+
+int cmd_check(Options *o);
+int cmd_parse(Options *o);
+int cmd_graph(Options *o);
+int cmd_emit_llvm(Options *o);
+int cmd_gradcheck(Options *o);
+int cmd_explain(Options *o);
+int cmd_run(Options *o);
+int cmd_compare(Options *o);
+int cmd_lrfind(Options *o);
+int cmd_plot(Options *o);
+
+#endif

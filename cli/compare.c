@@ -1,0 +1,362 @@
+/* compare: the experiment commands.
+ *
+ *   nnd compare   trains one program once per update rule (--opt) or per value of
+ *                 a hyper-parameter (--sweep) from the same initial weights and
+ *                 batches, and prints a table
+ *   nnd lrfind    the learning-rate range test */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "plot.h"
+
+typedef struct CompareRow {
+    char label[160];
+    bool ok;
+    char err[1024];
+    double final_loss;
+    double steps_per_s;
+    int64_t steps;
+    /* the first metric of the first eval statement: its name, last value, best
+     * value and the epoch (1-based, fractional for step intervals) it came at */
+    char metric[96];
+    bool have_metric, higher_better;
+    double last, best, best_epoch;
+} CompareRow;
+
+typedef struct CompareCtx {
+    CompareRow *row;
+    int64_t per_epoch;
+} CompareCtx;
+
+/* Lower is better for losses and errors, higher for everything else. */
+static bool higher_is_better(const char *metric)
+{
+    static const char *const lower[] = {"loss", "mse", "mae", "error", "err", "nll", "entropy"};
+    for (size_t i = 0; i < NND_ARRAY_LEN(lower); i++)
+        if (strstr(metric, lower[i]))
+            return false;
+    return true;
+}
+
+static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+{
+    CompareCtx *c = ctx;
+    CompareRow *r = c->row;
+    if (which != 0)
+        return;
+    double v = values[0], epoch = (double)at->step / (double)c->per_epoch;
+    bool better = !r->have_metric || (r->higher_better ? v > r->best : v < r->best);
+    if (better) {
+        r->best = v;
+        r->best_epoch = epoch;
+    }
+    r->last = v;
+    r->have_metric = true;
+}
+
+static void compare_run(Program *p, int threads, CompareRow *row)
+{
+    row->ok = false;
+    Executable x;
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false};
+    if (!executable_build(&x, p, &eo, row->err, sizeof row->err))
+        return;
+    NndErr perr;
+    NndPool *pool = nnd_pool_create(threads, &perr);
+    if (!pool) {
+        snprintf(row->err, sizeof row->err, "%s", perr.msg);
+        executable_free(&x);
+        return;
+    }
+    Model m;
+    if (model_init(p, &m, row->err, sizeof row->err)) {
+        if (p->evals.n && p->evals.v[0].metrics.n) {
+            snprintf(row->metric, sizeof row->metric, "%s %s", p->data.v[p->evals.v[0].data].name,
+                     p->evals.v[0].metrics.v[0].name);
+            row->higher_better = higher_is_better(p->evals.v[0].metrics.v[0].name);
+        }
+        CompareCtx c = {row, program_steps_per_epoch(p)};
+        TrainOptions to = {.pool = pool, .on_eval = compare_on_eval, .hook_ctx = &c};
+        NndTrainResult res = {0};
+        int rc = train_run(p, &x, &m, &to, &res, row->err, sizeof row->err);
+        row->final_loss = res.final_loss;
+        row->steps = res.steps;
+        row->steps_per_s = res.seconds > 0 ? (double)res.steps / res.seconds : 0;
+        row->ok = rc == NND_EXIT_OK;
+        model_free(&m);
+    }
+    nnd_pool_destroy(pool);
+    executable_free(&x);
+}
+
+static void compare_print(const CompareRow *rows, int n, FILE *out)
+{
+    const char *metric = NULL;
+    for (int i = 0; i < n && !metric; i++)
+        if (rows[i].have_metric)
+            metric = rows[i].metric;
+    int lw = 4;
+    for (int i = 0; i < n; i++)
+        lw = NND_MAX(lw, (int)strlen(rows[i].label));
+    fprintf(out, "\n%-*s  %10s", lw, "rule", "final loss");
+    if (metric)
+        fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), metric, "best", "at epoch");
+    fprintf(out, "  %9s\n", "steps/s");
+    for (int i = 0; i < n; i++) {
+        const CompareRow *r = &rows[i];
+        fprintf(out, "%-*s  ", lw, r->label);
+        if (!r->ok) {
+            fprintf(out, "failed: %s\n", r->err);
+            continue;
+        }
+        fprintf(out, "%10.6f", r->final_loss);
+        if (metric && r->have_metric)
+            fprintf(out, "  %*.4f  %10.4f  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last, r->best,
+                    r->best_epoch);
+        else if (metric)
+            fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), "-", "-", "-");
+        fprintf(out, "  %9.0f\n", r->steps_per_s);
+    }
+}
+
+typedef struct LrCtx {
+    int hyper;
+    int64_t steps;
+    double lo, hi;
+    double *lr, *loss, *smooth;
+    int64_t n;
+    double avg, best;
+} LrCtx;
+
+static double lr_at(const LrCtx *c, int64_t k)
+{
+    return c->lo * pow(c->hi / c->lo, (double)k / (double)(c->steps > 1 ? c->steps - 1 : 1));
+}
+
+/* Records the step's loss, sets the next rate; stops once the smoothed loss has
+ * gone past four times its minimum (or stopped being finite). */
+static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full, double *hypers)
+{
+    (void)full;
+    LrCtx *c = ctx;
+    double loss = out[0];
+    int64_t k = c->n++;
+    c->lr[k] = lr_at(c, k);
+    c->loss[k] = loss;
+    c->avg = 0.98 * c->avg + 0.02 * loss; /* exponential average, bias-corrected */
+    c->smooth[k] = c->avg / (1 - pow(0.98, (double)(k + 1)));
+    if (k == 0 || c->smooth[k] < c->best)
+        c->best = c->smooth[k];
+    hypers[c->hyper] = lr_at(c, k + 1);
+    (void)at;
+    return !isfinite(c->smooth[k]) || (k > 10 && c->smooth[k] > 4 * c->best);
+}
+
+static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, const char *svg,
+               FILE *out)
+{
+    int hyper = -1;
+    for (int i = 0; i < p->hypers.n; i++)
+        if (strcmp(p->hypers.v[i].name, "opt.lr") == 0)
+            hyper = i;
+    if (hyper < 0) {
+        fprintf(stderr, "nnd: lrfind: the optimizer has no run-time learning rate 'opt.lr' (a "
+                        "number, not a schedule)\n");
+        return NND_EXIT_ERROR;
+    }
+    if (!(lo > 0 && hi > lo) || steps < 2) {
+        fprintf(stderr, "nnd: lrfind: need 0 < --min < --max and --steps of at least 2\n");
+        return NND_EXIT_USAGE;
+    }
+    /* the sweep only: no evaluation, no checkpoints */
+    p->steps = steps;
+    for (int i = 0; i < p->evals.n; i++)
+        vec_free(&p->evals.v[i].metrics);
+    p->evals.n = 0;
+    p->ckpt_dir = NULL;
+    p->hypers.v[hyper].value = lo;
+    char err[1024] = "";
+    Executable x;
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false};
+    if (!executable_build(&x, p, &eo, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    NndErr perr;
+    NndPool *pool = nnd_pool_create(threads, &perr);
+    Model m;
+    int rc = NND_EXIT_ERROR;
+    LrCtx c = {hyper, steps, lo, hi, xcalloc((size_t)steps, sizeof(double)),
+               xcalloc((size_t)steps, sizeof(double)), xcalloc((size_t)steps, sizeof(double)), 0, 0, 0};
+    if (!pool) {
+        fprintf(stderr, "nnd: %s\n", perr.msg);
+    } else if (!model_init(p, &m, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+    } else {
+        TrainOptions to = {.pool = pool, .on_step = lr_on_step, .hook_ctx = &c};
+        NndTrainResult res = {0};
+        int trc = train_run(p, &x, &m, &to, &res, err, sizeof err);
+        model_free(&m);
+        /* a non-finite loss at the far end is how range tests usually end */
+        if (trc != NND_EXIT_OK && trc != NND_EXIT_NONFINITE)
+            fprintf(stderr, "nnd: %s\n", err);
+        else
+            rc = NND_EXIT_OK;
+    }
+    if (rc == NND_EXIT_OK && c.n >= 2) {
+        fprintf(out, "learning-rate range test: %lld steps from %g to %g (batch %lld)%s\n",
+                (long long)c.n, lo, lr_at(&c, c.n - 1), (long long)p->batch,
+                c.n < steps ? ", stopped when the loss blew up" : "");
+        fprintf(out, "%12s  %12s  %12s\n", "lr", "loss", "smoothed");
+        int64_t every = c.n > 30 ? (c.n + 29) / 30 : 1;
+        for (int64_t k = 0; k < c.n; k++)
+            if (k % every == 0 || k == c.n - 1)
+                fprintf(out, "%12.3g  %12.6f  %12.6f\n", c.lr[k], c.loss[k], c.smooth[k]);
+        /* steepest descent of the smoothed loss against log(lr), before its minimum */
+        int64_t kmin = 0;
+        for (int64_t k = 0; k < c.n; k++)
+            if (isfinite(c.smooth[k]) && c.smooth[k] < c.smooth[kmin])
+                kmin = k;
+        int64_t ks = -1;
+        double steep = 0;
+        int64_t w = NND_MAX(1, c.n / 20); /* over a few steps: the average is noisy */
+        for (int64_t k = w; k <= kmin; k++) {
+            double slope = (c.smooth[k] - c.smooth[k - w]) / (log(c.lr[k]) - log(c.lr[k - w]));
+            if (slope < steep) {
+                steep = slope;
+                ks = k - w / 2;
+            }
+        }
+        fprintf(out, "lowest smoothed loss %.6f at lr %.3g\n", c.smooth[kmin], c.lr[kmin]);
+        double suggested = ks >= 0 ? c.lr[ks] : c.lr[kmin] / 10;
+        if (ks >= 0)
+            fprintf(out, "suggested lr: %.3g (where the loss falls fastest; %.3g is a tenth of "
+                         "the lowest-loss rate)\n", c.lr[ks], c.lr[kmin] / 10);
+        else
+            fprintf(out, "suggested lr: %.3g (a tenth of the lowest-loss rate: the loss never "
+                         "fell steadily)\n", c.lr[kmin] / 10);
+        if (svg) {
+            /* the blow-up at the end would flatten the rest: losses are cut at twice
+             * the first smoothed one */
+            double cap = 2 * c.smooth[0];
+            double *l = xcalloc((size_t)c.n, sizeof(double)), *sm = xcalloc((size_t)c.n, sizeof(double));
+            for (int64_t k = 0; k < c.n; k++) {
+                l[k] = fmin(c.loss[k], cap);
+                sm[k] = fmin(c.smooth[k], cap);
+            }
+            PlotLine lines[2] = {{"loss", c.lr, l, (int)c.n}, {"smoothed", c.lr, sm, (int)c.n}};
+            char title[160];
+            snprintf(title, sizeof title, "learning-rate range test: loss (cut at %.3g) against lr; "
+                                          "dashed: suggested %.3g", cap, suggested);
+            int prc = plot_xy(svg, title, "learning rate", true, lines, 2, suggested, err, sizeof err);
+            free(l);
+            free(sm);
+            if (prc == 0) {
+                fprintf(out, "wrote %s\n", svg);
+            } else {
+                fprintf(stderr, "nnd: lrfind: %s\n", err);
+                rc = NND_EXIT_ERROR;
+            }
+        }
+    } else if (rc == NND_EXIT_OK) {
+        fprintf(stderr, "nnd: lrfind: the loss was not finite from the first step\n");
+        rc = NND_EXIT_ERROR;
+    }
+    free(c.lr);
+    free(c.loss);
+    free(c.smooth);
+    if (pool)
+        nnd_pool_destroy(pool);
+    executable_free(&x);
+    return rc;
+}
+
+/* nnd compare: one training per --opt rule or --sweep value, silent, then a table. */
+int cmd_compare(Options *o)
+{
+    if (o->files.n != 1)
+        return cli_usage_error("%s", "compare takes one file");
+    StrVec labels = {0}, values = {0};
+    const char *sweep_name = NULL;
+    char *sweep_copy = NULL;
+    if (o->sweep) {
+        const char *eq = strchr(o->sweep, '=');
+        if (!eq || eq == o->sweep || !eq[1])
+            return cli_usage_error("--sweep takes NAME=V1,V2,..., got '%s'", o->sweep);
+        sweep_copy = xstrdup(o->sweep);
+        sweep_copy[eq - o->sweep] = 0;
+        sweep_name = sweep_copy;
+        for (char *v = sweep_copy + (eq - o->sweep) + 1; v;) {
+            char *comma = strchr(v, ',');
+            if (comma)
+                *comma = 0;
+            vec_push(&values, v);
+            v = comma ? comma + 1 : NULL;
+        }
+    }
+    int n = o->opts.n ? o->opts.n : values.n;
+    if (n == 0 || (o->opts.n && values.n)) {
+        free(sweep_copy);
+        return cli_usage_error("%s", "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
+    }
+    CompareRow *rows = xcalloc((size_t)n, sizeof(CompareRow));
+    int rc = NND_EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        CompareRow *r = &rows[i];
+        Options oi = *o;
+        oi.overrides = (typeof(oi.overrides)){0};
+        for (int k = 0; k < o->overrides.n; k++)
+            vec_push(&oi.overrides, o->overrides.v[k]);
+        double v = 0;
+        if (values.n) {
+            if (!cli_parse_number(values.v[i], &v)) {
+                snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
+                snprintf(r->err, sizeof r->err, "not a number");
+                rc = NND_EXIT_ERROR;
+                vec_free(&oi.overrides);
+                continue;
+            }
+            Override ov = {sweep_name, values.v[i], v, true, false};
+            vec_push(&oi.overrides, ov);
+            snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
+        } else {
+            snprintf(r->label, sizeof r->label, "%s", o->opts.v[i]);
+        }
+        printf("[%d/%d] %s\n", i + 1, n, r->label);
+        fflush(stdout);
+        Frontend fe;
+        frontend_init(&fe);
+        char name[32];
+        snprintf(name, sizeof name, "--opt %d", i + 1);
+        Program *p = cli_compile(&fe, &oi, o->files.v[0], o->opts.n ? o->opts.v[i] : NULL, name, true);
+        if (p) {
+            p->save_path = NULL; /* the variants share the file's save and checkpoints: not theirs */
+            p->ckpt_dir = NULL;
+            compare_run(p, o->threads, r);
+        } else {
+            snprintf(r->err, sizeof r->err, "does not compile (see above)");
+        }
+        if (!r->ok)
+            rc = NND_EXIT_ERROR;
+        program_free(p);
+        frontend_free(&fe);
+        vec_free(&oi.overrides);
+    }
+    compare_print(rows, n, stdout);
+    free(rows);
+    vec_free(&labels);
+    vec_free(&values);
+    free(sweep_copy);
+    return rc;
+}
+
+static int lrfind(Program *p, Options *o)
+{
+    return lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
+                      o->lr_max ? o->lr_max : 10, o->output, stdout);
+}
+
+int cmd_lrfind(Options *o) { return cli_on_program(o, true, lrfind); }

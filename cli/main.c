@@ -1,0 +1,252 @@
+/* main: the nnd command line's options and its dispatch to the subcommands. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: nnd COMMAND [options] FILE.nnd\n"
+    "\n"
+    "commands:\n"
+    "  run FILE        train the program's train block (compiled by LLVM)\n"
+    "  check FILE...   parse and check (names, types, shapes); exit 1 on errors\n"
+    "  graph FILE      print the forward/backward/update graph after simplification\n"
+    "  gradcheck FILE  compare autodiff gradients with finite differences (f64)\n"
+    "  emit-llvm FILE  print the optimized LLVM IR of the step, eval and forward functions\n"
+    "  compare FILE --opt RULE --opt RULE ...   (or --sweep NAME=V1,V2,...)\n"
+    "                  train once per update rule (or value) from the same initial\n"
+    "                  weights and batches; print loss, eval metric, steps/s\n"
+    "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100);\n"
+    "                  -o FILE.svg plots the loss against the rate\n"
+    "  explain FILE    each update rule as formulas, after expansion and simplification,\n"
+    "                  with its memory traffic per parameter\n"
+    "  plot DIR [-o FILE]  draw the scalars a `log` statement wrote to DIR/metrics.csv\n"
+    "                  as an SVG (default DIR/plot.svg)\n"
+    "  parse FILE      print the syntax tree\n"
+    "\n"
+    "options:\n"
+    "  --set NAME=VALUE  override a setting or hyper-parameter (batch, epochs, steps,\n"
+    "                    seed, shuffle, opt.lr, a `let` of the train block); repeatable\n"
+    "  --seed N          same as --set seed=N\n"
+    "  --dtype f32|f64   the float type of the whole program (default f32)\n"
+    "  --interp          run with the reference interpreter instead of compiled code\n"
+    "  --threads N       threads that compute (default: every core)\n"
+    "  --time            print compile time, time per step and samples/s\n"
+    "  --verbose         print the kernels and the planned memory\n"
+    "  --print-params    print the trained parameters (small ones in full)\n"
+    "  --resume CKPT     continue from a checkpoint (a file, or the newest in a\n"
+    "                    directory): same seed and threads give the same bits as a\n"
+    "                    run never stopped\n"
+    "  --profile         time every kernel of the compiled step; print where time went\n"
+    "  --check-numerics  check every op's values in each step; stop at the first NaN or\n"
+    "                    Inf and show the op, its line, the phase and the step\n"
+    "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
+    "              --raw (before simplification), --stats\n"
+    "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
+    "  --version, --help\n";
+
+int cli_usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nnd: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run `nnd --help` for usage)\n");
+    return NND_EXIT_USAGE;
+}
+
+bool cli_parse_number(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int add_override(Options *o, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return cli_usage_error("--set takes NAME=VALUE, got '%s'", kv);
+    Override ov = {0};
+    ov.key = xstrndup(kv, (size_t)(eq - kv));
+    ov.text = eq + 1;
+    if (strcmp(ov.text, "true") == 0 || strcmp(ov.text, "false") == 0) {
+        ov.value = ov.text[0] == 't';
+        ov.is_number = true;
+    } else {
+        ov.is_number = cli_parse_number(ov.text, &ov.value);
+    }
+    vec_push(&o->overrides, ov);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, Options *o)
+{
+    o->dtype = NND_F32;
+    o->gc = (GradcheckOptions){4, 24, 1e-6, 1e-5, 1e-3};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        double v;
+        if (strcmp(a, "--set") == 0) {
+            if (!next)
+                return cli_usage_error("%s needs NAME=VALUE", a);
+            if (add_override(o, next))
+                return NND_EXIT_USAGE;
+            i++;
+        } else if (strncmp(a, "--set=", 6) == 0) {
+            if (add_override(o, a + 6))
+                return NND_EXIT_USAGE;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (!next || !cli_parse_number(next, &v))
+                return cli_usage_error("%s needs a number", a);
+            Override ov = {xstrdup("seed"), next, v, true, false};
+            vec_push(&o->overrides, ov);
+            i++;
+        } else if (strcmp(a, "--dtype") == 0) {
+            if (!next || (strcmp(next, "f32") && strcmp(next, "f64")))
+                return cli_usage_error("--dtype takes f32 or f64, got '%s'", next ? next : "");
+            o->dtype = strcmp(next, "f64") == 0 ? NND_F64 : NND_F32;
+            i++;
+        } else if (strcmp(a, "--opt") == 0 || strcmp(a, "--sweep") == 0) {
+            if (!next)
+                return cli_usage_error("%s needs a value", a);
+            if (a[2] == 'o')
+                vec_push(&o->opts, next);
+            else
+                o->sweep = next;
+            i++;
+        } else if (strcmp(a, "--min") == 0 || strcmp(a, "--max") == 0 ||
+                   (strcmp(a, "--steps") == 0 && strcmp(o->cmd, "lrfind") == 0)) {
+            if (!next || !cli_parse_number(next, &v))
+                return cli_usage_error("%s needs a number", a);
+            if (a[2] == 's')
+                o->lr_steps = (int64_t)v;
+            else
+                *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
+            i++;
+        } else if (strcmp(a, "--resume") == 0) {
+            if (!next)
+                return cli_usage_error("%s needs a checkpoint file or directory", a);
+            o->resume = next;
+            i++;
+        } else if (strcmp(a, "-o") == 0) {
+            if (!next)
+                return cli_usage_error("%s needs a file name", a);
+            o->output = next;
+            i++;
+        } else if (strcmp(a, "--interp") == 0) {
+            o->interp = true;
+        } else if (strcmp(a, "--time") == 0) {
+            o->time = true;
+        } else if (strcmp(a, "--print-params") == 0) {
+            o->print_params = true;
+        } else if (strcmp(a, "--profile") == 0) {
+            o->profile = true;
+        } else if (strcmp(a, "--check-numerics") == 0) {
+            o->check_numerics = true;
+        } else if (strcmp(a, "--verbose") == 0) {
+            o->verbose = true;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!next || !cli_parse_number(next, &v) || v < 1 || v > 256 || v != floor(v))
+                return cli_usage_error("--threads needs a whole number from 1 to 256, got '%s'",
+                                   next ? next : "");
+            o->threads = (int)v;
+            i++;
+        } else if (strcmp(a, "--dot") == 0) {
+            o->dot = true;
+        } else if (strcmp(a, "--all") == 0) {
+            o->all = true;
+        } else if (strcmp(a, "--raw") == 0) {
+            o->raw = true;
+        } else if (strcmp(a, "--stats") == 0) {
+            o->stats = true;
+        } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--per-param") == 0 ||
+                   strcmp(a, "--eps") == 0) {
+            if (!next || !cli_parse_number(next, &v) || v < 0)
+                return cli_usage_error("%s needs a non-negative number", a);
+            if (a[2] == 'b')
+                o->gc.batch = v < 1 ? 1 : (int)v;
+            else if (a[2] == 'p')
+                o->gc.per_param = (int)v;
+            else
+                o->gc.eps = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("unknown option '%s'", a);
+        } else {
+            vec_push(&o->files, a);
+        }
+    }
+    return 0;
+}
+
+Program *cli_compile(Frontend *fe, const Options *o, const char *path, const char *opt_text,
+                     const char *opt_name, bool data)
+{
+    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text, opt_name, o->raw, NULL};
+    Program *p = compile(fe, path, NULL, &co);
+    if (p && data && !program_load_data(p, &fe->diags)) {
+        program_free(p);
+        p = NULL;
+    }
+    diags_print(&fe->diags, stderr);
+    return p;
+}
+
+int cli_on_program(Options *o, bool data, ProgramCmd fn)
+{
+    if (o->files.n != 1)
+        return cli_usage_error("%s takes one file", o->cmd);
+    Frontend fe;
+    frontend_init(&fe);
+    Program *p = cli_compile(&fe, o, o->files.v[0], NULL, NULL, data);
+    int rc = p ? fn(p, o) : NND_EXIT_ERROR;
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? NND_EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("nnd 0.1.0\n");
+        return 0;
+    }
+    Options o = {0};
+    o.cmd = argv[1];
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+    static const struct {
+        const char *name;
+        int (*fn)(Options *o);
+    } commands[] = {
+        {"check", cmd_check},       {"graph", cmd_graph},     {"run", cmd_run},
+        {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},   {"emit-llvm", cmd_emit_llvm},
+        {"compare", cmd_compare},   {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
+        {"plot", cmd_plot},
+    };
+    rc = -1;
+    for (size_t i = 0; i < NND_ARRAY_LEN(commands) && rc < 0; i++)
+        if (strcmp(o.cmd, commands[i].name) == 0)
+            rc = commands[i].fn(&o);
+    if (rc < 0)
+        rc = cli_usage_error("unknown command '%s'", o.cmd);
+    for (int i = 0; i < o.overrides.n; i++)
+        free((char *)o.overrides.v[i].key);
+    vec_free(&o.overrides);
+    vec_free(&o.files);
+    vec_free(&o.opts);
+    return rc;
+}

@@ -1,0 +1,183 @@
+/* run: `nnd run`, training a program's train block: compile, build the step, set up
+ * the model (or resume it from a checkpoint), the log and the pool, train, report,
+ * save. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "logger.h"
+#include "numerics.h"
+
+/* Parameters after training: small ones in full, others summarized. */
+static void print_params(const Program *p, const Model *m)
+{
+    for (int i = 0; i < p->params.n; i++) {
+        const NndTensor *t = &m->params[i];
+        int64_t n = nnd_tensor_numel(t);
+        char sh[128];
+        shape_format(&p->g, &graph_node((Graph *)&p->g, p->params.v[i].node)->shape, sh, sizeof sh);
+        printf("%s %s:", p->params.v[i].name, sh);
+        double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double v = t->dtype == NND_F64 ? ((double *)t->data)[k] : ((float *)t->data)[k];
+            if (n <= 64)
+                printf(" %.6g", v);
+            lo = fmin(lo, v);
+            hi = fmax(hi, v);
+            sum += v;
+            sq += v * v;
+        }
+        if (n > 64)
+            printf(" min %.4g max %.4g mean %.4g norm %.4g", lo, hi, sum / (double)n, sqrt(sq));
+        printf("\n");
+    }
+}
+
+int cmd_run(Options *o)
+{
+    if (o->files.n != 1)
+        return cli_usage_error("%s", "run takes one file");
+    Frontend fe;
+    frontend_init(&fe);
+    double t0 = clock_seconds();
+    Program *p = cli_compile(&fe, o, o->files.v[0], NULL, NULL, false);
+    double t_front = clock_seconds() - t0;
+    int rc = NND_EXIT_ERROR;
+    char err[1024] = "";
+    Executable x;
+    bool have_x = false;
+    NndPool *pool = NULL;
+    Model model;
+    bool have_model = false;
+    if (!p || !program_load_data(p, &fe.diags))
+        goto done;
+    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics};
+    if (!executable_build(&x, p, &eo, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        goto done;
+    }
+    have_x = true;
+    if (o->verbose) {
+        StrBuf b = {0};
+        executable_describe(&x, &b);
+        fputs(b.s, stdout);
+        sb_free(&b);
+    }
+    if (o->time) {
+        printf("compile: %.1f ms (front end, graph and autodiff %.1f ms", 1e3 * (t_front + x.compile_seconds),
+               1e3 * t_front);
+        if (x.jit) {
+            double ir, opt, mc;
+            jit_phases(x.jit, &ir, &opt, &mc);
+            printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms",
+                   1e3 * (x.compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc);
+            (void)ir;
+        }
+        printf(")\n");
+    }
+    NndErr perr;
+    pool = nnd_pool_create(o->threads, &perr);
+    if (!pool) {
+        fprintf(stderr, "nnd: %s\n", perr.msg);
+        goto done;
+    }
+    if (!model_init(p, &model, err, sizeof err)) {
+        fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
+        goto done;
+    }
+    have_model = true;
+    TrainOptions to = {.pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
+    if (o->resume) {
+        char *used = NULL;
+        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, err, sizeof err)) {
+            fprintf(stderr, "nnd: --resume: %s\n", err);
+            goto done;
+        }
+        printf("resuming from %s: step %lld of %lld\n", used, (long long)to.resume.step,
+               (long long)program_total_steps(p));
+        free(used);
+    }
+    Logger lg;
+    bool have_log = false;
+    if (p->log.dir) {
+        if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err, sizeof err)) {
+            fprintf(stderr, "nnd: %s\n", err);
+            goto done;
+        }
+        have_log = true;
+        logger_hooks(&lg, &to);
+        printf("logging to %s\n", nnd_log_events_path(lg.log));
+    }
+    NndTrainResult res = {0};
+    rc = train_run(p, &x, &model, &to, &res, err, sizeof err);
+    if (have_log) {
+        if (lg.failed && rc == NND_EXIT_OK) {
+            snprintf(err, sizeof err, "%s", lg.err);
+            rc = NND_EXIT_ERROR;
+        }
+        logger_close(&lg);
+    }
+    if (rc != NND_EXIT_OK) {
+        if (res.nonfinite == 2) {
+            numerics_report(p, &fe.diags, &res);
+        } else {
+            fprintf(stderr, "nnd: %s\n", err);
+            if (res.nonfinite)
+                fprintf(stderr, "nnd: run with --check-numerics to find the op that made it\n");
+        }
+    } else {
+        printf("done: %lld steps, final training loss %.6f\n", (long long)res.steps, res.final_loss);
+        int64_t ran = res.steps - to.resume.step;
+        if (o->time && ran > 0)
+            printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
+                   1e3 * res.seconds / (double)ran, (double)ran * (double)p->batch / res.seconds);
+        if (o->time && res.full_steps > 0 && res.full_steps < ran) {
+            /* measured in one process, interleaved: what a logged step costs more */
+            double full = res.full_seconds / (double)res.full_steps;
+            double plain = (res.seconds - res.full_seconds) / (double)(ran - res.full_steps);
+            printf("time: logged steps %.3f ms (%lld of them, statistics and writing included), "
+                   "the others %.3f ms: %+.1f%%\n", 1e3 * full, (long long)res.full_steps, 1e3 * plain,
+                   100 * (full / plain - 1));
+        }
+        if (p->ckpt_dir && res.steps > to.resume.step)
+            printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res.steps);
+        if (o->print_params)
+            print_params(p, &model);
+        if (o->profile) {
+            StrBuf b = {0};
+            executable_profile(&x, res.steps, &b);
+            if (b.s)
+                fputs(b.s, stdout);
+            sb_free(&b);
+        }
+        if (p->save_path) {
+            if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
+                int layer_states = 0;
+                for (int i = 0; i < p->states.n; i++)
+                    layer_states += p->states.v[i].param < 0;
+                if (layer_states)
+                    printf("saved %d parameters and %d state tensors to %s\n", p->params.n,
+                           layer_states, p->save_path);
+                else
+                    printf("saved %d parameters to %s\n", p->params.n, p->save_path);
+            } else {
+                fprintf(stderr, "nnd: %s\n", err);
+                rc = NND_EXIT_ERROR;
+            }
+        }
+    }
+done:
+    if (have_model)
+        model_free(&model);
+    nnd_pool_destroy(pool);
+    if (have_x)
+        executable_free(&x);
+    diags_print(&fe.diags, stderr);
+    program_free(p);
+    frontend_free(&fe);
+    return rc;
+}
+

@@ -1,0 +1,190 @@
+/* program: freeing a Program, loading its data, the roots of its graph. */
+#include "program.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* The rows of t whose flag is set, in order, as a new tensor replacing t. */
+static bool keep_rows(NndTensor *t, const bool *keep, int64_t count, NndErr *err)
+{
+    int64_t shape[NND_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    int64_t n = shape[0];
+    shape[0] = count;
+    NndTensor out;
+    if (nnd_tensor_alloc(&out, t->dtype, t->rank, shape, err) != 0)
+        return false;
+    size_t row = n ? (size_t)nnd_tensor_numel(t) / (size_t)n * nnd_dtype_size(t->dtype) : 0;
+    char *dst = out.data;
+    for (int64_t i = 0; i < n; i++)
+        if (keep[i]) {
+            memcpy(dst, (char *)t->data + (size_t)i * row, row);
+            dst += row;
+        }
+    nnd_tensor_free(t);
+    *t = out;
+    return true;
+}
+
+/* Applies a data set's subset to its loaded tensors. */
+static bool apply_subset(DataSet *ds, NndErr *err)
+{
+    int64_t n = ds->y.shape[0], count = 0;
+    bool *keep = xcalloc((size_t)(n ? n : 1), 1);
+    int32_t *y = ds->y.data;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < ds->nsubset; j++)
+            if (y[i] == ds->subset[j]) {
+                keep[i] = true;
+                y[i] = j;
+                count++;
+            }
+    bool ok = keep_rows(&ds->x, keep, count, err) && keep_rows(&ds->y, keep, count, err);
+    free(keep);
+    return ok;
+}
+
+void program_free(Program *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->data.n; i++) {
+        nnd_tensor_free(&p->data.v[i].x);
+        nnd_tensor_free(&p->data.v[i].y);
+    }
+    for (int i = 0; i < p->evals.n; i++)
+        vec_free(&p->evals.v[i].metrics);
+    vec_free(&p->step_outputs);
+    for (int i = 0; i < p->params.n; i++)
+        nnd_tensor_free(&p->params.v[i].loaded);
+    for (int i = 0; i < p->states.n; i++)
+        nnd_tensor_free(&p->states.v[i].loaded);
+    vec_free(&p->params);
+    vec_free(&p->states);
+    vec_free(&p->hypers);
+    vec_free(&p->data);
+    vec_free(&p->groups);
+    vec_free(&p->grads);
+    vec_free(&p->updates);
+    vec_free(&p->accum_updates);
+    vec_free(&p->evals);
+    graph_free(&p->g);
+    ast_module_free(p->opt_ast);
+    arena_free(&p->arena);
+    free(p);
+}
+
+bool program_load_data(Program *p, Diags *d)
+{
+    bool ok = true;
+    for (int i = 0; i < p->data.n; i++) {
+        DataSet *ds = &p->data.v[i];
+        if (ds->x.data)
+            continue;
+        NndLoadOptions lo = {ds->scale, p->float_dtype};
+        NndErr err;
+        int rc = 0;
+        /* labels may be loaded already (subset) */
+        if (ds->kind == DATA_IDX)
+            rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+                 (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+        else if (ds->kind == DATA_NPY)
+            rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+                 (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+        if (!rc && ds->nsubset && !apply_subset(ds, &err))
+            rc = 1;
+        if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
+            bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
+            memset(keep, 1, (size_t)ds->limit);
+            if (!keep_rows(&ds->x, keep, ds->limit, &err) || !keep_rows(&ds->y, keep, ds->limit, &err))
+                rc = 1;
+            free(keep);
+        }
+        if (rc) {
+            diag_error(d, ds->span, "%s", err.msg);
+            ok = false;
+            continue;
+        }
+        if (ds->reshape_rank >= 0) {
+            ds->x.rank = ds->reshape_rank + 1;
+            for (int k = 0; k < ds->reshape_rank; k++)
+                ds->x.shape[k + 1] = ds->reshape[k];
+        }
+        if (ds->x.shape[0] != ds->n || ds->y.shape[0] != ds->n) {
+            diag_error(d, ds->span, "data set '%s' changed while loading", ds->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+void program_roots(Program *p, NodeRefVec *out)
+{
+    vec_push(out, &p->x);
+    vec_push(out, &p->y);
+    vec_push(out, &p->loss);
+    vec_push(out, &p->forward);
+    for (int i = 0; i < p->params.n; i++) {
+        vec_push(out, &p->params.v[i].node);
+        vec_push(out, &p->params.v[i].init);
+        vec_push(out, &p->grads.v[i]);
+    }
+    for (int i = 0; i < p->states.n; i++) {
+        vec_push(out, &p->states.v[i].node);
+        vec_push(out, &p->states.v[i].init);
+    }
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(out, &p->updates.v[i].value);
+    for (int i = 0; i < p->accum_updates.n; i++)
+        vec_push(out, &p->accum_updates.v[i].value);
+    for (int i = 0; i < p->evals.n; i++)
+        for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+            vec_push(out, &p->evals.v[i].metrics.v[k].node);
+    for (int i = 0; i < p->step_outputs.n; i++)
+        vec_push(out, &p->step_outputs.v[i].node);
+}
+
+void program_step_roots(const Program *p, NodeVec *out)
+{
+    vec_push(out, p->loss);
+    for (int i = 0; i < p->step_outputs.n; i++)
+        vec_push(out, p->step_outputs.v[i].node);
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(out, p->updates.v[i].value);
+}
+
+double *program_hyper_values(const Program *p)
+{
+    double *h = xcalloc((size_t)(p->hypers.n ? p->hypers.n : 1), sizeof(double));
+    for (int i = 0; i < p->hypers.n; i++)
+        h[i] = p->hypers.v[i].value;
+    return h;
+}
+
+int64_t program_steps_per_epoch(const Program *p)
+{
+    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate);
+}
+
+int64_t program_total_steps(const Program *p)
+{
+    return p->steps > 0 ? p->steps : p->epochs * program_steps_per_epoch(p);
+}
+
+void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by)
+{
+    size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
+    for (int i = 1; i < ds->x.rank; i++)
+        rx *= (size_t)ds->x.shape[i];
+    for (int i = 1; i < ds->y.rank; i++)
+        ry *= (size_t)ds->y.shape[i];
+    *bx = xmalloc(rx * (size_t)b + 8);
+    *by = xmalloc(ry * (size_t)b + 8);
+    for (int64_t i = 0; i < b; i++) {
+        memcpy(*bx + rx * (size_t)i, (char *)ds->x.data + rx * idx[i], rx);
+        memcpy(*by + ry * (size_t)i, (char *)ds->y.data + ry * idx[i], ry);
+    }
+}
+

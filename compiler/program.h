@@ -1,0 +1,176 @@
+/* program: what elaboration makes of a train block, and what every later stage reads.
+ *
+ * A Program is one graph (compiler/graph.h) and lists that point into it: the
+ * trained parameters and their initial values, the states (optimizer moments,
+ * batch norm statistics), the run-time hyper-parameters, the data sets, the loss,
+ * each parameter's gradient and update, the eval metrics and a log's statistics;
+ * and the train block's settings (batch, epochs, seed, checkpoints, save).  Node ids
+ * in it are kept up to date by every pass that rebuilds the graph (program_roots). */
+#ifndef NND_PROGRAM_H
+#define NND_PROGRAM_H
+
+#include "graph.h"
+
+typedef enum DataKind { DATA_IDX, DATA_CSV, DATA_NPY, DATA_TENSORS } DataKind;
+
+typedef struct DataSet {
+    const char *name;
+    Span span;
+    DataKind kind;
+    const char *path_x, *path_y; /* idx, npy: two files; csv: path_x */
+    const char *label; /* csv: label column or NULL */
+    bool classes; /* csv: integer class labels */
+    double scale; /* 1 unless given */
+    int reshape_rank; /* -1: keep the file's per-sample shape */
+    int64_t reshape[NND_MAX_RANK];
+    /* subset: keep the samples whose class label is listed, relabeled by its position
+     * in the list (nsubset 0: all) */
+    int nsubset;
+    int32_t *subset;
+    int64_t limit; /* keep the first `limit` samples (after the subset); 0: all */
+    /* per-sample shapes and dtypes, known after elaboration */
+    int64_t n;
+    NndDType x_dtype, y_dtype;
+    int x_rank, y_rank;
+    int64_t x_shape[NND_MAX_RANK], y_shape[NND_MAX_RANK];
+    NndTensor x, y; /* owned; loaded by program_load_data ([n, ...sample]) */
+} DataSet;
+
+typedef struct ParamInfo {
+    const char *name; /* `fc1.W` */
+    NodeId node; /* PARAM */
+    NodeId init; /* initial value, in the init roots */
+    bool frozen;
+    int group; /* index in Program.groups */
+    Span span;
+    NndTensor loaded; /* its starting value from a file (`from`), or data NULL */
+    int ema_state; /* its moving average (`ema = d`) in Program.states, or -1 */
+} ParamInfo;
+
+typedef struct StateInfo {
+    const char *name; /* `fc1.W.m`, or a layer's `bn.running_mean` */
+    int param; /* the parameter it belongs to; -1 for a layer's state */
+    NodeId node; /* STATE */
+    NodeId init;
+    Span span;
+    NndTensor loaded; /* layer state: its starting value from a file, or data NULL */
+} StateInfo;
+
+typedef struct HyperInfo {
+    const char *name; /* `opt.lr`, `step`, ... */
+    double value;
+    Span span;
+    bool baked; /* its value shaped the graph (a shape, a static `if`) */
+} HyperInfo;
+
+typedef struct Update {
+    bool is_state;
+    int index; /* in params or states */
+    NodeId value;
+} Update;
+
+typedef struct Metric {
+    const char *name;
+    NodeId node; /* scalar: a mean over the batch */
+    Span span;
+} Metric;
+
+typedef struct EvalSpec {
+    int data;
+    int64_t every; /* in steps or epochs */
+    bool in_epochs;
+    VEC(Metric) metrics;
+    Span span;
+} EvalSpec;
+
+/* `log every N steps to DIR: items`: what to write where.  The statistics are
+ * step outputs (Program.step_outputs); histograms and lr are read by the driver. */
+typedef struct LogSpec {
+    const char *dir;
+    int64_t every;
+    bool in_epochs;
+    uint32_t items; /* bit per LOG_* item named */
+    Span span;
+} LogSpec;
+
+/* What a log names, bit i for log_families[i] (builtins.c: the same order).  The
+ * per-parameter statistics are step outputs tagged FAMILY/PARAM (grad_norm/fc1.W;
+ * grad_norm also has grad_norm/total). */
+enum {
+    LOG_LOSS = 1,
+    LOG_LR = 2,
+    LOG_GRAD_NORM = 4,
+    LOG_WEIGHT_NORM = 8,
+    LOG_UPDATE_RATIO = 16,
+    LOG_MAX_GRAD = 32,
+    LOG_NONFINITE = 64,
+    LOG_HISTOGRAMS = 128,
+};
+
+typedef struct OptGroup {
+    const char *path; /* "" for the default `opt` */
+    const char *rule; /* optimizer name */
+    Span span;
+} OptGroup;
+
+typedef struct Program {
+    Graph g;
+    NndDType float_dtype;
+    int64_t sym_batch; /* the dimension value of B */
+    VEC(ParamInfo) params;
+    VEC(StateInfo) states;
+    VEC(HyperInfo) hypers;
+    VEC(DataSet) data;
+    VEC(OptGroup) groups;
+    int train_data; /* index in data */
+    NodeId x, y; /* INPUT nodes: idx 0 and 1 */
+    NodeId loss;
+    NodeId forward; /* the first model applied to x (inference), or 0 */
+    VEC(NodeId) grads; /* one per parameter; 0 when frozen */
+    VEC(Update) updates;
+    /* accumulate = k > 1: what a micro-batch that is not the last of its group
+     * updates (each gradient sum NAME.grad_sum += B * g); `updates` is then the last
+     * micro-batch's step, whose rules see (grad_sum + B * g) / hyper_accum */
+    VEC(Update) accum_updates;
+    int64_t accumulate;
+    int hyper_accum; /* the samples of the group, set by the trainer; -1 without */
+    int hyper_micro; /* the micro-batch's place in its group (random draws use it) */
+    VEC(EvalSpec) evals;
+    /* scalars the step computes besides the loss (args->out[1..]): logged
+     * statistics and `log` expressions, named by their tags */
+    VEC(Metric) step_outputs;
+    LogSpec log; /* log.dir NULL: no log statement */
+    int hyper_step, hyper_epoch, hyper_steps, hyper_t;
+    int64_t batch, epochs, steps; /* steps == 0: run `epochs` epochs */
+    uint64_t seed;
+    int custom_vjps; /* calls of fns with a vjp block */
+    bool shuffle;
+    const char *save_path;
+    Span save_span;
+    /* checkpoint every N steps/epochs to a directory, keeping the last `keep` (0: all) */
+    const char *ckpt_dir;
+    int64_t ckpt_every, ckpt_keep;
+    bool ckpt_in_epochs;
+    struct AstModule *opt_ast; /* the tree of a replaced `opt` expression, owned */
+    Arena arena;
+} Program;
+
+void program_free(Program *p);
+/* Loads every data set declared (idx, csv, npy files); false after reporting. */
+bool program_load_data(Program *p, Diags *d);
+/* All node ids the program refers to, for passes that rebuild the graph. */
+void program_roots(Program *p, NodeRefVec *out);
+/* Roots of the training step: loss, the step outputs, then every update's new value. */
+void program_step_roots(const Program *p, NodeVec *out);
+/* The hyper-parameters' starting values, one per Program.hypers (malloc'd). */
+double *program_hyper_values(const Program *p);
+/* Optimizer steps (updates) in an epoch: one per batch, or per group of
+ * `accumulate` batches. */
+int64_t program_steps_per_epoch(const Program *p);
+/* Total number of optimizer steps the program runs. */
+int64_t program_total_steps(const Program *p);
+/* Rows idx[0..b) of a loaded data set, gathered into new contiguous buffers *bx and
+ * *by (malloc'd; the caller frees them). */
+void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by);
+
+#endif

@@ -1,0 +1,357 @@
+#include "executable.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interp.h"
+
+/* ---- the interpreter behind the NndStepFn ABI ---- */
+
+typedef enum InterpKind { IK_STEP, IK_OUTPUTS } InterpKind;
+
+typedef struct InterpFn {
+    Program *p;
+    InterpKind kind;
+    NodeVec roots;
+    int nout; /* IK_STEP: the scalars before the new values (the loss, step outputs) */
+    bool check; /* --check-numerics */
+    const Update *ups; /* IK_STEP: where the new values go (Program.updates or accum_updates) */
+    int nups;
+} InterpFn;
+
+static void interp_entry(NndStepArgs *a)
+{
+    InterpFn *f = a->user;
+    Program *p = f->p;
+    Graph *g = &p->g;
+    ITensor *params = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(ITensor));
+    ITensor *states = xcalloc((size_t)(p->states.n ? p->states.n : 1), sizeof(ITensor));
+    for (int i = 0; i < p->params.n; i++)
+        params[i] = itensor_from_buffer(g, p->params.v[i].node, a->params[i], a->batch);
+    for (int i = 0; i < p->states.n; i++)
+        states[i] = itensor_from_buffer(g, p->states.v[i].node, a->states[i], a->batch);
+    ITensor in[2] = {itensor_from_buffer(g, p->x, a->x, a->batch), itensor_from_buffer(g, p->y, a->y, a->batch)};
+    int64_t syms[1] = {a->batch};
+    InterpCheck check = {0};
+    InterpBindings b = {params, p->params.n, states, p->states.n, in, 2, a->hypers, p->hypers.n,
+                        syms, 1, p->seed, f->check ? &check : NULL};
+    ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
+    char err[512];
+    if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
+        if (check.node) {
+            a->status = NND_STATUS_NONFINITE;
+            a->bad_node = check.node;
+            a->bad_count = check.count;
+            a->bad_value = check.value;
+        } else
+        a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE
+                    : strstr(err, "index") ? NND_STATUS_INDEX_RANGE : 3;
+    } else if (f->kind == IK_STEP) {
+        /* the loss and the step outputs, then the new values */
+        int ns = f->nout;
+        for (int i = 0; i < ns; i++)
+            a->out[i] = out[i].v[0];
+        for (int i = 0; i < f->nups; i++) {
+            const Update *u = &f->ups[i];
+            itensor_store(&out[i + ns], u->is_state ? a->states[u->index] : a->params[u->index]);
+        }
+    } else {
+        int64_t slot = 0;
+        for (int i = 0; i < f->roots.n; i++)
+            for (int64_t k = 0; k < out[i].n; k++)
+                a->out[slot++] = out[i].v[k];
+    }
+    for (int i = 0; i < f->roots.n; i++)
+        itensor_free(&out[i]);
+    for (int i = 0; i < p->params.n; i++)
+        itensor_free(&params[i]);
+    for (int i = 0; i < p->states.n; i++)
+        itensor_free(&states[i]);
+    itensor_free(&in[0]);
+    itensor_free(&in[1]);
+    free(out);
+    free(params);
+    free(states);
+}
+
+static InterpFn *interp_fn(Program *p, InterpKind kind, const NodeId *roots, int n)
+{
+    InterpFn *f = xcalloc(1, sizeof *f);
+    f->p = p;
+    f->kind = kind;
+    for (int i = 0; i < n; i++)
+        vec_push(&f->roots, roots[i]);
+    return f;
+}
+
+/* A step for the interpreter: roots are the nout scalars, then the values that ups
+ * says where to put. */
+static InterpFn *interp_step_fn(Program *p, const NodeVec *roots, int nout, bool check, const Update *ups,
+                                int nups)
+{
+    InterpFn *f = interp_fn(p, IK_STEP, roots->v, roots->n);
+    f->nout = nout;
+    f->check = check;
+    f->ups = ups;
+    f->nups = nups;
+    return f;
+}
+
+static void interp_fn_free(void *v)
+{
+    InterpFn *f = v;
+    if (!f)
+        return;
+    vec_free(&f->roots);
+    free(f);
+}
+
+/* ---- executables ---- */
+
+static void metric_roots(const Program *p, int i, NodeVec *out)
+{
+    for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+        vec_push(out, p->evals.v[i].metrics.v[k].node);
+}
+
+bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    x->p = p;
+    x->engine = o->engine;
+    int ne = p->evals.n;
+    x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
+    x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
+    /* the plain step computes the loss and the updates; the full one (when a log asks
+     * for statistics) the step outputs too, on the steps that log */
+    NodeVec step = {0}, full = {0}, accum = {0};
+    program_step_roots(p, &full);
+    vec_push(&step, p->loss);
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(&step, p->updates.v[i].value);
+    vec_push(&accum, p->loss);
+    for (int i = 0; i < p->accum_updates.n; i++)
+        vec_push(&accum, p->accum_updates.v[i].value);
+    bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
+    if (o->engine == ENGINE_INTERP) {
+        x->step = interp_entry;
+        x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
+        if (want_full) {
+            x->step_full = interp_entry;
+            x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
+                                               p->updates.v, p->updates.n);
+        }
+        if (want_accum) {
+            x->step_accum = interp_entry;
+            x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
+                                                p->accum_updates.n);
+        }
+        for (int i = 0; i < ne; i++) {
+            NodeVec r = {0};
+            metric_roots(p, i, &r);
+            x->evals[i] = interp_entry;
+            x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
+            vec_free(&r);
+        }
+        if (p->forward) {
+            x->forward = interp_entry;
+            x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
+        }
+        vec_free(&step);
+        vec_free(&full);
+        vec_free(&accum);
+        return true;
+    }
+    vec_free(&accum);
+    /* compiled: one schedule per function, one module, one arena */
+    double t0 = clock_seconds();
+    ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
+    for (int i = 0; i < p->updates.n; i++)
+        ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
+    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
+    outs[0] = p->loss;
+    for (int i = 0; i < p->step_outputs.n; i++)
+        outs[i + 1] = p->step_outputs.v[i].node;
+    ScheduleRequest rq = {outs, 1, ups, p->updates.n, p->batch, o->check_numerics};
+    bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
+    if (ok && want_full) {
+        ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, o->check_numerics};
+        ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
+    }
+    if (ok && want_accum) {
+        ScheduleUpdate *aups = xcalloc((size_t)p->accum_updates.n, sizeof *aups);
+        for (int i = 0; i < p->accum_updates.n; i++)
+            aups[i] = (ScheduleUpdate){p->accum_updates.v[i].value, true, p->accum_updates.v[i].index};
+        ScheduleRequest aq = {outs, 1, aups, p->accum_updates.n, p->batch, o->check_numerics};
+        ok = schedule_build(&x->accum_sched, &p->g, &aq, err, errlen);
+        free(aups);
+    }
+    free(ups);
+    free(outs);
+    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
+    VEC(CodegenFunction) fns = {0};
+    char **names = xcalloc((size_t)ne + 2, sizeof(char *));
+    if (ok) {
+        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    if (ok && want_full) {
+        CodegenFunction f = {"nnd_step_full", &x->full_sched, false, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    if (ok && want_accum) {
+        CodegenFunction f = {"nnd_step_accum", &x->accum_sched, false, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    for (int i = 0; ok && i < ne; i++) {
+        NodeVec r = {0};
+        metric_roots(p, i, &r);
+        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+        vec_free(&r);
+        names[i] = xasprintf("nnd_eval%d", i);
+        CodegenFunction f = {names[i], &x->eval_scheds[i], false, false};
+        if (ok)
+            vec_push(&fns, f);
+    }
+    if (ok && p->forward) {
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
+        CodegenFunction f = {"nnd_forward", &x->forward_sched, false, false};
+        if (ok)
+            vec_push(&fns, f);
+    }
+    void **addrs = xcalloc((size_t)fns.n + 1, sizeof(void *));
+    if (ok) {
+        JitOptions jo = {o->keep_ir, o->opt_level};
+        x->jit = jit_compile(&p->g, fns.v, fns.n, &jo, addrs, err, errlen);
+        ok = x->jit != NULL;
+    }
+    if (ok) {
+        int k = 0;
+        x->step = (NndStepFn)addrs[k++];
+        if (want_full)
+            x->step_full = (NndStepFn)addrs[k++];
+        if (want_accum)
+            x->step_accum = (NndStepFn)addrs[k++];
+        for (int i = 0; i < ne; i++)
+            x->evals[i] = (NndStepFn)addrs[k++];
+        if (p->forward)
+            x->forward = (NndStepFn)addrs[k++];
+        x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, want_full ? x->full_sched.arena_bytes : 0);
+        if (want_accum && x->accum_sched.arena_bytes > x->arena_bytes)
+            x->arena_bytes = x->accum_sched.arena_bytes;
+        for (int i = 0; i < ne; i++)
+            if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
+                x->arena_bytes = x->eval_scheds[i].arena_bytes;
+        if (p->forward && x->forward_sched.arena_bytes > x->arena_bytes)
+            x->arena_bytes = x->forward_sched.arena_bytes;
+        x->arena = nnd_alloc((size_t)x->arena_bytes + 64);
+        if (o->profile)
+            x->profile = xcalloc((size_t)x->step_sched.kernels.n + 1, sizeof(int64_t));
+        if (!x->arena) {
+            snprintf(err, errlen, "out of memory for a %lld-byte arena", (long long)x->arena_bytes);
+            ok = false;
+        }
+    }
+    x->compile_seconds = clock_seconds() - t0;
+    for (int i = 0; i < ne + 2; i++)
+        free(names[i]);
+    free(names);
+    free(addrs);
+    vec_free(&fns);
+    vec_free(&step);
+    vec_free(&full);
+    if (!ok)
+        executable_free(x);
+    return ok;
+}
+
+void executable_free(Executable *x)
+{
+    if (x->engine == ENGINE_INTERP) {
+        interp_fn_free(x->step_user);
+        interp_fn_free(x->step_full_user);
+        interp_fn_free(x->step_accum_user);
+        for (int i = 0; x->eval_user && i < x->p->evals.n; i++)
+            interp_fn_free(x->eval_user[i]);
+        interp_fn_free(x->forward_user);
+    } else {
+        jit_free(x->jit);
+        if (x->step_sched.home)
+            schedule_free(&x->step_sched);
+        if (x->full_sched.home)
+            schedule_free(&x->full_sched);
+        if (x->accum_sched.home)
+            schedule_free(&x->accum_sched);
+        for (int i = 0; x->eval_scheds && i < x->p->evals.n; i++)
+            if (x->eval_scheds[i].home)
+                schedule_free(&x->eval_scheds[i]);
+        if (x->forward_sched.home)
+            schedule_free(&x->forward_sched);
+        nnd_free(x->arena);
+    }
+    free(x->evals);
+    free(x->eval_user);
+    free(x->eval_scheds);
+    free(x->profile);
+    memset(x, 0, sizeof *x);
+}
+
+void executable_describe(const Executable *x, StrBuf *out)
+{
+    if (x->engine == ENGINE_INTERP) {
+        sb_puts(out, "reference interpreter\n");
+        return;
+    }
+    sb_printf(out, "step: %d kernels\n", x->step_sched.kernels.n);
+    schedule_print(&x->step_sched, out);
+    if (x->step_full) {
+        sb_printf(out, "step with the log's statistics (on the logged steps): %d kernels\n",
+                  x->full_sched.kernels.n);
+        schedule_print(&x->full_sched, out);
+    }
+    if (x->step_accum) {
+        sb_printf(out, "step of a micro-batch that only adds to the gradient sums (accumulate = %lld): "
+                       "%d kernels\n", (long long)x->p->accumulate, x->accum_sched.kernels.n);
+        schedule_print(&x->accum_sched, out);
+    }
+    sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
+                   "allocated once\n",
+              (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
+}
+
+void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
+{
+    if (!x->profile || steps < 1)
+        return;
+    const Schedule *s = &x->step_sched;
+    static const char *kinds[] = {"loop", "reduce", "call"};
+    int64_t total = 0, update = 0, values = 0;
+    for (int k = 0; k < s->kernels.n; k++)
+        total += x->profile[k];
+    sb_printf(out, "profile of the step (%lld steps): %.1f us per step in kernels\n", (long long)steps,
+              1e-3 * (double)total / (double)steps);
+    for (int k = 0; k < s->kernels.n; k++) {
+        const Kernel *kr = &s->kernels.v[k];
+        char sh[128];
+        shape_format(s->g, &kr->domain, sh, sizeof sh);
+        bool upd = false;
+        for (int i = 0; i < kr->stores.n; i++) {
+            const Buffer *b = &s->bufs.v[kr->stores.v[i].buf];
+            if (b->kind == BUF_PARAM) {
+                upd = true;
+                values += shape_numel_at(&graph_node(s->g, kr->stores.v[i].node)->shape, 1);
+            }
+        }
+        if (upd)
+            update += x->profile[k];
+        sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s\n", k, kinds[kr->kind], sh,
+                  1e-3 * (double)x->profile[k] / (double)steps,
+                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0, upd ? "  update" : "");
+    }
+    if (values)
+        sb_printf(out, "update rule: %lld parameter values, %.3f ns per value per step\n",
+                  (long long)values, (double)update / (double)steps / (double)values);
+}
+

@@ -1,0 +1,55 @@
+/* executable: a Program turned into functions that run.
+ *
+ * An Executable holds a step function (with, when asked for, its variants: the step
+ * that also computes a log's statistics, and a micro-batch step of `accumulate`),
+ * one function per eval statement, and a forward function, all behind the
+ * runtime's NndStepFn ABI: either code compiled by the backend (one schedule per
+ * function, one LLVM module, one scratch arena), or the reference interpreter
+ * behind an adapter.  Both run in the runtime's training loop on the same buffers,
+ * so they can be compared step by step. */
+#ifndef NND_EXECUTABLE_H
+#define NND_EXECUTABLE_H
+
+#include "jit.h"
+#include "program.h"
+
+typedef enum Engine { ENGINE_INTERP, ENGINE_JIT } Engine;
+
+typedef struct ExecOptions {
+    Engine engine;
+    bool keep_ir; /* keep the optimized IR (emit-llvm) */
+    int opt_level; /* LLVM 1..3, 0 for the default */
+    bool profile; /* time every kernel of the step (see executable_profile) */
+    bool check_numerics; /* the step checks every op's values (NND_STATUS_NONFINITE) */
+} ExecOptions;
+
+typedef struct Executable {
+    Program *p; /* borrowed */
+    Engine engine;
+    NndStepFn step; /* the loss and the updates */
+    NndStepFn step_full; /* the same plus the step outputs (a log's statistics), or NULL */
+    void *step_full_user;
+    NndStepFn step_accum; /* accumulate = k: a micro-batch that only adds its gradient */
+    void *step_accum_user;
+    NndStepFn *evals; /* one per Program.evals */
+    NndStepFn forward; /* NULL when the program has none */
+    void *step_user, **eval_user, *forward_user;
+    Jit *jit;
+    Schedule step_sched, *eval_scheds, forward_sched, full_sched, accum_sched;
+    char *arena;
+    int64_t arena_bytes;
+    double compile_seconds;
+    int64_t *profile; /* nanoseconds per step kernel, when compiled for profiling */
+} Executable;
+
+/* Builds every function of p with the engine o asks for.  False with a message
+ * (an internal error: user errors are diagnosed before); x is then empty. */
+bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
+void executable_free(Executable *x);
+/* A description of the step's kernels and memory plan. */
+void executable_describe(const Executable *x, StrBuf *out);
+/* Where a profiled executable's step time went, over `steps` steps: each kernel, and
+ * the update kernels' nanoseconds per parameter value. */
+void executable_profile(const Executable *x, int64_t steps, StrBuf *out);
+
+#endif

@@ -1,0 +1,183 @@
+#include "logger.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool interactive,
+                 char *err, size_t errlen)
+{
+    memset(lg, 0, sizeof *lg);
+    lg->p = p;
+    lg->m = m;
+    lg->warn = warn;
+    lg->interactive = interactive;
+    int np = p->params.n ? p->params.n : 1;
+    lg->watch = xcalloc((size_t)np, sizeof(ParamWatch));
+    for (int i = 0; i < p->params.n; i++) {
+        ParamWatch *w = &lg->watch[i];
+        w->gn = w->ratio = -1;
+        for (int k = 0; k < p->step_outputs.n; k++) {
+            const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
+            if (!slash || strcmp(slash + 1, p->params.v[i].name))
+                continue;
+            if (!strncmp(t, "grad_norm/", 10))
+                w->gn = k + 1;
+            else if (!strncmp(t, "update_ratio/", 13))
+                w->ratio = k + 1;
+        }
+    }
+    if (p->log.dir) {
+        NndErr e;
+        lg->log = nnd_log_open(p->log.dir, append, &e);
+        if (!lg->log) {
+            snprintf(err, errlen, "%s", e.msg);
+            logger_close(lg);
+            return false;
+        }
+    }
+    return true;
+}
+
+void logger_close(Logger *lg)
+{
+    if (lg->log) {
+        NndErr e;
+        nnd_log_flush(lg->log, &e);
+        nnd_log_close(lg->log);
+    }
+    free(lg->watch);
+    lg->log = NULL;
+}
+
+enum { WARN_VANISH = 1, WARN_EXPLODE = 2, WARN_NONFINITE = 4, WARN_BIG = 8, WARN_TINY = 16 };
+
+static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...) NND_PRINTF(5, 6);
+static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...)
+{
+    if (!lg->warn || (lg->watch[param].warned & kind))
+        return;
+    lg->watch[param].warned |= kind;
+    if (lg->interactive)
+        fputs("\r\033[K", lg->warn);
+    fprintf(lg->warn, "warning: step %lld: %s: ", (long long)step, lg->p->params.v[param].name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(lg->warn, fmt, ap);
+    va_end(ap);
+    fputs(" (said once per parameter)\n", lg->warn);
+    fflush(lg->warn);
+}
+
+/* Checked on the logged steps (where the statistics are computed): gradients whose
+ * norm stays under 1e-7 for 10 logged steps vanish; one 50 times its recent average
+ * (after 5 logged steps) explodes; for weight matrices and filters (rank >= 2), an
+ * update over a tenth of the weights' norm (after step 10), or under 1e-7 of it for
+ * 20 logged steps, is far from the usual ~1e-3. */
+static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
+{
+    for (int i = 0; i < lg->p->params.n; i++) {
+        ParamWatch *w = &lg->watch[i];
+        if (w->gn < 0)
+            continue;
+        double g = out[w->gn];
+        if (!isfinite(g)) {
+            warn(lg, i, WARN_NONFINITE, at->step, "the gradient is not finite (norm %g)", g);
+            continue;
+        }
+        w->small_steps = g < 1e-7 ? w->small_steps + 1 : 0;
+        if (w->small_steps == 10)
+            warn(lg, i, WARN_VANISH, at->step, "vanishing gradient: its norm has stayed below 1e-7 "
+                                                "for 10 logged steps (now %.3g)", g);
+        lg->logged++;
+        if (lg->logged > 5 * lg->p->params.n && w->gn_avg > 0 && g > 50 * w->gn_avg)
+            warn(lg, i, WARN_EXPLODE, at->step, "exploding gradient: its norm jumped to %.3g, %.0f "
+                                                 "times its recent average %.3g", g, g / w->gn_avg, w->gn_avg);
+        w->gn_avg = w->gn_avg == 0 ? g : 0.9 * w->gn_avg + 0.1 * g;
+        /* update sizes: of weight matrices and filters; biases and gains start at 0
+         * or 1 and move by large fractions of themselves early on */
+        if (w->ratio < 0 || graph_node(&lg->p->g, lg->p->params.v[i].node)->shape.rank < 2)
+            continue;
+        double r = out[w->ratio];
+        if (r > 0.1 && at->step > 10)
+            warn(lg, i, WARN_BIG, at->step, "the update moved the weights by %.3g of their norm in "
+                                             "one step (usual: about 1e-3); the learning rate may be too high", r);
+        w->tiny_steps = r < 1e-7 && g > 0 ? w->tiny_steps + 1 : 0;
+        if (w->tiny_steps == 20)
+            warn(lg, i, WARN_TINY, at->step, "updates of under 1e-7 of the weights' norm for 20 "
+                                              "logged steps (now %.3g): the learning rate may be too low", r);
+    }
+}
+
+static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                          double *hypers)
+{
+    Logger *lg = ctx;
+    (void)hypers;
+    /* the statistics exist on the logged steps only: the others run the plain step */
+    if (!full)
+        return 0;
+    check_health(lg, at, out);
+    const LogSpec *ls = &lg->p->log;
+    if (!lg->log || lg->failed)
+        return 0;
+    NndErr e;
+    bool ok = !(ls->items & LOG_LOSS) || nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
+    for (int k = 0; ok && k < lg->p->step_outputs.n; k++) {
+        const char *tag = lg->p->step_outputs.v[k].name;
+        /* grad_norm and update_ratio are computed for the warnings; logged if asked */
+        uint32_t fam = !strncmp(tag, "grad_norm/", 10) ? LOG_GRAD_NORM
+                     : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO : 0;
+        if (fam && !(ls->items & fam))
+            continue;
+        ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, out[k + 1], &e) == 0;
+    }
+    for (int i = 0; ok && (ls->items & LOG_HISTOGRAMS) && i < lg->p->params.n; i++) {
+        char tag[512];
+        snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
+        const NndTensor *t = &lg->m->params[i];
+        ok = nnd_log_histogram(lg->log, tag, at->step, t->data, t->dtype, nnd_tensor_numel(t), &e) == 0;
+    }
+    /* pushed to the file at most twice a second (and at every eval and at the end):
+     * a run killed at any moment keeps what was pushed, and logging every step
+     * costs no system call per step */
+    int64_t now = nnd_clock_ns();
+    if (ok && now - lg->flushed_ns >= 500000000) {
+        ok = nnd_log_flush(lg->log, &e) == 0;
+        lg->flushed_ns = now;
+    }
+    if (!ok) {
+        lg->failed = true;
+        snprintf(lg->err, sizeof lg->err, "%s", e.msg);
+    }
+    return 0;
+}
+
+static void logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+{
+    Logger *lg = ctx;
+    if (!lg->log || lg->failed)
+        return;
+    const EvalSpec *es = &lg->p->evals.v[which];
+    NndErr e;
+    bool ok = true;
+    for (int k = 0; ok && k < es->metrics.n; k++) {
+        char tag[512];
+        snprintf(tag, sizeof tag, "eval/%s/%s", lg->p->data.v[es->data].name, es->metrics.v[k].name);
+        ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, values[k], &e) == 0;
+    }
+    ok = ok && nnd_log_flush(lg->log, &e) == 0;
+    if (!ok) {
+        lg->failed = true;
+        snprintf(lg->err, sizeof lg->err, "%s", e.msg);
+    }
+}
+
+void logger_hooks(Logger *lg, TrainOptions *to)
+{
+    to->on_step = logger_on_step;
+    to->on_eval = logger_on_eval;
+    to->hook_ctx = lg;
+}
+

@@ -1,0 +1,144 @@
+#include "model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interp.h"
+
+static void model_alloc(Model *m, int np, int ns)
+{
+    memset(m, 0, sizeof *m);
+    m->nparams = np;
+    m->nstates = ns;
+    m->params = xcalloc((size_t)(np ? np : 1), sizeof(NndTensor));
+    m->states = xcalloc((size_t)(ns ? ns : 1), sizeof(NndTensor));
+    m->param_ptrs = xcalloc((size_t)(np ? np : 1), sizeof(void *));
+    m->state_ptrs = xcalloc((size_t)(ns ? ns : 1), sizeof(void *));
+}
+
+static void model_pointers(Model *m)
+{
+    for (int i = 0; i < m->nparams; i++)
+        m->param_ptrs[i] = m->params[i].data;
+    for (int i = 0; i < m->nstates; i++)
+        m->state_ptrs[i] = m->states[i].data;
+}
+
+/* A tensor loaded by `from` over an initial value of the same shape. */
+static void overwrite(ITensor *dst, const NndTensor *src)
+{
+    if (!src->data)
+        return;
+    for (int64_t k = 0; k < dst->n; k++)
+        dst->v[k] = src->dtype == NND_F64 ? ((const double *)src->data)[k]
+                                          : (double)((const float *)src->data)[k];
+}
+
+bool model_init(Program *p, Model *m, char *err, size_t errlen)
+{
+    model_alloc(m, p->params.n, p->states.n);
+    double *h = program_hyper_values(p);
+    ITensor *pv = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof(ITensor));
+    ITensor *sv = xcalloc((size_t)(p->states.n ? p->states.n : 1), sizeof(ITensor));
+    NodeVec roots = {0};
+    for (int i = 0; i < p->params.n; i++)
+        vec_push(&roots, p->params.v[i].init);
+    InterpBindings b = {.hypers = h, .nhypers = p->hypers.n, .seed = p->seed};
+    bool ok = roots.n == 0 || interp_run(&p->g, roots.v, roots.n, &b, pv, err, errlen);
+    /* loaded parameters, before the optimizer states whose start may read them */
+    for (int i = 0; ok && i < p->params.n; i++)
+        overwrite(&pv[i], &p->params.v[i].loaded);
+    roots.n = 0;
+    for (int i = 0; ok && i < p->states.n; i++)
+        vec_push(&roots, p->states.v[i].init);
+    b.params = pv;
+    b.nparams = p->params.n;
+    if (ok && roots.n)
+        ok = interp_run(&p->g, roots.v, roots.n, &b, sv, err, errlen);
+    for (int i = 0; ok && i < p->states.n; i++)
+        overwrite(&sv[i], &p->states.v[i].loaded);
+    NndErr e;
+    for (int i = 0; ok && i < p->params.n; i++)
+        ok = itensor_to_tensor(&pv[i], &m->params[i], &e);
+    for (int i = 0; ok && i < p->states.n; i++)
+        ok = itensor_to_tensor(&sv[i], &m->states[i], &e);
+    if (!ok && !*err)
+        snprintf(err, errlen, "%s", e.msg);
+    for (int i = 0; i < p->params.n; i++)
+        itensor_free(&pv[i]);
+    for (int i = 0; i < p->states.n; i++)
+        itensor_free(&sv[i]);
+    free(pv);
+    free(sv);
+    vec_free(&roots);
+    free(h);
+    model_pointers(m);
+    if (!ok)
+        model_free(m);
+    return ok;
+}
+
+static bool tensor_copy(const NndTensor *a, NndTensor *b, NndErr *e)
+{
+    if (nnd_tensor_alloc(b, a->dtype, a->rank, a->shape, e) != 0)
+        return false;
+    memcpy(b->data, a->data, nnd_dtype_size(a->dtype) * (size_t)nnd_tensor_numel(a));
+    return true;
+}
+
+bool model_copy(const Model *from, Model *to, char *err, size_t errlen)
+{
+    model_alloc(to, from->nparams, from->nstates);
+    NndErr e;
+    bool ok = true;
+    for (int i = 0; ok && i < from->nparams; i++)
+        ok = tensor_copy(&from->params[i], &to->params[i], &e);
+    for (int i = 0; ok && i < from->nstates; i++)
+        ok = tensor_copy(&from->states[i], &to->states[i], &e);
+    model_pointers(to);
+    if (!ok) {
+        snprintf(err, errlen, "%s", e.msg);
+        model_free(to);
+    }
+    return ok;
+}
+
+void model_free(Model *m)
+{
+    for (int i = 0; m->params && i < m->nparams; i++)
+        nnd_tensor_free(&m->params[i]);
+    for (int i = 0; m->states && i < m->nstates; i++)
+        nnd_tensor_free(&m->states[i]);
+    free(m->params);
+    free(m->states);
+    free(m->param_ptrs);
+    free(m->state_ptrs);
+    memset(m, 0, sizeof *m);
+}
+
+bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,
+                size_t errlen)
+{
+    /* the parameters, then the layers' own state (batch_norm's running statistics):
+     * what the model needs to run; optimizer state is not part of a model */
+    int n = p->params.n + p->states.n;
+    NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
+    int count = 0;
+    for (int i = 0; i < p->params.n; i++) /* with `ema`, the average is the model */
+        named[count++] = (NndNamedTensor){p->params.v[i].name, p->params.v[i].ema_state >= 0
+                                                                   ? &m->states[p->params.v[i].ema_state]
+                                                                   : &m->params[i]};
+    for (int i = 0; i < p->states.n; i++)
+        if (p->states.v[i].param < 0)
+            named[count++] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
+    char steps_s[32];
+    snprintf(steps_s, sizeof steps_s, "%lld", (long long)steps);
+    NndStrPair meta[] = {{"format", "nnd"}, {"steps", steps_s}};
+    NndErr e;
+    bool ok = nnd_safetensors_write(path, named, count, meta, 2, &e) == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s", e.msg);
+    free(named);
+    return ok;
+}
+

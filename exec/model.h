@@ -1,0 +1,30 @@
+/* model: a program's parameters and states as runtime buffers.
+ *
+ * The buffers a compiled step (or the interpreter behind the same ABI) reads and
+ * updates in place.  Their starting values come from the program's initializers,
+ * run by the reference interpreter with the run's seed, then from the files that
+ * `from` named.  Saving writes the model (parameters and layer state, not optimizer
+ * state) as safetensors named like the program (`fc1.W`). */
+#ifndef NND_MODEL_H
+#define NND_MODEL_H
+
+#include "program.h"
+
+typedef struct Model {
+    NndTensor *params, *states; /* owned */
+    void **param_ptrs, **state_ptrs; /* their data, as the step ABI wants them */
+    int nparams, nstates;
+} Model;
+
+/* Initializes parameters and states from their initializers (seeded) and the
+ * tensors loaded by `from`.  False with a message; m is then empty. */
+bool model_init(Program *p, Model *m, char *err, size_t errlen);
+/* A deep copy of from into to (which is overwritten). */
+bool model_copy(const Model *from, Model *to, char *err, size_t errlen);
+void model_free(Model *m);
+/* Writes the parameters (their moving averages with `ema`) and the layers' state
+ * to a safetensors file, atomically, named as in the program. */
+bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,
+                size_t errlen);
+
+#endif

@@ -1,0 +1,185 @@
+#include "train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+
+/* ---- training ---- */
+
+typedef struct Run {
+    NndTrainer t;
+    NndDataSet *data;
+    NndEvalSpec *evals;
+    const char ***names;
+    double *hypers;
+    void **eval_params; /* with `ema`: the averages in place of the parameters */
+} Run;
+
+static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool)
+{
+    memset(r, 0, sizeof *r);
+    r->data = xcalloc((size_t)p->data.n, sizeof(NndDataSet));
+    for (int i = 0; i < p->data.n; i++)
+        r->data[i] = (NndDataSet){p->data.v[i].name, &p->data.v[i].x, &p->data.v[i].y};
+    int ne = p->evals.n;
+    r->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndEvalSpec));
+    r->names = xcalloc((size_t)(ne ? ne : 1), sizeof(char **));
+    for (int i = 0; i < ne; i++) {
+        EvalSpec *es = &p->evals.v[i];
+        r->names[i] = xcalloc((size_t)(es->metrics.n ? es->metrics.n : 1), sizeof(char *));
+        for (int k = 0; k < es->metrics.n; k++)
+            r->names[i][k] = es->metrics.v[k].name;
+        r->evals[i] = (NndEvalSpec){es->data, es->every, es->in_epochs, es->metrics.n,
+                                    r->names[i], x->evals[i], x->eval_user[i]};
+    }
+    r->hypers = program_hyper_values(p);
+    NndTrainer *t = &r->t;
+    t->params = m->param_ptrs;
+    bool ema = false;
+    for (int i = 0; i < p->params.n; i++)
+        ema |= p->params.v[i].ema_state >= 0;
+    if (ema) {
+        r->eval_params = xcalloc((size_t)p->params.n, sizeof(void *));
+        for (int i = 0; i < p->params.n; i++) {
+            int s = p->params.v[i].ema_state;
+            r->eval_params[i] = s >= 0 ? m->state_ptrs[s] : m->param_ptrs[i];
+        }
+        t->eval_params = r->eval_params;
+    }
+    t->states = m->state_ptrs;
+    t->hypers = r->hypers;
+    t->h_step = p->hyper_step;
+    t->h_epoch = p->hyper_epoch;
+    t->h_steps = p->hyper_steps;
+    t->h_t = p->hyper_t;
+    t->data = r->data;
+    t->ndata = p->data.n;
+    t->train = p->train_data;
+    t->batch = p->batch;
+    t->epochs = p->epochs;
+    t->steps = p->steps;
+    t->seed = p->seed;
+    t->shuffle = p->shuffle;
+    t->step = x->step;
+    t->user = x->step_user;
+    t->nout = 1 + p->step_outputs.n;
+    if (x->step_accum) {
+        t->step_accum = x->step_accum;
+        t->user_accum = x->step_accum_user;
+        t->accumulate = p->accumulate;
+        t->h_accum = p->hyper_accum;
+        t->h_micro = p->hyper_micro;
+    }
+    if (x->step_full && p->log.dir) {
+        t->step_full = x->step_full;
+        t->user_full = x->step_full_user;
+        t->full_every = p->log.every;
+        t->full_in_epochs = p->log.in_epochs;
+    }
+    t->evals = r->evals;
+    t->nevals = ne;
+    t->arena = x->arena;
+    t->pool = pool;
+    t->hypers[p->hyper_steps] = (double)program_total_steps(p);
+}
+
+static void run_free(Run *r, int ne)
+{
+    for (int i = 0; i < ne; i++)
+        free(r->names[i]);
+    free(r->names);
+    free(r->evals);
+    free(r->data);
+    free(r->hypers);
+    free(r->eval_params);
+}
+
+int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
+                 char *err, size_t errlen)
+{
+    Run r;
+    run_setup(&r, p, x, m, o->pool);
+    r.t.start = o->resume;
+    r.t.on_step = o->on_step;
+    r.t.on_eval = o->on_eval;
+    r.t.hook_ctx = o->hook_ctx;
+    CheckpointTarget ck = {p, m};
+    if (p->ckpt_dir) {
+        r.t.checkpoint = checkpoint_hook;
+        r.t.ckpt_ctx = &ck;
+        r.t.ckpt_every = p->ckpt_every;
+        r.t.ckpt_in_epochs = p->ckpt_in_epochs;
+    }
+    r.t.progress = o->progress;
+    r.t.interactive = o->interactive;
+    char what[128];
+    if (x->engine == ENGINE_JIT)
+        snprintf(what, sizeof what, "compiled, %d thread%s", nnd_pool_threads(o->pool),
+                 nnd_pool_threads(o->pool) == 1 ? "" : "s");
+    else
+        snprintf(what, sizeof what, "reference interpreter");
+    r.t.what = what;
+    r.t.profile = x->profile;
+    NndErr e = {{0}};
+    int rc = nnd_train(&r.t, res, &e);
+    run_free(&r, p->evals.n);
+    if (rc != 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return rc == 0 ? NND_EXIT_OK : rc == 1 ? NND_EXIT_NONFINITE : NND_EXIT_ERROR;
+}
+
+bool train_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int which, double *values,
+                     char *err, size_t errlen)
+{
+    Run r;
+    run_setup(&r, p, x, m, pool);
+    NndErr e;
+    bool ok = nnd_evaluate(&r.t, which, values, &e) == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s", e.msg);
+    run_free(&r, p->evals.n);
+    return ok;
+}
+
+static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *m, NndPool *pool,
+                    int data, const uint32_t *idx, int64_t b, int64_t step, double *out, char *err,
+                    size_t errlen)
+{
+    char *bx, *by;
+    dataset_gather(&p->data.v[data], idx, b, &bx, &by);
+    double *h = program_hyper_values(p);
+    h[p->hyper_step] = (double)step;
+    h[p->hyper_t] = (double)step + 1;
+    h[p->hyper_steps] = (double)program_total_steps(p);
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, user, NULL, 0, 0, 0};
+    fn(&a);
+    bool ok = a.status == 0;
+    if (!ok)
+        snprintf(err, errlen, "the function failed (status %d)", a.status);
+    free(h);
+    free(bx);
+    free(by);
+    return ok;
+}
+
+bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
+                 int64_t b, int64_t step, double *loss, char *err, size_t errlen)
+{
+    double *out = xcalloc((size_t)p->step_outputs.n + 2, sizeof(double));
+    bool ok = call_fn(p, x->step, x->step_user, x, m, pool, p->train_data, idx, b, step, out, err, errlen);
+    *loss = out[0];
+    free(out);
+    return ok;
+}
+
+bool train_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
+                    const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen)
+{
+    if (!x->forward) {
+        snprintf(err, errlen, "the program has no forward function");
+        return false;
+    }
+    return call_fn(p, x->forward, x->forward_user, x, m, pool, data, idx, b, 0, out, err, errlen);
+}
+

@@ -1,0 +1,48 @@
+/* train: a Program's training and evaluation, run by the runtime's loop.
+ *
+ * Connects an Executable and a Model to nnd_train (runtime/train.c): the data sets,
+ * the eval specs, the hyper-parameters, the checkpoint hook, and the optional step
+ * and eval hooks of the tools (logging, nnd compare, lrfind). */
+#ifndef NND_TRAIN_H
+#define NND_TRAIN_H
+
+#include <stdio.h>
+
+#include "executable.h"
+#include "model.h"
+
+/* Exit codes of the commands that run programs. */
+enum {
+    NND_EXIT_OK = 0,
+    NND_EXIT_ERROR = 1, /* bad input, diagnostics printed */
+    NND_EXIT_USAGE = 2,
+    NND_EXIT_NONFINITE = 3, /* training stopped on a NaN or Inf loss */
+};
+
+typedef struct TrainOptions {
+    NndPool *pool;
+    FILE *progress; /* NULL: silent */
+    bool interactive;
+    NndTrainPoint resume; /* where a resumed run continues (zeros: from the start) */
+    NndStepHook on_step; /* optional hooks (the logger, nnd compare, lrfind) */
+    NndEvalHook on_eval;
+    void *hook_ctx;
+} TrainOptions;
+
+/* Runs the program's training; result and messages in res/err.  Returns an exit
+ * code. */
+int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
+              char *err, size_t errlen);
+/* The means of eval spec `which` over its data set. */
+bool train_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int which, double *values,
+                    char *err, size_t errlen);
+/* One step on a batch of the training set (rows idx[0..b)): the loss, and the model
+ * updated in place.  For tests that compare engines. */
+bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
+                int64_t b, int64_t step, double *loss, char *err, size_t errlen);
+/* Inference: the forward function on rows idx[0..b) of data set `data`; out receives
+ * b times the per-sample output count, as doubles. */
+bool train_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
+                   const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen);
+
+#endif
