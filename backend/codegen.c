@@ -1,48 +1,18 @@
 #include "codegen.h"
 
+#include "nnd_abi.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The JIT's symbol table: every function of NND_ABI_FUNCTIONS, nothing else. */
 const RuntimeSymbol codegen_runtime_symbols[] = {
-    {"nnd_parallel_for", (void *)nnd_parallel_for},
-    {"nnd_gemm_f32", (void *)nnd_gemm_f32},
-    {"nnd_gemm_f64", (void *)nnd_gemm_f64},
-    {"nnd_expf", (void *)nnd_expf},
-    {"nnd_logf", (void *)nnd_logf},
-    {"nnd_tanhf", (void *)nnd_tanhf},
-    {"nnd_sinf", (void *)nnd_sinf},
-    {"nnd_cosf", (void *)nnd_cosf},
-    {"nnd_powf", (void *)nnd_powf},
-    {"nnd_exp", (void *)nnd_exp},
-    {"nnd_log", (void *)nnd_log},
-    {"nnd_tanh", (void *)nnd_tanh},
-    {"nnd_sin", (void *)nnd_sin},
-    {"nnd_cos", (void *)nnd_cos},
-    {"nnd_pow", (void *)nnd_pow},
-    {"nnd_clock_ns", (void *)nnd_clock_ns},
-    {"nnd_check_finite", (void *)nnd_check_finite},
-    {"nnd_random_uniform", (void *)nnd_random_uniform},
-    {"nnd_conv2d_f32", (void *)nnd_conv2d_f32},
-    {"nnd_conv2d_grad_input_f32", (void *)nnd_conv2d_grad_input_f32},
-    {"nnd_conv2d_grad_weight_f32", (void *)nnd_conv2d_grad_weight_f32},
-    {"nnd_conv2d_f64", (void *)nnd_conv2d_f64},
-    {"nnd_conv2d_grad_input_f64", (void *)nnd_conv2d_grad_input_f64},
-    {"nnd_conv2d_grad_weight_f64", (void *)nnd_conv2d_grad_weight_f64},
-    {"nnd_maxpool_gather_f32", (void *)nnd_maxpool_gather_f32},
-    {"nnd_maxpool_scatter_f32", (void *)nnd_maxpool_scatter_f32},
-    {"nnd_maxpool_gather_f64", (void *)nnd_maxpool_gather_f64},
-    {"nnd_maxpool_scatter_f64", (void *)nnd_maxpool_scatter_f64},
-    {"nnd_avgpool_f32", (void *)nnd_avgpool_f32},
-    {"nnd_avgpool_grad_f32", (void *)nnd_avgpool_grad_f32},
-    {"nnd_avgpool_f64", (void *)nnd_avgpool_f64},
-    {"nnd_avgpool_grad_f64", (void *)nnd_avgpool_grad_f64},
-    {"nnd_take_rows_f32", (void *)nnd_take_rows_f32},
-    {"nnd_scatter_rows_f32", (void *)nnd_scatter_rows_f32},
-    {"nnd_take_rows_f64", (void *)nnd_take_rows_f64},
-    {"nnd_scatter_rows_f64", (void *)nnd_scatter_rows_f64},
+#define X(f) {#f, (void *)f},
+    NND_ABI_FUNCTIONS(X)
+#undef X
 };
 const int codegen_runtime_symbol_count =
     (int)(sizeof codegen_runtime_symbols / sizeof codegen_runtime_symbols[0]);
@@ -111,9 +81,19 @@ static LLVMValueRef arg_field(CG *c, LLVMValueRef args, size_t offset, LLVMTypeR
     return LLVMBuildLoad2(c->b, ty, p, "");
 }
 
+/* Whether the JIT will link name (NND_ABI_FUNCTIONS lists it). */
+static inline bool abi_listed(const char *name)
+{
+    for (int i = 0; i < codegen_runtime_symbol_count; i++)
+        if (strcmp(codegen_runtime_symbols[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static LLVMValueRef call(CG *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
                          LLVMValueRef *args, bool pure)
 {
+    assert(abi_listed(name));
     LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
     LLVMTypeRef ft = LLVMFunctionType(ret, params, (unsigned)n, 0);
     if (!f) {

@@ -5,7 +5,7 @@
  * `NAME_kI(NndStepArgs *, i64 begin, i64 end)` over a range of its outermost axis,
  * called directly or through nnd_parallel_for.  Loops are plain counted loops over
  * contiguous memory, with one alias scope per buffer, so LLVM vectorizes them; the
- * code calls only the runtime functions listed in nnd_runtime.h. */
+ * code calls only the runtime functions NND_ABI_FUNCTIONS lists (nnd_abi.h). */
 #ifndef NND_CODEGEN_H
 #define NND_CODEGEN_H
 

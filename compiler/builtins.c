@@ -39,18 +39,11 @@ bool builtin_constant(const char *name, double *value)
 const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
                                       "clip_norm", "clip_value", "max_norm", "ema", "accumulate",
                                       NULL};
-/* What `log` statements log by name (docs/language.md); entry i is LOG_* bit i
- * (elab.h). */
-const char *const log_families[] = {"loss", "lr", "grad_norm", "weight_norm", "update_ratio",
-                                    "max_grad", "nonfinite", "histograms", NULL};
-
-int log_family_count(void)
-{
-    int n = 0;
-    while (log_families[n])
-        n++;
-    return n;
-}
+const char *const log_families[LOG_FAMILY_COUNT + 1] = {
+#define X(id, text) text,
+    LOG_FAMILIES(X)
+#undef X
+    NULL};
 
 /* Settings the language reserves whose behaviour is not built yet: rejected by name. */
 const char *const train_settings_unsupported[] = {NULL};

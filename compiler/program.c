@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nnd_train.h"
 #include "parse.h"
 
 /* The rows of t whose flag is set, in order, as a new tensor replacing t. */

@@ -9,6 +9,7 @@
 #ifndef NND_PROGRAM_H
 #define NND_PROGRAM_H
 
+#include "builtins.h"
 #include "graph.h"
 
 typedef enum DataKind { DATA_IDX, DATA_CSV, DATA_NPY, DATA_TENSORS } DataKind;
@@ -89,22 +90,17 @@ typedef struct LogSpec {
     const char *dir;
     int64_t every;
     bool in_epochs;
-    uint32_t items; /* bit per LOG_* item named */
+    uint32_t items; /* a LOG_* bit per family named */
     Span span;
 } LogSpec;
 
-/* What a log names, bit i for log_families[i] (builtins.c: the same order).  The
+/* The bit of each family a log names (LOG_FAMILIES in builtins.h).  The
  * per-parameter statistics are step outputs tagged FAMILY/PARAM (grad_norm/fc1.W;
  * grad_norm also has grad_norm/total). */
 enum {
-    LOG_LOSS = 1,
-    LOG_LR = 2,
-    LOG_GRAD_NORM = 4,
-    LOG_WEIGHT_NORM = 8,
-    LOG_UPDATE_RATIO = 16,
-    LOG_MAX_GRAD = 32,
-    LOG_NONFINITE = 64,
-    LOG_HISTOGRAMS = 128,
+#define X(id, text) LOG_##id = 1u << LOGI_##id,
+    LOG_FAMILIES(X)
+#undef X
 };
 
 typedef struct OptGroup {

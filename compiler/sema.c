@@ -851,7 +851,7 @@ static void check_train(Sema *s, const Ast *train)
                     continue;
                 if (m->kind == AST_NAME && !find_local(s, m->name)) {
                     int d = diag_error(s->d, m->span, "unknown log item '%s'", m->name);
-                    const char *best = suggest_name(m->name, log_families, log_family_count());
+                    const char *best = suggest_name(m->name, log_families, LOG_FAMILY_COUNT);
                     diag_label(s->d, d, best ? "did you mean '%s'?" : "log takes %s, or name = expression",
                                best ? best : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite, histograms");
                     continue;

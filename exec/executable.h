@@ -11,6 +11,7 @@
 #define NND_EXECUTABLE_H
 
 #include "jit.h"
+#include "nnd_abi.h"
 #include "program.h"
 
 typedef enum Engine { ENGINE_INTERP, ENGINE_JIT } Engine;

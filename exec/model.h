@@ -8,6 +8,7 @@
 #ifndef NND_MODEL_H
 #define NND_MODEL_H
 
+#include "nnd_train.h"
 #include "program.h"
 
 typedef struct Model {

@@ -7,6 +7,7 @@
 #ifndef NND_NUMERICS_H
 #define NND_NUMERICS_H
 
+#include "nnd_train.h"
 #include "program.h"
 
 /* res->nonfinite == 2: the diagnostics for res->bad_node, added to d. */

@@ -5,7 +5,7 @@
  * work and a given thread count always makes the same calls. */
 #include <cblas.h>
 
-#include "nnd_runtime.h"
+#include "nnd_abi.h"
 
 enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is faster */
 

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nnd_runtime.h"
+#include "nnd_abi.h"
 
 /* Multiply-adds below which a call runs on one thread; and the bytes of columns
  * one tile may take (measured: smaller tiles make narrower products, which OpenBLAS

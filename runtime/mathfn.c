@@ -3,7 +3,7 @@
 #include <math.h>
 #include <time.h>
 
-#include "nnd_runtime.h"
+#include "nnd_abi.h"
 
 int64_t nnd_clock_ns(void)
 {

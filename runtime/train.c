@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "nnd_runtime.h"
+#include "nnd_train.h"
 
 static double now(void)
 {

@@ -5,7 +5,7 @@
 #ifndef NND_TEST_HELPERS_H
 #define NND_TEST_HELPERS_H
 
-#include "nnd_runtime.h"
+#include "nnd_train.h" /* and so nnd_abi.h, nnd_runtime.h */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "nnd_runtime.h"
+#include "nnd_abi.h"
 
 #include "helpers.h"
 

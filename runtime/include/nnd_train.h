@@ -1,0 +1,124 @@
+/* nnd_train.h: the training loop of the runtime.
+ *
+ * Shuffles (Philox, per epoch), gathers batches, calls the step, evaluates, shows
+ * progress, calls the checkpoint and logging hooks.  It drives any function behind
+ * the NndStepFn ABI: compiled code and the reference interpreter alike. */
+#ifndef NND_TRAIN_LOOP_H
+#define NND_TRAIN_LOOP_H
+
+#include "nnd_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct NndDataSet {
+    const char *name;
+    const NndTensor *x, *y; /* [n, ...]: borrowed */
+} NndDataSet;
+
+typedef struct NndEvalSpec {
+    int data; /* index in NndTrainer.data */
+    int64_t every; /* in steps, or in epochs when in_epochs */
+    int in_epochs;
+    int nmetrics;
+    const char *const *names;
+    NndStepFn fn; /* writes each metric's batch mean to out[0..nmetrics) */
+    void *user;
+} NndEvalSpec;
+
+/* Where a run stands after a step: what a checkpoint records besides the tensors.
+ * Shuffling (seed, epoch) and every random draw (seed, step) are functions of these
+ * counters, so a run resumed from them continues exactly. */
+typedef struct NndTrainPoint {
+    int64_t step; /* steps done */
+    int64_t epoch; /* the epoch of the last step done (0-based) */
+    double loss_sum; /* the epoch's running loss: sum of batch loss * batch size */
+    int64_t loss_n; /* and of batch sizes */
+} NndTrainPoint;
+
+/* Writes a checkpoint; nonzero (with err) stops training with an error. */
+typedef int (*NndCheckpointFn)(void *ctx, const NndTrainPoint *at, NndErr *err);
+/* After each step: its outputs (out[0] the loss; when `full`, the step_full function
+ * ran and out[1..nout) hold the step's other scalars, a log's statistics); the hook
+ * may change hypers for the next step (a learning-rate sweep) and returns nonzero to
+ * end training there, successfully. */
+typedef int (*NndStepHook)(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                           double *hypers);
+/* After each evaluation: the metrics of evals[which] at this point. */
+typedef void (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const double *values);
+
+typedef struct NndTrainer {
+    void *const *params;
+    void *const *eval_params; /* what evaluation reads as the parameters (their moving
+                                 averages); NULL: params */
+    void *const *states;
+    double *hypers; /* the loop sets hypers[h_step], [h_epoch], [h_steps], [h_t] */
+    int h_step, h_epoch, h_steps, h_t;
+    const NndDataSet *data;
+    int ndata, train; /* train: the data set trained on */
+    int64_t batch, epochs, steps; /* steps > 0 wins over epochs */
+    uint64_t seed;
+    int shuffle;
+    NndStepFn step; /* writes the batch's loss to out[0] */
+    NndStepFn step_full; /* the same step writing nout - 1 more scalars after the loss,
+                            run after steps 1, full_every, 2 full_every, ... (or at the end
+                            of every full_every-th epoch); NULL: never */
+    void *user_full;
+    int64_t full_every;
+    int full_in_epochs;
+    int nout; /* 0 counts as 1 */
+    void *user;
+    /* accumulate > 1: each update takes that many batches; all but the last of a
+     * group run step_accum (which adds to the gradient sums), the last one the step,
+     * with hypers[h_accum] = the group's samples */
+    NndStepFn step_accum;
+    void *user_accum;
+    int64_t accumulate;
+    int h_accum, h_micro; /* hypers[h_micro] = the micro-batch's place in its group */
+    const NndEvalSpec *evals;
+    int nevals;
+    char *arena;
+    NndPool *pool;
+    FILE *progress; /* NULL: silent */
+    int interactive; /* one updating line (a terminal), else periodic plain lines */
+    const char *what; /* shown in the first line, e.g. "JIT, 2 threads" */
+    int64_t *profile; /* passed to the step (NndStepArgs.profile) */
+    NndTrainPoint start; /* resume: the point to continue from (zeros: the beginning) */
+    NndCheckpointFn checkpoint; /* NULL: none; else called every ckpt_every steps or
+                                   epochs (ckpt_in_epochs) and after the last step */
+    void *ckpt_ctx;
+    int64_t ckpt_every;
+    int ckpt_in_epochs;
+    NndStepHook on_step; /* NULL: none */
+    NndEvalHook on_eval;
+    void *hook_ctx;
+} NndTrainer;
+
+typedef struct NndTrainResult {
+    double final_loss; /* mean loss over the last epoch run (or part of it) */
+    int64_t steps; /* steps run */
+    double seconds; /* in steps, evaluation excluded */
+    double full_seconds; /* of that, in the steps that ran step_full and the hook */
+    int64_t full_steps;
+    int nonfinite; /* stopped at step `steps`: 1 on a NaN or infinite loss, 2 on
+                      non-finite values found by checked code (below) */
+    int64_t bad_node, bad_count, bad_epoch; /* nonfinite == 2: as in NndStepArgs */
+    double bad_value;
+} NndTrainResult;
+
+/* Updates in an epoch of `samples`: one per batch, or per group of `accumulate`
+ * batches. */
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate);
+/* Total steps of a run. */
+int64_t nnd_train_total_steps(const NndTrainer *t);
+/* Trains; 0 on success, 1 when stopped on a non-finite loss, -1 on error (err). */
+int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err);
+/* The metrics of evals[which] averaged over its data set (weighted by batch size). */
+int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
