@@ -1,0 +1,757 @@
+/* elab_train: the train block: settings, models, the loss, gradients and updates,
+ * logs, evals, checkpoints, save; and elab_program, the entry point. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+#include "elab_internal.h"
+#include "sema.h"
+
+double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
+                             bool *found)
+{
+    Override *o = el_find_override(e, name);
+    if (o) {
+        o->used = true;
+        if (!o->is_number) {
+            el_error(e, span_none(), "--set %s=%s: expected a number", name, o->text);
+            return dflt;
+        }
+        *found = true;
+        return o->value;
+    }
+    if (!st)
+        return dflt;
+    *found = true;
+    double v;
+    if (!el_to_number(e, el_eval(e, s, st->b), st->b->span, name, &v))
+        return dflt;
+    return v;
+}
+
+const Ast *el_find_setting(const Ast *train, const char *name)
+{
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME && strcmp(st->a->name, name) == 0)
+            return st;
+    }
+    return NULL;
+}
+
+static int64_t int_setting(Elab *e, Scope *s, const Ast *train, const char *name, int64_t dflt,
+                           int64_t min, bool *found)
+{
+    const Ast *st = el_find_setting(train, name);
+    bool f = false;
+    double v = el_setting_number(e, s, st, name, (double)dflt, &f);
+    if (found)
+        *found = f;
+    if (f && (v != floor(v) || v < (double)min || v > 9e15)) {
+        el_error(e, st ? st->b->span : train->span, "%s must be a whole number >= %lld, got %g", name,
+             (long long)min, v);
+        return dflt;
+    }
+    return (int64_t)v;
+}
+
+/* The dotted path a name or member chain spells (fc2, encoder.fc1.b), or NULL. */
+static const char *path_text(Elab *e, const Ast *x)
+{
+    if (x->kind == AST_NAME)
+        return x->name;
+    if (x->kind != AST_MEMBER)
+        return NULL;
+    const char *left = path_text(e, x->a);
+    return left ? arena_printf(&e->arena, "%s.%s", left, x->name) : NULL;
+}
+
+/* Whether rel (a name inside the model) is ex or inside it. */
+static bool path_within(const char *rel, const char *ex)
+{
+    size_t n = strlen(ex);
+    return strncmp(rel, ex, n) == 0 && (rel[n] == 0 || rel[n] == '.');
+}
+
+/* Reads one tensor of a `from` file for the parameter or layer state `name` (its
+ * path inside the model: rel), checking that it is there and fits. */
+static void load_one(Elab *e, NndSafetensors *sf, const char *file, const char *name,
+                     const char *rel, const Node *n, Span span, NndTensor *out)
+{
+    const NndSafetensorsEntry *en = nnd_safetensors_find(sf, rel);
+    if (!en) {
+        int d = strcmp(name, rel) ? diag_error(e->d, span, "'%s' has no tensor '%s' (for %s)", file, rel, name)
+                                  : diag_error(e->d, span, "'%s' has no tensor '%s'", file, rel);
+        const char *dot = strchr(rel, '.');
+        diag_label(e->d, d, "to start it fresh instead, add `except %.*s`",
+                   dot ? (int)(dot - rel) : (int)strlen(rel), rel);
+        return;
+    }
+    Shape fs = shape_make(en->rank, en->shape);
+    if (!shape_equal(&fs, &n->shape)) {
+        el_error(e, span, "tensor '%s' in '%s' is %s, but %s is %s", rel, file, el_shape_str(e, &fs),
+             name, el_shape_str(e, &n->shape));
+        return;
+    }
+    if (en->dtype != NND_F32 && en->dtype != NND_F64) {
+        el_error(e, span, "tensor '%s' in '%s' is %s; parameters load from F32 or F64", rel, file,
+             en->dtype_name);
+        return;
+    }
+    NndErr err;
+    if (nnd_safetensors_load(sf, rel, out, &err) != 0)
+        el_error(e, span, "%s", err.msg);
+}
+
+/* `net = Model(...) from "file" except a, b.c`: the parameters and layer state the
+ * model made (params from p0, states from s0) start from the file's tensors of the
+ * same names (relative to the model), but for the excepted ones. */
+static void load_from(Elab *e, Scope *s, const Ast *st, const char *prefix, int p0, int s0)
+{
+    Value pv = el_eval(e, s, st->c);
+    const char *path;
+    if (!el_str_arg(e, &pv, st->c->span, "the file to load from", &path))
+        return;
+    StrVec ex = {0};
+    bool ok = true;
+    for (int i = 0; i < st->list.n; i++) {
+        const char *t = path_text(e, st->list.v[i]);
+        if (!t) {
+            el_error(e, st->list.v[i]->span, "except takes names inside the model, like fc2 or fc2.b");
+            ok = false;
+        }
+        vec_push(&ex, t);
+    }
+    NndSafetensors sf;
+    NndErr err;
+    if (ok && nnd_safetensors_open(&sf, path, &err) != 0) {
+        el_error(e, st->c->span, "%s", err.msg);
+        ok = false;
+    }
+    if (!ok) {
+        vec_free(&ex);
+        return;
+    }
+    size_t skip = *prefix ? strlen(prefix) + 1 : 0;
+    bool *used = xcalloc((size_t)ex.n + 1, 1);
+    int total = (e->p->params.n - p0) + (e->p->states.n - s0);
+    for (int k = 0; k < total; k++) {
+        bool is_param = k < e->p->params.n - p0;
+        int i = is_param ? p0 + k : s0 + k - (e->p->params.n - p0);
+        const char *name = is_param ? e->p->params.v[i].name : e->p->states.v[i].name;
+        if (!is_param && e->p->states.v[i].param >= 0)
+            continue;
+        const char *rel = name + skip;
+        bool skipped = false;
+        for (int j = 0; j < ex.n; j++)
+            if (ex.v[j] && path_within(rel, ex.v[j]))
+                skipped = used[j] = true;
+        if (skipped)
+            continue;
+        NodeId node = is_param ? e->p->params.v[i].node : e->p->states.v[i].node;
+        load_one(e, &sf, path, name, rel, nd(e, node), st->c->span,
+                 is_param ? &e->p->params.v[i].loaded : &e->p->states.v[i].loaded);
+    }
+    for (int j = 0; j < ex.n; j++)
+        if (ex.v[j] && !used[j])
+            el_error(e, st->list.v[j]->span, "'%s' names no parameter of this model", ex.v[j]);
+    free(used);
+    vec_free(&ex);
+    nnd_safetensors_close(&sf);
+}
+
+static NodeId full_sum(Elab *e, NodeId x, Span span)
+{
+    int r = nd(e, x)->shape.rank;
+    NodeId s = gb_reduce(e->g, OP_SUM, x, r ? (1u << r) - 1 : 0, false, span);
+    return gb_cast(e->g, s, e->p->float_dtype, span);
+}
+
+static void step_output(Elab *e, const char *tag, NodeId n, Span span)
+{
+    Metric m = {arena_strdup(&e->p->arena, tag), n, span};
+    vec_push(&e->p->step_outputs, m);
+}
+
+/* `log every N steps to DIR: loss, lr, grad_norm, ..., name = expr`.  The
+ * statistics of each trained parameter are reductions the step computes: norms of
+ * g (after clipping), of w after the update, the update's size relative to w,
+ * max |g|, and how many elements of g are not finite. */
+static void elab_log(Elab *e, Scope *s, const Ast *st)
+{
+    Program *p = e->p;
+    if (p->log.dir) {
+        el_error(e, st->span, "only one log statement is allowed");
+        return;
+    }
+    const Ast *every = st->a;
+    Value dv = el_eval(e, s, st->b);
+    const char *dir;
+    int64_t n = 1;
+    if (!el_str_arg(e, &dv, st->b->span, "the log directory", &dir) ||
+        (every->a && !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)))
+        return;
+    if (n < 1) {
+        el_error(e, every->span, "the interval must be at least 1");
+        return;
+    }
+    LogSpec *lg = &p->log;
+    lg->dir = arena_strdup(&p->arena, dir);
+    lg->every = n;
+    lg->in_epochs = every->name[0] == 'e';
+    lg->span = st->span;
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *it = st->list.v[k];
+        bool family = false;
+        for (int f = 0; it->kind == AST_NAME && log_families[f] && !family; f++)
+            if (strcmp(it->name, log_families[f]) == 0) {
+                lg->items |= 1u << f;
+                family = true;
+            }
+        if (family)
+            continue;
+        /* a scalar of the training batch: name = expr, or an expression */
+        bool kw = it->kind == AST_KWARG;
+        const Ast *x = kw ? it->a : it;
+        Value v = el_eval(e, s, x);
+        if (v.k == V_ERR)
+            continue;
+        NodeId node = v.k == V_NODE ? v.node : v.k == V_NUM ? el_const_node(e, v.num, p->float_dtype, x->span) : 0;
+        if (!node || nd(e, node)->shape.rank != 0) {
+            el_error(e, x->span, "a logged value must be a scalar computed from the batch, like mean(...)");
+            continue;
+        }
+        node = gb_cast(e->g, node, p->float_dtype, x->span);
+        const char *name = kw ? it->name : x->kind == AST_NAME ? x->name
+                         : x->kind == AST_CALL && x->a->kind == AST_NAME ? x->a->name
+                                                                         : arena_printf(&p->arena, "value%d", k + 1);
+        step_output(e, name, node, x->span);
+    }
+    /* the learning rate of each optimizer group: a hyper-parameter or a schedule */
+    for (int gi = 0; (lg->items & LOG_LR) && gi < e->groups.n; gi++) {
+        Group *gr = e->groups.v[gi];
+        for (int k = 0; k < gr->hypers.n; k++)
+            if (strcmp(gr->hypers.v[k].name, "lr") == 0 && gr->hypers.v[k].v.k == V_NODE) {
+                const char *path = p->groups.v[gr->index].path; /* "opt", "opt.net.fc2" */
+                const char *tag = strcmp(path, "opt") == 0 ? "lr" : arena_printf(&e->arena, "lr/%s", path + 4);
+                step_output(e, tag, gb_cast(e->g, gr->hypers.v[k].v.node, p->float_dtype, st->span), st->span);
+            }
+    }
+    /* the warnings read grad_norm and update_ratio: always computed with a log */
+    uint32_t fams = lg->items | LOG_GRAD_NORM | LOG_UPDATE_RATIO;
+    NodeId total = 0;
+    NndDType ft = p->float_dtype;
+    for (int i = 0; i < p->params.n; i++) {
+        if (!p->grads.v[i])
+            continue;
+        ParamInfo *pi = &p->params.v[i];
+        Span span = pi->span;
+        NodeId w = pi->node, g = p->grads.v[i], wn = w;
+        for (int u = 0; u < p->updates.n; u++)
+            if (!p->updates.v[u].is_state && p->updates.v[u].index == i)
+                wn = p->updates.v[u].value;
+        NodeId g2 = full_sum(e, gb_binary(e->g, OP_MUL, g, g, span), span);
+        total = total ? gb_binary(e->g, OP_ADD, total, g2, span) : g2;
+        if (fams & LOG_GRAD_NORM)
+            step_output(e, arena_printf(&e->arena, "grad_norm/%s", pi->name), gb_unary(e->g, OP_SQRT, g2, span), span);
+        if (fams & LOG_WEIGHT_NORM)
+            step_output(e, arena_printf(&e->arena, "weight_norm/%s", pi->name),
+                        gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span), span), span);
+        if (fams & LOG_UPDATE_RATIO) {
+            NodeId dw = gb_binary(e->g, OP_SUB, wn, w, span);
+            NodeId num = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, dw, dw, span), span), span);
+            NodeId den = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, w, w, span), span), span);
+            den = gb_binary(e->g, OP_ADD, den, gb_const(e->g, 1e-12, ft, span), span);
+            step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name), gb_binary(e->g, OP_DIV, num, den, span), span);
+        }
+        if (fams & LOG_MAX_GRAD) {
+            NodeId a = gb_unary(e->g, OP_ABS, g, span);
+            int r = nd(e, a)->shape.rank;
+            NodeId m = gb_reduce(e->g, OP_RMAX, a, r ? (1u << r) - 1 : 0, false, span);
+            step_output(e, arena_printf(&e->arena, "max_grad/%s", pi->name), gb_cast(e->g, m, ft, span), span);
+        }
+        if (fams & LOG_NONFINITE) {
+            /* |g| <= the largest finite value is false exactly for NaN and +-inf */
+            NndDType gt = (NndDType)nd(e, g)->dtype;
+            NodeId big = gb_const(e->g, gt == NND_F64 ? 1.7976931348623157e308 : 3.4028234663852886e38, gt, span);
+            NodeId ok = gb_binary_bc(e->g, OP_LE, gb_unary(e->g, OP_ABS, g, span), big, span);
+            NodeId bad = gb_cast(e->g, gb_unary(e->g, OP_NOT, ok, span), ft, span);
+            step_output(e, arena_printf(&e->arena, "nonfinite/%s", pi->name), full_sum(e, bad, span), span);
+        }
+    }
+    if (total)
+        step_output(e, "grad_norm/total", gb_unary(e->g, OP_SQRT, total, st->span), st->span);
+}
+
+/* Whether expression x uses one of the names (as a plain name, not a member). */
+static bool ast_mentions(const Ast *x, const char *const *names, int n)
+{
+    if (!x)
+        return false;
+    if (x->kind == AST_NAME) {
+        for (int i = 0; i < n; i++)
+            if (strcmp(x->name, names[i]) == 0)
+                return true;
+        return false;
+    }
+    if (ast_mentions(x->a, names, n) || ast_mentions(x->b, names, n) ||
+        (x->kind != AST_FN && ast_mentions(x->c, names, n)))
+        return true;
+    for (int i = 0; i < x->list.n; i++)
+        if (ast_mentions(x->list.v[i], names, n))
+            return true;
+    for (int i = 0; i < x->list2.n; i++)
+        if (ast_mentions(x->list2.v[i], names, n))
+            return true;
+    return false;
+}
+
+static void elab_train(Elab *e, Module *m, const Ast *train)
+{
+    Program *p = e->p;
+    Scope s = {.mod = m};
+    /* run-time counters */
+    p->hyper_step = p->hypers.n;
+    el_new_hyper(e, "step", 0, train->span);
+    p->hyper_epoch = p->hypers.n;
+    el_new_hyper(e, "epoch", 0, train->span);
+    p->hyper_steps = p->hypers.n;
+    el_new_hyper(e, "steps", 1, train->span);
+    p->hyper_t = p->hypers.n;
+    el_new_hyper(e, "t", 1, train->span);
+    for (int i = 0; i < p->hypers.n; i++) {
+        Node n = {.op = OP_HYPER, .dtype = (uint8_t)p->float_dtype, .idx = i,
+                  .name = p->hypers.v[i].name, .span = train->span};
+        if (i != p->hyper_t)
+            el_bind(&s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
+    }
+    /* named values: numbers become run-time hyper-parameters; a value computed from
+     * the data or the models (`let ce = cross_entropy(net(x), y)`) is named once they
+     * exist, before the loss */
+    StrVec later = {0};
+    vec_push(&later, "x");
+    vec_push(&later, "y");
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME)
+            vec_push(&later, st->a->name);
+    }
+    bool *deferred = xcalloc((size_t)train->list2.n + 1, 1);
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_LET)
+            continue;
+        if (!el_find_override(e, st->name) && ast_mentions(st->a, later.v, later.n)) {
+            deferred[i] = true;
+            vec_push(&later, st->name);
+            continue;
+        }
+        Override *o = el_find_override(e, st->name);
+        Value v;
+        if (o) {
+            o->used = true;
+            v = o->is_number ? vfloat(o->value) : vstr(o->text);
+        } else {
+            v = el_eval(e, &s, st->a);
+        }
+        if (v.k == V_NUM && !v.is_bool)
+            v = vnode(el_new_hyper(e, st->name, v.num, st->span));
+        el_bind(&s, st->name, v, st->span);
+    }
+    /* settings */
+    /* steps, when given, wins over epochs; --set epochs=N on a file that says
+     * steps switches it to epochs */
+    bool have_steps = false;
+    p->batch = int_setting(e, &s, train, "batch", 32, 1, NULL);
+    p->epochs = int_setting(e, &s, train, "epochs", 1, 1, NULL);
+    p->steps = int_setting(e, &s, train, "steps", 0, 1, &have_steps);
+    if (!have_steps || (el_find_override(e, "epochs") && !el_find_override(e, "steps")))
+        p->steps = 0;
+    p->seed = (uint64_t)int_setting(e, &s, train, "seed", 0, 0, NULL);
+    p->accumulate = int_setting(e, &s, train, "accumulate", 1, 1, NULL);
+    if (p->accumulate > 1) {
+        p->hyper_micro = p->hypers.n;
+        el_new_hyper(e, "accumulate.micro", 0, train->span);
+    }
+    bool f = false;
+    const Ast *sh = el_find_setting(train, "shuffle");
+    p->shuffle = el_setting_number(e, &s, sh, "shuffle", 1, &f) != 0;
+    /* data: the training set is `train`, or the only one */
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_DATA)
+            el_data(e, &s, m, train->list2.v[i]);
+    if (diags_has_errors(e->d))
+        goto done;
+    p->train_data = -1;
+    for (int i = 0; i < p->data.n; i++)
+        if (strcmp(p->data.v[i].name, "train") == 0)
+            p->train_data = i;
+    if (p->train_data < 0) {
+        if (p->data.n == 1) {
+            p->train_data = 0;
+        } else {
+            el_error(e, train->span, "with several data sets, the one to train on must be named 'train'");
+            goto done;
+        }
+    }
+    DataSet *td = &p->data.v[p->train_data];
+    p->sym_batch = graph_symbol(e->g, "B");
+    {
+        Node x = {.op = OP_INPUT, .dtype = (uint8_t)p->float_dtype, .idx = 0, .name = "x",
+                  .span = td->span};
+        x.shape.rank = td->x_rank + 1;
+        x.shape.d[0] = p->sym_batch;
+        memcpy(x.shape.d + 1, td->x_shape, sizeof(int64_t) * (size_t)td->x_rank);
+        Node y = {.op = OP_INPUT, .dtype = (uint8_t)(td->y_dtype == NND_I32 ? NND_I32 : p->float_dtype),
+                  .idx = 1, .name = "y", .span = td->span};
+        y.shape.rank = td->y_rank + 1;
+        y.shape.d[0] = p->sym_batch;
+        memcpy(y.shape.d + 1, td->y_shape, sizeof(int64_t) * (size_t)td->y_rank);
+        p->x = graph_append(e->g, &x);
+        p->y = graph_append(e->g, &y);
+        el_bind(&s, "x", vnode(p->x), td->span);
+        el_bind(&s, "y", vnode(p->y), td->span);
+    }
+    /* models */
+    int nmodels = 0;
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_ASSIGN || st->a->kind != AST_NAME)
+            continue;
+        bool setting = false;
+        for (int k = 0; train_settings[k]; k++)
+            setting |= strcmp(train_settings[k], st->a->name) == 0;
+        nmodels += !setting;
+    }
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_ASSIGN || st->a->kind != AST_NAME)
+            continue;
+        const char *nm = st->a->name;
+        bool setting = false;
+        for (int k = 0; train_settings[k]; k++)
+            setting |= strcmp(train_settings[k], nm) == 0;
+        if (setting)
+            continue;
+        const char *prefix = nmodels <= 1 ? "" : nm;
+        int p0 = p->params.n, s0 = p->states.n;
+        e->bind_path = prefix;
+        Value v = el_eval(e, &s, st->b);
+        e->bind_path = NULL;
+        if (v.k != V_LAYER && v.k != V_ERR)
+            el_error(e, st->b->span, "'%s = ...' must create a model", nm);
+        else if (v.k == V_LAYER && st->c)
+            load_from(e, &s, st, prefix, p0, s0);
+        el_bind(&s, nm, v, st->span);
+    }
+    for (int i = 0; i < train->list2.n; i++)
+        if (deferred[i])
+            el_bind(&s, train->list2.v[i]->name, el_eval(e, &s, train->list2.v[i]->a),
+                 train->list2.v[i]->span);
+    if (diags_has_errors(e->d))
+        goto done;
+    /* loss */
+    const Ast *ls = el_find_setting(train, "loss");
+    e->record_state = true;
+    Value lv = el_eval(e, &s, ls->b);
+    e->record_state = false;
+    if (lv.k == V_ERR)
+        goto done;
+    if (lv.k != V_NODE) {
+        el_error(e, ls->b->span, "the loss must be a tensor computed from the model, not %s",
+             el_kind_name(&lv));
+        goto done;
+    }
+    if (nd(e, lv.node)->shape.rank != 0) {
+        int d = diag_error(e->d, ls->b->span, "the loss must be a scalar, got shape %s",
+                           el_shape_str(e, &nd(e, lv.node)->shape));
+        diag_label(e->d, d, "reduce it with mean(...) or sum(...)");
+        goto done;
+    }
+    if (!dtype_is_float(nd(e, lv.node)->dtype)) {
+        el_error(e, ls->b->span, "the loss must be a float, got %s", dtype_name(nd(e, lv.node)->dtype));
+        goto done;
+    }
+    p->loss = lv.node;
+    el_bind(&s, "loss", lv, ls->span);
+    /* inference: the first model applied to x, when x alone is what it takes; a model
+     * that wants more gets no forward function (and no diagnostics for trying).  It
+     * runs in eval mode, like the eval metrics. */
+    e->training = false;
+    for (int i = 0; i < s.b.n; i++) {
+        if (s.b.v[i].v.k != V_LAYER)
+            continue;
+        Diags *d = e->d;
+        int mark = d->v.n, errors = d->nerrors;
+        bool truncated = d->truncated;
+        Args one = {.n = 1};
+        one.v[0] = vnode(p->x);
+        one.span[0] = s.b.v[i].span;
+        Value fv = el_call_value(e, s.b.v[i].v, &one, s.b.v[i].span, NULL);
+        for (int k = mark; k < d->v.n; k++) {
+            free(d->v.v[k].msg);
+            free(d->v.v[k].label);
+        }
+        d->v.n = mark;
+        d->nerrors = errors;
+        d->truncated = truncated;
+        if (fv.k == V_NODE)
+            p->forward = fv.node;
+        break;
+    }
+    e->training = true;
+    /* freezing */
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_FREEZE)
+            continue;
+        for (int k = 0; k < st->list.n; k++) {
+            int cnt;
+            el_mark_params(e, el_eval(e, &s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze", -1);
+        }
+    }
+    /* optimizers: the default, then groups (a later group wins) */
+    const Ast *os = el_find_setting(train, "opt");
+    const Ast *oexpr = e->opts->opt_expr ? e->opts->opt_expr : os->b;
+    Value ov = el_eval(e, &s, oexpr);
+    if (ov.k != V_OPT) {
+        if (ov.k != V_ERR)
+            el_error(e, oexpr->span, "opt must be an optimizer, like Adam(lr = 1e-3), not %s",
+                 el_kind_name(&ov));
+        goto done;
+    }
+    Group *dflt = el_make_group(e, ov, "opt", os->span);
+    if (!dflt)
+        goto done;
+    for (int i = 0; i < p->params.n; i++)
+        p->params.v[i].group = dflt->index;
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_OPT_GROUP)
+            continue;
+        Value target = el_eval(e, &s, st->a);
+        Value gv = el_eval(e, &s, st->b);
+        if (gv.k != V_OPT) {
+            if (gv.k != V_ERR)
+                el_error(e, st->b->span, "expected an optimizer, like RMSprop(lr = 1e-3)");
+            continue;
+        }
+        StrBuf path = {0};
+        for (const Ast *q = st->a; q; q = q->kind == AST_MEMBER ? q->a : NULL) {
+            char *prev = path.s ? xstrdup(path.s) : xstrdup("");
+            path.len = 0;
+            sb_puts(&path, q->name);
+            if (*prev) {
+                sb_putc(&path, '.');
+                sb_puts(&path, prev);
+            }
+            free(prev);
+        }
+        Group *gr = el_make_group(e, gv, arena_printf(&e->p->arena, "opt.%s", path.s), st->span);
+        sb_free(&path);
+        if (!gr)
+            continue;
+        int cnt;
+        el_mark_params(e, target, st->a->span, &cnt, "opt", gr->index);
+    }
+    if (diags_has_errors(e->d))
+        goto done;
+    /* gradients of the loss for the trainable parameters, then their updates */
+    {
+        NodeVec wrt = {0};
+        IntVec which = {0};
+        for (int i = 0; i < p->params.n; i++) {
+            vec_push(&p->grads, 0);
+            if (!p->params.v[i].frozen) {
+                vec_push(&wrt, p->params.v[i].node);
+                vec_push(&which, i);
+            }
+        }
+        NodeId *gs = xcalloc((size_t)(wrt.n ? wrt.n : 1), sizeof(NodeId));
+        e->g->phase = PHASE_BACKWARD;
+        if (wrt.n)
+            autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
+        if (p->accumulate > 1)
+            el_accumulate_gradients(e, train, which.v, gs, wrt.n);
+        el_clip_gradients(e, &s, train, gs, wrt.n);
+        for (int i = 0; i < which.n; i++)
+            p->grads.v[which.v[i]] = gs[i];
+        free(gs);
+        e->g->phase = PHASE_UPDATE;
+        for (int i = 0; i < which.n; i++) {
+            int pi = which.v[i];
+            Group *gr = NULL;
+            for (int k = 0; k < e->groups.n; k++)
+                if (e->groups.v[k]->index == p->params.v[pi].group)
+                    gr = e->groups.v[k];
+            int first = p->updates.n;
+            el_expand_update(e, gr, pi);
+            el_constrain_and_average(e, &s, train, pi, first);
+        }
+        vec_free(&wrt);
+        vec_free(&which);
+    }
+    /* logs: the statistics as step outputs, computed in train mode */
+    e->g->phase = PHASE_STATS;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_LOG)
+            elab_log(e, &s, train->list2.v[i]);
+    e->g->phase = PHASE_FORWARD;
+    /* evaluation, in eval mode: `loss` there is the loss as eval mode computes it */
+    e->training = false;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_EVAL) {
+            Value el = el_eval(e, &s, ls->b);
+            if (el.k != V_ERR)
+                el_bind(&s, "loss", el, ls->span);
+            break;
+        }
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_EVAL)
+            continue;
+        EvalSpec es = {0};
+        es.span = st->span;
+        es.data = -1;
+        for (int k = 0; k < p->data.n; k++)
+            if (strcmp(p->data.v[k].name, st->name) == 0)
+                es.data = k;
+        if (es.data < 0)
+            continue;
+        DataSet *ed = &p->data.v[es.data];
+        Shape ex = shape_make(ed->x_rank, ed->x_shape), tx = shape_make(td->x_rank, td->x_shape);
+        Shape ey = shape_make(ed->y_rank, ed->y_shape), ty = shape_make(td->y_rank, td->y_shape);
+        if (!shape_equal(&ex, &tx) || !shape_equal(&ey, &ty) ||
+            (ed->y_dtype == NND_I32) != (td->y_dtype == NND_I32)) {
+            el_error(e, st->span, "data set '%s' has samples shaped %s -> %s, but the training data %s -> %s",
+                 ed->name, el_shape_str(e, &ex), el_shape_str(e, &ey), el_shape_str(e, &tx), el_shape_str(e, &ty));
+            continue;
+        }
+        const Ast *ev_every = st->a;
+        es.in_epochs = ev_every->name[0] == 'e';
+        es.every = 1;
+        if (ev_every->a && !el_to_int(e, el_eval(e, &s, ev_every->a), ev_every->a->span, "the interval", &es.every))
+            continue;
+        if (es.every < 1) {
+            el_error(e, ev_every->span, "the interval must be at least 1");
+            continue;
+        }
+        for (int k = 0; k < st->list.n; k++) {
+            const Ast *mx = st->list.v[k];
+            bool kw = mx->kind == AST_KWARG;
+            const Ast *ex_ast = kw ? mx->a : mx;
+            Value v = el_eval(e, &s, ex_ast);
+            if (v.k == V_ERR)
+                continue;
+            NodeId n = v.k == V_NODE ? v.node : 0;
+            if (!n || nd(e, n)->shape.rank != 0) {
+                el_error(e, ex_ast->span, "a metric must be a scalar computed from the data%s",
+                     n ? ", like mean(...)" : "");
+                continue;
+            }
+            if (!dtype_is_float(nd(e, n)->dtype))
+                n = gb_cast(e->g, n, p->float_dtype, ex_ast->span);
+            const char *name = kw ? mx->name
+                             : ex_ast->kind == AST_CALL && ex_ast->a->kind == AST_NAME ? ex_ast->a->name
+                             : ex_ast->kind == AST_NAME ? ex_ast->name
+                                                        : arena_printf(&p->arena, "metric%d", k + 1);
+            Metric mt = {arena_strdup(&p->arena, name), n, ex_ast->span};
+            vec_push(&es.metrics, mt);
+        }
+        vec_push(&p->evals, es);
+    }
+    /* checkpoints */
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_CHECKPOINT)
+            continue;
+        if (p->ckpt_dir) {
+            el_error(e, st->span, "only one checkpoint statement is allowed");
+            continue;
+        }
+        const Ast *every = st->a;
+        Value dv = el_eval(e, &s, st->b);
+        const char *dir;
+        int64_t n = 1, keep = 0;
+        if (!el_str_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
+            (every->a && !el_to_int(e, el_eval(e, &s, every->a), every->a->span, "the interval", &n)) ||
+            (st->c && !el_to_int(e, el_eval(e, &s, st->c), st->c->span, "keep", &keep)))
+            continue;
+        if (n < 1 || (st->c && keep < 1)) {
+            el_error(e, n < 1 ? every->span : st->c->span, "%s must be at least 1",
+                 n < 1 ? "the interval" : "keep");
+            continue;
+        }
+        p->ckpt_dir = arena_strdup(&p->arena, dir);
+        p->ckpt_every = n;
+        p->ckpt_keep = keep;
+        p->ckpt_in_epochs = every->name[0] == 'e';
+    }
+    /* save */
+    for (int i = 0; i < train->list2.n; i++) {
+        const Ast *st = train->list2.v[i];
+        if (st->kind != AST_SAVE)
+            continue;
+        Value v = el_eval(e, &s, st->b);
+        const char *path;
+        if (el_str_arg(e, &v, st->b->span, "the path to save to", &path)) {
+            p->save_path = arena_strdup(&p->arena, path);
+            p->save_span = st->span;
+        }
+    }
+done:
+    free(deferred);
+    vec_free(&later);
+    vec_free(&s.b);
+}
+
+Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
+{
+    Program *p = xcalloc(1, sizeof *p);
+    graph_init(&p->g);
+    p->g.phase = PHASE_FORWARD;
+    p->float_dtype = opts->float_dtype;
+    p->accumulate = 1;
+    p->hyper_accum = p->hyper_micro = -1;
+    Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
+    p->g.custom_vjp = el_custom_vjp;
+    p->g.custom_ctx = &e;
+    if (!main->train) {
+        diag_error(e.d, (Span){main->file, 0, 0}, "%s has no train block", main->path);
+    } else {
+        elab_train(&e, main, main->train);
+    }
+    for (int i = 0; i < opts->noverrides; i++)
+        if (!opts->overrides[i].used) {
+            StrVec c = {0};
+            for (int k = 0; train_settings[k]; k++)
+                vec_push(&c, train_settings[k]);
+            for (int k = 0; k < p->hypers.n; k++)
+                vec_push(&c, p->hypers.v[k].name);
+            const char *best = suggest_name(opts->overrides[i].key, c.v, c.n);
+            int d = diag_error(e.d, span_none(), "--set %s: nothing in the program is called '%s'",
+                               opts->overrides[i].key, opts->overrides[i].key);
+            if (best)
+                diag_label(e.d, d, "did you mean '%s'?", best);
+            vec_free(&c);
+        }
+    /* the vjp blocks are gone with the elaboration: every CUSTOM node's gradient
+     * that will ever be needed has been built */
+    p->g.custom_vjp = NULL;
+    p->g.custom_ctx = NULL;
+    p->custom_vjps = e.customs.n;
+    vec_free(&e.customs);
+    for (int i = 0; i < e.groups.n; i++)
+        vec_free(&e.groups.v[i]->hypers);
+    vec_free(&e.groups);
+    for (int i = 0; i < e.layers.n; i++)
+        vec_free(&e.layers.v[i]->members);
+    vec_free(&e.layers);
+    arena_free(&e.arena);
+    if (diags_has_errors(e.d)) {
+        program_free(p);
+        return NULL;
+    }
+    return p;
+}
