@@ -307,11 +307,11 @@ static bool ast_mentions(const Ast *x, const char *const *names, int n)
     return false;
 }
 
-static void elab_train(Elab *e, Module *m, const Ast *train)
+/* The run-time counters step, epoch, steps and t: HYPER inputs, all but t bound
+ * as names of the train block. */
+static void train_counters(Elab *e, Scope *s, const Ast *train)
 {
     Program *p = e->p;
-    Scope s = {.mod = m};
-    /* run-time counters */
     p->hyper_step = p->hypers.n;
     el_new_hyper(e, "step", 0, train->span);
     p->hyper_epoch = p->hypers.n;
@@ -324,11 +324,16 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         Node n = {.op = OP_HYPER, .dtype = (uint8_t)p->float_dtype, .idx = i,
                   .name = p->hypers.v[i].name, .span = train->span};
         if (i != p->hyper_t)
-            el_bind(&s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
+            el_bind(s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
     }
-    /* named values: numbers become run-time hyper-parameters; a value computed from
-     * the data or the models (`let ce = cross_entropy(net(x), y)`) is named once they
-     * exist, before the loss */
+}
+
+/* `let` statements: numbers become run-time hyper-parameters (settable with
+ * --set); a value computed from the data or the models (`let ce =
+ * cross_entropy(net(x), y)`) is deferred (deferred[i] set), named once they exist,
+ * before the loss. */
+static void train_lets(Elab *e, Scope *s, const Ast *train, bool *deferred)
+{
     StrVec later = {0};
     vec_push(&later, "x");
     vec_push(&later, "y");
@@ -337,7 +342,6 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME)
             vec_push(&later, st->a->name);
     }
-    bool *deferred = xcalloc((size_t)train->list2.n + 1, 1);
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_LET)
@@ -353,36 +357,48 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             o->used = true;
             v = o->is_number ? vfloat(o->value) : vstr(o->text);
         } else {
-            v = el_eval(e, &s, st->a);
+            v = el_eval(e, s, st->a);
         }
         if (v.k == V_NUM && !v.is_bool)
             v = vnode(el_new_hyper(e, st->name, v.num, st->span));
-        el_bind(&s, st->name, v, st->span);
+        el_bind(s, st->name, v, st->span);
     }
-    /* settings */
+    vec_free(&later);
+}
+
+/* The settings: batch, epochs or steps, seed, accumulate, shuffle. */
+static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
     /* steps, when given, wins over epochs; --set epochs=N on a file that says
      * steps switches it to epochs */
     bool have_steps = false;
-    p->batch = int_setting(e, &s, train, "batch", 32, 1, NULL);
-    p->epochs = int_setting(e, &s, train, "epochs", 1, 1, NULL);
-    p->steps = int_setting(e, &s, train, "steps", 0, 1, &have_steps);
+    p->batch = int_setting(e, s, train, "batch", 32, 1, NULL);
+    p->epochs = int_setting(e, s, train, "epochs", 1, 1, NULL);
+    p->steps = int_setting(e, s, train, "steps", 0, 1, &have_steps);
     if (!have_steps || (el_find_override(e, "epochs") && !el_find_override(e, "steps")))
         p->steps = 0;
-    p->seed = (uint64_t)int_setting(e, &s, train, "seed", 0, 0, NULL);
-    p->accumulate = int_setting(e, &s, train, "accumulate", 1, 1, NULL);
+    p->seed = (uint64_t)int_setting(e, s, train, "seed", 0, 0, NULL);
+    p->accumulate = int_setting(e, s, train, "accumulate", 1, 1, NULL);
     if (p->accumulate > 1) {
         p->hyper_micro = p->hypers.n;
         el_new_hyper(e, "accumulate.micro", 0, train->span);
     }
     bool f = false;
     const Ast *sh = el_find_setting(train, "shuffle");
-    p->shuffle = el_setting_number(e, &s, sh, "shuffle", 1, &f) != 0;
-    /* data: the training set is `train`, or the only one */
+    p->shuffle = el_setting_number(e, s, sh, "shuffle", 1, &f) != 0;
+}
+
+/* The data sets; the training set is `train`, or the only one.  Its samples
+ * shape the batch inputs x and y ([B, ...] with B symbolic).  False after errors. */
+static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
+{
+    Program *p = e->p;
     for (int i = 0; i < train->list2.n; i++)
         if (train->list2.v[i]->kind == AST_DATA)
-            el_data(e, &s, m, train->list2.v[i]);
+            el_data(e, s, m, train->list2.v[i]);
     if (diags_has_errors(e->d))
-        goto done;
+        return false;
     p->train_data = -1;
     for (int i = 0; i < p->data.n; i++)
         if (strcmp(p->data.v[i].name, "train") == 0)
@@ -392,7 +408,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             p->train_data = 0;
         } else {
             el_error(e, train->span, "with several data sets, the one to train on must be named 'train'");
-            goto done;
+            return false;
         }
     }
     DataSet *td = &p->data.v[p->train_data];
@@ -410,10 +426,17 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         memcpy(y.shape.d + 1, td->y_shape, sizeof(int64_t) * (size_t)td->y_rank);
         p->x = graph_append(e->g, &x);
         p->y = graph_append(e->g, &y);
-        el_bind(&s, "x", vnode(p->x), td->span);
-        el_bind(&s, "y", vnode(p->y), td->span);
+        el_bind(s, "x", vnode(p->x), td->span);
+        el_bind(s, "y", vnode(p->y), td->span);
     }
-    /* models */
+    return true;
+}
+
+/* `name = Model(...) [from "file" except ...]`: the models, their parameters named
+ * by the model when there are several (`net.fc1.W`), else from the model down. */
+static void train_models(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
     int nmodels = 0;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
@@ -437,58 +460,64 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         const char *prefix = nmodels <= 1 ? "" : nm;
         int p0 = p->params.n, s0 = p->states.n;
         e->bind_path = prefix;
-        Value v = el_eval(e, &s, st->b);
+        Value v = el_eval(e, s, st->b);
         e->bind_path = NULL;
         if (v.k != V_LAYER && v.k != V_ERR)
             el_error(e, st->b->span, "'%s = ...' must create a model", nm);
         else if (v.k == V_LAYER && st->c)
-            load_from(e, &s, st, prefix, p0, s0);
-        el_bind(&s, nm, v, st->span);
+            load_from(e, s, st, prefix, p0, s0);
+        el_bind(s, nm, v, st->span);
     }
-    for (int i = 0; i < train->list2.n; i++)
-        if (deferred[i])
-            el_bind(&s, train->list2.v[i]->name, el_eval(e, &s, train->list2.v[i]->a),
-                 train->list2.v[i]->span);
-    if (diags_has_errors(e->d))
-        goto done;
-    /* loss */
+}
+
+/* The loss, in train mode: layer state updates are recorded while it is
+ * elaborated.  It must be a float scalar.  False after errors. */
+static bool train_loss(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
     const Ast *ls = el_find_setting(train, "loss");
     e->record_state = true;
-    Value lv = el_eval(e, &s, ls->b);
+    Value lv = el_eval(e, s, ls->b);
     e->record_state = false;
     if (lv.k == V_ERR)
-        goto done;
+        return false;
     if (lv.k != V_NODE) {
         el_error(e, ls->b->span, "the loss must be a tensor computed from the model, not %s",
              el_kind_name(&lv));
-        goto done;
+        return false;
     }
     if (nd(e, lv.node)->shape.rank != 0) {
         int d = diag_error(e->d, ls->b->span, "the loss must be a scalar, got shape %s",
                            el_shape_str(e, &nd(e, lv.node)->shape));
         diag_label(e->d, d, "reduce it with mean(...) or sum(...)");
-        goto done;
+        return false;
     }
     if (!dtype_is_float(nd(e, lv.node)->dtype)) {
         el_error(e, ls->b->span, "the loss must be a float, got %s", dtype_name(nd(e, lv.node)->dtype));
-        goto done;
+        return false;
     }
     p->loss = lv.node;
-    el_bind(&s, "loss", lv, ls->span);
-    /* inference: the first model applied to x, when x alone is what it takes; a model
-     * that wants more gets no forward function (and no diagnostics for trying).  It
-     * runs in eval mode, like the eval metrics. */
+    el_bind(s, "loss", lv, ls->span);
+    return true;
+}
+
+/* The forward function: the first model applied to x, when x alone is what it
+ * takes; a model that wants more gets none (and no diagnostics for trying).  It
+ * runs in eval mode, like the eval metrics. */
+static void train_inference(Elab *e, Scope *s)
+{
+    Program *p = e->p;
     e->training = false;
-    for (int i = 0; i < s.b.n; i++) {
-        if (s.b.v[i].v.k != V_LAYER)
+    for (int i = 0; i < s->b.n; i++) {
+        if (s->b.v[i].v.k != V_LAYER)
             continue;
         Diags *d = e->d;
         int mark = d->v.n, errors = d->nerrors;
         bool truncated = d->truncated;
         Args one = {.n = 1};
         one.v[0] = vnode(p->x);
-        one.span[0] = s.b.v[i].span;
-        Value fv = el_call_value(e, s.b.v[i].v, &one, s.b.v[i].span, NULL);
+        one.span[0] = s->b.v[i].span;
+        Value fv = el_call_value(e, s->b.v[i].v, &one, s->b.v[i].span, NULL);
         for (int k = mark; k < d->v.n; k++) {
             free(d->v.v[k].msg);
             free(d->v.v[k].label);
@@ -501,37 +530,43 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         break;
     }
     e->training = true;
-    /* freezing */
+}
+
+/* `freeze` statements, then the optimizers: the default `opt`, then the groups
+ * (`opt net.fc2 = ...`; a later group wins).  False after errors. */
+static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_FREEZE)
             continue;
         for (int k = 0; k < st->list.n; k++) {
             int cnt;
-            el_mark_params(e, el_eval(e, &s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze", -1);
+            el_mark_params(e, el_eval(e, s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze", -1);
         }
     }
     /* optimizers: the default, then groups (a later group wins) */
     const Ast *os = el_find_setting(train, "opt");
     const Ast *oexpr = e->opts->opt_expr ? e->opts->opt_expr : os->b;
-    Value ov = el_eval(e, &s, oexpr);
+    Value ov = el_eval(e, s, oexpr);
     if (ov.k != V_OPT) {
         if (ov.k != V_ERR)
             el_error(e, oexpr->span, "opt must be an optimizer, like Adam(lr = 1e-3), not %s",
                  el_kind_name(&ov));
-        goto done;
+        return false;
     }
     Group *dflt = el_make_group(e, ov, "opt", os->span);
     if (!dflt)
-        goto done;
+        return false;
     for (int i = 0; i < p->params.n; i++)
         p->params.v[i].group = dflt->index;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_OPT_GROUP)
             continue;
-        Value target = el_eval(e, &s, st->a);
-        Value gv = el_eval(e, &s, st->b);
+        Value target = el_eval(e, s, st->a);
+        Value gv = el_eval(e, s, st->b);
         if (gv.k != V_OPT) {
             if (gv.k != V_ERR)
                 el_error(e, st->b->span, "expected an optimizer, like RMSprop(lr = 1e-3)");
@@ -555,56 +590,63 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         int cnt;
         el_mark_params(e, target, st->a->span, &cnt, "opt", gr->index);
     }
-    if (diags_has_errors(e->d))
-        goto done;
-    /* gradients of the loss for the trainable parameters, then their updates */
-    {
-        NodeVec wrt = {0};
-        IntVec which = {0};
-        for (int i = 0; i < p->params.n; i++) {
-            vec_push(&p->grads, 0);
-            if (!p->params.v[i].frozen) {
-                vec_push(&wrt, p->params.v[i].node);
-                vec_push(&which, i);
-            }
+    return !diags_has_errors(e->d);
+}
+
+/* Gradients of the loss for the trainable parameters (accumulated and clipped
+ * as the settings say), then each parameter's update rule, constraint and
+ * average. */
+static void train_updates(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
+    NodeVec wrt = {0};
+    IntVec which = {0};
+    for (int i = 0; i < p->params.n; i++) {
+        vec_push(&p->grads, 0);
+        if (!p->params.v[i].frozen) {
+            vec_push(&wrt, p->params.v[i].node);
+            vec_push(&which, i);
         }
-        NodeId *gs = xcalloc((size_t)(wrt.n ? wrt.n : 1), sizeof(NodeId));
-        e->g->phase = PHASE_BACKWARD;
-        if (wrt.n)
-            autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
-        if (p->accumulate > 1)
-            el_accumulate_gradients(e, train, which.v, gs, wrt.n);
-        el_clip_gradients(e, &s, train, gs, wrt.n);
-        for (int i = 0; i < which.n; i++)
-            p->grads.v[which.v[i]] = gs[i];
-        free(gs);
-        e->g->phase = PHASE_UPDATE;
-        for (int i = 0; i < which.n; i++) {
-            int pi = which.v[i];
-            Group *gr = NULL;
-            for (int k = 0; k < e->groups.n; k++)
-                if (e->groups.v[k]->index == p->params.v[pi].group)
-                    gr = e->groups.v[k];
-            int first = p->updates.n;
-            el_expand_update(e, gr, pi);
-            el_constrain_and_average(e, &s, train, pi, first);
-        }
-        vec_free(&wrt);
-        vec_free(&which);
     }
-    /* logs: the statistics as step outputs, computed in train mode */
-    e->g->phase = PHASE_STATS;
-    for (int i = 0; i < train->list2.n; i++)
-        if (train->list2.v[i]->kind == AST_LOG)
-            elab_log(e, &s, train->list2.v[i]);
-    e->g->phase = PHASE_FORWARD;
-    /* evaluation, in eval mode: `loss` there is the loss as eval mode computes it */
+    NodeId *gs = xcalloc((size_t)(wrt.n ? wrt.n : 1), sizeof(NodeId));
+    e->g->phase = PHASE_BACKWARD;
+    if (wrt.n)
+        autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
+    if (p->accumulate > 1)
+        el_accumulate_gradients(e, train, which.v, gs, wrt.n);
+    el_clip_gradients(e, s, train, gs, wrt.n);
+    for (int i = 0; i < which.n; i++)
+        p->grads.v[which.v[i]] = gs[i];
+    free(gs);
+    e->g->phase = PHASE_UPDATE;
+    for (int i = 0; i < which.n; i++) {
+        int pi = which.v[i];
+        Group *gr = NULL;
+        for (int k = 0; k < e->groups.n; k++)
+            if (e->groups.v[k]->index == p->params.v[pi].group)
+                gr = e->groups.v[k];
+        int first = p->updates.n;
+        el_expand_update(e, gr, pi);
+        el_constrain_and_average(e, s, train, pi, first);
+    }
+    vec_free(&wrt);
+    vec_free(&which);
+}
+
+/* Evaluation, in eval mode: `loss` there is the loss as eval mode computes it;
+ * each `eval DATA every N: metrics` gets a spec, its data checked against the
+ * training set's samples. */
+static void train_evals(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
+    const Ast *ls = el_find_setting(train, "loss");
+    DataSet *td = &p->data.v[p->train_data];
     e->training = false;
     for (int i = 0; i < train->list2.n; i++)
         if (train->list2.v[i]->kind == AST_EVAL) {
-            Value el = el_eval(e, &s, ls->b);
+            Value el = el_eval(e, s, ls->b);
             if (el.k != V_ERR)
-                el_bind(&s, "loss", el, ls->span);
+                el_bind(s, "loss", el, ls->span);
             break;
         }
     for (int i = 0; i < train->list2.n; i++) {
@@ -631,7 +673,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         const Ast *ev_every = st->a;
         es.in_epochs = ev_every->name[0] == 'e';
         es.every = 1;
-        if (ev_every->a && !el_to_int(e, el_eval(e, &s, ev_every->a), ev_every->a->span, "the interval", &es.every))
+        if (ev_every->a && !el_to_int(e, el_eval(e, s, ev_every->a), ev_every->a->span, "the interval", &es.every))
             continue;
         if (es.every < 1) {
             el_error(e, ev_every->span, "the interval must be at least 1");
@@ -641,7 +683,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             const Ast *mx = st->list.v[k];
             bool kw = mx->kind == AST_KWARG;
             const Ast *ex_ast = kw ? mx->a : mx;
-            Value v = el_eval(e, &s, ex_ast);
+            Value v = el_eval(e, s, ex_ast);
             if (v.k == V_ERR)
                 continue;
             NodeId n = v.k == V_NODE ? v.node : 0;
@@ -661,7 +703,12 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         }
         vec_push(&p->evals, es);
     }
-    /* checkpoints */
+}
+
+/* `checkpoint every N to DIR [keep K]` and `save "file"`. */
+static void train_outputs(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_CHECKPOINT)
@@ -671,12 +718,12 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             continue;
         }
         const Ast *every = st->a;
-        Value dv = el_eval(e, &s, st->b);
+        Value dv = el_eval(e, s, st->b);
         const char *dir;
         int64_t n = 1, keep = 0;
         if (!el_str_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
-            (every->a && !el_to_int(e, el_eval(e, &s, every->a), every->a->span, "the interval", &n)) ||
-            (st->c && !el_to_int(e, el_eval(e, &s, st->c), st->c->span, "keep", &keep)))
+            (every->a && !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)) ||
+            (st->c && !el_to_int(e, el_eval(e, s, st->c), st->c->span, "keep", &keep)))
             continue;
         if (n < 1 || (st->c && keep < 1)) {
             el_error(e, n < 1 ? every->span : st->c->span, "%s must be at least 1",
@@ -693,16 +740,48 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_SAVE)
             continue;
-        Value v = el_eval(e, &s, st->b);
+        Value v = el_eval(e, s, st->b);
         const char *path;
         if (el_str_arg(e, &v, st->b->span, "the path to save to", &path)) {
             p->save_path = arena_strdup(&p->arena, path);
             p->save_span = st->span;
         }
     }
+}
+
+/* The train block, in the order its parts depend on each other: counters, lets,
+ * settings, data, models, deferred lets, the loss, the forward function,
+ * optimizers, gradients and updates, log statistics, evals, outputs. */
+static void elab_train(Elab *e, Module *m, const Ast *train)
+{
+    Scope s = {.mod = m};
+    bool *deferred = xcalloc((size_t)train->list2.n + 1, 1);
+    train_counters(e, &s, train);
+    train_lets(e, &s, train, deferred);
+    train_loop_settings(e, &s, train);
+    if (!train_data(e, &s, m, train))
+        goto done;
+    train_models(e, &s, train);
+    for (int i = 0; i < train->list2.n; i++)
+        if (deferred[i])
+            el_bind(&s, train->list2.v[i]->name, el_eval(e, &s, train->list2.v[i]->a),
+                    train->list2.v[i]->span);
+    if (diags_has_errors(e->d) || !train_loss(e, &s, train))
+        goto done;
+    train_inference(e, &s);
+    if (!train_optimizers(e, &s, train))
+        goto done;
+    train_updates(e, &s, train);
+    /* logs: the statistics as step outputs, computed in train mode */
+    e->g->phase = PHASE_STATS;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_LOG)
+            elab_log(e, &s, train->list2.v[i]);
+    e->g->phase = PHASE_FORWARD;
+    train_evals(e, &s, train);
+    train_outputs(e, &s, train);
 done:
     free(deferred);
-    vec_free(&later);
     vec_free(&s.b);
 }
 
