@@ -197,13 +197,163 @@ bool el_decl_shape(Elab *e, Scope *s, const Ast *st, const char *what, Shape *ou
     return good;
 }
 
+/* Runs the initializer of a parameter or layer state called name (shape, dt):
+ * `= glorot_uniform` (a function called with no arguments), `= normal(0, 0.02)`,
+ * `= 0`.  Random draws are keyed by the name; fan_in and fan_out are set by the
+ * caller. */
+static Value eval_initializer(Elab *e, Scope *s, const Ast *st, const char *name, Shape shape,
+                              NndDType dt)
+{
+    e->in_init = true;
+    e->init_shape = shape;
+    e->init_dtype = dt;
+    e->init_name = name;
+    e->init_draws = 0;
+    Value iv = el_eval(e, s, st->b);
+    if (iv.k == V_FN || (iv.k == V_BUILTIN && builtin_info[iv.builtin].ctx == BCTX_INIT)) {
+        Args none = {0};
+        iv = el_call_value(e, iv, &none, st->b->span, NULL);
+    }
+    e->in_init = false;
+    return iv;
+}
+
+/* Whether an initial value reads a parameter, a state, the data or the batch size
+ * (random draws are fine). */
+static bool init_reads_data(Elab *e, NodeId init)
+{
+    if (!el_depends_on_data(e, init) || nd(e, init)->op == OP_RANDU || nd(e, init)->op == OP_RANDN)
+        return false;
+    bool bad = false;
+    bool *seen = xcalloc((size_t)graph_count(e->g), 1);
+    seen[init] = true;
+    for (NodeId q = init; q > 0; q--) {
+        if (!seen[q])
+            continue;
+        Node *qn = nd(e, q);
+        if (qn->op == OP_PARAM || qn->op == OP_STATE || qn->op == OP_INPUT || qn->op == OP_DIMSIZE)
+            bad = true;
+        for (int z = 0; z < qn->nin; z++)
+            seen[qn->in[z]] = true;
+    }
+    free(seen);
+    return bad;
+}
+
+/* `state NAME: [dims] = init` in a layer: a STATE leaf named path.NAME, bound as
+ * a member of l. */
+static bool layer_state(Elab *e, Scope *s, LayerInst *l, const Ast *st)
+{
+    Shape shape;
+    NndDType dt;
+    if (!el_decl_shape(e, s, st, "layer state", &shape, &dt))
+        return false;
+    const char *sname = el_join_path(e, l->path, st->name);
+    e->fan_in = e->fan_out = 1;
+    Value iv = eval_initializer(e, s, st, sname, shape, dt);
+    NodeId init = iv.k == V_ERR ? 0 : el_to_node(e, iv, st->b->span);
+    if (init) {
+        init = gb_cast(e->g, init, dt, st->b->span);
+        Shape bs;
+        char err[512];
+        if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err, sizeof err) ||
+            !shape_equal(&bs, &shape) || el_depends_on_data(e, init)) {
+            el_error(e, st->b->span, "layer state '%s' starts with %s; it needs a value of "
+                                     "shape %s that does not depend on data",
+                     st->name, el_shape_str(e, &nd(e, init)->shape), el_shape_str(e, &shape));
+            init = 0;
+        } else {
+            init = gb_broadcast(e->g, init, &shape, st->b->span);
+        }
+    }
+    if (!init)
+        return false;
+    Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->states.n,
+               .name = sname, .span = st->span};
+    NodeId id = graph_append(e->g, &sn);
+    StateInfo si = {sname, -1, id, init, st->span, {0}};
+    vec_push(&e->p->states, si);
+    Binding b = {st->name, vnode(id), st->span};
+    vec_push(&l->members, b);
+    return true;
+}
+
+/* A parameter's initial value from its initializer's value iv: broadcast to its
+ * shape and dtype; 0 (reported) when it does not fit or reads data. */
+static NodeId param_init(Elab *e, const Ast *st, Value iv, Shape shape, NndDType dt)
+{
+    if (iv.k == V_ERR)
+        return 0;
+    if (iv.k != V_NUM && iv.k != V_NODE && iv.k != V_LIST) {
+        el_error(e, st->b->span, "an initializer must give a tensor or a number, not %s",
+                 el_kind_name(&iv));
+        return 0;
+    }
+    NodeId init = el_to_node(e, iv, st->b->span);
+    if (init && init_reads_data(e, init)) {
+        el_error(e, st->b->span, "an initializer cannot depend on data or other parameters");
+        return 0;
+    }
+    if (!init)
+        return 0;
+    init = gb_cast(e->g, init, dt, st->b->span);
+    char err[512];
+    Shape bs;
+    if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err, sizeof err) ||
+        !shape_equal(&bs, &shape)) {
+        el_error(e, st->b->span, "the initializer's shape %s does not fit %s",
+                 el_shape_str(e, &nd(e, init)->shape), el_shape_str(e, &shape));
+        return 0;
+    }
+    return gb_broadcast(e->g, init, &shape, st->b->span);
+}
+
+/* `param NAME: [dims] = init` in a layer: a PARAM leaf named path.NAME (fc1.W),
+ * its initializer run with fan_in and fan_out from the shape (PyTorch's rules:
+ * [in, out] for a matrix, [out, in / groups, kh, kw] for a filter). */
+static bool layer_param(Elab *e, Scope *s, LayerInst *l, const Ast *st)
+{
+    Shape shape;
+    NndDType dt;
+    bool good = el_decl_shape(e, s, st, "parameter", &shape, &dt);
+    if (!st->b) {
+        el_error(e, st->span, "parameter '%s' needs an initializer, like `= glorot_uniform` or `= 0`",
+                 st->name);
+        good = false;
+    }
+    if (!good)
+        return false;
+    bool ok = true;
+    const char *pname = el_join_path(e, l->path, st->name);
+    for (int k = 0; k < e->p->params.n; k++)
+        if (strcmp(e->p->params.v[k].name, pname) == 0) {
+            el_error(e, st->span, "two parameters are named '%s'", pname);
+            ok = false;
+        }
+    Node pn = {.op = OP_PARAM, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->params.n,
+               .name = pname, .span = st->span};
+    NodeId id = graph_append(e->g, &pn);
+    int r = shape.rank;
+    int64_t rf = 1;
+    for (int k = 2; k < r; k++)
+        rf *= shape.d[k];
+    e->fan_in = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[0] : (double)(shape.d[1] * rf);
+    e->fan_out = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[1] : (double)(shape.d[0] * rf);
+    NodeId init = param_init(e, st, eval_initializer(e, s, st, pname, shape, dt), shape, dt);
+    ParamInfo pi = {pname, id, init, false, 0, st->span, {0}, -1};
+    vec_push(&e->p->params, pi);
+    Binding b = {st->name, vnode(id), st->span};
+    vec_push(&l->members, b);
+    return ok && init;
+}
+
 Value el_instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span span)
 {
     if (!e->bind_path)
         return el_error(e, span,
-                    "layer '%s' is created here without a name; create layers as members "
-                    "(`fc1 = %s(...)`) or in the train block (`net = %s(...)`)",
-                    decl->name, decl->name, decl->name);
+                        "layer '%s' is created here without a name; create layers as members "
+                        "(`fc1 = %s(...)`) or in the train block (`net = %s(...)`)",
+                        decl->name, decl->name, decl->name);
     const char *path = e->bind_path;
     e->bind_path = NULL;
     if (e->depth == MAX_CALL_DEPTH)
@@ -236,144 +386,9 @@ Value el_instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span spa
             Binding b = {st->a->name, v, st->span};
             vec_push(&l->members, b);
         } else if (st->kind == AST_STATE_DECL) {
-            Shape shape;
-            NndDType dt;
-            if (!el_decl_shape(e, &s, st, "layer state", &shape, &dt)) {
-                ok = false;
-                break;
-            }
-            const char *sname = el_join_path(e, path, st->name);
-            e->in_init = true;
-            e->init_shape = shape;
-            e->init_dtype = dt;
-            e->init_name = sname;
-            e->init_draws = 0;
-            e->fan_in = e->fan_out = 1;
-            Value iv = el_eval(e, &s, st->b);
-            if (iv.k == V_FN || (iv.k == V_BUILTIN && builtin_info[iv.builtin].ctx == BCTX_INIT)) {
-                Args none = {0};
-                iv = el_call_value(e, iv, &none, st->b->span, NULL);
-            }
-            e->in_init = false;
-            NodeId init = iv.k == V_ERR ? 0 : el_to_node(e, iv, st->b->span);
-            if (init) {
-                init = gb_cast(e->g, init, dt, st->b->span);
-                Shape bs;
-                char err[512];
-                if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err, sizeof err) ||
-                    !shape_equal(&bs, &shape) || el_depends_on_data(e, init)) {
-                    el_error(e, st->b->span, "layer state '%s' starts with %s; it needs a value of "
-                                         "shape %s that does not depend on data",
-                         st->name, el_shape_str(e, &nd(e, init)->shape), el_shape_str(e, &shape));
-                    init = 0;
-                } else {
-                    init = gb_broadcast(e->g, init, &shape, st->b->span);
-                }
-            }
-            if (!init) {
-                ok = false;
-                break;
-            }
-            Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->states.n,
-                       .name = sname, .span = st->span};
-            NodeId id = graph_append(e->g, &sn);
-            StateInfo si = {sname, -1, id, init, st->span, {0}};
-            vec_push(&e->p->states, si);
-            Binding b = {st->name, vnode(id), st->span};
-            vec_push(&l->members, b);
+            ok = layer_state(e, &s, l, st);
         } else if (st->kind == AST_PARAM_DECL) {
-            Shape shape;
-            NndDType dt;
-            bool good = el_decl_shape(e, &s, st, "parameter", &shape, &dt);
-            if (!st->b) {
-                el_error(e, st->span,
-                     "parameter '%s' needs an initializer, like `= glorot_uniform` or `= 0`",
-                     st->name);
-                good = false;
-            }
-            if (!good) {
-                ok = false;
-                break;
-            }
-            const char *pname = el_join_path(e, path, st->name);
-            for (int k = 0; k < e->p->params.n; k++)
-                if (strcmp(e->p->params.v[k].name, pname) == 0) {
-                    el_error(e, st->span, "two parameters are named '%s'", pname);
-                    ok = false;
-                }
-            Node pn = {.op = OP_PARAM, .dtype = (uint8_t)dt, .shape = shape,
-                       .idx = e->p->params.n, .name = pname, .span = st->span};
-            NodeId id = graph_append(e->g, &pn);
-            /* the initializer: fan_in and fan_out come from the shape */
-            int r = shape.rank;
-            int64_t rf = 1;
-            for (int k = 2; k < r; k++)
-                rf *= shape.d[k];
-            e->fan_in = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[0] : (double)(shape.d[1] * rf);
-            e->fan_out = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[1] : (double)(shape.d[0] * rf);
-            e->in_init = true;
-            e->init_shape = shape;
-            e->init_dtype = dt;
-            e->init_name = pname;
-            e->init_draws = 0;
-            Value iv = el_eval(e, &s, st->b);
-            if (iv.k == V_FN || (iv.k == V_BUILTIN && builtin_info[iv.builtin].ctx == BCTX_INIT)) {
-                Args none = {0};
-                iv = el_call_value(e, iv, &none, st->b->span, NULL);
-            }
-            e->in_init = false;
-            NodeId init = 0;
-            if (iv.k != V_ERR) {
-                if (iv.k != V_NUM && iv.k != V_NODE && iv.k != V_LIST) {
-                    el_error(e, st->b->span, "an initializer must give a tensor or a number, not %s",
-                         el_kind_name(&iv));
-                } else {
-                    init = el_to_node(e, iv, st->b->span);
-                    if (init && el_depends_on_data(e, init) &&
-                        !(nd(e, init)->op == OP_RANDU || nd(e, init)->op == OP_RANDN)) {
-                        /* only random draws may be "data" here */
-                        bool bad = false;
-                        bool *seen = xcalloc((size_t)graph_count(e->g), 1);
-                        seen[init] = true;
-                        for (NodeId q = init; q > 0; q--) {
-                            if (!seen[q])
-                                continue;
-                            Node *qn = nd(e, q);
-                            if (qn->op == OP_PARAM || qn->op == OP_STATE || qn->op == OP_INPUT ||
-                                qn->op == OP_DIMSIZE)
-                                bad = true;
-                            for (int z = 0; z < qn->nin; z++)
-                                seen[qn->in[z]] = true;
-                        }
-                        free(seen);
-                        if (bad) {
-                            el_error(e, st->b->span,
-                                 "an initializer cannot depend on data or other parameters");
-                            init = 0;
-                        }
-                    }
-                    if (init) {
-                        init = gb_cast(e->g, init, dt, st->b->span);
-                        char err[512];
-                        Shape bs;
-                        if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err,
-                                             sizeof err) ||
-                            !shape_equal(&bs, &shape)) {
-                            el_error(e, st->b->span, "the initializer's shape %s does not fit %s",
-                                 el_shape_str(e, &nd(e, init)->shape), el_shape_str(e, &shape));
-                            init = 0;
-                        } else {
-                            init = gb_broadcast(e->g, init, &shape, st->b->span);
-                        }
-                    }
-                }
-            }
-            if (!init)
-                ok = false;
-            ParamInfo pi = {pname, id, init, false, 0, st->span, {0}, -1};
-            vec_push(&e->p->params, pi);
-            Binding b = {st->name, vnode(id), st->span};
-            vec_push(&l->members, b);
+            ok = layer_param(e, &s, l, st);
         }
     }
     e->depth--;
@@ -397,8 +412,157 @@ static Value dim_value(NodeId node, int axis, int64_t d)
     return (Value){.k = V_DIM, .dim = d, .node = node, .axis = axis};
 }
 
+enum { MATCH_OK, MATCH_BAD, MATCH_ERR };
+
+/* Matches shape sh of node against a type's shape pattern ([B, 784], [*S, C]):
+ * names not bound yet are bound in s (when bind_patterns; else they do not match),
+ * `*S` takes the dimensions the fixed ones leave.  MATCH_ERR after an error in a
+ * dimension's expression. */
+static int match_shape(Elab *e, Scope *s, const Ast *type, NodeId node, Shape sh, bool bind_patterns)
+{
+    bool bad = false;
+    int splat = -1;
+    for (int i = 0; i < type->list.n; i++)
+        if (type->list.v[i]->kind == AST_NAME && type->list.v[i]->op == AOP_MUL)
+            splat = i;
+    int fixed = type->list.n - (splat >= 0);
+    if (splat < 0 ? sh.rank != fixed : sh.rank < fixed)
+        bad = true;
+    int axis = 0;
+    for (int i = 0; i < type->list.n && !bad; i++) {
+        const Ast *dx = type->list.v[i];
+        if (i == splat) {
+            int cnt = sh.rank - fixed;
+            VList *l = arena_alloc(&e->arena, sizeof *l);
+            l->n = cnt;
+            l->v = arena_alloc(&e->arena, sizeof(Value) * (size_t)(cnt ? cnt : 1));
+            for (int k = 0; k < cnt; k++)
+                l->v[k] = dim_value(node, axis + k, sh.d[axis + k]);
+            Binding *bound = el_scope_find(s, dx->name);
+            if (bound && bound->v.k == V_LIST) {
+                if (bound->v.list->n != cnt)
+                    bad = true;
+                for (int k = 0; k < cnt && !bad; k++)
+                    if (!dims_equal(bound->v.list->v[k], sh.d[axis + k]))
+                        bad = true;
+            } else if (bind_patterns) {
+                el_bind(s, dx->name, (Value){.k = V_LIST, .list = l}, dx->span);
+            } else {
+                bad = true;
+            }
+            axis += cnt;
+            continue;
+        }
+        int64_t d = sh.d[axis];
+        if (dx->kind == AST_NAME) {
+            Binding *bound = el_scope_find(s, dx->name);
+            bool known = bound || (s->self && el_member_find(s->self, dx->name));
+            if (!known && !module_lookup(s->mod, dx->name, NULL, NULL)) {
+                if (bind_patterns)
+                    el_bind(s, dx->name, dim_value(node, axis, d), dx->span);
+                else
+                    bad = true;
+                axis++;
+                continue;
+            }
+        }
+        Value want_v = el_eval(e, s, dx);
+        if (want_v.k == V_ERR)
+            return MATCH_ERR;
+        if (want_v.k == V_DIM || want_v.k == V_NUM) {
+            if (!dims_equal(want_v, d))
+                bad = true;
+        } else {
+            int64_t x;
+            if (!el_to_int(e, want_v, dx->span, "a dimension", &x))
+                return MATCH_ERR;
+            if (x != d)
+                bad = true;
+        }
+        axis++;
+    }
+    return bad ? MATCH_BAD : MATCH_OK;
+}
+
+/* The shape a type expects, written with what is bound so far: [*S, C] with S
+ * bound to [B, 1] and C to 10 reads [B, 1, 10]; names bound by the value being
+ * matched (from index nbound of s) show as the pattern. */
+static void describe_pattern(Elab *e, Scope *s, const Ast *type, int nbound, char *want, size_t len)
+{
+    StrBuf b = {0};
+    sb_putc(&b, '[');
+    int shown = 0;
+    for (int i = 0; i < type->list.n; i++) {
+        const Ast *dx = type->list.v[i];
+        Binding *bound = dx->kind == AST_NAME ? el_scope_find(s, dx->name) : NULL;
+        if (bound && bound - s->b.v >= nbound)
+            bound = NULL; /* bound by this very value: show the pattern */
+        if (!bound && dx->kind == AST_NAME && s->self)
+            bound = el_member_find(s->self, dx->name);
+        Value bv = bound ? bound->v : verr();
+        if (dx->kind == AST_NAME && dx->op == AOP_MUL && bv.k == V_LIST) {
+            for (int k = 0; k < bv.list->n; k++) {
+                Value d = bv.list->v[k];
+                Shape one = {1, {d.k == V_DIM ? d.dim : (int64_t)d.num}};
+                const char *t = el_shape_str(e, &one);
+                sb_printf(&b, "%s%.*s", shown++ ? ", " : "", (int)strlen(t) - 2, t + 1);
+            }
+            continue;
+        }
+        if (shown++)
+            sb_puts(&b, ", ");
+        if (dx->kind == AST_NAME && dx->op != AOP_MUL &&
+            (bv.k == V_DIM || (bv.k == V_NUM && bv.is_int))) {
+            Shape one = {1, {bv.k == V_DIM ? bv.dim : (int64_t)bv.num}};
+            const char *t = el_shape_str(e, &one);
+            sb_printf(&b, "%.*s", (int)strlen(t) - 2, t + 1);
+        } else if (dx->kind == AST_NAME) {
+            if (dx->op == AOP_MUL)
+                sb_putc(&b, '*');
+            sb_puts(&b, dx->name);
+        } else if (dx->kind == AST_NUM) {
+            sb_printf(&b, "%lld", (long long)dx->num);
+        } else {
+            sb_puts(&b, "...");
+        }
+    }
+    sb_putc(&b, ']');
+    snprintf(want, len, "%s", b.s);
+    sb_free(&b);
+}
+
+/* The last notes of a type error: the three innermost calls that led to it. */
+static void call_notes(Elab *e)
+{
+    for (int i = e->depth - 1, k = 0; i >= 0 && k < 3; i--, k++)
+        diag_note(e->d, e->frames[i].call, "in %s, called here", e->frames[i].name);
+}
+
+/* A dtype named by a type (f32, f64, i32, bool) against the value's. */
+static bool check_dtype(Elab *e, const Ast *type, const Node *n, Span vspan, const char *what,
+                        const Ast *pdecl)
+{
+    NndDType want_dt = strcmp(type->name, "i32") == 0 ? NND_I32
+                     : strcmp(type->name, "bool") == 0 ? NND_BOOL
+                     : strcmp(type->name, "f64") == 0 ? NND_F64 : NND_F32;
+    if (want_dt == NND_F32 && e->p->float_dtype == NND_F64)
+        want_dt = NND_F64;
+    if (n->dtype == want_dt)
+        return true;
+    int d = pdecl ? diag_error(e->d, vspan, "'%s' must be %s, got %s", what,
+                               dtype_name(want_dt), dtype_name(n->dtype))
+                  : diag_error(e->d, vspan, "the %s must be %s, got %s", what,
+                               dtype_name(want_dt), dtype_name(n->dtype));
+    if (d >= 0 && want_dt == NND_I32)
+        diag_label(e->d, d, "class labels are integers: convert with i32(...)");
+    if (pdecl)
+        diag_note(e->d, pdecl->span, "declared here");
+    call_notes(e);
+    return false;
+}
+
 bool el_check_type(Elab *e, Scope *s, const Ast *type, Value *v, Span vspan, const char *what,
-                       const Ast *pdecl, bool bind_patterns)
+                   const Ast *pdecl, bool bind_patterns)
 {
     if (v->k == V_NUM || v->k == V_LIST || v->k == V_DIM) {
         NodeId n = el_to_node(e, *v, vspan);
@@ -414,145 +578,19 @@ bool el_check_type(Elab *e, Scope *s, const Ast *type, Value *v, Span vspan, con
     }
     Node *n = nd(e, v->node);
     Shape sh = n->shape;
-    char want[512] = "";
     int nbound = s->b.n; /* names bound before this value was matched */
-    bool bad = false;
-    if (type->has_shape) {
-        int splat = -1;
-        for (int i = 0; i < type->list.n; i++)
-            if (type->list.v[i]->kind == AST_NAME && type->list.v[i]->op == AOP_MUL)
-                splat = i;
-        int fixed = type->list.n - (splat >= 0);
-        if (splat < 0 ? sh.rank != fixed : sh.rank < fixed)
-            bad = true;
-        int axis = 0;
-        for (int i = 0; i < type->list.n && !bad; i++) {
-            const Ast *dx = type->list.v[i];
-            if (i == splat) {
-                int cnt = sh.rank - fixed;
-                VList *l = arena_alloc(&e->arena, sizeof *l);
-                l->n = cnt;
-                l->v = arena_alloc(&e->arena, sizeof(Value) * (size_t)(cnt ? cnt : 1));
-                for (int k = 0; k < cnt; k++)
-                    l->v[k] = dim_value(v->node, axis + k, sh.d[axis + k]);
-                Binding *bound = el_scope_find(s, dx->name);
-                if (bound && bound->v.k == V_LIST) {
-                    if (bound->v.list->n != cnt)
-                        bad = true;
-                    for (int k = 0; k < cnt && !bad; k++)
-                        if (!dims_equal(bound->v.list->v[k], sh.d[axis + k]))
-                            bad = true;
-                } else if (bind_patterns) {
-                    el_bind(s, dx->name, (Value){.k = V_LIST, .list = l}, dx->span);
-                } else {
-                    bad = true;
-                }
-                axis += cnt;
-                continue;
-            }
-            int64_t d = sh.d[axis];
-            if (dx->kind == AST_NAME) {
-                Binding *bound = el_scope_find(s, dx->name);
-                bool known = bound || (s->self && el_member_find(s->self, dx->name));
-                if (!known && !module_lookup(s->mod, dx->name, NULL, NULL)) {
-                    if (bind_patterns)
-                        el_bind(s, dx->name, dim_value(v->node, axis, d), dx->span);
-                    else
-                        bad = true;
-                    axis++;
-                    continue;
-                }
-            }
-            Value want_v = el_eval(e, s, dx);
-            if (want_v.k == V_ERR)
-                return false;
-            if (want_v.k == V_DIM || want_v.k == V_NUM) {
-                if (!dims_equal(want_v, d))
-                    bad = true;
-            } else {
-                int64_t x;
-                if (!el_to_int(e, want_v, dx->span, "a dimension", &x))
-                    return false;
-                if (x != d)
-                    bad = true;
-            }
-            axis++;
-        }
-        if (bad) {
-            /* describe the expected shape with what is bound so far: [*S, C] with S
-             * bound to [B, 1] and C to 10 reads [B, 1, 10] */
-            StrBuf b = {0};
-            sb_putc(&b, '[');
-            int shown = 0;
-            for (int i = 0; i < type->list.n; i++) {
-                const Ast *dx = type->list.v[i];
-                Binding *bound = dx->kind == AST_NAME ? el_scope_find(s, dx->name) : NULL;
-                if (bound && bound - s->b.v >= nbound)
-                    bound = NULL; /* bound by this very value: show the pattern */
-                if (!bound && dx->kind == AST_NAME && s->self)
-                    bound = el_member_find(s->self, dx->name);
-                Value bv = bound ? bound->v : verr();
-                if (dx->kind == AST_NAME && dx->op == AOP_MUL && bv.k == V_LIST) {
-                    for (int k = 0; k < bv.list->n; k++) {
-                        Value d = bv.list->v[k];
-                        Shape one = {1, {d.k == V_DIM ? d.dim : (int64_t)d.num}};
-                        const char *t = el_shape_str(e, &one);
-                        sb_printf(&b, "%s%.*s", shown++ ? ", " : "", (int)strlen(t) - 2, t + 1);
-                    }
-                    continue;
-                }
-                if (shown++)
-                    sb_puts(&b, ", ");
-                if (dx->kind == AST_NAME && dx->op != AOP_MUL &&
-                    (bv.k == V_DIM || (bv.k == V_NUM && bv.is_int))) {
-                    Shape one = {1, {bv.k == V_DIM ? bv.dim : (int64_t)bv.num}};
-                    const char *t = el_shape_str(e, &one);
-                    sb_printf(&b, "%.*s", (int)strlen(t) - 2, t + 1);
-                } else if (dx->kind == AST_NAME) {
-                    if (dx->op == AOP_MUL)
-                        sb_putc(&b, '*');
-                    sb_puts(&b, dx->name);
-                } else if (dx->kind == AST_NUM) {
-                    sb_printf(&b, "%lld", (long long)dx->num);
-                } else {
-                    sb_puts(&b, "...");
-                }
-            }
-            sb_putc(&b, ']');
-            snprintf(want, sizeof want, "%s", b.s);
-            sb_free(&b);
-        }
-    }
-    if (!bad && type->name) {
-        NndDType want_dt = strcmp(type->name, "i32") == 0 ? NND_I32
-                         : strcmp(type->name, "bool") == 0 ? NND_BOOL
-                         : strcmp(type->name, "f64") == 0 ? NND_F64 : NND_F32;
-        if (want_dt == NND_F32 && e->p->float_dtype == NND_F64)
-            want_dt = NND_F64;
-        if (n->dtype != want_dt) {
-            int d = pdecl ? diag_error(e->d, vspan, "'%s' must be %s, got %s", what,
-                                       dtype_name(want_dt), dtype_name(n->dtype))
-                          : diag_error(e->d, vspan, "the %s must be %s, got %s", what,
-                                       dtype_name(want_dt), dtype_name(n->dtype));
-            if (d >= 0 && want_dt == NND_I32)
-                diag_label(e->d, d, "class labels are integers: convert with i32(...)");
-            if (pdecl)
-                diag_note(e->d, pdecl->span, "declared here");
-            for (int i = e->depth - 1, k = 0; i >= 0 && k < 3; i--, k++)
-                diag_note(e->d, e->frames[i].call, "in %s, called here", e->frames[i].name);
-            return false;
-        }
-    }
-    if (bad) {
-        int d = pdecl ? diag_error(e->d, vspan, "'%s' has shape %s, expected %s", what,
-                                   el_shape_str(e, &sh), want)
-                      : diag_error(e->d, vspan, "the %s has shape %s, expected %s", what,
-                                   el_shape_str(e, &sh), want);
-        (void)d;
-        diag_note(e->d, pdecl ? pdecl->span : type->span, "%s here", pdecl ? "declared" : "result type declared");
-        for (int i = e->depth - 1, k = 0; i >= 0 && k < 3; i--, k++)
-            diag_note(e->d, e->frames[i].call, "in %s, called here", e->frames[i].name);
+    int m = type->has_shape ? match_shape(e, s, type, v->node, sh, bind_patterns) : MATCH_OK;
+    if (m == MATCH_ERR)
         return false;
-    }
-    return true;
+    if (m == MATCH_OK)
+        return !type->name || check_dtype(e, type, n, vspan, what, pdecl);
+    char want[512];
+    describe_pattern(e, s, type, nbound, want, sizeof want);
+    if (pdecl)
+        diag_error(e->d, vspan, "'%s' has shape %s, expected %s", what, el_shape_str(e, &sh), want);
+    else
+        diag_error(e->d, vspan, "the %s has shape %s, expected %s", what, el_shape_str(e, &sh), want);
+    diag_note(e->d, pdecl ? pdecl->span : type->span, "%s here", pdecl ? "declared" : "result type declared");
+    call_notes(e);
+    return false;
 }
