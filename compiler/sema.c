@@ -714,6 +714,111 @@ static void check_every(Sema *s, const Ast *ev)
         check_expr(s, ev->a);
 }
 
+/* `name = value` in the train block: a setting (each at most once: seen[k] is
+ * the statement that set train_settings[k]), a model, or the loss. */
+static void check_train_assign(Sema *s, const Ast *st, const Ast **seen)
+{
+    check_expr(s, st->b);
+    if (st->a->kind != AST_NAME) {
+        diag_error(s->d, st->a->span, "can only assign to a name here");
+        return;
+    }
+    const char *nm = st->a->name;
+    if (st->op != AOP_ASSIGN) {
+        diag_error(s->d, st->span, "compound assignment is not allowed in the train block");
+        return;
+    }
+    if (st->c) {
+        /* `net = Model() from "file" except fc2`: the except names are paths
+         * inside the model, checked when it is built */
+        check_expr(s, st->c);
+        if (!is_model_call(s, st->b))
+            diag_error(s->d, st->c->span, "`from` loads a model's parameters: it "
+                                          "follows a model, like net = Mlp() from \"base.safetensors\"");
+    }
+    for (int k = 0; train_settings[k]; k++)
+        if (strcmp(train_settings[k], nm) == 0) {
+            if (seen[k]) {
+                diag_error(s->d, st->span, "'%s' is set twice", nm);
+                diag_note(s->d, seen[k]->span, "first set here");
+            }
+            seen[k] = st;
+        }
+    if (is_setting(nm, train_settings) || is_model_call(s, st->b))
+        return;
+    if (is_setting(nm, train_settings_unsupported)) {
+        diag_error(s->d, st->a->span, "'%s' is not supported yet", nm);
+        return;
+    }
+    int d = diag_error(s->d, st->a->span, "unknown setting '%s'", nm);
+    int nsettings = 0;
+    while (train_settings[nsettings])
+        nsettings++;
+    const char *best = suggest_name(nm, train_settings, nsettings);
+    if (best)
+        diag_label(s->d, d, "did you mean '%s'?", best);
+    else
+        diag_label(s->d, d, "name a value with `let %s = ...`", nm);
+}
+
+/* `eval DATA every N: metrics`: DATA must be declared. */
+static void check_eval(Sema *s, const Ast *st, const Ast *const *data, int ndata)
+{
+    bool found = false;
+    const char *cands[64];
+    for (int j = 0; j < ndata; j++) {
+        found |= strcmp(data[j]->name, st->name) == 0;
+        if (j < 64)
+            cands[j] = data[j]->name;
+    }
+    if (!found) {
+        int d = diag_error(s->d, word_after(s, st->span, "eval", st->name),
+                           "unknown data set '%s'", st->name);
+        const char *best = suggest_name(st->name, cands, NND_MIN(ndata, 64));
+        if (best) {
+            diag_label(s->d, d, "did you mean '%s'?", best);
+        } else if (ndata > 0) {
+            StrBuf b = {0};
+            for (int j = 0; j < ndata && j < 8; j++)
+                sb_printf(&b, "%s'%s'", j ? ", " : "", data[j]->name);
+            diag_label(s->d, d, "declared data sets: %s", b.s);
+            sb_free(&b);
+        }
+    }
+    check_every(s, st->a);
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *m = st->list.v[k];
+        check_expr(s, m->kind == AST_KWARG ? m->a : m);
+    }
+}
+
+/* `log every N to DIR: items`: the statistics by their names, or expressions. */
+static void check_log(Sema *s, const Ast *st)
+{
+    if (strcmp(st->name, "log") != 0) {
+        diag_error(s->d, st->span, "unknown statement '%s'", st->name);
+        return;
+    }
+    check_every(s, st->a);
+    check_expr(s, st->b);
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *m = st->list.v[k];
+        /* the statistics by their names; anything else is a scalar expression */
+        if (m->kind == AST_NAME && is_setting(m->name, log_families))
+            continue;
+        if (m->kind == AST_NAME && !find_local(s, m->name)) {
+            int d = diag_error(s->d, m->span, "unknown log item '%s'", m->name);
+            const char *best = suggest_name(m->name, log_families, LOG_FAMILY_COUNT);
+            diag_label(s->d, d, best ? "did you mean '%s'?" : "log takes %s, or name = expression",
+                       best ? best : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite, histograms");
+            continue;
+        }
+        check_expr(s, m->kind == AST_KWARG ? m->a : m);
+    }
+}
+
+/* The train block: the names it defines are visible in all of it; each statement
+ * is allowed there and well formed; the loss, an optimizer and data are set. */
 static void check_train(Sema *s, const Ast *train)
 {
     int mark = s->names.n;
@@ -752,50 +857,9 @@ static void check_train(Sema *s, const Ast *train)
         case AST_DATA:
             check_expr(s, st->a);
             break;
-        case AST_ASSIGN: {
-            check_expr(s, st->b);
-            if (st->a->kind != AST_NAME) {
-                diag_error(s->d, st->a->span, "can only assign to a name here");
-                break;
-            }
-            const char *nm = st->a->name;
-            if (st->op != AOP_ASSIGN) {
-                diag_error(s->d, st->span, "compound assignment is not allowed in the train block");
-                break;
-            }
-            if (st->c) {
-                /* `net = Model() from "file" except fc2`: the except names are paths
-                 * inside the model, checked when it is built */
-                check_expr(s, st->c);
-                if (!is_model_call(s, st->b))
-                    diag_error(s->d, st->c->span, "`from` loads a model's parameters: it "
-                                                  "follows a model, like net = Mlp() from \"base.safetensors\"");
-            }
-            for (int k = 0; train_settings[k]; k++)
-                if (strcmp(train_settings[k], nm) == 0) {
-                    if (seen[k]) {
-                        diag_error(s->d, st->span, "'%s' is set twice", nm);
-                        diag_note(s->d, seen[k]->span, "first set here");
-                    }
-                    seen[k] = st;
-                }
-            if (is_setting(nm, train_settings) || is_model_call(s, st->b))
-                break;
-            if (is_setting(nm, train_settings_unsupported)) {
-                diag_error(s->d, st->a->span, "'%s' is not supported yet", nm);
-                break;
-            }
-            int d = diag_error(s->d, st->a->span, "unknown setting '%s'", nm);
-            int nsettings = 0;
-            while (train_settings[nsettings])
-                nsettings++;
-            const char *best = suggest_name(nm, train_settings, nsettings);
-            if (best)
-                diag_label(s->d, d, "did you mean '%s'?", best);
-            else
-                diag_label(s->d, d, "name a value with `let %s = ...`", nm);
+        case AST_ASSIGN:
+            check_train_assign(s, st, seen);
             break;
-        }
         case AST_OPT_GROUP:
             if (strcmp(st->name, "opt") != 0) {
                 diag_error(s->d, st->span, "unknown statement '%s'", st->name);
@@ -808,56 +872,11 @@ static void check_train(Sema *s, const Ast *train)
             for (int k = 0; k < st->list.n; k++)
                 check_expr(s, st->list.v[k]);
             break;
-        case AST_EVAL: {
-            bool found = false;
-            const char *cands[64];
-            for (int j = 0; j < data.n; j++) {
-                found |= strcmp(data.v[j]->name, st->name) == 0;
-                if (j < 64)
-                    cands[j] = data.v[j]->name;
-            }
-            if (!found) {
-                int d = diag_error(s->d, word_after(s, st->span, "eval", st->name),
-                                   "unknown data set '%s'", st->name);
-                const char *best = suggest_name(st->name, cands, NND_MIN(data.n, 64));
-                if (best) {
-                    diag_label(s->d, d, "did you mean '%s'?", best);
-                } else if (data.n > 0) {
-                    StrBuf b = {0};
-                    for (int j = 0; j < data.n && j < 8; j++)
-                        sb_printf(&b, "%s'%s'", j ? ", " : "", data.v[j]->name);
-                    diag_label(s->d, d, "declared data sets: %s", b.s);
-                    sb_free(&b);
-                }
-            }
-            check_every(s, st->a);
-            for (int k = 0; k < st->list.n; k++) {
-                const Ast *m = st->list.v[k];
-                check_expr(s, m->kind == AST_KWARG ? m->a : m);
-            }
+        case AST_EVAL:
+            check_eval(s, st, data.v, data.n);
             break;
-        }
         case AST_LOG:
-            if (strcmp(st->name, "log") != 0) {
-                diag_error(s->d, st->span, "unknown statement '%s'", st->name);
-                break;
-            }
-            check_every(s, st->a);
-            check_expr(s, st->b);
-            for (int k = 0; k < st->list.n; k++) {
-                const Ast *m = st->list.v[k];
-                /* the statistics by their names; anything else is a scalar expression */
-                if (m->kind == AST_NAME && is_setting(m->name, log_families))
-                    continue;
-                if (m->kind == AST_NAME && !find_local(s, m->name)) {
-                    int d = diag_error(s->d, m->span, "unknown log item '%s'", m->name);
-                    const char *best = suggest_name(m->name, log_families, LOG_FAMILY_COUNT);
-                    diag_label(s->d, d, best ? "did you mean '%s'?" : "log takes %s, or name = expression",
-                               best ? best : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite, histograms");
-                    continue;
-                }
-                check_expr(s, m->kind == AST_KWARG ? m->a : m);
-            }
+            check_log(s, st);
             break;
         case AST_CHECKPOINT:
             check_every(s, st->a);
