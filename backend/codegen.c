@@ -533,6 +533,192 @@ static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
     return LLVMBuildSExt(c->b, select3v(c, bad, LLVMConstInt(c->i32, 0, 0), l), c->i64, "");
 }
 
+/* A leaf: a constant, a run-time hyper-parameter (f64 in the arguments), literal
+ * data. */
+static LLVMValueRef emit_leaf(CG *c, NodeId id, const Index *ix)
+{
+    Node *n = graph_node(c->g, id);
+    LLVMValueRef v = NULL;
+    if (n->op == OP_CONST) {
+        v = cconst(c, n->dtype, n->num);
+    } else if (n->op == OP_HYPER) {
+        LLVMValueRef idx = ci64(c, n->idx);
+        LLVMValueRef p = LLVMBuildGEP2(c->b, c->f64, c->hypers, &idx, 1, "");
+        v = emit_cast(c, LLVMBuildLoad2(c->b, c->f64, p, ""), NND_F64, n->dtype);
+    } else if (n->op == OP_TENSOR) {
+        v = emit_load(c, id, ix);
+    } else {
+        assert(0);
+    }
+    return v;
+}
+
+/* A source: a dropout-style draw (nnd_random_uniform at the element's flat
+ * index), or the size of some of a tensor's axes. */
+static LLVMValueRef emit_source(CG *c, const Node *n, const Index *ix)
+{
+    if (n->op == OP_RANDSTEP) {
+        /* nnd_random_uniform(seed, key + step * golden, flat index) */
+        LLVMValueRef step = emit_cast(c, emit_scalar(c, n->in[0]), graph_node(c->g, n->in[0])->dtype, NND_F64);
+        LLVMValueRef st = LLVMBuildFPToUI(c->b, step, c->i64, "");
+        LLVMValueRef stream = LLVMBuildAdd(c->b, ci64(c, (int64_t)n->key),
+                                           LLVMBuildMul(c->b, st, ci64(c, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+        LLVMValueRef flat = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+        LLVMValueRef args[3] = {ci64(c, (int64_t)(uint64_t)n->num), stream, flat};
+        LLVMTypeRef t[3] = {c->i64, c->i64, c->i64};
+        LLVMValueRef u = call(c, "nnd_random_uniform", c->f64, t, 3, args, true);
+        LLVMValueRef v = emit_cast(c, u, NND_F64, n->dtype);
+        if (n->dtype == NND_F32) /* [0, 1) in f32 too: 1 - 2^-25 and up round to 1 */
+            v = select3v(c, fcmp(c, LLVMRealOGE, v, fconst(c, NND_F32, 1.0)),
+                         fconst(c, NND_F32, 0x1.fffffep-1), v);
+        return v;
+    }
+    assert(n->op == OP_DIMSIZE);
+    Node *r = graph_node(c->g, n->in[0]);
+    LLVMValueRef p = ci64(c, 1);
+    for (int i = 0; i < r->shape.rank; i++)
+        if (n->mask & (1u << i))
+            p = LLVMBuildNSWMul(c->b, p, dim(c, r->shape.d[i]), "");
+    return is_float(n->dtype) ? LLVMBuildSIToFP(c->b, p, vtype(c, n->dtype), "")
+                              : LLVMBuildTrunc(c->b, p, vtype(c, n->dtype), "");
+}
+
+/* concat: a below the split on the axis, b from it on (a branch, so each side is
+ * read only where it is used). */
+static LLVMValueRef emit_concat(CG *c, const Node *n, const Index *ix)
+{
+    Node *in = graph_node(c->g, n->in[0]);
+    Index j = {in->shape.rank, {0}, NULL, false};
+    Node *bn = graph_node(c->g, n->in[1]);
+    int64_t split = in->shape.d[n->idx];
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntSLT, ix->v[n->idx], ci64(c, split), "");
+    LLVMBasicBlockRef ya = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_a");
+    LLVMBasicBlockRef yb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_b");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_join");
+    LLVMBuildCondBr(c->b, first, ya, yb);
+    LLVMPositionBuilderAtEnd(c->b, ya);
+    for (int i = 0; i < n->shape.rank; i++)
+        j.v[i] = ix->v[i];
+    LLVMValueRef va = emit(c, n->in[0], &j);
+    LLVMBasicBlockRef ya_end = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, yb);
+    Index jb = {bn->shape.rank, {0}, NULL, false};
+    for (int i = 0; i < n->shape.rank; i++)
+        jb.v[i] = i == n->idx ? LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, split), "") : ix->v[i];
+    LLVMValueRef vb = emit(c, n->in[1], &jb);
+    LLVMBasicBlockRef yb_end = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+    LLVMValueRef v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
+    LLVMValueRef vals[2] = {va, vb};
+    LLVMBasicBlockRef blocks[2] = {ya_end, yb_end};
+    LLVMAddIncoming(v, vals, blocks, 2);
+    return v;
+}
+
+/* pad: inside the slice, the input; elsewhere 0. */
+static LLVMValueRef emit_pad(CG *c, const Node *n, const Index *ix)
+{
+    Node *in = graph_node(c->g, n->in[0]);
+    Index j = {in->shape.rank, {0}, NULL, false};
+    const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
+    LLVMValueRef inside = LLVMConstInt(c->i1, 1, 0);
+    for (int i = 0; i < n->shape.rank; i++) {
+        LLVMValueRef rel = LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, start[i]), "");
+        LLVMValueRef q = LLVMBuildSDiv(c->b, rel, ci64(c, step[i]), "");
+        LLVMValueRef r = LLVMBuildSRem(c->b, rel, ci64(c, step[i]), "");
+        LLVMValueRef ok = LLVMBuildAnd(
+            c->b, LLVMBuildICmp(c->b, LLVMIntSGE, rel, ci64(c, 0), ""),
+            LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, r, ci64(c, 0), ""),
+                         LLVMBuildICmp(c->b, LLVMIntSLT, q, dim(c, in->shape.d[i]), ""), ""),
+            "");
+        inside = LLVMBuildAnd(c->b, inside, ok, "");
+        j.v[i] = q;
+    }
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_in");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_join");
+    LLVMBuildCondBr(c->b, inside, yes, join);
+    LLVMPositionBuilderAtEnd(c->b, yes);
+    LLVMValueRef inner = emit(c, n->in[0], &j);
+    LLVMBasicBlockRef yes_end = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+    LLVMValueRef v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
+    LLVMValueRef vals[2] = {inner, cconst(c, n->dtype, 0)};
+    LLVMBasicBlockRef blocks[2] = {yes_end, from};
+    LLVMAddIncoming(v, vals, blocks, 2);
+    return v;
+}
+
+/* A layout op: the input read at another index (broadcast, reshape, transpose,
+ * slice), or a choice between inputs (concat, pad). */
+static LLVMValueRef emit_layout(CG *c, const Node *n, const Index *ix)
+{
+    if (n->op == OP_CONCAT)
+        return emit_concat(c, n, ix);
+    if (n->op == OP_PAD)
+        return emit_pad(c, n, ix);
+    Node *in = graph_node(c->g, n->in[0]);
+    Index j = {in->shape.rank, {0}, NULL, false};
+    if (n->op == OP_BROADCAST) {
+        int off = n->shape.rank - in->shape.rank;
+        for (int i = 0; i < in->shape.rank; i++)
+            j.v[i] = in->shape.d[i] == 1 && n->shape.d[i + off] != 1 ? ci64(c, 0) : ix->v[i + off];
+    } else if (n->op == OP_RESHAPE) {
+        /* through the flat offset */
+        LLVMValueRef flat = ix->flat ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+        LLVMValueRef rem = flat;
+        for (int i = in->shape.rank - 1; i >= 0; i--) {
+            LLVMValueRef d = dim(c, in->shape.d[i]);
+            j.v[i] = i ? LLVMBuildSRem(c->b, rem, d, "") : rem;
+            if (i)
+                rem = LLVMBuildSDiv(c->b, rem, d, "");
+        }
+        j.flat = flat;
+    } else if (n->op == OP_TRANSPOSE) {
+        const int64_t *perm = &c->g->ipool.v[n->pool];
+        for (int i = 0; i < n->shape.rank; i++)
+            j.v[perm[i]] = ix->v[i];
+    } else if (n->op == OP_SLICE) {
+        const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
+        for (int i = 0; i < n->shape.rank; i++)
+            j.v[i] = LLVMBuildNSWAdd(c->b, ci64(c, start[i]),
+                                     LLVMBuildNSWMul(c->b, ix->v[i], ci64(c, step[i]), ""), "");
+    }
+    return emit(c, n->in[0], &j);
+}
+
+/* pick (the element at each label) and one_hot, with the labels checked. */
+static LLVMValueRef emit_index(CG *c, const Node *n, const Index *ix)
+{
+    LLVMValueRef v;
+    Node *x = graph_node(c->g, n->in[0]);
+    if (n->op == OP_PICK) {
+        int64_t cls = x->shape.d[x->shape.rank - 1];
+        Index li = *ix;
+        li.domain = ix->domain;
+        LLVMValueRef l = checked_label(c, emit(c, n->in[1], &li), cls);
+        Index xi = {x->shape.rank, {0}, NULL, false};
+        for (int i = 0; i < n->shape.rank; i++)
+            xi.v[i] = ix->v[i];
+        xi.v[n->shape.rank] = l;
+        v = emit(c, n->in[0], &xi);
+    } else { /* ONE_HOT */
+        Index li = {x->shape.rank, {0}, NULL, false};
+        for (int i = 0; i < x->shape.rank; i++)
+            li.v[i] = ix->v[i];
+        LLVMValueRef l = checked_label(c, emit(c, n->in[0], &li), n->idx);
+        LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, l, ix->v[n->shape.rank - 1], "");
+        v = select3v(c, hit, cconst(c, n->dtype, 1), cconst(c, n->dtype, 0));
+    }
+    return v;
+}
+
+/* The value of node id at index ix of the kernel: loaded when it has a home the
+ * kernel does not compute, else computed inline from its inputs (memoized per
+ * iteration, so a value used twice is computed once). */
 static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
 {
     Node *n = graph_node(c->g, id);
@@ -551,45 +737,11 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
     } else {
         switch (op_info[n->op].kind) {
         case OPK_LEAF:
-            if (n->op == OP_CONST) {
-                v = cconst(c, n->dtype, n->num);
-            } else if (n->op == OP_HYPER) {
-                LLVMValueRef idx = ci64(c, n->idx);
-                LLVMValueRef p = LLVMBuildGEP2(c->b, c->f64, c->hypers, &idx, 1, "");
-                v = emit_cast(c, LLVMBuildLoad2(c->b, c->f64, p, ""), NND_F64, n->dtype);
-            } else if (n->op == OP_TENSOR) {
-                v = emit_load(c, id, ix);
-            } else {
-                assert(0);
-            }
+            v = emit_leaf(c, id, ix);
             break;
-        case OPK_SOURCE: {
-            if (n->op == OP_RANDSTEP) {
-                /* nnd_random_uniform(seed, key + step * golden, flat index) */
-                LLVMValueRef step = emit_cast(c, emit_scalar(c, n->in[0]), graph_node(c->g, n->in[0])->dtype, NND_F64);
-                LLVMValueRef st = LLVMBuildFPToUI(c->b, step, c->i64, "");
-                LLVMValueRef stream = LLVMBuildAdd(c->b, ci64(c, (int64_t)n->key),
-                                                   LLVMBuildMul(c->b, st, ci64(c, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
-                LLVMValueRef flat = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
-                LLVMValueRef args[3] = {ci64(c, (int64_t)(uint64_t)n->num), stream, flat};
-                LLVMTypeRef t[3] = {c->i64, c->i64, c->i64};
-                LLVMValueRef u = call(c, "nnd_random_uniform", c->f64, t, 3, args, true);
-                v = emit_cast(c, u, NND_F64, n->dtype);
-                if (n->dtype == NND_F32) /* [0, 1) in f32 too: 1 - 2^-25 and up round to 1 */
-                    v = select3v(c, fcmp(c, LLVMRealOGE, v, fconst(c, NND_F32, 1.0)),
-                                 fconst(c, NND_F32, 0x1.fffffep-1), v);
-                break;
-            }
-            assert(n->op == OP_DIMSIZE);
-            Node *r = graph_node(c->g, n->in[0]);
-            LLVMValueRef p = ci64(c, 1);
-            for (int i = 0; i < r->shape.rank; i++)
-                if (n->mask & (1u << i))
-                    p = LLVMBuildNSWMul(c->b, p, dim(c, r->shape.d[i]), "");
-            v = is_float(n->dtype) ? LLVMBuildSIToFP(c->b, p, vtype(c, n->dtype), "")
-                                   : LLVMBuildTrunc(c->b, p, vtype(c, n->dtype), "");
+        case OPK_SOURCE:
+            v = emit_source(c, n, ix);
             break;
-        }
         case OPK_EW1: case OPK_EW2: case OPK_EW3: {
             LLVMValueRef x[3];
             for (int i = 0; i < n->nin; i++)
@@ -597,119 +749,12 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
             v = ew(c, n, x, graph_node(c->g, n->in[n->op == OP_SELECT ? 1 : 0])->dtype);
             break;
         }
-        case OPK_LAYOUT: {
-            Node *in = graph_node(c->g, n->in[0]);
-            Index j = {in->shape.rank, {0}, NULL, false};
-            if (n->op == OP_BROADCAST) {
-                int off = n->shape.rank - in->shape.rank;
-                for (int i = 0; i < in->shape.rank; i++)
-                    j.v[i] = in->shape.d[i] == 1 && n->shape.d[i + off] != 1 ? ci64(c, 0) : ix->v[i + off];
-                v = emit(c, n->in[0], &j);
-            } else if (n->op == OP_RESHAPE) {
-                /* through the flat offset */
-                LLVMValueRef flat = ix->flat ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
-                LLVMValueRef rem = flat;
-                for (int i = in->shape.rank - 1; i >= 0; i--) {
-                    LLVMValueRef d = dim(c, in->shape.d[i]);
-                    j.v[i] = i ? LLVMBuildSRem(c->b, rem, d, "") : rem;
-                    if (i)
-                        rem = LLVMBuildSDiv(c->b, rem, d, "");
-                }
-                j.flat = flat;
-                v = emit(c, n->in[0], &j);
-            } else if (n->op == OP_TRANSPOSE) {
-                const int64_t *perm = &c->g->ipool.v[n->pool];
-                for (int i = 0; i < n->shape.rank; i++)
-                    j.v[perm[i]] = ix->v[i];
-                v = emit(c, n->in[0], &j);
-            } else if (n->op == OP_SLICE) {
-                const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
-                for (int i = 0; i < n->shape.rank; i++)
-                    j.v[i] = LLVMBuildNSWAdd(c->b, ci64(c, start[i]),
-                                             LLVMBuildNSWMul(c->b, ix->v[i], ci64(c, step[i]), ""), "");
-                v = emit(c, n->in[0], &j);
-            } else if (n->op == OP_CONCAT) {
-                /* a below the split on the axis, b from it on */
-                Node *bn = graph_node(c->g, n->in[1]);
-                int64_t split = in->shape.d[n->idx];
-                LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntSLT, ix->v[n->idx], ci64(c, split), "");
-                LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
-                LLVMBasicBlockRef ya = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_a");
-                LLVMBasicBlockRef yb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_b");
-                LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "cat_join");
-                (void)from;
-                LLVMBuildCondBr(c->b, first, ya, yb);
-                LLVMPositionBuilderAtEnd(c->b, ya);
-                for (int i = 0; i < n->shape.rank; i++)
-                    j.v[i] = ix->v[i];
-                LLVMValueRef va = emit(c, n->in[0], &j);
-                LLVMBasicBlockRef ya_end = LLVMGetInsertBlock(c->b);
-                LLVMBuildBr(c->b, join);
-                LLVMPositionBuilderAtEnd(c->b, yb);
-                Index jb = {bn->shape.rank, {0}, NULL, false};
-                for (int i = 0; i < n->shape.rank; i++)
-                    jb.v[i] = i == n->idx ? LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, split), "") : ix->v[i];
-                LLVMValueRef vb = emit(c, n->in[1], &jb);
-                LLVMBasicBlockRef yb_end = LLVMGetInsertBlock(c->b);
-                LLVMBuildBr(c->b, join);
-                LLVMPositionBuilderAtEnd(c->b, join);
-                v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
-                LLVMValueRef vals[2] = {va, vb};
-                LLVMBasicBlockRef blocks[2] = {ya_end, yb_end};
-                LLVMAddIncoming(v, vals, blocks, 2);
-            } else { /* PAD: inside the slice, the input; elsewhere 0 */
-                const int64_t *start = &c->g->ipool.v[n->pool], *step = start + n->shape.rank;
-                LLVMValueRef inside = LLVMConstInt(c->i1, 1, 0);
-                for (int i = 0; i < n->shape.rank; i++) {
-                    LLVMValueRef rel = LLVMBuildNSWSub(c->b, ix->v[i], ci64(c, start[i]), "");
-                    LLVMValueRef q = LLVMBuildSDiv(c->b, rel, ci64(c, step[i]), "");
-                    LLVMValueRef r = LLVMBuildSRem(c->b, rel, ci64(c, step[i]), "");
-                    LLVMValueRef ok = LLVMBuildAnd(
-                        c->b, LLVMBuildICmp(c->b, LLVMIntSGE, rel, ci64(c, 0), ""),
-                        LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, r, ci64(c, 0), ""),
-                                     LLVMBuildICmp(c->b, LLVMIntSLT, q, dim(c, in->shape.d[i]), ""), ""),
-                        "");
-                    inside = LLVMBuildAnd(c->b, inside, ok, "");
-                    j.v[i] = q;
-                }
-                LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
-                LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_in");
-                LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "pad_join");
-                LLVMBuildCondBr(c->b, inside, yes, join);
-                LLVMPositionBuilderAtEnd(c->b, yes);
-                LLVMValueRef inner = emit(c, n->in[0], &j);
-                LLVMBasicBlockRef yes_end = LLVMGetInsertBlock(c->b);
-                LLVMBuildBr(c->b, join);
-                LLVMPositionBuilderAtEnd(c->b, join);
-                v = LLVMBuildPhi(c->b, vtype(c, n->dtype), "");
-                LLVMValueRef vals[2] = {inner, cconst(c, n->dtype, 0)};
-                LLVMBasicBlockRef blocks[2] = {yes_end, from};
-                LLVMAddIncoming(v, vals, blocks, 2);
-            }
+        case OPK_LAYOUT:
+            v = emit_layout(c, n, ix);
             break;
-        }
-        case OPK_INDEX: {
-            Node *x = graph_node(c->g, n->in[0]);
-            if (n->op == OP_PICK) {
-                int64_t cls = x->shape.d[x->shape.rank - 1];
-                Index li = *ix;
-                li.domain = ix->domain;
-                LLVMValueRef l = checked_label(c, emit(c, n->in[1], &li), cls);
-                Index xi = {x->shape.rank, {0}, NULL, false};
-                for (int i = 0; i < n->shape.rank; i++)
-                    xi.v[i] = ix->v[i];
-                xi.v[n->shape.rank] = l;
-                v = emit(c, n->in[0], &xi);
-            } else { /* ONE_HOT */
-                Index li = {x->shape.rank, {0}, NULL, false};
-                for (int i = 0; i < x->shape.rank; i++)
-                    li.v[i] = ix->v[i];
-                LLVMValueRef l = checked_label(c, emit(c, n->in[0], &li), n->idx);
-                LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, l, ix->v[n->shape.rank - 1], "");
-                v = select3v(c, hit, cconst(c, n->dtype, 1), cconst(c, n->dtype, 0));
-            }
+        case OPK_INDEX:
+            v = emit_index(c, n, ix);
             break;
-        }
         case OPK_ALIAS:
             v = emit(c, n->in[0], ix);
             break;
