@@ -114,6 +114,161 @@ static void metric_roots(const Program *p, int i, NodeVec *out)
         vec_push(out, p->evals.v[i].metrics.v[k].node);
 }
 
+/* The step's roots: the loss, then the values the updates store. */
+static void step_roots(const Program *p, const Update *ups, int nups, NodeVec *out)
+{
+    vec_push(out, p->loss);
+    for (int i = 0; i < nups; i++)
+        vec_push(out, ups[i].value);
+}
+
+/* Every function behind the interpreter: the step, its variants, the evals and
+ * the forward function. */
+static void build_interp(Executable *x, Program *p, const ExecOptions *o)
+{
+    NodeVec step = {0}, full = {0}, accum = {0};
+    step_roots(p, p->updates.v, p->updates.n, &step);
+    x->step = interp_entry;
+    x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
+    if (p->step_outputs.n > 0) {
+        program_step_roots(p, &full);
+        x->step_full = interp_entry;
+        x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
+                                           p->updates.v, p->updates.n);
+    }
+    if (p->accumulate > 1) {
+        step_roots(p, p->accum_updates.v, p->accum_updates.n, &accum);
+        x->step_accum = interp_entry;
+        x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
+                                            p->accum_updates.n);
+    }
+    for (int i = 0; i < p->evals.n; i++) {
+        NodeVec r = {0};
+        metric_roots(p, i, &r);
+        x->evals[i] = interp_entry;
+        x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
+        vec_free(&r);
+    }
+    if (p->forward) {
+        x->forward = interp_entry;
+        x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
+    }
+    vec_free(&step);
+    vec_free(&full);
+    vec_free(&accum);
+}
+
+/* A step's schedule: the updates ups, and outs[0..nout) written to args->out. */
+static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout, const Update *ups,
+                          int nups, bool check, char *err, size_t errlen)
+{
+    ScheduleUpdate *su = xcalloc((size_t)(nups ? nups : 1), sizeof *su);
+    for (int i = 0; i < nups; i++)
+        su[i] = (ScheduleUpdate){ups[i].value, ups[i].is_state, ups[i].index};
+    ScheduleRequest rq = {outs, nout, su, nups, p->batch, check};
+    bool ok = schedule_build(s, &p->g, &rq, err, errlen);
+    free(su);
+    return ok;
+}
+
+/* Schedules every function (the step, its variants, the evals, the forward
+ * function) and lists them, in that order, for the code generator. */
+static bool schedule_all(Executable *x, Program *p, const ExecOptions *o, CodegenFunction *fns,
+                         int *nfns, char **names, char *err, size_t errlen)
+{
+    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
+    outs[0] = p->loss;
+    for (int i = 0; i < p->step_outputs.n; i++)
+        outs[i + 1] = p->step_outputs.v[i].node;
+    int n = 0;
+    bool cn = o->check_numerics;
+    bool ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, cn, err, errlen);
+    if (ok)
+        fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
+    if (ok && p->step_outputs.n > 0) {
+        ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
+                           p->updates.n, cn, err, errlen);
+        fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
+    }
+    if (ok && p->accumulate > 1) {
+        ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n, cn,
+                           err, errlen);
+        fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
+    }
+    for (int i = 0; ok && i < p->evals.n; i++) {
+        NodeVec r = {0};
+        metric_roots(p, i, &r);
+        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+        vec_free(&r);
+        names[i] = xasprintf("nnd_eval%d", i);
+        fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+    }
+    if (ok && p->forward) {
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
+        fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
+    }
+    free(outs);
+    *nfns = n;
+    return ok;
+}
+
+/* One arena for all the functions: the largest any of them plans. */
+static bool alloc_arena(Executable *x, char *err, size_t errlen)
+{
+    const Program *p = x->p;
+    x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, x->step_full ? x->full_sched.arena_bytes : 0);
+    if (x->step_accum && x->accum_sched.arena_bytes > x->arena_bytes)
+        x->arena_bytes = x->accum_sched.arena_bytes;
+    for (int i = 0; i < p->evals.n; i++)
+        if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
+            x->arena_bytes = x->eval_scheds[i].arena_bytes;
+    if (p->forward && x->forward_sched.arena_bytes > x->arena_bytes)
+        x->arena_bytes = x->forward_sched.arena_bytes;
+    x->arena = nnd_alloc((size_t)x->arena_bytes + 64);
+    if (!x->arena)
+        snprintf(err, errlen, "out of memory for a %lld-byte arena", (long long)x->arena_bytes);
+    return x->arena != NULL;
+}
+
+/* Compiled: one schedule per function, one LLVM module, one arena. */
+static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
+{
+    int ne = p->evals.n, nfns = 0;
+    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
+    CodegenFunction *fns = xcalloc((size_t)ne + 4, sizeof *fns);
+    char **names = xcalloc((size_t)ne + 1, sizeof(char *));
+    void **addrs = xcalloc((size_t)ne + 4, sizeof(void *));
+    bool ok = schedule_all(x, p, o, fns, &nfns, names, err, errlen);
+    if (ok) {
+        JitOptions jo = {o->keep_ir, o->opt_level};
+        x->jit = jit_compile(&p->g, fns, nfns, &jo, addrs, err, errlen);
+        ok = x->jit != NULL;
+    }
+    if (ok) {
+        int k = 0;
+        x->step = (NndStepFn)addrs[k++];
+        if (p->step_outputs.n > 0)
+            x->step_full = (NndStepFn)addrs[k++];
+        if (p->accumulate > 1)
+            x->step_accum = (NndStepFn)addrs[k++];
+        for (int i = 0; i < ne; i++)
+            x->evals[i] = (NndStepFn)addrs[k++];
+        if (p->forward)
+            x->forward = (NndStepFn)addrs[k++];
+        if (o->profile)
+            x->profile = xcalloc((size_t)x->step_sched.kernels.n + 1, sizeof(int64_t));
+        ok = alloc_arena(x, err, errlen);
+    }
+    for (int i = 0; i < ne; i++)
+        free(names[i]);
+    free(names);
+    free(addrs);
+    free(fns);
+    return ok;
+}
+
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
@@ -122,146 +277,13 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     int ne = p->evals.n;
     x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
     x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
-    /* the plain step computes the loss and the updates; the full one (when a log asks
-     * for statistics) the step outputs too, on the steps that log */
-    NodeVec step = {0}, full = {0}, accum = {0};
-    program_step_roots(p, &full);
-    vec_push(&step, p->loss);
-    for (int i = 0; i < p->updates.n; i++)
-        vec_push(&step, p->updates.v[i].value);
-    vec_push(&accum, p->loss);
-    for (int i = 0; i < p->accum_updates.n; i++)
-        vec_push(&accum, p->accum_updates.v[i].value);
-    bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
     if (o->engine == ENGINE_INTERP) {
-        x->step = interp_entry;
-        x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
-        if (want_full) {
-            x->step_full = interp_entry;
-            x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
-                                               p->updates.v, p->updates.n);
-        }
-        if (want_accum) {
-            x->step_accum = interp_entry;
-            x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
-                                                p->accum_updates.n);
-        }
-        for (int i = 0; i < ne; i++) {
-            NodeVec r = {0};
-            metric_roots(p, i, &r);
-            x->evals[i] = interp_entry;
-            x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
-            vec_free(&r);
-        }
-        if (p->forward) {
-            x->forward = interp_entry;
-            x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
-        }
-        vec_free(&step);
-        vec_free(&full);
-        vec_free(&accum);
+        build_interp(x, p, o);
         return true;
     }
-    vec_free(&accum);
-    /* compiled: one schedule per function, one module, one arena */
     double t0 = clock_seconds();
-    ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
-    for (int i = 0; i < p->updates.n; i++)
-        ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
-    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
-    outs[0] = p->loss;
-    for (int i = 0; i < p->step_outputs.n; i++)
-        outs[i + 1] = p->step_outputs.v[i].node;
-    ScheduleRequest rq = {outs, 1, ups, p->updates.n, p->batch, o->check_numerics};
-    bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
-    if (ok && want_full) {
-        ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, o->check_numerics};
-        ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
-    }
-    if (ok && want_accum) {
-        ScheduleUpdate *aups = xcalloc((size_t)p->accum_updates.n, sizeof *aups);
-        for (int i = 0; i < p->accum_updates.n; i++)
-            aups[i] = (ScheduleUpdate){p->accum_updates.v[i].value, true, p->accum_updates.v[i].index};
-        ScheduleRequest aq = {outs, 1, aups, p->accum_updates.n, p->batch, o->check_numerics};
-        ok = schedule_build(&x->accum_sched, &p->g, &aq, err, errlen);
-        free(aups);
-    }
-    free(ups);
-    free(outs);
-    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
-    VEC(CodegenFunction) fns = {0};
-    char **names = xcalloc((size_t)ne + 2, sizeof(char *));
-    if (ok) {
-        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    if (ok && want_full) {
-        CodegenFunction f = {"nnd_step_full", &x->full_sched, false, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    if (ok && want_accum) {
-        CodegenFunction f = {"nnd_step_accum", &x->accum_sched, false, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    for (int i = 0; ok && i < ne; i++) {
-        NodeVec r = {0};
-        metric_roots(p, i, &r);
-        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
-        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
-        vec_free(&r);
-        names[i] = xasprintf("nnd_eval%d", i);
-        CodegenFunction f = {names[i], &x->eval_scheds[i], false, false};
-        if (ok)
-            vec_push(&fns, f);
-    }
-    if (ok && p->forward) {
-        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
-        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
-        CodegenFunction f = {"nnd_forward", &x->forward_sched, false, false};
-        if (ok)
-            vec_push(&fns, f);
-    }
-    void **addrs = xcalloc((size_t)fns.n + 1, sizeof(void *));
-    if (ok) {
-        JitOptions jo = {o->keep_ir, o->opt_level};
-        x->jit = jit_compile(&p->g, fns.v, fns.n, &jo, addrs, err, errlen);
-        ok = x->jit != NULL;
-    }
-    if (ok) {
-        int k = 0;
-        x->step = (NndStepFn)addrs[k++];
-        if (want_full)
-            x->step_full = (NndStepFn)addrs[k++];
-        if (want_accum)
-            x->step_accum = (NndStepFn)addrs[k++];
-        for (int i = 0; i < ne; i++)
-            x->evals[i] = (NndStepFn)addrs[k++];
-        if (p->forward)
-            x->forward = (NndStepFn)addrs[k++];
-        x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, want_full ? x->full_sched.arena_bytes : 0);
-        if (want_accum && x->accum_sched.arena_bytes > x->arena_bytes)
-            x->arena_bytes = x->accum_sched.arena_bytes;
-        for (int i = 0; i < ne; i++)
-            if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
-                x->arena_bytes = x->eval_scheds[i].arena_bytes;
-        if (p->forward && x->forward_sched.arena_bytes > x->arena_bytes)
-            x->arena_bytes = x->forward_sched.arena_bytes;
-        x->arena = nnd_alloc((size_t)x->arena_bytes + 64);
-        if (o->profile)
-            x->profile = xcalloc((size_t)x->step_sched.kernels.n + 1, sizeof(int64_t));
-        if (!x->arena) {
-            snprintf(err, errlen, "out of memory for a %lld-byte arena", (long long)x->arena_bytes);
-            ok = false;
-        }
-    }
+    bool ok = build_jit(x, p, o, err, errlen);
     x->compile_seconds = clock_seconds() - t0;
-    for (int i = 0; i < ne + 2; i++)
-        free(names[i]);
-    free(names);
-    free(addrs);
-    vec_free(&fns);
-    vec_free(&step);
-    vec_free(&full);
     if (!ok)
         executable_free(x);
     return ok;
