@@ -16,8 +16,7 @@
 struct Jit {
     LLVMOrcLLJITRef lljit; /* owns the compiled code */
     char *ir;
-    char *target;
-    double seconds, ir_seconds, opt_seconds, mc_seconds;
+    double ir_seconds, opt_seconds, mc_seconds;
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -69,7 +68,6 @@ static LLVMTargetMachineRef host_machine(int opt, char *err, size_t errlen)
 Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOptions *o, void **addrs,
                  char *err, size_t errlen)
 {
-    double t0 = clock_seconds();
     pthread_once(&init_once, init_llvm);
     int opt = o && o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3;
     LLVMTargetMachineRef tm = host_machine(opt, err, errlen);
@@ -100,7 +98,6 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
     }
     Jit *j = xcalloc(1, sizeof *j);
     j->ir_seconds = j_ir_seconds;
-    j->target = xasprintf("%s %s", triple, cpu);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);
@@ -176,7 +173,6 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
     if (tsm)
         LLVMOrcDisposeThreadSafeModule(tsm);
     LLVMDisposeTargetMachine(tm);
-    j->seconds = clock_seconds() - t0;
     if (!ok) {
         jit_free(j);
         return NULL;
@@ -185,7 +181,6 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
 }
 
 const char *jit_ir(const Jit *j) { return j->ir; }
-double jit_seconds(const Jit *j) { return j->seconds; }
 
 void jit_phases(const Jit *j, double *ir, double *opt, double *mc)
 {
@@ -193,7 +188,6 @@ void jit_phases(const Jit *j, double *ir, double *opt, double *mc)
     *opt = j->opt_seconds;
     *mc = j->mc_seconds;
 }
-const char *jit_target(const Jit *j) { return j->target; }
 
 void jit_free(Jit *j)
 {
@@ -205,6 +199,5 @@ void jit_free(Jit *j)
             LLVMConsumeError(e);
     }
     free(j->ir);
-    free(j->target);
     free(j);
 }

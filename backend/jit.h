@@ -28,11 +28,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
                  char *err, size_t errlen);
 /* The optimized IR (when kept), owned by the Jit. */
 const char *jit_ir(const Jit *j);
-double jit_seconds(const Jit *j);
 /* Seconds spent generating IR, optimizing it, and making machine code. */
 void jit_phases(const Jit *j, double *ir, double *opt, double *mc);
-/* "x86-64 znver3 +avx2,+fma,..." */
-const char *jit_target(const Jit *j);
 void jit_free(Jit *j);
 
 #endif

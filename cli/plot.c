@@ -252,7 +252,9 @@ static bool write_atomic(const char *path, const char *data, size_t len, char *e
     return false;
 }
 
-int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
+/* Writes the plot to out_path (NULL: DIR/plot.svg), atomically; the path used goes
+ * to out_used.  Returns 0, or -1 with a message naming the file and the problem. */
+static int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
                  size_t errlen)
 {
     char *csv = xasprintf("%s/metrics.csv", dir);

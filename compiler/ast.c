@@ -36,7 +36,7 @@ _Static_assert(sizeof kind_names / sizeof kind_names[0] == AST_KIND_COUNT,
 
 const char *ast_kind_name(AstKind k) { return kind_names[k]; }
 
-const char *ast_op_text(AstOp op)
+static const char *ast_op_text(AstOp op)
 {
     static const char *t[] = {"?",  "+", "-", "*", "/",  "^",   "@",   "==",  "!=",
                               "<",  "<=", ">", ">=", "and", "or", "neg", "not", "="};

@@ -100,7 +100,6 @@ typedef struct AstModule {
 Ast *ast_new(Arena *arena, AstKind kind, Span span);
 void ast_list_push(Arena *arena, AstList *l, Ast *x);
 const char *ast_kind_name(AstKind k);
-const char *ast_op_text(AstOp op);
 /* Writes an S-expression dump of the node (for tests and `nnd parse`). */
 void ast_dump(const Ast *n, StrBuf *out);
 

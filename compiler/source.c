@@ -69,20 +69,6 @@ void source_line_col(const SourceFile *f, uint32_t offset, int *line, int *col)
     *col = (int)(offset - f->line_starts[lo]) + 1;
 }
 
-Span span_join(Span a, Span b)
-{
-    if (a.file == 0)
-        return b;
-    if (b.file == 0 || b.file != a.file)
-        return a;
-    Span s = a;
-    if (b.start < s.start)
-        s.start = b.start;
-    if (b.end > s.end)
-        s.end = b.end;
-    return s;
-}
-
 void diags_init(Diags *d, SourceMap *sm)
 {
     memset(d, 0, sizeof *d);

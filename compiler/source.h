@@ -42,7 +42,6 @@ SourceFile *source_map_get(const SourceMap *sm, uint32_t file);
 /* 1-based line and byte column of a byte offset. */
 void source_line_col(const SourceFile *f, uint32_t offset, int *line, int *col);
 
-Span span_join(Span a, Span b);
 static inline Span span_none(void) { return (Span){0, 0, 0}; }
 
 typedef enum DiagLevel { DIAG_ERROR, DIAG_WARNING, DIAG_NOTE } DiagLevel;

@@ -77,7 +77,8 @@ static bool make_dirs(const char *dir, char *err, size_t errlen)
     return true;
 }
 
-bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
+/* Writes every parameter and state, and the training point, to path. */
+static bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
                       char *err, size_t errlen)
 {
     int n = p->params.n + p->states.n;

@@ -9,8 +9,6 @@
 
 #include "model.h"
 
-bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
-                      char *err, size_t errlen);
 /* Loads a checkpoint into m (path: a file, or a checkpoint directory, whose newest
  * file is used; *used gets the file's path, malloc'd) and its point into *at.
  * Every tensor must be there with its shape; the seed, batch size and size of the
