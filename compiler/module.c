@@ -199,26 +199,15 @@ Module *frontend_load(Frontend *fe, const char *path, Span from)
     for (int i = 0; i < fe->modules.n; i++)
         if (strcmp(fe->modules.v[i]->path, key) == 0)
             return fe->modules.v[i];
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        diag_error(&fe->diags, from, "cannot read '%s': it is a directory", path);
-        return NULL;
-    }
-    if (stat(path, &st) == 0 && st.st_size > MAX_SOURCE_BYTES) {
-        diag_error(&fe->diags, from, "cannot read '%s': larger than %d MiB", path,
-                   MAX_SOURCE_BYTES >> 20);
-        return NULL;
-    }
     size_t len;
-    char *text = read_file(path, &len);
+    const char *why = NULL;
+    char *text = read_file(path, MAX_SOURCE_BYTES, &len, &why);
     if (!text) {
-        diag_error(&fe->diags, from, "cannot read '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    if (len > MAX_SOURCE_BYTES) {
-        free(text);
-        diag_error(&fe->diags, from, "cannot read '%s': larger than %d MiB", path,
-                   MAX_SOURCE_BYTES >> 20);
+        if (strcmp(why, "it is too large") == 0)
+            diag_error(&fe->diags, from, "cannot read '%s': larger than %d MiB", path,
+                       MAX_SOURCE_BYTES >> 20);
+        else
+            diag_error(&fe->diags, from, "cannot read '%s': %s", path, why);
         return NULL;
     }
     /* stdlib modules are called by their short name; messages show the path as

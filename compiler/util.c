@@ -1,6 +1,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,21 +204,41 @@ int edit_distance(const char *a, const char *b, int cap)
     return prev[lb];
 }
 
-char *read_file(const char *path, size_t *len)
+char *read_file(const char *path, size_t max, size_t *len, const char **why)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: a FIFO with no writer must not block the open; it is refused
+     * below, like every file that is not a regular one (a device reads forever) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        *why = strerror(errno);
         return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *why = S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file";
+        close(fd);
+        return NULL;
+    }
     StrBuf b = {0};
     char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        sb_putn(&b, chunk, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
+    ssize_t n;
+    bool big = false;
+    while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (b.len + (size_t)n > max) { /* the size is checked as it is read: files grow */
+            big = true;
+            break;
+        }
+        sb_putn(&b, chunk, (size_t)n);
+    }
+    int err = n < 0 ? errno : 0;
+    close(fd);
+    if (big || err) {
         sb_free(&b);
-        errno = EIO;
+        *why = big ? "it is too large" : strerror(err);
         return NULL;
     }
     if (!b.s)

@@ -85,9 +85,10 @@ void sb_free(StrBuf *b);
 /* Levenshtein distance, capped: returns a value > cap as soon as it exceeds cap. */
 int edit_distance(const char *a, const char *b, int cap);
 
-/* Reads a whole file; returns a malloc'd NUL-terminated buffer and its length, or
- * NULL with errno set. */
-char *read_file(const char *path, size_t *len);
+/* Reads a whole regular file of at most max bytes; returns a malloc'd
+ * NUL-terminated buffer and its length, or NULL with the reason in *why ("it is a
+ * directory", "it is too large", strerror).  Never blocks on a FIFO. */
+char *read_file(const char *path, size_t max, size_t *len, const char **why);
 
 /* Seconds on a monotonic clock. */
 double clock_seconds(void);

@@ -7,8 +7,8 @@
  * input is wrong, with something on stderr), no sanitizer report.  Inputs: deep
  * nesting, very long expressions, identifiers, numbers and strings, NUL bytes,
  * invalid UTF-8, seeded random binary files, seeded random token soups, seeded
- * mutants of the examples and of the standard library, an empty file, a directory
- * and a missing file.  Everything is deterministic; NND_ROBUSTNESS_SEED changes
+ * mutants of the examples and of the standard library, an empty file, a directory,
+ * a missing file, a FIFO, /dev/zero and a file over the size limit.  Everything is deterministic; NND_ROBUSTNESS_SEED changes
  * the seed and NND_ROBUSTNESS_COUNT the number of random files and of mutants.
  * The input of a failing case is kept in WORKDIR for reproduction. */
 #include <dirent.h>
@@ -379,6 +379,23 @@ static void fixed_inputs(void)
         unlink(path);
         check_path("missing_file", path, EXPECT_ERROR, true);
     }
+    /* files that are not regular: a FIFO with no writer must not block, a device
+     * that never ends must not be read without bound; and a file over the 16 MiB
+     * limit is refused as it is read */
+    {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fifo.nnd", workdir);
+        unlink(path);
+        if (mkfifo(path, 0600) != 0) {
+            fprintf(stderr, "robustness: mkfifo %s: %s\n", path, strerror(errno));
+            exit(2);
+        }
+        check_path("fifo", path, EXPECT_ERROR, false);
+        check_path("dev_zero", "/dev/zero", EXPECT_ERROR, true);
+    }
+    b.n = 0;
+    buf_fill(&b, '#', 17 * MB);
+    check_input("over_16_mib", &b, EXPECT_ERROR);
     free(b.p);
 }
 

@@ -407,7 +407,8 @@ static char *read_example(const char *name)
     char path[512];
     snprintf(path, sizeof path, "%s/examples/%s", NND_SOURCE_DIR, name);
     size_t len;
-    char *s = read_file(path, &len);
+    const char *why;
+    char *s = read_file(path, 1 << 24, &len, &why);
     assert_non_null(s);
     return s;
 }
@@ -744,9 +745,10 @@ static void test_files(void **state)
         char path[512];
         snprintf(path, sizeof path, "%s/tests/jit/programs/%s", NND_SOURCE_DIR, fc->name);
         size_t len;
-        char *src = read_file(path, &len);
+        const char *why;
+        char *src = read_file(path, 1 << 24, &len, &why);
         if (!src) {
-            print_error("cannot read %s\n", path);
+            print_error("cannot read %s: %s\n", path, why);
             fail();
         }
         differential(src, NND_F32, fc->steps, true);
