@@ -226,8 +226,6 @@ int main(int argc, char **argv)
     Options o = {0};
     o.cmd = argv[1];
     int rc = parse_args(argc, argv, &o);
-    if (rc)
-        return rc;
     static const struct {
         const char *name;
         int (*fn)(Options *o);
@@ -237,12 +235,15 @@ int main(int argc, char **argv)
         {"compare", cmd_compare},   {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
         {"plot", cmd_plot},
     };
-    rc = -1;
-    for (size_t i = 0; i < NND_ARRAY_LEN(commands) && rc < 0; i++)
-        if (strcmp(o.cmd, commands[i].name) == 0)
-            rc = commands[i].fn(&o);
-    if (rc < 0)
-        rc = cli_usage_error("unknown command '%s'", o.cmd);
+    if (rc == 0) {
+        rc = -1;
+        for (size_t i = 0; i < NND_ARRAY_LEN(commands) && rc < 0; i++)
+            if (strcmp(o.cmd, commands[i].name) == 0)
+                rc = commands[i].fn(&o);
+        if (rc < 0)
+            rc = cli_usage_error("unknown command '%s'", o.cmd);
+    }
+    /* a usage error frees what parse_args gathered too */
     for (int i = 0; i < o.overrides.n; i++)
         free((char *)o.overrides.v[i].key);
     vec_free(&o.overrides);

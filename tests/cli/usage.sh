@@ -1,0 +1,30 @@
+#!/bin/sh
+# usage.sh NND EXAMPLES: every command-line mistake ends with exit status 2 and one
+# message naming it, before anything is compiled; under the sanitizers nothing may
+# leak on the way out (LeakSanitizer turns a leak into another exit status).
+set -u
+nnd=$1 examples=$2
+fail=0
+expect() { # expect STATUS PATTERN ARGS...: the status and a line of stderr matching PATTERN
+    want=$1 pattern=$2
+    shift 2
+    err=$("$nnd" "$@" 2>&1 >/dev/null)
+    status=$?
+    if [ "$status" -ne "$want" ] || ! printf '%s\n' "$err" | grep -q -- "$pattern"; then
+        echo "FAIL: nnd $*: exit status $status (expected $want), stderr:"
+        printf '%s\n' "$err"
+        fail=1
+    fi
+}
+mlp=$examples/fashion_mnist_mlp.nnd
+expect 2 "needs a whole number from 1 to 256, got 'x'" run "$mlp" --set opt.lr=1 --threads x
+expect 2 "needs a whole number from 1 to 256" run "$mlp" --opt "Adam()" --set a=1 --threads 0
+expect 2 "unknown option '--frobnicate'" run "$mlp" --set a=1 --frobnicate
+expect 2 "--set takes NAME=VALUE" run "$mlp" --set opt.lr=1 --set =3
+expect 2 "needs NAME=VALUE" run "$mlp" --set
+expect 2 "--dtype takes f32 or f64" run "$mlp" --set a=1 --dtype f16
+expect 2 "unknown command 'trian'" trian "$mlp" --set a=1
+expect 2 "run takes one file" run "$mlp" "$mlp"
+expect 2 "needs a number" lrfind "$mlp" --min x
+[ $fail -eq 0 ] && echo "ok: every usage error exits 2 with its message"
+exit $fail
