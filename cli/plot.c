@@ -77,8 +77,8 @@ static bool parse_row(char *line, double *step, char **tag, double *value)
         return false;
     char *end;
     *step = strtod(f[0], &end);
-    if (end == f[0] || *end)
-        return false;
+    if (end == f[0] || *end || !(*step >= 0 && *step <= 9e15) || *step != floor(*step))
+        return false; /* steps are counts: whole, finite, not negative */
     f[3][strcspn(f[3], "\r\n")] = 0;
     *value = strtod(f[3], &end);
     if (end == f[3] || *end || !*f[2])
@@ -111,6 +111,8 @@ static double tick_step(double lo, double hi)
     double m = raw / p;
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
+
+enum { MAX_TICKS = 20 }; /* tick_step gives about 5; the bound only guards the loops */
 
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
@@ -150,7 +152,7 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         smin -= 0.5;
         smax += 0.5;
     }
-    if (vmax == vmin) { /* a constant: a band around it */
+    if (vmax - vmin <= 1e-9 * fmax(fabs(vmin), fabs(vmax))) { /* a constant: a band around it */
         double d = pn->log ? 0.5 : vmin != 0 ? fabs(vmin) * 0.1 : 0.5;
         vmin -= d;
         vmax += d;
@@ -162,7 +164,9 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
 #define SY(v) (top + ph - ((v) - vmin) / (vmax - vmin) * ph)
     /* value ticks: decades on a log axis */
     double vt = pn->log ? fmax(1, round(tick_step(vmin, vmax))) : tick_step(vmin, vmax);
-    for (double t = ceil(vmin / vt) * vt; t <= vmax; t += vt) {
+    double v0 = ceil(vmin / vt) * vt;
+    for (int i = 0; i < MAX_TICKS && v0 + i * vt <= vmax; i++) {
+        double t = v0 + i * vt;
         sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", left,
                   left + pw, SY(t), SY(t));
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 4, SY(t) + 4);
@@ -174,7 +178,9 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
     }
     double st = tick_step(smin, smax);
     st = fmax(1, round(st)); /* whole steps, or whole decades */
-    for (double t = ceil(smin / st) * st; t <= smax; t += st) {
+    double s0 = ceil(smin / st) * st;
+    for (int i = 0; i < MAX_TICKS && s0 + i * st <= smax; i++) {
+        double t = s0 + i * st;
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">", SX(t),
                   top + ph + 14);
         if (pn->logx)
@@ -287,7 +293,8 @@ static int plot_metrics(const char *dir, const char *out_path, char *out_used, s
             /* a run killed while writing may leave its last line cut short */
             if (!whole)
                 break;
-            snprintf(err, errlen, "%s:%ld: not a row step,epoch,tag,value", csv, lineno);
+            snprintf(err, errlen, "%s:%ld: not a row step,epoch,tag,value (a whole step, a number)",
+                     csv, lineno);
             rc = -1;
             break;
         }
