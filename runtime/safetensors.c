@@ -11,7 +11,7 @@
  * from it: the declared byte ranges must tile the data section exactly, as the
  * reference implementation demands.  Tensor bytes are decoded by byte order, so
  * nothing depends on the host's. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath, mkstemp, fsync */
 
 #include "nnd_runtime.h"
 
@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -381,24 +382,66 @@ static int sync_dir(const char *path, NndErr *err)
     return rc;
 }
 
-/* Opens a new temporary file path.tmp.XXXXXX beside path, with the permissions
- * path has (else those a new file gets); *tmp receives its name.  NULL with err. */
-static FILE *atomic_begin(const char *path, char **tmp, NndErr *err)
+/* The file an atomic write replaces: path itself, or, when path is a symbolic
+ * link, the file it points to (the link stays a link).  Targets that are not
+ * regular files are refused: renaming over a device, a FIFO or a directory would
+ * replace it.  A malloc'd (nnd_alloc) path, or NULL with err. */
+static char *write_target(const char *path, NndErr *err)
 {
-    size_t plen = strlen(path);
-    *tmp = nnd_alloc(plen + sizeof ".tmp.XXXXXX");
-    if (!*tmp) {
+    struct stat st;
+    const char *target = path;
+    char real[PATH_MAX];
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (!realpath(path, real)) {
+            nnd_err(err, "%s: a symbolic link to a file that cannot be reached (%s): nnd writes "
+                         "through a link only to an existing file", path, strerror(errno));
+            return NULL;
+        }
+        target = real;
+    }
+    if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
+        nnd_err(err, "%s: not a regular file (%s): nnd writes only regular files", path,
+                S_ISDIR(st.st_mode) ? "a directory" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)
+                                                     ? "a device" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                                                                         : "a socket");
+        return NULL;
+    }
+    size_t n = strlen(target) + 1;
+    char *out = nnd_alloc(n);
+    if (!out) {
         out_of_memory(path, err);
         return NULL;
     }
-    memcpy(*tmp, path, plen);
+    memcpy(out, target, n);
+    return out;
+}
+
+/* Opens a new temporary file TARGET.tmp.XXXXXX beside the file a write to path
+ * replaces (*target: write_target), with the permissions that file has (else
+ * those a new file gets); *tmp receives its name.  NULL with err. */
+static FILE *atomic_begin(const char *path, char **target, char **tmp, NndErr *err)
+{
+    *tmp = NULL;
+    *target = write_target(path, err);
+    if (!*target)
+        return NULL;
+    size_t plen = strlen(*target);
+    *tmp = nnd_alloc(plen + sizeof ".tmp.XXXXXX");
+    if (!*tmp) {
+        out_of_memory(path, err);
+        nnd_free(*target);
+        *target = NULL;
+        return NULL;
+    }
+    memcpy(*tmp, *target, plen);
     memcpy(*tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    mode_t mode = new_file_mode(path);
+    mode_t mode = new_file_mode(*target);
     int fd = mkstemp(*tmp);
     if (fd < 0) {
         nnd_err(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
         nnd_free(*tmp);
-        *tmp = NULL;
+        nnd_free(*target);
+        *tmp = *target = NULL;
         return NULL;
     }
     FILE *fp = NULL;
@@ -410,15 +453,18 @@ static FILE *atomic_begin(const char *path, char **tmp, NndErr *err)
         close(fd);
         unlink(*tmp);
         nnd_free(*tmp);
-        *tmp = NULL;
+        nnd_free(*target);
+        *tmp = *target = NULL;
     }
     return fp;
 }
 
 /* After the bytes went to fp (write_failed when a write did not): flushes, syncs and
- * closes it, renames tmp over path and syncs the directory.  On failure before the
- * rename, tmp is removed.  Closes fp and frees tmp in every case. */
-static int atomic_finish(FILE *fp, char *tmp, const char *path, int write_failed, NndErr *err)
+ * closes it, renames tmp over target (from atomic_begin) and syncs the directory.
+ * On failure before the rename, tmp is removed.  Closes fp and frees tmp and target
+ * in every case; messages name path, the file the user named. */
+static int atomic_finish(FILE *fp, char *tmp, char *target, const char *path, int write_failed,
+                         NndErr *err)
 {
     int rc = -1;
     if (write_failed || fflush(fp) != 0) {
@@ -430,19 +476,19 @@ static int atomic_finish(FILE *fp, char *tmp, const char *path, int write_failed
         fp = NULL;
         if (closed != 0)
             nnd_err(err, "%s: write failed: %s", path, strerror(errno));
-        else if (rename(tmp, path) != 0)
+        else if (rename(tmp, target) != 0)
             nnd_err(err, "%s: cannot rename the temporary file over it: %s", path, strerror(errno));
         else
             rc = 0;
     }
     if (fp)
         fclose(fp);
-    if (rc == 0) {
-        nnd_free(tmp);
-        return sync_dir(path, err);
-    }
-    unlink(tmp);
+    if (rc == 0)
+        rc = sync_dir(target, err);
+    else
+        unlink(tmp);
     nnd_free(tmp);
+    nnd_free(target);
     return rc;
 }
 
@@ -450,12 +496,12 @@ int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *
 {
     if (!path)
         return nnd_err(err, "(null): no file name given");
-    char *tmp;
-    FILE *fp = atomic_begin(path, &tmp, err);
+    char *tmp, *target;
+    FILE *fp = atomic_begin(path, &target, &tmp, err);
     if (!fp)
         return -1;
     errno = 0;
-    return atomic_finish(fp, tmp, path, write_bytes(fp, data, n), err);
+    return atomic_finish(fp, tmp, target, path, write_bytes(fp, data, n), err);
 }
 
 int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
@@ -469,8 +515,8 @@ int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n
     size_t header_len = 0;
     if (build_header(path, tensors, n, meta, n_meta, &header, &header_len, err) != 0)
         return -1;
-    char *tmp;
-    FILE *fp = atomic_begin(path, &tmp, err);
+    char *tmp, *target;
+    FILE *fp = atomic_begin(path, &target, &tmp, err);
     int rc = -1;
     if (fp) {
         errno = 0;
@@ -480,7 +526,7 @@ int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n
             check_tensor(path, &tensors[i], i, &bytes, NULL); /* passed in build_header */
             bad = write_tensor(fp, tensors[i].tensor, bytes);
         }
-        rc = atomic_finish(fp, tmp, path, bad, err);
+        rc = atomic_finish(fp, tmp, target, path, bad, err);
     }
     nnd_free(header);
     return rc;

@@ -151,7 +151,10 @@ typedef struct NndStrPair {
  * failure before the rename the temporary file is removed and any file already at
  * path is untouched; a failure to sync the directory after the rename is reported
  * too, with the new file in place.  The new file keeps the old one's permissions
- * (else 0666 less the umask).  Borrows everything. */
+ * (else 0666 less the umask).  When path is a symbolic link, the file it points to
+ * is replaced and the link stays; a link to nothing, and a path that is a
+ * directory, a device, a FIFO or a socket, are refused (renaming over them would
+ * replace them).  Borrows everything. */
 int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
                           const NndStrPair *meta, int n_meta, NndErr *err);
 /* Writes n bytes to path the same atomic way (for plots and other small files). */

@@ -397,16 +397,46 @@ static void test_atomic_write(void **state)
     int rc = nnd_safetensors_write(nodir, &named, 1, NULL, 0, &err);
     assert_load_error(rc, &err, nodir, "cannot create a temporary file");
 
-    /* The target is a directory: the rename fails and the temporary file goes. */
+    /* Targets that are not regular files are refused before anything is written
+     * (renaming over them would replace a directory, a device or a FIFO). */
     const char *dir_name = "st_atomic_dir";
     const char *dir = tmp_path(dir_name);
     mkdir(dir, 0777);
     rc = nnd_safetensors_write(dir, &named, 1, NULL, 0, &err);
-    assert_load_error(rc, &err, dir, "cannot rename");
+    assert_load_error(rc, &err, dir, "not a regular file (a directory)");
     assert_int_equal(count_temps(NND_TEST_TMP, dir_name), 0);
     struct stat sb;
     assert_int_equal(stat(dir, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));
+    const char *fifo = tmp_path("st_atomic_fifo");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    rc = nnd_write_file_atomic(fifo, "x", 1, &err);
+    assert_load_error(rc, &err, fifo, "not a regular file (a FIFO)");
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    /* A symbolic link is written through: the file it points to is replaced, the
+     * link stays a link; a link to nothing is refused. */
+    const char *real = tmp_path("st_atomic_real.safetensors");
+    const char *link = tmp_path("st_atomic_link.safetensors");
+    write_file(real, OLD, strlen(OLD));
+    unlink(link);
+    assert_int_equal(symlink("st_atomic_real.safetensors", link), 0);
+    assert_int_equal(nnd_safetensors_write(link, &named, 1, NULL, 0, &err), 0);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    NndSafetensors through;
+    assert_int_equal(nnd_safetensors_open(&through, real, &err), 0);
+    assert_int_equal(through.n_tensors, 1);
+    nnd_safetensors_close(&through);
+    assert_int_equal(count_temps(NND_TEST_TMP, "st_atomic_real.safetensors"), 0);
+    unlink(link);
+    assert_int_equal(symlink("st_atomic_missing.safetensors", link), 0);
+    rc = nnd_safetensors_write(link, &named, 1, NULL, 0, &err);
+    assert_load_error(rc, &err, link, "a symbolic link to a file that cannot be reached");
+    unlink(link);
+    unlink(real);
 
     /* The disk fills up mid-write (a file size limit, which holds for root too): the
      * old file stays as it was. */
@@ -686,12 +716,13 @@ static void test_faults(void **state)
             break;
         }
         assert_load_error(rc, &err, wpath, "out of memory");
-        /* The last allocation comes after the rename: the new file is in place. */
-        if (n < 3)
+        /* The header, the target's path, the temporary's; the last allocation
+         * comes after the rename: the new file is in place. */
+        if (n < 4)
             assert_untouched(wpath, name);
     }
     print_message("write: %ld allocations, each failed once\n", n - 1);
-    assert_int_equal(n - 1, 3);
+    assert_int_equal(n - 1, 4);
     nnd_tensor_free(&t);
 }
 
