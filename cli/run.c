@@ -54,6 +54,12 @@ int cmd_run(Options *o)
     bool have_model = false;
     if (!p || !program_load_data(p, &fe.diags))
         goto done;
+    NndErr werr;
+    if (p->save_path && nnd_check_write_path(p->save_path, &werr) != 0) {
+        /* before training, not after it: the trained weights would have nowhere to go */
+        diag_error(&fe.diags, p->save_span, "cannot save there: %s", werr.msg);
+        goto done;
+    }
     ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);

@@ -416,6 +416,28 @@ static char *write_target(const char *path, NndErr *err)
     return out;
 }
 
+int nnd_check_write_path(const char *path, NndErr *err)
+{
+    char *target = write_target(path, err);
+    if (!target)
+        return -1;
+    /* the temporary file goes beside the target: its directory must exist */
+    const char *slash = strrchr(target, '/');
+    int rc = 0;
+    if (slash && slash != target) {
+        *(char *)slash = 0;
+        struct stat st;
+        if (stat(target, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = nnd_err(err, "%s: the directory %s does not exist", path, target);
+        else if (access(target, W_OK) != 0)
+            rc = nnd_err(err, "%s: cannot write in the directory %s: %s", path, target, strerror(errno));
+    } else if (!slash && access(".", W_OK) != 0) {
+        rc = nnd_err(err, "%s: cannot write in the working directory: %s", path, strerror(errno));
+    }
+    nnd_free(target);
+    return rc;
+}
+
 /* Opens a new temporary file TARGET.tmp.XXXXXX beside the file a write to path
  * replaces (*target: write_target), with the permissions that file has (else
  * those a new file gets); *tmp receives its name.  NULL with err. */

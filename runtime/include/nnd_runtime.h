@@ -157,6 +157,11 @@ typedef struct NndStrPair {
  * replace them).  Borrows everything. */
 int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n,
                           const NndStrPair *meta, int n_meta, NndErr *err);
+/* Whether an atomic write to path can succeed as far as can be told beforehand:
+ * the target is a regular file or missing (through a link to an existing file),
+ * and its directory exists and is writable.  0, or -1 with why.  For checking a
+ * save path before hours of training. */
+int nnd_check_write_path(const char *path, NndErr *err);
 /* Writes n bytes to path the same atomic way (for plots and other small files). */
 int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *err);
 

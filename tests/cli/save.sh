@@ -1,0 +1,53 @@
+#!/bin/sh
+# save.sh NND WORKDIR: `save` never renames over what is not a regular file, writes
+# through symbolic links, and refuses a bad target before training, not after.
+set -u
+nnd=$1 work=$2
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+fail=0
+prog() { # prog FILE SAVE-PATH: a one-step program that saves to SAVE-PATH
+    cat > "$1" <<EOT
+use nn
+use optim
+model M {
+    fc = Dense(1, 1)
+    fn forward(x) = fc(x)
+}
+train {
+    data train = tensors(x = [[1], [2]], y = [[2], [4]])
+    net = M()
+    loss = mse(net(x), y)
+    opt = SGD()
+    steps = 1
+    save "$2"
+}
+EOT
+}
+refused() { # refused SAVE-PATH PATTERN
+    prog bad.nnd "$1"
+    out=$("$nnd" run bad.nnd 2>&1)
+    status=$?
+    if [ $status -ne 1 ] || ! printf '%s\n' "$out" | grep -q -- "$2" || printf '%s\n' "$out" | grep -q "^training on"; then
+        echo "FAIL: save \"$1\": exit status $status, expected 1 before training with '$2':"
+        printf '%s\n' "$out"
+        fail=1
+    fi
+}
+refused /dev/full "bad.nnd:13:5: error: cannot save there: /dev/full: not a regular file (a device)"
+[ -c /dev/full ] || { echo "FAIL: /dev/full is no longer a device"; fail=1; }
+mkdir adir.safetensors
+refused adir.safetensors "not a regular file (a directory)"
+mkfifo fifo.safetensors
+refused fifo.safetensors "not a regular file (a FIFO)"
+refused nodir/m.safetensors "the directory nodir does not exist"
+ln -s missing.safetensors dangling.safetensors
+refused dangling.safetensors "a symbolic link to a file that cannot be reached"
+# through a link: the file it points to gets the model, the link stays
+echo old > real.safetensors
+ln -s real.safetensors link.safetensors
+prog good.nnd link.safetensors
+"$nnd" run good.nnd > good.log 2>&1 || { cat good.log; fail=1; }
+[ -L link.safetensors ] || { echo "FAIL: the link was replaced"; fail=1; }
+grep -q old real.safetensors && { echo "FAIL: the file behind the link was not written"; fail=1; }
+[ $fail -eq 0 ] && echo "ok: bad save targets refused before training; links written through"
+exit $fail
