@@ -36,6 +36,27 @@ static void print_params(const Program *p, const Model *m)
     }
 }
 
+/* The temporary files that saves and checkpoints of killed runs left behind: only
+ * those named like this run's own outputs, and only stale ones. */
+static bool remove_stale_temps(const Program *p)
+{
+    int saves = 0, ckpts = 0;
+    NndErr e;
+    char err[1024];
+    if (p->save_path && nnd_remove_stale_temps_of(p->save_path, STALE_TEMP_AGE_S, &saves, &e) != 0) {
+        fprintf(stderr, "nnd: %s\n", e.msg);
+        return false;
+    }
+    if (p->ckpt_dir && checkpoint_remove_stale_temps(p, &ckpts, err, sizeof err) != 0) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return false;
+    }
+    if (saves + ckpts)
+        printf("removed %d temporary file%s left by a save that was killed midway\n", saves + ckpts,
+               saves + ckpts == 1 ? "" : "s");
+    return true;
+}
+
 int cmd_run(Options *o)
 {
     if (o->files.n != 1)
@@ -60,6 +81,8 @@ int cmd_run(Options *o)
         diag_error(&fe.diags, p->save_span, "cannot save there: %s", werr.msg);
         goto done;
     }
+    if (!remove_stale_temps(p))
+        goto done;
     ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);

@@ -238,3 +238,11 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
     return ok;
 }
 
+int checkpoint_remove_stale_temps(const Program *p, int *removed, char *err, size_t errlen)
+{
+    NndErr e;
+    if (nnd_remove_stale_temps(p->ckpt_dir, "step-*.safetensors", STALE_TEMP_AGE_S, removed, &e) == 0)
+        return 0;
+    snprintf(err, errlen, "%s", e.msg);
+    return -1;
+}

@@ -25,4 +25,11 @@ typedef struct CheckpointTarget {
 } CheckpointTarget;
 int checkpoint_hook(void *ctx, const NndTrainPoint *at, NndErr *err);
 
+/* A save or checkpoint killed midway leaves its temporary file; a temporary older
+ * than this is no other process's save in progress. */
+enum { STALE_TEMP_AGE_S = 60 };
+/* Removes the stale temporaries of checkpoint files in p's checkpoint directory;
+ * *removed gets their count. */
+int checkpoint_remove_stale_temps(const Program *p, int *removed, char *err, size_t errlen);
+
 #endif

@@ -15,7 +15,9 @@
 
 #include "nnd_runtime.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The reference implementation refuses headers over 100 MB as well. */
@@ -510,6 +513,82 @@ static int atomic_finish(FILE *fp, char *tmp, char *target, const char *path, in
     else
         unlink(tmp);
     nnd_free(tmp);
+    nnd_free(target);
+    return rc;
+}
+
+/* Whether name is a temporary file of an atomic write (BASE.tmp.XXXXXX, six
+ * characters of mkstemp's alphabet); *base_len gets the length of BASE. */
+static int is_temp_name(const char *name, size_t *base_len)
+{
+    size_t n = strlen(name);
+    if (n <= 11 || memcmp(name + n - 11, ".tmp.", 5) != 0)
+        return 0;
+    for (size_t i = n - 6; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+              (name[i] >= '0' && name[i] <= '9')))
+            return 0;
+    *base_len = n - 11;
+    return 1;
+}
+
+int nnd_remove_stale_temps(const char *dir, const char *pattern, int min_age_s, int *removed,
+                           NndErr *err)
+{
+    *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : nnd_err(err, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = 0;
+    time_t now = time(NULL);
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t blen;
+        if (!is_temp_name(de->d_name, &blen) || blen >= 4096)
+            continue;
+        char base[4096], path[8192];
+        memcpy(base, de->d_name, blen);
+        base[blen] = 0;
+        if (fnmatch(pattern, base, FNM_PERIOD) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat st;
+        /* a temporary written to in the last min_age_s seconds may be another
+         * process's save in progress: left alone */
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || now - st.st_mtime < min_age_s)
+            continue;
+        if (unlink(path) == 0)
+            (*removed)++;
+        else if (rc == 0)
+            rc = nnd_err(err, "%s: cannot remove a stale temporary file: %s", path, strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+int nnd_remove_stale_temps_of(const char *path, int min_age_s, int *removed, NndErr *err)
+{
+    *removed = 0;
+    char *target = write_target(path, err);
+    if (!target)
+        return -1;
+    /* the pattern is the target's name with fnmatch's special characters escaped */
+    const char *slash = strrchr(target, '/');
+    const char *name = slash ? slash + 1 : target;
+    char pattern[8192], dir[8192];
+    size_t k = 0;
+    for (const char *c = name; *c && k + 2 < sizeof pattern; c++) {
+        if (strchr("*?[]\\", *c))
+            pattern[k++] = '\\';
+        pattern[k++] = *c;
+    }
+    pattern[k] = 0;
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == target)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - target), target);
+    int rc = nnd_remove_stale_temps(dir, pattern, min_age_s, removed, err);
     nnd_free(target);
     return rc;
 }

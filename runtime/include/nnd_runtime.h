@@ -162,6 +162,14 @@ int nnd_safetensors_write(const char *path, const NndNamedTensor *tensors, int n
  * and its directory exists and is writable.  0, or -1 with why.  For checking a
  * save path before hours of training. */
 int nnd_check_write_path(const char *path, NndErr *err);
+/* A write killed midway (SIGKILL, a power cut) leaves its temporary file
+ * (PATH.tmp.XXXXXX).  These remove such files older than min_age_s seconds (a
+ * younger one may be another process's write in progress): those whose PATH, in
+ * directory dir, matches the fnmatch pattern; or those of one target path.
+ * *removed gets their count; -1 with err when one cannot be removed. */
+int nnd_remove_stale_temps(const char *dir, const char *pattern, int min_age_s, int *removed,
+                           NndErr *err);
+int nnd_remove_stale_temps_of(const char *path, int min_age_s, int *removed, NndErr *err);
 /* Writes n bytes to path the same atomic way (for plots and other small files). */
 int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *err);
 

@@ -49,5 +49,23 @@ prog good.nnd link.safetensors
 "$nnd" run good.nnd > good.log 2>&1 || { cat good.log; fail=1; }
 [ -L link.safetensors ] || { echo "FAIL: the link was replaced"; fail=1; }
 grep -q old real.safetensors && { echo "FAIL: the file behind the link was not written"; fail=1; }
-[ $fail -eq 0 ] && echo "ok: bad save targets refused before training; links written through"
+# temporaries of saves killed midway: this run's stale ones go, nothing else
+prog clean.nnd m.safetensors
+sed -i 's|    steps = 1|    steps = 1\n    checkpoint every 1 steps to "ck"|' clean.nnd
+mkdir ck
+for f in m.safetensors.tmp.AbC123 other.safetensors.tmp.aaaaaa ck/step-00000001.safetensors.tmp.qwerty \
+         ck/notes.tmp.abcdef; do
+    echo x > "$f" && touch -d '2 minutes ago' "$f"
+done
+echo x > m.safetensors.tmp.Zz9999 # fresh: perhaps another process's save in progress
+"$nnd" run clean.nnd > clean.log 2>&1 || { cat clean.log; fail=1; }
+grep -q "removed 2 temporary files left by a save that was killed midway" clean.log ||
+    { echo "FAIL: no report of the removed temporaries:"; cat clean.log; fail=1; }
+for f in m.safetensors.tmp.AbC123 ck/step-00000001.safetensors.tmp.qwerty; do
+    [ -e "$f" ] && { echo "FAIL: $f is still there"; fail=1; }
+done
+for f in m.safetensors.tmp.Zz9999 other.safetensors.tmp.aaaaaa ck/notes.tmp.abcdef; do
+    [ -e "$f" ] || { echo "FAIL: $f was removed"; fail=1; }
+done
+[ $fail -eq 0 ] && echo "ok: bad save targets refused before training; links written through; stale temporaries removed"
 exit $fail
