@@ -121,13 +121,17 @@ int cmd_run(Options *o)
     TrainOptions to = {.pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
     if (o->resume) {
         char *used = NULL;
-        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, err, sizeof err)) {
+        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, stderr, err, sizeof err)) {
             fprintf(stderr, "nnd: --resume: %s\n", err);
             goto done;
         }
         printf("resuming from %s: step %lld of %lld\n", used, (long long)to.resume.step,
                (long long)program_total_steps(p));
         free(used);
+    }
+    if (p->ckpt_dir && !checkpoint_check_dir(p, &to.resume, stderr, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        goto done;
     }
     Logger lg;
     bool have_log = false;

@@ -189,3 +189,73 @@ void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx
     }
 }
 
+
+/* FNV-1a, 64 bits, over n bytes, continuing from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+
+/* A node's hash from its op, dtype, shape, attributes and its inputs' hashes
+ * (already in memo: inputs have smaller ids), so that it depends on the structure
+ * only, not on the ids that other parts of the graph moved. */
+static uint64_t node_hash(const Graph *g, NodeId id, const uint64_t *memo)
+{
+    const Node *n = &g->nodes.v[id];
+    uint64_t h = 0xcbf29ce484222325ull;
+    int64_t f[8] = {n->op, n->dtype, n->nin, n->keep | n->ta << 1 | n->tb << 2, n->idx, n->mask,
+                    (int64_t)n->key, n->shape.rank};
+    h = fnv(h, f, sizeof f);
+    h = fnv(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.rank);
+    h = fnv(h, &n->num, sizeof n->num);
+    if (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER)
+        h = fnv_str(h, n->name);
+    if (n->op == OP_TENSOR)
+        h = fnv(h, &g->fpool.v[n->pool], sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
+    else
+        h = fnv(h, &g->ipool.v[n->pool], sizeof(int64_t) * (size_t)graph_pool_len(n));
+    for (int i = 0; i < n->nin; i++)
+        h = fnv(h, &memo[n->in[i]], sizeof(uint64_t));
+    return h;
+}
+
+uint64_t program_fingerprint(const Program *p)
+{
+    const Graph *g = &p->g;
+    uint64_t *memo = xcalloc((size_t)graph_count(g), sizeof(uint64_t));
+    int64_t settings[6] = {p->float_dtype, (int64_t)p->seed, p->batch, p->accumulate,
+                           p->data.v[p->train_data].n, p->shuffle};
+    uint64_t h = fnv(0xcbf29ce484222325ull, settings, sizeof settings);
+    for (int i = 0; i < p->params.n; i++)
+        h = fnv_str(h, p->params.v[i].name);
+    for (int i = 0; i < p->states.n; i++)
+        h = fnv_str(h, p->states.v[i].name);
+    /* the nodes the updates read, hashed in id order: inputs before their users */
+    NodeVec roots = {0};
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(&roots, p->updates.v[i].value);
+    for (int i = 0; i < p->accum_updates.n; i++)
+        vec_push(&roots, p->accum_updates.v[i].value);
+    bool *live = xcalloc((size_t)graph_count(g), 1);
+    graph_mark_live((Graph *)g, roots.v, roots.n, live);
+    for (int id = 1; id < graph_count(g); id++)
+        if (live[id])
+            memo[id] = node_hash(g, (NodeId)id, memo);
+    free(live);
+    vec_free(&roots);
+    for (int pass = 0; pass < 2; pass++) {
+        const Update *u = pass ? p->accum_updates.v : p->updates.v;
+        int n = pass ? p->accum_updates.n : p->updates.n;
+        for (int i = 0; i < n; i++) {
+            uint64_t hv[3] = {(uint64_t)u[i].is_state, (uint64_t)u[i].index, memo[u[i].value]};
+            h = fnv(h, hv, sizeof hv);
+        }
+    }
+    free(memo);
+    return h;
+}

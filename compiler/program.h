@@ -165,6 +165,12 @@ double *program_hyper_values(const Program *p);
 int64_t program_steps_per_epoch(const Program *p);
 /* Total number of optimizer steps the program runs. */
 int64_t program_total_steps(const Program *p);
+/* What a resumed run must share with the run that wrote its checkpoint: the
+ * training step's graph (models, loss, update rules) by its structure, the
+ * parameters' and states' names, the float type, seed, batch, accumulate and the
+ * training set's size, hashed.  Hyper-parameter values, epochs and steps, logs and
+ * evals are not part of it. */
+uint64_t program_fingerprint(const Program *p);
 /* Rows idx[0..b) of a loaded data set, gathered into new contiguous buffers *bx and
  * *by (malloc'd; the caller frees them). */
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,35 +25,70 @@ static int64_t ckpt_file_step(const char *name)
     return v;
 }
 
-/* Steps of the checkpoint files in dir, ascending; n gets their count. */
-static int64_t *ckpt_list(const char *dir, int *n)
-{
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d)
-        return NULL;
-    VEC(int64_t) v = {0};
-    for (struct dirent *de; (de = readdir(d));) {
-        int64_t s = ckpt_file_step(de->d_name);
-        if (s >= 0)
-            vec_push(&v, s);
-    }
-    closedir(d);
-    for (int i = 1; i < v.n; i++) /* insertion sort: a handful of files */
-        for (int j = i; j > 0 && v.v[j - 1] > v.v[j]; j--) {
-            int64_t t = v.v[j];
-            v.v[j] = v.v[j - 1];
-            v.v[j - 1] = t;
-        }
-    *n = v.n;
-    return v.v;
-}
-
 static char *ckpt_path(const char *dir, int64_t step)
 {
     StrBuf b = {0};
     sb_printf(&b, "%s/%s%08lld%s", dir, CKPT_PREFIX, (long long)step, CKPT_SUFFIX);
     return b.s;
+}
+
+/* A checkpoint file of a directory, with the identities its metadata gives (""
+ * when it has none: written by an older nnd, or not a checkpoint). */
+typedef struct CkptFile {
+    int64_t step;
+    char program[17], run[17];
+} CkptFile;
+
+typedef VEC(CkptFile) CkptFiles;
+
+/* The checkpoint files in dir, by ascending step. */
+static void ckpt_list(const char *dir, CkptFiles *out)
+{
+    out->n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        CkptFile f = {ckpt_file_step(de->d_name), "", ""};
+        if (f.step < 0)
+            continue;
+        char *path = ckpt_path(dir, f.step);
+        NndSafetensors st;
+        NndErr e;
+        if (nnd_safetensors_open(&st, path, &e) == 0) {
+            const char *prog = nnd_safetensors_meta(&st, "program"), *run = nnd_safetensors_meta(&st, "run");
+            snprintf(f.program, sizeof f.program, "%s", prog ? prog : "");
+            snprintf(f.run, sizeof f.run, "%s", run ? run : "");
+            nnd_safetensors_close(&st);
+        }
+        free(path);
+        vec_push(out, f);
+    }
+    closedir(d);
+    for (int i = 1; i < out->n; i++) /* insertion sort: a handful of files */
+        for (int j = i; j > 0 && out->v[j - 1].step > out->v[j].step; j--) {
+            CkptFile tmp = out->v[j];
+            out->v[j] = out->v[j - 1];
+            out->v[j - 1] = tmp;
+        }
+}
+
+/* The program's identity (what a resumed run must share: program_fingerprint)
+ * and the run's (the program with its total steps and hyper-parameter values: two
+ * runs with the same one make the same checkpoints), as 16 hex digits each. */
+static void ckpt_ids(const Program *p, char program[17], char run[17])
+{
+    uint64_t h = program_fingerprint(p);
+    snprintf(program, 17, "%016llx", (unsigned long long)h);
+    int64_t total = program_total_steps(p);
+    h = (h ^ (uint64_t)total) * 0x100000001b3ull;
+    for (int i = 0; i < p->hypers.n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &p->hypers.v[i].value, sizeof bits);
+        for (int k = 0; k < 8; k++)
+            h = (h ^ ((bits >> (8 * k)) & 0xff)) * 0x100000001b3ull;
+    }
+    snprintf(run, 17, "%016llx", (unsigned long long)h);
 }
 
 /* mkdir -p */
@@ -77,9 +113,9 @@ static bool make_dirs(const char *dir, char *err, size_t errlen)
     return true;
 }
 
-/* Writes every parameter and state, and the training point, to path. */
+/* Writes every parameter and state, the training point and the identities to path. */
 static bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
-                      char *err, size_t errlen)
+                             char *err, size_t errlen)
 {
     int n = p->params.n + p->states.n;
     NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
@@ -87,7 +123,7 @@ static bool checkpoint_write(const Program *p, const Model *m, const char *path,
         named[i] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
     for (int i = 0; i < p->states.n; i++)
         named[p->params.n + i] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
-    char step[32], epoch[32], lsum[40], ln[32], seed[32], batch[32], samples[32];
+    char step[32], epoch[32], lsum[40], ln[32], seed[32], batch[32], samples[32], prog[17], run[17];
     snprintf(step, sizeof step, "%lld", (long long)at->step);
     snprintf(epoch, sizeof epoch, "%lld", (long long)at->epoch);
     snprintf(lsum, sizeof lsum, "%.17g", at->loss_sum);
@@ -95,11 +131,13 @@ static bool checkpoint_write(const Program *p, const Model *m, const char *path,
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
     snprintf(batch, sizeof batch, "%lld", (long long)p->batch);
     snprintf(samples, sizeof samples, "%lld", (long long)p->data.v[p->train_data].n);
+    ckpt_ids(p, prog, run);
     char accum[32];
     snprintf(accum, sizeof accum, "%lld", (long long)p->accumulate);
     NndStrPair meta[] = {{"format", "nnd-checkpoint"}, {"step", step}, {"epoch", epoch},
                          {"loss_sum", lsum}, {"loss_n", ln}, {"seed", seed}, {"batch", batch},
-                         {"train_samples", samples}, {"accumulate", accum}};
+                         {"train_samples", samples}, {"program", prog}, {"run", run},
+                         {"accumulate", accum}};
     NndErr e;
     /* "accumulate" only when it is used: files stay as they were without it */
     int nmeta = (int)NND_ARRAY_LEN(meta) - (p->accumulate > 1 ? 0 : 1);
@@ -121,16 +159,78 @@ int checkpoint_hook(void *ctx, const NndTrainPoint *at, NndErr *err)
     free(path);
     if (!ok)
         return nnd_err(err, "%s", msg);
-    /* keep the newest ones: the one just written is among them */
-    int n;
-    int64_t *steps = ckpt_list(c->p->ckpt_dir, &n);
-    for (int i = 0; c->p->ckpt_keep > 0 && i < n - c->p->ckpt_keep; i++) {
-        char *old = ckpt_path(c->p->ckpt_dir, steps[i]);
+    if (c->p->ckpt_keep <= 0)
+        return 0;
+    /* keep this run's newest ones (the one just written is among them); other
+     * runs' checkpoints in the directory are not this run's to remove */
+    char prog[17], run[17];
+    ckpt_ids(c->p, prog, run);
+    CkptFiles files = {0};
+    ckpt_list(c->p->ckpt_dir, &files);
+    int mine = 0;
+    for (int i = 0; i < files.n; i++)
+        mine += strcmp(files.v[i].run, run) == 0;
+    for (int i = 0; i < files.n && mine > c->p->ckpt_keep; i++) {
+        if (strcmp(files.v[i].run, run) != 0)
+            continue;
+        char *old = ckpt_path(c->p->ckpt_dir, files.v[i].step);
         remove(old);
         free(old);
+        mine--;
     }
-    free(steps);
+    vec_free(&files);
     return 0;
+}
+
+/* Whether the run writes a checkpoint after step s (1-based count of steps done):
+ * every ckpt_every steps or epochs, and after the last one. */
+static bool writes_step(const Program *p, int64_t s)
+{
+    int64_t total = program_total_steps(p), per_epoch = program_steps_per_epoch(p);
+    if (s < 1 || s > total)
+        return false;
+    if (s == total)
+        return true;
+    if (p->ckpt_in_epochs)
+        return s % per_epoch == 0 && (s / per_epoch) % p->ckpt_every == 0;
+    return s % p->ckpt_every == 0;
+}
+
+bool checkpoint_check_dir(const Program *p, const NndTrainPoint *start, FILE *warn, char *err,
+                          size_t errlen)
+{
+    char prog[17], run[17];
+    ckpt_ids(p, prog, run);
+    CkptFiles files = {0};
+    ckpt_list(p->ckpt_dir, &files);
+    int others = 0;
+    int64_t clash = -1;
+    for (int i = 0; i < files.n; i++) {
+        const CkptFile *f = &files.v[i];
+        if (strcmp(f->run, run) == 0)
+            continue; /* this run's: what it writes again is the same */
+        /* a resumed run continues the run it resumes, whose later checkpoints it
+         * may replace; anything else would be lost */
+        bool lineage = start->step > 0 && strcmp(f->program, prog) == 0;
+        if (!lineage)
+            others++;
+        if (!lineage && clash < 0 && f->step > start->step && writes_step(p, f->step))
+            clash = f->step;
+    }
+    vec_free(&files);
+    if (clash >= 0) {
+        char *path = ckpt_path(p->ckpt_dir, clash);
+        snprintf(err, errlen, "%s holds checkpoints of another run (%s among them) that this run "
+                              "would overwrite: checkpoint to another directory, or move them",
+                 p->ckpt_dir, path);
+        free(path);
+        return false;
+    }
+    if (others && warn)
+        fprintf(warn, "warning: %s holds %d checkpoint%s of other runs (another program, seed or "
+                      "settings); they are kept, and --resume %s takes this program's\n",
+                p->ckpt_dir, others, others == 1 ? "" : "s", p->ckpt_dir);
+    return true;
 }
 
 static bool meta_int(const NndSafetensors *st, const char *key, int64_t *out)
@@ -147,70 +247,141 @@ static bool meta_int(const NndSafetensors *st, const char *key, int64_t *out)
     return true;
 }
 
-bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
-                     char *err, size_t errlen)
+/* The file --resume DIR takes: the newest checkpoint of this very run (same
+ * program, length and hyper-parameters); else the furthest of this program (notes
+ * say which, when several runs of it are there); else, when the directory holds
+ * none of this program, its newest checkpoint, whose tensors and settings are then
+ * checked like any file's (a changed update rule can start from it). */
+static char *choose_in_dir(const Program *p, const char *dir, FILE *note, char *err, size_t errlen)
 {
-    struct stat sb;
+    char prog[17], run[17];
+    ckpt_ids(p, prog, run);
+    CkptFiles files = {0};
+    ckpt_list(dir, &files);
+    int own = -1, same = -1, runs = 0;
+    for (int i = 0; i < files.n; i++) { /* ascending steps: later ones are newer */
+        if (strcmp(files.v[i].program, prog) != 0)
+            continue;
+        bool new_run = true;
+        for (int k = 0; k < i; k++)
+            new_run &= strcmp(files.v[k].program, prog) != 0 || strcmp(files.v[k].run, files.v[i].run) != 0;
+        runs += new_run;
+        same = i;
+        if (strcmp(files.v[i].run, run) == 0)
+            own = i;
+    }
     char *file = NULL;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        int n;
-        int64_t *steps = ckpt_list(path, &n);
-        if (n == 0) {
-            free(steps);
-            snprintf(err, errlen, "%s: no checkpoint (step-*.safetensors) in this directory", path);
-            return false;
-        }
-        file = ckpt_path(path, steps[n - 1]);
-        free(steps);
+    if (files.n == 0) {
+        snprintf(err, errlen, "%s: no checkpoint (step-*.safetensors) in this directory", dir);
+    } else if (own >= 0) {
+        file = ckpt_path(dir, files.v[own].step);
+    } else if (same >= 0) {
+        file = ckpt_path(dir, files.v[same].step);
+        if (note && runs > 1)
+            fprintf(note, "note: %s holds checkpoints of %d runs of this program, none with this "
+                          "run's length and hyper-parameters: resuming the furthest, %s\n",
+                    dir, runs, file);
     } else {
-        file = xstrdup(path);
+        file = ckpt_path(dir, files.v[files.n - 1].step);
+        if (note)
+            fprintf(note, "note: %s holds no checkpoint of this program: trying the newest, %s\n",
+                    dir, file);
     }
-    NndSafetensors st;
-    NndErr e;
-    if (nnd_safetensors_open(&st, file, &e) != 0) {
-        snprintf(err, errlen, "%s", e.msg);
-        free(file);
-        return false;
-    }
-    bool ok = true;
-    const char *fmt = nnd_safetensors_meta(&st, "format");
-    int64_t seed, batch, samples, ln;
-    if (!fmt || strcmp(fmt, "nnd-checkpoint") != 0 || !meta_int(&st, "step", &at->step) ||
-        !meta_int(&st, "epoch", &at->epoch) || !meta_int(&st, "loss_n", &ln) ||
-        !meta_int(&st, "seed", &seed) || !meta_int(&st, "batch", &batch) ||
-        !meta_int(&st, "train_samples", &samples) || !nnd_safetensors_meta(&st, "loss_sum")) {
+    vec_free(&files);
+    return file;
+}
+
+/* The training point a checkpoint's metadata gives: every field a number, the
+ * running loss finite, and the same seed, batch, training set and accumulate as
+ * the run's (checked against the run by point_in_run once the tensors fit). */
+static bool read_point(const Program *p, const NndSafetensors *st, const char *file,
+                       NndTrainPoint *at, char *err, size_t errlen)
+{
+    const char *fmt = nnd_safetensors_meta(st, "format");
+    if (!fmt || strcmp(fmt, "nnd-checkpoint") != 0) {
         snprintf(err, errlen, "%s: not an nnd checkpoint (its metadata lacks the training point; "
                               "a model saved by `save` holds only parameters)", file);
-        ok = false;
+        return false;
     }
+    static const char *const keys[] = {"step", "epoch", "loss_n", "seed", "batch", "train_samples"};
+    int64_t v[6];
+    for (int i = 0; i < 6; i++)
+        if (!meta_int(st, keys[i], &v[i])) {
+            snprintf(err, errlen, "%s: its metadata '%s' is %s", file, keys[i],
+                     nnd_safetensors_meta(st, keys[i]) ? "not a whole number" : "missing");
+            return false;
+        }
     int64_t accum = 1;
-    if (ok && nnd_safetensors_meta(&st, "accumulate") && !meta_int(&st, "accumulate", &accum)) {
+    if (nnd_safetensors_meta(st, "accumulate") && !meta_int(st, "accumulate", &accum)) {
         snprintf(err, errlen, "%s: its metadata 'accumulate' is not a whole number", file);
-        ok = false;
+        return false;
     }
-    if (ok && accum != p->accumulate) {
+    const char *ls = nnd_safetensors_meta(st, "loss_sum");
+    char *end = NULL;
+    double loss_sum = ls ? strtod(ls, &end) : NAN;
+    if (!ls || end == ls || *end || !isfinite(loss_sum)) {
+        snprintf(err, errlen, "%s: its metadata 'loss_sum' is %s", file,
+                 ls ? "not a finite number" : "missing");
+        return false;
+    }
+    int64_t samples = p->data.v[p->train_data].n;
+    const char *what = (uint64_t)v[3] != p->seed ? "seed" : v[4] != p->batch ? "batch" : NULL;
+    if (what || v[5] != samples) {
+        snprintf(err, errlen, "%s was written by a run with %s %lld, this one has %lld: a "
+                              "resumed run must draw the same batches",
+                 file, what ? what : "a training set of", (long long)(what ? v[what[0] == 's' ? 3 : 4] : v[5]),
+                 (long long)(what ? (what[0] == 's' ? (int64_t)p->seed : p->batch) : samples));
+        return false;
+    }
+    if (accum != p->accumulate) {
         snprintf(err, errlen, "%s was written by a run with accumulate = %lld, this one has %lld: "
                               "a resumed run must draw the same batches", file, (long long)accum,
                  (long long)p->accumulate);
-        ok = false;
+        return false;
     }
-    if (ok) {
-        at->loss_n = ln;
-        at->loss_sum = strtod(nnd_safetensors_meta(&st, "loss_sum"), NULL);
-        const char *what = (uint64_t)seed != p->seed ? "seed" : batch != p->batch ? "batch" : NULL;
-        if (what || samples != p->data.v[p->train_data].n) {
-            snprintf(err, errlen, "%s was written by a run with %s %lld, this one has %lld: a "
-                                  "resumed run must draw the same batches",
-                     file, what ? what : "a training set of", (long long)(what ? (what[0] == 's' ? seed : batch) : samples),
-                     (long long)(what ? (what[0] == 's' ? (int64_t)p->seed : p->batch) : p->data.v[p->train_data].n));
-            ok = false;
-        }
+    *at = (NndTrainPoint){v[0], v[1], loss_sum, v[2]};
+    return true;
+}
+
+/* A training point inside the run: a step before its end, the epoch of that step,
+ * a running loss over at most an epoch's samples. */
+static bool point_in_run(const Program *p, const NndTrainPoint *at, const char *file, char *err,
+                         size_t errlen)
+{
+    int64_t samples = p->data.v[p->train_data].n;
+    int64_t total = program_total_steps(p), per_epoch = program_steps_per_epoch(p);
+    if (at->step < 0) {
+        snprintf(err, errlen, "%s: its metadata 'step' is %lld, which is not a count of steps", file,
+                 (long long)at->step);
+        return false;
     }
-    for (int k = 0; ok && k < p->params.n + p->states.n; k++) {
+    if (at->step >= total) {
+        snprintf(err, errlen, "%s: its metadata 'step' is %lld, at or past the end of this run (%lld "
+                              "steps): nothing is left to train (raise epochs or steps to train further)",
+                 file, (long long)at->step, (long long)total);
+        return false;
+    }
+    int64_t epoch = at->step > 0 ? (at->step - 1) / per_epoch : 0;
+    if (at->epoch != epoch || at->loss_n < 0 || at->loss_n > samples) {
+        bool e = at->epoch != epoch;
+        snprintf(err, errlen, "%s: its metadata '%s' is %lld, but step %lld is in epoch %lld of "
+                              "%lld samples", file, e ? "epoch" : "loss_n",
+                 (long long)(e ? at->epoch : at->loss_n), (long long)at->step, (long long)epoch,
+                 (long long)samples);
+        return false;
+    }
+    return true;
+}
+
+/* Every parameter and state of p from the checkpoint, by name, shapes checked. */
+static bool read_tensors(const Program *p, Model *m, NndSafetensors *st, const char *file,
+                         char *err, size_t errlen)
+{
+    for (int k = 0; k < p->params.n + p->states.n; k++) {
         bool is_p = k < p->params.n;
         const char *name = is_p ? p->params.v[k].name : p->states.v[k - p->params.n].name;
         NndTensor *dst = is_p ? &m->params[k] : &m->states[k - p->params.n];
-        const NndSafetensorsEntry *en = nnd_safetensors_find(&st, name);
+        const NndSafetensorsEntry *en = nnd_safetensors_find(st, name);
         bool shape_ok = en && en->rank == dst->rank && en->dtype == dst->dtype;
         for (int d = 0; shape_ok && d < dst->rank; d++)
             shape_ok = en->shape[d] == dst->shape[d];
@@ -218,22 +389,45 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
             snprintf(err, errlen, "%s: %s '%s'%s", file, en ? "a different shape or dtype for" : "no tensor",
                      name, en ? " than this program's" : " (the checkpoint is of another program, or "
                                                          "its update rules changed)");
-            ok = false;
-            break;
+            return false;
         }
         NndTensor t;
-        if (nnd_safetensors_load(&st, name, &t, &e) != 0) {
+        NndErr e;
+        if (nnd_safetensors_load(st, name, &t, &e) != 0) {
             snprintf(err, errlen, "%s", e.msg);
-            ok = false;
-            break;
+            return false;
         }
         memcpy(dst->data, t.data, (size_t)nnd_tensor_numel(&t) * nnd_dtype_size(t.dtype));
         nnd_tensor_free(&t);
     }
+    return true;
+}
+
+bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
+                     FILE *note, char *err, size_t errlen)
+{
+    struct stat sb;
+    char *file = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? choose_in_dir(p, path, note, err, errlen)
+                                                             : xstrdup(path);
+    if (!file)
+        return false;
+    NndSafetensors st;
+    NndErr e;
+    if (nnd_safetensors_open(&st, file, &e) != 0) {
+        snprintf(err, errlen, "%s", e.msg);
+        free(file);
+        return false;
+    }
+    NndTrainPoint point;
+    bool ok = read_point(p, &st, file, &point, err, errlen) &&
+              read_tensors(p, m, &st, file, err, errlen) && point_in_run(p, &point, file, err, errlen);
     nnd_safetensors_close(&st);
-    if (ok && used)
-        *used = file;
-    else
+    if (ok) {
+        *at = point;
+        if (used)
+            *used = file;
+    }
+    if (!ok || !used)
         free(file);
     return ok;
 }

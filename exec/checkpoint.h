@@ -7,14 +7,27 @@
 #ifndef NND_CHECKPOINT_H
 #define NND_CHECKPOINT_H
 
+#include <stdio.h>
+
 #include "model.h"
 
-/* Loads a checkpoint into m (path: a file, or a checkpoint directory, whose newest
- * file is used; *used gets the file's path, malloc'd) and its point into *at.
- * Every tensor must be there with its shape; the seed, batch size and size of the
- * training set must be the run's. */
+/* Loads a checkpoint into m and its training point into *at.  path is a file, or a
+ * checkpoint directory: its newest checkpoint of this program (notes about the
+ * choice go to note, when not NULL); *used gets the file's path (malloc'd).  Every
+ * tensor must be there with its shape; the seed, batch size, training set and
+ * accumulate must be the run's; every field of the training point is checked
+ * (a step before the run's end, its epoch, a finite loss). */
 bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
-                     char *err, size_t errlen);
+                     FILE *note, char *err, size_t errlen);
+/* Before a run with a checkpoint statement (from start: zeros, or where it
+ * resumes): refuses when the directory holds another run's checkpoint at a step
+ * this run would write (it would be lost), and warns (to warn) when it holds other
+ * runs' checkpoints at all.  Checkpoints carry two identities in their metadata:
+ * the program (program_fingerprint: what a resumed run must share) and the run
+ * (the program with its length and hyper-parameter values); `keep` rotates only
+ * this run's own. */
+bool checkpoint_check_dir(const Program *p, const NndTrainPoint *start, FILE *warn, char *err,
+                          size_t errlen);
 
 /* The `checkpoint every N to DIR keep K` statement as the trainer's hook
  * (NndCheckpointFn, ctx a CheckpointTarget): writes DIR/step-NNNNNNNN.safetensors,
