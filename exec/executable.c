@@ -114,11 +114,12 @@ static void metric_roots(const Program *p, int i, NodeVec *out)
         vec_push(out, p->evals.v[i].metrics.v[k].node);
 }
 
-bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
+/* Every function for the reference interpreter. */
+static void interp_build(Executable *x, Program *p, const ExecOptions *o)
 {
     memset(x, 0, sizeof *x);
     x->p = p;
-    x->engine = o->engine;
+    x->engine = ENGINE_INTERP;
     int ne = p->evals.n;
     x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
     x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
@@ -132,101 +133,71 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     vec_push(&accum, p->loss);
     for (int i = 0; i < p->accum_updates.n; i++)
         vec_push(&accum, p->accum_updates.v[i].value);
-    bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
-    if (o->engine == ENGINE_INTERP) {
-        x->step = interp_entry;
-        x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
-        if (want_full) {
-            x->step_full = interp_entry;
-            x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
-                                               p->updates.v, p->updates.n);
-        }
-        if (want_accum) {
-            x->step_accum = interp_entry;
-            x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
-                                                p->accum_updates.n);
-        }
-        for (int i = 0; i < ne; i++) {
-            NodeVec r = {0};
-            metric_roots(p, i, &r);
-            x->evals[i] = interp_entry;
-            x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
-            vec_free(&r);
-        }
-        if (p->forward) {
-            x->forward = interp_entry;
-            x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
-        }
-        vec_free(&step);
-        vec_free(&full);
-        vec_free(&accum);
-        return true;
+    x->step = interp_entry;
+    x->step_user = interp_step_fn(p, &step, 1, o->check_numerics, p->updates.v, p->updates.n);
+    if (p->step_outputs.n > 0) {
+        x->step_full = interp_entry;
+        x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
+                                           p->updates.v, p->updates.n);
     }
-    vec_free(&accum);
-    /* compiled: one schedule per function, one module, one arena */
-    double t0 = clock_seconds();
-    ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
-    for (int i = 0; i < p->updates.n; i++)
-        ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
-    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
-    outs[0] = p->loss;
-    for (int i = 0; i < p->step_outputs.n; i++)
-        outs[i + 1] = p->step_outputs.v[i].node;
-    ScheduleRequest rq = {outs, 1, ups, p->updates.n, p->batch, o->check_numerics};
-    bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
-    if (ok && want_full) {
-        ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, o->check_numerics};
-        ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
+    if (p->accumulate > 1) {
+        x->step_accum = interp_entry;
+        x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
+                                            p->accum_updates.n);
     }
-    if (ok && want_accum) {
-        ScheduleUpdate *aups = xcalloc((size_t)p->accum_updates.n, sizeof *aups);
-        for (int i = 0; i < p->accum_updates.n; i++)
-            aups[i] = (ScheduleUpdate){p->accum_updates.v[i].value, true, p->accum_updates.v[i].index};
-        ScheduleRequest aq = {outs, 1, aups, p->accum_updates.n, p->batch, o->check_numerics};
-        ok = schedule_build(&x->accum_sched, &p->g, &aq, err, errlen);
-        free(aups);
-    }
-    free(ups);
-    free(outs);
-    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
-    VEC(CodegenFunction) fns = {0};
-    char **names = xcalloc((size_t)ne + 2, sizeof(char *));
-    if (ok) {
-        CodegenFunction f = {"nnd_step", &x->step_sched, o->profile, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    if (ok && want_full) {
-        CodegenFunction f = {"nnd_step_full", &x->full_sched, false, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    if (ok && want_accum) {
-        CodegenFunction f = {"nnd_step_accum", &x->accum_sched, false, o->check_numerics};
-        vec_push(&fns, f);
-    }
-    for (int i = 0; ok && i < ne; i++) {
+    for (int i = 0; i < ne; i++) {
         NodeVec r = {0};
         metric_roots(p, i, &r);
-        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
-        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+        x->evals[i] = interp_entry;
+        x->eval_user[i] = interp_fn(p, IK_OUTPUTS, r.v, r.n);
         vec_free(&r);
-        names[i] = xasprintf("nnd_eval%d", i);
-        CodegenFunction f = {names[i], &x->eval_scheds[i], false, false};
-        if (ok)
-            vec_push(&fns, f);
     }
-    if (ok && p->forward) {
-        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
-        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
-        CodegenFunction f = {"nnd_forward", &x->forward_sched, false, false};
-        if (ok)
-            vec_push(&fns, f);
+    if (p->forward) {
+        x->forward = interp_entry;
+        x->forward_user = interp_fn(p, IK_OUTPUTS, &p->forward, 1);
+    }
+    vec_free(&step);
+    vec_free(&full);
+    vec_free(&accum);
+}
+
+bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
+{
+    if (o->engine == ENGINE_INTERP) {
+        interp_build(x, p, o);
+        return true;
+    }
+    /* compiled: one schedule per function, one module, one arena */
+    double t0 = clock_seconds();
+    if (!executable_plan(x, p, o->check_numerics, err, errlen))
+        return false;
+    int ne = p->evals.n;
+    bool want_full = p->step_outputs.n > 0, want_accum = p->accumulate > 1;
+    VEC(CodegenFunction) fns = {0};
+    char **names = xcalloc((size_t)ne + 1, sizeof(char *));
+    CodegenFunction f = {"nnd_step", &x->step_sched, o->profile, o->check_numerics};
+    vec_push(&fns, f);
+    if (want_full) {
+        f = (CodegenFunction){"nnd_step_full", &x->full_sched, false, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    if (want_accum) {
+        f = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, o->check_numerics};
+        vec_push(&fns, f);
+    }
+    for (int i = 0; i < ne; i++) {
+        names[i] = xasprintf("nnd_eval%d", i);
+        f = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+        vec_push(&fns, f);
+    }
+    if (p->forward) {
+        f = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
+        vec_push(&fns, f);
     }
     void **addrs = xcalloc((size_t)fns.n + 1, sizeof(void *));
-    if (ok) {
-        JitOptions jo = {o->keep_ir, o->opt_level};
-        x->jit = jit_compile(&p->g, fns.v, fns.n, &jo, addrs, err, errlen);
-        ok = x->jit != NULL;
-    }
+    JitOptions jo = {o->keep_ir, o->opt_level};
+    x->jit = jit_compile(&p->g, fns.v, fns.n, &jo, addrs, err, errlen);
+    bool ok = x->jit != NULL;
     if (ok) {
         int k = 0;
         x->step = (NndStepFn)addrs[k++];
@@ -255,13 +226,59 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
         }
     }
     x->compile_seconds = clock_seconds() - t0;
-    for (int i = 0; i < ne + 2; i++)
+    for (int i = 0; i < ne; i++)
         free(names[i]);
     free(names);
     free(addrs);
     vec_free(&fns);
-    vec_free(&step);
-    vec_free(&full);
+    if (!ok)
+        executable_free(x);
+    return ok;
+}
+
+bool executable_plan(Executable *x, Program *p, bool check_numerics, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    x->p = p;
+    x->engine = ENGINE_JIT;
+    int ne = p->evals.n;
+    x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
+    x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
+    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
+    ScheduleUpdate *ups = xcalloc((size_t)(p->updates.n ? p->updates.n : 1), sizeof *ups);
+    for (int i = 0; i < p->updates.n; i++)
+        ups[i] = (ScheduleUpdate){p->updates.v[i].value, p->updates.v[i].is_state, p->updates.v[i].index};
+    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
+    outs[0] = p->loss;
+    for (int i = 0; i < p->step_outputs.n; i++)
+        outs[i + 1] = p->step_outputs.v[i].node;
+    ScheduleRequest rq = {outs, 1, ups, p->updates.n, p->batch, check_numerics};
+    bool ok = schedule_build(&x->step_sched, &p->g, &rq, err, errlen);
+    if (ok && p->step_outputs.n > 0) {
+        ScheduleRequest fq = {outs, 1 + p->step_outputs.n, ups, p->updates.n, p->batch, check_numerics};
+        ok = schedule_build(&x->full_sched, &p->g, &fq, err, errlen);
+    }
+    if (ok && p->accumulate > 1) {
+        ScheduleUpdate *aups = xcalloc((size_t)p->accum_updates.n, sizeof *aups);
+        for (int i = 0; i < p->accum_updates.n; i++)
+            aups[i] = (ScheduleUpdate){p->accum_updates.v[i].value, true, p->accum_updates.v[i].index};
+        ScheduleRequest aq = {outs, 1, aups, p->accum_updates.n, p->batch, check_numerics};
+        ok = schedule_build(&x->accum_sched, &p->g, &aq, err, errlen);
+        free(aups);
+    }
+    free(ups);
+    free(outs);
+    for (int i = 0; ok && i < ne; i++) {
+        NodeVec r = {0};
+        metric_roots(p, i, &r);
+        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+        vec_free(&r);
+    }
+    if (ok && p->forward) {
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
+        ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
+    }
     if (!ok)
         executable_free(x);
     return ok;
@@ -319,6 +336,30 @@ void executable_describe(const Executable *x, StrBuf *out)
     sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
                    "allocated once\n",
               (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
+}
+
+void executable_dump(const Executable *x, StrBuf *out)
+{
+    const Program *p = x->p;
+    sb_puts(out, "nnd_step: the loss and the updates\n");
+    schedule_dump(&x->step_sched, out);
+    if (x->full_sched.home) {
+        sb_puts(out, "nnd_step_full: the step and the log's statistics (on the logged steps)\n");
+        schedule_dump(&x->full_sched, out);
+    }
+    if (x->accum_sched.home) {
+        sb_printf(out, "nnd_step_accum: a micro-batch that only adds to the gradient sums "
+                       "(accumulate = %lld)\n", (long long)p->accumulate);
+        schedule_dump(&x->accum_sched, out);
+    }
+    for (int i = 0; i < p->evals.n; i++) {
+        sb_printf(out, "nnd_eval%d: the metrics on '%s'\n", i, p->data.v[p->evals.v[i].data].name);
+        schedule_dump(&x->eval_scheds[i], out);
+    }
+    if (x->forward_sched.home) {
+        sb_puts(out, "nnd_forward: the model's forward function\n");
+        schedule_dump(&x->forward_sched, out);
+    }
 }
 
 void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
