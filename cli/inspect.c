@@ -52,6 +52,26 @@ int cmd_parse(Options *o)
     return rc;
 }
 
+/* `nnd graph --schedule`: the schedules executable_build would compile, planned
+ * without code generation, so it is quick and needs no data. */
+static int print_schedules(Program *p, const Options *o)
+{
+    Executable x;
+    char err[1024];
+    if (!executable_plan(&x, p, o->check_numerics, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    StrBuf b = {0};
+    sb_printf(&b, "# schedules of %s: kernels and memory plan of every compiled function, at batch %lld\n",
+              o->files.v[0], (long long)p->batch);
+    executable_dump(&x, &b);
+    fputs(b.s, stdout);
+    sb_free(&b);
+    executable_free(&x);
+    return NND_EXIT_OK;
+}
+
 int cmd_graph(Options *o)
 {
     if (o->files.n != 1)
@@ -65,6 +85,12 @@ int cmd_graph(Options *o)
     if (!p) {
         frontend_free(&fe);
         return NND_EXIT_ERROR;
+    }
+    if (o->schedule) {
+        int rc = print_schedules(p, o);
+        program_free(p);
+        frontend_free(&fe);
+        return rc;
     }
     NodeVec roots = {0};
     program_step_roots(p, &roots);
@@ -88,7 +114,7 @@ int cmd_graph(Options *o)
         if (o->stats && !o->raw)
             sb_printf(&b, "# %d nodes, %d before simplification: %d folded, %d identities, %d merged\n",
                       st.after, st.before, st.folded, st.identities, st.merged);
-        graph_print(&p->g, roots.v, roots.n, &b, &fe.sm);
+        graph_print(&p->g, roots.v, roots.n, &b, o->no_spans ? NULL : &fe.sm);
         sb_puts(&b, "# outputs\n");
         sb_printf(&b, "loss = %%%u\n", p->loss);
         for (int i = 0; i < p->updates.n; i++) {

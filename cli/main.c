@@ -44,7 +44,9 @@ static const char usage[] =
     "  --check-numerics  check every op's values in each step; stop at the first NaN or\n"
     "                    Inf and show the op, its line, the phase and the step\n"
     "  graph:      --dot (Graphviz), --all (also initializers, gradients, metrics),\n"
-    "              --raw (before simplification), --stats\n"
+    "              --raw (before simplification), --stats, --no-spans (no `# file:line`),\n"
+    "              --schedule (instead of the graph: every compiled function's kernels,\n"
+    "              what each fuses, reads and stores, and the buffers; nothing is run)\n"
     "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
     "  --version, --help\n";
 
@@ -166,6 +168,10 @@ static int parse_args(int argc, char **argv, Options *o)
             o->raw = true;
         } else if (strcmp(a, "--stats") == 0) {
             o->stats = true;
+        } else if (strcmp(a, "--schedule") == 0) {
+            o->schedule = true;
+        } else if (strcmp(a, "--no-spans") == 0) {
+            o->no_spans = true;
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--per-param") == 0 ||
                    strcmp(a, "--eps") == 0) {
             if (!next || !cli_parse_number(next, &v) || v < 0)

@@ -82,31 +82,32 @@ static Kernel *add_kernel(Builder *b, KernelKind kind, const Shape *domain, Node
 typedef struct Access {
     int buf;
     bool identity; /* at the kernel's own index (or a scalar) */
+    NodeId node; /* the value read there first (for the listing) */
 } Access;
 
 typedef VEC(Access) AccessVec;
 
-static void add_access(AccessVec *v, int buf, bool identity)
+static void add_access(AccessVec *v, int buf, bool identity, NodeId node)
 {
     for (int i = 0; i < v->n; i++)
         if (v->v[i].buf == buf) {
             v->v[i].identity &= identity;
             return;
         }
-    Access a = {buf, identity};
+    Access a = {buf, identity, node};
     vec_push(v, a);
 }
 
 /* Walks the inline cone of node (read at the kernel's index when identity); a
  * node with a home ends the walk with a load. */
-static void cone_reads(Schedule *s, NodeId id, bool identity, NodeId self, AccessVec *out,
+static void cone_reads(const Schedule *s, NodeId id, bool identity, NodeId self, AccessVec *out,
                        int depth)
 {
     Node *n = graph_node(s->g, id);
     if (n->shape.rank == 0)
         identity = true; /* a scalar reads the same element everywhere */
     if (s->home[id] >= 0 && id != self) {
-        add_access(out, s->home[id], identity);
+        add_access(out, s->home[id], identity, id);
         return;
     }
     if (depth > 10000)
@@ -118,14 +119,14 @@ static void cone_reads(Schedule *s, NodeId id, bool identity, NodeId self, Acces
         cone_reads(s, n->in[i], identity && keep && (k != OPK_ALIAS || i == 0), self, out, depth + 1);
 }
 
-static void kernel_reads(Schedule *s, const Kernel *k, AccessVec *out)
+static void kernel_reads(const Schedule *s, const Kernel *k, AccessVec *out)
 {
     out->n = 0;
     if (k->kind == KER_CALL) {
         Node *n = graph_node(s->g, k->node);
         for (int i = 0; i < n->nin; i++)
             if (s->home[n->in[i]] >= 0)
-                add_access(out, s->home[n->in[i]], false);
+                add_access(out, s->home[n->in[i]], false, n->in[i]);
     } else if (k->kind == KER_REDUCE) {
         cone_reads(s, graph_node(s->g, k->node)->in[0], true, 0, out, 0);
     } else {
@@ -134,7 +135,7 @@ static void kernel_reads(Schedule *s, const Kernel *k, AccessVec *out)
             if (k->stores.v[i].buf == s->home[n] || s->home[n] < 0)
                 cone_reads(s, n, true, n, out, 0); /* computed here (a leaf: read inline) */
             else
-                add_access(out, s->home[n], true); /* copied from its home */
+                add_access(out, s->home[n], true, n); /* copied from its home */
         }
         for (int i = 0; i < k->accs.n; i++)
             cone_reads(s, graph_node(s->g, k->accs.v[i].node)->in[0], true, 0, out, 0);
@@ -659,4 +660,185 @@ void schedule_print(const Schedule *s, StrBuf *out)
                    "%d reductions folded into loops\n",
               (long long)s->arena_bytes, (long long)s->max_batch, s->merged, s->in_place,
               s->fused_reductions);
+}
+
+/* ---- the full listing ---- */
+
+/* The value a buffer holds, for its row in the listing: the node whose home it is,
+ * else the first value stored into it; *aux is set when it is a reduction's second
+ * buffer (the node is then the reduction). */
+static NodeId buf_value(const Schedule *s, int buf, bool *aux)
+{
+    *aux = false;
+    int count = graph_count(s->g);
+    for (int id = 1; id < count; id++)
+        if (s->home[id] == buf)
+            return (NodeId)id;
+    for (int k = 0; k < s->kernels.n; k++) {
+        const Kernel *kr = &s->kernels.v[k];
+        for (int i = 0; i < kr->stores.n; i++)
+            if (kr->stores.v[i].buf == buf)
+                return kr->stores.v[i].node;
+        for (int i = 0; i < kr->accs.n; i++)
+            if (kr->accs.v[i].buf == buf)
+                return kr->accs.v[i].node;
+        if (kr->aux == buf) {
+            *aux = true;
+            return kr->node;
+        }
+    }
+    return 0;
+}
+
+/* Bytes of a value's elements at the planned batch, as dtype. */
+static int64_t value_bytes(const Schedule *s, NodeId id, NndDType dtype)
+{
+    return shape_numel_at(&graph_node(s->g, id)->shape, s->max_batch) * (int64_t)nnd_dtype_size(dtype);
+}
+
+/* Marks the nodes kernel k computes inline below id: the walk ends at a value with a
+ * home, unless k computes that value itself (as the code generator does). */
+static void cone_mark(const Schedule *s, const Kernel *k, NodeId id, bool *mark, int depth)
+{
+    if (mark[id] || depth > 10000)
+        return;
+    bool own = false;
+    if (k->kind == KER_LOOP)
+        for (int i = 0; i < k->stores.n; i++)
+            own |= k->stores.v[i].node == id && k->stores.v[i].buf == s->home[id];
+    if (s->home[id] >= 0 && !own)
+        return;
+    mark[id] = true;
+    Node *n = graph_node(s->g, id);
+    for (int i = 0; i < n->nin; i++)
+        cone_mark(s, k, n->in[i], mark, depth + 1);
+}
+
+static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, StrBuf *out)
+{
+    static const char *kinds[] = {"loop", "reduce", "call"};
+    const Kernel *kr = &s->kernels.v[k];
+    Graph *g = s->g;
+    char sh[128];
+    shape_format(g, &kr->domain, sh, sizeof sh);
+    /* a call's routine picks its own threads */
+    sb_printf(out, "  k%d %s %s%s\n", k, kinds[kr->kind], sh,
+              kr->kind == KER_CALL ? "" : kr->parallel ? " parallel" : " serial");
+    if (kr->kind != KER_LOOP) {
+        sb_puts(out, "    op ");
+        graph_print_node(g, kr->node, out);
+        sb_putc(out, '\n');
+    }
+    /* the ops computed inline, in node order (leaves are loads or constants) */
+    int count = graph_count(g);
+    memset(mark, 0, (size_t)count);
+    if (kr->kind == KER_REDUCE)
+        cone_mark(s, kr, graph_node(g, kr->node)->in[0], mark, 0);
+    for (int i = 0; i < kr->stores.n; i++)
+        if (kr->stores.v[i].buf == s->home[kr->stores.v[i].node])
+            cone_mark(s, kr, kr->stores.v[i].node, mark, 0);
+    for (int i = 0; i < kr->accs.n; i++)
+        cone_mark(s, kr, graph_node(g, kr->accs.v[i].node)->in[0], mark, 0);
+    int nf = 0;
+    for (int id = 1; id < count; id++) {
+        if (!mark[id] || op_info[graph_node(g, (NodeId)id)->op].kind == OPK_LEAF)
+            continue;
+        sb_printf(out, "%s %%%d %s", nf ? "," : "    fuses", id, op_info[graph_node(g, (NodeId)id)->op].name);
+        nf++;
+    }
+    if (nf)
+        sb_putc(out, '\n');
+    /* the buffers it reads, in buffer order; "remapped" when not only at the kernel's own
+     * index (a broadcast, a transpose, a gather) */
+    kernel_reads(s, kr, acc);
+    if (acc->n) {
+        sb_puts(out, "    reads");
+        for (int b = 0, nr = 0; b < s->bufs.n; b++)
+            for (int i = 0; i < acc->n; i++) {
+                if (acc->v[i].buf != b)
+                    continue;
+                sb_puts(out, nr++ ? ", " : " ");
+                buf_name(s, b, out);
+                sb_printf(out, " (%%%u%s)", acc->v[i].node, acc->v[i].identity ? "" : ", remapped");
+            }
+        sb_putc(out, '\n');
+    }
+    for (int i = 0; i < kr->stores.n; i++) {
+        const Store *st = &kr->stores.v[i];
+        const Buffer *b = &s->bufs.v[st->buf];
+        shape_format(g, &graph_node(g, st->node)->shape, sh, sizeof sh);
+        sb_printf(out, "    %%%u -> ", st->node);
+        buf_name(s, st->buf, out);
+        sb_printf(out, " %s %s %lld B", sh, dtype_name(b->dtype), (long long)value_bytes(s, st->node, b->dtype));
+        int home = s->home[st->node];
+        if (home != st->buf && home >= 0) {
+            sb_puts(out, ", copied from ");
+            buf_name(s, home, out);
+        } else if (b->kind == BUF_PARAM || b->kind == BUF_STATE) {
+            sb_puts(out, ", in place");
+        }
+        sb_putc(out, '\n');
+    }
+    if (kr->aux >= 0) {
+        const Buffer *b = &s->bufs.v[kr->aux];
+        sb_puts(out, "    aux -> ");
+        buf_name(s, kr->aux, out);
+        shape_format(g, &graph_node(g, kr->node)->shape, sh, sizeof sh);
+        sb_printf(out, " %s %s %lld B\n", sh, dtype_name(b->dtype), (long long)value_bytes(s, kr->node, b->dtype));
+    }
+    for (int i = 0; i < kr->accs.n; i++) {
+        const Acc *a = &kr->accs.v[i];
+        Node *n = graph_node(g, a->node);
+        sb_printf(out, "    acc %%%u %s of %%%u -> ", a->node, op_info[n->op].name, n->in[0]);
+        buf_name(s, a->buf, out);
+        sb_printf(out, " [] %s\n", dtype_name(s->bufs.v[a->buf].dtype));
+    }
+}
+
+void schedule_dump(const Schedule *s, StrBuf *out)
+{
+    sb_printf(out, "  %d kernels, %d buffers, arena %lld bytes at batch %lld; %d loops merged, "
+                   "%d updates in place, %d reductions folded into loops\n",
+              s->kernels.n, s->bufs.n, (long long)s->arena_bytes, (long long)s->max_batch, s->merged,
+              s->in_place, s->fused_reductions);
+    bool *mark = xcalloc((size_t)graph_count(s->g), 1);
+    AccessVec acc = {0};
+    for (int k = 0; k < s->kernels.n; k++)
+        dump_kernel(s, k, mark, &acc, out);
+    free(mark);
+    vec_free(&acc);
+    /* per buffer: what holds it, its type, place and size at the planned batch, and
+     * the kernels from its first use to its last */
+    sb_puts(out, "  buffers:\n");
+    int unused = 0;
+    for (int i = 0; i < s->bufs.n; i++) {
+        const Buffer *b = &s->bufs.v[i];
+        if (b->first < 0) {
+            unused++; /* the scratch of an update that went in place */
+            continue;
+        }
+        bool aux;
+        NodeId v = buf_value(s, i, &aux);
+        Node *n = graph_node(s->g, v);
+        char sh[128] = "[]";
+        if (v)
+            shape_format(s->g, &n->shape, sh, sizeof sh);
+        int64_t bytes = b->kind == BUF_ARENA ? b->bytes : v ? value_bytes(s, v, b->dtype) : 0;
+        sb_printf(out, "    b%d ", i);
+        buf_name(s, i, out);
+        if ((n->op == OP_PARAM || n->op == OP_STATE) && n->name)
+            sb_printf(out, " %s", n->name);
+        sb_printf(out, " %s %s %lld B live k%d..k%d", sh, dtype_name(b->dtype), (long long)bytes, b->first,
+                  b->last);
+        if (v)
+            sb_printf(out, " %s%%%u", aux ? "aux of " : "", v);
+        /* the new values of a parameter or state, stored into its buffer */
+        for (int k = 0; k < s->kernels.n; k++)
+            for (int j = 0; j < s->kernels.v[k].stores.n; j++)
+                if (s->kernels.v[k].stores.v[j].buf == i && s->kernels.v[k].stores.v[j].node != v)
+                    sb_printf(out, " <- %%%u", s->kernels.v[k].stores.v[j].node);
+        sb_putc(out, '\n');
+    }
+    if (unused)
+        sb_printf(out, "    (%d more, unused)\n", unused);
 }

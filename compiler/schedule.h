@@ -98,7 +98,14 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
 void schedule_free(Schedule *s);
 /* Concrete element count of a shape with B = batch. */
 int64_t shape_numel_at(const Shape *s, int64_t batch);
-/* A readable listing of kernels and buffers (for `nnd run --verbose`). */
+/* A short listing of kernels and buffers, one line per kernel (for `nnd run --verbose`). */
 void schedule_print(const Schedule *s, StrBuf *out);
+/* The full listing (for `nnd graph --schedule`): per kernel its kind, domain, whether
+ * it runs in parallel, the ops it computes inline, the buffers it reads (and which
+ * value), each value it stores (where, how big, in place or copied) and the reductions
+ * it accumulates; then per buffer its place, shape, dtype, size at the planned batch,
+ * lifetime in kernels, the value it holds and the new values stored into it (`<-`).
+ * Deterministic: node ids and buffer order are. */
+void schedule_dump(const Schedule *s, StrBuf *out);
 
 #endif

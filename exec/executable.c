@@ -171,47 +171,55 @@ static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout,
     return ok;
 }
 
-/* Schedules every function (the step, its variants, the evals, the forward
- * function) and lists them, in that order, for the code generator. */
-static bool schedule_all(Executable *x, Program *p, const ExecOptions *o, CodegenFunction *fns,
-                         int *nfns, char **names, char *err, size_t errlen)
+/* Schedules every function: the step, its variants (with a log's statistics;
+ * a micro-batch of `accumulate`), the evals, the forward function. */
+static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_t errlen)
 {
     NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
     outs[0] = p->loss;
     for (int i = 0; i < p->step_outputs.n; i++)
         outs[i + 1] = p->step_outputs.v[i].node;
-    int n = 0;
-    bool cn = o->check_numerics;
-    bool ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, cn, err, errlen);
-    if (ok)
-        fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
-    if (ok && p->step_outputs.n > 0) {
+    bool ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, check, err, errlen);
+    if (ok && p->step_outputs.n > 0)
         ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
-                           p->updates.n, cn, err, errlen);
-        fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
-    }
-    if (ok && p->accumulate > 1) {
-        ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n, cn,
-                           err, errlen);
-        fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
-    }
+                           p->updates.n, check, err, errlen);
+    if (ok && p->accumulate > 1)
+        ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n,
+                           check, err, errlen);
+    free(outs);
     for (int i = 0; ok && i < p->evals.n; i++) {
         NodeVec r = {0};
         metric_roots(p, i, &r);
         ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
         ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
         vec_free(&r);
-        names[i] = xasprintf("nnd_eval%d", i);
-        fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
     }
     if (ok && p->forward) {
         ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
         ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
-        fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
     }
-    free(outs);
-    *nfns = n;
     return ok;
+}
+
+/* The scheduled functions for the code generator, in the order build_jit takes
+ * their addresses; names[i] is the i-th eval's name (malloc'd). */
+static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFunction *fns, char **names)
+{
+    const Program *p = x->p;
+    int n = 0;
+    bool cn = o->check_numerics;
+    fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
+    if (p->step_outputs.n > 0)
+        fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
+    if (p->accumulate > 1)
+        fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
+    for (int i = 0; i < p->evals.n; i++) {
+        names[i] = xasprintf("nnd_eval%d", i);
+        fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+    }
+    if (p->forward)
+        fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
+    return n;
 }
 
 /* One arena for all the functions: the largest any of them plans. */
@@ -232,20 +240,19 @@ static bool alloc_arena(Executable *x, char *err, size_t errlen)
     return x->arena != NULL;
 }
 
-/* Compiled: one schedule per function, one LLVM module, one arena. */
+/* Compiled: the schedules (executable_plan), one LLVM module, one arena. */
 static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
-    int ne = p->evals.n, nfns = 0;
-    x->eval_scheds = xcalloc((size_t)(ne ? ne : 1), sizeof(Schedule));
+    if (!executable_plan(x, p, o->check_numerics, err, errlen))
+        return false;
+    int ne = p->evals.n;
     CodegenFunction *fns = xcalloc((size_t)ne + 4, sizeof *fns);
     char **names = xcalloc((size_t)ne + 1, sizeof(char *));
     void **addrs = xcalloc((size_t)ne + 4, sizeof(void *));
-    bool ok = schedule_all(x, p, o, fns, &nfns, names, err, errlen);
-    if (ok) {
-        JitOptions jo = {o->keep_ir, o->opt_level};
-        x->jit = jit_compile(&p->g, fns, nfns, &jo, addrs, err, errlen);
-        ok = x->jit != NULL;
-    }
+    int nfns = codegen_list(x, o, fns, names);
+    JitOptions jo = {o->keep_ir, o->opt_level};
+    x->jit = jit_compile(&p->g, fns, nfns, &jo, addrs, err, errlen);
+    bool ok = x->jit != NULL;
     if (ok) {
         int k = 0;
         x->step = (NndStepFn)addrs[k++];
@@ -266,24 +273,41 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
     free(names);
     free(addrs);
     free(fns);
+    if (!ok)
+        executable_free(x);
     return ok;
+}
+
+/* What every engine's executable starts with. */
+static void executable_init(Executable *x, Program *p, Engine engine)
+{
+    memset(x, 0, sizeof *x);
+    x->p = p;
+    x->engine = engine;
+    int ne = p->evals.n;
+    x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
+    x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
 }
 
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
-    memset(x, 0, sizeof *x);
-    x->p = p;
-    x->engine = o->engine;
-    int ne = p->evals.n;
-    x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
-    x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
     if (o->engine == ENGINE_INTERP) {
+        executable_init(x, p, ENGINE_INTERP);
         build_interp(x, p, o);
         return true;
     }
     double t0 = clock_seconds();
     bool ok = build_jit(x, p, o, err, errlen);
-    x->compile_seconds = clock_seconds() - t0;
+    if (ok)
+        x->compile_seconds = clock_seconds() - t0;
+    return ok;
+}
+
+bool executable_plan(Executable *x, Program *p, bool check_numerics, char *err, size_t errlen)
+{
+    executable_init(x, p, ENGINE_JIT);
+    x->eval_scheds = xcalloc((size_t)(p->evals.n ? p->evals.n : 1), sizeof(Schedule));
+    bool ok = schedule_all(x, p, check_numerics, err, errlen);
     if (!ok)
         executable_free(x);
     return ok;
@@ -341,6 +365,30 @@ void executable_describe(const Executable *x, StrBuf *out)
     sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
                    "allocated once\n",
               (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
+}
+
+void executable_dump(const Executable *x, StrBuf *out)
+{
+    const Program *p = x->p;
+    sb_puts(out, "nnd_step: the loss and the updates\n");
+    schedule_dump(&x->step_sched, out);
+    if (x->full_sched.home) {
+        sb_puts(out, "nnd_step_full: the step and the log's statistics (on the logged steps)\n");
+        schedule_dump(&x->full_sched, out);
+    }
+    if (x->accum_sched.home) {
+        sb_printf(out, "nnd_step_accum: a micro-batch that only adds to the gradient sums "
+                       "(accumulate = %lld)\n", (long long)p->accumulate);
+        schedule_dump(&x->accum_sched, out);
+    }
+    for (int i = 0; i < p->evals.n; i++) {
+        sb_printf(out, "nnd_eval%d: the metrics on '%s'\n", i, p->data.v[p->evals.v[i].data].name);
+        schedule_dump(&x->eval_scheds[i], out);
+    }
+    if (x->forward_sched.home) {
+        sb_puts(out, "nnd_forward: the model's forward function\n");
+        schedule_dump(&x->forward_sched, out);
+    }
 }
 
 void executable_profile(const Executable *x, int64_t steps, StrBuf *out)

@@ -47,6 +47,13 @@ typedef struct Executable {
  * (an internal error: user errors are diagnosed before); x is then empty. */
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
 void executable_free(Executable *x);
+/* Plans every function executable_build would compile (the same schedules), and
+ * generates no code: for `nnd graph --schedule`.  False with a message, x then
+ * empty; otherwise executable_free frees it.  Borrows p. */
+bool executable_plan(Executable *x, Program *p, bool check_numerics, char *err, size_t errlen);
+/* Every planned function's schedule in full (schedule_dump), in the order they are
+ * compiled: nnd_step, nnd_step_full, nnd_step_accum, nnd_eval<i>, nnd_forward. */
+void executable_dump(const Executable *x, StrBuf *out);
 /* A description of the step's kernels and memory plan. */
 void executable_describe(const Executable *x, StrBuf *out);
 /* Where a profiled executable's step time went, over `steps` steps: each kernel, and
