@@ -209,9 +209,33 @@ Value el_run_body(Elab *e, Scope *s, const Ast *fn)
     return last;
 }
 
+bool el_too_big(Elab *e, Span span)
+{
+    if (!e->too_big && graph_count(e->g) > MAX_GRAPH_NODES) {
+        e->too_big = true;
+        el_error(e, span, "the program is too large: elaboration has made %d graph nodes (at most "
+                          "%d); every call of a function is inlined, so functions that call others "
+                          "several times multiply", graph_count(e->g), MAX_GRAPH_NODES);
+        StrBuf b = {0};
+        for (int i = 0; i < e->depth; i++) {
+            if (e->depth > 12 && i == 6) { /* the outermost six, the innermost six */
+                sb_printf(&b, " -> ... (%d more)", e->depth - 12);
+                i = e->depth - 6;
+            }
+            sb_printf(&b, "%s%s", i ? " -> " : "", e->frames[i].name);
+        }
+        if (b.s)
+            diag_note(e->d, span_none(), "the calls that led here: %s", b.s);
+        sb_free(&b);
+    }
+    return e->too_big;
+}
+
 static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args *args,
                      Span span)
 {
+    if (el_too_big(e, span))
+        return verr();
     const char *name = self ? arena_printf(&e->arena, "'%s.%s'", self->decl->name, fn->name)
                             : arena_printf(&e->arena, "'%s'", fn->name);
     for (int i = 0; i < e->depth; i++)

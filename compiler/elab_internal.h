@@ -23,7 +23,10 @@
 #include "builtins.h"
 #include "elab.h"
 
-enum { MAX_CALL_DEPTH = 64, MAX_ARGS = 16 };
+/* MAX_GRAPH_NODES: every call is inlined, so a function that calls another twice,
+ * thirty deep, would make 2^30 nodes; elaboration stops with an error first (a
+ * node is about 140 bytes: the limit is about 150 MB of graph). */
+enum { MAX_CALL_DEPTH = 64, MAX_ARGS = 16, MAX_GRAPH_NODES = 1 << 20 };
 
 /* ---- values ----
  * Elaboration evaluates the program at compile time.  Numbers known at compile
@@ -145,6 +148,7 @@ typedef struct Elab {
     bool record_state;
     int rand_draws; /* rand_like calls so far: each gets its own stream */
     VEC(CustomGrad) customs;
+    bool too_big; /* the graph outgrew MAX_GRAPH_NODES: calls stop being elaborated */
 } Elab;
 
 static inline Value verr(void) { return (Value){.k = V_ERR}; }
@@ -209,6 +213,9 @@ bool el_bind_params(Elab *e, Scope *s, const AstList *params, const Args *args,
 Value el_run_body(Elab *e, Scope *s, const Ast *fn);
 Value el_call_value(Elab *e, Value callee, Args *args, Span span, const char *name);
 Value el_eval(Elab *e, Scope *s, const Ast *x);
+/* Whether the graph has outgrown MAX_GRAPH_NODES; reported once, at span, with the
+ * calls that led there. */
+bool el_too_big(Elab *e, Span span);
 
 /* ---- elab_layer.c ---- */
 

@@ -356,6 +356,8 @@ Value el_instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span spa
                         decl->name, decl->name, decl->name);
     const char *path = e->bind_path;
     e->bind_path = NULL;
+    if (el_too_big(e, span))
+        return verr();
     if (e->depth == MAX_CALL_DEPTH)
         return el_error(e, span, "layers nested more than %d deep", MAX_CALL_DEPTH);
     for (int i = 0; i < e->depth; i++)

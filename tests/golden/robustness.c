@@ -396,6 +396,19 @@ static void fixed_inputs(void)
     b.n = 0;
     buf_fill(&b, '#', 17 * MB);
     check_input("over_16_mib", &b, EXPECT_ERROR);
+
+    /* inlining that doubles at each of 30 levels: 2^30 nodes unless stopped */
+    b.n = 0;
+    buf_puts(&b, "use nn\nuse optim\nfn f0(x) = x * 2 + 1\n");
+    for (int i = 1; i <= 30; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "fn f%d(x) = f%d(x) + f%d(x * 0.5)\n", i, i - 1, i - 1);
+        buf_puts(&b, line);
+    }
+    buf_puts(&b, "model M {\n    fc = Dense(1, 1)\n    fn forward(x) = f30(fc(x))\n}\n"
+                 "train {\n    data train = tensors(x = [[1], [2]], y = [[2], [4]])\n"
+                 "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD()\n}\n");
+    check_input("inlining_blowup", &b, EXPECT_ERROR);
     free(b.p);
 }
 
