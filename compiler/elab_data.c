@@ -72,13 +72,9 @@ static bool data_describe(Elab *e, DataSet *ds, Span span, Span span_x, Span spa
     tensor_shape_to(&x, &ds->x_rank, ds->x_shape);
     tensor_shape_to(&y, &ds->y_rank, ds->y_shape);
     if (ds->reshape_rank >= 0) {
-        int64_t have = 1, want = 1;
-        for (int i = 0; i < ds->x_rank; i++)
-            have *= ds->x_shape[i];
-        for (int i = 0; i < ds->reshape_rank; i++)
-            want *= ds->reshape[i];
-        if (have != want) {
-            Shape hs = shape_make(ds->x_rank, ds->x_shape), ws = shape_make(ds->reshape_rank, ds->reshape);
+        Shape hs = shape_make(ds->x_rank, ds->x_shape), ws = shape_make(ds->reshape_rank, ds->reshape);
+        if (shape_static_numel(&hs, NULL) != shape_static_numel(&ws, NULL) ||
+            shape_static_numel(&ws, NULL) > GRAPH_MAX_NUMEL) {
             el_error(e, span, "cannot reshape samples of shape %s to %s", el_shape_str(e, &hs),
                  el_shape_str(e, &ws));
             return false;

@@ -181,6 +181,11 @@ bool el_decl_shape(Elab *e, Scope *s, const Ast *st, const char *what, Shape *ou
             shape.d[k] = n;
         }
     }
+    if (good && shape_static_numel(&shape, NULL) > GRAPH_MAX_NUMEL) {
+        el_error(e, st->a->span, "a %s of shape %s would have more than 2^40 elements", what,
+                 el_shape_str(e, &shape));
+        good = false;
+    }
     *dt = e->p->float_dtype;
     if (st->a->name) {
         if (strcmp(st->a->name, "f64") == 0)

@@ -73,8 +73,8 @@ int64_t shape_static_numel(const Shape *s, bool *symbolic)
     for (int i = 0; i < s->rank; i++) {
         if (s->d[i] < 0)
             sym = true;
-        else
-            n *= s->d[i];
+        else if (__builtin_mul_overflow(n, s->d[i], &n))
+            n = INT64_MAX; /* saturates: every size check then fails */
     }
     if (symbolic)
         *symbolic = sym;
@@ -735,7 +735,15 @@ bool graph_infer(Graph *g, Node *n, char *err, size_t errlen)
     assert(n->op < OP_COUNT);
     for (int i = 0; i < n->nin; i++)
         assert(n->in[i] > 0 && (int)n->in[i] < g->nodes.n);
-    return infer_table[n->op](g, n, err, errlen);
+    if (!infer_table[n->op](g, n, err, errlen))
+        return false;
+    if (shape_static_numel(&n->shape, NULL) > GRAPH_MAX_NUMEL) {
+        char sh[256];
+        shape_format(g, &n->shape, sh, sizeof sh);
+        snprintf(err, errlen, "a tensor of shape %.200s would have more than 2^40 elements", sh);
+        return false;
+    }
+    return true;
 }
 
 NodeId graph_build(Graph *g, Node n, char *err, size_t errlen)

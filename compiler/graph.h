@@ -120,7 +120,11 @@ NodeId graph_build(Graph *g, Node n, char *err, size_t errlen);
 bool shape_equal(const Shape *a, const Shape *b);
 Shape shape_scalar(void);
 Shape shape_make(int rank, const int64_t *d);
-/* Product of the concrete dims; *symbolic set when some dim is symbolic. */
+/* The most elements a tensor may have (its concrete dimensions' product): 4 TB
+ * of f32, beyond any machine; a bound that keeps every size product in int64. */
+#define GRAPH_MAX_NUMEL ((int64_t)1 << 40)
+/* Product of the concrete dims (saturating at INT64_MAX); *symbolic set when some
+ * dim is symbolic. */
 int64_t shape_static_numel(const Shape *s, bool *symbolic);
 /* NumPy broadcasting of two shapes; false (with err) when they do not fit. */
 bool shape_broadcast(const Graph *g, const Shape *a, const Shape *b, Shape *out, char *err,
