@@ -50,6 +50,9 @@ void frontend_free(Frontend *fe)
         free(m);
     }
     vec_free(&fe->modules);
+    for (int i = 0; i < fe->stdlib_names.n; i++)
+        free(fe->stdlib_names.v[i]);
+    vec_free(&fe->stdlib_names);
     diags_free(&fe->diags);
     source_map_free(&fe->sm);
     free(fe->stdlib_dir);
@@ -95,7 +98,7 @@ static char *suggest_stdlib(const char *dir, const char *want)
         if (n < 5 || strcmp(e->d_name + n - 4, ".nnd") != 0)
             continue;
         char *stem = xstrndup(e->d_name, n - 4);
-        int dist = edit_distance(stem, want, 2);
+        int dist = edit_distance(stem, want, 2, false);
         if (dist < best_dist) {
             free(best);
             best = stem;
@@ -261,4 +264,58 @@ const Ast *module_lookup(Module *m, const char *name, Module **where, bool *ambi
         }
     }
     return found;
+}
+
+/* Every top-level declaration of the standard library's files, as "module\0name",
+ * parsed apart from the program (their own diagnostics are dropped). */
+static void read_stdlib_names(Frontend *fe)
+{
+    fe->stdlib_read = true;
+    DIR *d = opendir(fe->stdlib_dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".nnd") != 0)
+            continue;
+        char *path = xasprintf("%s/%s", fe->stdlib_dir, e->d_name);
+        size_t len;
+        const char *why;
+        char *text = read_file(path, MAX_SOURCE_BYTES, &len, &why);
+        if (text) {
+            SourceMap sm;
+            source_map_init(&sm);
+            Diags scratch;
+            diags_init(&scratch, &sm);
+            AstModule *ast = parse_file(&sm, source_map_add(&sm, path, text, len), &scratch);
+            for (int i = 0; i < ast->items.n; i++) {
+                const char *nm = decl_name(ast->items.v[i]);
+                if (!nm)
+                    continue;
+                char *pair = xmalloc(n - 4 + 1 + strlen(nm) + 1);
+                memcpy(pair, e->d_name, n - 4);
+                pair[n - 4] = 0;
+                strcpy(pair + n - 3, nm);
+                vec_push(&fe->stdlib_names, pair);
+            }
+            ast_module_free(ast);
+            diags_free(&scratch);
+            source_map_free(&sm);
+            free(text);
+        }
+        free(path);
+    }
+    closedir(d);
+}
+
+const char *frontend_stdlib_module_of(Frontend *fe, const char *name)
+{
+    if (!fe->stdlib_read)
+        read_stdlib_names(fe);
+    for (int i = 0; i < fe->stdlib_names.n; i++) {
+        const char *pair = fe->stdlib_names.v[i];
+        if (strcmp(pair + strlen(pair) + 1, name) == 0)
+            return pair;
+    }
+    return NULL;
 }

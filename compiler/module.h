@@ -29,6 +29,10 @@ typedef struct Frontend {
     Diags diags;
     VEC(Module *) modules; /* owned */
     char *stdlib_dir; /* owned */
+    /* the standard library's declarations by module, read when a diagnostic
+     * needs them (frontend_stdlib_module_of) */
+    bool stdlib_read;
+    VEC(char *) stdlib_names; /* owned: "module\0name" pairs */
 } Frontend;
 
 void frontend_init(Frontend *fe);
@@ -39,6 +43,11 @@ void frontend_free(Frontend *fe);
 Module *frontend_load(Frontend *fe, const char *path, Span from);
 /* Adds source text under a name (for tests and stdin) and loads it. */
 Module *frontend_load_text(Frontend *fe, const char *name, const char *text, size_t len);
+
+/* The standard library module (its short name, like "schedules") that declares
+ * name at top level, or NULL; for "add `use schedules`" hints.  Reads the
+ * library's files once per Frontend. */
+const char *frontend_stdlib_module_of(Frontend *fe, const char *name);
 
 /* The declaration of name visible in module m: its own, else from a used module
  * (*where says which).  Returns NULL if none; *ambiguous is set (and one of them

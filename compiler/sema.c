@@ -1,5 +1,7 @@
 #include "sema.h"
 
+#include <ctype.h>
+#include <limits.h>
 #include <string.h>
 
 #include "builtins.h"
@@ -29,20 +31,28 @@ typedef struct Sema {
     VEC(Name) names;
     bool in_init; /* inside a parameter initializer */
     bool in_optimizer;
+    const Ast *optimizer; /* the optimizer being checked */
+    VEC(const char *) early; /* its states used before their declaration (reported) */
 } Sema;
 
 const char *suggest_name(const char *name, const char *const *cands, int n)
 {
+    /* the fewest edits ignoring case, then the fewest counting it (Adamw: AdamW
+     * before Adam), then a candidate with the name's initial case (Dnese: a layer) */
     const char *best = NULL;
     int len = (int)strlen(name);
-    int best_d = len <= 3 ? 1 : len <= 6 ? 2 : 3;
-    best_d++;
+    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3, best_cost = INT_MAX;
     for (int i = 0; i < n; i++) {
         if (!cands[i] || strcmp(cands[i], name) == 0)
             continue;
-        int d = edit_distance(name, cands[i], best_d - 1);
-        if (d < best_d) {
-            best_d = d;
+        int d = edit_distance(name, cands[i], limit, true);
+        if (d > limit)
+            continue;
+        int exact = edit_distance(name, cands[i], limit + len, false);
+        bool same_initial = (isupper((unsigned char)name[0]) != 0) == (isupper((unsigned char)cands[i][0]) != 0);
+        int cost = (d * 64 + exact) * 2 + !same_initial;
+        if (cost < best_cost) {
+            best_cost = cost;
             best = cands[i];
         }
     }
@@ -81,9 +91,33 @@ static void collect_candidates(Sema *s, StrVec *out)
     vec_push(out, "training");
 }
 
+/* In an optimizer, a state declared further down. */
+static const Ast *later_state(Sema *s, const char *name)
+{
+    for (int i = 0; s->in_optimizer && i < s->optimizer->list2.n; i++) {
+        const Ast *st = s->optimizer->list2.v[i];
+        if (st->kind == AST_STATE_DECL && strcmp(st->name, name) == 0)
+            return st;
+    }
+    return NULL;
+}
+
 static void unknown_name(Sema *s, const char *name, Span span, const char *what)
 {
+    const Ast *decl = later_state(s, name);
+    if (decl) {
+        diag_error(s->d, span, "state '%s' is used before its declaration", name);
+        diag_note(s->d, decl->span, "declared here: a state is declared before the statements "
+                                    "that use it");
+        vec_push(&s->early, decl->name); /* no "never updated" for it: the error says it */
+        return;
+    }
     int d = diag_error(s->d, span, "unknown %s '%s'", what, name);
+    const char *lib = frontend_stdlib_module_of(s->fe, name);
+    if (lib) { /* warmup_cosine without `use schedules` */
+        diag_label(s->d, d, "it is in the standard library's '%s': add `use %s`", lib, lib);
+        return;
+    }
     StrVec c = {0};
     collect_candidates(s, &c);
     const char *best = suggest_name(name, c.v, c.n);
@@ -558,6 +592,8 @@ static void check_optimizer(Sema *s, const Ast *opt)
     int w = push_name(s, "w", NK_W, opt->span);
     s->names.v[w].used = true;
     s->in_optimizer = true;
+    s->optimizer = opt;
+    s->early.n = 0;
     for (int i = 0; i < opt->list2.n; i++) {
         const Ast *st = opt->list2.v[i];
         switch (st->kind) {
@@ -595,6 +631,14 @@ static void check_optimizer(Sema *s, const Ast *opt)
                 break;
             }
             Name *n = find_local(s, nm);
+            const Ast *later = !n && !let ? later_state(s, nm) : NULL;
+            if (later) {
+                diag_error(s->d, st->a->span, "state '%s' is assigned before its declaration", nm);
+                diag_note(s->d, later->span, "declared here: a state is declared before the "
+                                             "statements that use it");
+                vec_push(&s->early, later->name);
+                break;
+            }
             if (n && !let) {
                 if (n->kind == NK_READONLY || n->kind == NK_HYPER) {
                     int d = diag_error(s->d, st->a->span, "cannot assign to '%s'", nm);
@@ -647,7 +691,10 @@ static void check_optimizer(Sema *s, const Ast *opt)
             if (best)
                 diag_label(s->d, d, "did you mean to update '%s'?", best);
         }
-        if (n->kind == NK_STATE && !n->assigned)
+        bool early = false;
+        for (int k = 0; k < s->early.n; k++)
+            early |= strcmp(s->early.v[k], n->name) == 0;
+        if (n->kind == NK_STATE && !n->assigned && !early)
             diag_warning(s->d, n->span, "state '%s' is never updated", n->name);
     }
     if (!s->names.v[w].assigned)
@@ -969,4 +1016,5 @@ void sema_check(Frontend *fe, Module *main)
     for (int i = 0; i < fe->modules.n; i++)
         check_module(&s, fe->modules.v[i], fe->modules.v[i] == main);
     vec_free(&s.names);
+    vec_free(&s.early);
 }

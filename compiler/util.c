@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -176,31 +178,43 @@ void sb_free(StrBuf *b)
     b->len = b->cap = 0;
 }
 
-int edit_distance(const char *a, const char *b, int cap)
+int edit_distance(const char *a, const char *b, int cap, bool fold_case)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64)
         return cap + 1;
     if ((int)(la > lb ? la - lb : lb - la) > cap)
         return cap + 1;
-    int prev[65], cur[65];
+    /* optimal string alignment: insertions, deletions, substitutions and swaps of
+     * two neighbours (Dnese -> Dense) cost one each */
+    int rows[3][65];
+    int *pprev = rows[0], *prev = rows[1], *cur = rows[2];
     for (size_t j = 0; j <= lb; j++)
         prev[j] = (int)j;
+#define CH(s, i) (fold_case ? tolower((unsigned char)(s)[i]) : (unsigned char)(s)[i])
     for (size_t i = 1; i <= la; i++) {
         cur[0] = (int)i;
         int best = cur[0];
         for (size_t j = 1; j <= lb; j++) {
-            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int sub = prev[j - 1] + (CH(a, i - 1) != CH(b, j - 1));
             int del = prev[j] + 1, ins = cur[j - 1] + 1;
             int m = sub < del ? sub : del;
-            cur[j] = m < ins ? m : ins;
-            if (cur[j] < best)
-                best = cur[j];
+            m = m < ins ? m : ins;
+            if (i > 1 && j > 1 && CH(a, i - 1) == CH(b, j - 2) && CH(a, i - 2) == CH(b, j - 1) &&
+                pprev[j - 2] + 1 < m)
+                m = pprev[j - 2] + 1;
+            cur[j] = m;
+            if (m < best)
+                best = m;
         }
         if (best > cap)
             return cap + 1;
-        memcpy(prev, cur, sizeof(int) * (lb + 1));
+        int *tmp = pprev;
+        pprev = prev;
+        prev = cur;
+        cur = tmp;
     }
+#undef CH
     return prev[lb];
 }
 

@@ -82,8 +82,10 @@ void sb_putn(StrBuf *b, const char *s, size_t n);
 void sb_printf(StrBuf *b, const char *fmt, ...) NND_PRINTF(2, 3);
 void sb_free(StrBuf *b);
 
-/* Levenshtein distance, capped: returns a value > cap as soon as it exceeds cap. */
-int edit_distance(const char *a, const char *b, int cap);
+/* Edit distance with swaps of neighbours (optimal string alignment), capped:
+ * returns a value > cap as soon as it exceeds cap; letters compared without case
+ * when fold_case. */
+int edit_distance(const char *a, const char *b, int cap, bool fold_case);
 
 /* Reads a whole regular file of at most max bytes; returns a malloc'd
  * NUL-terminated buffer and its length, or NULL with the reason in *why ("it is a
