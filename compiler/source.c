@@ -1,5 +1,7 @@
 #include "source.h"
 
+#include <ctype.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,6 +87,40 @@ void diags_free(Diags *d)
     vec_free(&d->v);
 }
 
+/* A message with every run of more than LONG_WORD name characters (an identifier
+ * or a path that a user made 5 MB long) shortened to its ends and its length:
+ * diagnostics quote names, and a quote must stay readable.  Takes msg. */
+enum { LONG_WORD = 200 };
+static char *cap_words(char *msg)
+{
+    size_t n = strlen(msg), run = 0;
+    bool long_run = false;
+    for (size_t i = 0; i <= n && !long_run; i++) {
+        bool w = i < n && (isalnum((unsigned char)msg[i]) || msg[i] == '_' || msg[i] == '/' ||
+                           msg[i] == '.' || msg[i] == '-');
+        run = w ? run + 1 : 0;
+        long_run = run > LONG_WORD;
+    }
+    if (!long_run)
+        return msg;
+    StrBuf b = {0};
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && (isalnum((unsigned char)msg[j]) || msg[j] == '_' || msg[j] == '/' ||
+                         msg[j] == '.' || msg[j] == '-'))
+            j++;
+        if (j - i > LONG_WORD)
+            sb_printf(&b, "%.64s...%.64s (%zu bytes)", msg + i, msg + j - 64, j - i);
+        else
+            sb_putn(&b, msg + i, j - i);
+        if (j < n)
+            sb_putc(&b, msg[j]);
+        i = j < n ? j + 1 : j;
+    }
+    free(msg);
+    return b.s;
+}
+
 /* Notes that follow a dropped error are dropped with it. */
 static int diag_add(Diags *d, DiagLevel level, Span span, const char *fmt, va_list ap)
 {
@@ -97,7 +133,7 @@ static int diag_add(Diags *d, DiagLevel level, Span span, const char *fmt, va_li
     } else if (d->truncated) {
         return -1;
     }
-    Diag g = {level, span, span.start, xvasprintf(fmt, ap), NULL};
+    Diag g = {level, span, span.start, cap_words(xvasprintf(fmt, ap)), NULL};
     vec_push(&d->v, g);
     return d->v.n - 1;
 }
@@ -122,7 +158,7 @@ void diag_label(Diags *d, int i, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     free(d->v.v[i].label);
-    d->v.v[i].label = xvasprintf(fmt, ap);
+    d->v.v[i].label = cap_words(xvasprintf(fmt, ap));
     va_end(ap);
 }
 

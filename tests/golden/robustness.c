@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 enum { TIMEOUT_S = 60 }; /* per run; generous for sanitizer builds on slow machines */
+/* 50 errors at most, each a message, a clipped source line and notes */
+enum { MAX_STDERR = 64 << 10 };
 
 typedef enum Expect {
     EXPECT_ERROR, /* exit 1 with diagnostics */
@@ -199,6 +201,9 @@ static void check_path(const char *name, const char *path, Expect expect, bool k
             fail(name, path, &err, "sanitizer report (exit status %d)", rc);
         else if (rc != 0 && rc != 1)
             fail(name, path, &err, "exit status %d, expected 0 or 1", rc);
+        else if (err.n > MAX_STDERR)
+            fail(name, path, &err, "%zu bytes of diagnostics (at most %d: long names are quoted "
+                                   "by their ends)", err.n, MAX_STDERR);
         else if (rc == 1 && (err.n == 0 || !contains(&err, "error")))
             fail(name, path, &err, "exit status 1 without an error message");
         else if (rc == 0 && contains(&err, ": error: "))
