@@ -280,5 +280,8 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
 double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
                              bool *found);
 const Ast *el_find_setting(const Ast *train, const char *name);
+/* An error about setting name: at span, or, when --set gave its value, naming the
+ * command line instead. */
+void el_setting_error(Elab *e, const char *name, Span span, const char *fmt, ...) NND_PRINTF(4, 5);
 
 #endif

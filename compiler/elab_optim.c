@@ -259,7 +259,7 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
             continue;
         Span span = st ? st->span : train->span;
         if (!(v > 0)) {
-            el_error(e, span, "%s must be positive, got %g", names[which], v);
+            el_setting_error(e, names[which], span, "%s must be positive, got %g", names[which], v);
             continue;
         }
         NodeId h = el_new_hyper(e, names[which], v, span);
@@ -293,21 +293,23 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
 /* A train setting that is a positive run-time hyper-parameter, or 0 when absent. */
 static NodeId setting_hyper(Elab *e, Scope *s, const Ast *train, const char *name, double hi)
 {
-    const Ast *st = el_find_setting(train, name);
-    bool found = false;
-    double v = el_setting_number(e, s, st, name, 0, &found);
-    if (!found)
-        return 0;
     for (int i = 0; i < e->p->hypers.n; i++)
         if (strcmp(e->p->hypers.v[i].name, name) == 0) /* made for an earlier parameter */
             return graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = (uint8_t)e->p->float_dtype,
                                               .idx = i, .name = e->p->hypers.v[i].name,
                                               .span = e->p->hypers.v[i].span});
-    Span span = st ? st->span : train->span;
-    if (!(v > 0 && v < hi)) {
-        el_error(e, span, "%s must be between 0 and %g, got %g", name, hi, v);
+    const Ast *st = el_find_setting(train, name);
+    bool found = false;
+    double v = el_setting_number(e, s, st, name, 0, &found);
+    if (!found)
         return 0;
-    }
+    Span span = st ? st->span : train->span;
+    /* an error is said once: the hyper-parameter is made anyway, for the next
+     * parameters to find */
+    if (!(v > 0 && v < hi) && isinf(hi))
+        el_setting_error(e, name, span, "%s must be positive, got %g", name, v);
+    else if (!(v > 0 && v < hi))
+        el_setting_error(e, name, span, "%s must be between 0 and %g (both excluded), got %g", name, hi, v);
     return el_new_hyper(e, name, v, span);
 }
 

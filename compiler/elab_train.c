@@ -1,6 +1,7 @@
 /* elab_train: the train block: settings, models, the loss, gradients and updates,
  * logs, evals, checkpoints, save; and elab_program, the entry point. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,20 @@ const Ast *el_find_setting(const Ast *train, const char *name)
     return NULL;
 }
 
+void el_setting_error(Elab *e, const char *name, Span span, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    Override *o = el_find_override(e, name);
+    if (o) /* the value came from the command line: the message names it there */
+        el_error(e, span_none(), "--set %s=%s: %s", o->key, o->text, msg);
+    else
+        el_error(e, span, "%s", msg);
+    free(msg);
+}
+
 static int64_t int_setting(Elab *e, Scope *s, const Ast *train, const char *name, int64_t dflt,
                            int64_t min, bool *found)
 {
@@ -49,8 +64,8 @@ static int64_t int_setting(Elab *e, Scope *s, const Ast *train, const char *name
     if (found)
         *found = f;
     if (f && (v != floor(v) || v < (double)min || v > 9e15)) {
-        el_error(e, st ? st->b->span : train->span, "%s must be a whole number >= %lld, got %g", name,
-             (long long)min, v);
+        el_setting_error(e, name, st ? st->b->span : train->span,
+                         "%s must be a whole number >= %lld, got %g", name, (long long)min, v);
         return dflt;
     }
     return (int64_t)v;
@@ -394,10 +409,11 @@ static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
 static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
 {
     Program *p = e->p;
+    int errors = e->d->nerrors;
     for (int i = 0; i < train->list2.n; i++)
         if (train->list2.v[i]->kind == AST_DATA)
             el_data(e, s, m, train->list2.v[i]);
-    if (diags_has_errors(e->d))
+    if (e->d->nerrors > errors)
         return false;
     p->train_data = -1;
     for (int i = 0; i < p->data.n; i++)
@@ -590,7 +606,7 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
         int cnt;
         el_mark_params(e, target, st->a->span, &cnt, "opt", gr->index);
     }
-    return !diags_has_errors(e->d);
+    return true;
 }
 
 /* Gradients of the loss for the trainable parameters (accumulated and clipped
@@ -758,7 +774,10 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     bool *deferred = xcalloc((size_t)train->list2.n + 1, 1);
     train_counters(e, &s, train);
     train_lets(e, &s, train, deferred);
+    /* a bad setting falls back to its default: the rest is still elaborated, so
+     * every setting's error comes in one run */
     train_loop_settings(e, &s, train);
+    int settled = e->d->nerrors;
     if (!train_data(e, &s, m, train))
         goto done;
     train_models(e, &s, train);
@@ -766,10 +785,10 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         if (deferred[i])
             el_bind(&s, train->list2.v[i]->name, el_eval(e, &s, train->list2.v[i]->a),
                     train->list2.v[i]->span);
-    if (diags_has_errors(e->d) || !train_loss(e, &s, train))
+    if (e->d->nerrors > settled || !train_loss(e, &s, train))
         goto done;
     train_inference(e, &s);
-    if (!train_optimizers(e, &s, train))
+    if (!train_optimizers(e, &s, train) || e->d->nerrors > settled)
         goto done;
     train_updates(e, &s, train);
     /* logs: the statistics as step outputs, computed in train mode */

@@ -26,5 +26,9 @@ expect 2 "--dtype takes f32 or f64" run "$mlp" --set a=1 --dtype f16
 expect 2 "unknown command 'trian'" trian "$mlp" --set a=1
 expect 2 "run takes one file" run "$mlp" "$mlp"
 expect 2 "needs a number" lrfind "$mlp" --min x
+# values given with --set that a setting refuses: the message names the command line
+expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5" check "$mlp" --set batch=-5
+expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
+expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --set ema=2
 [ $fail -eq 0 ] && echo "ok: every usage error exits 2 with its message"
 exit $fail
