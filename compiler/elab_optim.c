@@ -39,6 +39,16 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
         if (flag) {
             /* kept as it is */
         } else if (b.v.k == V_NUM) {
+            if (strcmp(b.name, "lr") == 0 && !(b.v.num > 0)) { /* trains, but not as meant */
+                const char *why = b.v.num == 0 ? "the parameters will not change"
+                                               : "a learning rate below 0 makes the loss climb";
+                int k = el_arg_find(opt.args, b.name, i);
+                if (o)
+                    diag_warning(e->d, span_none(), "--set %s=%s: %s", key, o->text, why);
+                else
+                    diag_warning(e->d, k >= 0 ? opt.args->span[k] : span, "%s is %g: %s", key,
+                                 b.v.num, why);
+            }
             b.v = vnode(el_new_hyper(e, key, b.v.num, b.span));
         } else if (b.v.k == V_NODE) {
             if (nd(e, b.v.node)->shape.rank != 0) {
