@@ -509,27 +509,34 @@ static LLVMValueRef emit_load(CG *c, NodeId id, const Index *ix)
     return load_at(c, buf, n->dtype, off);
 }
 
-static void status(CG *c, LLVMValueRef bad)
+/* Stores a bad-data status in the step's arguments: the code (NND_STATUS_*), the
+ * value that was out of range (an i32) and the limit it broke, for the message. */
+static void store_status(CG *c, int code, LLVMValueRef value, int64_t limit)
 {
-    /* args->status = 1 when bad; execution goes on with a safe index */
-    LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
-    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
-    LLVMBuildCondBr(c->b, bad, set, cont);
-    LLVMPositionBuilderAtEnd(c->b, set);
-    LLVMValueRef idx = ci64(c, (int64_t)offsetof(NndStepArgs, status));
-    LLVMValueRef p = LLVMBuildGEP2(c->b, c->i8, c->args, &idx, 1, "");
-    LLVMBuildStore(c->b, LLVMConstInt(c->i32, NND_STATUS_LABEL_RANGE, 0), p);
-    LLVMBuildBr(c->b, cont);
-    LLVMPositionBuilderAtEnd(c->b, cont);
+    LLVMValueRef so = ci64(c, (int64_t)offsetof(NndStepArgs, status));
+    LLVMBuildStore(c->b, LLVMConstInt(c->i32, (unsigned long long)code, 0),
+                   LLVMBuildGEP2(c->b, c->i8, c->args, &so, 1, ""));
+    LLVMValueRef vo = ci64(c, (int64_t)offsetof(NndStepArgs, bad_value));
+    LLVMBuildStore(c->b, LLVMBuildSIToFP(c->b, value, c->f64, ""),
+                   LLVMBuildGEP2(c->b, c->i8, c->args, &vo, 1, ""));
+    LLVMValueRef co = ci64(c, (int64_t)offsetof(NndStepArgs, bad_count));
+    LLVMBuildStore(c->b, ci64(c, limit), LLVMBuildGEP2(c->b, c->i8, c->args, &co, 1, ""));
 }
 
-/* A label in [0, n), or 0 with the status set. */
+/* A label in [0, n), or 0 with the status, the label and n recorded; execution
+ * goes on with the safe index. */
 static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
 {
     LLVMValueRef lo = LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), "");
     LLVMValueRef hi = LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
     LLVMValueRef bad = LLVMBuildOr(c->b, lo, hi, "");
-    status(c, bad);
+    LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
+    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
+    LLVMBuildCondBr(c->b, bad, set, cont);
+    LLVMPositionBuilderAtEnd(c->b, set);
+    store_status(c, NND_STATUS_LABEL_RANGE, l, n);
+    LLVMBuildBr(c->b, cont);
+    LLVMPositionBuilderAtEnd(c->b, cont);
     return LLVMBuildSExt(c->b, select3v(c, bad, LLVMConstInt(c->i32, 0, 0), l), c->i64, "");
 }
 
@@ -1254,18 +1261,22 @@ static void gen_rows(CG *c, const Kernel *k)
     LLVMPositionBuilderAtEnd(c->b, head);
     LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "");
     LLVMValueRef bad = LLVMBuildPhi(c->b, c->i1, "");
-    LLVMValueRef zero = ci64(c, 0), no = LLVMConstInt(c->i1, 0, 0);
+    LLVMValueRef badv = LLVMBuildPhi(c->b, c->i32, ""); /* the last index out of range */
+    LLVMValueRef zero = ci64(c, 0), no = LLVMConstInt(c->i1, 0, 0), zero32 = LLVMConstInt(c->i32, 0, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(bad, &no, &pre, 1);
+    LLVMAddIncoming(badv, &zero32, &pre, 1);
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, count, ""), body, done);
     LLVMPositionBuilderAtEnd(c->b, body);
     LLVMValueRef l = LLVMBuildLoad2(c->b, c->i32, LLVMBuildGEP2(c->b, c->i32, ip, &i, 1, ""), "");
     LLVMValueRef out = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
                                    LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)rows, 0), ""), "");
     LLVMValueRef bad2 = LLVMBuildOr(c->b, bad, out, "");
+    LLVMValueRef badv2 = select3v(c, out, l, badv);
     LLVMValueRef i2 = LLVMBuildNSWAdd(c->b, i, ci64(c, 1), "");
     LLVMAddIncoming(i, &i2, &body, 1);
     LLVMAddIncoming(bad, &bad2, &body, 1);
+    LLVMAddIncoming(badv, &badv2, &body, 1);
     LLVMBuildBr(c->b, head);
     LLVMPositionBuilderAtEnd(c->b, done);
     LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "rows_ok");
@@ -1273,9 +1284,7 @@ static void gen_rows(CG *c, const Kernel *k)
     LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "rows_bad");
     LLVMBuildCondBr(c->b, bad, set, ok);
     LLVMPositionBuilderAtEnd(c->b, set);
-    LLVMValueRef so = ci64(c, (int64_t)offsetof(NndStepArgs, status));
-    LLVMBuildStore(c->b, LLVMConstInt(c->i32, NND_STATUS_INDEX_RANGE, 0),
-                   LLVMBuildGEP2(c->b, c->i8, c->args, &so, 1, ""));
+    store_status(c, NND_STATUS_INDEX_RANGE, badv, rows);
     LLVMBuildBr(c->b, after);
     LLVMPositionBuilderAtEnd(c->b, ok);
     bool f64 = n->dtype == NND_F64;

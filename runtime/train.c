@@ -7,6 +7,8 @@
 
 #include "nnd_train.h"
 
+#include <stdbool.h>
+
 static double now(void)
 {
     struct timespec ts;
@@ -76,15 +78,44 @@ static void batch_free(Batch *b)
     nnd_free(b->idx);
 }
 
-static int status_error(int32_t status, NndErr *err, const char *what, const char *data)
+/* The first of the m samples (their rows in idx) whose labels hold v, or -1. */
+static int64_t sample_with_label(const NndTensor *y, const uint32_t *idx, int64_t m, double v)
 {
-    if (status == NND_STATUS_LABEL_RANGE)
-        return nnd_err(err, "%s on '%s': a label is out of range for the model's classes", what,
-                       data);
-    if (status == NND_STATUS_INDEX_RANGE)
-        return nnd_err(err, "%s on '%s': an index is out of range for the table it picks rows "
-                            "from (take, Embedding)", what, data);
-    return nnd_err(err, "%s on '%s' failed (status %d)", what, data, status);
+    if (y->shape[0] < 1 || y->dtype == NND_BOOL)
+        return -1;
+    int64_t per = nnd_tensor_numel(y) / y->shape[0];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < per; k++) {
+            int64_t at = (int64_t)idx[i] * per + k;
+            double l = y->dtype == NND_I32 ? ((const int32_t *)y->data)[at]
+                     : y->dtype == NND_F32 ? ((const float *)y->data)[at]
+                                           : ((const double *)y->data)[at];
+            if (l == v)
+                return idx[i];
+        }
+    return -1;
+}
+
+/* The message of a step's bad-data status: the value out of range, its limit, and
+ * (when the data set's labels hold it) the sample that has it. */
+static int status_error(const NndStepArgs *a, NndErr *err, const char *what, const NndDataSet *ds,
+                        const uint32_t *idx, int64_t m)
+{
+    if (a->status == NND_STATUS_LABEL_RANGE || a->status == NND_STATUS_INDEX_RANGE) {
+        bool label = a->status == NND_STATUS_LABEL_RANGE;
+        int64_t s = sample_with_label(ds->y, idx, m, a->bad_value);
+        char where[128] = "";
+        if (s >= 0)
+            snprintf(where, sizeof where, " (sample %lld of '%s' has it)", (long long)s, ds->name);
+        if (label)
+            return nnd_err(err, "%s on '%s': label %.17g is out of range for the model's %lld "
+                                "classes, 0 to %lld%s", what, ds->name, a->bad_value,
+                           (long long)a->bad_count, (long long)a->bad_count - 1, where);
+        return nnd_err(err, "%s on '%s': index %.17g is out of range for a table of %lld rows "
+                            "(take, Embedding)%s", what, ds->name, a->bad_value,
+                       (long long)a->bad_count, where);
+    }
+    return nnd_err(err, "%s on '%s' failed (status %d)", what, ds->name, a->status);
 }
 
 int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
@@ -109,7 +140,7 @@ int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
                          0, es->user, NULL, 0, 0, 0};
         es->fn(&a);
         if (a.status) {
-            rc = status_error(a.status, err, "evaluation", ds->name);
+            rc = status_error(&a, err, "evaluation", ds, b.idx, m);
             break;
         }
         for (int k = 0; k < es->nmetrics; k++)
@@ -265,7 +296,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         t_run += t1 - t0;
         samples += m;
         if (a.status && a.status != NND_STATUS_NONFINITE) {
-            rc = status_error(a.status, err, "training", ds->name);
+            rc = status_error(&a, err, "training", ds, b.idx + first, m);
             break;
         }
         if (a.status || !isfinite(bout[0])) {

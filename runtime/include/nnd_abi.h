@@ -159,7 +159,9 @@ typedef struct NndStepArgs {
     void *user; /* for step functions that are not generated code */
     int64_t *profile; /* code compiled for profiling adds each kernel's nanoseconds here */
     /* NND_STATUS_NONFINITE (code compiled with --check-numerics): the graph node whose
-     * values were not all finite, how many were not, and the first of them */
+     * values were not all finite, how many were not, and the first of them.
+     * NND_STATUS_LABEL_RANGE, _INDEX_RANGE: bad_value is a label or index that was
+     * out of range and bad_count the classes or rows it had to be below */
     int64_t bad_node, bad_count;
     double bad_value;
 } NndStepArgs;
