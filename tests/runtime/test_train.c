@@ -146,8 +146,11 @@ static void fake_step(NndStepArgs *a)
     }
     a->out[0] = (double)(s + 1);
     if (s == log->bad_at) {
-        if (log->status)
+        if (log->status) {
             a->status = log->status;
+            a->bad_value = 13; /* what compiled code records beside a range status */
+            a->bad_count = 10;
+        }
         else
             a->out[0] = log->bad_loss;
     }
@@ -185,6 +188,8 @@ static void fake_eval(NndStepArgs *a)
     a->out[2] = (double)a->batch;
     if (log->status) {
         a->status = log->status;
+        a->bad_value = 13;
+        a->bad_count = 10;
         log->next = 0;
     }
 }
@@ -493,7 +498,7 @@ static void test_step_status(void **state)
         const char *msg;
     } cases[] = {
         {NND_STATUS_LABEL_RANGE,
-         "training on 'train': a label is out of range for the model's classes"},
+         "training on 'train': label 13 is out of range for the model's 10 classes, 0 to 9"},
         {7, "training on 'train' failed (status 7)"},
         {-2, "training on 'train' failed (status -2)"},
     };
@@ -608,7 +613,7 @@ static void test_eval_status(void **state)
     NndErr err = {""};
     assert_int_equal(nnd_evaluate(&f->t, 0, v, &err), -1);
     assert_string_equal(err.msg,
-                        "evaluation on 'test': a label is out of range for the model's classes");
+                        "evaluation on 'test': label 13 is out of range for the model's 10 classes, 0 to 9");
     f->elog[0].nruns = 0;
     NndTrainResult res;
     assert_int_equal(nnd_train(&f->t, &res, &err), -1);
