@@ -7,6 +7,7 @@
 
 #include "autodiff.h"
 #include "elab_internal.h"
+#include "nnd_train.h"
 #include "sema.h"
 
 double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
@@ -402,6 +403,8 @@ static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
     bool f = false;
     const Ast *sh = el_find_setting(train, "shuffle");
     p->shuffle = el_setting_number(e, s, sh, "shuffle", 1, &f) != 0;
+    const Ast *dl = el_find_setting(train, "drop_last");
+    p->drop_last = el_setting_number(e, s, dl, "drop_last", 0, &f) != 0;
 }
 
 /* The data sets; the training set is `train`, or the only one.  Its samples
@@ -765,6 +768,35 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
     }
 }
 
+/* Batch statistics need two samples (batch norm's unbiased running variance
+ * divides by n - 1: one sample makes it NaN, and eval accuracy drops to chance):
+ * when the model keeps such statistics, a run whose batches can hold one sample
+ * stops here, before training (PyTorch raises at run time; the sizes are known
+ * now). */
+static void check_batch_of_one(Elab *e, const Ast *train)
+{
+    Program *p = e->p;
+    int64_t n = p->data.v[p->train_data].n;
+    int64_t last = nnd_train_samples_per_epoch(n, p->batch, p->drop_last) % p->batch;
+    if (p->batch != 1 && last != 1)
+        return;
+    const char *state = program_batch_statistic(p);
+    if (!state)
+        return;
+    const Ast *bs = el_find_setting(train, "batch");
+    Span span = bs ? bs->span : train->span;
+    if (p->batch == 1)
+        el_setting_error(e, "batch", span, "batch = 1: '%s' is updated from statistics over the "
+                                           "batch (batch norm), which need at least 2 samples",
+                         state);
+    else
+        el_setting_error(e, "batch", span, "the last batch of each epoch holds 1 sample (%lld "
+                                           "samples, batch %lld), and '%s' is updated from "
+                                           "statistics over the batch (batch norm), which need at "
+                                           "least 2: set drop_last = true, or another batch size",
+                         (long long)n, (long long)p->batch, state);
+}
+
 /* The train block, in the order its parts depend on each other: counters, lets,
  * settings, data, models, deferred lets, the loss, the forward function,
  * optimizers, gradients and updates, log statistics, evals, outputs. */
@@ -791,6 +823,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     if (!train_optimizers(e, &s, train) || e->d->nerrors > settled)
         goto done;
     train_updates(e, &s, train);
+    check_batch_of_one(e, train);
     /* logs: the statistics as step outputs, computed in train mode */
     e->g->phase = PHASE_STATS;
     for (int i = 0; i < train->list2.n; i++)

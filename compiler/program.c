@@ -166,7 +166,7 @@ double *program_hyper_values(const Program *p)
 
 int64_t program_steps_per_epoch(const Program *p)
 {
-    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate);
+    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate, p->drop_last);
 }
 
 int64_t program_total_steps(const Program *p)
@@ -228,8 +228,8 @@ uint64_t program_fingerprint(const Program *p)
 {
     const Graph *g = &p->g;
     uint64_t *memo = xcalloc((size_t)graph_count(g), sizeof(uint64_t));
-    int64_t settings[6] = {p->float_dtype, (int64_t)p->seed, p->batch, p->accumulate,
-                           p->data.v[p->train_data].n, p->shuffle};
+    int64_t settings[7] = {p->float_dtype, (int64_t)p->seed, p->batch, p->accumulate,
+                           p->data.v[p->train_data].n, p->shuffle, p->drop_last};
     uint64_t h = fnv(0xcbf29ce484222325ull, settings, sizeof settings);
     for (int i = 0; i < p->params.n; i++)
         h = fnv_str(h, p->params.v[i].name);
@@ -258,4 +258,38 @@ uint64_t program_fingerprint(const Program *p)
     }
     free(memo);
     return h;
+}
+
+const char *program_batch_statistic(const Program *p)
+{
+    const Graph *g = &p->g;
+    int count = graph_count(g);
+    bool *live = xcalloc((size_t)count, 1);
+    const char *found = NULL;
+    for (int u = 0; u < p->updates.n && !found; u++) {
+        const Update *up = &p->updates.v[u];
+        if (!up->is_state || p->states.v[up->index].param >= 0)
+            continue; /* optimizer state: per parameter, not per batch */
+        memset(live, 0, (size_t)count);
+        graph_mark_live((Graph *)g, &up->value, 1, live);
+        for (int id = 1; id < count && !found; id++) {
+            const Node *n = &g->nodes.v[id];
+            if (!live[id] || (n->op != OP_SUM && n->op != OP_MEAN))
+                continue;
+            /* a sum or mean over the batch axis: how many values it takes per
+             * output element when the batch holds one sample */
+            const Shape *in = &g->nodes.v[n->in[0]].shape;
+            bool over_batch = false;
+            int64_t values = 1;
+            for (int k = 0; k < in->rank; k++)
+                if (n->mask & (1u << k)) {
+                    over_batch |= in->d[k] == p->sym_batch;
+                    values *= in->d[k] < 0 ? 1 : in->d[k];
+                }
+            if (over_batch && values == 1)
+                found = p->states.v[up->index].name;
+        }
+    }
+    free(live);
+    return found;
 }

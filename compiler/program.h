@@ -141,6 +141,7 @@ typedef struct Program {
     uint64_t seed;
     int custom_vjps; /* calls of fns with a vjp block */
     bool shuffle;
+    bool drop_last; /* an epoch trains on whole batches only */
     const char *save_path;
     Span save_span;
     /* checkpoint every N steps/epochs to a directory, keeping the last `keep` (0: all) */
@@ -171,6 +172,10 @@ int64_t program_total_steps(const Program *p);
  * training set's size, hashed.  Hyper-parameter values, epochs and steps, logs and
  * evals are not part of it. */
 uint64_t program_fingerprint(const Program *p);
+/* A layer state updated from statistics of the batch (batch norm's running
+ * variance) that a batch of one sample leaves undefined: a sum or mean over the
+ * batch axis with one value per element at batch 1.  Its name, or NULL. */
+const char *program_batch_statistic(const Program *p);
 /* Rows idx[0..b) of a loaded data set, gathered into new contiguous buffers *bx and
  * *by (malloc'd; the caller frees them). */
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by);

@@ -61,6 +61,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     t->steps = p->steps;
     t->seed = p->seed;
     t->shuffle = p->shuffle;
+    t->drop_last = p->drop_last;
     t->step = x->step;
     t->user = x->step_user;
     t->nout = 1 + p->step_outputs.n;

@@ -33,15 +33,22 @@ static void gather(const NndTensor *t, const uint32_t *idx, int64_t b, char *dst
         memcpy(dst + (size_t)i * rb, src + (size_t)idx[i] * rb, rb);
 }
 
-int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate)
+int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_last)
 {
+    return drop_last && samples >= batch ? samples / batch * batch : samples;
+}
+
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate, int drop_last)
+{
+    samples = nnd_train_samples_per_epoch(samples, batch, drop_last);
     int64_t batches = (samples + batch - 1) / batch, k = accumulate > 1 ? accumulate : 1;
     return (batches + k - 1) / k;
 }
 
 static int64_t steps_per_epoch(const NndTrainer *t, int64_t n)
 {
-    return nnd_train_steps_per_epoch(n, t->batch, t->accumulate > 1 && t->step_accum ? t->accumulate : 1);
+    return nnd_train_steps_per_epoch(n, t->batch, t->accumulate > 1 && t->step_accum ? t->accumulate : 1,
+                                     t->drop_last);
 }
 
 int64_t nnd_train_total_steps(const NndTrainer *t)
@@ -261,7 +268,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
          * gradients the last one's update rules see, averaged over its samples */
         int64_t k = t->accumulate > 1 && t->step_accum ? t->accumulate : 1;
         int64_t first = in_epoch * k * t->batch;
-        int64_t group_end = n - first < k * t->batch ? n : first + k * t->batch;
+        int64_t used = nnd_train_samples_per_epoch(n, t->batch, t->drop_last);
+        int64_t group_end = used - first < k * t->batch ? used : first + k * t->batch;
         int64_t m = group_end - first, micro = (m + t->batch - 1) / t->batch;
         double t0 = now();
         t->hypers[t->h_step] = (double)step;

@@ -60,6 +60,7 @@ typedef struct NndTrainer {
     int64_t batch, epochs, steps; /* steps > 0 wins over epochs */
     uint64_t seed;
     int shuffle;
+    int drop_last; /* each epoch trains on whole batches only (the rest is left out) */
     NndStepFn step; /* writes the batch's loss to out[0] */
     NndStepFn step_full; /* the same step writing nout - 1 more scalars after the loss,
                             run after steps 1, full_every, 2 full_every, ... (or at the end
@@ -109,7 +110,10 @@ typedef struct NndTrainResult {
 
 /* Updates in an epoch of `samples`: one per batch, or per group of `accumulate`
  * batches. */
-int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate);
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate, int drop_last);
+/* The samples an epoch trains on: all, or with drop_last only whole batches (all
+ * when there are fewer than one batch). */
+int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_last);
 /* Total steps of a run. */
 int64_t nnd_train_total_steps(const NndTrainer *t);
 /* Trains; 0 on success, 1 when stopped on a non-finite loss, -1 on error (err). */
