@@ -63,11 +63,29 @@ static Value decl_value(Elab *e, const Ast *d, Module *where, Span span)
     }
 }
 
+/* The value of a lazy `let` in the current mode, elaborated on its first use in
+ * that mode (in train mode, that is while the loss is: its layer state moves
+ * then). */
+static Value force(Elab *e, Lazy *l, Span span)
+{
+    int mode = e->training;
+    if (l->have[mode])
+        return l->val[mode];
+    if (l->busy)
+        return el_error(e, span, "'%s' is defined in terms of itself", l->st->name);
+    l->busy = true;
+    Value v = el_eval(e, l->scope, l->st->a);
+    l->busy = false;
+    l->val[mode] = v;
+    l->have[mode] = true;
+    return v;
+}
+
 Value el_lookup(Elab *e, Scope *s, const char *name, Span span)
 {
     Binding *b = el_scope_find(s, name);
     if (b)
-        return b->v;
+        return b->v.k == V_LAZY ? force(e, b->v.lazy, span) : b->v;
     if (s->self) {
         Binding *m = el_member_find(s->self, name);
         if (m)

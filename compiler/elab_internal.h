@@ -44,6 +44,7 @@ typedef enum VK {
     V_DECL, /* a layer or optimizer declaration, callable */
     V_BUILTIN,
     V_OPT, /* an optimizer with its arguments */
+    V_LAZY, /* a train-block `let` computed from the data or the models (Lazy) */
 } VK;
 
 typedef struct LayerInst LayerInst;
@@ -64,6 +65,7 @@ typedef struct Value {
     int builtin;
     VList *list; /* V_LIST */
     Args *args; /* V_OPT */
+    struct Lazy *lazy; /* V_LAZY */
 } Value;
 
 struct VList {
@@ -77,6 +79,18 @@ struct Args {
     const char *kw[MAX_ARGS]; /* NULL for a positional argument */
     Span span[MAX_ARGS];
 };
+
+/* A train-block `let` whose value depends on the data or the models (`let ce =
+ * cross_entropy(net(x), y)`): elaborated where it is used, once in train mode and
+ * once in eval mode, so that the loss and the metrics see it as if written in
+ * place (layer state moves once per step; dropout is off in eval). */
+typedef struct Lazy {
+    const Ast *st; /* the let */
+    struct Scope *scope; /* the train block's */
+    Value val[2]; /* in eval mode, in train mode */
+    bool have[2];
+    bool busy; /* being elaborated: a use now is a cycle */
+} Lazy;
 
 typedef struct Binding {
     const char *name;

@@ -814,9 +814,12 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
         goto done;
     train_models(e, &s, train);
     for (int i = 0; i < train->list2.n; i++)
-        if (deferred[i])
-            el_bind(&s, train->list2.v[i]->name, el_eval(e, &s, train->list2.v[i]->a),
-                    train->list2.v[i]->span);
+        if (deferred[i]) {
+            const Ast *st = train->list2.v[i];
+            Lazy *l = arena_alloc(&e->arena, sizeof *l);
+            *l = (Lazy){.st = st, .scope = &s};
+            el_bind(&s, st->name, (Value){.k = V_LAZY, .lazy = l}, st->span);
+        }
     if (e->d->nerrors > settled || !train_loss(e, &s, train))
         goto done;
     train_inference(e, &s);

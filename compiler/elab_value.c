@@ -20,6 +20,7 @@ const char *el_kind_name(const Value *v)
     case V_DECL: return v->decl->kind == AST_OPTIMIZER ? "an optimizer declaration" : "a layer declaration";
     case V_BUILTIN: return v->args ? "an initializer with its arguments" : "a built-in function";
     case V_OPT: return "an optimizer";
+    case V_LAZY: return "a value of the train block";
     default: return "an invalid value";
     }
 }
