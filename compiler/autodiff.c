@@ -436,7 +436,7 @@ static void vjp_custom(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
 }
 
 static const VjpFn vjp_table[OP_COUNT] = {
-#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = vjp,
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) [OP_##id] = vjp,
 #include "ops.def"
 #undef OP
 };

@@ -3,15 +3,38 @@
 #include <math.h>
 #include <string.h>
 
+#include "graph.h"
+
 #define COUNT_ARGS(...) (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *))
 
+/* An FN op is a function of one argument, x, computing the op. */
+#define BUILTIN_OP_FN(id, text, arity, kind)                                                     \
+    [BI_##id] = {.name = text, .required = 1, .ctx = BCTX_ANY, .params = {"x"}, .nparams = 1,  \
+                 .op = OP_##id},
+#define BUILTIN_OP_NOFN(id, text, arity, kind)
+
 const BuiltinInfo builtin_info[BI_COUNT] = {
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) BUILTIN_OP_##fn(id, text, arity, kind)
+#include "ops.def"
+#undef OP
 #define BI(id, nm, req, cx, ...)                                                             \
     [BI_##id] = {.name = nm, .required = req, .ctx = BCTX_##cx, .params = {__VA_ARGS__},      \
-                 .nparams = COUNT_ARGS(__VA_ARGS__)},
+                 .nparams = COUNT_ARGS(__VA_ARGS__), .op = -1},
 #include "builtins.def"
 #undef BI
 };
+#undef BUILTIN_OP_FN
+#undef BUILTIN_OP_NOFN
+
+/* FN marks elementwise ops of one input only */
+#define BUILTIN_OP_FN(id, text, arity, kind)                                                     \
+    _Static_assert(arity == 1 && OPK_##kind == OPK_EW1, "ops.def: FN op " #id " is not EW1");
+#define BUILTIN_OP_NOFN(id, text, arity, kind)
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) BUILTIN_OP_##fn(id, text, arity, kind)
+#include "ops.def"
+#undef OP
+#undef BUILTIN_OP_FN
+#undef BUILTIN_OP_NOFN
 
 int builtin_find(const char *name)
 {

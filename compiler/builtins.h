@@ -4,12 +4,21 @@
 
 #include <stdbool.h>
 
+/* Built-ins are ops.def's FN ops, exp(x) and the like (BI_EXP, ...), then
+ * builtins.def's functions. */
+#define BUILTIN_OP_FN(id) BI_##id,
+#define BUILTIN_OP_NOFN(id)
 typedef enum BuiltinId {
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) BUILTIN_OP_##fn(id)
+#include "ops.def"
+#undef OP
 #define BI(id, name, req, ctx, ...) BI_##id,
 #include "builtins.def"
 #undef BI
     BI_COUNT
 } BuiltinId;
+#undef BUILTIN_OP_FN
+#undef BUILTIN_OP_NOFN
 
 typedef enum BuiltinCtx { BCTX_ANY, BCTX_INIT, BCTX_DATA } BuiltinCtx;
 
@@ -21,6 +30,7 @@ typedef struct BuiltinInfo {
     BuiltinCtx ctx;
     const char *params[BUILTIN_MAX_PARAMS];
     int nparams;
+    int op; /* an FN op of ops.def (an OpId): the built-in is op(x); -1 for the others */
 } BuiltinInfo;
 
 extern const BuiltinInfo builtin_info[BI_COUNT];

@@ -170,49 +170,13 @@ static Value pool2d(Elab *e, int id, Args *a, Span span)
     return vnode(el_make(e, (Node){.op = OP_POOLAVG, .nin = 1, .in = {x}, .pool = pool}, span));
 }
 
-Value el_builtin_call(Elab *e, int id, Args *a, Span span)
+/* Reductions: min, max (two arguments: elementwise), sum, mean, logsumexp, norm, rms
+ * and argmax, over the axes of `axis` (all by default; argmax: the last). */
+static Value builtin_reduction(Elab *e, int id, Args *a, Span span)
 {
     const BuiltinInfo *bi = &builtin_info[id];
-    /* arity and keywords, for calls sema could not see */
-    for (int i = 0; i < a->n; i++) {
-        if (a->kw[i]) {
-            bool found = false;
-            for (int j = 0; j < bi->nparams; j++)
-                found |= strcmp(bi->params[j], a->kw[i]) == 0;
-            if (!found)
-                return el_error(e, a->span[i], "'%s' has no parameter '%s'", bi->name, a->kw[i]);
-        }
-    }
-    for (int i = 0; i < bi->required; i++)
-        if (!el_barg(a, id, i))
-            return el_error(e, span, "missing argument '%s' in call to '%s'", bi->params[i], bi->name);
-    if (bi->ctx == BCTX_INIT && !e->in_init) {
-        /* outside an initializer, a call with arguments is an initializer to pass on:
-         * Dense(8, 8, init = orthogonal(gain = 2)); it draws when a parameter uses it */
-        if (a->n == 0)
-            return el_error(e, span, "'%s' draws a parameter's initial values; it can only be used "
-                                 "in a parameter initializer", bi->name);
-        Args *copy = arena_alloc(&e->arena, sizeof *copy);
-        *copy = *a;
-        return (Value){.k = V_BUILTIN, .builtin = id, .args = copy};
-    }
-    if (bi->ctx == BCTX_DATA)
-        return el_error(e, span, "'%s' describes a data set; it can only be used in a `data` statement",
-                    bi->name);
     Value *x = el_barg(a, id, 0);
     switch ((BuiltinId)id) {
-    case BI_EXP: return el_unop(e, OP_EXP, *x, span);
-    case BI_LOG: return el_unop(e, OP_LOG, *x, span);
-    case BI_SQRT: return el_unop(e, OP_SQRT, *x, span);
-    case BI_RSQRT: return el_unop(e, OP_RSQRT, *x, span);
-    case BI_ABS: return el_unop(e, OP_ABS, *x, span);
-    case BI_SIGN: return el_unop(e, OP_SIGN, *x, span);
-    case BI_TANH: return el_unop(e, OP_TANH, *x, span);
-    case BI_SIGMOID: return el_unop(e, OP_SIGMOID, *x, span);
-    case BI_RELU: return el_unop(e, OP_RELU, *x, span);
-    case BI_SIN: return el_unop(e, OP_SIN, *x, span);
-    case BI_COS: return el_unop(e, OP_COS, *x, span);
-    case BI_FLOOR: return el_unop(e, OP_FLOOR, *x, span);
     case BI_MIN:
     case BI_MAX: {
         Value *b = el_barg(a, id, 1);
@@ -259,7 +223,62 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
         return vnode(el_make(e, (Node){.op = OP_ARGMAX, .nin = 1, .in = {n},
                                   .idx = __builtin_ctz(mask), .keep = keep}, span));
     }
-    case BI_MATMUL: return el_matmul(e, *x, *el_barg(a, id, 1), span);
+    default:
+        return el_error(e, span, "'%s' cannot be used here", bi->name);
+    }
+}
+
+/* reshape(x, shape) with one -1 in shape: the -1 stands for what the concrete
+ * dimensions leave; the symbolic ones (the batch size) must appear in the new shape
+ * as they are.  Fills in s->d[minus], or reports why not. */
+static bool reshape_fill(Elab *e, NodeId n, Shape *s, int minus, Span span)
+{
+    const Shape *in = &nd(e, n)->shape;
+    int64_t sa[NND_MAX_RANK], st[NND_MAX_RANK];
+    int na = 0, nt = 0;
+    for (int i = 0; i < in->rank; i++)
+        if (in->d[i] < 0)
+            sa[na++] = in->d[i];
+    for (int i = 0; i < s->rank; i++)
+        if (s->d[i] < 0)
+            st[nt++] = s->d[i];
+    bool same = na == nt;
+    for (int i = 0; same && i < na; i++)
+        same = sa[i] == st[i];
+    StrBuf want = {0};
+    sb_putc(&want, '[');
+    for (int i = 0; i < s->rank; i++) {
+        Shape one = {1, {s->d[i]}};
+        const char *t = i == minus ? "[-1]" : el_shape_str(e, &one);
+        sb_printf(&want, "%s%.*s", i ? ", " : "", (int)strlen(t) - 2, t + 1);
+    }
+    sb_putc(&want, ']');
+    const char *ws = arena_strdup(&e->arena, want.s);
+    sb_free(&want);
+    if (!same) {
+        el_error(e, span, "cannot reshape %s to %s: -1 cannot stand for the batch "
+                          "dimension; keep it in the new shape",
+                 el_shape_str(e, in), ws);
+        return false;
+    }
+    int64_t have = shape_static_numel(in, NULL);
+    int64_t rest = shape_static_numel(s, NULL);
+    if (have % rest) {
+        el_error(e, span, "cannot reshape %s to %s: %lld elements do not split "
+                          "into parts of %lld",
+                 el_shape_str(e, in), ws, (long long)have, (long long)rest);
+        return false;
+    }
+    s->d[minus] = have / rest;
+    return true;
+}
+
+/* Shapes: transpose (the last two axes, or perm), reshape, and the compile-time
+ * queries size and rank. */
+static Value builtin_shape(Elab *e, int id, Args *a, Span span)
+{
+    Value *x = el_barg(a, id, 0);
+    switch ((BuiltinId)id) {
     case BI_TRANSPOSE: {
         NodeId n = el_to_node(e, *x, span);
         if (!n)
@@ -295,66 +314,9 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
         int minus;
         if (!n || !el_to_shape(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "the new shape", &s, &minus))
             return verr();
-        if (minus >= 0) {
-            /* -1 stands for concrete dimensions only: the symbolic ones (the batch
-             * size) must appear in the new shape as they are */
-            const Shape *in = &nd(e, n)->shape;
-            int64_t sa[NND_MAX_RANK], st[NND_MAX_RANK];
-            int na = 0, nt = 0;
-            for (int i = 0; i < in->rank; i++)
-                if (in->d[i] < 0)
-                    sa[na++] = in->d[i];
-            for (int i = 0; i < s.rank; i++)
-                if (s.d[i] < 0)
-                    st[nt++] = s.d[i];
-            bool same = na == nt;
-            for (int i = 0; same && i < na; i++)
-                same = sa[i] == st[i];
-            StrBuf want = {0};
-            sb_putc(&want, '[');
-            for (int i = 0; i < s.rank; i++) {
-                Shape one = {1, {s.d[i]}};
-                const char *t = i == minus ? "[-1]" : el_shape_str(e, &one);
-                sb_printf(&want, "%s%.*s", i ? ", " : "", (int)strlen(t) - 2, t + 1);
-            }
-            sb_putc(&want, ']');
-            const char *ws = arena_strdup(&e->arena, want.s);
-            sb_free(&want);
-            if (!same)
-                return el_error(e, span, "cannot reshape %s to %s: -1 cannot stand for the batch "
-                                     "dimension; keep it in the new shape",
-                            el_shape_str(e, in), ws);
-            int64_t have = shape_static_numel(in, NULL);
-            int64_t rest = shape_static_numel(&s, NULL);
-            if (have % rest)
-                return el_error(e, span, "cannot reshape %s to %s: %lld elements do not split "
-                                     "into parts of %lld",
-                            el_shape_str(e, in), ws, (long long)have, (long long)rest);
-            s.d[minus] = have / rest;
-        }
+        if (minus >= 0 && !reshape_fill(e, n, &s, minus, span))
+            return verr();
         return vnode(el_make(e, (Node){.op = OP_RESHAPE, .nin = 1, .in = {n}, .shape = s}, span));
-    }
-    case BI_PICK: {
-        NodeId n = el_float_node(e, *x, span), l = el_to_node(e, *el_barg(a, id, 1), span);
-        if (!n || !l)
-            return verr();
-        return vnode(el_make(e, (Node){.op = OP_PICK, .nin = 2, .in = {n, l}}, span));
-    }
-    case BI_ONE_HOT: {
-        NodeId l = el_to_node(e, *x, span);
-        int64_t depth;
-        if (!l || !el_to_int(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "depth", &depth))
-            return verr();
-        if (depth < 1 || depth > (1 << 24))
-            return el_error(e, span, "one_hot depth must be between 1 and 2^24");
-        return vnode(el_make(e, (Node){.op = OP_ONE_HOT, .nin = 1, .in = {l}, .idx = (int32_t)depth,
-                                  .dtype = (uint8_t)e->p->float_dtype}, span));
-    }
-    case BI_WHERE: {
-        Value c = *x;
-        if (c.k == V_NUM)
-            return c.num != 0 ? *el_barg(a, id, 1) : *el_barg(a, id, 2);
-        return el_select3(e, c, *el_barg(a, id, 1), *el_barg(a, id, 2), span);
     }
     case BI_SIZE: {
         NodeId n = el_to_node(e, *x, span);
@@ -374,82 +336,41 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
         NodeId n = el_to_node(e, *x, span);
         return n ? vnum(nd(e, n)->shape.rank) : verr();
     }
-    case BI_F32:
-    case BI_F64:
-    case BI_I32:
-    case BI_FLOAT: {
-        NndDType dt = id == BI_F32 ? NND_F32 : id == BI_F64 ? NND_F64 : id == BI_I32 ? NND_I32
-                                                                                       : e->p->float_dtype;
-        if (id == BI_F32 && e->p->float_dtype == NND_F64)
-            dt = NND_F64; /* --dtype f64 makes the whole program f64 */
-        if (x->k == V_NUM) {
-            Value v = vfloat(dt == NND_I32 ? trunc(x->num) : x->num);
-            v.is_int = dt == NND_I32 || (x->is_int && !x->is_bool);
-            return v;
-        }
-        NodeId n = el_to_node(e, *x, span);
-        if (!n)
-            return verr();
-        return vnode(gb_cast(e->g, n, dt, span));
+    default:
+        return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
     }
-    case BI_GRAD: {
-        Value *wrt = el_barg(a, id, 1);
-        NodeId f = el_to_node(e, *x, span);
-        if (!f)
+}
+
+/* Indexing and selection: pick (a label per row), one_hot, take (rows of a table),
+ * concat (along an axis), where (elementwise choice; a known condition picks a
+ * branch now). */
+static Value builtin_index(Elab *e, int id, Args *a, Span span)
+{
+    Value *x = el_barg(a, id, 0);
+    switch ((BuiltinId)id) {
+    case BI_PICK: {
+        NodeId n = el_float_node(e, *x, span), l = el_to_node(e, *el_barg(a, id, 1), span);
+        if (!n || !l)
             return verr();
-        if (wrt->k == V_LAYER)
-            return el_error(e, el_bspan(a, id, 1, span),
-                        "grad is taken with respect to a tensor; name a parameter like net.fc1.W");
-        if (wrt->k != V_NODE)
-            return el_error(e, el_bspan(a, id, 1, span), "grad needs a tensor to differentiate by, not %s",
-                        el_kind_name(wrt));
-        Node *fn = nd(e, f);
-        if (fn->shape.rank != 0)
-            return el_error(e, span, "grad needs a scalar function, got shape %s; reduce it with sum() "
-                                 "or mean()", el_shape_str(e, &fn->shape));
-        if (!dtype_is_float(fn->dtype) || !dtype_is_float(nd(e, wrt->node)->dtype))
-            return el_error(e, span, "grad needs float tensors");
-        NodeId out;
-        autodiff(e->g, f, &wrt->node, 1, &out);
-        return vnode(out);
+        return vnode(el_make(e, (Node){.op = OP_PICK, .nin = 2, .in = {n, l}}, span));
     }
-    case BI_L1:
-    case BI_L2: {
-        if (x->k != V_LAYER && x->k != V_LIST && !(x->k == V_NODE && nd(e, x->node)->op == OP_PARAM))
-            return el_error(e, span, "%s takes a model, a layer or a parameter, not %s", bi->name,
-                        el_kind_name(x));
-        /* only / exclude: shell patterns on the parameters' names ("*.b": biases) */
-        const char *only = NULL, *exclude = NULL;
-        if ((el_barg(a, id, 1) && !el_str_arg(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), "only", &only)) ||
-            (el_barg(a, id, 2) && !el_str_arg(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "exclude", &exclude)))
+    case BI_ONE_HOT: {
+        NodeId l = el_to_node(e, *x, span);
+        int64_t depth;
+        if (!l || !el_to_int(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "depth", &depth))
             return verr();
-        IntVec ps = {0};
-        el_value_params(e, x, &ps, 0);
-        NodeId total = 0;
-        int kept = 0;
-        for (int i = 0; i < ps.n; i++) {
-            const char *pname = e->p->params.v[ps.v[i]].name;
-            if ((only && fnmatch(only, pname, 0) != 0) || (exclude && fnmatch(exclude, pname, 0) == 0))
-                continue;
-            kept++;
-            NodeId p = e->p->params.v[ps.v[i]].node;
-            NodeId t = id == BI_L1 ? gb_unary(e->g, OP_ABS, p, span) : gb_binary(e->g, OP_MUL, p, p, span);
-            int r = nd(e, t)->shape.rank;
-            t = gb_reduce(e->g, OP_SUM, t, r ? (1u << r) - 1 : 0, false, span);
-            t = gb_cast(e->g, t, e->p->float_dtype, span);
-            total = total ? gb_binary(e->g, OP_ADD, total, t, span) : t;
-        }
-        if (ps.n && !kept)
-            el_error(e, span, "%s: no parameter's name matches%s%s%s%s", bi->name, only ? " only = " : "",
-                 only ? only : "", exclude ? ", or all match exclude = " : "", exclude ? exclude : "");
-        vec_free(&ps);
-        if (!total)
-            return vnum(0);
-        return vnode(total);
+        if (depth < 1 || depth > (1 << 24))
+            return el_error(e, span, "one_hot depth must be between 1 and 2^24");
+        return vnode(el_make(e, (Node){.op = OP_ONE_HOT, .nin = 1, .in = {l}, .idx = (int32_t)depth,
+                                  .dtype = (uint8_t)e->p->float_dtype}, span));
     }
-    case BI_CONV2D: return conv2d(e, a, span);
-    case BI_MAX_POOL2D:
-    case BI_AVG_POOL2D: return pool2d(e, id, a, span);
+    case BI_TAKE: {
+        NodeId t = el_float_node(e, *x, el_bspan(a, id, 0, span));
+        NodeId i = el_to_node(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span));
+        if (!t || !i)
+            return verr();
+        return vnode(el_make(e, (Node){.op = OP_TAKE, .nin = 2, .in = {t, i}}, span));
+    }
     case BI_CONCAT: {
         if (x->k != V_LIST || x->list->n < 1)
             return el_error(e, el_bspan(a, id, 0, span), "concat takes a list of tensors: concat([a, b], axis = 1)");
@@ -480,13 +401,106 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
         }
         return vnode(acc);
     }
-    case BI_TAKE: {
-        NodeId t = el_float_node(e, *x, el_bspan(a, id, 0, span));
-        NodeId i = el_to_node(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span));
-        if (!t || !i)
-            return verr();
-        return vnode(el_make(e, (Node){.op = OP_TAKE, .nin = 2, .in = {t, i}}, span));
+    case BI_WHERE: {
+        Value c = *x;
+        if (c.k == V_NUM)
+            return c.num != 0 ? *el_barg(a, id, 1) : *el_barg(a, id, 2);
+        return el_select3(e, c, *el_barg(a, id, 1), *el_barg(a, id, 2), span);
     }
+    default:
+        return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
+    }
+}
+
+/* Dtype conversions: f32, f64, i32 and float (the program's float dtype).  A number
+ * stays a number (i32: truncated); --dtype f64 makes f32 mean f64. */
+static Value builtin_dtype(Elab *e, int id, Args *a, Span span)
+{
+    Value *x = el_barg(a, id, 0);
+    NndDType dt = id == BI_F32 ? NND_F32 : id == BI_F64 ? NND_F64 : id == BI_I32 ? NND_I32
+                                                                                   : e->p->float_dtype;
+    if (id == BI_F32 && e->p->float_dtype == NND_F64)
+        dt = NND_F64; /* --dtype f64 makes the whole program f64 */
+    if (x->k == V_NUM) {
+        Value v = vfloat(dt == NND_I32 ? trunc(x->num) : x->num);
+        v.is_int = dt == NND_I32 || (x->is_int && !x->is_bool);
+        return v;
+    }
+    NodeId n = el_to_node(e, *x, span);
+    if (!n)
+        return verr();
+    return vnode(gb_cast(e->g, n, dt, span));
+}
+
+/* Functions of parameters: grad(f, wrt), the gradient of a scalar, and the penalties
+ * l1 and l2 (sums of |w| and w^2 over a model's parameters, filtered by name with
+ * only / exclude). */
+static Value builtin_params(Elab *e, int id, Args *a, Span span)
+{
+    const BuiltinInfo *bi = &builtin_info[id];
+    Value *x = el_barg(a, id, 0);
+    if (id == BI_GRAD) {
+        Value *wrt = el_barg(a, id, 1);
+        NodeId f = el_to_node(e, *x, span);
+        if (!f)
+            return verr();
+        if (wrt->k == V_LAYER)
+            return el_error(e, el_bspan(a, id, 1, span),
+                        "grad is taken with respect to a tensor; name a parameter like net.fc1.W");
+        if (wrt->k != V_NODE)
+            return el_error(e, el_bspan(a, id, 1, span), "grad needs a tensor to differentiate by, not %s",
+                        el_kind_name(wrt));
+        Node *fn = nd(e, f);
+        if (fn->shape.rank != 0)
+            return el_error(e, span, "grad needs a scalar function, got shape %s; reduce it with sum() "
+                                 "or mean()", el_shape_str(e, &fn->shape));
+        if (!dtype_is_float(fn->dtype) || !dtype_is_float(nd(e, wrt->node)->dtype))
+            return el_error(e, span, "grad needs float tensors");
+        NodeId out;
+        autodiff(e->g, f, &wrt->node, 1, &out);
+        return vnode(out);
+    }
+    if (x->k != V_LAYER && x->k != V_LIST && !(x->k == V_NODE && nd(e, x->node)->op == OP_PARAM))
+        return el_error(e, span, "%s takes a model, a layer or a parameter, not %s", bi->name,
+                    el_kind_name(x));
+    /* only / exclude: shell patterns on the parameters' names ("*.b": biases) */
+    const char *only = NULL, *exclude = NULL;
+    if ((el_barg(a, id, 1) && !el_str_arg(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), "only", &only)) ||
+        (el_barg(a, id, 2) && !el_str_arg(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "exclude", &exclude)))
+        return verr();
+    IntVec ps = {0};
+    el_value_params(e, x, &ps, 0);
+    NodeId total = 0;
+    int kept = 0;
+    for (int i = 0; i < ps.n; i++) {
+        const char *pname = e->p->params.v[ps.v[i]].name;
+        if ((only && fnmatch(only, pname, 0) != 0) || (exclude && fnmatch(exclude, pname, 0) == 0))
+            continue;
+        kept++;
+        NodeId p = e->p->params.v[ps.v[i]].node;
+        NodeId t = id == BI_L1 ? gb_unary(e->g, OP_ABS, p, span) : gb_binary(e->g, OP_MUL, p, p, span);
+        int r = nd(e, t)->shape.rank;
+        t = gb_reduce(e->g, OP_SUM, t, r ? (1u << r) - 1 : 0, false, span);
+        t = gb_cast(e->g, t, e->p->float_dtype, span);
+        total = total ? gb_binary(e->g, OP_ADD, total, t, span) : t;
+    }
+    if (ps.n && !kept)
+        el_error(e, span, "%s: no parameter's name matches%s%s%s%s", bi->name, only ? " only = " : "",
+             only ? only : "", exclude ? ", or all match exclude = " : "", exclude ? exclude : "");
+    vec_free(&ps);
+    if (!total)
+        return vnum(0);
+    return vnode(total);
+}
+
+/* Random numbers: rand_like(x), a fresh U[0,1) tensor shaped like x at every step
+ * (and micro-batch), and the initializers uniform, normal and orthogonal, drawn once
+ * for the parameter being initialized (keyed by its name). */
+static Value builtin_random(Elab *e, int id, Args *a, Span span)
+{
+    const BuiltinInfo *bi = &builtin_info[id];
+    Value *x = el_barg(a, id, 0);
+    switch ((BuiltinId)id) {
     case BI_RAND_LIKE: {
         NodeId n = el_to_node(e, *x, span);
         if (!n)
@@ -510,30 +524,6 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
         return vnode(el_make(e, (Node){.op = OP_RANDSTEP, .nin = 1, .in = {step},
                                   .shape = nd(e, n)->shape, .dtype = (uint8_t)dt, .key = key,
                                   .num = (double)e->p->seed}, span));
-    }
-    case BI_PAIR: {
-        int64_t v[2];
-        if (!int_pair(e, x, el_bspan(a, id, 0, span), "pair", 0, INT64_MIN / 2, v))
-            return verr();
-        VList *l = arena_alloc(&e->arena, sizeof *l);
-        l->n = 2;
-        l->v = arena_alloc(&e->arena, 2 * sizeof(Value));
-        l->v[0] = vnum((double)v[0]);
-        l->v[1] = vnum((double)v[1]);
-        return (Value){.k = V_LIST, .list = l};
-    }
-    case BI_SEQUENTIAL: {
-        if (x->k != V_LIST)
-            return el_error(e, el_bspan(a, id, 0, span), "sequential takes a list of layers and functions, "
-                                                  "not %s", el_kind_name(x));
-        Value v = *el_barg(a, id, 1);
-        for (int i = 0; i < x->list->n && v.k != V_ERR; i++) {
-            Args one = {.n = 1};
-            one.v[0] = v;
-            one.span[0] = span;
-            v = el_call_value(e, x->list->v[i], &one, span, NULL);
-        }
-        return v;
     }
     case BI_ORTHOGONAL: {
         Value *gv = el_barg(a, id, 0);
@@ -561,6 +551,93 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
                                   .in = {nl, nh}, .shape = e->init_shape,
                                   .dtype = (uint8_t)e->init_dtype, .key = key}, span));
     }
+    default:
+        return el_error(e, span, "'%s' cannot be used here", bi->name);
+    }
+}
+
+/* Composition: sequential(layers, x) calls each layer or function on the last one's
+ * result; pair(x) is a list of two integers, [x, x] from one. */
+static Value builtin_compose(Elab *e, int id, Args *a, Span span)
+{
+    Value *x = el_barg(a, id, 0);
+    if (id == BI_PAIR) {
+        int64_t v[2];
+        if (!int_pair(e, x, el_bspan(a, id, 0, span), "pair", 0, INT64_MIN / 2, v))
+            return verr();
+        VList *l = arena_alloc(&e->arena, sizeof *l);
+        l->n = 2;
+        l->v = arena_alloc(&e->arena, 2 * sizeof(Value));
+        l->v[0] = vnum((double)v[0]);
+        l->v[1] = vnum((double)v[1]);
+        return (Value){.k = V_LIST, .list = l};
+    }
+    if (x->k != V_LIST)
+        return el_error(e, el_bspan(a, id, 0, span), "sequential takes a list of layers and functions, "
+                                              "not %s", el_kind_name(x));
+    Value v = *el_barg(a, id, 1);
+    for (int i = 0; i < x->list->n && v.k != V_ERR; i++) {
+        Args one = {.n = 1};
+        one.v[0] = v;
+        one.span[0] = span;
+        v = el_call_value(e, x->list->v[i], &one, span, NULL);
+    }
+    return v;
+}
+
+/* A call of built-in id: its arguments are checked against builtins.def (sema has
+ * checked the calls it could see), then the built-in's category computes it. */
+Value el_builtin_call(Elab *e, int id, Args *a, Span span)
+{
+    const BuiltinInfo *bi = &builtin_info[id];
+    /* arity and keywords, for calls sema could not see */
+    for (int i = 0; i < a->n; i++) {
+        if (a->kw[i]) {
+            bool found = false;
+            for (int j = 0; j < bi->nparams; j++)
+                found |= strcmp(bi->params[j], a->kw[i]) == 0;
+            if (!found)
+                return el_error(e, a->span[i], "'%s' has no parameter '%s'", bi->name, a->kw[i]);
+        }
+    }
+    for (int i = 0; i < bi->required; i++)
+        if (!el_barg(a, id, i))
+            return el_error(e, span, "missing argument '%s' in call to '%s'", bi->params[i], bi->name);
+    if (bi->ctx == BCTX_INIT && !e->in_init) {
+        /* outside an initializer, a call with arguments is an initializer to pass on:
+         * Dense(8, 8, init = orthogonal(gain = 2)); it draws when a parameter uses it */
+        if (a->n == 0)
+            return el_error(e, span, "'%s' draws a parameter's initial values; it can only be used "
+                                 "in a parameter initializer", bi->name);
+        Args *copy = arena_alloc(&e->arena, sizeof *copy);
+        *copy = *a;
+        return (Value){.k = V_BUILTIN, .builtin = id, .args = copy};
+    }
+    if (bi->ctx == BCTX_DATA)
+        return el_error(e, span, "'%s' describes a data set; it can only be used in a `data` statement",
+                    bi->name);
+    if (bi->op >= 0) /* an elementwise op of ops.def: op(x) */
+        return el_unop(e, (OpId)bi->op, *el_barg(a, id, 0), span);
+    switch ((BuiltinId)id) {
+    case BI_MIN: case BI_MAX: case BI_SUM: case BI_MEAN: case BI_LOGSUMEXP: case BI_NORM:
+    case BI_RMS: case BI_ARGMAX:
+        return builtin_reduction(e, id, a, span);
+    case BI_MATMUL: return el_matmul(e, *el_barg(a, id, 0), *el_barg(a, id, 1), span);
+    case BI_TRANSPOSE: case BI_RESHAPE: case BI_SIZE: case BI_RANK:
+        return builtin_shape(e, id, a, span);
+    case BI_PICK: case BI_ONE_HOT: case BI_TAKE: case BI_CONCAT: case BI_WHERE:
+        return builtin_index(e, id, a, span);
+    case BI_F32: case BI_F64: case BI_I32: case BI_FLOAT:
+        return builtin_dtype(e, id, a, span);
+    case BI_GRAD: case BI_L1: case BI_L2:
+        return builtin_params(e, id, a, span);
+    case BI_CONV2D: return conv2d(e, a, span);
+    case BI_MAX_POOL2D:
+    case BI_AVG_POOL2D: return pool2d(e, id, a, span);
+    case BI_RAND_LIKE: case BI_ORTHOGONAL: case BI_UNIFORM: case BI_NORMAL:
+        return builtin_random(e, id, a, span);
+    case BI_PAIR: case BI_SEQUENTIAL:
+        return builtin_compose(e, id, a, span);
     default:
         return el_error(e, span, "'%s' cannot be used here", bi->name);
     }

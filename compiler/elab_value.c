@@ -6,6 +6,7 @@
 
 #include "elab_internal.h"
 #include "interp.h"
+#include "opsem.h"
 
 const char *el_kind_name(const Value *v)
 {
@@ -364,28 +365,6 @@ OpId el_binop_id(AstOp op)
     }
 }
 
-static double fold2(OpId op, double a, double b)
-{
-    switch (op) {
-    case OP_ADD: return a + b;
-    case OP_SUB: return a - b;
-    case OP_MUL: return a * b;
-    case OP_DIV: return a / b;
-    case OP_POW: return pow(a, b);
-    case OP_MIN: return b < a ? b : a;
-    case OP_MAX: return b > a ? b : a;
-    case OP_LT: return a < b;
-    case OP_LE: return a <= b;
-    case OP_GT: return a > b;
-    case OP_GE: return a >= b;
-    case OP_EQ: return a == b;
-    case OP_NE: return a != b;
-    case OP_AND: return a != 0 && b != 0;
-    case OP_OR: return a != 0 || b != 0;
-    default: return NAN;
-    }
-}
-
 static bool is_compare(OpId op) { return op >= OP_LT && op <= OP_NE; }
 
 static bool is_logic(OpId op) { return op == OP_AND || op == OP_OR; }
@@ -407,7 +386,7 @@ Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
     if (b.k == V_DIM && b.dim >= 0)
         b = vnum((double)b.dim);
     if (a.k == V_NUM && b.k == V_NUM) {
-        double r = fold2(op, a.num, b.num);
+        double r = opsem_eval(op, NND_F64, (const double[]){a.num, b.num});
         if (is_compare(op) || is_logic(op))
             return vbool(r != 0);
         Value v = vfloat(r);
@@ -488,17 +467,6 @@ Value el_matmul(Elab *e, Value a, Value b, Span span)
     return vnode(el_make(e, (Node){.op = OP_MATMUL, .nin = 2, .in = {na, nb}}, span));
 }
 
-typedef double (*Fold1)(double);
-static double fold_relu(double x) { return x > 0 ? x : 0; }
-
-static double fold_sigmoid(double x) { return 1 / (1 + exp(-x)); }
-
-static double fold_sign(double x) { return (x > 0) - (x < 0); }
-
-static double fold_rsqrt(double x) { return 1 / sqrt(x); }
-
-static double fold_neg(double x) { return -x; }
-
 Value el_unop(Elab *e, OpId op, Value a, Span span)
 {
     if (a.k == V_ERR)
@@ -506,26 +474,10 @@ Value el_unop(Elab *e, OpId op, Value a, Span span)
     if (a.k == V_DIM && a.dim >= 0)
         a = vnum((double)a.dim);
     if (a.k == V_NUM) {
+        double r = opsem_eval(op, NND_F64, &a.num);
         if (op == OP_NOT)
-            return vbool(a.num == 0);
-        Fold1 f = NULL;
-        switch (op) {
-        case OP_NEG: f = fold_neg; break;
-        case OP_EXP: f = exp; break;
-        case OP_LOG: f = log; break;
-        case OP_SQRT: f = sqrt; break;
-        case OP_RSQRT: f = fold_rsqrt; break;
-        case OP_ABS: f = fabs; break;
-        case OP_SIGN: f = fold_sign; break;
-        case OP_TANH: f = tanh; break;
-        case OP_SIGMOID: f = fold_sigmoid; break;
-        case OP_RELU: f = fold_relu; break;
-        case OP_SIN: f = sin; break;
-        case OP_COS: f = cos; break;
-        case OP_FLOOR: f = floor; break;
-        default: break;
-        }
-        Value v = vfloat(f(a.num));
+            return vbool(r != 0);
+        Value v = vfloat(r);
         v.is_int = a.is_int && (op == OP_NEG || op == OP_ABS || op == OP_SIGN || op == OP_RELU ||
                                 op == OP_FLOOR);
         if (op == OP_FLOOR)

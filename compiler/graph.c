@@ -6,7 +6,8 @@
 #include <string.h>
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = {text, arity, OPK_##kind},
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn)                                      \
+    [OP_##id] = {text, arity, OPK_##kind},
 #include "ops.def"
 #undef OP
 };
@@ -725,7 +726,7 @@ static bool infer_custom(Graph *g, Node *n, char *err, size_t errlen)
 }
 
 static const InferFn infer_table[OP_COUNT] = {
-#define OP(id, text, arity, kind, infer, vjp) [OP_##id] = infer,
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) [OP_##id] = infer,
 #include "ops.def"
 #undef OP
 };

@@ -18,7 +18,7 @@ typedef VEC(NodeId) NodeVec;
 typedef VEC(NodeId *) NodeRefVec;
 
 typedef enum OpId {
-#define OP(id, text, arity, kind, infer, vjp) OP_##id,
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) OP_##id,
 #include "ops.def"
 #undef OP
     OP_COUNT

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opsem.h"
+
 ITensor itensor_new(NndDType dtype, int rank, const int64_t *shape)
 {
     ITensor t = {dtype, rank, {0}, 1, NULL};
@@ -95,9 +97,6 @@ static void strides_of(int rank, const int64_t *shape, int64_t *st)
         s *= shape[i];
     }
 }
-
-static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
-static double sign(double x) { return (x > 0) - (x < 0); }
 
 static bool bind_leaf(Run *r, NodeId id, ITensor *out, const ITensor *src, int count, int idx,
                       const char *what)
@@ -236,41 +235,36 @@ static void pool(int op, PoolAttrs a, const ITensor *p, const ITensor *q, ITenso
             }
 }
 
-static bool eval_node(Run *r, NodeId id)
+/* What an eval_* helper computes: node n (id) from its inputs' values a, b, c into
+ * out, which is allocated at the node's shape and zeroed.  Each returns false (with
+ * the run's message) when a value cannot be computed; eval_node rounds the result. */
+typedef struct Ev {
+    Run *r;
+    NodeId id;
+    Node *n;
+    ITensor *out, *a, *b, *c;
+} Ev;
+
+/* Leaves with their value in the graph (CONST, TENSOR) or in the bindings (HYPER),
+ * and sources: random draws by (seed, stream key, element index), sizes. */
+static bool eval_source(Ev *e)
 {
-    Graph *g = r->g;
-    Node *n = graph_node(g, id);
-    int64_t shape[NND_MAX_RANK];
-    if (!concrete_shape(r, id, shape))
-        return false;
-    ITensor *out = &r->val[id];
-    ITensor *a = n->nin > 0 ? &r->val[n->in[0]] : NULL;
-    ITensor *b = n->nin > 1 ? &r->val[n->in[1]] : NULL;
-    ITensor *c = n->nin > 2 ? &r->val[n->in[2]] : NULL;
-    switch ((OpId)n->op) {
-    case OP_PARAM:
-        return bind_leaf(r, id, out, r->b->params, r->b->nparams, n->idx, "parameter");
-    case OP_STATE:
-        return bind_leaf(r, id, out, r->b->states, r->b->nstates, n->idx, "state");
-    case OP_INPUT:
-        return bind_leaf(r, id, out, r->b->inputs, r->b->ninputs, n->idx, "input");
-    default:
-        break;
-    }
-    *out = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
-    double *y = out->v;
-    int64_t cnt = out->n;
+    Run *r = e->r;
+    Node *n = e->n;
+    const ITensor *a = e->a, *b = e->b;
+    double *y = e->out->v;
+    int64_t cnt = e->out->n;
     switch ((OpId)n->op) {
     case OP_CONST:
         y[0] = n->num;
         break;
     case OP_TENSOR:
         if (cnt)
-            memcpy(y, &g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
+            memcpy(y, &r->g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
         break;
     case OP_HYPER:
         if (!r->b->hypers || n->idx >= r->b->nhypers)
-            return fail(r, id, "hyper-parameter %s has no value", n->name ? n->name : "");
+            return fail(r, e->id, "hyper-parameter %s has no value", n->name ? n->name : "");
         y[0] = r->b->hypers[n->idx];
         break;
     case OP_RANDU:
@@ -289,58 +283,70 @@ static bool eval_node(Run *r, NodeId id)
         y[0] = (double)s;
         break;
     }
-#define EW1(OPN, EXPR)                                                                     \
-    case OPN:                                                                              \
-        for (int64_t i = 0; i < cnt; i++) {                                                \
-            double x = a->v[i];                                                            \
-            y[i] = (EXPR);                                                                 \
-        }                                                                                  \
+    case OP_RANDSTEP: {
+        uint64_t stream = n->key + (uint64_t)a->v[0] * 0x9E3779B97F4A7C15ull;
+        for (int64_t i = 0; i < cnt; i++) {
+            y[i] = nnd_random_uniform((uint64_t)n->num, stream, (uint64_t)i);
+            /* [0, 1) in f32 too: a draw that rounds up to 1 becomes the float below */
+            if (n->dtype == NND_F32 && (float)y[i] >= 1.0f)
+                y[i] = 0x1.fffffep-1;
+        }
         break;
-        EW1(OP_NEG, -x)
-        EW1(OP_EXP, exp(x))
-        EW1(OP_LOG, log(x))
-        EW1(OP_SQRT, sqrt(x))
-        EW1(OP_RSQRT, 1 / sqrt(x))
-        EW1(OP_ABS, fabs(x))
-        EW1(OP_SIGN, sign(x))
-        EW1(OP_TANH, tanh(x))
-        EW1(OP_SIGMOID, sigmoid(x))
-        EW1(OP_RELU, x > 0 ? x : 0)
-        EW1(OP_SIN, sin(x))
-        EW1(OP_COS, cos(x))
-        EW1(OP_FLOOR, floor(x))
-        EW1(OP_NOT, x == 0)
-        EW1(OP_CAST, x)
-#undef EW1
-#define EW2(OPN, EXPR)                                                                     \
-    case OPN:                                                                              \
-        for (int64_t i = 0; i < cnt; i++) {                                                \
-            double p = a->v[i], q = b->v[i];                                               \
-            y[i] = (EXPR);                                                                 \
-        }                                                                                  \
+    }
+    case OP_ORTHO:
+        orthogonal(y, e->out->shape, e->out->rank, r->b->seed, n->key, a->v[0]);
         break;
-        EW2(OP_ADD, p + q)
-        EW2(OP_SUB, p - q)
-        EW2(OP_MUL, p * q)
-        EW2(OP_DIV, p / q)
-        /* x^2 is x*x, correctly rounded, as simplify_graph rewrites it (libm's pow can
-         * differ in the last bit) */
-        EW2(OP_POW, q == 2 ? p * p : pow(p, q))
-        EW2(OP_MIN, q < p ? q : p)
-        EW2(OP_MAX, q > p ? q : p)
-        EW2(OP_LT, p < q)
-        EW2(OP_LE, p <= q)
-        EW2(OP_GT, p > q)
-        EW2(OP_GE, p >= q)
-        EW2(OP_EQ, p == q)
-        EW2(OP_NE, p != q)
-        EW2(OP_AND, p != 0 && q != 0)
-        EW2(OP_OR, p != 0 || q != 0)
-#undef EW2
-    case OP_SELECT:
-        for (int64_t i = 0; i < cnt; i++)
-            y[i] = a->v[i] != 0 ? b->v[i] : c->v[i];
+    default:
+        return fail(r, e->id, "no interpreter rule");
+    }
+    return true;
+}
+
+/* Elementwise ops: one case per EW op of ops.def, a loop calling its sem_ function
+ * (opsem.h) on each element. */
+static bool eval_elementwise(Ev *e)
+{
+    const ITensor *a = e->a, *b = e->b, *c = e->c;
+    double *y = e->out->v;
+    int64_t cnt = e->out->n;
+    switch ((OpId)e->n->op) {
+#define LOOP1(id, sem)                                                                             \
+    case OP_##id:                                                                                  \
+        for (int64_t i = 0; i < cnt; i++)                                                          \
+            y[i] = sem(a->v[i]);                                                                   \
         break;
+#define LOOP2(id, sem)                                                                             \
+    case OP_##id:                                                                                  \
+        for (int64_t i = 0; i < cnt; i++)                                                          \
+            y[i] = sem(a->v[i], b->v[i]);                                                          \
+        break;
+#define LOOP3(id, sem)                                                                             \
+    case OP_##id:                                                                                  \
+        for (int64_t i = 0; i < cnt; i++)                                                          \
+            y[i] = sem(a->v[i], b->v[i], c->v[i]);                                                 \
+        break;
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn)                                      \
+    OPSEM_BY_KIND(kind, LOOP1, LOOP2, LOOP3)(id, sem)
+#include "ops.def"
+#undef OP
+#undef LOOP1
+#undef LOOP2
+#undef LOOP3
+    default:
+        return fail(e->r, e->id, "no interpreter rule");
+    }
+    return true;
+}
+
+/* Layout ops: elements move, values do not change. */
+static bool eval_layout(Ev *e)
+{
+    Node *n = e->n;
+    const ITensor *a = e->a, *b = e->b;
+    ITensor *out = e->out;
+    double *y = out->v;
+    int64_t cnt = out->n;
+    switch ((OpId)n->op) {
     case OP_BROADCAST: {
         /* input dims align to the right; size-1 input dims repeat */
         int r0 = out->rank, ra = a->rank;
@@ -362,7 +368,8 @@ static bool eval_node(Run *r, NodeId id)
     }
     case OP_RESHAPE:
         if (a->n != cnt)
-            return fail(r, id, "reshape of %lld elements into %lld", (long long)a->n, (long long)cnt);
+            return fail(e->r, e->id, "reshape of %lld elements into %lld", (long long)a->n,
+                        (long long)cnt);
         memcpy(y, a->v, sizeof(double) * (size_t)cnt);
         break;
     case OP_TRANSPOSE: {
@@ -370,7 +377,7 @@ static bool eval_node(Run *r, NodeId id)
         int64_t ost[NND_MAX_RANK], ast[NND_MAX_RANK];
         strides_of(rk, out->shape, ost);
         strides_of(rk, a->shape, ast);
-        const int64_t *perm = &g->ipool.v[n->pool];
+        const int64_t *perm = &e->r->g->ipool.v[n->pool];
         for (int64_t i = 0; i < cnt; i++) {
             int64_t src = 0, rem = i;
             for (int k = 0; k < rk; k++) {
@@ -385,9 +392,9 @@ static bool eval_node(Run *r, NodeId id)
     case OP_PAD: {
         /* SLICE reads big[start + i*step]; PAD writes it */
         bool slice = n->op == OP_SLICE;
-        ITensor *big = slice ? a : out, *small = slice ? out : a;
+        const ITensor *big = slice ? a : out, *small = slice ? out : a;
         int rk = big->rank;
-        const int64_t *start = &g->ipool.v[n->pool], *step = start + rk;
+        const int64_t *start = &e->r->g->ipool.v[n->pool], *step = start + rk;
         int64_t bst[NND_MAX_RANK], sst[NND_MAX_RANK];
         strides_of(rk, big->shape, bst);
         strides_of(rk, small->shape, sst);
@@ -404,124 +411,6 @@ static bool eval_node(Run *r, NodeId id)
         }
         break;
     }
-    case OP_SUM:
-    case OP_MEAN:
-    case OP_RMAX:
-    case OP_LOGSUMEXP:
-    case OP_ARGMAX: {
-        int ra = a->rank;
-        uint32_t mask = n->op == OP_ARGMAX ? 1u << n->idx : n->mask;
-        /* the output index of each input element: drop (or keep as 0) reduced axes */
-        int64_t ast[NND_MAX_RANK], kst[NND_MAX_RANK], kshape[NND_MAX_RANK];
-        strides_of(ra, a->shape, ast);
-        for (int k = 0; k < ra; k++)
-            kshape[k] = mask & (1u << k) ? 1 : a->shape[k];
-        strides_of(ra, kshape, kst);
-        int64_t group = 1;
-        for (int k = 0; k < ra; k++)
-            if (mask & (1u << k))
-                group *= a->shape[k];
-        double *m = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
-        int64_t *arg = n->op == OP_ARGMAX ? xcalloc((size_t)(cnt ? cnt : 1), sizeof(int64_t)) : NULL;
-        bool maxish = n->op == OP_RMAX || n->op == OP_LOGSUMEXP || n->op == OP_ARGMAX;
-        for (int64_t i = 0; i < cnt; i++)
-            m[i] = maxish ? -INFINITY : 0;
-        for (int pass = 0; pass < (n->op == OP_LOGSUMEXP ? 2 : 1); pass++) {
-            for (int64_t i = 0; i < a->n; i++) {
-                int64_t o = 0, rem = i, along = 0;
-                for (int k = 0; k < ra; k++) {
-                    int64_t ix = rem / ast[k];
-                    rem %= ast[k];
-                    if (!(mask & (1u << k)))
-                        o += ix * kst[k];
-                    else
-                        along = along * a->shape[k] + ix;
-                }
-                double x = a->v[i];
-                if (n->op == OP_SUM || n->op == OP_MEAN)
-                    m[o] += x;
-                else if (n->op == OP_ARGMAX) {
-                    if (x > m[o] || (isnan(x) && !isnan(m[o]))) {
-                        m[o] = x;
-                        arg[o] = along;
-                    }
-                } else if (pass == 0) {
-                    if (x > m[o] || isnan(x))
-                        m[o] = x;
-                } else if (isfinite(m[o])) {
-                    y[o] += exp(x - m[o]);
-                }
-            }
-        }
-        for (int64_t i = 0; i < cnt; i++) {
-            switch ((OpId)n->op) {
-            case OP_SUM: y[i] = m[i]; break;
-            case OP_MEAN: y[i] = m[i] / (double)group; break;
-            case OP_RMAX: y[i] = m[i]; break;
-            case OP_ARGMAX: y[i] = (double)arg[i]; break;
-            default: y[i] = isfinite(m[i]) ? m[i] + log(y[i]) : m[i]; break;
-            }
-        }
-        free(m);
-        free(arg);
-        break;
-    }
-    case OP_PICK: {
-        int64_t cls = a->shape[a->rank - 1];
-        for (int64_t i = 0; i < cnt; i++) {
-            double l = b->v[i];
-            if (!(l >= 0 && l < (double)cls))
-                return fail(r, id, "label %g is out of range for %lld classes", l, (long long)cls);
-            y[i] = a->v[i * cls + (int64_t)l];
-        }
-        break;
-    }
-    case OP_ONE_HOT: {
-        int64_t depth = n->idx;
-        for (int64_t i = 0; i < a->n; i++) {
-            double l = a->v[i];
-            if (!(l >= 0 && l < (double)depth))
-                return fail(r, id, "label %g is out of range for one_hot depth %lld", l,
-                            (long long)depth);
-            y[i * depth + (int64_t)l] = 1;
-        }
-        break;
-    }
-    case OP_MATMUL: {
-        int rk = out->rank;
-        int64_t M = out->shape[rk - 2], N = out->shape[rk - 1];
-        int64_t K = n->ta ? a->shape[rk - 2] : a->shape[rk - 1];
-        int64_t mn = M * N;
-        int64_t batch = mn > 0 ? cnt / mn : 0;
-        for (int64_t bi = 0; bi < batch; bi++) {
-            const double *A = a->v + bi * M * K, *B = b->v + bi * K * N;
-            double *C = y + bi * M * N;
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t k = 0; k < K; k++) {
-                    double aik = n->ta ? A[k * M + i] : A[i * K + k];
-                    if (n->tb)
-                        for (int64_t j = 0; j < N; j++)
-                            C[i * N + j] += aik * B[j * K + k];
-                    else
-                        for (int64_t j = 0; j < N; j++)
-                            C[i * N + j] += aik * B[k * N + j];
-                }
-        }
-        break;
-    }
-    case OP_RANDSTEP: {
-        uint64_t stream = n->key + (uint64_t)a->v[0] * 0x9E3779B97F4A7C15ull;
-        for (int64_t i = 0; i < cnt; i++) {
-            y[i] = nnd_random_uniform((uint64_t)n->num, stream, (uint64_t)i);
-            /* [0, 1) in f32 too: a draw that rounds up to 1 becomes the float below */
-            if (n->dtype == NND_F32 && (float)y[i] >= 1.0f)
-                y[i] = 0x1.fffffep-1;
-        }
-        break;
-    }
-    case OP_ORTHO:
-        orthogonal(y, out->shape, out->rank, r->b->seed, n->key, a->v[0]);
-        break;
     case OP_CONCAT: {
         /* rows of the outer axes: a's block, then b's */
         int64_t inner = 1, outer = 1;
@@ -536,16 +425,165 @@ static bool eval_node(Run *r, NodeId id)
         }
         break;
     }
-    case OP_TAKE: case OP_SCATTER_ADD: {
+    default:
+        return fail(e->r, e->id, "no interpreter rule");
+    }
+    return true;
+}
+
+/* Reductions over the axes in the node's mask (ARGMAX: its one axis idx): sums and
+ * means in input order; max and argmax let a NaN win (argmax: the first); logsumexp
+ * is m + ln sum e^(x - m) with m the max, two passes. */
+static bool eval_reduce(Ev *e)
+{
+    Node *n = e->n;
+    const ITensor *a = e->a;
+    double *y = e->out->v;
+    int64_t cnt = e->out->n;
+    int ra = a->rank;
+    uint32_t mask = n->op == OP_ARGMAX ? 1u << n->idx : n->mask;
+    /* the output index of each input element: drop (or keep as 0) reduced axes */
+    int64_t ast[NND_MAX_RANK], kst[NND_MAX_RANK], kshape[NND_MAX_RANK];
+    strides_of(ra, a->shape, ast);
+    for (int k = 0; k < ra; k++)
+        kshape[k] = mask & (1u << k) ? 1 : a->shape[k];
+    strides_of(ra, kshape, kst);
+    int64_t group = 1;
+    for (int k = 0; k < ra; k++)
+        if (mask & (1u << k))
+            group *= a->shape[k];
+    double *m = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+    int64_t *arg = n->op == OP_ARGMAX ? xcalloc((size_t)(cnt ? cnt : 1), sizeof(int64_t)) : NULL;
+    bool maxish = n->op == OP_RMAX || n->op == OP_LOGSUMEXP || n->op == OP_ARGMAX;
+    for (int64_t i = 0; i < cnt; i++)
+        m[i] = maxish ? -INFINITY : 0;
+    for (int pass = 0; pass < (n->op == OP_LOGSUMEXP ? 2 : 1); pass++) {
+        for (int64_t i = 0; i < a->n; i++) {
+            int64_t o = 0, rem = i, along = 0;
+            for (int k = 0; k < ra; k++) {
+                int64_t ix = rem / ast[k];
+                rem %= ast[k];
+                if (!(mask & (1u << k)))
+                    o += ix * kst[k];
+                else
+                    along = along * a->shape[k] + ix;
+            }
+            double x = a->v[i];
+            if (n->op == OP_SUM || n->op == OP_MEAN)
+                m[o] += x;
+            else if (n->op == OP_ARGMAX) {
+                if (x > m[o] || (isnan(x) && !isnan(m[o]))) {
+                    m[o] = x;
+                    arg[o] = along;
+                }
+            } else if (pass == 0) {
+                if (x > m[o] || isnan(x))
+                    m[o] = x;
+            } else if (isfinite(m[o])) {
+                y[o] += exp(x - m[o]);
+            }
+        }
+    }
+    for (int64_t i = 0; i < cnt; i++) {
+        switch ((OpId)n->op) {
+        case OP_SUM: y[i] = m[i]; break;
+        case OP_MEAN: y[i] = m[i] / (double)group; break;
+        case OP_RMAX: y[i] = m[i]; break;
+        case OP_ARGMAX: y[i] = (double)arg[i]; break;
+        default: y[i] = isfinite(m[i]) ? m[i] + log(y[i]) : m[i]; break;
+        }
+    }
+    free(m);
+    free(arg);
+    return true;
+}
+
+/* Indexing by integer labels along the last axis: PICK reads x[.., l], ONE_HOT
+ * writes 1 at [.., l]; a label outside the classes is an error. */
+static bool eval_index(Ev *e)
+{
+    Node *n = e->n;
+    const ITensor *a = e->a, *b = e->b;
+    double *y = e->out->v;
+    int64_t cnt = e->out->n;
+    switch ((OpId)n->op) {
+    case OP_PICK: {
+        int64_t cls = a->shape[a->rank - 1];
+        for (int64_t i = 0; i < cnt; i++) {
+            double l = b->v[i];
+            if (!(l >= 0 && l < (double)cls))
+                return fail(e->r, e->id, "label %g is out of range for %lld classes", l,
+                            (long long)cls);
+            y[i] = a->v[i * cls + (int64_t)l];
+        }
+        break;
+    }
+    case OP_ONE_HOT: {
+        int64_t depth = n->idx;
+        for (int64_t i = 0; i < a->n; i++) {
+            double l = a->v[i];
+            if (!(l >= 0 && l < (double)depth))
+                return fail(e->r, e->id, "label %g is out of range for one_hot depth %lld", l,
+                            (long long)depth);
+            y[i * depth + (int64_t)l] = 1;
+        }
+        break;
+    }
+    default:
+        return fail(e->r, e->id, "no interpreter rule");
+    }
+    return true;
+}
+
+/* C = op(A) op(B) for each matrix of the batch, op transposing when ta / tb: three
+ * plain loops, accumulated in k order. */
+static bool eval_matmul(Ev *e)
+{
+    Node *n = e->n;
+    const ITensor *a = e->a, *b = e->b;
+    ITensor *out = e->out;
+    int rk = out->rank;
+    int64_t M = out->shape[rk - 2], N = out->shape[rk - 1];
+    int64_t K = n->ta ? a->shape[rk - 2] : a->shape[rk - 1];
+    int64_t mn = M * N;
+    int64_t batch = mn > 0 ? out->n / mn : 0;
+    for (int64_t bi = 0; bi < batch; bi++) {
+        const double *A = a->v + bi * M * K, *B = b->v + bi * K * N;
+        double *C = out->v + bi * M * N;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t k = 0; k < K; k++) {
+                double aik = n->ta ? A[k * M + i] : A[i * K + k];
+                if (n->tb)
+                    for (int64_t j = 0; j < N; j++)
+                        C[i * N + j] += aik * B[j * K + k];
+                else
+                    for (int64_t j = 0; j < N; j++)
+                        C[i * N + j] += aik * B[k * N + j];
+            }
+    }
+    return true;
+}
+
+/* The ops compiled code leaves to runtime routines: row gathers and their adjoint
+ * (an index outside the table is an error), convolutions and poolings. */
+static bool eval_call(Ev *e)
+{
+    Node *n = e->n;
+    const ITensor *a = e->a, *b = e->b;
+    double *y = e->out->v;
+    switch ((OpId)n->op) {
+    case OP_TAKE:
+    case OP_SCATTER_ADD: {
         bool take = n->op == OP_TAKE;
         const ITensor *idx = take ? b : a, *src = take ? a : b;
         int64_t rows = take ? a->shape[0] : n->idx, width = 1;
-        for (int k = 1; k < (take ? a->rank : out->rank); k++)
-            width *= take ? a->shape[k] : out->shape[k];
+        for (int k = 1; k < (take ? a->rank : e->out->rank); k++)
+            width *= take ? a->shape[k] : e->out->shape[k];
         for (int64_t i = 0; i < idx->n; i++) {
             double l = idx->v[i];
             if (!(l >= 0 && l < (double)rows))
-                return fail(r, id, "index %g is out of range for %lld rows", l, (long long)rows);
+                return fail(e->r, e->id, "index %g is out of range for %lld rows", l,
+                            (long long)rows);
             for (int64_t k = 0; k < width; k++) {
                 if (take)
                     y[i * width + k] = src->v[(int64_t)l * width + k];
@@ -556,20 +594,62 @@ static bool eval_node(Run *r, NodeId id)
         break;
     }
     case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW:
-        conv(n->op, graph_conv_attrs(g, n), a, b, out);
+        conv(n->op, graph_conv_attrs(e->r->g, n), a, b, e->out);
         break;
     case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T:
-        pool(n->op, graph_pool_attrs(g, n), a, b, out);
-        break;
-    case OP_CUSTOM:
-        memcpy(y, a->v, sizeof(double) * (size_t)cnt);
+        pool(n->op, graph_pool_attrs(e->r->g, n), a, b, e->out);
         break;
     default:
-        return fail(r, id, "no interpreter rule");
+        return fail(e->r, e->id, "no interpreter rule");
     }
+    return true;
+}
+
+/* Computes node id into r->val[id]: bound leaves are copied from the bindings; every
+ * other op is computed by its kind's helper, and the result rounded to the node's
+ * dtype. */
+static bool eval_node(Run *r, NodeId id)
+{
+    Node *n = graph_node(r->g, id);
+    int64_t shape[NND_MAX_RANK];
+    if (!concrete_shape(r, id, shape))
+        return false;
+    ITensor *out = &r->val[id];
+    switch ((OpId)n->op) {
+    case OP_PARAM:
+        return bind_leaf(r, id, out, r->b->params, r->b->nparams, n->idx, "parameter");
+    case OP_STATE:
+        return bind_leaf(r, id, out, r->b->states, r->b->nstates, n->idx, "state");
+    case OP_INPUT:
+        return bind_leaf(r, id, out, r->b->inputs, r->b->ninputs, n->idx, "input");
+    default:
+        break;
+    }
+    *out = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
+    Ev e = {r, id, n, out, n->nin > 0 ? &r->val[n->in[0]] : NULL,
+            n->nin > 1 ? &r->val[n->in[1]] : NULL, n->nin > 2 ? &r->val[n->in[2]] : NULL};
+    bool ok;
+    switch (op_info[n->op].kind) {
+    case OPK_LEAF: case OPK_SOURCE: ok = eval_source(&e); break;
+    case OPK_EW1: case OPK_EW2: case OPK_EW3: ok = eval_elementwise(&e); break;
+    case OPK_LAYOUT: ok = eval_layout(&e); break;
+    case OPK_REDUCE: ok = eval_reduce(&e); break;
+    case OPK_INDEX: ok = eval_index(&e); break;
+    case OPK_MATMUL: ok = eval_matmul(&e); break;
+    case OPK_CALL: ok = eval_call(&e); break;
+    case OPK_ALIAS: /* CUSTOM: the value of its first input */
+        memcpy(out->v, e.a->v, sizeof(double) * (size_t)out->n);
+        ok = true;
+        break;
+    default:
+        ok = fail(r, id, "no interpreter rule");
+        break;
+    }
+    if (!ok)
+        return false;
     if (n->dtype != NND_F64)
-        for (int64_t i = 0; i < cnt; i++)
-            y[i] = itensor_round((NndDType)n->dtype, y[i]);
+        for (int64_t i = 0; i < out->n; i++)
+            out->v[i] = itensor_round((NndDType)n->dtype, out->v[i]);
     return true;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "interp.h"
+#include "opsem.h"
 
 typedef struct Builder {
     Graph *old, *ng;
@@ -111,31 +112,24 @@ static bool const_like(Builder *b, NodeId id)
     return n->op == OP_CONST || (n->op == OP_BROADCAST && NN(b, n->in[0])->op == OP_CONST);
 }
 
-/* Folds an elementwise node of constant-like inputs into a (broadcast) constant,
- * computed by the interpreter on a scalar copy. */
+/* Folds an elementwise node of constant-like inputs into a (broadcast) constant:
+ * opsem_eval of the inputs' values, each rounded to its dtype as the interpreter
+ * reads a CONST, so folded values round exactly as run-time ones would. */
 static bool try_fold(Builder *b, Node *n, NodeId *out)
 {
-    OpKind k = op_info[n->op].kind;
-    if (k != OPK_EW1 && k != OPK_EW2 && k != OPK_EW3)
+    if (!opsem_is_elementwise((OpId)n->op))
         return false;
     for (int i = 0; i < n->nin; i++)
         if (!const_like(b, n->in[i]))
             return false;
-    Node s = *n;
-    s.shape = shape_scalar();
+    double x[3];
     for (int i = 0; i < n->nin; i++) {
         Node *in = NN(b, n->in[i]);
-        s.in[i] = in->op == OP_CONST ? n->in[i] : in->in[0];
+        Node *k = in->op == OP_CONST ? in : NN(b, in->in[0]);
+        x[i] = itensor_round((NndDType)k->dtype, k->num);
     }
-    NodeId tmp = graph_append(b->ng, &s);
-    ITensor t;
-    char err[256];
-    bool ok = interp_eval_const(b->ng, tmp, NULL, 0, &t, err, sizeof err);
-    b->ng->nodes.n--; /* drop the scratch node */
-    if (!ok)
-        return false;
-    NodeId c = new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = t.v[0], .span = n->span});
-    itensor_free(&t);
+    double v = opsem_eval((OpId)n->op, (NndDType)n->dtype, x);
+    NodeId c = new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = v, .span = n->span});
     if (n->shape.rank)
         c = new_node(b, (Node){.op = OP_BROADCAST, .nin = 1, .in = {c}, .dtype = n->dtype,
                                .shape = n->shape, .span = n->span});

@@ -1,7 +1,7 @@
 /* simplify: graph-to-graph cleanup passes.
  *
- * The graph is rebuilt in id order: constant folding (through the reference
- * interpreter, so folded values round exactly as run-time ones would), algebraic
+ * The graph is rebuilt in id order: constant folding (opsem_eval, the elementwise
+ * ops' one definition, so folded values round exactly as run-time ones would), algebraic
  * identities (x+0, x*1, x^1, x^2 = x*x, --x, cast/reshape/broadcast to the same
  * shape, transpose pairs, transposes folded into matmul flags), common-subexpression
  * elimination by hash-consing, and dead-code elimination of everything the roots do
