@@ -57,6 +57,73 @@ static bool remove_stale_temps(const Program *p)
     return true;
 }
 
+/* --time: how long compiling took, by phase. */
+static void print_compile_time(const Executable *x, double t_front)
+{
+    printf("compile: %.1f ms (front end, graph and autodiff %.1f ms", 1e3 * (t_front + x->compile_seconds),
+           1e3 * t_front);
+    if (x->jit) {
+        double ir, opt, mc;
+        jit_phases(x->jit, &ir, &opt, &mc);
+        printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms",
+               1e3 * (x->compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc);
+    }
+    printf(")\n");
+}
+
+/* --time: the time per step, and what a logged step costs more (measured in one
+ * process, interleaved). */
+static void print_step_time(const Program *p, const NndTrainResult *res, int64_t ran)
+{
+    if (ran > 0)
+        printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
+               1e3 * res->seconds / (double)ran, (double)ran * (double)p->batch / res->seconds);
+    if (res->full_steps > 0 && res->full_steps < ran) {
+        double full = res->full_seconds / (double)res->full_steps;
+        double plain = (res->seconds - res->full_seconds) / (double)(ran - res->full_steps);
+        printf("time: logged steps %.3f ms (%lld of them, statistics and writing included), "
+               "the others %.3f ms: %+.1f%%\n", 1e3 * full, (long long)res->full_steps, 1e3 * plain,
+               100 * (full / plain - 1));
+    }
+}
+
+/* After a successful run: the summary lines, the parameters, the profile, and the
+ * model saved.  Returns an exit code. */
+static int finish_run(const Options *o, const Program *p, const Executable *x, const Model *model,
+                      const NndTrainResult *res, const TrainOptions *to)
+{
+    printf("done: %lld steps, final training loss %.6f\n", (long long)res->steps, res->final_loss);
+    if (o->time)
+        print_step_time(p, res, res->steps - to->resume.step);
+    if (p->ckpt_dir && res->steps > to->resume.step)
+        printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res->steps);
+    if (o->print_params)
+        print_params(p, model);
+    if (o->profile) {
+        StrBuf b = {0};
+        executable_profile(x, res->steps, &b);
+        if (b.s)
+            fputs(b.s, stdout);
+        sb_free(&b);
+    }
+    if (!p->save_path)
+        return NND_EXIT_OK;
+    char err[1024];
+    if (!model_save(p, model, p->save_path, res->steps, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    int layer_states = 0;
+    for (int i = 0; i < p->states.n; i++)
+        layer_states += p->states.v[i].param < 0;
+    if (layer_states)
+        printf("saved %d parameters and %d state tensors to %s\n", p->params.n, layer_states,
+               p->save_path);
+    else
+        printf("saved %d parameters to %s\n", p->params.n, p->save_path);
+    return NND_EXIT_OK;
+}
+
 int cmd_run(Options *o)
 {
     if (o->files.n != 1)
@@ -95,18 +162,8 @@ int cmd_run(Options *o)
         fputs(b.s, stdout);
         sb_free(&b);
     }
-    if (o->time) {
-        printf("compile: %.1f ms (front end, graph and autodiff %.1f ms", 1e3 * (t_front + x.compile_seconds),
-               1e3 * t_front);
-        if (x.jit) {
-            double ir, opt, mc;
-            jit_phases(x.jit, &ir, &opt, &mc);
-            printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms",
-                   1e3 * (x.compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc);
-            (void)ir;
-        }
-        printf(")\n");
-    }
+    if (o->time)
+        print_compile_time(&x, t_front);
     NndErr perr;
     pool = nnd_pool_create(o->threads, &perr);
     if (!pool) {
@@ -162,45 +219,7 @@ int cmd_run(Options *o)
                 fprintf(stderr, "nnd: run with --check-numerics to find the op that made it\n");
         }
     } else {
-        printf("done: %lld steps, final training loss %.6f\n", (long long)res.steps, res.final_loss);
-        int64_t ran = res.steps - to.resume.step;
-        if (o->time && ran > 0)
-            printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
-                   1e3 * res.seconds / (double)ran, (double)ran * (double)p->batch / res.seconds);
-        if (o->time && res.full_steps > 0 && res.full_steps < ran) {
-            /* measured in one process, interleaved: what a logged step costs more */
-            double full = res.full_seconds / (double)res.full_steps;
-            double plain = (res.seconds - res.full_seconds) / (double)(ran - res.full_steps);
-            printf("time: logged steps %.3f ms (%lld of them, statistics and writing included), "
-                   "the others %.3f ms: %+.1f%%\n", 1e3 * full, (long long)res.full_steps, 1e3 * plain,
-                   100 * (full / plain - 1));
-        }
-        if (p->ckpt_dir && res.steps > to.resume.step)
-            printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res.steps);
-        if (o->print_params)
-            print_params(p, &model);
-        if (o->profile) {
-            StrBuf b = {0};
-            executable_profile(&x, res.steps, &b);
-            if (b.s)
-                fputs(b.s, stdout);
-            sb_free(&b);
-        }
-        if (p->save_path) {
-            if (model_save(p, &model, p->save_path, res.steps, err, sizeof err)) {
-                int layer_states = 0;
-                for (int i = 0; i < p->states.n; i++)
-                    layer_states += p->states.v[i].param < 0;
-                if (layer_states)
-                    printf("saved %d parameters and %d state tensors to %s\n", p->params.n,
-                           layer_states, p->save_path);
-                else
-                    printf("saved %d parameters to %s\n", p->params.n, p->save_path);
-            } else {
-                fprintf(stderr, "nnd: %s\n", err);
-                rc = NND_EXIT_ERROR;
-            }
-        }
+        rc = finish_run(o, p, &x, &model, &res, &to);
     }
 done:
     if (have_model)

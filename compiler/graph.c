@@ -731,7 +731,8 @@ static const InferFn infer_table[OP_COUNT] = {
 #undef OP
 };
 
-bool graph_infer(Graph *g, Node *n, char *err, size_t errlen)
+/* The op's shape rule, then the size limit. */
+static bool graph_infer(Graph *g, Node *n, char *err, size_t errlen)
 {
     assert(n->op < OP_COUNT);
     for (int i = 0; i < n->nin; i++)

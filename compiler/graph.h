@@ -109,11 +109,9 @@ int64_t graph_symbol(Graph *g, const char *name);
 /* Appends the node as given (no checks; its phase, when none, is g->phase) and
  * returns its id. */
 NodeId graph_append(Graph *g, const Node *n);
-/* Runs the op's shape rule on n (inputs, attributes and preset shape filled in);
- * on success sets n's shape and dtype and returns true; otherwise writes why into
- * err and returns false. */
-bool graph_infer(Graph *g, Node *n, char *err, size_t errlen);
-/* graph_infer, then graph_append; returns 0 (with err) when the rule fails. */
+/* Runs the op's shape rule on n (inputs, attributes and preset shape filled in):
+ * on success sets n's shape and dtype and appends it, returning its id; otherwise
+ * writes why into err and returns 0. */
 NodeId graph_build(Graph *g, Node n, char *err, size_t errlen);
 
 /* ---- shapes ---- */

@@ -26,7 +26,7 @@ void itensor_free(ITensor *t)
     t->n = 0;
 }
 
-ITensor itensor_copy(const ITensor *t)
+static ITensor itensor_copy(const ITensor *t)
 {
     ITensor c = itensor_new(t->dtype, t->rank, t->shape);
     memcpy(c.v, t->v, sizeof(double) * (size_t)t->n);

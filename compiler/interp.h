@@ -51,7 +51,6 @@ bool interp_eval_const(Graph *g, NodeId root, const double *hypers, int nhypers,
 
 ITensor itensor_new(NndDType dtype, int rank, const int64_t *shape);
 void itensor_free(ITensor *t);
-ITensor itensor_copy(const ITensor *t);
 /* Rounds a value to what a tensor of dtype can hold. */
 double itensor_round(NndDType dtype, double v);
 
