@@ -59,7 +59,10 @@ static LLVMTypeRef mtype(CG *c, int dtype) /* in memory */
     return dtype == NND_BOOL ? c->i8 : vtype(c, dtype);
 }
 
-static LLVMValueRef ci64(CG *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+static LLVMValueRef ci64(CG *c, int64_t v)
+{
+    return LLVMConstInt(c->i64, (unsigned long long)v, 1);
+}
 
 static LLVMValueRef cconst(CG *c, int dtype, double v)
 {
@@ -67,8 +70,12 @@ static LLVMValueRef cconst(CG *c, int dtype, double v)
     case NND_F32: return LLVMConstReal(c->f32, (double)(float)v);
     case NND_F64: return LLVMConstReal(c->f64, v);
     case NND_I32: /* -inf (a maximum's start) is the smallest i32 */
-        return LLVMConstInt(c->i32, (unsigned long long)(int64_t)(isnan(v) ? 0 : v < INT32_MIN ? INT32_MIN
-                                                                 : v > INT32_MAX ? INT32_MAX : v), 1);
+        return LLVMConstInt(c->i32,
+                            (unsigned long long)(int64_t)(isnan(v)        ? 0
+                                                          : v < INT32_MIN ? INT32_MIN
+                                                          : v > INT32_MAX ? INT32_MAX
+                                                                          : v),
+                            1);
     default: return LLVMConstInt(c->i1, v != 0, 0);
     }
 }
@@ -124,7 +131,8 @@ static LLVMValueRef intrinsic(CG *c, const char *name, LLVMTypeRef *over, int no
     return LLVMBuildCall2(c->b, ft, f, args, (unsigned)nargs, "");
 }
 
-static LLVMValueRef math1(CG *c, const char *f32name, const char *f64name, int dtype, LLVMValueRef x)
+static LLVMValueRef math1(CG *c, const char *f32name, const char *f64name, int dtype,
+                          LLVMValueRef x)
 {
     LLVMTypeRef t = vtype(c, dtype);
     return call(c, dtype == NND_F64 ? f64name : f32name, t, &t, 1, &x, true);
@@ -135,8 +143,14 @@ static LLVMValueRef math1(CG *c, const char *f32name, const char *f64name, int d
  * polynomial, within 2 ulp of the correctly rounded result.  f64 code calls libm. */
 
 static LLVMValueRef fk(CG *c, double v) { return LLVMConstReal(c->f32, v); }
-static LLVMValueRef fmul_(CG *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(c->b, a, b, ""); }
-static LLVMValueRef fadd_(CG *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(c->b, a, b, ""); }
+static LLVMValueRef fmul_(CG *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFMul(c->b, a, b, "");
+}
+static LLVMValueRef fadd_(CG *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildFAdd(c->b, a, b, "");
+}
 
 /* p[0] x^(n-1) + ... + p[n-1], by Horner's rule */
 static LLVMValueRef poly(CG *c, LLVMValueRef x, const double *p, int n)
@@ -147,7 +161,8 @@ static LLVMValueRef poly(CG *c, LLVMValueRef x, const double *p, int n)
     return y;
 }
 
-static LLVMValueRef fsel(CG *c, LLVMRealPredicate pr, LLVMValueRef a, LLVMValueRef b, LLVMValueRef t, LLVMValueRef f)
+static LLVMValueRef fsel(CG *c, LLVMRealPredicate pr, LLVMValueRef a, LLVMValueRef b,
+                         LLVMValueRef t, LLVMValueRef f)
 {
     return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, pr, a, b, ""), t, f, "");
 }
@@ -187,17 +202,18 @@ static LLVMValueRef logf_inline(CG *c, LLVMValueRef x)
     LLVMValueRef bits = LLVMBuildBitCast(c->b, x, c->i32, "");
     LLVMValueRef e = LLVMBuildSub(c->b, LLVMBuildLShr(c->b, bits, LLVMConstInt(c->i32, 23, 0), ""),
                                   LLVMConstInt(c->i32, 126, 0), "");
-    LLVMValueRef mb = LLVMBuildOr(c->b, LLVMBuildAnd(c->b, bits, LLVMConstInt(c->i32, 0x807fffff, 0), ""),
-                                  LLVMConstInt(c->i32, 0x3f000000, 0), "");
+    LLVMValueRef mb =
+        LLVMBuildOr(c->b, LLVMBuildAnd(c->b, bits, LLVMConstInt(c->i32, 0x807fffff, 0), ""),
+                    LLVMConstInt(c->i32, 0x3f000000, 0), "");
     LLVMValueRef m = LLVMBuildBitCast(c->b, mb, c->f32, ""); /* in [0.5, 1) */
     LLVMValueRef small = LLVMBuildFCmp(c->b, LLVMRealOLT, m, fk(c, 0.707106781186547524), "");
     LLVMValueRef ef = LLVMBuildSIToFP(c->b, e, c->f32, "");
     ef = LLVMBuildSelect(c->b, small, LLVMBuildFSub(c->b, ef, fk(c, 1), ""), ef, "");
     LLVMValueRef xm = LLVMBuildSelect(c->b, small, fadd_(c, m, m), m, "");
     xm = LLVMBuildFSub(c->b, xm, fk(c, 1), "");
-    static const double p[] = {7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
-                               1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
-                               3.3333331174e-1};
+    static const double p[] = {7.0376836292e-2,  -1.1514610310e-1, 1.1676998740e-1,
+                               -1.2420140846e-1, 1.4249322787e-1,  -1.6668057665e-1,
+                               2.0000714765e-1,  -2.4999993993e-1, 3.3333331174e-1};
     LLVMValueRef z = fmul_(c, xm, xm);
     LLVMValueRef y = fmul_(c, fmul_(c, poly(c, xm, p, 9), xm), z);
     y = fadd_(c, y, fmul_(c, ef, fk(c, -2.12194440e-4)));
@@ -220,7 +236,8 @@ static LLVMValueRef tanhf_inline(CG *c, LLVMValueRef x)
     LLVMValueRef z = fmul_(c, x, x);
     LLVMValueRef near = fadd_(c, fmul_(c, fmul_(c, poly(c, z, p, 5), z), x), x);
     LLVMValueRef e = expf_inline(c, fadd_(c, ax, ax));
-    LLVMValueRef far = LLVMBuildFSub(c->b, fk(c, 1), LLVMBuildFDiv(c->b, fk(c, 2), fadd_(c, e, fk(c, 1)), ""), "");
+    LLVMValueRef far =
+        LLVMBuildFSub(c->b, fk(c, 1), LLVMBuildFDiv(c->b, fk(c, 2), fadd_(c, e, fk(c, 1)), ""), "");
     LLVMValueRef args[2] = {far, x};
     far = intrinsic(c, "llvm.copysign", &t, 1, args, 2);
     return fsel(c, LLVMRealOLT, ax, fk(c, 0.625), near, far);
@@ -383,17 +400,26 @@ static LLVMValueRef fcmp(CG *c, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRe
 static LLVMValueRef compare(CG *c, int op, int dt, LLVMValueRef a, LLVMValueRef b)
 {
     if (is_float(dt)) {
-        LLVMRealPredicate p = op == OP_LT ? LLVMRealOLT : op == OP_LE ? LLVMRealOLE
-                            : op == OP_GT ? LLVMRealOGT : op == OP_GE ? LLVMRealOGE
-                            : op == OP_EQ ? LLVMRealOEQ : LLVMRealUNE;
+        LLVMRealPredicate p = op == OP_LT   ? LLVMRealOLT
+                              : op == OP_LE ? LLVMRealOLE
+                              : op == OP_GT ? LLVMRealOGT
+                              : op == OP_GE ? LLVMRealOGE
+                              : op == OP_EQ ? LLVMRealOEQ
+                                            : LLVMRealUNE;
         return fcmp(c, p, a, b);
     }
-    LLVMIntPredicate p = op == OP_LT ? LLVMIntSLT : op == OP_LE ? LLVMIntSLE
-                       : op == OP_GT ? LLVMIntSGT : op == OP_GE ? LLVMIntSGE
-                       : op == OP_EQ ? LLVMIntEQ : LLVMIntNE;
+    LLVMIntPredicate p = op == OP_LT   ? LLVMIntSLT
+                         : op == OP_LE ? LLVMIntSLE
+                         : op == OP_GT ? LLVMIntSGT
+                         : op == OP_GE ? LLVMIntSGE
+                         : op == OP_EQ ? LLVMIntEQ
+                                       : LLVMIntNE;
     if (dt == NND_BOOL)
-        p = op == OP_LT ? LLVMIntULT : op == OP_LE ? LLVMIntULE : op == OP_GT ? LLVMIntUGT
-          : op == OP_GE ? LLVMIntUGE : p;
+        p = op == OP_LT   ? LLVMIntULT
+            : op == OP_LE ? LLVMIntULE
+            : op == OP_GT ? LLVMIntUGT
+            : op == OP_GE ? LLVMIntUGE
+                          : p;
     return LLVMBuildICmp(c->b, p, a, b, "");
 }
 
@@ -417,7 +443,7 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
     case OP_ABS: {
         if (!fl)
             return select3v(c, LLVMBuildICmp(c->b, LLVMIntSLT, x[0], cconst(c, dt, 0), ""),
-                          LLVMBuildNeg(c->b, x[0], ""), x[0]);
+                            LLVMBuildNeg(c->b, x[0], ""), x[0]);
         LLVMTypeRef t = vtype(c, dt);
         return intrinsic(c, "llvm.fabs", &t, 1, x, 1);
     }
@@ -425,7 +451,8 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
         /* (x > 0) - (x < 0): NaN gives 0 */
         LLVMValueRef pos = compare(c, OP_GT, dt, x[0], cconst(c, dt, 0));
         LLVMValueRef neg = compare(c, OP_LT, dt, x[0], cconst(c, dt, 0));
-        return select3v(c, pos, cconst(c, dt, 1), select3v(c, neg, cconst(c, dt, -1), cconst(c, dt, 0)));
+        return select3v(c, pos, cconst(c, dt, 1),
+                        select3v(c, neg, cconst(c, dt, -1), cconst(c, dt, 0)));
     }
     case OP_TANH: return math_tanh(c, dt, x[0]);
     case OP_SIGMOID: {
@@ -436,7 +463,7 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
         LLVMValueRef den = LLVMBuildFAdd(c->b, fconst(c, dt, 1), e, "");
         LLVMValueRef pos = fcmp(c, LLVMRealOGE, x[0], fconst(c, dt, 0));
         return select3v(c, pos, LLVMBuildFDiv(c->b, fconst(c, dt, 1), den, ""),
-                      LLVMBuildFDiv(c->b, e, den, ""));
+                        LLVMBuildFDiv(c->b, e, den, ""));
     }
     case OP_RELU:
         return select3v(c, compare(c, OP_GT, dt, x[0], cconst(c, dt, 0)), x[0], cconst(c, dt, 0));
@@ -450,10 +477,14 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
     }
     case OP_NOT: return LLVMBuildNot(c->b, x[0], "");
     case OP_CAST: return emit_cast(c, x[0], in_dt, dt);
-    case OP_ADD: return fl ? LLVMBuildFAdd(c->b, x[0], x[1], "") : LLVMBuildAdd(c->b, x[0], x[1], "");
-    case OP_SUB: return fl ? LLVMBuildFSub(c->b, x[0], x[1], "") : LLVMBuildSub(c->b, x[0], x[1], "");
-    case OP_MUL: return fl ? LLVMBuildFMul(c->b, x[0], x[1], "") : LLVMBuildMul(c->b, x[0], x[1], "");
-    case OP_DIV: return fl ? LLVMBuildFDiv(c->b, x[0], x[1], "") : LLVMBuildSDiv(c->b, x[0], x[1], "");
+    case OP_ADD:
+        return fl ? LLVMBuildFAdd(c->b, x[0], x[1], "") : LLVMBuildAdd(c->b, x[0], x[1], "");
+    case OP_SUB:
+        return fl ? LLVMBuildFSub(c->b, x[0], x[1], "") : LLVMBuildSub(c->b, x[0], x[1], "");
+    case OP_MUL:
+        return fl ? LLVMBuildFMul(c->b, x[0], x[1], "") : LLVMBuildMul(c->b, x[0], x[1], "");
+    case OP_DIV:
+        return fl ? LLVMBuildFDiv(c->b, x[0], x[1], "") : LLVMBuildSDiv(c->b, x[0], x[1], "");
     case OP_POW: {
         /* q == 2 ? p*p : pow(p, q), as the interpreter */
         LLVMValueRef p = x[0], q = x[1];
@@ -465,19 +496,22 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
         LLVMTypeRef t[2] = {vtype(c, fdt), vtype(c, fdt)};
         LLVMValueRef pq[2] = {p, q};
         LLVMValueRef r = call(c, fdt == NND_F64 ? "nnd_pow" : "nnd_powf", t[0], t, 2, pq, true);
-        r = select3v(c, fcmp(c, LLVMRealOEQ, q, fconst(c, fdt, 2)), LLVMBuildFMul(c->b, p, p, ""), r);
+        r = select3v(c, fcmp(c, LLVMRealOEQ, q, fconst(c, fdt, 2)), LLVMBuildFMul(c->b, p, p, ""),
+                     r);
         return fl ? r : emit_cast(c, r, NND_F64, dt);
     }
     case OP_MIN: return select3v(c, compare(c, OP_LT, dt, x[1], x[0]), x[1], x[0]);
     case OP_MAX: return select3v(c, compare(c, OP_GT, dt, x[1], x[0]), x[1], x[0]);
-    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
-        return compare(c, n->op, in_dt, x[0], x[1]);
+    case OP_LT:
+    case OP_LE:
+    case OP_GT:
+    case OP_GE:
+    case OP_EQ:
+    case OP_NE: return compare(c, n->op, in_dt, x[0], x[1]);
     case OP_AND: return LLVMBuildAnd(c->b, x[0], x[1], "");
     case OP_OR: return LLVMBuildOr(c->b, x[0], x[1], "");
     case OP_SELECT: return select3v(c, x[0], x[1], x[2]);
-    default:
-        assert(0);
-        return NULL;
+    default: assert(0); return NULL;
     }
 }
 
@@ -499,7 +533,8 @@ static LLVMValueRef emit_load(CG *c, NodeId id, const Index *ix)
 {
     Node *n = graph_node(c->g, id);
     int buf = c->s->home[id];
-    LLVMValueRef off = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+    LLVMValueRef off =
+        ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
     if (n->op == OP_TENSOR && buf < 0) {
         LLVMTypeRef t = mtype(c, n->dtype);
         LLVMValueRef p = LLVMBuildGEP2(c->b, t, c->tensor_globals[id], &off, 1, "");
@@ -528,7 +563,8 @@ static void store_status(CG *c, int code, LLVMValueRef value, int64_t limit)
 static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
 {
     LLVMValueRef lo = LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), "");
-    LLVMValueRef hi = LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
+    LLVMValueRef hi =
+        LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
     LLVMValueRef bad = LLVMBuildOr(c->b, lo, hi, "");
     LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
     LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
@@ -566,11 +602,14 @@ static LLVMValueRef emit_source(CG *c, const Node *n, const Index *ix)
 {
     if (n->op == OP_RANDSTEP) {
         /* nnd_random_uniform(seed, key + step * golden, flat index) */
-        LLVMValueRef step = emit_cast(c, emit_scalar(c, n->in[0]), graph_node(c->g, n->in[0])->dtype, NND_F64);
+        LLVMValueRef step =
+            emit_cast(c, emit_scalar(c, n->in[0]), graph_node(c->g, n->in[0])->dtype, NND_F64);
         LLVMValueRef st = LLVMBuildFPToUI(c->b, step, c->i64, "");
-        LLVMValueRef stream = LLVMBuildAdd(c->b, ci64(c, (int64_t)n->key),
-                                           LLVMBuildMul(c->b, st, ci64(c, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
-        LLVMValueRef flat = ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
+        LLVMValueRef stream =
+            LLVMBuildAdd(c->b, ci64(c, (int64_t)n->key),
+                         LLVMBuildMul(c->b, st, ci64(c, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+        LLVMValueRef flat =
+            ix->flat && ix->domain ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
         LLVMValueRef args[3] = {ci64(c, (int64_t)(uint64_t)n->num), stream, flat};
         LLVMTypeRef t[3] = {c->i64, c->i64, c->i64};
         LLVMValueRef u = call(c, "nnd_random_uniform", c->f64, t, 3, args, true);
@@ -743,30 +782,21 @@ static LLVMValueRef emit(CG *c, NodeId id, const Index *ix)
         v = emit_load(c, id, ix);
     } else {
         switch (op_info[n->op].kind) {
-        case OPK_LEAF:
-            v = emit_leaf(c, id, ix);
-            break;
-        case OPK_SOURCE:
-            v = emit_source(c, n, ix);
-            break;
-        case OPK_EW1: case OPK_EW2: case OPK_EW3: {
+        case OPK_LEAF: v = emit_leaf(c, id, ix); break;
+        case OPK_SOURCE: v = emit_source(c, n, ix); break;
+        case OPK_EW1:
+        case OPK_EW2:
+        case OPK_EW3: {
             LLVMValueRef x[3];
             for (int i = 0; i < n->nin; i++)
                 x[i] = emit(c, n->in[i], ix);
             v = ew(c, n, x, graph_node(c->g, n->in[n->op == OP_SELECT ? 1 : 0])->dtype);
             break;
         }
-        case OPK_LAYOUT:
-            v = emit_layout(c, n, ix);
-            break;
-        case OPK_INDEX:
-            v = emit_index(c, n, ix);
-            break;
-        case OPK_ALIAS:
-            v = emit(c, n->in[0], ix);
-            break;
-        default:
-            assert(0);
+        case OPK_LAYOUT: v = emit_layout(c, n, ix); break;
+        case OPK_INDEX: v = emit_index(c, n, ix); break;
+        case OPK_ALIAS: v = emit(c, n->in[0], ix); break;
+        default: assert(0);
         }
     }
     if (ix->domain)
@@ -815,7 +845,8 @@ static void begin_function(CG *c, const char *name, LLVMTypeRef ty, bool interna
     const char *attrs[] = {"nounwind"};
     for (int i = 0; i < 1; i++) {
         unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
-        LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+        LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+                                LLVMCreateEnumAttribute(c->ctx, kind, 0));
     }
     /* keep loops as loops: no memcpy/memset calls the runtime does not list */
     LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
@@ -840,24 +871,25 @@ static LLVMValueRef buffer_ptr(CG *c, int i)
     switch (bf->kind) {
     case BUF_ARENA:
         idx = ci64(c, bf->offset);
-        p = LLVMBuildGEP2(c->b, c->i8, arg_field(c, c->args, offsetof(NndStepArgs, arena), c->ptr), &idx, 1, "");
+        p = LLVMBuildGEP2(c->b, c->i8, arg_field(c, c->args, offsetof(NndStepArgs, arena), c->ptr),
+                          &idx, 1, "");
         break;
-    case BUF_PARAM: case BUF_STATE: {
-        LLVMValueRef arr = arg_field(c, c->args, bf->kind == BUF_PARAM ? offsetof(NndStepArgs, params)
-                                                                       : offsetof(NndStepArgs, states), c->ptr);
+    case BUF_PARAM:
+    case BUF_STATE: {
+        LLVMValueRef arr = arg_field(c, c->args,
+                                     bf->kind == BUF_PARAM ? offsetof(NndStepArgs, params)
+                                                           : offsetof(NndStepArgs, states),
+                                     c->ptr);
         idx = ci64(c, bf->index);
         p = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, arr, &idx, 1, ""), "");
         break;
     }
-    case BUF_X:
-        p = arg_field(c, c->args, offsetof(NndStepArgs, x), c->ptr);
-        break;
-    case BUF_Y:
-        p = arg_field(c, c->args, offsetof(NndStepArgs, y), c->ptr);
-        break;
+    case BUF_X: p = arg_field(c, c->args, offsetof(NndStepArgs, x), c->ptr); break;
+    case BUF_Y: p = arg_field(c, c->args, offsetof(NndStepArgs, y), c->ptr); break;
     case BUF_OUT:
         idx = ci64(c, bf->index);
-        p = LLVMBuildGEP2(c->b, c->f64, arg_field(c, c->args, offsetof(NndStepArgs, out), c->ptr), &idx, 1, "");
+        p = LLVMBuildGEP2(c->b, c->f64, arg_field(c, c->args, offsetof(NndStepArgs, out), c->ptr),
+                          &idx, 1, "");
         break;
     }
     c->bufptr[i] = p;
@@ -871,7 +903,10 @@ static void end_function(CG *c, LLVMBasicBlockRef first)
     LLVMBuildBr(c->b, first);
 }
 
-static void clear_memo(CG *c) { memset(c->memo, 0, sizeof(LLVMValueRef) * (size_t)graph_count(c->g)); }
+static void clear_memo(CG *c)
+{
+    memset(c->memo, 0, sizeof(LLVMValueRef) * (size_t)graph_count(c->g));
+}
 
 /* Loop nest over a domain; the outermost axis runs over [begin, end).  body() is
  * called in the innermost block with the index. */
@@ -904,7 +939,8 @@ static void loop_nest(CG *c, const Shape *dom, bool flat, LLVMValueRef begin, LL
     }
     Loop loops[NND_MAX_RANK];
     for (int d = 0; d < dom->rank; d++)
-        ix.v[d] = loop_open(c, &loops[d], d == 0 ? begin : ci64(c, 0), d == 0 ? end : dim(c, dom->d[d]));
+        ix.v[d] =
+            loop_open(c, &loops[d], d == 0 ? begin : ci64(c, 0), d == 0 ? end : dim(c, dom->d[d]));
     ix.flat = offset_of(c, dom, ix.v);
     body(c, &ix, ctx);
     for (int d = dom->rank - 1; d >= 0; d--)
@@ -974,7 +1010,8 @@ static void gen_loop(CG *c, const Kernel *k)
         c->acc_slot[i] = LLVMBuildAlloca(c->b, vtype(c, dt), "acc");
         LLVMBuildStore(c->b, fconst(c, dt, acc_init(r)), c->acc_slot[i]);
     }
-    loop_nest(c, &k->domain, c->flat, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), loop_body, NULL);
+    loop_nest(c, &k->domain, c->flat, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), loop_body,
+              NULL);
     /* each range adds its part to the result: atomically, as ranges run on several
      * threads (so the last bits of a sum may differ from run to run; training itself
      * never reads these) */
@@ -983,8 +1020,8 @@ static void gen_loop(CG *c, const Kernel *k)
         int dt = graph_node(c->g, r->in[0])->dtype;
         LLVMValueRef v = LLVMBuildLoad2(c->b, vtype(c, dt), c->acc_slot[i], "");
         LLVMValueRef ptr = buffer_ptr(c, k->accs.v[i].buf);
-        LLVMBuildAtomicRMW(c->b, r->op == OP_SUM ? LLVMAtomicRMWBinOpFAdd : LLVMAtomicRMWBinOpFMax, ptr, v,
-                           LLVMAtomicOrderingMonotonic, 0);
+        LLVMBuildAtomicRMW(c->b, r->op == OP_SUM ? LLVMAtomicRMWBinOpFAdd : LLVMAtomicRMWBinOpFMax,
+                           ptr, v, LLVMAtomicOrderingMonotonic, 0);
     }
     LLVMBuildRetVoid(c->b);
     end_function(c, first);
@@ -1003,10 +1040,12 @@ static LLVMValueRef out_offset(CG *c, const Node *r, const Index *ix, LLVMValueR
     uint32_t mask = r->op == OP_ARGMAX ? 1u << r->idx : r->mask;
     for (int i = 0; i < in->shape.rank; i++) {
         if (mask & (1u << i)) {
-            al = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, al, dim(c, in->shape.d[i]), ""), ix->v[i], "");
+            al = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, al, dim(c, in->shape.d[i]), ""),
+                                 ix->v[i], "");
             continue;
         }
-        off = off ? LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, off, dim(c, in->shape.d[i]), ""), ix->v[i], "")
+        off = off ? LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, off, dim(c, in->shape.d[i]), ""),
+                                    ix->v[i], "")
                   : ix->v[i];
     }
     if (along)
@@ -1025,9 +1064,11 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
     LLVMValueRef x = emit(c, r->in[0], ix), along;
     LLVMValueRef o = out_offset(c, r, ix, &along);
     switch ((OpId)r->op) {
-    case OP_SUM: case OP_MEAN: {
+    case OP_SUM:
+    case OP_MEAN: {
         LLVMValueRef acc = load_at(c, out, dt, o);
-        LLVMValueRef sum = is_float(dt) ? LLVMBuildFAdd(c->b, acc, x, "") : LLVMBuildAdd(c->b, acc, x, "");
+        LLVMValueRef sum =
+            is_float(dt) ? LLVMBuildFAdd(c->b, acc, x, "") : LLVMBuildAdd(c->b, acc, x, "");
         /* a sum may be reassociated: once the accumulator is kept in a register (the
          * innermost axis reduced), the loop vectorizes with several partial sums */
         if (is_float(dt))
@@ -1046,13 +1087,15 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
     case OP_LOGSUMEXP:
         if (rc->pass == 0) {
             LLVMValueRef m = load_at(c, k->aux, dt, o);
-            LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, x, m), fcmp(c, LLVMRealUNO, x, x), "");
+            LLVMValueRef take =
+                LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, x, m), fcmp(c, LLVMRealUNO, x, x), "");
             store_at(c, k->aux, dt, o, select3v(c, take, x, m));
         } else {
             /* sums of e^(x - max), where the max is finite */
             LLVMValueRef m = load_at(c, k->aux, dt, o);
             LLVMTypeRef t = vtype(c, dt);
-            LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, dt, INFINITY));
+            LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1),
+                                    fconst(c, dt, INFINITY));
             LLVMValueRef e = math_exp(c, dt, LLVMBuildFSub(c->b, x, m, ""));
             LLVMValueRef acc = load_at(c, out, dt, o);
             store_at(c, out, dt, o, select3v(c, fin, LLVMBuildFAdd(c->b, acc, e, ""), acc));
@@ -1062,15 +1105,16 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
         LLVMValueRef m = load_at(c, k->aux, dt, o);
         LLVMValueRef take = compare(c, OP_GT, dt, x, m);
         if (is_float(dt))
-            take = LLVMBuildOr(c->b, take, LLVMBuildAnd(c->b, fcmp(c, LLVMRealUNO, x, x),
-                                                        fcmp(c, LLVMRealORD, m, m), ""), "");
+            take = LLVMBuildOr(
+                c->b, take,
+                LLVMBuildAnd(c->b, fcmp(c, LLVMRealUNO, x, x), fcmp(c, LLVMRealORD, m, m), ""), "");
         store_at(c, k->aux, dt, o, select3v(c, take, x, m));
         LLVMValueRef cur = load_at(c, out, NND_I32, o);
-        store_at(c, out, NND_I32, o, select3v(c, take, LLVMBuildTrunc(c->b, along, c->i32, ""), cur));
+        store_at(c, out, NND_I32, o,
+                 select3v(c, take, LLVMBuildTrunc(c->b, along, c->i32, ""), cur));
         break;
     }
-    default:
-        assert(0);
+    default: assert(0);
     }
 }
 
@@ -1092,7 +1136,8 @@ static void fill_body(CG *c, const Index *ix, void *vctx)
         LLVMValueRef m = load_at(c, f->aux, f->dtype, ix->flat);
         LLVMValueRef s = load_at(c, f->buf, f->dtype, ix->flat);
         LLVMTypeRef t = vtype(c, f->dtype);
-        LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1), fconst(c, f->dtype, INFINITY));
+        LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1),
+                                fconst(c, f->dtype, INFINITY));
         LLVMValueRef r = LLVMBuildFAdd(c->b, m, math_log(c, f->dtype, s), "");
         store_at(c, f->buf, f->dtype, ix->flat, select3v(c, fin, r, m));
     } else {
@@ -1134,7 +1179,8 @@ static void gen_reduce(CG *c, const Kernel *k)
     line.d[0] = 1; /* placeholder: fills run flat over [obegin, oend) */
     int out = c->s->home[k->node];
     double init = r->op == OP_SUM || r->op == OP_MEAN ? 0 : -INFINITY;
-    FillCtx f = {out, r->op == OP_ARGMAX ? NND_I32 : dt, r->op == OP_ARGMAX ? 0 : init, 0, NULL, k->aux};
+    FillCtx f = {out,   r->op == OP_ARGMAX ? NND_I32 : dt, r->op == OP_ARGMAX ? 0 : init, 0, NULL,
+                 k->aux};
     if (r->op == OP_LOGSUMEXP)
         f.value = 0; /* the sums start at 0, the maxima (aux) at -inf */
     loop_nest(c, &line, true, obegin, oend, fill_body, &f);
@@ -1194,13 +1240,14 @@ static void gen_conv(CG *c, const Kernel *k)
     ConvAttrs a = graph_conv_attrs(c->g, n);
     LLVMValueRef f[16] = {dim(c, x->d[0]), dim(c, x->d[1]), dim(c, x->d[2]), dim(c, x->d[3]),
                           dim(c, w->d[0]), dim(c, w->d[2]), dim(c, w->d[3]), dim(c, y->d[2]),
-                          dim(c, y->d[3]), ci64(c, a.sh), ci64(c, a.sw), ci64(c, a.ph),
-                          ci64(c, a.pw), ci64(c, a.dh), ci64(c, a.dw), ci64(c, a.groups)};
+                          dim(c, y->d[3]), ci64(c, a.sh),   ci64(c, a.sw),   ci64(c, a.ph),
+                          ci64(c, a.pw),   ci64(c, a.dh),   ci64(c, a.dw),   ci64(c, a.groups)};
     LLVMValueRef shape = i64_struct(c, f, 16);
     bool f64 = n->dtype == NND_F64;
     const char *name = n->op == OP_CONV2D ? (f64 ? "nnd_conv2d_f64" : "nnd_conv2d_f32")
-                     : n->op == OP_CONV2D_GX ? (f64 ? "nnd_conv2d_grad_input_f64" : "nnd_conv2d_grad_input_f32")
-                                             : (f64 ? "nnd_conv2d_grad_weight_f64" : "nnd_conv2d_grad_weight_f32");
+                       : n->op == OP_CONV2D_GX
+                           ? (f64 ? "nnd_conv2d_grad_input_f64" : "nnd_conv2d_grad_input_f32")
+                           : (f64 ? "nnd_conv2d_grad_weight_f64" : "nnd_conv2d_grad_weight_f32");
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
     LLVMValueRef args[] = {pool, shape, buffer_base(c, n->in[0]), buffer_base(c, n->in[1]),
                            buffer_base(c, k->node)};
@@ -1217,8 +1264,8 @@ static void gen_pool(CG *c, const Kernel *k)
     const Shape *x = &graph_node(c->g, xn)->shape, *y = &graph_node(c->g, yn)->shape;
     PoolAttrs a = graph_pool_attrs(c->g, n);
     LLVMValueRef f[12] = {dim(c, x->d[0]), dim(c, x->d[1]), dim(c, x->d[2]), dim(c, x->d[3]),
-                          dim(c, y->d[2]), dim(c, y->d[3]), ci64(c, a.kh), ci64(c, a.kw),
-                          ci64(c, a.sh), ci64(c, a.sw), ci64(c, a.ph), ci64(c, a.pw)};
+                          dim(c, y->d[2]), dim(c, y->d[3]), ci64(c, a.kh),   ci64(c, a.kw),
+                          ci64(c, a.sh),   ci64(c, a.sw),   ci64(c, a.ph),   ci64(c, a.pw)};
     LLVMValueRef shape = i64_struct(c, f, 12);
     bool f64 = n->dtype == NND_F64;
     static const char *names[4][2] = {{"nnd_maxpool_gather_f32", "nnd_maxpool_gather_f64"},
@@ -1262,15 +1309,18 @@ static void gen_rows(CG *c, const Kernel *k)
     LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "");
     LLVMValueRef bad = LLVMBuildPhi(c->b, c->i1, "");
     LLVMValueRef badv = LLVMBuildPhi(c->b, c->i32, ""); /* the last index out of range */
-    LLVMValueRef zero = ci64(c, 0), no = LLVMConstInt(c->i1, 0, 0), zero32 = LLVMConstInt(c->i32, 0, 0);
+    LLVMValueRef zero = ci64(c, 0), no = LLVMConstInt(c->i1, 0, 0),
+                 zero32 = LLVMConstInt(c->i32, 0, 0);
     LLVMAddIncoming(i, &zero, &pre, 1);
     LLVMAddIncoming(bad, &no, &pre, 1);
     LLVMAddIncoming(badv, &zero32, &pre, 1);
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, count, ""), body, done);
     LLVMPositionBuilderAtEnd(c->b, body);
     LLVMValueRef l = LLVMBuildLoad2(c->b, c->i32, LLVMBuildGEP2(c->b, c->i32, ip, &i, 1, ""), "");
-    LLVMValueRef out = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
-                                   LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)rows, 0), ""), "");
+    LLVMValueRef out = LLVMBuildOr(
+        c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
+        LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)rows, 0), ""),
+        "");
     LLVMValueRef bad2 = LLVMBuildOr(c->b, bad, out, "");
     LLVMValueRef badv2 = select3v(c, out, l, badv);
     LLVMValueRef i2 = LLVMBuildNSWAdd(c->b, i, ci64(c, 1), "");
@@ -1289,11 +1339,12 @@ static void gen_rows(CG *c, const Kernel *k)
     LLVMPositionBuilderAtEnd(c->b, ok);
     bool f64 = n->dtype == NND_F64;
     if (take) {
-        LLVMValueRef args[] = {buffer_base(c, rowsn), ip, count, ci64(c, width), buffer_base(c, k->node)};
+        LLVMValueRef args[] = {buffer_base(c, rowsn), ip, count, ci64(c, width),
+                               buffer_base(c, k->node)};
         LLVMTypeRef t[] = {c->ptr, c->ptr, c->i64, c->i64, c->ptr};
         call(c, f64 ? "nnd_take_rows_f64" : "nnd_take_rows_f32", c->voidt, t, 5, args, false);
     } else {
-        LLVMValueRef args[] = {buffer_base(c, rowsn), ip, count, ci64(c, width), ci64(c, rows),
+        LLVMValueRef args[] = {buffer_base(c, rowsn),  ip, count, ci64(c, width), ci64(c, rows),
                                buffer_base(c, k->node)};
         LLVMTypeRef t[] = {c->ptr, c->ptr, c->i64, c->i64, c->i64, c->ptr};
         call(c, f64 ? "nnd_scatter_rows_f64" : "nnd_scatter_rows_f32", c->voidt, t, 6, args, false);
@@ -1319,11 +1370,25 @@ static void gen_matmul(CG *c, const Kernel *k)
     bool f64 = n->dtype == NND_F64;
     LLVMTypeRef ft = f64 ? c->f64 : c->f32;
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
-    LLVMValueRef args[] = {pool, LLVMConstInt(c->i32, n->ta, 0), LLVMConstInt(c->i32, n->tb, 0), M, N, K,
-                           buffer_base(c, n->in[0]), lda, buffer_base(c, n->in[1]), ldb,
-                           LLVMConstReal(ft, 0), buffer_base(c, k->node), N, batch, sa, sb, sc};
+    LLVMValueRef args[] = {pool,
+                           LLVMConstInt(c->i32, n->ta, 0),
+                           LLVMConstInt(c->i32, n->tb, 0),
+                           M,
+                           N,
+                           K,
+                           buffer_base(c, n->in[0]),
+                           lda,
+                           buffer_base(c, n->in[1]),
+                           ldb,
+                           LLVMConstReal(ft, 0),
+                           buffer_base(c, k->node),
+                           N,
+                           batch,
+                           sa,
+                           sb,
+                           sc};
     LLVMTypeRef types[] = {c->ptr, c->i32, c->i32, c->i64, c->i64, c->i64, c->ptr, c->i64, c->ptr,
-                           c->i64, ft, c->ptr, c->i64, c->i64, c->i64, c->i64, c->i64};
+                           c->i64, ft,     c->ptr, c->i64, c->i64, c->i64, c->i64, c->i64};
     call(c, f64 ? "nnd_gemm_f64" : "nnd_gemm_f32", c->voidt, types, 17, args, false);
 }
 
@@ -1360,7 +1425,8 @@ static void scopes_for_function(CG *c, const char *fname)
         for (int j = 0; j < nb; j++)
             if (j != i)
                 others[m++] = c->scope[j];
-        c->noalias_md[i] = LLVMMetadataAsValue(c->ctx, LLVMMDNodeInContext2(c->ctx, others, (size_t)m));
+        c->noalias_md[i] =
+            LLVMMetadataAsValue(c->ctx, LLVMMDNodeInContext2(c->ctx, others, (size_t)m));
     }
     free(others);
 }
@@ -1398,8 +1464,9 @@ static void check_kernel(CG *c, const Kernel *k)
         LLVMValueRef count = ci64(c, 1);
         for (int d = 0; d < n->shape.rank; d++)
             count = LLVMBuildMul(c->b, count, dim(c, n->shape.d[d]), "");
-        LLVMValueRef a[] = {buffer_ptr(c, vals.v[i].buf), count, LLVMConstInt(c->i32, (unsigned)bf->dtype, 0),
-                            c->args, ci64(c, vals.v[i].node)};
+        LLVMValueRef a[] = {buffer_ptr(c, vals.v[i].buf), count,
+                            LLVMConstInt(c->i32, (unsigned)bf->dtype, 0), c->args,
+                            ci64(c, vals.v[i].node)};
         LLVMTypeRef t[] = {c->ptr, c->i64, c->i32, c->ptr, c->i64};
         LLVMValueRef bad = call(c, "nnd_check_finite", c->i64, t, 5, a, false);
         LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "nonfinite");
@@ -1425,7 +1492,8 @@ static void gen_function(CG *c, const CodegenFunction *f)
     int count = graph_count(c->g);
     c->memo = xcalloc((size_t)count, sizeof(LLVMValueRef));
     c->scalar = xcalloc((size_t)count, sizeof(LLVMValueRef));
-    LLVMValueRef *kfn = xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), sizeof(LLVMValueRef));
+    LLVMValueRef *kfn =
+        xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), sizeof(LLVMValueRef));
     bool *kflat = xcalloc((size_t)(c->s->kernels.n ? c->s->kernels.n : 1), 1);
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
@@ -1451,7 +1519,8 @@ static void gen_function(CG *c, const CodegenFunction *f)
     LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "run");
     LLVMPositionBuilderAtEnd(c->b, first);
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
-    LLVMValueRef profile = f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
+    LLVMValueRef profile =
+        f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
         LLVMValueRef t0 = profile ? call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false) : NULL;
@@ -1549,7 +1618,8 @@ void codegen_module(LLVMContextRef ctx, LLVMModuleRef mod, Graph *g, const Codeg
         LLVMValueRef *vals = xmalloc(sizeof(LLVMValueRef) * (size_t)(cnt ? cnt : 1));
         for (int64_t i = 0; i < cnt; i++) {
             double v = g->fpool.v[n->pool + (uint32_t)i];
-            vals[i] = n->dtype == NND_BOOL ? LLVMConstInt(c.i8, v != 0, 0) : cconst(&c, n->dtype, v);
+            vals[i] =
+                n->dtype == NND_BOOL ? LLVMConstInt(c.i8, v != 0, 0) : cconst(&c, n->dtype, v);
         }
         LLVMTypeRef et = mtype(&c, n->dtype);
         LLVMValueRef init = LLVMConstArray2(et, vals, (uint64_t)cnt);

@@ -90,8 +90,9 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
     for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f))
             continue;
-        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                                LLVMCreateStringAttribute(ctx, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
+        LLVMAddAttributeAtIndex(
+            f, LLVMAttributeFunctionIndex,
+            LLVMCreateStringAttribute(ctx, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
         LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                                 LLVMCreateStringAttribute(ctx, "target-features", 15, features,
                                                           (unsigned)strlen(features)));
@@ -120,7 +121,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
             opt >= 2 ? "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,"
                        "simplifycfg,loop-simplify,lcssa,loop-rotate,loop-mssa(licm),indvars,"
                        "loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)"
-                     : "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)";
+                     : "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,"
+                       "simplifycfg)";
         double t_opt = clock_seconds();
         ok = !llvm_failed(LLVMRunPasses(mod, passes, tm, po), "optimizing", err, errlen);
         j->opt_seconds = clock_seconds() - t_opt;
@@ -140,7 +142,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
         if (jtm)
             LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
                 builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-        ok = jtm && !llvm_failed(LLVMOrcCreateLLJIT(&j->lljit, builder), "starting the JIT", err, errlen);
+        ok = jtm &&
+             !llvm_failed(LLVMOrcCreateLLJIT(&j->lljit, builder), "starting the JIT", err, errlen);
         if (!jtm)
             LLVMOrcDisposeLLJITBuilder(builder);
     }
@@ -150,22 +153,25 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
         LLVMOrcCSymbolMapPair *syms = xcalloc((size_t)n, sizeof *syms);
         for (int i = 0; i < n; i++) {
             syms[i].Name = LLVMOrcLLJITMangleAndIntern(j->lljit, codegen_runtime_symbols[i].name);
-            syms[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)codegen_runtime_symbols[i].addr;
-            syms[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+            syms[i].Sym.Address =
+                (LLVMOrcExecutorAddress)(uintptr_t)codegen_runtime_symbols[i].addr;
+            syms[i].Sym.Flags.GenericFlags =
+                LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
         }
         LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(syms, (size_t)n);
         free(syms);
         LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
         ok = !llvm_failed(LLVMOrcJITDylibDefine(jd, mu), "defining runtime symbols", err, errlen);
         if (ok) {
-            ok = !llvm_failed(LLVMOrcLLJITAddLLVMIRModule(j->lljit, jd, tsm), "adding the module", err,
-                              errlen);
+            ok = !llvm_failed(LLVMOrcLLJITAddLLVMIRModule(j->lljit, jd, tsm), "adding the module",
+                              err, errlen);
             tsm = NULL;
         }
         double t_mc = clock_seconds();
         for (int i = 0; ok && i < nfns; i++) {
             LLVMOrcExecutorAddress addr = 0;
-            ok = !llvm_failed(LLVMOrcLLJITLookup(j->lljit, &addr, fns[i].name), "linking", err, errlen);
+            ok = !llvm_failed(LLVMOrcLLJITLookup(j->lljit, &addr, fns[i].name), "linking", err,
+                              errlen);
             addrs[i] = (void *)(uintptr_t)addr;
         }
         j->mc_seconds = clock_seconds() - t_mc;

@@ -16,7 +16,8 @@ typedef struct Options {
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;
-    bool interp, dot, all, raw, stats, schedule, no_spans, time, verbose, print_params, profile, check_numerics;
+    bool interp, dot, all, raw, stats, schedule, no_spans, time, verbose, print_params, profile,
+        check_numerics;
     int threads;
     const char *resume; /* run: a checkpoint file or directory */
     const char *output; /* plot, lrfind: -o FILE */

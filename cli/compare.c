@@ -103,7 +103,8 @@ static void compare_print(const CompareRow *rows, int n, FILE *out)
         lw = NND_MAX(lw, (int)strlen(rows[i].label));
     fprintf(out, "\n%-*s  %10s", lw, "rule", "final loss");
     if (metric)
-        fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), metric, "best", "at epoch");
+        fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), metric, "best",
+                "at epoch");
     fprintf(out, "  %9s\n", "steps/s");
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
@@ -114,8 +115,8 @@ static void compare_print(const CompareRow *rows, int n, FILE *out)
         }
         fprintf(out, "%10.6f", r->final_loss);
         if (metric && r->have_metric)
-            fprintf(out, "  %*.4f  %10.4f  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last, r->best,
-                    r->best_epoch);
+            fprintf(out, "  %*.4f  %10.4f  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last,
+                    r->best, r->best_epoch);
         else if (metric)
             fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), "-", "-", "-");
         fprintf(out, "  %9.0f\n", r->steps_per_s);
@@ -138,7 +139,8 @@ static double lr_at(const LrCtx *c, int64_t k)
 
 /* Records the step's loss, sets the next rate; stops once the smoothed loss has
  * gone past four times its minimum (or stopped being finite). */
-static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full, double *hypers)
+static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                      double *hypers)
 {
     (void)full;
     LrCtx *c = ctx;
@@ -156,7 +158,7 @@ static int lr_on_step(void *ctx, const NndTrainPoint *at, const double *out, int
 }
 
 static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double hi, const char *svg,
-               FILE *out)
+                      FILE *out)
 {
     int hyper = -1;
     for (int i = 0; i < p->hypers.n; i++)
@@ -189,8 +191,16 @@ static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double 
     NndPool *pool = nnd_pool_create(threads, &perr);
     Model m;
     int rc = NND_EXIT_ERROR;
-    LrCtx c = {hyper, steps, lo, hi, xcalloc((size_t)steps, sizeof(double)),
-               xcalloc((size_t)steps, sizeof(double)), xcalloc((size_t)steps, sizeof(double)), 0, 0, 0};
+    LrCtx c = {hyper,
+               steps,
+               lo,
+               hi,
+               xcalloc((size_t)steps, sizeof(double)),
+               xcalloc((size_t)steps, sizeof(double)),
+               xcalloc((size_t)steps, sizeof(double)),
+               0,
+               0,
+               0};
     if (!pool) {
         fprintf(stderr, "nnd: %s\n", perr.msg);
     } else if (!model_init(p, &m, err, sizeof err)) {
@@ -233,25 +243,33 @@ static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double 
         fprintf(out, "lowest smoothed loss %.6f at lr %.3g\n", c.smooth[kmin], c.lr[kmin]);
         double suggested = ks >= 0 ? c.lr[ks] : c.lr[kmin] / 10;
         if (ks >= 0)
-            fprintf(out, "suggested lr: %.3g (where the loss falls fastest; %.3g is a tenth of "
-                         "the lowest-loss rate)\n", c.lr[ks], c.lr[kmin] / 10);
+            fprintf(out,
+                    "suggested lr: %.3g (where the loss falls fastest; %.3g is a tenth of "
+                    "the lowest-loss rate)\n",
+                    c.lr[ks], c.lr[kmin] / 10);
         else
-            fprintf(out, "suggested lr: %.3g (a tenth of the lowest-loss rate: the loss never "
-                         "fell steadily)\n", c.lr[kmin] / 10);
+            fprintf(out,
+                    "suggested lr: %.3g (a tenth of the lowest-loss rate: the loss never "
+                    "fell steadily)\n",
+                    c.lr[kmin] / 10);
         if (svg) {
             /* the blow-up at the end would flatten the rest: losses are cut at twice
              * the first smoothed one */
             double cap = 2 * c.smooth[0];
-            double *l = xcalloc((size_t)c.n, sizeof(double)), *sm = xcalloc((size_t)c.n, sizeof(double));
+            double *l = xcalloc((size_t)c.n, sizeof(double)),
+                   *sm = xcalloc((size_t)c.n, sizeof(double));
             for (int64_t k = 0; k < c.n; k++) {
                 l[k] = fmin(c.loss[k], cap);
                 sm[k] = fmin(c.smooth[k], cap);
             }
             PlotLine lines[2] = {{"loss", c.lr, l, (int)c.n}, {"smoothed", c.lr, sm, (int)c.n}};
             char title[160];
-            snprintf(title, sizeof title, "learning-rate range test: loss (cut at %.3g) against lr; "
-                                          "dashed: suggested %.3g", cap, suggested);
-            int prc = plot_xy(svg, title, "learning rate", true, lines, 2, suggested, err, sizeof err);
+            snprintf(title, sizeof title,
+                     "learning-rate range test: loss (cut at %.3g) against lr; "
+                     "dashed: suggested %.3g",
+                     cap, suggested);
+            int prc =
+                plot_xy(svg, title, "learning rate", true, lines, 2, suggested, err, sizeof err);
             free(l);
             free(sm);
             if (prc == 0) {
@@ -300,7 +318,8 @@ int cmd_compare(Options *o)
     int n = o->opts.n ? o->opts.n : values.n;
     if (n == 0 || (o->opts.n && values.n)) {
         free(sweep_copy);
-        return cli_usage_error("%s", "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
+        return cli_usage_error("%s",
+                               "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
     }
     CompareRow *rows = xcalloc((size_t)n, sizeof(CompareRow));
     int rc = NND_EXIT_OK;
@@ -331,9 +350,11 @@ int cmd_compare(Options *o)
         frontend_init(&fe);
         char name[32];
         snprintf(name, sizeof name, "--opt %d", i + 1);
-        Program *p = cli_compile(&fe, &oi, o->files.v[0], o->opts.n ? o->opts.v[i] : NULL, name, true);
+        Program *p =
+            cli_compile(&fe, &oi, o->files.v[0], o->opts.n ? o->opts.v[i] : NULL, name, true);
         if (p) {
-            p->save_path = NULL; /* the variants share the file's save and checkpoints: not theirs */
+            p->save_path =
+                NULL; /* the variants share the file's save and checkpoints: not theirs */
             p->ckpt_dir = NULL;
             compare_run(p, o->threads, r);
         } else {

@@ -24,9 +24,16 @@ static int prec_of(OpId op)
     switch (op) {
     case OP_OR: return 1;
     case OP_AND: return 2;
-    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: return 3;
-    case OP_ADD: case OP_SUB: return 4;
-    case OP_MUL: case OP_DIV: return 5;
+    case OP_LT:
+    case OP_LE:
+    case OP_GT:
+    case OP_GE:
+    case OP_EQ:
+    case OP_NE: return 3;
+    case OP_ADD:
+    case OP_SUB: return 4;
+    case OP_MUL:
+    case OP_DIV: return 5;
     case OP_NEG: return 6;
     case OP_POW: return 7;
     default: return 9;
@@ -157,7 +164,8 @@ static void expr(Explain *x, NodeId n, StrBuf *b, int outer, bool top)
         expr(x, nd->in[i], b, 0, false);
     }
     const Node *arg = graph_node((Graph *)x->g, nd->in[0]);
-    if (op_info[op].kind == OPK_REDUCE && nd->mask != (arg->shape.rank ? (1u << arg->shape.rank) - 1 : 0u)) {
+    if (op_info[op].kind == OPK_REDUCE &&
+        nd->mask != (arg->shape.rank ? (1u << arg->shape.rank) - 1 : 0u)) {
         sb_puts(b, ", axis = ");
         int cnt = __builtin_popcount(nd->mask);
         if (cnt > 1)
@@ -249,8 +257,15 @@ static void explain_print(const Program *p, FILE *out)
             fprintf(out, "%s = %s: no trainable parameter\n\n", og->path, og->rule);
             continue;
         }
-        Explain x = {p, g, first, NULL, xcalloc((size_t)count, 1), xcalloc((size_t)count, sizeof(int)),
-                     xcalloc((size_t)count, sizeof(int)), xcalloc((size_t)count, sizeof(char *)), 0};
+        Explain x = {p,
+                     g,
+                     first,
+                     NULL,
+                     xcalloc((size_t)count, 1),
+                     xcalloc((size_t)count, sizeof(int)),
+                     xcalloc((size_t)count, sizeof(int)),
+                     xcalloc((size_t)count, sizeof(char *)),
+                     0};
         char prefix[256];
         snprintf(prefix, sizeof prefix, "%s.", og->path);
         x.prefix = prefix;
@@ -276,7 +291,8 @@ static void explain_print(const Program *p, FILE *out)
         shape_format((Graph *)g, &w->shape, shape, sizeof shape);
         fprintf(out, "%s = %s, for %s %s", og->path, og->rule, pi->name, shape);
         if (nparams > 1)
-            fprintf(out, " (the same for %d more parameter%s)", nparams - 1, nparams > 2 ? "s" : "");
+            fprintf(out, " (the same for %d more parameter%s)", nparams - 1,
+                    nparams > 2 ? "s" : "");
         fprintf(out, ":\n");
         /* the new values: w, then the states */
         char *seen = xcalloc((size_t)count, 1), *done = xcalloc((size_t)count, 1);
@@ -332,7 +348,8 @@ static void explain_print(const Program *p, FILE *out)
             sprintf(prime, "%s'", nm);
             vec_push(&names, prime);
             x.named[through(g, up->value)] = prime;
-            writes += same_shape_as(graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
+            writes += same_shape_as(
+                graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
         }
         free(printed);
         vec_free(&mine);
@@ -347,8 +364,9 @@ static void explain_print(const Program *p, FILE *out)
                 reduces = true;
         }
         int es = (int)nnd_dtype_size((NndDType)w->dtype);
-        fprintf(out, "    memory: reads %d and writes %d tensors shaped like w: %d bytes per element, "
-                     "%.1f MB per step for the %lld values of this group%s\n",
+        fprintf(out,
+                "    memory: reads %d and writes %d tensors shaped like w: %d bytes per element, "
+                "%.1f MB per step for the %lld values of this group%s\n",
                 reads, writes, es * (reads + writes),
                 (double)es * (reads + writes) * (double)elems / 1e6, (long long)elems,
                 reduces ? "; its per-tensor reductions take a pass of their own first" : "");

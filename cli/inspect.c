@@ -63,8 +63,10 @@ static int print_schedules(Program *p, const Options *o)
         return NND_EXIT_ERROR;
     }
     StrBuf b = {0};
-    sb_printf(&b, "# schedules of %s: kernels and memory plan of every compiled function, at batch %lld\n",
-              o->files.v[0], (long long)p->batch);
+    sb_printf(
+        &b,
+        "# schedules of %s: kernels and memory plan of every compiled function, at batch %lld\n",
+        o->files.v[0], (long long)p->batch);
     executable_dump(&x, &b);
     fputs(b.s, stdout);
     sb_free(&b);
@@ -112,7 +114,8 @@ int cmd_graph(Options *o)
         sb_printf(&b, "# step graph of %s (forward, backward and update)%s\n", o->files.v[0],
                   o->raw ? ", before simplification" : "");
         if (o->stats && !o->raw)
-            sb_printf(&b, "# %d nodes, %d before simplification: %d folded, %d identities, %d merged\n",
+            sb_printf(&b,
+                      "# %d nodes, %d before simplification: %d folded, %d identities, %d merged\n",
                       st.after, st.before, st.folded, st.identities, st.merged);
         graph_print(&p->g, roots.v, roots.n, &b, o->no_spans ? NULL : &fe.sm);
         sb_puts(&b, "# outputs\n");
@@ -120,7 +123,8 @@ int cmd_graph(Options *o)
         for (int i = 0; i < p->updates.n; i++) {
             Update *u = &p->updates.v[i];
             sb_printf(&b, "%s <- %%%u\n",
-                      u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name, u->value);
+                      u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name,
+                      u->value);
         }
         for (int i = 0; i < p->params.n; i++)
             if (p->params.v[i].frozen)
@@ -171,4 +175,3 @@ int cmd_gradcheck(Options *o)
     o->dtype = NND_F64;
     return cli_on_program(o, true, gradcheck);
 }
-

@@ -157,7 +157,7 @@ static int parse_args(int argc, char **argv, Options *o)
         } else if (strcmp(a, "--threads") == 0) {
             if (!next || !cli_parse_number(next, &v) || v < 1 || v > 256 || v != floor(v))
                 return cli_usage_error("--threads needs a whole number from 1 to 256, got '%s'",
-                                   next ? next : "");
+                                       next ? next : "");
             o->threads = (int)v;
             i++;
         } else if (strcmp(a, "--dot") == 0) {
@@ -195,7 +195,8 @@ static int parse_args(int argc, char **argv, Options *o)
 Program *cli_compile(Frontend *fe, const Options *o, const char *path, const char *opt_text,
                      const char *opt_name, bool data)
 {
-    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text, opt_name, o->raw, NULL};
+    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text, opt_name, o->raw,
+                         NULL};
     Program *p = compile(fe, path, NULL, &co);
     if (p && data && !program_load_data(p, &fe->diags)) {
         program_free(p);
@@ -236,9 +237,9 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(Options *o);
     } commands[] = {
-        {"check", cmd_check},       {"graph", cmd_graph},     {"run", cmd_run},
+        {"check", cmd_check},         {"graph", cmd_graph},   {"run", cmd_run},
         {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},   {"emit-llvm", cmd_emit_llvm},
-        {"compare", cmd_compare},   {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
+        {"compare", cmd_compare},     {"lrfind", cmd_lrfind}, {"explain", cmd_explain},
         {"plot", cmd_plot},
     };
     if (rc == 0) {

@@ -36,9 +36,15 @@ typedef struct Panel {
 } Panel;
 
 enum { PANELS = 9 };
-static const char *const panel_title[PANELS] = {
-    "loss", "eval metrics", "learning rate", "gradient norm ||g||", "update ratio ||dw|| / ||w||",
-    "weight norm ||w||", "max |g|", "non-finite gradient values", "logged values"};
+static const char *const panel_title[PANELS] = {"loss",
+                                                "eval metrics",
+                                                "learning rate",
+                                                "gradient norm ||g||",
+                                                "update ratio ||dw|| / ||w||",
+                                                "weight norm ||w||",
+                                                "max |g|",
+                                                "non-finite gradient values",
+                                                "logged values"};
 static const bool panel_log[PANELS] = {false, false, false, true, true, true, true, false, false};
 
 static int panel_of(const char *tag)
@@ -141,7 +147,9 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
     sb_printf(b, "<text x=\"%.1f\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", left);
     svg_text(b, pn->title);
     sb_puts(b, "</text>\n");
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n",
+    sb_printf(b,
+              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+              "stroke=\"#888\"/>\n",
               left, top, pw, ph);
     if (!(smax >= smin)) {
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">no finite values</text>\n</g>\n",
@@ -160,16 +168,17 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
     double pad = (vmax - vmin) * 0.05;
     vmin -= pad;
     vmax += pad;
-#define SX(s) (left + ((s) - smin) / (smax - smin) * pw)
-#define SY(v) (top + ph - ((v) - vmin) / (vmax - vmin) * ph)
+#define SX(s) (left + ((s)-smin) / (smax - smin) * pw)
+#define SY(v) (top + ph - ((v)-vmin) / (vmax - vmin) * ph)
     /* value ticks: decades on a log axis */
     double vt = pn->log ? fmax(1, round(tick_step(vmin, vmax))) : tick_step(vmin, vmax);
     double v0 = ceil(vmin / vt) * vt;
     for (int i = 0; i < MAX_TICKS && v0 + i * vt <= vmax; i++) {
         double t = v0 + i * vt;
-        sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", left,
-                  left + pw, SY(t), SY(t));
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 4, SY(t) + 4);
+        sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+                  left, left + pw, SY(t), SY(t));
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 4,
+                  SY(t) + 4);
         if (pn->log)
             sb_printf(b, "1e%d", (int)round(t));
         else
@@ -188,15 +197,17 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         else
             sb_printf(b, "%.0f</text>\n", t);
     }
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">", left + pw / 2,
-              top + ph + 30);
+    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
+              left + pw / 2, top + ph + 30);
     svg_text(b, pn->xlabel ? pn->xlabel : "step");
     sb_puts(b, "</text>\n");
     if (isfinite(pn->mark) && (!pn->logx || pn->mark > 0)) {
         double mx = pn->logx ? log10(pn->mark) : pn->mark;
         if (mx >= smin && mx <= smax)
-            sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#444\" "
-                         "stroke-dasharray=\"4,3\"/>\n", SX(mx), SX(mx), top, top + ph);
+            sb_printf(b,
+                      "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#444\" "
+                      "stroke-dasharray=\"4,3\"/>\n",
+                      SX(mx), SX(mx), top, top + ph);
     }
     int nlegend = pn->series.n > 10 ? 11 : pn->series.n;
     for (int k = 0; k < pn->series.n; k++) {
@@ -220,23 +231,29 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         sb_puts(b, "\"/>\n");
         if (drawn == 1) { /* a single point shows as a dot */
             const Point *q = &s->pts.v[s->pts.n - 1];
-            double v = pn->log ? log10(q->value) : q->value, x = pn->logx ? log10(q->step) : q->step;
+            double v = pn->log ? log10(q->value) : q->value,
+                   x = pn->logx ? log10(q->step) : q->step;
             if (isfinite(v) && isfinite(x))
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x), SY(v), color);
+                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x),
+                          SY(v), color);
         }
         /* the legend, top right on a white box, one line a series (the first 10) */
         if (k == pn->series.n - 1) {
-            sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"186\" height=\"%d\" fill=\"white\" "
-                         "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n", left + pw - 194, top + 4, 14 * nlegend + 6);
+            sb_printf(b,
+                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"186\" height=\"%d\" fill=\"white\" "
+                      "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
+                      left + pw - 194, top + 4, 14 * nlegend + 6);
             for (int j = 0; j < nlegend; j++) {
                 const char *cj = palette[j % (int)NND_ARRAY_LEN(palette)];
                 double ly = top + 18 + 14 * j;
                 if (j == 10) {
-                    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">and %d more</text>\n",
+                    sb_printf(b,
+                              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">and %d more</text>\n",
                               left + pw - 176, ly, pn->series.n - 10);
                     break;
                 }
-                sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n",
+                sb_printf(b,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n",
                           left + pw - 190, ly - 4, cj);
                 sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", left + pw - 176, ly);
                 svg_text(b, ser[pn->series.v[j]].tag);
@@ -260,14 +277,14 @@ static bool write_atomic(const char *path, const char *data, size_t len, char *e
 
 /* Writes the plot to out_path (NULL: DIR/plot.svg), atomically; the path used goes
  * to out_used.  Returns 0, or -1 with a message naming the file and the problem. */
-static int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
-                 size_t errlen)
+static int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len,
+                        char *err, size_t errlen)
 {
     char *csv = xasprintf("%s/metrics.csv", dir);
     FILE *f = fopen(csv, "r");
     if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)", csv,
-                 strerror(errno), dir);
+        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)",
+                 csv, strerror(errno), dir);
         free(csv);
         return -1;
     }
@@ -329,9 +346,11 @@ static int plot_metrics(const char *dir, const char *out_path, char *out_used, s
         const double pw = 560, ph = 300;
         int rows = (used + 1) / 2;
         StrBuf b = {0};
-        sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                      "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+        sb_printf(&b,
+                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                  "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" "
+                  "fill=\"white\"/>\n",
                   2 * pw, rows * ph + 30);
         sb_puts(&b, "<text x=\"10\" y=\"20\" font-size=\"13\" fill=\"#444\">");
         svg_text(&b, csv);
@@ -363,8 +382,8 @@ static int plot_metrics(const char *dir, const char *out_path, char *out_used, s
     return rc;
 }
 
-int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, const PlotLine *lines,
-            int nlines, double mark, char *err, size_t errlen)
+int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
+            const PlotLine *lines, int nlines, double mark, char *err, size_t errlen)
 {
     Series *ser = xcalloc((size_t)(nlines ? nlines : 1), sizeof(Series));
     Panel pn = {title, false, logx, xlabel, mark, {0}};
@@ -378,10 +397,12 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, 
     }
     const double w = 760, h = 420;
     StrBuf b = {0};
-    sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                  "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-              w, h);
+    sb_printf(
+        &b,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+        "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+        w, h);
     draw_panel(&b, &pn, ser, 0, 0, w, h);
     sb_puts(&b, "</svg>\n");
     bool ok = write_atomic(path, b.s, b.len, err, errlen);

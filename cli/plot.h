@@ -13,7 +13,7 @@ typedef struct PlotLine {
 
 /* One panel of lines against x (logarithmic when logx), a dashed vertical line at
  * mark (NAN: none), written atomically to path as SVG. */
-int plot_xy(const char *path, const char *title, const char *xlabel, bool logx, const PlotLine *lines,
-            int nlines, double mark, char *err, size_t errlen);
+int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
+            const PlotLine *lines, int nlines, double mark, char *err, size_t errlen);
 
 #endif

@@ -43,7 +43,8 @@ static bool remove_stale_temps(const Program *p)
     int saves = 0, ckpts = 0;
     NndErr e;
     char err[1024];
-    if (p->save_path && nnd_remove_stale_temps_of(p->save_path, STALE_TEMP_AGE_S, &saves, &e) != 0) {
+    if (p->save_path &&
+        nnd_remove_stale_temps_of(p->save_path, STALE_TEMP_AGE_S, &saves, &e) != 0) {
         fprintf(stderr, "nnd: %s\n", e.msg);
         return false;
     }
@@ -60,8 +61,8 @@ static bool remove_stale_temps(const Program *p)
 /* --time: how long compiling took, by phase. */
 static void print_compile_time(const Executable *x, double t_front)
 {
-    printf("compile: %.1f ms (front end, graph and autodiff %.1f ms", 1e3 * (t_front + x->compile_seconds),
-           1e3 * t_front);
+    printf("compile: %.1f ms (front end, graph and autodiff %.1f ms",
+           1e3 * (t_front + x->compile_seconds), 1e3 * t_front);
     if (x->jit) {
         double ir, opt, mc;
         jit_phases(x->jit, &ir, &opt, &mc);
@@ -82,8 +83,8 @@ static void print_step_time(const Program *p, const NndTrainResult *res, int64_t
         double full = res->full_seconds / (double)res->full_steps;
         double plain = (res->seconds - res->full_seconds) / (double)(ran - res->full_steps);
         printf("time: logged steps %.3f ms (%lld of them, statistics and writing included), "
-               "the others %.3f ms: %+.1f%%\n", 1e3 * full, (long long)res->full_steps, 1e3 * plain,
-               100 * (full / plain - 1));
+               "the others %.3f ms: %+.1f%%\n",
+               1e3 * full, (long long)res->full_steps, 1e3 * plain, 100 * (full / plain - 1));
     }
 }
 
@@ -150,7 +151,8 @@ int cmd_run(Options *o)
     }
     if (!remove_stale_temps(p))
         goto done;
-    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics};
+    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile,
+                      o->check_numerics};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;
@@ -175,7 +177,8 @@ int cmd_run(Options *o)
         goto done;
     }
     have_model = true;
-    TrainOptions to = {.pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
+    TrainOptions to = {
+        .pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
     if (o->resume) {
         char *used = NULL;
         if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, stderr, err, sizeof err)) {
@@ -193,7 +196,8 @@ int cmd_run(Options *o)
     Logger lg;
     bool have_log = false;
     if (p->log.dir) {
-        if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err, sizeof err)) {
+        if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err,
+                         sizeof err)) {
             fprintf(stderr, "nnd: %s\n", err);
             goto done;
         }
@@ -232,4 +236,3 @@ done:
     frontend_free(&fe);
     return rc;
 }
-

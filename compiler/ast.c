@@ -25,21 +25,19 @@ void ast_list_push(Arena *arena, AstList *l, Ast *x)
 }
 
 static const char *kind_names[] = {
-    "num",   "str",    "bool",      "name",   "unary", "binary",     "if",    "call",
-    "kwarg", "member", "index",     "slice",  "list",  "type",       "use",   "let",
-    "fn",    "fparam", "layer",     "param",  "state", "optimizer",  "assign", "train",
-    "data",  "opt",    "freeze",    "every",  "eval",  "log",        "checkpoint", "save",
-    "vjp",
+    "num",    "str",   "bool",  "name",       "unary",  "binary", "if",   "call", "kwarg",
+    "member", "index", "slice", "list",       "type",   "use",    "let",  "fn",   "fparam",
+    "layer",  "param", "state", "optimizer",  "assign", "train",  "data", "opt",  "freeze",
+    "every",  "eval",  "log",   "checkpoint", "save",   "vjp",
 };
-_Static_assert(sizeof kind_names / sizeof kind_names[0] == AST_KIND_COUNT,
-               "one name per AST kind");
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == AST_KIND_COUNT, "one name per AST kind");
 
 const char *ast_kind_name(AstKind k) { return kind_names[k]; }
 
 static const char *ast_op_text(AstOp op)
 {
-    static const char *t[] = {"?",  "+", "-", "*", "/",  "^",   "@",   "==",  "!=",
-                              "<",  "<=", ">", ">=", "and", "or", "neg", "not", "="};
+    static const char *t[] = {"?", "+",  "-", "*",  "/",   "^",  "@",   "==",  "!=",
+                              "<", "<=", ">", ">=", "and", "or", "neg", "not", "="};
     return t[op];
 }
 
@@ -63,20 +61,14 @@ void ast_dump(const Ast *n, StrBuf *out)
         format_double(num, sizeof num, n->num);
         sb_puts(out, num);
         return;
-    case AST_STR:
-        sb_printf(out, "\"%s\"", n->name);
-        return;
-    case AST_BOOL:
-        sb_puts(out, n->num != 0 ? "true" : "false");
-        return;
-    case AST_NAME:
-        sb_puts(out, n->name);
-        return;
-    default:
-        break;
+    case AST_STR: sb_printf(out, "\"%s\"", n->name); return;
+    case AST_BOOL: sb_puts(out, n->num != 0 ? "true" : "false"); return;
+    case AST_NAME: sb_puts(out, n->name); return;
+    default: break;
     }
     sb_printf(out, "(%s", ast_kind_name(n->kind));
-    if (n->op != AOP_NONE && (n->kind == AST_UNARY || n->kind == AST_BINARY || n->kind == AST_ASSIGN))
+    if (n->op != AOP_NONE &&
+        (n->kind == AST_UNARY || n->kind == AST_BINARY || n->kind == AST_ASSIGN))
         sb_printf(out, " %s", ast_op_text(n->op));
     if (n->name)
         sb_printf(out, " %s", n->name);

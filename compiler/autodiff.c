@@ -157,7 +157,8 @@ static void vjp_pow(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
         else if (graph_is_const(g, b, &bv) && bv == 1)
             d = full_like(g, 1, n);
         else
-            d = mul(g, b, gb_binary(g, OP_POW, a, gb_binary(g, OP_SUB, b, full_like(g, 1, n), SP), SP),
+            d = mul(g, b,
+                    gb_binary(g, OP_POW, a, gb_binary(g, OP_SUB, b, full_like(g, 1, n), SP), SP),
                     SP);
         dx[0] = mul(g, dy, d, SP);
     }
@@ -224,7 +225,11 @@ static void vjp_transpose(Graph *g, NodeId n, NodeId dy, const bool *need, NodeI
 /* slice: the adjoint is padded back with zeros (PAD takes the same starts/steps) */
 static void vjp_slice(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
 {
-    Node p = {.op = OP_PAD, .nin = 1, .in = {dy}, .shape = N(IN(0))->shape, .pool = N(n)->pool,
+    Node p = {.op = OP_PAD,
+              .nin = 1,
+              .in = {dy},
+              .shape = N(IN(0))->shape,
+              .pool = N(n)->pool,
               .span = SP};
     dx[0] = gb_node(g, p);
 }
@@ -232,7 +237,11 @@ static void vjp_slice(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *d
 /* pad: the adjoint is the slice */
 static void vjp_pad(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
 {
-    Node p = {.op = OP_SLICE, .nin = 1, .in = {dy}, .shape = N(IN(0))->shape, .pool = N(n)->pool,
+    Node p = {.op = OP_SLICE,
+              .nin = 1,
+              .in = {dy},
+              .shape = N(IN(0))->shape,
+              .pool = N(n)->pool,
               .span = SP};
     dx[0] = gb_node(g, p);
 }
@@ -291,7 +300,11 @@ static void vjp_pick(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx
     Node *y = N(n);
     Shape xs = N(y->in[0])->shape;
     int64_t c = xs.d[xs.rank - 1];
-    Node oh = {.op = OP_ONE_HOT, .nin = 1, .in = {y->in[1]}, .idx = (int32_t)c, .dtype = y->dtype,
+    Node oh = {.op = OP_ONE_HOT,
+               .nin = 1,
+               .in = {y->in[1]},
+               .idx = (int32_t)c,
+               .dtype = y->dtype,
                .span = SP};
     Shape col = y->shape;
     NodeId hot = gb_node(g, oh);
@@ -318,8 +331,12 @@ static void vjp_matmul(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
 static NodeId like(Graph *g, NodeId n, OpId op, NodeId a, NodeId b, const Shape *shape)
 {
     Node t = *N(n);
-    Node m = {.op = (uint8_t)op, .nin = (uint8_t)(b ? 2 : 1), .in = {a, b}, .pool = t.pool,
-              .idx = t.idx, .span = t.span};
+    Node m = {.op = (uint8_t)op,
+              .nin = (uint8_t)(b ? 2 : 1),
+              .in = {a, b},
+              .pool = t.pool,
+              .idx = t.idx,
+              .span = t.span};
     if (shape)
         m.shape = *shape;
     return gb_node(g, m);
@@ -339,8 +356,12 @@ static void vjp_concat(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
             v[i] = k == 1 && i == t.idx ? N(t.in[0])->shape.d[t.idx] : 0;
             v[part.rank + i] = 1;
         }
-        Node sl = {.op = OP_SLICE, .nin = 1, .in = {dy}, .shape = part,
-                   .pool = graph_pool_ints(g, v, 2 * part.rank), .span = t.span};
+        Node sl = {.op = OP_SLICE,
+                   .nin = 1,
+                   .in = {dy},
+                   .shape = part,
+                   .pool = graph_pool_ints(g, v, 2 * part.rank),
+                   .span = t.span};
         dx[k] = gb_node(g, sl);
     }
 }
@@ -349,8 +370,11 @@ static void vjp_concat(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
 static void vjp_take(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *dx)
 {
     Node t = *N(n);
-    Node sc = {.op = OP_SCATTER_ADD, .nin = 2, .in = {t.in[1], dy},
-               .idx = (int32_t)N(t.in[0])->shape.d[0], .span = t.span};
+    Node sc = {.op = OP_SCATTER_ADD,
+               .nin = 2,
+               .in = {t.in[1], dy},
+               .idx = (int32_t)N(t.in[0])->shape.d[0],
+               .span = t.span};
     dx[0] = gb_node(g, sc);
 }
 

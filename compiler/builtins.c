@@ -8,8 +8,12 @@
 #define COUNT_ARGS(...) (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *))
 
 /* An FN op is a function of one argument, x, computing the op. */
-#define BUILTIN_OP_FN(id, text, arity, kind)                                                     \
-    [BI_##id] = {.name = text, .required = 1, .ctx = BCTX_ANY, .params = {"x"}, .nparams = 1,  \
+#define BUILTIN_OP_FN(id, text, arity, kind)                                                       \
+    [BI_##id] = {.name = text,                                                                     \
+                 .required = 1,                                                                    \
+                 .ctx = BCTX_ANY,                                                                  \
+                 .params = {"x"},                                                                  \
+                 .nparams = 1,                                                                     \
                  .op = OP_##id},
 #define BUILTIN_OP_NOFN(id, text, arity, kind)
 
@@ -17,9 +21,13 @@ const BuiltinInfo builtin_info[BI_COUNT] = {
 #define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) BUILTIN_OP_##fn(id, text, arity, kind)
 #include "ops.def"
 #undef OP
-#define BI(id, nm, req, cx, ...)                                                             \
-    [BI_##id] = {.name = nm, .required = req, .ctx = BCTX_##cx, .params = {__VA_ARGS__},      \
-                 .nparams = COUNT_ARGS(__VA_ARGS__), .op = -1},
+#define BI(id, nm, req, cx, ...)                                                                   \
+    [BI_##id] = {.name = nm,                                                                       \
+                 .required = req,                                                                  \
+                 .ctx = BCTX_##cx,                                                                 \
+                 .params = {__VA_ARGS__},                                                          \
+                 .nparams = COUNT_ARGS(__VA_ARGS__),                                               \
+                 .op = -1},
 #include "builtins.def"
 #undef BI
 };
@@ -27,7 +35,7 @@ const BuiltinInfo builtin_info[BI_COUNT] = {
 #undef BUILTIN_OP_NOFN
 
 /* FN marks elementwise ops of one input only */
-#define BUILTIN_OP_FN(id, text, arity, kind)                                                     \
+#define BUILTIN_OP_FN(id, text, arity, kind)                                                       \
     _Static_assert(arity == 1 && OPK_##kind == OPK_EW1, "ops.def: FN op " #id " is not EW1");
 #define BUILTIN_OP_NOFN(id, text, arity, kind)
 #define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) BUILTIN_OP_##fn(id, text, arity, kind)
@@ -59,14 +67,14 @@ bool builtin_constant(const char *name, double *value)
     return false;
 }
 
-const char *const train_settings[] = {"loss", "opt", "batch", "epochs", "steps", "seed", "shuffle",
-                                      "clip_norm", "clip_value", "max_norm", "ema", "accumulate", "drop_last",
-                                      NULL};
+const char *const train_settings[] = {"loss", "opt",        "batch",     "epochs",     "steps",
+                                      "seed", "shuffle",    "clip_norm", "clip_value", "max_norm",
+                                      "ema",  "accumulate", "drop_last", NULL};
 const char *const log_families[LOG_FAMILY_COUNT + 1] = {
 #define X(id, text) text,
     LOG_FAMILIES(X)
 #undef X
-    NULL};
+        NULL};
 
 /* Settings the language reserves whose behaviour is not built yet: rejected by name. */
 const char *const train_settings_unsupported[] = {NULL};

@@ -44,20 +44,20 @@ extern const char *const train_settings[];
 extern const char *const train_settings_unsupported[];
 /* What `log` statements name (docs/language.md): LOGI_LOSS is the index of "loss"
  * in log_families, and program.h makes LOG_LOSS its bit. */
-#define LOG_FAMILIES(X)                                                                    \
-    X(LOSS, "loss")                                                                        \
-    X(LR, "lr")                                                                            \
-    X(GRAD_NORM, "grad_norm")                                                              \
-    X(WEIGHT_NORM, "weight_norm")                                                          \
-    X(UPDATE_RATIO, "update_ratio")                                                        \
-    X(MAX_GRAD, "max_grad")                                                                \
-    X(NONFINITE, "nonfinite")                                                              \
+#define LOG_FAMILIES(X)                                                                            \
+    X(LOSS, "loss")                                                                                \
+    X(LR, "lr")                                                                                    \
+    X(GRAD_NORM, "grad_norm")                                                                      \
+    X(WEIGHT_NORM, "weight_norm")                                                                  \
+    X(UPDATE_RATIO, "update_ratio")                                                                \
+    X(MAX_GRAD, "max_grad")                                                                        \
+    X(NONFINITE, "nonfinite")                                                                      \
     X(HISTOGRAMS, "histograms")
 enum {
 #define X(id, text) LOGI_##id,
     LOG_FAMILIES(X)
 #undef X
-    LOG_FAMILY_COUNT
+        LOG_FAMILY_COUNT
 };
 /* The families' names in LOGI_ order, then NULL. */
 extern const char *const log_families[LOG_FAMILY_COUNT + 1];

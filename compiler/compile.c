@@ -16,8 +16,7 @@ Module *compile_check(Frontend *fe, const char *path, const char *text)
 
 /* `opt = TEXT` parses as one statement whose value is the expression, and reads
  * naturally where a diagnostic quotes the line.  The tree lives in *keep. */
-static const Ast *parse_opt_expr(Frontend *fe, const char *name, const char *text,
-                                 AstModule **keep)
+static const Ast *parse_opt_expr(Frontend *fe, const char *name, const char *text, AstModule **keep)
 {
     StrBuf src = {0};
     sb_printf(&src, "opt = %s\n", text);

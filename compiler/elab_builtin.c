@@ -35,7 +35,8 @@ static bool axes_mask(Elab *e, Value *axis, Span span, int rank, uint32_t *mask)
         if (!el_to_int(e, a, span, "an axis", &k))
             return false;
         if (k < -rank || k >= rank) {
-            el_error(e, span, "axis %lld is out of range for a tensor of rank %d", (long long)k, rank);
+            el_error(e, span, "axis %lld is out of range for a tensor of rank %d", (long long)k,
+                     rank);
             return false;
         }
         if (k < 0)
@@ -56,11 +57,12 @@ static Value reduce(Elab *e, int id, OpId op, Args *a, Span span)
     int axis_i = id == BI_MIN || id == BI_MAX ? 2 : 1;
     uint32_t mask;
     bool keep;
-    if (!axes_mask(e, el_barg(a, id, axis_i), el_bspan(a, id, axis_i, span), nd(e, n)->shape.rank, &mask) ||
+    if (!axes_mask(e, el_barg(a, id, axis_i), el_bspan(a, id, axis_i, span), nd(e, n)->shape.rank,
+                   &mask) ||
         !el_bool_arg(e, el_barg(a, id, axis_i + 1), span, "keepdims", false, &keep))
         return verr();
-    return vnode(el_make(e, (Node){.op = (uint8_t)op, .nin = 1, .in = {n}, .mask = mask, .keep = keep},
-                    span));
+    return vnode(el_make(
+        e, (Node){.op = (uint8_t)op, .nin = 1, .in = {n}, .mask = mask, .keep = keep}, span));
 }
 
 /* A pair of integers (height, width) from a number or a two-element list; dflt when
@@ -87,7 +89,7 @@ static bool int_pair(Elab *e, Value *v, Span span, const char *what, int64_t dfl
     for (int i = 0; i < 2; i++)
         if (out[i] < lo || out[i] > (1 << 20)) {
             el_error(e, span, "%s is %lld; it must be at least %lld", what, (long long)out[i],
-                 (long long)lo);
+                     (long long)lo);
             return false;
         }
     return true;
@@ -101,9 +103,10 @@ static Value conv2d(Elab *e, Args *a, Span span)
     if (!x || !w)
         return verr();
     if (nd(e, x)->shape.rank != 4 || nd(e, w)->shape.rank != 4)
-        return el_error(e, span, "conv2d takes x as [N, C, H, W] and w as [out, C / groups, kh, kw], "
-                             "got %s and %s", el_shape_str(e, &nd(e, x)->shape),
-                    el_shape_str(e, &nd(e, w)->shape));
+        return el_error(e, span,
+                        "conv2d takes x as [N, C, H, W] and w as [out, C / groups, kh, kw], "
+                        "got %s and %s",
+                        el_shape_str(e, &nd(e, x)->shape), el_shape_str(e, &nd(e, w)->shape));
     int64_t st[2], pd[2], dl[2], groups = 1;
     if (!int_pair(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "stride", 1, 1, st) ||
         !int_pair(e, el_barg(a, id, 4), el_bspan(a, id, 4, span), "dilation", 1, 1, dl))
@@ -120,13 +123,15 @@ static Value conv2d(Elab *e, Args *a, Span span)
                 int64_t total = dl[i] * (nd(e, w)->shape.d[2 + i] - 1);
                 if (total % 2)
                     return el_error(e, el_bspan(a, id, 3, span),
-                                "padding = \"same\" needs an odd kernel (times dilation): it "
-                                "would pad one side more than the other");
+                                    "padding = \"same\" needs an odd kernel (times dilation): it "
+                                    "would pad one side more than the other");
                 pd[i] = total / 2;
             }
         } else {
-            return el_error(e, el_bspan(a, id, 3, span), "padding is a number, a pair, \"same\" or "
-                                                  "\"valid\", not \"%s\"", pv->str);
+            return el_error(e, el_bspan(a, id, 3, span),
+                            "padding is a number, a pair, \"same\" or "
+                            "\"valid\", not \"%s\"",
+                            pv->str);
         }
     } else if (!int_pair(e, pv, el_bspan(a, id, 3, span), "padding", 0, 0, pd)) {
         return verr();
@@ -142,8 +147,9 @@ static Value conv2d(Elab *e, Args *a, Span span)
         x = gb_cast(e->g, x, dt, span);
         w = gb_cast(e->g, w, dt, span);
     }
-    return vnode(el_make(e, (Node){.op = OP_CONV2D, .nin = 2, .in = {x, w},
-                              .pool = graph_pool_ints(e->g, ints, 7)}, span));
+    return vnode(el_make(
+        e, (Node){.op = OP_CONV2D, .nin = 2, .in = {x, w}, .pool = graph_pool_ints(e->g, ints, 7)},
+        span));
 }
 
 static Value pool2d(Elab *e, int id, Args *a, Span span)
@@ -153,7 +159,7 @@ static Value pool2d(Elab *e, int id, Args *a, Span span)
         return verr();
     if (nd(e, x)->shape.rank != 4)
         return el_error(e, span, "%s takes x as [N, C, H, W], got %s", builtin_info[id].name,
-                    el_shape_str(e, &nd(e, x)->shape));
+                        el_shape_str(e, &nd(e, x)->shape));
     int64_t k[2], st[2], pd[2];
     if (!int_pair(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), "kernel", 1, 1, k) ||
         !int_pair(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "stride", 1, 1, st) ||
@@ -166,7 +172,8 @@ static Value pool2d(Elab *e, int id, Args *a, Span span)
     int64_t ints[6] = {k[0], k[1], st[0], st[1], pd[0], pd[1]};
     uint32_t pool = graph_pool_ints(e->g, ints, 6);
     if (id == BI_MAX_POOL2D)
-        return vnode(el_make(e, (Node){.op = OP_POOLMAX, .nin = 2, .in = {x, x}, .pool = pool}, span));
+        return vnode(
+            el_make(e, (Node){.op = OP_POOLMAX, .nin = 2, .in = {x, x}, .pool = pool}, span));
     return vnode(el_make(e, (Node){.op = OP_POOLAVG, .nin = 1, .in = {x}, .pool = pool}, span));
 }
 
@@ -204,7 +211,8 @@ static Value builtin_reduction(Elab *e, int id, Args *a, Span span)
         Value sq = el_binop(e, OP_MUL, *x, *x, span);
         Args b2 = *a;
         b2.v[el_arg_find(a, "x", 0)] = sq;
-        return el_unop(e, OP_SQRT, reduce(e, id, id == BI_NORM ? OP_SUM : OP_MEAN, &b2, span), span);
+        return el_unop(e, OP_SQRT, reduce(e, id, id == BI_NORM ? OP_SUM : OP_MEAN, &b2, span),
+                       span);
     }
     case BI_ARGMAX: {
         NodeId n = el_to_node(e, *x, span);
@@ -220,11 +228,12 @@ static Value builtin_reduction(Elab *e, int id, Args *a, Span span)
             return verr();
         if (__builtin_popcount(mask) != 1)
             return el_error(e, span, "argmax takes one axis");
-        return vnode(el_make(e, (Node){.op = OP_ARGMAX, .nin = 1, .in = {n},
-                                  .idx = __builtin_ctz(mask), .keep = keep}, span));
+        return vnode(el_make(
+            e,
+            (Node){.op = OP_ARGMAX, .nin = 1, .in = {n}, .idx = __builtin_ctz(mask), .keep = keep},
+            span));
     }
-    default:
-        return el_error(e, span, "'%s' cannot be used here", bi->name);
+    default: return el_error(e, span, "'%s' cannot be used here", bi->name);
     }
 }
 
@@ -256,16 +265,18 @@ static bool reshape_fill(Elab *e, NodeId n, Shape *s, int minus, Span span)
     const char *ws = arena_strdup(&e->arena, want.s);
     sb_free(&want);
     if (!same) {
-        el_error(e, span, "cannot reshape %s to %s: -1 cannot stand for the batch "
-                          "dimension; keep it in the new shape",
+        el_error(e, span,
+                 "cannot reshape %s to %s: -1 cannot stand for the batch "
+                 "dimension; keep it in the new shape",
                  el_shape_str(e, in), ws);
         return false;
     }
     int64_t have = shape_static_numel(in, NULL);
     int64_t rest = shape_static_numel(s, NULL);
     if (have % rest) {
-        el_error(e, span, "cannot reshape %s to %s: %lld elements do not split "
-                          "into parts of %lld",
+        el_error(e, span,
+                 "cannot reshape %s to %s: %lld elements do not split "
+                 "into parts of %lld",
                  el_shape_str(e, in), ws, (long long)have, (long long)rest);
         return false;
     }
@@ -306,13 +317,15 @@ static Value builtin_shape(Elab *e, int id, Args *a, Span span)
         uint32_t pool = (uint32_t)e->g->ipool.n;
         for (int i = 0; i < r; i++)
             vec_push(&e->g->ipool, perm[i]);
-        return vnode(el_make(e, (Node){.op = OP_TRANSPOSE, .nin = 1, .in = {n}, .pool = pool}, span));
+        return vnode(
+            el_make(e, (Node){.op = OP_TRANSPOSE, .nin = 1, .in = {n}, .pool = pool}, span));
     }
     case BI_RESHAPE: {
         NodeId n = el_to_node(e, *x, span);
         Shape s;
         int minus;
-        if (!n || !el_to_shape(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "the new shape", &s, &minus))
+        if (!n || !el_to_shape(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "the new shape", &s,
+                               &minus))
             return verr();
         if (minus >= 0 && !reshape_fill(e, n, &s, minus, span))
             return verr();
@@ -336,8 +349,7 @@ static Value builtin_shape(Elab *e, int id, Args *a, Span span)
         NodeId n = el_to_node(e, *x, span);
         return n ? vnum(nd(e, n)->shape.rank) : verr();
     }
-    default:
-        return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
+    default: return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
     }
 }
 
@@ -361,8 +373,13 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
             return verr();
         if (depth < 1 || depth > (1 << 24))
             return el_error(e, span, "one_hot depth must be between 1 and 2^24");
-        return vnode(el_make(e, (Node){.op = OP_ONE_HOT, .nin = 1, .in = {l}, .idx = (int32_t)depth,
-                                  .dtype = (uint8_t)e->p->float_dtype}, span));
+        return vnode(el_make(e,
+                             (Node){.op = OP_ONE_HOT,
+                                    .nin = 1,
+                                    .in = {l},
+                                    .idx = (int32_t)depth,
+                                    .dtype = (uint8_t)e->p->float_dtype},
+                             span));
     }
     case BI_TAKE: {
         NodeId t = el_float_node(e, *x, el_bspan(a, id, 0, span));
@@ -373,7 +390,8 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
     }
     case BI_CONCAT: {
         if (x->k != V_LIST || x->list->n < 1)
-            return el_error(e, el_bspan(a, id, 0, span), "concat takes a list of tensors: concat([a, b], axis = 1)");
+            return el_error(e, el_bspan(a, id, 0, span),
+                            "concat takes a list of tensors: concat([a, b], axis = 1)");
         int64_t axis = 0;
         Value *av = el_barg(a, id, 1);
         if (av && !el_to_int(e, *av, el_bspan(a, id, 1, span), "the axis", &axis))
@@ -387,7 +405,7 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
             int64_t ax = axis < 0 ? axis + r : axis;
             if (ax < 0 || ax >= r)
                 return el_error(e, span, "axis %lld is out of range for a tensor of rank %d",
-                            (long long)axis, r);
+                                (long long)axis, r);
             if (!acc) {
                 acc = n;
                 continue;
@@ -395,7 +413,8 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
             NndDType dt = el_dtype_rank_max((NndDType)nd(e, acc)->dtype, (NndDType)nd(e, n)->dtype);
             acc = gb_cast(e->g, acc, dt, span);
             n = gb_cast(e->g, n, dt, span);
-            acc = el_make(e, (Node){.op = OP_CONCAT, .nin = 2, .in = {acc, n}, .idx = (int32_t)ax}, span);
+            acc = el_make(e, (Node){.op = OP_CONCAT, .nin = 2, .in = {acc, n}, .idx = (int32_t)ax},
+                          span);
             if (!acc)
                 return verr();
         }
@@ -407,8 +426,7 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
             return c.num != 0 ? *el_barg(a, id, 1) : *el_barg(a, id, 2);
         return el_select3(e, c, *el_barg(a, id, 1), *el_barg(a, id, 2), span);
     }
-    default:
-        return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
+    default: return el_error(e, span, "'%s' cannot be used here", builtin_info[id].name);
     }
 }
 
@@ -417,8 +435,10 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
 static Value builtin_dtype(Elab *e, int id, Args *a, Span span)
 {
     Value *x = el_barg(a, id, 0);
-    NndDType dt = id == BI_F32 ? NND_F32 : id == BI_F64 ? NND_F64 : id == BI_I32 ? NND_I32
-                                                                                   : e->p->float_dtype;
+    NndDType dt = id == BI_F32   ? NND_F32
+                  : id == BI_F64 ? NND_F64
+                  : id == BI_I32 ? NND_I32
+                                 : e->p->float_dtype;
     if (id == BI_F32 && e->p->float_dtype == NND_F64)
         dt = NND_F64; /* --dtype f64 makes the whole program f64 */
     if (x->k == V_NUM) {
@@ -445,15 +465,18 @@ static Value builtin_params(Elab *e, int id, Args *a, Span span)
         if (!f)
             return verr();
         if (wrt->k == V_LAYER)
-            return el_error(e, el_bspan(a, id, 1, span),
-                        "grad is taken with respect to a tensor; name a parameter like net.fc1.W");
+            return el_error(
+                e, el_bspan(a, id, 1, span),
+                "grad is taken with respect to a tensor; name a parameter like net.fc1.W");
         if (wrt->k != V_NODE)
-            return el_error(e, el_bspan(a, id, 1, span), "grad needs a tensor to differentiate by, not %s",
-                        el_kind_name(wrt));
+            return el_error(e, el_bspan(a, id, 1, span),
+                            "grad needs a tensor to differentiate by, not %s", el_kind_name(wrt));
         Node *fn = nd(e, f);
         if (fn->shape.rank != 0)
-            return el_error(e, span, "grad needs a scalar function, got shape %s; reduce it with sum() "
-                                 "or mean()", el_shape_str(e, &fn->shape));
+            return el_error(e, span,
+                            "grad needs a scalar function, got shape %s; reduce it with sum() "
+                            "or mean()",
+                            el_shape_str(e, &fn->shape));
         if (!dtype_is_float(fn->dtype) || !dtype_is_float(nd(e, wrt->node)->dtype))
             return el_error(e, span, "grad needs float tensors");
         NodeId out;
@@ -462,11 +485,13 @@ static Value builtin_params(Elab *e, int id, Args *a, Span span)
     }
     if (x->k != V_LAYER && x->k != V_LIST && !(x->k == V_NODE && nd(e, x->node)->op == OP_PARAM))
         return el_error(e, span, "%s takes a model, a layer or a parameter, not %s", bi->name,
-                    el_kind_name(x));
+                        el_kind_name(x));
     /* only / exclude: shell patterns on the parameters' names ("*.b": biases) */
     const char *only = NULL, *exclude = NULL;
-    if ((el_barg(a, id, 1) && !el_str_arg(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), "only", &only)) ||
-        (el_barg(a, id, 2) && !el_str_arg(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "exclude", &exclude)))
+    if ((el_barg(a, id, 1) &&
+         !el_str_arg(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), "only", &only)) ||
+        (el_barg(a, id, 2) &&
+         !el_str_arg(e, el_barg(a, id, 2), el_bspan(a, id, 2, span), "exclude", &exclude)))
         return verr();
     IntVec ps = {0};
     el_value_params(e, x, &ps, 0);
@@ -478,15 +503,17 @@ static Value builtin_params(Elab *e, int id, Args *a, Span span)
             continue;
         kept++;
         NodeId p = e->p->params.v[ps.v[i]].node;
-        NodeId t = id == BI_L1 ? gb_unary(e->g, OP_ABS, p, span) : gb_binary(e->g, OP_MUL, p, p, span);
+        NodeId t =
+            id == BI_L1 ? gb_unary(e->g, OP_ABS, p, span) : gb_binary(e->g, OP_MUL, p, p, span);
         int r = nd(e, t)->shape.rank;
         t = gb_reduce(e->g, OP_SUM, t, r ? (1u << r) - 1 : 0, false, span);
         t = gb_cast(e->g, t, e->p->float_dtype, span);
         total = total ? gb_binary(e->g, OP_ADD, total, t, span) : t;
     }
     if (ps.n && !kept)
-        el_error(e, span, "%s: no parameter's name matches%s%s%s%s", bi->name, only ? " only = " : "",
-             only ? only : "", exclude ? ", or all match exclude = " : "", exclude ? exclude : "");
+        el_error(e, span, "%s: no parameter's name matches%s%s%s%s", bi->name,
+                 only ? " only = " : "", only ? only : "",
+                 exclude ? ", or all match exclude = " : "", exclude ? exclude : "");
     vec_free(&ps);
     if (!total)
         return vnum(0);
@@ -507,23 +534,35 @@ static Value builtin_random(Elab *e, int id, Args *a, Span span)
             return verr();
         HyperInfo *h = &e->p->hypers.v[e->p->hyper_step];
         /* f64: the step stays exact (an f32 count would repeat masks past 2^24) */
-        NodeId step = graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = NND_F64,
-                                                 .idx = e->p->hyper_step, .name = h->name,
+        NodeId step = graph_append(e->g, &(Node){.op = OP_HYPER,
+                                                 .dtype = NND_F64,
+                                                 .idx = e->p->hyper_step,
+                                                 .name = h->name,
                                                  .span = span});
         if (e->p->accumulate > 1) {
             /* each micro-batch of an update draws its own numbers: the counter is
              * step * k + the micro-batch's place */
             HyperInfo *hm = &e->p->hypers.v[e->p->hyper_micro];
-            NodeId micro = graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = NND_F64, .idx = e->p->hyper_micro,
-                                                      .name = hm->name, .span = span});
+            NodeId micro = graph_append(e->g, &(Node){.op = OP_HYPER,
+                                                      .dtype = NND_F64,
+                                                      .idx = e->p->hyper_micro,
+                                                      .name = hm->name,
+                                                      .span = span});
             NodeId k = gb_const(e->g, (double)e->p->accumulate, NND_F64, span);
             step = gb_binary(e->g, OP_ADD, gb_binary(e->g, OP_MUL, step, k, span), micro, span);
         }
-        NndDType dt = dtype_is_float(nd(e, n)->dtype) ? (NndDType)nd(e, n)->dtype : e->p->float_dtype;
+        NndDType dt =
+            dtype_is_float(nd(e, n)->dtype) ? (NndDType)nd(e, n)->dtype : e->p->float_dtype;
         uint64_t key = nnd_stream_of("rand_like") + (uint64_t)e->rand_draws++ * 0x100000001B3ull;
-        return vnode(el_make(e, (Node){.op = OP_RANDSTEP, .nin = 1, .in = {step},
-                                  .shape = nd(e, n)->shape, .dtype = (uint8_t)dt, .key = key,
-                                  .num = (double)e->p->seed}, span));
+        return vnode(el_make(e,
+                             (Node){.op = OP_RANDSTEP,
+                                    .nin = 1,
+                                    .in = {step},
+                                    .shape = nd(e, n)->shape,
+                                    .dtype = (uint8_t)dt,
+                                    .key = key,
+                                    .num = (double)e->p->seed},
+                             span));
     }
     case BI_ORTHOGONAL: {
         Value *gv = el_barg(a, id, 0);
@@ -532,8 +571,14 @@ static Value builtin_random(Elab *e, int id, Args *a, Span span)
             return verr();
         gain = gb_cast(e->g, gain, e->init_dtype, span);
         uint64_t key = nnd_stream_of(e->init_name) + (uint64_t)e->init_draws++;
-        return vnode(el_make(e, (Node){.op = OP_ORTHO, .nin = 1, .in = {gain}, .shape = e->init_shape,
-                                  .dtype = (uint8_t)e->init_dtype, .key = key}, span));
+        return vnode(el_make(e,
+                             (Node){.op = OP_ORTHO,
+                                    .nin = 1,
+                                    .in = {gain},
+                                    .shape = e->init_shape,
+                                    .dtype = (uint8_t)e->init_dtype,
+                                    .key = key},
+                             span));
     }
     case BI_UNIFORM:
     case BI_NORMAL: {
@@ -547,12 +592,16 @@ static Value builtin_random(Elab *e, int id, Args *a, Span span)
         if (nd(e, nl)->shape.rank || nd(e, nh)->shape.rank)
             return el_error(e, span, "%s takes scalar arguments", bi->name);
         uint64_t key = nnd_stream_of(e->init_name) + (uint64_t)e->init_draws++;
-        return vnode(el_make(e, (Node){.op = (uint8_t)(id == BI_UNIFORM ? OP_RANDU : OP_RANDN), .nin = 2,
-                                  .in = {nl, nh}, .shape = e->init_shape,
-                                  .dtype = (uint8_t)e->init_dtype, .key = key}, span));
+        return vnode(el_make(e,
+                             (Node){.op = (uint8_t)(id == BI_UNIFORM ? OP_RANDU : OP_RANDN),
+                                    .nin = 2,
+                                    .in = {nl, nh},
+                                    .shape = e->init_shape,
+                                    .dtype = (uint8_t)e->init_dtype,
+                                    .key = key},
+                             span));
     }
-    default:
-        return el_error(e, span, "'%s' cannot be used here", bi->name);
+    default: return el_error(e, span, "'%s' cannot be used here", bi->name);
     }
 }
 
@@ -573,8 +622,10 @@ static Value builtin_compose(Elab *e, int id, Args *a, Span span)
         return (Value){.k = V_LIST, .list = l};
     }
     if (x->k != V_LIST)
-        return el_error(e, el_bspan(a, id, 0, span), "sequential takes a list of layers and functions, "
-                                              "not %s", el_kind_name(x));
+        return el_error(e, el_bspan(a, id, 0, span),
+                        "sequential takes a list of layers and functions, "
+                        "not %s",
+                        el_kind_name(x));
     Value v = *el_barg(a, id, 1);
     for (int i = 0; i < x->list->n && v.k != V_ERR; i++) {
         Args one = {.n = 1};
@@ -602,43 +653,61 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
     }
     for (int i = 0; i < bi->required; i++)
         if (!el_barg(a, id, i))
-            return el_error(e, span, "missing argument '%s' in call to '%s'", bi->params[i], bi->name);
+            return el_error(e, span, "missing argument '%s' in call to '%s'", bi->params[i],
+                            bi->name);
     if (bi->ctx == BCTX_INIT && !e->in_init) {
         /* outside an initializer, a call with arguments is an initializer to pass on:
          * Dense(8, 8, init = orthogonal(gain = 2)); it draws when a parameter uses it */
         if (a->n == 0)
-            return el_error(e, span, "'%s' draws a parameter's initial values; it can only be used "
-                                 "in a parameter initializer", bi->name);
+            return el_error(e, span,
+                            "'%s' draws a parameter's initial values; it can only be used "
+                            "in a parameter initializer",
+                            bi->name);
         Args *copy = arena_alloc(&e->arena, sizeof *copy);
         *copy = *a;
         return (Value){.k = V_BUILTIN, .builtin = id, .args = copy};
     }
     if (bi->ctx == BCTX_DATA)
-        return el_error(e, span, "'%s' describes a data set; it can only be used in a `data` statement",
-                    bi->name);
+        return el_error(e, span,
+                        "'%s' describes a data set; it can only be used in a `data` statement",
+                        bi->name);
     if (bi->op >= 0) /* an elementwise op of ops.def: op(x) */
         return el_unop(e, (OpId)bi->op, *el_barg(a, id, 0), span);
     switch ((BuiltinId)id) {
-    case BI_MIN: case BI_MAX: case BI_SUM: case BI_MEAN: case BI_LOGSUMEXP: case BI_NORM:
-    case BI_RMS: case BI_ARGMAX:
-        return builtin_reduction(e, id, a, span);
+    case BI_MIN:
+    case BI_MAX:
+    case BI_SUM:
+    case BI_MEAN:
+    case BI_LOGSUMEXP:
+    case BI_NORM:
+    case BI_RMS:
+    case BI_ARGMAX: return builtin_reduction(e, id, a, span);
     case BI_MATMUL: return el_matmul(e, *el_barg(a, id, 0), *el_barg(a, id, 1), span);
-    case BI_TRANSPOSE: case BI_RESHAPE: case BI_SIZE: case BI_RANK:
-        return builtin_shape(e, id, a, span);
-    case BI_PICK: case BI_ONE_HOT: case BI_TAKE: case BI_CONCAT: case BI_WHERE:
-        return builtin_index(e, id, a, span);
-    case BI_F32: case BI_F64: case BI_I32: case BI_FLOAT:
-        return builtin_dtype(e, id, a, span);
-    case BI_GRAD: case BI_L1: case BI_L2:
-        return builtin_params(e, id, a, span);
+    case BI_TRANSPOSE:
+    case BI_RESHAPE:
+    case BI_SIZE:
+    case BI_RANK: return builtin_shape(e, id, a, span);
+    case BI_PICK:
+    case BI_ONE_HOT:
+    case BI_TAKE:
+    case BI_CONCAT:
+    case BI_WHERE: return builtin_index(e, id, a, span);
+    case BI_F32:
+    case BI_F64:
+    case BI_I32:
+    case BI_FLOAT: return builtin_dtype(e, id, a, span);
+    case BI_GRAD:
+    case BI_L1:
+    case BI_L2: return builtin_params(e, id, a, span);
     case BI_CONV2D: return conv2d(e, a, span);
     case BI_MAX_POOL2D:
     case BI_AVG_POOL2D: return pool2d(e, id, a, span);
-    case BI_RAND_LIKE: case BI_ORTHOGONAL: case BI_UNIFORM: case BI_NORMAL:
-        return builtin_random(e, id, a, span);
-    case BI_PAIR: case BI_SEQUENTIAL:
-        return builtin_compose(e, id, a, span);
-    default:
-        return el_error(e, span, "'%s' cannot be used here", bi->name);
+    case BI_RAND_LIKE:
+    case BI_ORTHOGONAL:
+    case BI_UNIFORM:
+    case BI_NORMAL: return builtin_random(e, id, a, span);
+    case BI_PAIR:
+    case BI_SEQUENTIAL: return builtin_compose(e, id, a, span);
+    default: return el_error(e, span, "'%s' cannot be used here", bi->name);
     }
 }

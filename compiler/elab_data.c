@@ -63,7 +63,7 @@ static bool data_describe(Elab *e, DataSet *ds, Span span, Span span_x, Span spa
     }
     if (x.shape[0] != y.shape[0]) {
         el_error(e, span, "the data set's inputs have %lld samples but its labels %lld",
-             (long long)x.shape[0], (long long)y.shape[0]);
+                 (long long)x.shape[0], (long long)y.shape[0]);
         return false;
     }
     ds->n = x.shape[0];
@@ -72,11 +72,12 @@ static bool data_describe(Elab *e, DataSet *ds, Span span, Span span_x, Span spa
     tensor_shape_to(&x, &ds->x_rank, ds->x_shape);
     tensor_shape_to(&y, &ds->y_rank, ds->y_shape);
     if (ds->reshape_rank >= 0) {
-        Shape hs = shape_make(ds->x_rank, ds->x_shape), ws = shape_make(ds->reshape_rank, ds->reshape);
+        Shape hs = shape_make(ds->x_rank, ds->x_shape),
+              ws = shape_make(ds->reshape_rank, ds->reshape);
         if (shape_static_numel(&hs, NULL) != shape_static_numel(&ws, NULL) ||
             shape_static_numel(&ws, NULL) > GRAPH_MAX_NUMEL) {
             el_error(e, span, "cannot reshape samples of shape %s to %s", el_shape_str(e, &hs),
-                 el_shape_str(e, &ws));
+                     el_shape_str(e, &ws));
             return false;
         }
         ds->x_rank = ds->reshape_rank;
@@ -191,7 +192,8 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
     const Ast *src = st->a;
     int id = src->kind == AST_CALL && src->a->kind == AST_NAME ? builtin_find(src->a->name) : -1;
     if (id < 0 || builtin_info[id].ctx != BCTX_DATA) {
-        el_error(e, src->span, "a data set comes from idx(...), csv(...), npy(...) or tensors(...)");
+        el_error(e, src->span,
+                 "a data set comes from idx(...), csv(...), npy(...) or tensors(...)");
         return;
     }
     Args a;
@@ -203,7 +205,8 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
             for (int j = 0; j < builtin_info[id].nparams; j++)
                 found |= strcmp(builtin_info[id].params[j], a.kw[i]) == 0;
             if (!found) {
-                el_error(e, a.span[i], "'%s' has no parameter '%s'", builtin_info[id].name, a.kw[i]);
+                el_error(e, a.span[i], "'%s' has no parameter '%s'", builtin_info[id].name,
+                         a.kw[i]);
                 return;
             }
         }
@@ -218,8 +221,10 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
     case BI_IDX:
     case BI_NPY:
         ds.kind = id == BI_IDX ? DATA_IDX : DATA_NPY;
-        ok = el_str_arg(e, el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), "the inputs' path", &ds.path_x) &&
-             el_str_arg(e, el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), "the labels' path", &ds.path_y);
+        ok = el_str_arg(e, el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), "the inputs' path",
+                        &ds.path_x) &&
+             el_str_arg(e, el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), "the labels' path",
+                        &ds.path_y);
         scale = el_barg(&a, id, 2);
         shape = el_barg(&a, id, 3);
         if (ok) {
@@ -229,8 +234,10 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
         break;
     case BI_CSV: {
         ds.kind = DATA_CSV;
-        ok = el_str_arg(e, el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), "the path", &ds.path_x) &&
-             el_str_arg(e, el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), "the label column", &ds.label) &&
+        ok = el_str_arg(e, el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), "the path",
+                        &ds.path_x) &&
+             el_str_arg(e, el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), "the label column",
+                        &ds.label) &&
              el_bool_arg(e, el_barg(&a, id, 2), src->span, "classes", false, &ds.classes);
         scale = el_barg(&a, id, 3);
         if (ok)
@@ -244,9 +251,7 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
         ok = data_literal(e, *el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), false, &ds.x) &&
              data_literal(e, *el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), true, &ds.y);
         break;
-    default:
-        ok = false;
-        break;
+    default: ok = false; break;
     }
     if (ok && scale)
         ok = el_to_number(e, *scale, src->span, "scale", &ds.scale);

@@ -40,11 +40,9 @@ static const Ast *method_find(const LayerInst *l, const char *name)
 static Value decl_value(Elab *e, const Ast *d, Module *where, Span span)
 {
     switch (d->kind) {
-    case AST_FN:
-        return (Value){.k = V_FN, .decl = d, .mod = where};
+    case AST_FN: return (Value){.k = V_FN, .decl = d, .mod = where};
     case AST_LAYER:
-    case AST_OPTIMIZER:
-        return (Value){.k = V_DECL, .decl = d, .mod = where};
+    case AST_OPTIMIZER: return (Value){.k = V_DECL, .decl = d, .mod = where};
     case AST_LET: {
         for (int i = 0; i < e->nlets; i++)
             if (e->lets[i] == d)
@@ -58,8 +56,7 @@ static Value decl_value(Elab *e, const Ast *d, Module *where, Span span)
         e->nlets--;
         return v;
     }
-    default:
-        return el_error(e, span, "'%s' is not a value", d->name);
+    default: return el_error(e, span, "'%s' is not a value", d->name);
     }
 }
 
@@ -157,8 +154,8 @@ int el_arg_find(const Args *a, const char *name, int pos)
     return -1;
 }
 
-bool el_bind_params(Elab *e, Scope *s, const AstList *params, const Args *args,
-                        const char *what, Span span)
+bool el_bind_params(Elab *e, Scope *s, const AstList *params, const Args *args, const char *what,
+                    Span span)
 {
     bool ok = true;
     for (int i = 0; i < params->n; i++) {
@@ -218,7 +215,8 @@ Value el_run_body(Elab *e, Scope *s, const Ast *fn)
         } else if (st->kind == AST_ASSIGN) {
             Value v = el_eval(e, s, st->b);
             if (st->op != AOP_ASSIGN)
-                v = el_binop(e, el_binop_id(st->op), el_lookup(e, s, st->a->name, st->a->span), v, st->span);
+                v = el_binop(e, el_binop_id(st->op), el_lookup(e, s, st->a->name, st->a->span), v,
+                             st->span);
             el_bind(s, st->a->name, v, st->span);
         } else {
             last = el_eval(e, s, st);
@@ -231,9 +229,11 @@ bool el_too_big(Elab *e, Span span)
 {
     if (!e->too_big && graph_count(e->g) > MAX_GRAPH_NODES) {
         e->too_big = true;
-        el_error(e, span, "the program is too large: elaboration has made %d graph nodes (at most "
-                          "%d); every call of a function is inlined, so functions that call others "
-                          "several times multiply", graph_count(e->g), MAX_GRAPH_NODES);
+        el_error(e, span,
+                 "the program is too large: elaboration has made %d graph nodes (at most "
+                 "%d); every call of a function is inlined, so functions that call others "
+                 "several times multiply",
+                 graph_count(e->g), MAX_GRAPH_NODES);
         StrBuf b = {0};
         for (int i = 0; i < e->depth; i++) {
             if (e->depth > 12 && i == 6) { /* the outermost six, the innermost six */
@@ -249,8 +249,7 @@ bool el_too_big(Elab *e, Span span)
     return e->too_big;
 }
 
-static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args *args,
-                     Span span)
+static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args *args, Span span)
 {
     if (el_too_big(e, span))
         return verr();
@@ -283,10 +282,8 @@ static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args 
 Value el_call_value(Elab *e, Value callee, Args *args, Span span, const char *name)
 {
     switch (callee.k) {
-    case V_ERR:
-        return verr();
-    case V_FN:
-        return call_fn(e, callee.decl, callee.mod, callee.layer, args, span);
+    case V_ERR: return verr();
+    case V_FN: return call_fn(e, callee.decl, callee.mod, callee.layer, args, span);
     case V_BUILTIN:
         if (callee.args && args->n == 0) /* orthogonal(gain = 2), used as an initializer */
             return el_builtin_call(e, callee.builtin, callee.args, span);
@@ -303,12 +300,12 @@ Value el_call_value(Elab *e, Value callee, Args *args, Span span, const char *na
         const Ast *fwd = method_find(callee.layer, "forward");
         if (!fwd)
             return el_error(e, span, "layer '%s' has no forward function to call",
-                        callee.layer->decl->name);
+                            callee.layer->decl->name);
         return call_fn(e, fwd, callee.layer->mod, callee.layer, args, span);
     }
     default:
         return el_error(e, span, "%s%s%s is %s, which cannot be called", name ? "'" : "",
-                    name ? name : "this", name ? "'" : "", el_kind_name(&callee));
+                        name ? name : "this", name ? "'" : "", el_kind_name(&callee));
     }
 }
 
@@ -318,7 +315,8 @@ static Value ev_member(Elab *e, Scope *s, const Ast *x)
     if (o.k == V_ERR)
         return o;
     if (o.k != V_LAYER)
-        return el_error(e, x->span, "'.%s' needs a layer on its left, not %s", x->name, el_kind_name(&o));
+        return el_error(e, x->span, "'.%s' needs a layer on its left, not %s", x->name,
+                        el_kind_name(&o));
     LayerInst *l = o.layer;
     Binding *m = el_member_find(l, x->name);
     if (m)
@@ -355,7 +353,7 @@ static Value ev_index(Elab *e, Scope *s, const Ast *x)
         int64_t len = o.list->n;
         if (k < -len || k >= len)
             return el_error(e, it->span, "index %lld is out of range for a list of %lld",
-                        (long long)k, (long long)len);
+                            (long long)k, (long long)len);
         return o.list->v[k < 0 ? k + len : k];
     }
     NodeId n = el_to_node(e, o, x->a->span);
@@ -363,7 +361,8 @@ static Value ev_index(Elab *e, Scope *s, const Ast *x)
         return verr();
     Shape in = nd(e, n)->shape;
     if (x->list.n > in.rank)
-        return el_error(e, x->span, "too many indices: %d for a tensor of rank %d", x->list.n, in.rank);
+        return el_error(e, x->span, "too many indices: %d for a tensor of rank %d", x->list.n,
+                        in.rank);
     int64_t start[NND_MAX_RANK], step[NND_MAX_RANK];
     Shape out = in, kept = {0, {0}};
     for (int i = 0; i < in.rank; i++) {
@@ -384,8 +383,9 @@ static Value ev_index(Elab *e, Scope *s, const Ast *x)
             if (k < 0)
                 k += d;
             if (k < 0 || k >= d)
-                return el_error(e, it->span, "index %lld is out of range for a dimension of size %lld",
-                            (long long)(k < 0 ? k - d : k), (long long)d);
+                return el_error(e, it->span,
+                                "index %lld is out of range for a dimension of size %lld",
+                                (long long)(k < 0 ? k - d : k), (long long)d);
             start[i] = k;
             out.d[i] = 1;
             continue;
@@ -425,7 +425,7 @@ static Value ev_index(Elab *e, Scope *s, const Ast *x)
     for (int i = 0; i < in.rank; i++)
         vec_push(&e->g->ipool, step[i]);
     NodeId r = el_make(e, (Node){.op = OP_SLICE, .nin = 1, .in = {n}, .shape = out, .pool = pool},
-                  x->span);
+                       x->span);
     if (!r)
         return verr();
     return vnode(gb_reshape(e->g, r, &kept, x->span));
@@ -439,12 +439,9 @@ Value el_eval(Elab *e, Scope *s, const Ast *x)
         v.is_int = x->is_int;
         return v;
     }
-    case AST_STR:
-        return vstr(x->name);
-    case AST_BOOL:
-        return vbool(x->num != 0);
-    case AST_NAME:
-        return el_lookup(e, s, x->name, x->span);
+    case AST_STR: return vstr(x->name);
+    case AST_BOOL: return vbool(x->num != 0);
+    case AST_NAME: return el_lookup(e, s, x->name, x->span);
     case AST_UNARY:
         return el_unop(e, x->op == AOP_NEG ? OP_NEG : OP_NOT, el_eval(e, s, x->a), x->span);
     case AST_BINARY: {
@@ -471,14 +468,12 @@ Value el_eval(Elab *e, Scope *s, const Ast *x)
         e->bind_path = saved;
         if (!ok || callee.k == V_ERR)
             return verr();
-        Value r = el_call_value(e, callee, &args, x->span,
-                             x->a->kind == AST_NAME ? x->a->name : NULL);
+        Value r =
+            el_call_value(e, callee, &args, x->span, x->a->kind == AST_NAME ? x->a->name : NULL);
         return r;
     }
-    case AST_MEMBER:
-        return ev_member(e, s, x);
-    case AST_INDEX:
-        return ev_index(e, s, x);
+    case AST_MEMBER: return ev_member(e, s, x);
+    case AST_INDEX: return ev_index(e, s, x);
     case AST_LIST: {
         /* layers created in a list being bound are named by position: body.0 */
         const char *path = e->bind_path;
@@ -495,7 +490,6 @@ Value el_eval(Elab *e, Scope *s, const Ast *x)
         e->bind_path = path;
         return (Value){.k = V_LIST, .list = l};
     }
-    default:
-        return el_error(e, x->span, "this is not an expression");
+    default: return el_error(e, x->span, "this is not an expression");
     }
 }

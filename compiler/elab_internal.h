@@ -166,7 +166,10 @@ typedef struct Elab {
 } Elab;
 
 static inline Value verr(void) { return (Value){.k = V_ERR}; }
-static inline Value vnum(double x) { return (Value){.k = V_NUM, .num = x, .is_int = x == floor(x) && fabs(x) < 9e15}; }
+static inline Value vnum(double x)
+{
+    return (Value){.k = V_NUM, .num = x, .is_int = x == floor(x) && fabs(x) < 9e15};
+}
 static inline Value vfloat(double x) { return (Value){.k = V_NUM, .num = x}; }
 static inline Value vbool(bool b) { return (Value){.k = V_NUM, .num = b, .is_bool = true}; }
 static inline Value vnode(NodeId id) { return id ? (Value){.k = V_NODE, .node = id} : verr(); }
@@ -222,8 +225,8 @@ bool el_eval_args(Elab *e, Scope *s, const AstList *list, Args *out, const char 
 int el_arg_find(const Args *a, const char *name, int pos);
 /* Binds arguments to parameters in scope s; defaults are evaluated in s, so they
  * see the parameters before them. */
-bool el_bind_params(Elab *e, Scope *s, const AstList *params, const Args *args,
-                        const char *what, Span span);
+bool el_bind_params(Elab *e, Scope *s, const AstList *params, const Args *args, const char *what,
+                    Span span);
 Value el_run_body(Elab *e, Scope *s, const Ast *fn);
 Value el_call_value(Elab *e, Value callee, Args *args, Span span, const char *name);
 Value el_eval(Elab *e, Scope *s, const Ast *x);
@@ -241,8 +244,8 @@ void el_value_params(Elab *e, const Value *v, IntVec *out, int depth);
 void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first);
 /* The result of a fn with a vjp block: a CUSTOM node whose value is the result and
  * whose gradient the block gives (el_custom_vjp). */
-Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Scope *s,
-                           int nparams, Value r, Span span);
+Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Scope *s, int nparams,
+                       Value r, Span span);
 /* Graph.custom_vjp: runs the vjp block of the call behind CUSTOM node n. */
 void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx);
 /* The shape and dtype of a `param` or layer `state` declaration. */
@@ -251,7 +254,7 @@ Value el_instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span spa
 /* Checks v against a declared type.  Unknown names in the shape (and `*S`) are
  * pattern variables: the first use binds them in s, later uses must agree. */
 bool el_check_type(Elab *e, Scope *s, const Ast *type, Value *v, Span vspan, const char *what,
-                       const Ast *pdecl, bool bind_patterns);
+                   const Ast *pdecl, bool bind_patterns);
 
 /* ---- elab_builtin.c ---- */
 
@@ -292,7 +295,7 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
 /* ---- elab_train.c ---- */
 
 double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
-                             bool *found);
+                         bool *found);
 const Ast *el_find_setting(const Ast *train, const char *name);
 /* An error about setting name: at span, or, when --set gave its value, naming the
  * command line instead. */

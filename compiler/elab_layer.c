@@ -44,8 +44,10 @@ void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
         StateInfo *si = &e->p->states.v[st->idx];
         for (int k = 0; k < e->p->updates.n; k++)
             if (e->p->updates.v[k].is_state && e->p->updates.v[k].index == st->idx) {
-                el_error(e, b->span, "state '%s' is updated twice in one step: a layer with state can "
-                                 "be applied once per training step", si->name);
+                el_error(e, b->span,
+                         "state '%s' is updated twice in one step: a layer with state can "
+                         "be applied once per training step",
+                         si->name);
                 return;
             }
         NodeId v = el_to_node(e, b->v, b->span);
@@ -57,7 +59,7 @@ void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
         if (!shape_broadcast(e->g, &nd(e, v)->shape, &st->shape, &bs, err, sizeof err) ||
             !shape_equal(&bs, &st->shape)) {
             el_error(e, b->span, "the new value of state '%s' has shape %s but the state is %s",
-                 m->name, el_shape_str(e, &nd(e, v)->shape), el_shape_str(e, &st->shape));
+                     m->name, el_shape_str(e, &nd(e, v)->shape), el_shape_str(e, &st->shape));
             continue;
         }
         Update u = {true, st->idx, gb_broadcast(e->g, v, &st->shape, b->span)};
@@ -65,8 +67,8 @@ void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
     }
 }
 
-Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Scope *s,
-                           int nparams, Value r, Span span)
+Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Scope *s, int nparams,
+                       Value r, Span span)
 {
     if (r.k != V_NODE)
         return r; /* a number: nothing to differentiate */
@@ -81,8 +83,10 @@ Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Sco
         if (v.k != V_NODE || !dtype_is_float(nd(e, v.node)->dtype))
             continue;
         if (cg.nwhich == 2)
-            return el_error(e, span, "a fn with a vjp block takes at most two tensor arguments; "
-                                 "'%s' is given more", fn->name);
+            return el_error(e, span,
+                            "a fn with a vjp block takes at most two tensor arguments; "
+                            "'%s' is given more",
+                            fn->name);
         cg.which[cg.nwhich++] = i;
         n.in[n.nin++] = v.node;
     }
@@ -107,8 +111,8 @@ void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
         vec_push(&s.b, cg->params[i]);
     el_bind(&s, vjp->list.n == 2 ? vjp->list.v[0]->name : "y", vnode(n), vjp->span);
     el_bind(&s, vjp->list.n == 2 ? vjp->list.v[1]->name : "dy", vnode(dy), vjp->span);
-    e->frames[e->depth++] = (Frame){vjp, vjp->span,
-                                    arena_printf(&e->arena, "the vjp block of '%s'", cg->fn->name)};
+    e->frames[e->depth++] =
+        (Frame){vjp, vjp->span, arena_printf(&e->arena, "the vjp block of '%s'", cg->fn->name)};
     Value r = el_run_body(e, &s, vjp);
     e->depth--;
     int np = cg->fn->list.n;
@@ -121,8 +125,9 @@ void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
      * none); anything else is the first parameter's */
     bool per_param = np > 1 && r.k == V_LIST;
     if (per_param && r.list->n > np) {
-        el_error(e, last->span, "the vjp block of '%s' gives %d gradients, but it has %d parameters",
-             cg->fn->name, r.list->n, np);
+        el_error(e, last->span,
+                 "the vjp block of '%s' gives %d gradients, but it has %d parameters", cg->fn->name,
+                 r.list->n, np);
         vec_free(&s.b);
         return;
     }
@@ -150,8 +155,8 @@ void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
             gn = gb_sum_to(g, gn, &ts, last->span); /* the parameter was broadcast */
         } else {
             el_error(e, last->span, "the gradient for '%s' has shape %s, but '%s' is %s",
-                 cg->fn->list.v[pi]->name, el_shape_str(e, gs), cg->fn->list.v[pi]->name,
-                 el_shape_str(e, &ts));
+                     cg->fn->list.v[pi]->name, el_shape_str(e, gs), cg->fn->list.v[pi]->name,
+                     el_shape_str(e, &ts));
             continue;
         }
         dx[k] = gn;
@@ -172,10 +177,12 @@ bool el_decl_shape(Elab *e, Scope *s, const Ast *st, const char *what, Shape *ou
         if (dv.k == V_DIM) {
             el_error(e, dx->span, "a %s's shape cannot depend on the batch size", what);
             good = false;
-        } else if (!el_to_int(e, dv, dx->span, arena_printf(&e->arena, "a %s dimension", what), &n)) {
+        } else if (!el_to_int(e, dv, dx->span, arena_printf(&e->arena, "a %s dimension", what),
+                              &n)) {
             good = false;
         } else if (n < 1) {
-            el_error(e, dx->span, "%s dimension is %lld; it must be at least 1", what, (long long)n);
+            el_error(e, dx->span, "%s dimension is %lld; it must be at least 1", what,
+                     (long long)n);
             good = false;
         } else {
             shape.d[k] = n;
@@ -193,8 +200,9 @@ bool el_decl_shape(Elab *e, Scope *s, const Ast *st, const char *what, Shape *ou
         else if (strcmp(st->a->name, "f32") == 0)
             *dt = e->p->float_dtype == NND_F64 ? NND_F64 : NND_F32;
         else {
-            el_error(e, st->a->span, "%s", *what == 'p' ? "parameters are trained, so they must be f32 or f64"
-                                                     : "layer state must be f32 or f64");
+            el_error(e, st->a->span, "%s",
+                     *what == 'p' ? "parameters are trained, so they must be f32 or f64"
+                                  : "layer state must be f32 or f64");
             good = false;
         }
     }
@@ -263,8 +271,9 @@ static bool layer_state(Elab *e, Scope *s, LayerInst *l, const Ast *st)
         char err[512];
         if (!shape_broadcast(e->g, &nd(e, init)->shape, &shape, &bs, err, sizeof err) ||
             !shape_equal(&bs, &shape) || el_depends_on_data(e, init)) {
-            el_error(e, st->b->span, "layer state '%s' starts with %s; it needs a value of "
-                                     "shape %s that does not depend on data",
+            el_error(e, st->b->span,
+                     "layer state '%s' starts with %s; it needs a value of "
+                     "shape %s that does not depend on data",
                      st->name, el_shape_str(e, &nd(e, init)->shape), el_shape_str(e, &shape));
             init = 0;
         } else {
@@ -273,8 +282,12 @@ static bool layer_state(Elab *e, Scope *s, LayerInst *l, const Ast *st)
     }
     if (!init)
         return false;
-    Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->states.n,
-               .name = sname, .span = st->span};
+    Node sn = {.op = OP_STATE,
+               .dtype = (uint8_t)dt,
+               .shape = shape,
+               .idx = e->p->states.n,
+               .name = sname,
+               .span = st->span};
     NodeId id = graph_append(e->g, &sn);
     StateInfo si = {sname, -1, id, init, st->span, {0}};
     vec_push(&e->p->states, si);
@@ -322,8 +335,8 @@ static bool layer_param(Elab *e, Scope *s, LayerInst *l, const Ast *st)
     NndDType dt;
     bool good = el_decl_shape(e, s, st, "parameter", &shape, &dt);
     if (!st->b) {
-        el_error(e, st->span, "parameter '%s' needs an initializer, like `= glorot_uniform` or `= 0`",
-                 st->name);
+        el_error(e, st->span,
+                 "parameter '%s' needs an initializer, like `= glorot_uniform` or `= 0`", st->name);
         good = false;
     }
     if (!good)
@@ -335,15 +348,25 @@ static bool layer_param(Elab *e, Scope *s, LayerInst *l, const Ast *st)
             el_error(e, st->span, "two parameters are named '%s'", pname);
             ok = false;
         }
-    Node pn = {.op = OP_PARAM, .dtype = (uint8_t)dt, .shape = shape, .idx = e->p->params.n,
-               .name = pname, .span = st->span};
+    Node pn = {.op = OP_PARAM,
+               .dtype = (uint8_t)dt,
+               .shape = shape,
+               .idx = e->p->params.n,
+               .name = pname,
+               .span = st->span};
     NodeId id = graph_append(e->g, &pn);
     int r = shape.rank;
     int64_t rf = 1;
     for (int k = 2; k < r; k++)
         rf *= shape.d[k];
-    e->fan_in = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[0] : (double)(shape.d[1] * rf);
-    e->fan_out = r == 0 ? 1 : r == 1 ? (double)shape.d[0] : r == 2 ? (double)shape.d[1] : (double)(shape.d[0] * rf);
+    e->fan_in = r == 0   ? 1
+                : r == 1 ? (double)shape.d[0]
+                : r == 2 ? (double)shape.d[0]
+                         : (double)(shape.d[1] * rf);
+    e->fan_out = r == 0   ? 1
+                 : r == 1 ? (double)shape.d[0]
+                 : r == 2 ? (double)shape.d[1]
+                          : (double)(shape.d[0] * rf);
     NodeId init = param_init(e, st, eval_initializer(e, s, st, pname, shape, dt), shape, dt);
     ParamInfo pi = {pname, id, init, false, 0, st->span, {0}, -1};
     vec_push(&e->p->params, pi);
@@ -425,7 +448,8 @@ enum { MATCH_OK, MATCH_BAD, MATCH_ERR };
  * names not bound yet are bound in s (when bind_patterns; else they do not match),
  * `*S` takes the dimensions the fixed ones leave.  MATCH_ERR after an error in a
  * dimension's expression. */
-static int match_shape(Elab *e, Scope *s, const Ast *type, NodeId node, Shape sh, bool bind_patterns)
+static int match_shape(Elab *e, Scope *s, const Ast *type, NodeId node, Shape sh,
+                       bool bind_patterns)
 {
     bool bad = false;
     int splat = -1;
@@ -549,17 +573,18 @@ static void call_notes(Elab *e)
 static bool check_dtype(Elab *e, const Ast *type, const Node *n, Span vspan, const char *what,
                         const Ast *pdecl)
 {
-    NndDType want_dt = strcmp(type->name, "i32") == 0 ? NND_I32
-                     : strcmp(type->name, "bool") == 0 ? NND_BOOL
-                     : strcmp(type->name, "f64") == 0 ? NND_F64 : NND_F32;
+    NndDType want_dt = strcmp(type->name, "i32") == 0    ? NND_I32
+                       : strcmp(type->name, "bool") == 0 ? NND_BOOL
+                       : strcmp(type->name, "f64") == 0  ? NND_F64
+                                                         : NND_F32;
     if (want_dt == NND_F32 && e->p->float_dtype == NND_F64)
         want_dt = NND_F64;
     if (n->dtype == want_dt)
         return true;
-    int d = pdecl ? diag_error(e->d, vspan, "'%s' must be %s, got %s", what,
-                               dtype_name(want_dt), dtype_name(n->dtype))
-                  : diag_error(e->d, vspan, "the %s must be %s, got %s", what,
-                               dtype_name(want_dt), dtype_name(n->dtype));
+    int d = pdecl ? diag_error(e->d, vspan, "'%s' must be %s, got %s", what, dtype_name(want_dt),
+                               dtype_name(n->dtype))
+                  : diag_error(e->d, vspan, "the %s must be %s, got %s", what, dtype_name(want_dt),
+                               dtype_name(n->dtype));
     if (d >= 0 && want_dt == NND_I32)
         diag_label(e->d, d, "class labels are integers: convert with i32(...)");
     if (pdecl)
@@ -596,8 +621,10 @@ bool el_check_type(Elab *e, Scope *s, const Ast *type, Value *v, Span vspan, con
     if (pdecl)
         diag_error(e->d, vspan, "'%s' has shape %s, expected %s", what, el_shape_str(e, &sh), want);
     else
-        diag_error(e->d, vspan, "the %s has shape %s, expected %s", what, el_shape_str(e, &sh), want);
-    diag_note(e->d, pdecl ? pdecl->span : type->span, "%s here", pdecl ? "declared" : "result type declared");
+        diag_error(e->d, vspan, "the %s has shape %s, expected %s", what, el_shape_str(e, &sh),
+                   want);
+    diag_note(e->d, pdecl ? pdecl->span : type->span, "%s here",
+              pdecl ? "declared" : "result type declared");
     call_notes(e);
     return false;
 }

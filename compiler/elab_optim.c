@@ -56,7 +56,8 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
                 continue;
             }
         } else if (b.v.k != V_ERR) {
-            el_error(e, span, "hyper-parameter '%s' must be a number, not %s", b.name, el_kind_name(&b.v));
+            el_error(e, span, "hyper-parameter '%s' must be a number, not %s", b.name,
+                     el_kind_name(&b.v));
             continue;
         }
         vec_push(&gr->hypers, b);
@@ -118,8 +119,11 @@ void el_expand_update(Elab *e, Group *gr, int pi)
     int hidx[4] = {e->p->hyper_step, e->p->hyper_epoch, e->p->hyper_steps, e->p->hyper_t};
     const char *hn[4] = {"step", "epoch", "steps", "t"};
     for (int i = 0; i < 4; i++) {
-        Node n = {.op = OP_HYPER, .dtype = (uint8_t)e->p->float_dtype, .idx = hidx[i],
-                  .name = h[hidx[i]].name, .span = d->span};
+        Node n = {.op = OP_HYPER,
+                  .dtype = (uint8_t)e->p->float_dtype,
+                  .idx = hidx[i],
+                  .name = h[hidx[i]].name,
+                  .span = d->span};
         hs[i] = graph_append(e->g, &n);
         el_bind(&s, hn[i], vnode(hs[i]), d->span);
     }
@@ -147,16 +151,20 @@ void el_expand_update(Elab *e, Group *gr, int pi)
                 if (!shape_broadcast(e->g, &nd(e, init)->shape, &ss, &bs, err, sizeof err) ||
                     !shape_equal(&bs, &ss)) {
                     el_error(e, st->b->span, "state '%s' starts with shape %s but must be %s %s",
-                         st->name, el_shape_str(e, &nd(e, init)->shape),
-                         st->a ? "shaped" : "shaped like w", el_shape_str(e, &ss));
+                             st->name, el_shape_str(e, &nd(e, init)->shape),
+                             st->a ? "shaped" : "shaped like w", el_shape_str(e, &ss));
                     init = 0;
                 } else {
                     init = gb_broadcast(e->g, init, &ss, st->b->span);
                 }
             }
             const char *sname = arena_printf(&e->p->arena, "%s.%s", p->name, st->name);
-            Node sn = {.op = OP_STATE, .dtype = (uint8_t)sdt, .shape = ss, .idx = e->p->states.n,
-                       .name = sname, .span = st->span};
+            Node sn = {.op = OP_STATE,
+                       .dtype = (uint8_t)sdt,
+                       .shape = ss,
+                       .idx = e->p->states.n,
+                       .name = sname,
+                       .span = st->span};
             NodeId id = graph_append(e->g, &sn);
             StateInfo si = {sname, pi, id, init, st->span, {0}};
             vec_push(&e->p->states, si);
@@ -173,7 +181,8 @@ void el_expand_update(Elab *e, Group *gr, int pi)
         } else if (st->kind == AST_ASSIGN) {
             Value v = el_eval(e, &s, st->b);
             if (st->op != AOP_ASSIGN)
-                v = el_binop(e, el_binop_id(st->op), el_lookup(e, &s, st->a->name, st->a->span), v, st->span);
+                v = el_binop(e, el_binop_id(st->op), el_lookup(e, &s, st->a->name, st->a->span), v,
+                             st->span);
             el_bind(&s, st->a->name, v, st->span);
         }
     }
@@ -196,8 +205,8 @@ void el_expand_update(Elab *e, Group *gr, int pi)
         if (!shape_broadcast(e->g, &nd(e, v)->shape, &os, &bs, err, sizeof err) ||
             !shape_equal(&bs, &os)) {
             el_error(e, b->span, "the new value of %s has shape %s but must keep %s %s",
-                 is_w ? "w" : nm, el_shape_str(e, &nd(e, v)->shape),
-                 shape_equal(&os, &ws) ? "the shape of w" : "its shape", el_shape_str(e, &os));
+                     is_w ? "w" : nm, el_shape_str(e, &nd(e, v)->shape),
+                     shape_equal(&os, &ws) ? "the shape of w" : "its shape", el_shape_str(e, &os));
             diag_note(e->d, p->span, "for parameter %s", p->name);
             continue;
         }
@@ -235,7 +244,8 @@ void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId
         if (p->updates.v[u].is_state && p->states.v[p->updates.v[u].index].param < 0)
             vec_push(&p->accum_updates, p->updates.v[u]);
     p->hyper_accum = p->hypers.n;
-    NodeId total = el_new_hyper(e, "accumulate.samples", (double)(p->batch * p->accumulate), train->span);
+    NodeId total =
+        el_new_hyper(e, "accumulate.samples", (double)(p->batch * p->accumulate), train->span);
     for (int i = 0; i < n; i++) {
         ParamInfo *par = &p->params.v[which[i]];
         Node *w = nd(e, par->node);
@@ -243,18 +253,24 @@ void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId
         NndDType dt = (NndDType)w->dtype;
         Span span = par->span;
         const char *sname = arena_printf(&p->arena, "%s.grad_sum", par->name);
-        Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = ws, .idx = p->states.n, .name = sname,
+        Node sn = {.op = OP_STATE,
+                   .dtype = (uint8_t)dt,
+                   .shape = ws,
+                   .idx = p->states.n,
+                   .name = sname,
                    .span = span};
         NodeId st = graph_append(e->g, &sn);
         StateInfo si = {sname, which[i], st, gb_full(e->g, 0, dt, &ws, span), span, {0}};
         vec_push(&p->states, si);
         NodeId b = gb_cast(e->g, gb_dimsize(e->g, p->x, 1u, p->float_dtype, span), dt, span);
-        NodeId sum = gb_binary_bc(e->g, OP_ADD, st, gb_binary_bc(e->g, OP_MUL, gs[i], b, span), span);
+        NodeId sum =
+            gb_binary_bc(e->g, OP_ADD, st, gb_binary_bc(e->g, OP_MUL, gs[i], b, span), span);
         Update more = {true, p->states.n - 1, gb_broadcast(e->g, sum, &ws, span)};
         vec_push(&p->accum_updates, more);
         Update zero = {true, p->states.n - 1, gb_full(e->g, 0, dt, &ws, span)};
         vec_push(&p->updates, zero);
-        gs[i] = gb_broadcast(e->g, gb_binary_bc(e->g, OP_DIV, sum, gb_cast(e->g, total, dt, span), span), &ws, span);
+        gs[i] = gb_broadcast(
+            e->g, gb_binary_bc(e->g, OP_DIV, sum, gb_cast(e->g, total, dt, span), span), &ws, span);
     }
 }
 
@@ -278,7 +294,8 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
             for (int i = 0; i < n; i++) {
                 NndDType dt = (NndDType)nd(e, gs[i])->dtype;
                 NodeId hi_i = gb_cast(e->g, h, dt, span), lo_i = gb_cast(e->g, lo, dt, span);
-                gs[i] = gb_binary_bc(e->g, OP_MIN, gb_binary_bc(e->g, OP_MAX, gs[i], lo_i, span), hi_i, span);
+                gs[i] = gb_binary_bc(e->g, OP_MIN, gb_binary_bc(e->g, OP_MAX, gs[i], lo_i, span),
+                                     hi_i, span);
             }
             continue;
         }
@@ -291,12 +308,14 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
             total = total ? gb_binary(e->g, OP_ADD, total, sq, span) : sq;
         }
         NodeId norm = gb_unary(e->g, OP_SQRT, total, span);
-        NodeId coef = gb_binary(e->g, OP_DIV, h,
-                                gb_binary(e->g, OP_ADD, norm, gb_const(e->g, 1e-6, e->p->float_dtype, span), span),
-                                span);
+        NodeId coef = gb_binary(
+            e->g, OP_DIV, h,
+            gb_binary(e->g, OP_ADD, norm, gb_const(e->g, 1e-6, e->p->float_dtype, span), span),
+            span);
         coef = gb_binary(e->g, OP_MIN, coef, gb_const(e->g, 1, e->p->float_dtype, span), span);
         for (int i = 0; i < n; i++)
-            gs[i] = gb_binary_bc(e->g, OP_MUL, gs[i], gb_cast(e->g, coef, (NndDType)nd(e, gs[i])->dtype, span), span);
+            gs[i] = gb_binary_bc(e->g, OP_MUL, gs[i],
+                                 gb_cast(e->g, coef, (NndDType)nd(e, gs[i])->dtype, span), span);
     }
 }
 
@@ -305,8 +324,10 @@ static NodeId setting_hyper(Elab *e, Scope *s, const Ast *train, const char *nam
 {
     for (int i = 0; i < e->p->hypers.n; i++)
         if (strcmp(e->p->hypers.v[i].name, name) == 0) /* made for an earlier parameter */
-            return graph_append(e->g, &(Node){.op = OP_HYPER, .dtype = (uint8_t)e->p->float_dtype,
-                                              .idx = i, .name = e->p->hypers.v[i].name,
+            return graph_append(e->g, &(Node){.op = OP_HYPER,
+                                              .dtype = (uint8_t)e->p->float_dtype,
+                                              .idx = i,
+                                              .name = e->p->hypers.v[i].name,
                                               .span = e->p->hypers.v[i].span});
     const Ast *st = el_find_setting(train, name);
     bool found = false;
@@ -319,7 +340,8 @@ static NodeId setting_hyper(Elab *e, Scope *s, const Ast *train, const char *nam
     if (!(v > 0 && v < hi) && isinf(hi))
         el_setting_error(e, name, span, "%s must be positive, got %g", name, v);
     else if (!(v > 0 && v < hi))
-        el_setting_error(e, name, span, "%s must be between 0 and %g (both excluded), got %g", name, hi, v);
+        el_setting_error(e, name, span, "%s must be between 0 and %g (both excluded), got %g", name,
+                         hi, v);
     return el_new_hyper(e, name, v, span);
 }
 
@@ -341,11 +363,13 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
         NodeId sq = gb_reduce(e->g, OP_SUM, gb_binary(e->g, OP_MUL, v, v, span), mask, true, span);
         NodeId norm = gb_unary(e->g, OP_SQRT, sq, span);
         NndDType dt = (NndDType)w->dtype;
-        NodeId scale = gb_binary_bc(e->g, OP_DIV, gb_cast(e->g, c, dt, span),
-                                    gb_binary_bc(e->g, OP_ADD, norm, gb_const(e->g, 1e-7, dt, span), span), span);
+        NodeId scale = gb_binary_bc(
+            e->g, OP_DIV, gb_cast(e->g, c, dt, span),
+            gb_binary_bc(e->g, OP_ADD, norm, gb_const(e->g, 1e-7, dt, span), span), span);
         scale = gb_binary_bc(e->g, OP_MIN, scale, gb_const(e->g, 1, dt, span), span);
-        p->updates.v[wu].value = gb_broadcast(e->g, gb_binary_bc(e->g, OP_MUL, v, gb_broadcast(e->g, scale, &ws, span), span),
-                                              &ws, span);
+        p->updates.v[wu].value = gb_broadcast(
+            e->g, gb_binary_bc(e->g, OP_MUL, v, gb_broadcast(e->g, scale, &ws, span), span), &ws,
+            span);
     }
     NodeId d = setting_hyper(e, s, train, "ema", 1);
     if (!d)
@@ -353,7 +377,11 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
     Span span = par->span;
     NndDType dt = (NndDType)w->dtype;
     const char *sname = arena_printf(&p->arena, "%s.average", par->name);
-    Node sn = {.op = OP_STATE, .dtype = (uint8_t)dt, .shape = ws, .idx = p->states.n, .name = sname,
+    Node sn = {.op = OP_STATE,
+               .dtype = (uint8_t)dt,
+               .shape = ws,
+               .idx = p->states.n,
+               .name = sname,
                .span = span};
     NodeId st = graph_append(e->g, &sn);
     StateInfo si = {sname, pi, st, par->node, span, {0}}; /* starts at w's starting value */

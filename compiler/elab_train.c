@@ -11,7 +11,7 @@
 #include "sema.h"
 
 double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
-                             bool *found)
+                         bool *found)
 {
     Override *o = el_find_override(e, name);
     if (o) {
@@ -97,8 +97,9 @@ static void load_one(Elab *e, NndSafetensors *sf, const char *file, const char *
 {
     const NndSafetensorsEntry *en = nnd_safetensors_find(sf, rel);
     if (!en) {
-        int d = strcmp(name, rel) ? diag_error(e->d, span, "'%s' has no tensor '%s' (for %s)", file, rel, name)
-                                  : diag_error(e->d, span, "'%s' has no tensor '%s'", file, rel);
+        int d = strcmp(name, rel)
+                    ? diag_error(e->d, span, "'%s' has no tensor '%s' (for %s)", file, rel, name)
+                    : diag_error(e->d, span, "'%s' has no tensor '%s'", file, rel);
         const char *dot = strchr(rel, '.');
         diag_label(e->d, d, "to start it fresh instead, add `except %.*s`",
                    dot ? (int)(dot - rel) : (int)strlen(rel), rel);
@@ -106,13 +107,13 @@ static void load_one(Elab *e, NndSafetensors *sf, const char *file, const char *
     }
     Shape fs = shape_make(en->rank, en->shape);
     if (!shape_equal(&fs, &n->shape)) {
-        el_error(e, span, "tensor '%s' in '%s' is %s, but %s is %s", rel, file, el_shape_str(e, &fs),
-             name, el_shape_str(e, &n->shape));
+        el_error(e, span, "tensor '%s' in '%s' is %s, but %s is %s", rel, file,
+                 el_shape_str(e, &fs), name, el_shape_str(e, &n->shape));
         return;
     }
     if (en->dtype != NND_F32 && en->dtype != NND_F64) {
         el_error(e, span, "tensor '%s' in '%s' is %s; parameters load from F32 or F64", rel, file,
-             en->dtype_name);
+                 en->dtype_name);
         return;
     }
     NndErr err;
@@ -134,7 +135,8 @@ static void load_from(Elab *e, Scope *s, const Ast *st, const char *prefix, int 
     for (int i = 0; i < st->list.n; i++) {
         const char *t = path_text(e, st->list.v[i]);
         if (!t) {
-            el_error(e, st->list.v[i]->span, "except takes names inside the model, like fc2 or fc2.b");
+            el_error(e, st->list.v[i]->span,
+                     "except takes names inside the model, like fc2 or fc2.b");
             ok = false;
         }
         vec_push(&ex, t);
@@ -233,15 +235,20 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
         Value v = el_eval(e, s, x);
         if (v.k == V_ERR)
             continue;
-        NodeId node = v.k == V_NODE ? v.node : v.k == V_NUM ? el_const_node(e, v.num, p->float_dtype, x->span) : 0;
+        NodeId node = v.k == V_NODE  ? v.node
+                      : v.k == V_NUM ? el_const_node(e, v.num, p->float_dtype, x->span)
+                                     : 0;
         if (!node || nd(e, node)->shape.rank != 0) {
-            el_error(e, x->span, "a logged value must be a scalar computed from the batch, like mean(...)");
+            el_error(e, x->span,
+                     "a logged value must be a scalar computed from the batch, like mean(...)");
             continue;
         }
         node = gb_cast(e->g, node, p->float_dtype, x->span);
-        const char *name = kw ? it->name : x->kind == AST_NAME ? x->name
-                         : x->kind == AST_CALL && x->a->kind == AST_NAME ? x->a->name
-                                                                         : arena_printf(&p->arena, "value%d", k + 1);
+        const char *name = kw                    ? it->name
+                           : x->kind == AST_NAME ? x->name
+                           : x->kind == AST_CALL && x->a->kind == AST_NAME
+                               ? x->a->name
+                               : arena_printf(&p->arena, "value%d", k + 1);
         step_output(e, name, node, x->span);
     }
     /* the learning rate of each optimizer group: a hyper-parameter or a schedule */
@@ -250,8 +257,10 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
         for (int k = 0; k < gr->hypers.n; k++)
             if (strcmp(gr->hypers.v[k].name, "lr") == 0 && gr->hypers.v[k].v.k == V_NODE) {
                 const char *path = p->groups.v[gr->index].path; /* "opt", "opt.net.fc2" */
-                const char *tag = strcmp(path, "opt") == 0 ? "lr" : arena_printf(&e->arena, "lr/%s", path + 4);
-                step_output(e, tag, gb_cast(e->g, gr->hypers.v[k].v.node, p->float_dtype, st->span), st->span);
+                const char *tag =
+                    strcmp(path, "opt") == 0 ? "lr" : arena_printf(&e->arena, "lr/%s", path + 4);
+                step_output(e, tag, gb_cast(e->g, gr->hypers.v[k].v.node, p->float_dtype, st->span),
+                            st->span);
             }
     }
     /* the warnings read grad_norm and update_ratio: always computed with a log */
@@ -270,30 +279,39 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
         NodeId g2 = full_sum(e, gb_binary(e->g, OP_MUL, g, g, span), span);
         total = total ? gb_binary(e->g, OP_ADD, total, g2, span) : g2;
         if (fams & LOG_GRAD_NORM)
-            step_output(e, arena_printf(&e->arena, "grad_norm/%s", pi->name), gb_unary(e->g, OP_SQRT, g2, span), span);
+            step_output(e, arena_printf(&e->arena, "grad_norm/%s", pi->name),
+                        gb_unary(e->g, OP_SQRT, g2, span), span);
         if (fams & LOG_WEIGHT_NORM)
             step_output(e, arena_printf(&e->arena, "weight_norm/%s", pi->name),
-                        gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span), span), span);
+                        gb_unary(e->g, OP_SQRT,
+                                 full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span), span),
+                        span);
         if (fams & LOG_UPDATE_RATIO) {
             NodeId dw = gb_binary(e->g, OP_SUB, wn, w, span);
-            NodeId num = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, dw, dw, span), span), span);
-            NodeId den = gb_unary(e->g, OP_SQRT, full_sum(e, gb_binary(e->g, OP_MUL, w, w, span), span), span);
+            NodeId num = gb_unary(e->g, OP_SQRT,
+                                  full_sum(e, gb_binary(e->g, OP_MUL, dw, dw, span), span), span);
+            NodeId den = gb_unary(e->g, OP_SQRT,
+                                  full_sum(e, gb_binary(e->g, OP_MUL, w, w, span), span), span);
             den = gb_binary(e->g, OP_ADD, den, gb_const(e->g, 1e-12, ft, span), span);
-            step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name), gb_binary(e->g, OP_DIV, num, den, span), span);
+            step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name),
+                        gb_binary(e->g, OP_DIV, num, den, span), span);
         }
         if (fams & LOG_MAX_GRAD) {
             NodeId a = gb_unary(e->g, OP_ABS, g, span);
             int r = nd(e, a)->shape.rank;
             NodeId m = gb_reduce(e->g, OP_RMAX, a, r ? (1u << r) - 1 : 0, false, span);
-            step_output(e, arena_printf(&e->arena, "max_grad/%s", pi->name), gb_cast(e->g, m, ft, span), span);
+            step_output(e, arena_printf(&e->arena, "max_grad/%s", pi->name),
+                        gb_cast(e->g, m, ft, span), span);
         }
         if (fams & LOG_NONFINITE) {
             /* |g| <= the largest finite value is false exactly for NaN and +-inf */
             NndDType gt = (NndDType)nd(e, g)->dtype;
-            NodeId big = gb_const(e->g, gt == NND_F64 ? 1.7976931348623157e308 : 3.4028234663852886e38, gt, span);
+            NodeId big = gb_const(
+                e->g, gt == NND_F64 ? 1.7976931348623157e308 : 3.4028234663852886e38, gt, span);
             NodeId ok = gb_binary_bc(e->g, OP_LE, gb_unary(e->g, OP_ABS, g, span), big, span);
             NodeId bad = gb_cast(e->g, gb_unary(e->g, OP_NOT, ok, span), ft, span);
-            step_output(e, arena_printf(&e->arena, "nonfinite/%s", pi->name), full_sum(e, bad, span), span);
+            step_output(e, arena_printf(&e->arena, "nonfinite/%s", pi->name),
+                        full_sum(e, bad, span), span);
         }
     }
     if (total)
@@ -337,8 +355,11 @@ static void train_counters(Elab *e, Scope *s, const Ast *train)
     p->hyper_t = p->hypers.n;
     el_new_hyper(e, "t", 1, train->span);
     for (int i = 0; i < p->hypers.n; i++) {
-        Node n = {.op = OP_HYPER, .dtype = (uint8_t)p->float_dtype, .idx = i,
-                  .name = p->hypers.v[i].name, .span = train->span};
+        Node n = {.op = OP_HYPER,
+                  .dtype = (uint8_t)p->float_dtype,
+                  .idx = i,
+                  .name = p->hypers.v[i].name,
+                  .span = train->span};
         if (i != p->hyper_t)
             el_bind(s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
     }
@@ -426,20 +447,27 @@ static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
         if (p->data.n == 1) {
             p->train_data = 0;
         } else {
-            el_error(e, train->span, "with several data sets, the one to train on must be named 'train'");
+            el_error(e, train->span,
+                     "with several data sets, the one to train on must be named 'train'");
             return false;
         }
     }
     DataSet *td = &p->data.v[p->train_data];
     p->sym_batch = graph_symbol(e->g, "B");
     {
-        Node x = {.op = OP_INPUT, .dtype = (uint8_t)p->float_dtype, .idx = 0, .name = "x",
+        Node x = {.op = OP_INPUT,
+                  .dtype = (uint8_t)p->float_dtype,
+                  .idx = 0,
+                  .name = "x",
                   .span = td->span};
         x.shape.rank = td->x_rank + 1;
         x.shape.d[0] = p->sym_batch;
         memcpy(x.shape.d + 1, td->x_shape, sizeof(int64_t) * (size_t)td->x_rank);
-        Node y = {.op = OP_INPUT, .dtype = (uint8_t)(td->y_dtype == NND_I32 ? NND_I32 : p->float_dtype),
-                  .idx = 1, .name = "y", .span = td->span};
+        Node y = {.op = OP_INPUT,
+                  .dtype = (uint8_t)(td->y_dtype == NND_I32 ? NND_I32 : p->float_dtype),
+                  .idx = 1,
+                  .name = "y",
+                  .span = td->span};
         y.shape.rank = td->y_rank + 1;
         y.shape.d[0] = p->sym_batch;
         memcpy(y.shape.d + 1, td->y_shape, sizeof(int64_t) * (size_t)td->y_rank);
@@ -502,7 +530,7 @@ static bool train_loss(Elab *e, Scope *s, const Ast *train)
         return false;
     if (lv.k != V_NODE) {
         el_error(e, ls->b->span, "the loss must be a tensor computed from the model, not %s",
-             el_kind_name(&lv));
+                 el_kind_name(&lv));
         return false;
     }
     if (nd(e, lv.node)->shape.rank != 0) {
@@ -512,7 +540,8 @@ static bool train_loss(Elab *e, Scope *s, const Ast *train)
         return false;
     }
     if (!dtype_is_float(nd(e, lv.node)->dtype)) {
-        el_error(e, ls->b->span, "the loss must be a float, got %s", dtype_name(nd(e, lv.node)->dtype));
+        el_error(e, ls->b->span, "the loss must be a float, got %s",
+                 dtype_name(nd(e, lv.node)->dtype));
         return false;
     }
     p->loss = lv.node;
@@ -562,7 +591,8 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
             continue;
         for (int k = 0; k < st->list.n; k++) {
             int cnt;
-            el_mark_params(e, el_eval(e, s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze", -1);
+            el_mark_params(e, el_eval(e, s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze",
+                           -1);
         }
     }
     /* optimizers: the default, then groups (a later group wins) */
@@ -572,7 +602,7 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
     if (ov.k != V_OPT) {
         if (ov.k != V_ERR)
             el_error(e, oexpr->span, "opt must be an optimizer, like Adam(lr = 1e-3), not %s",
-                 el_kind_name(&ov));
+                     el_kind_name(&ov));
         return false;
     }
     Group *dflt = el_make_group(e, ov, "opt", os->span);
@@ -685,14 +715,17 @@ static void train_evals(Elab *e, Scope *s, const Ast *train)
         Shape ey = shape_make(ed->y_rank, ed->y_shape), ty = shape_make(td->y_rank, td->y_shape);
         if (!shape_equal(&ex, &tx) || !shape_equal(&ey, &ty) ||
             (ed->y_dtype == NND_I32) != (td->y_dtype == NND_I32)) {
-            el_error(e, st->span, "data set '%s' has samples shaped %s -> %s, but the training data %s -> %s",
-                 ed->name, el_shape_str(e, &ex), el_shape_str(e, &ey), el_shape_str(e, &tx), el_shape_str(e, &ty));
+            el_error(e, st->span,
+                     "data set '%s' has samples shaped %s -> %s, but the training data %s -> %s",
+                     ed->name, el_shape_str(e, &ex), el_shape_str(e, &ey), el_shape_str(e, &tx),
+                     el_shape_str(e, &ty));
             continue;
         }
         const Ast *ev_every = st->a;
         es.in_epochs = ev_every->name[0] == 'e';
         es.every = 1;
-        if (ev_every->a && !el_to_int(e, el_eval(e, s, ev_every->a), ev_every->a->span, "the interval", &es.every))
+        if (ev_every->a &&
+            !el_to_int(e, el_eval(e, s, ev_every->a), ev_every->a->span, "the interval", &es.every))
             continue;
         if (es.every < 1) {
             el_error(e, ev_every->span, "the interval must be at least 1");
@@ -708,15 +741,16 @@ static void train_evals(Elab *e, Scope *s, const Ast *train)
             NodeId n = v.k == V_NODE ? v.node : 0;
             if (!n || nd(e, n)->shape.rank != 0) {
                 el_error(e, ex_ast->span, "a metric must be a scalar computed from the data%s",
-                     n ? ", like mean(...)" : "");
+                         n ? ", like mean(...)" : "");
                 continue;
             }
             if (!dtype_is_float(nd(e, n)->dtype))
                 n = gb_cast(e->g, n, p->float_dtype, ex_ast->span);
-            const char *name = kw ? mx->name
-                             : ex_ast->kind == AST_CALL && ex_ast->a->kind == AST_NAME ? ex_ast->a->name
-                             : ex_ast->kind == AST_NAME ? ex_ast->name
-                                                        : arena_printf(&p->arena, "metric%d", k + 1);
+            const char *name =
+                kw                                                        ? mx->name
+                : ex_ast->kind == AST_CALL && ex_ast->a->kind == AST_NAME ? ex_ast->a->name
+                : ex_ast->kind == AST_NAME                                ? ex_ast->name
+                                           : arena_printf(&p->arena, "metric%d", k + 1);
             Metric mt = {arena_strdup(&p->arena, name), n, ex_ast->span};
             vec_push(&es.metrics, mt);
         }
@@ -741,12 +775,13 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
         const char *dir;
         int64_t n = 1, keep = 0;
         if (!el_str_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
-            (every->a && !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)) ||
+            (every->a &&
+             !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)) ||
             (st->c && !el_to_int(e, el_eval(e, s, st->c), st->c->span, "keep", &keep)))
             continue;
         if (n < 1 || (st->c && keep < 1)) {
             el_error(e, n < 1 ? every->span : st->c->span, "%s must be at least 1",
-                 n < 1 ? "the interval" : "keep");
+                     n < 1 ? "the interval" : "keep");
             continue;
         }
         p->ckpt_dir = arena_strdup(&p->arena, dir);
@@ -786,14 +821,16 @@ static void check_batch_of_one(Elab *e, const Ast *train)
     const Ast *bs = el_find_setting(train, "batch");
     Span span = bs ? bs->span : train->span;
     if (p->batch == 1)
-        el_setting_error(e, "batch", span, "batch = 1: '%s' is updated from statistics over the "
-                                           "batch (batch norm), which need at least 2 samples",
+        el_setting_error(e, "batch", span,
+                         "batch = 1: '%s' is updated from statistics over the "
+                         "batch (batch norm), which need at least 2 samples",
                          state);
     else
-        el_setting_error(e, "batch", span, "the last batch of each epoch holds 1 sample (%lld "
-                                           "samples, batch %lld), and '%s' is updated from "
-                                           "statistics over the batch (batch norm), which need at "
-                                           "least 2: set drop_last = true, or another batch size",
+        el_setting_error(e, "batch", span,
+                         "the last batch of each epoch holds 1 sample (%lld "
+                         "samples, batch %lld), and '%s' is updated from "
+                         "statistics over the batch (batch norm), which need at "
+                         "least 2: set drop_last = true, or another batch size",
                          (long long)n, (long long)p->batch, state);
 }
 

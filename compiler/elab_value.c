@@ -18,7 +18,8 @@ const char *el_kind_name(const Value *v)
     case V_LIST: return "a list";
     case V_LAYER: return "a layer";
     case V_FN: return "a function";
-    case V_DECL: return v->decl->kind == AST_OPTIMIZER ? "an optimizer declaration" : "a layer declaration";
+    case V_DECL:
+        return v->decl->kind == AST_OPTIMIZER ? "an optimizer declaration" : "a layer declaration";
     case V_BUILTIN: return v->args ? "an initializer with its arguments" : "a built-in function";
     case V_OPT: return "an optimizer";
     case V_LAZY: return "a value of the train block";
@@ -71,8 +72,11 @@ NodeId el_new_hyper(Elab *e, const char *name, double value, Span span)
 {
     HyperInfo h = {arena_strdup(&e->p->arena, name), value, span, false};
     vec_push(&e->p->hypers, h);
-    Node n = {.op = OP_HYPER, .dtype = (uint8_t)e->p->float_dtype, .idx = e->p->hypers.n - 1,
-              .name = h.name, .span = span};
+    Node n = {.op = OP_HYPER,
+              .dtype = (uint8_t)e->p->float_dtype,
+              .idx = e->p->hypers.n - 1,
+              .name = h.name,
+              .span = span};
     return graph_append(e->g, &n);
 }
 
@@ -241,20 +245,17 @@ static NodeId dim_node(Elab *e, Value v, Span span)
 NodeId el_to_node(Elab *e, Value v, Span span)
 {
     switch (v.k) {
-    case V_NODE:
-        return v.node;
-    case V_NUM:
-        return el_const_node(e, v.num, num_dtype(e, &v), span);
-    case V_DIM:
-        return dim_node(e, v, span);
-    case V_LIST:
-        return list_to_node(e, &v, span);
-    case V_ERR:
-        return 0;
+    case V_NODE: return v.node;
+    case V_NUM: return el_const_node(e, v.num, num_dtype(e, &v), span);
+    case V_DIM: return dim_node(e, v, span);
+    case V_LIST: return list_to_node(e, &v, span);
+    case V_ERR: return 0;
     default:
         if (v.k == V_BUILTIN && v.args)
-            el_error(e, span, "'%s' draws a parameter's initial values; it can only be used in a "
-                          "parameter initializer", builtin_info[v.builtin].name);
+            el_error(e, span,
+                     "'%s' draws a parameter's initial values; it can only be used in a "
+                     "parameter initializer",
+                     builtin_info[v.builtin].name);
         else
             el_error(e, span, "expected a tensor, got %s", el_kind_name(&v));
         return 0;
@@ -299,7 +300,7 @@ bool el_to_shape(Elab *e, Value v, Span span, const char *what, Shape *out, int 
             n = 1;
         } else if (n < 1) {
             el_error(e, span, "%s: dimension %d is %lld; dimensions must be at least 1", what, i,
-                 (long long)n);
+                     (long long)n);
             return false;
         }
         s.d[i] = n;
@@ -390,17 +391,17 @@ Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
         if (is_compare(op) || is_logic(op))
             return vbool(r != 0);
         Value v = vfloat(r);
-        v.is_int = a.is_int && b.is_int && (op == OP_ADD || op == OP_SUB || op == OP_MUL ||
-                                            op == OP_MIN || op == OP_MAX ||
-                                            (op == OP_POW && b.num >= 0)) &&
+        v.is_int = a.is_int && b.is_int &&
+                   (op == OP_ADD || op == OP_SUB || op == OP_MUL || op == OP_MIN || op == OP_MAX ||
+                    (op == OP_POW && b.num >= 0)) &&
                    fabs(r) < 9e15;
         return v;
     }
     bool tensor_a = a.k == V_NODE || a.k == V_LIST || a.k == V_DIM;
     bool tensor_b = b.k == V_NODE || b.k == V_LIST || b.k == V_DIM;
     if (!(tensor_a || a.k == V_NUM) || !(tensor_b || b.k == V_NUM))
-        return el_error(e, span, "operator '%s' does not apply to %s and %s",
-                    op_info[op].name, el_kind_name(&a), el_kind_name(&b));
+        return el_error(e, span, "operator '%s' does not apply to %s and %s", op_info[op].name,
+                        el_kind_name(&a), el_kind_name(&b));
     NndDType fl = e->p->float_dtype;
     NodeId na, nb;
     if (a.k == V_NUM || b.k == V_NUM) {
@@ -436,7 +437,7 @@ Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
             dt = fl;
         if (is_logic(op) && (da != NND_BOOL || db != NND_BOOL))
             return el_error(e, span, "'%s' needs booleans, got %s and %s", op_info[op].name,
-                        dtype_name(da), dtype_name(db));
+                            dtype_name(da), dtype_name(db));
         na = gb_cast(e->g, na, dt, span);
         nb = gb_cast(e->g, nb, dt, span);
     }
@@ -513,21 +514,24 @@ Value el_select3(Elab *e, Value c, Value a, Value b, Span span)
     }
     /* the branches meet as in arithmetic: one dtype, one shape */
     Value probe = el_binop(e, OP_ADD, a.k == V_NUM && a.is_bool ? vnum(a.num) : a,
-                        b.k == V_NUM && b.is_bool ? vnum(b.num) : b, span);
+                           b.k == V_NUM && b.is_bool ? vnum(b.num) : b, span);
     if (probe.k == V_ERR)
         return probe;
     Node *pn = nd(e, probe.node);
     NndDType dt = pn->dtype;
-    bool both_bool = (a.k == V_NUM ? a.is_bool : a.k == V_NODE && nd(e, a.node)->dtype == NND_BOOL) &&
-                     (b.k == V_NUM ? b.is_bool : b.k == V_NODE && nd(e, b.node)->dtype == NND_BOOL);
+    bool both_bool =
+        (a.k == V_NUM ? a.is_bool : a.k == V_NODE && nd(e, a.node)->dtype == NND_BOOL) &&
+        (b.k == V_NUM ? b.is_bool : b.k == V_NODE && nd(e, b.node)->dtype == NND_BOOL);
     if (both_bool)
         dt = NND_BOOL;
     Shape s;
     char err[512];
     if (!shape_broadcast(e->g, &pn->shape, &nd(e, nc)->shape, &s, err, sizeof err))
         return el_error(e, span, "%s", err);
-    NodeId na = a.k == V_NUM ? el_const_node(e, a.num, dt, span) : gb_cast(e->g, el_to_node(e, a, span), dt, span);
-    NodeId nb = b.k == V_NUM ? el_const_node(e, b.num, dt, span) : gb_cast(e->g, el_to_node(e, b, span), dt, span);
+    NodeId na = a.k == V_NUM ? el_const_node(e, a.num, dt, span)
+                             : gb_cast(e->g, el_to_node(e, a, span), dt, span);
+    NodeId nb = b.k == V_NUM ? el_const_node(e, b.num, dt, span)
+                             : gb_cast(e->g, el_to_node(e, b, span), dt, span);
     if (!na || !nb)
         return verr();
     nc = gb_broadcast(e->g, nc, &s, span);

@@ -6,8 +6,7 @@
 #include <string.h>
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn)                                      \
-    [OP_##id] = {text, arity, OPK_##kind},
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) [OP_##id] = {text, arity, OPK_##kind},
 #include "ops.def"
 #undef OP
 };
@@ -147,10 +146,10 @@ bool dtype_is_float(NndDType t) { return t == NND_F32 || t == NND_F64; }
 
 typedef bool (*InferFn)(Graph *g, Node *n, char *err, size_t errlen);
 
-#define FAIL(...)                                                                          \
-    do {                                                                                   \
-        snprintf(err, errlen, __VA_ARGS__);                                                \
-        return false;                                                                      \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        return false;                                                                              \
     } while (0)
 
 static Node *in_node(Graph *g, const Node *n, int i) { return &g->nodes.v[n->in[i]]; }
@@ -222,8 +221,8 @@ static bool same_shapes(Graph *g, Node *n, int k, char *err, size_t errlen)
             FAIL("%s needs equal shapes, got %s and %s", op_info[n->op].name, sa, sb);
         }
         if (a->dtype != b->dtype && i < 3 && !(n->op == OP_SELECT && i == 1))
-            FAIL("%s needs equal dtypes, got %s and %s", op_info[n->op].name,
-                 dtype_name(a->dtype), dtype_name(b->dtype));
+            FAIL("%s needs equal dtypes, got %s and %s", op_info[n->op].name, dtype_name(a->dtype),
+                 dtype_name(b->dtype));
     }
     return true;
 }
@@ -309,7 +308,8 @@ static bool infer_reshape(Graph *g, Node *n, char *err, size_t errlen)
     for (int i = 0; i < n->shape.rank; i++)
         if (n->shape.d[i] < 0)
             st[nt++] = n->shape.d[i];
-    bool ok = na == nt && shape_static_numel(&a->shape, NULL) == shape_static_numel(&n->shape, NULL);
+    bool ok =
+        na == nt && shape_static_numel(&a->shape, NULL) == shape_static_numel(&n->shape, NULL);
     for (int i = 0; ok && i < na; i++)
         ok = sa[i] == st[i];
     if (!ok) {
@@ -428,12 +428,11 @@ static bool infer_pick(Graph *g, Node *n, char *err, size_t errlen)
     if (i->dtype != NND_I32)
         FAIL("pick needs integer labels (i32), got %s", dtype_name(i->dtype));
     if (x->shape.rank < 1 || i->shape.rank != x->shape.rank - 1)
-        FAIL("pick needs labels shaped like the values without their last axis: %s and %s", sx,
-             si);
+        FAIL("pick needs labels shaped like the values without their last axis: %s and %s", sx, si);
     for (int k = 0; k < i->shape.rank; k++)
         if (i->shape.d[k] != x->shape.d[k])
-            FAIL("pick needs labels shaped like the values without their last axis: %s and %s",
-                 sx, si);
+            FAIL("pick needs labels shaped like the values without their last axis: %s and %s", sx,
+                 si);
     if (x->shape.d[x->shape.rank - 1] < 0)
         FAIL("pick needs a concrete last axis");
     n->shape = i->shape;
@@ -642,7 +641,8 @@ bool pool_out_shape(const Graph *g, const Shape *x, const PoolAttrs *a, Shape *o
         FAIL("pooling needs kernels and strides >= 1 and paddings >= 0");
     if (2 * a->ph > a->kh || 2 * a->pw > a->kw)
         FAIL("pooling padding must be at most half the kernel");
-    int64_t oh = window_out(x->d[2], a->kh, a->sh, a->ph, 1), ow = window_out(x->d[3], a->kw, a->sw, a->pw, 1);
+    int64_t oh = window_out(x->d[2], a->kh, a->sh, a->ph, 1),
+            ow = window_out(x->d[3], a->kw, a->sw, a->pw, 1);
     if (oh < 1 || ow < 1)
         FAIL("pooling: a %lldx%lld window does not fit %s", (long long)a->kh, (long long)a->kw, sx);
     *out = (Shape){4, {x->d[0], x->d[1], oh, ow}};
@@ -662,7 +662,8 @@ static bool infer_conv(Graph *g, Node *n, char *err, size_t errlen)
 {
     ConvAttrs a = graph_conv_attrs(g, n);
     return float_pair(g, n, err, errlen) &&
-           conv_out_shape(g, &in_node(g, n, 0)->shape, &in_node(g, n, 1)->shape, &a, &n->shape, err, errlen);
+           conv_out_shape(g, &in_node(g, n, 0)->shape, &in_node(g, n, 1)->shape, &a, &n->shape, err,
+                          errlen);
 }
 
 /* the preset shape is x's: the one dy (in[0]) comes from with w (in[1]) */
@@ -670,7 +671,8 @@ static bool infer_conv_gx(Graph *g, Node *n, char *err, size_t errlen)
 {
     ConvAttrs a = graph_conv_attrs(g, n);
     Shape y;
-    if (!float_pair(g, n, err, errlen) || !conv_out_shape(g, &n->shape, &in_node(g, n, 1)->shape, &a, &y, err, errlen))
+    if (!float_pair(g, n, err, errlen) ||
+        !conv_out_shape(g, &n->shape, &in_node(g, n, 1)->shape, &a, &y, err, errlen))
         return false;
     if (!shape_equal(&y, &in_node(g, n, 0)->shape))
         FAIL("conv2d_gx: the adjoint's shape does not match");
@@ -682,7 +684,8 @@ static bool infer_conv_gw(Graph *g, Node *n, char *err, size_t errlen)
 {
     ConvAttrs a = graph_conv_attrs(g, n);
     Shape y;
-    if (!float_pair(g, n, err, errlen) || !conv_out_shape(g, &in_node(g, n, 0)->shape, &n->shape, &a, &y, err, errlen))
+    if (!float_pair(g, n, err, errlen) ||
+        !conv_out_shape(g, &in_node(g, n, 0)->shape, &n->shape, &a, &y, err, errlen))
         return false;
     if (!shape_equal(&y, &in_node(g, n, 1)->shape))
         FAIL("conv2d_gw: the adjoint's shape does not match");
@@ -696,7 +699,8 @@ static bool infer_pool(Graph *g, Node *n, char *err, size_t errlen)
     Node *x = in_node(g, n, 0);
     if (!dtype_is_float(x->dtype))
         FAIL("pooling needs a float tensor");
-    if (n->nin == 2 && (!shape_equal(&x->shape, &in_node(g, n, 1)->shape) || in_node(g, n, 1)->dtype != x->dtype))
+    if (n->nin == 2 &&
+        (!shape_equal(&x->shape, &in_node(g, n, 1)->shape) || in_node(g, n, 1)->dtype != x->dtype))
         FAIL("maxpool_gather needs two tensors of one shape");
     n->dtype = x->dtype;
     return pool_out_shape(g, &x->shape, &a, &n->shape, err, errlen);
@@ -807,8 +811,8 @@ NodeId gb_cast(Graph *g, NodeId a, NndDType dtype, Span span)
 {
     if (graph_node(g, a)->dtype == dtype)
         return a;
-    return gb_node(g, (Node){.op = OP_CAST, .nin = 1, .in = {a}, .dtype = (uint8_t)dtype,
-                             .span = span});
+    return gb_node(
+        g, (Node){.op = OP_CAST, .nin = 1, .in = {a}, .dtype = (uint8_t)dtype, .span = span});
 }
 
 NodeId gb_broadcast(Graph *g, NodeId a, const Shape *s, Span span)
@@ -836,14 +840,15 @@ NodeId gb_transpose(Graph *g, NodeId a, const int *perm, Span span)
 
 NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span span)
 {
-    return gb_node(g, (Node){.op = (uint8_t)op, .nin = 1, .in = {a}, .mask = mask, .keep = keep,
-                             .span = span});
+    return gb_node(
+        g,
+        (Node){.op = (uint8_t)op, .nin = 1, .in = {a}, .mask = mask, .keep = keep, .span = span});
 }
 
 NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span)
 {
-    return gb_node(g, (Node){.op = OP_MATMUL, .nin = 2, .in = {a, b}, .ta = ta, .tb = tb,
-                             .span = span});
+    return gb_node(
+        g, (Node){.op = OP_MATMUL, .nin = 2, .in = {a, b}, .ta = ta, .tb = tb, .span = span});
 }
 
 NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span)
@@ -861,8 +866,12 @@ NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span
     }
     if (!symbolic)
         return gb_const(g, (double)n, dtype, span);
-    return gb_node(g, (Node){.op = OP_DIMSIZE, .nin = 1, .in = {ref}, .mask = mask,
-                             .dtype = (uint8_t)dtype, .span = span});
+    return gb_node(g, (Node){.op = OP_DIMSIZE,
+                             .nin = 1,
+                             .in = {ref},
+                             .mask = mask,
+                             .dtype = (uint8_t)dtype,
+                             .span = span});
 }
 
 NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span)
@@ -884,9 +893,15 @@ int graph_pool_len(const Node *n)
 {
     switch (n->op) {
     case OP_TRANSPOSE: return n->shape.rank;
-    case OP_SLICE: case OP_PAD: return 2 * n->shape.rank;
-    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW: return 7;
-    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T: return 6;
+    case OP_SLICE:
+    case OP_PAD: return 2 * n->shape.rank;
+    case OP_CONV2D:
+    case OP_CONV2D_GX:
+    case OP_CONV2D_GW: return 7;
+    case OP_POOLMAX:
+    case OP_POOLMAX_T:
+    case OP_POOLAVG:
+    case OP_POOLAVG_T: return 6;
     default: return 0;
     }
 }
@@ -927,11 +942,19 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
         format_double(num, sizeof num, n->num);
         sb_printf(out, " %s", num);
         break;
-    case OP_PARAM: case OP_STATE: case OP_INPUT: case OP_HYPER: case OP_TENSOR:
+    case OP_PARAM:
+    case OP_STATE:
+    case OP_INPUT:
+    case OP_HYPER:
+    case OP_TENSOR:
         if (n->name)
             sb_printf(out, " %s", n->name);
         break;
-    case OP_SUM: case OP_MEAN: case OP_RMAX: case OP_LOGSUMEXP: case OP_DIMSIZE: {
+    case OP_SUM:
+    case OP_MEAN:
+    case OP_RMAX:
+    case OP_LOGSUMEXP:
+    case OP_DIMSIZE: {
         sb_puts(out, " axes=");
         int k = 0;
         for (int i = 0; i < NND_MAX_RANK; i++)
@@ -941,19 +964,16 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
             sb_puts(out, " keep");
         break;
     }
-    case OP_ARGMAX:
-        sb_printf(out, " axis=%d%s", n->idx, n->keep ? " keep" : "");
-        break;
-    case OP_ONE_HOT:
-        sb_printf(out, " depth=%d", n->idx);
-        break;
+    case OP_ARGMAX: sb_printf(out, " axis=%d%s", n->idx, n->keep ? " keep" : ""); break;
+    case OP_ONE_HOT: sb_printf(out, " depth=%d", n->idx); break;
     case OP_TRANSPOSE: {
         sb_puts(out, " perm=");
         for (int i = 0; i < n->shape.rank; i++)
             sb_printf(out, "%s%lld", i ? "," : "", (long long)g->ipool.v[n->pool + (uint32_t)i]);
         break;
     }
-    case OP_SLICE: case OP_PAD: {
+    case OP_SLICE:
+    case OP_PAD: {
         int r = n->shape.rank;
         sb_puts(out, " start=");
         for (int i = 0; i < r; i++)
@@ -970,33 +990,33 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
         if (n->tb)
             sb_puts(out, " tb");
         break;
-    case OP_RANDU: case OP_RANDN: case OP_RANDSTEP: case OP_ORTHO:
-        sb_printf(out, " stream=%016llx", (unsigned long long)n->key);
-        break;
-    case OP_CONCAT:
-        sb_printf(out, " axis=%d", n->idx);
-        break;
-    case OP_SCATTER_ADD:
-        sb_printf(out, " rows=%d", n->idx);
-        break;
-    case OP_CUSTOM:
-        sb_printf(out, " vjp=%d", n->idx);
-        break;
-    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW: {
+    case OP_RANDU:
+    case OP_RANDN:
+    case OP_RANDSTEP:
+    case OP_ORTHO: sb_printf(out, " stream=%016llx", (unsigned long long)n->key); break;
+    case OP_CONCAT: sb_printf(out, " axis=%d", n->idx); break;
+    case OP_SCATTER_ADD: sb_printf(out, " rows=%d", n->idx); break;
+    case OP_CUSTOM: sb_printf(out, " vjp=%d", n->idx); break;
+    case OP_CONV2D:
+    case OP_CONV2D_GX:
+    case OP_CONV2D_GW: {
         ConvAttrs a = graph_conv_attrs(g, n);
-        sb_printf(out, " stride=%lld,%lld pad=%lld,%lld dilation=%lld,%lld groups=%lld", (long long)a.sh,
-                  (long long)a.sw, (long long)a.ph, (long long)a.pw, (long long)a.dh, (long long)a.dw,
-                  (long long)a.groups);
+        sb_printf(out, " stride=%lld,%lld pad=%lld,%lld dilation=%lld,%lld groups=%lld",
+                  (long long)a.sh, (long long)a.sw, (long long)a.ph, (long long)a.pw,
+                  (long long)a.dh, (long long)a.dw, (long long)a.groups);
         break;
     }
-    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T: {
+    case OP_POOLMAX:
+    case OP_POOLMAX_T:
+    case OP_POOLAVG:
+    case OP_POOLAVG_T: {
         PoolAttrs a = graph_pool_attrs(g, n);
-        sb_printf(out, " kernel=%lld,%lld stride=%lld,%lld pad=%lld,%lld", (long long)a.kh, (long long)a.kw,
-                  (long long)a.sh, (long long)a.sw, (long long)a.ph, (long long)a.pw);
+        sb_printf(out, " kernel=%lld,%lld stride=%lld,%lld pad=%lld,%lld", (long long)a.kh,
+                  (long long)a.kw, (long long)a.sh, (long long)a.sw, (long long)a.ph,
+                  (long long)a.pw);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -1047,7 +1067,8 @@ void graph_dot(Graph *g, const NodeId *roots, int nroots, StrBuf *out)
         StrBuf label = {0};
         sb_puts(&label, op_info[n->op].name);
         print_attrs(g, n, &label);
-        const char *color = op_info[n->op].kind == OPK_LEAF ? ", style=filled, fillcolor=\"#e8f0ff\"" : "";
+        const char *color =
+            op_info[n->op].kind == OPK_LEAF ? ", style=filled, fillcolor=\"#e8f0ff\"" : "";
         sb_printf(out, "  n%d [label=\"%%%d %s\\n%s %s\"%s];\n", id, id, label.s, sh,
                   dtype_name(n->dtype), color);
         sb_free(&label);

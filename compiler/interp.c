@@ -36,15 +36,12 @@ static ITensor itensor_copy(const ITensor *t)
 double itensor_round(NndDType dtype, double v)
 {
     switch (dtype) {
-    case NND_F32:
-        return (double)(float)v;
+    case NND_F32: return (double)(float)v;
     case NND_I32:
         /* + 0.0: an integer has no -0 (trunc(-0.5) and -0 would otherwise stay -0) */
         return isfinite(v) ? trunc(v) + 0.0 : 0;
-    case NND_BOOL:
-        return v != 0;
-    default:
-        return v;
+    case NND_BOOL: return v != 0;
+    default: return v;
     }
 }
 
@@ -67,7 +64,8 @@ static bool fail(Run *r, NodeId id, const char *fmt, ...)
     char msg[400];
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(r->err, r->errlen, "%s (node %%%u, %s)", msg, id, op_info[graph_node(r->g, id)->op].name);
+    snprintf(r->err, r->errlen, "%s (node %%%u, %s)", msg, id,
+             op_info[graph_node(r->g, id)->op].name);
     return false;
 }
 
@@ -123,7 +121,8 @@ static bool bind_leaf(Run *r, NodeId id, ITensor *out, const ITensor *src, int c
  * rows than columns, the columns) of a standard normal matrix, rows = shape[0],
  * columns = the rest, as PyTorch's orthogonal_ (the signs make R's diagonal
  * positive, which Gram-Schmidt's norms do by construction). */
-static void orthogonal(double *y, const int64_t *shape, int rank, uint64_t seed, uint64_t key, double gain)
+static void orthogonal(double *y, const int64_t *shape, int rank, uint64_t seed, uint64_t key,
+                       double gain)
 {
     int64_t rows = shape[0], cols = 1;
     for (int k = 1; k < rank; k++)
@@ -133,7 +132,7 @@ static void orthogonal(double *y, const int64_t *shape, int rank, uint64_t seed,
     bool by_rows = rows <= cols;
     int64_t nv = by_rows ? rows : cols, len = by_rows ? cols : rows;
     /* element j of vector v */
-#define EL(v, j) y[by_rows ? (v) * cols + (j) : (j) * cols + (v)]
+#define EL(v, j) y[by_rows ? (v)*cols + (j) : (j)*cols + (v)]
     for (int64_t v = 0; v < nv; v++) {
         for (int64_t u = 0; u < v; u++) {
             double dot = 0;
@@ -155,8 +154,8 @@ static void orthogonal(double *y, const int64_t *shape, int rank, uint64_t seed,
 }
 
 /* Direct loops, the oracle for the runtime's im2col + GEMM:
- * y[n,o,i,j] = sum over the group's c, ki, kj of x[n,c,i sh - ph + ki dh, j sw - pw + kj dw] w[o,c,ki,kj];
- * GX (dy, w) and GW (x, dy) walk the same index space and add into dx and dw. */
+ * y[n,o,i,j] = sum over the group's c, ki, kj of x[n,c,i sh - ph + ki dh, j sw - pw + kj dw]
+ * w[o,c,ki,kj]; GX (dy, w) and GW (x, dy) walk the same index space and add into dx and dw. */
 static void conv(int op, ConvAttrs a, const ITensor *p, const ITensor *q, ITensor *out)
 {
     const ITensor *x = op == OP_CONV2D_GW || op == OP_CONV2D ? p : out;
@@ -255,9 +254,7 @@ static bool eval_source(Ev *e)
     double *y = e->out->v;
     int64_t cnt = e->out->n;
     switch ((OpId)n->op) {
-    case OP_CONST:
-        y[0] = n->num;
-        break;
+    case OP_CONST: y[0] = n->num; break;
     case OP_TENSOR:
         if (cnt)
             memcpy(y, &r->g->fpool.v[n->pool], sizeof(double) * (size_t)cnt);
@@ -269,7 +266,8 @@ static bool eval_source(Ev *e)
         break;
     case OP_RANDU:
         for (int64_t i = 0; i < cnt; i++)
-            y[i] = a->v[0] + (b->v[0] - a->v[0]) * nnd_random_uniform(r->b->seed, n->key, (uint64_t)i);
+            y[i] =
+                a->v[0] + (b->v[0] - a->v[0]) * nnd_random_uniform(r->b->seed, n->key, (uint64_t)i);
         break;
     case OP_RANDN:
         for (int64_t i = 0; i < cnt; i++)
@@ -293,11 +291,8 @@ static bool eval_source(Ev *e)
         }
         break;
     }
-    case OP_ORTHO:
-        orthogonal(y, e->out->shape, e->out->rank, r->b->seed, n->key, a->v[0]);
-        break;
-    default:
-        return fail(r, e->id, "no interpreter rule");
+    case OP_ORTHO: orthogonal(y, e->out->shape, e->out->rank, r->b->seed, n->key, a->v[0]); break;
+    default: return fail(r, e->id, "no interpreter rule");
     }
     return true;
 }
@@ -325,15 +320,14 @@ static bool eval_elementwise(Ev *e)
         for (int64_t i = 0; i < cnt; i++)                                                          \
             y[i] = sem(a->v[i], b->v[i], c->v[i]);                                                 \
         break;
-#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn)                                      \
+#define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn)                                       \
     OPSEM_BY_KIND(kind, LOOP1, LOOP2, LOOP3)(id, sem)
 #include "ops.def"
 #undef OP
 #undef LOOP1
 #undef LOOP2
 #undef LOOP3
-    default:
-        return fail(e->r, e->id, "no interpreter rule");
+    default: return fail(e->r, e->id, "no interpreter rule");
     }
     return true;
 }
@@ -425,8 +419,7 @@ static bool eval_layout(Ev *e)
         }
         break;
     }
-    default:
-        return fail(e->r, e->id, "no interpreter rule");
+    default: return fail(e->r, e->id, "no interpreter rule");
     }
     return true;
 }
@@ -529,8 +522,7 @@ static bool eval_index(Ev *e)
         }
         break;
     }
-    default:
-        return fail(e->r, e->id, "no interpreter rule");
+    default: return fail(e->r, e->id, "no interpreter rule");
     }
     return true;
 }
@@ -593,14 +585,14 @@ static bool eval_call(Ev *e)
         }
         break;
     }
-    case OP_CONV2D: case OP_CONV2D_GX: case OP_CONV2D_GW:
-        conv(n->op, graph_conv_attrs(e->r->g, n), a, b, e->out);
-        break;
-    case OP_POOLMAX: case OP_POOLMAX_T: case OP_POOLAVG: case OP_POOLAVG_T:
-        pool(n->op, graph_pool_attrs(e->r->g, n), a, b, e->out);
-        break;
-    default:
-        return fail(e->r, e->id, "no interpreter rule");
+    case OP_CONV2D:
+    case OP_CONV2D_GX:
+    case OP_CONV2D_GW: conv(n->op, graph_conv_attrs(e->r->g, n), a, b, e->out); break;
+    case OP_POOLMAX:
+    case OP_POOLMAX_T:
+    case OP_POOLAVG:
+    case OP_POOLAVG_T: pool(n->op, graph_pool_attrs(e->r->g, n), a, b, e->out); break;
+    default: return fail(e->r, e->id, "no interpreter rule");
     }
     return true;
 }
@@ -616,22 +608,26 @@ static bool eval_node(Run *r, NodeId id)
         return false;
     ITensor *out = &r->val[id];
     switch ((OpId)n->op) {
-    case OP_PARAM:
-        return bind_leaf(r, id, out, r->b->params, r->b->nparams, n->idx, "parameter");
-    case OP_STATE:
-        return bind_leaf(r, id, out, r->b->states, r->b->nstates, n->idx, "state");
-    case OP_INPUT:
-        return bind_leaf(r, id, out, r->b->inputs, r->b->ninputs, n->idx, "input");
-    default:
-        break;
+    case OP_PARAM: return bind_leaf(r, id, out, r->b->params, r->b->nparams, n->idx, "parameter");
+    case OP_STATE: return bind_leaf(r, id, out, r->b->states, r->b->nstates, n->idx, "state");
+    case OP_INPUT: return bind_leaf(r, id, out, r->b->inputs, r->b->ninputs, n->idx, "input");
+    default: break;
     }
     *out = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
-    Ev e = {r, id, n, out, n->nin > 0 ? &r->val[n->in[0]] : NULL,
-            n->nin > 1 ? &r->val[n->in[1]] : NULL, n->nin > 2 ? &r->val[n->in[2]] : NULL};
+    Ev e = {r,
+            id,
+            n,
+            out,
+            n->nin > 0 ? &r->val[n->in[0]] : NULL,
+            n->nin > 1 ? &r->val[n->in[1]] : NULL,
+            n->nin > 2 ? &r->val[n->in[2]] : NULL};
     bool ok;
     switch (op_info[n->op].kind) {
-    case OPK_LEAF: case OPK_SOURCE: ok = eval_source(&e); break;
-    case OPK_EW1: case OPK_EW2: case OPK_EW3: ok = eval_elementwise(&e); break;
+    case OPK_LEAF:
+    case OPK_SOURCE: ok = eval_source(&e); break;
+    case OPK_EW1:
+    case OPK_EW2:
+    case OPK_EW3: ok = eval_elementwise(&e); break;
     case OPK_LAYOUT: ok = eval_layout(&e); break;
     case OPK_REDUCE: ok = eval_reduce(&e); break;
     case OPK_INDEX: ok = eval_index(&e); break;
@@ -641,9 +637,7 @@ static bool eval_node(Run *r, NodeId id)
         memcpy(out->v, e.a->v, sizeof(double) * (size_t)out->n);
         ok = true;
         break;
-    default:
-        ok = fail(r, id, "no interpreter rule");
-        break;
+    default: ok = fail(r, id, "no interpreter rule"); break;
     }
     if (!ok)
         return false;

@@ -61,10 +61,11 @@ void frontend_free(Frontend *fe)
 static const char *decl_name(const Ast *d)
 {
     switch (d->kind) {
-    case AST_FN: case AST_LAYER: case AST_OPTIMIZER: case AST_LET:
-        return d->name;
-    default:
-        return NULL;
+    case AST_FN:
+    case AST_LAYER:
+    case AST_OPTIMIZER:
+    case AST_LET: return d->name;
+    default: return NULL;
     }
 }
 
@@ -125,7 +126,8 @@ static void load_uses(Frontend *fe, Module *m)
                 path = path_beside(fe->sm.files.v[m->file]->path, it->name);
             }
             if (!is_file(path)) {
-                diag_error(&fe->diags, it->span, "cannot find '%s' (looked for %s)", it->name, path);
+                diag_error(&fe->diags, it->span, "cannot find '%s' (looked for %s)", it->name,
+                           path);
                 free(path);
                 continue;
             }

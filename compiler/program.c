@@ -99,7 +99,8 @@ bool program_load_data(Program *p, Diags *d)
         if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
             bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
             memset(keep, 1, (size_t)ds->limit);
-            if (!keep_rows(&ds->x, keep, ds->limit, &err) || !keep_rows(&ds->y, keep, ds->limit, &err))
+            if (!keep_rows(&ds->x, keep, ds->limit, &err) ||
+                !keep_rows(&ds->y, keep, ds->limit, &err))
                 rc = 1;
             free(keep);
         }
@@ -166,7 +167,8 @@ double *program_hyper_values(const Program *p)
 
 int64_t program_steps_per_epoch(const Program *p)
 {
-    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate, p->drop_last);
+    return nnd_train_steps_per_epoch(p->data.v[p->train_data].n, p->batch, p->accumulate,
+                                     p->drop_last);
 }
 
 int64_t program_total_steps(const Program *p)
@@ -189,7 +191,6 @@ void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx
     }
 }
 
-
 /* FNV-1a, 64 bits, over n bytes, continuing from h. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -199,7 +200,10 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
 
 /* A node's hash from its op, dtype, shape, attributes and its inputs' hashes
  * (already in memo: inputs have smaller ids), so that it depends on the structure
@@ -208,15 +212,16 @@ static uint64_t node_hash(const Graph *g, NodeId id, const uint64_t *memo)
 {
     const Node *n = &g->nodes.v[id];
     uint64_t h = 0xcbf29ce484222325ull;
-    int64_t f[8] = {n->op, n->dtype, n->nin, n->keep | n->ta << 1 | n->tb << 2, n->idx, n->mask,
-                    (int64_t)n->key, n->shape.rank};
+    int64_t f[8] = {n->op,  n->dtype, n->nin,          n->keep | n->ta << 1 | n->tb << 2,
+                    n->idx, n->mask,  (int64_t)n->key, n->shape.rank};
     h = fnv(h, f, sizeof f);
     h = fnv(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.rank);
     h = fnv(h, &n->num, sizeof n->num);
     if (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER)
         h = fnv_str(h, n->name);
     if (n->op == OP_TENSOR)
-        h = fnv(h, &g->fpool.v[n->pool], sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
+        h = fnv(h, &g->fpool.v[n->pool],
+                sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
     else
         h = fnv(h, &g->ipool.v[n->pool], sizeof(int64_t) * (size_t)graph_pool_len(n));
     for (int i = 0; i < n->nin; i++)
@@ -228,8 +233,9 @@ uint64_t program_fingerprint(const Program *p)
 {
     const Graph *g = &p->g;
     uint64_t *memo = xcalloc((size_t)graph_count(g), sizeof(uint64_t));
-    int64_t settings[7] = {p->float_dtype, (int64_t)p->seed, p->batch, p->accumulate,
-                           p->data.v[p->train_data].n, p->shuffle, p->drop_last};
+    int64_t settings[7] = {p->float_dtype, (int64_t)p->seed,           p->batch,
+                           p->accumulate,  p->data.v[p->train_data].n, p->shuffle,
+                           p->drop_last};
     uint64_t h = fnv(0xcbf29ce484222325ull, settings, sizeof settings);
     for (int i = 0; i < p->params.n; i++)
         h = fnv_str(h, p->params.v[i].name);

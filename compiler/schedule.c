@@ -10,7 +10,10 @@ static bool is_reduce(int op)
     return op == OP_SUM || op == OP_MEAN || op == OP_RMAX || op == OP_LOGSUMEXP || op == OP_ARGMAX;
 }
 
-static bool is_call(int op) { return op_info[op].kind == OPK_MATMUL || op_info[op].kind == OPK_CALL; }
+static bool is_call(int op)
+{
+    return op_info[op].kind == OPK_MATMUL || op_info[op].kind == OPK_CALL;
+}
 
 static bool is_scalar_leaf(int op) { return op == OP_CONST || op == OP_HYPER || op == OP_DIMSIZE; }
 
@@ -53,16 +56,24 @@ static bool trivial(Builder *b, NodeId id)
 {
     Node *n = graph_node(b->g, id);
     switch (n->op) {
-    case OP_CONST: case OP_HYPER: case OP_DIMSIZE: case OP_PARAM: case OP_STATE: case OP_INPUT:
-    case OP_TENSOR:
-        return true;
-    case OP_BROADCAST: case OP_RESHAPE: case OP_TRANSPOSE: case OP_SLICE: case OP_CAST:
-    case OP_ABS: case OP_NEG: /* one instruction: cheaper again than a store and loads */
+    case OP_CONST:
+    case OP_HYPER:
+    case OP_DIMSIZE:
+    case OP_PARAM:
+    case OP_STATE:
+    case OP_INPUT:
+    case OP_TENSOR: return true;
+    case OP_BROADCAST:
+    case OP_RESHAPE:
+    case OP_TRANSPOSE:
+    case OP_SLICE:
+    case OP_CAST:
+    case OP_ABS:
+    case OP_NEG: /* one instruction: cheaper again than a store and loads */
         return b->materialize[n->in[0]] || trivial(b, n->in[0]);
     case OP_MUL: /* x * x: as cheap (g * g, read by Adam and by a gradient norm) */
         return n->in[0] == n->in[1] && (b->materialize[n->in[0]] || trivial(b, n->in[0]));
-    default:
-        return false;
+    default: return false;
     }
 }
 
@@ -114,9 +125,11 @@ static void cone_reads(const Schedule *s, NodeId id, bool identity, NodeId self,
         return;
     OpKind k = op_info[n->op].kind;
     /* a reshape reads its input at the same flat offset: the same element */
-    bool keep = k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS || n->op == OP_RESHAPE;
+    bool keep =
+        k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3 || k == OPK_ALIAS || n->op == OP_RESHAPE;
     for (int i = 0; i < n->nin; i++)
-        cone_reads(s, n->in[i], identity && keep && (k != OPK_ALIAS || i == 0), self, out, depth + 1);
+        cone_reads(s, n->in[i], identity && keep && (k != OPK_ALIAS || i == 0), self, out,
+                   depth + 1);
 }
 
 static void kernel_reads(const Schedule *s, const Kernel *k, AccessVec *out)
@@ -190,7 +203,8 @@ static bool kernel_reads_leaf(Schedule *s, const Kernel *k, NodeId leaf, bool *o
             hit = true;
     }
     for (int i = 0; i < k->accs.n; i++)
-        hit |= cone_has_leaf(s, graph_node(s->g, k->accs.v[i].node)->in[0], leaf, true, 0, other, 0);
+        hit |=
+            cone_has_leaf(s, graph_node(s->g, k->accs.v[i].node)->in[0], leaf, true, 0, other, 0);
     return hit;
 }
 
@@ -235,19 +249,26 @@ static bool decide(Builder *b)
             continue;
         Node *n = graph_node(g, (NodeId)id);
         switch (n->op) {
-        case OP_RANDU: case OP_RANDN: case OP_ORTHO:
+        case OP_RANDU:
+        case OP_RANDN:
+        case OP_ORTHO:
             snprintf(b->err, b->errlen, "internal error: an initializer's draw in compiled code");
             return false;
-        case OP_PARAM: case OP_STATE: case OP_INPUT: {
-            BufKind kind = n->op == OP_PARAM ? BUF_PARAM : n->op == OP_STATE ? BUF_STATE
-                         : n->idx == 0 ? BUF_X : BUF_Y;
+        case OP_PARAM:
+        case OP_STATE:
+        case OP_INPUT: {
+            BufKind kind = n->op == OP_PARAM   ? BUF_PARAM
+                           : n->op == OP_STATE ? BUF_STATE
+                           : n->idx == 0       ? BUF_X
+                                               : BUF_Y;
             b->s->home[id] = new_buf(b, kind, n->idx, (NndDType)n->dtype, NULL);
             continue;
         }
-        case OP_TENSOR: case OP_CONST: case OP_HYPER: case OP_DIMSIZE:
-            continue;
-        default:
-            break;
+        case OP_TENSOR:
+        case OP_CONST:
+        case OP_HYPER:
+        case OP_DIMSIZE: continue;
+        default: break;
         }
         bool root = false;
         for (int i = 0; i < b->rq->nupdates; i++)
@@ -331,8 +352,8 @@ static void fuse_reductions(Builder *b)
         Node *rn = graph_node(b->g, R->node), *in = graph_node(b->g, rn->in[0]);
         bool sym = false;
         shape_static_numel(&in->shape, &sym);
-        if ((rn->op != OP_SUM && rn->op != OP_RMAX) || rn->shape.rank != 0 || sym || in->shape.rank == 0 ||
-            (in->dtype != NND_F32 && in->dtype != NND_F64))
+        if ((rn->op != OP_SUM && rn->op != OP_RMAX) || rn->shape.rank != 0 || sym ||
+            in->shape.rank == 0 || (in->dtype != NND_F32 && in->dtype != NND_F64))
             continue;
         kernel_reads(s, R, &acc);
         bool identity = true;
@@ -582,9 +603,17 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
     s->home = xmalloc(sizeof(int) * (size_t)count);
     for (int i = 0; i < count; i++)
         s->home[i] = -1;
-    Builder b = {s, g, rq, xcalloc((size_t)count, 1), xcalloc((size_t)count, sizeof(int)),
-                 xcalloc((size_t)count, 1), xcalloc((size_t)count, 1),
-                 xmalloc(sizeof(int) * (size_t)count), NULL, err, errlen};
+    Builder b = {s,
+                 g,
+                 rq,
+                 xcalloc((size_t)count, 1),
+                 xcalloc((size_t)count, sizeof(int)),
+                 xcalloc((size_t)count, 1),
+                 xcalloc((size_t)count, 1),
+                 xmalloc(sizeof(int) * (size_t)count),
+                 NULL,
+                 err,
+                 errlen};
     for (int i = 0; i < count; i++)
         b.kernel_of[i] = -1;
     NodeVec roots = {0};
@@ -645,7 +674,8 @@ void schedule_print(const Schedule *s, StrBuf *out)
         const Kernel *kr = &s->kernels.v[k];
         char sh[128];
         shape_format(s->g, &kr->domain, sh, sizeof sh);
-        sb_printf(out, "  k%-3d %-6s %-16s%s", k, kinds[kr->kind], sh, kr->parallel ? " par" : "    ");
+        sb_printf(out, "  k%-3d %-6s %-16s%s", k, kinds[kr->kind], sh,
+                  kr->parallel ? " par" : "    ");
         for (int i = 0; i < kr->stores.n; i++) {
             sb_printf(out, " %%%u->", kr->stores.v[i].node);
             buf_name(s, kr->stores.v[i].buf, out);
@@ -656,8 +686,9 @@ void schedule_print(const Schedule *s, StrBuf *out)
         }
         sb_putc(out, '\n');
     }
-    sb_printf(out, "  arena: %lld bytes at batch %lld; %d loops merged, %d updates in place, "
-                   "%d reductions folded into loops\n",
+    sb_printf(out,
+              "  arena: %lld bytes at batch %lld; %d loops merged, %d updates in place, "
+              "%d reductions folded into loops\n",
               (long long)s->arena_bytes, (long long)s->max_batch, s->merged, s->in_place,
               s->fused_reductions);
 }
@@ -693,7 +724,8 @@ static NodeId buf_value(const Schedule *s, int buf, bool *aux)
 /* Bytes of a value's elements at the planned batch, as dtype. */
 static int64_t value_bytes(const Schedule *s, NodeId id, NndDType dtype)
 {
-    return shape_numel_at(&graph_node(s->g, id)->shape, s->max_batch) * (int64_t)nnd_dtype_size(dtype);
+    return shape_numel_at(&graph_node(s->g, id)->shape, s->max_batch) *
+           (int64_t)nnd_dtype_size(dtype);
 }
 
 /* Marks the nodes kernel k computes inline below id: the walk ends at a value with a
@@ -723,7 +755,9 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
     shape_format(g, &kr->domain, sh, sizeof sh);
     /* a call's routine picks its own threads */
     sb_printf(out, "  k%d %s %s%s\n", k, kinds[kr->kind], sh,
-              kr->kind == KER_CALL ? "" : kr->parallel ? " parallel" : " serial");
+              kr->kind == KER_CALL ? ""
+              : kr->parallel       ? " parallel"
+                                   : " serial");
     if (kr->kind != KER_LOOP) {
         sb_puts(out, "    op ");
         graph_print_node(g, kr->node, out);
@@ -743,7 +777,8 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
     for (int id = 1; id < count; id++) {
         if (!mark[id] || op_info[graph_node(g, (NodeId)id)->op].kind == OPK_LEAF)
             continue;
-        sb_printf(out, "%s %%%d %s", nf ? "," : "    fuses", id, op_info[graph_node(g, (NodeId)id)->op].name);
+        sb_printf(out, "%s %%%d %s", nf ? "," : "    fuses", id,
+                  op_info[graph_node(g, (NodeId)id)->op].name);
         nf++;
     }
     if (nf)
@@ -769,7 +804,8 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
         shape_format(g, &graph_node(g, st->node)->shape, sh, sizeof sh);
         sb_printf(out, "    %%%u -> ", st->node);
         buf_name(s, st->buf, out);
-        sb_printf(out, " %s %s %lld B", sh, dtype_name(b->dtype), (long long)value_bytes(s, st->node, b->dtype));
+        sb_printf(out, " %s %s %lld B", sh, dtype_name(b->dtype),
+                  (long long)value_bytes(s, st->node, b->dtype));
         int home = s->home[st->node];
         if (home != st->buf && home >= 0) {
             sb_puts(out, ", copied from ");
@@ -784,7 +820,8 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
         sb_puts(out, "    aux -> ");
         buf_name(s, kr->aux, out);
         shape_format(g, &graph_node(g, kr->node)->shape, sh, sizeof sh);
-        sb_printf(out, " %s %s %lld B\n", sh, dtype_name(b->dtype), (long long)value_bytes(s, kr->node, b->dtype));
+        sb_printf(out, " %s %s %lld B\n", sh, dtype_name(b->dtype),
+                  (long long)value_bytes(s, kr->node, b->dtype));
     }
     for (int i = 0; i < kr->accs.n; i++) {
         const Acc *a = &kr->accs.v[i];
@@ -797,10 +834,11 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
 
 void schedule_dump(const Schedule *s, StrBuf *out)
 {
-    sb_printf(out, "  %d kernels, %d buffers, arena %lld bytes at batch %lld; %d loops merged, "
-                   "%d updates in place, %d reductions folded into loops\n",
-              s->kernels.n, s->bufs.n, (long long)s->arena_bytes, (long long)s->max_batch, s->merged,
-              s->in_place, s->fused_reductions);
+    sb_printf(out,
+              "  %d kernels, %d buffers, arena %lld bytes at batch %lld; %d loops merged, "
+              "%d updates in place, %d reductions folded into loops\n",
+              s->kernels.n, s->bufs.n, (long long)s->arena_bytes, (long long)s->max_batch,
+              s->merged, s->in_place, s->fused_reductions);
     bool *mark = xcalloc((size_t)graph_count(s->g), 1);
     AccessVec acc = {0};
     for (int k = 0; k < s->kernels.n; k++)
@@ -828,8 +866,8 @@ void schedule_dump(const Schedule *s, StrBuf *out)
         buf_name(s, i, out);
         if ((n->op == OP_PARAM || n->op == OP_STATE) && n->name)
             sb_printf(out, " %s", n->name);
-        sb_printf(out, " %s %s %lld B live k%d..k%d", sh, dtype_name(b->dtype), (long long)bytes, b->first,
-                  b->last);
+        sb_printf(out, " %s %s %lld B live k%d..k%d", sh, dtype_name(b->dtype), (long long)bytes,
+                  b->first, b->last);
         if (v)
             sb_printf(out, " %s%%%u", aux ? "aux of " : "", v);
         /* the new values of a parameter or state, stored into its buffer */

@@ -49,7 +49,8 @@ const char *suggest_name(const char *name, const char *const *cands, int n)
         if (d > limit)
             continue;
         int exact = edit_distance(name, cands[i], limit + len, false);
-        bool same_initial = (isupper((unsigned char)name[0]) != 0) == (isupper((unsigned char)cands[i][0]) != 0);
+        bool same_initial =
+            (isupper((unsigned char)name[0]) != 0) == (isupper((unsigned char)cands[i][0]) != 0);
         int cost = (d * 64 + exact) * 2 + !same_initial;
         if (cost < best_cost) {
             best_cost = cost;
@@ -107,8 +108,9 @@ static void unknown_name(Sema *s, const char *name, Span span, const char *what)
     const Ast *decl = later_state(s, name);
     if (decl) {
         diag_error(s->d, span, "state '%s' is used before its declaration", name);
-        diag_note(s->d, decl->span, "declared here: a state is declared before the statements "
-                                    "that use it");
+        diag_note(s->d, decl->span,
+                  "declared here: a state is declared before the statements "
+                  "that use it");
         vec_push(&s->early, decl->name); /* no "never updated" for it: the error says it */
         return;
     }
@@ -141,8 +143,8 @@ static const Ast *resolve(Sema *s, const char *name, Span span, int *builtin)
     const Ast *decl = module_lookup(s->mod, name, &where, &ambiguous);
     if (decl) {
         if (ambiguous) {
-            int d = diag_error(s->d, span, "'%s' is ambiguous: more than one used module defines it",
-                               name);
+            int d = diag_error(s->d, span,
+                               "'%s' is ambiguous: more than one used module defines it", name);
             (void)d;
             for (int u = 0; u < s->mod->uses.n; u++) {
                 const Ast *x = module_own(s->mod->uses.v[u], name);
@@ -246,8 +248,9 @@ static void check_call(Sema *s, const Ast *call)
             params[i] = decl->list.v[i]->name;
             req[i] = decl->list.v[i]->b == NULL;
         }
-        const char *kind = decl->kind == AST_FN ? "function" : decl->kind == AST_OPTIMIZER ? "optimizer"
-                                                                                            : "layer";
+        const char *kind = decl->kind == AST_FN          ? "function"
+                           : decl->kind == AST_OPTIMIZER ? "optimizer"
+                                                         : "layer";
         char what[256];
         snprintf(what, sizeof what, "%s '%s'", kind, decl->name);
         check_args(s, call, what, params, n, req, decl->span);
@@ -272,8 +275,8 @@ static void check_type(Sema *s, const Ast *t, bool patterns)
         const Ast *d = t->list.v[i];
         if (d->kind == AST_NAME) {
             if (d->op == AOP_MUL && !patterns) {
-                diag_error(s->d, d->span, "'*%s' is only allowed in the type of a function parameter",
-                           d->name);
+                diag_error(s->d, d->span,
+                           "'*%s' is only allowed in the type of a function parameter", d->name);
                 continue;
             }
             int bi;
@@ -305,14 +308,11 @@ static void check_expr(Sema *s, const Ast *e)
         return;
     int bi;
     switch (e->kind) {
-    case AST_NUM: case AST_STR: case AST_BOOL:
-        return;
-    case AST_NAME:
-        resolve(s, e->name, e->span, &bi);
-        return;
-    case AST_UNARY:
-        check_expr(s, e->a);
-        return;
+    case AST_NUM:
+    case AST_STR:
+    case AST_BOOL: return;
+    case AST_NAME: resolve(s, e->name, e->span, &bi); return;
+    case AST_UNARY: check_expr(s, e->a); return;
     case AST_BINARY:
         check_expr(s, e->a);
         check_expr(s, e->b);
@@ -322,15 +322,11 @@ static void check_expr(Sema *s, const Ast *e)
         check_expr(s, e->b);
         check_expr(s, e->c);
         return;
-    case AST_CALL:
-        check_call(s, e);
-        return;
+    case AST_CALL: check_call(s, e); return;
     case AST_KWARG:
         diag_error(s->d, e->span, "'%s = ...' is only allowed among call arguments", e->name);
         return;
-    case AST_MEMBER:
-        check_expr(s, e->a);
-        return;
+    case AST_MEMBER: check_expr(s, e->a); return;
     case AST_INDEX:
         check_expr(s, e->a);
         for (int i = 0; i < e->list.n; i++)
@@ -433,16 +429,19 @@ static void check_body(Sema *s, const AstList *body, Span span, const char *what
             const char *nm = st->kind == AST_LET ? st->name : st->a->name;
             push_name(s, nm, NK_LOCAL, st->span);
             if (last)
-                diag_error(s->d, st->span, "a function body must end with an expression, its result");
+                diag_error(s->d, st->span,
+                           "a function body must end with an expression, its result");
         } else if (st->kind == AST_ASSIGN) {
             /* compound: the name must exist */
             if (assign_target_name(s, st))
                 check_expr(s, st->a);
             check_expr(s, st->b);
             if (last)
-                diag_error(s->d, st->span, "a function body must end with an expression, its result");
+                diag_error(s->d, st->span,
+                           "a function body must end with an expression, its result");
         } else if (st->kind >= AST_USE) {
-            misplaced(s, st, "in a function body", "allowed: let, assignments, and a final expression");
+            misplaced(s, st, "in a function body",
+                      "allowed: let, assignments, and a final expression");
         } else {
             check_expr(s, st);
             if (!last)
@@ -459,8 +458,9 @@ static void check_vjp(Sema *s, const Ast *fn, const Ast *vjp)
     for (int i = 0; i < fn->list.n; i++)
         push_name(s, fn->list.v[i]->name, NK_PARAM, fn->list.v[i]->span);
     if (vjp->list.n != 0 && vjp->list.n != 2)
-        diag_error(s->d, vjp->span, "a vjp block names two values, the result and its gradient: "
-                                    "vjp(y, dy) { ... }");
+        diag_error(s->d, vjp->span,
+                   "a vjp block names two values, the result and its gradient: "
+                   "vjp(y, dy) { ... }");
     for (int i = 0; i < vjp->list.n; i++) {
         const Ast *p = vjp->list.v[i];
         if (p->a || p->b)
@@ -532,8 +532,9 @@ static void check_layer(Sema *s, const Ast *layer)
             break;
         case AST_ASSIGN:
             if (st->op != AOP_ASSIGN || st->c) {
-                diag_error(s->d, st->span, st->c ? "'from' is only allowed in the train block"
-                                                 : "compound assignment is not allowed in a layer body");
+                diag_error(s->d, st->span,
+                           st->c ? "'from' is only allowed in the train block"
+                                 : "compound assignment is not allowed in a layer body");
                 break;
             }
             if (!assign_target_name(s, st))
@@ -541,9 +542,7 @@ static void check_layer(Sema *s, const Ast *layer)
             check_expr(s, st->b);
             nm = st->a->name;
             break;
-        case AST_FN:
-            nm = st->name;
-            break;
+        case AST_FN: nm = st->name; break;
         case AST_STATE_DECL:
             check_type(s, st->a, false);
             if (!st->a || !st->a->has_shape)
@@ -552,9 +551,7 @@ static void check_layer(Sema *s, const Ast *layer)
             check_expr(s, st->b);
             nm = st->name;
             break;
-        case AST_VJP:
-            check_vjp_placement(s, &layer->list2, i);
-            break;
+        case AST_VJP: check_vjp_placement(s, &layer->list2, i); break;
         default:
             misplaced(s, st, "in a layer body",
                       "allowed: param, state, let, sub-layers (name = Layer(...)) and fn");
@@ -602,8 +599,9 @@ static void check_optimizer(Sema *s, const Ast *opt)
             if (st->a) {
                 check_type(s, st->a, false);
                 if (!st->a->has_shape)
-                    diag_error(s->d, st->a->span, "a state's type is a shape, like [] (a "
-                                                  "scalar) or [size(w, 0), 1]");
+                    diag_error(s->d, st->a->span,
+                               "a state's type is a shape, like [] (a "
+                               "scalar) or [size(w, 0), 1]");
             }
             check_expr(s, st->b);
             Name *prev = find_local(s, st->name);
@@ -634,8 +632,9 @@ static void check_optimizer(Sema *s, const Ast *opt)
             const Ast *later = !n && !let ? later_state(s, nm) : NULL;
             if (later) {
                 diag_error(s->d, st->a->span, "state '%s' is assigned before its declaration", nm);
-                diag_note(s->d, later->span, "declared here: a state is declared before the "
-                                             "statements that use it");
+                diag_note(s->d, later->span,
+                          "declared here: a state is declared before the "
+                          "statements that use it");
                 vec_push(&s->early, later->name);
                 break;
             }
@@ -643,7 +642,7 @@ static void check_optimizer(Sema *s, const Ast *opt)
                 if (n->kind == NK_READONLY || n->kind == NK_HYPER) {
                     int d = diag_error(s->d, st->a->span, "cannot assign to '%s'", nm);
                     diag_label(s->d, d, "%s",
-                               strcmp(nm, "g") == 0 ? "the gradient is read-only"
+                               strcmp(nm, "g") == 0  ? "the gradient is read-only"
                                : n->kind == NK_HYPER ? "hyper-parameters are read-only; use a local"
                                                      : "it is read-only");
                     break;
@@ -657,8 +656,9 @@ static void check_optimizer(Sema *s, const Ast *opt)
                 unknown_name(s, nm, st->a->span, "name");
                 break;
             }
-            if (n && let && (n->kind == NK_READONLY || n->kind == NK_HYPER || n->kind == NK_W ||
-                             n->kind == NK_STATE)) {
+            if (n && let &&
+                (n->kind == NK_READONLY || n->kind == NK_HYPER || n->kind == NK_W ||
+                 n->kind == NK_STATE)) {
                 diag_error(s->d, st->span, "'let %s' hides the %s '%s'", nm,
                            n->kind == NK_STATE ? "state" : "name", nm);
                 break;
@@ -780,8 +780,9 @@ static void check_train_assign(Sema *s, const Ast *st, const Ast **seen)
          * inside the model, checked when it is built */
         check_expr(s, st->c);
         if (!is_model_call(s, st->b))
-            diag_error(s->d, st->c->span, "`from` loads a model's parameters: it "
-                                          "follows a model, like net = Mlp() from \"base.safetensors\"");
+            diag_error(s->d, st->c->span,
+                       "`from` loads a model's parameters: it "
+                       "follows a model, like net = Mlp() from \"base.safetensors\"");
     }
     for (int k = 0; train_settings[k]; k++)
         if (strcmp(train_settings[k], nm) == 0) {
@@ -819,8 +820,8 @@ static void check_eval(Sema *s, const Ast *st, const Ast *const *data, int ndata
             cands[j] = data[j]->name;
     }
     if (!found) {
-        int d = diag_error(s->d, word_after(s, st->span, "eval", st->name),
-                           "unknown data set '%s'", st->name);
+        int d = diag_error(s->d, word_after(s, st->span, "eval", st->name), "unknown data set '%s'",
+                           st->name);
         const char *best = suggest_name(st->name, cands, NND_MIN(ndata, 64));
         if (best) {
             diag_label(s->d, d, "did you mean '%s'?", best);
@@ -857,7 +858,9 @@ static void check_log(Sema *s, const Ast *st)
             int d = diag_error(s->d, m->span, "unknown log item '%s'", m->name);
             const char *best = suggest_name(m->name, log_families, LOG_FAMILY_COUNT);
             diag_label(s->d, d, best ? "did you mean '%s'?" : "log takes %s, or name = expression",
-                       best ? best : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, nonfinite, histograms");
+                       best ? best
+                            : "loss, lr, grad_norm, weight_norm, update_ratio, max_grad, "
+                              "nonfinite, histograms");
             continue;
         }
         check_expr(s, m->kind == AST_KWARG ? m->a : m);
@@ -898,15 +901,9 @@ static void check_train(Sema *s, const Ast *train)
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         switch (st->kind) {
-        case AST_LET:
-            check_expr(s, st->a);
-            break;
-        case AST_DATA:
-            check_expr(s, st->a);
-            break;
-        case AST_ASSIGN:
-            check_train_assign(s, st, seen);
-            break;
+        case AST_LET: check_expr(s, st->a); break;
+        case AST_DATA: check_expr(s, st->a); break;
+        case AST_ASSIGN: check_train_assign(s, st, seen); break;
         case AST_OPT_GROUP:
             if (strcmp(st->name, "opt") != 0) {
                 diag_error(s->d, st->span, "unknown statement '%s'", st->name);
@@ -919,20 +916,14 @@ static void check_train(Sema *s, const Ast *train)
             for (int k = 0; k < st->list.n; k++)
                 check_expr(s, st->list.v[k]);
             break;
-        case AST_EVAL:
-            check_eval(s, st, data.v, data.n);
-            break;
-        case AST_LOG:
-            check_log(s, st);
-            break;
+        case AST_EVAL: check_eval(s, st, data.v, data.n); break;
+        case AST_LOG: check_log(s, st); break;
         case AST_CHECKPOINT:
             check_every(s, st->a);
             check_expr(s, st->b);
             check_expr(s, st->c);
             break;
-        case AST_SAVE:
-            check_expr(s, st->b);
-            break;
+        case AST_SAVE: check_expr(s, st->b); break;
         default:
             if (st->kind >= AST_USE)
                 misplaced(s, st, "in the train block", NULL);
@@ -962,8 +953,7 @@ static void check_module(Sema *s, Module *m, bool is_main)
     for (int i = 0; i < m->decls.n; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(m->decls.v[i]->name, m->decls.v[j]->name) == 0) {
-                diag_error(s->d, m->decls.v[i]->span, "'%s' is defined twice",
-                           m->decls.v[i]->name);
+                diag_error(s->d, m->decls.v[i]->span, "'%s' is defined twice", m->decls.v[i]->name);
                 diag_note(s->d, m->decls.v[j]->span, "first defined here");
                 break;
             }
@@ -971,40 +961,31 @@ static void check_module(Sema *s, Module *m, bool is_main)
     for (int i = 0; i < m->ast->items.n; i++) {
         const Ast *it = m->ast->items.v[i];
         switch (it->kind) {
-        case AST_USE:
-            break;
-        case AST_LET:
-            check_expr(s, it->a);
-            break;
-        case AST_FN:
-            check_fn(s, it);
-            break;
-        case AST_LAYER:
-            check_layer(s, it);
-            break;
-        case AST_OPTIMIZER:
-            check_optimizer(s, it);
-            break;
-        case AST_VJP:
-            check_vjp_placement(s, &m->ast->items, i);
-            break;
+        case AST_USE: break;
+        case AST_LET: check_expr(s, it->a); break;
+        case AST_FN: check_fn(s, it); break;
+        case AST_LAYER: check_layer(s, it); break;
+        case AST_OPTIMIZER: check_optimizer(s, it); break;
+        case AST_VJP: check_vjp_placement(s, &m->ast->items, i); break;
         case AST_TRAIN:
             if (train) {
                 diag_error(s->d, it->span, "a file can have only one train block");
                 diag_note(s->d, train->span, "the first is here");
             } else if (!is_main) {
-                diag_error(s->d, it->span,
-                           "a train block in a used module would never run; move it to the main file");
+                diag_error(
+                    s->d, it->span,
+                    "a train block in a used module would never run; move it to the main file");
             }
             train = it;
             check_train(s, it);
             break;
         default:
             misplaced(s, it, "at the top level",
-                      it->kind == AST_PARAM_DECL ? "parameters belong in a layer" :
-                      it->kind == AST_STATE_DECL ? "state belongs in a layer or an optimizer" :
-                      it->kind < AST_USE || it->kind == AST_ASSIGN ? "use let, fn, layer, model, optimizer or train"
-                                                                   : "this belongs in the train block");
+                      it->kind == AST_PARAM_DECL   ? "parameters belong in a layer"
+                      : it->kind == AST_STATE_DECL ? "state belongs in a layer or an optimizer"
+                      : it->kind < AST_USE || it->kind == AST_ASSIGN
+                          ? "use let, fn, layer, model, optimizer or train"
+                          : "this belongs in the train block");
             break;
         }
     }

@@ -131,8 +131,12 @@ static bool try_fold(Builder *b, Node *n, NodeId *out)
     double v = opsem_eval((OpId)n->op, (NndDType)n->dtype, x);
     NodeId c = new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = v, .span = n->span});
     if (n->shape.rank)
-        c = new_node(b, (Node){.op = OP_BROADCAST, .nin = 1, .in = {c}, .dtype = n->dtype,
-                               .shape = n->shape, .span = n->span});
+        c = new_node(b, (Node){.op = OP_BROADCAST,
+                               .nin = 1,
+                               .in = {c},
+                               .dtype = n->dtype,
+                               .shape = n->shape,
+                               .span = n->span});
     *out = c;
     b->st->folded++;
     return true;
@@ -178,18 +182,28 @@ static NodeId identity(Builder *b, Node *n)
          * instead of one per element (an update rule's bias corrections).  It can
          * differ from the division in the last bit; exact when s is a power of two. */
         Node *cn = NN(b, c);
-        if (b->mode == SIMPLIFY_FAST && cn->op == OP_BROADCAST && NN(b, cn->in[0])->shape.rank == 0 &&
-            dtype_is_float((NndDType)n->dtype) && n->shape.rank > 0) {
+        if (b->mode == SIMPLIFY_FAST && cn->op == OP_BROADCAST &&
+            NN(b, cn->in[0])->shape.rank == 0 && dtype_is_float((NndDType)n->dtype) &&
+            n->shape.rank > 0) {
             NodeId s = cn->in[0];
-            NodeId one = new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = 1, .span = n->span});
+            NodeId one =
+                new_node(b, (Node){.op = OP_CONST, .dtype = n->dtype, .num = 1, .span = n->span});
             Node rn = {.op = OP_DIV, .nin = 2, .in = {one, s}, .dtype = n->dtype, .span = n->span};
             NodeId r;
             if (!try_fold(b, &rn, &r))
                 r = new_node(b, rn);
-            NodeId rb = new_node(b, (Node){.op = OP_BROADCAST, .nin = 1, .in = {r}, .dtype = n->dtype,
-                                           .shape = n->shape, .span = n->span});
-            return new_node(b, (Node){.op = OP_MUL, .nin = 2, .in = {a, rb}, .dtype = n->dtype,
-                                      .shape = n->shape, .span = n->span});
+            NodeId rb = new_node(b, (Node){.op = OP_BROADCAST,
+                                           .nin = 1,
+                                           .in = {r},
+                                           .dtype = n->dtype,
+                                           .shape = n->shape,
+                                           .span = n->span});
+            return new_node(b, (Node){.op = OP_MUL,
+                                      .nin = 2,
+                                      .in = {a, rb},
+                                      .dtype = n->dtype,
+                                      .shape = n->shape,
+                                      .span = n->span});
         }
         break;
     }
@@ -197,11 +211,14 @@ static NodeId identity(Builder *b, Node *n)
         if (is_const(b, c, 1))
             return a;
         if (is_const(b, c, 2))
-            return new_node(b, (Node){.op = OP_MUL, .nin = 2, .in = {a, a}, .dtype = n->dtype,
-                                      .shape = n->shape, .span = n->span});
+            return new_node(b, (Node){.op = OP_MUL,
+                                      .nin = 2,
+                                      .in = {a, a},
+                                      .dtype = n->dtype,
+                                      .shape = n->shape,
+                                      .span = n->span});
         break;
-    case OP_CUSTOM: /* its gradient is built already: now it is its value */
-        return a;
+    case OP_CUSTOM: /* its gradient is built already: now it is its value */ return a;
     case OP_NEG:
         if (NN(b, a)->op == OP_NEG)
             return NN(b, a)->in[0];
@@ -267,8 +284,7 @@ static NodeId identity(Builder *b, Node *n)
             return new_node(b, m);
         break;
     }
-    default:
-        break;
+    default: break;
     }
     return 0;
 }

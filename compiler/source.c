@@ -138,14 +138,14 @@ static int diag_add(Diags *d, DiagLevel level, Span span, const char *fmt, va_li
     return d->v.n - 1;
 }
 
-#define DIAG_FN(name, level)                                                               \
-    int name(Diags *d, Span span, const char *fmt, ...)                                    \
-    {                                                                                      \
-        va_list ap;                                                                        \
-        va_start(ap, fmt);                                                                 \
-        int i = diag_add(d, level, span, fmt, ap);                                         \
-        va_end(ap);                                                                        \
-        return i;                                                                          \
+#define DIAG_FN(name, level)                                                                       \
+    int name(Diags *d, Span span, const char *fmt, ...)                                            \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        int i = diag_add(d, level, span, fmt, ap);                                                 \
+        va_end(ap);                                                                                \
+        return i;                                                                                  \
     }
 DIAG_FN(diag_error, DIAG_ERROR)
 DIAG_FN(diag_warning, DIAG_WARNING)
@@ -176,7 +176,11 @@ bool diags_has_errors(const Diags *d) { return d->nerrors > 0; }
 static int utf8_len(const unsigned char *s, uint32_t n)
 {
     unsigned c = s[0];
-    int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    int len = c < 0x80             ? 1
+              : (c & 0xE0) == 0xC0 ? 2
+              : (c & 0xF0) == 0xE0 ? 3
+              : (c & 0xF8) == 0xF0 ? 4
+                                   : 0;
     if (len == 0 || (uint32_t)len > n || (len == 2 && c < 0xC2) || (len == 4 && c > 0xF4))
         return 0;
     unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;

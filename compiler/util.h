@@ -47,24 +47,24 @@ char *arena_printf(Arena *a, const char *fmt, ...) NND_PRINTF(2, 3);
 void arena_free(Arena *a);
 
 /* Growable array of any element type: struct { T *v; int n, cap; }. */
-#define VEC(T)                                                                             \
-    struct {                                                                               \
-        T *v;                                                                              \
-        int n, cap;                                                                        \
+#define VEC(T)                                                                                     \
+    struct {                                                                                       \
+        T *v;                                                                                      \
+        int n, cap;                                                                                \
     }
-#define vec_push(vec, x)                                                                   \
-    do {                                                                                   \
-        if ((vec)->n == (vec)->cap) {                                                      \
-            (vec)->cap = (vec)->cap ? 2 * (vec)->cap : 8;                                  \
-            (vec)->v = xrealloc((vec)->v, (size_t)(vec)->cap * sizeof(*(vec)->v));         \
-        }                                                                                  \
-        (vec)->v[(vec)->n++] = (x);                                                        \
+#define vec_push(vec, x)                                                                           \
+    do {                                                                                           \
+        if ((vec)->n == (vec)->cap) {                                                              \
+            (vec)->cap = (vec)->cap ? 2 * (vec)->cap : 8;                                          \
+            (vec)->v = xrealloc((vec)->v, (size_t)(vec)->cap * sizeof(*(vec)->v));                 \
+        }                                                                                          \
+        (vec)->v[(vec)->n++] = (x);                                                                \
     } while (0)
-#define vec_free(vec)                                                                      \
-    do {                                                                                   \
-        free((vec)->v);                                                                    \
-        (vec)->v = NULL;                                                                   \
-        (vec)->n = (vec)->cap = 0;                                                         \
+#define vec_free(vec)                                                                              \
+    do {                                                                                           \
+        free((vec)->v);                                                                            \
+        (vec)->v = NULL;                                                                           \
+        (vec)->n = (vec)->cap = 0;                                                                 \
     } while (0)
 
 typedef VEC(int) IntVec;

@@ -56,7 +56,8 @@ static void ckpt_list(const char *dir, CkptFiles *out)
         NndSafetensors st;
         NndErr e;
         if (nnd_safetensors_open(&st, path, &e) == 0) {
-            const char *prog = nnd_safetensors_meta(&st, "program"), *run = nnd_safetensors_meta(&st, "run");
+            const char *prog = nnd_safetensors_meta(&st, "program"),
+                       *run = nnd_safetensors_meta(&st, "run");
             snprintf(f.program, sizeof f.program, "%s", prog ? prog : "");
             snprintf(f.run, sizeof f.run, "%s", run ? run : "");
             nnd_safetensors_close(&st);
@@ -100,7 +101,8 @@ static bool make_dirs(const char *dir, char *err, size_t errlen)
         if (*q == '/' || end) {
             *q = 0;
             if (mkdir(d, 0777) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create the checkpoint directory %s: %s", d, strerror(errno));
+                snprintf(err, errlen, "cannot create the checkpoint directory %s: %s", d,
+                         strerror(errno));
                 free(d);
                 return false;
             }
@@ -114,8 +116,8 @@ static bool make_dirs(const char *dir, char *err, size_t errlen)
 }
 
 /* Writes every parameter and state, the training point and the identities to path. */
-static bool checkpoint_write(const Program *p, const Model *m, const char *path, const NndTrainPoint *at,
-                             char *err, size_t errlen)
+static bool checkpoint_write(const Program *p, const Model *m, const char *path,
+                             const NndTrainPoint *at, char *err, size_t errlen)
 {
     int n = p->params.n + p->states.n;
     NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
@@ -134,9 +136,16 @@ static bool checkpoint_write(const Program *p, const Model *m, const char *path,
     ckpt_ids(p, prog, run);
     char accum[32];
     snprintf(accum, sizeof accum, "%lld", (long long)p->accumulate);
-    NndStrPair meta[] = {{"format", "nnd-checkpoint"}, {"step", step}, {"epoch", epoch},
-                         {"loss_sum", lsum}, {"loss_n", ln}, {"seed", seed}, {"batch", batch},
-                         {"train_samples", samples}, {"program", prog}, {"run", run},
+    NndStrPair meta[] = {{"format", "nnd-checkpoint"},
+                         {"step", step},
+                         {"epoch", epoch},
+                         {"loss_sum", lsum},
+                         {"loss_n", ln},
+                         {"seed", seed},
+                         {"batch", batch},
+                         {"train_samples", samples},
+                         {"program", prog},
+                         {"run", run},
                          {"accumulate", accum}};
     NndErr e;
     /* "accumulate" only when it is used: files stay as they were without it */
@@ -220,15 +229,17 @@ bool checkpoint_check_dir(const Program *p, const NndTrainPoint *start, FILE *wa
     vec_free(&files);
     if (clash >= 0) {
         char *path = ckpt_path(p->ckpt_dir, clash);
-        snprintf(err, errlen, "%s holds checkpoints of another run (%s among them) that this run "
-                              "would overwrite: checkpoint to another directory, or move them",
+        snprintf(err, errlen,
+                 "%s holds checkpoints of another run (%s among them) that this run "
+                 "would overwrite: checkpoint to another directory, or move them",
                  p->ckpt_dir, path);
         free(path);
         return false;
     }
     if (others && warn)
-        fprintf(warn, "warning: %s holds %d checkpoint%s of other runs (another program, seed or "
-                      "settings); they are kept, and --resume %s takes this program's\n",
+        fprintf(warn,
+                "warning: %s holds %d checkpoint%s of other runs (another program, seed or "
+                "settings); they are kept, and --resume %s takes this program's\n",
                 p->ckpt_dir, others, others == 1 ? "" : "s", p->ckpt_dir);
     return true;
 }
@@ -264,7 +275,8 @@ static char *choose_in_dir(const Program *p, const char *dir, FILE *note, char *
             continue;
         bool new_run = true;
         for (int k = 0; k < i; k++)
-            new_run &= strcmp(files.v[k].program, prog) != 0 || strcmp(files.v[k].run, files.v[i].run) != 0;
+            new_run &= strcmp(files.v[k].program, prog) != 0 ||
+                       strcmp(files.v[k].run, files.v[i].run) != 0;
         runs += new_run;
         same = i;
         if (strcmp(files.v[i].run, run) == 0)
@@ -278,8 +290,9 @@ static char *choose_in_dir(const Program *p, const char *dir, FILE *note, char *
     } else if (same >= 0) {
         file = ckpt_path(dir, files.v[same].step);
         if (note && runs > 1)
-            fprintf(note, "note: %s holds checkpoints of %d runs of this program, none with this "
-                          "run's length and hyper-parameters: resuming the furthest, %s\n",
+            fprintf(note,
+                    "note: %s holds checkpoints of %d runs of this program, none with this "
+                    "run's length and hyper-parameters: resuming the furthest, %s\n",
                     dir, runs, file);
     } else {
         file = ckpt_path(dir, files.v[files.n - 1].step);
@@ -299,8 +312,10 @@ static bool read_point(const Program *p, const NndSafetensors *st, const char *f
 {
     const char *fmt = nnd_safetensors_meta(st, "format");
     if (!fmt || strcmp(fmt, "nnd-checkpoint") != 0) {
-        snprintf(err, errlen, "%s: not an nnd checkpoint (its metadata lacks the training point; "
-                              "a model saved by `save` holds only parameters)", file);
+        snprintf(err, errlen,
+                 "%s: not an nnd checkpoint (its metadata lacks the training point; "
+                 "a model saved by `save` holds only parameters)",
+                 file);
         return false;
     }
     static const char *const keys[] = {"step", "epoch", "loss_n", "seed", "batch", "train_samples"};
@@ -327,16 +342,19 @@ static bool read_point(const Program *p, const NndSafetensors *st, const char *f
     int64_t samples = p->data.v[p->train_data].n;
     const char *what = (uint64_t)v[3] != p->seed ? "seed" : v[4] != p->batch ? "batch" : NULL;
     if (what || v[5] != samples) {
-        snprintf(err, errlen, "%s was written by a run with %s %lld, this one has %lld: a "
-                              "resumed run must draw the same batches",
-                 file, what ? what : "a training set of", (long long)(what ? v[what[0] == 's' ? 3 : 4] : v[5]),
+        snprintf(err, errlen,
+                 "%s was written by a run with %s %lld, this one has %lld: a "
+                 "resumed run must draw the same batches",
+                 file, what ? what : "a training set of",
+                 (long long)(what ? v[what[0] == 's' ? 3 : 4] : v[5]),
                  (long long)(what ? (what[0] == 's' ? (int64_t)p->seed : p->batch) : samples));
         return false;
     }
     if (accum != p->accumulate) {
-        snprintf(err, errlen, "%s was written by a run with accumulate = %lld, this one has %lld: "
-                              "a resumed run must draw the same batches", file, (long long)accum,
-                 (long long)p->accumulate);
+        snprintf(err, errlen,
+                 "%s was written by a run with accumulate = %lld, this one has %lld: "
+                 "a resumed run must draw the same batches",
+                 file, (long long)accum, (long long)p->accumulate);
         return false;
     }
     *at = (NndTrainPoint){v[0], v[1], loss_sum, v[2]};
@@ -351,23 +369,25 @@ static bool point_in_run(const Program *p, const NndTrainPoint *at, const char *
     int64_t samples = p->data.v[p->train_data].n;
     int64_t total = program_total_steps(p), per_epoch = program_steps_per_epoch(p);
     if (at->step < 0) {
-        snprintf(err, errlen, "%s: its metadata 'step' is %lld, which is not a count of steps", file,
-                 (long long)at->step);
+        snprintf(err, errlen, "%s: its metadata 'step' is %lld, which is not a count of steps",
+                 file, (long long)at->step);
         return false;
     }
     if (at->step >= total) {
-        snprintf(err, errlen, "%s: its metadata 'step' is %lld, at or past the end of this run (%lld "
-                              "steps): nothing is left to train (raise epochs or steps to train further)",
+        snprintf(err, errlen,
+                 "%s: its metadata 'step' is %lld, at or past the end of this run (%lld "
+                 "steps): nothing is left to train (raise epochs or steps to train further)",
                  file, (long long)at->step, (long long)total);
         return false;
     }
     int64_t epoch = at->step > 0 ? (at->step - 1) / per_epoch : 0;
     if (at->epoch != epoch || at->loss_n < 0 || at->loss_n > samples) {
         bool e = at->epoch != epoch;
-        snprintf(err, errlen, "%s: its metadata '%s' is %lld, but step %lld is in epoch %lld of "
-                              "%lld samples", file, e ? "epoch" : "loss_n",
-                 (long long)(e ? at->epoch : at->loss_n), (long long)at->step, (long long)epoch,
-                 (long long)samples);
+        snprintf(err, errlen,
+                 "%s: its metadata '%s' is %lld, but step %lld is in epoch %lld of "
+                 "%lld samples",
+                 file, e ? "epoch" : "loss_n", (long long)(e ? at->epoch : at->loss_n),
+                 (long long)at->step, (long long)epoch, (long long)samples);
         return false;
     }
     return true;
@@ -386,9 +406,11 @@ static bool read_tensors(const Program *p, Model *m, NndSafetensors *st, const c
         for (int d = 0; shape_ok && d < dst->rank; d++)
             shape_ok = en->shape[d] == dst->shape[d];
         if (!shape_ok) {
-            snprintf(err, errlen, "%s: %s '%s'%s", file, en ? "a different shape or dtype for" : "no tensor",
-                     name, en ? " than this program's" : " (the checkpoint is of another program, or "
-                                                         "its update rules changed)");
+            snprintf(err, errlen, "%s: %s '%s'%s", file,
+                     en ? "a different shape or dtype for" : "no tensor", name,
+                     en ? " than this program's"
+                        : " (the checkpoint is of another program, or "
+                          "its update rules changed)");
             return false;
         }
         NndTensor t;
@@ -407,8 +429,9 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
                      FILE *note, char *err, size_t errlen)
 {
     struct stat sb;
-    char *file = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? choose_in_dir(p, path, note, err, errlen)
-                                                             : xstrdup(path);
+    char *file = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)
+                     ? choose_in_dir(p, path, note, err, errlen)
+                     : xstrdup(path);
     if (!file)
         return false;
     NndSafetensors st;
@@ -420,7 +443,8 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
     }
     NndTrainPoint point;
     bool ok = read_point(p, &st, file, &point, err, errlen) &&
-              read_tensors(p, m, &st, file, err, errlen) && point_in_run(p, &point, file, err, errlen);
+              read_tensors(p, m, &st, file, err, errlen) &&
+              point_in_run(p, &point, file, err, errlen);
     nnd_safetensors_close(&st);
     if (ok) {
         *at = point;
@@ -435,7 +459,8 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
 int checkpoint_remove_stale_temps(const Program *p, int *removed, char *err, size_t errlen)
 {
     NndErr e;
-    if (nnd_remove_stale_temps(p->ckpt_dir, "step-*.safetensors", STALE_TEMP_AGE_S, removed, &e) == 0)
+    if (nnd_remove_stale_temps(p->ckpt_dir, "step-*.safetensors", STALE_TEMP_AGE_S, removed, &e) ==
+        0)
         return 0;
     snprintf(err, errlen, "%s", e.msg);
     return -1;

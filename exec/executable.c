@@ -30,11 +30,13 @@ static void interp_entry(NndStepArgs *a)
         params[i] = itensor_from_buffer(g, p->params.v[i].node, a->params[i], a->batch);
     for (int i = 0; i < p->states.n; i++)
         states[i] = itensor_from_buffer(g, p->states.v[i].node, a->states[i], a->batch);
-    ITensor in[2] = {itensor_from_buffer(g, p->x, a->x, a->batch), itensor_from_buffer(g, p->y, a->y, a->batch)};
+    ITensor in[2] = {itensor_from_buffer(g, p->x, a->x, a->batch),
+                     itensor_from_buffer(g, p->y, a->y, a->batch)};
     int64_t syms[1] = {a->batch};
     InterpCheck check = {0};
-    InterpBindings b = {params, p->params.n, states, p->states.n, in, 2, a->hypers, p->hypers.n,
-                        syms, 1, p->seed, f->check ? &check : NULL};
+    InterpBindings b = {params, p->params.n, states,    p->states.n,
+                        in,     2,           a->hypers, p->hypers.n,
+                        syms,   1,           p->seed,   f->check ? &check : NULL};
     ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
     char err[512];
     if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
@@ -44,8 +46,9 @@ static void interp_entry(NndStepArgs *a)
             a->bad_count = check.count;
             a->bad_value = check.value;
         } else
-        a->status = strstr(err, "label") ? NND_STATUS_LABEL_RANGE
-                    : strstr(err, "index") ? NND_STATUS_INDEX_RANGE : 3;
+            a->status = strstr(err, "label")   ? NND_STATUS_LABEL_RANGE
+                        : strstr(err, "index") ? NND_STATUS_INDEX_RANGE
+                                               : 3;
     } else if (f->kind == IK_STEP) {
         /* the loss and the step outputs, then the new values */
         int ns = f->nout;
@@ -86,8 +89,8 @@ static InterpFn *interp_fn(Program *p, InterpKind kind, const NodeId *roots, int
 
 /* A step for the interpreter: roots are the nout scalars, then the values that ups
  * says where to put. */
-static InterpFn *interp_step_fn(Program *p, const NodeVec *roots, int nout, bool check, const Update *ups,
-                                int nups)
+static InterpFn *interp_step_fn(Program *p, const NodeVec *roots, int nout, bool check,
+                                const Update *ups, int nups)
 {
     InterpFn *f = interp_fn(p, IK_STEP, roots->v, roots->n);
     f->nout = nout;
@@ -139,8 +142,8 @@ static void build_interp(Executable *x, Program *p, const ExecOptions *o)
     if (p->accumulate > 1) {
         step_roots(p, p->accum_updates.v, p->accum_updates.n, &accum);
         x->step_accum = interp_entry;
-        x->step_accum_user = interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v,
-                                            p->accum_updates.n);
+        x->step_accum_user =
+            interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v, p->accum_updates.n);
     }
     for (int i = 0; i < p->evals.n; i++) {
         NodeVec r = {0};
@@ -179,7 +182,8 @@ static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_
     outs[0] = p->loss;
     for (int i = 0; i < p->step_outputs.n; i++)
         outs[i + 1] = p->step_outputs.v[i].node;
-    bool ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, check, err, errlen);
+    bool ok =
+        schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, check, err, errlen);
     if (ok && p->step_outputs.n > 0)
         ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
                            p->updates.n, check, err, errlen);
@@ -203,7 +207,8 @@ static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_
 
 /* The scheduled functions for the code generator, in the order build_jit takes
  * their addresses; names[i] is the i-th eval's name (malloc'd). */
-static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFunction *fns, char **names)
+static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFunction *fns,
+                        char **names)
 {
     const Program *p = x->p;
     int n = 0;
@@ -226,7 +231,8 @@ static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFuncti
 static bool alloc_arena(Executable *x, char *err, size_t errlen)
 {
     const Program *p = x->p;
-    x->arena_bytes = NND_MAX(x->step_sched.arena_bytes, x->step_full ? x->full_sched.arena_bytes : 0);
+    x->arena_bytes =
+        NND_MAX(x->step_sched.arena_bytes, x->step_full ? x->full_sched.arena_bytes : 0);
     if (x->step_accum && x->accum_sched.arena_bytes > x->arena_bytes)
         x->arena_bytes = x->accum_sched.arena_bytes;
     for (int i = 0; i < p->evals.n; i++)
@@ -358,12 +364,15 @@ void executable_describe(const Executable *x, StrBuf *out)
         schedule_print(&x->full_sched, out);
     }
     if (x->step_accum) {
-        sb_printf(out, "step of a micro-batch that only adds to the gradient sums (accumulate = %lld): "
-                       "%d kernels\n", (long long)x->p->accumulate, x->accum_sched.kernels.n);
+        sb_printf(out,
+                  "step of a micro-batch that only adds to the gradient sums (accumulate = %lld): "
+                  "%d kernels\n",
+                  (long long)x->p->accumulate, x->accum_sched.kernels.n);
         schedule_print(&x->accum_sched, out);
     }
-    sb_printf(out, "planned memory: %lld bytes of scratch (the largest of %d functions), "
-                   "allocated once\n",
+    sb_printf(out,
+              "planned memory: %lld bytes of scratch (the largest of %d functions), "
+              "allocated once\n",
               (long long)x->arena_bytes, 1 + x->p->evals.n + (x->p->forward != 0));
 }
 
@@ -377,8 +386,10 @@ void executable_dump(const Executable *x, StrBuf *out)
         schedule_dump(&x->full_sched, out);
     }
     if (x->accum_sched.home) {
-        sb_printf(out, "nnd_step_accum: a micro-batch that only adds to the gradient sums "
-                       "(accumulate = %lld)\n", (long long)p->accumulate);
+        sb_printf(out,
+                  "nnd_step_accum: a micro-batch that only adds to the gradient sums "
+                  "(accumulate = %lld)\n",
+                  (long long)p->accumulate);
         schedule_dump(&x->accum_sched, out);
     }
     for (int i = 0; i < p->evals.n; i++) {
@@ -400,8 +411,8 @@ void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
     int64_t total = 0, update = 0, values = 0;
     for (int k = 0; k < s->kernels.n; k++)
         total += x->profile[k];
-    sb_printf(out, "profile of the step (%lld steps): %.1f us per step in kernels\n", (long long)steps,
-              1e-3 * (double)total / (double)steps);
+    sb_printf(out, "profile of the step (%lld steps): %.1f us per step in kernels\n",
+              (long long)steps, 1e-3 * (double)total / (double)steps);
     for (int k = 0; k < s->kernels.n; k++) {
         const Kernel *kr = &s->kernels.v[k];
         char sh[128];
@@ -418,10 +429,10 @@ void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
             update += x->profile[k];
         sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s\n", k, kinds[kr->kind], sh,
                   1e-3 * (double)x->profile[k] / (double)steps,
-                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0, upd ? "  update" : "");
+                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0,
+                  upd ? "  update" : "");
     }
     if (values)
         sb_printf(out, "update rule: %lld parameter values, %.3f ns per value per step\n",
                   (long long)values, (double)update / (double)steps / (double)values);
 }
-

@@ -15,8 +15,8 @@ static bool run_interp(Program *p, IModel *m, const ITensor *in, int64_t b, cons
                        const NodeId *roots, int n, ITensor *out, char *err, size_t errlen)
 {
     int64_t syms[1] = {b};
-    InterpBindings bind = {m->params, p->params.n, m->states, p->states.n, (ITensor *)in, 2, h,
-                           p->hypers.n, syms, 1, p->seed, NULL};
+    InterpBindings bind = {m->params, p->params.n, m->states, p->states.n, (ITensor *)in, 2,
+                           h,         p->hypers.n, syms,      1,           p->seed,       NULL};
     return interp_run(&p->g, roots, n, &bind, out, err, errlen);
 }
 
@@ -40,7 +40,8 @@ int gradcheck_run(Program *p, const GradcheckOptions *o, FILE *out)
     nnd_random_permutation(perm, (uint32_t)ds->n, p->seed, 0x67c4ull);
     char *bx, *by;
     dataset_gather(ds, perm, b, &bx, &by);
-    ITensor in[2] = {itensor_from_buffer(&p->g, p->x, bx, b), itensor_from_buffer(&p->g, p->y, by, b)};
+    ITensor in[2] = {itensor_from_buffer(&p->g, p->x, bx, b),
+                     itensor_from_buffer(&p->g, p->y, by, b)};
     double *h = program_hyper_values(p);
     h[p->hyper_t] = 1;
     if (p->hyper_accum >= 0)
@@ -155,4 +156,3 @@ done:
     model_free(&model);
     return rc;
 }
-

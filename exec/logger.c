@@ -53,7 +53,8 @@ void logger_close(Logger *lg)
 
 enum { WARN_VANISH = 1, WARN_EXPLODE = 2, WARN_NONFINITE = 4, WARN_BIG = 8, WARN_TINY = 16 };
 
-static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...) NND_PRINTF(5, 6);
+static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...)
+    NND_PRINTF(5, 6);
 static void warn(Logger *lg, int param, unsigned kind, int64_t step, const char *fmt, ...)
 {
     if (!lg->warn || (lg->watch[param].warned & kind))
@@ -88,12 +89,16 @@ static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
         }
         w->small_steps = g < 1e-7 ? w->small_steps + 1 : 0;
         if (w->small_steps == 10)
-            warn(lg, i, WARN_VANISH, at->step, "vanishing gradient: its norm has stayed below 1e-7 "
-                                                "for 10 logged steps (now %.3g)", g);
+            warn(lg, i, WARN_VANISH, at->step,
+                 "vanishing gradient: its norm has stayed below 1e-7 "
+                 "for 10 logged steps (now %.3g)",
+                 g);
         lg->logged++;
         if (lg->logged > 5 * lg->p->params.n && w->gn_avg > 0 && g > 50 * w->gn_avg)
-            warn(lg, i, WARN_EXPLODE, at->step, "exploding gradient: its norm jumped to %.3g, %.0f "
-                                                 "times its recent average %.3g", g, g / w->gn_avg, w->gn_avg);
+            warn(lg, i, WARN_EXPLODE, at->step,
+                 "exploding gradient: its norm jumped to %.3g, %.0f "
+                 "times its recent average %.3g",
+                 g, g / w->gn_avg, w->gn_avg);
         w->gn_avg = w->gn_avg == 0 ? g : 0.9 * w->gn_avg + 0.1 * g;
         /* update sizes: of weight matrices and filters; biases and gains start at 0
          * or 1 and move by large fractions of themselves early on */
@@ -101,12 +106,16 @@ static void check_health(Logger *lg, const NndTrainPoint *at, const double *out)
             continue;
         double r = out[w->ratio];
         if (r > 0.1 && at->step > 10)
-            warn(lg, i, WARN_BIG, at->step, "the update moved the weights by %.3g of their norm in "
-                                             "one step (usual: about 1e-3); the learning rate may be too high", r);
+            warn(lg, i, WARN_BIG, at->step,
+                 "the update moved the weights by %.3g of their norm in "
+                 "one step (usual: about 1e-3); the learning rate may be too high",
+                 r);
         w->tiny_steps = r < 1e-7 && g > 0 ? w->tiny_steps + 1 : 0;
         if (w->tiny_steps == 20)
-            warn(lg, i, WARN_TINY, at->step, "updates of under 1e-7 of the weights' norm for 20 "
-                                              "logged steps (now %.3g): the learning rate may be too low", r);
+            warn(lg, i, WARN_TINY, at->step,
+                 "updates of under 1e-7 of the weights' norm for 20 "
+                 "logged steps (now %.3g): the learning rate may be too low",
+                 r);
     }
 }
 
@@ -123,12 +132,14 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
     if (!lg->log || lg->failed)
         return 0;
     NndErr e;
-    bool ok = !(ls->items & LOG_LOSS) || nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
+    bool ok = !(ls->items & LOG_LOSS) ||
+              nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
     for (int k = 0; ok && k < lg->p->step_outputs.n; k++) {
         const char *tag = lg->p->step_outputs.v[k].name;
         /* grad_norm and update_ratio are computed for the warnings; logged if asked */
-        uint32_t fam = !strncmp(tag, "grad_norm/", 10) ? LOG_GRAD_NORM
-                     : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO : 0;
+        uint32_t fam = !strncmp(tag, "grad_norm/", 10)      ? LOG_GRAD_NORM
+                       : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO
+                                                            : 0;
         if (fam && !(ls->items & fam))
             continue;
         ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, out[k + 1], &e) == 0;
@@ -137,7 +148,8 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
         char tag[512];
         snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
         const NndTensor *t = &lg->m->params[i];
-        ok = nnd_log_histogram(lg->log, tag, at->step, t->data, t->dtype, nnd_tensor_numel(t), &e) == 0;
+        ok = nnd_log_histogram(lg->log, tag, at->step, t->data, t->dtype, nnd_tensor_numel(t),
+                               &e) == 0;
     }
     /* pushed to the file at most twice a second (and at every eval and at the end):
      * a run killed at any moment keeps what was pushed, and logging every step
@@ -164,7 +176,8 @@ static void logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const 
     bool ok = true;
     for (int k = 0; ok && k < es->metrics.n; k++) {
         char tag[512];
-        snprintf(tag, sizeof tag, "eval/%s/%s", lg->p->data.v[es->data].name, es->metrics.v[k].name);
+        snprintf(tag, sizeof tag, "eval/%s/%s", lg->p->data.v[es->data].name,
+                 es->metrics.v[k].name);
         ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, values[k], &e) == 0;
     }
     ok = ok && nnd_log_flush(lg->log, &e) == 0;
@@ -180,4 +193,3 @@ void logger_hooks(Logger *lg, TrainOptions *to)
     to->on_eval = logger_on_eval;
     to->hook_ctx = lg;
 }
-

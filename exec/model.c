@@ -125,9 +125,9 @@ bool model_save(const Program *p, const Model *m, const char *path, int64_t step
     NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
     int count = 0;
     for (int i = 0; i < p->params.n; i++) /* with `ema`, the average is the model */
-        named[count++] = (NndNamedTensor){p->params.v[i].name, p->params.v[i].ema_state >= 0
-                                                                   ? &m->states[p->params.v[i].ema_state]
-                                                                   : &m->params[i]};
+        named[count++] = (NndNamedTensor){
+            p->params.v[i].name,
+            p->params.v[i].ema_state >= 0 ? &m->states[p->params.v[i].ema_state] : &m->params[i]};
     for (int i = 0; i < p->states.n; i++)
         if (p->states.v[i].param < 0)
             named[count++] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
@@ -141,4 +141,3 @@ bool model_save(const Program *p, const Model *m, const char *path, int64_t step
     free(named);
     return ok;
 }
-

@@ -66,7 +66,10 @@ void numerics_report(Program *p, Diags *d, const NndTrainResult *res)
         break;
     }
     char value[32];
-    snprintf(value, sizeof value, "%s", isnan(res->bad_value) ? "NaN" : res->bad_value > 0 ? "+inf" : "-inf");
+    snprintf(value, sizeof value, "%s",
+             isnan(res->bad_value) ? "NaN"
+             : res->bad_value > 0  ? "+inf"
+                                   : "-inf");
     int di = diag_error(d, n->span, "step %lld: '%s' made %s in %s (%lld value%s not finite)",
                         (long long)res->steps, op_info[n->op].name, value, phase,
                         (long long)res->bad_count, res->bad_count == 1 ? " is" : "s are");
@@ -75,13 +78,16 @@ void numerics_report(Program *p, Diags *d, const NndTrainResult *res)
     if (n->phase == PHASE_BACKWARD || n->phase == PHASE_UPDATE) {
         if (param_list(p, fed, false, &b))
             diag_note(d, span_none(), "%s %s",
-                      n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of", b.s);
+                      n->phase == PHASE_UPDATE ? "in the update of" : "it feeds the updates of",
+                      b.s);
     } else if (n->phase == PHASE_FORWARD) {
         if (param_list(p, reads, true, &b))
             diag_note(d, span_none(), "it is computed from the parameters %s", b.s);
     }
     sb_free(&b);
-    diag_note(d, span_none(), "training stopped at step %lld (epoch %lld); checkpoints of earlier steps are kept, none is written for this one",
+    diag_note(d, span_none(),
+              "training stopped at step %lld (epoch %lld); checkpoints of earlier steps are kept, "
+              "none is written for this one",
               (long long)res->steps, (long long)res->bad_epoch + 1);
     free(up);
     free(down);

@@ -30,7 +30,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
         r->names[i] = xcalloc((size_t)(es->metrics.n ? es->metrics.n : 1), sizeof(char *));
         for (int k = 0; k < es->metrics.n; k++)
             r->names[i][k] = es->metrics.v[k].name;
-        r->evals[i] = (NndEvalSpec){es->data, es->every, es->in_epochs, es->metrics.n,
+        r->evals[i] = (NndEvalSpec){es->data,    es->every,   es->in_epochs,  es->metrics.n,
                                     r->names[i], x->evals[i], x->eval_user[i]};
     }
     r->hypers = program_hyper_values(p);
@@ -97,7 +97,7 @@ static void run_free(Run *r, int ne)
 }
 
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
-                 char *err, size_t errlen)
+              char *err, size_t errlen)
 {
     Run r;
     run_setup(&r, p, x, m, o->pool);
@@ -131,7 +131,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
 }
 
 bool train_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int which, double *values,
-                     char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
     Run r;
     run_setup(&r, p, x, m, pool);
@@ -153,7 +153,8 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
     h[p->hyper_step] = (double)step;
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0, user, NULL, 0, 0, 0};
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0,
+                     user,          NULL,          0,  0,  0};
     fn(&a);
     bool ok = a.status == 0;
     if (!ok)
@@ -164,18 +165,19 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
     return ok;
 }
 
-bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
-                 int64_t b, int64_t step, double *loss, char *err, size_t errlen)
+bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx, int64_t b,
+                int64_t step, double *loss, char *err, size_t errlen)
 {
     double *out = xcalloc((size_t)p->step_outputs.n + 2, sizeof(double));
-    bool ok = call_fn(p, x->step, x->step_user, x, m, pool, p->train_data, idx, b, step, out, err, errlen);
+    bool ok = call_fn(p, x->step, x->step_user, x, m, pool, p->train_data, idx, b, step, out, err,
+                      errlen);
     *loss = out[0];
     free(out);
     return ok;
 }
 
 bool train_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
-                    const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen)
+                   const uint32_t *idx, int64_t b, double *out, char *err, size_t errlen)
 {
     if (!x->forward) {
         snprintf(err, errlen, "the program has no forward function");
@@ -183,4 +185,3 @@ bool train_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,
     }
     return call_fn(p, x->forward, x->forward_user, x, m, pool, data, idx, b, 0, out, err, errlen);
 }
-

@@ -38,8 +38,8 @@ bool train_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int whic
                     char *err, size_t errlen);
 /* One step on a batch of the training set (rows idx[0..b)): the loss, and the model
  * updated in place.  For tests that compare engines. */
-bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx,
-                int64_t b, int64_t step, double *loss, char *err, size_t errlen);
+bool train_step(Program *p, Executable *x, Model *m, NndPool *pool, const uint32_t *idx, int64_t b,
+                int64_t step, double *loss, char *err, size_t errlen);
 /* Inference: the forward function on rows idx[0..b) of data set `data`; out receives
  * b times the per-sample output count, as doubles. */
 bool train_forward(Program *p, Executable *x, Model *m, NndPool *pool, int data,

@@ -46,10 +46,7 @@ static void *default_alloc(size_t size, void *ctx)
     return p;
 }
 
-static void default_free(void *p, void *ctx)
-{
-    free(p);
-}
+static void default_free(void *p, void *ctx) { free(p); }
 
 static NndAllocator allocator = {default_alloc, default_free, NULL};
 
@@ -64,10 +61,7 @@ NndAllocator nnd_set_allocator(const NndAllocator *a)
 }
 
 /* A zero-byte request still gets a distinct pointer, so NULL always means failure. */
-void *nnd_alloc(size_t size)
-{
-    return allocator.alloc(size ? size : 1, allocator.ctx);
-}
+void *nnd_alloc(size_t size) { return allocator.alloc(size ? size : 1, allocator.ctx); }
 
 void nnd_free(void *p)
 {

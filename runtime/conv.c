@@ -46,14 +46,14 @@ static int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0); }
  * there is no padding and the windows stay inside). */
 typedef struct Geom {
     const NndConvShape *s;
-    int64_t cg, og;  /* input and output channels per group */
-    int64_t k;       /* c/g * kh * kw: rows of the columns */
-    int64_t p;       /* oh * ow: output positions per image */
-    int64_t tile;    /* positions per tile */
-    int64_t tiles;   /* tiles per image */
-    int64_t hp, wp;  /* the padded planes */
-    int padded;      /* whether x needs a padded copy */
-    int pointwise;   /* 1x1, stride 1, no padding: the columns are x itself */
+    int64_t cg, og; /* input and output channels per group */
+    int64_t k; /* c/g * kh * kw: rows of the columns */
+    int64_t p; /* oh * ow: output positions per image */
+    int64_t tile; /* positions per tile */
+    int64_t tiles; /* tiles per image */
+    int64_t hp, wp; /* the padded planes */
+    int padded; /* whether x needs a padded copy */
+    int pointwise; /* 1x1, stride 1, no padding: the columns are x itself */
 } Geom;
 
 /* min_tiles: cut each image into at least this many tiles (when they keep 32
@@ -197,7 +197,7 @@ typedef struct F(Scratch) {
 } F(Scratch);
 
 /* Returns 0, or -1 when malloc fails (then the job uses plain loops). */
-static int F(scratch_open)(F(Scratch) *sc, const Geom *g)
+static int F(scratch_open)(F(Scratch) * sc, const Geom *g)
 {
     size_t ncol = (size_t)(g->k * g->tile), nxp = g->padded ? (size_t)(g->cg * g->hp * g->wp) : 0;
     sc->held = -1;
@@ -210,8 +210,7 @@ static int F(scratch_open)(F(Scratch) *sc, const Geom *g)
 }
 
 /* The planes of image n, group gi, padded: x itself when no padding is needed. */
-static const T *F(scratch_padded)(F(Scratch) *sc, const Geom *g, const T *x, int64_t n,
-                                  int64_t gi)
+static const T *F(scratch_padded)(F(Scratch) * sc, const Geom *g, const T *x, int64_t n, int64_t gi)
 {
     const NndConvShape *s = g->s;
     const T *xg = x + (n * s->c + gi * g->cg) * s->h * s->w;
@@ -231,8 +230,7 @@ static const T *F(scratch_padded)(F(Scratch) *sc, const Geom *g, const T *x, int
 /* ---- plain loops, for when there is no memory for columns --------------------------- */
 
 /* y[n, g, :, p0:p1] for one image and group */
-static void F(conv_direct)(const Geom *g, const T *xg, const T *wg, int64_t p0, int64_t p1,
-                           T *yg)
+static void F(conv_direct)(const Geom *g, const T *xg, const T *wg, int64_t p0, int64_t p1, T *yg)
 {
     const NndConvShape *s = g->s;
     for (int64_t oc = 0; oc < g->og; oc++)
@@ -303,8 +301,8 @@ typedef struct F(ConvJob) {
     Geom g;
     const T *x, *w, *dy;
     T *y, *dx;
-    T *dw;           /* grad_weight: chunk 0's sums */
-    T **parts;       /* grad_weight: chunk b's sums, b >= 1 */
+    T *dw; /* grad_weight: chunk 0's sums */
+    T **parts; /* grad_weight: chunk b's sums, b >= 1 */
     int64_t chunks, blocks; /* grad_weight: batch chunks x blocks of output channels */
 } F(ConvJob);
 
@@ -336,8 +334,8 @@ static void F(conv_range)(void *ctx, int64_t begin, int64_t end)
             b = sc.col;
             ldb = p1 - p0;
         }
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)(p1 - p0), (int)g->k,
-             1, wg, (int)g->k, b, (int)ldb, 0, yg + p0, (int)g->p);
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)(p1 - p0), (int)g->k, 1,
+             wg, (int)g->k, b, (int)ldb, 0, yg + p0, (int)g->p);
     }
     free(sc.block);
 }
@@ -375,8 +373,8 @@ static void F(grad_input_range)(void *ctx, int64_t begin, int64_t end)
             /* dx[n, g] = W_g^T dy[n, g], one product per tile */
             for (int64_t t = 0; t < g->tiles; t++) {
                 int64_t p0 = t * g->tile, p1 = min64(g->p, p0 + g->tile);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->k, (int)(p1 - p0),
-                     (int)g->og, 1, wg, (int)g->k, dyg + p0, (int)g->p, 0, dxg + p0, (int)g->p);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->k, (int)(p1 - p0), (int)g->og,
+                     1, wg, (int)g->k, dyg + p0, (int)g->p, 0, dxg + p0, (int)g->p);
             }
             continue;
         }
@@ -389,8 +387,8 @@ static void F(grad_input_range)(void *ctx, int64_t begin, int64_t end)
         memset(acc, 0, (size_t)(g->cg * g->hp * g->wp) * sizeof(T));
         for (int64_t t = 0; t < g->tiles; t++) {
             int64_t p0 = t * g->tile, p1 = min64(g->p, p0 + g->tile);
-            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->k, (int)(p1 - p0), (int)g->og,
-                 1, wg, (int)g->k, dyg + p0, (int)g->p, 0, sc.col, (int)(p1 - p0));
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->k, (int)(p1 - p0), (int)g->og, 1,
+                 wg, (int)g->k, dyg + p0, (int)g->p, 0, sc.col, (int)(p1 - p0));
             F(col2im_add)(g, sc.col, p0, p1, acc);
         }
         if (g->padded)
@@ -403,8 +401,7 @@ static void F(grad_input_range)(void *ctx, int64_t begin, int64_t end)
     free(sc.block);
 }
 
-void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy, const T *w,
-                              T *dx)
+void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy, const T *w, T *dx)
 {
     if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0)
         return;
@@ -439,8 +436,8 @@ static void F(grad_weight_range)(void *ctx, int64_t begin, int64_t end)
                 const T *dyr = j->dy + (n * s->o + r0) * g->p;
                 T *dwr = acc + r0 * g->k;
                 if (!ok) {
-                    F(grad_weight_direct)(g, j->x + (n * s->c + gi * g->cg) * s->h * s->w, dyr,
-                                          r1 - r0, dwr);
+                    F(grad_weight_direct)
+                    (g, j->x + (n * s->c + gi * g->cg) * s->h * s->w, dyr, r1 - r0, dwr);
                     continue;
                 }
                 const T *xp = g->pointwise ? j->x + (n * s->c + gi * g->cg) * g->p
@@ -455,8 +452,7 @@ static void F(grad_weight_range)(void *ctx, int64_t begin, int64_t end)
                         ldb = p1 - p0;
                     }
                     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)g->k,
-                         (int)(p1 - p0), 1, dyr + p0, (int)g->p, cb, (int)ldb, 1, dwr,
-                         (int)g->k);
+                         (int)(p1 - p0), 1, dyr + p0, (int)g->p, cb, (int)ldb, 1, dwr, (int)g->k);
                 }
             }
     }
@@ -473,8 +469,7 @@ static void F(sum_parts_range)(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x, const T *dy,
-                               T *dw)
+void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x, const T *dy, T *dw)
 {
     int64_t size = s->o * (s->c / s->groups) * s->kh * s->kw;
     if (s->o <= 0 || s->c < s->groups || s->kh <= 0 || s->kw <= 0)
@@ -513,8 +508,8 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
 
 /* The window of output (i, j), clipped to x: rows [*a0, *a1) and columns [*b0, *b1)
  * of the plane. */
-static void F(pool_window)(const NndPoolShape *s, int64_t i, int64_t jj, int64_t *a0,
-                           int64_t *a1, int64_t *b0, int64_t *b1)
+static void F(pool_window)(const NndPoolShape *s, int64_t i, int64_t jj, int64_t *a0, int64_t *a1,
+                           int64_t *b0, int64_t *b1)
 {
     int64_t iy = i * s->sh - s->ph, ix = jj * s->sw - s->pw;
     *a0 = max64(iy, 0);
@@ -538,8 +533,7 @@ typedef struct F(PoolJob) {
  * picks nothing: gather gives 0 there and scatter adds nothing.
  *   gather:  out[i, j] = in[picked]    (out [oh, ow], in shaped like x)
  *   scatter: out = 0, out[picked] += in[i, j]  (out shaped like x, in [oh, ow]) */
-static void F(maxpool_plane)(const NndPoolShape *s, const T *xp, const T *in, T *out,
-                             int scatter)
+static void F(maxpool_plane)(const NndPoolShape *s, const T *xp, const T *in, T *out, int scatter)
 {
     const int64_t w = s->w;
     if (scatter)
@@ -693,8 +687,8 @@ static void F(avgpool_grad_range)(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-static void F(pool_run)(NndPool *pool, const NndPoolShape *s, NndRangeFn fn, const T *x,
-                        const T *v, T *out, int scatter)
+static void F(pool_run)(NndPool *pool, const NndPoolShape *s, NndRangeFn fn, const T *x, const T *v,
+                        T *out, int scatter)
 {
     if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->oh < 0 || s->ow < 0)
         return;
@@ -708,8 +702,7 @@ void F(nnd_maxpool_gather)(NndPool *pool, const NndPoolShape *s, const T *x, con
     F(pool_run)(pool, s, F(maxpool_range), x, v, out, 0);
 }
 
-void F(nnd_maxpool_scatter)(NndPool *pool, const NndPoolShape *s, const T *x, const T *d,
-                            T *out)
+void F(nnd_maxpool_scatter)(NndPool *pool, const NndPoolShape *s, const T *x, const T *d, T *out)
 {
     F(pool_run)(pool, s, F(maxpool_range), x, d, out, 1);
 }
@@ -733,8 +726,7 @@ void F(nnd_take_rows)(const T *table, const int32_t *idx, int64_t n, int64_t d, 
         memcpy(out + i * d, table + (int64_t)idx[i] * d, (size_t)d * sizeof(T));
 }
 
-void F(nnd_scatter_rows)(const T *src, const int32_t *idx, int64_t n, int64_t d, int64_t v,
-                         T *out)
+void F(nnd_scatter_rows)(const T *src, const int32_t *idx, int64_t n, int64_t d, int64_t v, T *out)
 {
     if (d <= 0 || v <= 0)
         return;

@@ -16,7 +16,7 @@
 
 typedef struct CsvText {
     const char *path; /* borrowed */
-    const char *s;    /* the whole file, NUL-terminated */
+    const char *s; /* the whole file, NUL-terminated */
     int64_t len;
     int64_t pos;
     int64_t lineno; /* of the line last returned */

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 enum {
-    IN_SIZE = 1 << 16,   /* compressed bytes read per fread */
+    IN_SIZE = 1 << 16, /* compressed bytes read per fread */
     CHUNK_SIZE = 1 << 16 /* raw bytes converted per step; a multiple of every element size */
 };
 
@@ -24,10 +24,7 @@ static voidpf zalloc_hook(voidpf opaque, uInt items, uInt size)
     return nnd_alloc((size_t)items * size);
 }
 
-static void zfree_hook(voidpf opaque, voidpf p)
-{
-    nnd_free(p);
-}
+static void zfree_hook(voidpf opaque, voidpf p) { nnd_free(p); }
 
 static int out_of_memory(const char *path, NndErr *err)
 {
@@ -149,11 +146,8 @@ static int64_t gz_read(DataFile *f, unsigned char *buf, int64_t n, NndErr *err)
         if (produced > 0)
             f->between_members = 0;
         switch (ret) {
-        case Z_OK:
-            break;
-        case Z_STREAM_END:
-            f->member_ended = 1;
-            break;
+        case Z_OK: break;
+        case Z_STREAM_END: f->member_ended = 1; break;
         case Z_BUF_ERROR:
             /* No progress with output space left: the input ran out mid-member. */
             if (f->between_members)
@@ -161,8 +155,7 @@ static int64_t gz_read(DataFile *f, unsigned char *buf, int64_t n, NndErr *err)
             f->done = 1;
             f->cut = 1;
             break;
-        case Z_MEM_ERROR:
-            return out_of_memory(f->path, err);
+        case Z_MEM_ERROR: return out_of_memory(f->path, err);
         default:
             if (f->between_members)
                 return nnd_err(err, "%s: trailing bytes after the gzip data", f->path);
@@ -258,16 +251,12 @@ int raw_size(RawKind k)
     switch (k) {
     case RAW_U8:
     case RAW_I8:
-    case RAW_BOOL:
-        return 1;
-    case RAW_I16:
-        return 2;
+    case RAW_BOOL: return 1;
+    case RAW_I16: return 2;
     case RAW_I32:
-    case RAW_F32:
-        return 4;
+    case RAW_F32: return 4;
     case RAW_I64:
-    case RAW_F64:
-        return 8;
+    case RAW_F64: return 8;
     }
     return 0;
 }
@@ -275,30 +264,19 @@ int raw_size(RawKind k)
 const char *raw_name(RawKind k)
 {
     switch (k) {
-    case RAW_U8:
-        return "u8";
-    case RAW_I8:
-        return "i8";
-    case RAW_I16:
-        return "i16";
-    case RAW_I32:
-        return "i32";
-    case RAW_I64:
-        return "i64";
-    case RAW_F32:
-        return "f32";
-    case RAW_F64:
-        return "f64";
-    case RAW_BOOL:
-        return "bool";
+    case RAW_U8: return "u8";
+    case RAW_I8: return "i8";
+    case RAW_I16: return "i16";
+    case RAW_I32: return "i32";
+    case RAW_I64: return "i64";
+    case RAW_F32: return "f32";
+    case RAW_F64: return "f64";
+    case RAW_BOOL: return "bool";
     }
     return "?";
 }
 
-static int raw_is_float(RawKind k)
-{
-    return k == RAW_F32 || k == RAW_F64;
-}
+static int raw_is_float(RawKind k) { return k == RAW_F32 || k == RAW_F64; }
 
 static uint64_t load_bits(const unsigned char *p, int size, int big_endian)
 {
@@ -313,18 +291,12 @@ static int64_t raw_int(RawType t, const unsigned char *p)
 {
     switch (t.kind) {
     case RAW_U8:
-    case RAW_BOOL:
-        return p[0];
-    case RAW_I8:
-        return (int8_t)p[0];
-    case RAW_I16:
-        return (int16_t)(uint16_t)load_bits(p, 2, t.big_endian);
-    case RAW_I32:
-        return (int32_t)(uint32_t)load_bits(p, 4, t.big_endian);
-    case RAW_I64:
-        return (int64_t)load_bits(p, 8, t.big_endian);
-    default:
-        return 0;
+    case RAW_BOOL: return p[0];
+    case RAW_I8: return (int8_t)p[0];
+    case RAW_I16: return (int16_t)(uint16_t)load_bits(p, 2, t.big_endian);
+    case RAW_I32: return (int32_t)(uint32_t)load_bits(p, 4, t.big_endian);
+    case RAW_I64: return (int64_t)load_bits(p, 8, t.big_endian);
+    default: return 0;
     }
 }
 
@@ -394,8 +366,7 @@ static int raw_convert(const DataFile *f, RawType t, const unsigned char *src, i
         }
         return 0;
     }
-    default:
-        return nnd_err(err, "%s: cannot convert to %s", f->path, nnd_dtype_name(out->dtype));
+    default: return nnd_err(err, "%s: cannot convert to %s", f->path, nnd_dtype_name(out->dtype));
     }
 }
 

@@ -22,12 +22,12 @@ typedef struct DataFile {
     int64_t file_size; /* bytes on disk */
     int gz;
     z_stream zs;
-    int zs_live;       /* inflateInit2 succeeded */
+    int zs_live; /* inflateInit2 succeeded */
     unsigned char *in; /* compressed input; nnd_alloc'd */
-    int in_eof;        /* fp is exhausted */
-    int done;          /* no more bytes will come */
-    int cut;           /* the gzip stream ended early */
-    int member_ended;  /* a gzip member ended; another may follow */
+    int in_eof; /* fp is exhausted */
+    int done; /* no more bytes will come */
+    int cut; /* the gzip stream ended early */
+    int member_ended; /* a gzip member ended; another may follow */
     /* Set after a member ended, until the next one yields a byte: a failure there
      * means bytes after the gzip data rather than damage inside it. */
     int between_members;

@@ -11,26 +11,13 @@
 static int idx_type(int code, RawKind *k)
 {
     switch (code) {
-    case 0x08:
-        *k = RAW_U8;
-        return 1;
-    case 0x09:
-        *k = RAW_I8;
-        return 1;
-    case 0x0B:
-        *k = RAW_I16;
-        return 1;
-    case 0x0C:
-        *k = RAW_I32;
-        return 1;
-    case 0x0D:
-        *k = RAW_F32;
-        return 1;
-    case 0x0E:
-        *k = RAW_F64;
-        return 1;
-    default:
-        return 0;
+    case 0x08: *k = RAW_U8; return 1;
+    case 0x09: *k = RAW_I8; return 1;
+    case 0x0B: *k = RAW_I16; return 1;
+    case 0x0C: *k = RAW_I32; return 1;
+    case 0x0D: *k = RAW_F32; return 1;
+    case 0x0E: *k = RAW_F64; return 1;
+    default: return 0;
     }
 }
 

@@ -25,7 +25,7 @@ typedef struct NpyHeader {
 
 typedef struct NpyParser {
     const char *path; /* borrowed */
-    const char *s;    /* the header text; not NUL-terminated */
+    const char *s; /* the header text; not NUL-terminated */
     int64_t len;
     int64_t pos;
     NndErr *err;

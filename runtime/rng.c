@@ -51,16 +51,10 @@ static void philox_block(uint64_t seed, uint64_t stream, uint64_t index, uint32_
     nnd_philox4x32_10(ctr, key, out);
 }
 
-static uint64_t words_u64(uint32_t lo, uint32_t hi)
-{
-    return (uint64_t)lo | (uint64_t)hi << 32;
-}
+static uint64_t words_u64(uint32_t lo, uint32_t hi) { return (uint64_t)lo | (uint64_t)hi << 32; }
 
 /* The top 53 bits scaled into [0, 1): every double there is a multiple of 2^-53. */
-static double u64_to_unit(uint64_t x)
-{
-    return (double)(x >> 11) * 0x1.0p-53;
-}
+static double u64_to_unit(uint64_t x) { return (double)(x >> 11) * 0x1.0p-53; }
 
 uint64_t nnd_random_u64(uint64_t seed, uint64_t stream, uint64_t index)
 {
@@ -90,7 +84,7 @@ double nnd_random_normal(uint64_t seed, uint64_t stream, uint64_t index)
 static void mul_u64_u32(uint64_t x, uint64_t r, uint64_t *hi, uint64_t *lo)
 {
     uint64_t lo_part = (x & 0xFFFFFFFFu) * r; /* < 2^64 */
-    uint64_t hi_part = (x >> 32) * r;         /* < 2^64 */
+    uint64_t hi_part = (x >> 32) * r; /* < 2^64 */
     uint64_t mid = hi_part + (lo_part >> 32); /* no carry out: < 2^64 */
     *hi = mid >> 32;
     *lo = mid << 32 | (lo_part & 0xFFFFFFFFu);

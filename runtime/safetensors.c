@@ -17,13 +17,13 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fnmatch.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -74,16 +74,11 @@ static const StDType *st_dtype_by_name(const char *name)
 static const char *st_dtype_of(NndDType t)
 {
     switch (t) {
-    case NND_F32:
-        return "F32";
-    case NND_F64:
-        return "F64";
-    case NND_I32:
-        return "I32";
-    case NND_BOOL:
-        return "BOOL";
-    default:
-        return NULL;
+    case NND_F32: return "F32";
+    case NND_F64: return "F64";
+    case NND_I32: return "I32";
+    case NND_BOOL: return "BOOL";
+    default: return NULL;
     }
 }
 
@@ -396,17 +391,20 @@ static char *write_target(const char *path, NndErr *err)
     char real[PATH_MAX];
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
         if (!realpath(path, real)) {
-            nnd_err(err, "%s: a symbolic link to a file that cannot be reached (%s): nnd writes "
-                         "through a link only to an existing file", path, strerror(errno));
+            nnd_err(err,
+                    "%s: a symbolic link to a file that cannot be reached (%s): nnd writes "
+                    "through a link only to an existing file",
+                    path, strerror(errno));
             return NULL;
         }
         target = real;
     }
     if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
         nnd_err(err, "%s: not a regular file (%s): nnd writes only regular files", path,
-                S_ISDIR(st.st_mode) ? "a directory" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)
-                                                     ? "a device" : S_ISFIFO(st.st_mode) ? "a FIFO"
-                                                                                         : "a socket");
+                S_ISDIR(st.st_mode)                          ? "a directory"
+                : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                                                             : "a socket");
         return NULL;
     }
     size_t n = strlen(target) + 1;
@@ -433,7 +431,8 @@ int nnd_check_write_path(const char *path, NndErr *err)
         if (stat(target, &st) != 0 || !S_ISDIR(st.st_mode))
             rc = nnd_err(err, "%s: the directory %s does not exist", path, target);
         else if (access(target, W_OK) != 0)
-            rc = nnd_err(err, "%s: cannot write in the directory %s: %s", path, target, strerror(errno));
+            rc = nnd_err(err, "%s: cannot write in the directory %s: %s", path, target,
+                         strerror(errno));
     } else if (!slash && access(".", W_OK) != 0) {
         rc = nnd_err(err, "%s: cannot write in the working directory: %s", path, strerror(errno));
     }
@@ -559,7 +558,8 @@ int nnd_remove_stale_temps(const char *dir, const char *pattern, int min_age_s, 
         if (unlink(path) == 0)
             (*removed)++;
         else if (rc == 0)
-            rc = nnd_err(err, "%s: cannot remove a stale temporary file: %s", path, strerror(errno));
+            rc =
+                nnd_err(err, "%s: cannot remove a stale temporary file: %s", path, strerror(errno));
     }
     closedir(d);
     return rc;

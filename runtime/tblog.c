@@ -9,8 +9,8 @@
  *     Summary        { repeated Value value = 1; }
  *     Summary.Value  { string tag = 1; float simple_value = 2; HistogramProto histo = 5; }
  *     HistogramProto { double min = 1, max = 2, num = 3, sum = 4, sum_squares = 5;
- *                      repeated double bucket_limit = 6 [packed]; repeated double bucket = 7 [packed]; }
- * The first record carries file_version "brain.Event:2".  The few messages needed are
+ *                      repeated double bucket_limit = 6 [packed]; repeated double bucket = 7
+ * [packed]; } The first record carries file_version "brain.Event:2".  The few messages needed are
  * encoded by hand here.  Each record is written with one fwrite; nnd_log_flush pushes
  * what was written to the kernel, so a run killed between flushes leaves every flushed
  * record whole.  metrics.csv holds the same scalars, one per line:
@@ -237,8 +237,8 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
         nnd_err(err, "out of memory");
         return NULL;
     }
-    snprintf(l->events_path, n, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(), host,
-             (long)getpid());
+    snprintf(l->events_path, n, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(),
+             host, (long)getpid());
     snprintf(csv, strlen(dir) + 16, "%s/metrics.csv", dir);
     l->events = fopen(l->events_path, "wb");
     if (!l->events) {
@@ -272,7 +272,8 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
 
 const char *nnd_log_events_path(const NndLog *l) { return l->events_path; }
 
-int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value, NndErr *err)
+int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value,
+                   NndErr *err)
 {
     Buf v = {0};
     put_bytes(&v, 1, tag, strlen(tag));

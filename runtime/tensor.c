@@ -7,32 +7,22 @@
 size_t nnd_dtype_size(NndDType t)
 {
     switch (t) {
-    case NND_F32:
-        return 4;
-    case NND_F64:
-        return 8;
-    case NND_I32:
-        return 4;
-    case NND_BOOL:
-        return 1;
-    default:
-        return 0;
+    case NND_F32: return 4;
+    case NND_F64: return 8;
+    case NND_I32: return 4;
+    case NND_BOOL: return 1;
+    default: return 0;
     }
 }
 
 const char *nnd_dtype_name(NndDType t)
 {
     switch (t) {
-    case NND_F32:
-        return "f32";
-    case NND_F64:
-        return "f64";
-    case NND_I32:
-        return "i32";
-    case NND_BOOL:
-        return "bool";
-    default:
-        return "?";
+    case NND_F32: return "f32";
+    case NND_F64: return "f64";
+    case NND_I32: return "i32";
+    case NND_BOOL: return "bool";
+    default: return "?";
     }
 }
 

@@ -47,8 +47,8 @@ int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumu
 
 static int64_t steps_per_epoch(const NndTrainer *t, int64_t n)
 {
-    return nnd_train_steps_per_epoch(n, t->batch, t->accumulate > 1 && t->step_accum ? t->accumulate : 1,
-                                     t->drop_last);
+    return nnd_train_steps_per_epoch(
+        n, t->batch, t->accumulate > 1 && t->step_accum ? t->accumulate : 1, t->drop_last);
 }
 
 int64_t nnd_train_total_steps(const NndTrainer *t)
@@ -94,9 +94,9 @@ static int64_t sample_with_label(const NndTensor *y, const uint32_t *idx, int64_
     for (int64_t i = 0; i < m; i++)
         for (int64_t k = 0; k < per; k++) {
             int64_t at = (int64_t)idx[i] * per + k;
-            double l = y->dtype == NND_I32 ? ((const int32_t *)y->data)[at]
-                     : y->dtype == NND_F32 ? ((const float *)y->data)[at]
-                                           : ((const double *)y->data)[at];
+            double l = y->dtype == NND_I32   ? ((const int32_t *)y->data)[at]
+                       : y->dtype == NND_F32 ? ((const float *)y->data)[at]
+                                             : ((const double *)y->data)[at];
             if (l == v)
                 return idx[i];
         }
@@ -115,12 +115,15 @@ static int status_error(const NndStepArgs *a, NndErr *err, const char *what, con
         if (s >= 0)
             snprintf(where, sizeof where, " (sample %lld of '%s' has it)", (long long)s, ds->name);
         if (label)
-            return nnd_err(err, "%s on '%s': label %.17g is out of range for the model's %lld "
-                                "classes, 0 to %lld%s", what, ds->name, a->bad_value,
-                           (long long)a->bad_count, (long long)a->bad_count - 1, where);
-        return nnd_err(err, "%s on '%s': index %.17g is out of range for a table of %lld rows "
-                            "(take, Embedding)%s", what, ds->name, a->bad_value,
-                       (long long)a->bad_count, where);
+            return nnd_err(err,
+                           "%s on '%s': label %.17g is out of range for the model's %lld "
+                           "classes, 0 to %lld%s",
+                           what, ds->name, a->bad_value, (long long)a->bad_count,
+                           (long long)a->bad_count - 1, where);
+        return nnd_err(err,
+                       "%s on '%s': index %.17g is out of range for a table of %lld rows "
+                       "(take, Embedding)%s",
+                       what, ds->name, a->bad_value, (long long)a->bad_count, where);
     }
     return nnd_err(err, "%s on '%s' failed (status %d)", what, ds->name, a->status);
 }
@@ -143,8 +146,21 @@ int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
             b.idx[i] = (uint32_t)(start + i);
         gather(ds->x, b.idx, m, b.x);
         gather(ds->y, b.idx, m, b.y);
-        NndStepArgs a = {t->eval_params ? t->eval_params : t->params, t->states, b.x, b.y, t->hypers, m, t->arena, out, t->pool,
-                         0, es->user, NULL, 0, 0, 0};
+        NndStepArgs a = {t->eval_params ? t->eval_params : t->params,
+                         t->states,
+                         b.x,
+                         b.y,
+                         t->hypers,
+                         m,
+                         t->arena,
+                         out,
+                         t->pool,
+                         0,
+                         es->user,
+                         NULL,
+                         0,
+                         0,
+                         0};
         es->fn(&a);
         if (a.status) {
             rc = status_error(&a, err, "evaluation", ds, b.idx, m);
@@ -183,13 +199,13 @@ static void format_time(char *buf, size_t size, double s)
         snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
 }
 
-static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epoch_end,
-                       int last, NndErr *err)
+static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epoch_end, int last,
+                       NndErr *err)
 {
     for (int i = 0; i < t->nevals; i++) {
         const NndEvalSpec *es = &t->evals[i];
-        int due = es->in_epochs ? epoch_end && (epoch + 1) % es->every == 0
-                                : (step + 1) % es->every == 0;
+        int due =
+            es->in_epochs ? epoch_end && (epoch + 1) % es->every == 0 : (step + 1) % es->every == 0;
         if (!due && !last)
             continue;
         double vals[64];
@@ -231,10 +247,10 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         char acc[64] = "";
         if (t->accumulate > 1 && t->step_accum)
             snprintf(acc, sizeof acc, " x %lld accumulated", (long long)t->accumulate);
-        fprintf(out, "training on '%s': %lld samples, batch %lld%s, %lld epoch%s (%lld steps)%s%s\n",
-                ds->name, (long long)n, (long long)t->batch, acc, (long long)epochs,
-                epochs == 1 ? "" : "s", (long long)total, t->what ? ", " : "",
-                t->what ? t->what : "");
+        fprintf(
+            out, "training on '%s': %lld samples, batch %lld%s, %lld epoch%s (%lld steps)%s%s\n",
+            ds->name, (long long)n, (long long)t->batch, acc, (long long)epochs,
+            epochs == 1 ? "" : "s", (long long)total, t->what ? ", " : "", t->what ? t->what : "");
         fflush(out);
     }
     /* plain lines: at most about ten over the run, and one every 10 s in long epochs */
@@ -256,7 +272,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             /* the epoch's order is a function of (seed, epoch): a resumed run draws
              * the same one and continues where the checkpoint was */
             if (t->shuffle)
-                nnd_random_permutation(b.idx, (uint32_t)n, t->seed, 0x5eedull << 32 | (uint64_t)epoch);
+                nnd_random_permutation(b.idx, (uint32_t)n, t->seed,
+                                       0x5eedull << 32 | (uint64_t)epoch);
             else
                 for (int64_t i = 0; i < n; i++)
                     b.idx[i] = (uint32_t)i;
@@ -293,8 +310,10 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                 t->hypers[t->h_micro] = (double)j;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
             void *user = !last ? t->user_accum : full ? t->user_full : t->user;
-            a = (NndStepArgs){t->params, t->states, b.x, b.y, t->hypers, mj, t->arena, bout, t->pool,
-                              0, user, last && !full ? t->profile : NULL, 0, 0, 0};
+            a = (NndStepArgs){t->params, t->states, b.x,      b.y,
+                              t->hypers, mj,        t->arena, bout,
+                              t->pool,   0,         user,     last && !full ? t->profile : NULL,
+                              0,         0,         0};
             fn(&a);
             if (a.status || !isfinite(bout[0]))
                 break;
@@ -323,7 +342,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             } else {
                 res->nonfinite = 1;
                 nnd_err(err, "the loss is %s at step %lld (epoch %lld): training stopped",
-                        isnan(bout[0]) ? "NaN" : "infinite", (long long)step + 1, (long long)epoch + 1);
+                        isnan(bout[0]) ? "NaN" : "infinite", (long long)step + 1,
+                        (long long)epoch + 1);
             }
             rc = 1;
             step++;
@@ -367,7 +387,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             for (int i = 0; i < width; i++)
                 bar[i] = i < done ? '#' : '.';
             bar[width] = 0;
-            fprintf(out, "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld  loss %.4f  %s samples/s  ETA %s",
+            fprintf(out,
+                    "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld  loss %.4f  %s samples/s  ETA %s",
                     (long long)epoch + 1, (long long)epochs, bar, (long long)step + 1,
                     (long long)total, res->final_loss, rate, eta);
             if (epoch_end)

@@ -109,16 +109,16 @@ def check_format():
         return []
     files = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
-    errors = []
-    for rel in files:
-        path = os.path.join(ROOT, rel)
-        want = subprocess.run([exe, "--style=file", path], cwd=ROOT, capture_output=True,
-                              check=True).stdout
-        have = open(path, "rb").read()
-        if want != have:
-            a, b = have.decode(errors="replace").split("\n"), want.decode(errors="replace").split("\n")
-            line = next((i + 1 for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            errors.append(f"{rel}:{line}: not formatted as clang-format writes it "
+    # one process for all the files; each difference is reported as file:line:col
+    out = subprocess.run([exe, "--style=file", "--dry-run", "-Werror"] + files, cwd=ROOT,
+                         capture_output=True, text=True).stderr
+    errors, seen = [], set()
+    for line in out.split("\n"):
+        m = re.match(r"^(.*?):(\d+):\d+: error: code should be clang-formatted", line)
+        if m and m.group(1) not in seen:
+            seen.add(m.group(1))
+            rel = os.path.relpath(os.path.join(ROOT, m.group(1)), ROOT)
+            errors.append(f"{rel}:{m.group(2)}: not formatted as clang-format writes it "
                           f"(run: clang-format -i {rel})")
     return errors
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what nnd needs from Debian 12's packages (only those missing), then
 # configures and builds it in build/.  Run as root or with sudo available.
+# --test: also what the test suite needs (clang-format for the format check,
+# PyTorch for the reference tests of the update rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git llvm-19-dev flex bison libcmocka-dev
           libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist python3-numpy protobuf-compiler)
+if [ "${1:-}" = --test ]; then
+    packages+=(clang-format python3-torch)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

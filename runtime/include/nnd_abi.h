@@ -15,44 +15,43 @@ extern "C" {
 #endif
 
 /* Every function compiled code may call, declared below or in nnd_runtime.h. */
-#define NND_ABI_FUNCTIONS(X)                                                               \
-    X(nnd_parallel_for)                                                                    \
-    X(nnd_gemm_f32)                                                                        \
-    X(nnd_gemm_f64)                                                                        \
-    X(nnd_expf)                                                                            \
-    X(nnd_logf)                                                                            \
-    X(nnd_tanhf)                                                                           \
-    X(nnd_sinf)                                                                            \
-    X(nnd_cosf)                                                                            \
-    X(nnd_powf)                                                                            \
-    X(nnd_exp)                                                                             \
-    X(nnd_log)                                                                             \
-    X(nnd_tanh)                                                                            \
-    X(nnd_sin)                                                                             \
-    X(nnd_cos)                                                                             \
-    X(nnd_pow)                                                                             \
-    X(nnd_clock_ns)                                                                        \
-    X(nnd_check_finite)                                                                    \
-    X(nnd_random_uniform)                                                                  \
-    X(nnd_conv2d_f32)                                                                      \
-    X(nnd_conv2d_grad_input_f32)                                                           \
-    X(nnd_conv2d_grad_weight_f32)                                                          \
-    X(nnd_conv2d_f64)                                                                      \
-    X(nnd_conv2d_grad_input_f64)                                                           \
-    X(nnd_conv2d_grad_weight_f64)                                                          \
-    X(nnd_maxpool_gather_f32)                                                              \
-    X(nnd_maxpool_scatter_f32)                                                             \
-    X(nnd_maxpool_gather_f64)                                                              \
-    X(nnd_maxpool_scatter_f64)                                                             \
-    X(nnd_avgpool_f32)                                                                     \
-    X(nnd_avgpool_grad_f32)                                                                \
-    X(nnd_avgpool_f64)                                                                     \
-    X(nnd_avgpool_grad_f64)                                                                \
-    X(nnd_take_rows_f32)                                                                   \
-    X(nnd_scatter_rows_f32)                                                                \
-    X(nnd_take_rows_f64)                                                                   \
+#define NND_ABI_FUNCTIONS(X)                                                                       \
+    X(nnd_parallel_for)                                                                            \
+    X(nnd_gemm_f32)                                                                                \
+    X(nnd_gemm_f64)                                                                                \
+    X(nnd_expf)                                                                                    \
+    X(nnd_logf)                                                                                    \
+    X(nnd_tanhf)                                                                                   \
+    X(nnd_sinf)                                                                                    \
+    X(nnd_cosf)                                                                                    \
+    X(nnd_powf)                                                                                    \
+    X(nnd_exp)                                                                                     \
+    X(nnd_log)                                                                                     \
+    X(nnd_tanh)                                                                                    \
+    X(nnd_sin)                                                                                     \
+    X(nnd_cos)                                                                                     \
+    X(nnd_pow)                                                                                     \
+    X(nnd_clock_ns)                                                                                \
+    X(nnd_check_finite)                                                                            \
+    X(nnd_random_uniform)                                                                          \
+    X(nnd_conv2d_f32)                                                                              \
+    X(nnd_conv2d_grad_input_f32)                                                                   \
+    X(nnd_conv2d_grad_weight_f32)                                                                  \
+    X(nnd_conv2d_f64)                                                                              \
+    X(nnd_conv2d_grad_input_f64)                                                                   \
+    X(nnd_conv2d_grad_weight_f64)                                                                  \
+    X(nnd_maxpool_gather_f32)                                                                      \
+    X(nnd_maxpool_scatter_f32)                                                                     \
+    X(nnd_maxpool_gather_f64)                                                                      \
+    X(nnd_maxpool_scatter_f64)                                                                     \
+    X(nnd_avgpool_f32)                                                                             \
+    X(nnd_avgpool_grad_f32)                                                                        \
+    X(nnd_avgpool_f64)                                                                             \
+    X(nnd_avgpool_grad_f64)                                                                        \
+    X(nnd_take_rows_f32)                                                                           \
+    X(nnd_scatter_rows_f32)                                                                        \
+    X(nnd_take_rows_f64)                                                                           \
     X(nnd_scatter_rows_f64)
-
 
 /* C = op(A) @ op(B) + beta * C, row-major, op transposing when ta/tb; split across
  * the pool by rows (or columns) of C.  batch > 1 repeats it with the given strides
@@ -61,9 +60,8 @@ void nnd_gemm_f32(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
                   int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a,
-                  int64_t lda, const double *b, int64_t ldb, double beta, double *c,
-                  int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,
-                  int64_t stride_c);
+                  int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc,
+                  int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
 /* A monotonic clock in nanoseconds (for profiling builds of generated code). */
 int64_t nnd_clock_ns(void);
@@ -109,10 +107,10 @@ void nnd_maxpool_gather_f32(NndPool *pool, const NndPoolShape *s, const float *x
                             float *out);
 void nnd_maxpool_scatter_f32(NndPool *pool, const NndPoolShape *s, const float *x, const float *d,
                              float *out);
-void nnd_maxpool_gather_f64(NndPool *pool, const NndPoolShape *s, const double *x,
-                            const double *v, double *out);
-void nnd_maxpool_scatter_f64(NndPool *pool, const NndPoolShape *s, const double *x,
-                             const double *d, double *out);
+void nnd_maxpool_gather_f64(NndPool *pool, const NndPoolShape *s, const double *x, const double *v,
+                            double *out);
+void nnd_maxpool_scatter_f64(NndPool *pool, const NndPoolShape *s, const double *x, const double *d,
+                             double *out);
 /* Average pooling (the divisor counts padding, as PyTorch's default), and its
  * adjoint: each dy[n,c,i,j] / (kh kw) spread over its window. */
 void nnd_avgpool_f32(NndPool *pool, const NndPoolShape *s, const float *x, float *y);

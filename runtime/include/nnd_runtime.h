@@ -135,12 +135,12 @@ int nnd_csv_load(const char *path, const char *label, int classes, const NndLoad
  * Strings are UTF-8.  The JSON goes through jansson, whose own memory comes from
  * malloc, not from nnd_alloc. */
 typedef struct NndNamedTensor {
-    const char *name;        /* borrowed */
+    const char *name; /* borrowed */
     const NndTensor *tensor; /* borrowed */
 } NndNamedTensor;
 
 typedef struct NndStrPair {
-    const char *key;   /* borrowed, or owned by an NndSafetensors */
+    const char *key; /* borrowed, or owned by an NndSafetensors */
     const char *value; /* likewise */
 } NndStrPair;
 
@@ -174,9 +174,9 @@ int nnd_remove_stale_temps_of(const char *path, int min_age_s, int *removed, Nnd
 int nnd_write_file_atomic(const char *path, const void *data, size_t n, NndErr *err);
 
 typedef struct NndSafetensorsEntry {
-    const char *name;       /* owned by the NndSafetensors */
+    const char *name; /* owned by the NndSafetensors */
     const char *dtype_name; /* as the file spells it: "F32", "BF16", ... (static) */
-    NndDType dtype;         /* NND_DTYPE_COUNT when this dtype cannot be loaded */
+    NndDType dtype; /* NND_DTYPE_COUNT when this dtype cannot be loaded */
     int rank;
     int64_t shape[NND_MAX_RANK];
     int64_t offset; /* of the first byte, from the start of the file */
@@ -193,8 +193,8 @@ typedef struct NndSafetensors {
     NndSafetensorsEntry *tensors; /* owned; in the order of their data */
     int n_meta;
     NndStrPair *meta; /* owned; in the order of the header */
-    void *file_;      /* private: the open FILE */
-    char *pool_;      /* private: the strings above */
+    void *file_; /* private: the open FILE */
+    char *pool_; /* private: the strings above */
 } NndSafetensors;
 
 /* Opens path and checks its header; on failure st is closed (so _close is safe). */
@@ -210,7 +210,6 @@ int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, N
 /* Closes the file and frees what open allocated; st is zeroed.  NULL is fine. */
 void nnd_safetensors_close(NndSafetensors *st);
 
-
 /* ---- training logs -------------------------------------------------------------------
  * TensorBoard event files (TFRecords of tensorflow.Event messages, masked CRC-32C)
  * and metrics.csv (step,epoch,tag,value) in one directory. */
@@ -218,7 +217,8 @@ typedef struct NndLog NndLog;
 /* Creates dir (and its parents) and a new events.out.tfevents.TIME.HOST.PID file;
  * metrics.csv is started afresh, or appended to when append (a resumed run). */
 NndLog *nnd_log_open(const char *dir, int append, NndErr *err);
-int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value, NndErr *err);
+int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value,
+                   NndErr *err);
 /* A histogram of n values (f32 or f64) in 30 equal buckets; non-finite ones left out. */
 int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data, NndDType dtype,
                       int64_t n, NndErr *err);

@@ -110,7 +110,8 @@ typedef struct NndTrainResult {
 
 /* Updates in an epoch of `samples`: one per batch, or per group of `accumulate`
  * batches. */
-int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate, int drop_last);
+int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate,
+                                  int drop_last);
 /* The samples an epoch trains on: all, or with drop_last only whole batches (all
  * when there are fewer than one batch). */
 int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_last);

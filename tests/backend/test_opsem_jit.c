@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "interp.h"
@@ -50,21 +51,36 @@ typedef struct Case {
 } Case;
 
 static const Case cases[] = {
-    {OP_NEG, FLOATS | DT(NND_I32)},  {OP_EXP, FLOATS},
-    {OP_LOG, FLOATS},                {OP_SQRT, FLOATS},
-    {OP_RSQRT, FLOATS},              {OP_ABS, FLOATS | DT(NND_I32)},
-    {OP_SIGN, FLOATS | DT(NND_I32)}, {OP_TANH, FLOATS},
-    {OP_SIGMOID, FLOATS},            {OP_RELU, FLOATS | DT(NND_I32)},
-    {OP_SIN, FLOATS},                {OP_COS, FLOATS},
-    {OP_FLOOR, FLOATS | DT(NND_I32)}, {OP_NOT, DT(NND_BOOL)},
-    {OP_CAST, ALL},                  {OP_ADD, FLOATS | DT(NND_I32)},
-    {OP_SUB, FLOATS | DT(NND_I32)},  {OP_MUL, FLOATS | DT(NND_I32)},
-    {OP_DIV, FLOATS | DT(NND_I32)},  {OP_POW, FLOATS | DT(NND_I32)},
-    {OP_MIN, FLOATS | DT(NND_I32)},  {OP_MAX, FLOATS | DT(NND_I32)},
-    {OP_LT, ALL},                    {OP_LE, ALL},
-    {OP_GT, ALL},                    {OP_GE, ALL},
-    {OP_EQ, ALL},                    {OP_NE, ALL},
-    {OP_AND, DT(NND_BOOL)},          {OP_OR, DT(NND_BOOL)},
+    {OP_NEG, FLOATS | DT(NND_I32)},
+    {OP_EXP, FLOATS},
+    {OP_LOG, FLOATS},
+    {OP_SQRT, FLOATS},
+    {OP_RSQRT, FLOATS},
+    {OP_ABS, FLOATS | DT(NND_I32)},
+    {OP_SIGN, FLOATS | DT(NND_I32)},
+    {OP_TANH, FLOATS},
+    {OP_SIGMOID, FLOATS},
+    {OP_RELU, FLOATS | DT(NND_I32)},
+    {OP_SIN, FLOATS},
+    {OP_COS, FLOATS},
+    {OP_FLOOR, FLOATS | DT(NND_I32)},
+    {OP_NOT, DT(NND_BOOL)},
+    {OP_CAST, ALL},
+    {OP_ADD, FLOATS | DT(NND_I32)},
+    {OP_SUB, FLOATS | DT(NND_I32)},
+    {OP_MUL, FLOATS | DT(NND_I32)},
+    {OP_DIV, FLOATS | DT(NND_I32)},
+    {OP_POW, FLOATS | DT(NND_I32)},
+    {OP_MIN, FLOATS | DT(NND_I32)},
+    {OP_MAX, FLOATS | DT(NND_I32)},
+    {OP_LT, ALL},
+    {OP_LE, ALL},
+    {OP_GT, ALL},
+    {OP_GE, ALL},
+    {OP_EQ, ALL},
+    {OP_NE, ALL},
+    {OP_AND, DT(NND_BOOL)},
+    {OP_OR, DT(NND_BOOL)},
     {OP_SELECT, ALL},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
@@ -127,20 +143,48 @@ static DoubleVec unary_floats(NndDType dt)
 {
     DoubleVec v = {0};
     const double special[] = {
-        0, -0.0, INFINITY, -INFINITY, NAN, DBL_MIN, -DBL_MIN, DBL_TRUE_MIN, -DBL_TRUE_MIN,
-        1e-310, DBL_MAX, -DBL_MAX, FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, -FLT_TRUE_MIN, 0x1.8p-140,
-        FLT_MAX, -FLT_MAX, 0x1p24, 0x1p31, -0x1p31, 0x1p53, 1e22, -1e22, 1e300, 1e-300};
+        0,        -0.0,         INFINITY,      -INFINITY,     NAN,        DBL_MIN,
+        -DBL_MIN, DBL_TRUE_MIN, -DBL_TRUE_MIN, 1e-310,        DBL_MAX,    -DBL_MAX,
+        FLT_MIN,  -FLT_MIN,     FLT_TRUE_MIN,  -FLT_TRUE_MIN, 0x1.8p-140, FLT_MAX,
+        -FLT_MAX, 0x1p24,       0x1p31,        -0x1p31,       0x1p53,     1e22,
+        -1e22,    1e300,        1e-300};
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
         push(&v, special[i]);
     for (int k = -40; k <= 40; k++) {
         push_around(&v, k);
         push(&v, k + 0.5);
     }
-    const double branch[] = {
-        0.625, -0.625, 88.72283905206835, 88.7228, 89, -87.33654475055310898657, -87.34,
-        -103.972077, -104, -150, 709.782712893384, 709.79, -708.3964185322641,
-        -745.1332191019411, -746, 0.70710678118654752, 1.4142135623730951, 1e-5, -1e-5,
-        M_PI, M_PI / 2, -M_PI, 2 * M_PI, 1e6 * M_PI, 9.01, 19.06, 22, 36.7, 44.36, 1e-8, -1e-8};
+    const double branch[] = {0.625,
+                             -0.625,
+                             88.72283905206835,
+                             88.7228,
+                             89,
+                             -87.33654475055310898657,
+                             -87.34,
+                             -103.972077,
+                             -104,
+                             -150,
+                             709.782712893384,
+                             709.79,
+                             -708.3964185322641,
+                             -745.1332191019411,
+                             -746,
+                             0.70710678118654752,
+                             1.4142135623730951,
+                             1e-5,
+                             -1e-5,
+                             M_PI,
+                             M_PI / 2,
+                             -M_PI,
+                             2 * M_PI,
+                             1e6 * M_PI,
+                             9.01,
+                             19.06,
+                             22,
+                             36.7,
+                             44.36,
+                             1e-8,
+                             -1e-8};
     for (size_t i = 0; i < sizeof branch / sizeof branch[0]; i++)
         push_around(&v, branch[i]);
     for (int i = 0; i <= 8000; i++)
@@ -158,10 +202,46 @@ static DoubleVec unary_floats(NndDType dt)
 static DoubleVec pair_floats(void)
 {
     DoubleVec v = {0};
-    const double x[] = {0, -0.0, INFINITY, -INFINITY, NAN, DBL_TRUE_MIN, -DBL_TRUE_MIN, DBL_MIN,
-                        DBL_MAX, -DBL_MAX, FLT_TRUE_MIN, FLT_MIN, FLT_MAX, 1, -1, 2, -2, 0.5,
-                        -0.5, 3, -3, 0.1, 1.0 / 3, 1e-300, 1e300, 10, -10, 1.5, 2.5, -2.5, 7,
-                        1e10, -1e-10, 100, -100, 65504, 1e-320, 1e8, 1e-8, -7.25};
+    const double x[] = {0,
+                        -0.0,
+                        INFINITY,
+                        -INFINITY,
+                        NAN,
+                        DBL_TRUE_MIN,
+                        -DBL_TRUE_MIN,
+                        DBL_MIN,
+                        DBL_MAX,
+                        -DBL_MAX,
+                        FLT_TRUE_MIN,
+                        FLT_MIN,
+                        FLT_MAX,
+                        1,
+                        -1,
+                        2,
+                        -2,
+                        0.5,
+                        -0.5,
+                        3,
+                        -3,
+                        0.1,
+                        1.0 / 3,
+                        1e-300,
+                        1e300,
+                        10,
+                        -10,
+                        1.5,
+                        2.5,
+                        -2.5,
+                        7,
+                        1e10,
+                        -1e-10,
+                        100,
+                        -100,
+                        65504,
+                        1e-320,
+                        1e8,
+                        1e-8,
+                        -7.25};
     for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
         push(&v, x[i]);
     push(&v, nextafter(2, 3));
@@ -239,8 +319,9 @@ static Tuples make_tuples(OpId op, NndDType dt)
         for (int i = 0; i < pairs.n; i++)
             for (int j = 0; j < pairs.n; j++)
                 for (int c = 0; c < (arity == 3 ? 2 : 1); c++)
-                    tuple_add(&t, arity, arity == 3 ? (double[]){c, pairs.v[i], pairs.v[j]}
-                                                    : (double[]){pairs.v[i], pairs.v[j]});
+                    tuple_add(&t, arity,
+                              arity == 3 ? (double[]){c, pairs.v[i], pairs.v[j]}
+                                         : (double[]){pairs.v[i], pairs.v[j]});
         for (int i = 0; dt != NND_BOOL && i < 20000; i++) {
             double x[3] = {random_value(&s, dt), random_value(&s, dt), random_value(&s, dt)};
             if (arity == 3)
@@ -278,8 +359,11 @@ static void compile_op(Compiled *c, OpId op, NndDType dt, NndDType to, int64_t n
     graph_init(&c->g);
     Node y = {.op = (uint8_t)op, .nin = (uint8_t)op_info[op].arity};
     for (int k = 0; k < y.nin; k++) {
-        Node p = {.op = OP_PARAM, .dtype = (uint8_t)input_dtype(op, k, dt), .idx = k,
-                  .shape = {1, {n}}, .name = "p"};
+        Node p = {.op = OP_PARAM,
+                  .dtype = (uint8_t)input_dtype(op, k, dt),
+                  .idx = k,
+                  .shape = {1, {n}},
+                  .name = "p"};
         y.in[k] = graph_append(&c->g, &p);
     }
     if (op == OP_CAST)
@@ -475,9 +559,9 @@ static void check_case(const Case *c)
     /* the worst distance by result dtype */
     for (int d = 0; d < NND_DTYPE_COUNT; d++)
         if (worst[c->op][d] >= 0 && (d == NND_F32 || d == NND_F64))
-            snprintf(line + strlen(line), sizeof line - strlen(line), "; %s worst %lld ulp (%d allowed)",
-                     dtype_name((NndDType)d), (long long)worst[c->op][d],
-                     opsem_ulps(c->op, (NndDType)d));
+            snprintf(line + strlen(line), sizeof line - strlen(line),
+                     "; %s worst %lld ulp (%d allowed)", dtype_name((NndDType)d),
+                     (long long)worst[c->op][d], opsem_ulps(c->op, (NndDType)d));
     print_message("%s\n", line);
 }
 
@@ -583,10 +667,8 @@ int main(void)
         for (int d = 0; d < NND_DTYPE_COUNT; d++)
             worst[op][d] = -1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),
-        cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_select),
-        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_unary),  cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_select), cmocka_unit_test(test_coverage),
         cmocka_unit_test(test_deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

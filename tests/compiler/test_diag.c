@@ -3,7 +3,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <string.h>
 
 #include "source.h"
@@ -163,10 +166,10 @@ static void test_error_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_line_col),        cmocka_unit_test(test_span_and_label),
+        cmocka_unit_test(test_line_col),           cmocka_unit_test(test_span_and_label),
         cmocka_unit_test(test_notes_and_warnings), cmocka_unit_test(test_odd_characters),
-        cmocka_unit_test(test_end_of_input),    cmocka_unit_test(test_multiline_span),
-        cmocka_unit_test(test_long_line),       cmocka_unit_test(test_error_limit),
+        cmocka_unit_test(test_end_of_input),       cmocka_unit_test(test_multiline_span),
+        cmocka_unit_test(test_long_line),          cmocka_unit_test(test_error_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

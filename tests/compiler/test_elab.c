@@ -5,7 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,14 +69,14 @@ static int hyper_index(Program *p, const char *name)
     return -1;
 }
 
-
 /* A parameter of the model as an interpreter tensor. */
 static ITensor param_itensor(Program *p, Model *m, int i)
 {
     Node *n = graph_node(&p->g, p->params.v[i].node);
     ITensor t = itensor_new((NndDType)n->dtype, n->shape.rank, n->shape.d);
     for (int64_t k = 0; k < t.n; k++)
-        t.v[k] = n->dtype == NND_F64 ? ((double *)m->params[i].data)[k] : ((float *)m->params[i].data)[k];
+        t.v[k] = n->dtype == NND_F64 ? ((double *)m->params[i].data)[k]
+                                     : ((float *)m->params[i].data)[k];
     return t;
 }
 
@@ -105,12 +108,12 @@ static void train(Program *p, Model *m, Engine engine)
 
 static const Engine engines[] = {ENGINE_INTERP, ENGINE_JIT};
 
-#define PRELUDE                                                                            \
-    "use nn\nuse optim\n"                                                                  \
-    "model Net(h = 3) {\n fc1 = Dense(4, h)\n fc2 = Dense(h, 2)\n"                         \
+#define PRELUDE                                                                                    \
+    "use nn\nuse optim\n"                                                                          \
+    "model Net(h = 3) {\n fc1 = Dense(4, h)\n fc2 = Dense(h, 2)\n"                                 \
     " fn forward(x: [B, 4]) -> [B, 2] = fc2(tanh(fc1(x)))\n}\n"
-#define DATA                                                                               \
-    " data train = tensors(x = [[1, 0, 2, 1], [0, 1, 1, 0], [2, 2, 0, 1], [1, 1, 1, 1], "  \
+#define DATA                                                                                       \
+    " data train = tensors(x = [[1, 0, 2, 1], [0, 1, 1, 0], [2, 2, 0, 1], [1, 1, 1, 1], "          \
     "[0, 0, 1, 2]], y = [[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]])\n"
 
 static void test_structure(void **state)
@@ -148,8 +151,9 @@ static void test_structure(void **state)
  * the interpreter agree. */
 static void test_sgd_step(void **state)
 {
-    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
-                                     " opt = SGD(lr = 0.5)\n batch = 5\n steps = 1\n shuffle = false\n}\n");
+    Compiled *c =
+        compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                           " opt = SGD(lr = 0.5)\n batch = 5\n steps = 1\n shuffle = false\n}\n");
     Program *p = c->p;
     assert_int_equal(p->states.n, 0);
     for (int e = 0; e < 2; e++) {
@@ -162,7 +166,8 @@ static void test_sgd_step(void **state)
         for (int i = 0; i < 4; i++)
             pv[i] = param_itensor(p, &m, i);
         DataSet *ds = &p->data.v[0];
-        ITensor in[2] = {itensor_new(NND_F32, 2, ds->x.shape), itensor_new(NND_F32, 2, ds->y.shape)};
+        ITensor in[2] = {itensor_new(NND_F32, 2, ds->x.shape),
+                         itensor_new(NND_F32, 2, ds->y.shape)};
         for (int i = 0; i < in[0].n; i++)
             in[0].v[i] = ((float *)ds->x.data)[i];
         for (int i = 0; i < in[1].n; i++)
@@ -213,7 +218,8 @@ static void test_adam_matches_formula(void **state)
         for (int k = 0; k < 4; k++)
             ref[k] = param_itensor(p, &m, k);
         DataSet *ds = &p->data.v[0];
-        ITensor in[2] = {itensor_new(NND_F64, 2, ds->x.shape), itensor_new(NND_F64, 2, ds->y.shape)};
+        ITensor in[2] = {itensor_new(NND_F64, 2, ds->x.shape),
+                         itensor_new(NND_F64, 2, ds->y.shape)};
         for (int i = 0; i < in[0].n; i++)
             in[0].v[i] = ((double *)ds->x.data)[i];
         for (int i = 0; i < in[1].n; i++)
@@ -265,8 +271,9 @@ static void test_adam_matches_formula(void **state)
  * to the bit after training. */
 static void test_freeze(void **state)
 {
-    Compiled *c = compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
-                                     " opt = Adam(lr = 0.1)\n freeze net.fc1\n batch = 2\n epochs = 3\n}\n");
+    Compiled *c =
+        compile_ok(PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+                           " opt = Adam(lr = 0.1)\n freeze net.fc1\n batch = 2\n epochs = 3\n}\n");
     Program *p = c->p;
     int w1 = param_index(p, "fc1.W"), b1 = param_index(p, "fc1.b"), w2 = param_index(p, "fc2.W");
     assert_true(p->params.v[w1].frozen && p->params.v[b1].frozen && !p->params.v[w2].frozen);
@@ -284,7 +291,8 @@ static void test_freeze(void **state)
         NndErr ne;
         assert_int_equal(nnd_tensor_alloc(&before, NND_F32, 2, m.params[w1].shape, &ne), 0);
         assert_int_equal(nnd_tensor_alloc(&before2, NND_F32, 2, m.params[w2].shape, &ne), 0);
-        size_t n1 = sizeof(float) * (size_t)nnd_tensor_numel(&before), n2 = sizeof(float) * (size_t)nnd_tensor_numel(&before2);
+        size_t n1 = sizeof(float) * (size_t)nnd_tensor_numel(&before),
+               n2 = sizeof(float) * (size_t)nnd_tensor_numel(&before2);
         memcpy(before.data, m.params[w1].data, n1);
         memcpy(before2.data, m.params[w2].data, n2);
         train(p, &m, engines[e]);
@@ -317,8 +325,10 @@ static void test_overrides(void **state)
 {
     const char *src = PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
                               " opt = Adam(lr = 0.1)\n epochs = 7\n let h2 = 0.5\n}\n";
-    Override ov[] = {{"opt.lr", "0.25", 0.25, true, false}, {"steps", "11", 11, true, false},
-                     {"h2", "2", 2, true, false}, {"batch", "3", 3, true, false}};
+    Override ov[] = {{"opt.lr", "0.25", 0.25, true, false},
+                     {"steps", "11", 11, true, false},
+                     {"h2", "2", 2, true, false},
+                     {"batch", "3", 3, true, false}};
     Compiled *c = compile_opts(src, NND_F32, ov, 4);
     assert_non_null(c->p);
     assert_true(fabs(c->p->hypers.v[hyper_index(c->p, "opt.lr")].value - 0.25) < 1e-12);
@@ -399,10 +409,11 @@ static void test_errors(void **state)
          "the loss must be a scalar, got shape [B, 2]"},
         {PRELUDE "train {\n" DATA " net = Net()\n loss = mse(net(x), y[:, 0])\n opt = SGD()\n}\n",
          "'target' has shape [B], expected [B, 2]"},
-        {"use nn\nuse optim\nmodel M {\n fc = Dense(5, 2)\n fn forward(x) = fc(x)\n}\ntrain {\n" DATA
-         " net = M()\n loss = mse(net(x), y)\n opt = SGD()\n}\n",
+        {"use nn\nuse optim\nmodel M {\n fc = Dense(5, 2)\n fn forward(x) = fc(x)\n}\ntrain "
+         "{\n" DATA " net = M()\n loss = mse(net(x), y)\n opt = SGD()\n}\n",
          "'x' has shape [B, 4], expected [*N, 5]"},
-        {PRELUDE "optimizer Bad { w = w @ w }\ntrain {\n" DATA " net = Net()\n loss = mse(net(x), y)\n"
+        {PRELUDE "optimizer Bad { w = w @ w }\ntrain {\n" DATA
+                 " net = Net()\n loss = mse(net(x), y)\n"
                  " opt = Bad()\n}\n",
          "matmul shapes do not agree: [4, 3] @ [4, 3]"},
         {PRELUDE "optimizer Bad { w = w @ transpose(w) }\ntrain {\n" DATA " net = Net()\n"

@@ -4,7 +4,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -99,15 +102,16 @@ static void test_declarations(void **state)
 
 static void test_train(void **state)
 {
-    expect_tree("train {\n data train = tensors(x = [1], y = [2])\n net = M() from \"a.st\" except fc2\n"
-                " opt net.fc2 = SGD()\n freeze net.fc1, net.b\n eval test every 2 epochs: acc = f(x)\n"
-                " log every 100 steps to \"runs\": loss\n checkpoint every epoch to \"ck\" keep 3\n"
-                " save \"m.safetensors\"\n}",
-                "(train { (data train (call tensors [ (kwarg x (list [ 1 ])) (kwarg y (list [ 2 ])) "
-                "])) (assign = net (call M) \"a.st\" [ fc2 ]) (opt opt (member fc2 net) (call SGD)) "
-                "(freeze [ (member fc1 net) (member b net) ]) (eval test (every epochs 2) [ (kwarg "
-                "acc (call f [ x ])) ]) (log log (every steps 100) \"runs\" [ loss ]) (checkpoint "
-                "(every epoch) \"ck\" 3) (save _ \"m.safetensors\") })");
+    expect_tree(
+        "train {\n data train = tensors(x = [1], y = [2])\n net = M() from \"a.st\" except fc2\n"
+        " opt net.fc2 = SGD()\n freeze net.fc1, net.b\n eval test every 2 epochs: acc = f(x)\n"
+        " log every 100 steps to \"runs\": loss\n checkpoint every epoch to \"ck\" keep 3\n"
+        " save \"m.safetensors\"\n}",
+        "(train { (data train (call tensors [ (kwarg x (list [ 1 ])) (kwarg y (list [ 2 ])) "
+        "])) (assign = net (call M) \"a.st\" [ fc2 ]) (opt opt (member fc2 net) (call SGD)) "
+        "(freeze [ (member fc1 net) (member b net) ]) (eval test (every epochs 2) [ (kwarg "
+        "acc (call f [ x ])) ]) (log log (every steps 100) \"runs\" [ loss ]) (checkpoint "
+        "(every epoch) \"ck\" 3) (save _ \"m.safetensors\") })");
 }
 
 /* Go-style line ends: a statement continues after an operator or inside brackets. */
@@ -116,7 +120,8 @@ static void test_line_ends(void **state)
     expect_tree("let a = 1 +\n  2", "(let a (binary + 1 2))");
     expect_tree("let a = f(1,\n  2\n)", "(let a (call f [ 1 2 ]))");
     expect_tree("let a = 1 \\\n + 2", "(let a (binary + 1 2))");
-    expect_tree("let a = 1; let b = 2;\n\n\nlet c = 3 # comment", "(let a 1)\n(let b 2)\n(let c 3)");
+    expect_tree("let a = 1; let b = 2;\n\n\nlet c = 3 # comment",
+                "(let a 1)\n(let b 2)\n(let c 3)");
     expect_tree("let a = 1", "(let a 1)"); /* no final newline */
     Parsed *p = parse("let a = 1\n+ 2");
     assert_true(p->d.nerrors > 0); /* a leading + starts a new statement */
@@ -125,7 +130,8 @@ static void test_line_ends(void **state)
 
 static void test_numbers_strings(void **state)
 {
-    expect_tree("let a = 1e-3 + .5 + 5. + 2E+2", "(let a (binary + (binary + (binary + 0.001 0.5) 5) 200))");
+    expect_tree("let a = 1e-3 + .5 + 5. + 2E+2",
+                "(let a (binary + (binary + (binary + 0.001 0.5) 5) 200))");
     expect_tree("let s = \"a\\tb\\\\ \\\"q\\\"\"", "(let s \"a\tb\\ \"q\"\")");
     Parsed *p = parse("let a = 1");
     assert_true(p->m->items.v[0]->a->is_int);
@@ -148,7 +154,8 @@ static void test_recovery(void **state)
 static void test_error_messages(void **state)
 {
     Parsed *p = parse("fn f(x) = x +\n");
-    assert_non_null(strstr(p->diag, "t.nnd:1:14: error: unexpected end of file; expected an expression"));
+    assert_non_null(
+        strstr(p->diag, "t.nnd:1:14: error: unexpected end of file; expected an expression"));
     parsed_free(p);
     p = parse("layer L {\n param W: [2] = 0\n");
     assert_non_null(strstr(p->diag, "unexpected end of file"));
@@ -255,12 +262,12 @@ static void test_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_precedence),      cmocka_unit_test(test_postfix),
-        cmocka_unit_test(test_declarations),    cmocka_unit_test(test_train),
-        cmocka_unit_test(test_line_ends),       cmocka_unit_test(test_numbers_strings),
-        cmocka_unit_test(test_recovery),        cmocka_unit_test(test_error_messages),
-        cmocka_unit_test(test_bad_bytes),       cmocka_unit_test(test_deep_nesting),
-        cmocka_unit_test(test_huge_tokens),     cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_precedence),   cmocka_unit_test(test_postfix),
+        cmocka_unit_test(test_declarations), cmocka_unit_test(test_train),
+        cmocka_unit_test(test_line_ends),    cmocka_unit_test(test_numbers_strings),
+        cmocka_unit_test(test_recovery),     cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_bad_bytes),    cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_huge_tokens),  cmocka_unit_test(test_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

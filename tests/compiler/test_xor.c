@@ -4,7 +4,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <stdio.h>
 
 #include "compile.h"

@@ -8,9 +8,9 @@
  * nesting, very long expressions, identifiers, numbers and strings, NUL bytes,
  * invalid UTF-8, seeded random binary files, seeded random token soups, seeded
  * mutants of the examples and of the standard library, an empty file, a directory,
- * a missing file, a FIFO, /dev/zero and a file over the size limit.  Everything is deterministic; NND_ROBUSTNESS_SEED changes
- * the seed and NND_ROBUSTNESS_COUNT the number of random files and of mutants.
- * The input of a failing case is kept in WORKDIR for reproduction. */
+ * a missing file, a FIFO, /dev/zero and a file over the size limit.  Everything is deterministic;
+ * NND_ROBUSTNESS_SEED changes the seed and NND_ROBUSTNESS_COUNT the number of random files and of
+ * mutants. The input of a failing case is kept in WORKDIR for reproduction. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -188,8 +188,7 @@ static void check_path(const char *name, const char *path, Expect expect, bool k
     int before = nfail;
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
-        fail(name, path, &err, "killed by signal %d%s", sig,
-             sig == SIGALRM ? " (timed out)" : "");
+        fail(name, path, &err, "killed by signal %d%s", sig, sig == SIGALRM ? " (timed out)" : "");
     } else if (!WIFEXITED(status)) {
         fail(name, path, &err, "did not exit normally");
     } else {
@@ -202,8 +201,10 @@ static void check_path(const char *name, const char *path, Expect expect, bool k
         else if (rc != 0 && rc != 1)
             fail(name, path, &err, "exit status %d, expected 0 or 1", rc);
         else if (err.n > MAX_STDERR)
-            fail(name, path, &err, "%zu bytes of diagnostics (at most %d: long names are quoted "
-                                   "by their ends)", err.n, MAX_STDERR);
+            fail(name, path, &err,
+                 "%zu bytes of diagnostics (at most %d: long names are quoted "
+                 "by their ends)",
+                 err.n, MAX_STDERR);
         else if (rc == 1 && (err.n == 0 || !contains(&err, "error")))
             fail(name, path, &err, "exit status 1 without an error message");
         else if (rc == 0 && contains(&err, ": error: "))
@@ -450,15 +451,19 @@ static void random_binary(int count)
 static void random_tokens(int count)
 {
     static const char *const toks[] = {
-        "use", "nn", "optim", "let", "fn", "layer", "model", "param", "state",
-        "optimizer", "train", "data", "freeze", "eval", "every", "save", "checkpoint",
-        "if", "then", "else", "and", "or", "not", "true", "false", "from", "except",
-        "to", "keep", "x", "y", "w", "g", "t", "net", "loss", "opt", "batch", "epochs",
-        "steps", "Dense", "Adam", "SGD", "mse", "relu", "mean", "sum", "reshape",
-        "tensors", "idx", "B", "N", "fan_in", "*S", "f32", "i32", "0", "1", "2", "-1",
-        "1e-3", "0.5", "\"s\"", "->", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=",
-        "+", "-", "*", "/", "^", "@", "<", ">", "=", ",", ":", ".", "(", ")", "[", "]",
-        "{", "}", "\n", "\n", "\n", ";", " ", " ", " ",
+        "use",        "nn",        "optim",  "let",  "fn",     "layer", "model",  "param",
+        "state",      "optimizer", "train",  "data", "freeze", "eval",  "every",  "save",
+        "checkpoint", "if",        "then",   "else", "and",    "or",    "not",    "true",
+        "false",      "from",      "except", "to",   "keep",   "x",     "y",      "w",
+        "g",          "t",         "net",    "loss", "opt",    "batch", "epochs", "steps",
+        "Dense",      "Adam",      "SGD",    "mse",  "relu",   "mean",  "sum",    "reshape",
+        "tensors",    "idx",       "B",      "N",    "fan_in", "*S",    "f32",    "i32",
+        "0",          "1",         "2",      "-1",   "1e-3",   "0.5",   "\"s\"",  "->",
+        "==",         "!=",        "<=",     ">=",   "+=",     "-=",    "*=",     "/=",
+        "+",          "-",         "*",      "/",    "^",      "@",     "<",      ">",
+        "=",          ",",         ":",      ".",    "(",      ")",     "[",      "]",
+        "{",          "}",         "\n",     "\n",   "\n",     ";",     " ",      " ",
+        " ",
     };
     const size_t ntok = sizeof toks / sizeof toks[0];
     Buf b = {0};
@@ -544,12 +549,8 @@ static void mutants(const char *examples_dir, int count)
         for (int k = 0; k < edits && b.n > 1; k++) {
             size_t at = rnd_below(b.n);
             switch (rnd_below(3)) {
-            case 0: /* flip one byte to a random value */
-                b.p[at] = (char)rnd();
-                break;
-            case 1: /* flip one bit */
-                b.p[at] ^= (char)(1u << rnd_below(8));
-                break;
+            case 0: /* flip one byte to a random value */ b.p[at] = (char)rnd(); break;
+            case 1: /* flip one bit */ b.p[at] ^= (char)(1u << rnd_below(8)); break;
             default: { /* delete a short run */
                 size_t len = 1 + rnd_below(16);
                 if (at + len > b.n)

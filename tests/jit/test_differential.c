@@ -15,7 +15,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -86,15 +89,15 @@ static bool close_enough(double a, double b, double tol)
     return fabs(a - b) <= tol * (1 + fabs(a) + fabs(b));
 }
 
-static void compare_tensors(const char *what, const char *name, const NndTensor *a, const NndTensor *b,
-                            double tol, const char *src)
+static void compare_tensors(const char *what, const char *name, const NndTensor *a,
+                            const NndTensor *b, double tol, const char *src)
 {
     int64_t n = nnd_tensor_numel(a);
     for (int64_t i = 0; i < n; i++) {
         double x = value_at(a, i), y = value_at(b, i);
         if (!close_enough(x, y, tol)) {
-            print_error("%s %s[%lld]: interpreter %.17g, compiled %.17g\nprogram:\n%s\n", what, name,
-                        (long long)i, x, y, src);
+            print_error("%s %s[%lld]: interpreter %.17g, compiled %.17g\nprogram:\n%s\n", what,
+                        name, (long long)i, x, y, src);
             fail();
         }
     }
@@ -150,7 +153,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     double tol = dt == NND_F64 ? 1e-9 : 2e-4;
     char err[1024];
     Executable xi, xj;
-    ExecOptions oi = {ENGINE_INTERP, false, 0, false, false}, oj = {ENGINE_JIT, false, 0, false, false};
+    ExecOptions oi = {ENGINE_INTERP, false, 0, false, false},
+                oj = {ENGINE_JIT, false, 0, false, false};
     assert_true(executable_build(&xi, p, &oi, err, sizeof err));
     if (!executable_build(&xj, p, &oj, err, sizeof err)) {
         print_error("%s\nprogram:\n%s\n", err, src);
@@ -178,11 +182,13 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
             fail();
         }
         if (!close_enough(li, lj, tol)) {
-            print_error("loss at step %d: interpreter %.17g, compiled %.17g\nprogram:\n%s\n", s, li, lj, src);
+            print_error("loss at step %d: interpreter %.17g, compiled %.17g\nprogram:\n%s\n", s, li,
+                        lj, src);
             fail();
         }
         for (int i = 0; i < p->params.n; i++)
-            compare_tensors("parameter", p->params.v[i].name, &mi.params[i], &mj.params[i], tol, src);
+            compare_tensors("parameter", p->params.v[i].name, &mi.params[i], &mj.params[i], tol,
+                            src);
         for (int i = 0; i < p->states.n; i++)
             compare_tensors("state", p->states.v[i].name, &mi.states[i], &mj.states[i], tol, src);
     }
@@ -190,7 +196,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     if (p->forward) {
         int64_t b = NND_MIN(p->batch, ds->n);
         int64_t per = shape_numel_at(&graph_node(&p->g, p->forward)->shape, 1);
-        double *fi = xcalloc((size_t)(b * per), sizeof(double)), *fj = xcalloc((size_t)(b * per), sizeof(double));
+        double *fi = xcalloc((size_t)(b * per), sizeof(double)),
+               *fj = xcalloc((size_t)(b * per), sizeof(double));
         for (int64_t i = 0; i < b; i++)
             idx[i] = (uint32_t)(i % ds->n);
         assert_true(train_forward(p, &xi, &mi, pool, p->train_data, idx, b, fi, err, sizeof err));
@@ -262,14 +269,17 @@ static void gen_hidden(Rng *r, StrBuf *b, int depth)
     }
     int k = pick(r, 16);
     switch (k) {
-    case 0: case 1: {
-        static const char *const act[] = {"tanh", "sigmoid", "relu", "softplus", "abs", "silu", "gelu", "elu"};
+    case 0:
+    case 1: {
+        static const char *const act[] = {"tanh", "sigmoid", "relu", "softplus",
+                                          "abs",  "silu",    "gelu", "elu"};
         sb_printf(b, "%s(", act[pick(r, 8)]);
         gen_hidden(r, b, depth - 1);
         sb_putc(b, ')');
         break;
     }
-    case 2: case 3: {
+    case 2:
+    case 3: {
         static const char *const op[] = {" + ", " - ", " * "};
         sb_putc(b, '(');
         gen_hidden(r, b, depth - 1);
@@ -338,9 +348,7 @@ static void gen_hidden(Rng *r, StrBuf *b, int depth)
         gen_hidden(r, b, depth - 1);
         sb_puts(b, "))");
         break;
-    default:
-        gen_hidden(r, b, depth - 1);
-        break;
+    default: gen_hidden(r, b, depth - 1); break;
     }
 }
 
@@ -351,7 +359,8 @@ static char *gen_program(Rng *r)
     bool classes = pick(r, 2) && o > 1;
     sb_puts(&b, "use nn\nuse optim\n");
     sb_printf(&b, "model M {\n    fc1 = Dense(%d, %d)\n    fc2 = Dense(%d, %d)\n", d, h, h, o);
-    sb_printf(&b, "    param v: [%d] = normal(0, 0.5)\n    param S: [%d, %d] = glorot_normal\n", h, h, h);
+    sb_printf(&b, "    param v: [%d] = normal(0, 0.5)\n    param S: [%d, %d] = glorot_normal\n", h,
+              h, h);
     sb_puts(&b, "    let scale = 0.7\n");
     sb_puts(&b, "    fn forward(x) {\n        let h = fc1(x)\n        fc2(");
     gen_hidden(r, &b, 2 + pick(r, 3));
@@ -415,7 +424,7 @@ static char *read_example(const char *name)
 
 static void test_examples(void **state)
 {
-    char *xor = read_example("xor.nnd");
+    char * xor = read_example("xor.nnd");
     differential(xor, NND_F32, 20, true);
     differential(xor, NND_F64, 20, true);
     free(xor);
@@ -442,7 +451,8 @@ static void test_integers(void **state)
         "use nn\nuse optim\n"
         "model M {\n    fc = Dense(3, 4)\n    fn forward(x: [B, 3]) = fc(x)\n}\n"
         "train {\n"
-        "    data train = tensors(x = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1], [0, 0, 2], [2, 2, 0]],\n"
+        "    data train = tensors(x = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1], [0, 0, 2], [2, "
+        "2, 0]],\n"
         "                         y = i32([0, 1, 2, 3, 1, 0]))\n"
         "    net = M()\n"
         "    loss = cross_entropy(net(x), y)\n"
@@ -477,12 +487,14 @@ static void test_reproducible(void **state)
         if (run == 0) {
             first = xcalloc((size_t)p->params.n, sizeof(NndTensor));
             for (int i = 0; i < p->params.n; i++) {
-                nnd_tensor_alloc(&first[i], m.params[i].dtype, m.params[i].rank, m.params[i].shape, &ne);
+                nnd_tensor_alloc(&first[i], m.params[i].dtype, m.params[i].rank, m.params[i].shape,
+                                 &ne);
                 memcpy(first[i].data, m.params[i].data, 4 * (size_t)nnd_tensor_numel(&first[i]));
             }
         } else {
             for (int i = 0; i < p->params.n; i++) {
-                assert_memory_equal(first[i].data, m.params[i].data, 4 * (size_t)nnd_tensor_numel(&first[i]));
+                assert_memory_equal(first[i].data, m.params[i].data,
+                                    4 * (size_t)nnd_tensor_numel(&first[i]));
                 nnd_tensor_free(&first[i]);
             }
         }
@@ -553,7 +565,8 @@ static const ConvCase conv_cases[] = {
     {2, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6, 6, NULL, false, false, 3}, /* plain, valid */
     {2, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 7, 7, NULL, false, true, 3}, /* stride and padding */
     {2, 2, 3, 2, 2, 1, 1, 0, 1, 1, 1, 6, 5, NULL, false, false, 3}, /* pairs everywhere */
-    {2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 5, NULL, true, false, 3}, /* equal pairs written as pairs */
+    {2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 5, NULL, true, false,
+     3}, /* equal pairs written as pairs */
     {2, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5, 6, "same", false, false, 3},
     {3, 3, 3, 3, 1, 1, 2, 2, 2, 2, 1, 6, 6, "same", false, true, 3}, /* same with dilation */
     {2, 2, 3, 1, 1, 1, 0, 0, 1, 1, 1, 5, 4, "valid", false, false, 3},
@@ -563,9 +576,11 @@ static const ConvCase conv_cases[] = {
     {2, 4, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6, 6, NULL, false, false, 3}, /* depthwise, multiplier 2 */
     {4, 4, 3, 3, 2, 2, 2, 2, 2, 2, 4, 7, 7, NULL, false, true, 3}, /* depthwise, strided, dilated */
     {4, 6, 1, 3, 1, 2, 0, 1, 1, 2, 2, 5, 8, NULL, false, true, 3}, /* everything a pair, groups */
-    {3, 2, 2, 2, 3, 3, 0, 0, 1, 1, 1, 7, 8, NULL, false, false, 3}, /* stride > kernel: skipped inputs */
+    {3, 2, 2, 2, 3, 3, 0, 0, 1, 1, 1, 7, 8, NULL, false, false,
+     3}, /* stride > kernel: skipped inputs */
     {2, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 4, 4, NULL, false, false, 3}, /* 1x1 */
-    {1, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3, 3, NULL, false, false, 3}, /* kernel larger than the image */
+    {1, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3, 3, NULL, false, false,
+     3}, /* kernel larger than the image */
     {2, 2, 3, 3, 1, 2, 3, 0, 1, 1, 1, 4, 6, NULL, false, false, 3}, /* padding > kernel / 2 */
     /* large enough for the runtime's parallel paths on 2 threads: the weight gradient
      * summed in two batch chunks (uneven on the last, smaller batch), or, for one
@@ -576,12 +591,16 @@ static const ConvCase conv_cases[] = {
     {4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1, 12, 12, NULL, false, false, 1}, /* 1x1, tiled */
 };
 
-static int conv_out(int n, int k, int s, int p, int d) { return (n + 2 * p - d * (k - 1) - 1) / s + 1; }
+static int conv_out(int n, int k, int s, int p, int d)
+{
+    return (n + 2 * p - d * (k - 1) - 1) / s + 1;
+}
 
 static char *gen_conv_program(Rng *r, const ConvCase *k, ConvForm form)
 {
     StrBuf b = {0};
-    int ho = conv_out(k->h, k->kh, k->sh, k->ph, k->dh), wo = conv_out(k->w, k->kw, k->sw, k->pw, k->dw);
+    int ho = conv_out(k->h, k->kh, k->sh, k->ph, k->dh),
+        wo = conv_out(k->w, k->kw, k->sw, k->pw, k->dw);
     StrBuf stride = {0}, pad = {0}, dil = {0}, kern = {0};
     put_hw(&stride, k->sh, k->sw, k->pairs);
     if (k->padding)
@@ -605,7 +624,8 @@ static char *gen_conv_program(Rng *r, const ConvCase *k, ConvForm form)
     sb_printf(&b, "    fn forward(x: [B, %d, %d, %d]) {\n", k->c, k->h, k->w);
     switch (form) {
     case CONV_POSITIONAL:
-        sb_printf(&b, "        h = conv2d(x * s, W, %s, %s, %s, %d)\n", stride.s, pad.s, dil.s, k->groups);
+        sb_printf(&b, "        h = conv2d(x * s, W, %s, %s, %s, %d)\n", stride.s, pad.s, dil.s,
+                  k->groups);
         break;
     case CONV_KEYWORDS:
         sb_puts(&b, "        h = conv2d(x * s, W");
@@ -619,14 +639,14 @@ static char *gen_conv_program(Rng *r, const ConvCase *k, ConvForm form)
             sb_printf(&b, ", groups = %d", k->groups);
         sb_puts(&b, ")\n");
         break;
-    default:
-        sb_puts(&b, "        h = conv(x * s)\n");
-        break;
+    default: sb_puts(&b, "        h = conv(x * s)\n"); break;
     }
     sb_puts(&b, "        fc(flatten(tanh(h)))\n    }\n}\ntrain {\n");
     gen_images(r, &b, 5, k->c, k->h, k->w);
-    sb_printf(&b, "    net = M()\n    loss = mse(net(x), y)\n    opt = Adam(lr = 0.01)\n    batch = %d\n}\n",
-              k->batch);
+    sb_printf(
+        &b,
+        "    net = M()\n    loss = mse(net(x), y)\n    opt = Adam(lr = 0.01)\n    batch = %d\n}\n",
+        k->batch);
     sb_free(&stride);
     sb_free(&pad);
     sb_free(&dil);
@@ -698,7 +718,9 @@ static char *gen_pool_program(Rng *r, const PoolCase *k)
         sb_printf(&b, "        h = %s(%s, %s)\n", k->max ? "max_pool2d" : "avg_pool2d", in, args.s);
     sb_puts(&b, "        fc(flatten(h))\n    }\n}\ntrain {\n");
     gen_images(r, &b, 5, k->c, k->h, k->w);
-    sb_puts(&b, "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 3\n}\n");
+    sb_puts(
+        &b,
+        "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 3\n}\n");
     sb_free(&args);
     return b.s;
 }
@@ -726,14 +748,10 @@ typedef struct FileCase {
 } FileCase;
 
 static const FileCase file_cases[] = {
-    {"cnn.nnd", 4, true, true},
-    {"embed_concat.nnd", 3, true, true},
-    {"norms_dropout.nnd", 4, true, true},
-    {"custom_vjp.nnd", 3, true, true},
-    {"grad_penalty.nnd", 3, true, false},
-    {"cnn_grad_penalty.nnd", 3, true, false},
-    {"init_seq.nnd", 3, true, false},
-    {"ops_misc.nnd", 3, true, false},
+    {"cnn.nnd", 4, true, true},           {"embed_concat.nnd", 3, true, true},
+    {"norms_dropout.nnd", 4, true, true}, {"custom_vjp.nnd", 3, true, true},
+    {"grad_penalty.nnd", 3, true, false}, {"cnn_grad_penalty.nnd", 3, true, false},
+    {"init_seq.nnd", 3, true, false},     {"ops_misc.nnd", 3, true, false},
 };
 
 static void test_files(void **state)
@@ -767,19 +785,20 @@ static void test_nonfinite(void **state)
                                         "avg_pool2d(v, 2, 1, 0)", "avg_pool2d(v, 3, 2, 1)"};
     for (int i = 0; i < 4; i++) {
         char src[1024];
-        snprintf(src, sizeof src,
-                 "use nn\nuse optim\nmodel M {\n"
-                 "    param s: [1, 1, 1] = 1\n"
-                 "    fn forward(x: [B, 1, 3, 4]) {\n"
-                 "        v = log(x * s)  # NaN below 0, -inf at 0\n"
-                 "        flatten(%s)\n"
-                 "    }\n}\n"
-                 "train {\n"
-                 "    data train = tensors(x = [[[[1, -1, 2, 0], [0.5, 3, 0, 0], [2, 1, -2, 4]]],\n"
-                 "                              [[[0, 0, 0, 0], [1, 2, 3, 4], [-1, 5, 0.25, 1]]]],\n"
-                 "                         y = [0, 1])\n"
-                 "    net = M()\n    loss = mean(net(x))\n    opt = SGD(lr = 0.1)\n    batch = 2\n}\n",
-                 pools[i]);
+        snprintf(
+            src, sizeof src,
+            "use nn\nuse optim\nmodel M {\n"
+            "    param s: [1, 1, 1] = 1\n"
+            "    fn forward(x: [B, 1, 3, 4]) {\n"
+            "        v = log(x * s)  # NaN below 0, -inf at 0\n"
+            "        flatten(%s)\n"
+            "    }\n}\n"
+            "train {\n"
+            "    data train = tensors(x = [[[[1, -1, 2, 0], [0.5, 3, 0, 0], [2, 1, -2, 4]]],\n"
+            "                              [[[0, 0, 0, 0], [1, 2, 3, 4], [-1, 5, 0.25, 1]]]],\n"
+            "                         y = [0, 1])\n"
+            "    net = M()\n    loss = mean(net(x))\n    opt = SGD(lr = 0.1)\n    batch = 2\n}\n",
+            pools[i]);
         differential(src, i % 2 ? NND_F64 : NND_F32, 0, false);
     }
 }
@@ -791,13 +810,15 @@ static void test_index_range(void **state)
     static const char *const bad[] = {"6", "-1"};
     for (int k = 0; k < 2; k++) {
         char src[1024];
-        snprintf(src, sizeof src,
-                 "use nn\nuse optim\nmodel M {\n    emb = Embedding(6, 2)\n"
-                 "    fn forward(x: [B, 1]) = flatten(emb(i32(x)))\n}\n"
-                 "train {\n"
-                 "    data train = tensors(x = [[0], [5], [%s], [3]], y = [[0, 1], [1, 0], [0, 0], [1, 1]])\n"
-                 "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 4\n}\n",
-                 bad[k]);
+        snprintf(
+            src, sizeof src,
+            "use nn\nuse optim\nmodel M {\n    emb = Embedding(6, 2)\n"
+            "    fn forward(x: [B, 1]) = flatten(emb(i32(x)))\n}\n"
+            "train {\n"
+            "    data train = tensors(x = [[0], [5], [%s], [3]], y = [[0, 1], [1, 0], [0, 0], [1, "
+            "1]])\n"
+            "    net = M()\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n    batch = 4\n}\n",
+            bad[k]);
         Compiled *c = compile_src(src, NND_F32);
         Program *p = c->p;
         char err[512];
@@ -848,9 +869,11 @@ static void test_op_coverage(void **state)
             sb_printf(&missing, " %s", op_info[op].name);
     if (missing.s)
         print_error("ops no program ran through both engines (add a program, or an entry in "
-                    "op_exempt with the reason):%s\n", missing.s);
+                    "op_exempt with the reason):%s\n",
+                    missing.s);
     if (stale.s)
-        print_error("ops listed in op_exempt that a program ran after all (remove them):%s\n", stale.s);
+        print_error("ops listed in op_exempt that a program ran after all (remove them):%s\n",
+                    stale.s);
     bool ok = !missing.s && !stale.s;
     sb_free(&missing);
     sb_free(&stale);
@@ -862,16 +885,11 @@ int main(void)
     if (getenv("NND_DIFF_PROGRAMS"))
         all_programs = false;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_examples),
-        cmocka_unit_test(test_reproducible),
-        cmocka_unit_test(test_integers),
-        cmocka_unit_test(test_fashion_mnist),
-        cmocka_unit_test(test_generated),
-        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_files),
-        cmocka_unit_test(test_nonfinite),
-        cmocka_unit_test(test_index_range),
+        cmocka_unit_test(test_examples),    cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_integers),    cmocka_unit_test(test_fashion_mnist),
+        cmocka_unit_test(test_generated),   cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_pool),        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_nonfinite),   cmocka_unit_test(test_index_range),
         cmocka_unit_test(test_op_coverage), /* last: it counts the ops the others ran */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +35,9 @@ static int64_t ulps(float a, float b)
 static void run(const char *fn, const double *in, int n, double *out)
 {
     StrBuf src = {0};
-    sb_printf(&src, "use nn\nuse optim\nmodel M {\n  param k: [1] = 1\n  fn forward(x) = %s(x) * k\n}\n", fn);
+    sb_printf(&src,
+              "use nn\nuse optim\nmodel M {\n  param k: [1] = 1\n  fn forward(x) = %s(x) * k\n}\n",
+              fn);
     sb_puts(&src, "train {\n  data train = tensors(x = [");
     for (int i = 0; i < n; i++) {
         char num[40];
@@ -45,7 +50,8 @@ static void run(const char *fn, const double *in, int n, double *out)
     sb_puts(&src, "], y = [");
     for (int i = 0; i < n; i++)
         sb_printf(&src, "%s[0]", i ? ", " : "");
-    sb_printf(&src, "])\n  net = M()\n  loss = mean(net(x) - y)\n  opt = SGD()\n  batch = %d\n}\n", n);
+    sb_printf(&src, "])\n  net = M()\n  loss = mean(net(x) - y)\n  opt = SGD()\n  batch = %d\n}\n",
+              n);
     Frontend fe;
     frontend_init(&fe);
     Program *p = compile(&fe, "math.nnd", src.s, NULL);

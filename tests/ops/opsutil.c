@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 uint64_t ot_next(OtRng *r)
@@ -228,20 +229,11 @@ const OtPoolCase ot_pool_cases[] = {
 };
 const size_t ot_npool_cases = sizeof ot_pool_cases / sizeof ot_pool_cases[0];
 
-Shape ot_conv_x_shape(const OtConvCase *k)
-{
-    return SHAPE(k->n, k->c, k->h, k->w);
-}
+Shape ot_conv_x_shape(const OtConvCase *k) { return SHAPE(k->n, k->c, k->h, k->w); }
 
-Shape ot_conv_w_shape(const OtConvCase *k)
-{
-    return SHAPE(k->o, k->c / k->a[6], k->kh, k->kw);
-}
+Shape ot_conv_w_shape(const OtConvCase *k) { return SHAPE(k->o, k->c / k->a[6], k->kh, k->kw); }
 
-Shape ot_pool_x_shape(const OtPoolCase *k)
-{
-    return SHAPE(k->n, k->c, k->h, k->w);
-}
+Shape ot_pool_x_shape(const OtPoolCase *k) { return SHAPE(k->n, k->c, k->h, k->w); }
 
 void ot_run(Graph *g, const NodeId *roots, int n, const InterpBindings *b, ITensor *out)
 {

@@ -65,12 +65,12 @@ NodeId ot_sum_all(Graph *g, NodeId a);
 typedef struct OtConvCase {
     const char *name;
     int64_t n, c, h, w, o, kh, kw; /* x [n, c, h, w], w [o, c / groups, kh, kw] */
-    int64_t a[7];                  /* stride h w, padding h w, dilation h w, groups */
+    int64_t a[7]; /* stride h w, padding h w, dilation h w, groups */
 } OtConvCase;
 typedef struct OtPoolCase {
     const char *name;
     int64_t n, c, h, w; /* x [n, c, h, w] */
-    int64_t a[6];       /* kernel h w, stride h w, padding h w */
+    int64_t a[6]; /* kernel h w, stride h w, padding h w */
 } OtPoolCase;
 extern const OtConvCase ot_conv_cases[];
 extern const size_t ot_nconv_cases;

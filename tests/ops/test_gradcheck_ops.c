@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "autodiff.h"
@@ -79,7 +80,7 @@ typedef struct Gc {
     const char *name;
     Graph g;
     OtRng rng;
-    NodeId p[MAXP];   /* PARAM nodes, idx = position */
+    NodeId p[MAXP]; /* PARAM nodes, idx = position */
     ITensor pv[MAXP]; /* their values */
     int np;
     ITensor iv[MAXIN]; /* INPUT values: R, V, ... */
@@ -382,10 +383,7 @@ static void gc_expect_none(Gc *c, NodeId out, OpId op)
 }
 
 static uint64_t seed_counter = 1;
-static uint64_t next_seed(void)
-{
-    return seed_counter++;
-}
+static uint64_t next_seed(void) { return seed_counter++; }
 
 /* ---- elementwise, one input ---- */
 
@@ -639,9 +637,9 @@ static void test_broadcast(void **state)
     struct {
         Shape from, to;
     } cases[] = {
-        {SHAPE(3), SHAPE(2, 3)},             /* rank extension */
-        {SHAPE(2, 1), SHAPE(2, 3)},          /* size-1 expansion */
-        {shape_scalar(), SHAPE(2, 3)},       /* scalar */
+        {SHAPE(3), SHAPE(2, 3)}, /* rank extension */
+        {SHAPE(2, 1), SHAPE(2, 3)}, /* size-1 expansion */
+        {shape_scalar(), SHAPE(2, 3)}, /* scalar */
         {SHAPE(1, 3, 1), SHAPE(2, 2, 3, 4)}, /* both at once */
         {SHAPE(1), SHAPE(4)},
         {SHAPE(2, 3), SHAPE(2, 3)}, /* to its own shape */
@@ -1310,7 +1308,7 @@ static void test_pool(void **state)
 /* ---- custom gradients ---- */
 
 typedef enum CustomMode {
-    CUSTOM_COS,   /* in[1]: dy cos(in[1]), the true gradient of sin(in[1]) */
+    CUSTOM_COS, /* in[1]: dy cos(in[1]), the true gradient of sin(in[1]) */
     CUSTOM_TIMES3 /* in[1]: 3 dy; in[2]: dy in[2] */
 } CustomMode;
 
@@ -1430,38 +1428,14 @@ static NodeId b2_unary(Gc *c, OpId op, double lo, double hi)
     NodeId x = gc_param(c, SHAPE(2, 3), lo, hi);
     return gb_unary(&c->g, op, x, SP);
 }
-static NodeId b2_exp(Gc *c)
-{
-    return b2_unary(c, OP_EXP, -1.5, 1.5);
-}
-static NodeId b2_log(Gc *c)
-{
-    return b2_unary(c, OP_LOG, 0.4, 2);
-}
-static NodeId b2_tanh(Gc *c)
-{
-    return b2_unary(c, OP_TANH, -2, 2);
-}
-static NodeId b2_sigmoid(Gc *c)
-{
-    return b2_unary(c, OP_SIGMOID, -3, 3);
-}
-static NodeId b2_sqrt(Gc *c)
-{
-    return b2_unary(c, OP_SQRT, 0.4, 2);
-}
-static NodeId b2_rsqrt(Gc *c)
-{
-    return b2_unary(c, OP_RSQRT, 0.4, 2);
-}
-static NodeId b2_sin(Gc *c)
-{
-    return b2_unary(c, OP_SIN, -3, 3);
-}
-static NodeId b2_cos(Gc *c)
-{
-    return b2_unary(c, OP_COS, -3, 3);
-}
+static NodeId b2_exp(Gc *c) { return b2_unary(c, OP_EXP, -1.5, 1.5); }
+static NodeId b2_log(Gc *c) { return b2_unary(c, OP_LOG, 0.4, 2); }
+static NodeId b2_tanh(Gc *c) { return b2_unary(c, OP_TANH, -2, 2); }
+static NodeId b2_sigmoid(Gc *c) { return b2_unary(c, OP_SIGMOID, -3, 3); }
+static NodeId b2_sqrt(Gc *c) { return b2_unary(c, OP_SQRT, 0.4, 2); }
+static NodeId b2_rsqrt(Gc *c) { return b2_unary(c, OP_RSQRT, 0.4, 2); }
+static NodeId b2_sin(Gc *c) { return b2_unary(c, OP_SIN, -3, 3); }
+static NodeId b2_cos(Gc *c) { return b2_unary(c, OP_COS, -3, 3); }
 
 static NodeId b2_mul(Gc *c)
 {
@@ -1633,10 +1607,7 @@ static void test_second_order(void **state)
 /* Second order through the ops that call runtime routines: conv2d's VJP builds
  * conv2d_gx and conv2d_gw, whose VJPs build conv2d again; pooling, take, scatter-add,
  * concat and custom gradients likewise.  The simplification modes rotate. */
-static NodeId sq(Gc *c, NodeId a)
-{
-    return gb_binary(&c->g, OP_MUL, a, a, SP);
-}
+static NodeId sq(Gc *c, NodeId a) { return gb_binary(&c->g, OP_MUL, a, a, SP); }
 
 static void test_second_order_calls(void **state)
 {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "opsutil.h"
@@ -1427,41 +1428,21 @@ static void test_simplify_identities(void **state)
         NodeId zero = gb_full(g, 0, NND_F64, &s, SP), one = gb_full(g, 1, NND_F64, &s, SP);
         NodeId y;
         switch (k) {
-        case 0:
-            y = gb_binary(g, OP_ADD, x, zero, SP);
-            break;
-        case 1:
-            y = gb_binary(g, OP_ADD, zero, x, SP);
-            break;
-        case 2:
-            y = gb_binary(g, OP_SUB, x, zero, SP);
-            break;
-        case 3:
-            y = gb_binary(g, OP_MUL, x, one, SP);
-            break;
-        case 4:
-            y = gb_binary(g, OP_MUL, one, x, SP);
-            break;
-        case 5:
-            y = gb_binary(g, OP_DIV, x, one, SP);
-            break;
-        case 6:
-            y = gb_binary(g, OP_POW, x, one, SP);
-            break;
-        case 7:
-            y = gb_unary(g, OP_NEG, gb_unary(g, OP_NEG, x, SP), SP);
-            break;
+        case 0: y = gb_binary(g, OP_ADD, x, zero, SP); break;
+        case 1: y = gb_binary(g, OP_ADD, zero, x, SP); break;
+        case 2: y = gb_binary(g, OP_SUB, x, zero, SP); break;
+        case 3: y = gb_binary(g, OP_MUL, x, one, SP); break;
+        case 4: y = gb_binary(g, OP_MUL, one, x, SP); break;
+        case 5: y = gb_binary(g, OP_DIV, x, one, SP); break;
+        case 6: y = gb_binary(g, OP_POW, x, one, SP); break;
+        case 7: y = gb_unary(g, OP_NEG, gb_unary(g, OP_NEG, x, SP), SP); break;
         case 8: {
             NodeId t = gb_transpose(g, x, (int[]){1, 0}, SP);
             y = gb_transpose(g, t, (int[]){1, 0}, SP);
             break;
         }
-        case 9:
-            y = ot_cast(g, x, NND_F64);
-            break;
-        default:
-            y = gb_reduce(g, OP_SUM, x, 0, false, SP);
-            break;
+        case 9: y = ot_cast(g, x, NND_F64); break;
+        default: y = gb_reduce(g, OP_SUM, x, 0, false, SP); break;
         }
         NodeId *roots[2] = {&y, &x};
         SimplifyStats st;
@@ -1628,10 +1609,7 @@ typedef struct RandGraph {
     int n;
 } RandGraph;
 
-static NodeId pick_node(RandGraph *r)
-{
-    return r->pool[ot_next(&r->rng) % (uint64_t)r->n];
-}
+static NodeId pick_node(RandGraph *r) { return r->pool[ot_next(&r->rng) % (uint64_t)r->n]; }
 
 static void push_node(RandGraph *r, NodeId id)
 {
@@ -1671,8 +1649,7 @@ static NodeId rand_step(RandGraph *r)
         return gb_unary(g, op, a, SP);
     }
     case 1:
-    case 2:
-        return gb_binary(g, bin[ot_next(&r->rng) % NND_ARRAY_LEN(bin)], a, b, SP);
+    case 2: return gb_binary(g, bin[ot_next(&r->rng) % NND_ARRAY_LEN(bin)], a, b, SP);
     case 3: { /* an operand that is a constant: identities and folds */
         int k = (int)(ot_next(&r->rng) % NND_ARRAY_LEN(with_const));
         NodeId c = rand_full(r, with_const[k].k);
@@ -1687,8 +1664,7 @@ static NodeId rand_step(RandGraph *r)
              * differ from pow in the last bit, so it is left out) */
         return gb_binary(g, OP_POW, gb_unary(g, OP_ABS, a, SP),
                          rand_full(r, (double[]){1, 2, 3, -1}[ot_next(&r->rng) % 4]), SP);
-    case 6:
-        return gb_select(g, gb_binary(g, OP_GT, a, b, SP), a, gb_unary(g, OP_NEG, b, SP), SP);
+    case 6: return gb_select(g, gb_binary(g, OP_GT, a, b, SP), a, gb_unary(g, OP_NEG, b, SP), SP);
     case 7: { /* matmul through transposes: [3,4] @ ([4,3] @ [3,4]) */
         NodeId bt = gb_transpose(g, b, (int[]){1, 0}, SP);
         NodeId m = gb_matmul(g, bt, pick_node(r), false, false, SP);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 void bytes_put(Bytes *b, const void *p, size_t n)
@@ -33,10 +34,7 @@ void bytes_u8(Bytes *b, unsigned v)
     bytes_put(b, &c, 1);
 }
 
-void bytes_be32(Bytes *b, uint32_t v)
-{
-    bytes_be(b, v, 4);
-}
+void bytes_be32(Bytes *b, uint32_t v) { bytes_be(b, v, 4); }
 
 void bytes_le(Bytes *b, uint64_t v, int size)
 {
@@ -50,10 +48,7 @@ void bytes_be(Bytes *b, uint64_t v, int size)
         bytes_u8(b, (unsigned)(v >> (8 * i)) & 0xff);
 }
 
-void bytes_str(Bytes *b, const char *s)
-{
-    bytes_put(b, s, strlen(s));
-}
+void bytes_str(Bytes *b, const char *s) { bytes_put(b, s, strlen(s)); }
 
 void bytes_free(Bytes *b)
 {
@@ -152,10 +147,7 @@ void test_alloc_install(TestAlloc *ta, long fail_at)
     ta->saved = nnd_set_allocator(&a);
 }
 
-void test_alloc_remove(TestAlloc *ta)
-{
-    nnd_set_allocator(&ta->saved);
-}
+void test_alloc_remove(TestAlloc *ta) { nnd_set_allocator(&ta->saved); }
 
 NndPool *pools[TEST_THREADS + 1];
 

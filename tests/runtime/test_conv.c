@@ -22,14 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "nnd_abi.h"
 
 #include "helpers.h"
-
-
-
 
 /* ---- malloc that can be made to fail ------------------------------------------------
  * The test is linked with -Wl,--wrap=malloc, so every malloc of the program (the
@@ -156,7 +154,10 @@ static void ref_conv(const NndConvShape *s, RefMode mode, const double *a, const
 {
     int64_t cg = s->c / s->groups, og = s->o / s->groups;
     memset(out, 0,
-           (mode == REF_Y ? y_size(s) : mode == REF_DX ? x_size(s) : w_size(s)) * sizeof(double));
+           (mode == REF_Y    ? y_size(s)
+            : mode == REF_DX ? x_size(s)
+                             : w_size(s)) *
+               sizeof(double));
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t oc = 0; oc < s->o; oc++) {
             int64_t g = oc / og;
@@ -200,7 +201,7 @@ typedef struct ConvCase {
     NndConvShape s;
     size_t nx, nw, ny;
     double *x, *w, *dy;
-    double *y, *dx, *dw;    /* references */
+    double *y, *dx, *dw; /* references */
     double *by, *bdx, *bdw; /* sum of |terms| per element */
     float *xf, *wf, *dyf;
 } ConvCase;
@@ -296,8 +297,9 @@ static void conv_op_ref(const ConvCase *c, ConvOp op, const double **ref, const 
     *ref = op == OP_FWD ? c->y : op == OP_GIN ? c->dx : c->dw;
     *bound = op == OP_FWD ? c->by : op == OP_GIN ? c->bdx : c->bdw;
     *n = op == OP_FWD ? c->ny : op == OP_GIN ? c->nx : c->nw;
-    *terms = op == OP_FWD ? cg * s->kh * s->kw : op == OP_GIN ? og * s->kh * s->kw
-                                                               : s->n * s->oh * s->ow;
+    *terms = op == OP_FWD   ? cg * s->kh * s->kw
+             : op == OP_GIN ? og * s->kh * s->kw
+                            : s->n * s->oh * s->ow;
 }
 
 /* Every op in both dtypes on every pool, twice (the same bits), against the
@@ -392,8 +394,8 @@ static void test_conv_grid(void **state)
                             groups = c;
                             o = c * (1 + index % 2);
                         }
-                        NndConvShape s = conv_shape(n, c, h, w, o, kernels[k][0], kernels[k][1],
-                                                    st, st, pad, pad, dil, dil, groups);
+                        NndConvShape s = conv_shape(n, c, h, w, o, kernels[k][0], kernels[k][1], st,
+                                                    st, pad, pad, dil, dil, groups);
                         if (!shape_valid(&s))
                             continue;
                         check_shape(&s, index);
@@ -410,10 +412,10 @@ static void test_conv_shapes(void **state)
     const NndConvShape shapes[] = {
         conv_shape(2, 3, 9, 7, 4, 3, 3, 1, 2, 2, 0, 1, 2, 1),
         conv_shape(3, 4, 6, 11, 6, 2, 3, 2, 1, 0, 2, 2, 1, 2),
-        conv_shape(1, 2, 5, 5, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1),  /* one output per padded row */
-        conv_shape(2, 1, 1, 9, 3, 1, 3, 1, 1, 0, 1, 1, 1, 1),  /* one row */
-        conv_shape(4, 3, 4, 4, 5, 1, 1, 2, 2, 0, 0, 1, 1, 1),  /* 1x1 with stride */
-        conv_shape(4, 3, 4, 4, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1),  /* 1x1 with padding */
+        conv_shape(1, 2, 5, 5, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* one output per padded row */
+        conv_shape(2, 1, 1, 9, 3, 1, 3, 1, 1, 0, 1, 1, 1, 1), /* one row */
+        conv_shape(4, 3, 4, 4, 5, 1, 1, 2, 2, 0, 0, 1, 1, 1), /* 1x1 with stride */
+        conv_shape(4, 3, 4, 4, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1), /* 1x1 with padding */
         /* columns over 1 MiB: tiles, starting mid-row */
         conv_shape(2, 64, 39, 41, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1),
         conv_shape(2, 64, 33, 29, 4, 5, 5, 2, 2, 2, 2, 1, 1, 1),
@@ -424,7 +426,7 @@ static void test_conv_shapes(void **state)
         conv_shape(2, 16, 40, 36, 16, 1, 1, 1, 1, 0, 0, 1, 1, 4), /* pointwise, groups */
         conv_shape(3, 24, 17, 19, 48, 3, 3, 1, 1, 1, 1, 1, 1, 24), /* depthwise, x2 */
         conv_shape(2, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* the CNN's second layer */
-        conv_shape(5, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1),  /* its first */
+        conv_shape(5, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* its first */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         assert_true(shape_valid(&shapes[i]));
@@ -919,10 +921,14 @@ int main(void)
     if (getenv("NND_CONV_BENCH"))
         return run_bench();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_known_values), cmocka_unit_test(test_conv_grid),
-        cmocka_unit_test(test_conv_shapes),       cmocka_unit_test(test_conv_empty),
-        cmocka_unit_test(test_conv_no_memory),    cmocka_unit_test(test_maxpool_ties),
-        cmocka_unit_test(test_maxpool_special),   cmocka_unit_test(test_avgpool),
+        cmocka_unit_test(test_conv_known_values),
+        cmocka_unit_test(test_conv_grid),
+        cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_empty),
+        cmocka_unit_test(test_conv_no_memory),
+        cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_maxpool_special),
+        cmocka_unit_test(test_avgpool),
         cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, setup_pools, teardown_pools);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -19,16 +20,11 @@ static int run_loader(LoaderKind kind, const char *path, NndTensor *x, NndTensor
     NndLoadOptions o = {1.0 / 255, NND_F32};
     memset(y, 0, sizeof *y);
     switch (kind) {
-    case LOAD_IDX:
-        return nnd_idx_load(path, NND_FEATURES, &o, x, err);
-    case PROBE_IDX:
-        return nnd_idx_probe(path, NND_FEATURES, &o, x, err);
-    case LOAD_NPY:
-        return nnd_npy_load(path, NND_LABELS, &o, x, err);
-    case PROBE_NPY:
-        return nnd_npy_probe(path, NND_LABELS, &o, x, err);
-    case LOAD_CSV:
-        return nnd_csv_load(path, "y", 1, &o, x, y, err);
+    case LOAD_IDX: return nnd_idx_load(path, NND_FEATURES, &o, x, err);
+    case PROBE_IDX: return nnd_idx_probe(path, NND_FEATURES, &o, x, err);
+    case LOAD_NPY: return nnd_npy_load(path, NND_LABELS, &o, x, err);
+    case PROBE_NPY: return nnd_npy_probe(path, NND_LABELS, &o, x, err);
+    case LOAD_CSV: return nnd_csv_load(path, "y", 1, &o, x, y, err);
     }
     return -1;
 }
@@ -146,9 +142,7 @@ static void damage(LoaderKind kind, const char *name, const unsigned char *good,
                 buf[at] ^= (unsigned char)(1 + (q >> 40) % 255);
             }
             break;
-        case 1: /* cut */
-            len = (size_t)(r >> 8) % gn;
-            break;
+        case 1: /* cut */ len = (size_t)(r >> 8) % gn; break;
         case 2: /* append */
             for (int k = 0; k < 1 + (int)(r >> 8) % 16; k++)
                 buf[len++] = (unsigned char)(r >> (16 + k));

@@ -16,17 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
-
 
 /* In blas.c: multiply-adds below which a product is not split. */
 enum { MIN_SPLIT_WORK = 1 << 16 };
 
 static const double SENTINEL = 1234.5;
-
-
 
 typedef struct Shape {
     int64_t m, n, k, batch;
@@ -39,8 +37,8 @@ typedef struct Problem {
     int ta, tb;
     double beta;
     int64_t lda, ldb, ldc, sa, sb, sc;
-    size_t na, nb, nc;   /* elements in each buffer */
-    double *a, *b, *c0;  /* c0: C before the product (NaN where beta is 0) */
+    size_t na, nb, nc; /* elements in each buffer */
+    double *a, *b, *c0; /* c0: C before the product (NaN where beta is 0) */
     double *ref, *bound; /* expected C, and sum |a||b| + |beta c| per element */
 } Problem;
 
@@ -51,10 +49,7 @@ static uint64_t lcg(uint64_t *x)
 }
 
 /* A multiple of 1/64 in [-1, 1]: exact in float, products exact in double. */
-static double draw(uint64_t *x)
-{
-    return (double)((int64_t)(lcg(x) % 129) - 64) / 64.0;
-}
+static double draw(uint64_t *x) { return (double)((int64_t)(lcg(x) % 129) - 64) / 64.0; }
 
 static int c_is_element(const Problem *p, size_t idx)
 {
@@ -248,19 +243,19 @@ static void test_small(void **state)
 static void test_split(void **state)
 {
     static const Shape shapes[] = {
-        {41, 40, 40, 1, 0},   /* just over the threshold, by rows */
-        {40, 41, 40, 1, 1},   /* just over, by columns */
-        {64, 64, 64, 1, 0},   /* square: by rows */
+        {41, 40, 40, 1, 0}, /* just over the threshold, by rows */
+        {40, 41, 40, 1, 1}, /* just over, by columns */
+        {64, 64, 64, 1, 0}, /* square: by rows */
         {101, 97, 103, 1, 1}, /* primes, by rows */
         {97, 101, 103, 1, 0}, /* primes, by columns */
         {300, 70, 130, 1, 0}, /* tall */
         {70, 300, 130, 1, 1}, /* wide */
-        {3, 3, 8000, 1, 0},   /* fewer rows than threads */
-        {2, 3, 12000, 1, 1},  /* fewer columns than threads */
-        {263, 1, 300, 1, 0},  /* one column */
-        {1, 263, 300, 1, 1},  /* one row */
-        {5, 1000, 20, 1, 0},  /* wide and short */
-        {33, 9, 257, 1, 1},   /* 9 columns: chunks of 8 rows for 4 threads */
+        {3, 3, 8000, 1, 0}, /* fewer rows than threads */
+        {2, 3, 12000, 1, 1}, /* fewer columns than threads */
+        {263, 1, 300, 1, 0}, /* one column */
+        {1, 263, 300, 1, 1}, /* one row */
+        {5, 1000, 20, 1, 0}, /* wide and short */
+        {33, 9, 257, 1, 1}, /* 9 columns: chunks of 8 rows for 4 threads */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         assert_true(shapes[i].m * shapes[i].n * shapes[i].k * shapes[i].batch >= MIN_SPLIT_WORK);
@@ -273,12 +268,12 @@ static void test_split(void **state)
 static void test_batched(void **state)
 {
     static const Shape shapes[] = {
-        {2, 3, 4, 3, 0},     /* small */
-        {5, 4, 3, 7, 1},     /* small, padded with gaps */
-        {40, 30, 20, 6, 0},  /* by rows, 240 items */
-        {30, 40, 20, 6, 1},  /* by columns */
-        {3, 50, 100, 7, 1},  /* 350 column items over 7 short matrices */
-        {13, 11, 97, 5, 0},  /* ranges that end mid-matrix */
+        {2, 3, 4, 3, 0}, /* small */
+        {5, 4, 3, 7, 1}, /* small, padded with gaps */
+        {40, 30, 20, 6, 0}, /* by rows, 240 items */
+        {30, 40, 20, 6, 1}, /* by columns */
+        {3, 50, 100, 7, 1}, /* 350 column items over 7 short matrices */
+        {13, 11, 97, 5, 0}, /* ranges that end mid-matrix */
         {1, 1, 1000, 70, 1}, /* one element per matrix */
     };
     static const double betas[] = {0, 1, -0.5};

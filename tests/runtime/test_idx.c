@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -29,18 +30,12 @@ static const IdxType idx_types[] = {
 static double idx_value(const IdxType *t, int i)
 {
     switch (t->code) {
-    case 0x08:
-        return (i * 37) % 256;
-    case 0x09:
-        return (i * 37) % 256 - 128;
-    case 0x0B:
-        return i * 1337 - 16000;
-    case 0x0C:
-        return i == 0 ? INT32_MIN : i == 1 ? INT32_MAX : i * 100003 - 1200000;
-    case 0x0D:
-        return (i - 12) * 0.25;
-    default:
-        return (i - 12) * 0.1 + 1e-12;
+    case 0x08: return (i * 37) % 256;
+    case 0x09: return (i * 37) % 256 - 128;
+    case 0x0B: return i * 1337 - 16000;
+    case 0x0C: return i == 0 ? INT32_MIN : i == 1 ? INT32_MAX : i * 100003 - 1200000;
+    case 0x0D: return (i - 12) * 0.25;
+    default: return (i - 12) * 0.1 + 1e-12;
     }
 }
 

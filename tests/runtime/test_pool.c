@@ -16,12 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
 
 enum { MAX_CALLS = 64 };
-
 
 static void sleep_us(long us)
 {
@@ -122,7 +122,6 @@ static void run_and_check(NndPool *pool, int64_t n, int64_t grain, Record *r)
         for (int j = i + 1; j < nc; j++)
             assert_false(pthread_equal(r->calls[i].thread, r->calls[j].thread));
 }
-
 
 static void test_threads_count(void **state)
 {

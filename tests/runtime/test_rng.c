@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -32,18 +33,12 @@ static void make_tensor(NndTensor *t, NndDType dtype, int rank, const int64_t *s
     for (int64_t i = 0; i < n; i++) {
         uint64_t r = nnd_random_u64((uint64_t)seed, 7, (uint64_t)i);
         switch (dtype) {
-        case NND_F32:
-            ((float *)t->data)[i] = (float)((double)(int64_t)(r % 2001) / 8 - 125);
-            break;
+        case NND_F32: ((float *)t->data)[i] = (float)((double)(int64_t)(r % 2001) / 8 - 125); break;
         case NND_F64:
             ((double *)t->data)[i] = nnd_random_normal((uint64_t)seed, 8, (uint64_t)i);
             break;
-        case NND_I32:
-            ((int32_t *)t->data)[i] = (int32_t)(uint32_t)r;
-            break;
-        default:
-            ((unsigned char *)t->data)[i] = (unsigned char)(r & 1);
-            break;
+        case NND_I32: ((int32_t *)t->data)[i] = (int32_t)(uint32_t)r; break;
+        default: ((unsigned char *)t->data)[i] = (unsigned char)(r & 1); break;
         }
     }
 }
@@ -507,12 +502,12 @@ static void test_atomic_write(void **state)
 
 typedef struct Hostile {
     const char *json; /* NULL: raw is the whole file */
-    uint64_t hlen;    /* UINT64_MAX: strlen(json) */
+    uint64_t hlen; /* UINT64_MAX: strlen(json) */
     size_t data_len;
     const char *needle;
     const char *load; /* non-NULL: the header is fine; loading this tensor fails */
-    const char *raw;  /* the data (NULL: 0, 1, 0, 1, ...), or without json the file */
-    size_t raw_len;   /* without json */
+    const char *raw; /* the data (NULL: 0, 1, 0, 1, ...), or without json the file */
+    size_t raw_len; /* without json */
 } Hostile;
 
 static const Hostile hostile[] = {
@@ -769,9 +764,7 @@ static void test_random_damage(void **state)
             buf[8 + (size_t)(q % (hend - 8))] =
                 (unsigned char)json_chars[(q >> 32) % (sizeof json_chars - 1)];
             break;
-        case 4: /* cut */
-            len = (size_t)(q % n);
-            break;
+        case 4: /* cut */ len = (size_t)(q % n); break;
         case 5: /* append */
             for (int k = 0; k < 1 + (int)(q % 40); k++)
                 buf[len++] = (unsigned char)(q >> (k % 56));

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"

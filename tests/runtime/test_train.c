@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -51,7 +52,7 @@ typedef struct EvalLog {
     int data;
     EvalRun runs[MAX_EVALS];
     int nruns;
-    int64_t next;   /* the sample the next batch should start at; 0: a new run */
+    int64_t next; /* the sample the next batch should start at; 0: a new run */
     int32_t status; /* reported on the first batch, if non-zero */
 } EvalLog;
 
@@ -150,8 +151,7 @@ static void fake_step(NndStepArgs *a)
             a->status = log->status;
             a->bad_value = 13; /* what compiled code records beside a range status */
             a->bad_count = 10;
-        }
-        else
+        } else
             a->out[0] = log->bad_loss;
     }
 }
@@ -362,9 +362,9 @@ static void test_batches_and_epochs(void **state)
         for (int f64 = 0; f64 < 2; f64++) {
             check_run(10, 3, 3, 0, shuffle, f64); /* 3, 3, 3, 1 */
             check_run(10, 4, 0, 7, shuffle, f64); /* 4, 4, 2, 4, 4, 2, 4: stops mid-epoch */
-            check_run(9, 3, 2, 0, shuffle, f64);  /* exact */
-            check_run(5, 8, 2, 0, shuffle, f64);  /* batch larger than the data */
-            check_run(1, 1, 3, 0, shuffle, f64);  /* one sample */
+            check_run(9, 3, 2, 0, shuffle, f64); /* exact */
+            check_run(5, 8, 2, 0, shuffle, f64); /* batch larger than the data */
+            check_run(1, 1, 3, 0, shuffle, f64); /* one sample */
             check_run(10, 3, 5, 2, shuffle, f64); /* steps win over epochs */
             check_run(37, 5, 4, 0, shuffle, f64);
         }
@@ -428,7 +428,7 @@ static void test_loss_average(void **state)
     } cases[] = {
         {10, 4, 1, 0, (4 * 1 + 4 * 2 + 2 * 3) / 10.0},
         {10, 4, 2, 0, (4 * 4 + 4 * 5 + 2 * 6) / 10.0},
-        {10, 4, 0, 4, 4},                     /* the last epoch is one step */
+        {10, 4, 0, 4, 4}, /* the last epoch is one step */
         {10, 4, 0, 5, (4 * 4 + 4 * 5) / 8.0}, /* two steps of it */
         {10, 3, 3, 0, (3 * 9 + 3 * 10 + 3 * 11 + 1 * 12) / 10.0},
         {7, 7, 3, 0, 3},
@@ -612,8 +612,9 @@ static void test_eval_status(void **state)
     double v[3];
     NndErr err = {""};
     assert_int_equal(nnd_evaluate(&f->t, 0, v, &err), -1);
-    assert_string_equal(err.msg,
-                        "evaluation on 'test': label 13 is out of range for the model's 10 classes, 0 to 9");
+    assert_string_equal(
+        err.msg,
+        "evaluation on 'test': label 13 is out of range for the model's 10 classes, 0 to 9");
     f->elog[0].nruns = 0;
     NndTrainResult res;
     assert_int_equal(nnd_train(&f->t, &res, &err), -1);
