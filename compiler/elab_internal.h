@@ -184,6 +184,14 @@ const char *el_shape_str(Elab *e, const Shape *s);
 NodeId el_make(Elab *e, Node n, Span span);
 Override *el_find_override(Elab *e, const char *key);
 NodeId el_new_hyper(Elab *e, const char *name, double value, Span span);
+/* A new state (Program.states): a STATE leaf named name, a parameter's (its index
+ * param) or a layer's (-1), starting at init (may be set later); its node. */
+NodeId el_new_state(Elab *e, const char *name, int param, Shape shape, NndDType dt, NodeId init,
+                    Span span);
+/* Whether root is computed from a node of one of the ops. */
+bool el_reads(Elab *e, NodeId root, const OpId *ops, int nops);
+/* Whether root depends on the data: parameters, states, the batch, random draws,
+ * the batch size. */
 bool el_depends_on_data(Elab *e, NodeId root);
 /* The compile-time number of a value, evaluating constant graphs (which bakes the
  * hyper-parameters they use). */

@@ -235,22 +235,9 @@ static Value eval_initializer(Elab *e, Scope *s, const Ast *st, const char *name
  * (random draws are fine). */
 static bool init_reads_data(Elab *e, NodeId init)
 {
-    if (!el_depends_on_data(e, init) || nd(e, init)->op == OP_RANDU || nd(e, init)->op == OP_RANDN)
-        return false;
-    bool bad = false;
-    bool *seen = xcalloc((size_t)graph_count(e->g), 1);
-    seen[init] = true;
-    for (NodeId q = init; q > 0; q--) {
-        if (!seen[q])
-            continue;
-        Node *qn = nd(e, q);
-        if (qn->op == OP_PARAM || qn->op == OP_STATE || qn->op == OP_INPUT || qn->op == OP_DIMSIZE)
-            bad = true;
-        for (int z = 0; z < qn->nin; z++)
-            seen[qn->in[z]] = true;
-    }
-    free(seen);
-    return bad;
+    static const OpId data[] = {OP_PARAM, OP_STATE, OP_INPUT, OP_DIMSIZE};
+    return nd(e, init)->op != OP_RANDU && nd(e, init)->op != OP_RANDN &&
+           el_reads(e, init, data, (int)NND_ARRAY_LEN(data));
 }
 
 /* `state NAME: [dims] = init` in a layer: a STATE leaf named path.NAME, bound as
@@ -282,15 +269,7 @@ static bool layer_state(Elab *e, Scope *s, LayerInst *l, const Ast *st)
     }
     if (!init)
         return false;
-    Node sn = {.op = OP_STATE,
-               .dtype = (uint8_t)dt,
-               .shape = shape,
-               .idx = e->p->states.n,
-               .name = sname,
-               .span = st->span};
-    NodeId id = graph_append(e->g, &sn);
-    StateInfo si = {sname, -1, id, init, st->span, {0}};
-    vec_push(&e->p->states, si);
+    NodeId id = el_new_state(e, sname, -1, shape, dt, init, st->span);
     Binding b = {st->name, vnode(id), st->span};
     vec_push(&l->members, b);
     return true;

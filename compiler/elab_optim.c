@@ -159,19 +159,8 @@ void el_expand_update(Elab *e, Group *gr, int pi)
                 }
             }
             const char *sname = arena_printf(&e->p->arena, "%s.%s", p->name, st->name);
-            Node sn = {.op = OP_STATE,
-                       .dtype = (uint8_t)sdt,
-                       .shape = ss,
-                       .idx = e->p->states.n,
-                       .name = sname,
-                       .span = st->span};
-            NodeId id = graph_append(e->g, &sn);
-            StateInfo si = {sname, pi, id, init, st->span, {0}};
-            vec_push(&e->p->states, si);
+            NodeId id = el_new_state(e, sname, pi, ss, sdt, init, st->span);
             el_bind(&s, st->name, vnode(id), st->span);
-            if (i == 0 || d->list2.v[i - 1]->kind == AST_STATE_DECL) {
-                /* g becomes visible after the state declarations */
-            }
             continue;
         }
         if (!el_scope_find(&s, "g"))
@@ -253,15 +242,8 @@ void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId
         NndDType dt = (NndDType)w->dtype;
         Span span = par->span;
         const char *sname = arena_printf(&p->arena, "%s.grad_sum", par->name);
-        Node sn = {.op = OP_STATE,
-                   .dtype = (uint8_t)dt,
-                   .shape = ws,
-                   .idx = p->states.n,
-                   .name = sname,
-                   .span = span};
-        NodeId st = graph_append(e->g, &sn);
-        StateInfo si = {sname, which[i], st, gb_full(e->g, 0, dt, &ws, span), span, {0}};
-        vec_push(&p->states, si);
+        NodeId st = el_new_state(e, sname, which[i], ws, dt, 0, span);
+        p->states.v[p->states.n - 1].init = gb_full(e->g, 0, dt, &ws, span);
         NodeId b = gb_cast(e->g, gb_dimsize(e->g, p->x, 1u, p->float_dtype, span), dt, span);
         NodeId sum =
             gb_binary_bc(e->g, OP_ADD, st, gb_binary_bc(e->g, OP_MUL, gs[i], b, span), span);
@@ -377,15 +359,7 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
     Span span = par->span;
     NndDType dt = (NndDType)w->dtype;
     const char *sname = arena_printf(&p->arena, "%s.average", par->name);
-    Node sn = {.op = OP_STATE,
-               .dtype = (uint8_t)dt,
-               .shape = ws,
-               .idx = p->states.n,
-               .name = sname,
-               .span = span};
-    NodeId st = graph_append(e->g, &sn);
-    StateInfo si = {sname, pi, st, par->node, span, {0}}; /* starts at w's starting value */
-    vec_push(&p->states, si);
+    NodeId st = el_new_state(e, sname, pi, ws, dt, par->node, span); /* starts at w's start */
     NodeId wn = wu >= 0 ? p->updates.v[wu].value : par->node;
     NodeId dd = gb_cast(e->g, d, dt, span);
     NodeId one_minus = gb_binary(e->g, OP_SUB, gb_const(e->g, 1, dt, span), dd, span);

@@ -80,40 +80,48 @@ NodeId el_new_hyper(Elab *e, const char *name, double value, Span span)
     return graph_append(e->g, &n);
 }
 
+NodeId el_new_state(Elab *e, const char *name, int param, Shape shape, NndDType dt, NodeId init,
+                    Span span)
+{
+    Node sn = {.op = OP_STATE,
+               .dtype = (uint8_t)dt,
+               .shape = shape,
+               .idx = e->p->states.n,
+               .name = name,
+               .span = span};
+    NodeId id = graph_append(e->g, &sn);
+    StateInfo si = {name, param, id, init, span, {0}};
+    vec_push(&e->p->states, si);
+    return id;
+}
+
 /* Marks the hyper-parameters a compile-time value was computed from. */
 static void mark_baked(Elab *e, NodeId root)
 {
-    bool *seen = xcalloc((size_t)graph_count(e->g), 1);
-    seen[root] = true;
-    for (NodeId id = root; id > 0; id--) {
-        if (!seen[id])
-            continue;
-        Node *n = nd(e, id);
-        if (n->op == OP_HYPER)
-            e->p->hypers.v[n->idx].baked = true;
-        for (int i = 0; i < n->nin; i++)
-            seen[n->in[i]] = true;
-    }
-    free(seen);
+    bool *from = xcalloc((size_t)graph_count(e->g), 1);
+    graph_mark_live(e->g, &root, 1, from);
+    for (NodeId id = 1; id <= root; id++)
+        if (from[id] && nd(e, id)->op == OP_HYPER)
+            e->p->hypers.v[nd(e, id)->idx].baked = true;
+    free(from);
+}
+
+bool el_reads(Elab *e, NodeId root, const OpId *ops, int nops)
+{
+    bool *from = xcalloc((size_t)graph_count(e->g), 1);
+    graph_mark_live(e->g, &root, 1, from);
+    bool found = false;
+    for (NodeId id = 1; id <= root && !found; id++)
+        for (int k = 0; from[id] && k < nops; k++)
+            found |= nd(e, id)->op == ops[k];
+    free(from);
+    return found;
 }
 
 bool el_depends_on_data(Elab *e, NodeId root)
 {
-    bool *seen = xcalloc((size_t)graph_count(e->g), 1);
-    bool dep = false;
-    seen[root] = true;
-    for (NodeId id = root; id > 0 && !dep; id--) {
-        if (!seen[id])
-            continue;
-        Node *n = nd(e, id);
-        if (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_INPUT || n->op == OP_RANDU ||
-            n->op == OP_RANDN || n->op == OP_DIMSIZE)
-            dep = true;
-        for (int i = 0; i < n->nin; i++)
-            seen[n->in[i]] = true;
-    }
-    free(seen);
-    return dep;
+    static const OpId data[] = {OP_PARAM, OP_STATE, OP_INPUT, OP_RANDU, OP_RANDN, OP_DIMSIZE};
+    return el_reads(e, root, data, (int)NND_ARRAY_LEN(data));
 }
 
 bool el_to_number(Elab *e, Value v, Span span, const char *what, double *out)

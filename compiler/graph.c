@@ -922,10 +922,13 @@ bool graph_is_const(Graph *g, NodeId n, double *v)
 
 void graph_mark_live(Graph *g, const NodeId *roots, int nroots, bool *live)
 {
+    NodeId top = 0; /* inputs have smaller ids: nothing above the largest root is live */
     for (int i = 0; i < nroots; i++)
-        if (roots[i])
+        if (roots[i]) {
             live[roots[i]] = true;
-    for (int id = g->nodes.n - 1; id > 0; id--) {
+            top = roots[i] > top ? roots[i] : top;
+        }
+    for (int id = (int)top; id > 0; id--) {
         if (!live[id])
             continue;
         Node *n = graph_node(g, (NodeId)id);

@@ -14,6 +14,8 @@ double opsem_eval(OpId op, NndDType dtype, const double *x)
 {
     double v = 0;
     switch (op) {
+/* one case a line reads as the table it is */
+/* clang-format off */
 #define EVAL1(id, sem) case OP_##id: v = sem(x[0]); break;
 #define EVAL2(id, sem) case OP_##id: v = sem(x[0], x[1]); break;
 #define EVAL3(id, sem) case OP_##id: v = sem(x[0], x[1], x[2]); break;
@@ -38,6 +40,7 @@ typedef struct Ulps {
 static const Ulps op_ulps[OP_COUNT] = {
 #define ULPS(f32, f64) {f32, f64}
 #define ULPS_NONE {-1, -1}
+/* clang-format on */
 #define OP(id, text, arity, kind, infer, vjp, sem, ulps, fn) [OP_##id] = ulps,
 #include "ops.def"
 #undef OP
