@@ -38,6 +38,7 @@
 #include "jit.h"
 #include "nnd_abi.h"
 #include "opsem.h"
+#include "opsem_inputs.h"
 
 #define SP span_none()
 #define DT(t) (1u << (t))
@@ -124,69 +125,12 @@ static double rng_bits(uint64_t *s, NndDType dt)
 
 static void push(DoubleVec *v, double x) { vec_push(v, x); }
 
-/* x and its neighbours in f64 and, rounded to float, in f32 */
-static void push_around(DoubleVec *v, double x)
-{
-    push(v, x);
-    push(v, nextafter(x, INFINITY));
-    push(v, nextafter(x, -INFINITY));
-    float f = (float)x;
-    push(v, nextafterf(f, INFINITY));
-    push(v, nextafterf(f, -INFINITY));
-}
-
-/* One input of a float op: special values, integers and half-integers, the branch
- * points of the definitions and of the compiled forms (the inline f32 exp's clamps,
- * log's sqrt(1/2) split, tanh's 0.625, sigmoid's 0), a grid over [-100, 100], and
- * random bit patterns. */
+/* One input of a float op: the shared values (opsem_inputs.h), a grid over
+ * [-100, 100], and random bit patterns. */
 static DoubleVec unary_floats(NndDType dt)
 {
     DoubleVec v = {0};
-    const double special[] = {
-        0,        -0.0,         INFINITY,      -INFINITY,     NAN,        DBL_MIN,
-        -DBL_MIN, DBL_TRUE_MIN, -DBL_TRUE_MIN, 1e-310,        DBL_MAX,    -DBL_MAX,
-        FLT_MIN,  -FLT_MIN,     FLT_TRUE_MIN,  -FLT_TRUE_MIN, 0x1.8p-140, FLT_MAX,
-        -FLT_MAX, 0x1p24,       0x1p31,        -0x1p31,       0x1p53,     1e22,
-        -1e22,    1e300,        1e-300};
-    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
-        push(&v, special[i]);
-    for (int k = -40; k <= 40; k++) {
-        push_around(&v, k);
-        push(&v, k + 0.5);
-    }
-    const double branch[] = {0.625,
-                             -0.625,
-                             88.72283905206835,
-                             88.7228,
-                             89,
-                             -87.33654475055310898657,
-                             -87.34,
-                             -103.972077,
-                             -104,
-                             -150,
-                             709.782712893384,
-                             709.79,
-                             -708.3964185322641,
-                             -745.1332191019411,
-                             -746,
-                             0.70710678118654752,
-                             1.4142135623730951,
-                             1e-5,
-                             -1e-5,
-                             M_PI,
-                             M_PI / 2,
-                             -M_PI,
-                             2 * M_PI,
-                             1e6 * M_PI,
-                             9.01,
-                             19.06,
-                             22,
-                             36.7,
-                             44.36,
-                             1e-8,
-                             -1e-8};
-    for (size_t i = 0; i < sizeof branch / sizeof branch[0]; i++)
-        push_around(&v, branch[i]);
+    opsem_unary_values(&v);
     for (int i = 0; i <= 8000; i++)
         push(&v, -100 + 200.0 * i / 8000);
     uint64_t s = 42 + (uint64_t)dt;
@@ -195,79 +139,6 @@ static DoubleVec unary_floats(NndDType dt)
     for (int i = 0; i < 5000; i++)
         push(&v, rng_uniform(&s, -2, 2));
     return v;
-}
-
-/* Values each paired with each other for two inputs: where arithmetic, pow (q == 2
- * and its neighbours, negative bases, 0^-1, 1^inf) and comparisons turn. */
-static DoubleVec pair_floats(void)
-{
-    DoubleVec v = {0};
-    const double x[] = {0,
-                        -0.0,
-                        INFINITY,
-                        -INFINITY,
-                        NAN,
-                        DBL_TRUE_MIN,
-                        -DBL_TRUE_MIN,
-                        DBL_MIN,
-                        DBL_MAX,
-                        -DBL_MAX,
-                        FLT_TRUE_MIN,
-                        FLT_MIN,
-                        FLT_MAX,
-                        1,
-                        -1,
-                        2,
-                        -2,
-                        0.5,
-                        -0.5,
-                        3,
-                        -3,
-                        0.1,
-                        1.0 / 3,
-                        1e-300,
-                        1e300,
-                        10,
-                        -10,
-                        1.5,
-                        2.5,
-                        -2.5,
-                        7,
-                        1e10,
-                        -1e-10,
-                        100,
-                        -100,
-                        65504,
-                        1e-320,
-                        1e8,
-                        1e-8,
-                        -7.25};
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
-        push(&v, x[i]);
-    push(&v, nextafter(2, 3));
-    push(&v, nextafter(2, 1));
-    push(&v, nextafterf(2, 3));
-    push(&v, nextafterf(2, 1));
-    return v;
-}
-
-/* Input tuples: in[k].v[i] is input k of tuple i. */
-typedef struct Tuples {
-    DoubleVec in[3];
-    int n;
-} Tuples;
-
-static void tuple_add(Tuples *t, int arity, const double *x)
-{
-    for (int k = 0; k < arity; k++)
-        push(&t->in[k], x[k]);
-    t->n++;
-}
-
-static void tuples_free(Tuples *t)
-{
-    for (int k = 0; k < 3; k++)
-        vec_free(&t->in[k]);
 }
 
 /* One random value of dt for two- and three-input ops: floats half moderate, half
@@ -309,7 +180,7 @@ static Tuples make_tuples(OpId op, NndDType dt)
         push(&pairs, -2147483648.0);
     } else {
         base = unary_floats(dt);
-        pairs = pair_floats();
+        opsem_pair_values(&pairs);
     }
     int arity = op_info[op].arity;
     if (arity == 1) {

@@ -30,6 +30,7 @@
 #include "compile.h"
 #include "interp.h"
 #include "opsem.h"
+#include "opsem_inputs.h"
 
 #define SP span_none()
 #define DT(t) (1u << (t))
@@ -86,71 +87,12 @@ static bool ran_interp[OP_COUNT], ran_elab[OP_COUNT], ran_simplify[OP_COUNT];
 
 static void push(DoubleVec *v, double x) { vec_push(v, x); }
 
-/* x and its neighbours in f64 and, rounded to float, in f32 */
-static void push_around(DoubleVec *v, double x)
-{
-    push(v, x);
-    push(v, nextafter(x, INFINITY));
-    push(v, nextafter(x, -INFINITY));
-    float f = (float)x;
-    push(v, nextafterf(f, INFINITY));
-    push(v, nextafterf(f, -INFINITY));
-}
-
-/* Numbers for one input: special values, integers and half-integers (floor's steps),
- * the branch points of the functions and of their compiled forms (tanh's 0.625, the
- * f32 and f64 limits of exp, sqrt(1/2) and sqrt(2) in log, multiples of pi), a dense
- * grid over [-60, 60] and a geometric one over every exponent. */
+/* Numbers for one input: the shared values (opsem_inputs.h), a dense grid over
+ * [-60, 60] and a geometric one over every exponent. */
 static DoubleVec unary_inputs(void)
 {
     DoubleVec v = {0};
-    const double special[] = {
-        0,           -0.0,           INFINITY,     -INFINITY,     NAN,
-        -NAN,        DBL_MIN,        -DBL_MIN,     DBL_TRUE_MIN,  -DBL_TRUE_MIN,
-        0x1.8p-1070, -0x1.234p-1050, 1e-310,       DBL_MAX,       -DBL_MAX,
-        FLT_MIN,     -FLT_MIN,       FLT_TRUE_MIN, -FLT_TRUE_MIN, 0x1.8p-140,
-        FLT_MAX,     -FLT_MAX,       0x1p24,       0x1p31,        -0x1p31,
-        0x1p53,      0x1p53 + 2,     1e22,         -1e22,         1e300,
-        0x1p1023,    1e-300};
-    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
-        push(&v, special[i]);
-    for (int k = -40; k <= 40; k++) {
-        push_around(&v, k);
-        push(&v, k + 0.5);
-    }
-    const double branch[] = {0.625,
-                             -0.625,
-                             88.72283905206835,
-                             88.7228,
-                             89,
-                             -87.33654475055310898657,
-                             -87.34,
-                             -103.972077,
-                             -104,
-                             -150,
-                             709.782712893384,
-                             709.79,
-                             -708.3964185322641,
-                             -745.1332191019411,
-                             -746,
-                             0.70710678118654752,
-                             1.4142135623730951,
-                             0.5,
-                             1e-5,
-                             -1e-5,
-                             M_PI,
-                             M_PI / 2,
-                             -M_PI,
-                             2 * M_PI,
-                             1e6 * M_PI,
-                             19.06,
-                             22,
-                             36.7,
-                             44.36,
-                             1e-8,
-                             -1e-8};
-    for (size_t i = 0; i < sizeof branch / sizeof branch[0]; i++)
-        push_around(&v, branch[i]);
+    opsem_unary_values(&v);
     for (int i = 0; i <= 2400; i++)
         push(&v, -60 + 120.0 * i / 2400);
     for (int e = -1074; e <= 1023; e += 3) {
@@ -160,58 +102,11 @@ static DoubleVec unary_inputs(void)
     return v;
 }
 
-/* Numbers each paired with each other for two inputs: the values where arithmetic,
- * pow and comparisons turn (pow's q == 2 and its neighbours, negative bases, 0^-1,
- * 1^inf, overflow). */
+/* Numbers each paired with each other for two inputs (opsem_inputs.h). */
 static DoubleVec pair_inputs(void)
 {
     DoubleVec v = {0};
-    const double x[] = {0,
-                        -0.0,
-                        INFINITY,
-                        -INFINITY,
-                        NAN,
-                        DBL_TRUE_MIN,
-                        -DBL_TRUE_MIN,
-                        DBL_MIN,
-                        DBL_MAX,
-                        -DBL_MAX,
-                        FLT_TRUE_MIN,
-                        FLT_MAX,
-                        1,
-                        -1,
-                        2,
-                        -2,
-                        0.5,
-                        -0.5,
-                        3,
-                        -3,
-                        0.1,
-                        1.0 / 3,
-                        1e-300,
-                        1e300,
-                        10,
-                        -10,
-                        1.5,
-                        2.5,
-                        -2.5,
-                        7,
-                        1e10,
-                        -1e-10,
-                        100,
-                        -100,
-                        65504,
-                        0x1p-1022 * 3,
-                        1e-320,
-                        1e8,
-                        1e-8,
-                        -7.25};
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
-        push(&v, x[i]);
-    push(&v, nextafter(2, 3));
-    push(&v, nextafter(2, 1));
-    push(&v, nextafterf(2, 3));
-    push(&v, nextafterf(2, 1));
+    opsem_pair_values(&v);
     return v;
 }
 
@@ -237,25 +132,6 @@ static DoubleVec rounded(const DoubleVec *src, NndDType dt)
     for (int i = 0; i < src->n; i++)
         push(&v, itensor_round(dt, src->v[i]));
     return v;
-}
-
-/* Input tuples: in[k].v[i] is input k of tuple i. */
-typedef struct Tuples {
-    DoubleVec in[3];
-    int n;
-} Tuples;
-
-static void tuple_add(Tuples *t, int arity, const double *x)
-{
-    for (int k = 0; k < arity; k++)
-        push(&t->in[k], x[k]);
-    t->n++;
-}
-
-static void tuples_free(Tuples *t)
-{
-    for (int k = 0; k < 3; k++)
-        vec_free(&t->in[k]);
 }
 
 /* The inputs of op in dtype dt: one-input ops the unary sweep; two-input ops every
