@@ -114,19 +114,10 @@ void el_expand_update(Elab *e, Group *gr, int pi)
     Scope s = {.mod = gr->opt.mod};
     for (int i = 0; i < gr->hypers.n; i++)
         el_bind(&s, gr->hypers.v[i].name, gr->hypers.v[i].v, gr->hypers.v[i].span);
-    HyperInfo *h = e->p->hypers.v;
-    NodeId hs[4];
     int hidx[4] = {e->p->hyper_step, e->p->hyper_epoch, e->p->hyper_steps, e->p->hyper_t};
     const char *hn[4] = {"step", "epoch", "steps", "t"};
-    for (int i = 0; i < 4; i++) {
-        Node n = {.op = OP_HYPER,
-                  .dtype = (uint8_t)e->p->float_dtype,
-                  .idx = hidx[i],
-                  .name = h[hidx[i]].name,
-                  .span = d->span};
-        hs[i] = graph_append(e->g, &n);
-        el_bind(&s, hn[i], vnode(hs[i]), d->span);
-    }
+    for (int i = 0; i < 4; i++)
+        el_bind(&s, hn[i], vnode(el_hyper_node(e, hidx[i], d->span)), d->span);
     el_bind(&s, "w", vnode(w), d->span);
     int first_state = e->p->states.n, first_update = e->p->updates.n;
     const char *what = arena_printf(&e->arena, "optimizer '%s' for %s", d->name, p->name);
@@ -237,9 +228,8 @@ void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId
         el_new_hyper(e, "accumulate.samples", (double)(p->batch * p->accumulate), train->span);
     for (int i = 0; i < n; i++) {
         ParamInfo *par = &p->params.v[which[i]];
-        Node *w = nd(e, par->node);
-        Shape ws = w->shape;
-        NndDType dt = (NndDType)w->dtype;
+        Shape ws = nd(e, par->node)->shape;
+        NndDType dt = (NndDType)nd(e, par->node)->dtype;
         Span span = par->span;
         const char *sname = arena_printf(&p->arena, "%s.grad_sum", par->name);
         NodeId st = el_new_state(e, sname, which[i], ws, dt, 0, span);
@@ -291,7 +281,7 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n)
         }
         NodeId norm = gb_unary(e->g, OP_SQRT, total, span);
         NodeId coef = gb_binary(
-            e->g, OP_DIV, h,
+            e->g, OP_DIV, gb_cast(e->g, h, e->p->float_dtype, span),
             gb_binary(e->g, OP_ADD, norm, gb_const(e->g, 1e-6, e->p->float_dtype, span), span),
             span);
         coef = gb_binary(e->g, OP_MIN, coef, gb_const(e->g, 1, e->p->float_dtype, span), span);
@@ -306,11 +296,7 @@ static NodeId setting_hyper(Elab *e, Scope *s, const Ast *train, const char *nam
 {
     for (int i = 0; i < e->p->hypers.n; i++)
         if (strcmp(e->p->hypers.v[i].name, name) == 0) /* made for an earlier parameter */
-            return graph_append(e->g, &(Node){.op = OP_HYPER,
-                                              .dtype = (uint8_t)e->p->float_dtype,
-                                              .idx = i,
-                                              .name = e->p->hypers.v[i].name,
-                                              .span = e->p->hypers.v[i].span});
+            return el_hyper_node(e, i, e->p->hypers.v[i].span);
     const Ast *st = el_find_setting(train, name);
     bool found = false;
     double v = el_setting_number(e, s, st, name, 0, &found);
@@ -331,20 +317,20 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
 {
     Program *p = e->p;
     ParamInfo *par = &p->params.v[pi];
-    Node *w = nd(e, par->node);
+    /* copies: the node array moves as nodes are added */
+    Shape ws = nd(e, par->node)->shape;
+    NndDType dt = (NndDType)nd(e, par->node)->dtype;
     int wu = -1;
     for (int u = first; u < p->updates.n; u++)
         if (!p->updates.v[u].is_state && p->updates.v[u].index == pi)
             wu = u;
-    Shape ws = w->shape;
-    NodeId c = w->shape.rank >= 2 ? setting_hyper(e, s, train, "max_norm", INFINITY) : 0;
+    NodeId c = ws.rank >= 2 ? setting_hyper(e, s, train, "max_norm", INFINITY) : 0;
     if (c && wu >= 0) {
         Span span = par->span;
         uint32_t mask = ws.rank == 2 ? 1u : ((1u << ws.rank) - 1) & ~1u;
         NodeId v = p->updates.v[wu].value;
         NodeId sq = gb_reduce(e->g, OP_SUM, gb_binary(e->g, OP_MUL, v, v, span), mask, true, span);
         NodeId norm = gb_unary(e->g, OP_SQRT, sq, span);
-        NndDType dt = (NndDType)w->dtype;
         NodeId scale = gb_binary_bc(
             e->g, OP_DIV, gb_cast(e->g, c, dt, span),
             gb_binary_bc(e->g, OP_ADD, norm, gb_const(e->g, 1e-7, dt, span), span), span);
@@ -357,7 +343,6 @@ void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int f
     if (!d)
         return;
     Span span = par->span;
-    NndDType dt = (NndDType)w->dtype;
     const char *sname = arena_printf(&p->arena, "%s.average", par->name);
     NodeId st = el_new_state(e, sname, pi, ws, dt, par->node, span); /* starts at w's start */
     NodeId wn = wu >= 0 ? p->updates.v[wu].value : par->node;
