@@ -532,22 +532,12 @@ static Value builtin_random(Elab *e, int id, Args *a, Span span)
         NodeId n = el_to_node(e, *x, span);
         if (!n)
             return verr();
-        HyperInfo *h = &e->p->hypers.v[e->p->hyper_step];
         /* f64: the step stays exact (an f32 count would repeat masks past 2^24) */
-        NodeId step = graph_append(e->g, &(Node){.op = OP_HYPER,
-                                                 .dtype = NND_F64,
-                                                 .idx = e->p->hyper_step,
-                                                 .name = h->name,
-                                                 .span = span});
+        NodeId step = el_hyper_node(e, e->p->hyper_step, span);
         if (e->p->accumulate > 1) {
             /* each micro-batch of an update draws its own numbers: the counter is
              * step * k + the micro-batch's place */
-            HyperInfo *hm = &e->p->hypers.v[e->p->hyper_micro];
-            NodeId micro = graph_append(e->g, &(Node){.op = OP_HYPER,
-                                                      .dtype = NND_F64,
-                                                      .idx = e->p->hyper_micro,
-                                                      .name = hm->name,
-                                                      .span = span});
+            NodeId micro = el_hyper_node(e, e->p->hyper_micro, span);
             NodeId k = gb_const(e->g, (double)e->p->accumulate, NND_F64, span);
             step = gb_binary(e->g, OP_ADD, gb_binary(e->g, OP_MUL, step, k, span), micro, span);
         }

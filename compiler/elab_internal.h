@@ -163,6 +163,7 @@ typedef struct Elab {
     int rand_draws; /* rand_like calls so far: each gets its own stream */
     VEC(CustomGrad) customs;
     bool too_big; /* the graph outgrew MAX_GRAPH_NODES: calls stop being elaborated */
+    VEC(uint8_t) datadep; /* per node: depends on the data (el_depends_on_data) */
 } Elab;
 
 static inline Value verr(void) { return (Value){.k = V_ERR}; }
@@ -183,7 +184,14 @@ Value el_error(Elab *e, Span span, const char *fmt, ...) NND_PRINTF(3, 4);
 const char *el_shape_str(Elab *e, const Shape *s);
 NodeId el_make(Elab *e, Node n, Span span);
 Override *el_find_override(Elab *e, const char *key);
+/* A run-time hyper-parameter: a new one, or a node of Program.hypers[idx].
+ * Hyper-parameters are f64 whatever the program's float type: arithmetic among
+ * them stays f64 and is rounded once where it meets the data (el_weak). */
 NodeId el_new_hyper(Elab *e, const char *name, double value, Span span);
+NodeId el_hyper_node(Elab *e, int idx, Span span);
+/* A weak scalar: an f64 scalar computed from hyper-parameters and constants only,
+ * in a program whose float type is f32; it takes f32 where it meets data. */
+bool el_weak(Elab *e, NodeId n);
 /* A new state (Program.states): a STATE leaf named name, a parameter's (its index
  * param) or a layer's (-1), starting at init (may be set later); its node. */
 NodeId el_new_state(Elab *e, const char *name, int param, Shape shape, NndDType dt, NodeId init,

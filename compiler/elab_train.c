@@ -355,13 +355,8 @@ static void train_counters(Elab *e, Scope *s, const Ast *train)
     p->hyper_t = p->hypers.n;
     el_new_hyper(e, "t", 1, train->span);
     for (int i = 0; i < p->hypers.n; i++) {
-        Node n = {.op = OP_HYPER,
-                  .dtype = (uint8_t)p->float_dtype,
-                  .idx = i,
-                  .name = p->hypers.v[i].name,
-                  .span = train->span};
         if (i != p->hyper_t)
-            el_bind(s, p->hypers.v[i].name, vnode(graph_append(e->g, &n)), train->span);
+            el_bind(s, p->hypers.v[i].name, vnode(el_hyper_node(e, i, train->span)), train->span);
     }
 }
 
@@ -913,6 +908,7 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
     p->g.custom_ctx = NULL;
     p->custom_vjps = e.customs.n;
     vec_free(&e.customs);
+    vec_free(&e.datadep);
     for (int i = 0; i < e.groups.n; i++)
         vec_free(&e.groups.v[i]->hypers);
     vec_free(&e.groups);

@@ -68,16 +68,21 @@ Override *el_find_override(Elab *e, const char *key)
     return NULL;
 }
 
+NodeId el_hyper_node(Elab *e, int idx, Span span)
+{
+    Node n = {.op = OP_HYPER,
+              .dtype = NND_F64,
+              .idx = idx,
+              .name = e->p->hypers.v[idx].name,
+              .span = span};
+    return graph_append(e->g, &n);
+}
+
 NodeId el_new_hyper(Elab *e, const char *name, double value, Span span)
 {
     HyperInfo h = {arena_strdup(&e->p->arena, name), value, span, false};
     vec_push(&e->p->hypers, h);
-    Node n = {.op = OP_HYPER,
-              .dtype = (uint8_t)e->p->float_dtype,
-              .idx = e->p->hypers.n - 1,
-              .name = h.name,
-              .span = span};
-    return graph_append(e->g, &n);
+    return el_hyper_node(e, e->p->hypers.n - 1, span);
 }
 
 NodeId el_new_state(Elab *e, const char *name, int param, Shape shape, NndDType dt, NodeId init,
@@ -120,8 +125,25 @@ bool el_reads(Elab *e, NodeId root, const OpId *ops, int nops)
 
 bool el_depends_on_data(Elab *e, NodeId root)
 {
-    static const OpId data[] = {OP_PARAM, OP_STATE, OP_INPUT, OP_RANDU, OP_RANDN, OP_DIMSIZE};
-    return el_reads(e, root, data, (int)NND_ARRAY_LEN(data));
+    /* one flag per node, computed as nodes are added: inputs have smaller ids */
+    while (e->datadep.n < graph_count(e->g)) {
+        const Node *n = nd(e, (NodeId)e->datadep.n);
+        bool dep =
+            e->datadep.n > 0 &&
+            (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_INPUT || n->op == OP_RANDU ||
+             n->op == OP_RANDN || n->op == OP_RANDSTEP || n->op == OP_DIMSIZE);
+        for (int i = 0; i < n->nin && !dep; i++)
+            dep = e->datadep.v[n->in[i]];
+        vec_push(&e->datadep, dep);
+    }
+    return e->datadep.v[root];
+}
+
+bool el_weak(Elab *e, NodeId n)
+{
+    const Node *x = nd(e, n);
+    return e->p->float_dtype != NND_F64 && x->dtype == NND_F64 && x->shape.rank == 0 &&
+           !el_depends_on_data(e, n);
 }
 
 bool el_to_number(Elab *e, Value v, Span span, const char *what, double *out)
@@ -437,6 +459,13 @@ Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
         nb = el_to_node(e, b, span);
         if (!na || !nb)
             return verr();
+        /* hyper-parameter arithmetic is f64; where it meets the data it takes the
+         * program's float type, rounded once (as PyTorch's Python floats do) */
+        bool wa = el_weak(e, na), wb = el_weak(e, nb);
+        if (wa && !wb)
+            na = gb_cast(e->g, na, fl, span);
+        if (wb && !wa)
+            nb = gb_cast(e->g, nb, fl, span);
         NndDType da = nd(e, na)->dtype, db = nd(e, nb)->dtype;
         NndDType dt = el_dtype_rank_max(da, db);
         if (is_logic(op))
