@@ -15,12 +15,17 @@ int cmd_check(Options *o)
     for (int i = 0; i < o->files.n; i++) {
         Frontend fe;
         frontend_init(&fe);
-        /* a file without a train block (a library of layers) is checked alone */
         Module *m = compile_check(&fe, o->files.v[i], NULL);
         Program *p = m && m->train ? compile_module(&fe, m, &co) : NULL;
-        if (!m || (m->train && !p))
+        /* a file without a train block (a library of layers): its models on their own */
+        StrBuf report = {0};
+        bool ok = m && (m->train ? p != NULL : compile_models(&fe, m, &co, &report));
+        if (!ok)
             rc = NND_EXIT_ERROR;
         diags_print(&fe.diags, stderr);
+        if (o->verbose && report.len)
+            printf("%s", report.s);
+        sb_free(&report);
         program_free(p);
         frontend_free(&fe);
     }

@@ -35,6 +35,12 @@ static const Ast *parse_opt_expr(Frontend *fe, const char *name, const char *tex
     return m->items.v[0]->b;
 }
 
+bool compile_models(Frontend *fe, Module *m, const CompileOptions *o, StrBuf *report)
+{
+    ElabOptions eo = {o ? o->float_dtype : NND_F32, NULL, 0, NULL};
+    return elab_check_models(fe, m, &eo, report);
+}
+
 Program *compile_module(Frontend *fe, Module *m, const CompileOptions *o)
 {
     static const CompileOptions none = {0};

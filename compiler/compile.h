@@ -33,6 +33,10 @@ Module *compile_check(Frontend *fe, const char *path, const char *text);
 /* Elaborates the train block of m (from compile_check) and simplifies the result;
  * NULL after errors.  o may be NULL (f32, no overrides). */
 Program *compile_module(Frontend *fe, Module *m, const CompileOptions *o);
+/* For m without a train block (from compile_check): its models checked on their
+ * own (elab_check_models); report gets what was checked and what was not.  False
+ * after errors. */
+bool compile_models(Frontend *fe, Module *m, const CompileOptions *o, StrBuf *report);
 /* compile_check, then compile_module. */
 Program *compile(Frontend *fe, const char *path, const char *text, const CompileOptions *o);
 

@@ -31,5 +31,11 @@ typedef struct ElabOptions {
 /* Elaborates the train block of main.  Returns NULL after reporting errors.  The
  * program borrows names and spans from fe: free it before fe. */
 Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts);
+/* For a file without a train block: each model or layer of main that can be
+ * created without arguments and types its forward's inputs is created and called
+ * on such inputs, reporting the errors a train block would; report gets a line per
+ * model or layer (checked, with forward's result, or why not).  False after
+ * errors. */
+bool elab_check_models(Frontend *fe, Module *main, const ElabOptions *opts, StrBuf *report);
 
 #endif

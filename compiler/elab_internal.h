@@ -13,6 +13,7 @@
  *   elab_optim.c    optimizer groups, gradient clipping and accumulation, and the
  *                   expansion of update rules into graph nodes
  *   elab_train.c    the train block as a whole, and elab_program
+ *   elab_check.c    the models of a file without a train block, on their own
  *
  * Functions used across these files carry the el_ prefix; the rest are static. */
 #ifndef NND_ELAB_INTERNAL_H
@@ -309,6 +310,11 @@ void el_clip_gradients(Elab *e, Scope *s, const Ast *train, NodeId *gs, int n);
 void el_constrain_and_average(Elab *e, Scope *s, const Ast *train, int pi, int first);
 
 /* ---- elab_train.c ---- */
+
+/* A new elaboration into a new Program (e->p, owned by the caller after el_end). */
+void el_begin(Elab *e, Frontend *fe, const ElabOptions *opts);
+/* Frees what the elaboration held; e->p stays. */
+void el_end(Elab *e);
 
 double el_setting_number(Elab *e, Scope *s, const Ast *st, const char *name, double dflt,
                          bool *found);

@@ -40,10 +40,11 @@ void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
                 b = &s->b.v[k];
         if (!b || b->v.k == V_ERR || (b->v.k == V_NODE && b->v.node == m->v.node))
             continue;
-        Node *st = nd(e, m->v.node);
-        StateInfo *si = &e->p->states.v[st->idx];
+        /* copies: the node array moves as nodes are added */
+        const Node st = *nd(e, m->v.node);
+        StateInfo *si = &e->p->states.v[st.idx];
         for (int k = 0; k < e->p->updates.n; k++)
-            if (e->p->updates.v[k].is_state && e->p->updates.v[k].index == st->idx) {
+            if (e->p->updates.v[k].is_state && e->p->updates.v[k].index == st.idx) {
                 el_error(e, b->span,
                          "state '%s' is updated twice in one step: a layer with state can "
                          "be applied once per training step",
@@ -53,16 +54,16 @@ void el_record_state_updates(Elab *e, LayerInst *self, Scope *s, int first)
         NodeId v = el_to_node(e, b->v, b->span);
         if (!v)
             continue;
-        v = gb_cast(e->g, v, (NndDType)st->dtype, b->span);
+        v = gb_cast(e->g, v, (NndDType)st.dtype, b->span);
         Shape bs;
         char err[512];
-        if (!shape_broadcast(e->g, &nd(e, v)->shape, &st->shape, &bs, err, sizeof err) ||
-            !shape_equal(&bs, &st->shape)) {
+        if (!shape_broadcast(e->g, &nd(e, v)->shape, &st.shape, &bs, err, sizeof err) ||
+            !shape_equal(&bs, &st.shape)) {
             el_error(e, b->span, "the new value of state '%s' has shape %s but the state is %s",
-                     m->name, el_shape_str(e, &nd(e, v)->shape), el_shape_str(e, &st->shape));
+                     m->name, el_shape_str(e, &nd(e, v)->shape), el_shape_str(e, &st.shape));
             continue;
         }
-        Update u = {true, st->idx, gb_broadcast(e->g, v, &st->shape, b->span)};
+        Update u = {true, st.idx, gb_broadcast(e->g, v, &st.shape, b->span)};
         vec_push(&e->p->updates, u);
     }
 }
@@ -587,14 +588,14 @@ bool el_check_type(Elab *e, Scope *s, const Ast *type, Value *v, Span vspan, con
         el_error(e, vspan, "'%s' must be a tensor, got %s", what, el_kind_name(v));
         return false;
     }
-    Node *n = nd(e, v->node);
-    Shape sh = n->shape;
+    Shape sh = nd(e, v->node)->shape;
     int nbound = s->b.n; /* names bound before this value was matched */
     int m = type->has_shape ? match_shape(e, s, type, v->node, sh, bind_patterns) : MATCH_OK;
     if (m == MATCH_ERR)
         return false;
+    /* matching may add nodes (a dimension's expression): the node is read after */
     if (m == MATCH_OK)
-        return !type->name || check_dtype(e, type, n, vspan, what, pdecl);
+        return !type->name || check_dtype(e, type, nd(e, v->node), vspan, what, pdecl);
     char want[512];
     describe_pattern(e, s, type, nbound, want, sizeof want);
     if (pdecl)

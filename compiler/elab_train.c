@@ -872,7 +872,7 @@ done:
     vec_free(&s.b);
 }
 
-Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
+void el_begin(Elab *e, Frontend *fe, const ElabOptions *opts)
 {
     Program *p = xcalloc(1, sizeof *p);
     graph_init(&p->g);
@@ -880,9 +880,35 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
     p->float_dtype = opts->float_dtype;
     p->accumulate = 1;
     p->hyper_accum = p->hyper_micro = -1;
-    Elab e = {.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
+    *e = (Elab){.fe = fe, .d = &fe->diags, .p = p, .g = &p->g, .opts = opts, .training = true};
     p->g.custom_vjp = el_custom_vjp;
-    p->g.custom_ctx = &e;
+    p->g.custom_ctx = e;
+}
+
+void el_end(Elab *e)
+{
+    Program *p = e->p;
+    /* the vjp blocks are gone with the elaboration: every CUSTOM node's gradient
+     * that will ever be needed has been built */
+    p->g.custom_vjp = NULL;
+    p->g.custom_ctx = NULL;
+    p->custom_vjps = e->customs.n;
+    vec_free(&e->customs);
+    vec_free(&e->datadep);
+    for (int i = 0; i < e->groups.n; i++)
+        vec_free(&e->groups.v[i]->hypers);
+    vec_free(&e->groups);
+    for (int i = 0; i < e->layers.n; i++)
+        vec_free(&e->layers.v[i]->members);
+    vec_free(&e->layers);
+    arena_free(&e->arena);
+}
+
+Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
+{
+    Elab e;
+    el_begin(&e, fe, opts);
+    Program *p = e.p;
     if (!main->train) {
         diag_error(e.d, (Span){main->file, 0, 0}, "%s has no train block", main->path);
     } else {
@@ -902,20 +928,7 @@ Program *elab_program(Frontend *fe, Module *main, const ElabOptions *opts)
                 diag_label(e.d, d, "did you mean '%s'?", best);
             vec_free(&c);
         }
-    /* the vjp blocks are gone with the elaboration: every CUSTOM node's gradient
-     * that will ever be needed has been built */
-    p->g.custom_vjp = NULL;
-    p->g.custom_ctx = NULL;
-    p->custom_vjps = e.customs.n;
-    vec_free(&e.customs);
-    vec_free(&e.datadep);
-    for (int i = 0; i < e.groups.n; i++)
-        vec_free(&e.groups.v[i]->hypers);
-    vec_free(&e.groups);
-    for (int i = 0; i < e.layers.n; i++)
-        vec_free(&e.layers.v[i]->members);
-    vec_free(&e.layers);
-    arena_free(&e.arena);
+    el_end(&e);
     if (diags_has_errors(e.d)) {
         program_free(p);
         return NULL;

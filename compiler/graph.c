@@ -876,17 +876,18 @@ NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span
 
 NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span)
 {
+    Shape to = *s; /* s may point into the node array, which gb_reduce can move */
     const Shape *from = &graph_node(g, a)->shape;
-    if (shape_equal(from, s))
+    if (shape_equal(from, &to))
         return a;
-    int extra = from->rank - s->rank;
+    int extra = from->rank - to.rank;
     assert(extra >= 0);
     uint32_t mask = 0;
     for (int i = 0; i < from->rank; i++)
-        if (i < extra || (s->d[i - extra] == 1 && from->d[i] != 1))
+        if (i < extra || (to.d[i - extra] == 1 && from->d[i] != 1))
             mask |= 1u << i;
     NodeId r = mask ? gb_reduce(g, OP_SUM, a, mask, true, span) : a;
-    return gb_reshape(g, r, s, span);
+    return gb_reshape(g, r, &to, span);
 }
 
 int graph_pool_len(const Node *n)
