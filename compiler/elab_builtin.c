@@ -284,7 +284,7 @@ static bool reshape_fill(Elab *e, NodeId n, Shape *s, int minus, Span span)
     return true;
 }
 
-/* Shapes: transpose (the last two axes, or perm), reshape, and the compile-time
+/* Shapes: transpose (the last two axes, or perm), reshape, broadcast, and the compile-time
  * queries size and rank. */
 static Value builtin_shape(Elab *e, int id, Args *a, Span span)
 {
@@ -331,17 +331,33 @@ static Value builtin_shape(Elab *e, int id, Args *a, Span span)
             return verr();
         return vnode(el_make(e, (Node){.op = OP_RESHAPE, .nin = 1, .in = {n}, .shape = s}, span));
     }
-    case BI_SIZE: {
+    case BI_SIZE: { /* a symbolic dimension stays one: it can size a reshape */
         NodeId n = el_to_node(e, *x, span);
         if (!n)
             return verr();
         uint32_t mask;
         if (!axes_mask(e, el_barg(a, id, 1), el_bspan(a, id, 1, span), nd(e, n)->shape.rank, &mask))
             return verr();
+        int axis = __builtin_ctz(mask | (1u << 31));
+        if (mask == 1u << axis && nd(e, n)->shape.d[axis] < 0) /* one symbolic dimension */
+            return (Value){.k = V_DIM, .dim = nd(e, n)->shape.d[axis], .node = n, .axis = axis};
         NodeId sz = gb_dimsize(e->g, n, mask, e->p->float_dtype, span);
         if (nd(e, sz)->op == OP_CONST)
             return vnum(nd(e, sz)->num);
         return vnode(sz);
+    }
+    case BI_BROADCAST: {
+        NodeId n = el_to_node(e, *x, span);
+        Shape s, r;
+        char err[512];
+        if (!n ||
+            !el_to_shape(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "the shape", &s, NULL))
+            return verr();
+        if (!shape_broadcast(e->g, &nd(e, n)->shape, &s, &r, err, sizeof err) ||
+            !shape_equal(&r, &s))
+            return el_error(e, span, "cannot broadcast %s to %s", el_shape_str(e, &nd(e, n)->shape),
+                            el_shape_str(e, &s));
+        return vnode(gb_broadcast(e->g, n, &s, span));
     }
     case BI_RANK: {
         if (x->k == V_NUM)
@@ -675,6 +691,7 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
     case BI_MATMUL: return el_matmul(e, *el_barg(a, id, 0), *el_barg(a, id, 1), span);
     case BI_TRANSPOSE:
     case BI_RESHAPE:
+    case BI_BROADCAST:
     case BI_SIZE:
     case BI_RANK: return builtin_shape(e, id, a, span);
     case BI_PICK:

@@ -135,6 +135,18 @@ typedef struct Group {
     int index; /* in Program.groups */
 } Group;
 
+/* An elementwise op whose operands, of different ranks, broadcast each other into
+ * a result with the batch dimension twice ([B] - [B, 1] is [B, B]): warned about
+ * when the loss uses it (el_warn_outer_products). */
+typedef struct OuterProduct {
+    NodeId node;
+    OpId op;
+    Shape a, b, r;
+    Span span;
+    int ncalls;
+    Frame calls[3]; /* the innermost calls that led to it */
+} OuterProduct;
+
 typedef struct Elab {
     Frontend *fe;
     Diags *d;
@@ -165,6 +177,7 @@ typedef struct Elab {
     VEC(CustomGrad) customs;
     bool too_big; /* the graph outgrew MAX_GRAPH_NODES: calls stop being elaborated */
     VEC(uint8_t) datadep; /* per node: depends on the data (el_depends_on_data) */
+    VEC(OuterProduct) outer;
 } Elab;
 
 static inline Value verr(void) { return (Value){.k = V_ERR}; }
@@ -223,6 +236,9 @@ NndDType el_dtype_rank_max(NndDType a, NndDType b);
  * the tensor's dtype; booleans in arithmetic become floats; integers divided or
  * raised to a fractional power become floats. */
 Value el_binop(Elab *e, OpId op, Value a, Value b, Span span);
+/* Warns about each recorded outer product over the batch that root reads, with
+ * both shapes and the fix; forgets them all. */
+void el_warn_outer_products(Elab *e, NodeId root);
 Value el_matmul(Elab *e, Value a, Value b, Span span);
 Value el_unop(Elab *e, OpId op, Value a, Span span);
 /* if c then a else b with a tensor condition: both branches, selected elementwise. */

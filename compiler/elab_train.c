@@ -540,6 +540,7 @@ static bool train_loss(Elab *e, Scope *s, const Ast *train)
         return false;
     }
     p->loss = lv.node;
+    el_warn_outer_products(e, p->loss);
     el_bind(s, "loss", lv, ls->span);
     return true;
 }
@@ -895,6 +896,7 @@ void el_end(Elab *e)
     p->custom_vjps = e->customs.n;
     vec_free(&e->customs);
     vec_free(&e->datadep);
+    vec_free(&e->outer);
     for (int i = 0; i < e->groups.n; i++)
         vec_free(&e->groups.v[i]->hypers);
     vec_free(&e->groups);

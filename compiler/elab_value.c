@@ -406,6 +406,83 @@ NndDType el_dtype_rank_max(NndDType a, NndDType b)
     return rank[a] >= rank[b] ? a : b;
 }
 
+/* How the op is written in a program: "-" for OP_SUB, "min" for OP_MIN. */
+static const char *op_written(OpId op)
+{
+    switch (op) {
+    case OP_ADD: return "+";
+    case OP_SUB: return "-";
+    case OP_MUL: return "*";
+    case OP_DIV: return "/";
+    case OP_POW: return "^";
+    case OP_LT: return "<";
+    case OP_LE: return "<=";
+    case OP_GT: return ">";
+    case OP_GE: return ">=";
+    case OP_EQ: return "==";
+    case OP_NE: return "!=";
+    default: return op_info[op].name;
+    }
+}
+
+static int batch_axes(const Shape *s, int64_t batch)
+{
+    int n = 0;
+    for (int i = 0; i < s->rank; i++)
+        n += s->d[i] == batch;
+    return n;
+}
+
+/* Records o when its result holds the batch dimension more often than either
+ * operand: each sample of one side met every sample of the other. */
+static void note_outer_product(Elab *e, OuterProduct *o, NodeId node)
+{
+    int64_t batch = e->p->sym_batch;
+    if (batch >= 0)
+        return; /* no train block's data (nnd check of a library) */
+    int ra = batch_axes(&o->r, batch);
+    if (ra <= batch_axes(&o->a, batch) || ra <= batch_axes(&o->b, batch))
+        return;
+    o->node = node;
+    for (int i = e->depth - 1; i >= 0 && o->ncalls < 3; i--)
+        o->calls[o->ncalls++] = e->frames[i];
+    vec_push(&e->outer, *o);
+}
+
+void el_warn_outer_products(Elab *e, NodeId root)
+{
+    uint8_t *seen = xcalloc((size_t)root + 1, 1);
+    seen[root] = 1;
+    for (NodeId q = root; q > 0; q--)
+        if (seen[q])
+            for (int k = 0; k < nd(e, q)->nin; k++)
+                seen[nd(e, q)->in[k]] = 1;
+    for (int i = 0; i < e->outer.n; i++) {
+        OuterProduct *o = &e->outer.v[i];
+        bool again = false; /* the same op reached through another call */
+        for (int k = 0; k < i; k++)
+            again |= e->outer.v[k].span.file == o->span.file &&
+                     e->outer.v[k].span.start == o->span.start && e->outer.v[k].node <= root &&
+                     seen[e->outer.v[k].node];
+        if (o->node > root || !seen[o->node] || again)
+            continue;
+        int d = diag_warning(e->d, o->span,
+                             "'%s' broadcasts %s against %s into %s: every sample meets every "
+                             "other sample, and the loss uses the result",
+                             op_written(o->op), el_shape_str(e, &o->a), el_shape_str(e, &o->b),
+                             el_shape_str(e, &o->r));
+        diag_label(e->d, d, "to pair each sample with its own, give both the same rank");
+        for (int k = 0; k < o->ncalls; k++)
+            diag_note(e->d, o->calls[k].call, "in %s, called here", o->calls[k].name);
+        diag_note(e->d, span_none(),
+                  "keepdims = true keeps a reduced axis; reshape(y, [size(y, 0)]) drops one; "
+                  "broadcast(...) one side to %s if the outer product is meant",
+                  el_shape_str(e, &o->r));
+    }
+    free(seen);
+    e->outer.n = 0;
+}
+
 Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
 {
     if (a.k == V_ERR || b.k == V_ERR)
@@ -484,9 +561,13 @@ Value el_binop(Elab *e, OpId op, Value a, Value b, Span span)
     char err[512];
     if (!shape_broadcast(e->g, &nd(e, na)->shape, &nd(e, nb)->shape, &s, err, sizeof err))
         return el_error(e, span, "%s", err);
+    OuterProduct o = {0, op, nd(e, na)->shape, nd(e, nb)->shape, s, span, 0, {{0}}};
     na = gb_broadcast(e->g, na, &s, span);
     nb = gb_broadcast(e->g, nb, &s, span);
-    return vnode(el_make(e, (Node){.op = (uint8_t)op, .nin = 2, .in = {na, nb}}, span));
+    Value r = vnode(el_make(e, (Node){.op = (uint8_t)op, .nin = 2, .in = {na, nb}}, span));
+    if (r.k == V_NODE && o.a.rank != o.b.rank)
+        note_outer_product(e, &o, r.node);
+    return r;
 }
 
 Value el_matmul(Elab *e, Value a, Value b, Span span)
