@@ -491,6 +491,17 @@ static bool eval_reduce(Ev *e)
     return true;
 }
 
+/* A label or index v outside [0, limit): recorded for the caller, then the error
+ * "<label|index> v is out of range for <what>", what formatting limit. */
+static bool out_of_range(Run *r, NodeId id, bool label, double v, int64_t limit, const char *what)
+{
+    if (r->b->fault && !r->failed)
+        *r->b->fault = (InterpFault){label ? FAULT_LABEL : FAULT_INDEX, v, limit};
+    char lim[64];
+    snprintf(lim, sizeof lim, what, (long long)limit);
+    return fail(r, id, "%s %g is out of range for %s", label ? "label" : "index", v, lim);
+}
+
 /* Indexing by integer labels along the last axis: PICK reads x[.., l], ONE_HOT
  * writes 1 at [.., l]; a label outside the classes is an error. */
 static bool eval_index(Ev *e)
@@ -505,8 +516,7 @@ static bool eval_index(Ev *e)
         for (int64_t i = 0; i < cnt; i++) {
             double l = b->v[i];
             if (!(l >= 0 && l < (double)cls))
-                return fail(e->r, e->id, "label %g is out of range for %lld classes", l,
-                            (long long)cls);
+                return out_of_range(e->r, e->id, true, l, cls, "%lld classes");
             y[i] = a->v[i * cls + (int64_t)l];
         }
         break;
@@ -516,8 +526,7 @@ static bool eval_index(Ev *e)
         for (int64_t i = 0; i < a->n; i++) {
             double l = a->v[i];
             if (!(l >= 0 && l < (double)depth))
-                return fail(e->r, e->id, "label %g is out of range for one_hot depth %lld", l,
-                            (long long)depth);
+                return out_of_range(e->r, e->id, true, l, depth, "one_hot depth %lld");
             y[i * depth + (int64_t)l] = 1;
         }
         break;
@@ -574,8 +583,7 @@ static bool eval_call(Ev *e)
         for (int64_t i = 0; i < idx->n; i++) {
             double l = idx->v[i];
             if (!(l >= 0 && l < (double)rows))
-                return fail(e->r, e->id, "index %g is out of range for %lld rows", l,
-                            (long long)rows);
+                return out_of_range(e->r, e->id, false, l, rows, "%lld rows");
             for (int64_t k = 0; k < width; k++) {
                 if (take)
                     y[i * width + k] = src->v[(int64_t)l * width + k];

@@ -29,6 +29,7 @@ typedef struct InterpBindings {
     int nsyms;
     uint64_t seed; /* for RANDU / RANDN */
     struct InterpCheck *check; /* non-NULL: stop at the first op with NaN or Inf values */
+    struct InterpFault *fault; /* non-NULL: says which label or index stopped the run */
 } InterpBindings;
 
 /* What interp_run found with InterpBindings.check (node 0: nothing). */
@@ -37,6 +38,13 @@ typedef struct InterpCheck {
     int64_t count;
     double value;
 } InterpCheck;
+
+/* A label (pick, one_hot) or index (take) out of range that stopped interp_run. */
+typedef struct InterpFault {
+    enum { FAULT_NONE, FAULT_LABEL, FAULT_INDEX } kind;
+    double value;
+    int64_t limit; /* the classes, or the table's rows */
+} InterpFault;
 
 /* Evaluates the roots; out[i] receives a new tensor for roots[i] (the caller frees
  * them with itensor_free).  Returns false with a message when a value cannot be

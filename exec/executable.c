@@ -34,9 +34,20 @@ static void interp_entry(NndStepArgs *a)
                      itensor_from_buffer(g, p->y, a->y, a->batch)};
     int64_t syms[1] = {a->batch};
     InterpCheck check = {0};
-    InterpBindings b = {params, p->params.n, states,    p->states.n,
-                        in,     2,           a->hypers, p->hypers.n,
-                        syms,   1,           p->seed,   f->check ? &check : NULL};
+    InterpFault fault = {0};
+    InterpBindings b = {.params = params,
+                        .nparams = p->params.n,
+                        .states = states,
+                        .nstates = p->states.n,
+                        .inputs = in,
+                        .ninputs = 2,
+                        .hypers = a->hypers,
+                        .nhypers = p->hypers.n,
+                        .syms = syms,
+                        .nsyms = 1,
+                        .seed = p->seed,
+                        .check = f->check ? &check : NULL,
+                        .fault = &fault};
     ITensor *out = xcalloc((size_t)f->roots.n, sizeof(ITensor));
     char err[512];
     if (!interp_run(g, f->roots.v, f->roots.n, &b, out, err, sizeof err)) {
@@ -45,10 +56,13 @@ static void interp_entry(NndStepArgs *a)
             a->bad_node = check.node;
             a->bad_count = check.count;
             a->bad_value = check.value;
-        } else
-            a->status = strstr(err, "label")   ? NND_STATUS_LABEL_RANGE
-                        : strstr(err, "index") ? NND_STATUS_INDEX_RANGE
-                                               : 3;
+        } else if (fault.kind != FAULT_NONE) {
+            a->status = fault.kind == FAULT_LABEL ? NND_STATUS_LABEL_RANGE : NND_STATUS_INDEX_RANGE;
+            a->bad_value = fault.value;
+            a->bad_count = fault.limit;
+        } else {
+            a->status = NND_STATUS_FAILED;
+        }
     } else if (f->kind == IK_STEP) {
         /* the loss and the step outputs, then the new values */
         int ns = f->nout;

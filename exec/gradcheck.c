@@ -15,8 +15,17 @@ static bool run_interp(Program *p, IModel *m, const ITensor *in, int64_t b, cons
                        const NodeId *roots, int n, ITensor *out, char *err, size_t errlen)
 {
     int64_t syms[1] = {b};
-    InterpBindings bind = {m->params, p->params.n, m->states, p->states.n, (ITensor *)in, 2,
-                           h,         p->hypers.n, syms,      1,           p->seed,       NULL};
+    InterpBindings bind = {.params = m->params,
+                           .nparams = p->params.n,
+                           .states = m->states,
+                           .nstates = p->states.n,
+                           .inputs = (ITensor *)in,
+                           .ninputs = 2,
+                           .hypers = h,
+                           .nhypers = p->hypers.n,
+                           .syms = syms,
+                           .nsyms = 1,
+                           .seed = p->seed};
     return interp_run(&p->g, roots, n, &bind, out, err, errlen);
 }
 

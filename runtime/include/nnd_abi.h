@@ -167,8 +167,14 @@ typedef struct NndStepArgs {
 typedef void (*NndStepFn)(NndStepArgs *args);
 /* args->status: a label outside the classes (pick, one_hot), an index outside a
  * table (take, scatter-add): the step goes on with safe indices and the trainer
- * stops; NaN or infinite values (checked code only): the step returns at once */
-enum { NND_STATUS_LABEL_RANGE = 1, NND_STATUS_INDEX_RANGE = 2, NND_STATUS_NONFINITE = 3 };
+ * stops; NaN or infinite values (checked code only): the step returns at once;
+ * NND_STATUS_FAILED: a step that is not generated code (the interpreter) failed */
+enum {
+    NND_STATUS_LABEL_RANGE = 1,
+    NND_STATUS_INDEX_RANGE = 2,
+    NND_STATUS_NONFINITE = 3,
+    NND_STATUS_FAILED = 4
+};
 
 /* Counts the NaN and infinite values among n of dtype (f32 or f64) at p; when there
  * are any, sets args->status to NND_STATUS_NONFINITE and records node, the count and

@@ -176,7 +176,7 @@ static void test_sgd_step(void **state)
         double *h = xcalloc((size_t)p->hypers.n, sizeof(double));
         for (int i = 0; i < p->hypers.n; i++)
             h[i] = p->hypers.v[i].value;
-        InterpBindings b = {pv, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, p->seed, NULL};
+        InterpBindings b = {pv, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, p->seed, NULL, NULL};
         ITensor g;
         assert_true(interp_run(&p->g, &p->grads.v[0], 1, &b, &g, err, sizeof err));
         train(p, &m, engines[e]);
@@ -235,7 +235,7 @@ static void test_adam_matches_formula(void **state)
         }
         for (int t = 1; t <= 3; t++) {
             ITensor g[4];
-            InterpBindings b = {ref, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, 0, NULL};
+            InterpBindings b = {ref, 4, NULL, 0, in, 2, h, p->hypers.n, syms, 1, 0, NULL, NULL};
             assert_true(interp_run(&p->g, p->grads.v, 4, &b, g, err, sizeof err));
             for (int k = 0; k < 4; k++) {
                 for (int64_t i = 0; i < g[k].n; i++) {
