@@ -63,7 +63,8 @@ static int print_schedules(Program *p, const Options *o)
 {
     Executable x;
     char err[1024];
-    if (!executable_plan(&x, p, o->check_numerics, err, sizeof err)) {
+    ExecOptions eo = {.engine = ENGINE_JIT, .check_numerics = o->check_numerics};
+    if (!executable_plan(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         return NND_EXIT_ERROR;
     }
@@ -160,7 +161,7 @@ static int emit_llvm(Program *p, Options *o)
 {
     (void)o;
     Executable x;
-    ExecOptions eo = {ENGINE_JIT, true, 0, false, false};
+    ExecOptions eo = {ENGINE_JIT, true, 0, false, false, 0, false};
     char err[1024];
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);

@@ -72,18 +72,9 @@ bool cli_parse_number(const char *s, double *out)
 
 static int add_override(Options *o, const char *kv)
 {
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv)
+    Override ov;
+    if (!compile_parse_override(kv, &ov))
         return cli_usage_error("--set takes NAME=VALUE, got '%s'", kv);
-    Override ov = {0};
-    ov.key = xstrndup(kv, (size_t)(eq - kv));
-    ov.text = eq + 1;
-    if (strcmp(ov.text, "true") == 0 || strcmp(ov.text, "false") == 0) {
-        ov.value = ov.text[0] == 't';
-        ov.is_number = true;
-    } else {
-        ov.is_number = cli_parse_number(ov.text, &ov.value);
-    }
     vec_push(&o->overrides, ov);
     return 0;
 }

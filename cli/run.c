@@ -151,8 +151,8 @@ int cmd_run(Options *o)
     }
     if (!remove_stale_temps(p))
         goto done;
-    ExecOptions eo = {o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile,
-                      o->check_numerics};
+    ExecOptions eo = {
+        o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics, 0, false};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;

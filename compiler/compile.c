@@ -1,9 +1,35 @@
 #include "compile.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parse.h"
 #include "sema.h"
+
+bool compile_parse_override(const char *kv, Override *out)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return false;
+    if (!out)
+        return true;
+    *out = (Override){0};
+    out->key = xstrndup(kv, (size_t)(eq - kv));
+    out->text = eq + 1;
+    if (strcmp(out->text, "true") == 0 || strcmp(out->text, "false") == 0) {
+        out->value = out->text[0] == 't';
+        out->is_number = true;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(out->text, &end);
+    out->is_number = end != out->text && !*end && errno != ERANGE;
+    if (out->is_number)
+        out->value = v;
+    return true;
+}
 
 Module *compile_check(Frontend *fe, const char *path, const char *text)
 {

@@ -26,6 +26,11 @@ typedef struct CompileOptions {
     SimplifyStats *stats; /* filled in when not NULL */
 } CompileOptions;
 
+/* Parses "NAME=VALUE" (`--set`): a number, true or false, or other text (a
+ * string setting).  False when there is no NAME=; out (may be NULL) gets the key
+ * (malloc'd: free it) and the text (pointing into kv). */
+bool compile_parse_override(const char *kv, Override *out);
+
 /* Loads path (or, when text is not NULL, that NUL-terminated text under the name
  * path) with the modules it uses, and checks them.  Returns the main module, or
  * NULL when there were errors. */

@@ -177,12 +177,12 @@ static void build_interp(Executable *x, Program *p, const ExecOptions *o)
 
 /* A step's schedule: the updates ups, and outs[0..nout) written to args->out. */
 static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout, const Update *ups,
-                          int nups, bool check, char *err, size_t errlen)
+                          int nups, int64_t max_batch, bool check, char *err, size_t errlen)
 {
     ScheduleUpdate *su = xcalloc((size_t)(nups ? nups : 1), sizeof *su);
     for (int i = 0; i < nups; i++)
         su[i] = (ScheduleUpdate){ups[i].value, ups[i].is_state, ups[i].index};
-    ScheduleRequest rq = {outs, nout, su, nups, p->batch, check};
+    ScheduleRequest rq = {outs, nout, su, nups, max_batch, check};
     bool ok = schedule_build(s, &p->g, &rq, err, errlen);
     free(su);
     return ok;
@@ -192,28 +192,32 @@ static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout,
  * a micro-batch of `accumulate`), the evals, the forward function. */
 static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_t errlen)
 {
-    NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
-    outs[0] = p->loss;
-    for (int i = 0; i < p->step_outputs.n; i++)
-        outs[i + 1] = p->step_outputs.v[i].node;
-    bool ok =
-        schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, check, err, errlen);
-    if (ok && p->step_outputs.n > 0)
-        ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
-                           p->updates.n, check, err, errlen);
-    if (ok && p->accumulate > 1)
-        ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n,
-                           check, err, errlen);
-    free(outs);
-    for (int i = 0; ok && i < p->evals.n; i++) {
-        NodeVec r = {0};
-        metric_roots(p, i, &r);
-        ScheduleRequest er = {r.v, r.n, NULL, 0, p->batch, false};
-        ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
-        vec_free(&r);
+    int64_t mb = x->max_batch;
+    bool ok = true;
+    if (!x->forward_only) {
+        NodeId *outs = xcalloc((size_t)p->step_outputs.n + 1, sizeof(NodeId));
+        outs[0] = p->loss;
+        for (int i = 0; i < p->step_outputs.n; i++)
+            outs[i + 1] = p->step_outputs.v[i].node;
+        ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, mb, check, err,
+                           errlen);
+        if (ok && p->step_outputs.n > 0)
+            ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
+                               p->updates.n, mb, check, err, errlen);
+        if (ok && p->accumulate > 1)
+            ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n,
+                               mb, check, err, errlen);
+        free(outs);
+        for (int i = 0; ok && i < p->evals.n; i++) {
+            NodeVec r = {0};
+            metric_roots(p, i, &r);
+            ScheduleRequest er = {r.v, r.n, NULL, 0, mb, false};
+            ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
+            vec_free(&r);
+        }
     }
     if (ok && p->forward) {
-        ScheduleRequest fr = {&p->forward, 1, NULL, 0, p->batch, false};
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, mb, false};
         ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
     }
     return ok;
@@ -227,14 +231,16 @@ static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFuncti
     const Program *p = x->p;
     int n = 0;
     bool cn = o->check_numerics;
-    fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
-    if (p->step_outputs.n > 0)
-        fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
-    if (p->accumulate > 1)
-        fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
-    for (int i = 0; i < p->evals.n; i++) {
-        names[i] = xasprintf("nnd_eval%d", i);
-        fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+    if (!x->forward_only) {
+        fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
+        if (p->step_outputs.n > 0)
+            fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
+        if (p->accumulate > 1)
+            fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
+        for (int i = 0; i < p->evals.n; i++) {
+            names[i] = xasprintf("nnd_eval%d", i);
+            fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+        }
     }
     if (p->forward)
         fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
@@ -263,7 +269,7 @@ static bool alloc_arena(Executable *x, char *err, size_t errlen)
 /* Compiled: the schedules (executable_plan), one LLVM module, one arena. */
 static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
-    if (!executable_plan(x, p, o->check_numerics, err, errlen))
+    if (!executable_plan(x, p, o, err, errlen))
         return false;
     int ne = p->evals.n;
     CodegenFunction *fns = xcalloc((size_t)ne + 4, sizeof *fns);
@@ -275,13 +281,15 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
     bool ok = x->jit != NULL;
     if (ok) {
         int k = 0;
-        x->step = (NndStepFn)addrs[k++];
-        if (p->step_outputs.n > 0)
-            x->step_full = (NndStepFn)addrs[k++];
-        if (p->accumulate > 1)
-            x->step_accum = (NndStepFn)addrs[k++];
-        for (int i = 0; i < ne; i++)
-            x->evals[i] = (NndStepFn)addrs[k++];
+        if (!x->forward_only) {
+            x->step = (NndStepFn)addrs[k++];
+            if (p->step_outputs.n > 0)
+                x->step_full = (NndStepFn)addrs[k++];
+            if (p->accumulate > 1)
+                x->step_accum = (NndStepFn)addrs[k++];
+            for (int i = 0; i < ne; i++)
+                x->evals[i] = (NndStepFn)addrs[k++];
+        }
         if (p->forward)
             x->forward = (NndStepFn)addrs[k++];
         if (o->profile)
@@ -299,11 +307,13 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
 }
 
 /* What every engine's executable starts with. */
-static void executable_init(Executable *x, Program *p, Engine engine)
+static void executable_init(Executable *x, Program *p, Engine engine, const ExecOptions *o)
 {
     memset(x, 0, sizeof *x);
     x->p = p;
     x->engine = engine;
+    x->max_batch = o->max_batch > 0 ? o->max_batch : p->batch;
+    x->forward_only = o->forward_only;
     int ne = p->evals.n;
     x->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndStepFn));
     x->eval_user = xcalloc((size_t)(ne ? ne : 1), sizeof(void *));
@@ -312,7 +322,7 @@ static void executable_init(Executable *x, Program *p, Engine engine)
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
     if (o->engine == ENGINE_INTERP) {
-        executable_init(x, p, ENGINE_INTERP);
+        executable_init(x, p, ENGINE_INTERP, o);
         build_interp(x, p, o);
         return true;
     }
@@ -323,11 +333,11 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     return ok;
 }
 
-bool executable_plan(Executable *x, Program *p, bool check_numerics, char *err, size_t errlen)
+bool executable_plan(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
-    executable_init(x, p, ENGINE_JIT);
+    executable_init(x, p, ENGINE_JIT, o);
     x->eval_scheds = xcalloc((size_t)(p->evals.n ? p->evals.n : 1), sizeof(Schedule));
-    bool ok = schedule_all(x, p, check_numerics, err, errlen);
+    bool ok = schedule_all(x, p, o->check_numerics, err, errlen);
     if (!ok)
         executable_free(x);
     return ok;

@@ -22,11 +22,15 @@ typedef struct ExecOptions {
     int opt_level; /* LLVM 1..3, 0 for the default */
     bool profile; /* time every kernel of the step (see executable_profile) */
     bool check_numerics; /* the step checks every op's values (NND_STATUS_NONFINITE) */
+    int64_t max_batch; /* the largest batch a call passes; 0: the program's batch */
+    bool forward_only; /* only the forward function (nnd predict, nnd build) */
 } ExecOptions;
 
 typedef struct Executable {
     Program *p; /* borrowed */
     Engine engine;
+    int64_t max_batch; /* the largest batch the functions take */
+    bool forward_only; /* step and evals are NULL */
     NndStepFn step; /* the loss and the updates */
     NndStepFn step_full; /* the same plus the step outputs (a log's statistics), or NULL */
     void *step_full_user;
@@ -50,7 +54,7 @@ void executable_free(Executable *x);
 /* Plans every function executable_build would compile (the same schedules), and
  * generates no code: for `nnd graph --schedule`.  False with a message, x then
  * empty; otherwise executable_free frees it.  Borrows p. */
-bool executable_plan(Executable *x, Program *p, bool check_numerics, char *err, size_t errlen);
+bool executable_plan(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
 /* Every planned function's schedule in full (schedule_dump), in the order they are
  * compiled: nnd_step, nnd_step_full, nnd_step_accum, nnd_eval<i>, nnd_forward. */
 void executable_dump(const Executable *x, StrBuf *out);

@@ -23,6 +23,15 @@ bool model_init(Program *p, Model *m, char *err, size_t errlen);
 /* A deep copy of from into to (which is overwritten). */
 bool model_copy(const Model *from, Model *to, char *err, size_t errlen);
 void model_free(Model *m);
+/* Loads the model from a safetensors file by name (what `save` or a checkpoint
+ * wrote): every parameter and layer state must be there with its shape (f32 or f64,
+ * converted to the program's); an error names the file, the tensor and both
+ * shapes.  Optimizer states found there are loaded (*nopt counts them), the others
+ * start over from their initializers. */
+bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, size_t errlen);
+/* The optimizer states from their initializers again (which may read the
+ * parameters' current values). */
+bool model_restart_optimizer(Program *p, Model *m, char *err, size_t errlen);
 /* Writes the parameters (their moving averages with `ema`) and the layers' state
  * to a safetensors file, atomically, named as in the program. */
 bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,

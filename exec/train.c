@@ -136,7 +136,7 @@ bool train_evaluate(Program *p, Executable *x, Model *m, NndPool *pool, int whic
     Run r;
     run_setup(&r, p, x, m, pool);
     NndErr e;
-    bool ok = nnd_evaluate(&r.t, which, values, &e) == 0;
+    bool ok = nnd_train_evaluate(&r.t, which, values, &e) == 0;
     if (!ok)
         snprintf(err, errlen, "%s", e.msg);
     run_free(&r, p->evals.n);

@@ -128,7 +128,7 @@ static int status_error(const NndStepArgs *a, NndErr *err, const char *what, con
     return nnd_err(err, "%s on '%s' failed (status %d)", what, ds->name, a->status);
 }
 
-int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
+int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *err)
 {
     const NndEvalSpec *es = &t->evals[which];
     const NndDataSet *ds = &t->data[es->data];
@@ -211,7 +211,7 @@ static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epo
         double vals[64];
         if (es->nmetrics > 64)
             return nnd_err(err, "too many metrics");
-        if (nnd_evaluate(t, i, vals, err))
+        if (nnd_train_evaluate(t, i, vals, err))
             return -1;
         if (t->on_eval) {
             NndTrainPoint at = {step + 1, epoch, 0, 0};

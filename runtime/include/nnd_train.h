@@ -120,7 +120,7 @@ int64_t nnd_train_total_steps(const NndTrainer *t);
 /* Trains; 0 on success, 1 when stopped on a non-finite loss, -1 on error (err). */
 int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err);
 /* The metrics of evals[which] averaged over its data set (weighted by batch size). */
-int nnd_evaluate(const NndTrainer *t, int which, double *values, NndErr *err);
+int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *err);
 
 #ifdef __cplusplus
 }

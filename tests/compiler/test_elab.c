@@ -90,7 +90,7 @@ static double param_at(Model *m, int i, int64_t k)
 static void train(Program *p, Model *m, Engine engine)
 {
     Executable x;
-    ExecOptions eo = {engine, false, 0, false, false};
+    ExecOptions eo = {engine, false, 0, false, false, 0, false};
     char err[512];
     if (!executable_build(&x, p, &eo, err, sizeof err))
         print_error("%s\n", err);

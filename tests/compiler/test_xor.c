@@ -26,7 +26,7 @@ static void test_xor_trains(void **state)
         char err[512];
         assert_true(model_init(p, &model, err, sizeof err));
         Executable x;
-        ExecOptions xo = {e ? ENGINE_JIT : ENGINE_INTERP, false, 0, false, false};
+        ExecOptions xo = {e ? ENGINE_JIT : ENGINE_INTERP, false, 0, false, false, 0, false};
         assert_true(executable_build(&x, p, &xo, err, sizeof err));
         NndErr ne;
         NndPool *pool = nnd_pool_create(1, &ne);

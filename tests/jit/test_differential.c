@@ -153,8 +153,8 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     double tol = dt == NND_F64 ? 1e-9 : 2e-4;
     char err[1024];
     Executable xi, xj;
-    ExecOptions oi = {ENGINE_INTERP, false, 0, false, false},
-                oj = {ENGINE_JIT, false, 0, false, false};
+    ExecOptions oi = {ENGINE_INTERP, false, 0, false, false, 0, false},
+                oj = {ENGINE_JIT, false, 0, false, false, 0, false};
     assert_true(executable_build(&xi, p, &oi, err, sizeof err));
     if (!executable_build(&xj, p, &oj, err, sizeof err)) {
         print_error("%s\nprogram:\n%s\n", err, src);
@@ -475,7 +475,7 @@ static void test_reproducible(void **state)
     NndTensor *first = NULL;
     for (int run = 0; run < 2; run++) {
         Executable x;
-        ExecOptions o = {ENGINE_JIT, false, 0, false, false};
+        ExecOptions o = {ENGINE_JIT, false, 0, false, false, 0, false};
         assert_true(executable_build(&x, p, &o, err, sizeof err));
         Model m;
         assert_true(model_init(p, &m, err, sizeof err));
@@ -828,7 +828,7 @@ static void test_index_range(void **state)
         char first[512] = "";
         for (int e = ENGINE_INTERP; e <= ENGINE_JIT; e++) {
             Executable x;
-            ExecOptions o = {(Engine)e, false, 0, false, false};
+            ExecOptions o = {(Engine)e, false, 0, false, false, 0, false};
             assert_true(executable_build(&x, p, &o, err, sizeof err));
             Model m;
             assert_true(model_init(p, &m, err, sizeof err));

@@ -60,7 +60,7 @@ static void run(const char *fn, const double *in, int n, double *out)
     assert_non_null(p);
     assert_true(program_load_data(p, &fe.diags));
     Executable x;
-    ExecOptions o = {ENGINE_JIT, false, 0, false, false};
+    ExecOptions o = {ENGINE_JIT, false, 0, false, false, 0, false};
     char err[512];
     assert_true(executable_build(&x, p, &o, err, sizeof err));
     Model model;

@@ -1,7 +1,7 @@
 /* The training loop, driven by step and eval functions written in C: step counts,
  * batch sizes, every sample once per epoch, the shuffle, the hyper-parameters the loop
  * sets, loss averaging, stopping on a non-finite loss or a bad status, when evals run
- * and how nnd_evaluate averages, the progress lines, and failed allocations.
+ * and how nnd_train_evaluate averages, the progress lines, and failed allocations.
  *
  * Each sample's features hold its index (and values derived from it), and its label
  * another, so a step can tell which samples it got and that x and y match. */
@@ -571,7 +571,7 @@ static void test_eval_schedule(void **state)
     fixture_free(f);
 }
 
-/* nnd_evaluate: each metric's batch means weighted by batch size, over the whole set. */
+/* nnd_train_evaluate: each metric's batch means weighted by batch size, over the whole set. */
 static void test_evaluate_average(void **state)
 {
     static const struct {
@@ -584,7 +584,7 @@ static void test_evaluate_average(void **state)
             fixture_eval(f, 1, 1, 0);
             double v[3] = {-1, -1, -1};
             NndErr err = {""};
-            assert_int_equal(nnd_evaluate(&f->t, 0, v, &err), 0);
+            assert_int_equal(nnd_train_evaluate(&f->t, 0, v, &err), 0);
             double max = 0, size = 0;
             for (int64_t s = 0; s < n; s += batch) {
                 int64_t m = n - s < batch ? n - s : batch;
@@ -611,7 +611,7 @@ static void test_eval_status(void **state)
     f->elog[0].status = NND_STATUS_LABEL_RANGE;
     double v[3];
     NndErr err = {""};
-    assert_int_equal(nnd_evaluate(&f->t, 0, v, &err), -1);
+    assert_int_equal(nnd_train_evaluate(&f->t, 0, v, &err), -1);
     assert_string_equal(
         err.msg,
         "evaluation on 'test': label 13 is out of range for the model's 10 classes, 0 to 9");
@@ -623,7 +623,7 @@ static void test_eval_status(void **state)
     assert_int_equal(f->elog[0].nruns, 1);
     assert_int_equal(f->elog[0].runs[0].batches, 1); /* stopped at its first batch */
     f->elog[0].status = 5;
-    assert_int_equal(nnd_evaluate(&f->t, 0, v, &err), -1);
+    assert_int_equal(nnd_train_evaluate(&f->t, 0, v, &err), -1);
     assert_string_equal(err.msg, "evaluation on 'test' failed (status 5)");
     fixture_free(f);
 }
@@ -818,7 +818,7 @@ static void test_allocation_failures(void **state)
     assert_int_equal(n - 1, 4 + 3 * (3 + 2));
     print_message("%ld allocations, each failed once\n", n - 1);
 
-    /* nnd_evaluate alone */
+    /* nnd_train_evaluate alone */
     for (n = 1; n < 100; n++) {
         Fixture *f = fixture_new(3, 7, 4, 1, 0, 0);
         fixture_eval(f, 1, 1, 0);
@@ -826,7 +826,7 @@ static void test_allocation_failures(void **state)
         test_alloc_install(&ta, n);
         double v[3];
         NndErr err = {""};
-        int rc = nnd_evaluate(&f->t, 0, v, &err);
+        int rc = nnd_train_evaluate(&f->t, 0, v, &err);
         long live = ta.live;
         test_alloc_remove(&ta);
         assert_int_equal(live, 0);
