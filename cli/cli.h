@@ -2,7 +2,7 @@
  *
  * main.c parses the options and dispatches to one function per subcommand:
  * inspect.c (check, parse, graph, emit-llvm, gradcheck, explain), run.c (run),
- * compare.c (compare, lrfind), plot.c (plot).  Each compiles its file with
+ * compare.c (compare, lrfind), plot.c (plot), predict.c (predict).  Each compiles its file with
  * compile() and prints what it found; none of them holds pipeline logic. */
 #ifndef NND_CLI_H
 #define NND_CLI_H
@@ -25,6 +25,10 @@ typedef struct Options {
     const char *sweep; /* compare: --sweep NAME=V1,V2 */
     double lr_min, lr_max; /* lrfind */
     int64_t lr_steps;
+    const char *weights, *data, *input, *labels; /* predict */
+    int top; /* predict: --top K */
+    bool metrics; /* predict */
+    int64_t batch; /* predict, gradcheck: --batch N */
     GradcheckOptions gc;
 } Options;
 
@@ -54,5 +58,6 @@ int cmd_run(Options *o);
 int cmd_compare(Options *o);
 int cmd_lrfind(Options *o);
 int cmd_plot(Options *o);
+int cmd_predict(Options *o);
 
 #endif

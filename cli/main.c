@@ -12,6 +12,9 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run FILE        train the program's train block (compiled by LLVM)\n"
+    "  predict FILE --weights W (--data NAME | --input F [--labels F]) [-o OUT] [--top K]\n"
+    "                  [--batch N] [--metrics]: the model's forward over new data (eval\n"
+    "                  mode); OUT.npy or OUT.csv (CSV to stdout without -o)\n"
     "  check FILE...   parse and check (names, types, shapes); exit 1 on errors;\n"
     "                  --verbose: which models of a file without a train block were checked\n"
     "  graph FILE      print the forward/backward/update graph after simplification\n"
@@ -124,6 +127,23 @@ static int parse_args(int argc, char **argv, Options *o)
             else
                 *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
             i++;
+        } else if (strcmp(a, "--weights") == 0 || strcmp(a, "--data") == 0 ||
+                   strcmp(a, "--input") == 0 || strcmp(a, "--labels") == 0) {
+            if (!next)
+                return cli_usage_error("%s needs a value", a);
+            *(a[2] == 'w'   ? &o->weights
+              : a[2] == 'd' ? &o->data
+              : a[2] == 'i' ? &o->input
+                            : &o->labels) = next;
+            i++;
+        } else if (strcmp(a, "--top") == 0) {
+            if (!next || !cli_parse_number(next, &v) || v < 1 || v > 1000 || v != floor(v))
+                return cli_usage_error("--top needs a whole number from 1 to 1000, got '%s'",
+                                       next ? next : "");
+            o->top = (int)v;
+            i++;
+        } else if (strcmp(a, "--metrics") == 0) {
+            o->metrics = true;
         } else if (strcmp(a, "--resume") == 0) {
             if (!next)
                 return cli_usage_error("%s needs a checkpoint file or directory", a);
@@ -169,7 +189,7 @@ static int parse_args(int argc, char **argv, Options *o)
             if (!next || !cli_parse_number(next, &v) || v < 0)
                 return cli_usage_error("%s needs a non-negative number", a);
             if (a[2] == 'b')
-                o->gc.batch = v < 1 ? 1 : (int)v;
+                o->gc.batch = (int)(o->batch = v < 1 ? 1 : (int64_t)v);
             else if (a[2] == 'p')
                 o->gc.per_param = (int)v;
             else
@@ -229,10 +249,10 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(Options *o);
     } commands[] = {
-        {"check", cmd_check},         {"graph", cmd_graph},   {"run", cmd_run},
-        {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},   {"emit-llvm", cmd_emit_llvm},
-        {"compare", cmd_compare},     {"lrfind", cmd_lrfind}, {"explain", cmd_explain},
-        {"plot", cmd_plot},
+        {"check", cmd_check},         {"graph", cmd_graph},     {"run", cmd_run},
+        {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},     {"emit-llvm", cmd_emit_llvm},
+        {"compare", cmd_compare},     {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
+        {"plot", cmd_plot},           {"predict", cmd_predict},
     };
     if (rc == 0) {
         rc = -1;

@@ -747,7 +747,7 @@ ITensor itensor_from_buffer(Graph *g, NodeId id, const void *data, int64_t batch
     for (int i = 0; i < n->shape.rank; i++)
         shape[i] = n->shape.d[i] < 0 ? batch : n->shape.d[i];
     ITensor t = itensor_new((NndDType)n->dtype, n->shape.rank, shape);
-    for (int64_t i = 0; i < t.n; i++)
+    for (int64_t i = 0; data && i < t.n; i++) /* no data (a forward's y): zeros */
         t.v[i] = buf_get(data, t.dtype, i);
     return t;
 }

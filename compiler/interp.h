@@ -63,7 +63,8 @@ void itensor_free(ITensor *t);
 double itensor_round(NndDType dtype, double v);
 
 /* An interpreter tensor shaped like node id (its symbolic dimensions taking the
- * value batch) holding a copy of data, a runtime buffer in the node's dtype. */
+ * value batch) holding a copy of data, a runtime buffer in the node's dtype
+ * (NULL: zeros). */
 ITensor itensor_from_buffer(Graph *g, NodeId id, const void *data, int64_t batch);
 /* Writes t's values into data, a runtime buffer of t's dtype. */
 void itensor_store(const ITensor *t, void *data);

@@ -77,48 +77,51 @@ void program_free(Program *p)
     free(p);
 }
 
+bool program_load_dataset(Program *p, int i, Diags *d)
+{
+    DataSet *ds = &p->data.v[i];
+    if (ds->x.data)
+        return true;
+    NndLoadOptions lo = {ds->scale, p->float_dtype};
+    NndErr err;
+    int rc = 0;
+    /* labels may be loaded already (subset) */
+    if (ds->kind == DATA_IDX)
+        rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+             (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+    else if (ds->kind == DATA_NPY)
+        rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+             (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+    if (!rc && ds->nsubset && !apply_subset(ds, &err))
+        rc = 1;
+    if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
+        bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
+        memset(keep, 1, (size_t)ds->limit);
+        if (!keep_rows(&ds->x, keep, ds->limit, &err) || !keep_rows(&ds->y, keep, ds->limit, &err))
+            rc = 1;
+        free(keep);
+    }
+    if (rc) {
+        diag_error(d, ds->span, "%s", err.msg);
+        return false;
+    }
+    if (ds->reshape_rank >= 0) {
+        ds->x.rank = ds->reshape_rank + 1;
+        for (int k = 0; k < ds->reshape_rank; k++)
+            ds->x.shape[k + 1] = ds->reshape[k];
+    }
+    if (ds->x.shape[0] != ds->n || ds->y.shape[0] != ds->n) {
+        diag_error(d, ds->span, "data set '%s' changed while loading", ds->name);
+        return false;
+    }
+    return true;
+}
+
 bool program_load_data(Program *p, Diags *d)
 {
     bool ok = true;
-    for (int i = 0; i < p->data.n; i++) {
-        DataSet *ds = &p->data.v[i];
-        if (ds->x.data)
-            continue;
-        NndLoadOptions lo = {ds->scale, p->float_dtype};
-        NndErr err;
-        int rc = 0;
-        /* labels may be loaded already (subset) */
-        if (ds->kind == DATA_IDX)
-            rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
-                 (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
-        else if (ds->kind == DATA_NPY)
-            rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
-                 (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
-        if (!rc && ds->nsubset && !apply_subset(ds, &err))
-            rc = 1;
-        if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
-            bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
-            memset(keep, 1, (size_t)ds->limit);
-            if (!keep_rows(&ds->x, keep, ds->limit, &err) ||
-                !keep_rows(&ds->y, keep, ds->limit, &err))
-                rc = 1;
-            free(keep);
-        }
-        if (rc) {
-            diag_error(d, ds->span, "%s", err.msg);
-            ok = false;
-            continue;
-        }
-        if (ds->reshape_rank >= 0) {
-            ds->x.rank = ds->reshape_rank + 1;
-            for (int k = 0; k < ds->reshape_rank; k++)
-                ds->x.shape[k + 1] = ds->reshape[k];
-        }
-        if (ds->x.shape[0] != ds->n || ds->y.shape[0] != ds->n) {
-            diag_error(d, ds->span, "data set '%s' changed while loading", ds->name);
-            ok = false;
-        }
-    }
+    for (int i = 0; i < p->data.n; i++)
+        ok &= program_load_dataset(p, i, d);
     return ok;
 }
 

@@ -155,6 +155,8 @@ typedef struct Program {
 void program_free(Program *p);
 /* Loads every data set declared (idx, csv, npy files); false after reporting. */
 bool program_load_data(Program *p, Diags *d);
+/* The same for data set i alone. */
+bool program_load_dataset(Program *p, int i, Diags *d);
 /* All node ids the program refers to, for passes that rebuild the graph. */
 void program_roots(Program *p, NodeRefVec *out);
 /* Roots of the training step: loss, the step outputs, then every update's new value. */

@@ -413,6 +413,8 @@ int data_check_shape(const DataFile *f, int rank, const int64_t *shape, RawKind 
     data_format_shape(dims, sizeof dims, rank, shape);
     int64_t n = raw_size(k);
     for (int i = 0; i < rank; i++) {
+        if (i == 0 && shape[0] == 0)
+            return nnd_err(err, "%s: no samples (its shape is %s)", f->path, dims);
         if (shape[i] <= 0)
             return nnd_err(err, "%s: bad header: dimension %d of %s is %lld", f->path, i + 1, dims,
                            (long long)shape[i]);

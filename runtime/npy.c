@@ -11,6 +11,7 @@
 #include "data.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* numpy itself refuses headers over 10000 bytes unless told otherwise. */
@@ -320,4 +321,37 @@ int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, Nn
                   NndErr *err)
 {
     return npy_open(path, role, opts, 0, out, err);
+}
+
+int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err)
+{
+    static const char *const descr[NND_DTYPE_COUNT] = {"<f4", "<f8", "<i4", "|b1"};
+    if ((unsigned)t->dtype >= NND_DTYPE_COUNT || t->rank < 0 || t->rank > NND_MAX_RANK)
+        return nnd_err(err, "%s: cannot write a tensor of dtype %d and rank %d as NPY", path,
+                       (int)t->dtype, t->rank);
+    char dict[512];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                     descr[t->dtype]);
+    for (int i = 0; i < t->rank; i++)
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)t->shape[i],
+                      t->rank == 1 || i < t->rank - 1 ? ", " : "");
+    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    /* version 1.0: magic, version, u16 length; the whole preamble a multiple of 64 */
+    size_t hlen = (size_t)n + 1, pre = 10;
+    hlen += (64 - (pre + hlen) % 64) % 64;
+    size_t data = (size_t)nnd_tensor_numel(t) * nnd_dtype_size(t->dtype);
+    char *buf = malloc(pre + hlen + data);
+    if (!buf)
+        return nnd_err(err, "%s: out of memory for %zu bytes", path, pre + hlen + data);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (char)(hlen & 0xff);
+    buf[9] = (char)(hlen >> 8);
+    memset(buf + pre, ' ', hlen);
+    memcpy(buf + pre, dict, (size_t)n);
+    buf[pre + hlen - 1] = '\n';
+    if (data)
+        memcpy(buf + pre + hlen, t->data, data); /* little-endian hosts only, as the loaders */
+    int rc = nnd_write_file_atomic(path, buf, pre + hlen + data, err);
+    free(buf);
+    return rc;
 }

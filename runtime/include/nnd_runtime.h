@@ -116,6 +116,9 @@ int nnd_npy_load(const char *path, NndRole role, const NndLoadOptions *opts, Nnd
                  NndErr *err);
 int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                   NndErr *err);
+/* Writes t as an NPY 1.0 file (<f4, <f8, <i4 or |b1, C order), atomically as
+ * nnd_write_file_atomic does. */
+int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err);
 
 /* CSV with a header line of column names.  label names the label column (NULL: the
  * last column); every other column is a feature, scaled by opts->scale.  x is

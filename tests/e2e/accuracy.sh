@@ -22,3 +22,21 @@ fi
 if [ -n "$line" ]; then
     echo "$out" | grep -qF "$line" || { echo "FAIL: no line '$line' in the output"; exit 1; }
 fi
+# The saved model through nnd predict on the test images: the classes it writes
+# must give the accuracy the run printed (counted here against the label file).
+saved=$(echo "$out" | sed -n 's/^saved [0-9]* parameters to \(.*\)$/\1/p')
+[ -n "$saved" ] || exit 0
+f=/usr/share/datasets/fashion-mnist
+pred=$("$nnd" predict "$example" --weights "$saved" --input $f/t10k-images-idx3-ubyte.gz \
+       --labels $f/t10k-labels-idx1-ubyte.gz --top 1 -o pred.csv 2>&1) || { echo "$pred"; exit 1; }
+echo "$pred"
+implied=$(python3 - pred.csv $f/t10k-labels-idx1-ubyte.gz <<'PY'
+import csv, gzip, sys
+labels = gzip.open(sys.argv[2]).read()[8:]
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == len(labels), (len(rows), len(labels))
+print("%.4f" % (sum(int(r["class1"]) == l for r, l in zip(rows, labels)) / len(labels)))
+PY
+) || exit 1
+[ "$implied" = "$acc" ] || { echo "FAIL: nnd predict's classes give accuracy $implied, the run printed $acc"; exit 1; }
+echo "ok: nnd predict's classes give the run's accuracy, $implied"
