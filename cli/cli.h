@@ -2,8 +2,8 @@
  *
  * main.c parses the options and dispatches to one function per subcommand:
  * inspect.c (check, parse, graph, emit-llvm, gradcheck, explain), run.c (run),
- * compare.c (compare, lrfind), plot.c (plot), predict.c (predict).  Each compiles its file with
- * compile() and prints what it found; none of them holds pipeline logic. */
+ * compare.c (compare, lrfind), plot.c (plot), predict.c (predict), build.c (build).  Each compiles
+ * its file with compile() and prints what it found; none of them holds pipeline logic. */
 #ifndef NND_CLI_H
 #define NND_CLI_H
 
@@ -25,7 +25,9 @@ typedef struct Options {
     const char *sweep; /* compare: --sweep NAME=V1,V2 */
     double lr_min, lr_max; /* lrfind */
     int64_t lr_steps;
-    const char *weights, *data, *input, *labels; /* predict */
+    const char *weights, *data, *input, *labels; /* predict (build: weights) */
+    const char *header, *name, *target, *cpu, *features; /* build */
+    bool train; /* build */
     int top; /* predict: --top K */
     bool metrics; /* predict */
     int64_t batch; /* predict, gradcheck: --batch N */
@@ -59,5 +61,6 @@ int cmd_compare(Options *o);
 int cmd_lrfind(Options *o);
 int cmd_plot(Options *o);
 int cmd_predict(Options *o);
+int cmd_build(Options *o);
 
 #endif

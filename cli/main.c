@@ -15,6 +15,9 @@ static const char usage[] =
     "  predict FILE --weights W (--data NAME | --input F [--labels F]) [-o OUT] [--top K]\n"
     "                  [--batch N] [--metrics]: the model's forward over new data (eval\n"
     "                  mode); OUT.npy or OUT.csv (CSV to stdout without -o)\n"
+    "  build FILE -o OUT.o|OUT.a|OUT.so [--weights W] [--header H] [--name N] [--train]\n"
+    "                  [--batch N] [--target TRIPLE --cpu NAME]: the model's forward (with\n"
+    "                  --train, also the step) compiled ahead of time for the runtime alone\n"
     "  check FILE...   parse and check (names, types, shapes); exit 1 on errors;\n"
     "                  --verbose: which models of a file without a train block were checked\n"
     "  graph FILE      print the forward/backward/update graph after simplification\n"
@@ -82,6 +85,22 @@ static int add_override(Options *o, const char *kv)
     return 0;
 }
 
+/* The option's place when it takes a string (--weights FILE), else NULL. */
+static const char **string_option(Options *o, const char *a)
+{
+    const struct {
+        const char *name;
+        const char **field;
+    } table[] = {{"--weights", &o->weights},  {"--data", &o->data},     {"--input", &o->input},
+                 {"--labels", &o->labels},    {"--resume", &o->resume}, {"--header", &o->header},
+                 {"--name", &o->name},        {"--target", &o->target}, {"--cpu", &o->cpu},
+                 {"--features", &o->features}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(a, table[i].name) == 0)
+            return table[i].field;
+    return NULL;
+}
+
 static int parse_args(int argc, char **argv, Options *o)
 {
     o->dtype = NND_F32;
@@ -89,6 +108,7 @@ static int parse_args(int argc, char **argv, Options *o)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **field;
         double v;
         if (strcmp(a, "--set") == 0) {
             if (!next)
@@ -127,14 +147,10 @@ static int parse_args(int argc, char **argv, Options *o)
             else
                 *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
             i++;
-        } else if (strcmp(a, "--weights") == 0 || strcmp(a, "--data") == 0 ||
-                   strcmp(a, "--input") == 0 || strcmp(a, "--labels") == 0) {
+        } else if ((field = string_option(o, a))) {
             if (!next)
                 return cli_usage_error("%s needs a value", a);
-            *(a[2] == 'w'   ? &o->weights
-              : a[2] == 'd' ? &o->data
-              : a[2] == 'i' ? &o->input
-                            : &o->labels) = next;
+            *field = next;
             i++;
         } else if (strcmp(a, "--top") == 0) {
             if (!next || !cli_parse_number(next, &v) || v < 1 || v > 1000 || v != floor(v))
@@ -144,11 +160,8 @@ static int parse_args(int argc, char **argv, Options *o)
             i++;
         } else if (strcmp(a, "--metrics") == 0) {
             o->metrics = true;
-        } else if (strcmp(a, "--resume") == 0) {
-            if (!next)
-                return cli_usage_error("%s needs a checkpoint file or directory", a);
-            o->resume = next;
-            i++;
+        } else if (strcmp(a, "--train") == 0) {
+            o->train = true;
         } else if (strcmp(a, "-o") == 0) {
             if (!next)
                 return cli_usage_error("%s needs a file name", a);
@@ -252,7 +265,7 @@ int main(int argc, char **argv)
         {"check", cmd_check},         {"graph", cmd_graph},     {"run", cmd_run},
         {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},     {"emit-llvm", cmd_emit_llvm},
         {"compare", cmd_compare},     {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
-        {"plot", cmd_plot},           {"predict", cmd_predict},
+        {"plot", cmd_plot},           {"predict", cmd_predict}, {"build", cmd_build},
     };
     if (rc == 0) {
         rc = -1;

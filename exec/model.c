@@ -181,54 +181,6 @@ static bool restart_states(Program *p, Model *m, const bool *keep, char *err, si
     return ok;
 }
 
-static void fmt_shape(char *buf, size_t size, int rank, const int64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < rank && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (at < size)
-        snprintf(buf + at, size - at, "]");
-}
-
-/* One tensor of the file into dst: the same shape, f32 or f64 (converted). */
-static bool load_tensor(NndSafetensors *st, const char *file, const char *name,
-                        const NndSafetensorsEntry *en, NndTensor *dst, char *err, size_t errlen)
-{
-    bool same = en->rank == dst->rank;
-    for (int d = 0; same && d < dst->rank; d++)
-        same = en->shape[d] == dst->shape[d];
-    if (!same) {
-        char want[128], have[128];
-        fmt_shape(want, sizeof want, dst->rank, dst->shape);
-        fmt_shape(have, sizeof have, en->rank, en->shape);
-        snprintf(err, errlen, "%s: tensor '%s' is %s, but the model's '%s' is %s", file, name, have,
-                 name, want);
-        return false;
-    }
-    if (en->dtype != NND_F32 && en->dtype != NND_F64) {
-        snprintf(err, errlen, "%s: tensor '%s' is %s; weights load from F32 or F64", file, name,
-                 en->dtype_name);
-        return false;
-    }
-    NndTensor t;
-    NndErr e;
-    if (nnd_safetensors_load(st, name, &t, &e) != 0) {
-        snprintf(err, errlen, "%s", e.msg);
-        return false;
-    }
-    int64_t n = nnd_tensor_numel(&t);
-    if (t.dtype == dst->dtype)
-        memcpy(dst->data, t.data, (size_t)n * nnd_dtype_size(t.dtype));
-    else if (dst->dtype == NND_F32)
-        for (int64_t k = 0; k < n; k++)
-            ((float *)dst->data)[k] = (float)((const double *)t.data)[k];
-    else
-        for (int64_t k = 0; k < n; k++)
-            ((double *)dst->data)[k] = (double)((const float *)t.data)[k];
-    nnd_tensor_free(&t);
-    return true;
-}
-
 bool model_restart_optimizer(Program *p, Model *m, char *err, size_t errlen)
 {
     return restart_states(p, m, NULL, err, errlen);
@@ -251,18 +203,12 @@ bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, si
         const char *name = is_p ? p->params.v[i].name : p->states.v[i].name;
         NndTensor *dst = is_p ? &m->params[i] : &m->states[i];
         bool optional = !is_p && p->states.v[i].param >= 0; /* optimizer state */
-        const NndSafetensorsEntry *en = nnd_safetensors_find(&st, name);
-        if (!en && optional)
+        if (optional && !nnd_safetensors_find(&st, name))
             continue;
-        if (!en) {
-            char want[128];
-            fmt_shape(want, sizeof want, dst->rank, dst->shape);
-            snprintf(err, errlen, "%s: no tensor '%s' (the model's is %s %s)", path, name, want,
-                     nnd_dtype_name(dst->dtype));
+        if (nnd_safetensors_load_into(&st, name, dst, &e) != 0) {
+            snprintf(err, errlen, "%s", e.msg);
             ok = false;
-            break;
         }
-        ok = load_tensor(&st, path, name, en, dst, err, errlen);
         if (ok && optional) {
             keep[i] = true;
             ++*nopt;

@@ -21,6 +21,7 @@
 #include <fnmatch.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1005,5 +1006,49 @@ int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, N
                 nnd_tensor_free(out);
                 return -1;
             }
+    return 0;
+}
+
+static void bracket_shape(char *buf, size_t size, int rank, const int64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < rank && at < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (at < size)
+        snprintf(buf + at, size - at, "]");
+}
+
+int nnd_safetensors_load_into(NndSafetensors *st, const char *name, NndTensor *dst, NndErr *err)
+{
+    const NndSafetensorsEntry *en = nnd_safetensors_find(st, name);
+    char want[NND_MAX_RANK * 22 + 4], have[NND_MAX_RANK * 22 + 4];
+    bracket_shape(want, sizeof want, dst->rank, dst->shape);
+    if (!en)
+        return nnd_err(err, "%s: no tensor '%s' (the model's is %s %s)", st->path, name, want,
+                       nnd_dtype_name(dst->dtype));
+    bracket_shape(have, sizeof have, en->rank, en->shape);
+    bool same = en->rank == dst->rank;
+    for (int d = 0; same && d < dst->rank; d++)
+        same = en->shape[d] == dst->shape[d];
+    if (!same)
+        return nnd_err(err, "%s: tensor '%s' is %s, but the model's '%s' is %s", st->path, name,
+                       have, name, want);
+    if ((en->dtype != NND_F32 && en->dtype != NND_F64) ||
+        (dst->dtype != NND_F32 && dst->dtype != NND_F64))
+        return nnd_err(err, "%s: tensor '%s' is %s; weights load from F32 or F64", st->path, name,
+                       en->dtype_name);
+    NndTensor t;
+    if (nnd_safetensors_load(st, name, &t, err) != 0)
+        return -1;
+    int64_t n = nnd_tensor_numel(&t);
+    if (t.dtype == dst->dtype)
+        memcpy(dst->data, t.data, (size_t)n * nnd_dtype_size(t.dtype));
+    else if (dst->dtype == NND_F32)
+        for (int64_t k = 0; k < n; k++)
+            ((float *)dst->data)[k] = (float)((const double *)t.data)[k];
+    else
+        for (int64_t k = 0; k < n; k++)
+            ((double *)dst->data)[k] = (double)((const float *)t.data)[k];
+    nnd_tensor_free(&t);
     return 0;
 }

@@ -210,6 +210,11 @@ const char *nnd_safetensors_meta(const NndSafetensors *st, const char *key);
  * owns it).  Bool bytes must be 0 or 1.  On failure out->data is NULL.  Loads share
  * the one open file, so one thread at a time per NndSafetensors. */
 int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, NndErr *err);
+/* Reads the tensor called name into dst, whose dtype (f32 or f64), shape and data
+ * the caller sets: the file's tensor must have that shape and be F32 or F64
+ * (converted).  An error names the file, the tensor and both shapes, or that the
+ * file has no such tensor.  For loading weights into a model's buffers. */
+int nnd_safetensors_load_into(NndSafetensors *st, const char *name, NndTensor *dst, NndErr *err);
 /* Closes the file and frees what open allocated; st is zeroed.  NULL is fine. */
 void nnd_safetensors_close(NndSafetensors *st);
 

@@ -1,0 +1,142 @@
+#include "target.h"
+
+#include "codegen.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Every target LLVM was built with: an ahead-of-time build may name another. */
+static void init_llvm(void)
+{
+    LLVMInitializeAllTargetInfos();
+    LLVMInitializeAllTargets();
+    LLVMInitializeAllTargetMCs();
+    LLVMInitializeAllAsmPrinters();
+}
+
+LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
+                                    size_t errlen)
+{
+    pthread_once(&init_once, init_llvm);
+    bool host = !t || (!t->triple && !t->cpu);
+    char *triple =
+        t && t->triple ? LLVMNormalizeTargetTriple(t->triple) : LLVMGetDefaultTargetTriple();
+    char *cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage(t->cpu ? t->cpu : "generic");
+    char *features =
+        host ? LLVMGetHostCPUFeatures() : LLVMCreateMessage(t->features ? t->features : "");
+    LLVMTargetRef target;
+    char *msg = NULL;
+    LLVMTargetMachineRef tm = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+        snprintf(err, errlen, "no LLVM target for '%s': %s", triple, msg);
+        LLVMDisposeMessage(msg);
+    } else {
+        /* instruction selection at "less": the loops are already vectorized, and
+         * the aggressive level costs more compile time than it returns */
+        LLVMCodeGenOptLevel lv = opt >= 1 ? LLVMCodeGenLevelLess : LLVMCodeGenLevelNone;
+        tm = LLVMCreateTargetMachine(target, triple, cpu, features, lv,
+                                     jit ? LLVMRelocDefault : LLVMRelocPIC,
+                                     jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+        if (!tm)
+            snprintf(err, errlen, "cannot create a target machine for '%s' (CPU '%s')", triple,
+                     cpu);
+    }
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    return tm;
+}
+
+/* Every function is compiled for the machine's CPU and features. */
+static void mark_functions(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm)
+{
+    char *cpu = LLVMGetTargetMachineCPU(tm), *features = LLVMGetTargetMachineFeatureString(tm);
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        LLVMAddAttributeAtIndex(
+            f, LLVMAttributeFunctionIndex,
+            LLVMCreateStringAttribute(ctx, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
+        if (*features)
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateStringAttribute(ctx, "target-features", 15, features,
+                                                              (unsigned)strlen(features)));
+    }
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+}
+
+static bool optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *err, size_t errlen)
+{
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, opt >= 2);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, false);
+    LLVMPassBuilderOptionsSetLoopInterleaving(po, opt >= 3);
+    /* The generated loops are already simple (no allocas, one store per value), so
+     * a short pipeline does what default<O3> would, in a fraction of the time:
+     * inline the kernels, clean up, rotate and hoist, vectorize. */
+    const char *passes =
+        opt >= 2 ? "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,"
+                   "simplifycfg,loop-simplify,lcssa,loop-rotate,loop-mssa(licm),indvars,"
+                   "loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)"
+                 : "cgscc(inline),function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,"
+                   "simplifycfg)";
+    LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (!e)
+        return true;
+    char *msg = LLVMGetErrorMessage(e);
+    snprintf(err, errlen, "optimizing: %s", msg);
+    LLVMDisposeErrorMessage(msg);
+    return false;
+}
+
+LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
+                            const CodegenFunction *fns, int nfns, int opt, double secs[2],
+                            char *err, size_t errlen)
+{
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnd", ctx);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, dl);
+    LLVMDisposeTargetData(dl);
+    double t0 = clock_seconds();
+    codegen_module(ctx, mod, g, fns, nfns);
+    mark_functions(ctx, mod, tm);
+    secs[0] = clock_seconds() - t0;
+    secs[1] = 0;
+    char *msg = NULL;
+    bool ok = true;
+    if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
+        snprintf(err, errlen, "internal error: generated code does not verify: %.400s", msg);
+        ok = false;
+    }
+    LLVMDisposeMessage(msg);
+    if (ok) {
+        double t1 = clock_seconds();
+        ok = optimize(mod, tm, opt, err, errlen);
+        secs[1] = clock_seconds() - t1;
+    }
+    if (!ok) {
+        LLVMDisposeModule(mod);
+        return NULL;
+    }
+    return mod;
+}
+
+char *target_ir_text(LLVMModuleRef mod)
+{
+    char *text = LLVMPrintModuleToString(mod);
+    char *copy = xstrdup(text);
+    LLVMDisposeMessage(text);
+    return copy;
+}

@@ -1,0 +1,31 @@
+/* target: what JIT and ahead-of-time builds share: a target machine (this host's,
+ * or one named by triple and CPU) and the optimized module of the scheduled
+ * functions for it.  Private to the backend. */
+#ifndef NND_TARGET_H
+#define NND_TARGET_H
+
+#include <llvm-c/TargetMachine.h>
+
+#include "jit.h"
+
+/* NULL fields: this host's triple, CPU and features.  A CPU without features gets
+ * the CPU's own. */
+typedef struct TargetSpec {
+    const char *triple, *cpu, *features;
+} TargetSpec;
+
+/* A target machine at optimization level opt (1..3): for the JIT (its code model),
+ * or for an object file (position-independent code, as PIE executables and shared
+ * libraries need).  NULL with a message. */
+LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
+                                    size_t errlen);
+/* Generates the functions into a new module of ctx for tm, verifies and optimizes
+ * it; secs[0] and secs[1] get the seconds spent making IR and optimizing.  NULL
+ * with a message (the module is then disposed). */
+LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
+                            const CodegenFunction *fns, int nfns, int opt, double secs[2],
+                            char *err, size_t errlen);
+/* The IR of a module as a malloc'd string. */
+char *target_ir_text(LLVMModuleRef mod);
+
+#endif

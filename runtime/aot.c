@@ -1,0 +1,431 @@
+/* aot: sessions of models compiled ahead of time (nnd_aot.h).
+ *
+ * A session is what lib/nnd.c keeps for a JIT-compiled program, cut down to what
+ * the descriptor says: one buffer per parameter and state, the hyper-parameters,
+ * the arena and a pool.  Forward-only models read their embedded values in place;
+ * a model with a training step gets copies it may update. */
+#define _POSIX_C_SOURCE 200809L
+#include "nnd_aot.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+struct NndAot {
+    const NndAotModel *m;
+    void **params, **states; /* the buffers the code reads and updates */
+    void **owned; /* nparams + nstates: what the session allocated (else NULL) */
+    double *hypers;
+    char *arena;
+    double *out; /* max_batch outputs of one sample, as the code writes them */
+    int64_t out_per; /* doubles per call: max_batch * per sample, or the step's */
+    NndPool *pool;
+    int64_t steps, micro, group_samples;
+    bool have_weights; /* every parameter has values (embedded or loaded) */
+    char msg[1024];
+};
+
+static int fail(NndAot *s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static int fail(NndAot *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->msg, sizeof s->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int ok(NndAot *s)
+{
+    s->msg[0] = 0;
+    return 0;
+}
+
+int64_t nnd_aot_sample_size(const NndAotTensor *t)
+{
+    int64_t n = 1;
+    for (int64_t d = 1; d < t->rank; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+static int64_t numel(const NndAotTensor *t)
+{
+    int64_t n = 1;
+    for (int64_t d = 0; d < t->rank; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+static size_t tensor_bytes(const NndAotTensor *t)
+{
+    return (size_t)numel(t) * nnd_dtype_size((NndDType)t->dtype);
+}
+
+/* The buffer of tensor t: its embedded values in place (read-only code), or a copy
+ * (zeros without values) the session owns. */
+static bool bind(NndAot *s, const NndAotTensor *t, bool writable, void **buf, void **owned)
+{
+    if (t->data && !writable) {
+        *buf = (void *)(uintptr_t)t->data;
+        return true;
+    }
+    size_t n = tensor_bytes(t);
+    *owned = *buf = nnd_alloc(n ? n : 1);
+    if (!*buf)
+        return false;
+    if (t->data)
+        memcpy(*buf, t->data, n);
+    else
+        memset(*buf, 0, n);
+    return true;
+}
+
+static bool session_buffers(NndAot *s)
+{
+    const NndAotModel *m = s->m;
+    /* a step updates parameters and states; loading weights writes them too, so
+     * only a forward-only model with embedded values reads them in place */
+    bool writable = m->step != NULL;
+    s->have_weights = true;
+    for (int64_t i = 0; i < m->nparams; i++)
+        if (!m->params[i].data)
+            writable = true, s->have_weights = false;
+    for (int64_t i = 0; i < m->nparams; i++)
+        if (!bind(s, &m->params[i], writable, &s->params[i], &s->owned[i]))
+            return false;
+    /* optimizer state only for a step */
+    for (int64_t i = 0; i < m->nstates; i++) {
+        const NndAotTensor *t = &m->states[i];
+        if ((!t->optional || m->step) &&
+            !bind(s, t, writable, &s->states[i], &s->owned[m->nparams + i]))
+            return false;
+    }
+    return true;
+}
+
+NndAot *nnd_aot_new(const NndAotModel *m, int threads, char *err, size_t errlen)
+{
+    if (!m || m->abi != NND_AOT_ABI) {
+        snprintf(err, errlen,
+                 "nnd_aot_new: the model was built for AOT ABI %lld, this runtime is %d",
+                 m ? (long long)m->abi : -1LL, NND_AOT_ABI);
+        return NULL;
+    }
+    NndAot *s = calloc(1, sizeof *s);
+    int64_t nb = m->nparams + m->nstates;
+    int64_t per = nnd_aot_sample_size(&m->output);
+    if (s) {
+        s->m = m;
+        s->params = calloc((size_t)m->nparams + 1, sizeof(void *));
+        s->states = calloc((size_t)m->nstates + 1, sizeof(void *));
+        s->owned = calloc((size_t)nb + 1, sizeof(void *));
+        s->hypers = calloc((size_t)m->nhypers + 1, sizeof(double));
+        s->out_per = m->max_batch * per > 16 ? m->max_batch * per : 16;
+        s->out = calloc((size_t)s->out_per, sizeof(double));
+        s->arena = nnd_alloc((size_t)m->arena_bytes + 64);
+    }
+    if (!s || !s->params || !s->states || !s->owned || !s->hypers || !s->out || !s->arena ||
+        !session_buffers(s)) {
+        snprintf(err, errlen, "nnd_aot_new: out of memory for model '%s'", m->name);
+        nnd_aot_free(s);
+        return NULL;
+    }
+    memcpy(s->hypers, m->hyper_values, sizeof(double) * (size_t)m->nhypers);
+    NndErr e;
+    if (!(s->pool = nnd_pool_create(threads, &e))) {
+        snprintf(err, errlen, "nnd_aot_new: %s", e.msg);
+        nnd_aot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void nnd_aot_free(NndAot *s)
+{
+    if (!s)
+        return;
+    if (s->owned)
+        for (int64_t i = 0; i < s->m->nparams + s->m->nstates; i++)
+            nnd_free(s->owned[i]);
+    nnd_pool_destroy(s->pool);
+    nnd_free(s->arena);
+    free(s->owned);
+    free(s->params);
+    free(s->states);
+    free(s->hypers);
+    free(s->out);
+    free(s);
+}
+
+const char *nnd_aot_errmsg(const NndAot *s) { return s ? s->msg : "the session is NULL"; }
+
+/* ---- weights ---- */
+
+/* The buffers that loading may write: the session's own copies. */
+static int make_writable(NndAot *s)
+{
+    const NndAotModel *m = s->m;
+    for (int64_t k = 0; k < m->nparams + m->nstates; k++) {
+        bool is_p = k < m->nparams;
+        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
+        void **buf = is_p ? &s->params[k] : &s->states[k - m->nparams];
+        if (s->owned[k] || !*buf)
+            continue;
+        if (!bind(s, t, true, buf, &s->owned[k]))
+            return fail(s, "out of memory for a copy of '%s'", t->name);
+    }
+    return 0;
+}
+
+int nnd_aot_load_weights(NndAot *s, const char *path)
+{
+    if (!s || !path)
+        return s ? fail(s, "nnd_aot_load_weights: path is NULL") : -1;
+    if (make_writable(s) != 0)
+        return -1;
+    const NndAotModel *m = s->m;
+    NndSafetensors st;
+    NndErr e;
+    if (nnd_safetensors_open(&st, path, &e) != 0)
+        return fail(s, "%s", e.msg);
+    int rc = 0;
+    for (int64_t k = 0; rc == 0 && k < m->nparams + m->nstates; k++) {
+        bool is_p = k < m->nparams;
+        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
+        void *buf = is_p ? s->params[k] : s->states[k - m->nparams];
+        if (!buf || (t->optional && !nnd_safetensors_find(&st, t->name)))
+            continue; /* state the built code does not read, or optimizer state */
+        NndTensor dst = {.dtype = (NndDType)t->dtype, .rank = (int)t->rank, .data = buf};
+        memcpy(dst.shape, t->shape, sizeof dst.shape);
+        if (nnd_safetensors_load_into(&st, t->name, &dst, &e) != 0)
+            rc = fail(s, "%s", e.msg);
+    }
+    nnd_safetensors_close(&st);
+    if (rc == 0)
+        s->have_weights = true;
+    return rc ? rc : ok(s);
+}
+
+int nnd_aot_save_weights(NndAot *s, const char *path)
+{
+    if (!s || !path)
+        return s ? fail(s, "nnd_aot_save_weights: path is NULL") : -1;
+    const NndAotModel *m = s->m;
+    NndTensor *ts = calloc((size_t)(m->nparams + m->nstates) + 1, sizeof *ts);
+    NndNamedTensor *named = calloc((size_t)(m->nparams + m->nstates) + 1, sizeof *named);
+    if (!ts || !named) {
+        free(ts);
+        free(named);
+        return fail(s, "out of memory");
+    }
+    int n = 0;
+    for (int64_t k = 0; k < m->nparams + m->nstates; k++) {
+        bool is_p = k < m->nparams;
+        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
+        void *buf = is_p ? s->params[k] : s->states[k - m->nparams];
+        if (!buf || t->optional)
+            continue; /* as nnd run saves: no optimizer state */
+        ts[n] = (NndTensor){.dtype = (NndDType)t->dtype, .rank = (int)t->rank, .data = buf};
+        memcpy(ts[n].shape, t->shape, sizeof ts[n].shape);
+        named[n] = (NndNamedTensor){t->name, &ts[n]};
+        n++;
+    }
+    NndErr e;
+    NndStrPair meta[] = {{"format", "pt"}, {"nnd_model", m->name}};
+    int rc = nnd_safetensors_write(path, named, n, meta, 2, &e);
+    free(ts);
+    free(named);
+    return rc ? fail(s, "%s", e.msg) : ok(s);
+}
+
+/* ---- running ---- */
+
+typedef struct FpMode {
+    unsigned csr;
+} FpMode;
+
+/* Flush-to-zero and denormals-are-zero while the code runs, as in training. */
+static FpMode fp_enter(void)
+{
+    FpMode f = {0};
+#if defined(__x86_64__) || defined(__SSE__)
+    f.csr = _mm_getcsr();
+    _mm_setcsr(f.csr | 0x8040);
+#endif
+    return f;
+}
+
+static void fp_leave(FpMode f)
+{
+#if defined(__x86_64__) || defined(__SSE__)
+    _mm_setcsr(f.csr);
+#else
+    (void)f;
+#endif
+}
+
+static int status(NndAot *s, const NndStepArgs *a, const char *what)
+{
+    switch (a->status) {
+    case 0: return 0;
+    case NND_STATUS_LABEL_RANGE:
+        return fail(s, "%s: label %.17g is out of range for the model's %lld classes", what,
+                    a->bad_value, (long long)a->bad_count);
+    case NND_STATUS_INDEX_RANGE:
+        return fail(s, "%s: index %.17g is out of range for a table of %lld rows", what,
+                    a->bad_value, (long long)a->bad_count);
+    default: return fail(s, "%s failed (status %d)", what, a->status);
+    }
+}
+
+static NndStepArgs args(NndAot *s, const void *x, const void *y, int64_t batch)
+{
+    return (NndStepArgs){.params = s->params,
+                         .states = s->states,
+                         .x = x,
+                         .y = y,
+                         .hypers = s->hypers,
+                         .batch = batch,
+                         .arena = s->arena,
+                         .out = s->out,
+                         .pool = s->pool};
+}
+
+static void store(const double *src, int64_t n, NndDType dt, void *dst)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (dt) {
+        case NND_F32: ((float *)dst)[i] = (float)src[i]; break;
+        case NND_F64: ((double *)dst)[i] = src[i]; break;
+        case NND_I32: ((int32_t *)dst)[i] = (int32_t)src[i]; break;
+        default: ((uint8_t *)dst)[i] = src[i] != 0; break;
+        }
+    }
+}
+
+int nnd_aot_forward(NndAot *s, const void *x, int64_t batch, void *out)
+{
+    if (!s)
+        return -1;
+    const NndAotModel *m = s->m;
+    if (!m->forward)
+        return fail(s, "nnd_aot_forward: model '%s' has no forward function", m->name);
+    if (!x || !out || batch < 0)
+        return fail(s, "nnd_aot_forward: x or out is NULL, or batch is negative");
+    if (!s->have_weights)
+        return fail(s,
+                    "nnd_aot_forward: model '%s' was built without weights: call "
+                    "nnd_aot_load_weights first",
+                    m->name);
+    size_t xs = (size_t)nnd_aot_sample_size(&m->x) * nnd_dtype_size((NndDType)m->x.dtype);
+    int64_t per = nnd_aot_sample_size(&m->output);
+    size_t os = (size_t)per * nnd_dtype_size((NndDType)m->output.dtype);
+    int rc = 0;
+    FpMode f = fp_enter();
+    for (int64_t at = 0; at < batch && rc == 0; at += m->max_batch) {
+        int64_t b = batch - at < m->max_batch ? batch - at : m->max_batch;
+        NndStepArgs a = args(s, (const char *)x + (size_t)at * xs, NULL, b);
+        m->forward(&a);
+        rc = status(s, &a, "nnd_aot_forward");
+        if (rc == 0)
+            store(s->out, b * per, (NndDType)m->output.dtype, (char *)out + (size_t)at * os);
+    }
+    fp_leave(f);
+    return rc ? rc : ok(s);
+}
+
+int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double *loss)
+{
+    if (!s)
+        return -1;
+    const NndAotModel *m = s->m;
+    if (!m->step)
+        return fail(s, "nnd_aot_step: model '%s' was built without its step (nnd build --train)",
+                    m->name);
+    if (!s->have_weights)
+        return fail(s, "nnd_aot_step: model '%s' has no weights: call nnd_aot_load_weights first",
+                    m->name);
+    if (!x || !y || batch < 1 || batch > m->max_batch)
+        return fail(s, "nnd_aot_step: x or y is NULL, or batch %lld is not in 1 to %lld",
+                    (long long)batch, (long long)m->max_batch);
+    int64_t k = m->accumulate > 1 && m->step_accum ? m->accumulate : 1;
+    bool last = s->micro == k - 1;
+    if (m->hyper_step >= 0)
+        s->hypers[m->hyper_step] = (double)s->steps;
+    if (m->hyper_t >= 0)
+        s->hypers[m->hyper_t] = (double)s->steps + 1;
+    if (k > 1 && m->hyper_micro >= 0 && m->hyper_accum >= 0) {
+        s->hypers[m->hyper_micro] = (double)s->micro;
+        s->hypers[m->hyper_accum] = (double)(s->group_samples + batch);
+    }
+    NndStepArgs a = args(s, x, y, batch);
+    FpMode f = fp_enter();
+    (last ? m->step : m->step_accum)(&a);
+    fp_leave(f);
+    if (status(s, &a, "nnd_aot_step") != 0)
+        return -1;
+    if (last) {
+        s->steps++;
+        s->micro = s->group_samples = 0;
+    } else {
+        s->micro++;
+        s->group_samples += batch;
+    }
+    if (loss)
+        *loss = s->out[0];
+    if (!isfinite(s->out[0]))
+        return fail(s, "nnd_aot_step: the loss is %s at step %lld",
+                    isnan(s->out[0]) ? "NaN" : "infinite", (long long)s->steps);
+    return ok(s);
+}
+
+int64_t nnd_aot_steps(const NndAot *s) { return s ? s->steps : 0; }
+
+static int64_t hyper_index(NndAot *s, const char *name)
+{
+    for (int64_t i = 0; name && i < s->m->nhypers; i++)
+        if (strcmp(s->m->hyper_names[i], name) == 0)
+            return i;
+    fail(s, "model '%s' has no hyper-parameter '%s'", s->m->name, name ? name : "(NULL)");
+    return -1;
+}
+
+int nnd_aot_get_hyper(NndAot *s, const char *name, double *value)
+{
+    if (!s || !value)
+        return s ? fail(s, "nnd_aot_get_hyper: value is NULL") : -1;
+    int64_t i = hyper_index(s, name);
+    if (i < 0)
+        return -1;
+    *value = i == s->m->hyper_step ? (double)s->steps : s->hypers[i];
+    return ok(s);
+}
+
+int nnd_aot_set_hyper(NndAot *s, const char *name, double value)
+{
+    if (!s)
+        return -1;
+    int64_t i = hyper_index(s, name);
+    if (i < 0)
+        return -1;
+    if (i == s->m->hyper_step || i == s->m->hyper_t)
+        return fail(s, "nnd_aot_set_hyper: '%s' counts the steps; it is not set", name);
+    if (s->m->hyper_fixed[i] && value != s->m->hyper_values[i])
+        return fail(s,
+                    "nnd_aot_set_hyper: '%s' was folded into the code when it was built (it "
+                    "shapes the graph): rebuild with --set %s=%.17g",
+                    name, name, value);
+    s->hypers[i] = value;
+    return ok(s);
+}
