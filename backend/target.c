@@ -10,10 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t native_once = PTHREAD_ONCE_INIT, all_once = PTHREAD_ONCE_INIT;
 
-/* Every target LLVM was built with: an ahead-of-time build may name another. */
-static void init_llvm(void)
+static void init_native(void)
+{
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+}
+
+/* Every target LLVM was built with, for an ahead-of-time build that names one. */
+static void init_all(void)
 {
     LLVMInitializeAllTargetInfos();
     LLVMInitializeAllTargets();
@@ -24,8 +30,10 @@ static void init_llvm(void)
 LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
                                     size_t errlen)
 {
-    pthread_once(&init_once, init_llvm);
     bool host = !t || (!t->triple && !t->cpu);
+    pthread_once(&native_once, init_native);
+    if (t && t->triple)
+        pthread_once(&all_once, init_all);
     char *triple =
         t && t->triple ? LLVMNormalizeTargetTriple(t->triple) : LLVMGetDefaultTargetTriple();
     char *cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage(t->cpu ? t->cpu : "generic");
