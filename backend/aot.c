@@ -27,19 +27,23 @@ static LLVMValueRef i64c(Desc *d, int64_t v) { return LLVMConstInt(d->i64, (uint
 
 static LLVMValueRef null_ptr(Desc *d) { return LLVMConstPointerNull(d->ptr); }
 
-/* A private constant global holding n bytes (a string with its NUL when text). */
-static LLVMValueRef bytes_global(Desc *d, const void *bytes, size_t n, bool text)
+/* A private constant global initialized with init. */
+static LLVMValueRef private_global(Desc *d, LLVMValueRef init, unsigned align)
 {
-    LLVMValueRef init = LLVMConstStringInContext2(d->ctx, bytes, n, !text);
     char name[64];
     snprintf(name, sizeof name, "%s.d%d", d->prefix, d->count++);
     LLVMValueRef gv = LLVMAddGlobal(d->mod, LLVMTypeOf(init), name);
     LLVMSetInitializer(gv, init);
     LLVMSetGlobalConstant(gv, 1);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
-    LLVMSetUnnamedAddr(gv, 1);
-    LLVMSetAlignment(gv, text ? 1 : 64);
+    LLVMSetAlignment(gv, align);
     return gv;
+}
+
+/* n bytes (a string with its NUL when text; tensor data 64-byte aligned). */
+static LLVMValueRef bytes_global(Desc *d, const void *bytes, size_t n, bool text)
+{
+    return private_global(d, LLVMConstStringInContext2(d->ctx, bytes, n, !text), text ? 1 : 64);
 }
 
 static LLVMValueRef str(Desc *d, const char *s)
@@ -47,18 +51,10 @@ static LLVMValueRef str(Desc *d, const char *s)
     return s ? bytes_global(d, s, strlen(s), true) : null_ptr(d);
 }
 
-/* An array of values of type ty as a private constant global. */
+/* An array of values of type ty. */
 static LLVMValueRef array_global(Desc *d, LLVMTypeRef ty, LLVMValueRef *v, int n)
 {
-    LLVMValueRef init = LLVMConstArray2(ty, v, (uint64_t)n);
-    char name[64];
-    snprintf(name, sizeof name, "%s.a%d", d->prefix, d->count++);
-    LLVMValueRef gv = LLVMAddGlobal(d->mod, LLVMTypeOf(init), name);
-    LLVMSetInitializer(gv, init);
-    LLVMSetGlobalConstant(gv, 1);
-    LLVMSetLinkage(gv, LLVMPrivateLinkage);
-    LLVMSetAlignment(gv, 8);
-    return gv;
+    return private_global(d, LLVMConstArray2(ty, v, (uint64_t)n), 8);
 }
 
 static LLVMValueRef tensor(Desc *d, const AotTensor *t)

@@ -32,15 +32,6 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static void shape_text(char *buf, size_t size, int rank, const int64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < rank && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (at < size)
-        snprintf(buf + at, size - at, "]");
-}
-
 /* The training set's sample shape on x (when its element count agrees), then x's
  * samples checked against what the model takes. */
 static bool fit_samples(const Program *p, const char *file, NndTensor *x)
@@ -64,8 +55,8 @@ static bool fit_samples(const Program *p, const char *file, NndTensor *x)
         same = x->shape[d] == ms->d[d];
     if (!same) {
         char h[128], w[128];
-        shape_text(h, sizeof h, x->rank - 1, x->shape + 1);
-        shape_text(w, sizeof w, ms->rank - 1, (const int64_t *)ms->d + 1);
+        nnd_shape_text(h, sizeof h, x->rank - 1, x->shape + 1);
+        nnd_shape_text(w, sizeof w, ms->rank - 1, (const int64_t *)ms->d + 1);
         fprintf(stderr, "nnd: %s: samples are %s, but the model takes %s\n", file, h, w);
         return false;
     }

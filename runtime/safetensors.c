@@ -1009,24 +1009,15 @@ int nnd_safetensors_load(NndSafetensors *st, const char *name, NndTensor *out, N
     return 0;
 }
 
-static void bracket_shape(char *buf, size_t size, int rank, const int64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < rank && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (at < size)
-        snprintf(buf + at, size - at, "]");
-}
-
 int nnd_safetensors_load_into(NndSafetensors *st, const char *name, NndTensor *dst, NndErr *err)
 {
     const NndSafetensorsEntry *en = nnd_safetensors_find(st, name);
     char want[NND_MAX_RANK * 22 + 4], have[NND_MAX_RANK * 22 + 4];
-    bracket_shape(want, sizeof want, dst->rank, dst->shape);
+    nnd_shape_text(want, sizeof want, dst->rank, dst->shape);
     if (!en)
         return nnd_err(err, "%s: no tensor '%s' (the model's is %s %s)", st->path, name, want,
                        nnd_dtype_name(dst->dtype));
-    bracket_shape(have, sizeof have, en->rank, en->shape);
+    nnd_shape_text(have, sizeof have, en->rank, en->shape);
     bool same = en->rank == dst->rank;
     for (int d = 0; same && d < dst->rank; d++)
         same = en->shape[d] == dst->shape[d];

@@ -93,3 +93,12 @@ void nnd_tensor_free(NndTensor *t)
     nnd_free(t->data);
     t->data = NULL;
 }
+
+void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < rank && at < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (at < size)
+        snprintf(buf + at, size - at, "]");
+}

@@ -65,6 +65,8 @@ typedef struct NndTensor {
 size_t nnd_dtype_size(NndDType t);
 const char *nnd_dtype_name(NndDType t);
 int64_t nnd_tensor_numel(const NndTensor *t);
+/* A shape as diagnostics print it, "[784, 128]" ("[]" for a scalar), cut to size. */
+void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape);
 /* Allocates data for the given shape (zeroed); -1 when the size overflows or the
  * allocation fails.  Overwrites *t (frees nothing); on failure t->data is NULL. */
 int nnd_tensor_alloc(NndTensor *t, NndDType dtype, int rank, const int64_t *shape, NndErr *err);
