@@ -49,7 +49,13 @@ static bool fit_samples(const Program *p, const char *file, NndTensor *x)
             memcpy(x->shape + 1, td->reshape, sizeof(int64_t) * (size_t)td->reshape_rank);
         }
     }
-    const Shape *ms = &graph_node((Graph *)&p->g, p->x)->shape;
+    const Node *xn = graph_node((Graph *)&p->g, p->x);
+    if (x->dtype != xn->dtype) {
+        fprintf(stderr, "nnd: %s: samples are %s, but the model takes %s\n", file,
+                nnd_dtype_name(x->dtype), nnd_dtype_name(xn->dtype));
+        return false;
+    }
+    const Shape *ms = &xn->shape;
     bool same = x->rank == ms->rank;
     for (int d = 1; same && d < ms->rank; d++)
         same = x->shape[d] == ms->d[d];
@@ -79,10 +85,12 @@ static bool load_file(const Program *p, const Options *o, Inputs *in)
         rc = nnd_csv_load(o->input, td->kind == DATA_CSV ? td->label : NULL,
                           td->kind == DATA_CSV && td->classes, &lo, &in->x, &in->y, &e);
         in->has_y = rc == 0;
-    } else if (ends_with(o->input, ".npy")) {
-        rc = nnd_npy_load(o->input, NND_FEATURES, &lo, &in->x, &e);
     } else {
-        rc = nnd_idx_load(o->input, NND_FEATURES, &lo, &in->x, &e);
+        /* a model of tokens (x: [B, T] i32) reads integers as they are */
+        NndRole role =
+            graph_node((Graph *)&p->g, p->x)->dtype == NND_I32 ? NND_LABELS : NND_FEATURES;
+        rc = ends_with(o->input, ".npy") ? nnd_npy_load(o->input, role, &lo, &in->x, &e)
+                                         : nnd_idx_load(o->input, role, &lo, &in->x, &e);
     }
     if (rc == 0 && o->labels) {
         nnd_tensor_free(&in->y);
@@ -113,6 +121,13 @@ static bool load_inputs(Program *p, Frontend *fe, const Options *o, Inputs *in)
         return load_file(p, o, in);
     for (int i = 0; i < p->data.n; i++)
         if (strcmp(p->data.v[i].name, o->data) == 0) {
+            if (p->data.v[i].kind == DATA_TEXT) {
+                fprintf(stderr,
+                        "nnd: '%s' is a text data set (windows of a token sequence); "
+                        "predict takes separate samples: --input FILE of token rows\n",
+                        o->data);
+                return false;
+            }
             if (!program_load_dataset(p, i, &fe->diags))
                 return false;
             in->name = o->data;

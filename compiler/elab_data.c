@@ -1,4 +1,7 @@
 /* elab_data: `data` statements: where a data set comes from and what its samples are. */
+#define _POSIX_C_SOURCE 200809L
+#include <fnmatch.h>
+#include <glob.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +52,7 @@ static bool data_describe(Elab *e, DataSet *ds, Span span, Span span_x, Span spa
         y = ds->y;
         break;
     case DATA_TENSORS:
+    case DATA_TEXT: /* described by data_text */
         x = ds->x;
         y = ds->y;
         break;
@@ -135,6 +139,114 @@ static bool data_subset(Elab *e, DataSet *ds, Value *v, Span span)
     return true;
 }
 
+/* Whether a file's name matches one of text()'s `exclude` patterns. */
+static bool text_excluded(const char *path, const Value *exclude)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    for (int i = 0; exclude && i < exclude->list->n; i++)
+        if (exclude->list->v[i].k == V_STR && fnmatch(exclude->list->v[i].str, base, 0) == 0)
+            return true;
+    return false;
+}
+
+/* One path of text(): a file, or a pattern (a directory and "*") whose matches, sorted, are
+ * added less those `exclude` names. */
+static bool text_add_path(Elab *e, Module *m, const char *path, const Value *exclude, Span span,
+                          StrVec *out)
+{
+    const char *full = resolve_path(e, m, path);
+    if (!strpbrk(path, "*?[")) {
+        vec_push(out, full);
+        return true;
+    }
+    glob_t g;
+    int rc = glob(full, 0, NULL, &g);
+    int before = out->n;
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++)
+        if (!text_excluded(g.gl_pathv[i], exclude))
+            vec_push(out, arena_strdup(&e->p->arena, g.gl_pathv[i]));
+    globfree(&g);
+    if (out->n == before) {
+        el_error(e, span, "no file matches '%s'%s", full, exclude ? " (less those excluded)" : "");
+        return false;
+    }
+    return true;
+}
+
+/* text(path or [paths], context = T, split = [from, to], stride = 1, exclude = [...]):
+ * the files' bytes as tokens, in windows of T (data set x) and the same windows one
+ * byte later (y). */
+static bool data_text(Elab *e, Module *m, Args *a, Span span, DataSet *ds)
+{
+    int id = BI_TEXT;
+    Value *path = el_barg(a, id, 0), *split = el_barg(a, id, 2), *stride = el_barg(a, id, 3),
+          *exclude = el_barg(a, id, 4);
+    Span ps = el_bspan(a, id, 0, span);
+    if (exclude && (exclude->k != V_LIST || exclude->list->n < 1)) {
+        el_error(e, el_bspan(a, id, 4, span),
+                 "exclude takes a list of name patterns, like "
+                 "[\"*.dat\"]");
+        return false;
+    }
+    StrVec paths = {0};
+    bool ok = true;
+    if (path->k == V_LIST) {
+        const char *pi;
+        for (int i = 0; ok && i < path->list->n; i++)
+            ok = el_str_arg(e, &path->list->v[i], ps, "a path", &pi) &&
+                 text_add_path(e, m, pi, exclude, ps, &paths);
+    } else {
+        const char *p0;
+        ok = el_str_arg(e, path, ps, "the path", &p0) &&
+             text_add_path(e, m, p0, exclude, ps, &paths);
+    }
+    ds->kind = DATA_TEXT;
+    ds->from = 0;
+    ds->to = 1;
+    ds->stride = 1;
+    ok = ok && el_to_int(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "context", &ds->window);
+    if (ok && split) {
+        ok = split->k == V_LIST && split->list->n == 2 &&
+             el_to_number(e, split->list->v[0], el_bspan(a, id, 2, span), "split", &ds->from) &&
+             el_to_number(e, split->list->v[1], el_bspan(a, id, 2, span), "split", &ds->to) &&
+             ds->from >= 0 && ds->from < ds->to && ds->to <= 1;
+        if (!ok)
+            el_error(e, el_bspan(a, id, 2, span),
+                     "split takes [from, to], fractions of the bytes with 0 <= from < to <= 1, "
+                     "like [0.9, 1]");
+    }
+    if (ok && stride)
+        ok = el_to_int(e, *stride, el_bspan(a, id, 3, span), "stride", &ds->stride);
+    if (ok && (ds->window < 1 || ds->stride < 1 || ds->window > GRAPH_MAX_NUMEL)) {
+        el_error(e, span, "context and stride must be at least 1");
+        ok = false;
+    }
+    int64_t total = 0;
+    NndErr err;
+    if (ok && nnd_text_size((const char *const *)paths.v, paths.n, &total, &err) != 0) {
+        el_error(e, ps, "%s", err.msg);
+        ok = false;
+    }
+    int64_t len = (int64_t)((double)total * ds->to) - (int64_t)((double)total * ds->from);
+    if (ok && len <= ds->window) {
+        el_error(e, span, "%s: the split holds %lld bytes, not more than the context (%lld)",
+                 paths.v[0], (long long)len, (long long)ds->window);
+        ok = false;
+    }
+    if (ok) {
+        ds->npaths = paths.n;
+        ds->paths = arena_alloc(&e->p->arena, sizeof(char *) * (size_t)paths.n);
+        memcpy(ds->paths, paths.v, sizeof(char *) * (size_t)paths.n);
+        ds->path_x = ds->paths[0];
+        ds->n = (len - ds->window - 1) / ds->stride + 1;
+        ds->x_dtype = ds->y_dtype = NND_I32;
+        ds->x_rank = ds->y_rank = 1;
+        ds->x_shape[0] = ds->y_shape[0] = ds->window;
+    }
+    vec_free(&paths);
+    return ok;
+}
+
 /* tensors(x = ..., y = ...): literal data evaluated now. */
 static bool data_literal(Elab *e, Value v, Span span, bool labels, NndTensor *out)
 {
@@ -193,7 +305,7 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
     int id = src->kind == AST_CALL && src->a->kind == AST_NAME ? builtin_find(src->a->name) : -1;
     if (id < 0 || builtin_info[id].ctx != BCTX_DATA) {
         el_error(e, src->span,
-                 "a data set comes from idx(...), csv(...), npy(...) or tensors(...)");
+                 "a data set comes from idx(...), csv(...), npy(...), text(...) or tensors(...)");
         return;
     }
     Args a;
@@ -246,6 +358,7 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
             ds.label = arena_strdup(&e->p->arena, ds.label);
         break;
     }
+    case BI_TEXT: ok = data_text(e, m, &a, src->span, &ds); break;
     case BI_TENSORS:
         ds.kind = DATA_TENSORS;
         ok = data_literal(e, *el_barg(&a, id, 0), el_bspan(&a, id, 0, src->span), false, &ds.x) &&
@@ -263,7 +376,7 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
             memcpy(ds.reshape, sh.d, sizeof sh.d);
         }
     }
-    if (ok)
+    if (ok && id != BI_TEXT)
         ok = data_describe(e, &ds, src->span, el_bspan(&a, id, 0, src->span),
                            id == BI_CSV ? src->span : el_bspan(&a, id, 1, src->span));
     Value *sub = (id == BI_IDX || id == BI_NPY) ? el_barg(&a, id, 4) : NULL;

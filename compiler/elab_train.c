@@ -450,8 +450,8 @@ static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
     DataSet *td = &p->data.v[p->train_data];
     p->sym_batch = graph_symbol(e->g, "B");
     {
-        Node x = {.op = OP_INPUT,
-                  .dtype = (uint8_t)p->float_dtype,
+        Node x = {.op = OP_INPUT, /* features, or tokens (text) */
+                  .dtype = (uint8_t)(td->x_dtype == NND_I32 ? NND_I32 : p->float_dtype),
                   .idx = 0,
                   .name = "x",
                   .span = td->span};
@@ -710,7 +710,8 @@ static void train_evals(Elab *e, Scope *s, const Ast *train)
         Shape ex = shape_make(ed->x_rank, ed->x_shape), tx = shape_make(td->x_rank, td->x_shape);
         Shape ey = shape_make(ed->y_rank, ed->y_shape), ty = shape_make(td->y_rank, td->y_shape);
         if (!shape_equal(&ex, &tx) || !shape_equal(&ey, &ty) ||
-            (ed->y_dtype == NND_I32) != (td->y_dtype == NND_I32)) {
+            (ed->y_dtype == NND_I32) != (td->y_dtype == NND_I32) ||
+            (ed->x_dtype == NND_I32) != (td->x_dtype == NND_I32)) {
             el_error(e, st->span,
                      "data set '%s' has samples shaped %s -> %s, but the training data %s -> %s",
                      ed->name, el_shape_str(e, &ex), el_shape_str(e, &ey), el_shape_str(e, &tx),

@@ -92,6 +92,8 @@ bool program_load_dataset(Program *p, int i, Diags *d)
     else if (ds->kind == DATA_NPY)
         rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
              (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+    else if (ds->kind == DATA_TEXT)
+        rc = nnd_text_load(ds->paths, ds->npaths, ds->from, ds->to, &ds->x, &err);
     if (!rc && ds->nsubset && !apply_subset(ds, &err))
         rc = 1;
     if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
@@ -110,7 +112,8 @@ bool program_load_dataset(Program *p, int i, Diags *d)
         for (int k = 0; k < ds->reshape_rank; k++)
             ds->x.shape[k + 1] = ds->reshape[k];
     }
-    if (ds->x.shape[0] != ds->n || ds->y.shape[0] != ds->n) {
+    NndDataSet v = dataset_view(ds);
+    if (nnd_dataset_count(&v) != ds->n || (!ds->window && ds->y.shape[0] != ds->n)) {
         diag_error(d, ds->span, "data set '%s' changed while loading", ds->name);
         return false;
     }
@@ -179,19 +182,19 @@ int64_t program_total_steps(const Program *p)
     return p->steps > 0 ? p->steps : p->epochs * program_steps_per_epoch(p);
 }
 
+NndDataSet dataset_view(const DataSet *ds)
+{
+    return (NndDataSet){ds->name, &ds->x, &ds->y, ds->window, ds->stride};
+}
+
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by)
 {
-    size_t rx = nnd_dtype_size(ds->x.dtype), ry = nnd_dtype_size(ds->y.dtype);
-    for (int i = 1; i < ds->x.rank; i++)
-        rx *= (size_t)ds->x.shape[i];
-    for (int i = 1; i < ds->y.rank; i++)
-        ry *= (size_t)ds->y.shape[i];
+    NndDataSet v = dataset_view(ds);
+    size_t rx, ry;
+    nnd_dataset_sample_bytes(&v, &rx, &ry);
     *bx = xmalloc(rx * (size_t)b + 8);
     *by = xmalloc(ry * (size_t)b + 8);
-    for (int64_t i = 0; i < b; i++) {
-        memcpy(*bx + rx * (size_t)i, (char *)ds->x.data + rx * idx[i], rx);
-        memcpy(*by + ry * (size_t)i, (char *)ds->y.data + ry * idx[i], ry);
-    }
+    nnd_dataset_gather(&v, idx, b, *bx, *by);
 }
 
 /* FNV-1a, 64 bits, over n bytes, continuing from h. */

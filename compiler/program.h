@@ -11,8 +11,9 @@
 
 #include "builtins.h"
 #include "graph.h"
+#include "nnd_train.h"
 
-typedef enum DataKind { DATA_IDX, DATA_CSV, DATA_NPY, DATA_TENSORS } DataKind;
+typedef enum DataKind { DATA_IDX, DATA_CSV, DATA_NPY, DATA_TENSORS, DATA_TEXT } DataKind;
 
 typedef struct DataSet {
     const char *name;
@@ -29,6 +30,13 @@ typedef struct DataSet {
     int nsubset;
     int32_t *subset;
     int64_t limit; /* keep the first `limit` samples (after the subset); 0: all */
+    /* text: the files (in order), the part [from, to) of their bytes, and the
+     * windows: sample i is `window` tokens from token i * stride (x is then the
+     * [len] token sequence, y unused: NndDataSet's window) */
+    const char **paths;
+    int npaths;
+    double from, to;
+    int64_t window, stride;
     /* per-sample shapes and dtypes, known after elaboration */
     int64_t n;
     NndDType x_dtype, y_dtype;
@@ -181,5 +189,7 @@ const char *program_batch_statistic(const Program *p);
 /* Rows idx[0..b) of a loaded data set, gathered into new contiguous buffers *bx and
  * *by (malloc'd; the caller frees them). */
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by);
+/* The runtime's view of a loaded data set (borrows ds). */
+NndDataSet dataset_view(const DataSet *ds);
 
 #endif

@@ -21,7 +21,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     memset(r, 0, sizeof *r);
     r->data = xcalloc((size_t)p->data.n, sizeof(NndDataSet));
     for (int i = 0; i < p->data.n; i++)
-        r->data[i] = (NndDataSet){p->data.v[i].name, &p->data.v[i].x, &p->data.v[i].y};
+        r->data[i] = dataset_view(&p->data.v[i]);
     int ne = p->evals.n;
     r->evals = xcalloc((size_t)(ne ? ne : 1), sizeof(NndEvalSpec));
     r->names = xcalloc((size_t)(ne ? ne : 1), sizeof(char **));

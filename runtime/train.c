@@ -33,6 +33,41 @@ static void gather(const NndTensor *t, const uint32_t *idx, int64_t b, char *dst
         memcpy(dst + (size_t)i * rb, src + (size_t)idx[i] * rb, rb);
 }
 
+int64_t nnd_dataset_count(const NndDataSet *ds)
+{
+    if (ds->window <= 0)
+        return ds->x->shape[0];
+    int64_t len = ds->x->shape[0], stride = ds->stride > 0 ? ds->stride : 1;
+    return len > ds->window ? (len - ds->window - 1) / stride + 1 : 0;
+}
+
+void nnd_dataset_sample_bytes(const NndDataSet *ds, size_t *x, size_t *y)
+{
+    if (ds->window > 0) {
+        *x = *y = (size_t)ds->window * nnd_dtype_size(ds->x->dtype);
+        return;
+    }
+    *x = row_bytes(ds->x);
+    *y = row_bytes(ds->y);
+}
+
+void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, void *x, void *y)
+{
+    if (ds->window <= 0) {
+        gather(ds->x, idx, b, x);
+        gather(ds->y, idx, b, y);
+        return;
+    }
+    size_t es = nnd_dtype_size(ds->x->dtype), rb = (size_t)ds->window * es;
+    int64_t stride = ds->stride > 0 ? ds->stride : 1;
+    const char *src = ds->x->data;
+    for (int64_t i = 0; i < b; i++) {
+        const char *at = src + (size_t)(idx[i] * stride) * es;
+        memcpy((char *)x + (size_t)i * rb, at, rb);
+        memcpy((char *)y + (size_t)i * rb, at + es, rb);
+    }
+}
+
 int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_last)
 {
     return drop_last && samples >= batch ? samples / batch * batch : samples;
@@ -55,7 +90,7 @@ int64_t nnd_train_total_steps(const NndTrainer *t)
 {
     if (t->steps > 0)
         return t->steps;
-    int64_t n = t->data[t->train].x->shape[0];
+    int64_t n = nnd_dataset_count(&t->data[t->train]);
     return t->epochs * steps_per_epoch(t, n);
 }
 
@@ -66,8 +101,10 @@ typedef struct Batch {
 
 static int batch_alloc(Batch *b, const NndDataSet *ds, int64_t batch, int64_t n, NndErr *err)
 {
-    b->x = nnd_alloc(row_bytes(ds->x) * (size_t)batch + 64);
-    b->y = nnd_alloc(row_bytes(ds->y) * (size_t)batch + 64);
+    size_t xb, yb;
+    nnd_dataset_sample_bytes(ds, &xb, &yb);
+    b->x = nnd_alloc(xb * (size_t)batch + 64);
+    b->y = nnd_alloc(yb * (size_t)batch + 64);
     b->idx = nnd_alloc(sizeof(uint32_t) * (size_t)(n > batch ? n : batch));
     if (!b->x || !b->y || !b->idx) {
         nnd_free(b->x);
@@ -110,7 +147,7 @@ static int status_error(const NndStepArgs *a, NndErr *err, const char *what, con
 {
     if (a->status == NND_STATUS_LABEL_RANGE || a->status == NND_STATUS_INDEX_RANGE) {
         bool label = a->status == NND_STATUS_LABEL_RANGE;
-        int64_t s = sample_with_label(ds->y, idx, m, a->bad_value);
+        int64_t s = ds->window > 0 ? -1 : sample_with_label(ds->y, idx, m, a->bad_value);
         char where[128] = "";
         if (s >= 0)
             snprintf(where, sizeof where, " (sample %lld of '%s' has it)", (long long)s, ds->name);
@@ -132,7 +169,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
 {
     const NndEvalSpec *es = &t->evals[which];
     const NndDataSet *ds = &t->data[es->data];
-    int64_t n = ds->x->shape[0];
+    int64_t n = nnd_dataset_count(ds);
     Batch b;
     if (batch_alloc(&b, ds, t->batch, t->batch, err))
         return -1;
@@ -144,8 +181,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
         int64_t m = n - start < t->batch ? n - start : t->batch;
         for (int64_t i = 0; i < m; i++)
             b.idx[i] = (uint32_t)(start + i);
-        gather(ds->x, b.idx, m, b.x);
-        gather(ds->y, b.idx, m, b.y);
+        nnd_dataset_gather(ds, b.idx, m, b.x, b.y);
         NndStepArgs a = {t->eval_params ? t->eval_params : t->params,
                          t->states,
                          b.x,
@@ -232,7 +268,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
 {
     memset(res, 0, sizeof *res);
     const NndDataSet *ds = &t->data[t->train];
-    int64_t n = ds->x->shape[0];
+    int64_t n = nnd_dataset_count(ds);
     if (n < 1 || n > UINT32_MAX)
         return nnd_err(err, "data set '%s' has %lld samples", ds->name, (long long)n);
     int64_t total = nnd_train_total_steps(t);
@@ -303,8 +339,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         for (int64_t j = 0; j < micro; j++) {
             int64_t start = first + j * t->batch;
             int64_t mj = group_end - start < t->batch ? group_end - start : t->batch;
-            gather(ds->x, b.idx + start, mj, b.x);
-            gather(ds->y, b.idx + start, mj, b.y);
+            nnd_dataset_gather(ds, b.idx + start, mj, b.x, b.y);
             int last = j == micro - 1;
             if (k > 1)
                 t->hypers[t->h_micro] = (double)j;

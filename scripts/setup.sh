@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git llvm-19-dev flex bison libcmocka-dev
-          libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist python3-numpy protobuf-compiler)
+          libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist fortunes python3-numpy
+          protobuf-compiler)
 if [ "${1:-}" = --test ]; then
     packages+=(clang-format python3-torch)
 fi

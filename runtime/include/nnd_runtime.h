@@ -132,6 +132,15 @@ int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err);
 int nnd_csv_load(const char *path, const char *label, int classes, const NndLoadOptions *opts,
                  NndTensor *x, NndTensor *y, NndErr *err);
 
+/* Text as bytes (byte-level language models): the files concatenated in the order
+ * given, the part [from, to) of the bytes as fractions (a validation split: [0.9,
+ * 1)), each byte an i32 token 0..255 in a [len] tensor.  A directory, a missing
+ * file or an empty concatenation is an error naming the file.  nnd_text_size
+ * gives the concatenation's byte count without reading it. */
+int nnd_text_size(const char *const *paths, int n, int64_t *bytes, NndErr *err);
+int nnd_text_load(const char *const *paths, int n, double from, double to, NndTensor *out,
+                  NndErr *err);
+
 /* ---- safetensors -------------------------------------------------------------------
  * Hugging Face's safetensors format: an 8-byte little-endian header length N, N bytes
  * of JSON ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},

@@ -15,7 +15,17 @@ extern "C" {
 typedef struct NndDataSet {
     const char *name;
     const NndTensor *x, *y; /* [n, ...]: borrowed */
+    /* window > 0: a text data set.  x is a [len] sequence of tokens (y is not read);
+     * sample i is the window x[i stride .. i stride + window) and its targets the
+     * same window one token later */
+    int64_t window, stride;
 } NndDataSet;
+
+/* How many samples a data set has, and the bytes of one sample's x and y. */
+int64_t nnd_dataset_count(const NndDataSet *ds);
+void nnd_dataset_sample_bytes(const NndDataSet *ds, size_t *x, size_t *y);
+/* Copies samples idx[0..b) into x and y (b samples each, in order). */
+void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, void *x, void *y);
 
 typedef struct NndEvalSpec {
     int data; /* index in NndTrainer.data */

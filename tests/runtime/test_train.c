@@ -203,8 +203,8 @@ static Fixture *fixture_new(int64_t n_train, int64_t n_test, int64_t batch, int6
     assert_non_null(f);
     make_data(&f->x[0], &f->y[0], n_train, f64);
     make_data(&f->x[1], &f->y[1], n_test, f64);
-    f->data[0] = (NndDataSet){"train", &f->x[0], &f->y[0]};
-    f->data[1] = (NndDataSet){"test", &f->x[1], &f->y[1]};
+    f->data[0] = (NndDataSet){.name = "train", .x = &f->x[0], .y = &f->y[0]};
+    f->data[1] = (NndDataSet){.name = "test", .x = &f->x[1], .y = &f->y[1]};
     memcpy(f->hypers, OTHER_HYPERS, sizeof f->hypers);
     f->params[0] = f->param0;
     f->states[0] = f->state0;
