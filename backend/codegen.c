@@ -1357,15 +1357,24 @@ static void gen_matmul(CG *c, const Kernel *k)
 {
     Node *n = graph_node(c->g, k->node);
     Node *a = graph_node(c->g, n->in[0]), *b = graph_node(c->g, n->in[1]);
-    int r = n->shape.rank;
+    int r = n->shape.rank, ra = a->shape.rank;
     LLVMValueRef M = dim(c, n->shape.d[r - 2]), N = dim(c, n->shape.d[r - 1]);
-    LLVMValueRef K = dim(c, n->ta ? a->shape.d[r - 2] : a->shape.d[r - 1]);
-    LLVMValueRef lda = dim(c, a->shape.d[r - 1]), ldb = dim(c, b->shape.d[r - 1]);
+    LLVMValueRef K = dim(c, n->ta ? a->shape.d[ra - 2] : a->shape.d[ra - 1]);
+    LLVMValueRef lda = dim(c, a->shape.d[ra - 1]), ldb = dim(c, b->shape.d[b->shape.rank - 1]);
     LLVMValueRef batch = ci64(c, 1);
-    for (int i = 0; i < r - 2; i++)
-        batch = LLVMBuildNSWMul(c->b, batch, dim(c, n->shape.d[i]), "");
-    LLVMValueRef sa = LLVMBuildNSWMul(c->b, dim(c, a->shape.d[r - 2]), lda, "");
-    LLVMValueRef sb = LLVMBuildNSWMul(c->b, dim(c, b->shape.d[r - 2]), ldb, "");
+    /* folded ([*L, M, K] @ [K, N]) and summed ([*L, M, K]^T @ [*L, M, N]) forms are one
+     * product whose rows (or inner dimension) run over the leading axes too */
+    LLVMValueRef lead = ci64(c, 1);
+    for (int i = 0; i < ra - 2; i++)
+        lead = LLVMBuildNSWMul(c->b, lead, dim(c, a->shape.d[i]), "");
+    if (n->mask)
+        K = LLVMBuildNSWMul(c->b, lead, dim(c, a->shape.d[ra - 2]), "");
+    else if (ra > 2 && b->shape.rank == 2)
+        M = LLVMBuildNSWMul(c->b, lead, M, "");
+    else
+        batch = lead;
+    LLVMValueRef sa = LLVMBuildNSWMul(c->b, dim(c, a->shape.d[ra - 2]), lda, "");
+    LLVMValueRef sb = LLVMBuildNSWMul(c->b, dim(c, b->shape.d[b->shape.rank - 2]), ldb, "");
     LLVMValueRef sc = LLVMBuildNSWMul(c->b, M, N, "");
     bool f64 = n->dtype == NND_F64;
     LLVMTypeRef ft = f64 ? c->f64 : c->f32;

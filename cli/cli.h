@@ -2,8 +2,9 @@
  *
  * main.c parses the options and dispatches to one function per subcommand:
  * inspect.c (check, parse, graph, emit-llvm, gradcheck, explain), run.c (run),
- * compare.c (compare, lrfind), plot.c (plot), predict.c (predict), build.c (build).  Each compiles
- * its file with compile() and prints what it found; none of them holds pipeline logic. */
+ * compare.c (compare, lrfind), plot.c (plot), predict.c (predict), build.c (build), sample.c
+ * (sample).  Each compiles its file with compile() and prints what it found; none of them holds
+ * pipeline logic. */
 #ifndef NND_CLI_H
 #define NND_CLI_H
 
@@ -28,6 +29,10 @@ typedef struct Options {
     const char *weights, *data, *input, *labels; /* predict (build: weights) */
     const char *header, *name, *target, *cpu, *features; /* build */
     bool train; /* build */
+    const char *prompt; /* sample */
+    int64_t tokens; /* sample: --tokens N */
+    double temperature; /* sample */
+    int top_k; /* sample: --top-k K */
     int top; /* predict: --top K */
     bool metrics; /* predict */
     int64_t batch; /* predict, gradcheck: --batch N */
@@ -62,5 +67,6 @@ int cmd_lrfind(Options *o);
 int cmd_plot(Options *o);
 int cmd_predict(Options *o);
 int cmd_build(Options *o);
+int cmd_sample(Options *o);
 
 #endif

@@ -18,6 +18,8 @@ static const char usage[] =
     "  build FILE -o OUT.o|OUT.a|OUT.so [--weights W] [--header H] [--name N] [--train]\n"
     "                  [--batch N] [--target TRIPLE --cpu NAME]: the model's forward (with\n"
     "                  --train, also the step) compiled ahead of time for the runtime alone\n"
+    "  sample FILE [--weights W] [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]\n"
+    "                  [--seed S]: text from a byte-level language model (examples/gpt.nnd)\n"
     "  check FILE...   parse and check (names, types, shapes); exit 1 on errors;\n"
     "                  --verbose: which models of a file without a train block were checked\n"
     "  graph FILE      print the forward/backward/update graph after simplification\n"
@@ -91,10 +93,10 @@ static const char **string_option(Options *o, const char *a)
     const struct {
         const char *name;
         const char **field;
-    } table[] = {{"--weights", &o->weights},  {"--data", &o->data},     {"--input", &o->input},
-                 {"--labels", &o->labels},    {"--resume", &o->resume}, {"--header", &o->header},
-                 {"--name", &o->name},        {"--target", &o->target}, {"--cpu", &o->cpu},
-                 {"--features", &o->features}};
+    } table[] = {{"--weights", &o->weights},   {"--data", &o->data},     {"--input", &o->input},
+                 {"--labels", &o->labels},     {"--resume", &o->resume}, {"--header", &o->header},
+                 {"--name", &o->name},         {"--target", &o->target}, {"--cpu", &o->cpu},
+                 {"--features", &o->features}, {"--prompt", &o->prompt}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(a, table[i].name) == 0)
             return table[i].field;
@@ -157,6 +159,22 @@ static int parse_args(int argc, char **argv, Options *o)
                 return cli_usage_error("--top needs a whole number from 1 to 1000, got '%s'",
                                        next ? next : "");
             o->top = (int)v;
+            i++;
+        } else if (strcmp(a, "--tokens") == 0 || strcmp(a, "--top-k") == 0 ||
+                   strcmp(a, "--temperature") == 0) {
+            if (!next || !cli_parse_number(next, &v) || !(v > 0) ||
+                (a[3] != 'e' && (v != floor(v) || v > 1e9)))
+                return cli_usage_error(
+                    a[3] == 'e'   ? "--temperature needs a positive number, got '%s'"
+                    : a[4] == 'k' ? "--tokens needs a whole number >= 1, got '%s'"
+                                  : "--top-k needs a whole number >= 1, got '%s'",
+                    next ? next : "");
+            if (a[3] == 'e')
+                o->temperature = v;
+            else if (a[4] == 'k')
+                o->tokens = (int64_t)v;
+            else
+                o->top_k = (int)v;
             i++;
         } else if (strcmp(a, "--metrics") == 0) {
             o->metrics = true;
@@ -266,6 +284,7 @@ int main(int argc, char **argv)
         {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},     {"emit-llvm", cmd_emit_llvm},
         {"compare", cmd_compare},     {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
         {"plot", cmd_plot},           {"predict", cmd_predict}, {"build", cmd_build},
+        {"sample", cmd_sample},
     };
     if (rc == 0) {
         rc = -1;

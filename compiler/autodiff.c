@@ -321,6 +321,20 @@ static void vjp_matmul(Graph *g, NodeId n, NodeId dy, const bool *need, NodeId *
     Node *y = N(n);
     NodeId a = y->in[0], b = y->in[1];
     bool ta = y->ta, tb = y->tb;
+    if (y->mask) { /* summed: out = sum over L of a_L^T b_L */
+        if (need[0])
+            dx[0] = gb_matmul(g, b, dy, false, true, SP);
+        if (need[1])
+            dx[1] = gb_matmul(g, a, dy, false, false, SP);
+        return;
+    }
+    if (N(a)->shape.rank > 2 && N(b)->shape.rank == 2) { /* folded: [*L, M, K] @ [K, N] */
+        if (need[0])
+            dx[0] = gb_matmul(g, dy, b, false, !tb, SP);
+        if (need[1])
+            dx[1] = !tb ? gb_matmul_summed(g, a, dy, SP) : gb_matmul_summed(g, dy, a, SP);
+        return;
+    }
     if (need[0])
         dx[0] = !ta ? gb_matmul(g, dy, b, false, !tb, SP) : gb_matmul(g, b, dy, tb, true, SP);
     if (need[1])

@@ -331,6 +331,23 @@ static Value builtin_shape(Elab *e, int id, Args *a, Span span)
             return verr();
         return vnode(el_make(e, (Node){.op = OP_RESHAPE, .nin = 1, .in = {n}, .shape = s}, span));
     }
+    case BI_ARANGE: { /* [0, 1, ..., n - 1], a constant of the float type */
+        int64_t n;
+        if (!el_to_int(e, *x, el_bspan(a, id, 0, span), "arange's length", &n))
+            return verr();
+        if (n < 1 || n > (1 << 24))
+            return el_error(e, el_bspan(a, id, 0, span),
+                            "arange needs a length from 1 to %d, got %lld", 1 << 24, (long long)n);
+        uint32_t off = (uint32_t)e->g->fpool.n;
+        for (int64_t i = 0; i < n; i++)
+            vec_push(&e->g->fpool, (double)i);
+        Node t = {.op = OP_TENSOR,
+                  .dtype = (uint8_t)e->p->float_dtype,
+                  .shape = shape_make(1, &n),
+                  .pool = off,
+                  .span = span};
+        return vnode(graph_append(e->g, &t));
+    }
     case BI_SIZE: { /* a symbolic dimension stays one: it can size a reshape */
         NodeId n = el_to_node(e, *x, span);
         if (!n)
@@ -693,6 +710,7 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
     case BI_RESHAPE:
     case BI_BROADCAST:
     case BI_SIZE:
+    case BI_ARANGE:
     case BI_RANK: return builtin_shape(e, id, a, span);
     case BI_PICK:
     case BI_ONE_HOT:

@@ -454,25 +454,42 @@ static bool infer_one_hot(Graph *g, Node *n, char *err, size_t errlen)
     return true;
 }
 
+/* Three forms of a @ b (ta, tb transpose the last two axes of an operand):
+ *  - batched: operands of one rank r >= 2 and equal leading axes: a matrix product
+ *    per leading index;
+ *  - folded: a of rank r > 2, b a matrix, a not transposed: [*L, M, K] @ [K, N] is
+ *    [*L, M, N], one product with L * M rows (a dense layer over a sequence);
+ *  - summed (mask 1, made by autodiff for the folded form's weight gradient): a and
+ *    b of one rank r > 2, a transposed: the sum over the leading axes of the
+ *    products, [*L, M, K]^T @ [*L, M, N] = [K, N], one product of inner size L * M. */
 static bool infer_matmul(Graph *g, Node *n, char *err, size_t errlen)
 {
     Node *a = in_node(g, n, 0), *b = in_node(g, n, 1);
     char sa[128], sb[128];
     shape_format(g, &a->shape, sa, sizeof sa);
     shape_format(g, &b->shape, sb, sizeof sb);
-    int r = a->shape.rank;
-    if (r < 2 || b->shape.rank < 2)
+    int ra = a->shape.rank, rb = b->shape.rank;
+    if (ra < 2 || rb < 2)
         FAIL("matmul needs matrices (rank >= 2), got %s @ %s", sa, sb);
-    if (b->shape.rank != r)
-        FAIL("matmul needs operands of one rank, got %s @ %s", sa, sb);
-    for (int i = 0; i < r - 2; i++)
+    bool fold = ra > 2 && rb == 2 && !n->mask;
+    if (n->mask && (ra != rb || ra < 3 || !n->ta || n->tb))
+        FAIL("internal: a summed matmul needs a transposed left operand of b's rank > 2, got %s "
+             "@ %s",
+             sa, sb);
+    if (fold && n->ta)
+        FAIL("matmul of %s @ %s: the left operand of a product with a matrix cannot be "
+             "transposed",
+             sa, sb);
+    if (!fold && rb != ra)
+        FAIL("matmul needs operands of one rank, or a matrix on the right, got %s @ %s", sa, sb);
+    for (int i = 0; !fold && i < ra - 2; i++)
         if (a->shape.d[i] != b->shape.d[i])
             FAIL("batched matmul needs equal leading dimensions, got %s @ %s", sa, sb);
     if (!dtype_is_float(a->dtype) || a->dtype != b->dtype)
         FAIL("matmul needs float operands of one dtype, got %s and %s", dtype_name(a->dtype),
              dtype_name(b->dtype));
-    int64_t m = a->shape.d[r - (n->ta ? 1 : 2)], ka = a->shape.d[r - (n->ta ? 2 : 1)];
-    int64_t kb = b->shape.d[r - (n->tb ? 1 : 2)], nn = b->shape.d[r - (n->tb ? 2 : 1)];
+    int64_t m = a->shape.d[ra - (n->ta ? 1 : 2)], ka = a->shape.d[ra - (n->ta ? 2 : 1)];
+    int64_t kb = b->shape.d[rb - (n->tb ? 1 : 2)], nn = b->shape.d[rb - (n->tb ? 2 : 1)];
     if (ka != kb) {
         char x[32], y[32];
         dim_format(g, ka, x, sizeof x);
@@ -480,9 +497,9 @@ static bool infer_matmul(Graph *g, Node *n, char *err, size_t errlen)
         FAIL("matmul shapes do not agree: %s @ %s (inner dimensions %s and %s differ)", sa, sb, x,
              y);
     }
-    n->shape = a->shape;
-    n->shape.d[r - 2] = m;
-    n->shape.d[r - 1] = nn;
+    n->shape = n->mask ? shape_make(2, (int64_t[]){m, nn}) : a->shape;
+    n->shape.d[n->shape.rank - 2] = m;
+    n->shape.d[n->shape.rank - 1] = nn;
     n->dtype = a->dtype;
     return true;
 }
@@ -851,6 +868,12 @@ NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span)
         g, (Node){.op = OP_MATMUL, .nin = 2, .in = {a, b}, .ta = ta, .tb = tb, .span = span});
 }
 
+NodeId gb_matmul_summed(Graph *g, NodeId a, NodeId b, Span span)
+{
+    return gb_node(
+        g, (Node){.op = OP_MATMUL, .nin = 2, .in = {a, b}, .ta = true, .mask = 1, .span = span});
+}
+
 NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span)
 {
     const Shape *s = &graph_node(g, ref)->shape;
@@ -993,6 +1016,8 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
             sb_puts(out, " ta");
         if (n->tb)
             sb_puts(out, " tb");
+        if (n->mask)
+            sb_puts(out, " summed");
         break;
     case OP_RANDU:
     case OP_RANDN:

@@ -146,6 +146,8 @@ NodeId gb_reshape(Graph *g, NodeId a, const Shape *s, Span span);
 NodeId gb_transpose(Graph *g, NodeId a, const int *perm, Span span);
 NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span span);
 NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span);
+/* sum over the leading axes of a^T @ b: [*L, M, K], [*L, M, N] -> [K, N] */
+NodeId gb_matmul_summed(Graph *g, NodeId a, NodeId b, Span span);
 NodeId gb_dimsize(Graph *g, NodeId ref, uint32_t mask, NndDType dtype, Span span);
 /* Sums a (broadcast from shape s) back down to s: the adjoint of a broadcast. */
 NodeId gb_sum_to(Graph *g, NodeId a, const Shape *s, Span span);

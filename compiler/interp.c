@@ -538,14 +538,27 @@ static bool eval_index(Ev *e)
 
 /* C = op(A) op(B) for each matrix of the batch, op transposing when ta / tb: three
  * plain loops, accumulated in k order. */
+/* The three forms of infer_matmul (graph.c): batched, folded, summed. */
 static bool eval_matmul(Ev *e)
 {
     Node *n = e->n;
     const ITensor *a = e->a, *b = e->b;
     ITensor *out = e->out;
-    int rk = out->rank;
+    int rk = out->rank, ra = a->rank;
     int64_t M = out->shape[rk - 2], N = out->shape[rk - 1];
-    int64_t K = n->ta ? a->shape[rk - 2] : a->shape[rk - 1];
+    int64_t K = n->ta ? a->shape[ra - 2] : a->shape[ra - 1];
+    if (n->mask) { /* summed: out[i][j] = sum over the rows r of a[r][i] * b[r][j] */
+        int64_t rows = M > 0 ? a->n / M : 0;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < M; i++) {
+                double ari = a->v[r * M + i];
+                for (int64_t j = 0; j < N; j++)
+                    out->v[i * N + j] += ari * b->v[r * N + j];
+            }
+        return true;
+    }
+    if (ra > 2 && b->rank == 2) /* folded: one product over every leading row */
+        M = K > 0 ? a->n / K : 0;
     int64_t mn = M * N;
     int64_t batch = mn > 0 ? out->n / mn : 0;
     for (int64_t bi = 0; bi < batch; bi++) {

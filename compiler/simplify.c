@@ -270,6 +270,9 @@ static NodeId identity(Builder *b, Node *n)
     case OP_MATMUL: {
         Node m = *n;
         bool changed = false;
+        /* the folded and summed forms keep their operands as they are */
+        if (m.mask || NN(b, a)->shape.rank != NN(b, c)->shape.rank)
+            break;
         if (is_last2_swap(b, NN(b, a))) {
             m.in[0] = NN(b, a)->in[0];
             m.ta = !m.ta;

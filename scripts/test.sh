@@ -10,8 +10,8 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DNND_SANITIZE=ON
 cmake --build build-sanitize -j"$jobs"
-# the CNN training and the resume test (5 runs of 4000 steps, killed on a timer)
+# the CNN and GPT training and the resume test (5 runs of 4000 steps, killed on a timer)
 # take minutes under the sanitizers; their code is covered there by the runtime,
 # op, differential and golden tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -E "e2e_fashion_mnist_cnn|e2e_resume"
+    ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -E "e2e_fashion_mnist_cnn|e2e_resume|e2e_gpt"

@@ -911,6 +911,24 @@ static void test_matmul(void **state)
             gc_check(&c, gb_matmul(&c.g, a, b, ta, tb, SP));
             gc_free(&c);
         }
+    /* folded, a sequence through a matrix: [2, 3, 4] @ [4, 5] (and [5, 4]^T) */
+    for (int tb = 0; tb < 2; tb++) {
+        Gc c;
+        gc_init(&c, tb ? "matmul folded tb" : "matmul folded", next_seed());
+        NodeId a = gc_param(&c, SHAPE(2, 3, 4), -1, 1);
+        NodeId b = gc_param(&c, stored(SHAPE(4, 5), tb), -1, 1);
+        gc_check(&c, gb_matmul(&c.g, a, b, false, tb, SP));
+        gc_free(&c);
+    }
+    /* summed over the leading axes: [2, 2, 3, 4]^T @ [2, 2, 3, 5] = [4, 5] */
+    {
+        Gc c;
+        gc_init(&c, "matmul summed", next_seed());
+        NodeId a = gc_param(&c, SHAPE(2, 2, 3, 4), -1, 1);
+        NodeId b = gc_param(&c, SHAPE(2, 2, 3, 5), -1, 1);
+        gc_check(&c, gb_matmul_summed(&c.g, a, b, SP));
+        gc_free(&c);
+    }
     /* one operand twice: x @ x^T and x^T @ x */
     for (int t = 0; t < 2; t++) {
         Gc c;
