@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "parse.h"
 
@@ -23,6 +24,27 @@ static bool is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The standard library of an installed nnd: beside the running program
+ * (PREFIX/bin/nnd finds PREFIX/share/nnd/stdlib, wherever the prefix was moved),
+ * else where it was configured to be installed. */
+static char *installed_stdlib(void)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            char *dir = xasprintf("%s/../share/nnd/stdlib", exe);
+            if (is_dir(dir))
+                return dir;
+            free(dir);
+        }
+    }
+    return xstrdup(NND_STDLIB_INSTALL_DIR);
+}
+
 void frontend_init(Frontend *fe)
 {
     memset(fe, 0, sizeof *fe);
@@ -34,7 +56,7 @@ void frontend_init(Frontend *fe)
     else if (is_dir(NND_STDLIB_DIR))
         fe->stdlib_dir = xstrdup(NND_STDLIB_DIR);
     else
-        fe->stdlib_dir = xstrdup(NND_STDLIB_INSTALL_DIR);
+        fe->stdlib_dir = installed_stdlib();
 }
 
 void frontend_free(Frontend *fe)

@@ -13,7 +13,7 @@
  *     }
  *     nnd_load_weights(p, "mlp.safetensors");
  *     float logits[10];
- *     nnd_forward(p, image, 1, sizeof(float[784]), logits, sizeof logits);
+ *     nnd_forward(p, image, sizeof(float[784]), 1, logits, sizeof logits);
  *     nnd_close(p);
  *
  * Conventions, as in SQLite and Lua:
@@ -23,7 +23,10 @@
  *  - A NULL handle or pointer, a buffer of the wrong size or a call out of order is
  *    NND_EMISUSE, never a crash.
  *  - Nothing is global: handles are independent, and two threads may use two
- *    handles at once.  One handle is used by one thread at a time.
+ *    handles at once.  One handle is used by one thread at a time.  Two things
+ *    are process-wide: nnd_set_allocator (nnd_runtime.h), and OpenBLAS's own
+ *    thread count, which opening a program sets to 1 (nnd splits products across
+ *    its own threads instead, so two thread pools never compete for the cores).
  *  - The caller owns every buffer it passes; nnd copies what it keeps.  Strings
  *    nnd returns are owned by the handle and valid until nnd_close (or, for
  *    nnd_errmsg, the next call).
@@ -64,7 +67,8 @@ typedef enum NndStatus {
     NND_EIO = 3, /* a file that cannot be read or written, or is malformed */
     NND_ENOTFOUND = 4, /* no parameter, hyper-parameter or input by that name */
     NND_EDATA = 5, /* bad data: a label or index out of range */
-    NND_ENONFINITE = 6, /* the loss came out NaN or infinite (the step was not applied) */
+    NND_ENONFINITE = 6, /* the loss came out NaN or infinite (the step's update was applied,
+                           as nnd run's would be: reload weights to go back) */
     NND_EINTERNAL = 7 /* a bug in nnd: please report it with the message */
 } NndStatus;
 

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,9 @@ static void crc_init(void)
 
 uint32_t nnd_crc32c(const void *data, size_t n)
 {
-    if (!crc_table[1])
-        crc_init();
+    /* once per process, whichever thread or handle logs first */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc_init);
     const unsigned char *p = data;
     uint32_t c = 0xffffffffu;
     for (size_t i = 0; i < n; i++)
