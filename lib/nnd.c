@@ -15,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__SSE__)
-#include <xmmintrin.h>
-#endif
-
 #include "compile.h"
 #include "executable.h"
 #include "model.h"
@@ -85,30 +81,6 @@ const char *nnd_errmsg(const NndProgram *h)
     return h ? h->err
              : "nnd: the handle is NULL (nnd_open failed to allocate one, or was not "
                "called)";
-}
-
-/* The caller's floating-point mode, and the one compiled code runs in. */
-typedef struct FpMode {
-    unsigned csr;
-} FpMode;
-
-static FpMode fp_enter(void)
-{
-    FpMode f = {0};
-#if defined(__x86_64__) || defined(__SSE__)
-    f.csr = _mm_getcsr();
-    _mm_setcsr(f.csr | 0x8040); /* flush to zero, denormals are zero */
-#endif
-    return f;
-}
-
-static void fp_leave(FpMode f)
-{
-#if defined(__x86_64__) || defined(__SSE__)
-    _mm_setcsr(f.csr);
-#else
-    (void)f;
-#endif
 }
 
 /* ---- opening ---- */
@@ -264,9 +236,9 @@ static int open_program(const char *path, const char *source, bool from_string,
     if (rc == NND_OK)
         rc = compile_program(h, path, source, o);
     if (rc == NND_OK) {
-        FpMode f = fp_enter();
+        unsigned f = nnd_fp_enter();
         rc = prepare(h, o);
-        fp_leave(f);
+        nnd_fp_leave(f);
     }
     return rc;
 }
@@ -520,9 +492,9 @@ int nnd_init_weights(NndProgram *h)
         return rc;
     char err[1024] = "";
     Model m;
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     bool good = model_init(h->p, &m, err, sizeof err);
-    fp_leave(f);
+    nnd_fp_leave(f);
     if (!good)
         return fail(h, NND_EINTERNAL, "nnd_init_weights: %s", err);
     model_free(&h->m);
@@ -542,9 +514,9 @@ int nnd_load_weights(NndProgram *h, const char *path)
         return fail(h, NND_EMISUSE, "nnd_load_weights: the path is NULL");
     char err[1024] = "";
     int nopt;
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     bool good = model_load(h->p, &h->m, path, &nopt, err, sizeof err);
-    fp_leave(f);
+    nnd_fp_leave(f);
     if (!good) {
         h->weights = false; /* some tensors may hold the file's values, some not */
         memset(h->set, 0, (size_t)tensor_count(h->p));
@@ -645,18 +617,6 @@ static NndStepArgs step_args(NndProgram *h, bool eval, const void *x, const void
                          .user = user};
 }
 
-static void store_out(const double *src, int64_t n, NndDType dt, void *dst)
-{
-    for (int64_t i = 0; i < n; i++) {
-        switch (dt) {
-        case NND_F32: ((float *)dst)[i] = (float)src[i]; break;
-        case NND_F64: ((double *)dst)[i] = src[i]; break;
-        case NND_I32: ((int32_t *)dst)[i] = (int32_t)src[i]; break;
-        default: ((uint8_t *)dst)[i] = src[i] != 0; break;
-        }
-    }
-}
-
 int nnd_forward(NndProgram *h, const void *x, size_t x_bytes, int64_t batch, void *out,
                 size_t out_bytes)
 {
@@ -675,7 +635,7 @@ int nnd_forward(NndProgram *h, const void *x, size_t x_bytes, int64_t batch, voi
                     out_bytes, (long long)batch, oi.sample_bytes * (size_t)batch);
     int64_t per = (int64_t)(oi.sample_bytes / nnd_dtype_size(oi.dtype));
     double *tmp = scratch(h, (size_t)(h->x.max_batch * per) + 1);
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     for (int64_t at = 0; at < batch && rc == NND_OK; at += h->x.max_batch) {
         int64_t b = batch - at < h->x.max_batch ? batch - at : h->x.max_batch;
         NndStepArgs a = step_args(h, true, (const char *)x + (size_t)at * xi.sample_bytes, NULL, b,
@@ -683,9 +643,9 @@ int nnd_forward(NndProgram *h, const void *x, size_t x_bytes, int64_t batch, voi
         h->x.forward(&a);
         rc = call_status(h, &a, "nnd_forward");
         if (rc == NND_OK)
-            store_out(tmp, b * per, oi.dtype, (char *)out + (size_t)at * oi.sample_bytes);
+            nnd_store_values(tmp, b * per, oi.dtype, (char *)out + (size_t)at * oi.sample_bytes);
     }
-    fp_leave(f);
+    nnd_fp_leave(f);
     return rc ? rc : ok(h);
 }
 
@@ -714,9 +674,9 @@ int nnd_step(NndProgram *h, const void *x, size_t x_bytes, const void *y, size_t
     double *out = scratch(h, (size_t)p->step_outputs.n + 2);
     NndStepArgs a =
         step_args(h, false, x, y, batch, out, last ? h->x.step_user : h->x.step_accum_user);
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     (last ? h->x.step : h->x.step_accum)(&a);
-    fp_leave(f);
+    nnd_fp_leave(f);
     rc = call_status(h, &a, "nnd_step");
     if (rc)
         return rc;
@@ -776,7 +736,7 @@ int nnd_evaluate(NndProgram *h, int which, const void *x, size_t x_bytes, const 
     node_info(h->p, h->p->y, "y", &yi);
     double *tmp = scratch(h, (size_t)nm + 1);
     double *sum = xcalloc((size_t)nm + 1, sizeof(double));
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     for (int64_t at = 0; at < batch && rc == NND_OK; at += h->x.max_batch) {
         int64_t b = batch - at < h->x.max_batch ? batch - at : h->x.max_batch;
         NndStepArgs a = step_args(h, true, (const char *)x + (size_t)at * xi.sample_bytes,
@@ -787,7 +747,7 @@ int nnd_evaluate(NndProgram *h, int which, const void *x, size_t x_bytes, const 
         for (int k = 0; k < nm; k++)
             sum[k] += tmp[k] * (double)b;
     }
-    fp_leave(f);
+    nnd_fp_leave(f);
     for (int k = 0; rc == NND_OK && k < nm; k++)
         values[k] = sum[k] / (double)batch;
     free(sum);

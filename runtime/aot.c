@@ -12,9 +12,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 struct NndAot {
     const NndAotModel *m;
@@ -249,32 +246,6 @@ int nnd_aot_save_weights(NndAot *s, const char *path)
     return rc ? fail(s, "%s", e.msg) : ok(s);
 }
 
-/* ---- running ---- */
-
-typedef struct FpMode {
-    unsigned csr;
-} FpMode;
-
-/* Flush-to-zero and denormals-are-zero while the code runs, as in training. */
-static FpMode fp_enter(void)
-{
-    FpMode f = {0};
-#if defined(__x86_64__) || defined(__SSE__)
-    f.csr = _mm_getcsr();
-    _mm_setcsr(f.csr | 0x8040);
-#endif
-    return f;
-}
-
-static void fp_leave(FpMode f)
-{
-#if defined(__x86_64__) || defined(__SSE__)
-    _mm_setcsr(f.csr);
-#else
-    (void)f;
-#endif
-}
-
 static int status(NndAot *s, const NndStepArgs *a, const char *what)
 {
     switch (a->status) {
@@ -302,18 +273,6 @@ static NndStepArgs args(NndAot *s, const void *x, const void *y, int64_t batch)
                          .pool = s->pool};
 }
 
-static void store(const double *src, int64_t n, NndDType dt, void *dst)
-{
-    for (int64_t i = 0; i < n; i++) {
-        switch (dt) {
-        case NND_F32: ((float *)dst)[i] = (float)src[i]; break;
-        case NND_F64: ((double *)dst)[i] = src[i]; break;
-        case NND_I32: ((int32_t *)dst)[i] = (int32_t)src[i]; break;
-        default: ((uint8_t *)dst)[i] = src[i] != 0; break;
-        }
-    }
-}
-
 int nnd_aot_forward(NndAot *s, const void *x, int64_t batch, void *out)
 {
     if (!s)
@@ -332,16 +291,17 @@ int nnd_aot_forward(NndAot *s, const void *x, int64_t batch, void *out)
     int64_t per = nnd_aot_sample_size(&m->output);
     size_t os = (size_t)per * nnd_dtype_size((NndDType)m->output.dtype);
     int rc = 0;
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     for (int64_t at = 0; at < batch && rc == 0; at += m->max_batch) {
         int64_t b = batch - at < m->max_batch ? batch - at : m->max_batch;
         NndStepArgs a = args(s, (const char *)x + (size_t)at * xs, NULL, b);
         m->forward(&a);
         rc = status(s, &a, "nnd_aot_forward");
         if (rc == 0)
-            store(s->out, b * per, (NndDType)m->output.dtype, (char *)out + (size_t)at * os);
+            nnd_store_values(s->out, b * per, (NndDType)m->output.dtype,
+                             (char *)out + (size_t)at * os);
     }
-    fp_leave(f);
+    nnd_fp_leave(f);
     return rc ? rc : ok(s);
 }
 
@@ -370,9 +330,9 @@ int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double 
         s->hypers[m->hyper_accum] = (double)(s->group_samples + batch);
     }
     NndStepArgs a = args(s, x, y, batch);
-    FpMode f = fp_enter();
+    unsigned f = nnd_fp_enter();
     (last ? m->step : m->step_accum)(&a);
-    fp_leave(f);
+    nnd_fp_leave(f);
     if (status(s, &a, "nnd_aot_step") != 0)
         return -1;
     if (last) {

@@ -54,6 +54,27 @@ void nnd_flush_denormals(void)
 #endif
 }
 
+unsigned nnd_fp_enter(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned mode = _mm_getcsr();
+    nnd_flush_denormals();
+    return mode;
+#else
+    nnd_flush_denormals();
+    return 0;
+#endif
+}
+
+void nnd_fp_leave(unsigned mode)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr(mode);
+#else
+    (void)mode;
+#endif
+}
+
 static void run_chunk(NndPool *p, int i)
 {
     int64_t begin = p->items * i / p->chunks, end = p->items * (i + 1) / p->chunks;

@@ -102,3 +102,15 @@ void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape)
     if (at < size)
         snprintf(buf + at, size - at, "]");
 }
+
+void nnd_store_values(const double *src, int64_t n, NndDType dt, void *dst)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (dt) {
+        case NND_F32: ((float *)dst)[i] = (float)src[i]; break;
+        case NND_F64: ((double *)dst)[i] = src[i]; break;
+        case NND_I32: ((int32_t *)dst)[i] = (int32_t)src[i]; break;
+        default: ((uint8_t *)dst)[i] = src[i] != 0; break;
+        }
+    }
+}

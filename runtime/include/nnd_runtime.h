@@ -65,6 +65,8 @@ typedef struct NndTensor {
 size_t nnd_dtype_size(NndDType t);
 const char *nnd_dtype_name(NndDType t);
 int64_t nnd_tensor_numel(const NndTensor *t);
+/* n values of compiled code's outputs (doubles) stored as dtype dt at dst. */
+void nnd_store_values(const double *src, int64_t n, NndDType dt, void *dst);
 /* A shape as diagnostics print it, "[784, 128]" ("[]" for a scalar), cut to size. */
 void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape);
 /* Allocates data for the given shape (zeroed); -1 when the size overflows or the
@@ -266,6 +268,10 @@ typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);
 void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_t grain);
 /* Sets flush-to-zero and denormals-are-zero for the calling thread. */
 void nnd_flush_denormals(void);
+/* The same around a call into compiled code: enter returns the caller's mode,
+ * which leave restores. */
+unsigned nnd_fp_enter(void);
+void nnd_fp_leave(unsigned mode);
 
 #ifdef __cplusplus
 }
