@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "parse.h"
+#include "plot.h"
 
 int cmd_check(Options *o)
 {
@@ -180,4 +181,18 @@ int cmd_gradcheck(Options *o)
 {
     o->dtype = NND_F64;
     return cli_on_program(o, true, gradcheck);
+}
+
+/* nnd plot DIR [-o FILE.svg]: a log directory's metrics.csv drawn (plot.c). */
+int cmd_plot(Options *o)
+{
+    if (o->files.n != 1)
+        return cli_usage_error("%s", "plot takes one log directory");
+    char err[1024], used[1024];
+    if (plot_metrics(o->files.v[0], o->output, used, sizeof used, err, sizeof err) != 0) {
+        fprintf(stderr, "nnd: plot: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    printf("wrote %s\n", used);
+    return NND_EXIT_OK;
 }

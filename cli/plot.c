@@ -6,8 +6,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
-#include "cli.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -275,10 +273,8 @@ static bool write_atomic(const char *path, const char *data, size_t len, char *e
     return false;
 }
 
-/* Writes the plot to out_path (NULL: DIR/plot.svg), atomically; the path used goes
- * to out_used.  Returns 0, or -1 with a message naming the file and the problem. */
-static int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len,
-                        char *err, size_t errlen)
+int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
+                 size_t errlen)
 {
     char *csv = xasprintf("%s/metrics.csv", dir);
     FILE *f = fopen(csv, "r");
@@ -412,17 +408,4 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
     free(ser);
     vec_free(&pn.series);
     return ok ? 0 : -1;
-}
-
-int cmd_plot(Options *o)
-{
-    if (o->files.n != 1)
-        return cli_usage_error("%s", "plot takes one log directory");
-    char err[1024], used[1024];
-    if (plot_metrics(o->files.v[0], o->output, used, sizeof used, err, sizeof err) != 0) {
-        fprintf(stderr, "nnd: plot: %s\n", err);
-        return NND_EXIT_ERROR;
-    }
-    printf("wrote %s\n", used);
-    return NND_EXIT_OK;
 }

@@ -15,5 +15,10 @@ typedef struct PlotLine {
  * mark (NAN: none), written atomically to path as SVG. */
 int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
             const PlotLine *lines, int nlines, double mark, char *err, size_t errlen);
+/* The scalars of DIR/metrics.csv (what a `log` statement writes) drawn to out_path
+ * (NULL: DIR/plot.svg), atomically; the path used goes to out_used.  0, or -1 with
+ * a message naming the file and the line.  (Also a fuzz target: tests/fuzz.) */
+int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
+                 size_t errlen);
 
 #endif

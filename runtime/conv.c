@@ -614,9 +614,9 @@ static void F(maxpool_2x2)(const NndPoolShape *s, const T *xp, const T *in, T *o
             T *o = out + i * s->ow;
             for (int64_t j = 0; j < s->ow; j++) {
                 T a = x0[2 * j], b = x0[2 * j + 1], c = x1[2 * j], d = x1[2 * j + 1];
-                T m = !(b <= a) & (a == a) ? b : a;
-                m = !(c <= m) & (m == m) ? c : m;
-                o[j] = !(d <= m) & (m == m) ? d : m;
+                T m = (!(b <= a) & (a == a)) ? b : a;
+                m = (!(c <= m) & (m == m)) ? c : m;
+                o[j] = (!(d <= m) & (m == m)) ? d : m;
             }
         } else {
             const T *v0 = in + 2 * i * w, *v1 = v0 + w;

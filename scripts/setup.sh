@@ -2,7 +2,8 @@
 # Installs what nnd needs from Debian 12's packages (only those missing), then
 # configures and builds it in build/.  Run as root or with sudo available.
 # --test: also what the test suite needs (clang-format for the format check,
-# PyTorch for the reference tests of the update rules).
+# PyTorch for the reference tests of the update rules, clang 19 and its runtime
+# libraries for the libFuzzer targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ packages=(build-essential cmake pkg-config git llvm-19-dev flex bison libcmocka-
           libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist fortunes python3-numpy
           protobuf-compiler)
 if [ "${1:-}" = --test ]; then
-    packages+=(clang-format python3-torch)
+    packages+=(clang-format python3-torch clang-19 libclang-rt-19-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do

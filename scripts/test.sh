@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up, builds, and runs the whole test suite: once in the release
-# build, once more built with AddressSanitizer + UndefinedBehaviorSanitizer.
+# build, once more built with AddressSanitizer + UndefinedBehaviorSanitizer, and
+# the fuzz targets for a short time (clang-19, libFuzzer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -15,3 +16,10 @@ cmake --build build-sanitize -j"$jobs"
 # op, differential and golden tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -E "e2e_fashion_mnist_cnn|e2e_resume|e2e_gpt"
+
+# the libFuzzer targets, each for a short time over its seeds (scripts/fuzz.sh runs
+# them for longer)
+CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNND_FUZZ=ON
+cmake --build build-fuzz -j"$jobs" --target fuzz_frontend fuzz_safetensors fuzz_idx fuzz_npy \
+    fuzz_csv fuzz_text fuzz_metrics
+ctest --test-dir build-fuzz --output-on-failure -L fuzz
