@@ -8,7 +8,7 @@ over several rounds, and prints samples/s medians and the median ratios.  The
 machine is shared and noisy: only ratios measured side by side mean anything.
 Also prints nnd's compile time and the Adam update's nanoseconds per parameter.
 
-usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn] [--threads 1,2]
+usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn,gpt] [--threads 1,2]
                     [--nnd build/nnd] [--peers ../shared/bench] [--logging-only]
 
 Last, the overhead of logging training statistics (a `log` statement) on the
@@ -32,9 +32,11 @@ MODELS = {
     "mlp32": (32, 32, ["1", "--blas-threads", "2"]),
     "mlp1024": (256, None, ["1", "--blas-threads", "2"]),
     "cnn": (64, None, ["2", "--blas-threads", "1"]),
+    "gpt": (32, None, None),  # examples/gpt.nnd against ../shared/bench/torch_gpt.py
 }
 NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10",
-         "cnn": "CNN (conv5-conv5-fc)"}
+         "cnn": "CNN (conv5-conv5-fc)", "gpt": "GPT L4 H4 C128 T64 (seq/s)"}
+GPT_T = 64  # tokens per sequence: tokens/s = 64 x the figures of the gpt row
 
 
 def run(cmd, env=None, timeout=900):
@@ -49,8 +51,12 @@ def run(cmd, env=None, timeout=900):
 
 
 def nnd_rate(nnd, model, threads, batch):
-    out = run([nnd, "run", os.path.join(HERE, "models", model + ".nnd"), "--threads", str(threads),
-               "--set", f"batch={batch}", "--time"])
+    path = os.path.join(HERE, "models", model + ".nnd")
+    extra = []
+    if model == "gpt":  # 30 steps of the example, without its eval (every 500 steps)
+        path, extra = os.path.join(ROOT, "examples", "gpt.nnd"), ["--set", "steps=30"]
+    out = run([nnd, "run", path, "--threads", str(threads), "--set", f"batch={batch}", "--time",
+               *extra])
     if not out:
         return None, None
     m = re.search(r"time: [0-9.]+ ms per step, ([0-9]+) samples/s", out)
@@ -59,6 +65,11 @@ def nnd_rate(nnd, model, threads, batch):
 
 
 def torch_rate(peers, model, threads, batch):
+    if model == "gpt":
+        out = run(["/usr/bin/python3", os.path.join(peers, "torch_gpt.py"), "--threads", str(threads),
+                   "--batch", str(batch), "--steps", "20"])
+        m = re.search(r"tokens/s ([0-9]+)", out or "")
+        return float(m.group(1)) / GPT_T if m else None
     t = ["1"] if threads == 1 else MODELS[model][2]
     out = run(["/usr/bin/python3", os.path.join(peers, "torch_train.py"), model, str(batch), "adam", *t,
                "--reps", "3", "--target", "0.5"])

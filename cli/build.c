@@ -135,11 +135,10 @@ static void print_summary(const Program *p, const Options *o, const BuildOptions
         values += shape_numel_at(&graph_node((Graph *)&p->g, p->params.v[i].node)->shape, 0);
     const char *t = strstr(header->s, "Compiled for ");
     int tn = t ? (int)strcspn(t + 13, ";") : 0;
-    fprintf(stderr, "built %s: %s_forward%s for %.*s, %lld parameter values %s\n", o->output,
-            bo->name, bo->train ? " and " : "", tn, t ? t + 13 : "?", (long long)values,
+    fprintf(stderr, "built %s: %s_forward%s%s%s for %.*s, %lld parameter values %s\n", o->output,
+            bo->name, bo->train ? " and " : "", bo->train ? bo->name : "", bo->train ? "_step" : "",
+            tn, t ? t + 13 : "?", (long long)values,
             bo->embed ? "embedded" : "to load at run time (nnd_aot_load_weights)");
-    if (bo->train)
-        fprintf(stderr, "  and %s_step\n", bo->name);
     if (o->header)
         fprintf(stderr, "wrote %s\n", o->header);
 }

@@ -407,8 +407,13 @@ static int predict_program(Program *p, Options *o, Frontend *fe)
         return NND_EXIT_USAGE;
     }
     Inputs in = {0};
-    if (!load_inputs(p, fe, o, &in))
+    if (!load_inputs(p, fe, o, &in)) {
+        if (!in.borrowed) {
+            nnd_tensor_free(&in.x);
+            nnd_tensor_free(&in.y);
+        }
         return NND_EXIT_ERROR;
+    }
     char err[1024] = "";
     Model m;
     Executable x;

@@ -357,8 +357,10 @@ static void test_write_roundtrip(void **state)
             assert_int_equal(fread(pre, 1, 10, f), 10);
             fclose(f);
             assert_int_equal((10 + pre[8] + 256 * pre[9]) % 64, 0);
-            if (rank == 0)
-                continue; /* a scalar has no samples to load */
+            if (rank == 0) { /* a scalar has no samples to load */
+                nnd_tensor_free(&t);
+                continue;
+            }
             NndLoadOptions lo = {1, dt == NND_F64 ? NND_F64 : NND_F32};
             NndRole role = dt == NND_I32 || dt == NND_BOOL ? NND_LABELS : NND_FEATURES;
             if (rank == 1 && (dt == NND_F32 || dt == NND_F64))
