@@ -19,14 +19,15 @@ done
 extra=$(nm -D --defined-only "$prefix/lib/libnnd.so" | awk '{print $3}' | grep -v '^nnd_' | head -3)
 [ -z "$extra" ] || fail "libnnd.so exports more than nnd_ functions: $extra"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig LD_LIBRARY_PATH=$prefix/lib
+cflags=${NND_CONSUMER_CFLAGS:-} # the sanitizer build's libraries need it in consumers too
 ex=$src/examples
 fm=/usr/share/datasets/fashion-mnist
 # weights: one epoch of the MLP, by the installed nnd
 "$prefix/bin/nnd" run "$ex/fashion_mnist_mlp.nnd" --set epochs=1 > run.out 2>&1 || { cat run.out; fail "nnd run"; }
 want=$(sed -n 's/.*eval test:  *accuracy \([0-9.]*\).*/\1/p' run.out | tail -n 1)
 # pkg-config, shared libraries
-cc -O2 "$ex/embed/train_loop.c" $(pkg-config --cflags --libs nnd) -o train_loop || fail "build train_loop"
-cc -O2 "$ex/embed/classify.c" $(pkg-config --cflags --libs nnd) -o classify || fail "build classify"
+cc -O2 $cflags "$ex/embed/train_loop.c" $(pkg-config --cflags --libs nnd) -o train_loop || fail "build train_loop"
+cc -O2 $cflags "$ex/embed/classify.c" $(pkg-config --cflags --libs nnd) -o classify || fail "build classify"
 ./train_loop "$ex/xor.nnd" xor.safetensors > loop.out 2>&1 || { cat loop.out; fail "train_loop"; }
 cat loop.out
 grep -q "opt.lr 0.05 -> 0.01" loop.out || fail "train_loop did not change the learning rate"
@@ -41,7 +42,7 @@ got=$(sed -n 's/^accuracy \([0-9.]*\) on 10000 images$/\1/p' jit.out)
 # ahead of time, weights embedded, the runtime alone
 "$prefix/bin/nnd" build "$ex/fashion_mnist_mlp.nnd" --weights fashion_mnist_mlp.safetensors \
     -o mlp.o --header mlp.h --name mlp 2> build.err || { cat build.err; fail "nnd build"; }
-cc -O2 -I. "$ex/embed/aot_classify.c" mlp.o $(pkg-config --cflags --libs nnd-runtime) -o aot_classify ||
+cc -O2 $cflags -I. "$ex/embed/aot_classify.c" mlp.o $(pkg-config --cflags --libs nnd-runtime) -o aot_classify ||
     fail "build aot_classify"
 if ldd ./aot_classify | grep -i llvm; then fail "aot_classify links LLVM"; fi
 ./aot_classify "$fm/t10k-images-idx3-ubyte.gz" "$fm/t10k-labels-idx1-ubyte.gz" > aot.out 2>&1 ||
@@ -60,7 +61,8 @@ target_include_directories(aot_static PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(aot_static PRIVATE nnd::runtime_static)
 CM
 cp "$ex/embed/train_loop.c" "$ex/embed/aot_classify.c" .
-cmake -S . -B cm -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release > cm.log 2>&1 &&
+cmake -S . -B cm -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="$cflags" \
+    -DCMAKE_EXE_LINKER_FLAGS="$cflags" > cm.log 2>&1 &&
     cmake --build cm >> cm.log 2>&1 || { cat cm.log; fail "find_package(nnd) build"; }
 ldd cm/train_loop_static | grep -q libnnd && fail "train_loop_static links libnnd.so"
 ./cm/train_loop_static "$ex/xor.nnd" xor2.safetensors > loop2.out 2>&1 || { cat loop2.out; fail "static train_loop"; }
