@@ -55,6 +55,9 @@ Program *cli_compile(Frontend *fe, const Options *o, const char *path, const cha
 typedef int (*ProgramCmd)(Program *p, Options *o);
 int cli_on_program(Options *o, bool data, ProgramCmd fn);
 
+/* Prints COMMAND's own usage (`nnd COMMAND --help`); false for no such command. */
+bool cli_help(const char *cmd);
+
 int cmd_check(Options *o);
 int cmd_parse(Options *o);
 int cmd_graph(Options *o);

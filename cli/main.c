@@ -57,7 +57,7 @@ static const char usage[] =
     "              --schedule (instead of the graph: every compiled function's kernels,\n"
     "              what each fuses, reads and stores, and the buffers; nothing is run)\n"
     "  gradcheck:  --batch N (4), --per-param N (24; 0 = every element), --eps E (1e-6)\n"
-    "  --version, --help\n";
+    "  --version, --help; `nnd COMMAND --help` for a command's own options\n";
 
 int cli_usage_error(const char *fmt, const char *arg)
 {
@@ -273,6 +273,14 @@ int main(int argc, char **argv)
         printf("nnd 0.1.0\n");
         return 0;
     }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            if (cli_help(argv[1]))
+                return 0;
+            return cli_usage_error("unknown command '%s'", argv[1]);
+        }
+    if (strcmp(argv[1], "help") == 0 && argc == 3 && cli_help(argv[2]))
+        return 0;
     Options o = {0};
     o.cmd = argv[1];
     int rc = parse_args(argc, argv, &o);

@@ -30,5 +30,16 @@ expect 2 "needs a number" lrfind "$mlp" --min x
 expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5" check "$mlp" --set batch=-5
 expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
 expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --set ema=2
+expect 2 "unknown command 'bogus'" bogus --help
+# every command's own --help: its usage on standard output, exit 0
+for c in run predict build sample check graph gradcheck emit-llvm compare lrfind explain plot parse; do
+    out=$("$nnd" "$c" --help 2> /dev/null)
+    status=$?
+    if [ $status -ne 0 ] || [ "$(printf '%s\n' "$out" | head -n 1 | cut -d' ' -f1-3)" != "usage: nnd $c" ]; then
+        echo "FAIL: nnd $c --help: exit $status, first line '$(printf '%s\n' "$out" | head -n 1)'"
+        fail=1
+    fi
+done
+[ "$("$nnd" help sample | head -n 1 | cut -d' ' -f1-3)" = "usage: nnd sample" ] || { echo "FAIL: nnd help sample"; fail=1; }
 [ $fail -eq 0 ] && echo "ok: every usage error exits 2 with its message"
 exit $fail
