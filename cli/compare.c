@@ -113,9 +113,9 @@ static void compare_print(const CompareRow *rows, int n, FILE *out)
             fprintf(out, "failed: %s\n", r->err);
             continue;
         }
-        fprintf(out, "%10.6f", r->final_loss);
+        fprintf(out, "%10.6g", r->final_loss);
         if (metric && r->have_metric)
-            fprintf(out, "  %*.4f  %10.4f  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last,
+            fprintf(out, "  %*.5g  %10.5g  %9.2f", (int)NND_MAX(strlen(metric), 8), r->last,
                     r->best, r->best_epoch);
         else if (metric)
             fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), "-", "-", "-");

@@ -357,7 +357,7 @@ static void print_accuracy(const Inputs *in, const Outputs *r)
             best = row[k] > row[best] ? k : best;
         right += best == ((const int32_t *)in->y.data)[i];
     }
-    fprintf(stderr, "top-1 accuracy on %s: %.4f (%lld of %lld)\n", in->name,
+    fprintf(stderr, "top-1 accuracy on %s: %.5g (%lld of %lld)\n", in->name,
             (double)right / (double)r->n, (long long)right, (long long)r->n);
 }
 

@@ -93,7 +93,7 @@ static void print_step_time(const Program *p, const NndTrainResult *res, int64_t
 static int finish_run(const Options *o, const Program *p, const Executable *x, const Model *model,
                       const NndTrainResult *res, const TrainOptions *to)
 {
-    printf("done: %lld steps, final training loss %.6f\n", (long long)res->steps, res->final_loss);
+    printf("done: %lld steps, final training loss %.6g\n", (long long)res->steps, res->final_loss);
     if (o->time)
         print_step_time(p, res, res->steps - to->resume.step);
     if (p->ckpt_dir && res->steps > to->resume.step)

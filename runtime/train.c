@@ -256,7 +256,7 @@ static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epo
         if (t->progress) {
             fprintf(t->progress, "  eval %s:", t->data[es->data].name);
             for (int k = 0; k < es->nmetrics; k++)
-                fprintf(t->progress, "  %s %.4f", es->names[k], vals[k]);
+                fprintf(t->progress, "  %s %.5g", es->names[k], vals[k]);
             fputc('\n', t->progress);
             fflush(t->progress);
         }
@@ -423,7 +423,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                 bar[i] = i < done ? '#' : '.';
             bar[width] = 0;
             fprintf(out,
-                    "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld  loss %.4f  %s samples/s  ETA %s",
+                    "\r\033[Kepoch %lld/%lld [%s] step %lld/%lld  loss %.5g  %s samples/s  ETA %s",
                     (long long)epoch + 1, (long long)epochs, bar, (long long)step + 1,
                     (long long)total, res->final_loss, rate, eta);
             if (epoch_end)
@@ -435,7 +435,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                     eval_due || t1 - t_line > 10)) {
             char rate[32];
             format_count(rate, sizeof rate, (double)samples / t_run);
-            fprintf(out, "epoch %lld/%lld  step %lld/%lld  loss %.6f  %s samples/s\n",
+            fprintf(out, "epoch %lld/%lld  step %lld/%lld  loss %.6g  %s samples/s\n",
                     (long long)epoch + 1, (long long)epochs, (long long)step + 1, (long long)total,
                     res->final_loss, rate);
             fflush(out);

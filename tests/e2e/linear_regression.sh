@@ -5,6 +5,9 @@ set -u
 nnd=$1 example=$2
 out=$("$nnd" run "$example" --print-params 2>&1) || { echo "$out"; exit 1; }
 echo "$out"
+# a small loss prints in significant digits, not as 0.0000
+echo "$out" | grep -q "eval train:  loss [1-9][0-9.]*e-0[5-9]$" ||
+    { echo "FAIL: the eval line does not show the small loss in significant digits"; exit 1; }
 echo "$out" | awk '
     $1 == "fc.W" { w1 = $4; w2 = $5; w3 = $6; seen++ }
     $1 == "fc.b" { b = $3; seen++ }
