@@ -1,5 +1,6 @@
 /* elab_layer: layer instances (their parameters and state), the shape patterns of
  * function parameters, and functions with a vjp block. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,6 +496,21 @@ static int match_shape(Elab *e, Scope *s, const Ast *type, NodeId node, Shape sh
     return bad ? MATCH_BAD : MATCH_OK;
 }
 
+/* A dimension a pattern is bound to: a symbol, or a number as written (1e100 is
+ * no whole int64). */
+static void put_dim(Elab *e, StrBuf *b, Value d)
+{
+    if (d.k == V_DIM) {
+        Shape one = {1, {d.dim}};
+        const char *t = el_shape_str(e, &one);
+        sb_printf(b, "%.*s", (int)strlen(t) - 2, t + 1);
+    } else if (d.num == floor(d.num) && fabs(d.num) < 9e18) {
+        sb_printf(b, "%lld", (long long)d.num);
+    } else {
+        sb_printf(b, "%.17g", d.num);
+    }
+}
+
 /* The shape a type expects, written with what is bound so far: [*S, C] with S
  * bound to [B, 1] and C to 10 reads [B, 1, 10]; names bound by the value being
  * matched (from index nbound of s) show as the pattern. */
@@ -513,10 +529,8 @@ static void describe_pattern(Elab *e, Scope *s, const Ast *type, int nbound, cha
         Value bv = bound ? bound->v : verr();
         if (dx->kind == AST_NAME && dx->op == AOP_MUL && bv.k == V_LIST) {
             for (int k = 0; k < bv.list->n; k++) {
-                Value d = bv.list->v[k];
-                Shape one = {1, {d.k == V_DIM ? d.dim : (int64_t)d.num}};
-                const char *t = el_shape_str(e, &one);
-                sb_printf(&b, "%s%.*s", shown++ ? ", " : "", (int)strlen(t) - 2, t + 1);
+                sb_puts(&b, shown++ ? ", " : "");
+                put_dim(e, &b, bv.list->v[k]);
             }
             continue;
         }
@@ -524,15 +538,16 @@ static void describe_pattern(Elab *e, Scope *s, const Ast *type, int nbound, cha
             sb_puts(&b, ", ");
         if (dx->kind == AST_NAME && dx->op != AOP_MUL &&
             (bv.k == V_DIM || (bv.k == V_NUM && bv.is_int))) {
-            Shape one = {1, {bv.k == V_DIM ? bv.dim : (int64_t)bv.num}};
-            const char *t = el_shape_str(e, &one);
-            sb_printf(&b, "%.*s", (int)strlen(t) - 2, t + 1);
+            put_dim(e, &b, bv);
         } else if (dx->kind == AST_NAME) {
             if (dx->op == AOP_MUL)
                 sb_putc(&b, '*');
             sb_puts(&b, dx->name);
-        } else if (dx->kind == AST_NUM) {
-            sb_printf(&b, "%lld", (long long)dx->num);
+        } else if (dx->kind == AST_NUM) { /* as written: 1e100 is no whole int64 */
+            if (dx->num == floor(dx->num) && fabs(dx->num) < 9e18)
+                sb_printf(&b, "%lld", (long long)dx->num);
+            else
+                sb_printf(&b, "%.17g", dx->num);
         } else {
             sb_puts(&b, "...");
         }
