@@ -11,7 +11,7 @@
  * from it: the declared byte ranges must tile the data section exactly, as the
  * reference implementation demands.  Tensor bytes are decoded by byte order, so
  * nothing depends on the host's. */
-#define _XOPEN_SOURCE 700 /* realpath, mkstemp, fsync */
+#define _XOPEN_SOURCE 700 /* realpath, fsync, O_CLOEXEC, clock_gettime */
 
 #include "nnd_runtime.h"
 
@@ -338,16 +338,32 @@ static int write_tensor(FILE *fp, const NndTensor *t, int64_t nbytes)
     return 0;
 }
 
-/* The permissions a new file gets from open(2), 0666 less the umask.  umask can only
- * be read by setting it, so this briefly sets it to the same value again. */
-static mode_t new_file_mode(const char *path)
+/* Creates the file tmp names, whose last six characters are replaced by random ones
+ * (as mkstemp does, from the same alphabet), exclusively and with mode 0666, so that
+ * the kernel applies the umask as for any new file.  (mkstemp's 0600 would have to be
+ * widened by the umask, and the umask can only be read by setting it, which races
+ * with the files other threads create.)  The descriptor, or -1 with errno. */
+static int temp_create(char *tmp)
 {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        return st.st_mode & 07777;
-    mode_t mask = umask(0);
-    umask(mask);
-    return 0666 & ~mask;
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    char *x = tmp + strlen(tmp) - 6;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                    ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)tmp;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        /* splitmix64 */
+        uint64_t r = seed += 0x9e3779b97f4a7c15u;
+        r = (r ^ (r >> 30)) * 0xbf58476d1ce4e5b9u;
+        r = (r ^ (r >> 27)) * 0x94d049bb133111ebu;
+        r ^= r >> 31;
+        for (int k = 0; k < 6; k++, r /= 62)
+            x[k] = alphabet[r % 62];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
 }
 
 /* Syncs the directory holding path, so that the rename itself is durable.  File
@@ -460,8 +476,7 @@ static FILE *atomic_begin(const char *path, char **target, char **tmp, NndErr *e
     }
     memcpy(*tmp, *target, plen);
     memcpy(*tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    mode_t mode = new_file_mode(*target);
-    int fd = mkstemp(*tmp);
+    int fd = temp_create(*tmp);
     if (fd < 0) {
         nnd_err(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
         nnd_free(*tmp);
@@ -469,8 +484,10 @@ static FILE *atomic_begin(const char *path, char **target, char **tmp, NndErr *e
         *tmp = *target = NULL;
         return NULL;
     }
+    /* a file replaced keeps its permissions; a new one has those open(2) gave it */
     FILE *fp = NULL;
-    if (fchmod(fd, mode) != 0)
+    struct stat st;
+    if (stat(*target, &st) == 0 && S_ISREG(st.st_mode) && fchmod(fd, st.st_mode & 07777) != 0)
         nnd_err(err, "%s: cannot set permissions: %s", path, strerror(errno));
     else if (!(fp = fdopen(fd, "wb")))
         nnd_err(err, "%s: cannot open the temporary file: %s", path, strerror(errno));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -299,6 +300,16 @@ static void test_save_load(void **state)
     assert_int_equal(nnd_load_weights(b, NULL), NND_EMISUSE);
     assert_int_equal(nnd_save_weights(a, NULL), NND_EMISUSE);
     nnd_close(b);
+    /* a new file gets the permissions open(2) gives: 0666 less the umask */
+    const char *fresh = NND_TEST_TMP "/api-umask.safetensors";
+    unlink(fresh);
+    mode_t mask = umask(027);
+    assert_int_equal(nnd_save_weights(a, fresh), NND_OK);
+    umask(mask);
+    struct stat sb;
+    assert_int_equal(stat(fresh, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0640);
+    unlink(fresh);
     /* another hidden size: the error names the tensor and both shapes */
     const char *four[] = {"net.hidden=4"};
     NndProgram *c = NULL;
