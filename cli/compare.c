@@ -24,11 +24,17 @@ typedef struct CompareRow {
     char metric[96];
     bool have_metric, higher_better;
     double last, best, best_epoch;
+    /* every other metric of every eval statement, in order: its last value */
+    int nextra;
+    char extra_name[16][96];
+    double extra[16];
+    bool have_extra[16];
 } CompareRow;
 
 typedef struct CompareCtx {
     CompareRow *row;
     int64_t per_epoch;
+    int first[16]; /* eval i's metric k is extra[first[i] + k] (the first eval: k - 1) */
 } CompareCtx;
 
 /* Lower is better for losses and errors, higher for everything else. */
@@ -45,6 +51,13 @@ static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const
 {
     CompareCtx *c = ctx;
     CompareRow *r = c->row;
+    for (int k = which == 0; which < 16 && c->first[which] >= 0 && k < 16; k++) {
+        int slot = c->first[which] + k - (which == 0);
+        if (slot < 0 || slot >= r->nextra)
+            break;
+        r->extra[slot] = values[k];
+        r->have_extra[slot] = true;
+    }
     if (which != 0)
         return;
     double v = values[0], epoch = (double)at->step / (double)c->per_epoch;
@@ -55,6 +68,21 @@ static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const
     }
     r->last = v;
     r->have_metric = true;
+}
+
+/* The metrics after the first, named "DATA METRIC", at most 16 of them. */
+static void list_extra_metrics(const Program *p, CompareRow *row, CompareCtx *c)
+{
+    row->nextra = 0;
+    for (int i = 0; i < 16; i++)
+        c->first[i] = -1;
+    for (int i = 0; i < p->evals.n && i < 16; i++) {
+        const EvalSpec *es = &p->evals.v[i];
+        c->first[i] = row->nextra;
+        for (int k = i == 0; k < es->metrics.n && row->nextra < 16; k++)
+            snprintf(row->extra_name[row->nextra++], sizeof row->extra_name[0], "%s %s",
+                     p->data.v[es->data].name, es->metrics.v[k].name);
+    }
 }
 
 static void compare_run(Program *p, int threads, CompareRow *row)
@@ -78,7 +106,8 @@ static void compare_run(Program *p, int threads, CompareRow *row)
                      p->evals.v[0].metrics.v[0].name);
             row->higher_better = higher_is_better(p->evals.v[0].metrics.v[0].name);
         }
-        CompareCtx c = {row, program_steps_per_epoch(p)};
+        CompareCtx c = {row, program_steps_per_epoch(p), {0}};
+        list_extra_metrics(p, row, &c);
         TrainOptions to = {.pool = pool, .on_eval = compare_on_eval, .hook_ctx = &c};
         NndTrainResult res = {0};
         int rc = train_run(p, &x, &m, &to, &res, row->err, sizeof row->err);
@@ -105,6 +134,13 @@ static void compare_print(const CompareRow *rows, int n, FILE *out)
     if (metric)
         fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), metric, "best",
                 "at epoch");
+    const CompareRow *names = NULL; /* a row that ran: its other metrics' names */
+    for (int i = 0; i < n && !names; i++)
+        if (rows[i].ok)
+            names = &rows[i];
+    int nx = names ? names->nextra : 0;
+    for (int k = 0; k < nx; k++)
+        fprintf(out, "  %*s", (int)NND_MAX(strlen(names->extra_name[k]), 8), names->extra_name[k]);
     fprintf(out, "  %9s\n", "steps/s");
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
@@ -119,6 +155,13 @@ static void compare_print(const CompareRow *rows, int n, FILE *out)
                     r->best, r->best_epoch);
         else if (metric)
             fprintf(out, "  %*s  %10s  %9s", (int)NND_MAX(strlen(metric), 8), "-", "-", "-");
+        for (int k = 0; k < nx; k++) {
+            int w = (int)NND_MAX(strlen(names->extra_name[k]), 8);
+            if (k < r->nextra && r->have_extra[k])
+                fprintf(out, "  %*.5g", w, r->extra[k]);
+            else
+                fprintf(out, "  %*s", w, "-");
+        }
         fprintf(out, "  %9.0f\n", r->steps_per_s);
     }
 }

@@ -19,6 +19,16 @@ echo "$out" | grep -q "^Adam(lr = 0.05)  *0\.[0-9]*  *0\.[0-9]*  *0\.[0-9]*  *[0
 echo "$out" | grep -q "^SGD(lr = 0.5)  " || fail "compare: SGD row"
 echo "$out" | grep -q "^--opt 3:1:7: error: unknown name 'Nope'" || fail "compare: the bad rule's diagnostic"
 echo "$out" | grep -q "^Nope()  *failed" || fail "compare: the bad rule's row"
+# every eval metric gets a column, not only the first
+two=$(mktemp --suffix=.nnd)
+sed 's/    eval train every 100 epochs: mse(net(x), y)/    eval train every 100 epochs: mse(net(x), y), mae = mean(abs(net(x) - y))/' \
+    "$examples/xor.nnd" > "$two"
+out=$("$nnd" compare "$two" --opt "Adam(lr = 0.05)" --set epochs=100 2>&1) || { echo "$out"; rm -f "$two"; fail "compare: two metrics"; }
+rm -f "$two"
+echo "$out"
+echo "$out" | grep -q "^rule  *final loss  *train mse  *best  *at epoch  *train mae  *steps/s$" ||
+    fail "compare: no column for the second metric"
+echo "$out" | grep -q "^Adam(lr = 0.05)\( *[0-9.e-]*\)\{6\}$" || fail "compare: two-metric row"
 out=$("$nnd" compare "$examples/xor.nnd" --sweep opt.lr=0.01,0.1 --set epochs=100 2>&1) || { echo "$out"; fail "sweep"; }
 echo "$out" | grep -q "^opt.lr=0.01 " && echo "$out" | grep -q "^opt.lr=0.1 " || { echo "$out"; fail "sweep rows"; }
 out=$("$nnd" lrfind "$examples/xor.nnd" --steps 60 --min 1e-4 --max 1 2>&1) || { echo "$out"; fail "lrfind"; }
