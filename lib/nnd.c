@@ -30,8 +30,7 @@ struct NndProgram {
     void **eval_params; /* with `ema`: the averages in place of the parameters */
     bool weights; /* every parameter and layer state has a value */
     bool *set; /* per tensor (params, then layer states): given by nnd_set_param */
-    int64_t step; /* updates done: the `step` the program sees */
-    int64_t micro, group_samples; /* accumulate: micro-batches into this update */
+    NndStepCounter count; /* updates done (the `step` the program sees), micro-batches */
     double *out; /* scratch for outputs, as doubles */
     size_t out_cap;
     char *y_zero; /* a zero y for the functions that read no y */
@@ -537,7 +536,7 @@ int nnd_save_weights(NndProgram *h, const char *path)
     if (!h->weights)
         return fail(h, NND_EMISUSE, "nnd_save_weights: the model has no weights yet");
     char err[1024] = "";
-    if (!model_save(h->p, &h->m, path, h->step, err, sizeof err))
+    if (!model_save(h->p, &h->m, path, h->count.step, err, sizeof err))
         return fail(h, NND_EIO, "%s", err);
     return ok(h);
 }
@@ -585,21 +584,15 @@ static int runnable(NndProgram *h, const char *fn, const void *x, size_t x_bytes
 /* After a call of compiled code: its status as ours. */
 static int call_status(NndProgram *h, const NndStepArgs *a, const char *what)
 {
-    switch (a->status) {
-    case 0: return NND_OK;
-    case NND_STATUS_LABEL_RANGE:
-        return fail(h, NND_EDATA,
-                    "%s: label %.17g is out of range for the model's %lld classes, "
-                    "0 to %lld",
-                    what, a->bad_value, (long long)a->bad_count, (long long)a->bad_count - 1);
-    case NND_STATUS_INDEX_RANGE:
-        return fail(h, NND_EDATA, "%s: index %.17g is out of range for a table of %lld rows", what,
-                    a->bad_value, (long long)a->bad_count);
-    case NND_STATUS_NONFINITE:
-        return fail(h, NND_ENONFINITE, "%s: non-finite values (node %%%lld)", what,
-                    (long long)a->bad_node);
-    default: return fail(h, NND_EINTERNAL, "%s failed (status %d)", what, a->status);
-    }
+    if (a->status == 0)
+        return NND_OK;
+    char msg[512];
+    nnd_step_status_message(a, what, msg, sizeof msg);
+    int code = a->status == NND_STATUS_LABEL_RANGE || a->status == NND_STATUS_INDEX_RANGE
+                   ? NND_EDATA
+               : a->status == NND_STATUS_NONFINITE ? NND_ENONFINITE
+                                                   : NND_EINTERNAL;
+    return fail(h, code, "%s", msg);
 }
 
 static NndStepArgs step_args(NndProgram *h, bool eval, const void *x, const void *y, int64_t b,
@@ -664,13 +657,8 @@ int nnd_step(NndProgram *h, const void *x, size_t x_bytes, const void *y, size_t
                     "open with a larger max_batch)",
                     (long long)batch, (long long)h->x.max_batch);
     int64_t k = p->accumulate > 1 && h->x.step_accum ? p->accumulate : 1;
-    bool last = h->micro == k - 1;
-    h->hypers[p->hyper_step] = (double)h->step;
-    h->hypers[p->hyper_t] = (double)h->step + 1;
-    if (k > 1) {
-        h->hypers[p->hyper_micro] = (double)h->micro;
-        h->hypers[p->hyper_accum] = (double)(h->group_samples + batch);
-    }
+    bool last = nnd_step_counter_begin(&h->count, k, batch, h->hypers, p->hyper_step, p->hyper_t,
+                                       p->hyper_micro, p->hyper_accum);
     double *out = scratch(h, (size_t)p->step_outputs.n + 2);
     NndStepArgs a =
         step_args(h, false, x, y, batch, out, last ? h->x.step_user : h->x.step_accum_user);
@@ -680,18 +668,12 @@ int nnd_step(NndProgram *h, const void *x, size_t x_bytes, const void *y, size_t
     rc = call_status(h, &a, "nnd_step");
     if (rc)
         return rc;
-    if (last) {
-        h->step++;
-        h->micro = h->group_samples = 0;
-    } else {
-        h->micro++;
-        h->group_samples += batch;
-    }
+    nnd_step_counter_end(&h->count, last, batch);
     if (loss)
         *loss = out[0];
     if (!isfinite(out[0]))
         return fail(h, NND_ENONFINITE, "nnd_step: the loss is %s at step %lld",
-                    isnan(out[0]) ? "NaN" : "infinite", (long long)h->step);
+                    isnan(out[0]) ? "NaN" : "infinite", (long long)h->count.step);
     return ok(h);
 }
 
@@ -785,7 +767,7 @@ int nnd_get_hyper(const NndProgram *hc, const char *name, double *value)
         return rc;
     if (!value)
         return fail(h, NND_EMISUSE, "nnd_get_hyper: value is NULL");
-    *value = i == h->p->hyper_step ? (double)h->step : h->hypers[i];
+    *value = i == h->p->hyper_step ? (double)h->count.step : h->hypers[i];
     return ok(h);
 }
 
@@ -804,7 +786,7 @@ int nnd_set_hyper(NndProgram *h, const char *name, double value)
         if (value < 0 || value != floor(value))
             return fail(h, NND_EMISUSE, "nnd_set_hyper: step must be a whole number >= 0, got %g",
                         value);
-        h->step = (int64_t)value;
+        h->count.step = (int64_t)value;
     }
     if (p->hypers.v[i].baked && value != p->hypers.v[i].value)
         return fail(h, NND_EMISUSE,

@@ -6,6 +6,7 @@
  * a model with a training step gets copies it may update. */
 #define _POSIX_C_SOURCE 200809L
 #include "nnd_aot.h"
+#include "nnd_train.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,7 +23,7 @@ struct NndAot {
     double *out; /* max_batch outputs of one sample, as the code writes them */
     int64_t out_per; /* doubles per call: max_batch * per sample, or the step's */
     NndPool *pool;
-    int64_t steps, micro, group_samples;
+    NndStepCounter count;
     bool have_weights; /* every parameter has values (embedded or loaded) */
     char msg[1024];
 };
@@ -169,14 +170,25 @@ const char *nnd_aot_errmsg(const NndAot *s) { return s ? s->msg : "the session i
 
 /* ---- weights ---- */
 
+/* Tensor k of the model, counting its parameters then its states, and its buffer
+ * in the session (s->owned[k] is the copy the session allocated for it, if any). */
+static const NndAotTensor *tensor_at(const NndAotModel *m, int64_t k)
+{
+    return k < m->nparams ? &m->params[k] : &m->states[k - m->nparams];
+}
+
+static void **buffer_at(NndAot *s, int64_t k)
+{
+    return k < s->m->nparams ? &s->params[k] : &s->states[k - s->m->nparams];
+}
+
 /* The buffers that loading may write: the session's own copies. */
 static int make_writable(NndAot *s)
 {
     const NndAotModel *m = s->m;
     for (int64_t k = 0; k < m->nparams + m->nstates; k++) {
-        bool is_p = k < m->nparams;
-        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
-        void **buf = is_p ? &s->params[k] : &s->states[k - m->nparams];
+        const NndAotTensor *t = tensor_at(m, k);
+        void **buf = buffer_at(s, k);
         if (s->owned[k] || !*buf)
             continue;
         if (!bind(s, t, true, buf, &s->owned[k]))
@@ -198,9 +210,8 @@ int nnd_aot_load_weights(NndAot *s, const char *path)
         return fail(s, "%s", e.msg);
     int rc = 0;
     for (int64_t k = 0; rc == 0 && k < m->nparams + m->nstates; k++) {
-        bool is_p = k < m->nparams;
-        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
-        void *buf = is_p ? s->params[k] : s->states[k - m->nparams];
+        const NndAotTensor *t = tensor_at(m, k);
+        void *buf = *buffer_at(s, k);
         if (!buf || (t->optional && !nnd_safetensors_find(&st, t->name)))
             continue; /* state the built code does not read, or optimizer state */
         NndTensor dst = {.dtype = (NndDType)t->dtype, .rank = (int)t->rank, .data = buf};
@@ -228,9 +239,8 @@ int nnd_aot_save_weights(NndAot *s, const char *path)
     }
     int n = 0;
     for (int64_t k = 0; k < m->nparams + m->nstates; k++) {
-        bool is_p = k < m->nparams;
-        const NndAotTensor *t = is_p ? &m->params[k] : &m->states[k - m->nparams];
-        void *buf = is_p ? s->params[k] : s->states[k - m->nparams];
+        const NndAotTensor *t = tensor_at(m, k);
+        void *buf = *buffer_at(s, k);
         if (!buf || t->optional)
             continue; /* as nnd run saves: no optimizer state */
         ts[n] = (NndTensor){.dtype = (NndDType)t->dtype, .rank = (int)t->rank, .data = buf};
@@ -248,16 +258,10 @@ int nnd_aot_save_weights(NndAot *s, const char *path)
 
 static int status(NndAot *s, const NndStepArgs *a, const char *what)
 {
-    switch (a->status) {
-    case 0: return 0;
-    case NND_STATUS_LABEL_RANGE:
-        return fail(s, "%s: label %.17g is out of range for the model's %lld classes", what,
-                    a->bad_value, (long long)a->bad_count);
-    case NND_STATUS_INDEX_RANGE:
-        return fail(s, "%s: index %.17g is out of range for a table of %lld rows", what,
-                    a->bad_value, (long long)a->bad_count);
-    default: return fail(s, "%s failed (status %d)", what, a->status);
-    }
+    if (a->status == 0)
+        return 0;
+    nnd_step_status_message(a, what, s->msg, sizeof s->msg);
+    return -1;
 }
 
 static NndStepArgs args(NndAot *s, const void *x, const void *y, int64_t batch)
@@ -320,37 +324,24 @@ int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double 
         return fail(s, "nnd_aot_step: x or y is NULL, or batch %lld is not in 1 to %lld",
                     (long long)batch, (long long)m->max_batch);
     int64_t k = m->accumulate > 1 && m->step_accum ? m->accumulate : 1;
-    bool last = s->micro == k - 1;
-    if (m->hyper_step >= 0)
-        s->hypers[m->hyper_step] = (double)s->steps;
-    if (m->hyper_t >= 0)
-        s->hypers[m->hyper_t] = (double)s->steps + 1;
-    if (k > 1 && m->hyper_micro >= 0 && m->hyper_accum >= 0) {
-        s->hypers[m->hyper_micro] = (double)s->micro;
-        s->hypers[m->hyper_accum] = (double)(s->group_samples + batch);
-    }
+    bool last = nnd_step_counter_begin(&s->count, k, batch, s->hypers, (int)m->hyper_step,
+                                       (int)m->hyper_t, (int)m->hyper_micro, (int)m->hyper_accum);
     NndStepArgs a = args(s, x, y, batch);
     unsigned f = nnd_fp_enter();
     (last ? m->step : m->step_accum)(&a);
     nnd_fp_leave(f);
     if (status(s, &a, "nnd_aot_step") != 0)
         return -1;
-    if (last) {
-        s->steps++;
-        s->micro = s->group_samples = 0;
-    } else {
-        s->micro++;
-        s->group_samples += batch;
-    }
+    nnd_step_counter_end(&s->count, last, batch);
     if (loss)
         *loss = s->out[0];
     if (!isfinite(s->out[0]))
         return fail(s, "nnd_aot_step: the loss is %s at step %lld",
-                    isnan(s->out[0]) ? "NaN" : "infinite", (long long)s->steps);
+                    isnan(s->out[0]) ? "NaN" : "infinite", (long long)s->count.step);
     return ok(s);
 }
 
-int64_t nnd_aot_steps(const NndAot *s) { return s ? s->steps : 0; }
+int64_t nnd_aot_steps(const NndAot *s) { return s ? s->count.step : 0; }
 
 static int64_t hyper_index(NndAot *s, const char *name)
 {
@@ -368,7 +359,7 @@ int nnd_aot_get_hyper(NndAot *s, const char *name, double *value)
     int64_t i = hyper_index(s, name);
     if (i < 0)
         return -1;
-    *value = i == s->m->hyper_step ? (double)s->steps : s->hypers[i];
+    *value = i == s->m->hyper_step ? (double)s->count.step : s->hypers[i];
     return ok(s);
 }
 

@@ -68,6 +68,50 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
     }
 }
 
+int nnd_step_counter_begin(const NndStepCounter *c, int64_t k, int64_t batch, double *hypers,
+                           int h_step, int h_t, int h_micro, int h_accum)
+{
+    if (h_step >= 0)
+        hypers[h_step] = (double)c->step;
+    if (h_t >= 0)
+        hypers[h_t] = (double)c->step + 1;
+    if (k > 1 && h_micro >= 0)
+        hypers[h_micro] = (double)c->micro;
+    if (k > 1 && h_accum >= 0)
+        hypers[h_accum] = (double)(c->group_samples + batch);
+    return c->micro == k - 1;
+}
+
+void nnd_step_counter_end(NndStepCounter *c, int last, int64_t batch)
+{
+    if (last) {
+        c->step++;
+        c->micro = c->group_samples = 0;
+    } else {
+        c->micro++;
+        c->group_samples += batch;
+    }
+}
+
+void nnd_step_status_message(const NndStepArgs *a, const char *what, char *buf, size_t n)
+{
+    switch (a->status) {
+    case 0: snprintf(buf, n, "%s", ""); break;
+    case NND_STATUS_LABEL_RANGE:
+        snprintf(buf, n, "%s: label %.17g is out of range for the model's %lld classes, 0 to %lld",
+                 what, a->bad_value, (long long)a->bad_count, (long long)a->bad_count - 1);
+        break;
+    case NND_STATUS_INDEX_RANGE:
+        snprintf(buf, n, "%s: index %.17g is out of range for a table of %lld rows", what,
+                 a->bad_value, (long long)a->bad_count);
+        break;
+    case NND_STATUS_NONFINITE:
+        snprintf(buf, n, "%s: non-finite values (node %%%lld)", what, (long long)a->bad_node);
+        break;
+    default: snprintf(buf, n, "%s failed (status %d)", what, a->status); break;
+    }
+}
+
 int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_last)
 {
     return drop_last && samples >= batch ? samples / batch * batch : samples;

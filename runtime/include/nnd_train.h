@@ -21,6 +21,24 @@ typedef struct NndDataSet {
     int64_t window, stride;
 } NndDataSet;
 
+/* What a caller of compiled steps keeps between calls (libnnd, AOT sessions): the
+ * updates done, and with `accumulate = k` the micro-batch's place in its group and
+ * the group's samples so far. */
+typedef struct NndStepCounter {
+    int64_t step, micro, group_samples;
+} NndStepCounter;
+/* Before a step on `batch` samples with accumulate k: writes step, t = step + 1 and,
+ * when k > 1, the micro-batch and the group's samples (this one included) into
+ * hypers at the given indices (-1: not there).  Returns whether this call is the
+ * last micro-batch of its group: the one that runs the update. */
+int nnd_step_counter_begin(const NndStepCounter *c, int64_t k, int64_t batch, double *hypers,
+                           int h_step, int h_t, int h_micro, int h_accum);
+/* After a step that ran: last as begin returned. */
+void nnd_step_counter_end(NndStepCounter *c, int last, int64_t batch);
+/* A compiled function's failure status (args->status) as "WHAT: label 12 is out of
+ * range ...", into buf; "" when the status is 0. */
+void nnd_step_status_message(const NndStepArgs *a, const char *what, char *buf, size_t n);
+
 /* How many samples a data set has, and the bytes of one sample's x and y. */
 int64_t nnd_dataset_count(const NndDataSet *ds);
 void nnd_dataset_sample_bytes(const NndDataSet *ds, size_t *x, size_t *y);
