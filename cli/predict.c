@@ -430,10 +430,7 @@ static int predict_program(Program *p, Options *o, Frontend *fe)
         fprintf(stderr, "nnd: %s\n", err);
     if (have_x) {
         /* with `ema` the averages are the model (a saved file holds them already) */
-        void **params = xcalloc((size_t)p->params.n + 1, sizeof(void *));
-        for (int i = 0; i < p->params.n; i++)
-            params[i] = p->params.v[i].ema_state >= 0 ? m.state_ptrs[p->params.v[i].ema_state]
-                                                      : m.param_ptrs[i];
+        void **ema = model_eval_params(p, &m), **params = ema ? ema : m.param_ptrs;
         Outputs r = {0};
         if (forward_all(p, &x, &m, params, pool, &in, &r) && write_outputs(o, &r) &&
             (!o->metrics || print_metrics(p, &x, &m, params, pool, &in))) {
@@ -443,7 +440,7 @@ static int predict_program(Program *p, Options *o, Frontend *fe)
             rc = NND_EXIT_OK;
         }
         free(r.v);
-        free(params);
+        free(ema);
         executable_free(&x);
     }
     model_free(&m);

@@ -167,16 +167,14 @@ static int sample_program(Program *p, Options *o)
     else if (!(have_x = executable_build(&s.x, p, &eo, err, sizeof err)))
         fprintf(stderr, "nnd: %s\n", err);
     if (have_x) {
-        s.params = xcalloc((size_t)p->params.n + 1, sizeof(void *));
-        for (int i = 0; i < p->params.n; i++)
-            s.params[i] = p->params.v[i].ema_state >= 0 ? s.m.state_ptrs[p->params.v[i].ema_state]
-                                                        : s.m.param_ptrs[i];
+        void **ema = model_eval_params(p, &s.m);
+        s.params = ema ? ema : s.m.param_ptrs;
         s.hypers = program_hyper_values(p);
         s.logits = xcalloc((size_t)(s.T * s.V), sizeof(double));
         s.prob = xcalloc((size_t)s.V, sizeof(double));
         s.ctx = xcalloc((size_t)s.T, sizeof(int32_t));
         rc = generate(&s, o);
-        free(s.params);
+        free(ema);
         free(s.hypers);
         free(s.logits);
         free(s.prob);

@@ -220,3 +220,18 @@ bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, si
     free(keep);
     return ok;
 }
+
+void **model_eval_params(const Program *p, const Model *m)
+{
+    bool ema = false;
+    for (int i = 0; i < p->params.n; i++)
+        ema |= p->params.v[i].ema_state >= 0;
+    if (!ema)
+        return NULL;
+    void **v = xcalloc((size_t)p->params.n, sizeof(void *));
+    for (int i = 0; i < p->params.n; i++) {
+        int s = p->params.v[i].ema_state;
+        v[i] = s >= 0 ? m->state_ptrs[s] : m->param_ptrs[i];
+    }
+    return v;
+}

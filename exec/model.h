@@ -32,6 +32,10 @@ bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, si
 /* The optimizer states from their initializers again (which may read the
  * parameters' current values). */
 bool model_restart_optimizer(Program *p, Model *m, char *err, size_t errlen);
+/* What eval mode reads as the parameters when some have `ema`: a malloc'd array of
+ * their moving averages (the parameter itself where it has none); NULL when no
+ * parameter has one (the parameters are read then). */
+void **model_eval_params(const Program *p, const Model *m);
 /* Writes the parameters (their moving averages with `ema`) and the layers' state
  * to a safetensors file, atomically, named as in the program. */
 bool model_save(const Program *p, const Model *m, const char *path, int64_t steps, char *err,

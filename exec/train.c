@@ -36,17 +36,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     r->hypers = program_hyper_values(p);
     NndTrainer *t = &r->t;
     t->params = m->param_ptrs;
-    bool ema = false;
-    for (int i = 0; i < p->params.n; i++)
-        ema |= p->params.v[i].ema_state >= 0;
-    if (ema) {
-        r->eval_params = xcalloc((size_t)p->params.n, sizeof(void *));
-        for (int i = 0; i < p->params.n; i++) {
-            int s = p->params.v[i].ema_state;
-            r->eval_params[i] = s >= 0 ? m->state_ptrs[s] : m->param_ptrs[i];
-        }
-        t->eval_params = r->eval_params;
-    }
+    t->eval_params = r->eval_params = model_eval_params(p, m);
     t->states = m->state_ptrs;
     t->hypers = r->hypers;
     t->h_step = p->hyper_step;

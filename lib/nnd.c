@@ -194,16 +194,7 @@ static int prepare(NndProgram *h, const NndOpenOptions *o)
         return fail(h, NND_EINTERNAL, "nnd: %s", e.msg);
     h->hypers = program_hyper_values(p);
     h->hypers[p->hyper_steps] = (double)program_total_steps(p);
-    bool ema = false;
-    for (int i = 0; i < p->params.n; i++)
-        ema |= p->params.v[i].ema_state >= 0;
-    if (ema) {
-        h->eval_params = xcalloc((size_t)p->params.n, sizeof(void *));
-        for (int i = 0; i < p->params.n; i++) {
-            int s = p->params.v[i].ema_state;
-            h->eval_params[i] = s >= 0 ? h->m.state_ptrs[s] : h->m.param_ptrs[i];
-        }
-    }
+    h->eval_params = model_eval_params(p, &h->m);
     size_t ysample = nnd_dtype_size((NndDType)graph_node(&p->g, p->y)->dtype);
     const Shape *ys = &graph_node(&p->g, p->y)->shape;
     for (int i = 1; i < ys->rank; i++)
