@@ -38,8 +38,13 @@ double itensor_round(NndDType dtype, double v)
     switch (dtype) {
     case NND_F32: return (double)(float)v;
     case NND_I32:
-        /* + 0.0: an integer has no -0 (trunc(-0.5) and -0 would otherwise stay -0) */
-        return isfinite(v) ? trunc(v) + 0.0 : 0;
+        /* toward zero; not finite: 0; beyond the int32 range: its nearest end (as
+         * compiled code's llvm.fptosi.sat), so every i32 value converts to int32_t.
+         * + 0.0: an integer has no -0 (trunc(-0.5) and -0 would otherwise stay -0) */
+        return !isfinite(v)         ? 0
+               : v >= 2147483647.0  ? 2147483647.0
+               : v <= -2147483648.0 ? -2147483648.0
+                                    : trunc(v) + 0.0;
     case NND_BOOL: return v != 0;
     default: return v;
     }

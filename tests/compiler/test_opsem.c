@@ -424,6 +424,12 @@ static void test_definitions(void **state)
     assert_true(same(opsem_eval(OP_CAST, NND_F32, &third), (double)(float)third));
     double half[1] = {-2.5};
     assert_true(same(opsem_eval(OP_CAST, NND_I32, half), -2));
+    /* to i32: beyond the int32 range, its nearest end (an int32_t holds every value);
+     * not finite, 0 */
+    double big[5] = {4294967296.0, -1e300, 2147483647.5, INFINITY, NAN};
+    double want[5] = {2147483647.0, -2147483648.0, 2147483647.0, 0, 0};
+    for (int i = 0; i < 5; i++)
+        assert_true(same(opsem_eval(OP_CAST, NND_I32, &big[i]), want[i]));
     double nan[1] = {NAN};
     assert_true(same(opsem_eval(OP_CAST, NND_BOOL, nan), 1));
 }
