@@ -115,6 +115,9 @@ bool elab_check_models(Frontend *fe, Module *main, const ElabOptions *opts, StrB
     Elab e;
     el_begin(&e, fe, opts);
     int errors = e.d->nerrors;
+    /* the one counter of the training loop a layer reads: rand_like's (Dropout) */
+    e.p->hyper_step = e.p->hypers.n;
+    el_new_hyper(&e, "step", 0, span_none());
     for (int i = 0; i < main->ast->items.n; i++)
         if (main->ast->items.v[i]->kind == AST_LAYER)
             check_one(&e, main, main->ast->items.v[i], report);
