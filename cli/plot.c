@@ -273,17 +273,8 @@ static bool write_atomic(const char *path, const char *data, size_t len, char *e
     return false;
 }
 
-int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
-                 size_t errlen)
+int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen)
 {
-    char *csv = xasprintf("%s/metrics.csv", dir);
-    FILE *f = fopen(csv, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)",
-                 csv, strerror(errno), dir);
-        free(csv);
-        return -1;
-    }
     VEC(Series) ser = {0};
     char *line = NULL;
     size_t cap = 0;
@@ -322,7 +313,6 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
         vec_push(&ser.v[k].pts, p);
     }
     free(line);
-    fclose(f);
     if (rc == 0 && ser.n == 0) {
         snprintf(err, errlen, "%s holds no scalars", csv);
         rc = -1;
@@ -359,13 +349,7 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
             at++;
         }
         sb_puts(&b, "</svg>\n");
-        char *path = out_path ? xstrdup(out_path) : xasprintf("%s/plot.svg", dir);
-        if (write_atomic(path, b.s, b.len, err, errlen))
-            snprintf(out_used, out_len, "%s", path);
-        else
-            rc = -1;
-        free(path);
-        sb_free(&b);
+        *out = b;
         for (int i = 0; i < PANELS; i++)
             vec_free(&panels[i].series);
     }
@@ -374,6 +358,32 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
         vec_free(&ser.v[k].pts);
     }
     vec_free(&ser);
+    return rc;
+}
+
+int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
+                 size_t errlen)
+{
+    char *csv = xasprintf("%s/metrics.csv", dir);
+    FILE *f = fopen(csv, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)",
+                 csv, strerror(errno), dir);
+        free(csv);
+        return -1;
+    }
+    StrBuf b = {0};
+    int rc = plot_metrics_svg(csv, f, &b, err, errlen);
+    fclose(f);
+    if (rc == 0) {
+        char *path = out_path ? xstrdup(out_path) : xasprintf("%s/plot.svg", dir);
+        if (write_atomic(path, b.s, b.len, err, errlen))
+            snprintf(out_used, out_len, "%s", path);
+        else
+            rc = -1;
+        free(path);
+    }
+    sb_free(&b);
     free(csv);
     return rc;
 }

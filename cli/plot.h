@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#include "util.h"
 
 typedef struct PlotLine {
     const char *name;
@@ -15,9 +18,13 @@ typedef struct PlotLine {
  * mark (NAN: none), written atomically to path as SVG. */
 int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
             const PlotLine *lines, int nlines, double mark, char *err, size_t errlen);
+/* The scalars of a metrics.csv read from f (named csv in messages) drawn as one SVG
+ * document into *out.  0, or -1 with a message naming the file and the line and
+ * *out left empty.  (A fuzz target: tests/fuzz/fuzz_metrics_csv.c.) */
+int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen);
 /* The scalars of DIR/metrics.csv (what a `log` statement writes) drawn to out_path
  * (NULL: DIR/plot.svg), atomically; the path used goes to out_used.  0, or -1 with
- * a message naming the file and the line.  (Also a fuzz target: tests/fuzz.) */
+ * a message naming the file and the line. */
 int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
                  size_t errlen);
 

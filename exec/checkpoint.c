@@ -361,7 +361,7 @@ static bool read_point(const Program *p, const NndSafetensors *st, const char *f
     return true;
 }
 
-/* A training point inside the run: a step before its end, the epoch of that step,
+/* A training point inside the run: a step up to its end, the epoch of that step,
  * a running loss over at most an epoch's samples. */
 static bool point_in_run(const Program *p, const NndTrainPoint *at, const char *file, char *err,
                          size_t errlen)
@@ -373,9 +373,11 @@ static bool point_in_run(const Program *p, const NndTrainPoint *at, const char *
                  file, (long long)at->step);
         return false;
     }
-    if (at->step >= total) {
+    /* at the end is a run killed between its last checkpoint and its save: resumed,
+     * it trains nothing and ends (evaluations, save) */
+    if (at->step > total) {
         snprintf(err, errlen,
-                 "%s: its metadata 'step' is %lld, at or past the end of this run (%lld "
+                 "%s: its metadata 'step' is %lld, past the end of this run (%lld "
                  "steps): nothing is left to train (raise epochs or steps to train further)",
                  file, (long long)at->step, (long long)total);
         return false;

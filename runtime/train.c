@@ -501,6 +501,17 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             }
         }
     }
+    /* resumed from a checkpoint at the run's end (killed before its save): nothing is
+     * left to train; the run ends as it would have, with its last evaluations */
+    if (rc == 0 && total > 0 && t->start.step == total) {
+        if (t->start.loss_n > 0)
+            res->final_loss = t->start.loss_sum / (double)t->start.loss_n;
+        if (out)
+            fprintf(out, "step %lld/%lld: the run is at its end; nothing is left to train\n",
+                    (long long)total, (long long)total);
+        if (t->nevals && print_evals(t, total - 1, (total - 1) / per_epoch, 1, 1, err))
+            rc = -1;
+    }
     res->steps = step;
     res->seconds = t_run;
     nnd_free(bout);

@@ -1,40 +1,48 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer targets for longer than `ctest -L fuzz` does.
-#   scripts/fuzz.sh [TARGET...] [-t SECONDS]   (default: every target, 600 s each)
-# Builds build-fuzz with clang-19 when needed; keeps each target's corpus in
-# fuzz-corpus/TARGET (not in git), crashes in fuzz-findings/, logs in fuzz-logs/;
-# prints the executions of each target at the end.  Targets run one at a time,
-# niced, on every core (-fork).  To reproduce a finding:
-#   build-fuzz/tests/fuzz/fuzz_frontend fuzz-findings/crash-...
+# fuzz.sh [TARGET|all] [SECONDS]: runs the fuzz targets of tests/fuzz for longer than
+# `ctest -L fuzz` does: TARGET (frontend, safetensors, idx, npy, csv, text, metrics_csv;
+# default all, one after another) for SECONDS each (default 600), at the lowest CPU
+# priority.  Each keeps its corpus in fuzz-corpus/TARGET/corpus (ignored by git, kept
+# from run to run), writes what crashed, leaked or timed out to
+# fuzz-corpus/TARGET/crash-* (leak-*, timeout-*) and its log to fuzz-corpus/TARGET.log.
+# Configures and builds build-fuzz (clang-19, -DNND_FUZZ=ON) when needed.  At the end
+# prints each target's executions, time and findings; exits 1 if there were any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=600
-targets=()
-while (($#)); do
-    case $1 in
-    -t) seconds=$2; shift 2 ;;
-    *) targets+=("$1"); shift ;;
-    esac
-done
-((${#targets[@]})) || targets=(fuzz_frontend fuzz_safetensors fuzz_idx fuzz_npy fuzz_csv fuzz_text fuzz_metrics)
-if [ ! -d build-fuzz ]; then
-    CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNND_FUZZ=ON
+all=(frontend safetensors idx npy csv text metrics_csv)
+targets=("${all[@]}")
+if [ $# -ge 1 ] && [ "$1" != all ]; then
+    [[ " ${all[*]} " == *" $1 "* ]] || { echo "fuzz.sh: no target $1 (${all[*]})" >&2; exit 2; }
+    targets=("$1")
 fi
-cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
-mkdir -p fuzz-corpus fuzz-findings fuzz-logs
+seconds=${2:-600}
+
+if [ ! -f build-fuzz/CMakeCache.txt ]; then
+    CC=${CC:-clang-19} cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DNND_FUZZ=ON -DNND_BUILD_TESTS=ON
+fi
+cmake --build build-fuzz -j"$(nproc)" --target fuzzers
+mkdir -p fuzz-corpus
+
+status=0
 for t in "${targets[@]}"; do
-    mkdir -p "fuzz-corpus/$t"
-    args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=4096
-          -artifact_prefix=fuzz-findings/"$t"- "fuzz-corpus/$t")
-    if [ "$t" = fuzz_frontend ]; then
-        args+=(-dict=tests/fuzz/nnd.dict -max_len=16384 examples tests/golden tests/jit/programs
-               bench/models stdlib)
-    else
-        args+=(-max_len=65536 "tests/fuzz/seeds/${t#fuzz_}")
-    fi
-    echo "fuzz: $t for $seconds s"
-    nice -n 19 "build-fuzz/tests/fuzz/$t" "${args[@]}" > "fuzz-logs/$t.log" 2>&1 || echo "fuzz: $t found something: fuzz-logs/$t.log"
+    echo "fuzz.sh: $t for ${seconds} s (log: fuzz-corpus/$t.log)"
+    NND_FUZZ_STATS=1 nice -n 19 sh tests/fuzz/run_fuzz.sh "build-fuzz/tests/fuzz/fuzz_$t" "$t" \
+        "$seconds" "fuzz-corpus/$t" >"fuzz-corpus/$t.log" 2>&1 || status=1
 done
+
+echo
+printf '%-12s %12s %10s %8s  %s\n' target executions seconds exec/s findings
 for t in "${targets[@]}"; do
-    printf '%-18s %s executions\n' "$t" "$(sed -n 's/^stat::number_of_executed_units: *//p' "fuzz-logs/$t.log")"
+    log=fuzz-corpus/$t.log
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+    found=$(find "fuzz-corpus/$t" -maxdepth 1 -name 'crash-*' -o -maxdepth 1 -name 'leak-*' \
+        -o -maxdepth 1 -name 'timeout-*' -o -maxdepth 1 -name 'oom-*' | wc -l)
+    printf '%-12s %12s %10s %8s  %s\n' "$t" "${runs:-?}" "${secs:-?}" "${rate:-?}" "$found"
 done
+grep -h "^fuzz_frontend:" fuzz-corpus/frontend.log 2>/dev/null | tail -n 1 || true
+find fuzz-corpus -maxdepth 2 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
+    -exec echo "finding (reproduce: build-fuzz/tests/fuzz/fuzz_TARGET FILE): {}" \;
+exit $status

@@ -20,6 +20,5 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # the libFuzzer targets, each for a short time over its seeds (scripts/fuzz.sh runs
 # them for longer)
 CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNND_FUZZ=ON
-cmake --build build-fuzz -j"$jobs" --target fuzz_frontend fuzz_safetensors fuzz_idx fuzz_npy \
-    fuzz_csv fuzz_text fuzz_metrics
-ctest --test-dir build-fuzz --output-on-failure -L fuzz
+cmake --build build-fuzz -j"$jobs" --target fuzzers
+ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L fuzz
