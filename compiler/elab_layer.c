@@ -581,7 +581,7 @@ static bool check_dtype(Elab *e, const Ast *type, const Node *n, Span vspan, con
                   : diag_error(e->d, vspan, "the %s must be %s, got %s", what, dtype_name(want_dt),
                                dtype_name(n->dtype));
     if (d >= 0 && want_dt == NND_I32)
-        diag_label(e->d, d, "class labels are integers: convert with i32(...)");
+        diag_label(e->d, d, "labels and indices are integers: convert with i32(...)");
     if (pdecl)
         diag_note(e->d, pdecl->span, "declared here");
     call_notes(e);
