@@ -755,12 +755,79 @@ static void train_evals(Elab *e, Scope *s, const Ast *train)
     }
 }
 
+/* `sample every N steps: prompt = "Q: ", tokens = 100, temperature = 1, top_k = 0`:
+ * the settings, checked; that the model is a language model is checked by the
+ * sampler (exec/sample.c) before training. */
+static void train_sample(Elab *e, Scope *s, const Ast *st)
+{
+    Program *p = e->p;
+    if (p->sample.every) {
+        el_error(e, st->span, "only one sample statement is allowed");
+        return;
+    }
+    const Ast *every = st->a;
+    int64_t n = 1, tokens = 100, top_k = 0;
+    double temperature = 1;
+    const char *prompt = "\n";
+    if (every->a && !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n))
+        return;
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *m = st->list.v[k];
+        Value v = el_eval(e, s, m->a);
+        bool ok = strcmp(m->name, "prompt") == 0
+                      ? el_str_arg(e, &v, m->a->span, "the prompt", &prompt)
+                  : strcmp(m->name, "tokens") == 0 ? el_to_int(e, v, m->a->span, "tokens", &tokens)
+                  : strcmp(m->name, "top_k") == 0
+                      ? el_to_int(e, v, m->a->span, "top_k", &top_k)
+                      : el_to_number(e, v, m->a->span, "the temperature", &temperature);
+        if (!ok)
+            return;
+        const char *bad = NULL;
+        if (strcmp(m->name, "tokens") == 0 && (tokens < 1 || tokens > 100000))
+            bad = "tokens must be 1 to 100000";
+        else if (strcmp(m->name, "top_k") == 0 && top_k < 0)
+            bad = "top_k must be 0 (every byte) or more";
+        else if (strcmp(m->name, "temperature") == 0 && !(temperature > 0 && temperature < 1e6))
+            bad = "the temperature must be positive";
+        if (bad) {
+            el_error(e, m->a->span, "%s", bad);
+            return;
+        }
+    }
+    if (n < 1) {
+        el_error(e, every->span, "the interval must be at least 1");
+        return;
+    }
+    if (!*prompt) {
+        el_error(e, st->span, "the prompt is empty: give at least one byte (\"\\n\")");
+        return;
+    }
+    const Node *in = nd(e, p->x), *f = p->forward ? nd(e, p->forward) : NULL;
+    if (!f || in->dtype != NND_I32 || in->shape.rank != 2 || f->shape.rank != 3 ||
+        f->shape.d[1] != in->shape.d[1]) {
+        int d = diag_error(e->d, st->span, "sample needs a language model");
+        diag_label(e->d, d,
+                   "x: [B, T] i32 tokens and a model giving [B, T, V] logits, as "
+                   "examples/gpt.nnd");
+        return;
+    }
+    p->sample.every = n;
+    p->sample.in_epochs = every->name[0] == 'e';
+    p->sample.tokens = tokens;
+    p->sample.top_k = top_k;
+    p->sample.temperature = temperature;
+    p->sample.prompt = arena_strdup(&p->arena, prompt);
+    p->sample.span = st->span;
+}
+
 /* `checkpoint every N to DIR [keep K]` and `save "file"`. */
 static void train_outputs(Elab *e, Scope *s, const Ast *train)
 {
     Program *p = e->p;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
+        if (st->kind == AST_LOG && strcmp(st->name, "sample") == 0)
+            train_sample(e, s, st);
         if (st->kind != AST_CHECKPOINT)
             continue;
         if (p->ckpt_dir) {
@@ -864,7 +931,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     /* logs: the statistics as step outputs, computed in train mode */
     e->g->phase = PHASE_STATS;
     for (int i = 0; i < train->list2.n; i++)
-        if (train->list2.v[i]->kind == AST_LOG)
+        if (train->list2.v[i]->kind == AST_LOG && strcmp(train->list2.v[i]->name, "log") == 0)
             elab_log(e, &s, train->list2.v[i]);
     e->g->phase = PHASE_FORWARD;
     train_evals(e, &s, train);

@@ -156,6 +156,15 @@ typedef struct Program {
     const char *ckpt_dir;
     int64_t ckpt_every, ckpt_keep;
     bool ckpt_in_epochs;
+    /* `sample every N steps: ...`: text from the model (a language model) during
+     * training; every == 0: none */
+    struct {
+        int64_t every, tokens, top_k;
+        bool in_epochs;
+        const char *prompt;
+        double temperature;
+        Span span;
+    } sample;
     struct AstModule *opt_ast; /* the tree of a replaced `opt` expression, owned */
     Arena arena;
 } Program;

@@ -841,10 +841,42 @@ static void check_eval(Sema *s, const Ast *st, const Ast *const *data, int ndata
 }
 
 /* `log every N to DIR: items`: the statistics by their names, or expressions. */
+/* `sample every N steps: prompt = "...", tokens = N, temperature = T, top_k = K` */
+static void check_sample(Sema *s, const Ast *st)
+{
+    static const char *const opts[] = {"prompt", "tokens", "temperature", "top_k"};
+    check_every(s, st->a);
+    if (st->b)
+        diag_error(s->d, st->b->span, "sample writes to the progress output: it takes no `to`");
+    for (int k = 0; k < st->list.n; k++) {
+        const Ast *m = st->list.v[k];
+        if (m->kind != AST_KWARG ||
+            !is_setting(m->name,
+                        (const char *const[]){"prompt", "tokens", "temperature", "top_k", NULL})) {
+            int d = diag_error(s->d, m->span,
+                               "sample takes prompt = \"...\", tokens = N, "
+                               "temperature = T and top_k = K");
+            const char *best = m->kind == AST_KWARG ? suggest_name(m->name, opts, 4) : NULL;
+            if (best)
+                diag_label(s->d, d, "did you mean '%s'?", best);
+            continue;
+        }
+        check_expr(s, m->a);
+    }
+}
+
 static void check_log(Sema *s, const Ast *st)
 {
+    if (strcmp(st->name, "sample") == 0) {
+        check_sample(s, st);
+        return;
+    }
     if (strcmp(st->name, "log") != 0) {
         diag_error(s->d, st->span, "unknown statement '%s'", st->name);
+        return;
+    }
+    if (!st->b) {
+        diag_error(s->d, st->span, "log needs a directory: log every N steps to \"DIR\": items");
         return;
     }
     check_every(s, st->a);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "sample.h"
 
 /* ---- training ---- */
 
@@ -86,6 +87,43 @@ static void run_free(Run *r, int ne)
     free(r->eval_params);
 }
 
+/* `sample every N steps: ...`: after the step hook of the tools (o->on_step), text
+ * from the model as it is at that step (the averages with `ema`), in eval mode, on
+ * the progress output.  Its time counts as training time. */
+typedef struct SampleHook {
+    NndStepHook next;
+    void *next_ctx;
+    const Program *p;
+    Sampler s;
+    FILE *out;
+    bool interactive;
+    int64_t per_epoch;
+} SampleHook;
+
+static int sample_hook(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                       double *hypers)
+{
+    SampleHook *h = ctx;
+    int stop = h->next ? h->next(h->next_ctx, at, out, full, hypers) : 0;
+    int64_t every = h->p->sample.every;
+    bool due = h->p->sample.in_epochs
+                   ? at->step % h->per_epoch == 0 && at->step / h->per_epoch % every == 0
+                   : at->step % every == 0;
+    if (!due || !h->out)
+        return stop;
+    char err[512];
+    h->s.hypers = hypers;
+    fprintf(h->out, "%ssample at step %lld:\n", h->interactive ? "\r\033[K" : "",
+            (long long)at->step);
+    if (sampler_generate(&h->s, h->p->sample.prompt, h->p->sample.tokens, h->p->sample.temperature,
+                         h->p->sample.top_k, h->p->seed + (uint64_t)at->step, h->out, err,
+                         sizeof err) < 0)
+        fprintf(h->out, "\n(no sample: %s)", err);
+    fputc('\n', h->out);
+    fflush(h->out);
+    return stop;
+}
+
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
               char *err, size_t errlen)
 {
@@ -95,6 +133,22 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     r.t.on_step = o->on_step;
     r.t.on_eval = o->on_eval;
     r.t.hook_ctx = o->hook_ctx;
+    SampleHook sh = {o->on_step,
+                     o->hook_ctx,
+                     p,
+                     .out = o->progress,
+                     .interactive = o->interactive,
+                     .per_epoch = program_steps_per_epoch(p)};
+    bool sampling = p->sample.every > 0 && o->progress;
+    if (sampling) {
+        if (!sampler_init(&sh.s, p, x, r.eval_params ? r.eval_params : m->param_ptrs, m->state_ptrs,
+                          r.hypers, o->pool, err, errlen)) {
+            run_free(&r, p->evals.n);
+            return NND_EXIT_ERROR;
+        }
+        r.t.on_step = sample_hook;
+        r.t.hook_ctx = &sh;
+    }
     CheckpointTarget ck = {p, m};
     if (p->ckpt_dir) {
         r.t.checkpoint = checkpoint_hook;
@@ -114,6 +168,8 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     r.t.profile = x->profile;
     NndErr e = {{0}};
     int rc = nnd_train(&r.t, res, &e);
+    if (sampling)
+        sampler_free(&sh.s);
     run_free(&r, p->evals.n);
     if (rc != 0)
         snprintf(err, errlen, "%s", e.msg);

@@ -132,6 +132,7 @@ stmt
     | IDENT every KW_TO expr ':' args
                                 { $$ = named(ls, AST_LOG, @$, $1); $$->a = $2; $$->b = $4;
                                   $$->list = $6; }
+    | IDENT every ':' args      { $$ = named(ls, AST_LOG, @$, $1); $$->a = $2; $$->list = $4; }
     | KW_CHECKPOINT every KW_TO expr opt_keep
                                 { $$ = node(ls, AST_CHECKPOINT, @$, $2, $4, $5); }
     | KW_SAVE expr              { $$ = node(ls, AST_SAVE, @$, NULL, $2, NULL); }
