@@ -270,7 +270,7 @@ int main(int argc, char **argv)
         return argc < 2 ? NND_EXIT_USAGE : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("nnd 0.1.0\n");
+        printf("nnd %s\n", NND_PROJECT_VERSION);
         return 0;
     }
     for (int i = 2; i < argc; i++)

@@ -24,25 +24,22 @@ static bool is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The standard library of an installed nnd: beside the running program
- * (PREFIX/bin/nnd finds PREFIX/share/nnd/stdlib, wherever the prefix was moved),
- * else where it was configured to be installed. */
-static char *installed_stdlib(void)
+/* The standard library beside the running program: PREFIX/bin/nnd finds
+ * PREFIX/share/nnd/stdlib, wherever the prefix was moved; NULL when there is none
+ * (a build tree's nnd). */
+static char *stdlib_beside_program(void)
 {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            char *dir = xasprintf("%s/../share/nnd/stdlib", exe);
-            if (is_dir(dir))
-                return dir;
-            free(dir);
-        }
-    }
-    return xstrdup(NND_STDLIB_INSTALL_DIR);
+    char *slash = n > 0 ? (exe[n] = 0, strrchr(exe, '/')) : NULL;
+    if (!slash)
+        return NULL;
+    *slash = 0;
+    char *dir = xasprintf("%s/../share/nnd/stdlib", exe);
+    if (is_dir(dir))
+        return dir;
+    free(dir);
+    return NULL;
 }
 
 void frontend_init(Frontend *fe)
@@ -51,12 +48,18 @@ void frontend_init(Frontend *fe)
     source_map_init(&fe->sm);
     diags_init(&fe->diags, &fe->sm);
     const char *env = getenv("NND_STDLIB");
+    /* NND_STDLIB; an installed nnd's own (even where the source tree it was built
+     * from still exists); the source tree's; where it was configured to install */
+    char *beside = stdlib_beside_program();
     if (env && *env)
         fe->stdlib_dir = xstrdup(env);
+    else if (beside)
+        fe->stdlib_dir = xstrdup(beside);
     else if (is_dir(NND_STDLIB_DIR))
         fe->stdlib_dir = xstrdup(NND_STDLIB_DIR);
     else
-        fe->stdlib_dir = installed_stdlib();
+        fe->stdlib_dir = xstrdup(NND_STDLIB_INSTALL_DIR);
+    free(beside);
 }
 
 void frontend_free(Frontend *fe)

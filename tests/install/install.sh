@@ -16,6 +16,14 @@ for f in bin/nnd lib/libnnd.so lib/libnnd.a lib/libnnd_runtime.so lib/libnnd_run
          share/nnd/stdlib/nn.nnd; do
     [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
+# the installed nnd uses the installed standard library, not the source tree's
+printf 'fn only_installed(x) = x\n' > "$prefix/share/nnd/stdlib/only_installed.nnd"
+printf 'use only_installed\nfn f(x) = only_installed(x)\n' > uses.nnd
+"$prefix/bin/nnd" check uses.nnd > uses.out 2>&1 || { cat uses.out; fail "the installed nnd did not use its stdlib"; }
+"$build/nnd" check uses.nnd > uses.out 2>&1 && fail "the build tree's nnd used the installed stdlib"
+rm "$prefix/share/nnd/stdlib/only_installed.nnd"
+[ "$("$prefix/bin/nnd" --version)" = "nnd $(sed -n 's/^#define NND_VERSION "\(.*\)"$/\1/p' "$prefix/include/nnd/nnd.h")" ] ||
+    fail "nnd --version says '$("$prefix/bin/nnd" --version)', nnd.h another version"
 extra=$(nm -D --defined-only "$prefix/lib/libnnd.so" | awk '{print $3}' | grep -v '^nnd_' | head -3)
 [ -z "$extra" ] || fail "libnnd.so exports more than nnd_ functions: $extra"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig LD_LIBRARY_PATH=$prefix/lib
