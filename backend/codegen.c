@@ -1488,6 +1488,17 @@ static void check_kernel(CG *c, const Kernel *k)
     vec_free(&vals);
 }
 
+/* Whether kernel k writes a parameter or a state (an update, layer state). */
+static bool writes_model(const Schedule *s, const Kernel *k)
+{
+    for (int i = 0; i < k->stores.n; i++) {
+        int b = k->stores.v[i].buf, kind = b >= 0 ? (int)s->bufs.v[b].kind : -1;
+        if (kind == BUF_PARAM || kind == BUF_STATE)
+            return true;
+    }
+    return false;
+}
+
 static void gen_function(CG *c, const CodegenFunction *f)
 {
     c->s = f->sched;
@@ -1530,8 +1541,18 @@ static void gen_function(CG *c, const CodegenFunction *f)
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
     LLVMValueRef profile =
         f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
+    LLVMBasicBlockRef ret = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ret");
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
+        if (writes_model(c->s, k)) {
+            /* bad data (a label or index out of range) found by an earlier kernel:
+             * the model is left as it was, as the interpreter leaves it */
+            LLVMValueRef st = arg_field(c, c->args, offsetof(NndStepArgs, status), c->i32);
+            LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "update");
+            LLVMBuildCondBr(
+                c->b, LLVMBuildICmp(c->b, LLVMIntEQ, st, LLVMConstInt(c->i32, 0, 0), ""), go, ret);
+            LLVMPositionBuilderAtEnd(c->b, go);
+        }
         LLVMValueRef t0 = profile ? call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false) : NULL;
         gen_kernel_call(c, k, i, kfn, kflat, pool);
         if (f->check)
@@ -1545,6 +1566,8 @@ static void gen_function(CG *c, const CodegenFunction *f)
             LLVMBuildStore(c->b, sum, slot);
         }
     }
+    LLVMBuildBr(c->b, ret);
+    LLVMPositionBuilderAtEnd(c->b, ret);
     LLVMBuildRetVoid(c->b);
     end_function(c, first);
     free(kfn);

@@ -66,7 +66,8 @@ typedef enum NndStatus {
     NND_EMISUSE = 2, /* a NULL argument, a wrong size or name, a call out of order */
     NND_EIO = 3, /* a file that cannot be read or written, or is malformed */
     NND_ENOTFOUND = 4, /* no parameter, hyper-parameter or input by that name */
-    NND_EDATA = 5, /* bad data: a label or index out of range */
+    NND_EDATA = 5, /* bad data: a label or index out of range (the step's update is not
+                      applied: parameters and optimizer state are as they were) */
     NND_ENONFINITE = 6, /* the loss came out NaN or infinite (the step's update was applied,
                            as nnd run's would be: reload weights to go back) */
     NND_EINTERNAL = 7 /* a bug in nnd: please report it with the message */

@@ -375,22 +375,38 @@ static void test_bad_data(void **state)
                       "    batch = 2\n"
                       "    eval train every epoch: acc = accuracy(net(x), i32(y))\n"
                       "}\n";
-    NndProgram *p = NULL;
-    assert_int_equal(nnd_open_string("ce.nnd", src, NULL, &p), NND_OK);
-    assert_int_equal(nnd_init_weights(p), NND_OK);
-    NndTensorInfo t;
-    assert_int_equal(nnd_input_info(p, "y", &t), NND_OK);
-    assert_int_equal(t.rank, 1);
-    float x[4] = {0, 0, 1, 1}, y[2] = {0, 7};
-    assert_int_equal(t.dtype, NND_F32);
+    float x[4] = {0, 0, 1, 1};
     double loss;
-    assert_int_equal(nnd_step(p, x, sizeof x, y, sizeof y, 2, &loss), NND_EDATA);
-    assert_non_null(strstr(nnd_errmsg(p), "label 7 is out of range for the model's 3 classes"));
-    double acc;
-    y[1] = 1;
-    assert_int_equal(nnd_evaluate(p, 0, x, sizeof x, y, sizeof y, 2, &acc), NND_OK);
-    assert_true(acc >= 0 && acc <= 1);
-    nnd_close(p);
+    /* compiled and interpreted alike: the error, and the model left as it was */
+    for (int interp = 0; interp < 2; interp++) {
+        NndOpenOptions o = {.interpret = interp};
+        NndProgram *p = NULL;
+        assert_int_equal(nnd_open_string("ce.nnd", src, &o, &p), NND_OK);
+        assert_int_equal(nnd_init_weights(p), NND_OK);
+        NndTensorInfo t;
+        assert_int_equal(nnd_input_info(p, "y", &t), NND_OK);
+        assert_int_equal(t.rank, 1);
+        assert_int_equal(t.dtype, NND_F32);
+        float y[2] = {0, 7}, w0[6], w1[6], b0[3], b1[3];
+        assert_int_equal(nnd_get_param(p, "W", w0, sizeof w0), NND_OK);
+        assert_int_equal(nnd_get_param(p, "b", b0, sizeof b0), NND_OK);
+        assert_int_equal(nnd_step(p, x, sizeof x, y, sizeof y, 2, &loss), NND_EDATA);
+        assert_non_null(strstr(nnd_errmsg(p), "label 7 is out of range for the model's 3 classes"));
+        assert_int_equal(nnd_get_param(p, "W", w1, sizeof w1), NND_OK);
+        assert_int_equal(nnd_get_param(p, "b", b1, sizeof b1), NND_OK);
+        assert_memory_equal(w0, w1, sizeof w0);
+        assert_memory_equal(b0, b1, sizeof b0);
+        double acc;
+        y[1] = 1;
+        assert_int_equal(nnd_evaluate(p, 0, x, sizeof x, y, sizeof y, 2, &acc), NND_OK);
+        assert_true(acc >= 0 && acc <= 1);
+        /* a good step then updates */
+        assert_int_equal(nnd_step(p, x, sizeof x, y, sizeof y, 2, &loss), NND_OK);
+        assert_int_equal(nnd_get_param(p, "b", b1, sizeof b1), NND_OK);
+        assert_true(memcmp(b0, b1, sizeof b0) != 0);
+        nnd_close(p);
+    }
+    NndProgram *p = NULL;
 
     const char *nan = "use nn\nuse optim\ntrain {\n"
                       "    data train = tensors(x = [[0, 0], [1, 1]], y = [[0], [1]])\n"
