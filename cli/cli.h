@@ -71,5 +71,6 @@ int cmd_plot(Options *o);
 int cmd_predict(Options *o);
 int cmd_build(Options *o);
 int cmd_sample(Options *o);
+int cmd_summary(Options *o);
 
 #endif

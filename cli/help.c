@@ -102,6 +102,12 @@ static const Help helps[] = {
                "  --steps N         steps at most\n"
                "  -o FILE.svg       the loss against the rate\n\n"
                "example: nnd lrfind examples/fashion_mnist_mlp.nnd -o lr.svg\n"},
+    {"summary", "usage: nnd summary FILE.nnd [--set NAME=VALUE]... [--dtype f64]\n"
+                "One row per parameter (shape, count, trainable or frozen) and layer state;\n"
+                "the totals; the optimizer's state; the training step's planned memory per\n"
+                "sample (activations, gradients, temporaries); and the FLOPs per sample of\n"
+                "its products (matmul, convolution) forward and backward.\n\n"
+                "example: nnd summary examples/fashion_mnist_cnn.nnd\n"},
     {"explain", "usage: nnd explain FILE.nnd\n"
                 "Each update rule as formulas after expansion and simplification, and its\n"
                 "memory traffic per parameter.\n\n"

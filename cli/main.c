@@ -30,6 +30,8 @@ static const char usage[] =
     "                  weights and batches; print loss, eval metric, steps/s\n"
     "  lrfind FILE     the learning-rate range test: --min (1e-7) --max (10) --steps (100);\n"
     "                  -o FILE.svg plots the loss against the rate\n"
+    "  summary FILE    parameters (shapes, counts, trainable or frozen), optimizer and\n"
+    "                  layer state, step memory and FLOPs per sample\n"
     "  explain FILE    each update rule as formulas, after expansion and simplification,\n"
     "                  with its memory traffic per parameter\n"
     "  plot DIR [-o FILE]  draw the scalars a `log` statement wrote to DIR/metrics.csv\n"
@@ -292,7 +294,7 @@ int main(int argc, char **argv)
         {"gradcheck", cmd_gradcheck}, {"parse", cmd_parse},     {"emit-llvm", cmd_emit_llvm},
         {"compare", cmd_compare},     {"lrfind", cmd_lrfind},   {"explain", cmd_explain},
         {"plot", cmd_plot},           {"predict", cmd_predict}, {"build", cmd_build},
-        {"sample", cmd_sample},
+        {"sample", cmd_sample},       {"summary", cmd_summary},
     };
     if (rc == 0) {
         rc = -1;

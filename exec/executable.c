@@ -188,6 +188,18 @@ static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout,
     return ok;
 }
 
+bool executable_step_arena(Program *p, int64_t batch, int64_t *bytes, char *err, size_t errlen)
+{
+    Schedule s;
+    bool ok =
+        schedule_step(&s, p, &p->loss, 1, p->updates.v, p->updates.n, batch, false, err, errlen);
+    if (ok) {
+        *bytes = s.arena_bytes;
+        schedule_free(&s);
+    }
+    return ok;
+}
+
 /* Schedules every function: the step, its variants (with a log's statistics;
  * a micro-batch of `accumulate`), the evals, the forward function. */
 static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_t errlen)

@@ -51,6 +51,10 @@ typedef struct Executable {
  * (an internal error: user errors are diagnosed before); x is then empty. */
 bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
 void executable_free(Executable *x);
+/* The training step's planned memory (its arena: activations, gradients and
+ * temporaries) for batches of up to `batch`, from its schedule alone (nothing is
+ * compiled). */
+bool executable_step_arena(Program *p, int64_t batch, int64_t *bytes, char *err, size_t errlen);
 /* Plans every function executable_build would compile (the same schedules), and
  * generates no code: for `nnd graph --schedule`.  False with a message, x then
  * empty; otherwise executable_free frees it.  Borrows p. */
