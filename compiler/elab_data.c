@@ -173,6 +173,50 @@ static bool text_add_path(Elab *e, Module *m, const char *path, const Value *exc
     return true;
 }
 
+/* split = [from, to]: fractions with 0 <= from < to <= 1, into ds->from, ds->to. */
+static bool split_arg(Elab *e, Value *v, Span span, const char *of, DataSet *ds)
+{
+    double from = 0, to = 0;
+    bool ok =
+        v->k == V_LIST && v->list->n == 2 && v->list->v[0].k == V_NUM && v->list->v[1].k == V_NUM;
+    if (ok) {
+        from = v->list->v[0].num;
+        to = v->list->v[1].num;
+        ok = from >= 0 && from < to && to <= 1;
+    }
+    if (!ok) {
+        el_error(e, span,
+                 "split takes [from, to], fractions of the %s with 0 <= from < to <= 1, like "
+                 "[0.9, 1]",
+                 of);
+        return false;
+    }
+    ds->from = from;
+    ds->to = to;
+    return true;
+}
+
+/* split = [from, to] of a sample data set: how many samples its part holds (the
+ * samples themselves are chosen when it is loaded, program_load_dataset). */
+static bool data_split(Elab *e, DataSet *ds, Value *v, Span span)
+{
+    if (!split_arg(e, v, span, "samples", ds))
+        return false;
+    int64_t lo = (int64_t)((double)ds->n * ds->from), hi = (int64_t)((double)ds->n * ds->to);
+    if (hi - lo < 1) {
+        el_error(e, span, "the split [%g, %g] of %lld samples holds none", ds->from, ds->to,
+                 (long long)ds->n);
+        return false;
+    }
+    if (ds->n > UINT32_MAX) {
+        el_error(e, span, "split: more than 2^32 samples");
+        return false;
+    }
+    ds->split = true;
+    ds->n = hi - lo;
+    return true;
+}
+
 /* text(path or [paths], context = T, split = [from, to], stride = 1, exclude = [...]):
  * the files' bytes as tokens, in windows of T (data set x) and the same windows one
  * byte later (y). */
@@ -205,16 +249,8 @@ static bool data_text(Elab *e, Module *m, Args *a, Span span, DataSet *ds)
     ds->to = 1;
     ds->stride = 1;
     ok = ok && el_to_int(e, *el_barg(a, id, 1), el_bspan(a, id, 1, span), "context", &ds->window);
-    if (ok && split) {
-        ok = split->k == V_LIST && split->list->n == 2 &&
-             el_to_number(e, split->list->v[0], el_bspan(a, id, 2, span), "split", &ds->from) &&
-             el_to_number(e, split->list->v[1], el_bspan(a, id, 2, span), "split", &ds->to) &&
-             ds->from >= 0 && ds->from < ds->to && ds->to <= 1;
-        if (!ok)
-            el_error(e, el_bspan(a, id, 2, span),
-                     "split takes [from, to], fractions of the bytes with 0 <= from < to <= 1, "
-                     "like [0.9, 1]");
-    }
+    if (ok && split)
+        ok = split_arg(e, split, el_bspan(a, id, 2, span), "bytes", ds);
     if (ok && stride)
         ok = el_to_int(e, *stride, el_bspan(a, id, 3, span), "stride", &ds->stride);
     if (ok && (ds->window < 1 || ds->stride < 1 || ds->window > GRAPH_MAX_NUMEL)) {
@@ -382,6 +418,10 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
     Value *sub = (id == BI_IDX || id == BI_NPY) ? el_barg(&a, id, 4) : NULL;
     if (ok && sub)
         ok = data_subset(e, &ds, sub, el_bspan(&a, id, 4, src->span));
+    int split_at = id == BI_IDX || id == BI_NPY ? 6 : id == BI_CSV ? 4 : 2;
+    Value *split = id != BI_TEXT ? el_barg(&a, id, split_at) : NULL;
+    if (ok && split)
+        ok = data_split(e, &ds, split, el_bspan(&a, id, split_at, src->span));
     Value *lim = (id == BI_IDX || id == BI_NPY) ? el_barg(&a, id, 5) : NULL;
     if (ok && lim) {
         ok = el_to_int(e, *lim, el_bspan(&a, id, 5, src->span), "limit", &ds.limit);

@@ -77,11 +77,37 @@ void program_free(Program *p)
     free(p);
 }
 
+/* A data set's split: the part [from, to) of a permutation of its samples drawn
+ * from the program's seed, kept in file order. */
+static bool apply_split(DataSet *ds, uint64_t seed, NndErr *err)
+{
+    int64_t n = ds->x.shape[0];
+    int64_t lo = (int64_t)((double)n * ds->from), hi = (int64_t)((double)n * ds->to);
+    uint32_t *perm = xcalloc((size_t)(n ? n : 1), sizeof(uint32_t));
+    bool *keep = xcalloc((size_t)(n ? n : 1), 1);
+    nnd_random_permutation(perm, (uint32_t)n, seed, 0x5b117ull << 32);
+    for (int64_t i = lo; i < hi; i++)
+        keep[perm[i]] = true;
+    bool ok = keep_rows(&ds->x, keep, hi - lo, err) && keep_rows(&ds->y, keep, hi - lo, err);
+    free(perm);
+    free(keep);
+    ds->split_done = ok;
+    return ok;
+}
+
 bool program_load_dataset(Program *p, int i, Diags *d)
 {
     DataSet *ds = &p->data.v[i];
-    if (ds->x.data)
+    if (ds->x.data && (!ds->split || ds->split_done))
         return true;
+    if (ds->x.data) { /* csv and tensors: read while elaborating */
+        NndErr err;
+        if (!apply_split(ds, p->seed, &err)) {
+            diag_error(d, ds->span, "%s", err.msg);
+            return false;
+        }
+        return true;
+    }
     NndLoadOptions lo = {ds->scale, p->float_dtype};
     NndErr err;
     int rc = 0;
@@ -95,6 +121,8 @@ bool program_load_dataset(Program *p, int i, Diags *d)
     else if (ds->kind == DATA_TEXT)
         rc = nnd_text_load(ds->paths, ds->npaths, ds->from, ds->to, &ds->x, &err);
     if (!rc && ds->nsubset && !apply_subset(ds, &err))
+        rc = 1;
+    if (!rc && ds->split && !apply_split(ds, p->seed, &err))
         rc = 1;
     if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
         bool *keep = xcalloc((size_t)ds->x.shape[0], 1);

@@ -29,7 +29,11 @@ typedef struct DataSet {
      * in the list (nsubset 0: all) */
     int nsubset;
     int32_t *subset;
-    int64_t limit; /* keep the first `limit` samples (after the subset); 0: all */
+    int64_t limit; /* keep the first `limit` samples (after the subset and split); 0: all */
+    /* split (idx, npy, csv, tensors): keep the part [from, to) of a permutation of
+     * the samples drawn from the program's seed (after the subset), in file order:
+     * data sets with split parts of one file are disjoint; split_done once applied */
+    bool split, split_done;
     /* text: the files (in order), the part [from, to) of their bytes, and the
      * windows: sample i is `window` tokens from token i * stride (x is then the
      * [len] token sequence, y unused: NndDataSet's window) */

@@ -452,6 +452,75 @@ static void test_functions(void **state)
     compiled_free(c);
 }
 
+/* split = [from, to]: data sets of the parts of one source are disjoint, together
+ * hold every sample once, keep file order, and depend on the seed alone. */
+static void split_values(const char *seed, const char *a, const char *b, float *xa, int *na,
+                         float *xb, int *nb)
+{
+    char src[1024];
+    snprintf(src, sizeof src,
+             "use nn\nuse optim\ntrain {\n"
+             "    data train = tensors(x = [[0], [1], [2], [3], [4], [5], [6], [7], [8], [9]],\n"
+             "                         y = [[0], [1], [2], [3], [4], [5], [6], [7], [8], [9]],\n"
+             "                         split = %s)\n"
+             "    data val = tensors(x = [[0], [1], [2], [3], [4], [5], [6], [7], [8], [9]],\n"
+             "                       y = [[0], [1], [2], [3], [4], [5], [6], [7], [8], [9]],\n"
+             "                       split = %s)\n"
+             "    net = Dense(1, 1)\n    loss = mse(net(x), y)\n    opt = SGD(lr = 0.1)\n"
+             "    batch = 2\n    seed = %s\n}\n",
+             a, b, seed);
+    Compiled *c = compile_ok(src);
+    assert_true(program_load_data(c->p, &c->fe.diags));
+    DataSet *t = &c->p->data.v[0], *v = &c->p->data.v[1];
+    *na = (int)t->x.shape[0];
+    *nb = (int)v->x.shape[0];
+    assert_int_equal(*na, t->n);
+    assert_int_equal(*nb, v->n);
+    memcpy(xa, t->x.data, sizeof(float) * (size_t)*na);
+    memcpy(xb, v->x.data, sizeof(float) * (size_t)*nb);
+    compiled_free(c);
+}
+
+static void test_split(void **state)
+{
+    (void)state;
+    float xa[10], xb[10], ya[10], yb[10];
+    int na, nb, ma, mb;
+    split_values("3", "[0, 0.7]", "[0.7, 1]", xa, &na, xb, &nb);
+    assert_int_equal(na, 7);
+    assert_int_equal(nb, 3);
+    int seen[10] = {0};
+    for (int i = 0; i < na; i++)
+        seen[(int)xa[i]]++;
+    for (int i = 0; i < nb; i++)
+        seen[(int)xb[i]]++;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(seen[i], 1); /* disjoint, and every sample once */
+    for (int i = 1; i < na; i++)
+        assert_true(xa[i - 1] < xa[i]); /* file order */
+    /* the same seed, the same parts; another seed, another partition */
+    split_values("3", "[0, 0.7]", "[0.7, 1]", ya, &ma, yb, &mb);
+    assert_memory_equal(xa, ya, sizeof(float) * (size_t)na);
+    split_values("5", "[0, 0.7]", "[0.7, 1]", ya, &ma, yb, &mb); /* seeds 3 and 4 agree */
+    assert_true(memcmp(xb, yb, sizeof(float) * (size_t)nb) != 0);
+    /* a part too small to hold a sample, and a bad range */
+    Compiled *c = compile_src("use nn\nuse optim\ntrain {\n"
+                              "    data train = tensors(x = [[0], [1]], y = [[0], [1]],\n"
+                              "                         split = [0.2, 0.3])\n"
+                              "    net = Dense(1, 1)\n    loss = mse(net(x), y)\n"
+                              "    opt = SGD(lr = 0.1)\n    batch = 1\n}\n");
+    assert_null(c->p);
+    assert_non_null(strstr(c->diag, "the split [0.2, 0.3] of 2 samples holds none"));
+    compiled_free(c);
+    c = compile_src("use nn\nuse optim\ntrain {\n"
+                    "    data train = tensors(x = [[0], [1]], y = [[0], [1]], split = [0.5, 0.2])\n"
+                    "    net = Dense(1, 1)\n    loss = mse(net(x), y)\n"
+                    "    opt = SGD(lr = 0.1)\n    batch = 1\n}\n");
+    assert_null(c->p);
+    assert_non_null(strstr(c->diag, "split takes [from, to], fractions of the samples"));
+    compiled_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_static_if),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_functions),
+        cmocka_unit_test(test_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
