@@ -47,7 +47,7 @@ static bool higher_is_better(const char *metric)
     return true;
 }
 
-static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+static int compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
 {
     CompareCtx *c = ctx;
     CompareRow *r = c->row;
@@ -59,7 +59,7 @@ static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const
         r->have_extra[slot] = true;
     }
     if (which != 0)
-        return;
+        return 0;
     double v = values[0], epoch = (double)at->step / (double)c->per_epoch;
     bool better = !r->have_metric || (r->higher_better ? v > r->best : v < r->best);
     if (better) {
@@ -68,6 +68,7 @@ static void compare_on_eval(void *ctx, int which, const NndTrainPoint *at, const
     }
     r->last = v;
     r->have_metric = true;
+    return 0;
 }
 
 /* The metrics after the first, named "DATA METRIC", at most 16 of them. */

@@ -206,7 +206,20 @@ int cmd_run(Options *o)
         printf("logging to %s\n", nnd_log_events_path(lg.log));
     }
     NndTrainResult res = {0};
+    EarlyReport early = {0};
+    to.early = &early;
     rc = train_run(p, &x, &model, &to, &res, err, sizeof err);
+    if (have_log && !lg.failed && (early.stopped || early.restored)) {
+        /* the stop and the best step, as scalars at the step the run ended */
+        NndErr le;
+        int64_t at = early.stopped ? early.stop_step : res.steps;
+        if (nnd_log_scalar(lg.log, "early_stop/best_step", at, early.best_epoch,
+                           (double)early.best_step, &le) != 0 ||
+            nnd_log_scalar(lg.log, "early_stop/best", at, early.best_epoch, early.best, &le) != 0) {
+            lg.failed = true;
+            snprintf(lg.err, sizeof lg.err, "%s", le.msg);
+        }
+    }
     if (have_log) {
         if (lg.failed && rc == NND_EXIT_OK) {
             snprintf(err, sizeof err, "%s", lg.err);

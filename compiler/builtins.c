@@ -67,9 +67,10 @@ bool builtin_constant(const char *name, double *value)
     return false;
 }
 
-const char *const train_settings[] = {"loss", "opt",        "batch",     "epochs",     "steps",
-                                      "seed", "shuffle",    "clip_norm", "clip_value", "max_norm",
-                                      "ema",  "accumulate", "drop_last", NULL};
+const char *const train_settings[] = {
+    "loss",      "opt",        "batch",      "epochs",    "steps", "seed",
+    "shuffle",   "clip_norm",  "clip_value", "max_norm",  "ema",   "accumulate",
+    "drop_last", "early_stop", "patience",   "min_delta", NULL};
 const char *const log_families[LOG_FAMILY_COUNT + 1] = {
 #define X(id, text) text,
     LOG_FAMILIES(X)

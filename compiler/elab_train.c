@@ -820,6 +820,72 @@ static void train_sample(Elab *e, Scope *s, const Ast *st)
     p->sample.span = st->span;
 }
 
+/* early_stop = "val.loss" (or "max val.accuracy"), patience = 5, min_delta = 0:
+ * the eval and metric watched, checked against the eval statements. */
+static void train_early_stop(Elab *e, Scope *s, const Ast *train)
+{
+    Program *p = e->p;
+    p->early.eval = -1;
+    const Ast *st = el_find_setting(train, "early_stop");
+    const Ast *pa = el_find_setting(train, "patience"), *md = el_find_setting(train, "min_delta");
+    if (!st) {
+        if (pa || md)
+            el_error(e, (pa ? pa : md)->span, "%s is a setting of early_stop, which is not set",
+                     pa ? "patience" : "min_delta");
+        return;
+    }
+    Value v = el_eval(e, s, st->b);
+    const char *text;
+    if (!el_str_arg(e, &v, st->b->span, "early_stop", &text))
+        return;
+    bool max = strncmp(text, "max ", 4) == 0, min = strncmp(text, "min ", 4) == 0;
+    const char *what = max || min ? text + 4 : text;
+    const char *dot = strchr(what, '.');
+    int ev = -1, metric = -1;
+    for (int i = 0; dot && i < p->evals.n; i++) {
+        const char *dn = p->data.v[p->evals.v[i].data].name;
+        if (strlen(dn) != (size_t)(dot - what) || strncmp(dn, what, (size_t)(dot - what)) != 0)
+            continue;
+        ev = i;
+        for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+            if (strcmp(p->evals.v[i].metrics.v[k].name, dot + 1) == 0)
+                metric = k;
+        if (metric >= 0)
+            break;
+    }
+    if (metric < 0) {
+        StrBuf b = {0};
+        for (int i = 0; i < p->evals.n; i++)
+            for (int k = 0; k < p->evals.v[i].metrics.n; k++)
+                sb_printf(&b, "%s\"%s.%s\"", b.len ? ", " : "", p->data.v[p->evals.v[i].data].name,
+                          p->evals.v[i].metrics.v[k].name);
+        int d = diag_error(e->d, st->b->span, "early_stop: %s",
+                           !dot     ? "write \"DATA.METRIC\", like \"val.loss\""
+                           : ev < 0 ? "no eval statement evaluates that data set"
+                                    : "that eval statement has no metric of that name");
+        if (b.len)
+            diag_label(e->d, d, "the metrics evaluated: %s (\"max ...\" to maximize)", b.s);
+        else
+            diag_label(e->d, d, "add an eval statement, like `eval val every epoch: loss`");
+        sb_free(&b);
+        return;
+    }
+    p->early.eval = ev;
+    p->early.metric = metric;
+    p->early.maximize = max;
+    p->early.patience = int_setting(e, s, train, "patience", 5, 1, NULL);
+    bool f = false;
+    p->early.min_delta = el_setting_number(e, s, md, "min_delta", 0, &f);
+    if (!(p->early.min_delta >= 0)) {
+        el_setting_error(e, "min_delta", md ? md->b->span : st->span,
+                         "min_delta must be 0 or more, got %g", p->early.min_delta);
+        p->early.eval = -1;
+        return;
+    }
+    p->early.what = arena_printf(&p->arena, "%s %s", p->data.v[p->evals.v[ev].data].name,
+                                 p->evals.v[ev].metrics.v[metric].name);
+}
+
 /* `checkpoint every N to DIR [keep K]` and `save "file"`. */
 static void train_outputs(Elab *e, Scope *s, const Ast *train)
 {
@@ -935,6 +1001,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
             elab_log(e, &s, train->list2.v[i]);
     e->g->phase = PHASE_FORWARD;
     train_evals(e, &s, train);
+    train_early_stop(e, &s, train);
     train_outputs(e, &s, train);
 done:
     free(deferred);

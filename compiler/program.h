@@ -160,6 +160,16 @@ typedef struct Program {
     const char *ckpt_dir;
     int64_t ckpt_every, ckpt_keep;
     bool ckpt_in_epochs;
+    /* early_stop = "[min|max] DATA.METRIC", patience, min_delta: stop when that eval
+     * metric has not improved by min_delta for `patience` evaluations in a row, and
+     * keep the best weights (eval < 0: none) */
+    struct {
+        int eval, metric;
+        bool maximize;
+        int64_t patience;
+        double min_delta;
+        const char *what; /* "val loss" */
+    } early;
     /* `sample every N steps: ...`: text from the model (a language model) during
      * training; every == 0: none */
     struct {

@@ -166,11 +166,11 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
     return 0;
 }
 
-static void logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+static int logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
 {
     Logger *lg = ctx;
     if (!lg->log || lg->failed)
-        return;
+        return 0;
     const EvalSpec *es = &lg->p->evals.v[which];
     NndErr e;
     bool ok = true;
@@ -185,6 +185,7 @@ static void logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const 
         lg->failed = true;
         snprintf(lg->err, sizeof lg->err, "%s", e.msg);
     }
+    return 0;
 }
 
 void logger_hooks(Logger *lg, TrainOptions *to)

@@ -91,8 +91,6 @@ static void run_free(Run *r, int ne)
  * from the model as it is at that step (the averages with `ema`), in eval mode, on
  * the progress output.  Its time counts as training time. */
 typedef struct SampleHook {
-    NndStepHook next;
-    void *next_ctx;
     const Program *p;
     Sampler s;
     FILE *out;
@@ -100,17 +98,14 @@ typedef struct SampleHook {
     int64_t per_epoch;
 } SampleHook;
 
-static int sample_hook(void *ctx, const NndTrainPoint *at, const double *out, int full,
-                       double *hypers)
+static void sample_step(SampleHook *h, const NndTrainPoint *at, double *hypers)
 {
-    SampleHook *h = ctx;
-    int stop = h->next ? h->next(h->next_ctx, at, out, full, hypers) : 0;
     int64_t every = h->p->sample.every;
     bool due = h->p->sample.in_epochs
                    ? at->step % h->per_epoch == 0 && at->step / h->per_epoch % every == 0
                    : at->step % every == 0;
     if (!due || !h->out)
-        return stop;
+        return;
     char err[512];
     h->s.hypers = hypers;
     fprintf(h->out, "%ssample at step %lld:\n", h->interactive ? "\r\033[K" : "",
@@ -121,7 +116,90 @@ static int sample_hook(void *ctx, const NndTrainPoint *at, const double *out, in
         fprintf(h->out, "\n(no sample: %s)", err);
     fputc('\n', h->out);
     fflush(h->out);
+}
+
+/* early_stop: after the hooks of the tools, the watched metric's evaluations; a
+ * copy of the model at its best, and a stop after `patience` without improvement. */
+typedef struct EarlyHook {
+    const Program *p;
+    Model *m, best;
+    bool have_best, failed;
+    int64_t bad, last_step;
+    EarlyReport r;
+} EarlyHook;
+
+static int early_eval(EarlyHook *h, int stop, int which, const NndTrainPoint *at,
+                      const double *values)
+{
+    if (which != h->p->early.eval)
+        return stop;
+    double v = values[h->p->early.metric], d = h->p->early.min_delta;
+    h->last_step = at->step;
+    bool better = !h->have_best || (h->p->early.maximize ? v > h->r.best + d : v < h->r.best - d);
+    if (better) {
+        char err[256];
+        h->failed |= !model_copy(h->m, &h->best, err, sizeof err);
+        h->have_best = true;
+        h->r.best = v;
+        h->r.best_step = at->step;
+        h->r.best_epoch = at->epoch + 1;
+        h->bad = 0;
+        return stop;
+    }
+    if (++h->bad < h->p->early.patience)
+        return stop;
+    h->r.stopped = true;
+    h->r.stop_step = at->step;
+    return 1;
+}
+
+/* The hooks of the tools (o->on_step, o->on_eval: the logger, nnd compare) with the
+ * train block's own after them: sampling and early stopping. */
+typedef struct Hooks {
+    NndStepHook on_step;
+    NndEvalHook on_eval;
+    void *ctx;
+    SampleHook *sample;
+    EarlyHook *early;
+} Hooks;
+
+static int hooks_step(void *ctx, const NndTrainPoint *at, const double *out, int full,
+                      double *hypers)
+{
+    Hooks *h = ctx;
+    int stop = h->on_step ? h->on_step(h->ctx, at, out, full, hypers) : 0;
+    if (h->sample)
+        sample_step(h->sample, at, hypers);
     return stop;
+}
+
+static int hooks_eval(void *ctx, int which, const NndTrainPoint *at, const double *values)
+{
+    Hooks *h = ctx;
+    int stop = h->on_eval ? h->on_eval(h->ctx, which, at, values) : 0;
+    return h->early ? early_eval(h->early, stop, which, at, values) : stop;
+}
+
+/* After training: the best weights back in the model, and what happened printed. */
+static void early_finish(EarlyHook *h, FILE *out)
+{
+    const Program *p = h->p;
+    if (h->have_best && !h->failed && h->r.best_step != h->last_step) {
+        char err[256];
+        h->r.restored = model_copy(&h->best, h->m, err, sizeof err);
+    }
+    if (out && h->r.stopped)
+        fprintf(out,
+                "early stop at step %lld: %s has not improved by more than %g for %lld "
+                "evaluations\n",
+                (long long)h->r.stop_step, p->early.what, p->early.min_delta,
+                (long long)p->early.patience);
+    if (out && h->have_best)
+        fprintf(out, "best %s %.5g at step %lld (epoch %lld)%s\n", p->early.what, h->r.best,
+                (long long)h->r.best_step, (long long)h->r.best_epoch,
+                h->r.restored ? ": its weights are restored" : ": the last weights");
+    if (h->have_best)
+        model_free(&h->best);
 }
 
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
@@ -133,21 +211,24 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     r.t.on_step = o->on_step;
     r.t.on_eval = o->on_eval;
     r.t.hook_ctx = o->hook_ctx;
-    SampleHook sh = {o->on_step,
-                     o->hook_ctx,
-                     p,
-                     .out = o->progress,
-                     .interactive = o->interactive,
+    SampleHook sh = {p, .out = o->progress, .interactive = o->interactive,
                      .per_epoch = program_steps_per_epoch(p)};
-    bool sampling = p->sample.every > 0 && o->progress;
+    EarlyHook eh = {.p = p, .m = m};
+    Hooks hooks = {o->on_step, o->on_eval, o->hook_ctx, NULL, NULL};
+    bool sampling = p->sample.every > 0 && o->progress, early = p->early.eval >= 0;
     if (sampling) {
         if (!sampler_init(&sh.s, p, x, r.eval_params ? r.eval_params : m->param_ptrs, m->state_ptrs,
                           r.hypers, o->pool, err, errlen)) {
             run_free(&r, p->evals.n);
             return NND_EXIT_ERROR;
         }
-        r.t.on_step = sample_hook;
-        r.t.hook_ctx = &sh;
+        hooks.sample = &sh;
+    }
+    hooks.early = early ? &eh : NULL;
+    if (sampling || early) {
+        r.t.on_step = hooks_step;
+        r.t.on_eval = hooks_eval;
+        r.t.hook_ctx = &hooks;
     }
     CheckpointTarget ck = {p, m};
     if (p->ckpt_dir) {
@@ -168,6 +249,11 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     r.t.profile = x->profile;
     NndErr e = {{0}};
     int rc = nnd_train(&r.t, res, &e);
+    if (early) {
+        early_finish(&eh, o->progress);
+        if (o->early)
+            *o->early = eh.r;
+    }
     if (sampling)
         sampler_free(&sh.s);
     run_free(&r, p->evals.n);

@@ -19,6 +19,14 @@ enum {
     NND_EXIT_NONFINITE = 3, /* training stopped on a NaN or Inf loss */
 };
 
+/* What early stopping did (train_run fills it when the program sets early_stop). */
+typedef struct EarlyReport {
+    bool stopped; /* before the run's end */
+    bool restored; /* the best weights replaced the last ones */
+    int64_t stop_step, best_step, best_epoch;
+    double best;
+} EarlyReport;
+
 typedef struct TrainOptions {
     NndPool *pool;
     FILE *progress; /* NULL: silent */
@@ -27,6 +35,7 @@ typedef struct TrainOptions {
     NndStepHook on_step; /* optional hooks (the logger, nnd compare, lrfind) */
     NndEvalHook on_eval;
     void *hook_ctx;
+    EarlyReport *early; /* optional: what early stopping did */
 } TrainOptions;
 
 /* Runs the program's training; result and messages in res/err.  Returns an exit

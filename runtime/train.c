@@ -279,9 +279,12 @@ static void format_time(char *buf, size_t size, double s)
         snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* The evaluations due at this step, printed and given to the hook: 0, 1 when the
+ * hook asks to stop, or -1 with err. */
 static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epoch_end, int last,
                        NndErr *err)
 {
+    int stop = 0;
     for (int i = 0; i < t->nevals; i++) {
         const NndEvalSpec *es = &t->evals[i];
         int due =
@@ -293,10 +296,6 @@ static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epo
             return nnd_err(err, "too many metrics");
         if (nnd_train_evaluate(t, i, vals, err))
             return -1;
-        if (t->on_eval) {
-            NndTrainPoint at = {step + 1, epoch, 0, 0};
-            t->on_eval(t->hook_ctx, i, &at, vals);
-        }
         if (t->progress) {
             fprintf(t->progress, "  eval %s:", t->data[es->data].name);
             for (int k = 0; k < es->nmetrics; k++)
@@ -304,8 +303,12 @@ static int print_evals(const NndTrainer *t, int64_t step, int64_t epoch, int epo
             fputc('\n', t->progress);
             fflush(t->progress);
         }
+        if (t->on_eval) {
+            NndTrainPoint at = {step + 1, epoch, 0, 0};
+            stop |= t->on_eval(t->hook_ctx, i, &at, vals) != 0;
+        }
     }
-    return 0;
+    return stop;
 }
 
 int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
@@ -485,8 +488,9 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             fflush(out);
             t_line = t1;
         }
-        if (t->nevals && print_evals(t, step, epoch, epoch_end, step == total - 1, err)) {
-            rc = -1;
+        int ev = t->nevals ? print_evals(t, step, epoch, epoch_end, step == total - 1, err) : 0;
+        if (ev) { /* an error, or a hook's stop (early stopping) */
+            rc = ev < 0 ? -1 : 0;
             step++;
             break;
         }
@@ -509,7 +513,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         if (out)
             fprintf(out, "step %lld/%lld: the run is at its end; nothing is left to train\n",
                     (long long)total, (long long)total);
-        if (t->nevals && print_evals(t, total - 1, (total - 1) / per_epoch, 1, 1, err))
+        if (t->nevals && print_evals(t, total - 1, (total - 1) / per_epoch, 1, 1, err) < 0)
             rc = -1;
     }
     res->steps = step;

@@ -73,8 +73,9 @@ typedef int (*NndCheckpointFn)(void *ctx, const NndTrainPoint *at, NndErr *err);
  * end training there, successfully. */
 typedef int (*NndStepHook)(void *ctx, const NndTrainPoint *at, const double *out, int full,
                            double *hypers);
-/* After each evaluation: the metrics of evals[which] at this point. */
-typedef void (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const double *values);
+/* After each evaluation: the metrics of evals[which] at this point.  Nonzero stops
+ * the training after this step (early stopping), as a finished run. */
+typedef int (*NndEvalHook)(void *ctx, int which, const NndTrainPoint *at, const double *values);
 
 typedef struct NndTrainer {
     void *const *params;
