@@ -118,6 +118,17 @@ static void sample_step(SampleHook *h, const NndTrainPoint *at, double *hypers)
     fflush(h->out);
 }
 
+/* The values of from into to, a model of the same tensors, in place. */
+static void model_values(const Model *from, Model *to)
+{
+    for (int i = 0; i < from->nparams; i++)
+        memcpy(to->params[i].data, from->params[i].data,
+               nnd_dtype_size(from->params[i].dtype) * (size_t)nnd_tensor_numel(&from->params[i]));
+    for (int i = 0; i < from->nstates; i++)
+        memcpy(to->states[i].data, from->states[i].data,
+               nnd_dtype_size(from->states[i].dtype) * (size_t)nnd_tensor_numel(&from->states[i]));
+}
+
 /* early_stop: after the hooks of the tools, the watched metric's evaluations; a
  * copy of the model at its best, and a stop after `patience` without improvement. */
 typedef struct EarlyHook {
@@ -138,7 +149,10 @@ static int early_eval(EarlyHook *h, int stop, int which, const NndTrainPoint *at
     bool better = !h->have_best || (h->p->early.maximize ? v > h->r.best + d : v < h->r.best - d);
     if (better) {
         char err[256];
-        h->failed |= !model_copy(h->m, &h->best, err, sizeof err);
+        if (h->have_best && !h->failed)
+            model_values(h->m, &h->best);
+        else if (!h->have_best)
+            h->failed = !model_copy(h->m, &h->best, err, sizeof err);
         h->have_best = true;
         h->r.best = v;
         h->r.best_step = at->step;
@@ -185,8 +199,8 @@ static void early_finish(EarlyHook *h, FILE *out)
 {
     const Program *p = h->p;
     if (h->have_best && !h->failed && h->r.best_step != h->last_step) {
-        char err[256];
-        h->r.restored = model_copy(&h->best, h->m, err, sizeof err);
+        model_values(&h->best, h->m);
+        h->r.restored = true;
     }
     if (out && h->r.stopped)
         fprintf(out,
@@ -198,7 +212,7 @@ static void early_finish(EarlyHook *h, FILE *out)
         fprintf(out, "best %s %.5g at step %lld (epoch %lld)%s\n", p->early.what, h->r.best,
                 (long long)h->r.best_step, (long long)h->r.best_epoch,
                 h->r.restored ? ": its weights are restored" : ": the last weights");
-    if (h->have_best)
+    if (h->have_best && !h->failed)
         model_free(&h->best);
 }
 
