@@ -103,6 +103,19 @@ bool model_copy(const Model *from, Model *to, char *err, size_t errlen)
     return ok;
 }
 
+static void tensor_values(const NndTensor *a, NndTensor *b)
+{
+    memcpy(b->data, a->data, nnd_dtype_size(a->dtype) * (size_t)nnd_tensor_numel(a));
+}
+
+void model_copy_values(const Model *from, Model *to)
+{
+    for (int i = 0; i < from->nparams; i++)
+        tensor_values(&from->params[i], &to->params[i]);
+    for (int i = 0; i < from->nstates; i++)
+        tensor_values(&from->states[i], &to->states[i]);
+}
+
 void model_free(Model *m)
 {
     for (int i = 0; m->params && i < m->nparams; i++)

@@ -22,6 +22,9 @@ typedef struct Model {
 bool model_init(Program *p, Model *m, char *err, size_t errlen);
 /* A deep copy of from into to (which is overwritten). */
 bool model_copy(const Model *from, Model *to, char *err, size_t errlen);
+/* The values of from into to, a model of the same tensors (a model_copy of it), in
+ * place: to's buffers stay where they are. */
+void model_copy_values(const Model *from, Model *to);
 void model_free(Model *m);
 /* Loads the model from a safetensors file by name (what `save` or a checkpoint
  * wrote): every parameter and layer state must be there with its shape (f32 or f64,

@@ -118,17 +118,6 @@ static void sample_step(SampleHook *h, const NndTrainPoint *at, double *hypers)
     fflush(h->out);
 }
 
-/* The values of from into to, a model of the same tensors, in place. */
-static void model_values(const Model *from, Model *to)
-{
-    for (int i = 0; i < from->nparams; i++)
-        memcpy(to->params[i].data, from->params[i].data,
-               nnd_dtype_size(from->params[i].dtype) * (size_t)nnd_tensor_numel(&from->params[i]));
-    for (int i = 0; i < from->nstates; i++)
-        memcpy(to->states[i].data, from->states[i].data,
-               nnd_dtype_size(from->states[i].dtype) * (size_t)nnd_tensor_numel(&from->states[i]));
-}
-
 /* early_stop: after the hooks of the tools, the watched metric's evaluations; a
  * copy of the model at its best, and a stop after `patience` without improvement. */
 typedef struct EarlyHook {
@@ -150,7 +139,7 @@ static int early_eval(EarlyHook *h, int stop, int which, const NndTrainPoint *at
     if (better) {
         char err[256];
         if (h->have_best && !h->failed)
-            model_values(h->m, &h->best);
+            model_copy_values(h->m, &h->best);
         else if (!h->have_best)
             h->failed = !model_copy(h->m, &h->best, err, sizeof err);
         h->have_best = true;
@@ -199,7 +188,7 @@ static void early_finish(EarlyHook *h, FILE *out)
 {
     const Program *p = h->p;
     if (h->have_best && !h->failed && h->r.best_step != h->last_step) {
-        model_values(&h->best, h->m);
+        model_copy_values(&h->best, h->m);
         h->r.restored = true;
     }
     if (out && h->r.stopped)
