@@ -9,7 +9,7 @@
 
 enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is faster */
 
-#define GEMM_IMPL(SUFFIX, T, CBLAS)                                                                \
+#define GEMM_IMPL(SUFFIX, T, CBLAS, GEMV)                                                          \
     typedef struct Gemm##SUFFIX {                                                                  \
         int ta, tb;                                                                                \
         int64_t m, n, k, lda, ldb, ldc, batch, sa, sb, sc;                                         \
@@ -33,9 +33,16 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
             c += lo;                                                                               \
             n = hi - lo;                                                                           \
         }                                                                                          \
-        CBLAS(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, \
-              (int)m, (int)n, (int)g->k, 1, a, (int)g->lda, b, (int)g->ldb, g->beta, c,            \
-              (int)g->ldc);                                                                        \
+        /* a row (one token while sampling) times a matrix: a matrix-vector product; a             \
+         * matrix product would pack the whole of b for one row */                                 \
+        if (m == 1)                                                                                \
+            GEMV(CblasRowMajor, g->tb ? CblasNoTrans : CblasTrans, (int)(g->tb ? n : g->k),        \
+                 (int)(g->tb ? g->k : n), 1, b, (int)g->ldb, a, g->ta ? (int)g->lda : 1, g->beta,  \
+                 c, 1);                                                                            \
+        else                                                                                       \
+            CBLAS(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,                                \
+                  g->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)g->k, 1, a, (int)g->lda, \
+                  b, (int)g->ldb, g->beta, c, (int)g->ldc);                                        \
     }                                                                                              \
                                                                                                    \
     static void gemm_range_##SUFFIX(void *ctx, int64_t begin, int64_t end)                         \
@@ -83,5 +90,5 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 
-GEMM_IMPL(f32, float, cblas_sgemm)
-GEMM_IMPL(f64, double, cblas_dgemm)
+GEMM_IMPL(f32, float, cblas_sgemm, cblas_sgemv)
+GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv)
