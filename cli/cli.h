@@ -33,6 +33,7 @@ typedef struct Options {
     int64_t tokens; /* sample: --tokens N */
     double temperature; /* sample */
     int top_k; /* sample: --top-k K */
+    bool no_cache; /* sample: --no-cache */
     int top; /* predict: --top K */
     bool metrics; /* predict */
     int64_t batch; /* predict, gradcheck: --batch N */

@@ -54,7 +54,7 @@ static const Help helps[] = {
      "\nexample: nnd build examples/fashion_mnist_mlp.nnd --weights "
      "fashion_mnist_mlp.safetensors -o mlp.o --header mlp.h\n"},
     {"sample", "usage: nnd sample FILE.nnd [--weights W] [--prompt TEXT] [--tokens N]\n"
-               "                  [--temperature T] [--top-k K] [--seed S]\n"
+               "                  [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
                "Generates text from a byte-level language model (x: [B, T] i32 -> [B, T, V]).\n\n"
                "  --weights W       the weights (default: the file `save` names)\n"
                "  --prompt TEXT     the text to continue (default a newline)\n"
@@ -62,6 +62,8 @@ static const Help helps[] = {
                "  --temperature T   divides the logits (default 1)\n"
                "  --top-k K         draw among the K likeliest bytes only\n"
                "  --seed S          the draws' seed (the same text for the same seed)\n"
+               "  --no-cache        a forward pass over the whole context per byte, instead\n"
+               "                    of one position with the key/value cache\n"
                "  --threads N, --interp\n\n"
                "example: nnd sample examples/gpt.nnd --prompt \"Q: \" --top-k 40\n"},
     {"check", "usage: nnd check FILE.nnd... [--verbose]\n"

@@ -19,7 +19,8 @@ static const char usage[] =
     "                  [--batch N] [--target TRIPLE --cpu NAME]: the model's forward (with\n"
     "                  --train, also the step) compiled ahead of time for the runtime alone\n"
     "  sample FILE [--weights W] [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]\n"
-    "                  [--seed S]: text from a byte-level language model (examples/gpt.nnd)\n"
+    "                  [--seed S] [--no-cache]: text from a byte-level language model "
+    "(examples/gpt.nnd)\n"
     "  check FILE...   parse and check (names, types, shapes); exit 1 on errors;\n"
     "                  --verbose: which models of a file without a train block were checked\n"
     "  graph FILE      print the forward/backward/update graph after simplification\n"
@@ -187,6 +188,8 @@ static int parse_args(int argc, char **argv, Options *o)
                 return cli_usage_error("%s needs a file name", a);
             o->output = next;
             i++;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o->no_cache = true;
         } else if (strcmp(a, "--interp") == 0) {
             o->interp = true;
         } else if (strcmp(a, "--time") == 0) {

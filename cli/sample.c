@@ -33,10 +33,13 @@ static int generate(Sampler *s, const Options *o)
         fprintf(stderr, "\nnnd: %s\n", err);
         return NND_EXIT_ERROR;
     }
-    fprintf(stderr,
-            "\n%lld bytes in %.2f s: %.2f ms per byte (a forward pass over the last %lld "
-            "bytes each; no key/value cache)\n",
-            (long long)made, dt, made ? 1e3 * dt / (double)made : 0.0, (long long)s->T);
+    fprintf(stderr, "\n%lld bytes in %.2f s: %.2f ms per byte ", (long long)made, dt,
+            made ? 1e3 * dt / (double)made : 0.0);
+    if (s->cache)
+        fprintf(stderr, "(the key/value cache: one position per byte)\n");
+    else
+        fprintf(stderr, "(a forward pass over the last %lld bytes each; no key/value cache: %s)\n",
+                (long long)s->T, s->why);
     return NND_EXIT_OK;
 }
 
@@ -62,8 +65,8 @@ static int sample_program(Program *p, Options *o)
         void **ema = model_eval_params(p, &m);
         double *hypers = program_hyper_values(p);
         Sampler s;
-        if (sampler_init(&s, p, &x, ema ? ema : m.param_ptrs, m.state_ptrs, hypers, pool, err,
-                         sizeof err)) {
+        if (sampler_init(&s, p, &x, ema ? ema : m.param_ptrs, m.state_ptrs, hypers, pool,
+                         !o->no_cache, err, sizeof err)) {
             rc = generate(&s, o);
             sampler_free(&s);
         } else {

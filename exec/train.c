@@ -221,7 +221,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     bool sampling = p->sample.every > 0 && o->progress, early = p->early.eval >= 0;
     if (sampling) {
         if (!sampler_init(&sh.s, p, x, r.eval_params ? r.eval_params : m->param_ptrs, m->state_ptrs,
-                          r.hypers, o->pool, err, errlen)) {
+                          r.hypers, o->pool, x->engine == ENGINE_JIT, err, errlen)) {
             run_free(&r, p->evals.n);
             return NND_EXIT_ERROR;
         }

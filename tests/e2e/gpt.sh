@@ -1,7 +1,8 @@
 #!/bin/sh
 # gpt.sh NND EXAMPLE WORK: the byte-level GPT trains on the fortunes (60 steps take
 # the validation loss from log(256) = 5.55 to below 3.1), saves its weights, and
-# `nnd sample` generates from them, the same bytes for the same seed.
+# `nnd sample` generates from them, the same bytes for the same seed, with the
+# key/value cache or without.
 set -u
 nnd=$1 example=$2 work=$3
 fail() { echo "FAIL: $*"; exit 1; }
@@ -24,7 +25,16 @@ grep -q "saved 52 parameters to gpt.safetensors" run.out || fail "no weights sav
 cat a.txt a.err
 [ "$(wc -c < a.txt)" -eq 43 ] || fail "sample: $(wc -c < a.txt) bytes, not 3 + 40"
 cmp -s a.txt b.txt || fail "the same seed gave different text"
-grep -q "ms per byte" a.err || fail "no time per byte"
+grep -q "ms per byte (the key/value cache" a.err || fail "no time per byte with the cache"
+# without the cache (a forward pass per byte): the same text while the context is
+# not full; past it (3 + 100 > T = 64) both make the bytes asked for
+"$nnd" sample "$example" --prompt "Q: " --tokens 40 --seed 7 --no-cache > n.txt 2> n.err ||
+    { cat n.err; fail "sample --no-cache"; }
+cat n.err
+cmp -s a.txt n.txt || fail "the cache changed the text"
+grep -q "no key/value cache: not asked for" n.err || fail "--no-cache: no time per byte"
+"$nnd" sample "$example" --prompt "Q: " --tokens 100 > l.txt 2> l.err || { cat l.err; fail "100 bytes"; }
+[ "$(wc -c < l.txt)" -eq 103 ] || fail "sample: $(wc -c < l.txt) bytes, not 3 + 100"
 "$nnd" sample "$example" --prompt "Q: " --tokens 40 --seed 8 > c.txt 2> /dev/null || fail "sample, seed 8"
 cmp -s a.txt c.txt && fail "another seed gave the same text"
 # a model that is not a language model cannot be sampled
