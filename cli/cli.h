@@ -34,6 +34,8 @@ typedef struct Options {
     double temperature; /* sample */
     int top_k; /* sample: --top-k K */
     bool no_cache; /* sample: --no-cache */
+    struct Dist *dist; /* run under mpirun: this process's rank (exec/dist.h), or NULL */
+    bool dist_collective; /* the run failed on every rank alike (no MPI_Abort needed) */
     int top; /* predict: --top K */
     bool metrics; /* predict */
     int64_t batch; /* predict, gradcheck: --batch N */

@@ -12,7 +12,7 @@ int cmd_check(Options *o)
     if (o->files.n == 0)
         return cli_usage_error("%s", "check needs at least one file");
     int rc = 0;
-    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, NULL, NULL, o->raw, NULL};
+    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, NULL, NULL, o->raw, NULL, false};
     for (int i = 0; i < o->files.n; i++) {
         Frontend fe;
         frontend_init(&fe);
@@ -88,7 +88,7 @@ int cmd_graph(Options *o)
     Frontend fe;
     frontend_init(&fe);
     SimplifyStats st = {0};
-    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, NULL, NULL, o->raw, &st};
+    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, NULL, NULL, o->raw, &st, false};
     Program *p = compile(&fe, o->files.v[0], NULL, &co);
     diags_print(&fe.diags, stderr);
     if (!p) {

@@ -243,8 +243,8 @@ static int parse_args(int argc, char **argv, Options *o)
 Program *cli_compile(Frontend *fe, const Options *o, const char *path, const char *opt_text,
                      const char *opt_name, bool data)
 {
-    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text, opt_name, o->raw,
-                         NULL};
+    CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text,
+                         opt_name, o->raw,         NULL,           o->dist != NULL};
     Program *p = compile(fe, path, NULL, &co);
     if (p && data && !program_load_data(p, &fe->diags)) {
         program_free(p);

@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "dist.h"
 #include "logger.h"
 #include "numerics.h"
 
@@ -107,7 +108,7 @@ static int finish_run(const Options *o, const Program *p, const Executable *x, c
             fputs(b.s, stdout);
         sb_free(&b);
     }
-    if (!p->save_path)
+    if (!p->save_path || to->rank != 0)
         return NND_EXIT_OK;
     char err[1024];
     if (!model_save(p, model, p->save_path, res->steps, err, sizeof err)) {
@@ -125,7 +126,20 @@ static int finish_run(const Options *o, const Program *p, const Executable *x, c
     return NND_EXIT_OK;
 }
 
-int cmd_run(Options *o)
+/* Under mpirun: what a distributed run cannot do yet, and the ranks' programs and
+ * settings compared.  False after printing why. */
+static bool dist_program(Options *o, const Program *p)
+{
+    char err[1024];
+    if (!dist_check_same(o->dist, p, err, sizeof err)) {
+        fprintf(stderr, "nnd: %s\n", err);
+        o->dist_collective = true; /* every rank found it */
+        return false;
+    }
+    return true;
+}
+
+static int run_one(Options *o)
 {
     if (o->files.n != 1)
         return cli_usage_error("%s", "run takes one file");
@@ -141,15 +155,16 @@ int cmd_run(Options *o)
     NndPool *pool = NULL;
     Model model;
     bool have_model = false;
-    if (!p || !program_load_data(p, &fe.diags))
+    if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
         goto done;
+    int rank = o->dist ? dist_rank(o->dist) : 0;
     NndErr werr;
     if (p->save_path && nnd_check_write_path(p->save_path, &werr) != 0) {
         /* before training, not after it: the trained weights would have nowhere to go */
         diag_error(&fe.diags, p->save_span, "cannot save there: %s", werr.msg);
         goto done;
     }
-    if (!remove_stale_temps(p))
+    if (rank == 0 && !remove_stale_temps(p))
         goto done;
     ExecOptions eo = {
         o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics, 0, false};
@@ -167,7 +182,8 @@ int cmd_run(Options *o)
     if (o->time)
         print_compile_time(&x, t_front);
     NndErr perr;
-    pool = nnd_pool_create(o->threads, &perr);
+    pool =
+        nnd_pool_create(o->threads || !o->dist ? o->threads : dist_default_threads(o->dist), &perr);
     if (!pool) {
         fprintf(stderr, "nnd: %s\n", perr.msg);
         goto done;
@@ -177,8 +193,13 @@ int cmd_run(Options *o)
         goto done;
     }
     have_model = true;
-    TrainOptions to = {
-        .pool = pool, .progress = stdout, .interactive = isatty(fileno(stdout)) != 0};
+    TrainOptions to = {.pool = pool,
+                       .progress = rank == 0 ? stdout : NULL,
+                       .interactive = isatty(fileno(stdout)) != 0 && !o->dist,
+                       .rank = rank,
+                       .ranks = o->dist ? dist_ranks(o->dist) : 1,
+                       .reduce = dist_reduce,
+                       .reduce_ctx = o->dist};
     if (o->resume) {
         char *used = NULL;
         if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, stderr, err, sizeof err)) {
@@ -189,13 +210,15 @@ int cmd_run(Options *o)
                (long long)program_total_steps(p));
         free(used);
     }
-    if (p->ckpt_dir && !checkpoint_check_dir(p, &to.resume, stderr, err, sizeof err)) {
+    if (o->dist)
+        dist_attach(o->dist, p, model.state_ptrs);
+    if (rank == 0 && p->ckpt_dir && !checkpoint_check_dir(p, &to.resume, stderr, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;
     }
     Logger lg;
     bool have_log = false;
-    if (p->log.dir) {
+    if (p->log.dir && rank == 0) {
         if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err,
                          sizeof err)) {
             fprintf(stderr, "nnd: %s\n", err);
@@ -247,5 +270,29 @@ done:
     diags_print(&fe.diags, stderr);
     program_free(p);
     frontend_free(&fe);
+    return rc;
+}
+
+int cmd_run(Options *o)
+{
+    if (!dist_launched())
+        return run_one(o);
+    char err[1024];
+    if (!(o->dist = dist_init(err, sizeof err))) {
+        fprintf(stderr, "nnd: %s\n", err);
+        return NND_EXIT_ERROR;
+    }
+    /* rank 0 alone prints; every rank reports errors */
+    if (dist_rank(o->dist) != 0 && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "nnd: rank %d: cannot silence its output\n", dist_rank(o->dist));
+    int rc = run_one(o);
+    fflush(stdout);
+    fflush(stderr);
+    /* an error of one rank (not found by all) stops the others, which would wait for
+     * it in the next all-reduce */
+    if (rc != NND_EXIT_OK && !o->dist_collective)
+        dist_abort(o->dist, rc);
+    dist_finish(o->dist, stdout);
+    o->dist = NULL;
     return rc;
 }

@@ -63,7 +63,7 @@ static const Ast *parse_opt_expr(Frontend *fe, const char *name, const char *tex
 
 bool compile_models(Frontend *fe, Module *m, const CompileOptions *o, StrBuf *report)
 {
-    ElabOptions eo = {o ? o->float_dtype : NND_F32, NULL, 0, NULL};
+    ElabOptions eo = {o ? o->float_dtype : NND_F32, NULL, 0, NULL, false};
     return elab_check_models(fe, m, &eo, report);
 }
 
@@ -73,7 +73,7 @@ Program *compile_module(Frontend *fe, Module *m, const CompileOptions *o)
     if (!o)
         o = &none;
     AstModule *keep = NULL;
-    ElabOptions eo = {o->float_dtype, o->overrides, o->noverrides, NULL};
+    ElabOptions eo = {o->float_dtype, o->overrides, o->noverrides, NULL, o->distributed};
     if (o->opt_text) {
         eo.opt_expr = parse_opt_expr(fe, o->opt_name ? o->opt_name : "--opt", o->opt_text, &keep);
         if (!eo.opt_expr) {

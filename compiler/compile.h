@@ -24,6 +24,9 @@ typedef struct CompileOptions {
     const char *opt_text, *opt_name;
     bool raw; /* leave the graph as elaboration made it (nnd graph --raw) */
     SimplifyStats *stats; /* filled in when not NULL */
+    /* data-parallel over ranks (exec/dist.h): the gradient sums of `accumulate` for
+     * any k, and the step that applies them (Program.apply_updates) */
+    bool distributed;
 } CompileOptions;
 
 /* Parses "NAME=VALUE" (`--set`): a number, true or false, or other text (a

@@ -139,10 +139,8 @@ static NodeId full_value(Dc *c, NodeId q)
     Shape line = {r, {0}};
     for (int i = 0; i < r; i++)
         line.d[i] = i == a ? sh.d[a] : 1;
-    Node iota = {.op = OP_TENSOR,
-                 .dtype = (uint8_t)ft,
-                 .shape = shape_make(1, &sh.d[a]),
-                 .pool = off};
+    Node iota = {
+        .op = OP_TENSOR, .dtype = (uint8_t)ft, .shape = shape_make(1, &sh.d[a]), .pool = off};
     NodeId it = mk1(c, OP_RESHAPE, graph_append(c->g, &iota), &line, ft);
     it = mk1(c, OP_BROADCAST, it, &sh, ft);
     NodeId pb = mk1(c, OP_BROADCAST, c->pos_f, &sh, ft);

@@ -26,6 +26,7 @@ typedef struct ElabOptions {
     Override *overrides;
     int noverrides;
     const Ast *opt_expr; /* replaces the train block's `opt = ...` (nnd compare), or NULL */
+    bool distributed; /* CompileOptions.distributed */
 } ElabOptions;
 
 /* Elaborates the train block of main.  Returns NULL after reporting errors.  The

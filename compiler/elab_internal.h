@@ -177,6 +177,7 @@ typedef struct Elab {
     VEC(CustomGrad) customs;
     bool too_big; /* the graph outgrew MAX_GRAPH_NODES: calls stop being elaborated */
     VEC(uint8_t) datadep; /* per node: depends on the data (el_depends_on_data) */
+    NodeVec accum_sums, accum_states; /* el_accumulate_gradients' sum + B * g, state */
     VEC(OuterProduct) outer;
 } Elab;
 
@@ -314,7 +315,11 @@ void el_mark_params(Elab *e, Value v, Span span, int *out_count, const char *wha
  * (sum + B * g) / n, n the group's samples (a run-time input), and zeroes the sum.
  * For a loss that is a mean over the batch this is the gradient of the whole
  * group's batch, whatever the sizes of its micro-batches. */
-void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n);
+/* The gradient sums of `accumulate` (or of a distributed program): gs[i] becomes
+ * (NAME.grad_sum + B * gs[i]) / samples; sums and states (when not NULL) get each
+ * parameter's sum + B * g node and its state node. */
+void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n,
+                             NodeVec *sums, NodeVec *states);
 /* clip_value = v: each gradient element into [-v, v]; then clip_norm = c: every
  * gradient times min(1, c / (norm + 1e-6)), norm over all the trainable parameters
  * together (torch.nn.utils.clip_grad_norm_).  Both are run-time hyper-parameters. */

@@ -215,7 +215,8 @@ void el_mark_params(Elab *e, Value v, Span span, int *out_count, const char *wha
     vec_free(&ps);
 }
 
-void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n)
+void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId *gs, int n,
+                             NodeVec *sums, NodeVec *states)
 {
     Program *p = e->p;
     /* layer state (batch norm's running statistics) moves on every micro-batch, as
@@ -238,6 +239,10 @@ void el_accumulate_gradients(Elab *e, const Ast *train, const int *which, NodeId
         NodeId sum =
             gb_binary_bc(e->g, OP_ADD, st, gb_binary_bc(e->g, OP_MUL, gs[i], b, span), span);
         Update more = {true, p->states.n - 1, gb_broadcast(e->g, sum, &ws, span)};
+        if (sums) {
+            vec_push(sums, sum);
+            vec_push(states, st);
+        }
         vec_push(&p->accum_updates, more);
         Update zero = {true, p->states.n - 1, gb_full(e->g, 0, dt, &ws, span)};
         vec_push(&p->updates, zero);

@@ -412,7 +412,8 @@ static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
         p->steps = 0;
     p->seed = (uint64_t)int_setting(e, s, train, "seed", 0, 0, NULL);
     p->accumulate = int_setting(e, s, train, "accumulate", 1, 1, NULL);
-    if (p->accumulate > 1) {
+    p->distributed = e->opts->distributed;
+    if (p->accumulate > 1 || p->distributed) {
         p->hyper_micro = p->hypers.n;
         el_new_hyper(e, "accumulate.micro", 0, train->span);
     }
@@ -638,6 +639,45 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
     return true;
 }
 
+/* Whether the value of root reads x or y (live: scratch, graph_count slots). */
+static bool reads_batch(Elab *e, NodeId root, bool *live)
+{
+    memset(live, 0, sizeof(bool) * (size_t)graph_count(e->g));
+    graph_mark_live(e->g, &root, 1, live);
+    return (e->p->x && live[e->p->x]) || (e->p->y && live[e->p->y]);
+}
+
+/* A distributed program's apply step: each update with the gradient sums (summed
+ * over the ranks) in place of sum + B * g, without the updates that still read the
+ * batch (layer states, which every micro-batch moves); the same for a log's
+ * statistics, which must not read the batch. */
+static void apply_updates(Elab *e, const Ast *train)
+{
+    Program *p = e->p;
+    int nu = p->updates.n, no = p->step_outputs.n;
+    NodeId *roots = xcalloc((size_t)(nu + no) + 1, sizeof(NodeId));
+    for (int i = 0; i < nu; i++)
+        roots[i] = p->updates.v[i].value;
+    for (int i = 0; i < no; i++)
+        roots[nu + i] = p->step_outputs.v[i].node;
+    graph_substitute(e->g, e->accum_sums.v, e->accum_states.v, e->accum_sums.n, roots, nu + no);
+    bool *live = xcalloc((size_t)graph_count(e->g), sizeof(bool));
+    for (int i = 0; i < nu; i++)
+        if (!reads_batch(e, roots[i], live))
+            vec_push(&p->apply_updates,
+                     ((Update){p->updates.v[i].is_state, p->updates.v[i].index, roots[i]}));
+    for (int i = 0; i < no; i++) {
+        if (reads_batch(e, roots[nu + i], live))
+            el_error(e, p->log.dir ? p->log.span : train->span,
+                     "under mpirun, the logged '%s' is computed from the batch, which the ranks "
+                     "split: not supported yet",
+                     p->step_outputs.v[i].name);
+        vec_push(&p->apply_outputs, roots[nu + i]);
+    }
+    free(live);
+    free(roots);
+}
+
 /* Gradients of the loss for the trainable parameters (accumulated and clipped
  * as the settings say), then each parameter's update rule, constraint and
  * average. */
@@ -657,8 +697,8 @@ static void train_updates(Elab *e, Scope *s, const Ast *train)
     e->g->phase = PHASE_BACKWARD;
     if (wrt.n)
         autodiff(e->g, p->loss, wrt.v, wrt.n, gs);
-    if (p->accumulate > 1)
-        el_accumulate_gradients(e, train, which.v, gs, wrt.n);
+    if (p->accumulate > 1 || p->distributed)
+        el_accumulate_gradients(e, train, which.v, gs, wrt.n, &e->accum_sums, &e->accum_states);
     el_clip_gradients(e, s, train, gs, wrt.n);
     for (int i = 0; i < which.n; i++)
         p->grads.v[which.v[i]] = gs[i];
@@ -999,6 +1039,8 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     for (int i = 0; i < train->list2.n; i++)
         if (train->list2.v[i]->kind == AST_LOG && strcmp(train->list2.v[i]->name, "log") == 0)
             elab_log(e, &s, train->list2.v[i]);
+    if (e->p->distributed && e->d->nerrors == settled)
+        apply_updates(e, train);
     e->g->phase = PHASE_FORWARD;
     train_evals(e, &s, train);
     train_early_stop(e, &s, train);
@@ -1031,6 +1073,8 @@ void el_end(Elab *e)
     p->custom_vjps = e->customs.n;
     vec_free(&e->customs);
     vec_free(&e->datadep);
+    vec_free(&e->accum_sums);
+    vec_free(&e->accum_states);
     vec_free(&e->outer);
     for (int i = 0; i < e->groups.n; i++)
         vec_free(&e->groups.v[i]->hypers);

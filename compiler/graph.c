@@ -944,6 +944,37 @@ bool graph_is_const(Graph *g, NodeId n, double *v)
 
 /* ---- printing ---- */
 
+void graph_substitute(Graph *g, const NodeId *from, const NodeId *to, int n, NodeId *roots,
+                      int nroots)
+{
+    int count = graph_count(g);
+    NodeId *map = calloc((size_t)count, sizeof(NodeId));
+    bool *live = calloc((size_t)count, sizeof(bool));
+    if (!map || !live)
+        nnd_fatal("out of memory");
+    for (int i = 0; i < n; i++)
+        map[from[i]] = to[i];
+    graph_mark_live(g, roots, nroots, live);
+    for (int id = 1; id < count; id++) {
+        if (!live[id] || map[id])
+            continue;
+        Node c = *graph_node(g, (NodeId)id);
+        bool changed = false;
+        for (int k = 0; k < c.nin; k++)
+            if (map[c.in[k]]) {
+                c.in[k] = map[c.in[k]];
+                changed = true;
+            }
+        if (changed)
+            map[id] = graph_append(g, &c);
+    }
+    for (int i = 0; i < nroots; i++)
+        if (roots[i] && roots[i] < (NodeId)count && map[roots[i]])
+            roots[i] = map[roots[i]];
+    free(map);
+    free(live);
+}
+
 void graph_mark_live(Graph *g, const NodeId *roots, int nroots, bool *live)
 {
     NodeId top = 0; /* inputs have smaller ids: nothing above the largest root is live */

@@ -181,6 +181,11 @@ bool graph_is_const(Graph *g, NodeId n, double *v);
 void graph_print(Graph *g, const NodeId *roots, int nroots, StrBuf *out, const SourceMap *sm);
 void graph_print_node(Graph *g, NodeId id, StrBuf *out);
 void graph_dot(Graph *g, const NodeId *roots, int nroots, StrBuf *out);
+/* Replaces node from[i] by to[i] (of the same shape and dtype) in the values of
+ * roots: the nodes between them are copied with the new inputs, roots[] rewritten
+ * in place; the old nodes stay for their other users. */
+void graph_substitute(Graph *g, const NodeId *from, const NodeId *to, int n, NodeId *roots,
+                      int nroots);
 /* Marks (live[id] = true) every node reachable from roots; live has graph_count slots. */
 void graph_mark_live(Graph *g, const NodeId *roots, int nroots, bool *live);
 

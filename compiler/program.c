@@ -70,6 +70,8 @@ void program_free(Program *p)
     vec_free(&p->grads);
     vec_free(&p->updates);
     vec_free(&p->accum_updates);
+    vec_free(&p->apply_updates);
+    vec_free(&p->apply_outputs);
     vec_free(&p->evals);
     graph_free(&p->g);
     ast_module_free(p->opt_ast);
@@ -175,6 +177,10 @@ void program_roots(Program *p, NodeRefVec *out)
         vec_push(out, &p->updates.v[i].value);
     for (int i = 0; i < p->accum_updates.n; i++)
         vec_push(out, &p->accum_updates.v[i].value);
+    for (int i = 0; i < p->apply_updates.n; i++)
+        vec_push(out, &p->apply_updates.v[i].value);
+    for (int i = 0; i < p->apply_outputs.n; i++)
+        vec_push(out, &p->apply_outputs.v[i]);
     for (int i = 0; i < p->evals.n; i++)
         for (int k = 0; k < p->evals.v[i].metrics.n; k++)
             vec_push(out, &p->evals.v[i].metrics.v[k].node);

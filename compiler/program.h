@@ -141,6 +141,14 @@ typedef struct Program {
      * micro-batch's step, whose rules see (grad_sum + B * g) / hyper_accum */
     VEC(Update) accum_updates;
     int64_t accumulate;
+    /* distributed (CompileOptions.distributed; accum_updates then exist for any k):
+     * every micro-batch runs accum_updates on the rank's part of it, the gradient
+     * sums are summed over the ranks, then apply_updates runs without data: the
+     * updates of `updates` with each gradient sum in place of sum + B * g (the
+     * layer states, which move with each micro-batch, left out) */
+    bool distributed;
+    VEC(Update) apply_updates;
+    VEC(NodeId) apply_outputs; /* the step outputs, from the gradient sums */
     int hyper_accum; /* the samples of the group, set by the trainer; -1 without */
     int hyper_micro; /* the micro-batch's place in its group (random draws use it) */
     VEC(EvalSpec) evals;

@@ -153,11 +153,31 @@ static void build_interp(Executable *x, Program *p, const ExecOptions *o)
         x->step_full_user = interp_step_fn(p, &full, 1 + p->step_outputs.n, o->check_numerics,
                                            p->updates.v, p->updates.n);
     }
-    if (p->accumulate > 1) {
+    if (p->accumulate > 1 || p->distributed) {
         step_roots(p, p->accum_updates.v, p->accum_updates.n, &accum);
         x->step_accum = interp_entry;
         x->step_accum_user =
             interp_step_fn(p, &accum, 1, o->check_numerics, p->accum_updates.v, p->accum_updates.n);
+    }
+    if (p->distributed) {
+        NodeVec apply = {0};
+        for (int i = 0; i < p->apply_updates.n; i++)
+            vec_push(&apply, p->apply_updates.v[i].value);
+        x->step_apply = interp_entry;
+        x->step_apply_user =
+            interp_step_fn(p, &apply, 0, o->check_numerics, p->apply_updates.v, p->apply_updates.n);
+        vec_free(&apply);
+        if (p->apply_outputs.n > 0) {
+            for (int i = 0; i < p->apply_outputs.n; i++)
+                vec_push(&apply, p->apply_outputs.v[i]);
+            for (int i = 0; i < p->apply_updates.n; i++)
+                vec_push(&apply, p->apply_updates.v[i].value);
+            x->step_apply_full = interp_entry;
+            x->step_apply_full_user =
+                interp_step_fn(p, &apply, p->apply_outputs.n, o->check_numerics, p->apply_updates.v,
+                               p->apply_updates.n);
+            vec_free(&apply);
+        }
     }
     for (int i = 0; i < p->evals.n; i++) {
         NodeVec r = {0};
@@ -216,9 +236,15 @@ static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_
         if (ok && p->step_outputs.n > 0)
             ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
                                p->updates.n, mb, check, err, errlen);
-        if (ok && p->accumulate > 1)
+        if (ok && (p->accumulate > 1 || p->distributed))
             ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n,
                                mb, check, err, errlen);
+        if (ok && p->distributed)
+            ok = schedule_step(&x->apply_sched, p, outs, 0, p->apply_updates.v, p->apply_updates.n,
+                               mb, check, err, errlen);
+        if (ok && p->distributed && p->apply_outputs.n > 0)
+            ok = schedule_step(&x->apply_full_sched, p, p->apply_outputs.v, p->apply_outputs.n,
+                               p->apply_updates.v, p->apply_updates.n, mb, check, err, errlen);
         free(outs);
         for (int i = 0; ok && i < p->evals.n; i++) {
             NodeVec r = {0};
@@ -247,8 +273,12 @@ static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFuncti
         fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
         if (p->step_outputs.n > 0)
             fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
-        if (p->accumulate > 1)
+        if (p->accumulate > 1 || p->distributed)
             fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
+        if (p->distributed)
+            fns[n++] = (CodegenFunction){"nnd_step_apply", &x->apply_sched, false, cn};
+        if (p->distributed && p->apply_outputs.n > 0)
+            fns[n++] = (CodegenFunction){"nnd_step_apply_full", &x->apply_full_sched, false, cn};
         for (int i = 0; i < p->evals.n; i++) {
             names[i] = xasprintf("nnd_eval%d", i);
             fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
@@ -267,6 +297,10 @@ static bool alloc_arena(Executable *x, char *err, size_t errlen)
         NND_MAX(x->step_sched.arena_bytes, x->step_full ? x->full_sched.arena_bytes : 0);
     if (x->step_accum && x->accum_sched.arena_bytes > x->arena_bytes)
         x->arena_bytes = x->accum_sched.arena_bytes;
+    if (x->step_apply && x->apply_sched.arena_bytes > x->arena_bytes)
+        x->arena_bytes = x->apply_sched.arena_bytes;
+    if (x->step_apply_full && x->apply_full_sched.arena_bytes > x->arena_bytes)
+        x->arena_bytes = x->apply_full_sched.arena_bytes;
     for (int i = 0; i < p->evals.n; i++)
         if (x->eval_scheds[i].arena_bytes > x->arena_bytes)
             x->arena_bytes = x->eval_scheds[i].arena_bytes;
@@ -284,9 +318,9 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
     if (!executable_plan(x, p, o, err, errlen))
         return false;
     int ne = p->evals.n;
-    CodegenFunction *fns = xcalloc((size_t)ne + 4, sizeof *fns);
+    CodegenFunction *fns = xcalloc((size_t)ne + 6, sizeof *fns);
     char **names = xcalloc((size_t)ne + 1, sizeof(char *));
-    void **addrs = xcalloc((size_t)ne + 4, sizeof(void *));
+    void **addrs = xcalloc((size_t)ne + 6, sizeof(void *));
     int nfns = codegen_list(x, o, fns, names);
     JitOptions jo = {o->keep_ir, o->opt_level};
     x->jit = jit_compile(&p->g, fns, nfns, &jo, addrs, err, errlen);
@@ -297,8 +331,12 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
             x->step = (NndStepFn)addrs[k++];
             if (p->step_outputs.n > 0)
                 x->step_full = (NndStepFn)addrs[k++];
-            if (p->accumulate > 1)
+            if (p->accumulate > 1 || p->distributed)
                 x->step_accum = (NndStepFn)addrs[k++];
+            if (p->distributed)
+                x->step_apply = (NndStepFn)addrs[k++];
+            if (p->distributed && p->apply_outputs.n > 0)
+                x->step_apply_full = (NndStepFn)addrs[k++];
             for (int i = 0; i < ne; i++)
                 x->evals[i] = (NndStepFn)addrs[k++];
         }
@@ -361,6 +399,8 @@ void executable_free(Executable *x)
         interp_fn_free(x->step_user);
         interp_fn_free(x->step_full_user);
         interp_fn_free(x->step_accum_user);
+        interp_fn_free(x->step_apply_user);
+        interp_fn_free(x->step_apply_full_user);
         for (int i = 0; x->eval_user && i < x->p->evals.n; i++)
             interp_fn_free(x->eval_user[i]);
         interp_fn_free(x->forward_user);
@@ -372,6 +412,10 @@ void executable_free(Executable *x)
             schedule_free(&x->full_sched);
         if (x->accum_sched.home)
             schedule_free(&x->accum_sched);
+        if (x->apply_sched.home)
+            schedule_free(&x->apply_sched);
+        if (x->apply_full_sched.home)
+            schedule_free(&x->apply_full_sched);
         for (int i = 0; x->eval_scheds && i < x->p->evals.n; i++)
             if (x->eval_scheds[i].home)
                 schedule_free(&x->eval_scheds[i]);

@@ -36,11 +36,16 @@ typedef struct Executable {
     void *step_full_user;
     NndStepFn step_accum; /* accumulate = k: a micro-batch that only adds its gradient */
     void *step_accum_user;
+    NndStepFn step_apply; /* distributed: the updates from the gradient sums, no data */
+    void *step_apply_user;
+    NndStepFn step_apply_full; /* the same writing a log's statistics to out[0..], or NULL */
+    void *step_apply_full_user;
     NndStepFn *evals; /* one per Program.evals */
     NndStepFn forward; /* NULL when the program has none */
     void *step_user, **eval_user, *forward_user;
     Jit *jit;
-    Schedule step_sched, *eval_scheds, forward_sched, full_sched, accum_sched;
+    Schedule step_sched, *eval_scheds, forward_sched, full_sched, accum_sched, apply_sched,
+        apply_full_sched;
     char *arena;
     int64_t arena_bytes;
     double compile_seconds;
@@ -60,7 +65,8 @@ bool executable_step_arena(Program *p, int64_t batch, int64_t *bytes, char *err,
  * empty; otherwise executable_free frees it.  Borrows p. */
 bool executable_plan(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen);
 /* Every planned function's schedule in full (schedule_dump), in the order they are
- * compiled: nnd_step, nnd_step_full, nnd_step_accum, nnd_eval<i>, nnd_forward. */
+ * compiled: nnd_step, nnd_step_full, nnd_step_accum, nnd_step_apply, nnd_eval<i>,
+ * nnd_forward. */
 void executable_dump(const Executable *x, StrBuf *out);
 /* A description of the step's kernels and memory plan. */
 void executable_describe(const Executable *x, StrBuf *out);

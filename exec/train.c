@@ -233,8 +233,18 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
         r.t.on_eval = hooks_eval;
         r.t.hook_ctx = &hooks;
     }
+    if (p->distributed) {
+        r.t.step_apply = x->step_apply;
+        r.t.user_apply = x->step_apply_user;
+        r.t.step_apply_full = x->step_apply_full;
+        r.t.user_apply_full = x->step_apply_full_user;
+        r.t.rank = o->rank;
+        r.t.ranks = o->ranks > 0 ? o->ranks : 1;
+        r.t.reduce = o->reduce;
+        r.t.reduce_ctx = o->reduce_ctx;
+    }
     CheckpointTarget ck = {p, m};
-    if (p->ckpt_dir) {
+    if (p->ckpt_dir && o->rank == 0) {
         r.t.checkpoint = checkpoint_hook;
         r.t.ckpt_ctx = &ck;
         r.t.ckpt_every = p->ckpt_every;
@@ -242,12 +252,15 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     }
     r.t.progress = o->progress;
     r.t.interactive = o->interactive;
-    char what[128];
+    char what[160];
     if (x->engine == ENGINE_JIT)
         snprintf(what, sizeof what, "compiled, %d thread%s", nnd_pool_threads(o->pool),
                  nnd_pool_threads(o->pool) == 1 ? "" : "s");
     else
         snprintf(what, sizeof what, "reference interpreter");
+    if (p->distributed)
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%s, %d ranks (MPI)",
+                 nnd_pool_threads(o->pool) == 1 ? "" : " each", r.t.ranks);
     r.t.what = what;
     r.t.profile = x->profile;
     NndErr e = {{0}};

@@ -36,6 +36,11 @@ typedef struct TrainOptions {
     NndEvalHook on_eval;
     void *hook_ctx;
     EarlyReport *early; /* optional: what early stopping did */
+    /* a distributed program (Program.distributed): this rank of `ranks` and the
+     * reduction of the gradient sums (exec/dist.h); only rank 0 writes checkpoints */
+    int rank, ranks;
+    int (*reduce)(void *ctx, double *vals, int n, NndErr *err);
+    void *reduce_ctx;
 } TrainOptions;
 
 /* Runs the program's training; result and messages in res/err.  Returns an exit

@@ -117,6 +117,45 @@ int64_t nnd_train_samples_per_epoch(int64_t samples, int64_t batch, int drop_las
     return drop_last && samples >= batch ? samples / batch * batch : samples;
 }
 
+/* After a data-parallel group: the loss sums and a stop flag summed over the ranks,
+ * then the update from the summed gradients (when no rank stopped).  Every rank
+ * then sees the group's loss, NaN when some rank's was; -1 when the reduction
+ * failed or another rank stopped on bad data. */
+static int apply_distributed(const NndTrainer *t, NndStepArgs *a, double *bout, int full,
+                             double *loss, int64_t m, NndErr *err)
+{
+    int bad = a->status || !isfinite(bout[0]);
+    double vals[2] = {*loss, bad};
+    if (t->reduce(t->reduce_ctx, vals, 2, err))
+        return -1;
+    *loss = vals[0];
+    bout[0] = vals[0] / (double)m;
+    if (bad)
+        return 0; /* this rank's own report follows */
+    if (vals[1] > 0 && isfinite(bout[0]))
+        return nnd_err(err, "another rank stopped on bad data (see its message)");
+    if (!isfinite(bout[0]))
+        return 0;
+    full = full && t->step_apply_full;
+    *a = (NndStepArgs){t->params,
+                       t->states,
+                       NULL,
+                       NULL,
+                       t->hypers,
+                       0,
+                       t->arena,
+                       bout + 1,
+                       t->pool,
+                       0,
+                       full ? t->user_apply_full : t->user_apply,
+                       NULL,
+                       0,
+                       0,
+                       0};
+    (full ? t->step_apply_full : t->step_apply)(a);
+    return 0;
+}
+
 int64_t nnd_train_steps_per_epoch(int64_t samples, int64_t batch, int64_t accumulate, int drop_last)
 {
     samples = nnd_train_samples_per_epoch(samples, batch, drop_last);
@@ -375,7 +414,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         t->hypers[t->h_step] = (double)step;
         t->hypers[t->h_epoch] = (double)epoch;
         t->hypers[t->h_t] = (double)(step + 1);
-        if (k > 1)
+        int dist = t->step_apply != NULL;
+        if (k > 1 || dist)
             t->hypers[t->h_accum] = (double)m;
         int last_in_epoch = in_epoch == per_epoch - 1 || step == total - 1;
         int full = t->step_full && t->full_every > 0 &&
@@ -386,10 +426,17 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
         for (int64_t j = 0; j < micro; j++) {
             int64_t start = first + j * t->batch;
             int64_t mj = group_end - start < t->batch ? group_end - start : t->batch;
-            nnd_dataset_gather(ds, b.idx + start, mj, b.x, b.y);
-            int last = j == micro - 1;
-            if (k > 1)
+            if (dist) { /* this rank's part of the micro-batch */
+                int64_t lo = mj * t->rank / t->ranks, hi = mj * (t->rank + 1) / t->ranks;
+                start += lo;
+                mj = hi - lo;
+            }
+            if (k > 1 || dist)
                 t->hypers[t->h_micro] = (double)j;
+            if (mj == 0)
+                continue;
+            nnd_dataset_gather(ds, b.idx + start, mj, b.x, b.y);
+            int last = j == micro - 1 && !dist;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
             void *user = !last ? t->user_accum : full ? t->user_full : t->user;
             a = (NndStepArgs){t->params, t->states, b.x,      b.y,
@@ -401,6 +448,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                 break;
             group_loss += bout[0] * (double)mj;
         }
+        if (dist && (rc = apply_distributed(t, &a, bout, full, &group_loss, m, err)))
+            break;
         double t1 = now();
         t_run += t1 - t0;
         samples += m;

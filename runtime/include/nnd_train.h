@@ -123,6 +123,19 @@ typedef struct NndTrainer {
     NndStepHook on_step; /* NULL: none */
     NndEvalHook on_eval;
     void *hook_ctx;
+    /* data-parallel (step_apply set): rank r of `ranks` takes the part
+     * [m r / ranks, m (r + 1) / ranks) of each micro-batch of m samples, every
+     * micro-batch runs step_accum (adding to the gradient sums), then reduce sums the
+     * gradient sums and vals[0..n) (the group's loss sum, a flag of a rank that
+     * stopped) over the ranks, then step_apply makes the update from the sums */
+    int rank, ranks;
+    NndStepFn step_apply;
+    void *user_apply;
+    NndStepFn step_apply_full; /* on the steps that run step_full: writes its nout - 1
+                                  scalars from out[1] */
+    void *user_apply_full;
+    int (*reduce)(void *ctx, double *vals, int n, NndErr *err); /* nonzero: failed (err) */
+    void *reduce_ctx;
 } NndTrainer;
 
 typedef struct NndTrainResult {

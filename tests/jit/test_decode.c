@@ -23,7 +23,7 @@
 
 #define GPT(CAUSAL, OUT)                                                                           \
     "use nn\nuse optim\nlet T = 8\n"                                                               \
-    "model Gpt(V = 256, C = 8, H = 2) {\n"                                                          \
+    "model Gpt(V = 256, C = 8, H = 2) {\n"                                                         \
     "    tok = Embedding(V, C, init = normal(0, 0.5))\n"                                           \
     "    pos = Embedding(T, C, init = normal(0, 0.5))\n"                                           \
     "    b1 = TransformerBlock(C, H, " CAUSAL ", init = normal(0, 0.5))\n"                         \
@@ -33,9 +33,9 @@
     "        h = b2(b1(tok(x) + pos(i32(arange(T)))))\n" OUT "    }\n"                             \
     "}\n"                                                                                          \
     "train {\n"                                                                                    \
-    "    data train = text(\"%s\", context = T)\n"                                                \
+    "    data train = text(\"%s\", context = T)\n"                                                 \
     "    net = Gpt()\n"                                                                            \
-    "    loss = cross_entropy(net(x), y)\n"                                                      \
+    "    loss = cross_entropy(net(x), y)\n"                                                        \
     "    opt = SGD(lr = 0.1)\n"                                                                    \
     "    batch = 1\n"                                                                              \
     "    steps = 1\n"                                                                              \
@@ -188,8 +188,9 @@ static void test_refused(void **state)
 {
     (void)state;
     Setup u;
-    setup(&u, "gpt.nnd", GPT("causal = true", "        h = h - mean(h, axis = 1, keepdims = true)\n"
-                                              "        matmul(lnf(h), transpose(tok.W))\n"),
+    setup(&u, "gpt.nnd",
+          GPT("causal = true", "        h = h - mean(h, axis = 1, keepdims = true)\n"
+                               "        matmul(lnf(h), transpose(tok.W))\n"),
           NND_F64);
     assert_null(u.s.cache);
     assert_non_null(strstr(u.s.why, "a reduction over the time axis"));
