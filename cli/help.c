@@ -26,6 +26,8 @@ static const Help helps[] = {
             "  --print-params    the trained parameters\n"
             "  --resume CKPT     continue from a checkpoint (a file, or a directory's newest)\n"
             "  --check-numerics  stop at the first op that makes NaN or Inf, and show it\n\n"
+            "Under mpirun (mpirun -np N nnd run FILE.nnd), data-parallel on N processes:\n"
+            "see docs/distributed.md.\n\n"
             "example: nnd run examples/fashion_mnist_mlp.nnd --set epochs=1 --time\n"},
     {"predict",
      "usage: nnd predict FILE.nnd [--weights W] (--data NAME | --input FILE [--labels FILE])\n"
