@@ -22,7 +22,7 @@ typedef enum BuiltinId {
 
 typedef enum BuiltinCtx { BCTX_ANY, BCTX_INIT, BCTX_DATA } BuiltinCtx;
 
-enum { BUILTIN_MAX_PARAMS = 7 };
+enum { BUILTIN_MAX_PARAMS = 10 };
 
 typedef struct BuiltinInfo {
     const char *name;

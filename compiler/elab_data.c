@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fnmatch.h>
 #include <glob.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -330,6 +331,45 @@ static bool data_literal(Elab *e, Value v, Span span, bool labels, NndTensor *ou
     return true;
 }
 
+/* flip = true, crop = p, noise = s (arguments 7, 8, 9 of idx and npy): image
+ * augmentation of float samples [H, W] or [C, H, W]. */
+static bool data_augment(Elab *e, DataSet *ds, Args *a, int id, Span span)
+{
+    Value *flip = el_barg(a, id, 7), *crop = el_barg(a, id, 8), *noise = el_barg(a, id, 9);
+    if (!flip && !crop && !noise)
+        return true;
+    bool f = false;
+    int64_t p = 0;
+    double sd = 0;
+    if ((flip && !el_bool_arg(e, flip, el_bspan(a, id, 7, span), "flip", false, &f)) ||
+        (crop && !el_to_int(e, *crop, el_bspan(a, id, 8, span), "crop", &p)) ||
+        (noise && !el_to_number(e, *noise, el_bspan(a, id, 9, span), "noise", &sd)))
+        return false;
+    int r = ds->x_rank;
+    if (r < 2 || r > 3 || !dtype_is_float(ds->x_dtype)) {
+        el_error(e, span,
+                 "flip, crop and noise change images: samples [H, W] or [C, H, W] of "
+                 "floats (give shape = [1, 28, 28]), not %d-D %s",
+                 r, dtype_name(ds->x_dtype));
+        return false;
+    }
+    int64_t h = ds->x_shape[r - 2], w = ds->x_shape[r - 1];
+    if (p < 0 || p >= h || p >= w) {
+        el_error(e, el_bspan(a, id, 8, span),
+                 "crop pads each side with that many zeros: from 0 to %lld here, got %lld",
+                 (long long)(h < w ? h : w) - 1, (long long)p);
+        return false;
+    }
+    if (!(sd >= 0) || !isfinite(sd)) {
+        el_error(e, el_bspan(a, id, 9, span), "noise is a standard deviation: 0 or more, got %g",
+                 sd);
+        return false;
+    }
+    ds->augmented = f || p > 0 || sd > 0;
+    ds->augment = (NndAugment){f, p, sd};
+    return true;
+}
+
 void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
 {
     DataSet ds = {0};
@@ -432,6 +472,8 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
         if (ok && ds.limit < ds.n)
             ds.n = ds.limit;
     }
+    if (ok && (id == BI_IDX || id == BI_NPY))
+        ok = data_augment(e, &ds, &a, id, src->span);
     if (!ok) {
         nnd_tensor_free(&ds.x);
         nnd_tensor_free(&ds.y);

@@ -448,6 +448,14 @@ static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
             return false;
         }
     }
+    for (int i = 0; i < p->data.n; i++)
+        if (p->data.v[i].augmented && i != p->train_data) {
+            el_error(e, p->data.v[i].span,
+                     "flip, crop and noise change the data set trained on, and '%s' is not "
+                     "trained on (evaluation reads data as it is)",
+                     p->data.v[i].name);
+            return false;
+        }
     DataSet *td = &p->data.v[p->train_data];
     p->sym_batch = graph_symbol(e->g, "B");
     {

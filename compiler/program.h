@@ -41,6 +41,10 @@ typedef struct DataSet {
     int npaths;
     double from, to;
     int64_t window, stride;
+    /* idx, npy: `flip`, `crop`, `noise`: what training steps do to the images
+     * (NndAugment); never on evaluation */
+    bool augmented;
+    NndAugment augment;
     /* per-sample shapes and dtypes, known after elaboration */
     int64_t n;
     NndDType x_dtype, y_dtype;

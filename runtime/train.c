@@ -68,6 +68,71 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
     }
 }
 
+/* One [H, W] plane of a sample, flipped and/or shifted by (dy, dx) with zeros
+ * brought in: out[i][j] = in[i + dy][flip ? W - 1 - (j + dx) : j + dx]. */
+#define AUGMENT_PLANE(T)                                                                           \
+    static void plane_##T(T *p, T *tmp, int64_t h, int64_t w, int flip, int64_t dy, int64_t dx)    \
+    {                                                                                              \
+        memcpy(tmp, p, sizeof(T) * (size_t)(h * w));                                               \
+        for (int64_t i = 0; i < h; i++)                                                            \
+            for (int64_t j = 0; j < w; j++) {                                                      \
+                int64_t si = i + dy, sj = j + dx;                                                  \
+                if (flip)                                                                          \
+                    sj = w - 1 - sj;                                                               \
+                p[i * w + j] = si >= 0 && si < h && sj >= 0 && sj < w ? tmp[si * w + sj] : 0;      \
+            }                                                                                      \
+    }
+AUGMENT_PLANE(float)
+AUGMENT_PLANE(double)
+
+void nnd_augment(const NndDataSet *ds, const uint32_t *idx, int64_t b, void *x, uint64_t seed,
+                 int64_t epoch)
+{
+    const NndAugment *a = ds->augment;
+    const NndTensor *t = ds->x;
+    if (!a || t->rank < 3)
+        return;
+    int64_t h = t->shape[t->rank - 2], w = t->shape[t->rank - 1], per = 1;
+    for (int i = 1; i < t->rank; i++)
+        per *= t->shape[i];
+    int64_t planes = per / (h * w);
+    int f64 = t->dtype == NND_F64;
+    void *tmp = malloc((size_t)(h * w) * (f64 ? sizeof(double) : sizeof(float)));
+    if (!tmp)
+        return;
+    uint64_t stream = 0xa06a3e47ull << 24 ^ (uint64_t)epoch;
+    for (int64_t s = 0; s < b; s++) {
+        uint64_t id = (uint64_t)idx[s] * 4;
+        int flip = a->flip && nnd_random_uniform(seed, stream, id) < 0.5;
+        int64_t dy = 0, dx = 0;
+        if (a->crop > 0) {
+            int64_t span = 2 * a->crop + 1;
+            dy = (int64_t)(nnd_random_uniform(seed, stream, id + 1) * (double)span) - a->crop;
+            dx = (int64_t)(nnd_random_uniform(seed, stream, id + 2) * (double)span) - a->crop;
+            dy = dy > a->crop ? a->crop : dy;
+            dx = dx > a->crop ? a->crop : dx;
+        }
+        for (int64_t c = 0; c < planes && (flip || dy || dx); c++) {
+            if (f64)
+                plane_double((double *)x + (s * per + c * h * w), tmp, h, w, flip, dy, dx);
+            else
+                plane_float((float *)x + (s * per + c * h * w), tmp, h, w, flip, dy, dx);
+        }
+        if (a->noise > 0) {
+            uint64_t ns = stream ^ 0x5eull << 56;
+            for (int64_t k = 0; k < per; k++) {
+                double z = a->noise * nnd_random_normal(
+                                          seed, ns, (uint64_t)idx[s] * (uint64_t)per + (uint64_t)k);
+                if (f64)
+                    ((double *)x)[s * per + k] += z;
+                else
+                    ((float *)x)[s * per + k] += (float)z;
+            }
+        }
+    }
+    free(tmp);
+}
+
 int nnd_step_counter_begin(const NndStepCounter *c, int64_t k, int64_t batch, double *hypers,
                            int h_step, int h_t, int h_micro, int h_accum)
 {
@@ -436,6 +501,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             if (mj == 0)
                 continue;
             nnd_dataset_gather(ds, b.idx + start, mj, b.x, b.y);
+            if (ds->augment)
+                nnd_augment(ds, b.idx + start, mj, b.x, t->seed, epoch);
             int last = j == micro - 1 && !dist;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
             void *user = !last ? t->user_accum : full ? t->user_full : t->user;

@@ -12,6 +12,20 @@
 extern "C" {
 #endif
 
+/* Random changes to each image a training step sees (train mode only; evaluation
+ * reads the data as it is): with flip, the image mirrored left-right with
+ * probability 1/2; with crop = p > 0, the image padded with p zeros on each side and
+ * an H x W window of it taken at a random place; with noise = s > 0, gaussian noise
+ * of standard deviation s added to every value.  x's samples are [H, W] or
+ * [C, H, W] floats.  The draws are the counter-based generator's at (seed, epoch,
+ * the sample's index in the data set), so a sample is changed the same way for any
+ * batch, thread count or number of ranks. */
+typedef struct NndAugment {
+    int flip;
+    int64_t crop;
+    double noise;
+} NndAugment;
+
 typedef struct NndDataSet {
     const char *name;
     const NndTensor *x, *y; /* [n, ...]: borrowed */
@@ -19,7 +33,12 @@ typedef struct NndDataSet {
      * sample i is the window x[i stride .. i stride + window) and its targets the
      * same window one token later */
     int64_t window, stride;
+    const NndAugment *augment; /* NULL: none */
 } NndDataSet;
+
+/* Applies ds->augment to the b samples of x gathered from rows idx[0..b). */
+void nnd_augment(const NndDataSet *ds, const uint32_t *idx, int64_t b, void *x, uint64_t seed,
+                 int64_t epoch);
 
 /* What a caller of compiled steps keeps between calls (libnnd, AOT sessions): the
  * updates done, and with `accumulate = k` the micro-batch's place in its group and

@@ -780,6 +780,95 @@ static void test_progress_silent(void **state)
 
 /* Fails allocation 1, 2, 3, ... of a run with evals: each failure is -1 with a message
  * and nothing left allocated, until the run succeeds. */
+/* Augmentation: each image mirrored or not, shifted within the crop with zeros
+ * brought in, noised with the asked deviation; the same bits whether the rows go
+ * in one call or two (any batch split, thread count or rank). */
+enum { AUG_N = 256, AUG_H = 3, AUG_W = 4, AUG_PER = 2 * AUG_H * AUG_W };
+
+static float aug_src(int s, int c, int i, int j)
+{
+    return (float)(1 + s % 7 + 10 * c + 100 * i + 1000 * j);
+}
+
+static void aug_run(const NndAugment *a, float *out, int split)
+{
+    int64_t shape[4] = {AUG_N, 2, AUG_H, AUG_W};
+    NndTensor t = {.dtype = NND_F32, .rank = 4};
+    memcpy(t.shape, shape, sizeof shape);
+    NndDataSet ds = {.name = "train", .x = &t, .augment = a};
+    uint32_t idx[AUG_N];
+    for (int s = 0; s < AUG_N; s++) {
+        idx[s] = (uint32_t)(AUG_N - 1 - s);
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < AUG_H; i++)
+                for (int j = 0; j < AUG_W; j++)
+                    out[s * AUG_PER + (c * AUG_H + i) * AUG_W + j] = aug_src((int)idx[s], c, i, j);
+    }
+    nnd_augment(&ds, idx, split, out, 7, 3);
+    nnd_augment(&ds, idx + split, AUG_N - split, out + split * AUG_PER, 7, 3);
+}
+
+static void test_augment(void **state)
+{
+    (void)state;
+    static float a[AUG_N * AUG_PER], b[AUG_N * AUG_PER];
+    NndAugment flip = {1, 0, 0}, crop = {0, 1, 0}, noise = {0, 0, 0.5}, all = {1, 1, 0.1};
+    aug_run(&flip, a, AUG_N);
+    int mirrored = 0;
+    for (int s = 0; s < AUG_N; s++) {
+        int src = AUG_N - 1 - s, same = 1, mirror = 1;
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < AUG_H; i++)
+                for (int j = 0; j < AUG_W; j++) {
+                    float v = a[s * AUG_PER + (c * AUG_H + i) * AUG_W + j];
+                    same &= v == aug_src(src, c, i, j);
+                    mirror &= v == aug_src(src, c, i, AUG_W - 1 - j);
+                }
+        assert_true(same || mirror);
+        mirrored += mirror;
+    }
+    assert_in_range(mirrored, AUG_N / 2 - 40, AUG_N / 2 + 40);
+    aug_run(&crop, a, AUG_N);
+    int shifts[9] = {0};
+    for (int s = 0; s < AUG_N; s++) {
+        int src = AUG_N - 1 - s, found = -1;
+        for (int dy = -1; dy <= 1 && found < 0; dy++)
+            for (int dx = -1; dx <= 1 && found < 0; dx++) {
+                int ok = 1;
+                for (int c = 0; c < 2; c++)
+                    for (int i = 0; i < AUG_H; i++)
+                        for (int j = 0; j < AUG_W; j++) {
+                            int si = i + dy, sj = j + dx;
+                            float want = si >= 0 && si < AUG_H && sj >= 0 && sj < AUG_W
+                                             ? aug_src(src, c, si, sj)
+                                             : 0;
+                            ok &= a[s * AUG_PER + (c * AUG_H + i) * AUG_W + j] == want;
+                        }
+                if (ok)
+                    found = (dy + 1) * 3 + dx + 1;
+            }
+        assert_true(found >= 0);
+        shifts[found]++;
+    }
+    for (int k = 0; k < 9; k++)
+        assert_true(shifts[k] > 5); /* every shift happens */
+    aug_run(&noise, a, AUG_N);
+    double sum = 0, sq = 0;
+    for (int s = 0; s < AUG_N; s++)
+        for (int k = 0; k < AUG_PER; k++) {
+            int c = k / (AUG_H * AUG_W), i = k / AUG_W % AUG_H, j = k % AUG_W;
+            double d = a[s * AUG_PER + k] - aug_src(AUG_N - 1 - s, c, i, j);
+            sum += d;
+            sq += d * d;
+        }
+    double n = AUG_N * AUG_PER, mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    assert_true(fabs(mean) < 0.05);
+    assert_true(fabs(sd - 0.5) < 0.05);
+    aug_run(&all, a, AUG_N);
+    aug_run(&all, b, 77);
+    assert_memory_equal(a, b, sizeof a);
+}
+
 static void test_allocation_failures(void **state)
 {
     long n;
@@ -842,13 +931,21 @@ static void test_allocation_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_total_steps),          cmocka_unit_test(test_batches_and_epochs),
-        cmocka_unit_test(test_zero_steps),           cmocka_unit_test(test_shuffle),
-        cmocka_unit_test(test_loss_average),         cmocka_unit_test(test_nonfinite),
-        cmocka_unit_test(test_step_status),          cmocka_unit_test(test_empty_data),
-        cmocka_unit_test(test_eval_schedule),        cmocka_unit_test(test_evaluate_average),
-        cmocka_unit_test(test_eval_status),          cmocka_unit_test(test_progress_plain),
-        cmocka_unit_test(test_progress_interactive), cmocka_unit_test(test_progress_silent),
+        cmocka_unit_test(test_augment),
+        cmocka_unit_test(test_total_steps),
+        cmocka_unit_test(test_batches_and_epochs),
+        cmocka_unit_test(test_zero_steps),
+        cmocka_unit_test(test_shuffle),
+        cmocka_unit_test(test_loss_average),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_step_status),
+        cmocka_unit_test(test_empty_data),
+        cmocka_unit_test(test_eval_schedule),
+        cmocka_unit_test(test_evaluate_average),
+        cmocka_unit_test(test_eval_status),
+        cmocka_unit_test(test_progress_plain),
+        cmocka_unit_test(test_progress_interactive),
+        cmocka_unit_test(test_progress_silent),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
