@@ -218,8 +218,8 @@ int64_t program_total_steps(const Program *p)
 
 NndDataSet dataset_view(const DataSet *ds)
 {
-    return (NndDataSet){ds->name, &ds->x, &ds->y, ds->window, ds->stride,
-                        ds->augmented ? &ds->augment : NULL};
+    return (NndDataSet){ds->name,   &ds->x,     &ds->y,
+                        ds->window, ds->stride, ds->augmented ? &ds->augment : NULL};
 }
 
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by)
