@@ -40,7 +40,7 @@ typedef enum AstKind {
     /* train statements */
     AST_DATA, /* name, a: source expression */
     AST_OPT_GROUP, /* a: target path, b: optimizer expression */
-    AST_FREEZE, /* list: paths */
+    AST_FREEZE, /* list: paths, list2: the paths `except` keeps trained */
     AST_EVERY, /* a: count or NULL, name: unit as written (step, steps, epoch, epochs) */
     AST_EVAL, /* name: data set, a: AST_EVERY, list: metrics (expressions or AST_KWARG) */
     AST_LOG, /* a: AST_EVERY, b: directory, list: items */

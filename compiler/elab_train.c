@@ -585,21 +585,79 @@ static void train_inference(Elab *e, Scope *s)
     e->training = true;
 }
 
+/* `freeze A, B except C, D`: the parameters of A and B, but those of C and D, are
+ * frozen; C and D must be inside A or B. */
+static void train_freeze(Elab *e, Scope *s, const Ast *st)
+{
+    Program *p = e->p;
+    bool *was = xcalloc((size_t)p->params.n + 1, sizeof(bool));
+    for (int i = 0; i < p->params.n; i++)
+        was[i] = p->params.v[i].frozen;
+    for (int k = 0; k < st->list.n; k++) {
+        int cnt;
+        el_mark_params(e, el_eval(e, s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze", -1);
+    }
+    for (int k = 0; k < st->list2.n; k++) {
+        IntVec ps = {0};
+        Value v = el_eval(e, s, st->list2.v[k]);
+        if (v.k == V_LAYER || v.k == V_LIST || (v.k == V_NODE && nd(e, v.node)->op == OP_PARAM))
+            el_value_params(e, &v, &ps, 0);
+        else if (v.k != V_ERR)
+            el_error(e, st->list2.v[k]->span, "except takes a layer or a parameter, not %s",
+                     el_kind_name(&v));
+        for (int i = 0; i < ps.n; i++) {
+            ParamInfo *pi = &p->params.v[ps.v[i]];
+            if (!pi->frozen || was[ps.v[i]]) {
+                el_error(e, st->list2.v[k]->span,
+                         "except keeps trained what this freeze would freeze, and '%s' is not "
+                         "in it",
+                         pi->name);
+                break;
+            }
+            pi->frozen = false;
+        }
+        vec_free(&ps);
+    }
+    free(was);
+}
+
+/* A layer whose parameters are all frozen keeps its state (batch norm's running
+ * statistics) as it is: the state's updates go.  The layer is the state's name
+ * without its last part (`bn` of `bn.running_mean`). */
+static void freeze_layer_states(Program *p)
+{
+    int kept = 0;
+    for (int u = 0; u < p->updates.n; u++) {
+        const Update *up = &p->updates.v[u];
+        bool fixed = false;
+        if (up->is_state && p->states.v[up->index].param < 0) {
+            const char *name = p->states.v[up->index].name, *dot = strrchr(name, '.');
+            size_t len = dot ? (size_t)(dot - name) : 0;
+            int mine = 0, frozen = 0;
+            for (int i = 0; dot && i < p->params.n; i++) {
+                const char *pn = p->params.v[i].name;
+                if (strncmp(pn, name, len) == 0 && pn[len] == '.' && !strchr(pn + len + 1, '.')) {
+                    mine++;
+                    frozen += p->params.v[i].frozen;
+                }
+            }
+            fixed = mine > 0 && frozen == mine;
+        }
+        if (!fixed)
+            p->updates.v[kept++] = *up;
+    }
+    p->updates.n = kept;
+}
+
 /* `freeze` statements, then the optimizers: the default `opt`, then the groups
  * (`opt net.fc2 = ...`; a later group wins).  False after errors. */
 static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
 {
     Program *p = e->p;
-    for (int i = 0; i < train->list2.n; i++) {
-        const Ast *st = train->list2.v[i];
-        if (st->kind != AST_FREEZE)
-            continue;
-        for (int k = 0; k < st->list.n; k++) {
-            int cnt;
-            el_mark_params(e, el_eval(e, s, st->list.v[k]), st->list.v[k]->span, &cnt, "freeze",
-                           -1);
-        }
-    }
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_FREEZE)
+            train_freeze(e, s, train->list2.v[i]);
+    freeze_layer_states(p);
     /* optimizers: the default, then groups (a later group wins) */
     const Ast *os = el_find_setting(train, "opt");
     const Ast *oexpr = e->opts->opt_expr ? e->opts->opt_expr : os->b;

@@ -947,6 +947,8 @@ static void check_train(Sema *s, const Ast *train)
         case AST_FREEZE:
             for (int k = 0; k < st->list.n; k++)
                 check_expr(s, st->list.v[k]);
+            for (int k = 0; k < st->list2.n; k++)
+                check_expr(s, st->list2.v[k]);
             break;
         case AST_EVAL: check_eval(s, st, data.v, data.n); break;
         case AST_LOG: check_log(s, st); break;

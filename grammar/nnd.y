@@ -126,7 +126,8 @@ stmt
     | IDENT path '=' expr       { $$ = node(ls, AST_OPT_GROUP, @$, $2, $4, NULL);
                                   $$->name = $1; }
     | KW_DATA dataname '=' expr { $$ = named(ls, AST_DATA, @$, $2); $$->a = $4; }
-    | KW_FREEZE exprs           { $$ = node(ls, AST_FREEZE, @$, NULL, NULL, NULL); $$->list = $2; }
+    | KW_FREEZE exprs except    { $$ = node(ls, AST_FREEZE, @$, NULL, NULL, NULL); $$->list = $2;
+                                  $$->list2 = $3; }
     | KW_EVAL dataname every ':' args
                                 { $$ = named(ls, AST_EVAL, @$, $2); $$->a = $3; $$->list = $5; }
     | IDENT every KW_TO expr ':' args

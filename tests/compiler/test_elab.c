@@ -521,6 +521,49 @@ static void test_split(void **state)
     compiled_free(c);
 }
 
+/* `freeze net except net.head`: everything but the head frozen; the frozen batch
+ * norm's running statistics get no update; except outside the freeze is an error. */
+#define FREEZE_SRC(STMT)                                                                           \
+    "use nn\nuse optim\nmodel Net {\n"                                                             \
+    "    body = Sequential([Dense(4, 8), BatchNorm(8), relu])\n"                                   \
+    "    head = Dense(8, 2)\n"                                                                     \
+    "    fn forward(x: [B, 4]) = head(body(x))\n}\n"                                               \
+    "train {\n    data train = tensors(x = [[0, 1, 2, 3], [1, 2, 3, 4]], y = i32([0, 1]))\n"       \
+    "    net = Net()\n    loss = cross_entropy(net(x), y)\n    opt = SGD(lr = 0.1)\n"              \
+    "    " STMT "\n    batch = 2\n}\n"
+
+static int state_updates(const Program *p)
+{
+    int n = 0;
+    for (int u = 0; u < p->updates.n; u++)
+        n += p->updates.v[u].is_state && p->states.v[p->updates.v[u].index].param < 0;
+    return n;
+}
+
+static void test_freeze_except(void **state)
+{
+    (void)state;
+    Compiled *c = compile_src(FREEZE_SRC("freeze net except net.head"));
+    assert_non_null(c->p);
+    for (int i = 0; i < c->p->params.n; i++) {
+        const ParamInfo *pi = &c->p->params.v[i];
+        bool head = strncmp(pi->name, "head.", 5) == 0;
+        assert_int_equal(pi->frozen, !head);
+        assert_int_equal(c->p->grads.v[i] != 0, head);
+    }
+    assert_int_equal(state_updates(c->p), 0); /* batch norm's statistics stay */
+    compiled_free(c);
+    c = compile_src(FREEZE_SRC("freeze net.head"));
+    assert_non_null(c->p);
+    assert_int_equal(state_updates(c->p), 2); /* running mean and variance move */
+    compiled_free(c);
+    c = compile_src(FREEZE_SRC("freeze net.body except net.head"));
+    assert_null(c->p);
+    assert_non_null(strstr(c->diag, "except keeps trained what this freeze would freeze, and "
+                                    "'head.W' is not in it"));
+    compiled_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_functions),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_freeze_except),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
