@@ -25,6 +25,8 @@ static const Help helps[] = {
             "  --profile         where each step's time goes, kernel by kernel\n"
             "  --print-params    the trained parameters\n"
             "  --resume CKPT     continue from a checkpoint (a file, or a directory's newest)\n"
+            "  --name NAME       the run's subdirectory of the `log` directory (default: the\n"
+            "                    date and time it starts; resumed: the newest run)\n"
             "  --check-numerics  stop at the first op that makes NaN or Inf, and show it\n\n"
             "Under mpirun (mpirun -np N nnd run FILE.nnd), data-parallel on N processes:\n"
             "see docs/distributed.md.\n\n"
@@ -116,9 +118,11 @@ static const Help helps[] = {
                 "Each update rule as formulas after expansion and simplification, and its\n"
                 "memory traffic per parameter.\n\n"
                 "example: nnd explain examples/fashion_mnist_mlp.nnd\n"},
-    {"plot", "usage: nnd plot DIR [-o FILE.svg]\n"
-             "Draws the scalars a `log` statement wrote to DIR/metrics.csv (default output\n"
-             "DIR/plot.svg).\n\n"
+    {"plot", "usage: nnd plot DIR... [-o FILE.svg]\n"
+             "Draws the scalars a `log` statement wrote, one panel per family (default output\n"
+             "DIR/plot.svg).  A DIR holding metrics.csv is one run; a log directory holds a\n"
+             "run per subdirectory, and its runs (and those of every DIR) are overlaid, each\n"
+             "labeled with its name.  Outliers are drawn at the axis' edge, with a note.\n\n"
              "example: nnd plot runs/fashion_mnist_mlp\n"},
     {"parse", "usage: nnd parse FILE.nnd\n"
               "Prints the syntax tree.\n\n"

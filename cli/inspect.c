@@ -183,13 +183,14 @@ int cmd_gradcheck(Options *o)
     return cli_on_program(o, true, gradcheck);
 }
 
-/* nnd plot DIR [-o FILE.svg]: a log directory's metrics.csv drawn (plot.c). */
+/* nnd plot DIR... [-o FILE.svg]: the runs' metrics.csv drawn, overlaid (plot.c). */
 int cmd_plot(Options *o)
 {
-    if (o->files.n != 1)
-        return cli_usage_error("%s", "plot takes one log directory");
+    if (o->files.n < 1)
+        return cli_usage_error("%s", "plot takes a log directory (or several)");
     char err[1024], used[1024];
-    if (plot_metrics(o->files.v[0], o->output, used, sizeof used, err, sizeof err) != 0) {
+    if (plot_metrics((const char *const *)o->files.v, o->files.n, o->output, used, sizeof used, err,
+                     sizeof err) != 0) {
         fprintf(stderr, "nnd: plot: %s\n", err);
         return NND_EXIT_ERROR;
     }

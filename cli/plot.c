@@ -6,11 +6,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "plot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nnd_runtime.h"
 #include "util.h"
@@ -21,8 +23,10 @@ typedef struct Point {
 
 typedef struct Series {
     char *tag;
+    char *label; /* the legend's: the tag, or "run: tag" when runs are overlaid */
     VEC(Point) pts;
 } Series;
+typedef VEC(Series) SeriesVec;
 
 typedef struct Panel {
     const char *title;
@@ -118,15 +122,48 @@ static double tick_step(double lo, double hi)
 
 enum { MAX_TICKS = 20 }; /* tick_step gives about 5; the bound only guards the loops */
 
+enum { LEGEND_W = 260, LEGEND_LINES = 15 };
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Outliers: when the values span more than 4 times what their 5th to 95th
+ * percentiles do (a bias's update ratio of 1e10 at step 1), the axis shows those
+ * percentiles widened by half their span each way, and the values off it are drawn
+ * at its edge.  Their count, or 0 (*lo, *hi unchanged). */
+static int clip_range(double *v, int n, double *lo, double *hi)
+{
+    if (n < 20)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    double q1 = v[n / 20], q99 = v[n - 1 - n / 20], span = q99 - q1;
+    if (!(span > 0) || *hi - *lo <= 4 * span)
+        return 0;
+    double a = q1 - span / 2, b = q99 + span / 2;
+    int off = 0;
+    for (int i = 0; i < n; i++)
+        off += v[i] < a || v[i] > b;
+    if (off == 0)
+        return 0;
+    *lo = fmax(*lo, a);
+    *hi = fmin(*hi, b);
+    return off;
+}
+
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
 static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0, double y0,
                        double w, double h)
 {
-    const double left = 70, right = 10, top = 28, bottom = 40;
+    /* the legend goes right of the plot, never over a curve */
+    const double left = 70, right = 10 + LEGEND_W, top = 28, bottom = 40;
     double pw = w - left - right, ph = h - top - bottom;
     double smin = INFINITY, smax = -INFINITY, vmin = INFINITY, vmax = -INFINITY;
+    VEC(double) vals = {0};
     for (int k = 0; k < pn->series.n; k++) {
         const Series *s = &ser[pn->series.v[k]];
         for (int i = 0; i < s->pts.n; i++) {
@@ -139,8 +176,11 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
             smax = fmax(smax, x);
             vmin = fmin(vmin, v);
             vmax = fmax(vmax, v);
+            vec_push(&vals, v);
         }
     }
+    int clipped = clip_range(vals.v, vals.n, &vmin, &vmax);
+    vec_free(&vals);
     sb_printf(b, "<g transform=\"translate(%.1f,%.1f)\">\n", x0, y0);
     sb_printf(b, "<text x=\"%.1f\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", left);
     svg_text(b, pn->title);
@@ -167,7 +207,7 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
     vmin -= pad;
     vmax += pad;
 #define SX(s) (left + ((s)-smin) / (smax - smin) * pw)
-#define SY(v) (top + ph - ((v)-vmin) / (vmax - vmin) * ph)
+#define SY(v) (top + ph - (fmin(fmax(v, vmin), vmax) - vmin) / (vmax - vmin) * ph)
     /* value ticks: decades on a log axis */
     double vt = pn->log ? fmax(1, round(tick_step(vmin, vmax))) : tick_step(vmin, vmax);
     double v0 = ceil(vmin / vt) * vt;
@@ -207,7 +247,7 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
                       "stroke-dasharray=\"4,3\"/>\n",
                       SX(mx), SX(mx), top, top + ph);
     }
-    int nlegend = pn->series.n > 10 ? 11 : pn->series.n;
+    int nlegend = pn->series.n > LEGEND_LINES ? LEGEND_LINES + 1 : pn->series.n;
     for (int k = 0; k < pn->series.n; k++) {
         const Series *s = &ser[pn->series.v[k]];
         const char *color = palette[k % (int)NND_ARRAY_LEN(palette)];
@@ -235,30 +275,29 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
                 sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x),
                           SY(v), color);
         }
-        /* the legend, top right on a white box, one line a series (the first 10) */
-        if (k == pn->series.n - 1) {
-            sb_printf(b,
-                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"186\" height=\"%d\" fill=\"white\" "
-                      "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
-                      left + pw - 194, top + 4, 14 * nlegend + 6);
-            for (int j = 0; j < nlegend; j++) {
-                const char *cj = palette[j % (int)NND_ARRAY_LEN(palette)];
-                double ly = top + 18 + 14 * j;
-                if (j == 10) {
-                    sb_printf(b,
-                              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">and %d more</text>\n",
-                              left + pw - 176, ly, pn->series.n - 10);
-                    break;
-                }
-                sb_printf(b,
-                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n",
-                          left + pw - 190, ly - 4, cj);
-                sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", left + pw - 176, ly);
-                svg_text(b, ser[pn->series.v[j]].tag);
-                sb_puts(b, "</text>\n");
-            }
-        }
     }
+    /* the legend, right of the plot, one line a series (the first LEGEND_LINES) */
+    double lx = left + pw + 10;
+    for (int j = 0; j < nlegend; j++) {
+        const char *cj = palette[j % (int)NND_ARRAY_LEN(palette)];
+        double ly = top + 10 + 14 * j;
+        if (j == LEGEND_LINES) {
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">and %d more</text>\n",
+                      lx + 14, ly, pn->series.n - LEGEND_LINES);
+            break;
+        }
+        sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n", lx,
+                  ly - 4, cj);
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", lx + 14, ly);
+        svg_text(b, ser[pn->series.v[j]].label ? ser[pn->series.v[j]].label
+                                               : ser[pn->series.v[j]].tag);
+        sb_puts(b, "</text>\n");
+    }
+    if (clipped)
+        sb_printf(b,
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#a33\">%d value%s off the "
+                  "axis, drawn at its edge</text>\n",
+                  left + pw, 18.0, clipped, clipped == 1 ? "" : "s");
 #undef SX
 #undef SY
     sb_puts(b, "</g>\n");
@@ -273,13 +312,15 @@ static bool write_atomic(const char *path, const char *data, size_t len, char *e
     return false;
 }
 
-int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen)
+/* The rows of a metrics.csv read from f (named csv in messages) added to ser, each
+ * series labeled "run: tag" when run is not NULL.  0, or -1 with a message. */
+static int read_csv(const char *csv, FILE *f, const char *run, SeriesVec *ser, char *err,
+                    size_t errlen)
 {
-    VEC(Series) ser = {0};
     char *line = NULL;
     size_t cap = 0;
     long lineno = 0;
-    int rc = 0;
+    int rc = 0, first = ser->n;
     while (getline(&line, &cap, f) > 0) {
         lineno++;
         if (lineno == 1) {
@@ -302,81 +343,176 @@ int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t er
             rc = -1;
             break;
         }
-        int k = 0;
-        while (k < ser.n && strcmp(ser.v[k].tag, tag))
+        int k = first;
+        while (k < ser->n && strcmp(ser->v[k].tag, tag))
             k++;
-        if (k == ser.n) {
-            Series s = {xstrdup(tag), {0}};
-            vec_push(&ser, s);
+        if (k == ser->n) {
+            Series sr = {xstrdup(tag), run ? xasprintf("%s: %s", run, tag) : NULL, {0}};
+            vec_push(ser, sr);
         }
-        Point p = {step, value};
-        vec_push(&ser.v[k].pts, p);
+        Point pt = {step, value};
+        vec_push(&ser->v[k].pts, pt);
     }
     free(line);
-    if (rc == 0 && ser.n == 0) {
+    if (rc == 0 && ser->n == first) {
         snprintf(err, errlen, "%s holds no scalars", csv);
         rc = -1;
     }
-    if (rc == 0) {
-        Panel panels[PANELS] = {{0}};
-        int used = 0;
-        for (int i = 0; i < PANELS; i++) {
-            panels[i].title = panel_title[i];
-            panels[i].log = panel_log[i];
-            panels[i].mark = NAN;
-        }
-        for (int k = 0; k < ser.n; k++)
-            vec_push(&panels[panel_of(ser.v[k].tag)].series, k);
-        for (int i = 0; i < PANELS; i++)
-            used += panels[i].series.n > 0;
-        const double pw = 560, ph = 300;
-        int rows = (used + 1) / 2;
-        StrBuf b = {0};
-        sb_printf(&b,
-                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                  "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" "
-                  "fill=\"white\"/>\n",
-                  2 * pw, rows * ph + 30);
-        sb_puts(&b, "<text x=\"10\" y=\"20\" font-size=\"13\" fill=\"#444\">");
-        svg_text(&b, csv);
-        sb_puts(&b, "</text>\n");
-        int at = 0;
-        for (int i = 0; i < PANELS; i++) {
-            if (!panels[i].series.n)
-                continue;
-            draw_panel(&b, &panels[i], ser.v, (at % 2) * pw, 30 + (at / 2) * ph, pw, ph);
-            at++;
-        }
-        sb_puts(&b, "</svg>\n");
-        *out = b;
-        for (int i = 0; i < PANELS; i++)
-            vec_free(&panels[i].series);
-    }
-    for (int k = 0; k < ser.n; k++) {
-        free(ser.v[k].tag);
-        vec_free(&ser.v[k].pts);
-    }
-    vec_free(&ser);
     return rc;
 }
 
-int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
-                 size_t errlen)
+/* The series drawn as one SVG document: a panel per family of tags. */
+static void render(const char *title, const SeriesVec *ser, StrBuf *out)
+{
+    Panel panels[PANELS] = {{0}};
+    int used = 0;
+    for (int i = 0; i < PANELS; i++) {
+        panels[i].title = panel_title[i];
+        panels[i].log = panel_log[i];
+        panels[i].mark = NAN;
+    }
+    for (int k = 0; k < ser->n; k++)
+        vec_push(&panels[panel_of(ser->v[k].tag)].series, k);
+    for (int i = 0; i < PANELS; i++)
+        used += panels[i].series.n > 0;
+    const double pw = 560 + LEGEND_W, ph = 300;
+    int rows = (used + 1) / 2;
+    StrBuf b = {0};
+    sb_printf(&b,
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+              "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" "
+              "fill=\"white\"/>\n",
+              2 * pw, rows * ph + 30);
+    sb_puts(&b, "<text x=\"10\" y=\"20\" font-size=\"13\" fill=\"#444\">");
+    svg_text(&b, title);
+    sb_puts(&b, "</text>\n");
+    int at = 0;
+    for (int i = 0; i < PANELS; i++) {
+        if (!panels[i].series.n)
+            continue;
+        draw_panel(&b, &panels[i], ser->v, (at % 2) * pw, 30 + (at / 2) * ph, pw, ph);
+        at++;
+    }
+    sb_puts(&b, "</svg>\n");
+    *out = b;
+    for (int i = 0; i < PANELS; i++)
+        vec_free(&panels[i].series);
+}
+
+static void series_free(SeriesVec *ser)
+{
+    for (int k = 0; k < ser->n; k++) {
+        free(ser->v[k].tag);
+        free(ser->v[k].label);
+        vec_free(&ser->v[k].pts);
+    }
+    vec_free(ser);
+}
+
+int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen)
+{
+    SeriesVec ser = {0};
+    int rc = read_csv(csv, f, NULL, &ser, err, errlen);
+    if (rc == 0)
+        render(csv, &ser, out);
+    series_free(&ser);
+    return rc;
+}
+
+static bool has_metrics(const char *dir)
 {
     char *csv = xasprintf("%s/metrics.csv", dir);
-    FILE *f = fopen(csv, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s (a train block's `log ... to \"%s\"` writes it)",
-                 csv, strerror(errno), dir);
+    bool yes = access(csv, R_OK) == 0;
+    free(csv);
+    return yes;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The runs of dir: dir itself when it holds a metrics.csv, else its subdirectories
+ * that do (a log directory of runs), in name order. */
+typedef VEC(char *) PathVec;
+static void find_runs(const char *dir, PathVec *runs)
+{
+    if (has_metrics(dir)) {
+        vec_push(runs, xstrdup(dir));
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    int first = runs->n;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *sub = xasprintf("%s/%s", dir, e->d_name);
+        if (has_metrics(sub))
+            vec_push(runs, sub);
+        else
+            free(sub);
+    }
+    closedir(d);
+    qsort(runs->v + first, (size_t)(runs->n - first), sizeof(char *), cmp_str);
+}
+
+/* A run's name in a legend: its path without the log directory given. */
+static const char *run_name(const char *run, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (strncmp(run, dir, n) == 0 && run[n] == '/')
+        return run + n + 1;
+    return run;
+}
+
+int plot_metrics(const char *const *dirs, int ndirs, const char *out_path, char *out_used,
+                 size_t out_len, char *err, size_t errlen)
+{
+    PathVec runs = {0};
+    IntVec from = {0};
+    for (int i = 0; i < ndirs; i++) {
+        int before = runs.n;
+        find_runs(dirs[i], &runs);
+        if (runs.n == before) {
+            snprintf(err, errlen,
+                     "%s holds no metrics.csv, nor do its subdirectories (a train block's `log "
+                     "... to \"%s\"` writes one per run)",
+                     dirs[i], dirs[i]);
+            vec_free(&from);
+            for (int k = 0; k < runs.n; k++)
+                free((char *)runs.v[k]);
+            vec_free(&runs);
+            return -1;
+        }
+        while (from.n < runs.n)
+            vec_push(&from, i);
+    }
+    SeriesVec ser = {0};
+    int rc = 0;
+    for (int k = 0; k < runs.n && rc == 0; k++) {
+        char *csv = xasprintf("%s/metrics.csv", runs.v[k]);
+        FILE *f = fopen(csv, "r");
+        if (!f) {
+            snprintf(err, errlen, "cannot open %s: %s", csv, strerror(errno));
+            rc = -1;
+        } else {
+            const char *name = runs.n > 1 ? run_name(runs.v[k], dirs[from.v[k]]) : NULL;
+            rc = read_csv(csv, f, name, &ser, err, errlen);
+            fclose(f);
+        }
         free(csv);
-        return -1;
     }
     StrBuf b = {0};
-    int rc = plot_metrics_svg(csv, f, &b, err, errlen);
-    fclose(f);
     if (rc == 0) {
-        char *path = out_path ? xstrdup(out_path) : xasprintf("%s/plot.svg", dir);
+        char *title = runs.n > 1 ? xasprintf("%d runs of %s", runs.n, dirs[0])
+                                 : xasprintf("%s/metrics.csv", runs.v[0]);
+        render(title, &ser, &b);
+        free(title);
+        char *path = out_path ? xstrdup(out_path) : xasprintf("%s/plot.svg", dirs[0]);
         if (write_atomic(path, b.s, b.len, err, errlen))
             snprintf(out_used, out_len, "%s", path);
         else
@@ -384,7 +520,11 @@ int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t o
         free(path);
     }
     sb_free(&b);
-    free(csv);
+    series_free(&ser);
+    for (int k = 0; k < runs.n; k++)
+        free((char *)runs.v[k]);
+    vec_free(&runs);
+    vec_free(&from);
     return rc;
 }
 
@@ -395,6 +535,7 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
     Panel pn = {title, false, logx, xlabel, mark, {0}};
     for (int k = 0; k < nlines; k++) {
         ser[k].tag = (char *)lines[k].name;
+        ser[k].label = NULL;
         for (int i = 0; i < lines[k].n; i++) {
             Point p = {lines[k].x[i], lines[k].y[i]};
             vec_push(&ser[k].pts, p);

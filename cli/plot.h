@@ -22,10 +22,12 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
  * document into *out.  0, or -1 with a message naming the file and the line and
  * *out left empty.  (A fuzz target: tests/fuzz/fuzz_metrics_csv.c.) */
 int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen);
-/* The scalars of DIR/metrics.csv (what a `log` statement writes) drawn to out_path
- * (NULL: DIR/plot.svg), atomically; the path used goes to out_used.  0, or -1 with
- * a message naming the file and the line. */
-int plot_metrics(const char *dir, const char *out_path, char *out_used, size_t out_len, char *err,
-                 size_t errlen);
+/* The scalars of each run's metrics.csv (what a `log` statement writes) drawn to
+ * out_path (NULL: DIRS[0]/plot.svg), atomically, overlaid when there are several; the
+ * path used goes to out_used.  A directory is a run when it holds a metrics.csv,
+ * else each of its subdirectories that holds one is.  0, or -1 with a message naming
+ * the file and the line. */
+int plot_metrics(const char *const *dirs, int ndirs, const char *out_path, char *out_used,
+                 size_t out_len, char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,13 @@
 /* run: `nnd run`, training a program's train block: compile, build the step, set up
  * the model (or resume it from a checkpoint), the log and the pool, train, report,
  * save. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -139,10 +143,83 @@ static bool dist_program(Options *o, const Program *p)
     return true;
 }
 
+/* Where the run's outputs go, as absolute paths: they are relative to the working
+ * directory (data paths are relative to the .nnd file; docs/language.md). */
+static void print_outputs(const Program *p, const char *log_file)
+{
+    char cwd[4096];
+    if (!(p->save_path || p->ckpt_dir || log_file) || !getcwd(cwd, sizeof cwd))
+        return;
+    const char *what[3] = {"save", "checkpoints", "log"};
+    const char *path[3] = {p->save_path, p->ckpt_dir, log_file};
+    printf("outputs:");
+    for (int i = 0, n = 0; i < 3; i++) {
+        if (!path[i])
+            continue;
+        const char *slash = strrchr(path[i], '/');
+        size_t dir = i == 2 && slash ? (size_t)(slash - path[i]) : strlen(path[i]);
+        printf("%s %s %s%s%.*s", n++ ? "," : "", what[i], path[i][0] == '/' ? "" : cwd,
+               path[i][0] == '/' ? "" : "/", (int)dir, path[i]);
+    }
+    printf("\n");
+}
+
+/* The newest run of a log directory (the greatest name of a subdirectory holding a
+ * metrics.csv: date-times sort in time order), or NULL; malloc'd. */
+static char *newest_run(const char *dir)
+{
+    DIR *d = opendir(dir);
+    char *best = NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *csv = xasprintf("%s/%s/metrics.csv", dir, e->d_name);
+        if (access(csv, R_OK) == 0 && (!best || strcmp(e->d_name, best) > 0)) {
+            free(best);
+            best = xstrdup(e->d_name);
+        }
+        free(csv);
+    }
+    if (d)
+        closedir(d);
+    char *path = best ? xasprintf("%s/%s", dir, best) : NULL;
+    free(best);
+    return path;
+}
+
+/* Where this run logs: a subdirectory of the `log` statement's directory, named by
+ * --name or by the date and time the run started (a resumed run without --name:
+ * the newest run there); malloc'd. */
+static char *log_run_dir(const Program *p, const Options *o)
+{
+    if (o->name)
+        return xasprintf("%s/%s", p->log.dir, o->name);
+    char *last = o->resume ? newest_run(p->log.dir) : NULL;
+    if (last)
+        return last;
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32];
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    char *d = xasprintf("%s/%s", p->log.dir, stamp);
+    for (int k = 2; access(d, F_OK) == 0; k++) {
+        free(d);
+        d = xasprintf("%s/%s-%d", p->log.dir, stamp, k);
+    }
+    return d;
+}
+
 static int run_one(Options *o)
 {
     if (o->files.n != 1)
         return cli_usage_error("%s", "run takes one file");
+    if (o->name &&
+        (!*o->name || strchr(o->name, '/') || !strcmp(o->name, ".") || !strcmp(o->name, "..")))
+        return cli_usage_error("--name names the run's log subdirectory: a name without '/', "
+                               "got '%s'",
+                               o->name);
     Frontend fe;
     frontend_init(&fe);
     double t0 = clock_seconds();
@@ -218,9 +295,13 @@ static int run_one(Options *o)
     }
     Logger lg;
     bool have_log = false;
+    char *run_dir = NULL;
     if (p->log.dir && rank == 0) {
-        if (!logger_open(&lg, p, &model, o->resume != NULL, stderr, to.interactive, err,
-                         sizeof err)) {
+        run_dir = log_run_dir(p, o);
+        bool ok = logger_open(&lg, p, &model, run_dir, o->resume != NULL, stderr, to.interactive,
+                              err, sizeof err);
+        free(run_dir);
+        if (!ok) {
             fprintf(stderr, "nnd: %s\n", err);
             goto done;
         }
@@ -228,6 +309,8 @@ static int run_one(Options *o)
         logger_hooks(&lg, &to);
         printf("logging to %s\n", nnd_log_events_path(lg.log));
     }
+    if (rank == 0)
+        print_outputs(p, have_log ? nnd_log_events_path(lg.log) : NULL);
     NndTrainResult res = {0};
     EarlyReport early = {0};
     to.early = &early;

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool interactive,
-                 char *err, size_t errlen)
+bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append, FILE *warn,
+                 bool interactive, char *err, size_t errlen)
 {
     memset(lg, 0, sizeof *lg);
     lg->p = p;
@@ -30,7 +30,7 @@ bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool
     }
     if (p->log.dir) {
         NndErr e;
-        lg->log = nnd_log_open(p->log.dir, append, &e);
+        lg->log = nnd_log_open(dir, append, &e);
         if (!lg->log) {
             snprintf(err, errlen, "%s", e.msg);
             logger_close(lg);

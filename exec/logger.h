@@ -29,8 +29,8 @@ typedef struct Logger {
     char err[1024];
 } Logger;
 
-bool logger_open(Logger *lg, Program *p, Model *m, bool append, FILE *warn, bool interactive,
-                 char *err, size_t errlen);
+bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append, FILE *warn,
+                 bool interactive, char *err, size_t errlen);
 void logger_hooks(Logger *lg, TrainOptions *to);
 void logger_close(Logger *lg);
 

@@ -31,7 +31,7 @@ train {
     save "es.safetensors"
 }
 NND
-"$nnd" run es.nnd > run.out 2>&1 || { cat run.out; fail "training"; }
+"$nnd" run es.nnd --name es > run.out 2>&1 || { cat run.out; fail "training"; }
 cat run.out
 grep -q "^early stop at step [0-9]*: val loss has not improved by more than 0 for 2 evaluations$" run.out ||
     fail "no early stop"
@@ -42,5 +42,5 @@ grep -q "^epoch 100/100" run.out && fail "ran every epoch"
 got=$(sed -n 's/^val: loss \([0-9.e-]*\)$/\1/p' pred.out)
 awk -v a="$best" -v b="$got" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 * a) }' ||
     fail "the saved weights' val loss is $got, the best was $best"
-grep -q ",early_stop/best_step," log/metrics.csv || fail "the stop is not logged"
+grep -q ",early_stop/best_step," log/es/metrics.csv || fail "the stop is not logged"
 echo "ok: early stop, best val loss $best restored and saved"

@@ -36,8 +36,8 @@ train {
     eval test every 100 steps: accuracy(net(x), y)
 }
 NND
-"$nnd" run run.nnd > run.log 2>&1 || { cat run.log; fail "the run"; }
-ev=$(ls logs/events.out.tfevents.*) || fail "no event file"
+"$nnd" run run.nnd --name r1 > run.log 2>&1 || { cat run.log; fail "the run"; }
+ev=$(ls logs/r1/events.out.tfevents.*) || fail "no event file in the run's subdirectory"
 python3 "$here/check_events.py" "$ev" > records.txt || { cat records.txt; fail "the event file"; }
 tail -n 1 records.txt
 # steps 1, 50, 100, 150, 200: loss, lr, accuracy, 4 x 5 statistics and the total
@@ -51,11 +51,11 @@ for s in 1 50 100 150 200; do
 done
 grep -q "step 100 scalar eval/test/accuracy" records.txt || fail "the eval metric"
 grep -q "^record [0-9]*: step 1 scalar grad_norm/fc1.W" records.txt || fail "a statistic"
-head -n 1 logs/metrics.csv | grep -qx "step,epoch,tag,value" || fail "metrics.csv header"
-rows=$(grep -vc "^step," logs/metrics.csv)
+head -n 1 logs/r1/metrics.csv | grep -qx "step,epoch,tag,value" || fail "metrics.csv header"
+rows=$(grep -vc "^step," logs/r1/metrics.csv)
 scalars=$(grep -c " scalar " records.txt)
 [ "$rows" -eq "$scalars" ] || fail "metrics.csv has $rows rows, the event file $scalars scalars"
-grep -q "^200,0,lr,0$" logs/metrics.csv || grep -q "^200,0,lr," logs/metrics.csv || fail "lr at step 200"
+grep -q "^200,0,lr,0$" logs/r1/metrics.csv || grep -q "^200,0,lr," logs/r1/metrics.csv || fail "lr at step 200"
 echo "ok: events and metrics.csv agree ($rows scalars)"
 # logging reads the training, never changes it: the same final loss to the bit
 grep -v "^    log every\|^ *histograms, accuracy" run.nnd > nolog.nnd
@@ -81,6 +81,25 @@ assert len(lines) == 25, "%d lines" % len(lines)
 assert all(len(l.get("points").split()) >= 2 for l in lines), "a line of fewer than 2 points"
 print("ok: plot.svg has 9 panels and 25 lines")
 PY
+# a second run beside the first, and one named by its start time: nnd plot overlays
+# the runs, each labeled with its name
+"$nnd" run run.nnd --name r2 > run2.log 2>&1 || { cat run2.log; fail "the second run"; }
+"$nnd" run run.nnd --set steps=50 > run3.log 2>&1 || { cat run3.log; fail "the third run"; }
+stamp=$(ls logs | grep -E '^[0-9]{8}-[0-9]{6}$') || { ls logs; fail "no run named by its start time"; }
+"$nnd" plot logs -o overlay.svg > plot2.log 2>&1 || { cat plot2.log; fail "nnd plot of three runs"; }
+python3 - overlay.svg "$stamp" <<'PY' || fail "the overlaid plot"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+texts = [t.text for t in root.iter(ns + "text")]
+assert "3 runs of logs" in texts, texts[:3]
+for run in ["r1", "r2", sys.argv[2]]:
+    for tag in ["loss", "grad_norm/total", "eval/test/accuracy"]:
+        assert run + ": " + tag in texts, "no legend for " + run + ": " + tag
+lines = list(root.iter(ns + "polyline"))
+assert len(lines) == 75, "%d lines" % len(lines)
+print("ok: overlay.svg has the 3 runs' 75 lines")
+PY
 printf 'step,epoch,tag,value\n1,0,loss\n' > bad.csv && mkdir -p bad && mv bad.csv bad/metrics.csv
 printf '2,0,loss,1\n' >> bad/metrics.csv
 "$nnd" plot bad > badplot.log 2>&1 && fail "a bad metrics.csv was accepted"
@@ -93,7 +112,7 @@ pid=$!
 # once it has logged for a while (128 KB: a few steps; slow builds take longer to
 # get there), kill it at an arbitrary moment
 waited=0
-while [ "$(cat logs/events.out.tfevents.* 2>/dev/null | wc -c)" -lt 131072 ]; do
+while [ "$(cat logs/*/events.out.tfevents.* 2>/dev/null | wc -c)" -lt 131072 ]; do
     kill -0 "$pid" 2>/dev/null || { cat long.log; fail "the long run ended early"; }
     [ "$waited" -lt 1200 ] || { kill -9 "$pid"; fail "no log after 120 s"; }
     sleep 0.1
@@ -102,7 +121,7 @@ done
 sleep 0.$(( 1$(date +%N | cut -c1-3) % 900 + 100 ))
 kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-ev=$(ls logs/events.out.tfevents.*) || fail "no event file from the killed run"
+ev=$(ls logs/*/events.out.tfevents.*) || fail "no event file from the killed run"
 python3 "$here/check_events.py" "$ev" --allow-torn-tail > killed.txt || { tail -n 3 killed.txt; fail "a flushed record is damaged"; }
 n=$(tail -n 1 killed.txt | sed -n 's/^\([0-9]*\) records$/\1/p')
 [ -n "$n" ] && [ "$n" -gt 100 ] || { tail -n 3 killed.txt; fail "too few records before the kill"; }

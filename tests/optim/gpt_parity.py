@@ -183,14 +183,14 @@ def run(nnd, dtype, tol):
         with open(os.path.join(work, "gpt.nnd"), "w") as f:
             f.write(NND_PROGRAM)
         tname = "f64" if dtype == np.float64 else "f32"
-        r = subprocess.run([nnd, "run", "gpt.nnd", "--dtype", tname, "--threads", "1"], cwd=work,
+        r = subprocess.run([nnd, "run", "gpt.nnd", "--dtype", tname, "--threads", "1", "--name", "p"], cwd=work,
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(r.stdout + r.stderr)
             print(f"FAIL: nnd run ({tname})")
             return False
         got = read_safetensors(os.path.join(work, "final.safetensors"))
-        got_losses = nnd_losses(os.path.join(work, "log", "metrics.csv"))
+        got_losses = nnd_losses(os.path.join(work, "log", "p", "metrics.csv"))
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2]
