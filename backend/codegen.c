@@ -1499,6 +1499,44 @@ static bool writes_model(const Schedule *s, const Kernel *k)
     return false;
 }
 
+/* args->ready(args, state) for each state of order, when ready is set. */
+static void gen_ready(CG *c, const IntVec *order, int from, int to)
+{
+    if (from >= to)
+        return;
+    LLVMValueRef fp = arg_field(c, c->args, offsetof(NndStepArgs, ready), c->ptr);
+    LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ready");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ready_done");
+    LLVMBuildCondBr(c->b, LLVMBuildIsNull(c->b, fp, ""), done, go);
+    LLVMPositionBuilderAtEnd(c->b, go);
+    LLVMTypeRef params[2] = {c->ptr, c->i32};
+    LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 2, 0);
+    for (int i = from; i < to; i++) {
+        LLVMValueRef args[2] = {c->args, LLVMConstInt(c->i32, (unsigned long long)order->v[i], 0)};
+        LLVMBuildCall2(c->b, ft, fp, args, 2, "");
+    }
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+}
+
+/* How many states of order the kernels up to i write last. */
+static int final_upto(const Schedule *s, const IntVec *order, int i)
+{
+    int n = 0;
+    for (int k = 0; k < order->n; k++)
+        for (int b = 0; b < s->bufs.n; b++)
+            if (s->bufs.v[b].kind == BUF_STATE && s->bufs.v[b].index == order->v[k]) {
+                int last = -1;
+                for (int j = 0; j < s->kernels.n; j++)
+                    for (int q = 0; q < s->kernels.v[j].stores.n; q++)
+                        if (s->kernels.v[j].stores.v[q].buf == b)
+                            last = j;
+                n += last <= i;
+                break;
+            }
+    return n;
+}
+
 static void gen_function(CG *c, const CodegenFunction *f)
 {
     c->s = f->sched;
@@ -1542,6 +1580,10 @@ static void gen_function(CG *c, const CodegenFunction *f)
     LLVMValueRef profile =
         f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
     LLVMBasicBlockRef ret = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ret");
+    IntVec order = {0};
+    if (f->notify)
+        schedule_final_states(c->s, f->notify, f->nnotify, &order);
+    int notified = 0;
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
         if (writes_model(c->s, k)) {
@@ -1557,6 +1599,11 @@ static void gen_function(CG *c, const CodegenFunction *f)
         gen_kernel_call(c, k, i, kfn, kflat, pool);
         if (f->check)
             check_kernel(c, k);
+        if (order.n) {
+            int upto = final_upto(c->s, &order, i);
+            gen_ready(c, &order, notified, upto);
+            notified = upto;
+        }
         if (profile) {
             LLVMValueRef t1 = call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false);
             LLVMValueRef idx = ci64(c, i);
@@ -1566,6 +1613,7 @@ static void gen_function(CG *c, const CodegenFunction *f)
             LLVMBuildStore(c->b, sum, slot);
         }
     }
+    vec_free(&order);
     LLVMBuildBr(c->b, ret);
     LLVMPositionBuilderAtEnd(c->b, ret);
     LLVMBuildRetVoid(c->b);

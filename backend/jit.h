@@ -12,6 +12,10 @@ typedef struct CodegenFunction {
     bool profile; /* time each kernel into args->profile[kernel] */
     bool check; /* after each kernel, count the non-finite values it made (one per
                    op with a schedule built with check) and stop at the first */
+    /* notify[i] (i < nnotify): after the last kernel that writes state i, call
+     * args->ready(args, i) when it is set; NULL: never */
+    const bool *notify;
+    int nnotify;
 } CodegenFunction;
 
 typedef struct Jit Jit;

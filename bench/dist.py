@@ -52,7 +52,7 @@ def measure(nnd, model, steps, ranks, threads, env):
     if not out:
         return None
     m = re.search(r"time: ([0-9.]+) ms per step, ([0-9]+) samples/s", out)
-    a = re.search(r"all-reduce: ([0-9]+) calls, ([0-9.]+) s \(\d+ ranks, ([0-9]+) values", out)
+    a = re.search(r"all-reduce: ([0-9]+) steps, ([0-9.]+) s waiting \(\d+ ranks, ([0-9]+) values", out)
     p = re.search(r"training on .*", out)
     return {"ms": float(m.group(1)), "rate": float(m.group(2)),
             "ar_ms": 1e3 * float(a.group(2)) / float(a.group(1)) if a else 0.0,

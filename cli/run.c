@@ -276,6 +276,7 @@ static int run_one(Options *o)
                        .rank = rank,
                        .ranks = o->dist ? dist_ranks(o->dist) : 1,
                        .reduce = dist_reduce,
+                       .ready = dist_ready,
                        .reduce_ctx = o->dist};
     if (o->resume) {
         char *used = NULL;
@@ -288,7 +289,7 @@ static int run_one(Options *o)
         free(used);
     }
     if (o->dist)
-        dist_attach(o->dist, p, model.state_ptrs);
+        dist_attach(o->dist, p, model.state_ptrs, &x.grad_order);
     if (rank == 0 && p->ckpt_dir && !checkpoint_check_dir(p, &to.resume, stderr, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;

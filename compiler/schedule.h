@@ -92,6 +92,10 @@ typedef struct Schedule {
     int fused_reductions; /* reductions folded into loops (Acc) */
 } Schedule;
 
+/* The states of which[0..n) the schedule writes, in the order of the kernels that
+ * write them last (where a step can tell that a state is final). */
+void schedule_final_states(const Schedule *s, const bool *which, int n, IntVec *order);
+
 /* Plans the kernels for the request.  Returns false with a message when the graph
  * holds something the code generator cannot do (a random draw, say). */
 bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err, size_t errlen);

@@ -223,13 +223,13 @@ bool build_object(Program *p, const Model *m, const BuildOptions *o, StrBuf *hea
     d.max_batch = x.max_batch;
     CodegenFunction fns[3];
     int nfns = 0;
-    fns[nfns++] = (CodegenFunction){names[0], &x.forward_sched, false, false};
+    fns[nfns++] = (CodegenFunction){names[0], &x.forward_sched, false, false, NULL, 0};
     d.arena_bytes = x.forward_sched.arena_bytes;
     if (o->train) {
-        fns[nfns++] = (CodegenFunction){names[1], &x.step_sched, false, false};
+        fns[nfns++] = (CodegenFunction){names[1], &x.step_sched, false, false, NULL, 0};
         d.arena_bytes = NND_MAX(d.arena_bytes, x.step_sched.arena_bytes);
         if (d.step_accum) {
-            fns[nfns++] = (CodegenFunction){names[2], &x.accum_sched, false, false};
+            fns[nfns++] = (CodegenFunction){names[2], &x.accum_sched, false, false, NULL, 0};
             d.arena_bytes = NND_MAX(d.arena_bytes, x.accum_sched.arena_bytes);
         }
     }

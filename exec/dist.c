@@ -18,12 +18,15 @@ bool dist_launched(void)
 struct Dist {
     int rank, ranks, local;
     NndDType dtype;
-    VEC(void *) bufs; /* the gradient sums */
+    VEC(void *) bufs; /* the gradient sums, in the order their all-reduces start */
     VEC(int64_t) counts;
+    VEC(int) state; /* their state indices */
+    VEC(MPI_Request) reqs;
+    int started; /* all-reduces started this step (bufs[0..started)) */
     int64_t total;
-    void *pack;
     double seconds; /* in all-reduce */
     int64_t calls;
+    int64_t early, sums; /* all-reduces started by the step (during the backward pass), all */
 };
 
 static double now(void)
@@ -51,11 +54,15 @@ void dist_finish(Dist *d, FILE *out)
     if (!d)
         return;
     if (out && d->rank == 0 && d->calls > 0)
-        fprintf(out, "all-reduce: %lld calls, %.3f s (%d ranks, %lld values each)\n",
-                (long long)d->calls, d->seconds, d->ranks, (long long)d->total);
+        fprintf(out,
+                "all-reduce: %lld steps, %.3f s waiting (%d ranks, %lld values each); %lld of "
+                "%lld gradient sums started during the backward pass\n",
+                (long long)d->calls, d->seconds, d->ranks, (long long)d->total, (long long)d->early,
+                (long long)d->sums);
     vec_free(&d->bufs);
     vec_free(&d->counts);
-    free(d->pack);
+    vec_free(&d->state);
+    vec_free(&d->reqs);
     free(d);
     MPI_Finalize();
 }
@@ -137,25 +144,49 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
     return false;
 }
 
-void dist_attach(Dist *d, const Program *p, void *const *states)
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order)
 {
     d->dtype = p->float_dtype;
-    d->bufs.n = d->counts.n = 0;
+    d->bufs.n = d->counts.n = d->state.n = d->reqs.n = 0;
     d->total = 0;
-    for (int i = 0; i < p->states.n; i++) {
-        const StateInfo *s = &p->states.v[i];
-        size_t len = strlen(s->name);
-        if (s->param < 0 || len < 9 || strcmp(s->name + len - 9, ".grad_sum") != 0)
-            continue;
-        const Node *n = &p->g.nodes.v[s->node];
+    d->started = 0;
+    for (int k = 0; k < order->n; k++) {
+        int i = order->v[k];
         bool sym;
-        int64_t count = shape_static_numel(&n->shape, &sym);
+        int64_t count = shape_static_numel(&p->g.nodes.v[p->states.v[i].node].shape, &sym);
         vec_push(&d->bufs, states[i]);
         vec_push(&d->counts, count);
+        vec_push(&d->state, i);
+        MPI_Request none = MPI_REQUEST_NULL;
+        vec_push(&d->reqs, none);
         d->total += count;
     }
-    free(d->pack);
-    d->pack = xcalloc((size_t)d->total + 1, nnd_dtype_size(d->dtype));
+}
+
+/* Starts the all-reduces of bufs[started..upto), in order (the same on every rank). */
+static void start_upto(Dist *d, int upto)
+{
+    MPI_Datatype t = d->dtype == NND_F64 ? MPI_DOUBLE : MPI_FLOAT;
+    for (; d->started < upto; d->started++)
+        MPI_Iallreduce(MPI_IN_PLACE, d->bufs.v[d->started], (int)d->counts.v[d->started], t,
+                       MPI_SUM, MPI_COMM_WORLD, &d->reqs.v[d->started]);
+}
+
+void dist_ready(NndStepArgs *args, int32_t state)
+{
+    Dist *d = args->ready_ctx;
+    double t0 = now();
+    int k = d->started;
+    while (k < d->state.n && d->state.v[k] != state)
+        k++;
+    if (k < d->state.n) {
+        d->early += k + 1 - d->started;
+        start_upto(d, k + 1);
+    }
+    /* Open MPI moves non-blocking collectives on inside MPI calls: one now */
+    int flag;
+    MPI_Testall(d->started, d->reqs.v, &flag, MPI_STATUSES_IGNORE);
+    d->seconds += now() - t0;
 }
 
 int dist_reduce(void *ctx, double *vals, int n, NndErr *err)
@@ -163,19 +194,11 @@ int dist_reduce(void *ctx, double *vals, int n, NndErr *err)
     (void)err;
     Dist *d = ctx;
     double t0 = now();
-    size_t es = nnd_dtype_size(d->dtype);
-    size_t off = 0;
-    for (int i = 0; i < d->bufs.n; i++) {
-        memcpy((char *)d->pack + off, d->bufs.v[i], (size_t)d->counts.v[i] * es);
-        off += (size_t)d->counts.v[i] * es;
-    }
-    MPI_Allreduce(MPI_IN_PLACE, d->pack, (int)d->total,
-                  d->dtype == NND_F64 ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    off = 0;
-    for (int i = 0; i < d->bufs.n; i++) {
-        memcpy(d->bufs.v[i], (char *)d->pack + off, (size_t)d->counts.v[i] * es);
-        off += (size_t)d->counts.v[i] * es;
-    }
+    start_upto(d, d->state.n); /* what the step did not start: all of it on a rank with
+                                  no samples in the last micro-batch, or interpreted */
+    MPI_Waitall(d->started, d->reqs.v, MPI_STATUSES_IGNORE);
+    d->sums += d->started;
+    d->started = 0;
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     d->seconds += now() - t0;
     d->calls++;
@@ -214,11 +237,17 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
     (void)errlen;
     return true;
 }
-void dist_attach(Dist *d, const Program *p, void *const *states)
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order)
 {
     (void)d;
     (void)p;
     (void)states;
+    (void)order;
+}
+void dist_ready(NndStepArgs *args, int32_t state)
+{
+    (void)args;
+    (void)state;
 }
 int dist_reduce(void *ctx, double *vals, int n, NndErr *err)
 {

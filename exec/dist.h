@@ -4,8 +4,10 @@
  * starts from the same weights (the same seed, or the same checkpoint) and keeps
  * them equal: each global batch is split across the ranks, each rank adds its
  * part's gradient to the gradient sums (the `accumulate` machinery, built for any
- * k when the program is compiled distributed), dist_reduce sums them with one
- * MPI_Allreduce, and every rank applies the same update (Program.apply_updates).
+ * k when the program is compiled distributed), their sums over the ranks start as
+ * non-blocking all-reduces while the backward pass still runs (dist_ready, called by
+ * the compiled step as each gradient sum is final), dist_reduce waits for them, and
+ * every rank applies the same update (Program.apply_updates).
  * Rank 0 alone prints, saves and writes checkpoints.
  *
  * Built with MPI when CMake finds it (NND_HAVE_MPI); without it, dist_init says how
@@ -13,6 +15,7 @@
 #ifndef NND_DIST_H
 #define NND_DIST_H
 
+#include "nnd_abi.h"
 #include "program.h"
 
 typedef struct Dist Dist;
@@ -33,10 +36,17 @@ int dist_default_threads(const Dist *d);
 /* false with a message naming the first difference when the ranks' programs or
  * settings differ (a different file or --set); collective. */
 bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen);
-/* The gradient sums among p's states (states[i] their buffers) that dist_reduce
- * sums. */
-void dist_attach(Dist *d, const Program *p, void *const *states);
-/* NndTrainer.reduce: the gradient sums and vals[0..n) summed over the ranks. */
+/* The gradient sums (states[i] their buffers) that dist_reduce sums, in order:
+ * the order the accumulation step finishes them (Executable.grad_order), in which
+ * their all-reduces start on every rank. */
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order);
+/* NndStepArgs.ready (ready_ctx: the Dist): the compiled accumulation step has
+ * finished the gradient sum of that state; its non-blocking all-reduce (and those of
+ * any before it in the order) starts now, overlapping the rest of the backward
+ * pass. */
+void dist_ready(NndStepArgs *args, int32_t state);
+/* NndTrainer.reduce: waits for the gradient sums' all-reduces (starting those not
+ * started yet), and sums vals[0..n) over the ranks. */
 int dist_reduce(void *ctx, double *vals, int n, NndErr *err);
 
 #endif

@@ -270,22 +270,28 @@ static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFuncti
     int n = 0;
     bool cn = o->check_numerics;
     if (!x->forward_only) {
-        fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn};
+        fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn, NULL, 0};
         if (p->step_outputs.n > 0)
-            fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn};
+            fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn, NULL, 0};
         if (p->accumulate > 1 || p->distributed)
-            fns[n++] = (CodegenFunction){"nnd_step_accum", &x->accum_sched, false, cn};
+            fns[n++] = (CodegenFunction){"nnd_step_accum",
+                                         &x->accum_sched,
+                                         false,
+                                         cn,
+                                         x->grad_sums,
+                                         x->grad_sums ? p->states.n : 0};
         if (p->distributed)
-            fns[n++] = (CodegenFunction){"nnd_step_apply", &x->apply_sched, false, cn};
+            fns[n++] = (CodegenFunction){"nnd_step_apply", &x->apply_sched, false, cn, NULL, 0};
         if (p->distributed && p->apply_outputs.n > 0)
-            fns[n++] = (CodegenFunction){"nnd_step_apply_full", &x->apply_full_sched, false, cn};
+            fns[n++] =
+                (CodegenFunction){"nnd_step_apply_full", &x->apply_full_sched, false, cn, NULL, 0};
         for (int i = 0; i < p->evals.n; i++) {
             names[i] = xasprintf("nnd_eval%d", i);
-            fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false};
+            fns[n++] = (CodegenFunction){names[i], &x->eval_scheds[i], false, false, NULL, 0};
         }
     }
     if (p->forward)
-        fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false};
+        fns[n++] = (CodegenFunction){"nnd_forward", &x->forward_sched, false, false, NULL, 0};
     return n;
 }
 
@@ -312,11 +318,35 @@ static bool alloc_arena(Executable *x, char *err, size_t errlen)
     return x->arena != NULL;
 }
 
+/* A distributed program's gradient sums, and the order their all-reduces start in:
+ * as the compiled accumulation step finishes them, or the states' order. */
+static void grad_sums(Executable *x, const Program *p)
+{
+    if (!p->distributed)
+        return;
+    x->grad_sums = xcalloc((size_t)p->states.n + 1, sizeof(bool));
+    for (int i = 0; i < p->states.n; i++) {
+        const char *n = p->states.v[i].name;
+        size_t len = strlen(n);
+        x->grad_sums[i] = p->states.v[i].param >= 0 && len > 9 && !strcmp(n + len - 9, ".grad_sum");
+    }
+    if (x->accum_sched.home)
+        schedule_final_states(&x->accum_sched, x->grad_sums, p->states.n, &x->grad_order);
+    for (int i = 0; i < p->states.n; i++) { /* any the schedule does not write last */
+        bool listed = false;
+        for (int k = 0; k < x->grad_order.n; k++)
+            listed |= x->grad_order.v[k] == i;
+        if (x->grad_sums[i] && !listed)
+            vec_push(&x->grad_order, i);
+    }
+}
+
 /* Compiled: the schedules (executable_plan), one LLVM module, one arena. */
 static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err, size_t errlen)
 {
     if (!executable_plan(x, p, o, err, errlen))
         return false;
+    grad_sums(x, p);
     int ne = p->evals.n;
     CodegenFunction *fns = xcalloc((size_t)ne + 6, sizeof *fns);
     char **names = xcalloc((size_t)ne + 1, sizeof(char *));
@@ -374,6 +404,7 @@ bool executable_build(Executable *x, Program *p, const ExecOptions *o, char *err
     if (o->engine == ENGINE_INTERP) {
         executable_init(x, p, ENGINE_INTERP, o);
         build_interp(x, p, o);
+        grad_sums(x, p);
         return true;
     }
     double t0 = clock_seconds();
@@ -427,6 +458,8 @@ void executable_free(Executable *x)
     free(x->eval_user);
     free(x->eval_scheds);
     free(x->profile);
+    free(x->grad_sums);
+    vec_free(&x->grad_order);
     memset(x, 0, sizeof *x);
 }
 

@@ -50,6 +50,11 @@ typedef struct Executable {
     int64_t arena_bytes;
     double compile_seconds;
     int64_t *profile; /* nanoseconds per step kernel, when compiled for profiling */
+    /* distributed: which states are gradient sums (Program.states.n of them), and
+     * the order in which the accumulation step finishes them (and calls
+     * NndStepArgs.ready, compiled): the order their all-reduces start in */
+    bool *grad_sums;
+    IntVec grad_order;
 } Executable;
 
 /* Builds every function of p with the engine o asks for.  False with a message

@@ -62,7 +62,7 @@ static SamplerCache *cache_build(Sampler *s, void **states, char *why, size_t n)
     free(su);
     void *addr = NULL;
     if (ok) {
-        CodegenFunction f = {"nnd_decode", &c->sched, false, false};
+        CodegenFunction f = {"nnd_decode", &c->sched, false, false, NULL, 0};
         JitOptions jo = {false, 0};
         c->jit = jit_compile(&d->g, &f, 1, &jo, &addr, why, n);
         ok = c->jit != NULL;

@@ -241,6 +241,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
         r.t.rank = o->rank;
         r.t.ranks = o->ranks > 0 ? o->ranks : 1;
         r.t.reduce = o->reduce;
+        r.t.ready = o->ready;
         r.t.reduce_ctx = o->reduce_ctx;
     }
     CheckpointTarget ck = {p, m};
@@ -301,8 +302,8 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
     h[p->hyper_step] = (double)step;
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b, x->arena, out, pool, 0,
-                     user,          NULL,          0,  0,  0};
+    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b,    x->arena, out, pool, 0,
+                     user,          NULL,          0,  0,  0, NULL, NULL};
     fn(&a);
     bool ok = a.status == 0;
     if (!ok)

@@ -40,6 +40,7 @@ typedef struct TrainOptions {
      * reduction of the gradient sums (exec/dist.h); only rank 0 writes checkpoints */
     int rank, ranks;
     int (*reduce)(void *ctx, double *vals, int n, NndErr *err);
+    void (*ready)(NndStepArgs *args, int32_t state);
     void *reduce_ctx;
 } TrainOptions;
 

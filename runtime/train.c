@@ -216,7 +216,9 @@ static int apply_distributed(const NndTrainer *t, NndStepArgs *a, double *bout, 
                        NULL,
                        0,
                        0,
-                       0};
+                       0,
+                       NULL,
+                       NULL};
     (full ? t->step_apply_full : t->step_apply)(a);
     return 0;
 }
@@ -344,7 +346,9 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
                          NULL,
                          0,
                          0,
-                         0};
+                         0,
+                         NULL,
+                         NULL};
         es->fn(&a);
         if (a.status) {
             rc = status_error(&a, err, "evaluation", ds, b.idx, m);
@@ -506,10 +510,26 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             int last = j == micro - 1 && !dist;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
             void *user = !last ? t->user_accum : full ? t->user_full : t->user;
-            a = (NndStepArgs){t->params, t->states, b.x,      b.y,
-                              t->hypers, mj,        t->arena, bout,
-                              t->pool,   0,         user,     last && !full ? t->profile : NULL,
-                              0,         0,         0};
+            /* the group's last micro-batch of a distributed step: each gradient
+             * sum's all-reduce starts as soon as the sum is final */
+            bool ready = dist && j == micro - 1;
+            a = (NndStepArgs){t->params,
+                              t->states,
+                              b.x,
+                              b.y,
+                              t->hypers,
+                              mj,
+                              t->arena,
+                              bout,
+                              t->pool,
+                              0,
+                              user,
+                              last && !full ? t->profile : NULL,
+                              0,
+                              0,
+                              0,
+                              ready ? t->ready : NULL,
+                              ready ? t->reduce_ctx : NULL};
             fn(&a);
             if (a.status || !isfinite(bout[0]))
                 break;

@@ -162,6 +162,11 @@ typedef struct NndStepArgs {
      * out of range and bad_count the classes or rows it had to be below */
     int64_t bad_node, bad_count;
     double bad_value;
+    /* A distributed program's accumulation step (exec/dist.h) calls ready with a
+     * gradient sum's state index as soon as the sum is final, so its all-reduce can
+     * start while the rest of the backward pass runs; NULL: not called */
+    void (*ready)(struct NndStepArgs *args, int32_t state);
+    void *ready_ctx;
 } NndStepArgs;
 
 typedef void (*NndStepFn)(NndStepArgs *args);

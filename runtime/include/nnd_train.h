@@ -155,6 +155,9 @@ typedef struct NndTrainer {
     void *user_apply_full;
     int (*reduce)(void *ctx, double *vals, int n, NndErr *err); /* nonzero: failed (err) */
     void *reduce_ctx;
+    /* NndStepArgs.ready for the group's last micro-batch (ready_ctx = reduce_ctx):
+     * starts a gradient sum's all-reduce when the compiled step has finished it */
+    void (*ready)(NndStepArgs *args, int32_t state);
 } NndTrainer;
 
 typedef struct NndTrainResult {

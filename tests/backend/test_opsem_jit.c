@@ -245,7 +245,7 @@ static void compile_op(Compiled *c, OpId op, NndDType dt, NndDType to, int64_t n
     char err[512];
     if (!schedule_build(&c->s, &c->g, &rq, err, sizeof err))
         fail_msg("schedule_build: %s", err);
-    CodegenFunction f = {"nnd_opsem", &c->s, false, false};
+    CodegenFunction f = {"nnd_opsem", &c->s, false, false, NULL, 0};
     JitOptions jo = {false, 0};
     void *addr = NULL;
     c->jit = jit_compile(&c->g, &f, 1, &jo, &addr, err, sizeof err);
