@@ -106,9 +106,9 @@ static bool optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *
     return false;
 }
 
-LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
-                            const CodegenFunction *fns, int nfns, int opt, double secs[2],
-                            char *err, size_t errlen)
+LLVMModuleRef target_module_ir(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
+                               const CodegenFunction *fns, int nfns, double *secs, char *err,
+                               size_t errlen)
 {
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnd", ctx);
     char *triple = LLVMGetTargetMachineTriple(tm);
@@ -120,20 +120,34 @@ LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *
     double t0 = clock_seconds();
     codegen_module(ctx, mod, g, fns, nfns);
     mark_functions(ctx, mod, tm);
-    secs[0] = clock_seconds() - t0;
-    secs[1] = 0;
+    *secs = clock_seconds() - t0;
     char *msg = NULL;
-    bool ok = true;
     if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
         snprintf(err, errlen, "internal error: generated code does not verify: %.400s", msg);
-        ok = false;
+        LLVMDisposeMessage(msg);
+        LLVMDisposeModule(mod);
+        return NULL;
     }
     LLVMDisposeMessage(msg);
-    if (ok) {
-        double t1 = clock_seconds();
-        ok = optimize(mod, tm, opt, err, errlen);
-        secs[1] = clock_seconds() - t1;
-    }
+    return mod;
+}
+
+bool target_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *err, size_t errlen)
+{
+    return optimize(mod, tm, opt, err, errlen);
+}
+
+LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
+                            const CodegenFunction *fns, int nfns, int opt, double secs[2],
+                            char *err, size_t errlen)
+{
+    secs[1] = 0;
+    LLVMModuleRef mod = target_module_ir(ctx, tm, g, fns, nfns, &secs[0], err, errlen);
+    if (!mod)
+        return NULL;
+    double t1 = clock_seconds();
+    bool ok = optimize(mod, tm, opt, err, errlen);
+    secs[1] = clock_seconds() - t1;
     if (!ok) {
         LLVMDisposeModule(mod);
         return NULL;
