@@ -1,26 +1,12 @@
 """compare.py TOL A.safetensors B.safetensors...: every tensor of each B within TOL
 of A's, relative to the largest magnitude of A's tensor (the distributed tests)."""
-import json
-import struct
+import os
 import sys
 
 import numpy as np
 
-DTYPES = {"F64": np.float64, "F32": np.float32}
-
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, v in header.items():
-        if name == "__metadata__":
-            continue
-        lo, hi = v["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + lo:8 + n + hi], dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from safetensors_io import read_safetensors as load  # noqa: E402
 
 
 def main():

@@ -18,10 +18,8 @@ f64 to 1e-9.  The losses of both sides are compared too.
 It fails without PyTorch and NumPy (Debian: python3-torch, python3-numpy;
 scripts/test.sh installs both).
 """
-import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,8 @@ try:
 except ImportError as e:
     print(f"FAIL: {e.name} is not installed (Debian: python3-torch, python3-numpy)")
     sys.exit(1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 V, C, H, L, T, B, STEPS = 256, 32, 2, 2, 16, 4, 20
 LR, BETA2, WD, CLIP = 3e-3, 0.95, 0.1, 1.0
@@ -130,34 +130,6 @@ def nnd_names(model):
     """nnd's name -> (torch parameter, its initial value in nnd's layout)."""
     return {nnd_name(n): (p, nnd_layout(n, p.detach().numpy().copy()))
             for n, p in model.named_parameters()}
-
-
-def write_safetensors(path, tensors, dtype):
-    code = {np.float32: "F32", np.float64: "F64"}[dtype]
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype=dtype).tobytes()
-        header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def read_safetensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        s, t = e["data_offsets"]
-        dt = {"F32": "<f4", "F64": "<f8"}[e["dtype"]]
-        out[name] = np.frombuffer(b[8 + n + s:8 + n + t], dtype=dt).reshape(e["shape"])
-    return out
 
 
 def nnd_losses(path):

@@ -21,9 +21,7 @@ data, so the weights must agree to 2e-5 relative.
 A case that cannot run (PyTorch or NumPy missing) fails the test: scripts/test.sh
 installs both.  Exit status 0: all passed; 1: a mismatch or a missing reference.
 """
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,37 +37,17 @@ try:
 except ImportError:
     torch = None
 
-STEPS = 100      # per run; set for each pass (f64: 100, f32: 50)
-N, DI, DH, DO = 32, 5, 4, 3
-NAMES = ["fc1.W", "fc1.b", "fc2.W", "fc2.b"]
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype="<f8").tobytes()
-        header[name] = {"dtype": "F64", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from safetensors_io import read_safetensors as _read, write_safetensors  # noqa: E402
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        dt = {"F64": "<f8", "F32": "<f4"}[e["dtype"]]
-        b, en = e["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + en], dtype=dt).reshape(e["shape"]).astype(np.float64)
-    return out
+    return _read(path, as_f64=True)
+
+
+STEPS = 100      # per run; set for each pass (f64: 100, f32: 50)
+N, DI, DH, DO = 32, 5, 4, 3
+NAMES = ["fc1.W", "fc1.b", "fc2.W", "fc2.b"]
 
 
 L2_W = [0.0]  # the coefficient of an l2 penalty on the weight matrices only
