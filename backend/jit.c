@@ -70,14 +70,6 @@ typedef struct CacheHeader {
 
 static const char cache_magic[8] = {'N', 'N', 'D', 'O', 'B', 'J', '0', '1'};
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ c[i]) * 1099511628211ull;
-    return h;
-}
-
 /* The cache's directory (malloc'd), or NULL when off (NND_CACHE=0) or homeless. */
 static char *cache_dir(void)
 {
@@ -103,12 +95,12 @@ static void cache_key(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, uint6
     unsigned v[3];
     LLVMGetVersion(&v[0], &v[1], &v[2]);
     for (int k = 0; k < 2; k++) {
-        uint64_t h = k ? 0x9e3779b97f4a7c15ull : 1469598103934665603ull;
-        h = fnv(h, ir, irn);
-        h = fnv(h, cpu, strlen(cpu) + 1);
-        h = fnv(h, feat, strlen(feat) + 1);
-        h = fnv(h, v, sizeof v);
-        key[k] = fnv(h, &opt, sizeof opt);
+        uint64_t h = k ? 0x9e3779b97f4a7c15ull : FNV_OFFSET;
+        h = fnv1a(h, ir, irn);
+        h = fnv1a(h, cpu, strlen(cpu) + 1);
+        h = fnv1a(h, feat, strlen(feat) + 1);
+        h = fnv1a(h, v, sizeof v);
+        key[k] = fnv1a(h, &opt, sizeof opt);
     }
     LLVMDisposeMemoryBuffer(bc);
     LLVMDisposeMessage(cpu);
@@ -134,7 +126,7 @@ static LLVMMemoryBufferRef cache_load(const char *path, const uint64_t key[2])
     if (ok) {
         data = xmalloc((size_t)h.len + 1);
         ok = fread(data, 1, (size_t)h.len, f) == h.len && fgetc(f) == EOF &&
-             fnv(1469598103934665603ull, data, (size_t)h.len) == h.sum;
+             fnv1a(FNV_OFFSET, data, (size_t)h.len) == h.sum;
     }
     fclose(f);
     LLVMMemoryBufferRef buf =
@@ -158,7 +150,7 @@ static void cache_store(const char *dir, const char *path, const uint64_t key[2]
     free(d);
     size_t n = LLVMGetBufferSize(obj);
     const char *start = LLVMGetBufferStart(obj);
-    CacheHeader h = {{0}, {key[0], key[1]}, n, fnv(1469598103934665603ull, start, n)};
+    CacheHeader h = {{0}, {key[0], key[1]}, n, fnv1a(FNV_OFFSET, start, n)};
     memcpy(h.magic, cache_magic, 8);
     char *all = xmalloc(sizeof h + n);
     memcpy(all, &h, sizeof h);

@@ -232,18 +232,9 @@ void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx
     nnd_dataset_gather(&v, idx, b, *bx, *by);
 }
 
-/* FNV-1a, 64 bits, over n bytes, continuing from h. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static uint64_t fnv_str(uint64_t h, const char *s)
 {
-    return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
+    return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
 /* A node's hash from its op, dtype, shape, attributes and its inputs' hashes
@@ -255,18 +246,18 @@ static uint64_t node_hash(const Graph *g, NodeId id, const uint64_t *memo)
     uint64_t h = 0xcbf29ce484222325ull;
     int64_t f[8] = {n->op,  n->dtype, n->nin,          n->keep | n->ta << 1 | n->tb << 2,
                     n->idx, n->mask,  (int64_t)n->key, n->shape.rank};
-    h = fnv(h, f, sizeof f);
-    h = fnv(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.rank);
-    h = fnv(h, &n->num, sizeof n->num);
+    h = fnv1a(h, f, sizeof f);
+    h = fnv1a(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.rank);
+    h = fnv1a(h, &n->num, sizeof n->num);
     if (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER)
         h = fnv_str(h, n->name);
     if (n->op == OP_TENSOR)
-        h = fnv(h, &g->fpool.v[n->pool],
-                sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
+        h = fnv1a(h, &g->fpool.v[n->pool],
+                  sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
     else
-        h = fnv(h, &g->ipool.v[n->pool], sizeof(int64_t) * (size_t)graph_pool_len(n));
+        h = fnv1a(h, &g->ipool.v[n->pool], sizeof(int64_t) * (size_t)graph_pool_len(n));
     for (int i = 0; i < n->nin; i++)
-        h = fnv(h, &memo[n->in[i]], sizeof(uint64_t));
+        h = fnv1a(h, &memo[n->in[i]], sizeof(uint64_t));
     return h;
 }
 
@@ -277,7 +268,7 @@ uint64_t program_fingerprint(const Program *p)
     int64_t settings[7] = {p->float_dtype, (int64_t)p->seed,           p->batch,
                            p->accumulate,  p->data.v[p->train_data].n, p->shuffle,
                            p->drop_last};
-    uint64_t h = fnv(0xcbf29ce484222325ull, settings, sizeof settings);
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, settings, sizeof settings);
     for (int i = 0; i < p->params.n; i++)
         h = fnv_str(h, p->params.v[i].name);
     for (int i = 0; i < p->states.n; i++)
@@ -300,7 +291,7 @@ uint64_t program_fingerprint(const Program *p)
         int n = pass ? p->accum_updates.n : p->updates.n;
         for (int i = 0; i < n; i++) {
             uint64_t hv[3] = {(uint64_t)u[i].is_state, (uint64_t)u[i].index, memo[u[i].value]};
-            h = fnv(h, hv, sizeof hv);
+            h = fnv1a(h, hv, sizeof hv);
         }
     }
     free(memo);

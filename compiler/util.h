@@ -32,6 +32,10 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a malloc'd string; the caller owns it. */
 char *xasprintf(const char *fmt, ...) NND_PRINTF(1, 2);
+
+/* FNV-1a, 64 bits, over n bytes, continuing from h (start: FNV_OFFSET). */
+#define FNV_OFFSET 1469598103934665603ull
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 char *xvasprintf(const char *fmt, va_list ap);
 
 /* Arena: bump allocation in chunks; everything is freed by arena_free. */

@@ -99,13 +99,7 @@ static int first_difference(const uint64_t *v, int n)
     return at;
 }
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return s ? h : 0;
-}
+static uint64_t hash_str(const char *s) { return s ? fnv1a(FNV_OFFSET, s, strlen(s)) : 0; }
 
 bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
 {
