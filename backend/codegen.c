@@ -1519,24 +1519,6 @@ static void gen_ready(CG *c, const IntVec *order, int from, int to)
     LLVMPositionBuilderAtEnd(c->b, done);
 }
 
-/* How many states of order the kernels up to i write last. */
-static int final_upto(const Schedule *s, const IntVec *order, int i)
-{
-    int n = 0;
-    for (int k = 0; k < order->n; k++)
-        for (int b = 0; b < s->bufs.n; b++)
-            if (s->bufs.v[b].kind == BUF_STATE && s->bufs.v[b].index == order->v[k]) {
-                int last = -1;
-                for (int j = 0; j < s->kernels.n; j++)
-                    for (int q = 0; q < s->kernels.v[j].stores.n; q++)
-                        if (s->kernels.v[j].stores.v[q].buf == b)
-                            last = j;
-                n += last <= i;
-                break;
-            }
-    return n;
-}
-
 static void gen_function(CG *c, const CodegenFunction *f)
 {
     c->s = f->sched;
@@ -1580,9 +1562,9 @@ static void gen_function(CG *c, const CodegenFunction *f)
     LLVMValueRef profile =
         f->profile ? arg_field(c, c->args, offsetof(NndStepArgs, profile), c->ptr) : NULL;
     LLVMBasicBlockRef ret = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ret");
-    IntVec order = {0};
+    IntVec order = {0}, finisher = {0};
     if (f->notify)
-        schedule_final_states(c->s, f->notify, f->nnotify, &order);
+        schedule_final_states(c->s, f->notify, f->nnotify, &order, &finisher);
     int notified = 0;
     for (int i = 0; i < c->s->kernels.n; i++) {
         const Kernel *k = &c->s->kernels.v[i];
@@ -1599,11 +1581,11 @@ static void gen_function(CG *c, const CodegenFunction *f)
         gen_kernel_call(c, k, i, kfn, kflat, pool);
         if (f->check)
             check_kernel(c, k);
-        if (order.n) {
-            int upto = final_upto(c->s, &order, i);
-            gen_ready(c, &order, notified, upto);
-            notified = upto;
-        }
+        int upto = notified;
+        while (upto < order.n && finisher.v[upto] == i)
+            upto++;
+        gen_ready(c, &order, notified, upto);
+        notified = upto;
         if (profile) {
             LLVMValueRef t1 = call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false);
             LLVMValueRef idx = ci64(c, i);
@@ -1614,6 +1596,7 @@ static void gen_function(CG *c, const CodegenFunction *f)
         }
     }
     vec_free(&order);
+    vec_free(&finisher);
     LLVMBuildBr(c->b, ret);
     LLVMPositionBuilderAtEnd(c->b, ret);
     LLVMBuildRetVoid(c->b);

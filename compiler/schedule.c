@@ -881,24 +881,21 @@ void schedule_dump(const Schedule *s, StrBuf *out)
         sb_printf(out, "    (%d more, unused)\n", unused);
 }
 
-/* The last kernel that stores into buffer b, or -1. */
-static int last_writer(const Schedule *s, int b)
+void schedule_final_states(const Schedule *s, const bool *which, int n, IntVec *order,
+                           IntVec *kernel)
 {
-    int last = -1;
+    int *last = xcalloc((size_t)s->bufs.n + 1, sizeof(int)); /* per buffer: last writer + 1 */
     for (int i = 0; i < s->kernels.n; i++)
         for (int k = 0; k < s->kernels.v[i].stores.n; k++)
-            if (s->kernels.v[i].stores.v[k].buf == b)
-                last = i;
-    return last;
-}
-
-void schedule_final_states(const Schedule *s, const bool *which, int n, IntVec *order)
-{
+            last[s->kernels.v[i].stores.v[k].buf] = i + 1;
     for (int i = 0; i < s->kernels.n; i++)
         for (int b = 0; b < s->bufs.n; b++) {
             const Buffer *bf = &s->bufs.v[b];
-            if (bf->kind == BUF_STATE && bf->index < n && which[bf->index] &&
-                last_writer(s, b) == i)
+            if (bf->kind == BUF_STATE && bf->index < n && which[bf->index] && last[b] == i + 1) {
                 vec_push(order, bf->index);
+                if (kernel)
+                    vec_push(kernel, i);
+            }
         }
+    free(last);
 }

@@ -93,8 +93,10 @@ typedef struct Schedule {
 } Schedule;
 
 /* The states of which[0..n) the schedule writes, in the order of the kernels that
- * write them last (where a step can tell that a state is final). */
-void schedule_final_states(const Schedule *s, const bool *which, int n, IntVec *order);
+ * write them last (where a step can tell that a state is final); kernel (when not
+ * NULL) gets that kernel's index for each. */
+void schedule_final_states(const Schedule *s, const bool *which, int n, IntVec *order,
+                           IntVec *kernel);
 
 /* Plans the kernels for the request.  Returns false with a message when the graph
  * holds something the code generator cannot do (a random draw, say). */

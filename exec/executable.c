@@ -331,7 +331,7 @@ static void grad_sums(Executable *x, const Program *p)
         x->grad_sums[i] = p->states.v[i].param >= 0 && len > 9 && !strcmp(n + len - 9, ".grad_sum");
     }
     if (x->accum_sched.home)
-        schedule_final_states(&x->accum_sched, x->grad_sums, p->states.n, &x->grad_order);
+        schedule_final_states(&x->accum_sched, x->grad_sums, p->states.n, &x->grad_order, NULL);
     for (int i = 0; i < p->states.n; i++) { /* any the schedule does not write last */
         bool listed = false;
         for (int k = 0; k < x->grad_order.n; k++)
