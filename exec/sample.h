@@ -7,7 +7,7 @@
  * values of the earlier ones.  The prompt goes in a byte at a time; when the
  * context is full (T bytes), the cache restarts from the last T/2 bytes.  Before
  * the first byte is drawn the decode function's logits are compared with the
- * forward function's at the prompt's last position: a model whose outputs depend on
+ * forward function's at every position of the prompt: a model whose outputs depend on
  * later positions (not causal) is then sampled without the cache.
  *
  * Without the cache (--no-cache, the interpreter, or a forward graph the decode pass
