@@ -5,6 +5,7 @@
 # accumulate is refused.  usage: accumulate.sh NND EXAMPLES WORKDIR
 set -u
 nnd=$1 ex=$2 work=$3
+common=$(cd "$(dirname "$0")/../common" && pwd)  # safetensors_io.py
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 cp "$ex/data/linear.csv" linear.csv
@@ -36,24 +37,15 @@ NND
 
 # maxdiff A B: the largest relative difference between two safetensors files
 maxdiff() {
-    python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        fmt = {"F32": "f", "F64": "d"}[v["dtype"]]
-        raw = b[8 + n + s:8 + n + e]
-        out[k] = struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw)
-    return out
-a, b = load(sys.argv[1]), load(sys.argv[2])
+    /usr/bin/python3 - "$1" "$2" "$common" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[3])
+import numpy as np
+from safetensors_io import read_safetensors
+a, b = read_safetensors(sys.argv[1], True), read_safetensors(sys.argv[2], True)
 assert a.keys() == b.keys(), (sorted(a), sorted(b))
-print(max(abs(x - y) / max(abs(x), abs(y), 1e-3) for k in a for x, y in zip(a[k], b[k])))
+print(max(float(np.max(np.abs(a[k] - b[k]) / np.maximum(np.maximum(np.abs(a[k]), np.abs(b[k])), 1e-3)))
+          for k in a))
 PY
 }
 
