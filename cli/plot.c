@@ -433,12 +433,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The runs of dir: dir itself when it holds a metrics.csv, else its subdirectories
- * that do (a log directory of runs), in name order. */
-typedef VEC(char *) PathVec;
-static void find_runs(const char *dir, PathVec *runs)
+void plot_find_runs(const char *dir, bool itself, PathVec *runs)
 {
-    if (has_metrics(dir)) {
+    if (itself && has_metrics(dir)) {
         vec_push(runs, xstrdup(dir));
         return;
     }
@@ -476,7 +473,7 @@ int plot_metrics(const char *const *dirs, int ndirs, const char *out_path, char 
     IntVec from = {0};
     for (int i = 0; i < ndirs; i++) {
         int before = runs.n;
-        find_runs(dirs[i], &runs);
+        plot_find_runs(dirs[i], true, &runs);
         if (runs.n == before) {
             snprintf(err, errlen,
                      "%s holds no metrics.csv, nor do its subdirectories (a train block's `log "
@@ -484,7 +481,7 @@ int plot_metrics(const char *const *dirs, int ndirs, const char *out_path, char 
                      dirs[i], dirs[i]);
             vec_free(&from);
             for (int k = 0; k < runs.n; k++)
-                free((char *)runs.v[k]);
+                free(runs.v[k]);
             vec_free(&runs);
             return -1;
         }
@@ -522,7 +519,7 @@ int plot_metrics(const char *const *dirs, int ndirs, const char *out_path, char 
     sb_free(&b);
     series_free(&ser);
     for (int k = 0; k < runs.n; k++)
-        free((char *)runs.v[k]);
+        free(runs.v[k]);
     vec_free(&runs);
     vec_free(&from);
     return rc;

@@ -22,6 +22,11 @@ int plot_xy(const char *path, const char *title, const char *xlabel, bool logx,
  * document into *out.  0, or -1 with a message naming the file and the line and
  * *out left empty.  (A fuzz target: tests/fuzz/fuzz_metrics_csv.c.) */
 int plot_metrics_svg(const char *csv, FILE *f, StrBuf *out, char *err, size_t errlen);
+typedef VEC(char *) PathVec;
+/* The runs of a log directory, appended to runs (malloc'd paths): dir itself when it
+ * holds a metrics.csv and itself is set, else its subdirectories that do, in name
+ * order (start times in time order). */
+void plot_find_runs(const char *dir, bool itself, PathVec *runs);
 /* The scalars of each run's metrics.csv (what a `log` statement writes) drawn to
  * out_path (NULL: DIRS[0]/plot.svg), atomically, overlaid when there are several; the
  * path used goes to out_used.  A directory is a run when it holds a metrics.csv,

@@ -2,7 +2,6 @@
  * the model (or resume it from a checkpoint), the log and the pool, train, report,
  * save. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "dist.h"
 #include "logger.h"
 #include "numerics.h"
+#include "plot.h"
 
 /* Parameters after training: small ones in full, others summarized. */
 static void print_params(const Program *p, const Model *m)
@@ -168,28 +168,17 @@ static void print_outputs(const Program *p, const char *log_file)
     printf("\n");
 }
 
-/* The newest run of a log directory (the greatest name of a subdirectory holding a
- * metrics.csv: date-times sort in time order), or NULL; malloc'd. */
+/* The newest run of a log directory (its last subdirectory holding a metrics.csv:
+ * date-times sort in time order), or NULL; malloc'd. */
 static char *newest_run(const char *dir)
 {
-    DIR *d = opendir(dir);
-    char *best = NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char *csv = xasprintf("%s/%s/metrics.csv", dir, e->d_name);
-        if (access(csv, R_OK) == 0 && (!best || strcmp(e->d_name, best) > 0)) {
-            free(best);
-            best = xstrdup(e->d_name);
-        }
-        free(csv);
-    }
-    if (d)
-        closedir(d);
-    char *path = best ? xasprintf("%s/%s", dir, best) : NULL;
-    free(best);
-    return path;
+    PathVec runs = {0};
+    plot_find_runs(dir, false, &runs);
+    char *last = runs.n ? runs.v[runs.n - 1] : NULL;
+    for (int i = 0; i + 1 < runs.n; i++)
+        free(runs.v[i]);
+    vec_free(&runs);
+    return last;
 }
 
 /* Where this run logs: a subdirectory of the `log` statement's directory, named by
