@@ -25,6 +25,8 @@ expect 2 "needs NAME=VALUE" run "$mlp" --set
 expect 2 "--dtype takes f32 or f64" run "$mlp" --set a=1 --dtype f16
 expect 2 "unknown command 'trian'" trian "$mlp" --set a=1
 expect 2 "run takes one file" run "$mlp" "$mlp"
+expect 2 "--name names the run's log subdirectory: a name without '/', got 'a/b'" run "$mlp" --name a/b
+expect 2 "--name names the run's log subdirectory" run "$mlp" --name ..
 expect 2 "needs a number" lrfind "$mlp" --min x
 # values given with --set that a setting refuses: the message names the command line
 expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5" check "$mlp" --set batch=-5
