@@ -8,9 +8,10 @@ ms per step, samples/s and the share of the step spent in nnd's all-reduce (whic
 includes waiting for the slowest rank).  Then the cost model of docs/distributed.md:
 
   step(N) = compute / min(N, cores) + allreduce(N)
-  allreduce(N) = 2 (N - 1) / N * bytes / bandwidth + 2 (N - 1) * latency
+  allreduce(N) = 2 (N - 1) / N * bytes / bandwidth + 2 (N - 1) * calls * latency
 
-with compute the one-thread step of one process, and the loopback's latency and
+with compute the one-thread step of one process, calls the all-reduces a step (the
+buckets, from the run's last line), and the loopback's latency and
 bandwidth fitted to the 2-rank runs (no oversubscription there); its predictions
 for N = 3 and 4 beside the measured steps; then the predicted efficiency at 8, 64
 and 256 ranks over 10, 25 and 100 Gb/s (latency --latency-us), weak scaling: each
@@ -52,19 +53,21 @@ def measure(nnd, model, steps, ranks, threads, env):
     if not out:
         return None
     m = re.search(r"time: ([0-9.]+) ms per step, ([0-9]+) samples/s", out)
-    a = re.search(r"all-reduce: ([0-9]+) steps, ([0-9.]+) s waiting \(\d+ ranks, ([0-9]+) values", out)
+    a = re.search(r"all-reduce: ([0-9]+) steps, ([0-9.]+) s waiting \(\d+ ranks, ([0-9]+) values "
+                  r"each, ([0-9]+) all-reduces? a step", out)
     p = re.search(r"training on .*", out)
     return {"ms": float(m.group(1)), "rate": float(m.group(2)),
             "ar_ms": 1e3 * float(a.group(2)) / float(a.group(1)) if a else 0.0,
-            "values": int(a.group(3)) if a else None, "line": p.group(0) if p else ""}
+            "values": int(a.group(3)) if a else None, "calls": int(a.group(4)) if a else 1,
+            "line": p.group(0) if p else ""}
 
 
 def fit(points):
-    """Least squares t = 2(N-1) latency + 2(N-1)/N bytes / bw over (N, bytes, t)."""
-    # t = a x + b y with x = 2(N-1), y = 2(N-1)/N * bytes: the 2x2 normal equations
+    """Least squares t = 2(N-1) calls latency + 2(N-1)/N bytes / bw over (N, bytes, calls, t)."""
+    # t = a x + b y with x = 2(N-1) calls, y = 2(N-1)/N * bytes: the 2x2 normal equations
     sxx = sxy = syy = r1 = r2 = 0.0
-    for n, nbytes, t in points:
-        x, y = 2 * (n - 1), 2 * (n - 1) / n * nbytes
+    for n, nbytes, calls, t in points:
+        x, y = 2 * (n - 1) * calls, 2 * (n - 1) / n * nbytes
         sxx += x * x
         sxy += x * y
         syy += y * y
@@ -76,8 +79,8 @@ def fit(points):
     return max(a, 0.0), (1 / b if b > 0 else float("inf"))
 
 
-def allreduce_s(n, nbytes, latency_s, bw):
-    return 2 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * latency_s
+def allreduce_s(n, nbytes, latency_s, bw, calls):
+    return 2 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * calls * latency_s
 
 
 def main():
@@ -115,7 +118,7 @@ def main():
             ar = f"{m['ar_ms']:.3f}" if ranks else "-"
             print(f"| {model} | {what} | {m['ms']:.3f} | {m['rate']:.0f} | {ar} | {share} |")
     # the loopback, fitted to the 2-rank runs
-    pts = [(2, 4 * res[(mo, 2, 1)]["values"], res[(mo, 2, 1)]["ar_ms"] / 1e3)
+    pts = [(2, 4 * res[(mo, 2, 1)]["values"], res[(mo, 2, 1)]["calls"], res[(mo, 2, 1)]["ar_ms"] / 1e3)
            for mo in models if (mo, 2, 1) in res and res[(mo, 2, 1)]["values"]]
     if len(pts) < 2:
         print("\n(too few 2-rank runs to fit the loopback)")
@@ -133,7 +136,7 @@ def main():
             m = res.get((model, n, 1))
             if not m or not m["values"]:
                 continue
-            pred = one["ms"] / min(n, cores) + 1e3 * allreduce_s(n, 4 * m["values"], lat, bw)
+            pred = one["ms"] / min(n, cores) + 1e3 * allreduce_s(n, 4 * m["values"], lat, bw, m["calls"])
             print(f"| {model} | {n} | {pred:.3f} | {m['ms']:.3f} | {m['ms'] / pred:.2f} |")
     print(f"\npredicted efficiency, weak scaling (each rank keeps the measured batch and its "
           f"one-thread step; latency {a.latency_us:g} us):\n")
@@ -148,7 +151,8 @@ def main():
             bw_net = gbs * 1e9 / 8
             eff = []
             for n in (8, 64, 256):
-                step = comp + allreduce_s(n, 4 * m2["values"], a.latency_us * 1e-6, bw_net)
+                step = comp + allreduce_s(n, 4 * m2["values"], a.latency_us * 1e-6, bw_net,
+                                         m2["calls"])
                 eff.append(f"{100 * comp / step:.1f}%")
             print(f"| {model} | {gbs} | " + " | ".join(eff) + " |")
 

@@ -144,6 +144,16 @@ static bool dist_program(Options *o, const Program *p)
         o->dist_collective = true; /* every rank found it */
         return false;
     }
+    const DataSet *td = &p->data.v[p->train_data];
+    if (dist_rank(o->dist) == 0 && (td->kind == DATA_IDX || td->kind == DATA_NPY)) {
+        if (td->x_rows)
+            printf("data: each rank reads the samples of its part of each batch from %s\n",
+                   td->path_x);
+        else
+            printf("data: each rank loads all of %s (only an uncompressed idx or npy file "
+                   "is read on demand)\n",
+                   td->path_x);
+    }
     return true;
 }
 
@@ -282,7 +292,7 @@ static int run_one(Options *o)
         free(used);
     }
     if (o->dist)
-        dist_attach(o->dist, p, model.state_ptrs, &x.grad_order);
+        dist_attach(o->dist, p, model.state_ptrs, &x.grad_order, x.grad_early);
     if (rank == 0 && p->ckpt_dir && !checkpoint_check_dir(p, &to.resume, stderr, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         goto done;

@@ -29,6 +29,19 @@ static bool keep_rows(NndTensor *t, const bool *keep, int64_t count, NndErr *err
     return true;
 }
 
+/* The same for a data set's x and y, x read on demand or loaded. */
+static bool keep_samples(DataSet *ds, const bool *keep, int64_t count, NndErr *err)
+{
+    if (ds->x_rows) {
+        if (nnd_rows_keep(ds->x_rows, (const unsigned char *)keep, count, err) != 0)
+            return false;
+        ds->x.shape[0] = count;
+    } else if (!keep_rows(&ds->x, keep, count, err)) {
+        return false;
+    }
+    return keep_rows(&ds->y, keep, count, err);
+}
+
 /* Applies a data set's subset to its loaded tensors. */
 static bool apply_subset(DataSet *ds, NndErr *err)
 {
@@ -42,7 +55,7 @@ static bool apply_subset(DataSet *ds, NndErr *err)
                 y[i] = j;
                 count++;
             }
-    bool ok = keep_rows(&ds->x, keep, count, err) && keep_rows(&ds->y, keep, count, err);
+    bool ok = keep_samples(ds, keep, count, err);
     free(keep);
     return ok;
 }
@@ -53,6 +66,7 @@ void program_free(Program *p)
         return;
     for (int i = 0; i < p->data.n; i++) {
         nnd_tensor_free(&p->data.v[i].x);
+        nnd_rows_free(p->data.v[i].x_rows);
         nnd_tensor_free(&p->data.v[i].y);
     }
     for (int i = 0; i < p->evals.n; i++)
@@ -90,7 +104,7 @@ static bool apply_split(DataSet *ds, uint64_t seed, NndErr *err)
     nnd_random_permutation(perm, (uint32_t)n, seed, 0x5b117ull << 32);
     for (int64_t i = lo; i < hi; i++)
         keep[perm[i]] = true;
-    bool ok = keep_rows(&ds->x, keep, hi - lo, err) && keep_rows(&ds->y, keep, hi - lo, err);
+    bool ok = keep_samples(ds, keep, hi - lo, err);
     free(perm);
     free(keep);
     ds->split_done = ok;
@@ -100,7 +114,7 @@ static bool apply_split(DataSet *ds, uint64_t seed, NndErr *err)
 bool program_load_dataset(Program *p, int i, Diags *d)
 {
     DataSet *ds = &p->data.v[i];
-    if (ds->x.data && (!ds->split || ds->split_done))
+    if ((ds->x.data || ds->x_rows) && (!ds->split || ds->split_done))
         return true;
     if (ds->x.data) { /* csv and tensors: read while elaborating */
         NndErr err;
@@ -113,8 +127,17 @@ bool program_load_dataset(Program *p, int i, Diags *d)
     NndLoadOptions lo = {ds->scale, p->float_dtype};
     NndErr err;
     int rc = 0;
+    /* Ranks read their parts of the training batches on demand; each evaluates the
+     * whole evaluation set. */
+    bool map = p->distributed && i == p->train_data;
     /* labels may be loaded already (subset) */
-    if (ds->kind == DATA_IDX)
+    if (ds->kind == DATA_IDX && map)
+        rc = nnd_idx_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err) ||
+             (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+    else if (ds->kind == DATA_NPY && map)
+        rc = nnd_npy_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err) ||
+             (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
+    else if (ds->kind == DATA_IDX)
         rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
              (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
     else if (ds->kind == DATA_NPY)
@@ -129,7 +152,7 @@ bool program_load_dataset(Program *p, int i, Diags *d)
     if (!rc && ds->limit > 0 && ds->limit < ds->x.shape[0]) {
         bool *keep = xcalloc((size_t)ds->x.shape[0], 1);
         memset(keep, 1, (size_t)ds->limit);
-        if (!keep_rows(&ds->x, keep, ds->limit, &err) || !keep_rows(&ds->y, keep, ds->limit, &err))
+        if (!keep_samples(ds, keep, ds->limit, &err))
             rc = 1;
         free(keep);
     }
@@ -218,8 +241,13 @@ int64_t program_total_steps(const Program *p)
 
 NndDataSet dataset_view(const DataSet *ds)
 {
-    return (NndDataSet){ds->name,   &ds->x,     &ds->y,
-                        ds->window, ds->stride, ds->augmented ? &ds->augment : NULL};
+    return (NndDataSet){.name = ds->name,
+                        .x = &ds->x,
+                        .y = &ds->y,
+                        .window = ds->window,
+                        .stride = ds->stride,
+                        .augment = ds->augmented ? &ds->augment : NULL,
+                        .x_rows = ds->x_rows};
 }
 
 void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx, char **by)

@@ -51,6 +51,9 @@ typedef struct DataSet {
     int x_rank, y_rank;
     int64_t x_shape[NND_MAX_RANK], y_shape[NND_MAX_RANK];
     NndTensor x, y; /* owned; loaded by program_load_data ([n, ...sample]) */
+    /* the distributed training set of an uncompressed idx or npy file: x's rows read
+     * when a batch takes them (x.data NULL; its dtype and shape hold); owned */
+    NndRows *x_rows;
 } DataSet;
 
 typedef struct ParamInfo {

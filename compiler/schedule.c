@@ -594,6 +594,86 @@ static void mark_parallel(Builder *b)
     }
 }
 
+static bool writes_buf(const Kernel *k, int buf)
+{
+    return kernel_writes(k, buf) || (k->kind == KER_REDUCE && k->aux == buf);
+}
+
+/* Marks the buffers kernel k writes in w. */
+static void mark_writes(const Kernel *k, bool *w)
+{
+    for (int i = 0; i < k->stores.n; i++)
+        w[k->stores.v[i].buf] = true;
+    for (int i = 0; i < k->accs.n; i++)
+        w[k->accs.v[i].buf] = true;
+    if (k->kind == KER_REDUCE && k->aux >= 0)
+        w[k->aux] = true;
+}
+
+/* ScheduleRequest.early_states: each kernel that stores a state runs as early as the
+ * data allows.  The kernels before it that it needs (what it reads, transitively:
+ * for a weight's gradient sum, its product but not the gradient passed on to the
+ * layer below) move up with it, in their order; the others keep theirs after them.
+ * In the accumulation step of a distributed run the states are the gradient sums,
+ * and the caller is told about each as soon as it is final (its all-reduce starts)
+ * while the gradients of the layers below are still being computed; in graph order
+ * they would all come after the last product. */
+static void hoist_states(Builder *b)
+{
+    Schedule *s = b->s;
+    int nb = s->bufs.n, nk = s->kernels.n;
+    AccessVec acc = {0};
+    bool *reads = xcalloc((size_t)nb + 1, 1), *writes = xcalloc((size_t)nb + 1, 1);
+    bool *need = xcalloc((size_t)nk + 1, 1);
+    Kernel *tmp = xmalloc(sizeof(Kernel) * (size_t)(nk + 1));
+    for (int k = 0; k < nk; k++) {
+        const Kernel *kr = &s->kernels.v[k];
+        bool state = false;
+        for (int i = 0; i < kr->stores.n; i++)
+            state |= s->bufs.v[kr->stores.v[i].buf].kind == BUF_STATE;
+        if (!state)
+            continue;
+        memset(reads, 0, (size_t)nb);
+        memset(writes, 0, (size_t)nb);
+        memset(need, 0, (size_t)nk);
+        need[k] = true;
+        kernel_reads(s, kr, &acc);
+        for (int i = 0; i < acc.n; i++)
+            reads[acc.v[i].buf] = true;
+        mark_writes(kr, writes);
+        /* j must stay before the kernels needed when it writes what they read or
+         * write, or reads what they write; then it is needed too */
+        for (int j = k - 1; j >= 0; j--) {
+            const Kernel *kj = &s->kernels.v[j];
+            kernel_reads(s, kj, &acc);
+            bool dep = false;
+            for (int i = 0; i < acc.n && !dep; i++)
+                dep = writes[acc.v[i].buf];
+            for (int bf = 0; bf < nb && !dep; bf++)
+                dep = (reads[bf] || writes[bf]) && writes_buf(kj, bf);
+            if (!dep)
+                continue;
+            need[j] = true;
+            for (int i = 0; i < acc.n; i++)
+                reads[acc.v[i].buf] = true;
+            mark_writes(kj, writes);
+        }
+        int n = 0;
+        for (int j = 0; j <= k; j++)
+            if (need[j])
+                tmp[n++] = s->kernels.v[j];
+        for (int j = 0; j <= k; j++)
+            if (!need[j])
+                tmp[n++] = s->kernels.v[j];
+        memcpy(s->kernels.v, tmp, sizeof(Kernel) * (size_t)(k + 1));
+    }
+    vec_free(&acc);
+    free(reads);
+    free(writes);
+    free(need);
+    free(tmp);
+}
+
 bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -630,6 +710,8 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
             fuse_reductions(&b);
         place_updates(&b);
         merge_loops(&b);
+        if (rq->early_states)
+            hoist_states(&b);
         plan_memory(&b);
         mark_parallel(&b);
     }

@@ -78,6 +78,9 @@ typedef struct ScheduleRequest {
     bool check; /* --check-numerics: every floating-point result of an elementwise op
                    gets a home, so the code can check each op's values where they
                    are made (no reductions folded into loops either) */
+    bool early_states; /* kernels that store a state run as early as what they read
+                          allows (a distributed run's gradient sums: their all-reduces
+                          start while the backward pass goes on) */
 } ScheduleRequest;
 
 typedef struct Schedule {

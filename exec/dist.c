@@ -15,18 +15,42 @@ bool dist_launched(void)
 #ifdef NND_HAVE_MPI
 #include <mpi.h>
 
+/* Consecutive gradient sums below this size share one all-reduce (a bucket, copied
+ * into one buffer and back), as PyTorch DDP's buckets do: one call's latency for many
+ * biases.  A larger sum is reduced alone, in place, as soon as it is finished. */
+enum { BUCKET_BYTES = 256 << 10 };
+
+/* $NND_DIST_BUCKET_BYTES, else BUCKET_BYTES (0: every sum alone). */
+static size_t bucket_bytes(void)
+{
+    const char *e = getenv("NND_DIST_BUCKET_BYTES");
+    char *end;
+    long long v = e && *e ? strtoll(e, &end, 10) : -1;
+    return v >= 0 && !*end ? (size_t)v : BUCKET_BYTES;
+}
+
+typedef struct Bucket {
+    int first, n; /* gradient sums [first, first + n) of the order */
+    int64_t count; /* their values */
+    char *buf; /* n > 1: the values gathered; else NULL (in place) */
+} Bucket;
+
 struct Dist {
     int rank, ranks, local;
     NndDType dtype;
     VEC(void *) bufs; /* the gradient sums, in the order their all-reduces start */
     VEC(int64_t) counts;
     VEC(int) state; /* their state indices */
-    VEC(MPI_Request) reqs;
-    int started; /* all-reduces started this step (bufs[0..started)) */
+    VEC(Bucket) buckets; /* the all-reduces, in order */
+    VEC(MPI_Request) reqs; /* one per bucket */
+    int ready; /* gradient sums finished this step (bufs[0..ready)) */
+    int started; /* buckets whose all-reduce started this step */
     int64_t total;
     double seconds; /* in all-reduce */
     int64_t calls;
-    int64_t early, sums; /* all-reduces started by the step (during the backward pass), all */
+    const bool *early_at; /* per gradient sum: finished before the step's last product */
+    int64_t early, sums; /* gradient sums whose all-reduce started during the backward
+                            pass (before its last product), all */
 };
 
 static double now(void)
@@ -34,6 +58,13 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void free_buckets(Dist *d)
+{
+    for (int b = 0; b < d->buckets.n; b++)
+        free(d->buckets.v[b].buf);
+    d->buckets.n = 0;
 }
 
 Dist *dist_init(char *err, size_t errlen)
@@ -55,14 +86,17 @@ void dist_finish(Dist *d, FILE *out)
         return;
     if (out && d->rank == 0 && d->calls > 0)
         fprintf(out,
-                "all-reduce: %lld steps, %.3f s waiting (%d ranks, %lld values each); %lld of "
-                "%lld gradient sums started during the backward pass\n",
-                (long long)d->calls, d->seconds, d->ranks, (long long)d->total, (long long)d->early,
-                (long long)d->sums);
+                "all-reduce: %lld steps, %.3f s waiting (%d ranks, %lld values each, %d "
+                "all-reduce%s a step); %lld of %lld gradient sums started during the backward "
+                "pass\n",
+                (long long)d->calls, d->seconds, d->ranks, (long long)d->total, d->buckets.n,
+                d->buckets.n == 1 ? "" : "s", (long long)d->early, (long long)d->sums);
     vec_free(&d->bufs);
     vec_free(&d->counts);
     vec_free(&d->state);
     vec_free(&d->reqs);
+    free_buckets(d);
+    vec_free(&d->buckets);
     free(d);
     MPI_Finalize();
 }
@@ -138,12 +172,16 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
     return false;
 }
 
-void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order)
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order,
+                 const bool *early)
 {
+    d->early_at = early;
     d->dtype = p->float_dtype;
     d->bufs.n = d->counts.n = d->state.n = d->reqs.n = 0;
+    free_buckets(d);
     d->total = 0;
-    d->started = 0;
+    d->ready = d->started = 0;
+    size_t es = nnd_dtype_size(d->dtype), cap = bucket_bytes();
     for (int k = 0; k < order->n; k++) {
         int i = order->v[k];
         bool sym;
@@ -151,31 +189,63 @@ void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *o
         vec_push(&d->bufs, states[i]);
         vec_push(&d->counts, count);
         vec_push(&d->state, i);
-        MPI_Request none = MPI_REQUEST_NULL;
-        vec_push(&d->reqs, none);
         d->total += count;
+        Bucket *last = d->buckets.n ? &d->buckets.v[d->buckets.n - 1] : NULL;
+        if (last && (size_t)(last->count + count) * es <= cap) {
+            last->n++;
+            last->count += count;
+        } else {
+            Bucket b = {k, 1, count, NULL};
+            vec_push(&d->buckets, b);
+            MPI_Request none = MPI_REQUEST_NULL;
+            vec_push(&d->reqs, none);
+        }
     }
+    for (int b = 0; b < d->buckets.n; b++)
+        if (d->buckets.v[b].n > 1)
+            d->buckets.v[b].buf = xmalloc((size_t)d->buckets.v[b].count * es);
 }
 
-/* Starts the all-reduces of bufs[started..upto), in order (the same on every rank). */
-static void start_upto(Dist *d, int upto)
+/* Starts the all-reduces of the buckets whose gradient sums are all among the first
+ * `ready`, in order (the same on every rank). */
+static void start_ready(Dist *d, int ready)
 {
     MPI_Datatype t = d->dtype == NND_F64 ? MPI_DOUBLE : MPI_FLOAT;
-    for (; d->started < upto; d->started++)
-        MPI_Iallreduce(MPI_IN_PLACE, d->bufs.v[d->started], (int)d->counts.v[d->started], t,
-                       MPI_SUM, MPI_COMM_WORLD, &d->reqs.v[d->started]);
+    size_t es = nnd_dtype_size(d->dtype);
+    d->ready = ready;
+    for (; d->started < d->buckets.n; d->started++) {
+        Bucket *b = &d->buckets.v[d->started];
+        if (b->first + b->n > ready)
+            break;
+        void *buf = d->bufs.v[b->first];
+        if (b->buf) {
+            size_t at = 0;
+            for (int k = b->first; k < b->first + b->n; k++) {
+                memcpy(b->buf + at, d->bufs.v[k], (size_t)d->counts.v[k] * es);
+                at += (size_t)d->counts.v[k] * es;
+            }
+            buf = b->buf;
+        }
+        MPI_Iallreduce(MPI_IN_PLACE, buf, (int)b->count, t, MPI_SUM, MPI_COMM_WORLD,
+                       &d->reqs.v[d->started]);
+    }
 }
 
 void dist_ready(NndStepArgs *args, int32_t state)
 {
     Dist *d = args->ready_ctx;
     double t0 = now();
-    int k = d->started;
+    int k = d->ready;
     while (k < d->state.n && d->state.v[k] != state)
         k++;
     if (k < d->state.n) {
-        d->early += k + 1 - d->started;
-        start_upto(d, k + 1);
+        int from = d->started;
+        start_ready(d, k + 1);
+        for (int b = from; b < d->started; b++) {
+            const Bucket *bk = &d->buckets.v[b];
+            if (d->early_at && d->early_at[bk->first + bk->n - 1])
+                d->early += bk->n;
+        }
     }
     /* Open MPI moves non-blocking collectives on inside MPI calls: one now */
     int flag;
@@ -188,11 +258,20 @@ int dist_reduce(void *ctx, double *vals, int n, NndErr *err)
     (void)err;
     Dist *d = ctx;
     double t0 = now();
-    start_upto(d, d->state.n); /* what the step did not start: all of it on a rank with
-                                  no samples in the last micro-batch, or interpreted */
+    start_ready(d, d->state.n); /* what the step did not start: all of it on a rank with
+                                   no samples in the last micro-batch, or interpreted */
     MPI_Waitall(d->started, d->reqs.v, MPI_STATUSES_IGNORE);
-    d->sums += d->started;
-    d->started = 0;
+    size_t es = nnd_dtype_size(d->dtype);
+    for (int b = 0; b < d->buckets.n; b++) {
+        const Bucket *bk = &d->buckets.v[b];
+        size_t at = 0;
+        for (int k = bk->first; bk->buf && k < bk->first + bk->n; k++) {
+            memcpy(d->bufs.v[k], bk->buf + at, (size_t)d->counts.v[k] * es);
+            at += (size_t)d->counts.v[k] * es;
+        }
+    }
+    d->sums += d->state.n;
+    d->ready = d->started = 0;
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     d->seconds += now() - t0;
     d->calls++;
@@ -231,8 +310,10 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
     (void)errlen;
     return true;
 }
-void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order)
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order,
+                 const bool *early)
 {
+    (void)early;
     (void)d;
     (void)p;
     (void)states;

@@ -38,8 +38,10 @@ int dist_default_threads(const Dist *d);
 bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen);
 /* The gradient sums (states[i] their buffers) that dist_reduce sums, in order:
  * the order the accumulation step finishes them (Executable.grad_order), in which
- * their all-reduces start on every rank. */
-void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order);
+ * their all-reduces start on every rank; early[k]: the step finishes sum k before
+ * its last product (Executable.grad_early; what the run's last line counts). */
+void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *order,
+                 const bool *early);
 /* NndStepArgs.ready (ready_ctx: the Dist): the compiled accumulation step has
  * finished the gradient sum of that state; its non-blocking all-reduce (and those of
  * any before it in the order) starts now, overlapping the rest of the backward

@@ -196,13 +196,15 @@ static void build_interp(Executable *x, Program *p, const ExecOptions *o)
 }
 
 /* A step's schedule: the updates ups, and outs[0..nout) written to args->out. */
+/* early: ScheduleRequest.early_states. */
 static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout, const Update *ups,
-                          int nups, int64_t max_batch, bool check, char *err, size_t errlen)
+                          int nups, int64_t max_batch, bool check, bool early, char *err,
+                          size_t errlen)
 {
     ScheduleUpdate *su = xcalloc((size_t)(nups ? nups : 1), sizeof *su);
     for (int i = 0; i < nups; i++)
         su[i] = (ScheduleUpdate){ups[i].value, ups[i].is_state, ups[i].index};
-    ScheduleRequest rq = {outs, nout, su, nups, max_batch, check};
+    ScheduleRequest rq = {outs, nout, su, nups, max_batch, check, early};
     bool ok = schedule_build(s, &p->g, &rq, err, errlen);
     free(su);
     return ok;
@@ -211,8 +213,8 @@ static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout,
 bool executable_step_arena(Program *p, int64_t batch, int64_t *bytes, char *err, size_t errlen)
 {
     Schedule s;
-    bool ok =
-        schedule_step(&s, p, &p->loss, 1, p->updates.v, p->updates.n, batch, false, err, errlen);
+    bool ok = schedule_step(&s, p, &p->loss, 1, p->updates.v, p->updates.n, batch, false, false,
+                            err, errlen);
     if (ok) {
         *bytes = s.arena_bytes;
         schedule_free(&s);
@@ -231,31 +233,32 @@ static bool schedule_all(Executable *x, Program *p, bool check, char *err, size_
         outs[0] = p->loss;
         for (int i = 0; i < p->step_outputs.n; i++)
             outs[i + 1] = p->step_outputs.v[i].node;
-        ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, mb, check, err,
-                           errlen);
+        ok = schedule_step(&x->step_sched, p, outs, 1, p->updates.v, p->updates.n, mb, check, false,
+                           err, errlen);
         if (ok && p->step_outputs.n > 0)
             ok = schedule_step(&x->full_sched, p, outs, 1 + p->step_outputs.n, p->updates.v,
-                               p->updates.n, mb, check, err, errlen);
+                               p->updates.n, mb, check, false, err, errlen);
         if (ok && (p->accumulate > 1 || p->distributed))
             ok = schedule_step(&x->accum_sched, p, outs, 1, p->accum_updates.v, p->accum_updates.n,
-                               mb, check, err, errlen);
+                               mb, check, p->distributed, err, errlen);
         if (ok && p->distributed)
             ok = schedule_step(&x->apply_sched, p, outs, 0, p->apply_updates.v, p->apply_updates.n,
-                               mb, check, err, errlen);
+                               mb, check, false, err, errlen);
         if (ok && p->distributed && p->apply_outputs.n > 0)
             ok = schedule_step(&x->apply_full_sched, p, p->apply_outputs.v, p->apply_outputs.n,
-                               p->apply_updates.v, p->apply_updates.n, mb, check, err, errlen);
+                               p->apply_updates.v, p->apply_updates.n, mb, check, false, err,
+                               errlen);
         free(outs);
         for (int i = 0; ok && i < p->evals.n; i++) {
             NodeVec r = {0};
             metric_roots(p, i, &r);
-            ScheduleRequest er = {r.v, r.n, NULL, 0, mb, false};
+            ScheduleRequest er = {r.v, r.n, NULL, 0, mb, false, false};
             ok = schedule_build(&x->eval_scheds[i], &p->g, &er, err, errlen);
             vec_free(&r);
         }
     }
     if (ok && p->forward) {
-        ScheduleRequest fr = {&p->forward, 1, NULL, 0, mb, false};
+        ScheduleRequest fr = {&p->forward, 1, NULL, 0, mb, false, false};
         ok = schedule_build(&x->forward_sched, &p->g, &fr, err, errlen);
     }
     return ok;
@@ -330,8 +333,17 @@ static void grad_sums(Executable *x, const Program *p)
         size_t len = strlen(n);
         x->grad_sums[i] = p->states.v[i].param >= 0 && len > 9 && !strcmp(n + len - 9, ".grad_sum");
     }
+    IntVec kernel = {0};
     if (x->accum_sched.home)
-        schedule_final_states(&x->accum_sched, x->grad_sums, p->states.n, &x->grad_order, NULL);
+        schedule_final_states(&x->accum_sched, x->grad_sums, p->states.n, &x->grad_order, &kernel);
+    int last_call = -1;
+    for (int k = 0; x->accum_sched.home && k < x->accum_sched.kernels.n; k++)
+        if (x->accum_sched.kernels.v[k].kind == KER_CALL)
+            last_call = k;
+    x->grad_early = xcalloc((size_t)p->states.n + 1, sizeof(bool));
+    for (int k = 0; k < kernel.n; k++)
+        x->grad_early[k] = kernel.v[k] < last_call;
+    vec_free(&kernel);
     for (int i = 0; i < p->states.n; i++) { /* any the schedule does not write last */
         bool listed = false;
         for (int k = 0; k < x->grad_order.n; k++)
@@ -460,6 +472,7 @@ void executable_free(Executable *x)
     free(x->profile);
     free(x->grad_sums);
     vec_free(&x->grad_order);
+    free(x->grad_early);
     memset(x, 0, sizeof *x);
 }
 

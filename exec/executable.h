@@ -55,6 +55,9 @@ typedef struct Executable {
      * NndStepArgs.ready, compiled): the order their all-reduces start in */
     bool *grad_sums;
     IntVec grad_order;
+    /* per entry of grad_order: the compiled accumulation step finishes that sum before
+     * its last matrix product (or other call), so its all-reduce can overlap it */
+    bool *grad_early;
 } Executable;
 
 /* Builds every function of p with the engine o asks for.  False with a message

@@ -57,7 +57,7 @@ static SamplerCache *cache_build(Sampler *s, void **states, char *why, size_t n)
     ScheduleUpdate *su = xcalloc((size_t)nc + 1, sizeof *su);
     for (int i = 0; i < nc; i++)
         su[i] = (ScheduleUpdate){d->cache_value.v[i], true, d->state_base + i};
-    ScheduleRequest rq = {&d->logits, 1, su, nc, 1, false};
+    ScheduleRequest rq = {&d->logits, 1, su, nc, 1, false, false};
     bool ok = schedule_build(&c->sched, &d->g, &rq, why, n);
     free(su);
     void *addr = NULL;

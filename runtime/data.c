@@ -8,6 +8,7 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 enum {
@@ -521,4 +522,119 @@ fail:
     nnd_free(chunk);
     nnd_tensor_free(out);
     return -1;
+}
+
+/* ---- rows read on demand -------------------------------------------------------- */
+
+struct NndRows {
+    void *map;
+    size_t map_len;
+    const unsigned char *base; /* row 0 of the file */
+    RawType t;
+    double scale;
+    NndDType dtype;
+    int64_t row_elems;
+    int64_t count; /* the data set's rows */
+    int64_t *rows; /* their rows in the file; NULL: 0..count */
+};
+
+/* Whether converting every element of this type to dtype (times scale) is sure to
+ * succeed, as reading on demand needs: raw_convert refuses finite values beyond f32's
+ * range. */
+static int convert_cannot_fail(RawKind k, NndDType dtype, double scale)
+{
+    if (dtype == NND_F64)
+        return 1;
+    switch (k) {
+    case RAW_U8:
+    case RAW_I8:
+    case RAW_I16:
+    case RAW_I32:
+    case RAW_BOOL: return fabs(scale) <= 1e20; /* |value| < 2^31 */
+    case RAW_F32: return fabs(scale) <= 1;
+    default: return 0;
+    }
+}
+
+int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
+                  const NndLoadOptions *o, NndRows **out)
+{
+    *out = NULL;
+    NndDType dtype = data_out_dtype(t.kind, role, o);
+    if (f->gz || role != NND_FEATURES || !convert_cannot_fail(t.kind, dtype, o->scale) ||
+        f->file_size <= 0 || (uint64_t)f->file_size > SIZE_MAX)
+        return 0;
+    void *map = mmap(NULL, (size_t)f->file_size, PROT_READ, MAP_PRIVATE, fileno(f->fp), 0);
+    if (map == MAP_FAILED)
+        return 0;
+    NndRows *r = nnd_alloc(sizeof *r);
+    if (!r) {
+        munmap(map, (size_t)f->file_size);
+        return 0;
+    }
+    /* Batches take rows in shuffled order: read ahead only what is asked for. */
+    posix_madvise(map, (size_t)f->file_size, POSIX_MADV_RANDOM);
+    *r = (NndRows){.map = map,
+                   .map_len = (size_t)f->file_size,
+                   .base = (const unsigned char *)map + f->pos,
+                   .t = t,
+                   .scale = o->scale,
+                   .dtype = dtype,
+                   .row_elems = 1,
+                   .count = shape[0]};
+    for (int i = 1; i < rank; i++)
+        r->row_elems *= shape[i];
+    *out = r;
+    return 0;
+}
+
+void nnd_rows_free(NndRows *r)
+{
+    if (!r)
+        return;
+    munmap(r->map, r->map_len);
+    nnd_free(r->rows);
+    nnd_free(r);
+}
+
+int64_t nnd_rows_count(const NndRows *r) { return r->count; }
+
+int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *err)
+{
+    int64_t *rows = nnd_alloc(sizeof(int64_t) * (size_t)(count ? count : 1));
+    if (!rows)
+        return nnd_err(err, "out of memory for %lld row numbers", (long long)count);
+    int64_t k = 0;
+    for (int64_t i = 0; i < r->count && k < count; i++)
+        if (keep[i])
+            rows[k++] = r->rows ? r->rows[i] : i;
+    nnd_free(r->rows);
+    r->rows = rows;
+    r->count = k;
+    return 0;
+}
+
+void nnd_rows_gather(const NndRows *r, const uint32_t *idx, int64_t b, void *dst)
+{
+    int size = raw_size(r->t.kind);
+    int64_t n = r->row_elems;
+    for (int64_t s = 0; s < b; s++) {
+        int64_t row = r->rows ? r->rows[idx[s]] : (int64_t)idx[s];
+        const unsigned char *src = r->base + (size_t)(row * n) * (size_t)size;
+        if (r->dtype == NND_F64) {
+            double *d = (double *)dst + s * n;
+            for (int64_t i = 0; i < n; i++)
+                d[i] = raw_double(r->t, src + i * size) * r->scale;
+        } else if (r->t.kind == RAW_U8) {
+            /* the table's formula, which vectorizes where lookups do not */
+            float *d = (float *)dst + s * n;
+            double scale = r->scale;
+            for (int64_t i = 0; i < n; i++)
+                d[i] = (float)((double)src[i] * scale);
+        } else {
+            float *d = (float *)dst + s * n;
+            for (int64_t i = 0; i < n; i++)
+                d[i] = (float)(raw_double(r->t, src + i * size) * r->scale);
+        }
+    }
 }

@@ -86,4 +86,10 @@ int data_check_body(const DataFile *f, int rank, const int64_t *shape, RawType t
 int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
                    NndRole role, const NndLoadOptions *o, NndTensor *out, NndErr *err);
 
+/* After the header of a plain file: *out the file's rows mapped into memory, read
+ * when a gather takes them (0 with *out NULL where that cannot be done: a gzip file,
+ * labels, a conversion that could fail; the caller then loads the body). */
+int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
+                  const NndLoadOptions *o, NndRows **out);
+
 #endif

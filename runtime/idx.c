@@ -62,9 +62,13 @@ static int idx_header(DataFile *f, RawType *t, int *rank, int64_t *shape, int64_
     return data_check_body(f, *rank, shape, *t, *nbytes, err);
 }
 
+/* load: read the body into out; rows (load 0): map the body if it can be, else
+ * load it; neither: the header only. */
 static int idx_open(const char *path, NndRole role, const NndLoadOptions *opts, int load,
-                    NndTensor *out, NndErr *err)
+                    NndRows **rows, NndTensor *out, NndErr *err)
 {
+    if (rows)
+        *rows = NULL;
     memset(out, 0, sizeof *out);
     NndLoadOptions o;
     if (data_options(path, opts, &o, err) != 0)
@@ -77,7 +81,9 @@ static int idx_open(const char *path, NndRole role, const NndLoadOptions *opts, 
     int64_t shape[NND_MAX_RANK] = {0};
     int64_t nbytes = 0;
     int rc = idx_header(&f, &t, &rank, shape, &nbytes, err);
-    if (rc == 0 && load) {
+    if (rc == 0 && rows)
+        rc = data_map_rows(&f, rank, shape, t, role, &o, rows);
+    if (rc == 0 && (load || (rows && !*rows))) {
         rc = data_read_body(&f, rank, shape, t, nbytes, role, &o, out, err);
     } else if (rc == 0) {
         out->dtype = data_out_dtype(t.kind, role, &o);
@@ -91,11 +97,17 @@ static int idx_open(const char *path, NndRole role, const NndLoadOptions *opts, 
 int nnd_idx_load(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                  NndErr *err)
 {
-    return idx_open(path, role, opts, 1, out, err);
+    return idx_open(path, role, opts, 1, NULL, out, err);
 }
 
 int nnd_idx_probe(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                   NndErr *err)
 {
-    return idx_open(path, role, opts, 0, out, err);
+    return idx_open(path, role, opts, 0, NULL, out, err);
+}
+
+int nnd_idx_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                NndRows **rows, NndErr *err)
+{
+    return idx_open(path, role, opts, 0, rows, out, err);
 }

@@ -287,9 +287,13 @@ static int npy_header(DataFile *f, NpyHeader *h, int64_t *nbytes, NndErr *err)
     return data_check_body(f, h->rank, h->shape, h->type, *nbytes, err);
 }
 
+/* load: read the body into out; rows (load 0): map the body if it can be, else
+ * load it; neither: the header only. */
 static int npy_open(const char *path, NndRole role, const NndLoadOptions *opts, int load,
-                    NndTensor *out, NndErr *err)
+                    NndRows **rows, NndTensor *out, NndErr *err)
 {
+    if (rows)
+        *rows = NULL;
     memset(out, 0, sizeof *out);
     NndLoadOptions o;
     if (data_options(path, opts, &o, err) != 0)
@@ -300,7 +304,9 @@ static int npy_open(const char *path, NndRole role, const NndLoadOptions *opts, 
     NpyHeader h = {0};
     int64_t nbytes = 0;
     int rc = npy_header(&f, &h, &nbytes, err);
-    if (rc == 0 && load) {
+    if (rc == 0 && rows)
+        rc = data_map_rows(&f, h.rank, h.shape, h.type, role, &o, rows);
+    if (rc == 0 && (load || (rows && !*rows))) {
         rc = data_read_body(&f, h.rank, h.shape, h.type, nbytes, role, &o, out, err);
     } else if (rc == 0) {
         out->dtype = data_out_dtype(h.type.kind, role, &o);
@@ -314,13 +320,13 @@ static int npy_open(const char *path, NndRole role, const NndLoadOptions *opts, 
 int nnd_npy_load(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                  NndErr *err)
 {
-    return npy_open(path, role, opts, 1, out, err);
+    return npy_open(path, role, opts, 1, NULL, out, err);
 }
 
 int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                   NndErr *err)
 {
-    return npy_open(path, role, opts, 0, out, err);
+    return npy_open(path, role, opts, 0, NULL, out, err);
 }
 
 int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err)
@@ -354,4 +360,10 @@ int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err)
     int rc = nnd_write_file_atomic(path, buf, pre + hlen + data, err);
     free(buf);
     return rc;
+}
+
+int nnd_npy_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                NndRows **rows, NndErr *err)
+{
+    return npy_open(path, role, opts, 0, rows, out, err);
 }

@@ -54,7 +54,10 @@ void nnd_dataset_sample_bytes(const NndDataSet *ds, size_t *x, size_t *y)
 void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, void *x, void *y)
 {
     if (ds->window <= 0) {
-        gather(ds->x, idx, b, x);
+        if (ds->x_rows)
+            nnd_rows_gather(ds->x_rows, idx, b, x);
+        else
+            gather(ds->x, idx, b, x);
         gather(ds->y, idx, b, y);
         return;
     }

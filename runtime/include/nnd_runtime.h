@@ -124,6 +124,26 @@ int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, Nn
  * nnd_write_file_atomic does. */
 int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err);
 
+/* Feature rows read from their file when a batch takes them instead of loaded at
+ * once: the file is mapped into memory, so a process reads the pages of the rows it
+ * gathers and processes on one machine share them (MPI ranks each take a part of
+ * every batch).  A gather converts its rows as load does, to the same values.
+ * nnd_idx_map and nnd_npy_map check the file as probe does and set out's dtype,
+ * rank and shape; *rows is the file's rows, or NULL where the file cannot be read on
+ * demand (gzip-compressed, labels, f64 data read as f32): out is then loaded as by
+ * nnd_idx_load or nnd_npy_load.  On failure *rows is NULL and out->data is NULL. */
+typedef struct NndRows NndRows;
+int nnd_idx_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                NndRows **rows, NndErr *err);
+int nnd_npy_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
+                NndRows **rows, NndErr *err);
+int64_t nnd_rows_count(const NndRows *r);
+/* Keeps rows i with keep[i] set, in order; count is how many are set. */
+int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *err);
+/* Converts rows idx[0..b) into dst (b rows of out's dtype, in order). */
+void nnd_rows_gather(const NndRows *r, const uint32_t *idx, int64_t b, void *dst);
+void nnd_rows_free(NndRows *r);
+
 /* CSV with a header line of column names.  label names the label column (NULL: the
  * last column); every other column is a feature, scaled by opts->scale.  x is
  * [N, features] float_dtype.  With classes == 0, y is [N, 1] float_dtype (regression

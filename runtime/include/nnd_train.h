@@ -34,6 +34,9 @@ typedef struct NndDataSet {
      * same window one token later */
     int64_t window, stride;
     const NndAugment *augment; /* NULL: none */
+    /* non-NULL: x's rows are read from here when gathered (x->data is NULL; its dtype
+     * and shape hold) */
+    const NndRows *x_rows;
 } NndDataSet;
 
 /* Applies ds->augment to the b samples of x gathered from rows idx[0..b). */

@@ -241,7 +241,7 @@ static void compile_op(Compiled *c, OpId op, NndDType dt, NndDType to, int64_t n
         y.dtype = (uint8_t)to;
     NodeId root = gb_node(&c->g, y);
     c->rdt = (NndDType)graph_node(&c->g, root)->dtype;
-    ScheduleRequest rq = {&root, 1, NULL, 0, 1, false};
+    ScheduleRequest rq = {&root, 1, NULL, 0, 1, false, false};
     char err[512];
     if (!schedule_build(&c->s, &c->g, &rq, err, sizeof err))
         fail_msg("schedule_build: %s", err);
