@@ -40,6 +40,13 @@ typedef struct CG {
     LLVMValueRef *memo; /* per node: its value at the kernel's own index */
     LLVMValueRef *scalar; /* per node: rank-0 values computed in the entry block */
     LLVMValueRef acc_slot[64]; /* the loop kernel's accumulators (allocas) */
+    /* the kernel's first block, where label checks put their slots (NULL: none) */
+    LLVMBasicBlockRef kstart;
+    struct {
+        LLVMValueRef slot; /* i64: the largest bad label seen, or INT64_MIN */
+        int64_t n;
+    } checks[16];
+    int nchecks;
     const Kernel *k;
     bool flat;
 } CG;
@@ -559,9 +566,34 @@ static void store_status(CG *c, int code, LLVMValueRef value, int64_t limit)
 }
 
 /* A label in [0, n), or 0 with the status, the label and n recorded; execution
- * goes on with the safe index. */
+ * goes on with the safe index.  In a loop or reduction kernel the bad labels are a
+ * max-reduction into a slot, reported once after the loops (flush_checks): no branch
+ * in the loop, which then vectorizes (a one_hot over the classes, say). */
 static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
 {
+    if (c->kstart && c->nchecks < (int)(sizeof c->checks / sizeof c->checks[0])) {
+        LLVMBuilderRef tb = LLVMCreateBuilderInContext(c->ctx);
+        LLVMValueRef first = LLVMGetFirstInstruction(c->kstart);
+        if (first)
+            LLVMPositionBuilderBefore(tb, first);
+        else
+            LLVMPositionBuilderAtEnd(tb, c->kstart);
+        LLVMValueRef slot = LLVMBuildAlloca(tb, c->i64, "badlabel");
+        LLVMBuildStore(tb, ci64(c, INT64_MIN), slot);
+        LLVMDisposeBuilder(tb);
+        c->checks[c->nchecks].slot = slot;
+        c->checks[c->nchecks++].n = n;
+        LLVMValueRef bad = LLVMBuildOr(
+            c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
+            LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), ""),
+            "");
+        LLVMValueRef wide = LLVMBuildSExt(c->b, l, c->i64, "");
+        LLVMValueRef v = select3v(c, bad, wide, ci64(c, INT64_MIN));
+        LLVMValueRef cur = LLVMBuildLoad2(c->b, c->i64, slot, "");
+        LLVMBuildStore(c->b, select3v(c, LLVMBuildICmp(c->b, LLVMIntSGT, v, cur, ""), v, cur),
+                       slot);
+        return select3v(c, bad, ci64(c, 0), wide);
+    }
     LLVMValueRef lo = LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), "");
     LLVMValueRef hi =
         LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
@@ -574,6 +606,23 @@ static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
     LLVMBuildBr(c->b, cont);
     LLVMPositionBuilderAtEnd(c->b, cont);
     return LLVMBuildSExt(c->b, select3v(c, bad, LLVMConstInt(c->i32, 0, 0), l), c->i64, "");
+}
+
+/* After a kernel's loops: the status of each label check that saw a bad label. */
+static void flush_checks(CG *c)
+{
+    for (int i = 0; i < c->nchecks; i++) {
+        LLVMValueRef v = LLVMBuildLoad2(c->b, c->i64, c->checks[i].slot, "");
+        LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
+        LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, v, ci64(c, INT64_MIN), ""), set, cont);
+        LLVMPositionBuilderAtEnd(c->b, set);
+        store_status(c, NND_STATUS_LABEL_RANGE, v, c->checks[i].n);
+        LLVMBuildBr(c->b, cont);
+        LLVMPositionBuilderAtEnd(c->b, cont);
+    }
+    c->nchecks = 0;
+    c->kstart = NULL;
 }
 
 /* A leaf: a constant, a run-time hyper-parameter (f64 in the arguments), literal
@@ -698,6 +747,26 @@ static LLVMValueRef emit_pad(CG *c, const Node *n, const Index *ix)
     return v;
 }
 
+/* A reshape that adds or removes axes of size 1 only: the input's index from the
+ * output's without the flat offset (j->v filled; false when the shapes differ
+ * otherwise). */
+static bool unit_reshape(CG *c, const Node *n, const Node *in, const Index *ix, Index *j)
+{
+    int a = 0, b = 0;
+    while (a < n->shape.rank || b < in->shape.rank) {
+        if (a < n->shape.rank && n->shape.d[a] == 1) {
+            a++;
+        } else if (b < in->shape.rank && in->shape.d[b] == 1) {
+            j->v[b++] = ci64(c, 0);
+        } else if (a < n->shape.rank && b < in->shape.rank && n->shape.d[a] == in->shape.d[b]) {
+            j->v[b++] = ix->v[a++];
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* A layout op: the input read at another index (broadcast, reshape, transpose,
  * slice), or a choice between inputs (concat, pad). */
 static LLVMValueRef emit_layout(CG *c, const Node *n, const Index *ix)
@@ -712,6 +781,8 @@ static LLVMValueRef emit_layout(CG *c, const Node *n, const Index *ix)
         int off = n->shape.rank - in->shape.rank;
         for (int i = 0; i < in->shape.rank; i++)
             j.v[i] = in->shape.d[i] == 1 && n->shape.d[i + off] != 1 ? ci64(c, 0) : ix->v[i + off];
+    } else if (n->op == OP_RESHAPE && unit_reshape(c, n, in, ix, &j)) {
+        /* only axes of size 1 added or removed: the other indices carry over */
     } else if (n->op == OP_RESHAPE) {
         /* through the flat offset */
         LLVMValueRef flat = ix->flat ? ix->flat : offset_of(c, &n->shape, (LLVMValueRef *)ix->v);
@@ -1002,6 +1073,8 @@ static void gen_loop(CG *c, const Kernel *k)
         c->flat = flat_ok(c, graph_node(c->g, k->accs.v[i].node)->in[0], 0);
     LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
     LLVMPositionBuilderAtEnd(c->b, first);
+    c->kstart = first;
+    c->nchecks = 0;
     /* accumulators: this range's partial sums (promoted to registers by mem2reg) */
     assert(k->accs.n <= 64);
     for (int i = 0; i < k->accs.n; i++) {
@@ -1023,6 +1096,7 @@ static void gen_loop(CG *c, const Kernel *k)
         LLVMBuildAtomicRMW(c->b, r->op == OP_SUM ? LLVMAtomicRMWBinOpFAdd : LLVMAtomicRMWBinOpFMax,
                            ptr, v, LLVMAtomicOrderingMonotonic, 0);
     }
+    flush_checks(c);
     LLVMBuildRetVoid(c->b);
     end_function(c, first);
 }
@@ -1086,19 +1160,30 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
     }
     case OP_LOGSUMEXP:
         if (rc->pass == 0) {
+            /* the maximum, a NaN counting as +inf: maxnum with nnan and nsz, which the
+             * loop vectorizer turns into a vector reduction (the NaN comes back in the
+             * sums) */
             LLVMValueRef m = load_at(c, k->aux, dt, o);
-            LLVMValueRef take =
-                LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, x, m), fcmp(c, LLVMRealUNO, x, x), "");
-            store_at(c, k->aux, dt, o, select3v(c, take, x, m));
+            LLVMTypeRef t = vtype(c, dt);
+            LLVMValueRef isnan = fcmp(c, LLVMRealUNO, x, x);
+            LLVMValueRef args[2] = {m, select3v(c, isnan, fconst(c, dt, INFINITY), x)};
+            LLVMValueRef v = intrinsic(c, "llvm.maxnum", &t, 1, args, 2);
+            LLVMSetFastMathFlags(v, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+            store_at(c, k->aux, dt, o, v);
         } else {
-            /* sums of e^(x - max), where the max is finite */
+            /* sums of e^(x - max), reassociable (vector partial sums); an infinite max
+             * is replaced by 0, so the sum is NaN exactly when a NaN or +inf - +inf
+             * is there, which the finishing pass tells from an infinite maximum */
             LLVMValueRef m = load_at(c, k->aux, dt, o);
             LLVMTypeRef t = vtype(c, dt);
             LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1),
                                     fconst(c, dt, INFINITY));
-            LLVMValueRef e = math_exp(c, dt, LLVMBuildFSub(c->b, x, m, ""));
+            LLVMValueRef mc = select3v(c, fin, m, fconst(c, dt, 0));
+            LLVMValueRef e = math_exp(c, dt, LLVMBuildFSub(c->b, x, mc, ""));
             LLVMValueRef acc = load_at(c, out, dt, o);
-            store_at(c, out, dt, o, select3v(c, fin, LLVMBuildFAdd(c->b, acc, e, ""), acc));
+            LLVMValueRef sum = LLVMBuildFAdd(c->b, acc, e, "");
+            LLVMSetFastMathFlags(sum, LLVMFastMathAllowReassoc);
+            store_at(c, out, dt, o, sum);
         }
         break;
     case OP_ARGMAX: {
@@ -1139,7 +1224,9 @@ static void fill_body(CG *c, const Index *ix, void *vctx)
         LLVMValueRef fin = fcmp(c, LLVMRealONE, intrinsic(c, "llvm.fabs", &t, 1, &m, 1),
                                 fconst(c, f->dtype, INFINITY));
         LLVMValueRef r = LLVMBuildFAdd(c->b, m, math_log(c, f->dtype, s), "");
-        store_at(c, f->buf, f->dtype, ix->flat, select3v(c, fin, r, m));
+        /* an infinite maximum: itself, unless a NaN made the sums NaN */
+        LLVMValueRef inf = select3v(c, fcmp(c, LLVMRealUNO, s, s), s, m);
+        store_at(c, f->buf, f->dtype, ix->flat, select3v(c, fin, r, inf));
     } else {
         store_at(c, f->buf, f->dtype, ix->flat, cconst(c, f->dtype, f->value));
     }
@@ -1152,6 +1239,8 @@ static void gen_reduce(CG *c, const Kernel *k)
     int dt = in->dtype;
     LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
     LLVMPositionBuilderAtEnd(c->b, first);
+    c->kstart = first;
+    c->nchecks = 0;
     LLVMValueRef begin = LLVMGetParam(c->fn, 1), end = LLVMGetParam(c->fn, 2);
     /* the outputs this range owns: all of them, or (split on a kept outer axis) rows */
     Shape outs = r->shape;
@@ -1203,6 +1292,7 @@ static void gen_reduce(CG *c, const Kernel *k)
         FillCtx fin = {out, dt, 0, OP_MEAN, LLVMBuildSIToFP(c->b, cnt, vtype(c, dt), ""), -1};
         loop_nest(c, &line, true, obegin, oend, fill_body, &fin);
     }
+    flush_checks(c);
     LLVMBuildRetVoid(c->b);
     end_function(c, first);
 }

@@ -32,6 +32,7 @@ typedef struct Builder {
     bool *live;
     int *consumers;
     bool *to_call; /* an operand of a matrix product or a library routine */
+    bool *remapped; /* read by a consumer at another index than its own (not elementwise) */
     bool *materialize;
     int *kernel_of; /* the kernel computing a node, -1 */
     int *leaf_buf; /* PARAM / STATE / INPUT node -> buffer */
@@ -75,6 +76,50 @@ static bool trivial(Builder *b, NodeId id)
         return n->in[0] == n->in[1] && (b->materialize[n->in[0]] || trivial(b, n->in[0]));
     default: return false;
     }
+}
+
+/* Values computed again in each kernel that uses them instead of stored: the cost
+ * of an elementwise cone in ops (a transcendental counts as 8), up to this. */
+enum { REMAT_LIMIT = 12, REMAT_NEVER = 1 << 20 };
+
+static bool elementwise(const Node *n)
+{
+    OpKind k = op_info[n->op].kind;
+    return k == OPK_EW1 || k == OPK_EW2 || k == OPK_EW3;
+}
+
+/* What recomputing id where it is read costs, from the values in memory: the ops of
+ * its inline cone, REMAT_NEVER beyond REMAT_LIMIT or through anything but
+ * elementwise ops (and the index remaps trivial() allows). */
+static int remat_cost(Builder *b, NodeId id, int depth)
+{
+    if (b->materialize[id] || trivial(b, id))
+        return 0;
+    Node *n = graph_node(b->g, id);
+    if (!elementwise(n) || depth > 8)
+        return REMAT_NEVER;
+    int c;
+    switch (n->op) {
+    case OP_EXP:
+    case OP_LOG:
+    case OP_TANH:
+    case OP_SIGMOID:
+    case OP_SIN:
+    case OP_COS: c = 8; break;
+    case OP_DIV:
+    case OP_SQRT:
+    case OP_RSQRT: c = 4; break;
+    case OP_POW: return REMAT_NEVER;
+    default: c = 1; break;
+    }
+    for (int i = 0; i < n->nin && c <= REMAT_LIMIT; i++) {
+        bool again = false;
+        for (int j = 0; j < i; j++)
+            again |= n->in[j] == n->in[i];
+        if (!again)
+            c += remat_cost(b, n->in[i], depth + 1);
+    }
+    return c <= REMAT_LIMIT ? c : REMAT_NEVER;
 }
 
 static Kernel *add_kernel(Builder *b, KernelKind kind, const Shape *domain, NodeId node)
@@ -238,6 +283,8 @@ static bool decide(Builder *b)
                 b->consumers[n->in[i]]++;
             if (is_call(n->op))
                 b->to_call[n->in[i]] = true;
+            if (!elementwise(n) || !shape_equal(&graph_node(g, n->in[i])->shape, &n->shape))
+                b->remapped[n->in[i]] = true;
         }
     }
     for (int i = 0; i < b->rq->nupdates; i++)
@@ -278,8 +325,13 @@ static bool decide(Builder *b)
         OpKind kind = op_info[n->op].kind;
         bool checked = b->rq->check && (n->dtype == NND_F32 || n->dtype == NND_F64) &&
                        (kind == OPK_EW1 || kind == OPK_EW2 || kind == OPK_EW3);
+        /* a value read by several kernels is stored, unless it is as cheap to compute
+         * again (an elementwise cone of a few ops over values in memory, read at its
+         * own index): GELU's intermediates, say, are then not written by the forward
+         * pass and read back by the backward pass */
         bool mat = is_call(n->op) || is_reduce(n->op) || b->to_call[id] || root || checked ||
-                   (b->consumers[id] >= 2 && !trivial(b, (NodeId)id));
+                   (b->consumers[id] >= 2 && !trivial(b, (NodeId)id) &&
+                    (b->remapped[id] || remat_cost(b, (NodeId)id, 0) >= REMAT_NEVER));
         b->materialize[id] = mat;
     }
     return true;
@@ -329,7 +381,20 @@ static void make_kernels(Builder *b)
                 if (n->op == OP_LOGSUMEXP || n->op == OP_ARGMAX)
                     k->aux = new_buf(b, BUF_ARENA, 0, (NndDType)in->dtype, &n->shape);
             } else {
-                k = add_kernel(b, KER_LOOP, &n->shape, 0);
+                /* a reshape computed here is its input stored at the same flat offsets:
+                 * loop over the input's shape, so the values inside are read at their own
+                 * indices instead of through a division of the offset (the outermost
+                 * axis, which ranges split, must stay the same) */
+                NodeId v = (NodeId)id;
+                Node *in = n->op == OP_RESHAPE ? graph_node(g, n->in[0]) : NULL;
+                if (in && !b->materialize[n->in[0]] && !b->rq->check && in->shape.rank > 0 &&
+                    in->shape.d[0] == n->shape.d[0] && in->dtype == n->dtype &&
+                    !trivial(b, n->in[0]))
+                    v = n->in[0];
+                k = add_kernel(b, KER_LOOP, &graph_node(g, v)->shape, 0);
+                Store st = {v, buf};
+                vec_push(&k->stores, st);
+                continue;
             }
             Store st = {(NodeId)id, buf};
             vec_push(&k->stores, st);
@@ -487,6 +552,14 @@ static void place_updates(Builder *b)
 
 /* Adjacent loops over one shape become one, unless one reads what the other writes
  * at a different index. */
+static bool accumulates(const Kernel *k, int buf)
+{
+    for (int i = 0; i < k->accs.n; i++)
+        if (k->accs.v[i].buf == buf)
+            return true;
+    return false;
+}
+
 static void merge_loops(Builder *b)
 {
     Schedule *s = b->s;
@@ -500,11 +573,15 @@ static void merge_loops(Builder *b)
                 shape_equal(&prev->domain, &cur->domain) && prev->domain.rank > 0) {
                 kernel_reads(s, prev, &ra);
                 kernel_reads(s, cur, &rb);
+                /* a reduction riding along is whole only after the loop: what reads
+                 * it cannot share the loop, at any index */
                 bool ok = true;
                 for (int i = 0; i < rb.n && ok; i++)
-                    ok = rb.v[i].identity || !kernel_writes(prev, rb.v[i].buf);
+                    ok = (rb.v[i].identity && !accumulates(prev, rb.v[i].buf)) ||
+                         !kernel_writes(prev, rb.v[i].buf);
                 for (int i = 0; i < ra.n && ok; i++)
-                    ok = ra.v[i].identity || !kernel_writes(cur, ra.v[i].buf);
+                    ok = (ra.v[i].identity && !accumulates(cur, ra.v[i].buf)) ||
+                         !kernel_writes(cur, ra.v[i].buf);
                 if (ok) {
                     for (int i = 0; i < cur->stores.n; i++)
                         vec_push(&prev->stores, cur->stores.v[i]);
@@ -690,6 +767,7 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
                  xcalloc((size_t)count, sizeof(int)),
                  xcalloc((size_t)count, 1),
                  xcalloc((size_t)count, 1),
+                 xcalloc((size_t)count, 1),
                  xmalloc(sizeof(int) * (size_t)count),
                  NULL,
                  err,
@@ -718,6 +796,7 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
     free(b.live);
     free(b.consumers);
     free(b.to_call);
+    free(b.remapped);
     free(b.materialize);
     free(b.kernel_of);
     if (!ok)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# bad_labels.sh NND WORK: a label outside the model's classes, and an index outside
+# bad_labels.sh NND WORK: a label outside the model's classes (cross_entropy, one_hot),
+# and an index outside
 # an embedding table, stop training with a message naming the value, the limit and
 # the sample that holds it: in compiled code and in the interpreter (--interp).  A
 # label no int32 holds saturates, as i32() does in compiled code (fuzz_frontend found
@@ -55,9 +56,24 @@ train {
     shuffle = false
 }
 NND
+cat > onehot.nnd <<'NND'
+use nn
+use optim
+train {
+    data train = tensors(x = [[0, 0], [0, 1], [1, 0], [1, 1]], y = [0, 1, 5, 2])
+    net = Dense(2, 3)
+    loss = mse(softmax(net(x)), one_hot(i32(y), 3))
+    opt = SGD(lr = 0.1)
+    epochs = 1
+    shuffle = false
+}
+NND
 label="training on 'train': label 5 is out of range for the model's 3 classes, 0 to 2 (sample 2 of 'train' has it)"
 expect labels.nnd "$label"
 expect labels.nnd "$label" --interp
+# one_hot alone checks its labels (in compiled code after the loop over the classes)
+expect onehot.nnd "$label"
+expect onehot.nnd "$label" --interp
 huge="label 2147483647 is out of range for the model's 3 classes, 0 to 2 (sample 2 of 'train' has it)"
 expect huge.nnd "$huge"
 expect huge.nnd "$huge" --interp
