@@ -2,7 +2,8 @@
  *
  * A node gets a buffer ("home") when its value must exist in memory: a matrix
  * product or a reduction, an operand of a matrix product, a value used by more
- * than one consumer that is not free to recompute, an update of a parameter or
+ * than one consumer that is not cheap to recompute (an elementwise cone of a few
+ * ops over values in memory is), an update of a parameter or
  * state, a result.  Everything else is computed inline, inside the loops of the
  * kernels that use it.  Kernels run in graph order:
  *
