@@ -571,6 +571,9 @@ static void store_status(CG *c, int code, LLVMValueRef value, int64_t limit)
  * in the loop, which then vectorizes (a one_hot over the classes, say). */
 static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
 {
+    LLVMValueRef bad = LLVMBuildOr(
+        c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
+        LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), ""), "");
     if (c->kstart && c->nchecks < (int)(sizeof c->checks / sizeof c->checks[0])) {
         LLVMBuilderRef tb = LLVMCreateBuilderInContext(c->ctx);
         LLVMValueRef first = LLVMGetFirstInstruction(c->kstart);
@@ -583,10 +586,6 @@ static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
         LLVMDisposeBuilder(tb);
         c->checks[c->nchecks].slot = slot;
         c->checks[c->nchecks++].n = n;
-        LLVMValueRef bad = LLVMBuildOr(
-            c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), ""),
-            LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), ""),
-            "");
         LLVMValueRef wide = LLVMBuildSExt(c->b, l, c->i64, "");
         LLVMValueRef v = select3v(c, bad, wide, ci64(c, INT64_MIN));
         LLVMValueRef cur = LLVMBuildLoad2(c->b, c->i64, slot, "");
@@ -594,10 +593,6 @@ static LLVMValueRef checked_label(CG *c, LLVMValueRef l, int64_t n)
                        slot);
         return select3v(c, bad, ci64(c, 0), wide);
     }
-    LLVMValueRef lo = LLVMBuildICmp(c->b, LLVMIntSLT, l, LLVMConstInt(c->i32, 0, 0), "");
-    LLVMValueRef hi =
-        LLVMBuildICmp(c->b, LLVMIntSGE, l, LLVMConstInt(c->i32, (unsigned long long)n, 0), "");
-    LLVMValueRef bad = LLVMBuildOr(c->b, lo, hi, "");
     LLVMBasicBlockRef set = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "bad");
     LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
     LLVMBuildCondBr(c->b, bad, set, cont);

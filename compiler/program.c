@@ -131,17 +131,13 @@ bool program_load_dataset(Program *p, int i, Diags *d)
      * whole evaluation set. */
     bool map = p->distributed && i == p->train_data;
     /* labels may be loaded already (subset) */
-    if (ds->kind == DATA_IDX && map)
-        rc = nnd_idx_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err) ||
-             (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
-    else if (ds->kind == DATA_NPY && map)
-        rc = nnd_npy_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err) ||
-             (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
-    else if (ds->kind == DATA_IDX)
-        rc = nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+    if (ds->kind == DATA_IDX)
+        rc = (map ? nnd_idx_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err)
+                  : nnd_idx_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err)) ||
              (!ds->y.data && nnd_idx_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
     else if (ds->kind == DATA_NPY)
-        rc = nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err) ||
+        rc = (map ? nnd_npy_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err)
+                  : nnd_npy_load(ds->path_x, NND_FEATURES, &lo, &ds->x, &err)) ||
              (!ds->y.data && nnd_npy_load(ds->path_y, NND_LABELS, &lo, &ds->y, &err));
     else if (ds->kind == DATA_TEXT)
         rc = nnd_text_load(ds->paths, ds->npaths, ds->from, ds->to, &ds->x, &err);

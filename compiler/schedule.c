@@ -550,8 +550,6 @@ static void place_updates(Builder *b)
     }
 }
 
-/* Adjacent loops over one shape become one, unless one reads what the other writes
- * at a different index. */
 static bool accumulates(const Kernel *k, int buf)
 {
     for (int i = 0; i < k->accs.n; i++)
@@ -560,6 +558,8 @@ static bool accumulates(const Kernel *k, int buf)
     return false;
 }
 
+/* Adjacent loops over one shape become one, unless one reads what the other writes
+ * at a different index, or what the other accumulates. */
 static void merge_loops(Builder *b)
 {
     Schedule *s = b->s;
@@ -671,9 +671,16 @@ static void mark_parallel(Builder *b)
     }
 }
 
-static bool writes_buf(const Kernel *k, int buf)
+/* Does kernel k write a buffer marked in a or in b? */
+static bool writes_marked(const Kernel *k, const bool *a, const bool *b)
 {
-    return kernel_writes(k, buf) || (k->kind == KER_REDUCE && k->aux == buf);
+    for (int i = 0; i < k->stores.n; i++)
+        if (a[k->stores.v[i].buf] || b[k->stores.v[i].buf])
+            return true;
+    for (int i = 0; i < k->accs.n; i++)
+        if (a[k->accs.v[i].buf] || b[k->accs.v[i].buf])
+            return true;
+    return k->kind == KER_REDUCE && k->aux >= 0 && (a[k->aux] || b[k->aux]);
 }
 
 /* Marks the buffers kernel k writes in w. */
@@ -726,8 +733,8 @@ static void hoist_states(Builder *b)
             bool dep = false;
             for (int i = 0; i < acc.n && !dep; i++)
                 dep = writes[acc.v[i].buf];
-            for (int bf = 0; bf < nb && !dep; bf++)
-                dep = (reads[bf] || writes[bf]) && writes_buf(kj, bf);
+            if (!dep)
+                dep = writes_marked(kj, reads, writes);
             if (!dep)
                 continue;
             need[j] = true;

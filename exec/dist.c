@@ -206,28 +206,34 @@ void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *o
             d->buckets.v[b].buf = xmalloc((size_t)d->buckets.v[b].count * es);
 }
 
+/* Copies bucket b's gradient sums into its buffer (in) or back out of it. */
+static void bucket_copy(Dist *d, const Bucket *b, bool in)
+{
+    size_t es = nnd_dtype_size(d->dtype), at = 0;
+    for (int k = b->first; k < b->first + b->n; k++) {
+        size_t bytes = (size_t)d->counts.v[k] * es;
+        if (in)
+            memcpy(b->buf + at, d->bufs.v[k], bytes);
+        else
+            memcpy(d->bufs.v[k], b->buf + at, bytes);
+        at += bytes;
+    }
+}
+
 /* Starts the all-reduces of the buckets whose gradient sums are all among the first
  * `ready`, in order (the same on every rank). */
 static void start_ready(Dist *d, int ready)
 {
     MPI_Datatype t = d->dtype == NND_F64 ? MPI_DOUBLE : MPI_FLOAT;
-    size_t es = nnd_dtype_size(d->dtype);
     d->ready = ready;
     for (; d->started < d->buckets.n; d->started++) {
         Bucket *b = &d->buckets.v[d->started];
         if (b->first + b->n > ready)
             break;
-        void *buf = d->bufs.v[b->first];
-        if (b->buf) {
-            size_t at = 0;
-            for (int k = b->first; k < b->first + b->n; k++) {
-                memcpy(b->buf + at, d->bufs.v[k], (size_t)d->counts.v[k] * es);
-                at += (size_t)d->counts.v[k] * es;
-            }
-            buf = b->buf;
-        }
-        MPI_Iallreduce(MPI_IN_PLACE, buf, (int)b->count, t, MPI_SUM, MPI_COMM_WORLD,
-                       &d->reqs.v[d->started]);
+        if (b->buf)
+            bucket_copy(d, b, true);
+        MPI_Iallreduce(MPI_IN_PLACE, b->buf ? (void *)b->buf : d->bufs.v[b->first], (int)b->count,
+                       t, MPI_SUM, MPI_COMM_WORLD, &d->reqs.v[d->started]);
     }
 }
 
@@ -261,15 +267,9 @@ int dist_reduce(void *ctx, double *vals, int n, NndErr *err)
     start_ready(d, d->state.n); /* what the step did not start: all of it on a rank with
                                    no samples in the last micro-batch, or interpreted */
     MPI_Waitall(d->started, d->reqs.v, MPI_STATUSES_IGNORE);
-    size_t es = nnd_dtype_size(d->dtype);
-    for (int b = 0; b < d->buckets.n; b++) {
-        const Bucket *bk = &d->buckets.v[b];
-        size_t at = 0;
-        for (int k = bk->first; bk->buf && k < bk->first + bk->n; k++) {
-            memcpy(d->bufs.v[k], bk->buf + at, (size_t)d->counts.v[k] * es);
-            at += (size_t)d->counts.v[k] * es;
-        }
-    }
+    for (int b = 0; b < d->buckets.n; b++)
+        if (d->buckets.v[b].buf)
+            bucket_copy(d, &d->buckets.v[b], false);
     d->sums += d->state.n;
     d->ready = d->started = 0;
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);

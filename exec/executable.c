@@ -195,8 +195,8 @@ static void build_interp(Executable *x, Program *p, const ExecOptions *o)
     vec_free(&accum);
 }
 
-/* A step's schedule: the updates ups, and outs[0..nout) written to args->out. */
-/* early: ScheduleRequest.early_states. */
+/* A step's schedule: the updates ups, and outs[0..nout) written to args->out; early:
+ * ScheduleRequest.early_states. */
 static bool schedule_step(Schedule *s, Program *p, const NodeId *outs, int nout, const Update *ups,
                           int nups, int64_t max_batch, bool check, bool early, char *err,
                           size_t errlen)

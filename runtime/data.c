@@ -318,6 +318,45 @@ static double raw_double(RawType t, const unsigned char *p)
     return (double)raw_int(t, p);
 }
 
+/* Whether converting every element of this type to dtype (times scale) is sure to
+ * succeed, as reading on demand needs: raw_convert refuses finite values beyond f32's
+ * range. */
+static int convert_cannot_fail(RawKind k, NndDType dtype, double scale)
+{
+    if (dtype == NND_F64)
+        return 1;
+    switch (k) {
+    case RAW_U8:
+    case RAW_I8:
+    case RAW_I16:
+    case RAW_I32:
+    case RAW_BOOL: return fabs(scale) <= 1e20; /* |value| < 2^31 */
+    case RAW_F32: return fabs(scale) <= 1;
+    default: return 0;
+    }
+}
+
+/* n elements at src as floats of dtype times scale, into dst, where
+ * convert_cannot_fail says so.  Bytes (images) by a loop that vectorizes. */
+static void raw_floats(RawType t, const unsigned char *src, int64_t n, NndDType dtype, double scale,
+                       void *dst)
+{
+    int size = raw_size(t.kind);
+    if (dtype == NND_F64) {
+        double *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = raw_double(t, src + i * size) * scale;
+    } else if (t.kind == RAW_U8) {
+        float *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((double)src[i] * scale);
+    } else {
+        float *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)(raw_double(t, src + i * size) * scale);
+    }
+}
+
 /* Converts n elements at src into out, starting at element index at. */
 static int raw_convert(const DataFile *f, RawType t, const unsigned char *src, int64_t n,
                        NndTensor *out, int64_t at, double scale, NndErr *err)
@@ -340,21 +379,11 @@ static int raw_convert(const DataFile *f, RawType t, const unsigned char *src, i
         }
         return 0;
     }
-    case NND_F64: {
-        double *dst = (double *)out->data + at;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = raw_double(t, src + i * size) * scale;
-        return 0;
-    }
+    case NND_F64: raw_floats(t, src, n, NND_F64, scale, (double *)out->data + at); return 0;
     case NND_F32: {
         float *dst = (float *)out->data + at;
-        if (t.kind == RAW_U8) {
-            /* bytes (images): 256 possible values, converted once */
-            float table[256];
-            for (int v = 0; v < 256; v++)
-                table[v] = (float)((double)v * scale);
-            for (int64_t i = 0; i < n; i++)
-                dst[i] = table[src[i]];
+        if (convert_cannot_fail(t.kind, NND_F32, scale)) {
+            raw_floats(t, src, n, NND_F32, scale, dst);
             return 0;
         }
         for (int64_t i = 0; i < n; i++) {
@@ -538,24 +567,6 @@ struct NndRows {
     int64_t *rows; /* their rows in the file; NULL: 0..count */
 };
 
-/* Whether converting every element of this type to dtype (times scale) is sure to
- * succeed, as reading on demand needs: raw_convert refuses finite values beyond f32's
- * range. */
-static int convert_cannot_fail(RawKind k, NndDType dtype, double scale)
-{
-    if (dtype == NND_F64)
-        return 1;
-    switch (k) {
-    case RAW_U8:
-    case RAW_I8:
-    case RAW_I16:
-    case RAW_I32:
-    case RAW_BOOL: return fabs(scale) <= 1e20; /* |value| < 2^31 */
-    case RAW_F32: return fabs(scale) <= 1;
-    default: return 0;
-    }
-}
-
 int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
                   const NndLoadOptions *o, NndRows **out)
 {
@@ -597,8 +608,6 @@ void nnd_rows_free(NndRows *r)
     nnd_free(r);
 }
 
-int64_t nnd_rows_count(const NndRows *r) { return r->count; }
-
 int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *err)
 {
     int64_t *rows = nnd_alloc(sizeof(int64_t) * (size_t)(count ? count : 1));
@@ -616,25 +625,11 @@ int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *
 
 void nnd_rows_gather(const NndRows *r, const uint32_t *idx, int64_t b, void *dst)
 {
-    int size = raw_size(r->t.kind);
+    size_t size = (size_t)raw_size(r->t.kind), es = nnd_dtype_size(r->dtype);
     int64_t n = r->row_elems;
     for (int64_t s = 0; s < b; s++) {
         int64_t row = r->rows ? r->rows[idx[s]] : (int64_t)idx[s];
-        const unsigned char *src = r->base + (size_t)(row * n) * (size_t)size;
-        if (r->dtype == NND_F64) {
-            double *d = (double *)dst + s * n;
-            for (int64_t i = 0; i < n; i++)
-                d[i] = raw_double(r->t, src + i * size) * r->scale;
-        } else if (r->t.kind == RAW_U8) {
-            /* the table's formula, which vectorizes where lookups do not */
-            float *d = (float *)dst + s * n;
-            double scale = r->scale;
-            for (int64_t i = 0; i < n; i++)
-                d[i] = (float)((double)src[i] * scale);
-        } else {
-            float *d = (float *)dst + s * n;
-            for (int64_t i = 0; i < n; i++)
-                d[i] = (float)(raw_double(r->t, src + i * size) * r->scale);
-        }
+        raw_floats(r->t, r->base + (size_t)(row * n) * size, n, r->dtype, r->scale,
+                   (char *)dst + (size_t)(s * n) * es);
     }
 }

@@ -137,7 +137,6 @@ int nnd_idx_map(const char *path, NndRole role, const NndLoadOptions *opts, NndT
                 NndRows **rows, NndErr *err);
 int nnd_npy_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
                 NndRows **rows, NndErr *err);
-int64_t nnd_rows_count(const NndRows *r);
 /* Keeps rows i with keep[i] set, in order; count is how many are set. */
 int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *err);
 /* Converts rows idx[0..b) into dst (b rows of out's dtype, in order). */
