@@ -1,13 +1,48 @@
 /* blas: matrix products through OpenBLAS, split across the pool.
  *
  * OpenBLAS runs single-threaded (the pool told it so); each thread computes a block
- * of rows (or columns) of C with its own call, so one set of threads does all the
- * work and a given thread count always makes the same calls. */
+ * of C with its own call, so one set of threads does all the work and a given thread
+ * count always makes the same calls.
+ *
+ * The split follows the largest of the three matrices: each thread reads or writes
+ * only one contiguous block of rows of it.  A step's weights are its large operands,
+ * and the update loop splits them by rows the same way, so a weight, its gradient
+ * and its optimizer state stay in one core's cache from one step to the next (moving
+ * them between cores costs more than the product on the machines we measure).  When
+ * the block runs along k (a weight in x @ W), each thread sums its share of k into
+ * its own copy of C and the copies are added in thread order. */
 #include <cblas.h>
 
 #include "nnd_abi.h"
 
-enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is faster */
+enum {
+    MIN_SPLIT_WORK = 1 << 18, /* multiply-adds below which one call is faster */
+    MIN_BLOCK = 8, /* rows or columns per block: keeps OpenBLAS's kernels busy */
+    MIN_K_BLOCK = 64, /* k per block when k is split */
+    MAX_K_COPIES = 1 << 22 /* elements of C copies for a split k */
+};
+
+typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
+
+/* The split for an unbatched product on `threads` threads, or -1 for one call. */
+static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int threads)
+{
+    int64_t sa = m * k, sb = k * n, sc = m * n;
+    Split s;
+    if (sc >= sa && sc >= sb)
+        s = BY_ROWS;
+    else if (sa > sb)
+        s = ta ? BY_K : BY_ROWS;
+    else
+        s = tb ? BY_COLUMNS : BY_K;
+    if (s == BY_K && (k < MIN_K_BLOCK * threads || sc * (threads - 1) > MAX_K_COPIES))
+        s = m >= n ? BY_ROWS : BY_COLUMNS;
+    if (s == BY_ROWS && m < MIN_BLOCK * threads && n >= MIN_BLOCK * threads)
+        s = BY_COLUMNS;
+    if (s == BY_COLUMNS && n < MIN_BLOCK * threads && m >= MIN_BLOCK * threads)
+        s = BY_ROWS;
+    return (int)s;
+}
 
 #define GEMM_IMPL(SUFFIX, T, CBLAS, GEMV)                                                          \
     typedef struct Gemm##SUFFIX {                                                                  \
@@ -16,15 +51,31 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
         const T *a, *b;                                                                            \
         T *c;                                                                                      \
         T beta;                                                                                    \
-        int by_rows;                                                                               \
+        Split split;                                                                               \
+        int parts; /* BY_K: blocks of k; part i > 0 goes to copies + (i - 1) * m * n */            \
+        T *copies;                                                                                 \
     } Gemm##SUFFIX;                                                                                \
+                                                                                                   \
+    static void gemm_call_##SUFFIX(const Gemm##SUFFIX *g, int64_t m, int64_t n, int64_t k,         \
+                                   const T *a, const T *b, T beta, T *c, int64_t ldc)              \
+    {                                                                                              \
+        /* a row (one token while sampling) times a matrix: a matrix-vector product; a             \
+         * matrix product would pack the whole of b for one row */                                 \
+        if (m == 1)                                                                                \
+            GEMV(CblasRowMajor, g->tb ? CblasNoTrans : CblasTrans, (int)(g->tb ? n : k),           \
+                 (int)(g->tb ? k : n), 1, b, (int)g->ldb, a, g->ta ? (int)g->lda : 1, beta, c, 1); \
+        else                                                                                       \
+            CBLAS(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,                                \
+                  g->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1, a, (int)g->lda, b, \
+                  (int)g->ldb, beta, c, (int)ldc);                                                 \
+    }                                                                                              \
                                                                                                    \
     static void gemm_block_##SUFFIX(const Gemm##SUFFIX *g, int64_t bi, int64_t lo, int64_t hi)     \
     {                                                                                              \
         const T *a = g->a + bi * g->sa, *b = g->b + bi * g->sb;                                    \
         T *c = g->c + bi * g->sc;                                                                  \
         int64_t m = g->m, n = g->n;                                                                \
-        if (g->by_rows) {                                                                          \
+        if (g->split == BY_ROWS) {                                                                 \
             a += g->ta ? lo : lo * g->lda;                                                         \
             c += lo * g->ldc;                                                                      \
             m = hi - lo;                                                                           \
@@ -33,22 +84,13 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
             c += lo;                                                                               \
             n = hi - lo;                                                                           \
         }                                                                                          \
-        /* a row (one token while sampling) times a matrix: a matrix-vector product; a             \
-         * matrix product would pack the whole of b for one row */                                 \
-        if (m == 1)                                                                                \
-            GEMV(CblasRowMajor, g->tb ? CblasNoTrans : CblasTrans, (int)(g->tb ? n : g->k),        \
-                 (int)(g->tb ? g->k : n), 1, b, (int)g->ldb, a, g->ta ? (int)g->lda : 1, g->beta,  \
-                 c, 1);                                                                            \
-        else                                                                                       \
-            CBLAS(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,                                \
-                  g->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)g->k, 1, a, (int)g->lda, \
-                  b, (int)g->ldb, g->beta, c, (int)g->ldc);                                        \
+        gemm_call_##SUFFIX(g, m, n, g->k, a, b, g->beta, c, g->ldc);                               \
     }                                                                                              \
                                                                                                    \
     static void gemm_range_##SUFFIX(void *ctx, int64_t begin, int64_t end)                         \
     {                                                                                              \
         const Gemm##SUFFIX *g = ctx;                                                               \
-        int64_t span = g->by_rows ? g->m : g->n;                                                   \
+        int64_t span = g->split == BY_ROWS ? g->m : g->n;                                          \
         if (g->batch > 1 && span == 0)                                                             \
             return;                                                                                \
         /* the range covers batch * span items: whole matrices, or blocks of one */                \
@@ -57,6 +99,36 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
             int64_t hi = end - bi * span < span ? end - bi * span : span;                          \
             gemm_block_##SUFFIX(g, bi, lo, hi);                                                    \
             i = bi * span + hi;                                                                    \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* items are the parts of k: part 0 goes to C (with beta), the others to copies */             \
+    static void gemm_k_range_##SUFFIX(void *ctx, int64_t begin, int64_t end)                       \
+    {                                                                                              \
+        const Gemm##SUFFIX *g = ctx;                                                               \
+        for (int64_t p = begin; p < end; p++) {                                                    \
+            int64_t lo = g->k * p / g->parts, hi = g->k * (p + 1) / g->parts;                      \
+            const T *a = g->a + (g->ta ? lo * g->lda : lo);                                        \
+            const T *b = g->b + (g->tb ? lo : lo * g->ldb);                                        \
+            if (p == 0)                                                                            \
+                gemm_call_##SUFFIX(g, g->m, g->n, hi - lo, a, b, g->beta, g->c, g->ldc);           \
+            else                                                                                   \
+                gemm_call_##SUFFIX(g, g->m, g->n, hi - lo, a, b, 0,                                \
+                                   g->copies + (p - 1) * g->m * g->n, g->n);                       \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* rows of C: adds the copies in order */                                                      \
+    static void gemm_sum_range_##SUFFIX(void *ctx, int64_t begin, int64_t end)                     \
+    {                                                                                              \
+        const Gemm##SUFFIX *g = ctx;                                                               \
+        for (int64_t i = begin; i < end; i++) {                                                    \
+            T *c = g->c + i * g->ldc;                                                              \
+            for (int p = 1; p < g->parts; p++) {                                                   \
+                const T *x = g->copies + (p - 1) * g->m * g->n + i * g->n;                         \
+                for (int64_t j = 0; j < g->n; j++)                                                 \
+                    c[j] += x[j];                                                                  \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
@@ -76,17 +148,45 @@ enum { MIN_SPLIT_WORK = 1 << 16 }; /* multiply-adds below which one call is fast
                     }                                                                              \
             return;                                                                                \
         }                                                                                          \
-        Gemm##SUFFIX g = {ta,       tb,       m,        n, k, lda, ldb,  ldc,   batch,             \
-                          stride_a, stride_b, stride_c, a, b, c,   beta, m >= n};                  \
-        int64_t span = g.by_rows ? m : n;                                                          \
+        Gemm##SUFFIX g = {ta,                                                                      \
+                          tb,                                                                      \
+                          m,                                                                       \
+                          n,                                                                       \
+                          k,                                                                       \
+                          lda,                                                                     \
+                          ldb,                                                                     \
+                          ldc,                                                                     \
+                          batch,                                                                   \
+                          stride_a,                                                                \
+                          stride_b,                                                                \
+                          stride_c,                                                                \
+                          a,                                                                       \
+                          b,                                                                       \
+                          c,                                                                       \
+                          beta,                                                                    \
+                          m >= n ? BY_ROWS : BY_COLUMNS,                                           \
+                          0,                                                                       \
+                          NULL};                                                                   \
         int64_t work = m * n * k * batch;                                                          \
         int threads = nnd_pool_threads(pool);                                                      \
         if (work < MIN_SPLIT_WORK || threads == 1) {                                               \
-            gemm_range_##SUFFIX(&g, 0, batch *span);                                               \
+            gemm_range_##SUFFIX(&g, 0, batch *(g.split == BY_ROWS ? m : n));                       \
             return;                                                                                \
         }                                                                                          \
-        /* blocks of at least 8 rows keep OpenBLAS's kernels busy */                               \
-        int64_t grain = batch * span / threads > 8 ? 8 : 1;                                        \
+        if (batch == 1)                                                                            \
+            g.split = choose_split(ta, tb, m, n, k, threads);                                      \
+        if (g.split == BY_K) {                                                                     \
+            g.parts = threads;                                                                     \
+            g.copies = nnd_pool_scratch(pool, (size_t)((threads - 1) * m * n) * sizeof(T));        \
+            if (g.copies) {                                                                        \
+                nnd_parallel_for(pool, gemm_k_range_##SUFFIX, &g, threads, 1);                     \
+                nnd_parallel_for(pool, gemm_sum_range_##SUFFIX, &g, m, (1 << 14) / n + 1);         \
+                return;                                                                            \
+            }                                                                                      \
+            g.split = m >= n ? BY_ROWS : BY_COLUMNS; /* no memory for the copies */                \
+        }                                                                                          \
+        int64_t span = g.split == BY_ROWS ? m : n;                                                 \
+        int64_t grain = batch * span / threads > MIN_BLOCK ? MIN_BLOCK : 1;                        \
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 

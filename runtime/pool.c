@@ -38,6 +38,8 @@ struct NndPool {
     atomic_uint_fast64_t generation; /* bumped once per job */
     atomic_int pending; /* workers still running the current job */
     bool stop;
+    void *scratch; /* nnd_pool_scratch: grown by the caller, between jobs */
+    size_t scratch_bytes;
 };
 
 static _Thread_local bool in_pool_job;
@@ -178,10 +180,26 @@ void nnd_pool_destroy(NndPool *p)
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->threads);
+    free(p->scratch);
     free(p);
 }
 
 int nnd_pool_threads(const NndPool *p) { return p ? p->n : 1; }
+
+void *nnd_pool_scratch(NndPool *p, size_t bytes)
+{
+    if (!p || in_pool_job)
+        return NULL;
+    if (bytes > p->scratch_bytes) {
+        void *m = NULL;
+        if (posix_memalign(&m, 64, bytes) != 0)
+            return NULL;
+        free(p->scratch);
+        p->scratch = m;
+        p->scratch_bytes = bytes;
+    }
+    return p->scratch;
+}
 
 void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t grain)
 {

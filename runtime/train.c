@@ -71,6 +71,32 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
     }
 }
 
+typedef struct GatherJob {
+    const NndDataSet *ds;
+    const uint32_t *idx;
+    char *x, *y;
+    size_t xb, yb;
+} GatherJob;
+
+static void gather_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const GatherJob *g = ctx;
+    nnd_dataset_gather(g->ds, g->idx + lo, hi - lo, g->x + (size_t)lo * g->xb,
+                       g->y + (size_t)lo * g->yb);
+}
+
+/* A batch gathered by the pool's threads (rows of the data set are mostly cache and
+ * TLB misses; each thread copies a block of rows). */
+static void gather_batch(NndPool *pool, const NndDataSet *ds, const uint32_t *idx, int64_t b,
+                         void *x, void *y)
+{
+    GatherJob g = {ds, idx, x, y, 0, 0};
+    nnd_dataset_sample_bytes(ds, &g.xb, &g.yb);
+    enum { MIN_BYTES_PER_THREAD = 32 << 10 };
+    int64_t grain = (int64_t)(MIN_BYTES_PER_THREAD / (g.xb + g.yb + 1)) + 1;
+    nnd_parallel_for(pool, gather_range, &g, b, grain);
+}
+
 /* One [H, W] plane of a sample, flipped and/or shifted by (dy, dx) with zeros
  * brought in: out[i][j] = in[i + dy][flip ? W - 1 - (j + dx) : j + dx]. */
 #define AUGMENT_PLANE(T)                                                                           \
@@ -334,7 +360,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
         int64_t m = n - start < t->batch ? n - start : t->batch;
         for (int64_t i = 0; i < m; i++)
             b.idx[i] = (uint32_t)(start + i);
-        nnd_dataset_gather(ds, b.idx, m, b.x, b.y);
+        gather_batch(t->pool, ds, b.idx, m, b.x, b.y);
         NndStepArgs a = {t->eval_params ? t->eval_params : t->params,
                          t->states,
                          b.x,
@@ -507,7 +533,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                 t->hypers[t->h_micro] = (double)j;
             if (mj == 0)
                 continue;
-            nnd_dataset_gather(ds, b.idx + start, mj, b.x, b.y);
+            gather_batch(t->pool, ds, b.idx + start, mj, b.x, b.y);
             if (ds->augment)
                 nnd_augment(ds, b.idx + start, mj, b.x, t->seed, epoch);
             int last = j == micro - 1 && !dist;

@@ -281,6 +281,10 @@ typedef struct NndPool NndPool;
 NndPool *nnd_pool_create(int nthreads, NndErr *err);
 void nnd_pool_destroy(NndPool *pool);
 int nnd_pool_threads(const NndPool *pool);
+/* A buffer of at least `bytes` owned by the pool, reused by the next call (contents
+ * not kept); NULL for no pool, inside a parallel job, or out of memory.  For the
+ * caller's use between nnd_parallel_for calls, not inside them. */
+void *nnd_pool_scratch(NndPool *pool, size_t bytes);
 /* fn(ctx, begin, end) over [0, n) in nnd_pool_threads() contiguous ranges (fewer when
  * n < threads * grain); returns when all are done.  pool may be NULL (runs inline). */
 typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);

@@ -22,7 +22,7 @@
 #include "helpers.h"
 
 /* In blas.c: multiply-adds below which a product is not split. */
-enum { MIN_SPLIT_WORK = 1 << 16 };
+enum { MIN_SPLIT_WORK = 1 << 18 }; /* as runtime/blas.c */
 
 static const double SENTINEL = 1234.5;
 
@@ -238,24 +238,29 @@ static void test_small(void **state)
     print_message("%d problems, each f32 and f64 on 5 pools\n", n);
 }
 
-/* Above it: split by rows when m >= n, else by columns, including fewer rows or
- * columns than threads, primes, and one row or column. */
+/* Above it: the split follows the largest matrix (rows of C, rows or k of A, k or
+ * columns of B), with k split into per-thread sums added in order; including fewer
+ * rows or columns than threads, primes, one row or column, and k not a multiple of
+ * the thread count. */
 static void test_split(void **state)
 {
     static const Shape shapes[] = {
-        {41, 40, 40, 1, 0}, /* just over the threshold, by rows */
-        {40, 41, 40, 1, 1}, /* just over, by columns */
-        {64, 64, 64, 1, 0}, /* square: by rows */
-        {101, 97, 103, 1, 1}, /* primes, by rows */
-        {97, 101, 103, 1, 0}, /* primes, by columns */
+        {41, 40, 160, 1, 0}, /* just over the threshold */
+        {40, 41, 160, 1, 1}, /* just over, wider than tall */
+        {64, 64, 64, 1, 0}, /* square, at the threshold: C is the largest */
+        {101, 97, 103, 1, 1}, /* primes */
+        {97, 101, 103, 1, 0}, /* primes, wider than tall */
         {300, 70, 130, 1, 0}, /* tall */
         {70, 300, 130, 1, 1}, /* wide */
-        {3, 3, 8000, 1, 0}, /* fewer rows than threads */
-        {2, 3, 12000, 1, 1}, /* fewer columns than threads */
-        {263, 1, 300, 1, 0}, /* one column */
-        {1, 263, 300, 1, 1}, /* one row */
-        {5, 1000, 20, 1, 0}, /* wide and short */
-        {33, 9, 257, 1, 1}, /* 9 columns: chunks of 8 rows for 4 threads */
+        {3, 3, 30000, 1, 0}, /* fewer rows than threads: k split */
+        {2, 3, 45000, 1, 1}, /* fewer columns than threads */
+        {263, 1, 1000, 1, 0}, /* one column */
+        {1, 263, 1000, 1, 1}, /* one row */
+        {5, 1000, 60, 1, 0}, /* wide and short: B the largest, k too short to split */
+        {33, 9, 900, 1, 1}, /* 9 columns: chunks of 8 rows for 4 threads */
+        {64, 128, 784, 1, 0}, /* x @ W of a small MLP: W the largest, k split */
+        {40, 20, 1000, 1, 1}, /* A the largest: rows, or k when A is transposed */
+        {7, 5, 9001, 1, 0}, /* k split into unequal parts */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         assert_true(shapes[i].m * shapes[i].n * shapes[i].k * shapes[i].batch >= MIN_SPLIT_WORK);
