@@ -71,11 +71,26 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
     }
 }
 
+/* Asks the cache for the rows of the next batch (they are mostly far apart in a large
+ * data set, so each costs a trip to memory), to arrive while this step computes. */
+static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
+{
+    if (ds->window > 0 || ds->x_rows || !ds->x->data)
+        return;
+    size_t rb = row_bytes(ds->x);
+    const char *src = ds->x->data;
+    for (int64_t i = 0; i < b; i++)
+        for (size_t off = 0; off < rb; off += 64)
+            __builtin_prefetch(src + (size_t)idx[i] * rb + off, 0, 1);
+}
+
 typedef struct GatherJob {
     const NndDataSet *ds;
     const uint32_t *idx;
     char *x, *y;
     size_t xb, yb;
+    const uint32_t *next; /* the next batch's rows, to prefetch */
+    int64_t nnext;
 } GatherJob;
 
 static void gather_range(void *ctx, int64_t lo, int64_t hi)
@@ -83,14 +98,18 @@ static void gather_range(void *ctx, int64_t lo, int64_t hi)
     const GatherJob *g = ctx;
     nnd_dataset_gather(g->ds, g->idx + lo, hi - lo, g->x + (size_t)lo * g->xb,
                        g->y + (size_t)lo * g->yb);
+    /* the same thread gathers the same part of the next batch */
+    if (lo < g->nnext)
+        prefetch_rows(g->ds, g->next + lo, (hi < g->nnext ? hi : g->nnext) - lo);
 }
 
 /* A batch gathered by the pool's threads (rows of the data set are mostly cache and
- * TLB misses; each thread copies a block of rows). */
+ * TLB misses; each thread copies a block of rows), and the rows of the next one
+ * (next[0..nnext)) asked for, to arrive during the step. */
 static void gather_batch(NndPool *pool, const NndDataSet *ds, const uint32_t *idx, int64_t b,
-                         void *x, void *y)
+                         void *x, void *y, const uint32_t *next, int64_t nnext)
 {
-    GatherJob g = {ds, idx, x, y, 0, 0};
+    GatherJob g = {ds, idx, x, y, 0, 0, next, nnext};
     nnd_dataset_sample_bytes(ds, &g.xb, &g.yb);
     enum { MIN_BYTES_PER_THREAD = 32 << 10 };
     int64_t grain = (int64_t)(MIN_BYTES_PER_THREAD / (g.xb + g.yb + 1)) + 1;
@@ -360,7 +379,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
         int64_t m = n - start < t->batch ? n - start : t->batch;
         for (int64_t i = 0; i < m; i++)
             b.idx[i] = (uint32_t)(start + i);
-        gather_batch(t->pool, ds, b.idx, m, b.x, b.y);
+        gather_batch(t->pool, ds, b.idx, m, b.x, b.y, NULL, 0);
         NndStepArgs a = {t->eval_params ? t->eval_params : t->params,
                          t->states,
                          b.x,
@@ -533,7 +552,9 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                 t->hypers[t->h_micro] = (double)j;
             if (mj == 0)
                 continue;
-            gather_batch(t->pool, ds, b.idx + start, mj, b.x, b.y);
+            int64_t next = start + mj, after = next + mj < n ? next + mj : n;
+            gather_batch(t->pool, ds, b.idx + start, mj, b.x, b.y, b.idx + next,
+                         next < after ? after - next : 0);
             if (ds->augment)
                 nnd_augment(ds, b.idx + start, mj, b.x, t->seed, epoch);
             int last = j == micro - 1 && !dist;
