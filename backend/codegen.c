@@ -908,8 +908,12 @@ static void begin_function(CG *c, const char *name, LLVMTypeRef ty, bool interna
     c->fn = LLVMAddFunction(c->mod, name, ty);
     if (internal)
         LLVMSetLinkage(c->fn, LLVMInternalLinkage);
-    const char *attrs[] = {"nounwind"};
-    for (int i = 0; i < 1; i++) {
+    /* A kernel stays a function of its own: inlined into the step it would be
+     * compiled twice when a parallel loop also takes its address, and it could not
+     * go to another of the parallel compile's parts (jit.c); a call per kernel
+     * costs nothing measurable. */
+    const char *attrs[] = {"nounwind", "noinline"};
+    for (int i = 0; i < (internal ? 2 : 1); i++) {
         unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
         LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
                                 LLVMCreateEnumAttribute(c->ctx, kind, 0));

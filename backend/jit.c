@@ -3,20 +3,24 @@
 #include "codegen.h"
 #include "target.h"
 
+#include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct Jit {
     LLVMOrcLLJITRef lljit; /* owns the compiled code */
     char *ir;
     double ir_seconds, opt_seconds, mc_seconds;
     bool cached; /* the object code came from the compile cache */
+    int parts; /* compiled in this many parts, one thread each */
 };
 
 /* Takes ownership of e; writes its message. */
@@ -31,13 +35,9 @@ static bool llvm_failed(LLVMErrorRef e, const char *what, char *err, size_t errl
 }
 
 /* An LLJIT for this host whose code may call the runtime's listed functions and
- * nothing else. */
-static bool start_jit(Jit *j, int opt, char *err, size_t errlen)
+ * nothing else.  Takes jtm. */
+static bool start_jit(Jit *j, LLVMTargetMachineRef jtm, char *err, size_t errlen)
 {
-    /* the JIT gets a machine of its own, configured the same */
-    LLVMTargetMachineRef jtm = target_machine(NULL, opt, true, err, errlen);
-    if (!jtm)
-        return false;
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
         builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
@@ -58,17 +58,18 @@ static bool start_jit(Jit *j, int opt, char *err, size_t errlen)
 }
 
 /* ---- the compile cache ----
- * An entry is DIR/KEY.o: a header (magic, the key, the object's length and
- * checksum) and the object file the optimized module became.  The key hashes the
- * unoptimized IR (which holds the program, its schedule and the ABI's offsets), the
- * optimization level, the CPU and its features and LLVM's version; an entry whose
- * header does not match (torn, corrupt, another key) is ignored and rebuilt. */
+ * An entry is DIR/KEY.o: a header (magic, the key, how many parts, each part's
+ * length, a checksum of all of them) and the object files the optimized module's
+ * parts became, one after the other.  An entry whose header or checksum does not
+ * match (torn, corrupt, another key) is ignored and rebuilt. */
+enum { MAX_PARTS = 8 };
+
 typedef struct CacheHeader {
     char magic[8];
-    uint64_t key[2], len, sum;
+    uint64_t key[2], nparts, len[MAX_PARTS], sum;
 } CacheHeader;
 
-static const char cache_magic[8] = {'N', 'N', 'D', 'O', 'B', 'J', '0', '1'};
+static const char cache_magic[8] = {'N', 'N', 'D', 'O', 'B', 'J', '0', '2'};
 
 /* The cache's directory (malloc'd), or NULL when off (NND_CACHE=0) or homeless. */
 static char *cache_dir(void)
@@ -85,10 +86,13 @@ static char *cache_dir(void)
     return home && *home ? xasprintf("%s/.cache/nnd", home) : NULL;
 }
 
-static void cache_key(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, uint64_t key[2])
+/* The key of a module's object code: its bitcode (the program, its schedule and the
+ * ABI's offsets, made in a fraction of the time the text takes), the CPU, its
+ * features, LLVM's version, the optimization level and how many parts it is
+ * compiled in. */
+static void cache_key(LLVMMemoryBufferRef bc, LLVMTargetMachineRef tm, int opt, int nparts,
+                      uint64_t key[2])
 {
-    /* the module's bitcode: what the text says, made in a fraction of the time */
-    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
     const char *ir = LLVMGetBufferStart(bc);
     size_t irn = LLVMGetBufferSize(bc);
     char *cpu = LLVMGetTargetMachineCPU(tm), *feat = LLVMGetTargetMachineFeatureString(tm);
@@ -100,9 +104,9 @@ static void cache_key(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, uint6
         h = fnv1a(h, cpu, strlen(cpu) + 1);
         h = fnv1a(h, feat, strlen(feat) + 1);
         h = fnv1a(h, v, sizeof v);
+        h = fnv1a(h, &nparts, sizeof nparts);
         key[k] = fnv1a(h, &opt, sizeof opt);
     }
-    LLVMDisposeMemoryBuffer(bc);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(feat);
 }
@@ -113,30 +117,41 @@ static char *cache_path(const char *dir, const uint64_t key[2])
                      (unsigned long long)key[1]);
 }
 
-/* The object of a valid entry as a memory buffer, or NULL. */
-static LLVMMemoryBufferRef cache_load(const char *path, const uint64_t key[2])
+/* The n objects of a valid entry as memory buffers; false when there is none. */
+static bool cache_load(const char *path, const uint64_t key[2], int n, LLVMMemoryBufferRef *objs)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return NULL;
+        return false;
     CacheHeader h;
     char *data = NULL;
+    uint64_t total = 0;
     bool ok = fread(&h, sizeof h, 1, f) == 1 && !memcmp(h.magic, cache_magic, 8) &&
-              h.key[0] == key[0] && h.key[1] == key[1] && h.len > 0 && h.len < ((uint64_t)1 << 32);
+              h.key[0] == key[0] && h.key[1] == key[1] && h.nparts == (uint64_t)n;
+    for (int p = 0; ok && p < n; p++) {
+        ok = h.len[p] > 0 && h.len[p] < ((uint64_t)1 << 32);
+        total += h.len[p];
+    }
     if (ok) {
-        data = xmalloc((size_t)h.len + 1);
-        ok = fread(data, 1, (size_t)h.len, f) == h.len && fgetc(f) == EOF &&
-             fnv1a(FNV_OFFSET, data, (size_t)h.len) == h.sum;
+        data = xmalloc((size_t)total + 1);
+        ok = fread(data, 1, (size_t)total, f) == total && fgetc(f) == EOF &&
+             fnv1a(FNV_OFFSET, data, (size_t)total) == h.sum;
     }
     fclose(f);
-    LLVMMemoryBufferRef buf =
-        ok ? LLVMCreateMemoryBufferWithMemoryRangeCopy(data, (size_t)h.len, "nnd-cached") : NULL;
+    size_t at = 0;
+    for (int p = 0; ok && p < n; p++) {
+        objs[p] =
+            LLVMCreateMemoryBufferWithMemoryRangeCopy(data + at, (size_t)h.len[p], "nnd-cached");
+        at += (size_t)h.len[p];
+    }
     free(data);
-    return buf;
+    return ok;
 }
 
-static void cache_store(const char *dir, const char *path, const uint64_t key[2],
-                        LLVMMemoryBufferRef obj)
+/* Best effort, and cheap: a temporary file renamed over the entry, not synced (a
+ * torn entry fails its checksum and is rebuilt). */
+static void cache_store(const char *dir, const char *path, const uint64_t key[2], int n,
+                        LLVMMemoryBufferRef *objs)
 {
     /* the directory, and its parents */
     char *d = xstrdup(dir);
@@ -148,55 +163,261 @@ static void cache_store(const char *dir, const char *path, const uint64_t key[2]
         }
     mkdir(d, 0777);
     free(d);
-    size_t n = LLVMGetBufferSize(obj);
-    const char *start = LLVMGetBufferStart(obj);
-    CacheHeader h = {{0}, {key[0], key[1]}, n, fnv1a(FNV_OFFSET, start, n)};
+    CacheHeader h = {{0}, {key[0], key[1]}, (uint64_t)n, {0}, FNV_OFFSET};
     memcpy(h.magic, cache_magic, 8);
-    char *all = xmalloc(sizeof h + n);
-    memcpy(all, &h, sizeof h);
-    memcpy(all + sizeof h, start, n);
-    NndErr e;
-    (void)nnd_write_file_atomic(path, all, sizeof h + n, &e); /* a cache: best effort */
-    free(all);
+    for (int p = 0; p < n; p++) {
+        h.len[p] = LLVMGetBufferSize(objs[p]);
+        h.sum = fnv1a(h.sum, LLVMGetBufferStart(objs[p]), (size_t)h.len[p]);
+    }
+    char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(&h, sizeof h, 1, f) == 1;
+    for (int p = 0; ok && p < n; p++)
+        ok = fwrite(LLVMGetBufferStart(objs[p]), 1, (size_t)h.len[p], f) == h.len[p];
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) != 0)
+        unlink(tmp);
+    free(tmp);
 }
 
-/* The object code of mod for tm: from the cache, or optimized and emitted (and
- * stored).  Takes mod.  NULL with a message. */
-static LLVMMemoryBufferRef object_code(Jit *j, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
-                                       bool keep_ir, char *err, size_t errlen)
+/* ---- compiling in parts ----
+ * A cold compile is mostly LLVM's passes and instruction selection, one function
+ * at a time.  A module big enough is split by function into as many parts as
+ * there are cores (at most MAX_PARTS): every function gets external linkage, the
+ * module goes to bitcode, and each thread reads the bitcode into a context of its
+ * own and drops the bodies of the functions of the other parts, which become
+ * declarations the JIT links across the parts' objects.  The functions go largest
+ * first to the lightest part, so the plan depends only on the module and the core
+ * count (part of the cache key). */
+enum { MIN_PART_INSTRUCTIONS = 400 };
+
+static long instruction_count(LLVMValueRef f)
 {
-    char *dir = keep_ir ? NULL : cache_dir(), *path = NULL;
-    uint64_t key[2];
+    long n = 0;
+    for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i))
+            n++;
+    return n;
+}
+
+/* Threads for a cold compile: $NND_COMPILE_THREADS, else the online cores. */
+static int compile_threads(void)
+{
+    const char *e = getenv("NND_COMPILE_THREADS");
+    char *end = NULL;
+    long n = e && *e ? strtol(e, &end, 10) : 0;
+    if (n < 1 || (end && *end))
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n < MAX_PARTS ? n : MAX_PARTS) : 1;
+}
+
+/* How many parts to compile mod in; *part_of (malloc'd, one per defined function in
+ * module order) says where each goes when more than one. */
+static int plan_parts(LLVMModuleRef mod, int cores, int **part_of)
+{
+    int nf = 0;
+    long total = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            nf++;
+    long *size = xcalloc((size_t)nf + 1, sizeof *size);
+    int k = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            total += size[k++] = instruction_count(f);
+    long by_size = total / MIN_PART_INSTRUCTIONS;
+    int n = cores < MAX_PARTS ? cores : MAX_PARTS;
+    if (by_size < n)
+        n = (int)by_size;
+    if (nf < n)
+        n = nf;
+    *part_of = NULL;
+    if (n <= 1) {
+        free(size);
+        return 1;
+    }
+    int *where = xcalloc((size_t)nf, sizeof *where);
+    long load[MAX_PARTS] = {0};
+    for (int done = 0; done < nf; done++) {
+        int big = -1; /* the largest function not placed yet (ties: the first) */
+        for (int i = 0; i < nf; i++)
+            if (size[i] >= 0 && (big < 0 || size[i] > size[big]))
+                big = i;
+        int light = 0;
+        for (int p = 1; p < n; p++)
+            if (load[p] < load[light])
+                light = p;
+        where[big] = light;
+        load[light] += size[big];
+        size[big] = -1;
+    }
+    free(size);
+    *part_of = where;
+    return n;
+}
+
+typedef struct Part {
+    LLVMMemoryBufferRef bc; /* the whole module, shared, read only */
+    const int *part_of;
+    int index, opt;
+    LLVMMemoryBufferRef obj; /* out */
+    double opt_seconds, mc_seconds;
+    char err[256];
+} Part;
+
+/* Optimizes mod for tm and emits its object code (NULL with a message). */
+static LLVMMemoryBufferRef emit_object(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
+                                       char **ir, double *opt_s, double *mc_s, char *err,
+                                       size_t errlen)
+{
+    double t1 = clock_seconds();
+    bool ok = target_optimize(mod, tm, opt, err, errlen);
+    *opt_s = clock_seconds() - t1;
+    if (ok && ir)
+        *ir = target_ir_text(mod);
+    char *msg = NULL;
     LLVMMemoryBufferRef obj = NULL;
-    if (dir) {
-        double t0 = clock_seconds();
-        cache_key(mod, tm, opt, key);
-        path = cache_path(dir, key);
-        obj = cache_load(path, key);
-        j->ir_seconds += clock_seconds() - t0;
-        j->cached = obj != NULL;
+    double t2 = clock_seconds();
+    if (ok && LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &obj)) {
+        snprintf(err, errlen, "making machine code: %s", msg ? msg : "failed");
+        obj = NULL;
     }
-    if (!obj) {
-        double t1 = clock_seconds();
-        bool ok = target_optimize(mod, tm, opt, err, errlen);
-        j->opt_seconds = clock_seconds() - t1;
-        if (ok && keep_ir)
-            j->ir = target_ir_text(mod);
-        char *msg = NULL;
-        double t2 = clock_seconds();
-        if (ok && LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &obj)) {
-            snprintf(err, errlen, "making machine code: %s", msg ? msg : "failed");
-            obj = NULL;
-        }
-        LLVMDisposeMessage(msg);
-        j->mc_seconds = clock_seconds() - t2;
-        if (obj && path)
-            cache_store(dir, path, key, obj);
-    }
-    LLVMDisposeModule(mod);
-    free(dir);
-    free(path);
+    LLVMDisposeMessage(msg);
+    *mc_s = clock_seconds() - t2;
     return obj;
+}
+
+/* Replaces the function f of mod by a declaration of the same name and type. */
+static void declaration_only(LLVMModuleRef mod, LLVMValueRef f)
+{
+    size_t len;
+    char *name = xstrdup(LLVMGetValueName2(f, &len));
+    LLVMValueRef d = LLVMAddFunction(mod, "", LLVMGlobalGetValueType(f));
+    LLVMReplaceAllUsesWith(f, d);
+    LLVMDeleteFunction(f);
+    LLVMSetValueName2(d, name, len);
+    free(name);
+}
+
+static void *compile_part(void *arg)
+{
+    Part *pt = arg;
+    LLVMTargetMachineRef tm = target_machine(NULL, pt->opt, true, pt->err, sizeof pt->err);
+    if (!tm)
+        return NULL;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = NULL;
+    if (LLVMParseBitcodeInContext2(ctx, pt->bc, &mod)) {
+        snprintf(pt->err, sizeof pt->err, "internal error: cannot read back the module's bitcode");
+    } else {
+        int i = 0;
+        LLVMValueRef next;
+        for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = next) {
+            next = LLVMGetNextFunction(f);
+            if (!LLVMIsDeclaration(f) && pt->part_of[i++] != pt->index)
+                declaration_only(mod, f);
+        }
+        pt->obj = emit_object(mod, tm, pt->opt, NULL, &pt->opt_seconds, &pt->mc_seconds, pt->err,
+                              sizeof pt->err);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return NULL;
+}
+
+/* Compiles the parts of bc, one thread each (part 0 on this one); false with the
+ * first part's message when any fails. */
+static bool compile_parts(Jit *j, LLVMMemoryBufferRef bc, const int *part_of, int n, int opt,
+                          LLVMMemoryBufferRef *objs, char *err, size_t errlen)
+{
+    Part parts[MAX_PARTS];
+    pthread_t tid[MAX_PARTS];
+    bool started[MAX_PARTS] = {false};
+    for (int p = 0; p < n; p++)
+        parts[p] = (Part){.bc = bc, .part_of = part_of, .index = p, .opt = opt};
+    for (int p = 1; p < n; p++)
+        started[p] = pthread_create(&tid[p], NULL, compile_part, &parts[p]) == 0;
+    compile_part(&parts[0]);
+    for (int p = 1; p < n; p++) {
+        if (started[p])
+            pthread_join(tid[p], NULL);
+        else
+            compile_part(&parts[p]); /* no thread: here, after the others */
+    }
+    bool ok = true;
+    for (int p = 0; p < n; p++) {
+        objs[p] = parts[p].obj;
+        if (!parts[p].obj && ok) {
+            snprintf(err, errlen, "%s", parts[p].err[0] ? parts[p].err : "compiling failed");
+            ok = false;
+        }
+        /* the slowest part is the wall time */
+        if (parts[p].opt_seconds + parts[p].mc_seconds > j->opt_seconds + j->mc_seconds) {
+            j->opt_seconds = parts[p].opt_seconds;
+            j->mc_seconds = parts[p].mc_seconds;
+        }
+    }
+    if (!ok)
+        for (int p = 0; p < n; p++)
+            if (objs[p]) {
+                LLVMDisposeMemoryBuffer(objs[p]);
+                objs[p] = NULL;
+            }
+    return ok;
+}
+
+/* The object code of mod for tm, in *nobjs parts: from the cache, or optimized and
+ * emitted (and stored).  Takes mod.  false with a message. */
+static bool object_code(Jit *j, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, bool keep_ir,
+                        LLVMMemoryBufferRef objs[MAX_PARTS], int *nobjs, char *err, size_t errlen)
+{
+    char *dir = keep_ir ? NULL : cache_dir();
+    int *part_of = NULL;
+    int n = keep_ir ? 1 : plan_parts(mod, compile_threads(), &part_of);
+    *nobjs = n;
+    memset(objs, 0, sizeof(LLVMMemoryBufferRef) * MAX_PARTS);
+    double t0 = clock_seconds();
+    LLVMMemoryBufferRef bc = NULL;
+    if (n > 1) /* every part links to the others' functions */
+        for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+            if (!LLVMIsDeclaration(f))
+                LLVMSetLinkage(f, LLVMExternalLinkage);
+    if (dir || n > 1)
+        bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+    uint64_t key[2];
+    char *path = NULL;
+    bool have = false;
+    if (dir) {
+        cache_key(bc, tm, opt, n, key);
+        path = cache_path(dir, key);
+        have = cache_load(path, key, n, objs);
+    }
+    j->ir_seconds += clock_seconds() - t0;
+    j->cached = have;
+    j->parts = n;
+    bool ok = have || target_verify(mod, err, errlen);
+    if (!ok) {
+    } else if (!have && n == 1) {
+        objs[0] = emit_object(mod, tm, opt, keep_ir ? &j->ir : NULL, &j->opt_seconds,
+                              &j->mc_seconds, err, errlen);
+        ok = objs[0] != NULL;
+    } else if (!have) {
+        LLVMDisposeModule(mod); /* the parts read the bitcode */
+        mod = NULL;
+        ok = compile_parts(j, bc, part_of, n, opt, objs, err, errlen);
+    }
+    if (ok && !have && dir)
+        cache_store(dir, path, key, n, objs);
+    if (mod)
+        LLVMDisposeModule(mod);
+    if (bc)
+        LLVMDisposeMemoryBuffer(bc);
+    free(part_of);
+    free(path);
+    free(dir);
+    return ok;
 }
 
 Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOptions *o, void **addrs,
@@ -209,17 +430,22 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
     LLVMContextRef ctx = LLVMContextCreate();
     Jit *j = xcalloc(1, sizeof *j);
     LLVMModuleRef mod = target_module_ir(ctx, tm, g, fns, nfns, &j->ir_seconds, err, errlen);
-    LLVMMemoryBufferRef obj =
-        mod ? object_code(j, mod, tm, opt, o && o->keep_ir, err, errlen) : NULL;
-    LLVMDisposeTargetMachine(tm);
+    LLVMMemoryBufferRef objs[MAX_PARTS];
+    int nobjs = 0;
+    bool ok = mod && object_code(j, mod, tm, opt, o && o->keep_ir, objs, &nobjs, err, errlen);
     LLVMContextDispose(ctx);
-    bool ok = obj != NULL && start_jit(j, opt, err, errlen);
+    int added = 0;
+    if (ok) {
+        ok = start_jit(j, tm, err, errlen); /* the JIT takes the machine */
+    } else {
+        LLVMDisposeTargetMachine(tm);
+    }
     if (ok) {
         double t_mc = clock_seconds();
         LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
-        ok = !llvm_failed(LLVMOrcLLJITAddObjectFile(j->lljit, jd, obj), "adding the object", err,
-                          errlen);
-        obj = NULL;
+        for (; ok && added < nobjs; added++)
+            ok = !llvm_failed(LLVMOrcLLJITAddObjectFile(j->lljit, jd, objs[added]),
+                              "adding the object", err, errlen);
         for (int i = 0; ok && i < nfns; i++) {
             LLVMOrcExecutorAddress addr = 0;
             ok = !llvm_failed(LLVMOrcLLJITLookup(j->lljit, &addr, fns[i].name), "linking", err,
@@ -228,8 +454,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
         }
         j->mc_seconds += clock_seconds() - t_mc;
     }
-    if (obj)
-        LLVMDisposeMemoryBuffer(obj);
+    for (int p = added; p < nobjs; p++) /* the JIT took the ones it was given */
+        LLVMDisposeMemoryBuffer(objs[p]);
     if (!ok) {
         jit_free(j);
         return NULL;
@@ -238,6 +464,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
 }
 
 bool jit_cached(const Jit *j) { return j->cached; }
+
+int jit_parts(const Jit *j) { return j->parts; }
 
 const char *jit_ir(const Jit *j) { return j->ir; }
 

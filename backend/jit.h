@@ -33,6 +33,8 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
 /* Whether the machine code came from the compile cache ($NND_CACHE_DIR, else
  * $XDG_CACHE_HOME/nnd or ~/.cache/nnd; NND_CACHE=0 turns it off; not with keep_ir). */
 bool jit_cached(const Jit *j);
+/* How many parts the module was compiled in, one thread each (1 for a small one). */
+int jit_parts(const Jit *j);
 /* The optimized IR (when kept), owned by the Jit. */
 const char *jit_ir(const Jit *j);
 /* Seconds spent generating IR, optimizing it, and making machine code. */

@@ -25,11 +25,13 @@ LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char
 LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
                             const CodegenFunction *fns, int nfns, int opt, double secs[2],
                             char *err, size_t errlen);
-/* The two halves of target_module: the verified, unoptimized module (secs: the
- * seconds making it), and its optimization. */
+/* The parts of target_module: the unoptimized module (secs: the seconds making
+ * it), its verification (false with a message; a cached compile skips it) and its
+ * optimization. */
 LLVMModuleRef target_module_ir(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
                                const CodegenFunction *fns, int nfns, double *secs, char *err,
                                size_t errlen);
+bool target_verify(LLVMModuleRef mod, char *err, size_t errlen);
 bool target_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *err, size_t errlen);
 /* The IR of a module as a malloc'd string. */
 char *target_ir_text(LLVMModuleRef mod);

@@ -6,7 +6,13 @@ For each model, batch and thread count, runs nnd, PyTorch eager
 layer MLPs, the hand-written fused C trainer (../shared/bench/mlp_c.c), alternately
 over several rounds, and prints samples/s medians and the median ratios.  The
 machine is shared and noisy: only ratios measured side by side mean anything.
-Also prints nnd's compile time and the Adam update's nanoseconds per parameter.
+Also prints nnd's compile time (cold: an empty object-code cache; warm: cached) and
+the Adam update's nanoseconds per parameter.
+
+The GEMM floor (bench/floor.c, built here): for each MLP, the samples/s its matrix
+products alone reach in OpenBLAS f32 on this machine, measured in the same rounds.
+The t-thread floor is the faster of OpenBLAS on t threads and t times its one-thread
+rate (a trainer that splits the batch across cores could reach the latter).
 
 usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn,gpt] [--threads 1,2]
                     [--nnd build/nnd] [--peers ../shared/bench] [--logging-only]
@@ -25,6 +31,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+# layer widths of the MLPs, for the GEMM floor
+LAYERS = {"mlp128": [784, 128, 10], "mlp32": [784, 32, 10], "mlp1024": [784, 1024, 1024, 10]}
 
 # model: (batch, hidden size for the C trainer or None, torch's best 2-thread setting)
 MODELS = {
@@ -93,6 +102,53 @@ def build_c(peers, workdir):
         sys.stderr.write("bench: cannot build the C trainer:\n" + r.stderr)
         return None
     return out
+
+
+def build_floor(workdir):
+    out = os.path.join(workdir, "floor")
+    inc = "/usr/include/x86_64-linux-gnu/openblas-pthread"
+    r = subprocess.run(["gcc", "-O2", "-I" + inc, os.path.join(HERE, "floor.c"), "-o", out, "-lopenblas"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("bench: cannot build the GEMM floor:\n" + r.stderr)
+        return None
+    return out
+
+
+def floor_rate(binary, threads, model):
+    out = run([binary, str(threads), str(MODELS[model][0]), *map(str, LAYERS[model])])
+    m = re.search(r"floor: ([0-9]+) samples/s", out or "")
+    return float(m.group(1)) if m else None
+
+
+def cpu_line():
+    name, flags = "unknown CPU", []
+    try:
+        for line in open("/proc/cpuinfo"):
+            k, _, v = line.partition(":")
+            if k.strip() == "model name":
+                name = v.strip()
+            elif k.strip() == "flags":
+                flags = v.split()
+                break
+    except OSError:
+        pass
+    simd = [f for f in flags if f.startswith(("avx", "amx", "fma")) or f == "f16c"]
+    return f"{name}, {os.cpu_count()} cores; {' '.join(simd)}"
+
+
+def compile_times(nnd, work):
+    """nnd's compile time for the 784-128-10 program with an empty object-code cache
+    (cold) and again with the entry it left (warm)."""
+    cache = os.path.join(work, "cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    path = os.path.join(HERE, "models", "mlp128.nnd")
+    got = []
+    for _ in range(2):
+        out = run([nnd, "run", path, "--set", "steps=1", "--time"], env={"NND_CACHE_DIR": cache})
+        c = re.search(r"compile: ([0-9.]+) ms", out or "")
+        got.append(float(c.group(1)) if c else None)
+    return got
 
 
 def median(xs):
@@ -185,33 +241,49 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         return
     cbin = build_c(a.peers, work)
+    fbin = build_floor(work)
+    print("CPU:", cpu_line())
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print("OPENBLAS_CORETYPE =", os.environ["OPENBLAS_CORETYPE"])
     models = a.models.split(",")
     threads = [int(t) for t in a.threads.split(",")]
     res = {}  # (model, threads) -> {"nnd": [...], "torch": [...], "c": [...]}
-    compile_ms = []
+    compile_ms = {"cold": [], "warm": []}
     for rnd in range(a.rounds):
         print(f"round {rnd + 1}/{a.rounds}", flush=True)
+        cold, warm = compile_times(a.nnd, work)
+        compile_ms["cold"].append(cold)
+        compile_ms["warm"].append(warm)
         for model in models:
             batch, hidden, _ = MODELS[model]
             for t in threads:
-                r = res.setdefault((model, t), {"nnd": [], "torch": [], "c": []})
-                rate, cms = nnd_rate(a.nnd, model, t, batch)
+                r = res.setdefault((model, t), {"nnd": [], "torch": [], "c": [], "floor": []})
+                rate, _ = nnd_rate(a.nnd, model, t, batch)
                 r["nnd"].append(rate)
-                if cms and model == "mlp128":
-                    compile_ms.append(cms)
+                if fbin and model in LAYERS:
+                    f = floor_rate(fbin, t, model)
+                    one = res[(model, 1)]["floor"][-1] if t > 1 and (model, 1) in res else None
+                    r["floor"].append(max(f or 0, t * one if one else 0) or None)
                 r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch else None)
                 r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden else None)
     print()
-    print(f"{'model':<26} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}")
+    print(f"{'model':<26} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}"
+          f" {'floor':>9} {'nnd/floor':>10}")
     for model in models:
         batch = MODELS[model][0]
         for t in threads:
             r = res[(model, t)]
             name = NAMES[model]
+            rt, rc, rf = ratio(r["nnd"], r["torch"]), ratio(r["nnd"], r["c"]), ratio(r["nnd"], r["floor"])
             print(f"{name + ' b' + str(batch) + ' Adam':<26} {t:>7} {fmt(median(r['nnd'])):>9} "
                   f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
-                  f"{fmt(ratio(r['nnd'], r['torch']), 'x') if ratio(r['nnd'], r['torch']) else '-':>12} "
-                  f"{fmt(ratio(r['nnd'], r['c']), 'x') if ratio(r['nnd'], r['c']) else '-':>7}")
+                  f"{fmt(rt, 'x') if rt else '-':>12} {fmt(rc, 'x') if rc else '-':>7} "
+                  f"{fmt(median(r['floor'])):>9} {f'{rf * 100:.0f}%' if rf else '-':>10}")
+        if 1 in threads and len(threads) > 1:
+            for t in threads[1:]:
+                sp = ratio(res[(model, t)]["nnd"], res[(model, 1)]["nnd"])
+                if sp:
+                    print(f"{'':<26} {t:>7} threads against 1: {sp:.2f}x")
         # against PyTorch at its best thread setting
         best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]
@@ -219,9 +291,11 @@ def main():
         if rb:
             print(f"{'':<26} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
     print()
-    if compile_ms:
-        print(f"compile time (784-128-10 program, front end + LLVM): median {statistics.median(compile_ms):.1f} ms "
-              f"(min {min(compile_ms):.1f}, max {max(compile_ms):.1f})")
+    for kind in ["cold", "warm"]:
+        xs = [x for x in compile_ms[kind] if x is not None]
+        if xs:
+            print(f"compile time, {kind} (784-128-10 program; {'empty' if kind == 'cold' else 'warm'} object-code "
+                  f"cache): median {statistics.median(xs):.1f} ms (min {min(xs):.1f}, max {max(xs):.1f})")
     for t in threads:
         ns = adam_ns_per_param(a.nnd, t)
         if ns:

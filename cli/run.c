@@ -75,8 +75,9 @@ static void print_compile_time(const Executable *x, double t_front)
             printf("; kernels and IR %.1f ms, machine code from the cache %.1f ms",
                    1e3 * (x->compile_seconds - mc), 1e3 * mc);
         else
-            printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms",
-                   1e3 * (x->compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc);
+            printf("; kernels and IR %.1f ms, LLVM passes %.1f ms, machine code %.1f ms%s",
+                   1e3 * (x->compile_seconds - opt - mc), 1e3 * opt, 1e3 * mc,
+                   jit_parts(x->jit) > 1 ? " in the slowest of the parallel parts" : "");
     }
     printf(")\n");
 }

@@ -18,6 +18,13 @@ run xor.nnd warm.out
 grep -q "machine code from the cache" warm.out || { cat warm.out; fail "the second run did not use the cache"; }
 [ "$(grep '^done:' cold.out)" = "$(grep '^done:' warm.out)" ] || fail "the cached code trained differently"
 grep "^compile:" cold.out warm.out
+# compiled in one part (one thread) or in parallel parts: the same code, the same bits
+if [ "$(nproc)" -ge 2 ]; then
+    grep -q "parallel parts" cold.out || fail "a cold compile on $(nproc) cores was not split"
+fi
+NND_CACHE=0 NND_COMPILE_THREADS=1 "$nnd" run "$examples/xor.nnd" --time > one.out 2>&1 || fail "one part"
+grep -q "parallel parts" one.out && fail "NND_COMPILE_THREADS=1 split the compile"
+[ "$(grep '^done:' cold.out)" = "$(grep '^done:' one.out)" ] || fail "one part trained differently"
 # a byte changed in the middle of the object
 printf 'XXXXXXXX' | dd of="$entry" bs=1 seek=200 conv=notrunc 2>/dev/null
 run xor.nnd corrupt.out
