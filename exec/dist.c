@@ -69,8 +69,13 @@ static void free_buckets(Dist *d)
 
 Dist *dist_init(char *err, size_t errlen)
 {
-    (void)err;
-    (void)errlen;
+    const char *e = getenv("NND_DIST_BUCKET_BYTES");
+    char *end = NULL;
+    if (e && (!*e || strtoll(e, &end, 10) < 0 || *end)) {
+        snprintf(err, errlen,
+                 "NND_DIST_BUCKET_BYTES='%.40s' is not a byte count (a whole number >= 0)", e);
+        return NULL;
+    }
     MPI_Init(NULL, NULL);
     Dist *d = xcalloc(1, sizeof *d);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);

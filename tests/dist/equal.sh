@@ -17,6 +17,9 @@ for np in 2 3; do
     grep -q "compiled, 1 thread, $np ranks (MPI)" mpi$np.out || { cat mpi$np.out; fail "not $np ranks"; }
     [ "$(grep -c '^done: 12 steps' mpi$np.out)" -eq 1 ] || fail "rank 0 alone should print"
 done
+# a bucket size that is not a number is an error, not the default
+NND_DIST_BUCKET_BYTES=12kb mpi 2 run adam.nnd > badbucket.out 2>&1 && fail "NND_DIST_BUCKET_BYTES=12kb ran"
+grep -q "NND_DIST_BUCKET_BYTES='12kb' is not a byte count" badbucket.out || { cat badbucket.out; fail "no message"; }
 cat mpi3.out
 # the compiled step starts each gradient sum's all-reduce as soon as it is final:
 # of 4 sums a step (12 steps), all but fc1.W's before the last product (fc1.W's
