@@ -397,6 +397,10 @@ static Value builtin_index(Elab *e, int id, Args *a, Span span)
         NodeId n = el_float_node(e, *x, span), l = el_to_node(e, *el_barg(a, id, 1), span);
         if (!n || !l)
             return verr();
+        const Shape *xs = &nd(e, n)->shape;
+        if (xs->rank > 0 && xs->d[xs->rank - 1] > INT32_MAX)
+            return el_error(e, span, "pick: %lld classes; at most %d are supported",
+                            (long long)xs->d[xs->rank - 1], INT32_MAX);
         return vnode(el_make(e, (Node){.op = OP_PICK, .nin = 2, .in = {n, l}}, span));
     }
     case BI_ONE_HOT: {
