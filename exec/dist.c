@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dist.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,21 @@ bool dist_launched(void)
  * biases.  A larger sum is reduced alone, in place, as soon as it is finished. */
 enum { BUCKET_BYTES = 256 << 10 };
 
-/* $NND_DIST_BUCKET_BYTES, else BUCKET_BYTES (0: every sum alone). */
-static size_t bucket_bytes(void)
+/* $NND_DIST_BUCKET_BYTES into *bytes, else BUCKET_BYTES (0: every sum alone); false
+ * when it is set but not a whole number >= 0. */
+static bool bucket_bytes(size_t *bytes)
 {
     const char *e = getenv("NND_DIST_BUCKET_BYTES");
+    *bytes = BUCKET_BYTES;
+    if (!e)
+        return true;
     char *end;
-    long long v = e && *e ? strtoll(e, &end, 10) : -1;
-    return v >= 0 && !*end ? (size_t)v : BUCKET_BYTES;
+    errno = 0;
+    long long v = strtoll(e, &end, 10);
+    if (!*e || *end || v < 0 || errno == ERANGE)
+        return false;
+    *bytes = (size_t)v;
+    return true;
 }
 
 typedef struct Bucket {
@@ -46,6 +55,7 @@ struct Dist {
     int ready; /* gradient sums finished this step (bufs[0..ready)) */
     int started; /* buckets whose all-reduce started this step */
     int64_t total;
+    size_t bucket_cap; /* bytes: $NND_DIST_BUCKET_BYTES, read once */
     double seconds; /* in all-reduce */
     int64_t calls;
     const bool *early_at; /* per gradient sum: finished before the step's last product */
@@ -69,15 +79,16 @@ static void free_buckets(Dist *d)
 
 Dist *dist_init(char *err, size_t errlen)
 {
-    const char *e = getenv("NND_DIST_BUCKET_BYTES");
-    char *end = NULL;
-    if (e && (!*e || strtoll(e, &end, 10) < 0 || *end)) {
+    size_t cap;
+    if (!bucket_bytes(&cap)) {
         snprintf(err, errlen,
-                 "NND_DIST_BUCKET_BYTES='%.40s' is not a byte count (a whole number >= 0)", e);
+                 "NND_DIST_BUCKET_BYTES='%.40s' is not a byte count (a whole number >= 0)",
+                 getenv("NND_DIST_BUCKET_BYTES"));
         return NULL;
     }
     MPI_Init(NULL, NULL);
     Dist *d = xcalloc(1, sizeof *d);
+    d->bucket_cap = cap;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->ranks);
     const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
@@ -186,7 +197,7 @@ void dist_attach(Dist *d, const Program *p, void *const *states, const IntVec *o
     free_buckets(d);
     d->total = 0;
     d->ready = d->started = 0;
-    size_t es = nnd_dtype_size(d->dtype), cap = bucket_bytes();
+    size_t es = nnd_dtype_size(d->dtype), cap = d->bucket_cap;
     for (int k = 0; k < order->n; k++) {
         int i = order->v[k];
         bool sym;
