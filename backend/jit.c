@@ -3,6 +3,8 @@
 #include "codegen.h"
 #include "target.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Error.h>
@@ -201,15 +203,26 @@ static long instruction_count(LLVMValueRef f)
     return n;
 }
 
-/* Threads for a cold compile: $NND_COMPILE_THREADS, else the online cores. */
-static int compile_threads(void)
+/* Threads for a cold compile into *n: $NND_COMPILE_THREADS, else the online cores.
+ * false with a message when the variable is set but not a whole number >= 1. */
+static bool compile_threads(int *n, char *err, size_t errlen)
 {
     const char *e = getenv("NND_COMPILE_THREADS");
-    char *end = NULL;
-    long n = e && *e ? strtol(e, &end, 10) : 0;
-    if (n < 1 || (end && *end))
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n < MAX_PARTS ? n : MAX_PARTS) : 1;
+    if (!e) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        *n = c > 0 && c < INT_MAX ? (int)c : 1;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(e, &end, 10);
+    if (!*e || *end || v < 1 || errno == ERANGE || v > INT_MAX) {
+        snprintf(err, errlen,
+                 "NND_COMPILE_THREADS='%.40s' is not a thread count (a whole number >= 1)", e);
+        return false;
+    }
+    *n = (int)v;
+    return true;
 }
 
 /* How many parts to compile mod in; *part_of (malloc'd, one per defined function in
@@ -373,9 +386,14 @@ static bool compile_parts(Jit *j, LLVMMemoryBufferRef bc, const int *part_of, in
 static bool object_code(Jit *j, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, bool keep_ir,
                         LLVMMemoryBufferRef objs[MAX_PARTS], int *nobjs, char *err, size_t errlen)
 {
+    int threads;
+    if (!compile_threads(&threads, err, errlen)) {
+        LLVMDisposeModule(mod);
+        return false;
+    }
     char *dir = keep_ir ? NULL : cache_dir();
     int *part_of = NULL;
-    int n = keep_ir ? 1 : plan_parts(mod, compile_threads(), &part_of);
+    int n = keep_ir ? 1 : plan_parts(mod, threads, &part_of);
     *nobjs = n;
     memset(objs, 0, sizeof(LLVMMemoryBufferRef) * MAX_PARTS);
     double t0 = clock_seconds();
@@ -397,16 +415,17 @@ static bool object_code(Jit *j, LLVMModuleRef mod, LLVMTargetMachineRef tm, int 
     j->ir_seconds += clock_seconds() - t0;
     j->cached = have;
     j->parts = n;
-    bool ok = have || target_verify(mod, err, errlen);
-    if (!ok) {
-    } else if (!have && n == 1) {
-        objs[0] = emit_object(mod, tm, opt, keep_ir ? &j->ir : NULL, &j->opt_seconds,
-                              &j->mc_seconds, err, errlen);
-        ok = objs[0] != NULL;
-    } else if (!have) {
-        LLVMDisposeModule(mod); /* the parts read the bitcode */
-        mod = NULL;
-        ok = compile_parts(j, bc, part_of, n, opt, objs, err, errlen);
+    bool ok = have;
+    if (!have && target_verify(mod, err, errlen)) {
+        if (n == 1) {
+            objs[0] = emit_object(mod, tm, opt, keep_ir ? &j->ir : NULL, &j->opt_seconds,
+                                  &j->mc_seconds, err, errlen);
+            ok = objs[0] != NULL;
+        } else {
+            LLVMDisposeModule(mod); /* the parts read the bitcode */
+            mod = NULL;
+            ok = compile_parts(j, bc, part_of, n, opt, objs, err, errlen);
+        }
     }
     if (ok && !have && dir)
         cache_store(dir, path, key, n, objs);
@@ -432,7 +451,7 @@ Jit *jit_compile(Graph *g, const CodegenFunction *fns, int nfns, const JitOption
     LLVMModuleRef mod = target_module_ir(ctx, tm, g, fns, nfns, &j->ir_seconds, err, errlen);
     LLVMMemoryBufferRef objs[MAX_PARTS];
     int nobjs = 0;
-    bool ok = mod && object_code(j, mod, tm, opt, o && o->keep_ir, objs, &nobjs, err, errlen);
+    bool ok = object_code(j, mod, tm, opt, o && o->keep_ir, objs, &nobjs, err, errlen);
     LLVMContextDispose(ctx);
     int added = 0;
     if (ok) {

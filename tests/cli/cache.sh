@@ -25,6 +25,10 @@ fi
 NND_CACHE=0 NND_COMPILE_THREADS=1 "$nnd" run "$examples/xor.nnd" --time > one.out 2>&1 || fail "one part"
 grep -q "parallel parts" one.out && fail "NND_COMPILE_THREADS=1 split the compile"
 [ "$(grep '^done:' cold.out)" = "$(grep '^done:' one.out)" ] || fail "one part trained differently"
+for bad in 0 two ""; do
+    NND_COMPILE_THREADS=$bad "$nnd" run "$examples/xor.nnd" > bad.out 2>&1 && fail "NND_COMPILE_THREADS='$bad' ran"
+    grep -q "NND_COMPILE_THREADS='$bad' is not a thread count" bad.out || { cat bad.out; fail "no message for '$bad'"; }
+done
 # a byte changed in the middle of the object
 printf 'XXXXXXXX' | dd of="$entry" bs=1 seek=200 conv=notrunc 2>/dev/null
 run xor.nnd corrupt.out
