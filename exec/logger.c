@@ -148,8 +148,9 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
         char tag[512];
         snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
         const NndTensor *t = &lg->m->params[i];
-        ok = nnd_log_histogram(lg->log, tag, at->step, t->data, t->dtype, nnd_tensor_numel(t),
-                               &e) == 0;
+        NndHistogram h;
+        ok = nnd_histogram(lg->pool, t->data, t->dtype, nnd_tensor_numel(t), &h, &e) == 0 &&
+             nnd_log_histogram(lg->log, tag, at->step, &h, &e) == 0;
     }
     /* pushed to the file at most twice a second (and at every eval and at the end):
      * a run killed at any moment keeps what was pushed, and logging every step
@@ -190,6 +191,7 @@ static int logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const d
 
 void logger_hooks(Logger *lg, TrainOptions *to)
 {
+    lg->pool = to->pool;
     to->on_step = logger_on_step;
     to->on_eval = logger_on_eval;
     to->hook_ctx = lg;

@@ -19,6 +19,7 @@ typedef struct ParamWatch {
 typedef struct Logger {
     Program *p;
     Model *m;
+    NndPool *pool; /* computes the histograms; NULL: the caller alone */
     NndLog *log; /* NULL: no log statement, warnings only */
     FILE *warn;
     bool interactive;

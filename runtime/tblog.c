@@ -293,52 +293,21 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
     return 0;
 }
 
-int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data, NndDType dtype,
-                      int64_t n, NndErr *err)
+int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const NndHistogram *hist,
+                      NndErr *err)
 {
-    enum { BUCKETS = 30 };
-    double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
-    int64_t finite = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double v = dtype == NND_F64 ? ((const double *)data)[i] : (double)((const float *)data)[i];
-        if (!isfinite(v))
-            continue;
-        finite++;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        sum += v;
-        sq += v * v;
-    }
-    if (!finite)
-        lo = hi = 0;
-    double counts[BUCKETS] = {0}, limits[BUCKETS];
-    double width = hi > lo ? (hi - lo) / BUCKETS : 1, scale = hi > lo ? 1 / width : 0;
-    for (int b = 0; b < BUCKETS; b++)
-        limits[b] = b == BUCKETS - 1 ? hi : lo + width * (b + 1);
-    /* four partial histograms: consecutive values that fall in one bucket do not wait
-     * for each other's increment */
-    int64_t part[4][BUCKETS] = {{0}};
-    for (int64_t i = 0; i < n; i++) {
-        double v = dtype == NND_F64 ? ((const double *)data)[i] : (double)((const float *)data)[i];
-        if (!isfinite(v))
-            continue;
-        int b = (int)((v - lo) * scale);
-        part[i & 3][b < 0 ? 0 : b >= BUCKETS ? BUCKETS - 1 : b]++;
-    }
-    for (int b = 0; b < BUCKETS; b++)
-        counts[b] = (double)(part[0][b] + part[1][b] + part[2][b] + part[3][b]);
     Buf h = {0}, v = {0};
-    put_double(&h, 1, lo);
-    put_double(&h, 2, hi);
-    put_double(&h, 3, (double)finite);
-    put_double(&h, 4, sum);
-    put_double(&h, 5, sq);
+    put_double(&h, 1, hist->min);
+    put_double(&h, 2, hist->max);
+    put_double(&h, 3, hist->num);
+    put_double(&h, 4, hist->sum);
+    put_double(&h, 5, hist->sum_squares);
     for (int field = 6; field <= 7; field++) {
         put_varint(&h, (uint64_t)field << 3 | 2);
-        put_varint(&h, BUCKETS * 8);
-        for (int b = 0; b < BUCKETS; b++) {
+        put_varint(&h, NND_HIST_BUCKETS * 8);
+        for (int b = 0; b < NND_HIST_BUCKETS; b++) {
             uint64_t u;
-            memcpy(&u, field == 6 ? &limits[b] : &counts[b], 8);
+            memcpy(&u, field == 6 ? &hist->limit[b] : &hist->count[b], 8);
             put_le(&h, u, 8);
         }
     }

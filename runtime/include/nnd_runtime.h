@@ -259,9 +259,9 @@ typedef struct NndLog NndLog;
 NndLog *nnd_log_open(const char *dir, int append, NndErr *err);
 int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value,
                    NndErr *err);
-/* A histogram of n values (f32 or f64) in 30 equal buckets; non-finite ones left out. */
-int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const void *data, NndDType dtype,
-                      int64_t n, NndErr *err);
+/* A histogram record (TensorBoard's HistogramProto): see nnd_histogram. */
+typedef struct NndHistogram NndHistogram;
+int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const NndHistogram *h, NndErr *err);
 /* Hands what was written to the kernel: a run killed after this leaves it whole. */
 int nnd_log_flush(NndLog *l, NndErr *err);
 void nnd_log_close(NndLog *l);
@@ -289,6 +289,18 @@ void *nnd_pool_scratch(NndPool *pool, size_t bytes);
  * n < threads * grain); returns when all are done.  pool may be NULL (runs inline). */
 typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);
 void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_t grain);
+/* The histogram of n values (f32 or f64) in NND_HIST_BUCKETS equal buckets over
+ * their range, non-finite ones left out; as a TensorBoard histogram record holds it.
+ * The work is spread over pool (NULL: the caller alone); the result does not depend
+ * on the thread count.  -1 (with err) when out of memory or not a float dtype. */
+enum { NND_HIST_BUCKETS = 30 };
+struct NndHistogram {
+    double min, max, num, sum, sum_squares; /* of the finite values; num: their count */
+    double limit[NND_HIST_BUCKETS]; /* the buckets' upper edges (the last is max) */
+    double count[NND_HIST_BUCKETS];
+};
+int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, NndHistogram *h,
+                  NndErr *err);
 /* Sets flush-to-zero and denormals-are-zero for the calling thread. */
 void nnd_flush_denormals(void);
 /* The same around a call into compiled code: enter returns the caller's mode,

@@ -1,0 +1,141 @@
+/* nnd_histogram against a plain loop: f32 and f64, lengths around the block and lane
+ * sizes, infinities and NaN left out, a constant tensor, nothing finite at all, and the
+ * same bits with no pool, one thread and two. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cmocka.h needs the headers above, included before it */
+#include <cmocka.h>
+
+#include "nnd_runtime.h"
+
+/* The histogram the plain way: one pass for the range and sums, one for the buckets. */
+static void naive(const double *x, int64_t n, NndHistogram *h)
+{
+    memset(h, 0, sizeof *h);
+    h->min = INFINITY;
+    h->max = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]))
+            continue;
+        h->min = fmin(h->min, x[i]);
+        h->max = fmax(h->max, x[i]);
+        h->num++;
+        h->sum += x[i];
+        h->sum_squares += x[i] * x[i];
+    }
+    if (h->num == 0)
+        h->min = h->max = 0;
+    double width = h->max > h->min ? (h->max - h->min) / NND_HIST_BUCKETS : 1;
+    double scale = h->max > h->min ? 1 / width : 0;
+    for (int b = 0; b < NND_HIST_BUCKETS; b++)
+        h->limit[b] = b == NND_HIST_BUCKETS - 1 ? h->max : h->min + width * (b + 1);
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]))
+            continue;
+        int b = (int)((x[i] - h->min) * scale);
+        h->count[b < NND_HIST_BUCKETS ? b : NND_HIST_BUCKETS - 1]++;
+    }
+}
+
+static void expect_same(const NndHistogram *got, const NndHistogram *want)
+{
+    assert_true(got->min == want->min);
+    assert_true(got->max == want->max);
+    assert_true(got->num == want->num);
+    /* sums are added in another order: equal to rounding */
+    assert_true(fabs(got->sum - want->sum) <= 1e-12 * want->sum_squares + 1e-300);
+    assert_true(fabs(got->sum_squares - want->sum_squares) <= 1e-12 * want->sum_squares);
+    for (int b = 0; b < NND_HIST_BUCKETS; b++) {
+        assert_true(got->limit[b] == want->limit[b]);
+        assert_true(got->count[b] == want->count[b]);
+    }
+}
+
+/* x (n values, as doubles) as f32 and as f64, through no pool, one thread and two. */
+static void check(const double *x, int64_t n, NndPool *one, NndPool *two)
+{
+    float *xf = malloc((size_t)(n ? n : 1) * sizeof *xf);
+    double *xr = malloc((size_t)(n ? n : 1) * sizeof *xr); /* x rounded to f32 */
+    for (int64_t i = 0; i < n; i++)
+        xr[i] = xf[i] = (float)x[i];
+    NndErr e;
+    NndHistogram want, got[3];
+    NndPool *pools[3] = {NULL, one, two};
+    naive(xr, n, &want);
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(nnd_histogram(pools[p], xf, NND_F32, n, &got[p], &e), 0);
+        expect_same(&got[p], &want);
+        assert_memory_equal(&got[p], &got[0], sizeof got[0]); /* bits: any thread count */
+    }
+    naive(x, n, &want);
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(nnd_histogram(pools[p], x, NND_F64, n, &got[p], &e), 0);
+        expect_same(&got[p], &want);
+        assert_memory_equal(&got[p], &got[0], sizeof got[0]);
+    }
+    free(xf);
+    free(xr);
+}
+
+static void test_against_loop(void **state)
+{
+    (void)state;
+    NndErr e;
+    NndPool *one = nnd_pool_create(1, &e), *two = nnd_pool_create(2, &e);
+    assert_non_null(one);
+    assert_non_null(two);
+    static const int64_t lengths[] = {0, 1, 15, 16, 17, 2047, 2048, 2049, 16 * 2048 + 5, 100352};
+    uint64_t r = 88172645463325252u;
+    for (size_t k = 0; k < sizeof lengths / sizeof *lengths; k++) {
+        int64_t n = lengths[k];
+        double *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+        for (int64_t i = 0; i < n; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17; /* xorshift64 */
+            x[i] = ((double)(r >> 11) / 9007199254740992.0 - 0.3) * 0.2;
+        }
+        check(x, n, one, two);
+        /* non-finite values anywhere, including the lanes' tails and the extremes */
+        for (int64_t i = 0; i < n; i += 7)
+            x[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+        check(x, n, one, two);
+        /* a constant: every value in the first bucket, the range one point */
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 0.25;
+        check(x, n, one, two);
+        free(x);
+    }
+    nnd_pool_destroy(one);
+    nnd_pool_destroy(two);
+}
+
+static void test_nothing_finite(void **state)
+{
+    (void)state;
+    double x[40];
+    for (int i = 0; i < 40; i++)
+        x[i] = i % 2 ? NAN : -INFINITY;
+    NndHistogram h;
+    NndErr e;
+    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 40, &h, &e), 0);
+    assert_true(h.num == 0 && h.min == 0 && h.max == 0 && h.sum == 0);
+    for (int b = 0; b < NND_HIST_BUCKETS; b++)
+        assert_true(h.count[b] == 0);
+    int32_t ints[4] = {1, 2, 3, 4};
+    assert_int_equal(nnd_histogram(NULL, ints, NND_I32, 4, &h, &e), -1);
+    assert_non_null(strstr(e.msg, "f32 or f64"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_against_loop),
+        cmocka_unit_test(test_nothing_finite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
