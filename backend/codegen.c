@@ -1487,7 +1487,11 @@ static void gen_matmul(CG *c, const Kernel *k)
                            sc};
     LLVMTypeRef types[] = {c->ptr, c->i32, c->i32, c->i64, c->i64, c->i64, c->ptr, c->i64, c->ptr,
                            c->i64, ft,     c->ptr, c->i64, c->i64, c->i64, c->i64, c->i64};
-    call(c, f64 ? "nnd_gemm_f64" : "nnd_gemm_f32", c->voidt, types, 17, args, false);
+    call(c,
+         f64          ? "nnd_gemm_f64"
+         : c->g->bf16 ? "nnd_gemm_bf16"
+                      : "nnd_gemm_f32",
+         c->voidt, types, 17, args, false);
 }
 
 /* The number of items a kernel's range runs over. */

@@ -46,6 +46,11 @@ MODELS = {
 NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10",
          "cnn": "CNN (conv5-conv5-fc)", "gpt": "GPT L4 H4 C128 T64 (seq/s)"}
 GPT_T = 64  # tokens per sequence: tokens/s = 64 x the figures of the gpt row
+BF16 = "-bf16"  # a model name ending so: the same program with --precision bf16
+
+
+def base(model):
+    return model[: -len(BF16)] if model.endswith(BF16) else model
 
 
 def run(cmd, env=None, timeout=900):
@@ -60,10 +65,11 @@ def run(cmd, env=None, timeout=900):
 
 
 def nnd_rate(nnd, model, threads, batch):
+    extra = ["--precision", "bf16"] if model.endswith(BF16) else []
+    model = base(model)
     path = os.path.join(HERE, "models", model + ".nnd")
-    extra = []
     if model == "gpt":  # 30 steps of the example, without its eval (every 500 steps)
-        path, extra = os.path.join(ROOT, "examples", "gpt.nnd"), ["--set", "steps=30"]
+        path, extra = os.path.join(ROOT, "examples", "gpt.nnd"), extra + ["--set", "steps=30"]
     out = run([nnd, "run", path, "--threads", str(threads), "--set", f"batch={batch}", "--time",
                *extra])
     if not out:
@@ -224,7 +230,8 @@ def print_logging(a, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--models", default="mlp128,mlp32,mlp1024,cnn")
+    ap.add_argument("--models", default="mlp128,mlp128-bf16,mlp32,mlp1024,mlp1024-bf16,cnn",
+                    help="NAME-bf16: NAME with --precision bf16")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
@@ -255,25 +262,26 @@ def main():
         compile_ms["cold"].append(cold)
         compile_ms["warm"].append(warm)
         for model in models:
-            batch, hidden, _ = MODELS[model]
+            batch, hidden, _ = MODELS[base(model)]
+            f32 = model == base(model)  # the peers run f32 only: measured on the f32 rows
             for t in threads:
                 r = res.setdefault((model, t), {"nnd": [], "torch": [], "c": [], "floor": []})
                 rate, _ = nnd_rate(a.nnd, model, t, batch)
                 r["nnd"].append(rate)
-                if fbin and model in LAYERS:
-                    f = floor_rate(fbin, t, model)
+                if fbin and base(model) in LAYERS:
+                    f = floor_rate(fbin, t, base(model))
                     one = res[(model, 1)]["floor"][-1] if t > 1 and (model, 1) in res else None
                     r["floor"].append(max(f or 0, t * one if one else 0) or None)
-                r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch else None)
-                r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden else None)
+                r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch and f32 else None)
+                r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden and f32 else None)
     print()
     print(f"{'model':<26} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}"
           f" {'floor':>9} {'nnd/floor':>10}")
     for model in models:
-        batch = MODELS[model][0]
+        batch = MODELS[base(model)][0]
         for t in threads:
             r = res[(model, t)]
-            name = NAMES[model]
+            name = NAMES[base(model)] + (" bf16" if model != base(model) else "")
             rt, rc, rf = ratio(r["nnd"], r["torch"]), ratio(r["nnd"], r["c"]), ratio(r["nnd"], r["floor"])
             print(f"{name + ' b' + str(batch) + ' Adam':<26} {t:>7} {fmt(median(r['nnd'])):>9} "
                   f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
@@ -284,6 +292,11 @@ def main():
                 sp = ratio(res[(model, t)]["nnd"], res[(model, 1)]["nnd"])
                 if sp:
                     print(f"{'':<26} {t:>7} threads against 1: {sp:.2f}x")
+        if model != base(model) and base(model) in models:
+            for t in threads:
+                sp = ratio(res[(model, t)]["nnd"], res[(base(model), t)]["nnd"])
+                if sp:
+                    print(f"{'':<26} {t:>7} bf16 against f32 (the floor is f32's): {sp:.2f}x")
         # against PyTorch at its best thread setting
         best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]

@@ -130,6 +130,13 @@ static int parse_args(int argc, char **argv, Options *o)
             Override ov = {xstrdup("seed"), next, v, true, false};
             vec_push(&o->overrides, ov);
             i++;
+        } else if (strcmp(a, "--precision") == 0) {
+            /* the train block's precision setting, as --set precision=... */
+            if (!next || (strcmp(next, "f32") && strcmp(next, "bf16")))
+                return cli_usage_error("--precision takes bf16 or f32, got '%s'", next ? next : "");
+            Override ov = {xstrdup("precision"), next, 0, false, false};
+            vec_push(&o->overrides, ov);
+            i++;
         } else if (strcmp(a, "--dtype") == 0) {
             if (!next || (strcmp(next, "f32") && strcmp(next, "f64")))
                 return cli_usage_error("--dtype takes f32 or f64, got '%s'", next ? next : "");

@@ -192,6 +192,17 @@ static char *newest_run(const char *dir)
     return last;
 }
 
+/* precision = bf16: how the products run on this CPU. */
+static void print_precision(void)
+{
+    if (nnd_bf16_native())
+        printf("precision: bf16 products with f32 sums (AVX512-BF16)\n");
+    else
+        fprintf(stderr, "nnd: note: precision = bf16 is emulated on this CPU (it has no "
+                        "AVX512-BF16): the products are rounded as on one that has it, at f32 "
+                        "speed\n");
+}
+
 /* Where this run logs: a subdirectory of the `log` statement's directory, named by
  * --name or by the date and time the run started (a resumed run without --name:
  * the newest run there); malloc'd. */
@@ -254,6 +265,8 @@ static int run_one(Options *o)
         goto done;
     }
     have_x = true;
+    if (p->g.bf16 && rank == 0)
+        print_precision();
     if (o->verbose) {
         StrBuf b = {0};
         executable_describe(&x, &b);

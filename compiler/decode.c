@@ -337,6 +337,7 @@ static void clone_graph(Graph *to, const Graph *from)
         vec_push(&to->fpool, from->fpool.v[i]);
     for (int i = 0; i < from->syms.n; i++)
         vec_push(&to->syms, from->syms.v[i]);
+    to->bf16 = from->bf16;
 }
 
 /* pos as a scalar of the float type and as a [1] i32 index. */

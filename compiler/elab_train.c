@@ -424,6 +424,42 @@ static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
     p->drop_last = el_setting_number(e, s, dl, "drop_last", 0, &f) != 0;
 }
 
+/* precision = bf16 (a word or a string; --set precision=bf16, nnd run --precision
+ * bf16): the f32 matrix products round both operands to bf16 and sum in f32, as
+ * PyTorch's autocast does; weights, optimizer state and every other op stay f32.
+ * precision = f32 (the default) leaves them exact. */
+static void train_precision(Elab *e, const Ast *train)
+{
+    const Ast *st = el_find_setting(train, "precision");
+    Override *o = el_find_override(e, "precision");
+    Span span = st ? st->b->span : train->span;
+    const char *text;
+    if (o) {
+        o->used = true;
+        text = o->text;
+    } else if (!st) {
+        return;
+    } else if (st->b->kind == AST_NAME || st->b->kind == AST_STR) {
+        text = st->b->name;
+    } else {
+        el_error(e, span, "precision must be bf16 or f32");
+        return;
+    }
+    if (strcmp(text, "f32") == 0)
+        return;
+    if (strcmp(text, "bf16") != 0) {
+        el_setting_error(e, "precision", span, "precision must be bf16 or f32, got %s", text);
+        return;
+    }
+    if (e->p->float_dtype != NND_F32) {
+        el_setting_error(e, "precision", span,
+                         "precision = bf16 mixes bf16 products into an f32 program; this one "
+                         "is f64 (--dtype f64)");
+        return;
+    }
+    e->g->bf16 = true;
+}
+
 /* The data sets; the training set is `train`, or the only one.  Its samples
  * shape the batch inputs x and y ([B, ...] with B symbolic).  False after errors. */
 static bool train_data(Elab *e, Scope *s, Module *m, const Ast *train)
@@ -1082,6 +1118,7 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     /* a bad setting falls back to its default: the rest is still elaborated, so
      * every setting's error comes in one run */
     train_loop_settings(e, &s, train);
+    train_precision(e, train);
     int settled = e->d->nerrors;
     if (!train_data(e, &s, m, train))
         goto done;

@@ -96,6 +96,8 @@ typedef struct Graph {
     CustomVjpFn custom_vjp;
     void *custom_ctx;
     Phase phase; /* given to appended nodes that have none */
+    bool bf16; /* precision = bf16: f32 matrix products round both operands to bf16 and
+                  sum in f32 (the interpreter and compiled code alike) */
 } Graph;
 
 void graph_init(Graph *g);

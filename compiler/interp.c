@@ -541,13 +541,27 @@ static bool eval_index(Ev *e)
     return true;
 }
 
+/* An operand of an f32 product under precision = bf16: its values rounded to bf16
+ * (into r, which the caller frees), as compiled code rounds them; else a itself. */
+static const ITensor *bf16_operand(Ev *e, const ITensor *a, ITensor *r)
+{
+    if (!e->r->g->bf16 || e->n->dtype != NND_F32)
+        return a;
+    *r = *a;
+    r->v = xmalloc((size_t)(a->n ? a->n : 1) * sizeof *r->v);
+    for (int64_t i = 0; i < a->n; i++)
+        r->v[i] = nnd_bf16_round((float)a->v[i]);
+    return r;
+}
+
 /* C = op(A) op(B) for each matrix of the batch, op transposing when ta / tb: three
- * plain loops, accumulated in k order. */
-/* The three forms of infer_matmul (graph.c): batched, folded, summed. */
+ * plain loops, accumulated in k order.  The three forms of infer_matmul (graph.c):
+ * batched, folded, summed. */
 static bool eval_matmul(Ev *e)
 {
     Node *n = e->n;
-    const ITensor *a = e->a, *b = e->b;
+    ITensor round_a = {0}, round_b = {0};
+    const ITensor *a = bf16_operand(e, e->a, &round_a), *b = bf16_operand(e, e->b, &round_b);
     ITensor *out = e->out;
     int rk = out->rank, ra = a->rank;
     int64_t M = out->shape[rk - 2], N = out->shape[rk - 1];
@@ -560,26 +574,28 @@ static bool eval_matmul(Ev *e)
                 for (int64_t j = 0; j < N; j++)
                     out->v[i * N + j] += ari * b->v[r * N + j];
             }
-        return true;
+    } else {
+        if (ra > 2 && b->rank == 2) /* folded: one product over every leading row */
+            M = K > 0 ? a->n / K : 0;
+        int64_t mn = M * N;
+        int64_t batch = mn > 0 ? out->n / mn : 0;
+        for (int64_t bi = 0; bi < batch; bi++) {
+            const double *A = a->v + bi * M * K, *B = b->v + bi * K * N;
+            double *C = out->v + bi * M * N;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t k = 0; k < K; k++) {
+                    double aik = n->ta ? A[k * M + i] : A[i * K + k];
+                    if (n->tb)
+                        for (int64_t j = 0; j < N; j++)
+                            C[i * N + j] += aik * B[j * K + k];
+                    else
+                        for (int64_t j = 0; j < N; j++)
+                            C[i * N + j] += aik * B[k * N + j];
+                }
+        }
     }
-    if (ra > 2 && b->rank == 2) /* folded: one product over every leading row */
-        M = K > 0 ? a->n / K : 0;
-    int64_t mn = M * N;
-    int64_t batch = mn > 0 ? out->n / mn : 0;
-    for (int64_t bi = 0; bi < batch; bi++) {
-        const double *A = a->v + bi * M * K, *B = b->v + bi * K * N;
-        double *C = out->v + bi * M * N;
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t k = 0; k < K; k++) {
-                double aik = n->ta ? A[k * M + i] : A[i * K + k];
-                if (n->tb)
-                    for (int64_t j = 0; j < N; j++)
-                        C[i * N + j] += aik * B[j * K + k];
-                else
-                    for (int64_t j = 0; j < N; j++)
-                        C[i * N + j] += aik * B[k * N + j];
-            }
-    }
+    free(round_a.v);
+    free(round_b.v);
     return true;
 }
 

@@ -765,7 +765,10 @@ static void check_every(Sema *s, const Ast *ev)
  * the statement that set train_settings[k]), a model, or the loss. */
 static void check_train_assign(Sema *s, const Ast *st, const Ast **seen)
 {
-    check_expr(s, st->b);
+    /* precision = bf16: a word, not a name to look up */
+    if (!(st->a->kind == AST_NAME && strcmp(st->a->name, "precision") == 0 &&
+          st->b->kind == AST_NAME))
+        check_expr(s, st->b);
     if (st->a->kind != AST_NAME) {
         diag_error(s->d, st->a->span, "can only assign to a name here");
         return;

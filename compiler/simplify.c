@@ -352,6 +352,7 @@ static void rebuild(Graph *g, NodeId **roots, int nroots, SimplifyMode mode, Sim
     graph_init(&ng);
     ng.custom_vjp = g->custom_vjp; /* CUSTOM nodes kept (SIMPLIFY_NONE) stay differentiable */
     ng.custom_ctx = g->custom_ctx;
+    ng.bf16 = g->bf16;
     for (int i = 0; i < g->syms.n; i++)
         vec_push(&ng.syms, g->syms.v[i]); /* the strings move with the arena below */
     Builder b = {g, &ng, xcalloc((size_t)count, sizeof(NodeId)), NULL, 0, 0, st, mode};

@@ -19,6 +19,7 @@ extern "C" {
     X(nnd_parallel_for)                                                                            \
     X(nnd_gemm_f32)                                                                                \
     X(nnd_gemm_f64)                                                                                \
+    X(nnd_gemm_bf16)                                                                               \
     X(nnd_expf)                                                                                    \
     X(nnd_logf)                                                                                    \
     X(nnd_tanhf)                                                                                   \
@@ -62,6 +63,13 @@ void nnd_gemm_f32(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
 void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a,
                   int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc,
                   int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+
+/* nnd_gemm_f32 with bf16 products (precision = bf16): both operands rounded to bf16
+ * (to nearest even), each product summed in f32; the AVX512-BF16 instructions where
+ * the CPU has them (nnd_bf16_native), else emulated at f32 speed. */
+void nnd_gemm_bf16(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                   int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
 /* A monotonic clock in nanoseconds (for profiling builds of generated code). */
 int64_t nnd_clock_ns(void);

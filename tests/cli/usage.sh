@@ -23,6 +23,7 @@ expect 2 "unknown option '--frobnicate'" run "$mlp" --set a=1 --frobnicate
 expect 2 "--set takes NAME=VALUE" run "$mlp" --set opt.lr=1 --set =3
 expect 2 "needs NAME=VALUE" run "$mlp" --set
 expect 2 "--dtype takes f32 or f64" run "$mlp" --set a=1 --dtype f16
+expect 2 "--precision takes bf16 or f32, got 'fp16'" run "$mlp" --precision fp16
 expect 2 "unknown command 'trian'" trian "$mlp" --set a=1
 expect 2 "run takes one file" run "$mlp" "$mlp"
 expect 2 "--name names the run's log subdirectory: a name without '/', got 'a/b'" run "$mlp" --name a/b
@@ -33,6 +34,11 @@ expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5
 expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
 expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --set ema=2
 expect 2 "unknown command 'bogus'" bogus --help
+expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
+# --precision bf16 reaches the train block: the run says how its products run here
+out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --set epochs=2 2>&1)
+printf '%s\n' "$out" | grep -q "^precision: bf16 products\|precision = bf16 is emulated" ||
+    { echo "FAIL: nnd run --precision bf16:"; printf '%s\n' "$out"; fail=1; }
 # every command's own --help: its usage on standard output, exit 0
 for c in run predict build sample check graph gradcheck emit-llvm compare lrfind explain plot parse; do
     out=$("$nnd" "$c" --help 2> /dev/null)

@@ -752,7 +752,7 @@ static const FileCase file_cases[] = {
     {"norms_dropout.nnd", 4, true, true}, {"custom_vjp.nnd", 3, true, true},
     {"grad_penalty.nnd", 3, true, false}, {"cnn_grad_penalty.nnd", 3, true, false},
     {"init_seq.nnd", 3, true, false},     {"ops_misc.nnd", 3, true, false},
-    {"attention.nnd", 3, true, true},
+    {"attention.nnd", 3, true, true},     {"attention_bf16.nnd", 3, false, true},
 };
 
 static void test_files(void **state)

@@ -1,0 +1,318 @@
+/* bf16: matrix products with bf16 inputs and f32 sums, the mixed precision of
+ * `precision = bf16` (PyTorch's autocast to bfloat16 on CPUs does the same).
+ *
+ * On a CPU with AVX512-BF16, VDPBF16PS multiplies 16 pairs of bf16 values and adds
+ * both products of each pair to an f32 lane.  So both operands are packed as pairs
+ * along k (one 32-bit word: the value at k = 2q in the low half, 2q + 1 in the high
+ * half), rounded to nearest even by VCVTNE2PS2BF16 on the way:
+ *     A: row r's pairs, q = 0 .. k/2 (from a row-major A), or pair q's rows (from a
+ *        transposed one): the kernel broadcasts one word per row and step q;
+ *     B: k/2 rows of n words (pair q, column j), each row padded to 32 columns.
+ * The kernel keeps an MR x 32 block of C in 16 zmm registers over the whole of k (a
+ * step's k is at most a few thousand: the packed A rows and B panel stay in L2) and
+ * adds beta * C when it stores.  Each element's sum runs over q in order, so the
+ * result does not depend on how the caller splits C.
+ *
+ * Elsewhere the same product is emulated: both operands rounded to bf16 (in f32),
+ * then OpenBLAS's sgemm, which gives nearly the same values at f32 speed.  Packing
+ * buffers are per thread and kept; without memory, the product runs in plain f32. */
+#define _POSIX_C_SOURCE 200809L
+#include "bf16.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_BF16_KERNELS 1
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#endif
+
+enum { MR = 8, NR = 32 };
+
+/* ---- per-thread packing buffers ---- */
+
+typedef struct Scratch {
+    void *p;
+    size_t cap;
+} Scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *s)
+{
+    free(((Scratch *)s)->p);
+    free(s);
+}
+
+static void scratch_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
+
+/* This thread's buffer of at least bytes (64-byte aligned), or NULL. */
+static void *scratch(size_t bytes)
+{
+    pthread_once(&scratch_once, scratch_init);
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < bytes) {
+        size_t cap = (bytes + (bytes >> 2) + 63) & ~(size_t)63;
+        void *p = aligned_alloc(64, cap);
+        if (!p)
+            return NULL;
+        free(s->p);
+        s->p = p;
+        s->cap = cap;
+    }
+    return s->p;
+}
+
+int nnd_bf16_native(void)
+{
+#ifdef HAVE_BF16_KERNELS
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+float nnd_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it one (a quiet one) */
+        u |= 0x00400000u;
+    else
+        u += 0x7fffu + ((u >> 16) & 1);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* ---- the AVX512-BF16 kernels ---- */
+#ifdef HAVE_BF16_KERNELS
+
+/* Rows r0 and r1 (n floats each; r1 NULL: zeros) as n pairs (r0 in the low half). */
+TARGET_BF16 static void pack_interleaved(const float *r0, const float *r1, int64_t n, uint32_t *out)
+{
+    /* the 32 halves of cvtne2ps (r0's 16 low, r1's 16 high) in pair order */
+    const __m512i order =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 lo = _mm512_maskz_loadu_ps(m, r0 + j);
+        __m512 hi = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
+        __m512i h = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_mask_storeu_epi32(out + j, m, _mm512_permutexvar_epi16(order, h));
+    }
+}
+
+/* n consecutive floats as (n + 1) / 2 pairs (an odd n's last high half 0). */
+TARGET_BF16 static void pack_pairs(const float *x, int64_t n, uint32_t *out)
+{
+    uint16_t *o = (uint16_t *)out;
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32)
+        _mm512_storeu_si512(o + j, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + j + 16),
+                                                                _mm512_loadu_ps(x + j)));
+    for (; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + j));
+        _mm256_mask_storeu_epi16(o + j, m, h);
+    }
+    if (n & 1)
+        o[n] = 0;
+}
+
+/* C[0..mr)[0..nr) = sum over q of A pair (r, q) . B pairs (q, 0..32), + beta * C.
+ * A's pair (r, q) is a[r * ars + q * aqs]; B's row q starts at b + q * bqs. */
+TARGET_BF16 static inline void kernel(int mr, int nr, int64_t kp, const uint32_t *a, int64_t ars,
+                                      int64_t aqs, const uint32_t *b, int64_t bqs, float beta,
+                                      float *c, int64_t ldc)
+{
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < kp; q++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + q * bqs);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + q * bqs + 16);
+        for (int r = 0; r < MR; r++)
+            if (r < mr) {
+                __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * ars + q * aqs]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            }
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc[r][0], x1 = acc[r][1];
+        if (beta != 0) { /* beta 0: C is not read (it may hold anything) */
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    }
+}
+
+/* The whole block, with the row count known: the loop over rows unrolled. */
+TARGET_BF16 static void kernel_full(int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
+                                    const uint32_t *b, int64_t bqs, float beta, float *c,
+                                    int64_t ldc)
+{
+    kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
+}
+
+/* B (k x n, or n x k when tb) into kp rows of np words. */
+TARGET_BF16 static void pack_b(int tb, int64_t n, int64_t k, const float *b, int64_t ldb,
+                               uint32_t *pb, int64_t np)
+{
+    int64_t kp = (k + 1) / 2;
+    if (!tb) {
+        for (int64_t q = 0; q < kp; q++) {
+            pack_interleaved(b + 2 * q * ldb, 2 * q + 1 < k ? b + (2 * q + 1) * ldb : NULL, n,
+                             pb + q * np);
+            memset(pb + q * np + n, 0, (size_t)(np - n) * 4);
+        }
+        return;
+    }
+    /* columns of B are rows of b: 16 of them at a time into pairs, then transposed in
+     * tiles of 16 columns by 64 pairs */
+    enum { TQ = 64 };
+    uint32_t t[16][TQ];
+    for (int64_t j0 = 0; j0 < np; j0 += 16)
+        for (int64_t q0 = 0; q0 < kp; q0 += TQ) {
+            int64_t qn = kp - q0 < TQ ? kp - q0 : TQ;
+            int64_t kn = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
+            for (int jj = 0; jj < 16; jj++) {
+                if (j0 + jj < n)
+                    pack_pairs(b + (j0 + jj) * ldb + 2 * q0, kn, t[jj]);
+                else
+                    memset(t[jj], 0, sizeof t[jj]);
+            }
+            for (int64_t q = 0; q < qn; q++)
+                for (int jj = 0; jj < 16; jj++)
+                    pb[(q0 + q) * np + j0 + jj] = t[jj][q];
+        }
+}
+
+TARGET_BF16 static void gemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                                    int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                    int64_t ldc, uint32_t *pa, uint32_t *pb)
+{
+    int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR, ars, aqs;
+    if (!ta) {
+        for (int64_t r = 0; r < m; r++)
+            pack_pairs(a + r * lda, k, pa + r * kp);
+        ars = kp, aqs = 1;
+    } else {
+        for (int64_t q = 0; q < kp; q++)
+            pack_interleaved(a + 2 * q * lda, 2 * q + 1 < k ? a + (2 * q + 1) * lda : NULL, m,
+                             pa + q * m);
+        ars = 1, aqs = m;
+    }
+    pack_b(tb, n, k, b, ldb, pb, np);
+    /* a panel of B (kp x 32 words) is read by every block of rows in turn */
+    for (int64_t j = 0; j < n; j += NR) {
+        int nr = n - j < NR ? (int)(n - j) : NR;
+        for (int64_t i = 0; i < m; i += MR) {
+            int mr = m - i < MR ? (int)(m - i) : MR;
+            if (mr == MR && nr == NR)
+                kernel_full(kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+            else
+                kernel(mr, nr, kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+        }
+    }
+}
+#endif
+
+static void plain_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+#ifdef HAVE_BF16_KERNELS
+    int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR;
+    size_t abytes = ((size_t)(m * kp) * 4 + 63) & ~(size_t)63;
+    uint32_t *pa = scratch(abytes + (size_t)(kp * np) * 4);
+    if (pa) {
+        gemm_packed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pa,
+                    (uint32_t *)((char *)pa + abytes));
+        return;
+    }
+#endif
+    plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* rows x cols floats (row stride ld) rounded into out (row stride cols). */
+static void round_copy(const float *x, int64_t rows, int64_t cols, int64_t ld, float *out)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            out[i * cols + j] = nnd_bf16_round(x[i * ld + j]);
+}
+
+void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    float *ra = scratch((size_t)(m * k + k * n) * sizeof(float));
+    if (!ra) {
+        plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    float *rb = ra + m * k;
+    /* as stored: A is m x k (k x m when ta), B is k x n (n x k when tb) */
+    round_copy(a, ta ? k : m, ta ? m : k, lda, ra);
+    round_copy(b, tb ? n : k, tb ? k : n, ldb, rb);
+    plain_sgemm(ta, tb, m, n, k, ra, ta ? m : k, rb, tb ? k : n, beta, c, ldc);
+}
+
+static int native_cached(void)
+{
+    static int native = -1; /* the answer is the same on every thread: a race is harmless */
+    if (native < 0)
+        native = nnd_bf16_native();
+    return native;
+}
+
+void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+                float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                int ldc)
+{
+    (void)order; /* row-major, alpha 1: how blas.c calls it */
+    (void)alpha;
+    if (native_cached())
+        bf16_gemm_native(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    else
+        bf16_gemm_emulated(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c,
+                           ldc);
+}
+
+/* y = op(A) x as a product of one row: x^T (1 x K) @ op(A)^T. */
+void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float alpha,
+                const float *a, int lda, const float *x, int incx, float beta, float *y, int incy)
+{
+    (void)incy; /* 1: how blas.c calls it */
+    int trans = t == CblasTrans;
+    int n = trans ? cols : rows, k = trans ? rows : cols;
+    /* x with a stride is the one column of a transposed k x 1 matrix */
+    bf16_sgemm(order, incx == 1 ? CblasNoTrans : CblasTrans, trans ? CblasNoTrans : CblasTrans, 1,
+               n, k, alpha, x, incx == 1 ? k : incx, a, lda, beta, y, n);
+}

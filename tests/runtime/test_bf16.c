@@ -1,0 +1,166 @@
+/* bf16 products (precision = bf16): rounding to bf16, the AVX512-BF16 kernels (where
+ * the CPU has them) and the emulation, each against a plain loop over the rounded
+ * inputs in f64, for every transpose, odd and ragged sizes, beta 0 (C not read) and
+ * not, and nnd_gemm_bf16 split across a pool and batched. */
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cmocka.h needs the headers above, included before it */
+#include <cmocka.h>
+
+#include "../../runtime/bf16.h"
+#include "nnd_abi.h"
+
+typedef void (*GemmFn)(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static float uniform(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 - 0.5);
+}
+
+static float *random_floats(int64_t n)
+{
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = uniform();
+    return x;
+}
+
+/* C (m x n, ldc n) against the rounded inputs' products summed in f64: within f32
+ * rounding of the sum of |terms| */
+static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb, float beta, const float *c0,
+                           const float *c)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0, mag = 0;
+            for (int64_t q = 0; q < k; q++) {
+                double x = nnd_bf16_round(ta ? a[q * lda + i] : a[i * lda + q]);
+                double y = nnd_bf16_round(tb ? b[j * ldb + q] : b[q * ldb + j]);
+                s += x * y;
+                mag += fabs(x * y);
+            }
+            if (beta != 0) {
+                s += beta * (double)c0[i * n + j];
+                mag += fabs(beta * (double)c0[i * n + j]);
+            }
+            double err = fabs(s - c[i * n + j]);
+            if (!(err <= 4e-7 * (double)(k + 2) * mag + 1e-30))
+                fail_msg("C[%lld][%lld] = %.9g, want %.9g (ta %d tb %d, %lld x %lld x %lld)",
+                         (long long)i, (long long)j, (double)c[i * n + j], s, ta, tb, (long long)m,
+                         (long long)n, (long long)k);
+        }
+}
+
+static void check_fn(GemmFn fn)
+{
+    static const int64_t sizes[][3] = {{1, 1, 1},  {1, 37, 64},   {8, 32, 2},     {9, 33, 3},
+                                       {7, 5, 31}, {64, 128, 61}, {17, 100, 200}, {3, 47, 1}};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int t = 0; t < 8; t++) {
+            int ta = t & 1, tb = (t >> 1) & 1;
+            float beta = t & 4 ? 0.5f : 0;
+            int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+            /* leading dimensions wider than the matrices: strides are honoured */
+            int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2;
+            float *a = random_floats((ta ? k : m) * lda), *b = random_floats((tb ? n : k) * ldb);
+            float *c0 = random_floats(m * n), *c = malloc((size_t)(m * n) * sizeof *c);
+            for (int64_t i = 0; i < m * n; i++)
+                c[i] = beta != 0 ? c0[i] : NAN; /* beta 0: whatever C held is not read */
+            fn(ta, tb, m, n, k, a, lda, b, ldb, beta, c, n);
+            expect_product(ta, tb, m, n, k, a, lda, b, ldb, beta, c0, c);
+            free(a);
+            free(b);
+            free(c0);
+            free(c);
+        }
+}
+
+static void test_round(void **state)
+{
+    (void)state;
+    assert_true(nnd_bf16_round(1.0f) == 1.0f);
+    assert_true(nnd_bf16_round(1.0f + 0x1p-8f) == 1.0f); /* a tie: to the even neighbour */
+    assert_true(nnd_bf16_round(1.0f + 0x3p-8f) == 1.0f + 0x1p-6f); /* a tie: up to even */
+    assert_true(nnd_bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f); /* past it: up */
+    assert_true(nnd_bf16_round(-3.0f) == -3.0f);
+    assert_true(isinf(nnd_bf16_round(INFINITY)) && nnd_bf16_round(-INFINITY) < 0);
+    assert_true(isnan(nnd_bf16_round(NAN)));
+    assert_true(isinf(nnd_bf16_round(FLT_MAX))); /* past the largest bf16 */
+}
+
+static void test_native(void **state)
+{
+    (void)state;
+    if (!nnd_bf16_native())
+        skip(); /* this CPU has no AVX512-BF16: only the emulation runs */
+    check_fn(bf16_gemm_native);
+}
+
+static void test_emulated(void **state)
+{
+    (void)state;
+    check_fn(bf16_gemm_emulated);
+}
+
+/* Through the pool: products big enough to split by rows, by columns and along k,
+ * and a batch, each against the plain loop. */
+static void test_split(void **state)
+{
+    (void)state;
+    NndErr e;
+    NndPool *pool = nnd_pool_create(2, &e);
+    assert_non_null(pool);
+    static const int64_t shapes[][5] = {
+        {0, 0, 64, 128, 784}, /* x @ W: along k */
+        {1, 0, 784, 128, 64}, /* x^T @ dY: by rows */
+        {0, 1, 64, 784, 128}, /* dY @ W^T: by columns */
+        {0, 0, 1, 300, 256}, /* one row: the matrix-vector form */
+        {1, 0, 1, 300, 256},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int ta = (int)shapes[s][0], tb = (int)shapes[s][1];
+        int64_t m = shapes[s][2], n = shapes[s][3], k = shapes[s][4];
+        int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        float *a = random_floats(m * k), *b = random_floats(k * n);
+        float *c = malloc((size_t)(m * n) * sizeof *c);
+        nnd_gemm_bf16(pool, ta, tb, m, n, k, a, lda, b, ldb, 0, c, n, 1, 0, 0, 0);
+        expect_product(ta, tb, m, n, k, a, lda, b, ldb, 0, NULL, c);
+        free(a);
+        free(b);
+        free(c);
+    }
+    /* a batch of 3 products, [3, 20, 70] @ [3, 70, 40] */
+    float *a = random_floats(3 * 20 * 70), *b = random_floats(3 * 70 * 40);
+    float *c = malloc(3 * 20 * 40 * sizeof *c);
+    nnd_gemm_bf16(pool, 0, 0, 20, 40, 70, a, 70, b, 40, 0, c, 40, 3, 20 * 70, 70 * 40, 20 * 40);
+    for (int i = 0; i < 3; i++)
+        expect_product(0, 0, 20, 40, 70, a + i * 20 * 70, 70, b + i * 70 * 40, 40, 0, NULL,
+                       c + i * 20 * 40);
+    free(a);
+    free(b);
+    free(c);
+    nnd_pool_destroy(pool);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round),
+        cmocka_unit_test(test_native),
+        cmocka_unit_test(test_emulated),
+        cmocka_unit_test(test_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
