@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1332,11 +1333,14 @@ static void gen_conv(CG *c, const Kernel *k)
                           dim(c, y->d[3]), ci64(c, a.sh),   ci64(c, a.sw),   ci64(c, a.ph),
                           ci64(c, a.pw),   ci64(c, a.dh),   ci64(c, a.dw),   ci64(c, a.groups)};
     LLVMValueRef shape = i64_struct(c, f, 16);
-    bool f64 = n->dtype == NND_F64;
-    const char *name = n->op == OP_CONV2D ? (f64 ? "nnd_conv2d_f64" : "nnd_conv2d_f32")
-                       : n->op == OP_CONV2D_GX
-                           ? (f64 ? "nnd_conv2d_grad_input_f64" : "nnd_conv2d_grad_input_f32")
-                           : (f64 ? "nnd_conv2d_grad_weight_f64" : "nnd_conv2d_grad_weight_f32");
+    char name[64];
+    snprintf(name, sizeof name, "nnd_conv2d%s_%s",
+             n->op == OP_CONV2D      ? ""
+             : n->op == OP_CONV2D_GX ? "_grad_input"
+                                     : "_grad_weight",
+             n->dtype == NND_F64 ? "f64"
+             : c->g->bf16        ? "bf16"
+                                 : "f32");
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
     LLVMValueRef args[] = {pool, shape, buffer_base(c, n->in[0]), buffer_base(c, n->in[1]),
                            buffer_base(c, k->node)};

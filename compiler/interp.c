@@ -629,7 +629,14 @@ static bool eval_call(Ev *e)
     }
     case OP_CONV2D:
     case OP_CONV2D_GX:
-    case OP_CONV2D_GW: conv(n->op, graph_conv_attrs(e->r->g, n), a, b, e->out); break;
+    case OP_CONV2D_GW: { /* both operands rounded under precision = bf16 */
+        ITensor round_a = {0}, round_b = {0};
+        conv(n->op, graph_conv_attrs(e->r->g, n), bf16_operand(e, a, &round_a),
+             bf16_operand(e, b, &round_b), e->out);
+        free(round_a.v);
+        free(round_b.v);
+        break;
+    }
     case OP_POOLMAX:
     case OP_POOLMAX_T:
     case OP_POOLAVG:

@@ -18,13 +18,15 @@
  * the same sums are computed by plain loops, slowly but correctly.
  *
  * The file is written once for both element types: it includes itself with ELEM
- * defined as float, then as double. */
+ * defined as float, then as double, then (the convolutions only) as float with bf16
+ * products.  Under bf16 the plain loops, used only without memory, stay f32. */
 #ifndef ELEM
 
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "nnd_abi.h"
 
 /* Multiply-adds below which a call runs on one thread; and the bytes of columns
@@ -109,6 +111,18 @@ static int64_t grain_for(int64_t item_work)
 #undef ELEM
 #undef SFX
 #undef GEMM
+
+/* precision = bf16: the convolutions again, their products with bf16 operands and f32
+ * sums (bf16.h); pooling and embedding rows have no products and are not repeated */
+#define ELEM float
+#define SFX bf16
+#define GEMM bf16_sgemm
+#define CONV_ONLY
+#include "conv.c"
+#undef ELEM
+#undef SFX
+#undef GEMM
+#undef CONV_ONLY
 
 #else /* ELEM: the code for one element type */
 
@@ -504,6 +518,7 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
         free(parts[b]);
 }
 
+#ifndef CONV_ONLY
 /* ---- pooling: items are (image, channel) planes -------------------------------------- */
 
 /* The window of output (i, j), clipped to x: rows [*a0, *a1) and columns [*b0, *b1)
@@ -738,6 +753,7 @@ void F(nnd_scatter_rows)(const T *src, const int32_t *idx, int64_t n, int64_t d,
             row[k] += in[k];
     }
 }
+#endif /* CONV_ONLY */
 
 #undef T
 #undef F

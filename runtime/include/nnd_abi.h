@@ -41,6 +41,9 @@ extern "C" {
     X(nnd_conv2d_f64)                                                                              \
     X(nnd_conv2d_grad_input_f64)                                                                   \
     X(nnd_conv2d_grad_weight_f64)                                                                  \
+    X(nnd_conv2d_bf16)                                                                             \
+    X(nnd_conv2d_grad_input_bf16)                                                                  \
+    X(nnd_conv2d_grad_weight_bf16)                                                                 \
     X(nnd_maxpool_gather_f32)                                                                      \
     X(nnd_maxpool_scatter_f32)                                                                     \
     X(nnd_maxpool_gather_f64)                                                                      \
@@ -99,6 +102,13 @@ void nnd_conv2d_grad_input_f64(NndPool *pool, const NndConvShape *s, const doubl
                                const double *w, double *dx);
 void nnd_conv2d_grad_weight_f64(NndPool *pool, const NndConvShape *s, const double *x,
                                 const double *dy, double *dw);
+/* The same three in f32 with bf16 products (precision = bf16; see nnd_gemm_bf16) */
+void nnd_conv2d_bf16(NndPool *pool, const NndConvShape *s, const float *x, const float *w,
+                     float *y);
+void nnd_conv2d_grad_input_bf16(NndPool *pool, const NndConvShape *s, const float *dy,
+                                const float *w, float *dx);
+void nnd_conv2d_grad_weight_bf16(NndPool *pool, const NndConvShape *s, const float *x,
+                                 const float *dy, float *dw);
 
 typedef struct NndPoolShape {
     int64_t n, c, h, w; /* input: [n, c, h, w] */

@@ -47,11 +47,13 @@ typedef struct Compiled {
     Program *p;
 } Compiled;
 
-static Compiled *compile_src(const char *src, NndDType dt)
+/* precision: NULL, or the train block's precision setting (--set precision=...) */
+static Compiled *compile_with(const char *src, NndDType dt, const char *precision)
 {
     Compiled *c = xcalloc(1, sizeof *c);
     frontend_init(&c->fe);
-    CompileOptions co = {.float_dtype = dt};
+    Override ov = {"precision", precision, 0, false, false};
+    CompileOptions co = {.float_dtype = dt, .overrides = &ov, .noverrides = precision != NULL};
     c->p = compile(&c->fe, NND_SOURCE_DIR "/tests/jit/generated.nnd", src, &co);
     if (!c->p) {
         char *d = diags_render(&c->fe.diags);
@@ -62,6 +64,8 @@ static Compiled *compile_src(const char *src, NndDType dt)
     assert_true(program_load_data(c->p, &c->fe.diags));
     return c;
 }
+
+static Compiled *compile_src(const char *src, NndDType dt) { return compile_with(src, dt, NULL); }
 
 static void compiled_free(Compiled *c)
 {
@@ -145,10 +149,12 @@ static void op_cover(Program *p, bool evals)
 }
 
 /* Runs `steps` steps with each engine from the same start, comparing as it goes;
- * then the forward function and (when evals) the eval metrics. */
-static void differential(const char *src, NndDType dt, int steps, bool evals)
+ * then the forward function and (when evals) the eval metrics.  precision: as
+ * compile_with. */
+static void differential_with(const char *src, NndDType dt, const char *precision, int steps,
+                              bool evals)
 {
-    Compiled *c = compile_src(src, dt);
+    Compiled *c = compile_with(src, dt, precision);
     Program *p = c->p;
     double tol = dt == NND_F64 ? 1e-9 : 2e-4;
     char err[1024];
@@ -229,6 +235,11 @@ static void differential(const char *src, NndDType dt, int steps, bool evals)
     executable_free(&xi);
     executable_free(&xj);
     compiled_free(c);
+}
+
+static void differential(const char *src, NndDType dt, int steps, bool evals)
+{
+    differential_with(src, dt, NULL, steps, evals);
 }
 
 /* ---- generated programs ---- */
@@ -744,15 +755,20 @@ typedef struct FileCase {
     const char *name;
     int steps;
     bool f64; /* also with every float f64 (--dtype f64) */
+    bool bf16; /* also with precision = bf16 */
     bool subset; /* run under sanitizers too */
 } FileCase;
 
 static const FileCase file_cases[] = {
-    {"cnn.nnd", 4, true, true},           {"embed_concat.nnd", 3, true, true},
-    {"norms_dropout.nnd", 4, true, true}, {"custom_vjp.nnd", 3, true, true},
-    {"grad_penalty.nnd", 3, true, false}, {"cnn_grad_penalty.nnd", 3, true, false},
-    {"init_seq.nnd", 3, true, false},     {"ops_misc.nnd", 3, true, false},
-    {"attention.nnd", 3, true, true},     {"attention_bf16.nnd", 3, false, true},
+    {"cnn.nnd", 4, true, true, true},
+    {"embed_concat.nnd", 3, true, false, true},
+    {"norms_dropout.nnd", 4, true, false, true},
+    {"custom_vjp.nnd", 3, true, false, true},
+    {"grad_penalty.nnd", 3, true, false, false},
+    {"cnn_grad_penalty.nnd", 3, true, false, false},
+    {"init_seq.nnd", 3, true, false, false},
+    {"ops_misc.nnd", 3, true, false, false},
+    {"attention.nnd", 3, true, true, true},
 };
 
 static void test_files(void **state)
@@ -773,6 +789,8 @@ static void test_files(void **state)
         differential(src, NND_F32, fc->steps, true);
         if (fc->f64 && all_programs)
             differential(src, NND_F64, fc->steps, true);
+        if (fc->bf16) /* every product (convolutions too) with bf16 operands */
+            differential_with(src, NND_F32, "bf16", fc->steps, true);
         free(src);
     }
 }
