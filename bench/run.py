@@ -275,7 +275,7 @@ def main():
                 r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch and f32 else None)
                 r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden and f32 else None)
     print()
-    print(f"{'model':<26} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}"
+    print(f"{'model':<34} {'threads':>7} {'nnd':>9} {'PyTorch':>9} {'fused C':>9} {'nnd/PyTorch':>12} {'nnd/C':>7}"
           f" {'floor':>9} {'nnd/floor':>10}")
     for model in models:
         batch = MODELS[base(model)][0]
@@ -283,7 +283,7 @@ def main():
             r = res[(model, t)]
             name = NAMES[base(model)] + (" bf16" if model != base(model) else "")
             rt, rc, rf = ratio(r["nnd"], r["torch"]), ratio(r["nnd"], r["c"]), ratio(r["nnd"], r["floor"])
-            print(f"{name + ' b' + str(batch) + ' Adam':<26} {t:>7} {fmt(median(r['nnd'])):>9} "
+            print(f"{name + ' b' + str(batch) + ' Adam':<34} {t:>7} {fmt(median(r['nnd'])):>9} "
                   f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
                   f"{fmt(rt, 'x') if rt else '-':>12} {fmt(rc, 'x') if rc else '-':>7} "
                   f"{fmt(median(r['floor'])):>9} {f'{rf * 100:.0f}%' if rf else '-':>10}")
@@ -291,18 +291,18 @@ def main():
             for t in threads[1:]:
                 sp = ratio(res[(model, t)]["nnd"], res[(model, 1)]["nnd"])
                 if sp:
-                    print(f"{'':<26} {t:>7} threads against 1: {sp:.2f}x")
+                    print(f"{'':<34} {t:>7} threads against 1: {sp:.2f}x")
         if model != base(model) and base(model) in models:
             for t in threads:
                 sp = ratio(res[(model, t)]["nnd"], res[(base(model), t)]["nnd"])
                 if sp:
-                    print(f"{'':<26} {t:>7} bf16 against f32 (the floor is f32's): {sp:.2f}x")
+                    print(f"{'':<34} {t:>7} bf16 against f32 (the floor is f32's): {sp:.2f}x")
         # against PyTorch at its best thread setting
         best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]
         rb = ratio(best_nnd, best_torch)
         if rb:
-            print(f"{'':<26} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
+            print(f"{'':<34} {'best':>7} {fmt(median(best_nnd)):>9} {fmt(median(best_torch)):>9} {'':>9} {rb:>11.2f}x")
     print()
     for kind in ["cold", "warm"]:
         xs = [x for x in compile_ms[kind] if x is not None]

@@ -127,7 +127,7 @@ static void test_split(void **state)
         {1, 0, 784, 128, 64}, /* x^T @ dY: by rows */
         {0, 1, 64, 784, 128}, /* dY @ W^T: by columns */
         {0, 0, 1, 300, 256}, /* one row: the matrix-vector form */
-        {1, 0, 1, 300, 256},
+        {1, 0, 1, 300, 256},  {0, 1, 1, 300, 256}, /* one row against a transposed matrix */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int ta = (int)shapes[s][0], tb = (int)shapes[s][1];
