@@ -67,7 +67,7 @@ bool builtin_constant(const char *name, double *value)
     return false;
 }
 
-const char *const train_settings[] = {
+const char *const train_settings[TRAIN_SETTING_COUNT + 1] = {
     "loss",      "opt",        "batch",      "epochs",    "steps",     "seed",
     "shuffle",   "clip_norm",  "clip_value", "max_norm",  "ema",       "accumulate",
     "drop_last", "early_stop", "patience",   "min_delta", "precision", NULL};

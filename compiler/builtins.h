@@ -39,8 +39,10 @@ extern const BuiltinInfo builtin_info[BI_COUNT];
 int builtin_find(const char *name);
 /* Named constants: pi, e, inf.  Returns false if name is not one. */
 bool builtin_constant(const char *name, double *value);
-/* Settings of the train block (batch, epochs, ...), for sema and "did you mean". */
-extern const char *const train_settings[];
+/* Settings of the train block (batch, epochs, ...), for sema and "did you mean";
+ * NULL-terminated (sema keeps one slot per setting). */
+enum { TRAIN_SETTING_COUNT = 17 };
+extern const char *const train_settings[TRAIN_SETTING_COUNT + 1];
 extern const char *const train_settings_unsupported[];
 /* What `log` statements name (docs/language.md): LOGI_LOSS is the index of "loss"
  * in log_families, and program.h makes LOG_LOSS its bit. */

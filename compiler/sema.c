@@ -912,7 +912,7 @@ static void check_train(Sema *s, const Ast *train)
         push_name(s, inputs[i], NK_READONLY, train->span);
     /* Names the train block defines are visible in all of it. */
     VEC(const Ast *) data = {0};
-    const Ast *seen[16] = {0};
+    const Ast *seen[TRAIN_SETTING_COUNT] = {0};
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind == AST_LET) {
