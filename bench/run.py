@@ -46,11 +46,21 @@ MODELS = {
 NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10",
          "cnn": "CNN (conv5-conv5-fc)", "gpt": "GPT L4 H4 C128 T64 (seq/s)"}
 GPT_T = 64  # tokens per sequence: tokens/s = 64 x the figures of the gpt row
-BF16 = "-bf16"  # a model name ending so: the same program with --precision bf16
+# a model name ending so: the same program with --precision bf16, or with its f32
+# products on OpenBLAS's sgemm (NND_OWN_SGEMM=0) instead of nnd's AVX-512 kernels
+VARIANTS = {"-bf16": (["--precision", "bf16"], {}), "-openblas": ([], {"NND_OWN_SGEMM": "0"})}
 
 
 def base(model):
-    return model[: -len(BF16)] if model.endswith(BF16) else model
+    for suffix in VARIANTS:
+        if model.endswith(suffix):
+            return model[: -len(suffix)]
+    return model
+
+
+def variant(model):
+    """The suffix of a variant model ("-bf16", "-openblas"), or ""."""
+    return model[len(base(model)):]
 
 
 def run(cmd, env=None, timeout=900):
@@ -65,13 +75,13 @@ def run(cmd, env=None, timeout=900):
 
 
 def nnd_rate(nnd, model, threads, batch):
-    extra = ["--precision", "bf16"] if model.endswith(BF16) else []
+    extra, env = VARIANTS.get(variant(model), ([], {}))
     model = base(model)
     path = os.path.join(HERE, "models", model + ".nnd")
     if model == "gpt":  # 30 steps of the example, without its eval (every 500 steps)
         path, extra = os.path.join(ROOT, "examples", "gpt.nnd"), extra + ["--set", "steps=30"]
     out = run([nnd, "run", path, "--threads", str(threads), "--set", f"batch={batch}", "--time",
-               *extra])
+               *extra], env=env)
     if not out:
         return None, None
     m = re.search(r"time: [0-9.]+ ms per step, ([0-9]+) samples/s", out)
@@ -230,8 +240,9 @@ def print_logging(a, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--models", default="mlp128,mlp128-bf16,mlp32,mlp1024,mlp1024-bf16,cnn",
-                    help="NAME-bf16: NAME with --precision bf16")
+    ap.add_argument("--models", default="mlp128,mlp128-openblas,mlp128-bf16,mlp32,mlp1024,"
+                    "mlp1024-openblas,mlp1024-bf16,cnn,cnn-bf16",
+                    help="NAME-bf16: NAME with --precision bf16; NAME-openblas: with NND_OWN_SGEMM=0")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
@@ -281,7 +292,7 @@ def main():
         batch = MODELS[base(model)][0]
         for t in threads:
             r = res[(model, t)]
-            name = NAMES[base(model)] + (" bf16" if model != base(model) else "")
+            name = NAMES[base(model)] + (" " + variant(model)[1:] if variant(model) else "")
             rt, rc, rf = ratio(r["nnd"], r["torch"]), ratio(r["nnd"], r["c"]), ratio(r["nnd"], r["floor"])
             print(f"{name + ' b' + str(batch) + ' Adam':<34} {t:>7} {fmt(median(r['nnd'])):>9} "
                   f"{fmt(median(r['torch'])):>9} {fmt(median(r['c'])):>9} "
@@ -292,11 +303,13 @@ def main():
                 sp = ratio(res[(model, t)]["nnd"], res[(model, 1)]["nnd"])
                 if sp:
                     print(f"{'':<34} {t:>7} threads against 1: {sp:.2f}x")
-        if model != base(model) and base(model) in models:
+        if variant(model) and base(model) in models:
             for t in threads:
-                sp = ratio(res[(model, t)]["nnd"], res[(base(model), t)]["nnd"])
-                if sp:
-                    print(f"{'':<34} {t:>7} bf16 against f32 (the floor is f32's): {sp:.2f}x")
+                sp = ratio(res[(base(model), t)]["nnd"], res[(model, t)]["nnd"])
+                if sp and variant(model) == "-bf16":
+                    print(f"{'':<34} {t:>7} bf16 against f32 (the floor is f32's): {1 / sp:.2f}x")
+                elif sp:
+                    print(f"{'':<34} {t:>7} f32 on nnd's kernels against OpenBLAS's: {sp:.2f}x")
         # against PyTorch at its best thread setting
         best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]

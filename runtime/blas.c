@@ -13,7 +13,7 @@
  * its own copy of C and the copies are added in thread order. */
 #include <cblas.h>
 
-#include "bf16.h"
+#include "kernels.h"
 #include "nnd_abi.h"
 
 enum {
@@ -191,6 +191,6 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 
-GEMM_IMPL(f32, float, cblas_sgemm, cblas_sgemv)
+GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv)
 GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv)
 GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv)

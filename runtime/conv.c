@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bf16.h"
+#include "kernels.h"
 #include "nnd_abi.h"
 
 /* Multiply-adds below which a call runs on one thread; and the bytes of columns
@@ -98,7 +98,7 @@ static int64_t grain_for(int64_t item_work)
 
 #define ELEM float
 #define SFX f32
-#define GEMM cblas_sgemm
+#define GEMM f32_sgemm
 #include "conv.c"
 #undef ELEM
 #undef SFX
@@ -113,7 +113,7 @@ static int64_t grain_for(int64_t item_work)
 #undef GEMM
 
 /* precision = bf16: the convolutions again, their products with bf16 operands and f32
- * sums (bf16.h); pooling and embedding rows have no products and are not repeated */
+ * sums (kernels.h); pooling and embedding rows have no products and are not repeated */
 #define ELEM float
 #define SFX bf16
 #define GEMM bf16_sgemm

@@ -301,6 +301,9 @@ struct NndHistogram {
 };
 int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, NndHistogram *h,
                   NndErr *err);
+/* Whether the f32 matrix products run on nnd's own AVX-512 kernels (a CPU with
+ * AVX-512F and VL, unless $NND_OWN_SGEMM is 0) rather than OpenBLAS's sgemm. */
+int nnd_own_sgemm(void);
 /* Whether this CPU multiplies bf16 in hardware (AVX512-BF16): precision = bf16 is
  * then about 3x faster per product than f32; elsewhere it is emulated. */
 int nnd_bf16_native(void);

@@ -24,6 +24,10 @@ expect 2 "--set takes NAME=VALUE" run "$mlp" --set opt.lr=1 --set =3
 expect 2 "needs NAME=VALUE" run "$mlp" --set
 expect 2 "--dtype takes f32 or f64" run "$mlp" --set a=1 --dtype f16
 expect 2 "--precision takes bf16 or f32, got 'fp16'" run "$mlp" --precision fp16
+err=$(NND_OWN_SGEMM=yes "$nnd" run "$mlp" 2>&1)
+status=$?
+{ [ $status -eq 2 ] && printf '%s\n' "$err" | grep -q "NND_OWN_SGEMM='yes' must be 0"; } ||
+    { echo "FAIL: NND_OWN_SGEMM=yes: exit status $status, stderr:"; printf '%s\n' "$err"; fail=1; }
 expect 2 "unknown command 'trian'" trian "$mlp" --set a=1
 expect 2 "run takes one file" run "$mlp" "$mlp"
 expect 2 "--name names the run's log subdirectory: a name without '/', got 'a/b'" run "$mlp" --name a/b

@@ -1,23 +1,31 @@
-/* bf16: matrix products with bf16 inputs and f32 sums, the mixed precision of
- * `precision = bf16` (PyTorch's autocast to bfloat16 on CPUs does the same).
+/* kernels: the runtime's own matrix products for AVX-512 CPUs, f32 and bf16.
  *
- * On a CPU with AVX512-BF16, VDPBF16PS multiplies 16 pairs of bf16 values and adds
- * both products of each pair to an f32 lane.  So both operands are packed as pairs
- * along k (one 32-bit word: the value at k = 2q in the low half, 2q + 1 in the high
- * half), rounded to nearest even by VCVTNE2PS2BF16 on the way:
+ * Both keep an MR x 32 block of C in 16 zmm registers over the whole of k (a step's k
+ * is at most a few thousand: the operands' rows and a panel of B stay in L2), walk
+ * k in order (so each element's sum does not depend on how the caller splits C), and
+ * add beta * C when they store, masked at the edges.
+ *
+ * f32: B is copied a panel of 32 columns at a time into k rows of 32 (transposed when
+ * B is); A is read where it is, one broadcast per row and k.  On the 2-core AMD EPYC
+ * (Zen 5) of bench/ this runs 1.7-2x OpenBLAS's sgemm (which OPENBLAS_CORETYPE puts
+ * on its AVX2 Haswell kernels there), so on a CPU with AVX-512 f32_sgemm uses it;
+ * elsewhere OpenBLAS.
+ *
+ * bf16, the mixed precision of `precision = bf16` (PyTorch's autocast to bfloat16
+ * on CPUs does the same): on a CPU with AVX512-BF16, VDPBF16PS multiplies 16 pairs of
+ * bf16 values and adds both products of each pair to an f32 lane.  So both operands
+ * are packed as pairs along k (one 32-bit word: the value at k = 2q in the low half,
+ * 2q + 1 in the high half), rounded to nearest even by VCVTNE2PS2BF16 on the way:
  *     A: row r's pairs, q = 0 .. k/2 (from a row-major A), or pair q's rows (from a
  *        transposed one): the kernel broadcasts one word per row and step q;
  *     B: k/2 rows of n words (pair q, column j), each row padded to 32 columns.
- * The kernel keeps an MR x 32 block of C in 16 zmm registers over the whole of k (a
- * step's k is at most a few thousand: the packed A rows and B panel stay in L2) and
- * adds beta * C when it stores.  Each element's sum runs over q in order, so the
- * result does not depend on how the caller splits C.
- *
  * Elsewhere the same product is emulated: both operands rounded to bf16 (in f32),
- * then OpenBLAS's sgemm, which gives nearly the same values at f32 speed.  Packing
- * buffers are per thread and kept; without memory, the product runs in plain f32. */
+ * then OpenBLAS's sgemm, which gives nearly the same values at f32 speed.
+ *
+ * Packing buffers are per thread and kept; without memory, a product runs in plain
+ * f32 (OpenBLAS). */
 #define _POSIX_C_SOURCE 200809L
-#include "bf16.h"
+#include "kernels.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,7 +33,8 @@
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
-#define HAVE_BF16_KERNELS 1
+#define HAVE_KERNELS 1
+#define TARGET_F32 __attribute__((target("avx512f,avx512vl")))
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
@@ -73,9 +82,22 @@ static void *scratch(size_t bytes)
     return s->p;
 }
 
+int nnd_own_sgemm(void)
+{
+#ifdef HAVE_KERNELS
+    const char *e = getenv("NND_OWN_SGEMM"); /* 0: OpenBLAS, to compare (bench/run.py) */
+    if (e && strcmp(e, "0") == 0)
+        return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 int nnd_bf16_native(void)
 {
-#ifdef HAVE_BF16_KERNELS
+#ifdef HAVE_KERNELS
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
@@ -97,8 +119,104 @@ float nnd_bf16_round(float x)
     return x;
 }
 
-/* ---- the AVX512-BF16 kernels ---- */
-#ifdef HAVE_BF16_KERNELS
+#ifdef HAVE_KERNELS
+/* C[0..mr)[0..nr) = acc + beta * C (beta 0: C is not read; it may hold anything). */
+TARGET_F32 static inline void store_block(__m512 acc[MR][2], int mr, int nr, float beta, float *c,
+                                          int64_t ldc)
+{
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc[r][0], x1 = acc[r][1];
+        if (beta != 0) {
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    }
+}
+
+/* ---- f32 ---- */
+
+/* Columns [j0, j0 + 32) of op(B) (k x n) as k rows of 32 (zeros past n). */
+TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, int64_t ldb,
+                                 int64_t j0, float *pb)
+{
+    int nr = n - j0 < NR ? (int)(n - j0) : NR;
+    if (!tb) {
+        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+        __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+        for (int64_t q = 0; q < k; q++) {
+            _mm512_storeu_ps(pb + q * NR, _mm512_maskz_loadu_ps(m0, b + q * ldb + j0));
+            _mm512_storeu_ps(pb + q * NR + 16, _mm512_maskz_loadu_ps(m1, b + q * ldb + j0 + 16));
+        }
+        return;
+    }
+    /* B's columns are rows of b: 16 values of each of the 32 at a time, transposed
+     * through a tile that stays in L1 */
+    for (int64_t q0 = 0; q0 < k; q0 += 16) {
+        int qn = k - q0 < 16 ? (int)(k - q0) : 16;
+        __mmask16 mq = (__mmask16)((1u << qn) - 1);
+        float t[NR][16];
+        for (int jj = 0; jj < NR; jj++)
+            _mm512_storeu_ps(t[jj], jj < nr ? _mm512_maskz_loadu_ps(mq, b + (j0 + jj) * ldb + q0)
+                                            : _mm512_setzero_ps());
+        for (int q = 0; q < qn; q++)
+            for (int jj = 0; jj < NR; jj++)
+                pb[(q0 + q) * NR + jj] = t[jj][q];
+    }
+}
+
+/* C[0..mr)[0..nr) = sum over q of A(r, q) B panel (q, 0..32), + beta * C; A(r, q) is
+ * a[r * ars + q * aqs]. */
+TARGET_F32 static inline void f32_kernel(int mr, int nr, int64_t k, const float *a, int64_t ars,
+                                         int64_t aqs, const float *pb, float beta, float *c,
+                                         int64_t ldc)
+{
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < k; q++) {
+        __m512 b0 = _mm512_loadu_ps(pb + q * NR), b1 = _mm512_loadu_ps(pb + q * NR + 16);
+        for (int r = 0; r < MR; r++)
+            if (r < mr) {
+                __m512 x = _mm512_set1_ps(a[r * ars + q * aqs]);
+                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+            }
+    }
+    store_block(acc, mr, nr, beta, c, ldc);
+}
+
+/* The whole block, with the row count known: the loop over rows unrolled. */
+TARGET_F32 static void f32_kernel_full(int64_t k, const float *a, int64_t ars, int64_t aqs,
+                                       const float *pb, float beta, float *c, int64_t ldc)
+{
+    f32_kernel(MR, NR, k, a, ars, aqs, pb, beta, c, ldc);
+}
+
+TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int64_t k,
+                                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                                       float beta, float *c, int64_t ldc, float *pb)
+{
+    int64_t ars = ta ? 1 : lda, aqs = ta ? lda : 1;
+    for (int64_t j = 0; j < n; j += NR) {
+        int nr = n - j < NR ? (int)(n - j) : NR;
+        f32_panel(tb, n, k, b, ldb, j, pb);
+        for (int64_t i = 0; i < m; i += MR) {
+            int mr = m - i < MR ? (int)(m - i) : MR;
+            if (mr == MR && nr == NR)
+                f32_kernel_full(k, a + i * ars, ars, aqs, pb, beta, c + i * ldc + j, ldc);
+            else
+                f32_kernel(mr, nr, k, a + i * ars, ars, aqs, pb, beta, c + i * ldc + j, ldc);
+        }
+    }
+}
+
+/* ---- bf16: the AVX512-BF16 kernels ---- */
 
 /* Rows r0 and r1 (n floats each; r1 NULL: zeros) as n pairs (r0 in the low half). */
 TARGET_BF16 static void pack_interleaved(const float *r0, const float *r1, int64_t n, uint32_t *out)
@@ -152,19 +270,7 @@ TARGET_BF16 static inline void kernel(int mr, int nr, int64_t kp, const uint32_t
                 acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
             }
     }
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    __m512 vb = _mm512_set1_ps(beta);
-    for (int r = 0; r < mr; r++) {
-        float *cr = c + r * ldc;
-        __m512 x0 = acc[r][0], x1 = acc[r][1];
-        if (beta != 0) { /* beta 0: C is not read (it may hold anything) */
-            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
-            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
-        }
-        _mm512_mask_storeu_ps(cr, m0, x0);
-        _mm512_mask_storeu_ps(cr + 16, m1, x1);
-    }
+    store_block(acc, mr, nr, beta, c, ldc);
 }
 
 /* The whole block, with the row count known: the loop over rows unrolled. */
@@ -248,7 +354,7 @@ static void plain_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
 void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-#ifdef HAVE_BF16_KERNELS
+#ifdef HAVE_KERNELS
     int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR;
     size_t abytes = ((size_t)(m * kp) * 4 + 63) & ~(size_t)63;
     uint32_t *pa = scratch(abytes + (size_t)(kp * np) * 4);
@@ -282,6 +388,32 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
     round_copy(a, ta ? k : m, ta ? m : k, lda, ra);
     round_copy(b, tb ? n : k, tb ? k : n, ldb, rb);
     plain_sgemm(ta, tb, m, n, k, ra, ta ? m : k, rb, tb ? k : n, beta, c, ldc);
+}
+
+void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+#ifdef HAVE_KERNELS
+    float *pb = scratch((size_t)(k > 0 ? k : 1) * NR * sizeof(float));
+    if (pb) {
+        f32_gemm_panels(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pb);
+        return;
+    }
+#endif
+    plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+void f32_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+               float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+               int ldc)
+{
+    static int own = -1; /* the answer is the same on every thread: a race is harmless */
+    if (own < 0)
+        own = nnd_own_sgemm();
+    if (own && alpha == 1 && order == CblasRowMajor)
+        f32_gemm_own(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    else
+        cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static int native_cached(void)

@@ -1,11 +1,13 @@
-/* bf16 products (precision = bf16): rounding to bf16, the AVX512-BF16 kernels (where
- * the CPU has them) and the emulation, each against a plain loop over the rounded
- * inputs in f64, for every transpose, odd and ragged sizes, beta 0 (C not read) and
- * not, and nnd_gemm_bf16 split across a pool and batched. */
+/* The runtime's own matrix products: the AVX-512 f32 kernels (where the CPU has
+ * AVX-512) against a plain loop in f64; bf16 products (precision = bf16): rounding to
+ * bf16, the AVX512-BF16 kernels (where the CPU has them) and the emulation against a
+ * plain loop over the rounded inputs in f64.  Every transpose, odd and ragged sizes,
+ * beta 0 (C not read) and not, and nnd_gemm_bf16 split across a pool and batched. */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@
 /* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
-#include "../../runtime/bf16.h"
+#include "../../runtime/kernels.h"
 #include "nnd_abi.h"
 
 typedef void (*GemmFn)(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -36,7 +38,11 @@ static float *random_floats(int64_t n)
     return x;
 }
 
-/* C (m x n, ldc n) against the rounded inputs' products summed in f64: within f32
+static bool round_inputs = true; /* expect_product: bf16 products (else f32) */
+
+static double operand(float x) { return round_inputs ? nnd_bf16_round(x) : x; }
+
+/* C (m x n, ldc n) against the (rounded) inputs' products summed in f64: within f32
  * rounding of the sum of |terms| */
 static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                            int64_t lda, const float *b, int64_t ldb, float beta, const float *c0,
@@ -46,8 +52,8 @@ static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, cons
         for (int64_t j = 0; j < n; j++) {
             double s = 0, mag = 0;
             for (int64_t q = 0; q < k; q++) {
-                double x = nnd_bf16_round(ta ? a[q * lda + i] : a[i * lda + q]);
-                double y = nnd_bf16_round(tb ? b[j * ldb + q] : b[q * ldb + j]);
+                double x = operand(ta ? a[q * lda + i] : a[i * lda + q]);
+                double y = operand(tb ? b[j * ldb + q] : b[q * ldb + j]);
                 s += x * y;
                 mag += fabs(x * y);
             }
@@ -100,9 +106,19 @@ static void test_round(void **state)
     assert_true(isinf(nnd_bf16_round(FLT_MAX))); /* past the largest bf16 */
 }
 
+static void test_f32_own(void **state)
+{
+    (void)state;
+    if (!nnd_own_sgemm())
+        skip(); /* no AVX-512: OpenBLAS does the f32 products */
+    round_inputs = false;
+    check_fn(f32_gemm_own);
+}
+
 static void test_native(void **state)
 {
     (void)state;
+    round_inputs = true;
     if (!nnd_bf16_native())
         skip(); /* this CPU has no AVX512-BF16: only the emulation runs */
     check_fn(bf16_gemm_native);
@@ -111,6 +127,7 @@ static void test_native(void **state)
 static void test_emulated(void **state)
 {
     (void)state;
+    round_inputs = true;
     check_fn(bf16_gemm_emulated);
 }
 
@@ -119,6 +136,7 @@ static void test_emulated(void **state)
 static void test_split(void **state)
 {
     (void)state;
+    round_inputs = true;
     NndErr e;
     NndPool *pool = nnd_pool_create(2, &e);
     assert_non_null(pool);
@@ -157,9 +175,8 @@ static void test_split(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round),
-        cmocka_unit_test(test_native),
-        cmocka_unit_test(test_emulated),
+        cmocka_unit_test(test_round),  cmocka_unit_test(test_f32_own),
+        cmocka_unit_test(test_native), cmocka_unit_test(test_emulated),
         cmocka_unit_test(test_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,36 @@
+/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs.
+ * Private to the runtime: compiled code calls nnd_gemm_f32 and nnd_gemm_bf16
+ * (blas.c), which split a product across the pool and call these for each block;
+ * the convolutions (conv.c) call them for their im2col products.  Same arguments as
+ * cblas_sgemm / cblas_sgemv (row-major only; alpha must be 1). */
+#ifndef NND_KERNELS_H
+#define NND_KERNELS_H
+
+#include <cblas.h>
+
+#include "nnd_runtime.h"
+
+/* f32: the AVX-512 kernels on a CPU that has AVX-512 (nnd_own_sgemm()), else
+ * OpenBLAS's sgemm. */
+void f32_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+               float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+               int ldc);
+/* bf16 products, f32 sums (precision = bf16). */
+void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+                float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                int ldc);
+void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float alpha,
+                const float *a, int lda, const float *x, int incx, float beta, float *y, int incy);
+
+/* For tests: the AVX-512 f32 kernels (only where nnd_own_sgemm()); the two ways
+ * bf16_sgemm computes, the AVX512-BF16 kernels (only where nnd_bf16_native()) and the
+ * emulation (inputs rounded to bf16, then f32 OpenBLAS). */
+void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                        int64_t ldc);
+
+#endif
