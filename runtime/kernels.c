@@ -407,21 +407,28 @@ void f32_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
                float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                int ldc)
 {
-    static int own = -1; /* the answer is the same on every thread: a race is harmless */
-    if (own < 0)
-        own = nnd_own_sgemm();
-    if (own && alpha == 1 && order == CblasRowMajor)
+    if (f32_own() && alpha == 1 && order == CblasRowMajor)
         f32_gemm_own(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
     else
         cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-static int native_cached(void)
+/* nnd_bf16_native() and nnd_own_sgemm(), asked once: the answers are the same on
+ * every thread, so a race is harmless */
+int bf16_native(void)
 {
-    static int native = -1; /* the answer is the same on every thread: a race is harmless */
+    static int native = -1;
     if (native < 0)
         native = nnd_bf16_native();
     return native;
+}
+
+int f32_own(void)
+{
+    static int own = -1;
+    if (own < 0)
+        own = nnd_own_sgemm();
+    return own;
 }
 
 void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
@@ -430,7 +437,7 @@ void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
 {
     (void)order; /* row-major, alpha 1: how blas.c calls it */
     (void)alpha;
-    if (native_cached())
+    if (bf16_native())
         bf16_gemm_native(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
     else
         bf16_gemm_emulated(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c,

@@ -22,6 +22,10 @@ void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
 void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float alpha,
                 const float *a, int lda, const float *x, int incx, float beta, float *y, int incy);
 
+/* nnd_own_sgemm() and nnd_bf16_native(), asked once. */
+int f32_own(void);
+int bf16_native(void);
+
 /* For tests: the AVX-512 f32 kernels (only where nnd_own_sgemm()); the two ways
  * bf16_sgemm computes, the AVX512-BF16 kernels (only where nnd_bf16_native()) and the
  * emulation (inputs rounded to bf16, then f32 OpenBLAS). */

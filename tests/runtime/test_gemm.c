@@ -261,6 +261,10 @@ static void test_split(void **state)
         {64, 128, 784, 1, 0}, /* x @ W of a small MLP: W the largest, k split */
         {40, 20, 1000, 1, 1}, /* A the largest: rows, or k when A is transposed */
         {7, 5, 9001, 1, 0}, /* k split into unequal parts */
+        /* over the own AVX-512 kernels' higher threshold (2^21): split in f32 too */
+        {150, 130, 110, 1, 1}, /* C the largest */
+        {3, 3, 240001, 1, 0}, /* k split, unequal parts */
+        {64, 256, 200, 1, 0}, /* x @ W: W the largest, k split */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         assert_true(shapes[i].m * shapes[i].n * shapes[i].k * shapes[i].batch >= MIN_SPLIT_WORK);
