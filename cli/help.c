@@ -21,7 +21,7 @@ static const Help helps[] = {
             "evals, logs, checkpoints and `save` as the block says.\n\n" COMMON
             "  --threads N       threads that compute (default: every core)\n"
             "  --interp          the reference interpreter instead of compiled code\n"
-            "  --time            compile time, time per step, samples/s\n"
+            "  --time            compile time, time per step, samples/s, what runs the products\n"
             "  --verbose         the kernels and the planned memory\n"
             "  --profile         where each step's time goes, kernel by kernel\n"
             "  --print-params    the trained parameters\n"

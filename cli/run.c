@@ -82,13 +82,24 @@ static void print_compile_time(const Executable *x, double t_front)
     printf(")\n");
 }
 
+/* What computes the program's matrix products on this CPU. */
+static const char *products_on(const Program *p)
+{
+    if (p->float_dtype == NND_F64)
+        return "f64 products on OpenBLAS";
+    if (p->g.bf16)
+        return nnd_bf16_native() ? "bf16 products on AVX512-BF16" : "bf16 products emulated";
+    return nnd_own_sgemm() ? "f32 products on nnd's AVX-512 kernels" : "f32 products on OpenBLAS";
+}
+
 /* --time: the time per step, and what a logged step costs more (measured in one
  * process, interleaved). */
 static void print_step_time(const Program *p, const NndTrainResult *res, int64_t ran)
 {
     if (ran > 0)
-        printf("time: %.3f ms per step, %.0f samples/s (training steps only)\n",
-               1e3 * res->seconds / (double)ran, (double)ran * (double)p->batch / res->seconds);
+        printf("time: %.3f ms per step, %.0f samples/s (training steps only; %s)\n",
+               1e3 * res->seconds / (double)ran, (double)ran * (double)p->batch / res->seconds,
+               products_on(p));
     if (res->full_steps > 0 && res->full_steps < ran) {
         double full = res->full_seconds / (double)res->full_steps;
         double plain = (res->seconds - res->full_seconds) / (double)(ran - res->full_steps);

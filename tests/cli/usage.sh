@@ -40,9 +40,15 @@ expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --
 expect 2 "unknown command 'bogus'" bogus --help
 expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
 # --precision bf16 reaches the train block: the run says how its products run here
-out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --set epochs=2 2>&1)
+out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --set epochs=2 --time 2>&1)
 printf '%s\n' "$out" | grep -q "^precision: bf16 products\|precision = bf16 is emulated" ||
     { echo "FAIL: nnd run --precision bf16:"; printf '%s\n' "$out"; fail=1; }
+printf '%s\n' "$out" | grep -q "^time: .*; bf16 products \(on AVX512-BF16\|emulated\))" ||
+    { echo "FAIL: nnd run --precision bf16 --time:"; printf '%s\n' "$out"; fail=1; }
+# NND_OWN_SGEMM=0: the f32 products on OpenBLAS, and --time says so
+out=$(NND_OWN_SGEMM=0 "$nnd" run "$examples/xor.nnd" --set epochs=2 --time 2>&1)
+printf '%s\n' "$out" | grep -q "^time: .*; f32 products on OpenBLAS)" ||
+    { echo "FAIL: NND_OWN_SGEMM=0 nnd run --time:"; printf '%s\n' "$out"; fail=1; }
 # every command's own --help: its usage on standard output, exit 0
 for c in run predict build sample check graph gradcheck emit-llvm compare lrfind explain plot parse; do
     out=$("$nnd" "$c" --help 2> /dev/null)
