@@ -198,21 +198,37 @@ TARGET_F32 static void f32_kernel_full(int64_t k, const float *a, int64_t ars, i
     f32_kernel(MR, NR, k, a, ars, aqs, pb, beta, c, ldc);
 }
 
+/* With A transposed (its k strided: one cache line per k for a block of rows), k runs
+ * in blocks of KC when it is longer than K_WHOLE, so that a block's lines of A and
+ * its panel of B stay in L1; C takes each block's sums in turn.  (The weight
+ * gradients x^T dY of a GPT, k = batch x positions: 1.36x -> 2x OpenBLAS; with A
+ * in rows, blocking made the products 4% slower.) */
+enum { KC = 256, K_WHOLE = 384 };
+
 TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int64_t k,
                                        const float *a, int64_t lda, const float *b, int64_t ldb,
                                        float beta, float *c, int64_t ldc, float *pb)
 {
     int64_t ars = ta ? 1 : lda, aqs = ta ? lda : 1;
-    for (int64_t j = 0; j < n; j += NR) {
-        int nr = n - j < NR ? (int)(n - j) : NR;
-        f32_panel(tb, n, k, b, ldb, j, pb);
-        for (int64_t i = 0; i < m; i += MR) {
-            int mr = m - i < MR ? (int)(m - i) : MR;
-            if (mr == MR && nr == NR)
-                f32_kernel_full(k, a + i * ars, ars, aqs, pb, beta, c + i * ldc + j, ldc);
-            else
-                f32_kernel(mr, nr, k, a + i * ars, ars, aqs, pb, beta, c + i * ldc + j, ldc);
+    int64_t kc = ta && k > K_WHOLE ? KC : k;
+    for (int64_t q0 = 0; q0 < k || q0 == 0; q0 += kc) {
+        int64_t kn = k - q0 < kc ? k - q0 : kc;
+        float bq = q0 == 0 ? beta : 1; /* later blocks add to what the first wrote */
+        const float *aq = a + q0 * aqs;
+        const float *bk = b + (tb ? q0 : q0 * ldb);
+        for (int64_t j = 0; j < n; j += NR) {
+            int nr = n - j < NR ? (int)(n - j) : NR;
+            f32_panel(tb, n, kn, bk, ldb, j, pb);
+            for (int64_t i = 0; i < m; i += MR) {
+                int mr = m - i < MR ? (int)(m - i) : MR;
+                if (mr == MR && nr == NR)
+                    f32_kernel_full(kn, aq + i * ars, ars, aqs, pb, bq, c + i * ldc + j, ldc);
+                else
+                    f32_kernel(mr, nr, kn, aq + i * ars, ars, aqs, pb, bq, c + i * ldc + j, ldc);
+            }
         }
+        if (k == 0)
+            break;
     }
 }
 
