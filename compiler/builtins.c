@@ -68,9 +68,10 @@ bool builtin_constant(const char *name, double *value)
 }
 
 const char *const train_settings[TRAIN_SETTING_COUNT + 1] = {
-    "loss",      "opt",        "batch",      "epochs",    "steps",     "seed",
-    "shuffle",   "clip_norm",  "clip_value", "max_norm",  "ema",       "accumulate",
-    "drop_last", "early_stop", "patience",   "min_delta", "precision", NULL};
+#define X(name) #name,
+    TRAIN_SETTINGS(X)
+#undef X
+        NULL};
 const char *const log_families[LOG_FAMILY_COUNT + 1] = {
 #define X(id, text) text,
     LOG_FAMILIES(X)

@@ -40,8 +40,32 @@ int builtin_find(const char *name);
 /* Named constants: pi, e, inf.  Returns false if name is not one. */
 bool builtin_constant(const char *name, double *value);
 /* Settings of the train block (batch, epochs, ...), for sema and "did you mean";
- * NULL-terminated (sema keeps one slot per setting). */
-enum { TRAIN_SETTING_COUNT = 17 };
+ * sema keeps one slot per setting. */
+#define TRAIN_SETTINGS(X)                                                                          \
+    X(loss)                                                                                        \
+    X(opt)                                                                                         \
+    X(batch)                                                                                       \
+    X(epochs)                                                                                      \
+    X(steps)                                                                                       \
+    X(seed)                                                                                        \
+    X(shuffle)                                                                                     \
+    X(clip_norm)                                                                                   \
+    X(clip_value)                                                                                  \
+    X(max_norm)                                                                                    \
+    X(ema)                                                                                         \
+    X(accumulate)                                                                                  \
+    X(drop_last)                                                                                   \
+    X(early_stop)                                                                                  \
+    X(patience)                                                                                    \
+    X(min_delta)                                                                                   \
+    X(precision)
+enum {
+#define X(name) SETTING_##name,
+    TRAIN_SETTINGS(X)
+#undef X
+        TRAIN_SETTING_COUNT
+};
+/* The settings' names in SETTING_ order, then NULL. */
 extern const char *const train_settings[TRAIN_SETTING_COUNT + 1];
 extern const char *const train_settings_unsupported[];
 /* What `log` statements name (docs/language.md): LOGI_LOSS is the index of "loss"

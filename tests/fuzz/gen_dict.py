@@ -34,8 +34,8 @@ def tokens():
     out["operator"] = ops
     names = re.findall(r'^BI\(\w+,\s*"(\w+)"', read("compiler/builtins.def"), re.M)
     names += re.findall(r'^OP\(\w+,\s*"(\w+)",.*\bFN\)', read("compiler/ops.def"), re.M)
-    settings = re.search(r"train_settings\[[^]]*\] = \{(.*?)\};", read("compiler/builtins.c"), re.S)
-    names += re.findall(r'"(\w+)"', settings.group(1))
+    settings = re.search(r"#define TRAIN_SETTINGS\(X\)(.*?)\n(?!\s+X\()", read("compiler/builtins.h"), re.S)
+    names += re.findall(r"X\((\w+)\)", settings.group(1))
     names += ["pi", "e", "inf", "x", "y", "g", "w", "t", "step", "epoch", "steps", "forward", "net"]
     out["builtin"] = names
     lib = []
