@@ -120,12 +120,17 @@ float nnd_bf16_round(float x)
 }
 
 #ifdef HAVE_KERNELS
+/* The first n of 16 lanes (none for n <= 0, all for n >= 16). */
+static inline __mmask16 lanes(int64_t n)
+{
+    return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
 /* C[0..mr)[0..nr) = acc + beta * C (beta 0: C is not read; it may hold anything). */
 TARGET_F32 static inline void store_block(__m512 acc[MR][2], int mr, int nr, float beta, float *c,
                                           int64_t ldc)
 {
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
     __m512 vb = _mm512_set1_ps(beta);
     for (int r = 0; r < mr; r++) {
         float *cr = c + r * ldc;
@@ -147,8 +152,7 @@ TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, i
 {
     int nr = n - j0 < NR ? (int)(n - j0) : NR;
     if (!tb) {
-        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-        __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+        __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
         for (int64_t q = 0; q < k; q++) {
             _mm512_storeu_ps(pb + q * NR, _mm512_maskz_loadu_ps(m0, b + q * ldb + j0));
             _mm512_storeu_ps(pb + q * NR + 16, _mm512_maskz_loadu_ps(m1, b + q * ldb + j0 + 16));
@@ -159,7 +163,7 @@ TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, i
      * through a tile that stays in L1 */
     for (int64_t q0 = 0; q0 < k; q0 += 16) {
         int qn = k - q0 < 16 ? (int)(k - q0) : 16;
-        __mmask16 mq = (__mmask16)((1u << qn) - 1);
+        __mmask16 mq = lanes(qn);
         float t[NR][16];
         for (int jj = 0; jj < NR; jj++)
             _mm512_storeu_ps(t[jj], jj < nr ? _mm512_maskz_loadu_ps(mq, b + (j0 + jj) * ldb + q0)
@@ -211,7 +215,8 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
 {
     int64_t ars = ta ? 1 : lda, aqs = ta ? lda : 1;
     int64_t kc = ta && k > K_WHOLE ? KC : k;
-    for (int64_t q0 = 0; q0 < k || q0 == 0; q0 += kc) {
+    int64_t q0 = 0;
+    do { /* once with k = 0: C = beta C */
         int64_t kn = k - q0 < kc ? k - q0 : kc;
         float bq = q0 == 0 ? beta : 1; /* later blocks add to what the first wrote */
         const float *aq = a + q0 * aqs;
@@ -227,9 +232,8 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
                     f32_kernel(mr, nr, kn, aq + i * ars, ars, aqs, pb, bq, c + i * ldc + j, ldc);
             }
         }
-        if (k == 0)
-            break;
-    }
+        q0 += kc;
+    } while (q0 < k);
 }
 
 /* ---- bf16: the AVX512-BF16 kernels ---- */
@@ -242,7 +246,7 @@ TARGET_BF16 static void pack_interleaved(const float *r0, const float *r1, int64
         _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                          21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __mmask16 m = lanes(n - j);
         __m512 lo = _mm512_maskz_loadu_ps(m, r0 + j);
         __m512 hi = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
         __m512i h = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
@@ -259,7 +263,7 @@ TARGET_BF16 static void pack_pairs(const float *x, int64_t n, uint32_t *out)
         _mm512_storeu_si512(o + j, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + j + 16),
                                                                 _mm512_loadu_ps(x + j)));
     for (; j < n; j += 16) {
-        __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __mmask16 m = lanes(n - j);
         __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + j));
         _mm256_mask_storeu_epi16(o + j, m, h);
     }
@@ -269,9 +273,9 @@ TARGET_BF16 static void pack_pairs(const float *x, int64_t n, uint32_t *out)
 
 /* C[0..mr)[0..nr) = sum over q of A pair (r, q) . B pairs (q, 0..32), + beta * C.
  * A's pair (r, q) is a[r * ars + q * aqs]; B's row q starts at b + q * bqs. */
-TARGET_BF16 static inline void kernel(int mr, int nr, int64_t kp, const uint32_t *a, int64_t ars,
-                                      int64_t aqs, const uint32_t *b, int64_t bqs, float beta,
-                                      float *c, int64_t ldc)
+TARGET_BF16 static inline void bf16_kernel(int mr, int nr, int64_t kp, const uint32_t *a,
+                                           int64_t ars, int64_t aqs, const uint32_t *b, int64_t bqs,
+                                           float beta, float *c, int64_t ldc)
 {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++)
@@ -290,16 +294,16 @@ TARGET_BF16 static inline void kernel(int mr, int nr, int64_t kp, const uint32_t
 }
 
 /* The whole block, with the row count known: the loop over rows unrolled. */
-TARGET_BF16 static void kernel_full(int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
-                                    const uint32_t *b, int64_t bqs, float beta, float *c,
-                                    int64_t ldc)
+TARGET_BF16 static void bf16_kernel_full(int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
+                                         const uint32_t *b, int64_t bqs, float beta, float *c,
+                                         int64_t ldc)
 {
-    kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
+    bf16_kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
 }
 
 /* B (k x n, or n x k when tb) into kp rows of np words. */
-TARGET_BF16 static void pack_b(int tb, int64_t n, int64_t k, const float *b, int64_t ldb,
-                               uint32_t *pb, int64_t np)
+TARGET_BF16 static void bf16_pack_b(int tb, int64_t n, int64_t k, const float *b, int64_t ldb,
+                                    uint32_t *pb, int64_t np)
 {
     int64_t kp = (k + 1) / 2;
     if (!tb) {
@@ -330,9 +334,10 @@ TARGET_BF16 static void pack_b(int tb, int64_t n, int64_t k, const float *b, int
         }
 }
 
-TARGET_BF16 static void gemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
-                                    int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                                    int64_t ldc, uint32_t *pa, uint32_t *pb)
+TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t k,
+                                         const float *a, int64_t lda, const float *b, int64_t ldb,
+                                         float beta, float *c, int64_t ldc, uint32_t *pa,
+                                         uint32_t *pb)
 {
     int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR, ars, aqs;
     if (!ta) {
@@ -345,16 +350,18 @@ TARGET_BF16 static void gemm_packed(int ta, int tb, int64_t m, int64_t n, int64_
                              pa + q * m);
         ars = 1, aqs = m;
     }
-    pack_b(tb, n, k, b, ldb, pb, np);
+    bf16_pack_b(tb, n, k, b, ldb, pb, np);
     /* a panel of B (kp x 32 words) is read by every block of rows in turn */
     for (int64_t j = 0; j < n; j += NR) {
         int nr = n - j < NR ? (int)(n - j) : NR;
         for (int64_t i = 0; i < m; i += MR) {
             int mr = m - i < MR ? (int)(m - i) : MR;
             if (mr == MR && nr == NR)
-                kernel_full(kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+                bf16_kernel_full(kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j,
+                                 ldc);
             else
-                kernel(mr, nr, kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+                bf16_kernel(mr, nr, kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j,
+                            ldc);
         }
     }
 }
@@ -375,8 +382,8 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
     size_t abytes = ((size_t)(m * kp) * 4 + 63) & ~(size_t)63;
     uint32_t *pa = scratch(abytes + (size_t)(kp * np) * 4);
     if (pa) {
-        gemm_packed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pa,
-                    (uint32_t *)((char *)pa + abytes));
+        bf16_gemm_packed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pa,
+                         (uint32_t *)((char *)pa + abytes));
         return;
     }
 #endif

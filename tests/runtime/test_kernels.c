@@ -71,9 +71,10 @@ static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, cons
 
 static void check_fn(GemmFn fn)
 {
-    static const int64_t sizes[][3] = {{1, 1, 1},    {1, 37, 64},   {8, 32, 2},     {9, 33, 3},
-                                       {7, 5, 31},   {64, 128, 61}, {17, 100, 200}, {3, 47, 1},
-                                       {9, 33, 1000}}; /* k in blocks (A transposed) */
+    static const int64_t sizes[][3] = {{1, 1, 1},     {1, 37, 64},   {8, 32, 2},     {9, 33, 3},
+                                       {7, 5, 31},    {64, 128, 61}, {17, 100, 200}, {3, 47, 1},
+                                       {9, 33, 1000}, /* k in blocks (A transposed) */
+                                       {3, 5, 0}}; /* no k: C = beta C */
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 8; t++) {
             int ta = t & 1, tb = (t >> 1) & 1;
