@@ -266,6 +266,7 @@ def main():
     models = a.models.split(",")
     threads = [int(t) for t in a.threads.split(",")]
     res = {}  # (model, threads) -> {"nnd": [...], "torch": [...], "c": [...]}
+    floors = {}  # (round, base model, threads) -> the GEMM floor
     compile_ms = {"cold": [], "warm": []}
     for rnd in range(a.rounds):
         print(f"round {rnd + 1}/{a.rounds}", flush=True)
@@ -280,9 +281,13 @@ def main():
                 rate, _ = nnd_rate(a.nnd, model, t, batch)
                 r["nnd"].append(rate)
                 if fbin and base(model) in LAYERS:
-                    f = floor_rate(fbin, t, base(model))
-                    one = res[(model, 1)]["floor"][-1] if t > 1 and (model, 1) in res else None
-                    r["floor"].append(max(f or 0, t * one if one else 0) or None)
+                    # one floor per model and thread count a round, shared by its variants
+                    key = (rnd, base(model), t)
+                    if key not in floors:
+                        f = floor_rate(fbin, t, base(model))
+                        one = floors.get((rnd, base(model), 1)) if t > 1 else None
+                        floors[key] = max(f or 0, t * one if one else 0) or None
+                    r["floor"].append(floors[key])
                 r["torch"].append(torch_rate(a.peers, model, t, batch) if have_torch and f32 else None)
                 r["c"].append(c_rate(cbin, t, hidden, batch) if cbin and hidden and f32 else None)
     print()
@@ -304,12 +309,13 @@ def main():
                 if sp:
                     print(f"{'':<34} {t:>7} threads against 1: {sp:.2f}x")
         if variant(model) and base(model) in models:
+            bf16 = variant(model) == "-bf16"
+            what = "bf16 against f32 (the floor is f32's)" if bf16 else "f32 on nnd's kernels against OpenBLAS's"
             for t in threads:
-                sp = ratio(res[(base(model), t)]["nnd"], res[(model, t)]["nnd"])
-                if sp and variant(model) == "-bf16":
-                    print(f"{'':<34} {t:>7} bf16 against f32 (the floor is f32's): {1 / sp:.2f}x")
-                elif sp:
-                    print(f"{'':<34} {t:>7} f32 on nnd's kernels against OpenBLAS's: {sp:.2f}x")
+                mine, other = res[(model, t)]["nnd"], res[(base(model), t)]["nnd"]
+                sp = ratio(mine, other) if bf16 else ratio(other, mine)
+                if sp:
+                    print(f"{'':<34} {t:>7} {what}: {sp:.2f}x")
         # against PyTorch at its best thread setting
         best_torch = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["torch"] for t in threads))]
         best_nnd = [max(filter(None, x), default=None) for x in zip(*(res[(model, t)]["nnd"] for t in threads))]
