@@ -9,13 +9,30 @@
  * also builds them for AVX2 and AVX-512, chosen when the library loads.  Counting is
  * the one scalar part: the bucket indices of a block go to a byte buffer, then into
  * four partial tables so that neighbours in one bucket do not wait for each other's
- * increment. */
+ * increment.
+ *
+ * f32 values on a CPU with AVX-512 (BW, DQ, VL) take a path written in intrinsics:
+ * the range in f32 lanes and the sums in f64 lanes; the bucket of each value estimated
+ * in f32 lanes and corrected against the f32 edges of the f64 formula's buckets (so
+ * the counts are the generic path's exactly), packed to bytes in registers; the
+ * counting as byte compares, 64 indices and ten buckets at a time, into byte counters
+ * (a block's 32 vectors cannot overflow them).  On 100k weights, 59 -> 35 us on one
+ * thread, 33 -> 22 us on two. */
 #include "nnd_runtime.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "histogram.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+#define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#endif
 
 enum {
     BLOCK = 2048, /* values: 16 KiB of doubles */
@@ -45,6 +62,10 @@ typedef struct Job {
     int64_t n;
     BlockStats *blocks;
     double lo, scale; /* the second pass: bucket = (v - lo) * scale */
+    bool vector; /* f32 on AVX-512: the intrinsics path */
+    /* that path's second pass: edge[b] (1 <= b < NND_HIST_BUCKETS) is the least f32
+     * whose (v - lo) * scale is at least b; edge[0] -inf, the rest +inf */
+    float edge[32];
 } Job;
 
 /* block_sums_T: range, count and sums of the finite values among x[0..m);
@@ -107,6 +128,127 @@ typedef struct Job {
 BLOCK_FUNCTIONS(float)
 BLOCK_FUNCTIONS(double)
 
+#ifdef HAVE_AVX512
+/* The f32 lanes of x[i..i+16) below m, as a mask. */
+TARGET_512 static __mmask16 tail_mask(int i, int m)
+{
+    return m - i >= 16 ? (__mmask16)0xffff : m <= i ? 0 : (__mmask16)((1u << (m - i)) - 1);
+}
+
+TARGET_512 static void block_sums_f32_512(const float *x, int m, BlockStats *s)
+{
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    __m512 lo = _mm512_set1_ps(INFINITY), hi = _mm512_set1_ps(-INFINITY);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    int64_t num = 0;
+    for (int i = 0; i < m; i += 16) {
+        __mmask16 in = tail_mask(i, m);
+        __m512 v = _mm512_maskz_loadu_ps(in, x + i);
+        /* finite: |v| <= FLT_MAX, false for infinities and NaN */
+        __mmask16 f = _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(v), big, _CMP_LE_OQ);
+        lo = _mm512_mask_min_ps(lo, f, lo, v);
+        hi = _mm512_mask_max_ps(hi, f, hi, v);
+        __m512d d0 = _mm512_maskz_cvtps_pd((__mmask8)f, _mm512_castps512_ps256(v));
+        __m512d d1 = _mm512_maskz_cvtps_pd((__mmask8)(f >> 8), _mm512_extractf32x8_ps(v, 1));
+        s0 = _mm512_add_pd(s0, d0);
+        s1 = _mm512_add_pd(s1, d1);
+        q0 = _mm512_fmadd_pd(d0, d0, q0);
+        q1 = _mm512_fmadd_pd(d1, d1, q1);
+        num += __builtin_popcount(f);
+    }
+    *s = (BlockStats){.lo = _mm512_reduce_min_ps(lo),
+                      .hi = _mm512_reduce_max_ps(hi),
+                      .sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)),
+                      .sq = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1)),
+                      .num = num};
+}
+
+/* The buckets of 16 values of x from i (those at m or beyond: TRASH) in i32 lanes.
+ * The bucket is first estimated in f32 lanes, within one of the f64 formula's, then
+ * moved to the neighbour where the value lies across edge[] (Job.edge). */
+TARGET_512 static __m512i buckets16(const float *x, int i, int m, const Job *j)
+{
+    const __m512 lo = _mm512_set1_ps((float)j->lo), scale = _mm512_set1_ps((float)j->scale),
+                 top = _mm512_set1_ps(NND_HIST_BUCKETS - 1);
+    const __m512 e0 = _mm512_loadu_ps(j->edge), e1 = _mm512_loadu_ps(j->edge + 16);
+    const __m512i one = _mm512_set1_epi32(1);
+    __mmask16 in = tail_mask(i, m);
+    __m512 v = _mm512_maskz_loadu_ps(in, x + i);
+    /* finite (|v| <= FLT_MAX: false for infinities and NaN) and in the block */
+    __mmask16 f =
+        _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(v), _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+    __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_sub_ps(v, lo), scale), top);
+    __m512i k = _mm512_cvttps_epi32(t), k1 = _mm512_add_epi32(k, one);
+    __mmask16 down = _mm512_cmp_ps_mask(v, _mm512_permutex2var_ps(e0, k, e1), _CMP_LT_OQ);
+    __mmask16 up = _mm512_cmp_ps_mask(v, _mm512_permutex2var_ps(e0, k1, e1), _CMP_GE_OQ);
+    k = _mm512_mask_sub_epi32(k, down, k, one);
+    k = _mm512_mask_add_epi32(k, up, k, one);
+    return _mm512_mask_mov_epi32(_mm512_set1_epi32(TRASH), f, k);
+}
+
+/* The buckets of x[0..m) as bytes into b, 64 a vector (their order within a vector
+ * is the packing instructions', which counting does not mind), TRASH for a
+ * non-finite value and for the padding of the last vector; returns the vectors.
+ * (Packed in registers: VPMOVDB to memory is slow on AMD's cores.) */
+TARGET_512 static int block_buckets_f32_512(const float *x, int m, const Job *j, unsigned char *b)
+{
+    int vectors = (m + 63) / 64;
+    for (int q = 0; q < vectors; q++) {
+        int i = 64 * q;
+        __m512i w0 = _mm512_packus_epi32(buckets16(x, i, m, j), buckets16(x, i + 16, m, j));
+        __m512i w1 = _mm512_packus_epi32(buckets16(x, i + 32, m, j), buckets16(x, i + 48, m, j));
+        _mm512_store_si512(b + i, _mm512_packus_epi16(w0, w1));
+    }
+    return vectors;
+}
+
+/* Counts the indices of b (vectors of 64) into count: for ten buckets at a time, a
+ * byte counter per lane and bucket, summed across lanes at the end. */
+TARGET_512 static void count_buckets_512(const unsigned char *b, int vectors, uint32_t *count)
+{
+    enum { GROUP = 10 };
+    _Static_assert(NND_HIST_BUCKETS % GROUP == 0, "buckets in whole groups");
+    _Static_assert(BLOCK / 64 < 256, "byte counters");
+    const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int g = 0; g < NND_HIST_BUCKETS; g += GROUP) {
+        __m512i acc[GROUP], key[GROUP];
+        for (int k = 0; k < GROUP; k++) {
+            acc[k] = zero;
+            key[k] = _mm512_set1_epi8((char)(g + k));
+        }
+        for (int i = 0; i < vectors; i++) {
+            __m512i v = _mm512_loadu_si512(b + 64 * i);
+            for (int k = 0; k < GROUP; k++)
+                acc[k] =
+                    _mm512_mask_add_epi8(acc[k], _mm512_cmpeq_epi8_mask(v, key[k]), acc[k], one);
+        }
+        for (int k = 0; k < GROUP; k++)
+            count[g + k] = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(acc[k], zero));
+    }
+}
+#endif
+
+static bool generic_only; /* histogram_vector_path(false): for tests */
+
+/* f32 on a CPU with AVX-512 F, BW, DQ and VL: the path above. */
+static bool avx512(void)
+{
+#ifdef HAVE_AVX512
+    __builtin_cpu_init();
+    return !generic_only && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+bool histogram_vector_path(bool on)
+{
+    generic_only = !on;
+    return avx512();
+}
+
 static void count_buckets(const unsigned char *b, int m, uint32_t *count)
 {
     uint32_t part[4][TRASH + 1] = {{0}};
@@ -131,6 +273,10 @@ static void first_pass(void *ctx, int64_t begin, int64_t end)
         int m = (int)(j->n - i0 < BLOCK ? j->n - i0 : BLOCK);
         if (j->dtype == NND_F64)
             block_sums_double((const double *)j->data + i0, m, &j->blocks[k]);
+#ifdef HAVE_AVX512
+        else if (j->vector)
+            block_sums_f32_512((const float *)j->data + i0, m, &j->blocks[k]);
+#endif
         else
             block_sums_float((const float *)j->data + i0, m, &j->blocks[k]);
     }
@@ -139,10 +285,17 @@ static void first_pass(void *ctx, int64_t begin, int64_t end)
 static void second_pass(void *ctx, int64_t begin, int64_t end)
 {
     Job *j = ctx;
-    unsigned char b[BLOCK];
+    _Alignas(64) unsigned char b[BLOCK];
     for (int64_t k = begin; k < end; k++) {
         int64_t i0 = k * BLOCK;
         int m = (int)(j->n - i0 < BLOCK ? j->n - i0 : BLOCK);
+#ifdef HAVE_AVX512
+        if (j->vector) {
+            int vectors = block_buckets_f32_512((const float *)j->data + i0, m, j, b);
+            count_buckets_512(b, vectors, j->blocks[k].count);
+            continue;
+        }
+#endif
         if (j->dtype == NND_F64)
             block_buckets_double((const double *)j->data + i0, m, j->lo, j->scale, b);
         else
@@ -151,13 +304,39 @@ static void second_pass(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+/* Whether v's bucket in the f64 formula reaches b. */
+static bool reaches(const Job *j, float v, int b) { return ((double)v - j->lo) * j->scale >= b; }
+
+/* Job.edge for the f32 path: from lo + b / scale rounded to f32, stepped an f32 at a
+ * time ((v - lo) * scale, each step rounded, never decreases as v grows) to the least
+ * that reaches b.  False where f32 lanes cannot hold the estimate (a range so small
+ * that scale is not an f32): the generic path then. */
+static bool find_edges(Job *j)
+{
+    if (!(j->scale <= FLT_MAX))
+        return false;
+    j->edge[0] = -INFINITY;
+    for (int b = 1; b < 32; b++) {
+        j->edge[b] = INFINITY;
+        if (b >= NND_HIST_BUCKETS || j->scale == 0)
+            continue;
+        float e = (float)(j->lo + b / j->scale);
+        while (!reaches(j, e, b))
+            e = nextafterf(e, INFINITY);
+        while (reaches(j, nextafterf(e, -INFINITY), b))
+            e = nextafterf(e, -INFINITY);
+        j->edge[b] = e;
+    }
+    return true;
+}
+
 int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, NndHistogram *h,
                   NndErr *err)
 {
     if (dtype != NND_F32 && dtype != NND_F64)
         return nnd_err(err, "histogram: the values must be f32 or f64");
     int64_t nb = (n + BLOCK - 1) / BLOCK;
-    Job j = {.data = data, .dtype = dtype, .n = n};
+    Job j = {.data = data, .dtype = dtype, .n = n, .vector = dtype == NND_F32 && avx512()};
     BlockStats one;
     j.blocks = nb <= 1 ? &one : malloc((size_t)nb * sizeof *j.blocks);
     if (!j.blocks)
@@ -182,6 +361,7 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
     for (int b = 0; b < NND_HIST_BUCKETS; b++)
         h->limit[b] = b == NND_HIST_BUCKETS - 1 ? h->max : h->min + width * (b + 1);
     if (h->num > 0) {
+        j.vector = j.vector && find_edges(&j);
         nnd_parallel_for(pool, second_pass, &j, nb, GRAIN);
         for (int64_t k = 0; k < nb; k++)
             for (int b = 0; b < NND_HIST_BUCKETS; b++)

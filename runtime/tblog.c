@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,33 @@ struct NndLog {
     char *events_path;
 };
 
-/* ---- CRC-32C (Castagnoli), reflected, polynomial 0x82f63b78 ---- */
+/* ---- CRC-32C (Castagnoli), reflected, polynomial 0x82f63b78 ----
+ * SSE 4.2's crc32 instruction computes this CRC, 8 bytes at a time: a histogram
+ * record's 600 bytes took about 1 us a byte at a time through the table, which is
+ * what other CPUs use. */
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_CRC_INSN 1
+
+__attribute__((target("sse4.2"))) static uint32_t crc_insn(uint32_t c, const unsigned char *p,
+                                                           size_t n)
+{
+    uint64_t c64 = c;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c64 = _mm_crc32_u64(c64, w);
+    }
+    c = (uint32_t)c64;
+    for (; n > 0; n--, p++)
+        c = _mm_crc32_u8(c, *p);
+    return c;
+}
+#endif
 
 static uint32_t crc_table[256];
+static bool crc_by_insn;
 
 static void crc_init(void)
 {
@@ -46,6 +71,10 @@ static void crc_init(void)
             c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
         crc_table[i] = c;
     }
+#ifdef HAVE_CRC_INSN
+    __builtin_cpu_init();
+    crc_by_insn = __builtin_cpu_supports("sse4.2");
+#endif
 }
 
 uint32_t nnd_crc32c(const void *data, size_t n)
@@ -55,6 +84,10 @@ uint32_t nnd_crc32c(const void *data, size_t n)
     pthread_once(&once, crc_init);
     const unsigned char *p = data;
     uint32_t c = 0xffffffffu;
+#ifdef HAVE_CRC_INSN
+    if (crc_by_insn)
+        return crc_insn(c, p, n) ^ 0xffffffffu;
+#endif
     for (size_t i = 0; i < n; i++)
         c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
@@ -68,13 +101,13 @@ static uint32_t masked_crc(const void *data, size_t n)
 
 /* ---- protocol buffer encoding ---- */
 
-/* A growing byte buffer that starts in its own 256 bytes (a scalar's record fits:
+/* A growing byte buffer that starts in its own 1 KiB (a scalar's or a histogram's record fits:
  * no allocation per record); buf_free releases what it took from the heap. */
 typedef struct Buf {
     unsigned char *p; /* NULL: small */
     size_t len, cap;
     int failed;
-    unsigned char small[256];
+    unsigned char small[1024];
 } Buf;
 
 static unsigned char *buf_data(Buf *b) { return b->p ? b->p : b->small; }

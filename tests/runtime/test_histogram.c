@@ -1,6 +1,8 @@
 /* nnd_histogram against a plain loop: f32 and f64, lengths around the block and lane
- * sizes, infinities and NaN left out, a constant tensor, nothing finite at all, and the
- * same bits with no pool, one thread and two. */
+ * sizes, infinities and NaN left out, a constant tensor, values on and beside the
+ * bucket edges, nothing finite at all, and the same bits with no pool, one thread and
+ * two; f32 through both paths (AVX-512 intrinsics, where the CPU has them, and the
+ * generic one).  And the CRC-32C of the log records. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 /* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
+#include "../../runtime/histogram.h"
 #include "nnd_runtime.h"
 
 /* The histogram the plain way: one pass for the range and sums, one for the buckets. */
@@ -68,10 +71,13 @@ static void check(const double *x, int64_t n, NndPool *one, NndPool *two)
     NndHistogram want, got[3];
     NndPool *pools[3] = {NULL, one, two};
     naive(xr, n, &want);
-    for (int p = 0; p < 3; p++) {
-        assert_int_equal(nnd_histogram(pools[p], xf, NND_F32, n, &got[p], &e), 0);
-        expect_same(&got[p], &want);
-        assert_memory_equal(&got[p], &got[0], sizeof got[0]); /* bits: any thread count */
+    for (int vector = 0; vector < 2; vector++) {
+        histogram_vector_path(vector);
+        for (int p = 0; p < 3; p++) {
+            assert_int_equal(nnd_histogram(pools[p], xf, NND_F32, n, &got[p], &e), 0);
+            expect_same(&got[p], &want);
+            assert_memory_equal(&got[p], &got[0], sizeof got[0]); /* bits: any thread count */
+        }
     }
     naive(x, n, &want);
     for (int p = 0; p < 3; p++) {
@@ -104,6 +110,18 @@ static void test_against_loop(void **state)
         for (int64_t i = 0; i < n; i += 7)
             x[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
         check(x, n, one, two);
+        /* on the edges of the buckets and one f32 to either side (the f32 path
+         * estimates a bucket in f32 and corrects it at the edges) */
+        for (int range = 0; range < 8; range++) {
+            double lo = -0.3 + 0.0137 * range, width = 0.0123 + 1e-5 * range;
+            for (int64_t i = 0; i < n; i++) {
+                float v = (float)(lo + width * (double)(i / 7 % (NND_HIST_BUCKETS + 1)));
+                for (int64_t step = i % 7 - 3; step != 0; step += step < 0 ? 1 : -1)
+                    v = nextafterf(v, step < 0 ? -INFINITY : INFINITY); /* 0-3 f32 away */
+                x[i] = v;
+            }
+            check(x, n, one, two);
+        }
         /* a constant: every value in the first bucket, the range one point */
         for (int64_t i = 0; i < n; i++)
             x[i] = 0.25;
@@ -131,11 +149,39 @@ static void test_nothing_finite(void **state)
     assert_non_null(strstr(e.msg, "f32 or f64"));
 }
 
+/* CRC-32C, one bit at a time. */
+static uint32_t crc_bits(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+/* The check value of the CRC's catalogue, then every length to 40 (the 8-byte steps
+ * of the crc32 instruction and their tails) at every alignment. */
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_int_equal(nnd_crc32c("123456789", 9), 0xe3069283u);
+    assert_int_equal(nnd_crc32c("", 0), 0);
+    unsigned char buf[48];
+    for (int i = 0; i < 48; i++)
+        buf[i] = (unsigned char)(i * 37 + 11);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n <= 40; n++)
+            assert_int_equal(nnd_crc32c(buf + off, n), crc_bits(buf + off, n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_loop),
         cmocka_unit_test(test_nothing_finite),
+        cmocka_unit_test(test_crc32c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
