@@ -654,8 +654,15 @@ static void F(maxpool_range)(void *ctx, int64_t begin, int64_t end)
         F(is_2x2)(s) ? F(maxpool_2x2) : F(maxpool_plane);
     int64_t in = s->h * s->w, outp = s->oh * s->ow;
     int64_t vsize = j->scatter ? outp : in, osize = j->scatter ? in : outp;
-    for (int64_t pl = begin; pl < end; pl++)
-        plane(s, j->x + pl * in, j->v + pl * vsize, j->out + pl * osize, j->scatter);
+    for (int64_t pl = begin; pl < end; pl++) {
+        const T *xp = j->x + pl * in, *v = j->v + pl * vsize;
+        T *o = j->out + pl * osize;
+        /* f32 2x2 windows: AVX-512 lanes where the CPU has them (kernels.c) */
+        if (sizeof(T) == sizeof(float) && plane == F(maxpool_2x2) &&
+            maxpool_2x2_own(s, (const float *)xp, (const float *)v, (float *)o, j->scatter))
+            continue;
+        plane(s, xp, v, o, j->scatter);
+    }
 }
 
 /* avg_pool2d: y = (sum of the window inside x) / (kh kw) */

@@ -1,4 +1,5 @@
-/* kernels: the runtime's own matrix products for AVX-512 CPUs, f32 and bf16.
+/* kernels: the runtime's own matrix products for AVX-512 CPUs, f32 and bf16, and its
+ * 2x2 max pooling in AVX-512 lanes (at the end of the file).
  *
  * Both keep an MR x 32 block of C in 16 zmm registers over the whole of k (a step's k
  * is at most a few thousand: the operands' rows and a panel of B stay in L2), walk
@@ -477,4 +478,114 @@ void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float 
     /* x with a stride is the one column of a transposed k x 1 matrix */
     bf16_sgemm(order, incx == 1 ? CblasNoTrans : CblasTrans, trans ? CblasNoTrans : CblasTrans, 1,
                n, k, alpha, x, incx == 1 ? k : incx, a, lda, beta, y, n);
+}
+
+/* ---- 2x2 max pooling, stride 2, no padding, in AVX-512 lanes ----
+ * Sixteen windows at a time: the two rows' 32 values are split into the windows'
+ * four corners a, b (row 0) and c, d (row 1) by permutes, and the picks are masks.
+ * The same picks as conv.c's maxpool_2x2 (its pick4): the first maximum in the order
+ * a, b, c, d, a NaN beating every number and the first NaN winning; a later corner
+ * wins when !(v <= m) and m is not NaN. */
+
+static bool pool_off; /* maxpool_vector_path(false): for tests */
+
+bool maxpool_vector_path(bool on)
+{
+    pool_off = !on;
+#ifdef HAVE_KERNELS
+    __builtin_cpu_init();
+    return on && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+#ifdef HAVE_KERNELS
+/* The windows' corners from two rows of 32 values: evens and odds. */
+TARGET_F32 static void split_pairs(const float *row, __mmask16 m0, __mmask16 m1, __m512 *even,
+                                   __m512 *odd)
+{
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
+    *even = _mm512_permutex2var_ps(lo, ie, hi);
+    *odd = _mm512_permutex2var_ps(lo, io, hi);
+}
+
+/* Whether corner v beats the maximum m so far. */
+TARGET_F32 static __mmask16 beats(__m512 v, __m512 m)
+{
+    return _mm512_cmp_ps_mask(v, m, _CMP_NLE_UQ) & _mm512_cmp_ps_mask(m, m, _CMP_ORD_Q);
+}
+
+/* Stores e (evens) and o (odds) interleaved to row[0..32), as the masks allow. */
+TARGET_F32 static void store_pairs(float *row, __mmask16 m0, __mmask16 m1, __m512 e, __m512 o)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    _mm512_mask_storeu_ps(row, m0, _mm512_permutex2var_ps(e, lo, o));
+    _mm512_mask_storeu_ps(row + 16, m1, _mm512_permutex2var_ps(e, hi, o));
+}
+
+TARGET_F32 static void maxpool_2x2_512(const NndPoolShape *s, const float *xp, const float *in,
+                                       float *out, int scatter)
+{
+    const int64_t w = s->w, ow = s->ow;
+    if (scatter && (s->h % 2 || w % 2))
+        memset(out, 0, (size_t)(s->h * w) * sizeof(float)); /* an odd edge is never picked */
+    for (int64_t i = 0; i < s->oh; i++) {
+        const float *x0 = xp + 2 * i * w, *x1 = x0 + w;
+        for (int64_t j = 0; j < ow; j += 16) {
+            int64_t n = ow - j < 16 ? ow - j : 16; /* windows */
+            __mmask16 mw = (__mmask16)((1u << n) - 1);
+            __mmask16 m0 = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
+            __mmask16 m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
+            __m512 a, b, c, d;
+            split_pairs(x0 + 2 * j, m0, m1, &a, &b);
+            split_pairs(x1 + 2 * j, m0, m1, &c, &d);
+            __mmask16 tb = beats(b, a);
+            __m512 m = _mm512_mask_mov_ps(a, tb, b);
+            __mmask16 tc = beats(c, m);
+            m = _mm512_mask_mov_ps(m, tc, c);
+            __mmask16 td = beats(d, m);
+            m = _mm512_mask_mov_ps(m, td, d);
+            /* the picked corner: d if td, else c if tc, else b if tb, else a */
+            __mmask16 pd = td, pc = tc & ~td, pb = tb & ~tc & ~td, pa = ~(tb | tc | td);
+            if (scatter) {
+                __m512 v = _mm512_maskz_loadu_ps(mw, in + i * ow + j);
+                float *o0 = out + 2 * i * w + 2 * j;
+                store_pairs(o0, m0, m1, _mm512_maskz_mov_ps(pa, v), _mm512_maskz_mov_ps(pb, v));
+                store_pairs(o0 + w, m0, m1, _mm512_maskz_mov_ps(pc, v), _mm512_maskz_mov_ps(pd, v));
+            } else if (in == xp) { /* max_pool2d itself: the maximum */
+                _mm512_mask_storeu_ps(out + i * ow + j, mw, m);
+            } else {
+                __m512 va, vb, vc, vd;
+                split_pairs(in + 2 * i * w + 2 * j, m0, m1, &va, &vb);
+                split_pairs(in + (2 * i + 1) * w + 2 * j, m0, m1, &vc, &vd);
+                __m512 r = _mm512_mask_mov_ps(va, pb, vb);
+                r = _mm512_mask_mov_ps(r, pc, vc);
+                r = _mm512_mask_mov_ps(r, pd, vd);
+                _mm512_mask_storeu_ps(out + i * ow + j, mw, r);
+            }
+        }
+    }
+}
+#endif
+
+bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
+                     int scatter)
+{
+#ifdef HAVE_KERNELS
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    }
+    if (have && !pool_off) {
+        maxpool_2x2_512(s, xp, in, out, scatter);
+        return true;
+    }
+#endif
+    (void)s, (void)xp, (void)in, (void)out, (void)scatter;
+    return false;
 }

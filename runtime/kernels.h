@@ -1,13 +1,16 @@
-/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs.
- * Private to the runtime: compiled code calls nnd_gemm_f32 and nnd_gemm_bf16
- * (blas.c), which split a product across the pool and call these for each block;
- * the convolutions (conv.c) call them for their im2col products.  Same arguments as
- * cblas_sgemm / cblas_sgemv (row-major only; alpha must be 1). */
+/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs, and its 2x2
+ * max pooling.  Private to the runtime: compiled code calls nnd_gemm_f32 and
+ * nnd_gemm_bf16 (blas.c), which split a product across the pool and call these for
+ * each block; the convolutions (conv.c) call them for their im2col products, and the
+ * pooling for its 2x2 planes.  The products take cblas_sgemm / cblas_sgemv's
+ * arguments (row-major only; alpha must be 1). */
 #ifndef NND_KERNELS_H
 #define NND_KERNELS_H
 
 #include <cblas.h>
+#include <stdbool.h>
 
+#include "nnd_abi.h"
 #include "nnd_runtime.h"
 
 /* f32: the AVX-512 kernels on a CPU that has AVX-512 (nnd_own_sgemm()), else
@@ -36,5 +39,14 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
 void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                         int64_t ldc);
+
+/* Max pooling of one [h, w] plane over 2x2 windows, stride 2, no padding (conv.c's
+ * maxpool_2x2, the same picks and the same three modes: scatter, max when in is xp,
+ * else gather) in AVX-512 lanes; false, doing nothing, on a CPU without AVX-512 F
+ * and VL, or after maxpool_vector_path(false) (for tests; it returns whether the
+ * vector path will run). */
+bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
+                     int scatter);
+bool maxpool_vector_path(bool on);
 
 #endif

@@ -25,6 +25,7 @@
 /* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
 
+#include "../../runtime/kernels.h"
 #include "nnd_abi.h"
 
 #include "helpers.h"
@@ -589,36 +590,44 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
     to_float(vf, v, nx);
     to_float(df, d, ny);
     char what[256];
-    for (int t = 0; t <= TEST_THREADS; t++) {
-        describe_pool(what, sizeof what, s, "maxpool_gather", t);
-        fill_nan_f(of, ny);
-        nnd_maxpool_gather_f32(pools[t], s, xf, vf, of);
-        to_double(conv, of, ny);
-        check_same(conv, gather, ny, what);
-        fill_nan_d(od, ny);
-        nnd_maxpool_gather_f64(pools[t], s, x, v, od);
-        check_same(od, gather, ny, what);
-        /* max_pool2d(x) is gather(x, x) */
-        nnd_maxpool_gather_f64(pools[t], s, x, x, od);
-        for (int64_t pl = 0; pl < s->n * s->c; pl++)
-            for (int64_t i = 0; i < s->oh; i++)
-                for (int64_t j = 0; j < s->ow; j++) {
-                    int64_t at = ref_argmax(s, x + pl * s->h * s->w, i, j);
-                    if (at < 0)
-                        continue;
-                    double e = x[pl * s->h * s->w + at], g = od[(pl * s->oh + i) * s->ow + j];
-                    if (!(e == g || (isnan(e) && isnan(g))))
-                        fail_msg("%s: max %g, expected %g", what, g, e);
-                }
+    /* f32 2x2 windows: AVX-512 lanes (where the CPU has them), then the plain loops */
+    for (int vector = 1; vector >= 0; vector--) {
+        maxpool_vector_path(vector);
+        for (int t = 0; t <= TEST_THREADS; t++) {
+            describe_pool(what, sizeof what, s, "maxpool_gather", t);
+            fill_nan_f(of, ny);
+            nnd_maxpool_gather_f32(pools[t], s, xf, vf, of);
+            to_double(conv, of, ny);
+            check_same(conv, gather, ny, what);
+            fill_nan_d(od, ny);
+            nnd_maxpool_gather_f64(pools[t], s, x, v, od);
+            check_same(od, gather, ny, what);
+            /* max_pool2d(x) is gather(x, x) */
+            nnd_maxpool_gather_f64(pools[t], s, x, x, od);
+            nnd_maxpool_gather_f32(pools[t], s, xf, xf, of);
+            for (int64_t pl = 0; pl < s->n * s->c; pl++)
+                for (int64_t i = 0; i < s->oh; i++)
+                    for (int64_t j = 0; j < s->ow; j++) {
+                        int64_t at = ref_argmax(s, x + pl * s->h * s->w, i, j);
+                        if (at < 0)
+                            continue;
+                        int64_t yi = (pl * s->oh + i) * s->ow + j;
+                        double e = x[pl * s->h * s->w + at], g = od[yi], gf = of[yi];
+                        if (!(e == g || (isnan(e) && isnan(g))))
+                            fail_msg("%s: max %g, expected %g", what, g, e);
+                        if (!((float)e == gf || (isnan(e) && isnan(gf))))
+                            fail_msg("%s: f32 max %g, expected %g", what, gf, e);
+                    }
 
-        describe_pool(what, sizeof what, s, "maxpool_scatter", t);
-        fill_nan_f(of, nx);
-        nnd_maxpool_scatter_f32(pools[t], s, xf, df, of);
-        to_double(conv, of, nx);
-        check_same(conv, scatter, nx, what);
-        fill_nan_d(od, nx);
-        nnd_maxpool_scatter_f64(pools[t], s, x, d, od);
-        check_same(od, scatter, nx, what);
+            describe_pool(what, sizeof what, s, "maxpool_scatter", t);
+            fill_nan_f(of, nx);
+            nnd_maxpool_scatter_f32(pools[t], s, xf, df, of);
+            to_double(conv, of, nx);
+            check_same(conv, scatter, nx, what);
+            fill_nan_d(od, nx);
+            nnd_maxpool_scatter_f64(pools[t], s, x, d, od);
+            check_same(od, scatter, nx, what);
+        }
     }
     free(v);
     free(d);
@@ -634,7 +643,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
 
 static const NndPoolShape *pool_shapes(size_t *count)
 {
-    static NndPoolShape shapes[11];
+    static NndPoolShape shapes[12];
     shapes[0] = pool_shape(2, 3, 8, 8, 2, 2, 2, 2, 0, 0);
     shapes[1] = pool_shape(3, 2, 7, 9, 3, 3, 2, 2, 1, 1);
     shapes[2] = pool_shape(1, 4, 6, 5, 3, 3, 1, 1, 1, 1);
@@ -646,6 +655,7 @@ static const NndPoolShape *pool_shapes(size_t *count)
     shapes[8] = pool_shape(2, 2, 1, 7, 1, 3, 1, 2, 0, 1);
     shapes[9] = pool_shape(3, 5, 10, 10, 4, 4, 2, 3, 2, 1);
     shapes[10] = pool_shape(2, 3, 7, 9, 2, 2, 2, 2, 0, 0); /* 2x2 fast path, odd edges */
+    shapes[11] = pool_shape(2, 2, 6, 71, 2, 2, 2, 2, 0, 0); /* 35 windows a row: 16, 16, 3 */
     *count = sizeof shapes / sizeof shapes[0];
     return shapes;
 }
