@@ -14,8 +14,10 @@
  * result, depends only on the thread count.  The weight gradient is summed over the
  * batch in contiguous chunks, one buffer per chunk, added up in chunk order.
  *
- * Column buffers come from malloc (they are scratch, not tensors); when malloc fails
- * the same sums are computed by plain loops, slowly but correctly.
+ * Column buffers are each thread's, kept between calls (kernels.h's thread_scratch:
+ * a buffer malloc'd and freed per call came back as fresh pages, zeroed by the kernel,
+ * 14% of the CNN's step); without memory the same sums are computed by plain loops,
+ * slowly but correctly.
  *
  * The file is written once for both element types: it includes itself with ELEM
  * defined as float, then as double, then (the convolutions only) as float with bf16
@@ -207,20 +209,18 @@ static void F(col2im_add)(const Geom *g, const T *col, int64_t p0, int64_t p1, T
 typedef struct F(Scratch) {
     T *col, *xp;
     int64_t held; /* n * groups + group in xp, or -1 */
-    void *block;
 } F(Scratch);
 
-/* Returns 0, or -1 when malloc fails (then the job uses plain loops). */
+/* Returns 0, or -1 without memory (then the job uses plain loops). */
 static int F(scratch_open)(F(Scratch) * sc, const Geom *g)
 {
     size_t ncol = (size_t)(g->k * g->tile), nxp = g->padded ? (size_t)(g->cg * g->hp * g->wp) : 0;
     sc->held = -1;
-    sc->block = malloc((ncol + nxp) * sizeof(T));
-    sc->col = sc->block;
+    sc->col = thread_scratch(SCRATCH_CONV, (ncol + nxp) * sizeof(T));
     sc->xp = sc->col ? sc->col + ncol : NULL;
     if (sc->xp)
         memset(sc->xp, 0, nxp * sizeof(T));
-    return sc->block ? 0 : -1;
+    return sc->col ? 0 : -1;
 }
 
 /* The planes of image n, group gi, padded: x itself when no padding is needed. */
@@ -351,7 +351,6 @@ static void F(conv_range)(void *ctx, int64_t begin, int64_t end)
         GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)(p1 - p0), (int)g->k, 1,
              wg, (int)g->k, b, (int)ldb, 0, yg + p0, (int)g->p);
     }
-    free(sc.block);
 }
 
 void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w, T *y)
@@ -412,7 +411,6 @@ static void F(grad_input_range)(void *ctx, int64_t begin, int64_t end)
                            acc + (ci * g->hp + iy + s->ph) * g->wp + s->pw,
                            (size_t)s->w * sizeof(T));
     }
-    free(sc.block);
 }
 
 void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy, const T *w, T *dx)
@@ -470,7 +468,6 @@ static void F(grad_weight_range)(void *ctx, int64_t begin, int64_t end)
                 }
             }
     }
-    free(sc.block);
 }
 
 static void F(sum_parts_range)(void *ctx, int64_t begin, int64_t end)
@@ -503,19 +500,17 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
     chunks = max64(1, min64(chunks, 1 + MAX_PARTIAL_BYTES / (size * (int64_t)sizeof(T))));
     T *parts[256]; /* the pool has at most 256 threads */
     chunks = min64(chunks, 256);
-    int64_t made = 0;
-    for (; made < chunks - 1; made++)
-        if (!(parts[made] = malloc((size_t)size * sizeof(T))))
-            break;
-    chunks = made + 1;
+    T *block = chunks > 1 ? thread_scratch(SCRATCH_PARTS, (size_t)((chunks - 1) * size) * sizeof(T))
+                          : NULL;
+    chunks = block ? chunks : 1;
+    for (int64_t b = 0; b < chunks - 1; b++)
+        parts[b] = block + b * size;
     j.chunks = chunks;
     j.blocks = max64(1, min64(s->o, threads / chunks));
     j.parts = parts;
     nnd_parallel_for(pool, F(grad_weight_range), &j, j.chunks * j.blocks, 1);
     if (chunks > 1)
         nnd_parallel_for(pool, F(sum_parts_range), &j, size, 1 << 14);
-    for (int64_t b = 0; b < made; b++)
-        free(parts[b]);
 }
 
 #ifndef CONV_ONLY

@@ -29,6 +29,7 @@
 #include "kernels.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,27 +42,34 @@
 
 enum { MR = 8, NR = 32 };
 
-/* ---- per-thread packing buffers ---- */
+/* ---- per-thread buffers, kept from one call to the next ---- */
 
 typedef struct Scratch {
-    void *p;
-    size_t cap;
+    void *p[SCRATCH_SLOTS];
+    size_t cap[SCRATCH_SLOTS];
 } Scratch;
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-static void scratch_free(void *s)
+static void scratch_free(void *v)
 {
-    free(((Scratch *)s)->p);
+    Scratch *s = v;
+    for (int i = 0; i < SCRATCH_SLOTS; i++)
+        free(s->p[i]);
     free(s);
 }
 
 static void scratch_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
 
-/* This thread's buffer of at least bytes (64-byte aligned), or NULL. */
-static void *scratch(size_t bytes)
+static atomic_bool scratch_failing;
+
+void thread_scratch_fail(bool on) { atomic_store(&scratch_failing, on); }
+
+void *thread_scratch(ScratchSlot slot, size_t bytes)
 {
+    if (atomic_load_explicit(&scratch_failing, memory_order_relaxed))
+        return NULL;
     pthread_once(&scratch_once, scratch_init);
     Scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
@@ -71,17 +79,20 @@ static void *scratch(size_t bytes)
             return NULL;
         }
     }
-    if (s->cap < bytes) {
+    if (s->cap[slot] < bytes) {
         size_t cap = (bytes + (bytes >> 2) + 63) & ~(size_t)63;
         void *p = aligned_alloc(64, cap);
         if (!p)
             return NULL;
-        free(s->p);
-        s->p = p;
-        s->cap = cap;
+        free(s->p[slot]);
+        s->p[slot] = p;
+        s->cap[slot] = cap;
     }
-    return s->p;
+    return s->p[slot];
 }
+
+/* This thread's packing buffer of at least bytes (64-byte aligned), or NULL. */
+static void *scratch(size_t bytes) { return thread_scratch(SCRATCH_PACK, bytes); }
 
 int nnd_own_sgemm(void)
 {

@@ -25,6 +25,16 @@ void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m
 void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float alpha,
                 const float *a, int lda, const float *x, int incx, float beta, float *y, int incy);
 
+/* This thread's buffer in slot (64-byte aligned, at least bytes), or NULL without
+ * memory: kept, and grown when asked for more, until the thread ends.  One slot for
+ * the products' packed operands, one for the convolutions' columns (which call the
+ * products while they hold theirs), one for the per-chunk sums of a convolution's
+ * weight gradient (taken by the thread that starts it, which then runs a job with
+ * columns).  thread_scratch_fail(true), for tests: every call fails until false. */
+typedef enum { SCRATCH_PACK, SCRATCH_CONV, SCRATCH_PARTS, SCRATCH_SLOTS } ScratchSlot;
+void *thread_scratch(ScratchSlot slot, size_t bytes);
+void thread_scratch_fail(bool on);
+
 /* nnd_own_sgemm() and nnd_bf16_native(), asked once. */
 int f32_own(void);
 int bf16_native(void);

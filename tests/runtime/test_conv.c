@@ -470,8 +470,10 @@ static void test_conv_empty(void **state)
     }
 }
 
-/* When malloc fails, for any number of allocations first succeeding, the
- * convolutions give the same sums (by plain loops where columns are missing). */
+/* Without memory for the columns and the weight gradient's per-chunk sums (the
+ * threads' kept buffers, thread_scratch), and when malloc fails for any number of
+ * allocations first succeeding, the convolutions give the same sums (by plain loops
+ * where columns are missing). */
 static void test_conv_no_memory(void **state)
 {
     const NndConvShape shapes[] = {
@@ -488,8 +490,9 @@ static void test_conv_no_memory(void **state)
         double *d = new_doubles(most), *conv = new_doubles(most);
         char what[512];
         for (int t = 0; t <= TEST_THREADS; t++)
-            for (long budget = 0; budget <= 4; budget++)
+            for (long budget = 0; budget <= 5; budget++)
                 for (int op = 0; op < OP_COUNT; op++) {
+                    thread_scratch_fail(budget % 2 == 0);
                     const double *ref, *bound;
                     size_t n;
                     int64_t terms;
@@ -501,6 +504,7 @@ static void test_conv_no_memory(void **state)
                     atomic_store(&malloc_budget, budget);
                     conv_run_f64(pools[t], &c, (ConvOp)op, d);
                     atomic_store(&malloc_budget, -1);
+                    thread_scratch_fail(false);
                     describe_conv(what, sizeof what, &c.s, op_names[op], t);
                     to_double(conv, f, n);
                     check_close(conv, ref, bound, n, rel_f32(terms), what);
