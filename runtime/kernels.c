@@ -159,6 +159,38 @@ TARGET_F32 static inline void store_block(__m512 acc[MR][2], int mr, int nr, flo
 /* ---- f32 ---- */
 
 /* Columns [j0, j0 + 32) of op(B) (k x n) as k rows of 32 (zeros past n). */
+/* r[i][j] <- r[j][i]: 4-element blocks by unpacking pairs of floats and of doubles,
+ * then the 128-bit lanes of each group of four rows across the groups. */
+TARGET_F32 static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* u[4g + j], lane l: column 4l + j of rows 4g .. 4g + 3 */
+    __m512 u[16];
+    for (int g = 0; g < 16; g += 4) {
+        __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+        __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
+        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* row 4l + j: lane l of u[j], u[4 + j], u[8 + j], u[12 + j] */
+    for (int j = 0; j < 4; j++) {
+        __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 b = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 c = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512 d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(3, 2, 3, 2));
+        r[j] = _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        r[4 + j] = _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        r[8 + j] = _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0));
+        r[12 + j] = _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
 TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, int64_t ldb,
                                  int64_t j0, float *pb)
 {
@@ -171,18 +203,20 @@ TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, i
         }
         return;
     }
-    /* B's columns are rows of b: 16 values of each of the 32 at a time, transposed
-     * through a tile that stays in L1 */
+    /* B's columns are rows of b: 16 values of each of 16 columns at a time,
+     * transposed in registers */
     for (int64_t q0 = 0; q0 < k; q0 += 16) {
         int qn = k - q0 < 16 ? (int)(k - q0) : 16;
         __mmask16 mq = lanes(qn);
-        float t[NR][16];
-        for (int jj = 0; jj < NR; jj++)
-            _mm512_storeu_ps(t[jj], jj < nr ? _mm512_maskz_loadu_ps(mq, b + (j0 + jj) * ldb + q0)
-                                            : _mm512_setzero_ps());
-        for (int q = 0; q < qn; q++)
-            for (int jj = 0; jj < NR; jj++)
-                pb[(q0 + q) * NR + jj] = t[jj][q];
+        for (int half = 0; half < NR; half += 16) {
+            __m512 r[16];
+            for (int jj = 0; jj < 16; jj++)
+                r[jj] = half + jj < nr ? _mm512_maskz_loadu_ps(mq, b + (j0 + half + jj) * ldb + q0)
+                                       : _mm512_setzero_ps();
+            transpose16(r);
+            for (int q = 0; q < qn; q++)
+                _mm512_storeu_ps(pb + (q0 + q) * NR + half, r[q]);
+        }
     }
 }
 
