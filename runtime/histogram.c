@@ -212,18 +212,18 @@ TARGET_512 static void count_buckets_512(const unsigned char *b, int vectors, ui
     const __m512i one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
     for (int g = 0; g < NND_HIST_BUCKETS; g += GROUP) {
         __m512i acc[GROUP], key[GROUP];
-        for (int k = 0; k < GROUP; k++) {
+        _Pragma("GCC unroll 16") for (int k = 0; k < GROUP; k++)
+        {
             acc[k] = zero;
             key[k] = _mm512_set1_epi8((char)(g + k));
         }
         for (int i = 0; i < vectors; i++) {
             __m512i v = _mm512_loadu_si512(b + 64 * i);
-            for (int k = 0; k < GROUP; k++)
-                acc[k] =
-                    _mm512_mask_add_epi8(acc[k], _mm512_cmpeq_epi8_mask(v, key[k]), acc[k], one);
+            _Pragma("GCC unroll 16") for (int k = 0; k < GROUP; k++) acc[k] =
+                _mm512_mask_add_epi8(acc[k], _mm512_cmpeq_epi8_mask(v, key[k]), acc[k], one);
         }
-        for (int k = 0; k < GROUP; k++)
-            count[g + k] = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(acc[k], zero));
+        _Pragma("GCC unroll 16") for (int k = 0; k < GROUP; k++) count[g + k] =
+            (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(acc[k], zero));
     }
 }
 #endif
