@@ -10,13 +10,7 @@
  * and its optimizer state stay in one core's cache from one step to the next (moving
  * them between cores costs more than the product on the machines we measure).  When
  * the block runs along k (a weight in x @ W), each thread sums its share of k into
- * its own copy of C and the copies are added in thread order.
- *
- * nnd's own kernels (kernels.c) copy B a panel at a time and read A in place, so for
- * them a split along k only adds the copies and a second pass over C: they split by
- * columns, whole panels to each thread, or else by rows (measured on 784-128-10's
- * x @ W1, 64x784 @ 784x128 on two threads: 37-40 us by columns against 42-45 along k;
- * 784-1024-1024-10's step 8.1-8.4 ms against 8.7-9.3). */
+ * its own copy of C and the copies are added in thread order. */
 #include <cblas.h>
 
 #include "kernels.h"
@@ -28,14 +22,13 @@ enum {
                                      its 800k products ran slower split on 2 threads) */
     MIN_BLOCK = 8, /* rows or columns per block: keeps OpenBLAS's kernels busy */
     MIN_K_BLOCK = 64, /* k per block when k is split */
-    OWN_PANEL = 32, /* columns of the own kernels' B panel (kernels.c's NR) */
     MAX_K_COPIES = 1 << 22 /* elements of C copies for a split k */
 };
 
 typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
 
-/* The split for an unbatched product on `threads` threads; `own`: on nnd's kernels. */
-static Split choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int threads, int own)
+/* The split for an unbatched product on `threads` threads, or -1 for one call. */
+static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int threads)
 {
     int64_t sa = m * k, sb = k * n, sc = m * n;
     Split s;
@@ -45,20 +38,16 @@ static Split choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int t
         s = ta ? BY_K : BY_ROWS;
     else
         s = tb ? BY_COLUMNS : BY_K;
-    if (s == BY_K && own && n >= OWN_PANEL * threads)
-        s = BY_COLUMNS;
-    else if (s == BY_K && own && m >= MIN_BLOCK * threads)
-        s = BY_ROWS;
     if (s == BY_K && (k < MIN_K_BLOCK * threads || sc * (threads - 1) > MAX_K_COPIES))
         s = m >= n ? BY_ROWS : BY_COLUMNS;
     if (s == BY_ROWS && m < MIN_BLOCK * threads && n >= MIN_BLOCK * threads)
         s = BY_COLUMNS;
     if (s == BY_COLUMNS && n < MIN_BLOCK * threads && m >= MIN_BLOCK * threads)
         s = BY_ROWS;
-    return s;
+    return (int)s;
 }
 
-#define GEMM_IMPL(SUFFIX, T, CBLAS, GEMV, OWN)                                                     \
+#define GEMM_IMPL(SUFFIX, T, CBLAS, GEMV, MIN_WORK)                                                \
     typedef struct Gemm##SUFFIX {                                                                  \
         int ta, tb;                                                                                \
         int64_t m, n, k, lda, ldb, ldc, batch, sa, sb, sc;                                         \
@@ -183,12 +172,12 @@ static Split choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int t
                           NULL};                                                                   \
         int64_t work = m * n * k * batch;                                                          \
         int threads = nnd_pool_threads(pool);                                                      \
-        if (work < ((OWN) ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK) || threads == 1) {                \
+        if (work < (MIN_WORK) || threads == 1) {                                                   \
             gemm_range_##SUFFIX(&g, 0, batch *(g.split == BY_ROWS ? m : n));                       \
             return;                                                                                \
         }                                                                                          \
         if (batch == 1)                                                                            \
-            g.split = choose_split(ta, tb, m, n, k, threads, (OWN));                               \
+            g.split = choose_split(ta, tb, m, n, k, threads);                                      \
         if (g.split == BY_K) {                                                                     \
             g.parts = threads;                                                                     \
             g.copies = nnd_pool_scratch(pool, (size_t)((threads - 1) * m * n) * sizeof(T));        \
@@ -204,6 +193,6 @@ static Split choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int t
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 
-GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, f32_own())
-GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv, 0)
-GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv, bf16_native())
+GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, f32_own() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)
+GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv, MIN_SPLIT_WORK)
+GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv, bf16_native() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)
