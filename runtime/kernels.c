@@ -541,24 +541,33 @@ void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float 
                n, k, alpha, x, incx == 1 ? k : incx, a, lda, beta, y, n);
 }
 
-/* ---- 2x2 max pooling, stride 2, no padding, in AVX-512 lanes ----
+/* ---- 2x2 max pooling, stride 2, no padding, in AVX-512 (or AVX2) lanes ----
  * Sixteen windows at a time: the two rows' 32 values are split into the windows'
  * four corners a, b (row 0) and c, d (row 1) by permutes, and the picks are masks.
  * The same picks as conv.c's maxpool_2x2 (its pick4): the first maximum in the order
  * a, b, c, d, a NaN beating every number and the first NaN winning; a later corner
  * wins when !(v <= m) and m is not NaN. */
 
-static bool pool_off; /* maxpool_vector_path(false): for tests */
-
-bool maxpool_vector_path(bool on)
+/* The widest vector path the CPU has: 2 AVX-512 (F, VL), 1 AVX2, 0 none. */
+static int pool_cpu(void)
 {
-    pool_off = !on;
 #ifdef HAVE_KERNELS
     __builtin_cpu_init();
-    return on && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-#else
-    return false;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    if (__builtin_cpu_supports("avx2"))
+        return 1;
 #endif
+    return 0;
+}
+
+static int pool_cap = 2; /* maxpool_vector_path: for tests */
+
+int maxpool_vector_path(int widest)
+{
+    pool_cap = widest;
+    int have = pool_cpu();
+    return have < widest ? have : widest;
 }
 
 #ifdef HAVE_KERNELS
@@ -633,20 +642,102 @@ TARGET_F32 static void maxpool_2x2_512(const NndPoolShape *s, const float *xp, c
 }
 #endif
 
+/* The same in AVX2 lanes, eight windows at a time (CPUs without AVX-512). */
+#ifdef HAVE_KERNELS
+#define TARGET_AVX2 __attribute__((target("avx2")))
+
+/* The first `count` of eight lanes, as a maskload/maskstore mask. */
+TARGET_AVX2 static __m256i lanes8(int64_t count)
+{
+    __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count < 8 ? count : 8)), iota);
+}
+
+TARGET_AVX2 static void split_pairs8(const float *row, __m256i m0, __m256i m1, __m256 *even,
+                                     __m256 *odd)
+{
+    __m256 lo = _mm256_maskload_ps(row, m0), hi = _mm256_maskload_ps(row + 8, m1);
+    /* per 128-bit lane [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6]; then the 64-bit blocks in
+     * the order 0 2 1 3 */
+    __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+TARGET_AVX2 static __m256 beats8(__m256 v, __m256 m)
+{
+    return _mm256_and_ps(_mm256_cmp_ps(v, m, _CMP_NLE_UQ), _mm256_cmp_ps(m, m, _CMP_ORD_Q));
+}
+
+TARGET_AVX2 static void store_pairs8(float *row, __m256i m0, __m256i m1, __m256 e, __m256 o)
+{
+    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    _mm256_maskstore_ps(row, m0, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_maskstore_ps(row + 8, m1, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+TARGET_AVX2 static void maxpool_2x2_avx2(const NndPoolShape *s, const float *xp, const float *in,
+                                         float *out, int scatter)
+{
+    const int64_t w = s->w, ow = s->ow;
+    if (scatter && (s->h % 2 || w % 2))
+        memset(out, 0, (size_t)(s->h * w) * sizeof(float)); /* an odd edge is never picked */
+    for (int64_t i = 0; i < s->oh; i++) {
+        const float *x0 = xp + 2 * i * w, *x1 = x0 + w;
+        for (int64_t j = 0; j < ow; j += 8) {
+            int64_t n = ow - j < 8 ? ow - j : 8; /* windows */
+            __m256i mw = lanes8(n), m0 = lanes8(2 * n), m1 = lanes8(2 * n - 8);
+            __m256 a, b, c, d;
+            split_pairs8(x0 + 2 * j, m0, m1, &a, &b);
+            split_pairs8(x1 + 2 * j, m0, m1, &c, &d);
+            __m256 tb = beats8(b, a);
+            __m256 m = _mm256_blendv_ps(a, b, tb);
+            __m256 tc = beats8(c, m);
+            m = _mm256_blendv_ps(m, c, tc);
+            __m256 td = beats8(d, m);
+            m = _mm256_blendv_ps(m, d, td);
+            __m256 pd = td, pc = _mm256_andnot_ps(td, tc);
+            __m256 pb = _mm256_andnot_ps(_mm256_or_ps(tc, td), tb);
+            if (scatter) {
+                __m256 v = _mm256_maskload_ps(in + i * ow + j, mw);
+                __m256 pa = _mm256_andnot_ps(_mm256_or_ps(tb, _mm256_or_ps(tc, td)), v);
+                float *o0 = out + 2 * i * w + 2 * j;
+                store_pairs8(o0, m0, m1, pa, _mm256_and_ps(pb, v));
+                store_pairs8(o0 + w, m0, m1, _mm256_and_ps(pc, v), _mm256_and_ps(pd, v));
+            } else if (in == xp) { /* max_pool2d itself: the maximum */
+                _mm256_maskstore_ps(out + i * ow + j, mw, m);
+            } else {
+                __m256 va, vb, vc, vd;
+                split_pairs8(in + 2 * i * w + 2 * j, m0, m1, &va, &vb);
+                split_pairs8(in + (2 * i + 1) * w + 2 * j, m0, m1, &vc, &vd);
+                __m256 r = _mm256_blendv_ps(va, vb, pb);
+                r = _mm256_blendv_ps(r, vc, pc);
+                r = _mm256_blendv_ps(r, vd, pd);
+                _mm256_maskstore_ps(out + i * ow + j, mw, r);
+            }
+        }
+    }
+}
+#endif
+
 bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
                      int scatter)
 {
-#ifdef HAVE_KERNELS
     static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-    }
-    if (have && !pool_off) {
+    if (have < 0)
+        have = pool_cpu();
+    int use = have < pool_cap ? have : pool_cap;
+#ifdef HAVE_KERNELS
+    if (use == 2) {
         maxpool_2x2_512(s, xp, in, out, scatter);
         return true;
     }
+    if (use == 1) {
+        maxpool_2x2_avx2(s, xp, in, out, scatter);
+        return true;
+    }
 #endif
-    (void)s, (void)xp, (void)in, (void)out, (void)scatter;
+    (void)use, (void)s, (void)xp, (void)in, (void)out, (void)scatter;
     return false;
 }

@@ -52,11 +52,12 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
 
 /* Max pooling of one [h, w] plane over 2x2 windows, stride 2, no padding (conv.c's
  * maxpool_2x2, the same picks and the same three modes: scatter, max when in is xp,
- * else gather) in AVX-512 lanes; false, doing nothing, on a CPU without AVX-512 F
- * and VL, or after maxpool_vector_path(false) (for tests; it returns whether the
- * vector path will run). */
+ * else gather) in AVX-512 lanes, or AVX2 lanes on a CPU without AVX-512 F and VL;
+ * false, doing nothing, on a CPU with neither.  maxpool_vector_path(widest), for
+ * tests: the widest path to take (2 AVX-512, 1 AVX2, 0 none, the plain loop); it
+ * returns the one that will run. */
 bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
                      int scatter);
-bool maxpool_vector_path(bool on);
+int maxpool_vector_path(int widest);
 
 #endif
