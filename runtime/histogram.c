@@ -307,26 +307,68 @@ static void second_pass(void *ctx, int64_t begin, int64_t end)
 /* Whether v's bucket in the f64 formula reaches b. */
 static bool reaches(const Job *j, float v, int b) { return ((double)v - j->lo) * j->scale >= b; }
 
-/* Job.edge for the f32 path: from lo + b / scale rounded to f32, stepped an f32 at a
- * time ((v - lo) * scale, each step rounded, never decreases as v grows) to the least
- * that reaches b.  False where f32 lanes cannot hold the estimate (a range so small
- * that scale is not an f32): the generic path then. */
-static bool find_edges(Job *j)
+/* f32 values in the order of their bits as integers (-0 just before +0). */
+static int64_t order_key(float f)
+{
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return i < 0 ? -(int64_t)(i & 0x7fffffff) - 1 : i;
+}
+
+static float from_key(int64_t k)
+{
+    int32_t i = k < 0 ? (int32_t)((-(k + 1)) | INT32_MIN) : (int32_t)k;
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
+
+/* The least f32 in (lo, hi] that reaches bucket b ((v - lo) * scale, each step
+ * rounded, never decreases as v grows), or +inf: from the estimate lo + b / scale,
+ * steps of 1, 2, 4, ... f32 away until the edge is bracketed, then bisection.  (The
+ * estimate is usually one f32 off; near 0, where f32 are dense, it can be far.) */
+static float edge_of(const Job *j, int b, float hi)
+{
+    int64_t lo_k = order_key((float)j->lo), hi_k = order_key(hi);
+    int64_t k = order_key((float)(j->lo + b / j->scale));
+    k = k < lo_k ? lo_k : k > hi_k ? hi_k : k;
+    int64_t a, z, step = 1; /* a does not reach b (or is below lo), z does */
+    if (reaches(j, from_key(k), b)) {
+        z = k;
+        for (a = k - 1; a > lo_k && reaches(j, from_key(a), b); step *= 2) {
+            z = a;
+            a = z - step > lo_k ? z - step : lo_k;
+        }
+    } else {
+        a = k;
+        for (z = k + 1; z <= hi_k && !reaches(j, from_key(z), b); step *= 2) {
+            a = z;
+            z = a + step < hi_k ? a + step : hi_k;
+            if (a == hi_k)
+                return INFINITY;
+        }
+        if (z > hi_k)
+            return INFINITY;
+    }
+    while (z - a > 1) {
+        int64_t mid = a + (z - a) / 2;
+        if (reaches(j, from_key(mid), b))
+            z = mid;
+        else
+            a = mid;
+    }
+    return from_key(z);
+}
+
+/* Job.edge for the f32 path.  False where f32 lanes cannot hold the estimate (a
+ * range so small that scale is not an f32): the generic path then. */
+static bool find_edges(Job *j, double hi)
 {
     if (!(j->scale <= FLT_MAX))
         return false;
     j->edge[0] = -INFINITY;
-    for (int b = 1; b < 32; b++) {
-        j->edge[b] = INFINITY;
-        if (b >= NND_HIST_BUCKETS || j->scale == 0)
-            continue;
-        float e = (float)(j->lo + b / j->scale);
-        while (!reaches(j, e, b))
-            e = nextafterf(e, INFINITY);
-        while (reaches(j, nextafterf(e, -INFINITY), b))
-            e = nextafterf(e, -INFINITY);
-        j->edge[b] = e;
-    }
+    for (int b = 1; b < 32; b++)
+        j->edge[b] = b < NND_HIST_BUCKETS && j->scale > 0 ? edge_of(j, b, (float)hi) : INFINITY;
     return true;
 }
 
@@ -361,7 +403,7 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
     for (int b = 0; b < NND_HIST_BUCKETS; b++)
         h->limit[b] = b == NND_HIST_BUCKETS - 1 ? h->max : h->min + width * (b + 1);
     if (h->num > 0) {
-        j.vector = j.vector && find_edges(&j);
+        j.vector = j.vector && find_edges(&j, h->max);
         nnd_parallel_for(pool, second_pass, &j, nb, GRAIN);
         for (int64_t k = 0; k < nb; k++)
             for (int b = 0; b < NND_HIST_BUCKETS; b++)

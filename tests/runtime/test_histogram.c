@@ -122,6 +122,11 @@ static void test_against_loop(void **state)
             }
             check(x, n, one, two);
         }
+        /* symmetric about 0, an edge at 0 where f32 are dense (the f32 path's edge
+         * search starts far from it in f32 steps), values beside 0 included */
+        for (int64_t i = 0; i < n; i++)
+            x[i] = i % 5 == 4 ? (i % 2 ? 1e-30 : -1e-30) : (double)(i % 61 - 30) * 1e-3;
+        check(x, n, one, two);
         /* a constant: every value in the first bucket, the range one point */
         for (int64_t i = 0; i < n; i++)
             x[i] = 0.25;
