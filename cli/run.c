@@ -158,13 +158,13 @@ static bool dist_program(Options *o, const Program *p)
     }
     const DataSet *td = &p->data.v[p->train_data];
     if (dist_rank(o->dist) == 0 && (td->kind == DATA_IDX || td->kind == DATA_NPY)) {
-        if (td->x_rows)
+        if (nnd_rows_mapped(td->x_rows))
             printf("data: each rank reads the samples of its part of each batch from %s\n",
                    td->path_x);
         else
-            printf("data: each rank loads all of %s (only an uncompressed idx or npy file "
+            printf("data: each rank loads all of %s%s (only an uncompressed idx or npy file "
                    "is read on demand)\n",
-                   td->path_x);
+                   td->path_x, td->x_rows ? ", its values as stored" : "");
     }
     return true;
 }
@@ -258,6 +258,8 @@ static int run_one(Options *o)
     NndPool *pool = NULL;
     Model model;
     bool have_model = false;
+    if (p)
+        p->rows_train = true; /* batches convert their rows: a gzip image set stays u8 */
     if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
         goto done;
     int rank = o->dist ? dist_rank(o->dist) : 0;

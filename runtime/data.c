@@ -496,14 +496,16 @@ int data_check_body(const DataFile *f, int rank, const int64_t *shape, RawType t
     return 0;
 }
 
-int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
-                   NndRole role, const NndLoadOptions *o, NndTensor *out, NndErr *err)
+/* The body into out (converted), or as it is into raw (nbytes) when raw is set. */
+static int read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
+                     NndRole role, const NndLoadOptions *o, NndTensor *out, unsigned char *raw,
+                     NndErr *err)
 {
     NndErr sub;
-    if (nnd_tensor_alloc(out, data_out_dtype(t.kind, role, o), rank, shape, &sub) != 0)
+    if (!raw && nnd_tensor_alloc(out, data_out_dtype(t.kind, role, o), rank, shape, &sub) != 0)
         return nnd_err(err, "%s: %s", f->path, sub.msg);
-    unsigned char *chunk = nnd_alloc(CHUNK_SIZE);
-    if (!chunk) {
+    unsigned char *chunk = raw ? NULL : nnd_alloc(CHUNK_SIZE);
+    if (!raw && !chunk) {
         out_of_memory(f->path, err);
         goto fail;
     }
@@ -513,10 +515,10 @@ int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64
     int64_t done = 0;
     while (done < nbytes) {
         int64_t want = nbytes - done < CHUNK_SIZE ? nbytes - done : CHUNK_SIZE;
-        int64_t got = data_read(f, chunk, want, err);
+        int64_t got = data_read(f, raw ? raw + done : chunk, want, err);
         if (got < 0)
             goto fail;
-        if (raw_convert(f, t, chunk, got / size, out, done / size, scale, err) != 0)
+        if (!raw && raw_convert(f, t, chunk, got / size, out, done / size, scale, err) != 0)
             goto fail;
         done += got;
         if (got < want) {
@@ -549,15 +551,23 @@ int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64
     return 0;
 fail:
     nnd_free(chunk);
-    nnd_tensor_free(out);
+    if (!raw)
+        nnd_tensor_free(out);
     return -1;
+}
+
+int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
+                   NndRole role, const NndLoadOptions *o, NndTensor *out, NndErr *err)
+{
+    return read_body(f, rank, shape, t, nbytes, role, o, out, NULL, err);
 }
 
 /* ---- rows read on demand -------------------------------------------------------- */
 
 struct NndRows {
-    void *map;
+    void *map; /* the file mapped, or NULL: the rows read into owned */
     size_t map_len;
+    void *owned;
     const unsigned char *base; /* row 0 of the file */
     RawType t;
     double scale;
@@ -566,6 +576,27 @@ struct NndRows {
     int64_t count; /* the data set's rows */
     int64_t *rows; /* their rows in the file; NULL: 0..count */
 };
+
+/* r's rows for a file whose header is read (a plain file mapped, or held: base) */
+static NndRows *rows_new(void *map, size_t map_len, void *owned, const unsigned char *base,
+                         int rank, const int64_t *shape, RawType t, NndDType dtype, double scale)
+{
+    NndRows *r = nnd_alloc(sizeof *r);
+    if (!r)
+        return NULL;
+    *r = (NndRows){.map = map,
+                   .map_len = map_len,
+                   .owned = owned,
+                   .base = base,
+                   .t = t,
+                   .scale = scale,
+                   .dtype = dtype,
+                   .row_elems = 1,
+                   .count = shape[0]};
+    for (int i = 1; i < rank; i++)
+        r->row_elems *= shape[i];
+    return r;
+}
 
 int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
                   const NndLoadOptions *o, NndRows **out)
@@ -578,32 +609,60 @@ int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRol
     void *map = mmap(NULL, (size_t)f->file_size, PROT_READ, MAP_PRIVATE, fileno(f->fp), 0);
     if (map == MAP_FAILED)
         return 0;
-    NndRows *r = nnd_alloc(sizeof *r);
+    NndRows *r = rows_new(map, (size_t)f->file_size, NULL, (const unsigned char *)map + f->pos,
+                          rank, shape, t, dtype, o->scale);
     if (!r) {
         munmap(map, (size_t)f->file_size);
         return 0;
     }
     /* Batches take rows in shuffled order: read ahead only what is asked for. */
     posix_madvise(map, (size_t)f->file_size, POSIX_MADV_RANDOM);
-    *r = (NndRows){.map = map,
-                   .map_len = (size_t)f->file_size,
-                   .base = (const unsigned char *)map + f->pos,
-                   .t = t,
-                   .scale = o->scale,
-                   .dtype = dtype,
-                   .row_elems = 1,
-                   .count = shape[0]};
-    for (int i = 1; i < rank; i++)
-        r->row_elems *= shape[i];
     *out = r;
     return 0;
+}
+
+int data_read_rows(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
+                   NndRole role, const NndLoadOptions *o, NndRows **out, NndErr *err)
+{
+    *out = NULL;
+    NndDType dtype = data_out_dtype(t.kind, role, o);
+    if (role != NND_FEATURES || !convert_cannot_fail(t.kind, dtype, o->scale) ||
+        (uint64_t)nbytes > SIZE_MAX)
+        return 0;
+    unsigned char *raw = nnd_alloc(nbytes > 0 ? (size_t)nbytes : 1);
+    if (!raw)
+        return 0; /* the caller loads the body, and says what memory is missing */
+    if (read_body(f, rank, shape, t, nbytes, role, o, NULL, raw, err) != 0) {
+        nnd_free(raw);
+        return -1;
+    }
+    *out = rows_new(NULL, 0, raw, raw, rank, shape, t, dtype, o->scale);
+    if (!*out) {
+        nnd_free(raw);
+        return out_of_memory(f->path, err);
+    }
+    return 0;
+}
+
+int nnd_rows_mapped(const NndRows *r) { return r && r->map; }
+
+void nnd_rows_prefetch(const NndRows *r, const uint32_t *idx, int64_t b)
+{
+    size_t rb = (size_t)(r->row_elems * raw_size(r->t.kind));
+    for (int64_t s = 0; s < b; s++) {
+        int64_t row = r->rows ? r->rows[idx[s]] : (int64_t)idx[s];
+        for (size_t off = 0; off < rb; off += 64)
+            __builtin_prefetch(r->base + (size_t)row * rb + off, 0, 1);
+    }
 }
 
 void nnd_rows_free(NndRows *r)
 {
     if (!r)
         return;
-    munmap(r->map, r->map_len);
+    if (r->map)
+        munmap(r->map, r->map_len);
+    nnd_free(r->owned);
     nnd_free(r->rows);
     nnd_free(r);
 }

@@ -92,4 +92,12 @@ int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64
 int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
                   const NndLoadOptions *o, NndRows **out);
 
+/* After the header of a file data_map_rows could not map (gzip): *out the body read
+ * into memory as it is stored (the u8 pixels of an image set: a quarter of them as
+ * f32), converted when a gather takes the rows.  0 with *out NULL where the rows
+ * cannot be converted on demand or there is no memory (the caller loads the body);
+ * -1 on a bad body, as data_read_body. */
+int data_read_rows(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
+                   NndRole role, const NndLoadOptions *o, NndRows **out, NndErr *err);
+
 #endif

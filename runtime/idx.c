@@ -62,8 +62,8 @@ static int idx_header(DataFile *f, RawType *t, int *rank, int64_t *shape, int64_
     return data_check_body(f, *rank, shape, *t, *nbytes, err);
 }
 
-/* load: read the body into out; rows (load 0): map the body if it can be, else
- * load it; neither: the header only. */
+/* load: read the body into out; rows (load 0): map the body if it can be, or hold
+ * it as stored, else load it; neither: the header only. */
 static int idx_open(const char *path, NndRole role, const NndLoadOptions *opts, int load,
                     NndRows **rows, NndTensor *out, NndErr *err)
 {
@@ -83,6 +83,8 @@ static int idx_open(const char *path, NndRole role, const NndLoadOptions *opts, 
     int rc = idx_header(&f, &t, &rank, shape, &nbytes, err);
     if (rc == 0 && rows)
         rc = data_map_rows(&f, rank, shape, t, role, &o, rows);
+    if (rc == 0 && rows && !*rows)
+        rc = data_read_rows(&f, rank, shape, t, nbytes, role, &o, rows, err);
     if (rc == 0 && (load || (rows && !*rows))) {
         rc = data_read_body(&f, rank, shape, t, nbytes, role, &o, out, err);
     } else if (rc == 0) {

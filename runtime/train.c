@@ -75,6 +75,8 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
  * data set, so each costs a trip to memory), to arrive while this step computes. */
 static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
 {
+    if (ds->window <= 0 && ds->x_rows)
+        nnd_rows_prefetch(ds->x_rows, idx, b);
     if (ds->window > 0 || ds->x_rows || !ds->x->data)
         return;
     size_t rb = row_bytes(ds->x);

@@ -124,13 +124,15 @@ int nnd_npy_probe(const char *path, NndRole role, const NndLoadOptions *opts, Nn
  * nnd_write_file_atomic does. */
 int nnd_npy_write(const char *path, const NndTensor *t, NndErr *err);
 
-/* Feature rows read from their file when a batch takes them instead of loaded at
- * once: the file is mapped into memory, so a process reads the pages of the rows it
- * gathers and processes on one machine share them (MPI ranks each take a part of
- * every batch).  A gather converts its rows as load does, to the same values.
+/* Feature rows converted when a batch takes them instead of loaded at once: a plain
+ * file is mapped into memory, so a process reads the pages of the rows it gathers
+ * and processes on one machine share them (MPI ranks each take a part of every
+ * batch); a gzip-compressed IDX file is read into memory as it is stored (an image
+ * set's u8 pixels: a quarter of the memory of f32, and a quarter of the bytes a
+ * batch reads).  A gather converts its rows as load does, to the same values.
  * nnd_idx_map and nnd_npy_map check the file as probe does and set out's dtype,
- * rank and shape; *rows is the file's rows, or NULL where the file cannot be read on
- * demand (gzip-compressed, labels, f64 data read as f32): out is then loaded as by
+ * rank and shape; *rows is the file's rows, or NULL where they cannot be converted on
+ * demand (labels, f64 data read as f32, no memory): out is then loaded as by
  * nnd_idx_load or nnd_npy_load.  On failure *rows is NULL and out->data is NULL. */
 typedef struct NndRows NndRows;
 int nnd_idx_map(const char *path, NndRole role, const NndLoadOptions *opts, NndTensor *out,
@@ -141,6 +143,10 @@ int nnd_npy_map(const char *path, NndRole role, const NndLoadOptions *opts, NndT
 int nnd_rows_keep(NndRows *r, const unsigned char *keep, int64_t count, NndErr *err);
 /* Converts rows idx[0..b) into dst (b rows of out's dtype, in order). */
 void nnd_rows_gather(const NndRows *r, const uint32_t *idx, int64_t b, void *dst);
+/* Asks the cache for rows idx[0..b) (a later gather's). */
+void nnd_rows_prefetch(const NndRows *r, const uint32_t *idx, int64_t b);
+/* Whether r is a mapped file (0: the rows are held in memory). */
+int nnd_rows_mapped(const NndRows *r);
 void nnd_rows_free(NndRows *r);
 
 /* CSV with a header line of column names.  label names the label column (NULL: the
