@@ -259,7 +259,7 @@ static int run_one(Options *o)
     Model model;
     bool have_model = false;
     if (p)
-        p->rows_train = true; /* batches convert their rows: a gzip image set stays u8 */
+        p->rows_data = true; /* batches convert their rows: a gzip image set stays u8 */
     if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
         goto done;
     int rank = o->dist ? dist_rank(o->dist) : 0;

@@ -127,10 +127,10 @@ bool program_load_dataset(Program *p, int i, Diags *d)
     NndLoadOptions lo = {ds->scale, p->float_dtype};
     NndErr err;
     int rc = 0;
-    /* The training set as rows converted on demand (ranks read their parts of the
-     * batches from a mapped file; a gzip image set is held as its u8 pixels); each
-     * rank evaluates the whole evaluation set. */
-    bool map = (p->distributed || p->rows_train) && i == p->train_data;
+    /* Features as rows converted on demand (ranks read their parts of the batches
+     * from a mapped file; a gzip image set is held as its u8 pixels); each rank
+     * evaluates the whole evaluation set. */
+    bool map = p->rows_data || (p->distributed && i == p->train_data);
     /* labels may be loaded already (subset) */
     if (ds->kind == DATA_IDX)
         rc = (map ? nnd_idx_map(ds->path_x, NND_FEATURES, &lo, &ds->x, &ds->x_rows, &err)

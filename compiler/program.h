@@ -51,10 +51,10 @@ typedef struct DataSet {
     int x_rank, y_rank;
     int64_t x_shape[NND_MAX_RANK], y_shape[NND_MAX_RANK];
     NndTensor x, y; /* owned; loaded by program_load_data ([n, ...sample]) */
-    /* the training set of `nnd run` (Program.rows_train) or of a distributed run,
-     * from an idx or npy file: x's rows converted when a batch takes them, from the
-     * mapped file or (gzip) its body held as stored (x.data NULL; its dtype and
-     * shape hold); owned */
+    /* the data sets of `nnd run` (Program.rows_data) and the training set of a
+     * distributed run, from an idx or npy file: x's rows converted when a batch
+     * takes them, from the mapped file or (gzip) its body held as stored (x.data
+     * NULL; its dtype and shape hold); owned */
     NndRows *x_rows;
 } DataSet;
 
@@ -156,9 +156,9 @@ typedef struct Program {
      * updates of `updates` with each gradient sum in place of sum + B * g (the
      * layer states, which move with each micro-batch, left out) */
     bool distributed;
-    /* the training set's features as rows (DataSet.x_rows) where its file allows:
-     * set by `nnd run` and by distributed runs */
-    bool rows_train;
+    /* every data set's features as rows (DataSet.x_rows) where its file allows
+     * (`nnd run`; a distributed run does so for its training set) */
+    bool rows_data;
     VEC(Update) apply_updates;
     VEC(NodeId) apply_outputs; /* the step outputs, from the gradient sums */
     int hyper_accum; /* the samples of the group, set by the trainer; -1 without */
