@@ -293,11 +293,9 @@ int main(int argc, char **argv)
         }
     if (strcmp(argv[1], "help") == 0 && argc == 3 && cli_help(argv[2]))
         return 0;
-    const char *own = getenv("NND_OWN_SGEMM");
-    if (own && strcmp(own, "0") != 0 && strcmp(own, "1") != 0)
-        return cli_usage_error("NND_OWN_SGEMM='%.40s' must be 0 (OpenBLAS's sgemm) or 1 (nnd's "
-                               "AVX-512 kernels where the CPU has them, the default)",
-                               own);
+    NndErr env;
+    if (nnd_check_env(&env) != 0)
+        return cli_usage_error("%s", env.msg);
     Options o = {0};
     o.cmd = argv[1];
     int rc = parse_args(argc, argv, &o);

@@ -139,6 +139,9 @@ static int check_options(NndProgram *h, const NndOpenOptions *o)
                     (long long)o->max_batch);
     if (o->noverrides < 0 || (o->noverrides > 0 && !o->overrides))
         return fail(h, NND_EMISUSE, "nnd_open: %d overrides but no array of them", o->noverrides);
+    NndErr env;
+    if (nnd_check_env(&env) != 0)
+        return fail(h, NND_EMISUSE, "nnd_open: %s", env.msg);
     for (int i = 0; i < o->noverrides; i++)
         if (!o->overrides[i] || !compile_parse_override(o->overrides[i], NULL))
             return fail(h, NND_EMISUSE,

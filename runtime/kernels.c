@@ -101,6 +101,17 @@ void *thread_scratch(ScratchSlot slot, size_t bytes)
 /* This thread's packing buffer of at least bytes (64-byte aligned), or NULL. */
 static void *scratch(size_t bytes) { return thread_scratch(SCRATCH_PACK, bytes); }
 
+int nnd_check_env(NndErr *err)
+{
+    const char *own = getenv("NND_OWN_SGEMM");
+    if (own && strcmp(own, "0") != 0 && strcmp(own, "1") != 0)
+        return nnd_err(err,
+                       "NND_OWN_SGEMM='%.40s' must be 0 (OpenBLAS's sgemm) or 1 (nnd's AVX-512 "
+                       "kernels where the CPU has them, the default)",
+                       own);
+    return 0;
+}
+
 int nnd_own_sgemm(void)
 {
 #ifdef HAVE_KERNELS

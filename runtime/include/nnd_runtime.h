@@ -310,6 +310,10 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
 /* Whether the f32 matrix products run on nnd's own AVX-512 kernels (a CPU with
  * AVX-512F and VL, unless $NND_OWN_SGEMM is 0) rather than OpenBLAS's sgemm. */
 int nnd_own_sgemm(void);
+/* -1 with a message naming it when an environment variable the runtime reads holds
+ * a value it does not take ($NND_OWN_SGEMM: 0 or 1), else 0 (the CLI and libnnd
+ * check before they start). */
+int nnd_check_env(NndErr *err);
 /* Whether this CPU multiplies bf16 in hardware (AVX512-BF16): precision = bf16 is
  * then about 3x faster per product than f32; elsewhere it is emulated. */
 int nnd_bf16_native(void);

@@ -1,6 +1,7 @@
 /* libnnd's API (include/nnd.h), through the public header only: every entry point,
  * and its misuse (NULL handles and pointers, wrong sizes, calls out of order, a
  * program with errors).  Under the sanitizer build nothing may leak or crash. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -105,6 +106,12 @@ static void test_program_errors(void **state)
     assert_int_equal(nnd_open_string("s.nnd", NULL, NULL, &p), NND_EMISUSE);
     assert_non_null(strstr(nnd_errmsg(p), "source is NULL"));
     nnd_close(p);
+    /* an environment variable the runtime reads, with a value it does not take */
+    setenv("NND_OWN_SGEMM", "yes", 1);
+    assert_int_equal(nnd_open_string("s.nnd", "x", NULL, &p), NND_EMISUSE);
+    assert_non_null(strstr(nnd_errmsg(p), "NND_OWN_SGEMM='yes' must be 0"));
+    nnd_close(p);
+    unsetenv("NND_OWN_SGEMM");
     NndOpenOptions o = {.dtype = (NndDType)7};
     assert_int_equal(nnd_open_string("xor.nnd", XOR, &o, &p), NND_EMISUSE);
     nnd_close(p);
