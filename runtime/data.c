@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "data.h"
+#include "kernels.h"
 
 #include <errno.h>
 #include <float.h>
@@ -337,7 +338,8 @@ static int convert_cannot_fail(RawKind k, NndDType dtype, double scale)
 }
 
 /* n elements at src as floats of dtype times scale, into dst, where
- * convert_cannot_fail says so.  Bytes (images) by a loop that vectorizes. */
+ * convert_cannot_fail says so.  Bytes (images) to f32 in vector lanes (kernels.c):
+ * a batch's rows are converted on every step. */
 static void raw_floats(RawType t, const unsigned char *src, int64_t n, NndDType dtype, double scale,
                        void *dst)
 {
@@ -347,9 +349,7 @@ static void raw_floats(RawType t, const unsigned char *src, int64_t n, NndDType 
         for (int64_t i = 0; i < n; i++)
             d[i] = raw_double(t, src + i * size) * scale;
     } else if (t.kind == RAW_U8) {
-        float *d = dst;
-        for (int64_t i = 0; i < n; i++)
-            d[i] = (float)((double)src[i] * scale);
+        u8_to_f32(src, n, scale, dst);
     } else {
         float *d = dst;
         for (int64_t i = 0; i < n; i++)
@@ -651,8 +651,10 @@ void nnd_rows_prefetch(const NndRows *r, const uint32_t *idx, int64_t b)
     size_t rb = (size_t)(r->row_elems * raw_size(r->t.kind));
     for (int64_t s = 0; s < b; s++) {
         int64_t row = r->rows ? r->rows[idx[s]] : (int64_t)idx[s];
-        for (size_t off = 0; off < rb; off += 64)
-            __builtin_prefetch(r->base + (size_t)row * rb + off, 0, 1);
+        /* every cache line the row touches: rows need not start on one */
+        uintptr_t at = (uintptr_t)(r->base + (size_t)row * rb), end = at + rb;
+        for (at &= ~(uintptr_t)63; at < end; at += 64)
+            __builtin_prefetch((const void *)at, 0, 1);
     }
 }
 

@@ -552,15 +552,10 @@ void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float 
                n, k, alpha, x, incx == 1 ? k : incx, a, lda, beta, y, n);
 }
 
-/* ---- 2x2 max pooling, stride 2, no padding, in AVX-512 (or AVX2) lanes ----
- * Sixteen windows at a time: the two rows' 32 values are split into the windows'
- * four corners a, b (row 0) and c, d (row 1) by permutes, and the picks are masks.
- * The same picks as conv.c's maxpool_2x2 (its pick4): the first maximum in the order
- * a, b, c, d, a NaN beating every number and the first NaN winning; a later corner
- * wins when !(v <= m) and m is not NaN. */
+/* ---- the paths in AVX-512 or AVX2 lanes: 2x2 max pooling, u8 conversion ---- */
 
 /* The widest vector path the CPU has: 2 AVX-512 (F, VL), 1 AVX2, 0 none. */
-static int pool_cpu(void)
+static int vector_cpu(void)
 {
 #ifdef HAVE_KERNELS
     __builtin_cpu_init();
@@ -572,14 +567,89 @@ static int pool_cpu(void)
     return 0;
 }
 
-static int pool_cap = 2; /* maxpool_vector_path: for tests */
+static int vector_cap = 2; /* vector_path: for tests */
 
-int maxpool_vector_path(int widest)
+int vector_path(int widest)
 {
-    pool_cap = widest;
-    int have = pool_cpu();
+    vector_cap = widest;
+    int have = vector_cpu();
     return have < widest ? have : widest;
 }
+
+/* The path to take: the CPU's, asked once, within vector_cap. */
+static int vector_use(void)
+{
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        h = vector_cpu();
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h < vector_cap ? h : vector_cap;
+}
+
+#ifdef HAVE_KERNELS
+#define TARGET_AVX2 __attribute__((target("avx2")))
+
+/* Sixteen values a step: bytes widened to i32, to f64 in two halves, times scale,
+ * rounded to f32 (the plain loop's two roundings, so the same values). */
+TARGET_F32 static void u8_to_f32_512(const unsigned char *src, int64_t n, double scale, float *dst)
+{
+    const __m512d sc = _mm512_set1_pd(scale);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        __m512d lo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(w));
+        __m512d hi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(w, 1));
+        _mm256_storeu_ps(dst + i, _mm512_cvtpd_ps(_mm512_mul_pd(lo, sc)));
+        _mm256_storeu_ps(dst + i + 8, _mm512_cvtpd_ps(_mm512_mul_pd(hi, sc)));
+    }
+    for (; i < n; i++)
+        dst[i] = (float)((double)src[i] * scale);
+}
+
+/* Eight values a step, the same way in AVX2 lanes. */
+TARGET_AVX2 static void u8_to_f32_avx2(const unsigned char *src, int64_t n, double scale,
+                                       float *dst)
+{
+    const __m256d sc = _mm256_set1_pd(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
+        __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(w));
+        __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(w, 1));
+        _mm_storeu_ps(dst + i, _mm256_cvtpd_ps(_mm256_mul_pd(lo, sc)));
+        _mm_storeu_ps(dst + i + 4, _mm256_cvtpd_ps(_mm256_mul_pd(hi, sc)));
+    }
+    for (; i < n; i++)
+        dst[i] = (float)((double)src[i] * scale);
+}
+#endif
+
+void u8_to_f32(const unsigned char *src, int64_t n, double scale, float *dst)
+{
+    int use = vector_use();
+#ifdef HAVE_KERNELS
+    if (use == 2) {
+        u8_to_f32_512(src, n, scale, dst);
+        return;
+    }
+    if (use == 1) {
+        u8_to_f32_avx2(src, n, scale, dst);
+        return;
+    }
+#endif
+    (void)use;
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = (float)((double)src[i] * scale);
+}
+
+/* ---- 2x2 max pooling, stride 2, no padding, in AVX-512 (or AVX2) lanes ----
+ * Sixteen windows at a time: the two rows' 32 values are split into the windows'
+ * four corners a, b (row 0) and c, d (row 1) by permutes, and the picks are masks.
+ * The same picks as conv.c's maxpool_2x2 (its pick4): the first maximum in the order
+ * a, b, c, d, a NaN beating every number and the first NaN winning; a later corner
+ * wins when !(v <= m) and m is not NaN. */
 
 #ifdef HAVE_KERNELS
 /* The windows' corners from two rows of 32 values: evens and odds. */
@@ -655,7 +725,6 @@ TARGET_F32 static void maxpool_2x2_512(const NndPoolShape *s, const float *xp, c
 
 /* The same in AVX2 lanes, eight windows at a time (CPUs without AVX-512). */
 #ifdef HAVE_KERNELS
-#define TARGET_AVX2 __attribute__((target("avx2")))
 
 /* The first `count` of eight lanes, as a maskload/maskstore mask. */
 TARGET_AVX2 static __m256i lanes8(int64_t count)
@@ -735,10 +804,7 @@ TARGET_AVX2 static void maxpool_2x2_avx2(const NndPoolShape *s, const float *xp,
 bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
                      int scatter)
 {
-    static int have = -1;
-    if (have < 0)
-        have = pool_cpu();
-    int use = have < pool_cap ? have : pool_cap;
+    int use = vector_use();
 #ifdef HAVE_KERNELS
     if (use == 2) {
         maxpool_2x2_512(s, xp, in, out, scatter);

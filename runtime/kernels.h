@@ -1,9 +1,9 @@
-/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs, and its 2x2
- * max pooling.  Private to the runtime: compiled code calls nnd_gemm_f32 and
- * nnd_gemm_bf16 (blas.c), which split a product across the pool and call these for
- * each block; the convolutions (conv.c) call them for their im2col products, and the
- * pooling for its 2x2 planes.  The products take cblas_sgemm / cblas_sgemv's
- * arguments (row-major only; alpha must be 1). */
+/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs, its 2x2 max
+ * pooling and its conversion of bytes to f32.  Private to the runtime: compiled code
+ * calls nnd_gemm_f32 and nnd_gemm_bf16 (blas.c), which split a product across the
+ * pool and call these for each block; the convolutions (conv.c) call them for their
+ * im2col products, the pooling for its 2x2 planes, the loaders (data.c) for bytes.  The products
+ * take cblas_sgemm / cblas_sgemv's arguments (row-major only; alpha must be 1). */
 #ifndef NND_KERNELS_H
 #define NND_KERNELS_H
 
@@ -50,14 +50,19 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                         int64_t ldc);
 
+/* For tests: the widest vector path that max pooling and u8_to_f32 take (2 AVX-512,
+ * 1 AVX2, 0 none: the plain loops); returns the one that will run. */
+int vector_path(int widest);
+
+/* dst[i] = (float)((double)src[i] * scale) for i < n (the loaders' bytes, pixels
+ * mostly, as f32), in AVX-512 or AVX2 lanes where the CPU has them: the same values. */
+void u8_to_f32(const unsigned char *src, int64_t n, double scale, float *dst);
+
 /* Max pooling of one [h, w] plane over 2x2 windows, stride 2, no padding (conv.c's
  * maxpool_2x2, the same picks and the same three modes: scatter, max when in is xp,
  * else gather) in AVX-512 lanes, or AVX2 lanes on a CPU without AVX-512 F and VL;
- * false, doing nothing, on a CPU with neither.  maxpool_vector_path(widest), for
- * tests: the widest path to take (2 AVX-512, 1 AVX2, 0 none, the plain loop); it
- * returns the one that will run. */
+ * false, doing nothing, on a CPU with neither (or under vector_path(0)). */
 bool maxpool_2x2_own(const NndPoolShape *s, const float *xp, const float *in, float *out,
                      int scatter);
-int maxpool_vector_path(int widest);
 
 #endif

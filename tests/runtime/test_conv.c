@@ -597,7 +597,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
     /* f32 2x2 windows: AVX-512 lanes, AVX2 lanes (where the CPU has them), then the
      * plain loops */
     for (int path = 2; path >= 0; path--) {
-        if (maxpool_vector_path(path) != path)
+        if (vector_path(path) != path)
             continue;
         for (int t = 0; t <= TEST_THREADS; t++) {
             describe_pool(what, sizeof what, s, "maxpool_gather", t);
@@ -635,7 +635,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
             check_same(od, scatter, nx, what);
         }
     }
-    maxpool_vector_path(2);
+    vector_path(2);
     free(v);
     free(d);
     free(gather);

@@ -2,7 +2,8 @@
  * AVX-512) against a plain loop in f64; bf16 products (precision = bf16): rounding to
  * bf16, the AVX512-BF16 kernels (where the CPU has them) and the emulation against a
  * plain loop over the rounded inputs in f64.  Every transpose, odd and ragged sizes,
- * beta 0 (C not read) and not, and nnd_gemm_bf16 split across a pool and batched. */
+ * beta 0 (C not read) and not, and nnd_gemm_bf16 split across a pool and batched.
+ * The loaders' byte conversion on each vector path against the plain formula. */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -174,12 +175,47 @@ static void test_split(void **state)
     nnd_pool_destroy(pool);
 }
 
+/* u8_to_f32 on every path this CPU has: every byte value, at every offset of the
+ * vector loops and their tails, with scales whose products round differently in f32
+ * than in f64 (the plain formula rounds twice: to f64, then to f32). */
+static void test_u8_to_f32(void **state)
+{
+    (void)state;
+    const double scales[] = {1.0 / 255, 0.1, 1.0 / 3, 3.7, 1.0};
+    unsigned char src[300];
+    for (int i = 0; i < 300; i++)
+        src[i] = (unsigned char)(i * 37 + i / 256);
+    float got[300];
+    for (int path = 2; path >= 0; path--) {
+        if (vector_path(path) != path)
+            continue;
+        for (size_t si = 0; si < sizeof scales / sizeof *scales; si++)
+            for (int off = 0; off < 17; off++)
+                for (int n = 0; off + n <= 300; n += n < 40 ? 1 : 37) {
+                    memset(got, 0xff, sizeof got);
+                    u8_to_f32(src + off, n, scales[si], got);
+                    for (int i = 0; i < n; i++) {
+                        float want = (float)((double)src[off + i] * scales[si]);
+                        if (memcmp(&got[i], &want, sizeof want) != 0)
+                            fail_msg("path %d, scale %g, offset %d, n %d: [%d] = %a, want %a", path,
+                                     scales[si], off, n, i, (double)got[i], (double)want);
+                    }
+                    /* nothing past n is written */
+                    uint32_t bits;
+                    memcpy(&bits, &got[n < 300 ? n : 299], sizeof bits);
+                    if (n < 300)
+                        assert_int_equal(bits, 0xffffffffu);
+                }
+    }
+    vector_path(2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round),  cmocka_unit_test(test_f32_own),
         cmocka_unit_test(test_native), cmocka_unit_test(test_emulated),
-        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_split),  cmocka_unit_test(test_u8_to_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
