@@ -22,7 +22,7 @@ static const Help helps[] = {
             "  --threads N       threads that compute (default: every core)\n"
             "  --interp          the reference interpreter instead of compiled code\n"
             "  --time            compile time, time per step, samples/s, what runs the products\n"
-            "  --verbose         the kernels and the planned memory\n"
+            "  --verbose         the kernels, the planned memory, who gathers the batches\n"
             "  --profile         where each step's time goes, kernel by kernel\n"
             "  --print-params    the trained parameters\n"
             "  --resume CKPT     continue from a checkpoint (a file, or a directory's newest)\n"

@@ -47,7 +47,7 @@ static const char usage[] =
     "  --interp          run with the reference interpreter instead of compiled code\n"
     "  --threads N       threads that compute (default: every core)\n"
     "  --time            print compile time, time per step and samples/s\n"
-    "  --verbose         print the kernels and the planned memory\n"
+    "  --verbose         print the kernels, the planned memory, who gathers batches\n"
     "  --print-params    print the trained parameters (small ones in full)\n"
     "  --resume CKPT     continue from a checkpoint (a file, or the newest in a\n"
     "                    directory): same seed and threads give the same bits as a\n"

@@ -237,6 +237,17 @@ static char *log_run_dir(const Program *p, const Options *o)
     return d;
 }
 
+/* --verbose: which threads gather the batches (train_gathers_on_caller). */
+static void print_gather(bool verbose, const Program *p, const NndPool *pool)
+{
+    if (!verbose)
+        return;
+    if (train_gathers_on_caller(p, pool))
+        puts("batches: gathered by the calling thread (the products that read x run on it)");
+    else
+        printf("batches: gathered by the pool's %d threads\n", nnd_pool_threads(pool));
+}
+
 static int run_one(Options *o)
 {
     if (o->files.n != 1)
@@ -295,6 +306,7 @@ static int run_one(Options *o)
         fprintf(stderr, "nnd: %s\n", perr.msg);
         goto done;
     }
+    print_gather(o->verbose, p, pool);
     if (!model_init(p, &model, err, sizeof err)) {
         fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
         goto done;

@@ -17,6 +17,29 @@ typedef struct Run {
     void **eval_params; /* with `ema`: the averages in place of the parameters */
 } Run;
 
+bool train_gathers_on_caller(const Program *p, const NndPool *pool)
+{
+    const Graph *g = &p->g;
+    bool any = false;
+    for (int id = 1; id < graph_count(g); id++) {
+        const Node *n = &g->nodes.v[id];
+        for (int i = 0; i < n->nin; i++) {
+            if (n->in[i] != p->x)
+                continue;
+            if (n->op != OP_MATMUL)
+                return false;
+            const Shape *a = &g->nodes.v[n->in[0]].shape;
+            int64_t k = a->d[n->ta ? a->rank - 2 : a->rank - 1], work = k;
+            for (int d = 0; d < n->shape.rank; d++)
+                work *= n->shape.d[d] < 0 ? p->batch : n->shape.d[d];
+            if (nnd_gemm_splits(pool, g->bf16, (NndDType)n->dtype, work))
+                return false;
+            any = true;
+        }
+    }
+    return any;
+}
+
 static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool)
 {
     memset(r, 0, sizeof *r);
@@ -73,6 +96,7 @@ static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool
     t->nevals = ne;
     t->arena = x->arena;
     t->pool = pool;
+    t->gather_on_caller = train_gathers_on_caller(p, pool);
     t->hypers[p->hyper_steps] = (double)program_total_steps(p);
 }
 

@@ -193,6 +193,14 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 
+int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work)
+{
+    int64_t least = dtype == NND_F64                     ? MIN_SPLIT_WORK
+                    : (bf16 ? bf16_native() : f32_own()) ? MIN_SPLIT_WORK_OWN
+                                                         : MIN_SPLIT_WORK;
+    return nnd_pool_threads(pool) > 1 && work >= least;
+}
+
 GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, f32_own() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)
 GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv, MIN_SPLIT_WORK)
 GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv, bf16_native() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)

@@ -381,7 +381,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
         int64_t m = n - start < t->batch ? n - start : t->batch;
         for (int64_t i = 0; i < m; i++)
             b.idx[i] = (uint32_t)(start + i);
-        gather_batch(t->pool, ds, b.idx, m, b.x, b.y, NULL, 0);
+        gather_batch(t->gather_on_caller ? NULL : t->pool, ds, b.idx, m, b.x, b.y, NULL, 0);
         NndStepArgs a = {t->eval_params ? t->eval_params : t->params,
                          t->states,
                          b.x,
@@ -555,8 +555,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             if (mj == 0)
                 continue;
             int64_t next = start + mj, after = next + mj < n ? next + mj : n;
-            gather_batch(t->pool, ds, b.idx + start, mj, b.x, b.y, b.idx + next,
-                         next < after ? after - next : 0);
+            gather_batch(t->gather_on_caller ? NULL : t->pool, ds, b.idx + start, mj, b.x, b.y,
+                         b.idx + next, next < after ? after - next : 0);
             if (ds->augment)
                 nnd_augment(ds, b.idx + start, mj, b.x, t->seed, epoch);
             int last = j == micro - 1 && !dist;

@@ -310,6 +310,10 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
 /* Whether the f32 matrix products run on nnd's own AVX-512 kernels (a CPU with
  * AVX-512F and VL, unless $NND_OWN_SGEMM is 0) rather than OpenBLAS's sgemm. */
 int nnd_own_sgemm(void);
+/* Whether a matrix product of `work` multiply-adds (precision bf16 or not, of dtype)
+ * is split across pool's threads by nnd_gemm_*, rather than run by the calling thread
+ * alone: products too small to pay for a second thread are not. */
+int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work);
 /* -1 with a message naming it when an environment variable the runtime reads holds
  * a value it does not take ($NND_OWN_SGEMM: 0 or 1), else 0 (the CLI and libnnd
  * check before they start). */
