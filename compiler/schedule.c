@@ -657,6 +657,40 @@ static void plan_memory(Builder *b)
     s->arena_bytes = top;
 }
 
+/* Whether the loop stores a parameter that only matrix products too small to split
+ * across the pool read (nnd_gemm_split_work, at the largest batch): they run on the
+ * calling thread, and an update split across threads would move the weight's, its
+ * gradient's and its state's lines between cores every step (784-256-256-10 at
+ * batch 16, two threads: W2's update 10 -> 31 us, its products 13 -> 20 and 11 ->
+ * 23 us). */
+static bool updates_unsplit_weight(Builder *b, const Kernel *kr)
+{
+    for (int i = 0; i < kr->stores.n; i++) {
+        const Buffer *buf = &b->s->bufs.v[kr->stores.v[i].buf];
+        if (buf->kind != BUF_PARAM)
+            continue;
+        bool read = false;
+        for (int id = 1; id < graph_count(b->g); id++) {
+            const Node *n = graph_node(b->g, (NodeId)id);
+            if (!b->live[id] || n->op != OP_MATMUL)
+                continue;
+            for (int j = 0; j < 2; j++) {
+                const Node *w = graph_node(b->g, n->in[j]);
+                if (w->op != OP_PARAM || w->idx != buf->index)
+                    continue;
+                const Shape *a = &graph_node(b->g, n->in[0])->shape;
+                int64_t work = a->d[n->ta ? a->rank - 2 : a->rank - 1];
+                work *= shape_numel_at(&n->shape, b->rq->max_batch);
+                if (work >= nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype))
+                    return false;
+                read = true;
+            }
+        }
+        return read;
+    }
+    return false;
+}
+
 static void mark_parallel(Builder *b)
 {
     Schedule *s = b->s;
@@ -664,7 +698,8 @@ static void mark_parallel(Builder *b)
         Kernel *kr = &s->kernels.v[k];
         int64_t n = shape_numel_at(&kr->domain, b->rq->max_batch);
         if (kr->kind == KER_LOOP)
-            kr->parallel = n >= PARALLEL_MIN && kr->domain.rank > 0;
+            kr->parallel =
+                n >= PARALLEL_MIN && kr->domain.rank > 0 && !updates_unsplit_weight(b, kr);
         else if (kr->kind == KER_REDUCE)
             kr->parallel = n >= PARALLEL_MIN && kr->domain.rank > 1 &&
                            !(graph_node(b->g, kr->node)->mask & 1u);

@@ -193,12 +193,16 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
     }
 
+int64_t nnd_gemm_split_work(int bf16, NndDType dtype)
+{
+    return dtype == NND_F64                     ? MIN_SPLIT_WORK
+           : (bf16 ? bf16_native() : f32_own()) ? MIN_SPLIT_WORK_OWN
+                                                : MIN_SPLIT_WORK;
+}
+
 int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work)
 {
-    int64_t least = dtype == NND_F64                     ? MIN_SPLIT_WORK
-                    : (bf16 ? bf16_native() : f32_own()) ? MIN_SPLIT_WORK_OWN
-                                                         : MIN_SPLIT_WORK;
-    return nnd_pool_threads(pool) > 1 && work >= least;
+    return nnd_pool_threads(pool) > 1 && work >= nnd_gemm_split_work(bf16, dtype);
 }
 
 GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, f32_own() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)

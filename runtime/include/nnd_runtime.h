@@ -314,6 +314,8 @@ int nnd_own_sgemm(void);
  * is split across pool's threads by nnd_gemm_*, rather than run by the calling thread
  * alone: products too small to pay for a second thread are not. */
 int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work);
+/* The fewest multiply-adds a product needs to be split (on a pool of two or more). */
+int64_t nnd_gemm_split_work(int bf16, NndDType dtype);
 /* -1 with a message naming it when an environment variable the runtime reads holds
  * a value it does not take ($NND_OWN_SGEMM: 0 or 1), else 0 (the CLI and libnnd
  * check before they start). */

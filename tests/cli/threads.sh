@@ -1,8 +1,11 @@
 #!/bin/sh
-# gather.sh NND DIR: who gathers a batch (`nnd run --verbose`).  The calling thread
-# when every product that reads x runs on it (too small to split across the pool);
-# the pool when those products are split, and with a convolution reading x.  (Which
-# threads gather moves no value: the gathers are copies, tested in runtime_idx.)
+# threads.sh NND DIR: what runs on the calling thread and what on the pool
+# (`nnd run --verbose`).  Who gathers a batch: the calling thread when every product
+# that reads x runs on it (too small to split across the pool); the pool when those
+# products are split, and with a convolution reading x.  (Which threads gather moves
+# no value: the gathers are copies, tested in runtime_idx.)  A weight's update loop is
+# split across the pool ("par") unless every product reading the weight runs on the
+# calling thread.
 set -u
 nnd=$1 dir=$2
 fail=0
@@ -47,4 +50,17 @@ check "gathered by the calling thread" "$dir/mlp.nnd" --threads 1
 # at batch 64: 6.4M, split on two threads
 check "gathered by the pool's 2 threads" "$dir/mlp.nnd" --threads 2
 check "gathered by the pool's 2 threads" "$dir/cnn.nnd" --threads 2 --set batch=2
+# 784-2048-16-10 at batch 2: x @ W1 has 3.2M multiply-adds (split on every CPU), h @ W2
+# 65k (on none); both weights have enough elements for a parallel loop
+write "$dir/wide.nnd" "    fc1 = Dense(784, 2048)
+    fc2 = Dense(2048, 16)
+    fc3 = Dense(16, 10)" "fc3(relu(fc2(relu(fc1(x)))))" "[B, 784]" "[784]"
+out=$("$nnd" run "$dir/wide.nnd" --threads 2 --set batch=2 --set steps=1 --verbose 2>&1)
+w1=$(printf '%s\n' "$out" | grep -E '^ +k[0-9]+ +loop +\[784, 2048\] +par .*param\[0\]' | head -1)
+w2=$(printf '%s\n' "$out" | grep -E '^ +k[0-9]+ +loop +\[2048, 16\] .*param\[2\]' | head -1)
+if [ -z "$w1" ] || [ -z "$w2" ] || printf '%s\n' "$w2" | grep -q ' par '; then
+    echo "FAIL: W1's update should be split (par), W2's not; --verbose printed:"
+    printf '%s\n' "$out" | grep -E 'loop .*param'
+    fail=1
+fi
 exit $fail
