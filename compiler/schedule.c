@@ -25,6 +25,13 @@ int64_t shape_numel_at(const Shape *s, int64_t batch)
     return n;
 }
 
+int64_t matmul_work(const Graph *g, const Node *n, int64_t batch)
+{
+    const Shape *a = &g->nodes.v[n->in[0]].shape;
+    int64_t k = a->d[n->ta ? a->rank - 2 : a->rank - 1];
+    return (k < 0 ? batch : k) * shape_numel_at(&n->shape, batch);
+}
+
 typedef struct Builder {
     Schedule *s;
     Graph *g;
@@ -678,10 +685,8 @@ static bool updates_unsplit_weight(Builder *b, const Kernel *kr)
                 const Node *w = graph_node(b->g, n->in[j]);
                 if (w->op != OP_PARAM || w->idx != buf->index)
                     continue;
-                const Shape *a = &graph_node(b->g, n->in[0])->shape;
-                int64_t work = a->d[n->ta ? a->rank - 2 : a->rank - 1];
-                work *= shape_numel_at(&n->shape, b->rq->max_batch);
-                if (work >= nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype))
+                if (matmul_work(b->g, n, b->rq->max_batch) >=
+                    nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype))
                     return false;
                 read = true;
             }

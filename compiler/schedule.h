@@ -108,6 +108,9 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
 void schedule_free(Schedule *s);
 /* Concrete element count of a shape with B = batch. */
 int64_t shape_numel_at(const Shape *s, int64_t batch);
+/* The multiply-adds of matrix product n (OP_MATMUL) at that batch size: its result's
+ * elements times the length of the dimension it sums over. */
+int64_t matmul_work(const Graph *g, const Node *n, int64_t batch);
 /* A short listing of kernels and buffers, one line per kernel (for `nnd run --verbose`). */
 void schedule_print(const Schedule *s, StrBuf *out);
 /* The full listing (for `nnd graph --schedule`): per kernel its kind, domain, whether

@@ -28,11 +28,7 @@ bool train_gathers_on_caller(const Program *p, const NndPool *pool)
                 continue;
             if (n->op != OP_MATMUL)
                 return false;
-            const Shape *a = &g->nodes.v[n->in[0]].shape;
-            int64_t k = a->d[n->ta ? a->rank - 2 : a->rank - 1], work = k;
-            for (int d = 0; d < n->shape.rank; d++)
-                work *= n->shape.d[d] < 0 ? p->batch : n->shape.d[d];
-            if (nnd_gemm_splits(pool, g->bf16, (NndDType)n->dtype, work))
+            if (nnd_gemm_splits(pool, g->bf16, (NndDType)n->dtype, matmul_work(g, n, p->batch)))
                 return false;
             any = true;
         }

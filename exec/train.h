@@ -44,14 +44,14 @@ typedef struct TrainOptions {
     void *reduce_ctx;
 } TrainOptions;
 
-/* Runs the program's training; result and messages in res/err.  Returns an exit
- * code. */
 /* Whether every op that reads the batch's x is a matrix product that runs on the
  * calling thread alone at the program's batch size (nnd_gemm_splits): then the
  * caller gathers each batch too (NndTrainer.gather_on_caller).  Anything else reading
  * x (a convolution, an elementwise loop, a product split across the pool) keeps the
  * gather on the pool. */
 bool train_gathers_on_caller(const Program *p, const NndPool *pool);
+/* Runs the program's training; result and messages in res/err.  Returns an exit
+ * code. */
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
               char *err, size_t errlen);
 /* The means of eval spec `which` over its data set. */

@@ -205,6 +205,6 @@ int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work)
     return nnd_pool_threads(pool) > 1 && work >= nnd_gemm_split_work(bf16, dtype);
 }
 
-GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, f32_own() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)
-GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv, MIN_SPLIT_WORK)
-GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv, bf16_native() ? MIN_SPLIT_WORK_OWN : MIN_SPLIT_WORK)
+GEMM_IMPL(f32, float, f32_sgemm, cblas_sgemv, nnd_gemm_split_work(0, NND_F32))
+GEMM_IMPL(f64, double, cblas_dgemm, cblas_dgemv, nnd_gemm_split_work(0, NND_F64))
+GEMM_IMPL(bf16, float, bf16_sgemm, bf16_sgemv, nnd_gemm_split_work(1, NND_F32))
