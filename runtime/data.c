@@ -651,10 +651,7 @@ void nnd_rows_prefetch(const NndRows *r, const uint32_t *idx, int64_t b)
     size_t rb = (size_t)(r->row_elems * raw_size(r->t.kind));
     for (int64_t s = 0; s < b; s++) {
         int64_t row = r->rows ? r->rows[idx[s]] : (int64_t)idx[s];
-        /* every cache line the row touches: rows need not start on one */
-        uintptr_t at = (uintptr_t)(r->base + (size_t)row * rb), end = at + rb;
-        for (at &= ~(uintptr_t)63; at < end; at += 64)
-            __builtin_prefetch((const void *)at, 0, 1);
+        data_prefetch(r->base + (size_t)row * rb, rb);
     }
 }
 

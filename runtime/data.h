@@ -100,4 +100,12 @@ int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRol
 int data_read_rows(DataFile *f, int rank, const int64_t *shape, RawType t, int64_t nbytes,
                    NndRole role, const NndLoadOptions *o, NndRows **out, NndErr *err);
 
+/* Asks the cache for every line of the n bytes at p (a row need not start on one). */
+static inline void data_prefetch(const void *p, size_t n)
+{
+    uintptr_t at = (uintptr_t)p, end = at + n;
+    for (at &= ~(uintptr_t)63; at < end; at += 64)
+        __builtin_prefetch((const void *)at, 0, 1);
+}
+
 #endif

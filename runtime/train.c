@@ -7,6 +7,8 @@
 
 #include "nnd_train.h"
 
+#include "data.h"
+
 #include <stdbool.h>
 
 static double now(void)
@@ -82,8 +84,7 @@ static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
     size_t rb = row_bytes(ds->x);
     const char *src = ds->x->data;
     for (int64_t i = 0; i < b; i++)
-        for (size_t off = 0; off < rb; off += 64)
-            __builtin_prefetch(src + (size_t)idx[i] * rb + off, 0, 1);
+        data_prefetch(src + (size_t)idx[i] * rb, rb);
 }
 
 typedef struct GatherJob {
