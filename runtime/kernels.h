@@ -2,8 +2,9 @@
  * pooling and its conversion of bytes to f32.  Private to the runtime: compiled code
  * calls nnd_gemm_f32 and nnd_gemm_bf16 (blas.c), which split a product across the
  * pool and call these for each block; the convolutions (conv.c) call them for their
- * im2col products, the pooling for its 2x2 planes, the loaders (data.c) for bytes.  The products
- * take cblas_sgemm / cblas_sgemv's arguments (row-major only; alpha must be 1). */
+ * im2col products, the pooling for its 2x2 planes, the loaders (data.c) for bytes.
+ * The products take cblas_sgemm / cblas_sgemv's arguments (row-major only; alpha
+ * must be 1). */
 #ifndef NND_KERNELS_H
 #define NND_KERNELS_H
 
