@@ -110,6 +110,15 @@ typedef struct Buf {
     unsigned char small[1024];
 } Buf;
 
+/* An empty buffer: the header only (= {0} would clear the 1 KiB as well, five times
+ * a record). */
+static void buf_init(Buf *b)
+{
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->failed = 0;
+}
+
 static unsigned char *buf_data(Buf *b) { return b->p ? b->p : b->small; }
 static const unsigned char *buf_bytes(const Buf *b) { return b->p ? b->p : b->small; }
 
@@ -183,7 +192,9 @@ static double wall_time(void)
  * value is a serialized Summary.Value, or NULL. */
 static int write_event(NndLog *l, int64_t step, const char *version, const Buf *value, NndErr *err)
 {
-    Buf ev = {0}, sum = {0};
+    Buf ev, sum;
+    buf_init(&ev);
+    buf_init(&sum);
     put_double(&ev, 1, wall_time());
     put_varint(&ev, 2 << 3);
     put_varint(&ev, (uint64_t)step);
@@ -208,7 +219,8 @@ static int write_event(NndLog *l, int64_t step, const char *version, const Buf *
         for (int i = 0; i < 4; i++)
             tail[i] = (unsigned char)(c >> (8 * i));
         /* one write of the whole record, so that a flushed record is never torn */
-        Buf rec = {0};
+        Buf rec;
+        buf_init(&rec);
         put(&rec, head, 12);
         put(&rec, buf_bytes(&ev), ev.len);
         put(&rec, tail, 4);
@@ -310,7 +322,8 @@ const char *nnd_log_events_path(const NndLog *l) { return l->events_path; }
 int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value,
                    NndErr *err)
 {
-    Buf v = {0};
+    Buf v;
+    buf_init(&v);
     put_bytes(&v, 1, tag, strlen(tag));
     float f = (float)value;
     uint32_t u;
@@ -329,7 +342,9 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
 int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const NndHistogram *hist,
                       NndErr *err)
 {
-    Buf h = {0}, v = {0};
+    Buf h, v;
+    buf_init(&h);
+    buf_init(&v);
     put_double(&h, 1, hist->min);
     put_double(&h, 2, hist->max);
     put_double(&h, 3, hist->num);
