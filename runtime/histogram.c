@@ -239,25 +239,25 @@ TARGET_512 static void flush_sixteens(Counter *c, uint64_t *count)
     c->groups = 0;
 }
 
-/* Adds 16 one-hot vectors d to the counter. */
-TARGET_512 static inline __attribute__((always_inline)) void count16(Counter *c, const __m512i *d,
-                                                                     uint64_t *count)
+/* Adds 8 one-hot vectors d to ones, twos and fours; returns what carries into eights. */
+TARGET_512 static inline __attribute__((always_inline)) __m512i count8(Counter *c, const __m512i *d)
 {
-    __m512i twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
+    __m512i twos_a, twos_b, fours_a, fours_b, eights;
     CSA(twos_a, c->ones, c->ones, d[0], d[1]);
     CSA(twos_b, c->ones, c->ones, d[2], d[3]);
     CSA(fours_a, c->twos, c->twos, twos_a, twos_b);
     CSA(twos_a, c->ones, c->ones, d[4], d[5]);
     CSA(twos_b, c->ones, c->ones, d[6], d[7]);
     CSA(fours_b, c->twos, c->twos, twos_a, twos_b);
-    CSA(eights_a, c->fours, c->fours, fours_a, fours_b);
-    CSA(twos_a, c->ones, c->ones, d[8], d[9]);
-    CSA(twos_b, c->ones, c->ones, d[10], d[11]);
-    CSA(fours_a, c->twos, c->twos, twos_a, twos_b);
-    CSA(twos_a, c->ones, c->ones, d[12], d[13]);
-    CSA(twos_b, c->ones, c->ones, d[14], d[15]);
-    CSA(fours_b, c->twos, c->twos, twos_a, twos_b);
-    CSA(eights_b, c->fours, c->fours, fours_a, fours_b);
+    CSA(eights, c->fours, c->fours, fours_a, fours_b);
+    return eights;
+}
+
+/* Adds 16 one-hot vectors d to the counter. */
+TARGET_512 static inline __attribute__((always_inline)) void count16(Counter *c, const __m512i *d,
+                                                                     uint64_t *count)
+{
+    __m512i eights_a = count8(c, d), eights_b = count8(c, d + 8), sixteens;
     CSA(sixteens, c->eights, c->eights, eights_a, eights_b);
     for (int k = 0; k < SLICES; k++) { /* a ripple add into the bit-sliced counter */
         __m512i carry = _mm512_and_si512(c->sixteens[k], sixteens);
