@@ -18,6 +18,7 @@ bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append,
     for (int i = 0; i < p->params.n; i++) {
         ParamWatch *w = &lg->watch[i];
         w->gn = w->ratio = -1;
+        w->hist_tag = arena_printf(&p->arena, "weights/%s", p->params.v[i].name);
         for (int k = 0; k < p->step_outputs.n; k++) {
             const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
             if (!slash || strcmp(slash + 1, p->params.v[i].name))
@@ -145,8 +146,7 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
         ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, out[k + 1], &e) == 0;
     }
     for (int i = 0; ok && (ls->items & LOG_HISTOGRAMS) && i < lg->p->params.n; i++) {
-        char tag[512];
-        snprintf(tag, sizeof tag, "weights/%s", lg->p->params.v[i].name);
+        const char *tag = lg->watch[i].hist_tag;
         const NndTensor *t = &lg->m->params[i];
         NndHistogram h;
         ok = nnd_histogram(lg->pool, t->data, t->dtype, nnd_tensor_numel(t), &h, &e) == 0 &&
@@ -176,10 +176,9 @@ static int logger_on_eval(void *ctx, int which, const NndTrainPoint *at, const d
     NndErr e;
     bool ok = true;
     for (int k = 0; ok && k < es->metrics.n; k++) {
-        char tag[512];
-        snprintf(tag, sizeof tag, "eval/%s/%s", lg->p->data.v[es->data].name,
-                 es->metrics.v[k].name);
+        char *tag = xasprintf("eval/%s/%s", lg->p->data.v[es->data].name, es->metrics.v[k].name);
         ok = nnd_log_scalar(lg->log, tag, at->step, at->epoch, values[k], &e) == 0;
+        free(tag);
     }
     ok = ok && nnd_log_flush(lg->log, &e) == 0;
     if (!ok) {

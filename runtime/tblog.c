@@ -99,86 +99,83 @@ static uint32_t masked_crc(const void *data, size_t n)
     return ((c >> 15) | (c << 17)) + 0xa282ead8u;
 }
 
-/* ---- protocol buffer encoding ---- */
+/* ---- protocol buffer encoding ----
+ * A record is encoded in one pass into one buffer: the length of each nested message
+ * is worked out first (they are known from the tag and the payload), so that nothing
+ * is encoded twice or copied from one buffer into the next. */
 
-/* A growing byte buffer that starts in its own 1 KiB (a scalar's or a histogram's record fits:
- * no allocation per record); buf_free releases what it took from the heap. */
-typedef struct Buf {
-    unsigned char *p; /* NULL: small */
-    size_t len, cap;
-    int failed;
-    unsigned char small[1024];
-} Buf;
-
-/* An empty buffer: the header only (= {0} would clear the 1 KiB as well, five times
- * a record). */
-static void buf_init(Buf *b)
+static size_t varint_len(uint64_t v)
 {
-    b->p = NULL;
-    b->len = b->cap = 0;
-    b->failed = 0;
-}
-
-static unsigned char *buf_data(Buf *b) { return b->p ? b->p : b->small; }
-static const unsigned char *buf_bytes(const Buf *b) { return b->p ? b->p : b->small; }
-
-static void buf_free(Buf *b) { free(b->p); }
-
-static void put(Buf *b, const void *p, size_t n)
-{
-    if (b->failed)
-        return;
-    size_t cap = b->p ? b->cap : sizeof b->small;
-    if (b->len + n > cap) {
-        while (cap < b->len + n)
-            cap *= 2;
-        unsigned char *q = b->p ? realloc(b->p, cap) : malloc(cap);
-        if (!q) {
-            b->failed = 1;
-            return;
-        }
-        if (!b->p)
-            memcpy(q, b->small, b->len);
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(buf_data(b) + b->len, p, n);
-    b->len += n;
-}
-
-static void put_varint(Buf *b, uint64_t v)
-{
-    unsigned char t[10];
-    int n = 0;
-    do {
-        t[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    size_t n = 1;
+    while (v > 0x7f) {
         v >>= 7;
-    } while (v);
-    put(b, t, (size_t)n);
+        n++;
+    }
+    return n;
 }
 
-static void put_le(Buf *b, uint64_t v, int bytes)
+static unsigned char *put_varint(unsigned char *o, uint64_t v)
 {
-    unsigned char t[8];
-    for (int i = 0; i < bytes; i++)
-        t[i] = (unsigned char)(v >> (8 * i));
-    put(b, t, (size_t)bytes);
+    while (v > 0x7f) {
+        *o++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (unsigned char)v;
+    return o;
 }
 
-static void put_double(Buf *b, int field, double d)
+static unsigned char *put_le(unsigned char *o, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        *o++ = (unsigned char)(v >> (8 * i));
+    return o;
+}
+
+/* field number and wire type in one byte (fields below 16) */
+static unsigned char *put_key(unsigned char *o, int field, int wire)
+{
+    *o++ = (unsigned char)(field << 3 | wire);
+    return o;
+}
+
+static unsigned char *put_double(unsigned char *o, int field, double d)
 {
     uint64_t u;
     memcpy(&u, &d, 8);
-    put_varint(b, (uint64_t)field << 3 | 1);
-    put_le(b, u, 8);
+    return put_le(put_key(o, field, 1), u, 8);
 }
 
-/* field = the bytes of a nested message (or a string, or packed numbers) */
-static void put_bytes(Buf *b, int field, const void *p, size_t n)
+/* The key and length of a length-delimited field of n bytes (a string, a nested
+ * message, packed numbers): what put_head writes. */
+static size_t head_len(size_t n) { return 1 + varint_len(n); }
+
+static unsigned char *put_head(unsigned char *o, int field, size_t n)
 {
-    put_varint(b, (uint64_t)field << 3 | 2);
-    put_varint(b, n);
-    put(b, p, n);
+    return put_varint(put_key(o, field, 2), n);
+}
+
+/* A HistogramProto's length: five doubles and two packed arrays of doubles. */
+enum { HIST_PACKED = NND_HIST_BUCKETS * 8 };
+
+static size_t histo_len(void) { return 5 * 9 + 2 * (head_len(HIST_PACKED) + HIST_PACKED); }
+
+static unsigned char *put_histo(unsigned char *o, const NndHistogram *h)
+{
+    o = put_double(o, 1, h->min);
+    o = put_double(o, 2, h->max);
+    o = put_double(o, 3, h->num);
+    o = put_double(o, 4, h->sum);
+    o = put_double(o, 5, h->sum_squares);
+    for (int field = 6; field <= 7; field++) {
+        o = put_head(o, field, HIST_PACKED);
+        const double *d = field == 6 ? h->limit : h->count;
+        for (int b = 0; b < NND_HIST_BUCKETS; b++) {
+            uint64_t u;
+            memcpy(&u, &d[b], 8);
+            o = put_le(o, u, 8);
+        }
+    }
+    return o;
 }
 
 static double wall_time(void)
@@ -188,50 +185,55 @@ static double wall_time(void)
     return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
 }
 
-/* Writes Event { wall_time, step, [file_version], [summary { value }] } as one record;
- * value is a serialized Summary.Value, or NULL. */
-static int write_event(NndLog *l, int64_t step, const char *version, const Buf *value, NndErr *err)
+/* Writes one record, Event { wall_time, step, file_version } when version is set, else
+ * Event { wall_time, step, summary { value { tag, simple_value or histo } } } with the
+ * histogram hist, or the scalar value when hist is NULL. */
+static int write_event(NndLog *l, int64_t step, const char *version, const char *tag, double value,
+                       const NndHistogram *hist, NndErr *err)
 {
-    Buf ev, sum;
-    buf_init(&ev);
-    buf_init(&sum);
-    put_double(&ev, 1, wall_time());
-    put_varint(&ev, 2 << 3);
-    put_varint(&ev, (uint64_t)step);
-    if (version)
-        put_bytes(&ev, 3, version, strlen(version));
-    if (value) {
-        put_bytes(&sum, 1, buf_bytes(value), value->len);
-        put_bytes(&ev, 5, buf_bytes(&sum), sum.len);
-    }
-    int rc = 0;
-    if (ev.failed || sum.failed || (value && value->failed)) {
-        rc = nnd_err(err, "out of memory");
+    size_t tag_n = tag ? strlen(tag) : 0, ver_n = version ? strlen(version) : 0;
+    size_t payload = hist ? head_len(histo_len()) + histo_len() : 1 + 4;
+    size_t val = head_len(tag_n) + tag_n + payload; /* Summary.Value */
+    size_t sum = head_len(val) + val; /* Summary */
+    size_t ev = 9 + 1 + varint_len((uint64_t)step) +
+                (version ? head_len(ver_n) + ver_n : head_len(sum) + sum);
+    size_t total = 12 + ev + 4;
+    unsigned char small[1024], *rec = total <= sizeof small ? small : malloc(total);
+    if (!rec)
+        return nnd_err(err, "out of memory");
+    unsigned char *o = put_le(rec, ev, 8);
+    o = put_le(o, masked_crc(rec, 8), 4);
+    o = put_double(o, 1, wall_time());
+    o = put_varint(put_key(o, 2, 0), (uint64_t)step);
+    if (version) {
+        o = put_head(o, 3, ver_n);
+        memcpy(o, version, ver_n);
+        o += ver_n;
     } else {
-        unsigned char head[12], tail[4];
-        uint64_t n = ev.len;
-        for (int i = 0; i < 8; i++)
-            head[i] = (unsigned char)(n >> (8 * i));
-        uint32_t c = masked_crc(head, 8);
-        for (int i = 0; i < 4; i++)
-            head[8 + i] = (unsigned char)(c >> (8 * i));
-        c = masked_crc(buf_bytes(&ev), ev.len);
-        for (int i = 0; i < 4; i++)
-            tail[i] = (unsigned char)(c >> (8 * i));
-        /* one write of the whole record, so that a flushed record is never torn */
-        Buf rec;
-        buf_init(&rec);
-        put(&rec, head, 12);
-        put(&rec, buf_bytes(&ev), ev.len);
-        put(&rec, tail, 4);
-        if (rec.failed)
-            rc = nnd_err(err, "out of memory");
-        else if (fwrite(buf_bytes(&rec), 1, rec.len, l->events) != rec.len)
-            rc = nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
-        buf_free(&rec);
+        o = put_head(o, 5, sum);
+        o = put_head(o, 1, val);
+        o = put_head(o, 1, tag_n);
+        memcpy(o, tag, tag_n);
+        o += tag_n;
+        if (hist) {
+            o = put_head(o, 5, histo_len());
+            o = put_histo(o, hist);
+        } else {
+            float f = (float)value;
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            o = put_le(put_key(o, 2, 5), u, 4);
+        }
     }
-    buf_free(&ev);
-    buf_free(&sum);
+    o = put_le(o, masked_crc(rec + 12, ev), 4);
+    /* one write of the whole record, so that a flushed record is never torn */
+    int rc = 0;
+    if ((size_t)(o - rec) != total)
+        rc = nnd_err(err, "log record: encoded %zu bytes, not %zu", (size_t)(o - rec), total);
+    else if (fwrite(rec, 1, total, l->events) != total)
+        rc = nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
+    if (rec != small)
+        free(rec);
     return rc;
 }
 
@@ -310,7 +312,7 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
     setvbuf(l->csv, NULL, _IOFBF, 1 << 16);
     if (fresh)
         fputs("step,epoch,tag,value\n", l->csv);
-    if (write_event(l, 0, "brain.Event:2", NULL, err) || nnd_log_flush(l, err)) {
+    if (write_event(l, 0, "brain.Event:2", NULL, 0, NULL, err) || nnd_log_flush(l, err)) {
         nnd_log_close(l);
         return NULL;
     }
@@ -322,16 +324,7 @@ const char *nnd_log_events_path(const NndLog *l) { return l->events_path; }
 int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, double value,
                    NndErr *err)
 {
-    Buf v;
-    buf_init(&v);
-    put_bytes(&v, 1, tag, strlen(tag));
-    float f = (float)value;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    put_varint(&v, 2 << 3 | 5);
-    put_le(&v, u, 4);
-    int rc = write_event(l, step, NULL, &v, err);
-    buf_free(&v);
+    int rc = write_event(l, step, NULL, tag, value, NULL, err);
     if (rc)
         return rc;
     if (fprintf(l->csv, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag, value) < 0)
@@ -342,29 +335,7 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
 int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const NndHistogram *hist,
                       NndErr *err)
 {
-    Buf h, v;
-    buf_init(&h);
-    buf_init(&v);
-    put_double(&h, 1, hist->min);
-    put_double(&h, 2, hist->max);
-    put_double(&h, 3, hist->num);
-    put_double(&h, 4, hist->sum);
-    put_double(&h, 5, hist->sum_squares);
-    for (int field = 6; field <= 7; field++) {
-        put_varint(&h, (uint64_t)field << 3 | 2);
-        put_varint(&h, NND_HIST_BUCKETS * 8);
-        for (int b = 0; b < NND_HIST_BUCKETS; b++) {
-            uint64_t u;
-            memcpy(&u, field == 6 ? &hist->limit[b] : &hist->count[b], 8);
-            put_le(&h, u, 8);
-        }
-    }
-    put_bytes(&v, 1, tag, strlen(tag));
-    put_bytes(&v, 5, buf_bytes(&h), h.len);
-    int rc = h.failed ? nnd_err(err, "out of memory") : write_event(l, step, NULL, &v, err);
-    buf_free(&h);
-    buf_free(&v);
-    return rc;
+    return write_event(l, step, NULL, tag, 0, hist, err);
 }
 
 int nnd_log_flush(NndLog *l, NndErr *err)

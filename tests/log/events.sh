@@ -57,6 +57,14 @@ scalars=$(grep -c " scalar " records.txt)
 [ "$rows" -eq "$scalars" ] || fail "metrics.csv has $rows rows, the event file $scalars scalars"
 grep -q "^200,0,lr,0$" logs/r1/metrics.csv || grep -q "^200,0,lr," logs/r1/metrics.csv || fail "lr at step 200"
 echo "ok: events and metrics.csv agree ($rows scalars)"
+# a tag longer than the 1 KiB a record is usually encoded in (a layer named by 600
+# letters): the record still decodes
+long=$(printf 'w%.0s' $(seq 600))
+sed "s|fc1 = Dense(784, 32)|$long = Dense(784, 32)|; s|relu(fc1(x))|relu($long(x))|; s|^    steps = 200$|    steps = 2|; s|log every 50 steps|log every step|; s|to \"logs\"|to \"longlogs\"|; /eval test/d" run.nnd > long_tag.nnd
+"$nnd" run long_tag.nnd --name t > long_tag.log 2>&1 || { cat long_tag.log; fail "the run with a long layer name"; }
+python3 "$here/check_events.py" longlogs/t/events.out.tfevents.* > long_tag.txt || { cat long_tag.txt; fail "records with a long tag"; }
+grep -q "step 2 histo weights/$long.W$" long_tag.txt || { tail -n 3 long_tag.txt; fail "the long tag's histogram"; }
+echo "ok: a record with a 600-letter tag ($(cat longlogs/t/events.out.tfevents.* | wc -c) bytes of events)"
 # logging reads the training, never changes it: the same final loss to the bit
 grep -v "^    log every\|^ *histograms, accuracy" run.nnd > nolog.nnd
 "$nnd" run nolog.nnd > nolog.log 2>&1 || { cat nolog.log; fail "the run without a log"; }
