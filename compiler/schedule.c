@@ -566,7 +566,9 @@ static bool accumulates(const Kernel *k, int buf)
 }
 
 /* Adjacent loops over one shape become one, unless one reads what the other writes
- * at a different index, or what the other accumulates. */
+ * at a different index, or what the other accumulates.  Scalars too: a step's
+ * hyper-parameter arithmetic and a logged step's statistics are many one-value loops,
+ * each a call. */
 static void merge_loops(Builder *b)
 {
     Schedule *s = b->s;
@@ -577,7 +579,7 @@ static void merge_loops(Builder *b)
         if (w > 0) {
             Kernel *prev = &s->kernels.v[w - 1];
             if (prev->kind == KER_LOOP && cur->kind == KER_LOOP &&
-                shape_equal(&prev->domain, &cur->domain) && prev->domain.rank > 0) {
+                shape_equal(&prev->domain, &cur->domain)) {
                 kernel_reads(s, prev, &ra);
                 kernel_reads(s, cur, &rb);
                 /* a reduction riding along is whole only after the loop: what reads
