@@ -188,8 +188,33 @@ static NodeId full_sum(Elab *e, NodeId x, Span span)
 
 static void step_output(Elab *e, const char *tag, NodeId n, Span span)
 {
-    Metric m = {arena_strdup(&e->p->arena, tag), n, span};
+    Metric m = {arena_strdup(&e->p->arena, tag), n, span, false};
     vec_push(&e->p->step_outputs, m);
+}
+
+/* The least and greatest value of a trained weight after the update, their sum and
+ * sum of squares: reductions the update loop computes on its way (it writes the
+ * weight), so that the logger counts the histogram in one pass over the weights
+ * instead of two (nnd_histogram_ranged).  Outputs weights.min/P, .max, .sum, .sumsq,
+ * in that order, not logged. */
+static void histogram_outputs(Elab *e, const ParamInfo *pi, NodeId wn, Span span)
+{
+    NndDType ft = e->p->float_dtype;
+    int r = nd(e, wn)->shape.rank;
+    uint32_t axes = r ? (1u << r) - 1 : 0;
+    NodeId neg = gb_unary(e->g, OP_NEG, wn, span);
+    NodeId outs[4] = {
+        gb_unary(e->g, OP_NEG, gb_reduce(e->g, OP_RMAX, neg, axes, false, span), span),
+        gb_reduce(e->g, OP_RMAX, wn, axes, false, span),
+        full_sum(e, wn, span),
+        full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span),
+    };
+    static const char *const names[4] = {"min", "max", "sum", "sumsq"};
+    for (int k = 0; k < 4; k++) {
+        Metric m = {arena_printf(&e->p->arena, "weights.%s/%s", names[k], pi->name),
+                    gb_cast(e->g, outs[k], ft, span), span, true};
+        vec_push(&e->p->step_outputs, m);
+    }
 }
 
 /* `log every N steps to DIR: loss, lr, grad_norm, ..., name = expr`.  The
@@ -296,6 +321,8 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
             step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name),
                         gb_binary(e->g, OP_DIV, num, den, span), span);
         }
+        if (fams & LOG_HISTOGRAMS)
+            histogram_outputs(e, pi, wn, span);
         if (fams & LOG_MAX_GRAD) {
             NodeId a = gb_unary(e->g, OP_ABS, g, span);
             int r = nd(e, a)->shape.rank;
@@ -886,7 +913,7 @@ static void train_evals(Elab *e, Scope *s, const Ast *train)
                 : ex_ast->kind == AST_CALL && ex_ast->a->kind == AST_NAME ? ex_ast->a->name
                 : ex_ast->kind == AST_NAME                                ? ex_ast->name
                                            : arena_printf(&p->arena, "metric%d", k + 1);
-            Metric mt = {arena_strdup(&p->arena, name), n, ex_ast->span};
+            Metric mt = {arena_strdup(&p->arena, name), n, ex_ast->span, false};
             vec_push(&es.metrics, mt);
         }
         vec_push(&p->evals, es);

@@ -95,6 +95,7 @@ typedef struct Metric {
     const char *name;
     NodeId node; /* scalar: a mean over the batch */
     Span span;
+    bool hidden; /* a step output the driver reads and does not log (weights.min/...) */
 } Metric;
 
 typedef struct EvalSpec {

@@ -17,7 +17,7 @@ bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append,
     lg->watch = xcalloc((size_t)np, sizeof(ParamWatch));
     for (int i = 0; i < p->params.n; i++) {
         ParamWatch *w = &lg->watch[i];
-        w->gn = w->ratio = -1;
+        w->gn = w->ratio = w->range = -1;
         w->hist_tag = arena_printf(&p->arena, "weights/%s", p->params.v[i].name);
         for (int k = 0; k < p->step_outputs.n; k++) {
             const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
@@ -27,6 +27,8 @@ bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append,
                 w->gn = k + 1;
             else if (!strncmp(t, "update_ratio/", 13))
                 w->ratio = k + 1;
+            else if (!strncmp(t, "weights.min/", 12))
+                w->range = k + 1;
         }
     }
     if (p->log.dir) {
@@ -137,6 +139,8 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
               nnd_log_scalar(lg->log, "loss", at->step, at->epoch, out[0], &e) == 0;
     for (int k = 0; ok && k < lg->p->step_outputs.n; k++) {
         const char *tag = lg->p->step_outputs.v[k].name;
+        if (lg->p->step_outputs.v[k].hidden)
+            continue;
         /* grad_norm and update_ratio are computed for the warnings; logged if asked */
         uint32_t fam = !strncmp(tag, "grad_norm/", 10)      ? LOG_GRAD_NORM
                        : !strncmp(tag, "update_ratio/", 13) ? LOG_UPDATE_RATIO
@@ -149,7 +153,12 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
         const char *tag = lg->watch[i].hist_tag;
         const NndTensor *t = &lg->m->params[i];
         NndHistogram h;
-        ok = nnd_histogram(lg->pool, t->data, t->dtype, nnd_tensor_numel(t), &h, &e) == 0 &&
+        /* a trained weight's range and sums came with the step: one pass over it */
+        const double *r = lg->watch[i].range > 0 ? out + lg->watch[i].range : NULL;
+        int64_t n = nnd_tensor_numel(t);
+        ok = (r ? nnd_histogram_ranged(lg->pool, t->data, t->dtype, n, r[0], r[1], r[2], r[3], &h,
+                                       &e)
+                : nnd_histogram(lg->pool, t->data, t->dtype, n, &h, &e)) == 0 &&
              nnd_log_histogram(lg->log, tag, at->step, &h, &e) == 0;
     }
     /* pushed to the file at most twice a second (and at every eval and at the end):

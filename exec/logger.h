@@ -11,6 +11,7 @@
 /* What the warnings keep of one parameter. */
 typedef struct ParamWatch {
     int gn, ratio; /* the index of its grad_norm and update_ratio in out[], or -1 */
+    int range; /* of its weights.min/ (then .max, .sum, .sumsq), or -1 */
     const char *hist_tag; /* weights/NAME (in the program's arena) */
     double gn_avg; /* the gradient norm's moving average */
     int64_t small_steps, tiny_steps; /* logged steps in a row with a tiny norm, update */

@@ -93,9 +93,9 @@ def split_events(text):
     return events
 
 
-def main():
-    path = sys.argv[1]
-    torn_ok = "--allow-torn-tail" in sys.argv
+def read_events(path, torn_ok=False):
+    """The records of an event file, checksums checked, and each decoded by protoc:
+    (bodies, events as lists of text lines, what a torn tail left or None)."""
     data = open(path, "rb").read()
     pos = 0
     bodies = []
@@ -125,6 +125,12 @@ def main():
     events = split_events(protoc("nndtest.Records", "records.proto", framed))
     if len(events) != len(bodies):
         sys.exit(f"protoc decoded {len(events)} events from {len(bodies)} records")
+    return bodies, events, torn
+
+
+def main():
+    path = sys.argv[1]
+    bodies, events, torn = read_events(path, "--allow-torn-tail" in sys.argv)
     for n in sorted({0, 1, 2, len(bodies) - 1} & set(range(len(bodies)))):
         one = [l.strip() for l in protoc("tensorflow.Event", "tensorboard.proto", bodies[n]).splitlines()]
         if summarize(one) != summarize(events[n]):

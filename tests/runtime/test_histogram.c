@@ -2,7 +2,8 @@
  * sizes, infinities and NaN left out, a constant tensor, values on and beside the
  * bucket edges, nothing finite at all, and the same bits with no pool, one thread and
  * two; f32 through both paths (AVX-512 intrinsics, where the CPU has them, and the
- * generic one).  And the CRC-32C of the log records. */
+ * generic one).  nnd_histogram_ranged the same, given the range, and given a wrong
+ * one.  And the CRC-32C of the log records. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,6 +65,50 @@ static void expect_same(const NndHistogram *got, const NndHistogram *want)
     }
 }
 
+static int one_pass_runs; /* check_ranged calls that took nnd_histogram_ranged's one pass */
+static bool all_finite_f32; /* check's values are finite f32 in a range the one pass takes */
+
+/* nnd_histogram_ranged given want's range (the values' own: all of them where want
+ * counts n) and sums that are not the values' (so the result shows which path ran):
+ * want's histogram, with the sums given where the one pass ran, else with the values'
+ * own sums.  Then ranges a little narrower and wider than the values': still want,
+ * from the two passes. */
+static void check_ranged(NndPool *pool, const void *x, NndDType dt, int64_t n,
+                         const NndHistogram *want, bool one_pass)
+{
+    NndErr e;
+    NndHistogram got;
+    const double sum = 1234.5, sq = 6789.25;
+    assert_int_equal(nnd_histogram_ranged(pool, x, dt, n, want->min, want->max, sum, sq, &got, &e),
+                     0);
+    assert_true(!one_pass || n == 0 || got.sum == sum);
+    if (got.sum == sum) {
+        one_pass_runs++;
+        assert_true(want->num == n && got.sum_squares == sq);
+        got.sum = want->sum;
+        got.sum_squares = want->sum_squares;
+    }
+    expect_same(&got, want);
+    if (want->num == 0)
+        return;
+    double up = dt == NND_F32 ? nextafterf((float)want->min, INFINITY)
+                              : nextafter(want->min, INFINITY),
+           down = dt == NND_F32 ? nextafterf((float)want->max, -INFINITY)
+                                : nextafter(want->max, -INFINITY);
+    double wider = (fabs(want->min) + fabs(want->max)) * 1e-3 + 1e-3;
+    const double wrong[4][2] = {{up, want->max},
+                                {want->min, down},
+                                {want->min - wider, want->max},
+                                {want->min, want->max + wider}};
+    for (int k = 0; k < 4; k++) {
+        if (wrong[k][0] == want->min && wrong[k][1] == want->max)
+            continue; /* the next f32 after 0 is 0 under flush-to-zero (the pool sets it) */
+        assert_int_equal(
+            nnd_histogram_ranged(pool, x, dt, n, wrong[k][0], wrong[k][1], sum, sq, &got, &e), 0);
+        expect_same(&got, want);
+    }
+}
+
 /* x (n values, as doubles) as f32 and as f64, through no pool, one thread and two. */
 static void check(const double *x, int64_t n, NndPool *one, NndPool *two)
 {
@@ -76,11 +121,12 @@ static void check(const double *x, int64_t n, NndPool *one, NndPool *two)
     NndPool *pools[3] = {NULL, one, two};
     naive(xr, n, &want);
     for (int vector = 0; vector < 2; vector++) {
-        histogram_vector_path(vector);
+        bool vec = histogram_vector_path(vector);
         for (int p = 0; p < 3; p++) {
             assert_int_equal(nnd_histogram(pools[p], xf, NND_F32, n, &got[p], &e), 0);
             expect_same(&got[p], &want);
             assert_memory_equal(&got[p], &got[0], sizeof got[0]); /* bits: any thread count */
+            check_ranged(pools[p], xf, NND_F32, n, &want, vec && all_finite_f32);
         }
     }
     naive(x, n, &want);
@@ -88,6 +134,7 @@ static void check(const double *x, int64_t n, NndPool *one, NndPool *two)
         assert_int_equal(nnd_histogram(pools[p], x, NND_F64, n, &got[p], &e), 0);
         expect_same(&got[p], &want);
         assert_memory_equal(&got[p], &got[0], sizeof got[0]);
+        check_ranged(pools[p], x, NND_F64, n, &want, false);
     }
     free(xf);
     free(xr);
@@ -109,8 +156,20 @@ static void test_against_loop(void **state)
             r ^= r << 13, r ^= r >> 7, r ^= r << 17; /* xorshift64 */
             x[i] = ((double)(r >> 11) / 9007199254740992.0 - 0.3) * 0.2;
         }
+        all_finite_f32 = true;
         check(x, n, one, two);
-        /* non-finite values anywhere, including the lanes' tails and the extremes */
+        all_finite_f32 = false;
+        /* one NaN (the first value: in a vector where the min and max pass it by), NaN
+         * alone, then infinities too, anywhere: the lanes' tails, the extremes */
+        if (n > 0) {
+            double keep = x[0];
+            x[0] = NAN;
+            check(x, n, one, two);
+            x[0] = keep;
+        }
+        for (int64_t i = 0; i < n; i += 5)
+            x[i] = NAN;
+        check(x, n, one, two);
         for (int64_t i = 0; i < n; i += 7)
             x[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
         check(x, n, one, two);
@@ -145,6 +204,9 @@ static void test_against_loop(void **state)
         check(x, n, one, two);
         free(x);
     }
+    /* the one pass ran wherever it can (f32 on AVX-512, every value finite) */
+    if (histogram_vector_path(true))
+        assert_true(one_pass_runs > 0);
     nnd_pool_destroy(one);
     nnd_pool_destroy(two);
 }
