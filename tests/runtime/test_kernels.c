@@ -72,9 +72,20 @@ static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, cons
 
 static void check_fn(GemmFn fn)
 {
-    static const int64_t sizes[][3] = {{1, 1, 1},     {1, 37, 64},   {8, 32, 2},     {9, 33, 3},
-                                       {7, 5, 31},    {64, 128, 61}, {17, 100, 200}, {3, 47, 1},
+    static const int64_t sizes[][3] = {{1, 1, 1},
+                                       {1, 37, 64},
+                                       {8, 32, 2},
+                                       {9, 33, 3},
+                                       {7, 5, 31},
+                                       {64, 128, 61},
+                                       {17, 100, 200},
+                                       {3, 47, 1},
                                        {9, 33, 1000}, /* k in blocks (A transposed) */
+                                       /* short k, rows 2 or 4 KiB apart: blocks along
+                                        * the rows, all of B packed first */
+                                       {13, 512, 10},
+                                       {70, 1024, 16},
+                                       {5, 2048, 3},
                                        {3, 5, 0}}; /* no k: C = beta C */
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 8; t++) {
