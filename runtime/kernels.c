@@ -485,6 +485,27 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
         for (int64_t i = 0; i < m; i += MR)
             bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, np, beta, c, ldc);
 }
+/* C (m x n, row stride ldc) = pc^T (pc: n x m) + beta C (beta 0: C is not read). */
+static void store_transposed(int64_t m, int64_t n, const float *pc, float beta, float *c,
+                             int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            c[i * ldc + j] = beta != 0 ? pc[j * m + i] + beta * c[i * ldc + j] : pc[j * m + i];
+}
+
+/* A narrow C (n <= NARROW_N: a 10-class layer's logits, its weight gradient) fills a
+ * third of each block's 32 columns; its transpose C^T = op(B)^T op(A)^T has n rows and
+ * m columns, 32 to a block: computed into pc, then written transposed into C. */
+enum { NARROW_N = 16, NARROW_MIN_M = 64 };
+
+TARGET_F32 static void f32_gemm_narrow(int ta, int tb, int64_t m, int64_t n, int64_t k,
+                                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                                       float beta, float *c, int64_t ldc, float *pb, float *pc)
+{
+    f32_gemm_panels(!tb, !ta, n, m, k, b, ldb, a, lda, 0, pc, m, pb);
+    store_transposed(m, n, pc, beta, c, ldc);
+}
 #endif
 
 static void plain_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
@@ -498,6 +519,19 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
 #ifdef HAVE_KERNELS
+    if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) { /* see f32_gemm_narrow */
+        int64_t kp = (k + 1) / 2, mp = (m + NR - 1) / NR * NR;
+        size_t abytes = ((size_t)(n * kp) * 4 + 63) & ~(size_t)63,
+               bbytes = ((size_t)(kp * mp) * 4 + 63) & ~(size_t)63;
+        uint32_t *pa = scratch(abytes + bbytes + (size_t)(m * n) * sizeof(float));
+        if (pa) {
+            float *pc = (float *)((char *)pa + abytes + bbytes);
+            bf16_gemm_packed(!tb, !ta, n, m, k, b, ldb, a, lda, 0, pc, m, pa,
+                             (uint32_t *)((char *)pa + abytes));
+            store_transposed(m, n, pc, beta, c, ldc);
+            return;
+        }
+    }
     int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR;
     size_t abytes = ((size_t)(m * kp) * 4 + 63) & ~(size_t)63;
     uint32_t *pa = scratch(abytes + (size_t)(kp * np) * 4);
@@ -537,6 +571,15 @@ void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
 #ifdef HAVE_KERNELS
+    if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) {
+        size_t pbytes = ((size_t)k * NR * sizeof(float) + 63) & ~(size_t)63;
+        float *pb = scratch(pbytes + (size_t)(m * n) * sizeof(float));
+        if (pb) {
+            f32_gemm_narrow(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pb,
+                            (float *)((char *)pb + pbytes));
+            return;
+        }
+    }
     if (k > 0 && rows_first(n, k, ldc)) {
         float *pb = scratch(ROWS_MAX_B);
         if (pb) {
