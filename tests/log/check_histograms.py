@@ -1,39 +1,20 @@
 #!/usr/bin/python3
 """The weight histograms an event file holds at STEP against the weights themselves
 (a safetensors file the same run saved after that step): the range, the count and
-the buckets exactly as a plain loop in numpy finds them (30 equal buckets over the
+the buckets exactly as a plain loop finds them (30 equal buckets over the
 range, the last one closed), the sums to f32 rounding (nnd's step computes them in
-f32 beside the update).  Plain Python (no numpy): exits 1 naming the first
-histogram that differs.
+f32 beside the update).  Exits 1 naming the first histogram that differs.
 
 usage: check_histograms.py EVENTS_FILE WEIGHTS.safetensors STEP"""
-import json
-import struct
+import os
 import sys
-from array import array
 
-from check_events import read_events
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+from check_events import read_events  # noqa: E402
+from safetensors_io import read_safetensors  # noqa: E402
 
 BUCKETS = 30
-
-
-def load_safetensors(path):
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        if t["dtype"] != "F32":
-            sys.exit(f"{path}: {name} is {t['dtype']}, not F32")
-        a, b = t["data_offsets"]
-        w = array("f")
-        w.frombytes(data[8 + n + a:8 + n + b])
-        if sys.byteorder != "little":
-            w.byteswap()
-        out[name] = list(w)
-    return out
 
 
 def histograms(events, step):
@@ -73,7 +54,8 @@ def main():
     events_path, weights_path, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
     _, events, _ = read_events(events_path)
     got = histograms(events, step)
-    weights = load_safetensors(weights_path)
+    weights = {name: a.astype("float64").ravel().tolist()
+               for name, a in read_safetensors(weights_path).items()}
     if not got:
         sys.exit(f"no histogram at step {step}")
     for name, w in weights.items():

@@ -61,7 +61,7 @@ echo "ok: events and metrics.csv agree ($rows scalars)"
 # computes each weight's range and sums beside its update; the logger counts)
 sed 's|^    steps = 200$|    steps = 200\n    save "final.safetensors"|; s|to "logs"|to "hlogs"|' run.nnd > hist.nnd
 "$nnd" run hist.nnd --name h > hist.log 2>&1 || { cat hist.log; fail "the run that saves its weights"; }
-python3 "$here/check_histograms.py" hlogs/h/events.out.tfevents.* final.safetensors 200 ||
+/usr/bin/python3 "$here/check_histograms.py" hlogs/h/events.out.tfevents.* final.safetensors 200 ||
     fail "the histograms are not those of the weights"
 # a tag longer than the 1 KiB a record is usually encoded in (a layer named by 600
 # letters): the record still decodes
