@@ -40,5 +40,10 @@ const char *jit_ir(const Jit *j);
 /* Seconds spent generating IR, optimizing it, and making machine code. */
 void jit_phases(const Jit *j, double *ir, double *opt, double *mc);
 void jit_free(Jit *j);
+/* Starts registering LLVM's target for this host and asking for its CPU's name and
+ * features (1.5 ms) on a thread of their own, for a caller that will compile soon:
+ * they then overlap the front end instead of delaying the compile.  Joined at exit;
+ * harmless to call twice or not at all. */
+void jit_prewarm(void);
 
 #endif

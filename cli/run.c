@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "dist.h"
+#include "jit.h"
 #include "logger.h"
 #include "numerics.h"
 #include "plot.h"
@@ -401,6 +402,8 @@ done:
 
 int cmd_run(Options *o)
 {
+    if (!o->interp)
+        jit_prewarm(); /* LLVM's start beside the front end */
     if (!dist_launched())
         return run_one(o);
     char err[1024];
