@@ -40,10 +40,11 @@ const char *jit_ir(const Jit *j);
 /* Seconds spent generating IR, optimizing it, and making machine code. */
 void jit_phases(const Jit *j, double *ir, double *opt, double *mc);
 void jit_free(Jit *j);
-/* Starts registering LLVM's target for this host and asking for its CPU's name and
- * features (1.5 ms) on a thread of their own, for a caller that will compile soon:
- * they then overlap the front end instead of delaying the compile.  Joined at exit;
- * harmless to call twice or not at all. */
+/* Starts what every compile begins with (LLVM's target for this host, its CPU's name
+ * and features, a target machine and a started JIT: 4 ms) on a thread of its own, for
+ * a caller that will compile soon: it then overlaps the front end instead of
+ * delaying the compile.  The first jit_compile at the default optimization level
+ * takes it; joined and disposed of at exit; harmless to call twice or not at all. */
 void jit_prewarm(void);
 
 #endif

@@ -39,35 +39,6 @@ static void init_host(void)
     host_features = LLVMGetHostCPUFeatures();
 }
 
-/* jit_prewarm's thread: the native target and the host, before the first compile
- * asks (target_machine waits for them through the same pthread_once). */
-static pthread_t prewarm_thread;
-static bool prewarm_started;
-
-static void *prewarm_main(void *arg)
-{
-    (void)arg;
-    pthread_once(&host_once, init_host);
-    return NULL;
-}
-
-/* At exit, before LLVM's static destructors (registered before this), so that none
- * runs under the thread. */
-static void prewarm_join(void)
-{
-    if (prewarm_started)
-        pthread_join(prewarm_thread, NULL);
-    prewarm_started = false;
-}
-
-void jit_prewarm(void)
-{
-    if (prewarm_started || pthread_create(&prewarm_thread, NULL, prewarm_main, NULL) != 0)
-        return;
-    prewarm_started = true;
-    atexit(prewarm_join);
-}
-
 /* Every target LLVM was built with, for an ahead-of-time build that names one. */
 static void init_all(void)
 {
