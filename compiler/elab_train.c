@@ -1084,11 +1084,18 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
         p->ckpt_keep = keep;
         p->ckpt_in_epochs = every->name[0] == 'e';
     }
-    /* save */
+    /* save: one file (a second one was taken in the first's place, silently) */
+    const Ast *first_save = NULL;
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind != AST_SAVE)
             continue;
+        if (first_save) {
+            el_error(e, st->span, "only one save statement is allowed");
+            diag_note(e->d, first_save->span, "the first is here");
+            continue;
+        }
+        first_save = st;
         Value v = el_eval(e, s, st->b);
         const char *path;
         if (el_str_arg(e, &v, st->b->span, "the path to save to", &path)) {
