@@ -19,6 +19,9 @@ bool logger_open(Logger *lg, Program *p, Model *m, const char *dir, bool append,
         ParamWatch *w = &lg->watch[i];
         w->gn = w->ratio = w->range = -1;
         w->hist_tag = arena_printf(&p->arena, "weights/%s", p->params.v[i].name);
+        w->constant = true;
+        for (int u = 0; u < p->updates.n; u++)
+            w->constant &= p->updates.v[u].is_state || p->updates.v[u].index != i;
         for (int k = 0; k < p->step_outputs.n; k++) {
             const char *t = p->step_outputs.v[k].name, *slash = strchr(t, '/');
             if (!slash || strcmp(slash + 1, p->params.v[i].name))
@@ -50,7 +53,10 @@ void logger_close(Logger *lg)
         nnd_log_flush(lg->log, &e);
         nnd_log_close(lg->log);
     }
+    for (int i = 0; lg->watch && i < lg->p->params.n; i++)
+        free(lg->watch[i].hist);
     free(lg->watch);
+    lg->watch = NULL;
     lg->log = NULL;
 }
 
@@ -152,14 +158,23 @@ static int logger_on_step(void *ctx, const NndTrainPoint *at, const double *out,
     for (int i = 0; ok && (ls->items & LOG_HISTOGRAMS) && i < lg->p->params.n; i++) {
         const char *tag = lg->watch[i].hist_tag;
         const NndTensor *t = &lg->m->params[i];
+        ParamWatch *w = &lg->watch[i];
         NndHistogram h;
-        /* a trained weight's range and sums came with the step: one pass over it */
-        const double *r = lg->watch[i].range > 0 ? out + lg->watch[i].range : NULL;
+        /* a trained weight's range and sums came with the step: one pass over it; a
+         * frozen one is counted once */
+        const double *r = w->range > 0 ? out + w->range : NULL;
         int64_t n = nnd_tensor_numel(t);
-        ok = (r ? nnd_histogram_ranged(lg->pool, t->data, t->dtype, n, r[0], r[1], r[2], r[3], &h,
-                                       &e)
-                : nnd_histogram(lg->pool, t->data, t->dtype, n, &h, &e)) == 0 &&
-             nnd_log_histogram(lg->log, tag, at->step, &h, &e) == 0;
+        if (w->hist)
+            h = *w->hist;
+        else
+            ok = (r ? nnd_histogram_ranged(lg->pool, t->data, t->dtype, n, r[0], r[1], r[2], r[3],
+                                           &h, &e)
+                    : nnd_histogram(lg->pool, t->data, t->dtype, n, &h, &e)) == 0;
+        if (ok && w->constant && !w->hist) {
+            w->hist = xmalloc(sizeof h);
+            *w->hist = h;
+        }
+        ok = ok && nnd_log_histogram(lg->log, tag, at->step, &h, &e) == 0;
     }
     /* pushed to the file at most twice a second (and at every eval and at the end):
      * a run killed at any moment keeps what was pushed, and logging every step

@@ -13,6 +13,8 @@ typedef struct ParamWatch {
     int gn, ratio; /* the index of its grad_norm and update_ratio in out[], or -1 */
     int range; /* of its weights.min/ (then .max, .sum, .sumsq), or -1 */
     const char *hist_tag; /* weights/NAME (in the program's arena) */
+    bool constant; /* no update writes it (frozen): its histogram is made once */
+    NndHistogram *hist; /* that histogram, once made */
     double gn_avg; /* the gradient norm's moving average */
     int64_t small_steps, tiny_steps; /* logged steps in a row with a tiny norm, update */
     unsigned warned; /* bits of the warnings given */

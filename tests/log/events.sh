@@ -58,8 +58,9 @@ scalars=$(grep -c " scalar " records.txt)
 grep -q "^200,0,lr,0$" logs/r1/metrics.csv || grep -q "^200,0,lr," logs/r1/metrics.csv || fail "lr at step 200"
 echo "ok: events and metrics.csv agree ($rows scalars)"
 # the histograms at the last step are those of the weights the run saves (the step
-# computes each weight's range and sums beside its update; the logger counts)
-sed 's|^    steps = 200$|    steps = 200\n    save "final.safetensors"|; s|to "logs"|to "hlogs"|' run.nnd > hist.nnd
+# computes each weight's range and sums beside its update; the logger counts; a
+# frozen layer's histogram is made once, at the first logged step)
+sed 's|^    steps = 200$|    steps = 200\n    save "final.safetensors"\n    freeze net.fc2|; s|to "logs"|to "hlogs"|' run.nnd > hist.nnd
 "$nnd" run hist.nnd --name h > hist.log 2>&1 || { cat hist.log; fail "the run that saves its weights"; }
 /usr/bin/python3 "$here/check_histograms.py" hlogs/h/events.out.tfevents.* final.safetensors 200 ||
     fail "the histograms are not those of the weights"
