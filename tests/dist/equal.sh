@@ -2,7 +2,8 @@
 # equal.sh NND WORK: N ranks make the updates one process makes at the same global
 # batch: Adam with clip_norm in f64 on 2 and 3 ranks (batches of 10 split 5/5 and
 # 3/3/4, the last batch of 3 split 1/2 and 1/1/1) to 1e-12 relative; LAMB (per-tensor
-# norms of the global update) with accumulate = 2 on 3 ranks; f32 to rounding.
+# norms of the global update) with accumulate = 2 on 3 ranks; f32 to rounding; a log's
+# weight histograms on 2 ranks.
 set -u
 . "$(dirname "$0")/common.sh"
 program adam "Adam(lr = 0.05)"
@@ -46,6 +47,15 @@ mv net.safetensors f32one.st
 mpi 2 run adam.nnd > f32mpi.out 2>&1 || { cat f32mpi.out; fail "f32, 2 ranks"; }
 mv net.safetensors f32mpi.st
 compare 1e-5 f32one.st f32mpi.st || fail "Adam in f32"
+# a log with weight histograms under mpirun (the apply step computes each weight's
+# range and sums): the last step's are those of the weights saved (protoc decodes)
+if command -v protoc > /dev/null; then
+    sed 's|^    seed = 3$|    seed = 3\n    log every step to "hlogs": loss, histograms|' adam.nnd > hist.nnd
+    mpi 2 run hist.nnd --name h > hist.out 2>&1 || { cat hist.out; fail "a log with histograms"; }
+    /usr/bin/python3 "$here/../log/check_histograms.py" hlogs/h/events.out.tfevents.* \
+        net.safetensors 12 > hist.txt || { cat hist.txt; fail "histograms under mpirun"; }
+    cat hist.txt
+fi
 # a training set in files: each rank maps the file and reads only its parts of the
 # batches (f32 npy read as f64 with a split; u8 idx scaled and reshaped, in f32); a
 # gzip file is loaded whole by every rank
