@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "jit.h"
 #include "plot.h"
 
 typedef struct CompareRow {
@@ -341,6 +342,7 @@ int cmd_compare(Options *o)
 {
     if (o->files.n != 1)
         return cli_usage_error("%s", "compare takes one file");
+    jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
     StrVec labels = {0}, values = {0};
     const char *sweep_name = NULL;
     char *sweep_copy = NULL;
@@ -424,4 +426,8 @@ static int lrfind(Program *p, Options *o)
                       o->lr_max ? o->lr_max : 10, o->output, stdout);
 }
 
-int cmd_lrfind(Options *o) { return cli_on_program(o, true, lrfind); }
+int cmd_lrfind(Options *o)
+{
+    jit_prewarm();
+    return cli_on_program(o, true, lrfind);
+}

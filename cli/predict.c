@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "jit.h"
 
 typedef struct Inputs {
     const char *name; /* the data set's name, or the input file's path */
@@ -458,6 +459,8 @@ int cmd_predict(Options *o)
         return cli_usage_error("%s", "predict takes one file");
     if (o->top < 0)
         return cli_usage_error("%s", "--top needs a whole number >= 1");
+    if (!o->interp)
+        jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
     Frontend fe;
     frontend_init(&fe);
     Program *p = cli_compile(&fe, o, o->files.v[0], NULL, NULL, false);

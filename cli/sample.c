@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "jit.h"
 #include "sample.h"
 
 static double seconds(void)
@@ -86,5 +87,7 @@ int cmd_sample(Options *o)
 {
     if (o->temperature < 0)
         return cli_usage_error("%s", "--temperature must be positive");
+    if (!o->interp)
+        jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
     return cli_on_program(o, false, sample_program);
 }
