@@ -2,7 +2,7 @@
  * AVX-512) against a plain loop in f64; bf16 products (precision = bf16): rounding to
  * bf16, the AVX512-BF16 kernels (where the CPU has them) and the emulation against a
  * plain loop over the rounded inputs in f64.  Every transpose, odd and ragged sizes,
- * beta 0 (C not read) and not (narrow ones, n <= 16, computed transposed), and
+ * beta 0 (C not read) and not (narrow ones, n <= 16 and m >= 32, computed transposed), and
  * nnd_gemm_bf16 split across a pool and batched.
  * The loaders' byte conversion on each vector path against the plain formula. */
 #include <float.h>
@@ -87,8 +87,9 @@ static void check_fn(GemmFn fn)
                                        {13, 512, 10},
                                        {70, 1024, 16},
                                        {5, 2048, 3},
-                                       /* n <= 16 (m >= 64): C computed transposed */
+                                       /* n <= 16 (m >= 32): C computed transposed */
                                        {64, 10, 37},
+                                       {40, 10, 33},
                                        {100, 1, 9},
                                        {70, 16, 130},
                                        {3, 5, 0}}; /* no k: C = beta C */
