@@ -289,11 +289,10 @@ enum { KC = 256, K_WHOLE = 384 };
  * 18.7 -> 14.0 us).  Elsewhere this order gains nothing and with n = 128 loses 13%. */
 enum { ROWS_MAX_K = 16, ROWS_MAX_B = 256 << 10 };
 
+/* Whether C's blocks go along the rows (the f32 and bf16 kernels alike). */
 static bool rows_first(int64_t n, int64_t k, int64_t ldc)
 {
-    int64_t np = (n + NR - 1) / NR * NR;
-    return n > NR && k <= ROWS_MAX_K && ldc * (int64_t)sizeof(float) % 2048 == 0 &&
-           k * np * (int64_t)sizeof(float) <= ROWS_MAX_B;
+    return n > NR && k <= ROWS_MAX_K && ldc * (int64_t)sizeof(float) % 2048 == 0;
 }
 
 TARGET_F32 static void f32_gemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k,
@@ -475,7 +474,7 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
     bf16_pack_b(tb, n, k, b, ldb, pb, np);
     /* a panel of B (kp x 32 words) is read by every block of rows in turn; with a
      * short k and rows 2 KiB apart, all of B by each block of rows (see rows_first) */
-    if (n > NR && k <= ROWS_MAX_K && ldc * (int64_t)sizeof(float) % 2048 == 0) {
+    if (rows_first(n, k, ldc)) {
         for (int64_t i = 0; i < m; i += MR)
             for (int64_t j = 0; j < n; j += NR)
                 bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, np, beta, c, ldc);
@@ -485,6 +484,7 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
         for (int64_t i = 0; i < m; i += MR)
             bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, np, beta, c, ldc);
 }
+
 /* C (m x n, row stride ldc) = pc^T (pc: n x m) + beta C (beta 0: C is not read). */
 static void store_transposed(int64_t m, int64_t n, const float *pc, float beta, float *c,
                              int64_t ldc)
@@ -496,17 +496,9 @@ static void store_transposed(int64_t m, int64_t n, const float *pc, float beta, 
 
 /* A narrow C (n <= NARROW_N, m >= NARROW_MIN_M: a 10-class layer's logits, its weight
  * gradient) fills a third of each block's 32 columns; its transpose C^T = op(B)^T
- * op(A)^T has n rows and m columns, 32 to a block: computed into pc, then written
- * transposed into C. */
+ * op(A)^T has n rows and m columns, 32 to a block: computed into scratch, then
+ * written transposed into C (f32_gemm_own, bf16_gemm_native). */
 enum { NARROW_N = 16, NARROW_MIN_M = 32 }; /* m = 16 is slower transposed (0.53 -> 0.57 us) */
-
-TARGET_F32 static void f32_gemm_narrow(int ta, int tb, int64_t m, int64_t n, int64_t k,
-                                       const float *a, int64_t lda, const float *b, int64_t ldb,
-                                       float beta, float *c, int64_t ldc, float *pb, float *pc)
-{
-    f32_gemm_panels(!tb, !ta, n, m, k, b, ldb, a, lda, 0, pc, m, pb);
-    store_transposed(m, n, pc, beta, c, ldc);
-}
 #endif
 
 static void plain_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
@@ -520,7 +512,7 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
 #ifdef HAVE_KERNELS
-    if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) { /* see f32_gemm_narrow */
+    if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) { /* see NARROW_N */
         int64_t kp = (k + 1) / 2, mp = (m + NR - 1) / NR * NR;
         size_t abytes = ((size_t)(n * kp) * 4 + 63) & ~(size_t)63,
                bbytes = ((size_t)(kp * mp) * 4 + 63) & ~(size_t)63;
@@ -576,12 +568,15 @@ void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *
         size_t pbytes = ((size_t)k * NR * sizeof(float) + 63) & ~(size_t)63;
         float *pb = scratch(pbytes + (size_t)(m * n) * sizeof(float));
         if (pb) {
-            f32_gemm_narrow(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pb,
-                            (float *)((char *)pb + pbytes));
+            float *pc = (float *)((char *)pb + pbytes);
+            f32_gemm_panels(!tb, !ta, n, m, k, b, ldb, a, lda, 0, pc, m, pb);
+            store_transposed(m, n, pc, beta, c, ldc);
             return;
         }
     }
-    if (k > 0 && rows_first(n, k, ldc)) {
+    /* (all of B packed: a bound on the scratch it takes) */
+    if (k > 0 && rows_first(n, k, ldc) &&
+        k * ((n + NR - 1) / NR * NR) * (int64_t)sizeof(float) <= ROWS_MAX_B) {
         float *pb = scratch(ROWS_MAX_B);
         if (pb) {
             f32_gemm_rows(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pb);
