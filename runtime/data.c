@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <float.h>
+#include <libdeflate.h>
 #include <math.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     IN_SIZE = 1 << 16, /* compressed bytes read per fread */
@@ -40,6 +42,8 @@ void data_close(DataFile *f)
     f->zs_live = 0;
     nnd_free(f->in);
     f->in = NULL;
+    nnd_free(f->whole);
+    f->whole = NULL;
     if (f->fp)
         fclose(f->fp);
     f->fp = NULL;
@@ -168,10 +172,74 @@ static int64_t gz_read(DataFile *f, unsigned char *buf, int64_t n, NndErr *err)
     return got;
 }
 
+/* Reads the n bytes at offset `at` of f's file, whatever the stream has read. */
+static int read_at(DataFile *f, unsigned char *buf, size_t n, off_t at)
+{
+    int fd = fileno(f->fp);
+    while (n > 0) {
+        ssize_t r = pread(fd, buf, n, at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        buf += r;
+        n -= (size_t)r;
+        at += r;
+    }
+    return 1;
+}
+
+int data_inflate_all(DataFile *f, int64_t total, NndErr *err)
+{
+    /* A gzip member ends with its length mod 2^32; 18 bytes is the smallest member. */
+    if (!f->gz || f->whole_tried || f->done || f->file_size < 18 ||
+        (uint64_t)f->file_size > SIZE_MAX || total < f->pos || (uint64_t)total > SIZE_MAX)
+        return 0;
+    f->whole_tried = 1;
+    size_t in_len = (size_t)f->file_size, len = (size_t)total;
+    unsigned char *in = nnd_alloc(in_len), *out = NULL;
+    struct libdeflate_decompressor *d = NULL;
+    int rc = 0;
+    if (!in || !read_at(f, in, in_len, 0)) {
+        rc = in ? read_error(f, err) : out_of_memory(f->path, err);
+        goto done;
+    }
+    const unsigned char *tail = in + in_len - 4;
+    uint32_t field = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 |
+                     (uint32_t)tail[3] << 24;
+    if (field != (uint32_t)len)
+        goto done;
+    out = nnd_alloc(len ? len : 1);
+    d = libdeflate_alloc_decompressor();
+    if (!out || !d) {
+        rc = out_of_memory(f->path, err);
+        goto done;
+    }
+    size_t used = 0, made = 0;
+    /* Only one member that fills the buffer exactly: a second member (or trailing
+     * bytes), a length other than the header's and damage all stream instead. */
+    if (libdeflate_gzip_decompress_ex(d, in, in_len, out, len, &used, &made) ==
+            LIBDEFLATE_SUCCESS &&
+        used == in_len && made == len) {
+        f->whole = out;
+        f->whole_len = (int64_t)len;
+        out = NULL;
+    }
+done:
+    if (d)
+        libdeflate_free_decompressor(d);
+    nnd_free(out);
+    nnd_free(in);
+    return rc;
+}
+
 int64_t data_read(DataFile *f, void *buf, int64_t n, NndErr *err)
 {
     int64_t got;
-    if (f->gz) {
+    if (f->whole) {
+        got = f->whole_len - f->pos < n ? f->whole_len - f->pos : n;
+        memcpy(buf, f->whole + f->pos, (size_t)got);
+    } else if (f->gz) {
         got = gz_read(f, buf, n, err);
     } else {
         got = (int64_t)fread(buf, 1, (size_t)n, f->fp);
@@ -502,6 +570,8 @@ static int read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int
                      NndErr *err)
 {
     NndErr sub;
+    if (data_inflate_all(f, f->pos + nbytes, err) != 0)
+        return -1;
     if (!raw && nnd_tensor_alloc(out, data_out_dtype(t.kind, role, o), rank, shape, &sub) != 0)
         return nnd_err(err, "%s: %s", f->path, sub.msg);
     unsigned char *chunk = raw ? NULL : nnd_alloc(CHUNK_SIZE);
@@ -629,6 +699,17 @@ int data_read_rows(DataFile *f, int rank, const int64_t *shape, RawType t, int64
     if (role != NND_FEATURES || !convert_cannot_fail(t.kind, dtype, o->scale) ||
         (uint64_t)nbytes > SIZE_MAX)
         return 0;
+    if (data_inflate_all(f, f->pos + nbytes, err) != 0)
+        return -1;
+    if (f->whole) {
+        /* the body is the rest of the inflated stream: the rows are read there */
+        *out = rows_new(NULL, 0, f->whole, f->whole + f->pos, rank, shape, t, dtype, o->scale);
+        if (!*out)
+            return out_of_memory(f->path, err);
+        f->whole = NULL;
+        f->pos += nbytes;
+        return 0;
+    }
     unsigned char *raw = nnd_alloc(nbytes > 0 ? (size_t)nbytes : 1);
     if (!raw)
         return 0; /* the caller loads the body, and says what memory is missing */

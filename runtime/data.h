@@ -1,8 +1,9 @@
 /* data: what the loaders (idx.c, npy.c, csv.c) share; private to the runtime.
  *
  * A DataFile reads a file as a byte stream, inflating it on the fly when it starts
- * with the gzip magic 1f 8b.  zlib's memory comes from nnd_alloc, so a failing
- * allocator reaches every path.  Raw element types are decoded byte by byte, so
+ * with the gzip magic 1f 8b (or all at once before a body: data_inflate_all).  zlib's
+ * memory and the inflated buffers come from nnd_alloc, so a failing allocator
+ * reaches every path.  Raw element types are decoded byte by byte, so
  * nothing depends on the host's byte order. */
 #ifndef NND_DATA_H
 #define NND_DATA_H
@@ -32,6 +33,11 @@ typedef struct DataFile {
      * means bytes after the gzip data rather than damage inside it. */
     int between_members;
     int64_t pos; /* bytes delivered so far */
+    /* A gzip file's whole decompressed stream (nnd_alloc'd), where data_inflate_all
+     * made it; reads then come from here, and zs is not used again. */
+    unsigned char *whole;
+    int64_t whole_len;
+    int whole_tried; /* data_inflate_all ran (it runs once) */
 } DataFile;
 
 /* Opens path; on failure f is closed and err names the file. */
@@ -39,6 +45,12 @@ int data_open(DataFile *f, const char *path, NndErr *err);
 void data_close(DataFile *f);
 /* Reads up to n bytes; fewer only at the end of the stream.  Returns the count or -1. */
 int64_t data_read(DataFile *f, void *buf, int64_t n, NndErr *err);
+/* Before the body of a gzip file is read, the stream's length `total` declared by
+ * its header: inflates the whole stream at once into f->whole (libdeflate, about
+ * twice zlib's speed) where the file is one gzip member of exactly that length.
+ * Otherwise, or for a plain file, nothing changes and reads stream as before (zlib
+ * then says what is wrong with a damaged file).  -1 when memory or reading fails. */
+int data_inflate_all(DataFile *f, int64_t total, NndErr *err);
 /* An upper bound on the total stream length: exact for plain files; for gzip,
  * deflate expands at most 1032:1. */
 int64_t data_file_limit(const DataFile *f);

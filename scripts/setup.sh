@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git llvm-19-dev flex bison libcmocka-dev
-          libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist fortunes python3-numpy
+          libopenblas-dev zlib1g-dev libdeflate-dev libjansson-dev dataset-fashion-mnist fortunes python3-numpy
           protobuf-compiler libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = --test ]; then
     packages+=(clang-format python3-torch clang-19 libclang-rt-19-dev)

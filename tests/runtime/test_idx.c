@@ -14,6 +14,9 @@
 
 #include "helpers.h"
 
+/* the runtime's private byte streams, for which gzip files inflate all at once */
+#include "../../runtime/data.h"
+
 typedef struct IdxType {
     int code;
     const char *name;
@@ -178,6 +181,105 @@ static void test_large_and_multi_member(void **state)
             assert_int_equal(((int32_t *)x.data)[i], (int16_t)(i % 65536));
         nnd_tensor_free(&x);
     }
+    bytes_free(&b);
+}
+
+static unsigned char *read_whole_file(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long len = ftell(fp);
+    assert_true(len > 0);
+    rewind(fp);
+    unsigned char *p = malloc((size_t)len);
+    assert_int_equal(fread(p, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    *n = (size_t)len;
+    return p;
+}
+
+/* Reads path's first `head` bytes as a stream, then asks for the whole inflate of a
+ * stream declared declared_extra bytes longer than expect: *whole says whether it was
+ * made; the rest must read back as expect's. */
+static void read_after_inflate_all(const char *path, const Bytes *expect, size_t head,
+                                   long declared_extra, int *whole)
+{
+    DataFile f;
+    NndErr err;
+    assert_int_equal(data_open(&f, path, &err), 0);
+    unsigned char *got = malloc(expect->n + 1);
+    assert_int_equal(data_read(&f, got, (int64_t)head, &err), (int64_t)head);
+    assert_int_equal(data_inflate_all(&f, (int64_t)(expect->n + declared_extra), &err), 0);
+    *whole = f.whole != NULL;
+    if (f.whole)
+        assert_int_equal(f.whole_len, (int64_t)expect->n);
+    int64_t rest = (int64_t)(expect->n - head);
+    assert_int_equal(data_read(&f, got + head, rest + 1, &err), rest);
+    assert_memory_equal(got, expect->p, expect->n);
+    data_close(&f);
+    free(got);
+}
+
+/* A gzip file of one member inflates at once (libdeflate), after a header already
+ * read by streaming; a file of several members, a length field that does not match
+ * and a plain file keep streaming, to the same bytes. */
+static void test_inflate_all(void **state)
+{
+    Bytes b = {0};
+    for (int i = 0; i < 300000; i++)
+        bytes_u8(&b, (unsigned)(i % 251 * 7 % 256));
+    const char *one = tmp_path("inflate_one.gz");
+    write_gz(one, b.p, b.n, 0);
+    int whole;
+    read_after_inflate_all(one, &b, 16, 0, &whole);
+    assert_true(whole);
+    read_after_inflate_all(one, &b, 0, 0, &whole);
+    assert_true(whole);
+    /* a header declaring more or less than the file holds: streamed, as before */
+    read_after_inflate_all(one, &b, 16, 1, &whole);
+    assert_false(whole);
+    read_after_inflate_all(one, &b, 16, -1, &whole);
+    assert_false(whole);
+
+    /* the last member's length field is the whole length, but there are two */
+    const char *two = tmp_path("inflate_two.gz");
+    write_gz(two, b.p, 1000, 0);
+    write_gz(two, b.p + 1000, b.n - 1000, 1);
+    size_t gn;
+    unsigned char *g = read_whole_file(two, &gn);
+    g[gn - 4] = (unsigned char)(b.n & 0xff);
+    g[gn - 3] = (unsigned char)(b.n >> 8 & 0xff);
+    g[gn - 2] = (unsigned char)(b.n >> 16 & 0xff);
+    write_file(two, g, gn);
+    free(g);
+    DataFile f;
+    NndErr err;
+    assert_int_equal(data_open(&f, two, &err), 0);
+    assert_int_equal(data_inflate_all(&f, (int64_t)b.n, &err), 0);
+    assert_null(f.whole);
+    data_close(&f);
+
+    /* the length field one more than the data, as the header says: libdeflate
+     * refuses it, and zlib's stream names the damage */
+    g = gzip_bytes(b.p, b.n, &gn);
+    g[gn - 4]++;
+    const char *len = tmp_path("inflate_length.gz");
+    write_file(len, g, gn);
+    free(g);
+    assert_int_equal(data_open(&f, len, &err), 0);
+    assert_int_equal(data_inflate_all(&f, (int64_t)b.n + 1, &err), 0);
+    assert_null(f.whole);
+    unsigned char *buf = malloc(b.n + 1);
+    assert_int_equal(data_read(&f, buf, (int64_t)b.n + 1, &err), -1);
+    assert_non_null(strstr(err.msg, "corrupt gzip data"));
+    data_close(&f);
+    free(buf);
+
+    const char *plain = tmp_path("inflate_plain.bin");
+    write_file(plain, b.p, b.n);
+    read_after_inflate_all(plain, &b, 16, 0, &whole);
+    assert_false(whole);
     bytes_free(&b);
 }
 
@@ -503,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_each_type),
         cmocka_unit_test(test_scale_zero_means_one),
         cmocka_unit_test(test_large_and_multi_member),
+        cmocka_unit_test(test_inflate_all),
         cmocka_unit_test(test_corrupt_headers),
         cmocka_unit_test(test_lying_sizes),
         cmocka_unit_test(test_corrupt_gzip),
