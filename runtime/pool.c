@@ -23,6 +23,16 @@
 #endif
 
 void openblas_set_num_threads(int num_threads);
+/* OpenBLAS's pthreads build has it (its fork handler stops its threads with it); its
+ * other builds do not: a weak reference, NULL there. */
+int blas_thread_shutdown_(void) __attribute__((weak));
+
+void nnd_blas_one_thread(void)
+{
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_)
+        blas_thread_shutdown_();
+}
 
 enum { SPIN_ROUNDS = 20000 };
 

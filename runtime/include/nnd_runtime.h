@@ -332,6 +332,12 @@ int nnd_check_env(NndErr *err);
 int nnd_bf16_native(void);
 /* x rounded to the nearest bf16 (ties to even; NaN stays NaN), as a float. */
 float nnd_bf16_round(float x);
+/* Tells OpenBLAS to run each call on its caller's thread alone (what nnd's pools
+ * need: they own the threads) and stops the threads of its pthreads build, which it
+ * starts when it loads, one per core, and which spin for about 0.1 s before they
+ * sleep: through a program's start, on the cores its own threads want.  For programs
+ * whose threads are nnd's; nnd_pool_create does the first part itself. */
+void nnd_blas_one_thread(void);
 /* Sets flush-to-zero and denormals-are-zero for the calling thread. */
 void nnd_flush_denormals(void);
 /* The same around a call into compiled code: enter returns the caller's mode,

@@ -1,10 +1,12 @@
 /* The thread pool: every index exactly once, in the documented contiguous ranges (the
  * same ones every call), inline without a pool or inside a job, many short jobs with
- * workers spinning or asleep, and denormals flushed on every thread that computes.
+ * workers spinning or asleep, denormals flushed on every thread that computes, and
+ * OpenBLAS's own threads stopped.
  *
  * Range functions run on worker threads, where cmocka's asserts cannot be used: they
  * only record, and the test thread checks afterwards. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "nnd_abi.h"
 
 enum { MAX_CALLS = 64 };
 
@@ -384,8 +387,39 @@ static void test_flush_denormals(void **state)
 #endif
 }
 
+/* Threads of this process (the entries of /proc/self/task), or -1 where unknown. */
+static long thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Run first, before any pool: the threads OpenBLAS's pthreads build started when it
+ * loaded stop, and its products still run (on the caller's thread). */
+static void test_blas_one_thread(void **state)
+{
+    long before = thread_count();
+    if (before < 0)
+        skip();
+    nnd_blas_one_thread();
+    print_message("threads: %ld before, %ld after\n", before, thread_count());
+    assert_int_equal(thread_count(), 1);
+    const double a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    double c[4] = {0};
+    nnd_gemm_f64(NULL, 0, 0, 2, 2, 2, a, 2, b, 2, 0, c, 2, 1, 0, 0, 0);
+    assert_true(c[0] == 19 && c[1] == 22 && c[2] == 43 && c[3] == 50);
+}
+
 int main(void)
 {
+    const struct CMUnitTest first[] = {cmocka_unit_test(test_blas_one_thread)};
+    int failed = cmocka_run_group_tests(first, NULL, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_count),        cmocka_unit_test(test_coverage),
         cmocka_unit_test(test_negative_n),           cmocka_unit_test(test_null_pool_inline),
@@ -393,5 +427,5 @@ int main(void)
         cmocka_unit_test(test_many_tiny_jobs),       cmocka_unit_test(test_wake_after_sleep),
         cmocka_unit_test(test_create_destroy),       cmocka_unit_test(test_flush_denormals),
     };
-    return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
+    return failed + cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
