@@ -29,6 +29,8 @@ static const Help helps[] = {
             "  --name NAME       the run's subdirectory of the `log` directory (default: the\n"
             "                    date and time it starts; resumed: the newest run)\n"
             "  --check-numerics  stop at the first op that makes NaN or Inf, and show it\n\n"
+            "Ctrl-C stops the run after the update it is in, with a checkpoint of it where\n"
+            "the program writes checkpoints (continue with --resume); again: at once.\n\n"
             "Under mpirun (mpirun -np N nnd run FILE.nnd), data-parallel on N processes:\n"
             "see docs/distributed.md.\n\n"
             "example: nnd run examples/fashion_mnist_mlp.nnd --set epochs=1 --time\n"},

@@ -3,6 +3,7 @@
  * save. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,12 +250,86 @@ static void print_gather(bool verbose, const Program *p, const NndPool *pool)
         printf("batches: gathered by the pool's %d threads\n", nnd_pool_threads(pool));
 }
 
+/* Ctrl-C (SIGINT) or SIGTERM during training: the first stops the run after the
+ * update it is in (with a checkpoint where the program writes them), a second one
+ * stops the process at once, as without the handler. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    static const char msg[] = "\nnnd: stopping after this step (a second Ctrl-C stops at once)\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)n;
+}
+
+/* Installs on_stop_signal for SIGINT and SIGTERM (old[2] keeps what was there); a
+ * signal the process was started ignoring (a shell's background job, nohup) stays
+ * ignored. */
+static void catch_stop_signals(struct sigaction old[2])
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++)
+        if (sigaction(sigs[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+}
+
+static void release_stop_signals(const struct sigaction old[2])
+{
+    sigaction(SIGINT, &old[0], NULL);
+    sigaction(SIGTERM, &old[1], NULL);
+}
+
+/* train_run, stopped by Ctrl-C or SIGTERM after an update; not under mpirun, where
+ * the ranks would stop at different steps. */
+static int train_stoppable(const Options *o, Program *p, Executable *x, Model *m, TrainOptions *to,
+                           NndTrainResult *res, char *err, size_t errlen)
+{
+    if (o->dist)
+        return train_run(p, x, m, to, res, err, errlen);
+    struct sigaction old[2];
+    catch_stop_signals(old);
+    to->stop = &stop_signal;
+    int rc = train_run(p, x, m, to, res, err, errlen);
+    release_stop_signals(old);
+    return rc;
+}
+
+/* What an interrupted run left, and how to go on; the exit code a shell gives a
+ * process the signal stopped (128 + its number). */
+static int report_interrupt(const Options *o, const Program *p, const NndTrainResult *res)
+{
+    fprintf(stderr, "nnd: interrupted after step %lld of %lld", (long long)res->steps,
+            (long long)program_total_steps(p));
+    if (p->ckpt_dir && res->checkpoint_step == res->steps)
+        fprintf(stderr, "; checkpoint written in %s: continue with `nnd run %s --resume %s`\n",
+                p->ckpt_dir, o->files.v[0], p->ckpt_dir);
+    else
+        fprintf(stderr, "; nothing saved (a `checkpoint every N steps to \"DIR\"` statement "
+                        "in the train block lets a run go on from where it stopped)\n");
+    return 128 + stop_signal;
+}
+
+/* --name: a directory name (or none given) */
+static bool valid_run_name(const char *name)
+{
+    return !name || (*name && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, ".."));
+}
+
 static int run_one(Options *o)
 {
     if (o->files.n != 1)
         return cli_usage_error("%s", "run takes one file");
-    if (o->name &&
-        (!*o->name || strchr(o->name, '/') || !strcmp(o->name, ".") || !strcmp(o->name, "..")))
+    if (!valid_run_name(o->name))
         return cli_usage_error("--name names the run's log subdirectory: a name without '/', "
                                "got '%s'",
                                o->name);
@@ -266,10 +341,9 @@ static int run_one(Options *o)
     int rc = NND_EXIT_ERROR;
     char err[1024] = "";
     Executable x;
-    bool have_x = false;
-    NndPool *pool = NULL;
     Model model;
-    bool have_model = false;
+    bool have_x = false, have_model = false;
+    NndPool *pool = NULL;
     if (p)
         p->rows_data = true; /* batches convert their rows: a gzip image set stays u8 */
     if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
@@ -358,7 +432,7 @@ static int run_one(Options *o)
     NndTrainResult res = {0};
     EarlyReport early = {0};
     to.early = &early;
-    rc = train_run(p, &x, &model, &to, &res, err, sizeof err);
+    rc = train_stoppable(o, p, &x, &model, &to, &res, err, sizeof err);
     if (have_log && !lg.failed && (early.stopped || early.restored)) {
         /* the stop and the best step, as scalars at the step the run ended */
         NndErr le;
@@ -377,7 +451,9 @@ static int run_one(Options *o)
         }
         logger_close(&lg);
     }
-    if (rc != NND_EXIT_OK) {
+    if (rc == NND_EXIT_OK && res.interrupted) {
+        rc = report_interrupt(o, p, &res);
+    } else if (rc != NND_EXIT_OK) {
         if (res.nonfinite == 2) {
             numerics_report(p, &fe.diags, &res);
         } else {

@@ -273,6 +273,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     }
     r.t.progress = o->progress;
     r.t.interactive = o->interactive;
+    r.t.stop = o->stop;
     char what[160];
     if (x->engine == ENGINE_JIT)
         snprintf(what, sizeof what, "compiled, %d thread%s", nnd_pool_threads(o->pool),

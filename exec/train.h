@@ -42,6 +42,10 @@ typedef struct TrainOptions {
     int (*reduce)(void *ctx, double *vals, int n, NndErr *err);
     void (*ready)(NndStepArgs *args, int32_t state);
     void *reduce_ctx;
+    /* optional: once nonzero (set by a signal handler), training stops after the
+     * update it is in, with a checkpoint of it where the program checkpoints
+     * (NndTrainer.stop) */
+    const volatile sig_atomic_t *stop;
 } TrainOptions;
 
 /* Whether every op that reads the batch's x is a matrix product that runs on the

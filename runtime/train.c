@@ -683,15 +683,24 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             step++;
             break;
         }
-        if (t->checkpoint && t->ckpt_every > 0 &&
-            (step == total - 1 || (t->ckpt_in_epochs ? epoch_end && (epoch + 1) % t->ckpt_every == 0
-                                                     : (step + 1) % t->ckpt_every == 0))) {
+        int stop = t->stop && *t->stop && step < total - 1;
+        if (t->checkpoint &&
+            (stop || (t->ckpt_every > 0 &&
+                      (step == total - 1 ||
+                       (t->ckpt_in_epochs ? epoch_end && (epoch + 1) % t->ckpt_every == 0
+                                          : (step + 1) % t->ckpt_every == 0))))) {
             NndTrainPoint at = {step + 1, epoch, loss_sum, loss_n};
             if (t->checkpoint(t->ckpt_ctx, &at, err)) {
                 rc = -1;
                 step++;
                 break;
             }
+            res->checkpoint_step = step + 1;
+        }
+        if (stop) {
+            res->interrupted = 1;
+            step++;
+            break;
         }
     }
     /* resumed from a checkpoint at the run's end (killed before its save): nothing is

@@ -7,6 +7,7 @@
 #define NND_TRAIN_LOOP_H
 
 #include "nnd_abi.h"
+#include <signal.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -166,6 +167,10 @@ typedef struct NndTrainer {
      * gathered on another core would have to cross to it (784-32-10 on two threads:
      * 0.063-0.067 ms a step split, 0.051-0.055 on the caller, 0.050 on one thread) */
     int gather_on_caller;
+    /* non-NULL: read after each update; once nonzero (a signal handler sets it),
+     * training stops there, after writing a checkpoint of that step when checkpoint
+     * is set (unless it just wrote one), and res->interrupted says so */
+    const volatile sig_atomic_t *stop;
 } NndTrainer;
 
 typedef struct NndTrainResult {
@@ -174,6 +179,8 @@ typedef struct NndTrainResult {
     double seconds; /* in steps, evaluation excluded */
     double full_seconds; /* of that, in the steps that ran step_full and the hook */
     int64_t full_steps;
+    int interrupted; /* stopped by NndTrainer.stop after `steps` steps */
+    int64_t checkpoint_step; /* the step of the last checkpoint written (0: none) */
     int nonfinite; /* stopped at step `steps`: 1 on a NaN or infinite loss, 2 on
                       non-finite values found by checked code (below) */
     int64_t bad_node, bad_count, bad_epoch; /* nonfinite == 2: as in NndStepArgs */
