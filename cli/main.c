@@ -296,6 +296,7 @@ int main(int argc, char **argv)
     /* before anything else runs: OpenBLAS's idle threads would spin beside the
      * front end, the data's loading and the compile (cold compile 63 -> 57 ms) */
     nnd_blas_one_thread();
+    nnd_guard_mapped_files();
     NndErr env;
     if (nnd_check_env(&env) != 0)
         return cli_usage_error("%s", env.msg);

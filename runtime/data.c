@@ -687,6 +687,7 @@ int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRol
     }
     /* Batches take rows in shuffled order: read ahead only what is asked for. */
     posix_madvise(map, (size_t)f->file_size, POSIX_MADV_RANDOM);
+    data_map_register(map, (size_t)f->file_size, f->path);
     *out = r;
     return 0;
 }
@@ -740,8 +741,10 @@ void nnd_rows_free(NndRows *r)
 {
     if (!r)
         return;
-    if (r->map)
+    if (r->map) {
+        data_map_unregister(r->map);
         munmap(r->map, r->map_len);
+    }
     nnd_free(r->owned);
     nnd_free(r->rows);
     nnd_free(r);

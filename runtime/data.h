@@ -104,6 +104,11 @@ int data_read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int64
 int data_map_rows(DataFile *f, int rank, const int64_t *shape, RawType t, NndRole role,
                   const NndLoadOptions *o, NndRows **out);
 
+/* The mappings nnd_guard_mapped_files knows (mapguard.c): a data file's, named by
+ * path, from when it is mapped until it is unmapped. */
+void data_map_register(const void *p, size_t n, const char *path);
+void data_map_unregister(const void *p);
+
 /* After the header of a file data_map_rows could not map (gzip): *out the body read
  * into memory as it is stored (the u8 pixels of an image set: a quarter of them as
  * f32), converted when a gather takes the rows.  0 with *out NULL where the rows

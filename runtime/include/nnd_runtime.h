@@ -148,6 +148,11 @@ void nnd_rows_prefetch(const NndRows *r, const uint32_t *idx, int64_t b);
 /* Whether r is a mapped file (0: the rows are held in memory). */
 int nnd_rows_mapped(const NndRows *r);
 void nnd_rows_free(NndRows *r);
+/* For programs (the nnd command), not libraries: a SIGBUS in a mapped data file (one
+ * another process truncated during the run) prints the file's name and why, and
+ * exits with status 1, instead of the crash it would be; any other SIGBUS keeps its
+ * default action.  0, or -1 when the handler could not be installed. */
+int nnd_guard_mapped_files(void);
 
 /* CSV with a header line of column names.  label names the label column (NULL: the
  * last column); every other column is a feature, scaled by opts->scale.  x is

@@ -1,13 +1,17 @@
 /* The IDX loader: every element type, plain and gzip, and a corpus of broken files. */
+#define _POSIX_C_SOURCE 200809L
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
@@ -599,6 +603,58 @@ static void test_values_and_options(void **state)
     assert_null(x.data);
 }
 
+/* A mapped data file that another process truncates: reading a row past its new end
+ * is a message naming the file and exit status 1 (nnd_guard_mapped_files), not a
+ * crash; a SIGBUS sent by a process keeps its default action.  In child processes. */
+static void test_truncated_mapped_file(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* AddressSanitizer keeps SIGBUS for itself */
+#endif
+    const char *path = tmp_path("mapped_then_cut.idx");
+    uint32_t dims[2] = {1000, 4096}; /* a page a row */
+    write_u8_idx(path, 2, dims, (size_t)1000 * 4096, 0);
+    NndTensor x;
+    NndRows *rows;
+    NndErr err;
+    assert_int_equal(nnd_idx_map(path, NND_FEATURES, NULL, &x, &rows, &err), 0);
+    assert_true(nnd_rows_mapped(rows));
+    const char *log = tmp_path("mapped_then_cut.log");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr) || nnd_guard_mapped_files() != 0 ||
+            truncate(path, 16 + 4096 * 10) != 0)
+            _exit(3);
+        float *dst = malloc(4096 * sizeof(float));
+        uint32_t early = 5, late = 999;
+        nnd_rows_gather(rows, &early, 1, dst); /* still in the file */
+        nnd_rows_gather(rows, &late, 1, dst);
+        _exit(2);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    size_t n;
+    unsigned char *text = read_whole_file(log, &n);
+    text[n - 1] = 0;
+    assert_non_null(strstr((char *)text, path));
+    assert_non_null(strstr((char *)text, "the file became shorter while this run read it"));
+    free(text);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        nnd_guard_mapped_files();
+        raise(SIGBUS);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    nnd_rows_free(rows);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_lying_sizes),
         cmocka_unit_test(test_corrupt_gzip),
         cmocka_unit_test(test_rows_match_load),
+        cmocka_unit_test(test_truncated_mapped_file),
         cmocka_unit_test(test_values_and_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
