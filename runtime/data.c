@@ -200,10 +200,12 @@ int data_inflate_all(DataFile *f, int64_t total, NndErr *err)
     unsigned char *in = nnd_alloc(in_len), *out = NULL;
     struct libdeflate_decompressor *d = NULL;
     int rc = 0;
-    if (!in || !read_at(f, in, in_len, 0)) {
-        rc = in ? read_error(f, err) : out_of_memory(f->path, err);
+    if (!in) {
+        rc = out_of_memory(f->path, err);
         goto done;
     }
+    if (!read_at(f, in, in_len, 0))
+        goto done; /* the stream meets the same trouble, and says what it is */
     const unsigned char *tail = in + in_len - 4;
     uint32_t field = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 |
                      (uint32_t)tail[3] << 24;

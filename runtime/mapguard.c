@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+/* more mapped files at once than MAX_MAPS: the later ones are not known to the
+ * handler (their SIGBUS stays a crash); a longer path is cut */
 enum { MAX_MAPS = 64, PATH_BYTES = 512 };
 
 typedef struct Mapping {
