@@ -27,11 +27,20 @@ void openblas_set_num_threads(int num_threads);
  * other builds do not: a weak reference, NULL there. */
 int blas_thread_shutdown_(void) __attribute__((weak));
 
+/* Set once OpenBLAS's threads are stopped: setting its thread count again would
+ * start them again (0.3.21 restarts a stopped server there, as after a fork), to
+ * spin beside the pool's. */
+static atomic_bool blas_stopped;
+
 void nnd_blas_one_thread(void)
 {
+    if (atomic_load(&blas_stopped))
+        return;
     openblas_set_num_threads(1);
-    if (blas_thread_shutdown_)
+    if (blas_thread_shutdown_) {
         blas_thread_shutdown_();
+        atomic_store(&blas_stopped, true);
+    }
 }
 
 enum { SPIN_ROUNDS = 20000 };
@@ -143,7 +152,8 @@ NndPool *nnd_pool_create(int nthreads, NndErr *err)
     }
     if (nthreads > 256)
         nthreads = 256;
-    openblas_set_num_threads(1);
+    if (!atomic_load(&blas_stopped))
+        openblas_set_num_threads(1);
     nnd_flush_denormals();
     NndPool *p = calloc(1, sizeof *p);
     if (!p) {

@@ -410,6 +410,12 @@ static void test_blas_one_thread(void **state)
     nnd_blas_one_thread();
     print_message("threads: %ld before, %ld after\n", before, thread_count());
     assert_int_equal(thread_count(), 1);
+    /* a pool does not start them again (setting OpenBLAS's thread count would) */
+    NndErr err;
+    NndPool *pool = nnd_pool_create(2, &err);
+    assert_non_null(pool);
+    nnd_pool_destroy(pool);
+    assert_int_equal(thread_count(), 1);
     const double a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
     double c[4] = {0};
     nnd_gemm_f64(NULL, 0, 0, 2, 2, 2, a, 2, b, 2, 0, c, 2, 1, 0, 0, 0);
