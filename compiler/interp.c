@@ -290,9 +290,9 @@ static bool eval_source(Ev *e)
         y[0] = r->b->hypers[n->idx];
         break;
     case OP_RANDU:
+        nnd_random_uniform_fill(r->b->seed, n->key, 0, cnt, y);
         for (int64_t i = 0; i < cnt; i++)
-            y[i] =
-                a->v[0] + (b->v[0] - a->v[0]) * nnd_random_uniform(r->b->seed, n->key, (uint64_t)i);
+            y[i] = a->v[0] + (b->v[0] - a->v[0]) * y[i];
         break;
     case OP_RANDN:
         for (int64_t i = 0; i < cnt; i++)
@@ -308,8 +308,8 @@ static bool eval_source(Ev *e)
     }
     case OP_RANDSTEP: {
         uint64_t stream = n->key + (uint64_t)a->v[0] * 0x9E3779B97F4A7C15ull;
+        nnd_random_uniform_fill((uint64_t)n->num, stream, 0, cnt, y);
         for (int64_t i = 0; i < cnt; i++) {
-            y[i] = nnd_random_uniform((uint64_t)n->num, stream, (uint64_t)i);
             /* [0, 1) in f32 too: a draw that rounds up to 1 becomes the float below */
             if (n->dtype == NND_F32 && (float)y[i] >= 1.0f)
                 y[i] = 0x1.fffffep-1;

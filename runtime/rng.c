@@ -6,6 +6,7 @@
 #include "nnd_runtime.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Round multipliers and Weyl key increments from the paper. */
 #define PHILOX_M0 0xD2511F53u
@@ -66,6 +67,59 @@ uint64_t nnd_random_u64(uint64_t seed, uint64_t stream, uint64_t index)
 double nnd_random_uniform(uint64_t seed, uint64_t stream, uint64_t index)
 {
     return u64_to_unit(nnd_random_u64(seed, stream, index));
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef VECTOR_CLONES
+#define VECTOR_CLONES
+#endif
+
+enum { FILL_LANES = 8 };
+
+typedef uint64_t U64x8 __attribute__((vector_size(64)));
+typedef int64_t I64x8 __attribute__((vector_size(64)));
+typedef double F64x8 __attribute__((vector_size(64)));
+
+/* FILL_LANES consecutive counters' values at once: philox_round on vector lanes of
+ * 64 bits that hold 32-bit words (the products of two such are exact), the same
+ * values lane by lane. */
+VECTOR_CLONES static void uniform_lanes(uint32_t k0, uint32_t k1, uint64_t stream, uint64_t first,
+                                        double *out)
+{
+    const uint64_t low = 0xFFFFFFFFu;
+    U64x8 index = {0, 1, 2, 3, 4, 5, 6, 7};
+    index += first;
+    U64x8 c0 = index & low, c1 = index >> 32;
+    U64x8 c2 = (U64x8){0} + (stream & low), c3 = (U64x8){0} + (stream >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        U64x8 p0 = c0 * (uint64_t)PHILOX_M0, p1 = c2 * (uint64_t)PHILOX_M1;
+        U64x8 n0 = (p1 >> 32) ^ c1 ^ (uint64_t)k0, n2 = (p0 >> 32) ^ c3 ^ (uint64_t)k1;
+        c1 = p1 & low;
+        c3 = p0 & low;
+        c0 = n0;
+        c2 = n2;
+    }
+    /* u64_to_unit: the top 53 bits (below 2^53: exact as signed) times 2^-53 */
+    I64x8 top = (I64x8)((c0 | c1 << 32) >> 11);
+    F64x8 u = __builtin_convertvector(top, F64x8) * 0x1.0p-53;
+    memcpy(out, &u, sizeof u);
+}
+
+void nnd_random_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double *out)
+{
+    int64_t i = 0;
+    for (; i + FILL_LANES <= n; i += FILL_LANES)
+        uniform_lanes((uint32_t)seed, (uint32_t)(seed >> 32), stream, first + (uint64_t)i, out + i);
+    for (; i < n; i++)
+        out[i] = nnd_random_uniform(seed, stream, first + (uint64_t)i);
 }
 
 /* Box-Muller: z = sqrt(-2 ln(1 - u1)) cos(2 pi u2); 1 - u1 is in (0, 1], so the

@@ -82,6 +82,9 @@ void nnd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t ou
 uint64_t nnd_random_u64(uint64_t seed, uint64_t stream, uint64_t index);
 /* Uniform in [0, 1) with 53 random bits. */
 double nnd_random_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+/* out[i] = nnd_random_uniform(seed, stream, first + i) for i < n, many at once. */
+void nnd_random_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
+                             double *out);
 /* Standard normal (Box-Muller on two uniforms of the same counter). */
 double nnd_random_normal(uint64_t seed, uint64_t stream, uint64_t index);
 /* A uniformly random permutation of 0..n-1 (Fisher-Yates driven by the counter). */

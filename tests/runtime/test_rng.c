@@ -88,6 +88,32 @@ static void test_determinism(void **state)
     assert_true(nnd_random_u64(7, 3, 11 + (1ull << 32)) != base);
 }
 
+/* The batched fill gives nnd_random_uniform's values bit for bit: lengths around
+ * the 16-lane blocks, a first index whose low word wraps inside a block, seeds and
+ * streams with both words set. */
+static void test_uniform_fill(void **state)
+{
+    const uint64_t seeds[] = {0, 42, 0xFEDCBA9876543210ull};
+    const uint64_t streams[] = {0, 7, 0x9E3779B97F4A7C15ull};
+    const uint64_t firsts[] = {0, 5, 0xFFFFFFF8ull, 0x123456789ull};
+    const int64_t lens[] = {0, 1, 15, 16, 17, 33, 1000};
+    double got[1000];
+    for (size_t a = 0; a < sizeof seeds / sizeof *seeds; a++)
+        for (size_t b = 0; b < sizeof streams / sizeof *streams; b++)
+            for (size_t c = 0; c < sizeof firsts / sizeof *firsts; c++)
+                for (size_t d = 0; d < sizeof lens / sizeof *lens; d++) {
+                    nnd_random_uniform_fill(seeds[a], streams[b], firsts[c], lens[d], got);
+                    for (int64_t i = 0; i < lens[d]; i++) {
+                        double want =
+                            nnd_random_uniform(seeds[a], streams[b], firsts[c] + (uint64_t)i);
+                        if (got[i] != want)
+                            fail_msg("seed %zu stream %zu first %zu: value %lld is %.17g, "
+                                     "not %.17g",
+                                     a, b, c, (long long)i, got[i], want);
+                    }
+                }
+}
+
 static void test_uniform_distribution(void **state)
 {
     enum { N = 200000, BINS = 20 };
@@ -227,15 +253,11 @@ static void test_stream_of(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_philox_known_answers),
-        cmocka_unit_test(test_u64_layout),
-        cmocka_unit_test(test_determinism),
-        cmocka_unit_test(test_uniform_distribution),
-        cmocka_unit_test(test_normal_distribution),
-        cmocka_unit_test(test_permutation_valid),
-        cmocka_unit_test(test_permutation_uniform),
-        cmocka_unit_test(test_permutation_pinned),
-        cmocka_unit_test(test_stream_of),
+        cmocka_unit_test(test_philox_known_answers), cmocka_unit_test(test_u64_layout),
+        cmocka_unit_test(test_determinism),          cmocka_unit_test(test_uniform_fill),
+        cmocka_unit_test(test_uniform_distribution), cmocka_unit_test(test_normal_distribution),
+        cmocka_unit_test(test_permutation_valid),    cmocka_unit_test(test_permutation_uniform),
+        cmocka_unit_test(test_permutation_pinned),   cmocka_unit_test(test_stream_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
