@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clones.h"
 #include "histogram.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -46,15 +47,6 @@ enum {
     TRASH = NND_HIST_BUCKETS, /* the bucket index of a non-finite value */
     GRAIN = 8, /* blocks a thread takes at least: small tensors stay on the caller */
 };
-
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef VECTOR_CLONES
-#define VECTOR_CLONES
-#endif
 
 typedef struct BlockStats {
     double lo, hi, sum, sq;

@@ -5,6 +5,8 @@
  * (seed, stream, index), so results do not depend on threads or call order. */
 #include "nnd_runtime.h"
 
+#include "clones.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -68,15 +70,6 @@ double nnd_random_uniform(uint64_t seed, uint64_t stream, uint64_t index)
 {
     return u64_to_unit(nnd_random_u64(seed, stream, index));
 }
-
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef VECTOR_CLONES
-#define VECTOR_CLONES
-#endif
 
 enum { FILL_LANES = 8 };
 
