@@ -46,9 +46,15 @@ MODELS = {
 NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024-10",
          "cnn": "CNN (conv5-conv5-fc)", "gpt": "GPT L4 H4 C128 T64 (seq/s)"}
 GPT_T = 64  # tokens per sequence: tokens/s = 64 x the figures of the gpt row
-# a model name ending so: the same program with --precision bf16, or with its f32
-# products on OpenBLAS's sgemm (NND_OWN_SGEMM=0) instead of nnd's AVX-512 kernels
-VARIANTS = {"-bf16": (["--precision", "bf16"], {}), "-openblas": ([], {"NND_OWN_SGEMM": "0"})}
+# a model name ending so: the same program with --precision bf16, with its f32
+# products on OpenBLAS's sgemm (NND_OWN_SGEMM=0) instead of nnd's AVX-512 kernels, or
+# with its 5x5 convolutions by im2col products (NND_WINOGRAD=0) instead of Winograd's
+VARIANTS = {"-bf16": (["--precision", "bf16"], {}), "-openblas": ([], {"NND_OWN_SGEMM": "0"}),
+            "-im2col": ([], {"NND_WINOGRAD": "0"})}
+# what a variant's extra line compares, and whether the variant is the faster one
+VARIANT_LINES = {"-bf16": ("bf16 against f32 (the floor is f32's)", True),
+                 "-openblas": ("f32 on nnd's kernels against OpenBLAS's", False),
+                 "-im2col": ("5x5 convolutions by Winograd against im2col", False)}
 
 
 def base(model):
@@ -241,8 +247,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default="mlp128,mlp128-openblas,mlp128-bf16,mlp32,mlp1024,"
-                    "mlp1024-openblas,mlp1024-bf16,cnn,cnn-bf16",
-                    help="NAME-bf16: NAME with --precision bf16; NAME-openblas: with NND_OWN_SGEMM=0")
+                    "mlp1024-openblas,mlp1024-bf16,cnn,cnn-im2col,cnn-bf16",
+                    help="NAME-bf16: NAME with --precision bf16; NAME-openblas: with NND_OWN_SGEMM=0; "
+                    "NAME-im2col: with NND_WINOGRAD=0")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--nnd", default=os.path.join(ROOT, "build", "nnd"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench"))
@@ -309,11 +316,10 @@ def main():
                 if sp:
                     print(f"{'':<34} {t:>7} threads against 1: {sp:.2f}x")
         if variant(model) and base(model) in models:
-            bf16 = variant(model) == "-bf16"
-            what = "bf16 against f32 (the floor is f32's)" if bf16 else "f32 on nnd's kernels against OpenBLAS's"
+            what, faster = VARIANT_LINES[variant(model)]
             for t in threads:
                 mine, other = res[(model, t)]["nnd"], res[(base(model), t)]["nnd"]
-                sp = ratio(mine, other) if bf16 else ratio(other, mine)
+                sp = ratio(mine, other) if faster else ratio(other, mine)
                 if sp:
                     print(f"{'':<34} {t:>7} {what}: {sp:.2f}x")
         # against PyTorch at its best thread setting

@@ -101,10 +101,12 @@ static int64_t grain_for(int64_t item_work)
 #define ELEM float
 #define SFX f32
 #define GEMM f32_sgemm
+#define WINOGRAD /* 5x5 convolutions of stride 1 (winograd.c) */
 #include "conv.c"
 #undef ELEM
 #undef SFX
 #undef GEMM
+#undef WINOGRAD
 
 #define ELEM double
 #define SFX f64
@@ -120,11 +122,13 @@ static int64_t grain_for(int64_t item_work)
 #define SFX bf16
 #define GEMM bf16_sgemm
 #define CONV_ONLY
+#define WINOGRAD /* in f32: faster than bf16 products here, and closer */
 #include "conv.c"
 #undef ELEM
 #undef SFX
 #undef GEMM
 #undef CONV_ONLY
+#undef WINOGRAD
 
 #else /* ELEM: the code for one element type */
 
@@ -379,6 +383,10 @@ void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w,
         memset(y, 0, (size_t)(s->n * s->o * s->oh * s->ow) * sizeof(T));
         return;
     }
+#ifdef WINOGRAD
+    if (wino_fits(s) && wino_enabled() && wino_conv2d(pool, s, x, w, y) == 0)
+        return;
+#endif
     int64_t units = s->n * s->groups, threads = nnd_pool_threads(pool);
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), ceil_div(threads, units)), .x = x, .w = w, .y = y};
     int64_t items = s->n * s->groups * j.g.tiles;
@@ -439,6 +447,10 @@ void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy,
         memset(dx, 0, (size_t)(s->n * s->c * s->h * s->w) * sizeof(T));
         return;
     }
+#ifdef WINOGRAD
+    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_input(pool, s, dy, w, dx) == 0)
+        return;
+#endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .w = w, .dy = dy, .dx = dx};
     nnd_parallel_for(pool, F(grad_input_range), &j, s->n * s->groups,
                      grain_for(j.g.og * j.g.k * j.g.p));
@@ -507,6 +519,10 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
         memset(dw, 0, (size_t)size * sizeof(T));
         return;
     }
+#ifdef WINOGRAD
+    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_weight(pool, s, x, dy, dw) == 0)
+        return;
+#endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .x = x, .dy = dy, .dw = dw};
     int64_t threads = nnd_pool_threads(pool);
     int64_t work = s->n * s->o * j.g.k * j.g.p;

@@ -109,6 +109,12 @@ int nnd_check_env(NndErr *err)
                        "NND_OWN_SGEMM='%.40s' must be 0 (OpenBLAS's sgemm) or 1 (nnd's AVX-512 "
                        "kernels where the CPU has them, the default)",
                        own);
+    const char *wino = getenv("NND_WINOGRAD");
+    if (wino && strcmp(wino, "0") != 0 && strcmp(wino, "1") != 0)
+        return nnd_err(err,
+                       "NND_WINOGRAD='%.40s' must be 0 (5x5 convolutions by im2col products) or 1 "
+                       "(by Winograd's F(2x2, 5x5) where the CPU has AVX-512, the default)",
+                       wino);
     return 0;
 }
 

@@ -45,6 +45,11 @@ printf '%s\n' "$out" | grep -q "^precision: bf16 products\|precision = bf16 is e
     { echo "FAIL: nnd run --precision bf16:"; printf '%s\n' "$out"; fail=1; }
 printf '%s\n' "$out" | grep -q "^time: .*; bf16 products \(on AVX512-BF16\|emulated\))" ||
     { echo "FAIL: nnd run --precision bf16 --time:"; printf '%s\n' "$out"; fail=1; }
+err=$(NND_WINOGRAD=2 "$nnd" run "$mlp" 2>&1)
+status=$?
+{ [ $status -eq 2 ] && printf '%s\n' "$err" | grep -q "NND_WINOGRAD='2' must be 0"; } ||
+    { echo "FAIL: NND_WINOGRAD=2: exit status $status, stderr:"; printf '%s\n' "$err"; fail=1; }
+
 # NND_OWN_SGEMM=0: the f32 products on OpenBLAS, and --time says so
 out=$(NND_OWN_SGEMM=0 "$nnd" run "$examples/xor.nnd" --set epochs=2 --time 2>&1)
 printf '%s\n' "$out" | grep -q "^time: .*; f32 products on OpenBLAS)" ||

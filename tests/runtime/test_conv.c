@@ -4,7 +4,8 @@
  * no pool or pools of 1 to 4 threads; the same thread count gives the same bits every
  * call; the two gradients are the adjoints of the convolution (checked by inner
  * products in f64); max pooling picks the first maximum and never the padding; and
- * when malloc fails the convolutions still give the right sums (plain loops).
+ * when malloc fails the convolutions still give the right sums (plain loops); the
+ * 5x5 convolutions by Winograd's minimal filtering are within the same bounds.
  *
  * Inputs are multiples of 1/64 in [-1, 1], exact in float, so the f32 and f64 runs
  * multiply the same numbers and one double reference serves both.  Outputs start as
@@ -114,6 +115,23 @@ static void check_close(const double *got, const double *ref, const double *boun
         if (!(fabs(got[i] - ref[i]) <= tol))
             fail_msg("%s: element %zu = %.17g, expected %.17g (tolerance %g)", what, i, got[i],
                      ref[i], tol);
+    }
+}
+
+/* Checks got against ref within rel times the largest bound: Winograd's transforms mix
+ * the terms of neighbouring outputs, so its rounding is bounded normwise (an output
+ * whose terms are all 0 may come out as 1e-8 instead of 0), not elementwise. */
+static void check_close_normwise(const double *got, const double *ref, const double *bound,
+                                 size_t n, double rel, const char *what)
+{
+    double most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = bound[i] > most ? bound[i] : most;
+    for (size_t i = 0; i < n; i++) {
+        double tol = rel * most + 1e-300;
+        if (!(fabs(got[i] - ref[i]) <= tol))
+            fail_msg("%s: element %zu = %.17g, expected %.17g (tolerance %g, normwise)", what, i,
+                     got[i], ref[i], tol);
     }
 }
 
@@ -303,6 +321,9 @@ static void conv_op_ref(const ConvCase *c, ConvOp op, const double **ref, const 
                             : s->n * s->oh * s->ow;
 }
 
+/* Whether nnd_conv2d_f32 and its adjoints take Winograd's way for s */
+static int by_winograd(const NndConvShape *s) { return wino_fits(s) && wino_enabled(); }
+
 /* Every op in both dtypes on every pool, twice (the same bits), against the
  * references; then the adjoint identity <conv(x, w), dy> = <x, grad_input(dy, w)> =
  * <w, grad_weight(x, dy)> in f64. */
@@ -329,7 +350,8 @@ static void conv_case_check(const ConvCase *c)
             conv_run_f32(pools[t], c, (ConvOp)op, f2);
             describe_conv(what, sizeof what, &c->s, op_names[op], t);
             to_double(conv, f1, n);
-            check_close(conv, ref, bound, n, rel_f32(terms), what);
+            (by_winograd(&c->s) ? check_close_normwise : check_close)(conv, ref, bound, n,
+                                                                      rel_f32(terms), what);
             if (memcmp(f1, f2, n * sizeof(float)) != 0)
                 fail_msg("%s (f32): two calls differ", what);
 
@@ -435,6 +457,78 @@ static void test_conv_shapes(void **state)
     }
 }
 
+/* Winograd's F(2x2, 5x5) (winograd.c), called directly (so that it is tested on CPUs
+ * where nnd_conv2d_f32 would not choose it) on every pool, twice (the same bits),
+ * against the references; then through the public functions, which take it where
+ * the CPU has AVX-512.  Shapes: outputs of odd sizes (tiles cut by the edge), every
+ * padding it takes (0 to 4, different along the two axes), 16 and 48 channels (the
+ * products' 16-wide remainder), one image of one tile, and batches whose tiles
+ * leave the last block short; the CNN's second layer. */
+static void test_conv_winograd(void **state)
+{
+    enum { JUNK_BYTES = 8 << 20 };
+    const NndConvShape shapes[] = {
+        conv_shape(2, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1),
+        conv_shape(3, 16, 9, 7, 48, 5, 5, 1, 1, 2, 1, 1, 1, 1), /* odd outputs */
+        conv_shape(2, 48, 8, 11, 16, 5, 5, 1, 1, 0, 3, 1, 1, 1), /* 4 x 10 */
+        conv_shape(1, 16, 5, 6, 32, 5, 5, 1, 1, 0, 0, 1, 1, 1), /* one row of tiles */
+        conv_shape(1, 16, 2, 1, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* one tile, cut */
+        conv_shape(5, 32, 6, 5, 32, 5, 5, 1, 1, 4, 3, 1, 1, 1), /* padding past the kernel */
+        conv_shape(7, 16, 12, 13, 16, 5, 5, 1, 1, 1, 2, 1, 1, 1), /* 7 x 42 tiles: 10 blocks */
+    };
+    char what[512];
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const NndConvShape *sh = &shapes[si];
+        assert_true(shape_valid(sh) && wino_fits(sh));
+        ConvCase c;
+        conv_case_init(&c, sh, case_seed(3000 + (int)si));
+        size_t most = c.nx > c.ny ? c.nx : c.ny;
+        most = most > c.nw ? most : c.nw;
+        float *f1 = new_floats(most), *f2 = new_floats(most);
+        double *got = new_doubles(most);
+        for (int t = 0; t <= TEST_THREADS; t++)
+            for (int op = 0; op < OP_COUNT; op++) {
+                const double *ref, *bound;
+                size_t n;
+                int64_t terms;
+                conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
+                for (int k = 0; k < 2; k++) {
+                    float *f = k ? f2 : f1;
+                    fill_nan_f(f, n);
+                    /* its buffers (the caller's kept scratch) hold NaNs: none may leak */
+                    void *junk = thread_scratch(SCRATCH_PARTS, JUNK_BYTES);
+                    assert_non_null(junk);
+                    memset(junk, 0xff, JUNK_BYTES);
+                    int rc = op == OP_FWD   ? wino_conv2d(pools[t], sh, c.xf, c.wf, f)
+                             : op == OP_GIN ? wino_conv2d_grad_input(pools[t], sh, c.dyf, c.wf, f)
+                                            : wino_conv2d_grad_weight(pools[t], sh, c.xf, c.dyf, f);
+                    assert_int_equal(rc, 0);
+                }
+                describe_conv(what, sizeof what, sh, op_names[op], t);
+                to_double(got, f1, n);
+                check_close_normwise(got, ref, bound, n, rel_f32(terms), what);
+                if (memcmp(f1, f2, n * sizeof(float)) != 0)
+                    fail_msg("%s (Winograd): two calls differ", what);
+            }
+        free(f1);
+        free(f2);
+        free(got);
+        conv_case_free(&c);
+        check_shape(sh, 3000 + (int)si);
+    }
+    /* what it does not take */
+    NndConvShape no[] = {
+        conv_shape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), /* 3x3 */
+        conv_shape(2, 16, 8, 8, 16, 5, 5, 2, 2, 2, 2, 1, 1, 1), /* stride 2 */
+        conv_shape(2, 16, 12, 12, 16, 5, 5, 1, 1, 2, 2, 2, 2, 1), /* dilation 2 */
+        conv_shape(2, 32, 8, 8, 32, 5, 5, 1, 1, 2, 2, 1, 1, 2), /* groups */
+        conv_shape(2, 8, 8, 8, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* 8 input channels */
+        conv_shape(2, 16, 8, 8, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* 24 output channels */
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_false(wino_fits(&no[i]));
+}
+
 /* A worked example: 3x3 input 1..9, kernel [[1, 0], [0, -1]]: every output is
  * x[i, j] - x[i+1, j+1] = -4; with padding 1 and stride 2 the first three windows
  * see one element of x (times -1) and the last sees two. */
@@ -480,6 +574,7 @@ static void test_conv_no_memory(void **state)
         conv_shape(4, 4, 9, 8, 6, 3, 3, 2, 1, 1, 2, 1, 2, 2),
         conv_shape(3, 6, 7, 7, 6, 2, 3, 1, 1, 1, 0, 2, 1, 6),
         conv_shape(5, 8, 6, 6, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1),
+        conv_shape(2, 16, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* Winograd's */
     };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         ConvCase c;
@@ -507,7 +602,8 @@ static void test_conv_no_memory(void **state)
                     thread_scratch_fail(false);
                     describe_conv(what, sizeof what, &c.s, op_names[op], t);
                     to_double(conv, f, n);
-                    check_close(conv, ref, bound, n, rel_f32(terms), what);
+                    (by_winograd(&c.s) ? check_close_normwise : check_close)(conv, ref, bound, n,
+                                                                             rel_f32(terms), what);
                     check_close(d, ref, bound, n, 1e-12, what);
                 }
         free(f);
@@ -938,15 +1034,11 @@ int main(void)
     if (getenv("NND_CONV_BENCH"))
         return run_bench();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_known_values),
-        cmocka_unit_test(test_conv_grid),
-        cmocka_unit_test(test_conv_shapes),
-        cmocka_unit_test(test_conv_empty),
-        cmocka_unit_test(test_conv_no_memory),
-        cmocka_unit_test(test_maxpool_ties),
-        cmocka_unit_test(test_maxpool_special),
-        cmocka_unit_test(test_avgpool),
-        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_conv_known_values), cmocka_unit_test(test_conv_grid),
+        cmocka_unit_test(test_conv_shapes),       cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_conv_empty),        cmocka_unit_test(test_conv_no_memory),
+        cmocka_unit_test(test_maxpool_ties),      cmocka_unit_test(test_maxpool_special),
+        cmocka_unit_test(test_avgpool),           cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }

@@ -1,0 +1,524 @@
+/* winograd: 5x5 convolutions of stride 1 in f32 by Winograd's minimal filtering,
+ * F(2x2, 5x5) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+ * 2015).
+ *
+ * Each 2x2 block of outputs (a tile) of one output channel is
+ *     Y = A^T [ sum over input channels of (G g G^T) .* (B^T d B) ] A
+ * where d is the 6x6 block of input the tile reads and g the 5x5 filter: 36 products
+ * per tile and channel pair instead of 100.  The sum over input channels is, for each
+ * of the 36 positions xi of the transformed tile, a matrix product
+ *     M[xi] [tiles x o] = V[xi] [tiles x c] @ U[xi] [c x o],
+ * V = B^T d B the transformed input tiles, U = G g G^T the transformed filters.  The
+ * tiles are cut into blocks of TB; a block's V and M stay in the core's cache.  The
+ * input is first copied with its padding written out and the channels last, so that
+ * the transform of a tile runs on vectors of 16 channels.
+ *
+ * The points are 0, 1, -1, 2, -2 and infinity, with the fractions in G (applied once
+ * per call to the weights): B^T and A^T hold small integers.  The results differ from
+ * the direct sums by rounding only (about 1e-6 relative to the sums' magnitude; the
+ * tests compare with the direct convolution).
+ *
+ * The adjoint with respect to the input of a stride-1 convolution is itself one: the
+ * correlation of dy, padded by kh - 1 - ph, with the filters flipped and their two
+ * channel axes swapped.  Both run here; the weight gradient stays im2col (conv.c).
+ * Every tile is computed by one thread from the same operands in the same order, so
+ * the results do not depend on the thread count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clones.h"
+#include "kernels.h"
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+
+enum {
+    TB = 30, /* tiles per block: five groups of ROWS */
+    ROWS = 6, /* rows of M one step of the product computes */
+    XI = 36 /* positions of a transformed tile */
+};
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* One correlation: y[n][o][oh][ow] = sum over c, i, j of xp[n][2ty + i][2tx + j][c]
+ * g[o][c][i][j], with xp the input padded and channels last. */
+typedef struct Wino {
+    int64_t n, c, o; /* images, input and output channels */
+    int64_t oh, ow; /* output planes */
+    int64_t th, tw, tiles; /* tiles per image th x tw; tiles = n th tw */
+    int64_t hp, wp; /* xp's planes: (2 th + 4) x (2 tw + 4) */
+    int64_t top, left; /* the input's first row and column in xp */
+    int64_t h, w; /* the input's planes */
+    const float *x; /* [n][c][h][w] */
+    float *xp; /* [n][hp][wp][c] */
+    float *u; /* [XI][c][o] */
+    const float *wt; /* the filters, as stored */
+    int flip; /* grad_input: g[o][c][i][j] = wt[c][o][4 - i][4 - j] */
+    float *y;
+    /* parts of the tiles, each a thread's, with its own buffers for a block's V and M
+     * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to 2 th x 2 tw with the
+     * channels last; each part's du [XI][c][o]; dw [o][c][5][5] */
+    int64_t parts;
+    float *bufs;
+    const float *dy;
+    float *dyp, *du, *dw;
+} Wino;
+
+int wino_fits(const NndConvShape *s)
+{
+    return s->kh == 5 && s->kw == 5 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+           s->groups == 1 && s->c % 16 == 0 && s->o % 16 == 0 && s->ph >= 0 && s->ph <= 4 &&
+           s->pw >= 0 && s->pw <= 4 && s->n > 0 && s->oh > 0 && s->ow > 0 && s->h > 0 && s->w > 0;
+}
+
+int wino_enabled(void)
+{
+    const char *e = getenv("NND_WINOGRAD"); /* 0: im2col, to compare (bench/run.py) */
+    return f32_own() && !(e && strcmp(e, "0") == 0);
+}
+
+/* ---- the weights: u[xi][c][o] = (G g G^T)[xi] ----------------------------------------- */
+
+/* r[0:6] = G v for one column v[0:5] (stride sv) */
+INLINE void g_col(const float *v, int64_t sv, float *r, int64_t sr)
+{
+    float a = v[0], b = v[sv], c = v[2 * sv], d = v[3 * sv], e = v[4 * sv];
+    r[0] = a * 0.25f;
+    r[sr] = (a + b + c + d + e) * (1.0f / 6);
+    r[2 * sr] = (a - b + c - d + e) * (1.0f / 6);
+    r[3 * sr] = (a + 2 * b + 4 * c + 8 * d + 16 * e) * (1.0f / 24);
+    r[4 * sr] = (a - 2 * b + 4 * c - 8 * d + 16 * e) * (1.0f / 24);
+    r[5 * sr] = e;
+}
+
+static void weights_range(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    for (int64_t f = begin; f < end; f++) { /* oc fastest: u's stores in order */
+        int64_t ic = f / p->o, oc = f % p->o;
+        float g[25], t[30], r[36];
+        if (p->flip) /* wt: [c'][o'] = [o][c] of the correlation, flipped */
+            for (int k = 0; k < 25; k++)
+                g[k] = p->wt[(ic * p->o + oc) * 25 + 24 - k];
+        else
+            memcpy(g, p->wt + (oc * p->c + ic) * 25, sizeof g);
+        for (int j = 0; j < 5; j++) /* t[6][5] = G g */
+            g_col(g + j, 5, t + j, 5);
+        for (int i = 0; i < 6; i++) /* r[6][6] = t G^T */
+            g_col(t + i * 5, 1, r + i * 6, 1);
+        for (int xi = 0; xi < XI; xi++)
+            p->u[(xi * p->c + ic) * p->o + oc] = r[xi];
+    }
+}
+
+/* ---- the input, padded and channels last ---------------------------------------------- */
+
+/* dst [hd][wd][c] = src [c][h][w] placed at (top, left), zeros around it (what of
+ * src falls outside is left out); c a multiple of 16 */
+VECTOR_CLONES static void channels_last(const float *src, int64_t c, int64_t h, int64_t w,
+                                        float *dst, int64_t hd, int64_t wd, int64_t top,
+                                        int64_t left)
+{
+    int64_t rows = h < hd - top ? h : hd - top, cols = w < wd - left ? w : wd - left;
+    for (int64_t yy = 0; yy < hd; yy++) {
+        float *row = dst + yy * wd * c;
+        int64_t iy = yy - top;
+        if (iy < 0 || iy >= rows) {
+            memset(row, 0, (size_t)(wd * c) * sizeof(float));
+            continue;
+        }
+        memset(row, 0, (size_t)(left * c) * sizeof(float));
+        memset(row + (left + cols) * c, 0, (size_t)((wd - left - cols) * c) * sizeof(float));
+        for (int64_t c0 = 0; c0 < c; c0 += 16) {
+            const float *s = src + (c0 * h + iy) * w;
+            float *d = row + left * c + c0;
+            for (int64_t ix = 0; ix < cols; ix++) {
+                v16 v;
+                for (int l = 0; l < 16; l++)
+                    v[l] = s[l * h * w + ix];
+                *(v16u *)(d + ix * c) = v;
+            }
+        }
+    }
+}
+
+static void pad_range(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    for (int64_t b = begin; b < end; b++)
+        channels_last(p->x + b * p->c * p->h * p->w, p->c, p->h, p->w,
+                      p->xp + b * p->hp * p->wp * p->c, p->hp, p->wp, p->top, p->left);
+}
+
+/* ---- one block of tiles --------------------------------------------------------------- */
+
+/* The 1-D transform B^T d of six values */
+#define BT6(d0, d1, d2, d3, d4, d5, t)                                                             \
+    do {                                                                                           \
+        t[0] = 4.0f * d0 - 5.0f * d2 + d4;                                                         \
+        t[1] = 4.0f * (d1 + d2) - (d3 + d4);                                                       \
+        t[2] = 4.0f * (d2 - d1) + (d3 - d4);                                                       \
+        t[3] = 2.0f * (d3 - d1) + (d4 - d2);                                                       \
+        t[4] = 2.0f * (d1 - d3) + (d4 - d2);                                                       \
+        t[5] = 4.0f * d1 - 5.0f * d3 + d5;                                                         \
+    } while (0)
+
+/* v[xi][tl][c0 : c0 + 16] = (B^T d B)[xi] for the tile whose d starts at at */
+INLINE void input_tile(const float *at, int64_t wp, int64_t c, float *v, int64_t tl, int64_t c0)
+{
+    v16 t[6][6];
+    for (int j = 0; j < 6; j++) {
+        v16 d[6];
+        for (int i = 0; i < 6; i++)
+            d[i] = *(const v16u *)(at + (i * wp + j) * c);
+        v16 r[6];
+        BT6(d[0], d[1], d[2], d[3], d[4], d[5], r);
+        for (int i = 0; i < 6; i++)
+            t[i][j] = r[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        v16 r[6];
+        BT6(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r);
+        for (int j = 0; j < 6; j++)
+            *(v16u *)(v + ((i * 6 + j) * TB + tl) * c + c0) = r[j];
+    }
+}
+
+/* m[0:rows(6)][0:32] = a[6][k] @ b[k][32], a's rows lda apart, b's ldb, m's ldm; the
+ * 16 columns from 16 on only when wide */
+INLINE void product_6x32(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t k,
+                         float *m, int64_t ldm, int wide)
+{
+    v16 c[ROWS][2];
+    for (int r = 0; r < ROWS; r++)
+        c[r][0] = c[r][1] = (v16){0};
+    for (int64_t q = 0; q < k; q++) {
+        v16 b0 = *(const v16u *)(b + q * ldb), b1 = wide ? *(const v16u *)(b + q * ldb + 16) : b0;
+        for (int r = 0; r < ROWS; r++) {
+            v16 ar = (v16){0} + a[r * lda + q];
+            c[r][0] += ar * b0;
+            if (wide)
+                c[r][1] += ar * b1;
+        }
+    }
+    for (int r = 0; r < ROWS; r++) {
+        *(v16u *)(m + r * ldm) = c[r][0];
+        if (wide)
+            *(v16u *)(m + r * ldm + 16) = c[r][1];
+    }
+}
+
+/* The 2x2 outputs of tile t (block row tl), channels o0 .. o0 + 15, from m[xi][tl][o] */
+INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, int64_t o0)
+{
+    v16 s[6][2];
+    for (int i = 0; i < 6; i++) {
+        v16 q[6];
+        for (int j = 0; j < 6; j++)
+            q[j] = *(const v16u *)(m + ((i * 6 + j) * TB + tl) * p->o + o0);
+        s[i][0] = q[0] + q[1] + q[2] + q[3] + q[4];
+        s[i][1] = q[1] - q[2] + 2.0f * (q[3] - q[4]) + q[5];
+    }
+    v16 y[2][2];
+    for (int j = 0; j < 2; j++) {
+        y[0][j] = s[0][j] + s[1][j] + s[2][j] + s[3][j] + s[4][j];
+        y[1][j] = s[1][j] - s[2][j] + 2.0f * (s[3][j] - s[4][j]) + s[5][j];
+    }
+    int64_t per = p->th * p->tw, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
+    int64_t oy = 2 * ty, ox = 2 * tx, plane = p->oh * p->ow;
+    float *dst = p->y + (b * p->o + o0) * plane + oy * p->ow + ox;
+    int rows = oy + 1 < p->oh ? 2 : 1, cols = ox + 1 < p->ow ? 2 : 1;
+    for (int l = 0; l < 16; l++)
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                dst[l * plane + i * p->ow + j] = y[i][j][l];
+}
+
+/* v[xi][0:TB][0:c] = the transformed input tiles t0 .. t0 + nt - 1, then zeros */
+INLINE void input_block(const Wino *p, float *v, int64_t t0, int64_t nt)
+{
+    int64_t per = p->th * p->tw;
+    for (int64_t tl = 0; tl < TB; tl++) {
+        if (tl >= nt) { /* rows past the last tile: zeros, not whatever was there */
+            for (int xi = 0; xi < XI; xi++)
+                memset(v + (xi * TB + tl) * p->c, 0, (size_t)p->c * sizeof(float));
+            continue;
+        }
+        int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
+        const float *at = p->xp + ((b * p->hp + 2 * ty) * p->wp + 2 * tx) * p->c;
+        for (int64_t c0 = 0; c0 < p->c; c0 += 16)
+            input_tile(at + c0, p->wp, p->c, v, tl, c0);
+    }
+}
+
+/* Part k of the blocks of TB tiles (k B / parts .. (k + 1) B / parts), with the part's
+ * buffers: transform, multiply, transform back. */
+VECTOR_CLONES static void forward_part(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    int64_t blocks = (p->tiles + TB - 1) / TB;
+    size_t vn = (size_t)(XI * TB * p->c), mn = (size_t)(XI * TB * p->o);
+    for (int64_t k = begin; k < end; k++) {
+        float *v = p->bufs + (size_t)k * (vn + mn), *m = v + vn;
+        for (int64_t blk = blocks * k / p->parts; blk < blocks * (k + 1) / p->parts; blk++) {
+            int64_t t0 = blk * TB, nt = p->tiles - t0 < TB ? p->tiles - t0 : TB;
+            input_block(p, v, t0, nt);
+            for (int xi = 0; xi < XI; xi++) {
+                const float *a = v + xi * TB * p->c, *u = p->u + xi * p->c * p->o;
+                float *mx = m + xi * TB * p->o;
+                for (int64_t r0 = 0; r0 < TB; r0 += ROWS) {
+                    int64_t o0 = 0;
+                    for (; o0 + 32 <= p->o; o0 += 32)
+                        product_6x32(a + r0 * p->c, p->c, u + o0, p->o, p->c, mx + r0 * p->o + o0,
+                                     p->o, 1);
+                    if (o0 < p->o)
+                        product_6x32(a + r0 * p->c, p->c, u + o0, p->o, p->c, mx + r0 * p->o + o0,
+                                     p->o, 0);
+                }
+            }
+            for (int64_t tl = 0; tl < nt; tl++)
+                for (int64_t o0 = 0; o0 < p->o; o0 += 16)
+                    output_tile(p, m, t0 + tl, tl, o0);
+        }
+    }
+}
+
+/* The tiles and the padded planes of p's correlation */
+static void wino_geometry(Wino *p)
+{
+    p->th = (p->oh + 1) / 2;
+    p->tw = (p->ow + 1) / 2;
+    p->tiles = p->n * p->th * p->tw;
+    p->hp = 2 * p->th + 4;
+    p->wp = 2 * p->tw + 4;
+}
+
+/* ---- the weight gradient ---------------------------------------------------------------
+ * dU[xi] [c x o] = sum over tiles of V[xi]^T @ dM[xi], dM = A dY A^T the adjoint of the
+ * output transform for the tile's 2x2 block of dy; then dw = G^T dU G. */
+
+static void dy_pad_range(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    int64_t hh = 2 * p->th, ww = 2 * p->tw;
+    for (int64_t b = begin; b < end; b++)
+        channels_last(p->dy + b * p->o * p->oh * p->ow, p->o, p->oh, p->ow,
+                      p->dyp + b * hh * ww * p->o, hh, ww, 0, 0);
+}
+
+/* The 1-D adjoint A e of the output transform on two values */
+#define A6(e0, e1, r)                                                                              \
+    do {                                                                                           \
+        r[0] = e0;                                                                                 \
+        r[1] = e0 + e1;                                                                            \
+        r[2] = e0 - e1;                                                                            \
+        r[3] = e0 + 2.0f * e1;                                                                     \
+        r[4] = e0 - 2.0f * e1;                                                                     \
+        r[5] = e1;                                                                                 \
+    } while (0)
+
+/* m[xi][tl][o0 : o0 + 16] = (A dY A^T)[xi] for the tile whose dY starts at at */
+INLINE void dy_tile(const float *at, int64_t ww, int64_t o, float *m, int64_t tl, int64_t o0)
+{
+    v16 e[2][6]; /* e[a][j] = (dY A^T)[a][j] */
+    for (int a = 0; a < 2; a++)
+        A6(*(const v16u *)(at + a * ww * o), *(const v16u *)(at + (a * ww + 1) * o), e[a]);
+    for (int j = 0; j < 6; j++) { /* column j: r[i] = (A dY A^T)[i][j] */
+        v16 r[6];
+        A6(e[0][j], e[1][j], r);
+        for (int i = 0; i < 6; i++)
+            *(v16u *)(m + ((i * 6 + j) * TB + tl) * o + o0) = r[i];
+    }
+}
+
+/* du[0:8][0:32] += a[0:k][0:8]^T @ b[0:k][0:32] (a's rows lda apart, b's ldb, du's
+ * ldu); the 16 columns from 16 on only when wide */
+INLINE void product_t_8x32(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t k,
+                           float *du, int64_t ldu, int wide)
+{
+    v16 c[8][2];
+    for (int r = 0; r < 8; r++) {
+        c[r][0] = *(const v16u *)(du + r * ldu);
+        c[r][1] = wide ? *(const v16u *)(du + r * ldu + 16) : c[r][0];
+    }
+    for (int64_t q = 0; q < k; q++) {
+        v16 b0 = *(const v16u *)(b + q * ldb), b1 = wide ? *(const v16u *)(b + q * ldb + 16) : b0;
+        for (int r = 0; r < 8; r++) {
+            v16 ar = (v16){0} + a[q * lda + r];
+            c[r][0] += ar * b0;
+            if (wide)
+                c[r][1] += ar * b1;
+        }
+    }
+    for (int r = 0; r < 8; r++) {
+        *(v16u *)(du + r * ldu) = c[r][0];
+        if (wide)
+            *(v16u *)(du + r * ldu + 16) = c[r][1];
+    }
+}
+
+/* Part k of the tiles (blocks k B / parts .. (k + 1) B / parts) into its own du. */
+VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    int64_t blocks = (p->tiles + TB - 1) / TB, per = p->th * p->tw, ww = 2 * p->tw;
+    size_t vn = (size_t)(XI * TB * p->c), mn = (size_t)(XI * TB * p->o);
+    for (int64_t k = begin; k < end; k++) {
+        float *v = p->bufs + (size_t)k * (vn + mn), *m = v + vn;
+        float *du = p->du + k * XI * p->c * p->o;
+        memset(du, 0, (size_t)(XI * p->c * p->o) * sizeof(float));
+        for (int64_t blk = blocks * k / p->parts; blk < blocks * (k + 1) / p->parts; blk++) {
+            int64_t t0 = blk * TB, nt = p->tiles - t0 < TB ? p->tiles - t0 : TB;
+            input_block(p, v, t0, nt);
+            for (int64_t tl = 0; tl < TB; tl++) {
+                if (tl >= nt) { /* past the last tile: zeros */
+                    for (int xi = 0; xi < XI; xi++)
+                        memset(m + (xi * TB + tl) * p->o, 0, (size_t)p->o * sizeof(float));
+                    continue;
+                }
+                int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
+                const float *dat = p->dyp + ((b * 2 * p->th + 2 * ty) * ww + 2 * tx) * p->o;
+                for (int64_t o0 = 0; o0 < p->o; o0 += 16)
+                    dy_tile(dat + o0, ww, p->o, m, tl, o0);
+            }
+            for (int xi = 0; xi < XI; xi++) {
+                const float *a = v + xi * TB * p->c, *bm = m + xi * TB * p->o;
+                float *dux = du + xi * p->c * p->o;
+                for (int64_t c0 = 0; c0 < p->c; c0 += 8) {
+                    int64_t o0 = 0;
+                    for (; o0 + 32 <= p->o; o0 += 32)
+                        product_t_8x32(a + c0, p->c, bm + o0, p->o, TB, dux + c0 * p->o + o0, p->o,
+                                       1);
+                    if (o0 < p->o)
+                        product_t_8x32(a + c0, p->c, bm + o0, p->o, TB, dux + c0 * p->o + o0, p->o,
+                                       0);
+                }
+            }
+        }
+    }
+}
+
+/* r[0:5] = G^T v for one column v[0:6] (stride sv): the adjoint of g_col */
+INLINE void gt_col(const float *v, int64_t sv, float *r, int64_t sr)
+{
+    float s1 = v[sv] * (1.0f / 6), s2 = v[2 * sv] * (1.0f / 6);
+    float s3 = v[3 * sv] * (1.0f / 24), s4 = v[4 * sv] * (1.0f / 24);
+    r[0] = v[0] * 0.25f + s1 + s2 + s3 + s4;
+    r[sr] = s1 - s2 + 2 * (s3 - s4);
+    r[2 * sr] = s1 + s2 + 4 * (s3 + s4);
+    r[3 * sr] = s1 - s2 + 8 * (s3 - s4);
+    r[4 * sr] = s1 + s2 + 16 * (s3 + s4) + v[5 * sv];
+}
+
+/* dw for filters [begin, end): the parts' du added in part order, then G^T dU G */
+static void grad_weight_finish(void *ctx, int64_t begin, int64_t end)
+{
+    const Wino *p = ctx;
+    int64_t size = XI * p->c * p->o;
+    for (int64_t f = begin; f < end; f++) {
+        int64_t oc = f / p->c, ic = f % p->c;
+        float r[36], t[30];
+        for (int xi = 0; xi < XI; xi++) {
+            const float *d = p->du + (xi * p->c + ic) * p->o + oc;
+            float sum = d[0];
+            for (int64_t k = 1; k < p->parts; k++)
+                sum += d[k * size];
+            r[xi] = sum;
+        }
+        for (int j = 0; j < 6; j++) /* t[5][6] = G^T r */
+            gt_col(r + j, 6, t + j, 6);
+        for (int i = 0; i < 5; i++) /* dw[5][5] = t G */
+            gt_col(t + i * 6, 1, p->dw + f * 25 + i * 5, 1);
+    }
+}
+
+int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,
+                            float *dw)
+{
+    Wino p = {.n = s->n,
+              .c = s->c,
+              .o = s->o,
+              .oh = s->oh,
+              .ow = s->ow,
+              .top = s->ph,
+              .left = s->pw,
+              .h = s->h,
+              .w = s->w,
+              .x = x,
+              .dy = dy,
+              .dw = dw};
+    wino_geometry(&p);
+    int64_t blocks = (p.tiles + TB - 1) / TB, threads = nnd_pool_threads(pool);
+    p.parts = threads < blocks ? threads : blocks;
+    size_t xpn = (size_t)(p.n * p.hp * p.wp * p.c), dyn = (size_t)(p.n * 4 * p.th * p.tw * p.o);
+    size_t dun = (size_t)(p.parts * XI * p.c * p.o);
+    size_t bufn = (size_t)(p.parts * XI * TB * (p.c + p.o));
+    p.xp = thread_scratch(SCRATCH_PARTS, (xpn + dyn + dun + bufn) * sizeof(float));
+    if (!p.xp)
+        return -1;
+    p.dyp = p.xp + xpn;
+    p.du = p.dyp + dyn;
+    p.bufs = p.du + dun;
+    nnd_parallel_for(pool, pad_range, &p, p.n, 1);
+    nnd_parallel_for(pool, dy_pad_range, &p, p.n, 1);
+    nnd_parallel_for(pool, grad_weight_part, &p, p.parts, 1);
+    nnd_parallel_for(pool, grad_weight_finish, &p, p.o * p.c, 64);
+    return 0;
+}
+
+/* The correlation p describes (its sizes, x, wt, flip and y set): 0, or -1 without
+ * memory (nothing written). */
+static int wino_run(NndPool *pool, Wino *p)
+{
+    wino_geometry(p);
+    int64_t blocks = (p->tiles + TB - 1) / TB, threads = nnd_pool_threads(pool);
+    p->parts = threads < blocks ? threads : blocks;
+    size_t xpn = (size_t)(p->n * p->hp * p->wp * p->c), un = (size_t)(XI * p->c * p->o);
+    size_t bufn = (size_t)(p->parts * XI * TB * (p->c + p->o));
+    p->xp = thread_scratch(SCRATCH_PARTS, (xpn + un + bufn) * sizeof(float));
+    if (!p->xp)
+        return -1;
+    p->u = p->xp + xpn;
+    p->bufs = p->u + un;
+    nnd_parallel_for(pool, weights_range, p, p->c * p->o, 64);
+    nnd_parallel_for(pool, pad_range, p, p->n, 1);
+    nnd_parallel_for(pool, forward_part, p, p->parts, 1);
+    return 0;
+}
+
+int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y)
+{
+    Wino p = {.n = s->n,
+              .c = s->c,
+              .o = s->o,
+              .oh = s->oh,
+              .ow = s->ow,
+              .top = s->ph,
+              .left = s->pw,
+              .h = s->h,
+              .w = s->w,
+              .x = x,
+              .wt = w,
+              .flip = 0,
+              .y = y};
+    return wino_run(pool, &p);
+}
+
+int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy, const float *w,
+                           float *dx)
+{
+    Wino p = {.n = s->n,
+              .c = s->o,
+              .o = s->c,
+              .oh = s->h,
+              .ow = s->w,
+              .top = 4 - s->ph,
+              .left = 4 - s->pw,
+              .h = s->oh,
+              .w = s->ow,
+              .x = dy,
+              .wt = w,
+              .flip = 1,
+              .y = dx};
+    return wino_run(pool, &p);
+}
