@@ -1,28 +1,30 @@
-/* winograd: 5x5 convolutions of stride 1 in f32 by Winograd's minimal filtering,
- * F(2x2, 5x5) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
- * 2015).
+/* winograd: 5x5 and 3x3 convolutions of stride 1 in f32 by Winograd's minimal
+ * filtering, F(2x2, 5x5) and F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", 2015).
  *
- * Each 2x2 block of outputs (a tile) of one output channel is
+ * Each m x m block of outputs (a tile) of one output channel is
  *     Y = A^T [ sum over input channels of (G g G^T) .* (B^T d B) ] A
- * where d is the 6x6 block of input the tile reads and g the 5x5 filter: 36 products
- * per tile and channel pair instead of 100.  The sum over input channels is, for each
- * of the 36 positions xi of the transformed tile, a matrix product
+ * where d is the 6x6 block of input the tile reads and g the r x r filter (m = 2 for
+ * r = 5, m = 4 for r = 3): 36 products per tile and channel pair instead of 100 or
+ * 144.  The sum over input channels is, for each of the 36 positions xi of the
+ * transformed tile, a matrix product
  *     M[xi] [tiles x o] = V[xi] [tiles x c] @ U[xi] [c x o],
  * V = B^T d B the transformed input tiles, U = G g G^T the transformed filters.  The
  * tiles are cut into blocks of TB; a block's V and M stay in the core's cache.  The
  * input is first copied with its padding written out and the channels last, so that
  * the transform of a tile runs on vectors of 16 channels.
  *
- * The points are 0, 1, -1, 2, -2 and infinity, with the fractions in G (applied once
- * per call to the weights): B^T and A^T hold small integers.  The results differ from
- * the direct sums by rounding only (about 1e-6 relative to the sums' magnitude; the
- * tests compare with the direct convolution).
+ * Both use the six points 0, 1, -1, 2, -2 and infinity (so B^T is the same), with
+ * the fractions in G (applied once per call to the weights): B^T and A^T hold small
+ * integers.  The results differ from the direct sums by rounding only (about 1e-6
+ * relative to the sums' magnitude; the tests compare with sums in f64).
  *
  * The adjoint with respect to the input of a stride-1 convolution is itself one: the
- * correlation of dy, padded by kh - 1 - ph, with the filters flipped and their two
- * channel axes swapped.  Both run here; the weight gradient stays im2col (conv.c).
- * Every tile is computed by one thread from the same operands in the same order, so
- * the results do not depend on the thread count. */
+ * correlation of dy, padded by r - 1 - p, with the filters flipped and their two
+ * channel axes swapped.  The adjoint with respect to the weights sums V^T (A dY A^T)
+ * over the tiles.  Every tile and every part of the tiles is computed by one thread
+ * from the same operands in the same order, so the results depend on the thread
+ * count only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,11 +55,12 @@ typedef struct Wino {
     float *xp; /* [n][hp][wp][c] */
     float *u; /* [XI][c][o] */
     const float *wt; /* the filters, as stored */
-    int flip; /* grad_input: g[o][c][i][j] = wt[c][o][4 - i][4 - j] */
+    int r, m; /* the kernel r x r (5 or 3); outputs per tile m x m (2 or 4): r + m = 7 */
+    int flip; /* grad_input: g[o][c][i][j] = wt[c][o][r - 1 - i][r - 1 - j] */
     float *y;
     /* parts of the tiles, each a thread's, with its own buffers for a block's V and M
      * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to 2 th x 2 tw with the
-     * channels last; each part's du [XI][c][o]; dw [o][c][5][5] */
+     * channels last; each part's du [XI][c][o]; dw [o][c][r][r] */
     int64_t parts;
     float *bufs;
     const float *dy;
@@ -66,9 +69,10 @@ typedef struct Wino {
 
 int wino_fits(const NndConvShape *s)
 {
-    return s->kh == 5 && s->kw == 5 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
-           s->groups == 1 && s->c % 16 == 0 && s->o % 16 == 0 && s->ph >= 0 && s->ph <= 4 &&
-           s->pw >= 0 && s->pw <= 4 && s->n > 0 && s->oh > 0 && s->ow > 0 && s->h > 0 && s->w > 0;
+    return (s->kh == 5 || s->kh == 3) && s->kw == s->kh && s->sh == 1 && s->sw == 1 && s->dh == 1 &&
+           s->dw == 1 && s->groups == 1 && s->c % 16 == 0 && s->o % 16 == 0 && s->ph >= 0 &&
+           s->ph < s->kh && s->pw >= 0 && s->pw < s->kw && s->n > 0 && s->oh > 0 && s->ow > 0 &&
+           s->h > 0 && s->w > 0;
 }
 
 int wino_enabled(void)
@@ -79,35 +83,61 @@ int wino_enabled(void)
 
 /* ---- the weights: u[xi][c][o] = (G g G^T)[xi] ----------------------------------------- */
 
-/* r[0:6] = G v for one column v[0:5] (stride sv) */
-INLINE void g_col(const float *v, int64_t sv, float *r, int64_t sr)
+/* r[0:6] = G v for one column v[0:5] (stride sv), for 16 filters at once */
+INLINE void g_col5(const v16 *v, int sv, v16 *r, int sr)
 {
-    float a = v[0], b = v[sv], c = v[2 * sv], d = v[3 * sv], e = v[4 * sv];
+    v16 a = v[0], b = v[sv], c = v[2 * sv], d = v[3 * sv], e = v[4 * sv];
     r[0] = a * 0.25f;
     r[sr] = (a + b + c + d + e) * (1.0f / 6);
     r[2 * sr] = (a - b + c - d + e) * (1.0f / 6);
-    r[3 * sr] = (a + 2 * b + 4 * c + 8 * d + 16 * e) * (1.0f / 24);
-    r[4 * sr] = (a - 2 * b + 4 * c - 8 * d + 16 * e) * (1.0f / 24);
+    r[3 * sr] = (a + 2.0f * b + 4.0f * c + 8.0f * d + 16.0f * e) * (1.0f / 24);
+    r[4 * sr] = (a - 2.0f * b + 4.0f * c - 8.0f * d + 16.0f * e) * (1.0f / 24);
     r[5 * sr] = e;
 }
 
-static void weights_range(void *ctx, int64_t begin, int64_t end)
+/* the same for F(4x4, 3x3): v[0:3] */
+INLINE void g_col3(const v16 *v, int sv, v16 *r, int sr)
+{
+    v16 a = v[0], b = v[sv], c = v[2 * sv];
+    r[0] = a * 0.25f;
+    r[sr] = (a + b + c) * (1.0f / 6);
+    r[2 * sr] = (a - b + c) * (1.0f / 6);
+    r[3 * sr] = (a + 2.0f * b + 4.0f * c) * (1.0f / 24);
+    r[4 * sr] = (a - 2.0f * b + 4.0f * c) * (1.0f / 24);
+    r[5 * sr] = c;
+}
+
+/* u for input channel ic and output channels oc0 .. oc0 + 15: items are (ic, block of
+ * 16 output channels), the blocks fastest (u's stores in order) */
+VECTOR_CLONES static void weights_range(void *ctx, int64_t begin, int64_t end)
 {
     const Wino *p = ctx;
-    for (int64_t f = begin; f < end; f++) { /* oc fastest: u's stores in order */
-        int64_t ic = f / p->o, oc = f % p->o;
-        float g[25], t[30], r[36];
-        if (p->flip) /* wt: [c'][o'] = [o][c] of the correlation, flipped */
-            for (int k = 0; k < 25; k++)
-                g[k] = p->wt[(ic * p->o + oc) * 25 + 24 - k];
-        else
-            memcpy(g, p->wt + (oc * p->c + ic) * 25, sizeof g);
-        for (int j = 0; j < 5; j++) /* t[6][5] = G g */
-            g_col(g + j, 5, t + j, 5);
+    int rr = p->r, kk = rr * rr;
+    int64_t blocks = p->o / 16;
+    for (int64_t f = begin; f < end; f++) {
+        int64_t ic = f / blocks, oc0 = f % blocks * 16;
+        float gl[25][16];
+        for (int l = 0; l < 16; l++) {
+            int64_t oc = oc0 + l;
+            if (p->flip) { /* wt: [c'][o'] = [o][c] of the correlation, flipped */
+                const float *src = p->wt + (ic * p->o + oc) * kk;
+                for (int k = 0; k < kk; k++)
+                    gl[k][l] = src[kk - 1 - k];
+            } else {
+                const float *src = p->wt + (oc * p->c + ic) * kk;
+                for (int k = 0; k < kk; k++)
+                    gl[k][l] = src[k];
+            }
+        }
+        v16 g[25], t[30], r[36];
+        for (int k = 0; k < kk; k++)
+            g[k] = *(const v16u *)gl[k];
+        for (int j = 0; j < rr; j++) /* t[6][r] = G g */
+            (rr == 5 ? g_col5 : g_col3)(g + j, rr, t + j, rr);
         for (int i = 0; i < 6; i++) /* r[6][6] = t G^T */
-            g_col(t + i * 5, 1, r + i * 6, 1);
+            (rr == 5 ? g_col5 : g_col3)(t + i * rr, 1, r + i * 6, 1);
         for (int xi = 0; xi < XI; xi++)
-            p->u[(xi * p->c + ic) * p->o + oc] = r[xi];
+            *(v16u *)(p->u + (xi * p->c + ic) * p->o + oc0) = r[xi];
     }
 }
 
@@ -208,26 +238,42 @@ INLINE void product_6x32(const float *a, int64_t lda, const float *b, int64_t ld
     }
 }
 
-/* The 2x2 outputs of tile t (block row tl), channels o0 .. o0 + 15, from m[xi][tl][o] */
-INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, int64_t o0)
+/* The 1-D output transform A^T q of six values: m = 2 or 4 of them */
+#define AT6(q, y, m)                                                                               \
+    do {                                                                                           \
+        y[0] = q[0] + q[1] + q[2] + q[3] + q[4];                                                   \
+        if (m == 2) {                                                                              \
+            y[1] = q[1] - q[2] + 2.0f * (q[3] - q[4]) + q[5];                                      \
+        } else {                                                                                   \
+            y[1] = q[1] - q[2] + 2.0f * (q[3] - q[4]);                                             \
+            y[2] = q[1] + q[2] + 4.0f * (q[3] + q[4]);                                             \
+            y[3] = q[1] - q[2] + 8.0f * (q[3] - q[4]) + q[5];                                      \
+        }                                                                                          \
+    } while (0)
+
+/* The m x m outputs of tile t (block row tl), channels o0 .. o0 + 15, from
+ * m[xi][tl][o] */
+INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, int64_t o0, int mm)
 {
-    v16 s[6][2];
+    v16 s[6][4];
     for (int i = 0; i < 6; i++) {
         v16 q[6];
         for (int j = 0; j < 6; j++)
             q[j] = *(const v16u *)(m + ((i * 6 + j) * TB + tl) * p->o + o0);
-        s[i][0] = q[0] + q[1] + q[2] + q[3] + q[4];
-        s[i][1] = q[1] - q[2] + 2.0f * (q[3] - q[4]) + q[5];
+        AT6(q, s[i], mm);
     }
-    v16 y[2][2];
-    for (int j = 0; j < 2; j++) {
-        y[0][j] = s[0][j] + s[1][j] + s[2][j] + s[3][j] + s[4][j];
-        y[1][j] = s[1][j] - s[2][j] + 2.0f * (s[3][j] - s[4][j]) + s[5][j];
+    v16 y[4][4];
+    for (int j = 0; j < mm; j++) {
+        v16 q[6] = {s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]}, col[4];
+        AT6(q, col, mm);
+        for (int i = 0; i < mm; i++)
+            y[i][j] = col[i];
     }
     int64_t per = p->th * p->tw, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-    int64_t oy = 2 * ty, ox = 2 * tx, plane = p->oh * p->ow;
+    int64_t oy = mm * ty, ox = mm * tx, plane = p->oh * p->ow;
     float *dst = p->y + (b * p->o + o0) * plane + oy * p->ow + ox;
-    int rows = oy + 1 < p->oh ? 2 : 1, cols = ox + 1 < p->ow ? 2 : 1;
+    int rows = p->oh - oy < mm ? (int)(p->oh - oy) : mm;
+    int cols = p->ow - ox < mm ? (int)(p->ow - ox) : mm;
     for (int l = 0; l < 16; l++)
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < cols; j++)
@@ -245,7 +291,7 @@ INLINE void input_block(const Wino *p, float *v, int64_t t0, int64_t nt)
             continue;
         }
         int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-        const float *at = p->xp + ((b * p->hp + 2 * ty) * p->wp + 2 * tx) * p->c;
+        const float *at = p->xp + ((b * p->hp + p->m * ty) * p->wp + p->m * tx) * p->c;
         for (int64_t c0 = 0; c0 < p->c; c0 += 16)
             input_tile(at + c0, p->wp, p->c, v, tl, c0);
     }
@@ -266,19 +312,24 @@ VECTOR_CLONES static void forward_part(void *ctx, int64_t begin, int64_t end)
             for (int xi = 0; xi < XI; xi++) {
                 const float *a = v + xi * TB * p->c, *u = p->u + xi * p->c * p->o;
                 float *mx = m + xi * TB * p->o;
-                for (int64_t r0 = 0; r0 < TB; r0 += ROWS) {
-                    int64_t o0 = 0;
-                    for (; o0 + 32 <= p->o; o0 += 32)
+                /* a panel of 32 columns of U stays in L1 for the block's rows */
+                int64_t o0 = 0;
+                for (; o0 + 32 <= p->o; o0 += 32)
+                    for (int64_t r0 = 0; r0 < TB; r0 += ROWS)
                         product_6x32(a + r0 * p->c, p->c, u + o0, p->o, p->c, mx + r0 * p->o + o0,
                                      p->o, 1);
-                    if (o0 < p->o)
+                if (o0 < p->o)
+                    for (int64_t r0 = 0; r0 < TB; r0 += ROWS)
                         product_6x32(a + r0 * p->c, p->c, u + o0, p->o, p->c, mx + r0 * p->o + o0,
                                      p->o, 0);
-                }
             }
             for (int64_t tl = 0; tl < nt; tl++)
-                for (int64_t o0 = 0; o0 < p->o; o0 += 16)
-                    output_tile(p, m, t0 + tl, tl, o0);
+                for (int64_t o0 = 0; o0 < p->o; o0 += 16) {
+                    if (p->m == 2)
+                        output_tile(p, m, t0 + tl, tl, o0, 2);
+                    else
+                        output_tile(p, m, t0 + tl, tl, o0, 4);
+                }
         }
     }
 }
@@ -286,46 +337,61 @@ VECTOR_CLONES static void forward_part(void *ctx, int64_t begin, int64_t end)
 /* The tiles and the padded planes of p's correlation */
 static void wino_geometry(Wino *p)
 {
-    p->th = (p->oh + 1) / 2;
-    p->tw = (p->ow + 1) / 2;
+    p->m = 7 - p->r;
+    p->th = (p->oh + p->m - 1) / p->m;
+    p->tw = (p->ow + p->m - 1) / p->m;
     p->tiles = p->n * p->th * p->tw;
-    p->hp = 2 * p->th + 4;
-    p->wp = 2 * p->tw + 4;
+    p->hp = p->m * p->th + p->r - 1;
+    p->wp = p->m * p->tw + p->r - 1;
 }
 
 /* ---- the weight gradient ---------------------------------------------------------------
  * dU[xi] [c x o] = sum over tiles of V[xi]^T @ dM[xi], dM = A dY A^T the adjoint of the
- * output transform for the tile's 2x2 block of dy; then dw = G^T dU G. */
+ * output transform for the tile's m x m block of dy; then dw = G^T dU G. */
 
 static void dy_pad_range(void *ctx, int64_t begin, int64_t end)
 {
     const Wino *p = ctx;
-    int64_t hh = 2 * p->th, ww = 2 * p->tw;
+    int64_t hh = p->m * p->th, ww = p->m * p->tw;
     for (int64_t b = begin; b < end; b++)
         channels_last(p->dy + b * p->o * p->oh * p->ow, p->o, p->oh, p->ow,
                       p->dyp + b * hh * ww * p->o, hh, ww, 0, 0);
 }
 
-/* The 1-D adjoint A e of the output transform on two values */
-#define A6(e0, e1, r)                                                                              \
+/* The 1-D adjoint A e of the output transform on m = 2 or 4 values */
+#define A6(e, r, m)                                                                                \
     do {                                                                                           \
-        r[0] = e0;                                                                                 \
-        r[1] = e0 + e1;                                                                            \
-        r[2] = e0 - e1;                                                                            \
-        r[3] = e0 + 2.0f * e1;                                                                     \
-        r[4] = e0 - 2.0f * e1;                                                                     \
-        r[5] = e1;                                                                                 \
+        if (m == 2) {                                                                              \
+            r[0] = e[0];                                                                           \
+            r[1] = e[0] + e[1];                                                                    \
+            r[2] = e[0] - e[1];                                                                    \
+            r[3] = e[0] + 2.0f * e[1];                                                             \
+            r[4] = e[0] - 2.0f * e[1];                                                             \
+            r[5] = e[1];                                                                           \
+        } else {                                                                                   \
+            r[0] = e[0];                                                                           \
+            r[1] = e[0] + e[1] + e[2] + e[3];                                                      \
+            r[2] = e[0] - e[1] + e[2] - e[3];                                                      \
+            r[3] = e[0] + 2.0f * e[1] + 4.0f * e[2] + 8.0f * e[3];                                 \
+            r[4] = e[0] - 2.0f * e[1] + 4.0f * e[2] - 8.0f * e[3];                                 \
+            r[5] = e[3];                                                                           \
+        }                                                                                          \
     } while (0)
 
-/* m[xi][tl][o0 : o0 + 16] = (A dY A^T)[xi] for the tile whose dY starts at at */
-INLINE void dy_tile(const float *at, int64_t ww, int64_t o, float *m, int64_t tl, int64_t o0)
+/* m[xi][tl][o0 : o0 + 16] = (A dY A^T)[xi] for the tile whose m x m dY starts at at */
+INLINE void dy_tile(const float *at, int64_t ww, int64_t o, float *m, int64_t tl, int64_t o0,
+                    int mm)
 {
-    v16 e[2][6]; /* e[a][j] = (dY A^T)[a][j] */
-    for (int a = 0; a < 2; a++)
-        A6(*(const v16u *)(at + a * ww * o), *(const v16u *)(at + (a * ww + 1) * o), e[a]);
+    v16 e[4][6]; /* e[a][j] = (dY A^T)[a][j] */
+    for (int a = 0; a < mm; a++) {
+        v16 d[4];
+        for (int b = 0; b < mm; b++)
+            d[b] = *(const v16u *)(at + (a * ww + b) * o);
+        A6(d, e[a], mm);
+    }
     for (int j = 0; j < 6; j++) { /* column j: r[i] = (A dY A^T)[i][j] */
-        v16 r[6];
-        A6(e[0][j], e[1][j], r);
+        v16 col[4] = {e[0][j], e[1][j], e[2][j], e[3][j]}, r[6];
+        A6(col, r, mm);
         for (int i = 0; i < 6; i++)
             *(v16u *)(m + ((i * 6 + j) * TB + tl) * o + o0) = r[i];
     }
@@ -361,7 +427,7 @@ INLINE void product_t_8x32(const float *a, int64_t lda, const float *b, int64_t 
 VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end)
 {
     const Wino *p = ctx;
-    int64_t blocks = (p->tiles + TB - 1) / TB, per = p->th * p->tw, ww = 2 * p->tw;
+    int64_t blocks = (p->tiles + TB - 1) / TB, per = p->th * p->tw, ww = p->m * p->tw;
     size_t vn = (size_t)(XI * TB * p->c), mn = (size_t)(XI * TB * p->o);
     for (int64_t k = begin; k < end; k++) {
         float *v = p->bufs + (size_t)k * (vn + mn), *m = v + vn;
@@ -377,9 +443,14 @@ VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end
                     continue;
                 }
                 int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-                const float *dat = p->dyp + ((b * 2 * p->th + 2 * ty) * ww + 2 * tx) * p->o;
-                for (int64_t o0 = 0; o0 < p->o; o0 += 16)
-                    dy_tile(dat + o0, ww, p->o, m, tl, o0);
+                const float *dat =
+                    p->dyp + ((b * p->m * p->th + p->m * ty) * ww + p->m * tx) * p->o;
+                for (int64_t o0 = 0; o0 < p->o; o0 += 16) {
+                    if (p->m == 2)
+                        dy_tile(dat + o0, ww, p->o, m, tl, o0, 2);
+                    else
+                        dy_tile(dat + o0, ww, p->o, m, tl, o0, 4);
+                }
             }
             for (int xi = 0; xi < XI; xi++) {
                 const float *a = v + xi * TB * p->c, *bm = m + xi * TB * p->o;
@@ -398,37 +469,54 @@ VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end
     }
 }
 
-/* r[0:5] = G^T v for one column v[0:6] (stride sv): the adjoint of g_col */
-INLINE void gt_col(const float *v, int64_t sv, float *r, int64_t sr)
+/* r[0:5] = G^T v for one column v[0:6] (stride sv): the adjoint of g_col5 */
+INLINE void gt_col5(const v16 *v, int sv, v16 *r, int sr)
 {
-    float s1 = v[sv] * (1.0f / 6), s2 = v[2 * sv] * (1.0f / 6);
-    float s3 = v[3 * sv] * (1.0f / 24), s4 = v[4 * sv] * (1.0f / 24);
+    v16 s1 = v[sv] * (1.0f / 6), s2 = v[2 * sv] * (1.0f / 6);
+    v16 s3 = v[3 * sv] * (1.0f / 24), s4 = v[4 * sv] * (1.0f / 24);
     r[0] = v[0] * 0.25f + s1 + s2 + s3 + s4;
-    r[sr] = s1 - s2 + 2 * (s3 - s4);
-    r[2 * sr] = s1 + s2 + 4 * (s3 + s4);
-    r[3 * sr] = s1 - s2 + 8 * (s3 - s4);
-    r[4 * sr] = s1 + s2 + 16 * (s3 + s4) + v[5 * sv];
+    r[sr] = s1 - s2 + 2.0f * (s3 - s4);
+    r[2 * sr] = s1 + s2 + 4.0f * (s3 + s4);
+    r[3 * sr] = s1 - s2 + 8.0f * (s3 - s4);
+    r[4 * sr] = s1 + s2 + 16.0f * (s3 + s4) + v[5 * sv];
 }
 
-/* dw for filters [begin, end): the parts' du added in part order, then G^T dU G */
-static void grad_weight_finish(void *ctx, int64_t begin, int64_t end)
+/* r[0:3] = G^T v: the adjoint of g_col3 */
+INLINE void gt_col3(const v16 *v, int sv, v16 *r, int sr)
+{
+    v16 s1 = v[sv] * (1.0f / 6), s2 = v[2 * sv] * (1.0f / 6);
+    v16 s3 = v[3 * sv] * (1.0f / 24), s4 = v[4 * sv] * (1.0f / 24);
+    r[0] = v[0] * 0.25f + s1 + s2 + s3 + s4;
+    r[sr] = s1 - s2 + 2.0f * (s3 - s4);
+    r[2 * sr] = s1 + s2 + 4.0f * (s3 + s4) + v[5 * sv];
+}
+
+/* dw for input channel ic and output channels oc0 .. oc0 + 15 (items as in
+ * weights_range): the parts' du added in part order, then G^T dU G */
+VECTOR_CLONES static void grad_weight_finish(void *ctx, int64_t begin, int64_t end)
 {
     const Wino *p = ctx;
-    int64_t size = XI * p->c * p->o;
+    int rr = p->r, kk = rr * rr;
+    int64_t size = XI * p->c * p->o, blocks = p->o / 16;
     for (int64_t f = begin; f < end; f++) {
-        int64_t oc = f / p->c, ic = f % p->c;
-        float r[36], t[30];
+        int64_t ic = f / blocks, oc0 = f % blocks * 16;
+        v16 r[36], t[30], d[25];
         for (int xi = 0; xi < XI; xi++) {
-            const float *d = p->du + (xi * p->c + ic) * p->o + oc;
-            float sum = d[0];
+            const float *at = p->du + (xi * p->c + ic) * p->o + oc0;
+            v16 sum = *(const v16u *)at;
             for (int64_t k = 1; k < p->parts; k++)
-                sum += d[k * size];
+                sum += *(const v16u *)(at + k * size);
             r[xi] = sum;
         }
-        for (int j = 0; j < 6; j++) /* t[5][6] = G^T r */
-            gt_col(r + j, 6, t + j, 6);
-        for (int i = 0; i < 5; i++) /* dw[5][5] = t G */
-            gt_col(t + i * 6, 1, p->dw + f * 25 + i * 5, 1);
+        for (int j = 0; j < 6; j++) /* t[r][6] = G^T r */
+            (rr == 5 ? gt_col5 : gt_col3)(r + j, 6, t + j, 6);
+        for (int i = 0; i < rr; i++) /* d[r][r] = t G */
+            (rr == 5 ? gt_col5 : gt_col3)(t + i * 6, 1, d + i * rr, 1);
+        for (int l = 0; l < 16; l++) {
+            float *dst = p->dw + ((oc0 + l) * p->c + ic) * kk;
+            for (int k = 0; k < kk; k++)
+                dst[k] = d[k][l];
+        }
     }
 }
 
@@ -440,6 +528,7 @@ int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x
               .o = s->o,
               .oh = s->oh,
               .ow = s->ow,
+              .r = (int)s->kh,
               .top = s->ph,
               .left = s->pw,
               .h = s->h,
@@ -450,7 +539,8 @@ int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x
     wino_geometry(&p);
     int64_t blocks = (p.tiles + TB - 1) / TB, threads = nnd_pool_threads(pool);
     p.parts = threads < blocks ? threads : blocks;
-    size_t xpn = (size_t)(p.n * p.hp * p.wp * p.c), dyn = (size_t)(p.n * 4 * p.th * p.tw * p.o);
+    size_t xpn = (size_t)(p.n * p.hp * p.wp * p.c);
+    size_t dyn = (size_t)(p.n * p.m * p.th * p.m * p.tw * p.o);
     size_t dun = (size_t)(p.parts * XI * p.c * p.o);
     size_t bufn = (size_t)(p.parts * XI * TB * (p.c + p.o));
     p.xp = thread_scratch(SCRATCH_PARTS, (xpn + dyn + dun + bufn) * sizeof(float));
@@ -462,7 +552,7 @@ int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x
     nnd_parallel_for(pool, pad_range, &p, p.n, 1);
     nnd_parallel_for(pool, dy_pad_range, &p, p.n, 1);
     nnd_parallel_for(pool, grad_weight_part, &p, p.parts, 1);
-    nnd_parallel_for(pool, grad_weight_finish, &p, p.o * p.c, 64);
+    nnd_parallel_for(pool, grad_weight_finish, &p, p.c * (p.o / 16), 4);
     return 0;
 }
 
@@ -480,7 +570,7 @@ static int wino_run(NndPool *pool, Wino *p)
         return -1;
     p->u = p->xp + xpn;
     p->bufs = p->u + un;
-    nnd_parallel_for(pool, weights_range, p, p->c * p->o, 64);
+    nnd_parallel_for(pool, weights_range, p, p->c * (p->o / 16), 4);
     nnd_parallel_for(pool, pad_range, p, p->n, 1);
     nnd_parallel_for(pool, forward_part, p, p->parts, 1);
     return 0;
@@ -493,6 +583,7 @@ int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const floa
               .o = s->o,
               .oh = s->oh,
               .ow = s->ow,
+              .r = (int)s->kh,
               .top = s->ph,
               .left = s->pw,
               .h = s->h,
@@ -512,8 +603,9 @@ int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy
               .o = s->c,
               .oh = s->h,
               .ow = s->w,
-              .top = 4 - s->ph,
-              .left = 4 - s->pw,
+              .r = (int)s->kh,
+              .top = s->kh - 1 - s->ph,
+              .left = s->kw - 1 - s->pw,
               .h = s->oh,
               .w = s->ow,
               .x = dy,

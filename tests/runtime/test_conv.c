@@ -5,7 +5,8 @@
  * call; the two gradients are the adjoints of the convolution (checked by inner
  * products in f64); max pooling picks the first maximum and never the padding; and
  * when malloc fails the convolutions still give the right sums (plain loops); the
- * 5x5 convolutions by Winograd's minimal filtering are within the same bounds.
+ * 5x5 and 3x3 convolutions by Winograd's minimal filtering are within the same bounds,
+ * normwise.
  *
  * Inputs are multiples of 1/64 in [-1, 1], exact in float, so the f32 and f64 runs
  * multiply the same numbers and one double reference serves both.  Outputs start as
@@ -457,13 +458,13 @@ static void test_conv_shapes(void **state)
     }
 }
 
-/* Winograd's F(2x2, 5x5) (winograd.c), called directly (so that it is tested on CPUs
- * where nnd_conv2d_f32 would not choose it) on every pool, twice (the same bits),
- * against the references; then through the public functions, which take it where
- * the CPU has AVX-512.  Shapes: outputs of odd sizes (tiles cut by the edge), every
- * padding it takes (0 to 4, different along the two axes), 16 and 48 channels (the
- * products' 16-wide remainder), one image of one tile, and batches whose tiles
- * leave the last block short; the CNN's second layer. */
+/* Winograd's F(2x2, 5x5) and F(4x4, 3x3) (winograd.c), called directly (so that it is tested on
+ * CPUs where nnd_conv2d_f32 would not choose it) on every pool, twice (the same bits), against the
+ * references; then through the public functions, which take it where the CPU has AVX-512.  Shapes:
+ * outputs of odd sizes (tiles cut by the edge), every padding it takes (0 to 4, different along the
+ * two axes), 16 and 48 channels (the products' 16-wide remainder), one image of one tile, and
+ * batches whose tiles leave the last block short; the CNN's second layer; the same for 3x3 kernels.
+ */
 static void test_conv_winograd(void **state)
 {
     enum { JUNK_BYTES = 8 << 20 };
@@ -475,6 +476,12 @@ static void test_conv_winograd(void **state)
         conv_shape(1, 16, 2, 1, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* one tile, cut */
         conv_shape(5, 32, 6, 5, 32, 5, 5, 1, 1, 4, 3, 1, 1, 1), /* padding past the kernel */
         conv_shape(7, 16, 12, 13, 16, 5, 5, 1, 1, 1, 2, 1, 1, 1), /* 7 x 42 tiles: 10 blocks */
+        /* F(4x4, 3x3) */
+        conv_shape(2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(3, 16, 9, 7, 48, 3, 3, 1, 1, 1, 0, 1, 1, 1), /* 9 x 5: tiles cut */
+        conv_shape(2, 48, 6, 11, 16, 3, 3, 1, 1, 2, 0, 1, 1, 1), /* 8 x 9 */
+        conv_shape(1, 16, 3, 3, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1), /* one output */
+        conv_shape(9, 16, 10, 13, 16, 3, 3, 1, 1, 1, 2, 1, 1, 1), /* 9 x 12 tiles: 4 blocks */
     };
     char what[512];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -518,7 +525,8 @@ static void test_conv_winograd(void **state)
     }
     /* what it does not take */
     NndConvShape no[] = {
-        conv_shape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), /* 3x3 */
+        conv_shape(2, 16, 8, 8, 16, 3, 3, 1, 1, 3, 3, 1, 1, 1), /* 3x3, padding 3 */
+        conv_shape(2, 16, 8, 8, 16, 7, 7, 1, 1, 3, 3, 1, 1, 1), /* 7x7 */
         conv_shape(2, 16, 8, 8, 16, 5, 5, 2, 2, 2, 2, 1, 1, 1), /* stride 2 */
         conv_shape(2, 16, 12, 12, 16, 5, 5, 1, 1, 2, 2, 2, 2, 1), /* dilation 2 */
         conv_shape(2, 32, 8, 8, 32, 5, 5, 1, 1, 2, 2, 1, 1, 2), /* groups */
