@@ -51,11 +51,12 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                         int64_t ldc);
 
-/* Winograd's F(2x2, 5x5) for f32 convolutions (winograd.c): whether it computes the
- * convolution s (5x5, stride 1, no dilation or groups, channels in 16s); whether it is
- * on (on CPUs with AVX-512, where it was measured to win; NND_WINOGRAD=0 turns it off);
- * the forward pass and the adjoints for the input and the weights: 0, or -1 without memory (then
- * nothing was written). */
+/* Winograd's F(2x2, 5x5) and F(4x4, 3x3) for f32 convolutions (winograd.c): whether
+ * it computes the convolution s (5x5 or 3x3, stride 1, no dilation or groups, padding
+ * under the kernel's size, channels in 16s); whether it is on (on CPUs with AVX-512,
+ * where it was measured to win; NND_WINOGRAD=0 turns it off); the forward pass and
+ * the adjoints for the input and the weights: 0, or -1 without memory (then nothing
+ * was written). */
 int wino_fits(const NndConvShape *s);
 int wino_enabled(void);
 int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y);
@@ -63,6 +64,9 @@ int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy
                            float *dx);
 int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,
                             float *dw);
+/* For tests: the bytes of padded copies a call holds before it cuts the batch into
+ * chunks of images (0: the default, 32 MiB). */
+void wino_set_chunk_bytes(size_t bytes);
 
 /* For tests: the widest vector path that max pooling and u8_to_f32 take (2 AVX-512,
  * 1 AVX2, 0 none: the plain loops); returns the one that will run. */

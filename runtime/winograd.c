@@ -42,13 +42,14 @@ enum {
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* One correlation: y[n][o][oh][ow] = sum over c, i, j of xp[n][2ty + i][2tx + j][c]
- * g[o][c][i][j], with xp the input padded and channels last. */
+/* One correlation: y[n][o][oh][ow] = sum over c, i, j of xp[n][oh + i][ow + j][c]
+ * g[o][c][i][j], with xp the input padded and channels last (for a chunk of n images
+ * at a time). */
 typedef struct Wino {
     int64_t n, c, o; /* images, input and output channels */
     int64_t oh, ow; /* output planes */
     int64_t th, tw, tiles; /* tiles per image th x tw; tiles = n th tw */
-    int64_t hp, wp; /* xp's planes: (2 th + 4) x (2 tw + 4) */
+    int64_t hp, wp; /* xp's planes: (m th + r - 1) x (m tw + r - 1) */
     int64_t top, left; /* the input's first row and column in xp */
     int64_t h, w; /* the input's planes */
     const float *x; /* [n][c][h][w] */
@@ -58,10 +59,12 @@ typedef struct Wino {
     int r, m; /* the kernel r x r (5 or 3); outputs per tile m x m (2 or 4): r + m = 7 */
     int flip; /* grad_input: g[o][c][i][j] = wt[c][o][r - 1 - i][r - 1 - j] */
     float *y;
-    /* parts of the tiles, each a thread's, with its own buffers for a block's V and M
-     * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to 2 th x 2 tw with the
-     * channels last; each part's du [XI][c][o]; dw [o][c][r][r] */
+    /* parts of the tiles, one a thread, each with its own buffers for a block's V and M
+     * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to m th x m tw with the
+     * channels last; each part's du [XI][c][o] (zeroed by the first chunk); dw
+     * [o][c][r][r] */
     int64_t parts;
+    int first;
     float *bufs;
     const float *dy;
     float *dyp, *du, *dw;
@@ -432,7 +435,8 @@ VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end
     for (int64_t k = begin; k < end; k++) {
         float *v = p->bufs + (size_t)k * (vn + mn), *m = v + vn;
         float *du = p->du + k * XI * p->c * p->o;
-        memset(du, 0, (size_t)(XI * p->c * p->o) * sizeof(float));
+        if (p->first)
+            memset(du, 0, (size_t)(XI * p->c * p->o) * sizeof(float));
         for (int64_t blk = blocks * k / p->parts; blk < blocks * (k + 1) / p->parts; blk++) {
             int64_t t0 = blk * TB, nt = p->tiles - t0 < TB ? p->tiles - t0 : TB;
             input_block(p, v, t0, nt);
@@ -520,6 +524,20 @@ VECTOR_CLONES static void grad_weight_finish(void *ctx, int64_t begin, int64_t e
     }
 }
 
+/* The bytes of padded copies one call holds at most: a larger batch goes through in
+ * chunks of images (each chunk's results are those of the whole batch). */
+#define CHUNK_BYTES ((size_t)32 << 20)
+static size_t chunk_bytes = CHUNK_BYTES;
+
+void wino_set_chunk_bytes(size_t bytes) { chunk_bytes = bytes ? bytes : CHUNK_BYTES; }
+
+/* Images per chunk of p (its geometry set), per_image floats each. */
+static int64_t chunk_images(const Wino *p, size_t per_image)
+{
+    int64_t k = (int64_t)(chunk_bytes / (per_image * sizeof(float) + 1));
+    return k < 1 ? 1 : k > p->n ? p->n : k;
+}
+
 int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,
                             float *dw)
 {
@@ -533,25 +551,29 @@ int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x
               .left = s->pw,
               .h = s->h,
               .w = s->w,
-              .x = x,
-              .dy = dy,
               .dw = dw};
     wino_geometry(&p);
-    int64_t blocks = (p.tiles + TB - 1) / TB, threads = nnd_pool_threads(pool);
-    p.parts = threads < blocks ? threads : blocks;
-    size_t xpn = (size_t)(p.n * p.hp * p.wp * p.c);
-    size_t dyn = (size_t)(p.n * p.m * p.th * p.m * p.tw * p.o);
+    p.parts = nnd_pool_threads(pool);
+    size_t xpi = (size_t)(p.hp * p.wp * p.c), dyi = (size_t)(p.m * p.th * p.m * p.tw * p.o);
+    int64_t nb = chunk_images(&p, xpi + dyi);
     size_t dun = (size_t)(p.parts * XI * p.c * p.o);
     size_t bufn = (size_t)(p.parts * XI * TB * (p.c + p.o));
-    p.xp = thread_scratch(SCRATCH_PARTS, (xpn + dyn + dun + bufn) * sizeof(float));
+    p.xp = thread_scratch(SCRATCH_PARTS, ((size_t)nb * (xpi + dyi) + dun + bufn) * sizeof(float));
     if (!p.xp)
         return -1;
-    p.dyp = p.xp + xpn;
-    p.du = p.dyp + dyn;
+    p.dyp = p.xp + (size_t)nb * xpi;
+    p.du = p.dyp + (size_t)nb * dyi;
     p.bufs = p.du + dun;
-    nnd_parallel_for(pool, pad_range, &p, p.n, 1);
-    nnd_parallel_for(pool, dy_pad_range, &p, p.n, 1);
-    nnd_parallel_for(pool, grad_weight_part, &p, p.parts, 1);
+    for (int64_t b0 = 0; b0 < s->n; b0 += nb) {
+        p.n = s->n - b0 < nb ? s->n - b0 : nb;
+        p.x = x + b0 * s->c * s->h * s->w;
+        p.dy = dy + b0 * s->o * s->oh * s->ow;
+        p.first = b0 == 0;
+        wino_geometry(&p);
+        nnd_parallel_for(pool, pad_range, &p, p.n, 1);
+        nnd_parallel_for(pool, dy_pad_range, &p, p.n, 1);
+        nnd_parallel_for(pool, grad_weight_part, &p, p.parts, 1);
+    }
     nnd_parallel_for(pool, grad_weight_finish, &p, p.c * (p.o / 16), 4);
     return 0;
 }
@@ -560,19 +582,28 @@ int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x
  * memory (nothing written). */
 static int wino_run(NndPool *pool, Wino *p)
 {
+    int64_t n = p->n;
+    const float *x = p->x;
+    float *y = p->y;
     wino_geometry(p);
-    int64_t blocks = (p->tiles + TB - 1) / TB, threads = nnd_pool_threads(pool);
-    p->parts = threads < blocks ? threads : blocks;
-    size_t xpn = (size_t)(p->n * p->hp * p->wp * p->c), un = (size_t)(XI * p->c * p->o);
+    p->parts = nnd_pool_threads(pool);
+    size_t xpi = (size_t)(p->hp * p->wp * p->c), un = (size_t)(XI * p->c * p->o);
+    int64_t nb = chunk_images(p, xpi);
     size_t bufn = (size_t)(p->parts * XI * TB * (p->c + p->o));
-    p->xp = thread_scratch(SCRATCH_PARTS, (xpn + un + bufn) * sizeof(float));
+    p->xp = thread_scratch(SCRATCH_PARTS, ((size_t)nb * xpi + un + bufn) * sizeof(float));
     if (!p->xp)
         return -1;
-    p->u = p->xp + xpn;
+    p->u = p->xp + (size_t)nb * xpi;
     p->bufs = p->u + un;
     nnd_parallel_for(pool, weights_range, p, p->c * (p->o / 16), 4);
-    nnd_parallel_for(pool, pad_range, p, p->n, 1);
-    nnd_parallel_for(pool, forward_part, p, p->parts, 1);
+    for (int64_t b0 = 0; b0 < n; b0 += nb) {
+        p->n = n - b0 < nb ? n - b0 : nb;
+        p->x = x + b0 * p->c * p->h * p->w;
+        p->y = y + b0 * p->o * p->oh * p->ow;
+        wino_geometry(p);
+        nnd_parallel_for(pool, pad_range, p, p->n, 1);
+        nnd_parallel_for(pool, forward_part, p, p->parts, 1);
+    }
     return 0;
 }
 

@@ -523,6 +523,40 @@ static void test_conv_winograd(void **state)
         conv_case_free(&c);
         check_shape(sh, 3000 + (int)si);
     }
+    /* a batch cut into chunks of images (each chunk's padded copies at most 64 KiB):
+     * the same results as in one piece, the weight gradient summed over the chunks */
+    const NndConvShape chunked[] = {
+        conv_shape(7, 16, 12, 13, 16, 5, 5, 1, 1, 1, 2, 1, 1, 1),
+        conv_shape(9, 16, 10, 13, 32, 3, 3, 1, 1, 1, 2, 1, 1, 1),
+    };
+    wino_set_chunk_bytes(64 << 10);
+    for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++) {
+        ConvCase c;
+        conv_case_init(&c, &chunked[i], case_seed(3100 + (int)i));
+        size_t most = c.nx > c.ny ? c.nx : c.ny;
+        most = most > c.nw ? most : c.nw;
+        float *f = new_floats(most);
+        double *got = new_doubles(most);
+        for (int t = 0; t <= TEST_THREADS; t++)
+            for (int op = 0; op < OP_COUNT; op++) {
+                const double *ref, *bound;
+                size_t n;
+                int64_t terms;
+                conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
+                fill_nan_f(f, n);
+                int rc = op == OP_FWD   ? wino_conv2d(pools[t], &c.s, c.xf, c.wf, f)
+                         : op == OP_GIN ? wino_conv2d_grad_input(pools[t], &c.s, c.dyf, c.wf, f)
+                                        : wino_conv2d_grad_weight(pools[t], &c.s, c.xf, c.dyf, f);
+                assert_int_equal(rc, 0);
+                describe_conv(what, sizeof what, &c.s, op_names[op], t);
+                to_double(got, f, n);
+                check_close_normwise(got, ref, bound, n, rel_f32(terms), what);
+            }
+        free(f);
+        free(got);
+        conv_case_free(&c);
+    }
+    wino_set_chunk_bytes(0);
     /* what it does not take */
     NndConvShape no[] = {
         conv_shape(2, 16, 8, 8, 16, 3, 3, 1, 1, 3, 3, 1, 1, 1), /* 3x3, padding 3 */
