@@ -239,7 +239,8 @@ static char *log_run_dir(const Program *p, const Options *o)
     return d;
 }
 
-/* --verbose: which threads gather the batches (train_gathers_on_caller). */
+/* --verbose: which threads gather the batches (train_gathers_on_caller), and how each
+ * convolution is computed. */
 static void print_gather(bool verbose, const Program *p, const NndPool *pool)
 {
     if (!verbose)
@@ -248,6 +249,7 @@ static void print_gather(bool verbose, const Program *p, const NndPool *pool)
         puts("batches: gathered by the calling thread (the products that read x run on it)");
     else
         printf("batches: gathered by the pool's %d threads\n", nnd_pool_threads(pool));
+    train_print_convs(p, stdout);
 }
 
 /* Ctrl-C (SIGINT) or SIGTERM during training: the first stops the run after the

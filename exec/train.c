@@ -36,6 +36,29 @@ bool train_gathers_on_caller(const Program *p, const NndPool *pool)
     return any;
 }
 
+void train_print_convs(const Program *p, FILE *out)
+{
+    const Graph *g = &p->g;
+    for (int id = 1; id < graph_count(g); id++) {
+        const Node *n = &g->nodes.v[id];
+        if (n->op != OP_CONV2D)
+            continue;
+        const Shape *x = &g->nodes.v[n->in[0]].shape, *w = &g->nodes.v[n->in[1]].shape;
+        ConvAttrs a = graph_conv_attrs(g, n);
+        int64_t d[9];
+        const int64_t *src[9] = {&x->d[0], &x->d[1], &x->d[2],       &x->d[3],      &w->d[0],
+                                 &w->d[2], &w->d[3], &n->shape.d[2], &n->shape.d[3]};
+        for (int i = 0; i < 9; i++) /* a negative dimension is the batch */
+            d[i] = *src[i] < 0 ? p->batch : *src[i];
+        NndConvShape s = {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+                          d[8], a.sh, a.sw, a.ph, a.pw, a.dh, a.dw, a.groups};
+        fprintf(out, "conv2d [%lld, %lld, %lld, %lld] by [%lld, %lld, %lld, %lld]: %s\n",
+                (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3],
+                (long long)w->d[0], (long long)w->d[1], (long long)w->d[2], (long long)w->d[3],
+                nnd_conv2d_method(&s, (NndDType)n->dtype, g->bf16));
+    }
+}
+
 static void run_setup(Run *r, Program *p, Executable *x, Model *m, NndPool *pool)
 {
     memset(r, 0, sizeof *r);

@@ -54,6 +54,9 @@ typedef struct TrainOptions {
  * x (a convolution, an elementwise loop, a product split across the pool) keeps the
  * gather on the pool. */
 bool train_gathers_on_caller(const Program *p, const NndPool *pool);
+/* --verbose: one line to out for each convolution of the step, its shapes at the
+ * program's batch size and how the runtime computes it (nnd_conv2d_method). */
+void train_print_convs(const Program *p, FILE *out);
 /* Runs the program's training; result and messages in res/err.  Returns an exit
  * code. */
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,

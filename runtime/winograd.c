@@ -84,6 +84,17 @@ int wino_enabled(void)
     return f32_own() && !(e && strcmp(e, "0") == 0);
 }
 
+const char *nnd_conv2d_method(const NndConvShape *s, NndDType dtype, int bf16)
+{
+    if (dtype == NND_F32 && wino_fits(s) && wino_enabled())
+        return s->kh == 5 ? "Winograd F(2x2, 5x5)" : "Winograd F(4x4, 3x3)";
+    int pointwise = s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+                    s->pw == 0 && s->oh == s->h && s->ow == s->w;
+    if (pointwise)
+        return dtype == NND_F32 && bf16 ? "1x1 products in bf16" : "1x1 products";
+    return dtype == NND_F32 && bf16 ? "im2col products in bf16" : "im2col products";
+}
+
 /* ---- the weights: u[xi][c][o] = (G g G^T)[xi] ----------------------------------------- */
 
 /* r[0:6] = G v for one column v[0:5] (stride sv), for 16 filters at once */

@@ -331,8 +331,13 @@ int nnd_own_sgemm(void);
 int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work);
 /* The fewest multiply-adds a product needs to be split (on a pool of two or more). */
 int64_t nnd_gemm_split_work(int bf16, NndDType dtype);
+/* How nnd_conv2d_* computes the convolution s of dtype (precision bf16 or not), in
+ * words: "Winograd F(2x2, 5x5)" or "Winograd F(4x4, 3x3)" (f32, on a CPU with
+ * AVX-512, unless $NND_WINOGRAD is 0), "1x1 products" or "im2col products". */
+struct NndConvShape; /* nnd_abi.h */
+const char *nnd_conv2d_method(const struct NndConvShape *s, NndDType dtype, int bf16);
 /* -1 with a message naming it when an environment variable the runtime reads holds
- * a value it does not take ($NND_OWN_SGEMM: 0 or 1), else 0 (the CLI and libnnd
+ * a value it does not take ($NND_OWN_SGEMM, $NND_WINOGRAD: 0 or 1), else 0 (the CLI and libnnd
  * check before they start). */
 int nnd_check_env(NndErr *err);
 /* Whether this CPU multiplies bf16 in hardware (AVX512-BF16): precision = bf16 is

@@ -5,7 +5,7 @@
 # products are split, and with a convolution reading x.  (Which threads gather moves
 # no value: the gathers are copies, tested in runtime_idx.)  A weight's update loop is
 # split across the pool ("par") unless every product reading the weight runs on the
-# calling thread.
+# calling thread.  And how each convolution is computed (Winograd or im2col).
 set -u
 nnd=$1 dir=$2
 fail=0
@@ -63,4 +63,31 @@ if [ -z "$w1" ] || [ -z "$w2" ] || printf '%s\n' "$w2" | grep -q ' par '; then
     printf '%s\n' "$out" | grep -E 'loop .*param'
     fail=1
 fi
+# how each convolution runs: a 3x3 of 16 channels in and out by Winograd's F(4x4, 3x3)
+# on a CPU with AVX-512 (F and VL), im2col elsewhere and with NND_WINOGRAD=0; the 1x4
+# first layer by im2col always
+write "$dir/conv.nnd" "    conv1 = Conv2d(1, 16, 3, padding = 1)
+    conv2 = Conv2d(16, 16, 3, padding = 1)
+    fc = Dense(16 * 28 * 28, 10)" "fc(flatten(relu(conv2(relu(conv1(x))))))" "[B, 1, 28, 28]" \
+    "[1, 28, 28]"
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
+    want="Winograd F(4x4, 3x3)"
+else
+    want="im2col products"
+fi
+conv_line() { # conv_line PATTERN [ENV] ARGS...: a --verbose line for conv2
+    pattern=$1
+    shift
+    out=$(env "$@" --set steps=1 --verbose 2>&1)
+    if ! printf '%s\n' "$out" | grep -qxF "$pattern"; then
+        echo "FAIL: $*: no line '$pattern' in:"
+        printf '%s\n' "$out" | grep conv2d
+        fail=1
+    fi
+}
+conv_line "conv2d [4, 16, 28, 28] by [16, 16, 3, 3]: $want" "$nnd" run "$dir/conv.nnd" --set batch=4
+conv_line "conv2d [4, 1, 28, 28] by [16, 1, 3, 3]: im2col products" "$nnd" run "$dir/conv.nnd" \
+    --set batch=4
+conv_line "conv2d [4, 16, 28, 28] by [16, 16, 3, 3]: im2col products" NND_WINOGRAD=0 "$nnd" run \
+    "$dir/conv.nnd" --set batch=4
 exit $fail
