@@ -101,7 +101,7 @@ static int64_t grain_for(int64_t item_work)
 #define ELEM float
 #define SFX f32
 #define GEMM f32_sgemm
-#define WINOGRAD /* 5x5 convolutions of stride 1 (winograd.c) */
+#define WINOGRAD 0 /* 5x5 and 3x3 convolutions of stride 1 (winograd.c), f32 operands */
 #include "conv.c"
 #undef ELEM
 #undef SFX
@@ -122,7 +122,7 @@ static int64_t grain_for(int64_t item_work)
 #define SFX bf16
 #define GEMM bf16_sgemm
 #define CONV_ONLY
-#define WINOGRAD /* in f32: faster than bf16 products here, and closer */
+#define WINOGRAD 1 /* the same, on operands rounded to bf16 (faster than bf16 products) */
 #include "conv.c"
 #undef ELEM
 #undef SFX
@@ -384,7 +384,7 @@ void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() && wino_conv2d(pool, s, x, w, y) == 0)
+    if (wino_fits(s) && wino_enabled() && wino_conv2d(pool, s, x, w, y, WINOGRAD) == 0)
         return;
 #endif
     int64_t units = s->n * s->groups, threads = nnd_pool_threads(pool);
@@ -448,7 +448,7 @@ void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_input(pool, s, dy, w, dx) == 0)
+    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_input(pool, s, dy, w, dx, WINOGRAD) == 0)
         return;
 #endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .w = w, .dy = dy, .dx = dx};
@@ -520,7 +520,8 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_weight(pool, s, x, dy, dw) == 0)
+    if (wino_fits(s) && wino_enabled() &&
+        wino_conv2d_grad_weight(pool, s, x, dy, dw, WINOGRAD) == 0)
         return;
 #endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .x = x, .dy = dy, .dw = dw};

@@ -25,6 +25,7 @@
  * over the tiles.  Every tile and every part of the tiles is computed by one thread
  * from the same operands in the same order, so the results depend on the thread
  * count only. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ typedef struct Wino {
     const float *wt; /* the filters, as stored */
     int r, m; /* the kernel r x r (5 or 3); outputs per tile m x m (2 or 4): r + m = 7 */
     int flip; /* grad_input: g[o][c][i][j] = wt[c][o][r - 1 - i][r - 1 - j] */
+    int bf16; /* precision = bf16: every operand rounded to bf16 first (nnd_bf16_round) */
     float *y;
     /* parts of the tiles, one a thread, each with its own buffers for a block's V and M
      * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to m th x m tw with the
@@ -87,12 +89,26 @@ int wino_enabled(void)
 const char *nnd_conv2d_method(const NndConvShape *s, NndDType dtype, int bf16)
 {
     if (dtype == NND_F32 && wino_fits(s) && wino_enabled())
-        return s->kh == 5 ? "Winograd F(2x2, 5x5)" : "Winograd F(4x4, 3x3)";
+        return s->kh == 5
+                   ? (bf16 ? "Winograd F(2x2, 5x5) on bf16 operands" : "Winograd F(2x2, 5x5)")
+                   : (bf16 ? "Winograd F(4x4, 3x3) on bf16 operands" : "Winograd F(4x4, 3x3)");
     int pointwise = s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
                     s->pw == 0 && s->oh == s->h && s->ow == s->w;
     if (pointwise)
         return dtype == NND_F32 && bf16 ? "1x1 products in bf16" : "1x1 products";
     return dtype == NND_F32 && bf16 ? "im2col products in bf16" : "im2col products";
+}
+
+/* *x = nnd_bf16_round(*x) on 16 lanes: to nearest even, a NaN kept a (quiet) NaN */
+INLINE void round_bf16(v16 *x)
+{
+    typedef uint32_t u32x16 __attribute__((vector_size(64)));
+    u32x16 u, nan;
+    memcpy(&u, x, sizeof u);
+    nan = (u32x16)((u & 0x7fffffffu) > 0x7f800000u);
+    u = (nan & (u | 0x00400000u)) | (~nan & (u + 0x7fffu + ((u >> 16) & 1u)));
+    u &= 0xffff0000u;
+    memcpy(x, &u, sizeof u);
 }
 
 /* ---- the weights: u[xi][c][o] = (G g G^T)[xi] ----------------------------------------- */
@@ -144,8 +160,11 @@ VECTOR_CLONES static void weights_range(void *ctx, int64_t begin, int64_t end)
             }
         }
         v16 g[25], t[30], r[36];
-        for (int k = 0; k < kk; k++)
+        for (int k = 0; k < kk; k++) {
             g[k] = *(const v16u *)gl[k];
+            if (p->bf16)
+                round_bf16(&g[k]);
+        }
         for (int j = 0; j < rr; j++) /* t[6][r] = G g */
             (rr == 5 ? g_col5 : g_col3)(g + j, rr, t + j, rr);
         for (int i = 0; i < 6; i++) /* r[6][6] = t G^T */
@@ -158,10 +177,10 @@ VECTOR_CLONES static void weights_range(void *ctx, int64_t begin, int64_t end)
 /* ---- the input, padded and channels last ---------------------------------------------- */
 
 /* dst [hd][wd][c] = src [c][h][w] placed at (top, left), zeros around it (what of
- * src falls outside is left out); c a multiple of 16 */
+ * src falls outside is left out), rounded to bf16 when bf16; c a multiple of 16 */
 VECTOR_CLONES static void channels_last(const float *src, int64_t c, int64_t h, int64_t w,
                                         float *dst, int64_t hd, int64_t wd, int64_t top,
-                                        int64_t left)
+                                        int64_t left, int bf16)
 {
     int64_t rows = h < hd - top ? h : hd - top, cols = w < wd - left ? w : wd - left;
     for (int64_t yy = 0; yy < hd; yy++) {
@@ -180,6 +199,8 @@ VECTOR_CLONES static void channels_last(const float *src, int64_t c, int64_t h, 
                 v16 v;
                 for (int l = 0; l < 16; l++)
                     v[l] = s[l * h * w + ix];
+                if (bf16)
+                    round_bf16(&v);
                 *(v16u *)(d + ix * c) = v;
             }
         }
@@ -191,7 +212,7 @@ static void pad_range(void *ctx, int64_t begin, int64_t end)
     const Wino *p = ctx;
     for (int64_t b = begin; b < end; b++)
         channels_last(p->x + b * p->c * p->h * p->w, p->c, p->h, p->w,
-                      p->xp + b * p->hp * p->wp * p->c, p->hp, p->wp, p->top, p->left);
+                      p->xp + b * p->hp * p->wp * p->c, p->hp, p->wp, p->top, p->left, p->bf16);
 }
 
 /* ---- one block of tiles --------------------------------------------------------------- */
@@ -369,7 +390,7 @@ static void dy_pad_range(void *ctx, int64_t begin, int64_t end)
     int64_t hh = p->m * p->th, ww = p->m * p->tw;
     for (int64_t b = begin; b < end; b++)
         channels_last(p->dy + b * p->o * p->oh * p->ow, p->o, p->oh, p->ow,
-                      p->dyp + b * hh * ww * p->o, hh, ww, 0, 0);
+                      p->dyp + b * hh * ww * p->o, hh, ww, 0, 0, p->bf16);
 }
 
 /* The 1-D adjoint A e of the output transform on m = 2 or 4 values */
@@ -550,9 +571,10 @@ static int64_t chunk_images(const Wino *p, size_t per_image)
 }
 
 int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,
-                            float *dw)
+                            float *dw, int bf16)
 {
-    Wino p = {.n = s->n,
+    Wino p = {.bf16 = bf16,
+              .n = s->n,
               .c = s->c,
               .o = s->o,
               .oh = s->oh,
@@ -618,9 +640,11 @@ static int wino_run(NndPool *pool, Wino *p)
     return 0;
 }
 
-int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y)
+int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y,
+                int bf16)
 {
-    Wino p = {.n = s->n,
+    Wino p = {.bf16 = bf16,
+              .n = s->n,
               .c = s->c,
               .o = s->o,
               .oh = s->oh,
@@ -638,9 +662,10 @@ int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const floa
 }
 
 int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy, const float *w,
-                           float *dx)
+                           float *dx, int bf16)
 {
-    Wino p = {.n = s->n,
+    Wino p = {.bf16 = bf16,
+              .n = s->n,
               .c = s->o,
               .o = s->c,
               .oh = s->h,

@@ -769,6 +769,7 @@ static const FileCase file_cases[] = {
     {"init_seq.nnd", 3, true, false, false},
     {"ops_misc.nnd", 3, true, false, false},
     {"attention.nnd", 3, true, true, true},
+    {"winograd.nnd", 4, true, false, true},
 };
 
 static void test_files(void **state)

@@ -506,9 +506,10 @@ static void test_conv_winograd(void **state)
                     void *junk = thread_scratch(SCRATCH_PARTS, JUNK_BYTES);
                     assert_non_null(junk);
                     memset(junk, 0xff, JUNK_BYTES);
-                    int rc = op == OP_FWD   ? wino_conv2d(pools[t], sh, c.xf, c.wf, f)
-                             : op == OP_GIN ? wino_conv2d_grad_input(pools[t], sh, c.dyf, c.wf, f)
-                                            : wino_conv2d_grad_weight(pools[t], sh, c.xf, c.dyf, f);
+                    int rc = op == OP_FWD ? wino_conv2d(pools[t], sh, c.xf, c.wf, f, 0)
+                             : op == OP_GIN
+                                 ? wino_conv2d_grad_input(pools[t], sh, c.dyf, c.wf, f, 0)
+                                 : wino_conv2d_grad_weight(pools[t], sh, c.xf, c.dyf, f, 0);
                     assert_int_equal(rc, 0);
                 }
                 describe_conv(what, sizeof what, sh, op_names[op], t);
@@ -544,9 +545,10 @@ static void test_conv_winograd(void **state)
                 int64_t terms;
                 conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
                 fill_nan_f(f, n);
-                int rc = op == OP_FWD   ? wino_conv2d(pools[t], &c.s, c.xf, c.wf, f)
-                         : op == OP_GIN ? wino_conv2d_grad_input(pools[t], &c.s, c.dyf, c.wf, f)
-                                        : wino_conv2d_grad_weight(pools[t], &c.s, c.xf, c.dyf, f);
+                int rc = op == OP_FWD ? wino_conv2d(pools[t], &c.s, c.xf, c.wf, f, 0)
+                         : op == OP_GIN
+                             ? wino_conv2d_grad_input(pools[t], &c.s, c.dyf, c.wf, f, 0)
+                             : wino_conv2d_grad_weight(pools[t], &c.s, c.xf, c.dyf, f, 0);
                 assert_int_equal(rc, 0);
                 describe_conv(what, sizeof what, &c.s, op_names[op], t);
                 to_double(got, f, n);
@@ -569,6 +571,85 @@ static void test_conv_winograd(void **state)
     };
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
         assert_false(wino_fits(&no[i]));
+}
+
+/* Under precision = bf16 (wino_conv2d*(..., 1)): the convolutions of the operands
+ * rounded to bf16 (nnd_bf16_round), as the bf16 products and the interpreter take
+ * them, summed in f32: within the normwise bound of f64 sums over the rounded
+ * operands, and outside it for the sums over the unrounded ones. */
+static void test_conv_winograd_bf16(void **state)
+{
+    const NndConvShape shapes[] = {
+        conv_shape(2, 16, 9, 7, 32, 5, 5, 1, 1, 2, 1, 1, 1, 1),
+        conv_shape(3, 32, 8, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+    };
+    char what[512];
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const NndConvShape *sh = &shapes[si];
+        size_t n[3] = {x_size(sh), w_size(sh), y_size(sh)};
+        float *in[3];
+        double *exact[3], *rounded[3], *mag[3];
+        uint64_t r = case_seed(4000 + (int)si);
+        for (int k = 0; k < 3; k++) { /* x, w, dy: not bf16 values */
+            in[k] = new_floats(n[k]);
+            exact[k] = new_doubles(n[k]);
+            rounded[k] = new_doubles(n[k]);
+            mag[k] = new_doubles(n[k]);
+            for (size_t i = 0; i < n[k]; i++) {
+                in[k][i] = (float)(draw(&r) * 1.1 + 0.0007);
+                exact[k][i] = in[k][i];
+                rounded[k][i] = nnd_bf16_round(in[k][i]);
+                mag[k][i] = fabs(rounded[k][i]);
+            }
+        }
+        size_t most = n[0] > n[2] ? n[0] : n[2];
+        most = most > n[1] ? most : n[1];
+        double *ref = new_doubles(most), *ref_exact = new_doubles(most), *bound = new_doubles(most),
+               *got = new_doubles(most);
+        float *f = new_floats(most);
+        static const RefMode modes[OP_COUNT] = {REF_Y, REF_DX, REF_DW};
+        static const int ins[OP_COUNT][2] = {{0, 1}, {2, 1}, {0, 2}}, outs[OP_COUNT] = {2, 0, 1};
+        for (int op = 0; op < OP_COUNT; op++) {
+            int a = ins[op][0], b = ins[op][1];
+            size_t no = n[outs[op]];
+            ref_conv(sh, modes[op], rounded[a], rounded[b], ref);
+            ref_conv(sh, modes[op], exact[a], exact[b], ref_exact);
+            ref_conv(sh, modes[op], mag[a], mag[b], bound);
+            int64_t terms = op == OP_FWD   ? sh->c * sh->kh * sh->kw
+                            : op == OP_GIN ? sh->o * sh->kh * sh->kw
+                                           : sh->n * sh->oh * sh->ow;
+            for (int t = 0; t <= TEST_THREADS; t++) {
+                fill_nan_f(f, no);
+                int rc = op == OP_FWD   ? wino_conv2d(pools[t], sh, in[0], in[1], f, 1)
+                         : op == OP_GIN ? wino_conv2d_grad_input(pools[t], sh, in[2], in[1], f, 1)
+                                        : wino_conv2d_grad_weight(pools[t], sh, in[0], in[2], f, 1);
+                assert_int_equal(rc, 0);
+                describe_conv(what, sizeof what, sh, op_names[op], t);
+                to_double(got, f, no);
+                check_close_normwise(got, ref, bound, no, rel_f32(terms), what);
+                double off = 0, most_bound = 0;
+                for (size_t i = 0; i < no; i++) {
+                    off = fmax(off, fabs(got[i] - ref_exact[i]));
+                    most_bound = fmax(most_bound, bound[i]);
+                }
+                /* the same check against the unrounded sums fails */
+                if (!(off > rel_f32(terms) * most_bound))
+                    fail_msg("%s (bf16): %g from the sums of unrounded operands: not rounded?",
+                             what, off);
+            }
+        }
+        for (int k = 0; k < 3; k++) {
+            free(in[k]);
+            free(exact[k]);
+            free(rounded[k]);
+            free(mag[k]);
+        }
+        free(ref);
+        free(ref_exact);
+        free(bound);
+        free(got);
+        free(f);
+    }
 }
 
 /* A worked example: 3x3 input 1..9, kernel [[1, 0], [0, -1]]: every output is
@@ -1076,11 +1157,17 @@ int main(void)
     if (getenv("NND_CONV_BENCH"))
         return run_bench();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_known_values), cmocka_unit_test(test_conv_grid),
-        cmocka_unit_test(test_conv_shapes),       cmocka_unit_test(test_conv_winograd),
-        cmocka_unit_test(test_conv_empty),        cmocka_unit_test(test_conv_no_memory),
-        cmocka_unit_test(test_maxpool_ties),      cmocka_unit_test(test_maxpool_special),
-        cmocka_unit_test(test_avgpool),           cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_conv_known_values),
+        cmocka_unit_test(test_conv_grid),
+        cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_conv_winograd_bf16),
+        cmocka_unit_test(test_conv_empty),
+        cmocka_unit_test(test_conv_no_memory),
+        cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_maxpool_special),
+        cmocka_unit_test(test_avgpool),
+        cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
