@@ -7,7 +7,10 @@
  * into the windows (col2im) for dx, and dW_g = sum over n of dy[n, g] @ cols^T.
  * Output positions are cut into tiles so that the columns of a large image are not
  * all held at once (and so that a small batch can still be split); a 1x1 convolution
- * with stride 1 and no padding needs no columns (x is its own).
+ * with stride 1 and no padding needs no columns (x is its own).  In f32 (and under
+ * bf16), 5x5 and 3x3 convolutions of stride 1 with channels in multiples of 16 go to
+ * winograd.c instead, on CPUs with AVX-512 (kernels.h's wino_*), and come back here
+ * only without memory for its buffers.
  *
  * Each job of the pool calls OpenBLAS directly (single-threaded inside the pool; the
  * pool told it so) on whole images, groups and tiles, so the split, and with it every
