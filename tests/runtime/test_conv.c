@@ -482,6 +482,9 @@ static void test_conv_winograd(void **state)
         conv_shape(2, 48, 6, 11, 16, 3, 3, 1, 1, 2, 0, 1, 1, 1), /* 8 x 9 */
         conv_shape(1, 16, 3, 3, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1), /* one output */
         conv_shape(9, 16, 10, 13, 16, 3, 3, 1, 1, 1, 2, 1, 1, 1), /* 9 x 12 tiles: 4 blocks */
+        /* rows of 16 columns and more (the input's copy transposes 16 x 16 blocks) */
+        conv_shape(2, 16, 5, 37, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(2, 32, 6, 16, 16, 5, 5, 1, 1, 2, 0, 1, 1, 1),
     };
     char what[512];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
