@@ -43,9 +43,9 @@ enum {
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* One correlation: y[n][o][oh][ow] = sum over c, i, j of xp[n][oh + i][ow + j][c]
- * g[o][c][i][j], with xp the input padded and channels last (for a chunk of n images
- * at a time). */
+/* One correlation: y[n][o][oy][ox] = sum over c, i, j of xp[n][oy + i][ox + j][c]
+ * g[o][c][i][j] for every output position (oy, ox), with xp the input padded and
+ * channels last (for a chunk of n images at a time). */
 typedef struct Wino {
     int64_t n, c, o; /* images, input and output channels */
     int64_t oh, ow; /* output planes */
