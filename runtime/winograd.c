@@ -570,21 +570,27 @@ static int64_t chunk_images(const Wino *p, size_t per_image)
     return k < 1 ? 1 : k > p->n ? p->n : k;
 }
 
+/* The forward correlation of s: its sizes and padding, no operands yet */
+static Wino forward_of(const NndConvShape *s, int bf16)
+{
+    return (Wino){.bf16 = bf16,
+                  .n = s->n,
+                  .c = s->c,
+                  .o = s->o,
+                  .oh = s->oh,
+                  .ow = s->ow,
+                  .r = (int)s->kh,
+                  .top = s->ph,
+                  .left = s->pw,
+                  .h = s->h,
+                  .w = s->w};
+}
+
 int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,
                             float *dw, int bf16)
 {
-    Wino p = {.bf16 = bf16,
-              .n = s->n,
-              .c = s->c,
-              .o = s->o,
-              .oh = s->oh,
-              .ow = s->ow,
-              .r = (int)s->kh,
-              .top = s->ph,
-              .left = s->pw,
-              .h = s->h,
-              .w = s->w,
-              .dw = dw};
+    Wino p = forward_of(s, bf16);
+    p.dw = dw;
     wino_geometry(&p);
     p.parts = nnd_pool_threads(pool);
     size_t xpi = (size_t)(p.hp * p.wp * p.c), dyi = (size_t)(p.m * p.th * p.m * p.tw * p.o);
@@ -643,21 +649,10 @@ static int wino_run(NndPool *pool, Wino *p)
 int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y,
                 int bf16)
 {
-    Wino p = {.bf16 = bf16,
-              .n = s->n,
-              .c = s->c,
-              .o = s->o,
-              .oh = s->oh,
-              .ow = s->ow,
-              .r = (int)s->kh,
-              .top = s->ph,
-              .left = s->pw,
-              .h = s->h,
-              .w = s->w,
-              .x = x,
-              .wt = w,
-              .flip = 0,
-              .y = y};
+    Wino p = forward_of(s, bf16);
+    p.x = x;
+    p.wt = w;
+    p.y = y;
     return wino_run(pool, &p);
 }
 

@@ -458,6 +458,52 @@ static void test_conv_shapes(void **state)
     }
 }
 
+/* op by Winograd's way, called directly (bf16: the operands rounded first) */
+static int wino_op(NndPool *pool, const NndConvShape *s, ConvOp op, const float *x, const float *w,
+                   const float *dy, float *out, int bf16)
+{
+    return op == OP_FWD   ? wino_conv2d(pool, s, x, w, out, bf16)
+           : op == OP_GIN ? wino_conv2d_grad_input(pool, s, dy, w, out, bf16)
+                          : wino_conv2d_grad_weight(pool, s, x, dy, out, bf16);
+}
+
+/* Every op of s by Winograd's way on every pool, twice (the same bits), against the
+ * references; its buffers (the caller's kept scratch) hold NaNs first: none may leak. */
+static void check_winograd(const NndConvShape *s, int index)
+{
+    enum { JUNK_BYTES = 8 << 20 };
+    ConvCase c;
+    conv_case_init(&c, s, case_seed(index));
+    size_t most = c.nx > c.ny ? c.nx : c.ny;
+    most = most > c.nw ? most : c.nw;
+    float *f[2] = {new_floats(most), new_floats(most)};
+    double *got = new_doubles(most);
+    char what[512];
+    for (int t = 0; t <= TEST_THREADS; t++)
+        for (int op = 0; op < OP_COUNT; op++) {
+            const double *ref, *bound;
+            size_t n;
+            int64_t terms;
+            conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
+            for (int k = 0; k < 2; k++) {
+                fill_nan_f(f[k], n);
+                void *junk = thread_scratch(SCRATCH_PARTS, JUNK_BYTES);
+                assert_non_null(junk);
+                memset(junk, 0xff, JUNK_BYTES);
+                assert_int_equal(wino_op(pools[t], s, (ConvOp)op, c.xf, c.wf, c.dyf, f[k], 0), 0);
+            }
+            describe_conv(what, sizeof what, s, op_names[op], t);
+            to_double(got, f[0], n);
+            check_close_normwise(got, ref, bound, n, rel_f32(terms), what);
+            if (memcmp(f[0], f[1], n * sizeof(float)) != 0)
+                fail_msg("%s (Winograd): two calls differ", what);
+        }
+    free(f[0]);
+    free(f[1]);
+    free(got);
+    conv_case_free(&c);
+}
+
 /* Winograd's F(2x2, 5x5) and F(4x4, 3x3) (winograd.c), called directly (so that it is tested on
  * CPUs where nnd_conv2d_f32 would not choose it) on every pool, twice (the same bits), against the
  * references; then through the public functions, which take it where the CPU has AVX-512.  Shapes:
@@ -467,7 +513,6 @@ static void test_conv_shapes(void **state)
  */
 static void test_conv_winograd(void **state)
 {
-    enum { JUNK_BYTES = 8 << 20 };
     const NndConvShape shapes[] = {
         conv_shape(2, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1),
         conv_shape(3, 16, 9, 7, 48, 5, 5, 1, 1, 2, 1, 1, 1, 1), /* odd outputs */
@@ -486,46 +531,10 @@ static void test_conv_winograd(void **state)
         conv_shape(2, 16, 5, 37, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1),
         conv_shape(2, 32, 6, 16, 16, 5, 5, 1, 1, 2, 0, 1, 1, 1),
     };
-    char what[512];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const NndConvShape *sh = &shapes[si];
-        assert_true(shape_valid(sh) && wino_fits(sh));
-        ConvCase c;
-        conv_case_init(&c, sh, case_seed(3000 + (int)si));
-        size_t most = c.nx > c.ny ? c.nx : c.ny;
-        most = most > c.nw ? most : c.nw;
-        float *f1 = new_floats(most), *f2 = new_floats(most);
-        double *got = new_doubles(most);
-        for (int t = 0; t <= TEST_THREADS; t++)
-            for (int op = 0; op < OP_COUNT; op++) {
-                const double *ref, *bound;
-                size_t n;
-                int64_t terms;
-                conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
-                for (int k = 0; k < 2; k++) {
-                    float *f = k ? f2 : f1;
-                    fill_nan_f(f, n);
-                    /* its buffers (the caller's kept scratch) hold NaNs: none may leak */
-                    void *junk = thread_scratch(SCRATCH_PARTS, JUNK_BYTES);
-                    assert_non_null(junk);
-                    memset(junk, 0xff, JUNK_BYTES);
-                    int rc = op == OP_FWD ? wino_conv2d(pools[t], sh, c.xf, c.wf, f, 0)
-                             : op == OP_GIN
-                                 ? wino_conv2d_grad_input(pools[t], sh, c.dyf, c.wf, f, 0)
-                                 : wino_conv2d_grad_weight(pools[t], sh, c.xf, c.dyf, f, 0);
-                    assert_int_equal(rc, 0);
-                }
-                describe_conv(what, sizeof what, sh, op_names[op], t);
-                to_double(got, f1, n);
-                check_close_normwise(got, ref, bound, n, rel_f32(terms), what);
-                if (memcmp(f1, f2, n * sizeof(float)) != 0)
-                    fail_msg("%s (Winograd): two calls differ", what);
-            }
-        free(f1);
-        free(f2);
-        free(got);
-        conv_case_free(&c);
-        check_shape(sh, 3000 + (int)si);
+        assert_true(shape_valid(&shapes[si]) && wino_fits(&shapes[si]));
+        check_winograd(&shapes[si], 3000 + (int)si);
+        check_shape(&shapes[si], 3000 + (int)si);
     }
     /* a batch cut into chunks of images (each chunk's padded copies at most 64 KiB):
      * the same results as in one piece, the weight gradient summed over the chunks */
@@ -534,33 +543,8 @@ static void test_conv_winograd(void **state)
         conv_shape(9, 16, 10, 13, 32, 3, 3, 1, 1, 1, 2, 1, 1, 1),
     };
     wino_set_chunk_bytes(64 << 10);
-    for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++) {
-        ConvCase c;
-        conv_case_init(&c, &chunked[i], case_seed(3100 + (int)i));
-        size_t most = c.nx > c.ny ? c.nx : c.ny;
-        most = most > c.nw ? most : c.nw;
-        float *f = new_floats(most);
-        double *got = new_doubles(most);
-        for (int t = 0; t <= TEST_THREADS; t++)
-            for (int op = 0; op < OP_COUNT; op++) {
-                const double *ref, *bound;
-                size_t n;
-                int64_t terms;
-                conv_op_ref(&c, (ConvOp)op, &ref, &bound, &n, &terms);
-                fill_nan_f(f, n);
-                int rc = op == OP_FWD ? wino_conv2d(pools[t], &c.s, c.xf, c.wf, f, 0)
-                         : op == OP_GIN
-                             ? wino_conv2d_grad_input(pools[t], &c.s, c.dyf, c.wf, f, 0)
-                             : wino_conv2d_grad_weight(pools[t], &c.s, c.xf, c.dyf, f, 0);
-                assert_int_equal(rc, 0);
-                describe_conv(what, sizeof what, &c.s, op_names[op], t);
-                to_double(got, f, n);
-                check_close_normwise(got, ref, bound, n, rel_f32(terms), what);
-            }
-        free(f);
-        free(got);
-        conv_case_free(&c);
-    }
+    for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++)
+        check_winograd(&chunked[i], 3100 + (int)i);
     wino_set_chunk_bytes(0);
     /* what it does not take */
     NndConvShape no[] = {
@@ -623,10 +607,7 @@ static void test_conv_winograd_bf16(void **state)
                                            : sh->n * sh->oh * sh->ow;
             for (int t = 0; t <= TEST_THREADS; t++) {
                 fill_nan_f(f, no);
-                int rc = op == OP_FWD   ? wino_conv2d(pools[t], sh, in[0], in[1], f, 1)
-                         : op == OP_GIN ? wino_conv2d_grad_input(pools[t], sh, in[2], in[1], f, 1)
-                                        : wino_conv2d_grad_weight(pools[t], sh, in[0], in[2], f, 1);
-                assert_int_equal(rc, 0);
+                assert_int_equal(wino_op(pools[t], sh, (ConvOp)op, in[0], in[1], in[2], f, 1), 0);
                 describe_conv(what, sizeof what, sh, op_names[op], t);
                 to_double(got, f, no);
                 check_close_normwise(got, ref, bound, no, rel_f32(terms), what);
