@@ -101,21 +101,24 @@ void *thread_scratch(ScratchSlot slot, size_t bytes)
 /* This thread's packing buffer of at least bytes (64-byte aligned), or NULL. */
 static void *scratch(size_t bytes) { return thread_scratch(SCRATCH_PACK, bytes); }
 
+/* -1 with a message when $name is set to something other than 0 or 1 (what0 and what1
+ * say what each means). */
+static int check_flag(const char *name, const char *what0, const char *what1, NndErr *err)
+{
+    const char *v = getenv(name);
+    if (v && strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+        return nnd_err(err, "%s='%.40s' must be 0 (%s) or 1 (%s)", name, v, what0, what1);
+    return 0;
+}
+
 int nnd_check_env(NndErr *err)
 {
-    const char *own = getenv("NND_OWN_SGEMM");
-    if (own && strcmp(own, "0") != 0 && strcmp(own, "1") != 0)
-        return nnd_err(err,
-                       "NND_OWN_SGEMM='%.40s' must be 0 (OpenBLAS's sgemm) or 1 (nnd's AVX-512 "
-                       "kernels where the CPU has them, the default)",
-                       own);
-    const char *wino = getenv("NND_WINOGRAD");
-    if (wino && strcmp(wino, "0") != 0 && strcmp(wino, "1") != 0)
-        return nnd_err(err,
-                       "NND_WINOGRAD='%.40s' must be 0 (5x5 convolutions by im2col products) or 1 "
-                       "(by Winograd's F(2x2, 5x5) where the CPU has AVX-512, the default)",
-                       wino);
-    return 0;
+    if (check_flag("NND_OWN_SGEMM", "OpenBLAS's sgemm",
+                   "nnd's AVX-512 kernels where the CPU has them, the default", err) != 0)
+        return -1;
+    return check_flag("NND_WINOGRAD", "5x5 and 3x3 convolutions by im2col products",
+                      "by Winograd's minimal filtering where the CPU has AVX-512, the default",
+                      err);
 }
 
 int nnd_own_sgemm(void)
