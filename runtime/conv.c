@@ -96,6 +96,17 @@ static int conv_no_terms(const NndConvShape *s)
            s->kh <= 0 || s->kw <= 0;
 }
 
+const char *nnd_conv2d_method(const NndConvShape *s, NndDType dtype, int bf16)
+{
+    if (dtype == NND_F32 && wino_chosen(s))
+        return s->kh == 5
+                   ? (bf16 ? "Winograd F(2x2, 5x5) on bf16 operands" : "Winograd F(2x2, 5x5)")
+                   : (bf16 ? "Winograd F(4x4, 3x3) on bf16 operands" : "Winograd F(4x4, 3x3)");
+    if (geom_of(s, sizeof(float), 1).pointwise)
+        return dtype == NND_F32 && bf16 ? "1x1 products in bf16" : "1x1 products";
+    return dtype == NND_F32 && bf16 ? "im2col products in bf16" : "im2col products";
+}
+
 static int64_t grain_for(int64_t item_work)
 {
     return item_work >= MIN_SPLIT_WORK ? 1 : ceil_div(MIN_SPLIT_WORK, max64(item_work, 1));
@@ -387,7 +398,7 @@ void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() && wino_conv2d(pool, s, x, w, y, WINOGRAD) == 0)
+    if (wino_chosen(s) && wino_conv2d(pool, s, x, w, y, WINOGRAD) == 0)
         return;
 #endif
     int64_t units = s->n * s->groups, threads = nnd_pool_threads(pool);
@@ -451,7 +462,7 @@ void F(nnd_conv2d_grad_input)(NndPool *pool, const NndConvShape *s, const T *dy,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() && wino_conv2d_grad_input(pool, s, dy, w, dx, WINOGRAD) == 0)
+    if (wino_chosen(s) && wino_conv2d_grad_input(pool, s, dy, w, dx, WINOGRAD) == 0)
         return;
 #endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .w = w, .dy = dy, .dx = dx};
@@ -523,8 +534,7 @@ void F(nnd_conv2d_grad_weight)(NndPool *pool, const NndConvShape *s, const T *x,
         return;
     }
 #ifdef WINOGRAD
-    if (wino_fits(s) && wino_enabled() &&
-        wino_conv2d_grad_weight(pool, s, x, dy, dw, WINOGRAD) == 0)
+    if (wino_chosen(s) && wino_conv2d_grad_weight(pool, s, x, dy, dw, WINOGRAD) == 0)
         return;
 #endif
     F(ConvJob) j = {.g = geom_of(s, sizeof(T), 1), .x = x, .dy = dy, .dw = dw};

@@ -53,13 +53,14 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
 
 /* Winograd's F(2x2, 5x5) and F(4x4, 3x3) for f32 convolutions (winograd.c): whether
  * it computes the convolution s (5x5 or 3x3, stride 1, no dilation or groups, padding
- * under the kernel's size, channels in 16s); whether it is on (on CPUs with AVX-512,
- * where it was measured to win; NND_WINOGRAD=0 turns it off); the forward pass and
+ * under the kernel's size, channels in 16s); whether nnd_conv2d_f32 and its adjoints
+ * take it for s (it fits, on a CPU with AVX-512, where it was measured to win, unless
+ * NND_WINOGRAD is 0); the forward pass and
  * the adjoints for the input and the weights (bf16: with every operand rounded to
  * bf16 first, as precision = bf16's products do, the sums in f32): 0, or -1 without
  * memory (then nothing was written). */
 int wino_fits(const NndConvShape *s);
-int wino_enabled(void);
+int wino_chosen(const NndConvShape *s);
 int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y,
                 int bf16);
 int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy, const float *w,

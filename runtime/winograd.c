@@ -83,24 +83,13 @@ int wino_fits(const NndConvShape *s)
            s->h > 0 && s->w > 0;
 }
 
-int wino_enabled(void)
+static int wino_enabled(void)
 {
     const char *e = getenv("NND_WINOGRAD"); /* 0: im2col, to compare (bench/run.py) */
     return f32_own() && !(e && strcmp(e, "0") == 0);
 }
 
-const char *nnd_conv2d_method(const NndConvShape *s, NndDType dtype, int bf16)
-{
-    if (dtype == NND_F32 && wino_fits(s) && wino_enabled())
-        return s->kh == 5
-                   ? (bf16 ? "Winograd F(2x2, 5x5) on bf16 operands" : "Winograd F(2x2, 5x5)")
-                   : (bf16 ? "Winograd F(4x4, 3x3) on bf16 operands" : "Winograd F(4x4, 3x3)");
-    int pointwise = s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
-                    s->pw == 0 && s->oh == s->h && s->ow == s->w;
-    if (pointwise)
-        return dtype == NND_F32 && bf16 ? "1x1 products in bf16" : "1x1 products";
-    return dtype == NND_F32 && bf16 ? "im2col products in bf16" : "im2col products";
-}
+int wino_chosen(const NndConvShape *s) { return wino_fits(s) && wino_enabled(); }
 
 /* *x = nnd_bf16_round(*x) on 16 lanes: to nearest even, a NaN kept a (quiet) NaN */
 INLINE void round_bf16(v16 *x)

@@ -322,9 +322,6 @@ static void conv_op_ref(const ConvCase *c, ConvOp op, const double **ref, const 
                             : s->n * s->oh * s->ow;
 }
 
-/* Whether nnd_conv2d_f32 and its adjoints take Winograd's way for s */
-static int by_winograd(const NndConvShape *s) { return wino_fits(s) && wino_enabled(); }
-
 /* Every op in both dtypes on every pool, twice (the same bits), against the
  * references; then the adjoint identity <conv(x, w), dy> = <x, grad_input(dy, w)> =
  * <w, grad_weight(x, dy)> in f64. */
@@ -351,7 +348,7 @@ static void conv_case_check(const ConvCase *c)
             conv_run_f32(pools[t], c, (ConvOp)op, f2);
             describe_conv(what, sizeof what, &c->s, op_names[op], t);
             to_double(conv, f1, n);
-            (by_winograd(&c->s) ? check_close_normwise : check_close)(conv, ref, bound, n,
+            (wino_chosen(&c->s) ? check_close_normwise : check_close)(conv, ref, bound, n,
                                                                       rel_f32(terms), what);
             if (memcmp(f1, f2, n * sizeof(float)) != 0)
                 fail_msg("%s (f32): two calls differ", what);
@@ -709,7 +706,7 @@ static void test_conv_no_memory(void **state)
                     thread_scratch_fail(false);
                     describe_conv(what, sizeof what, &c.s, op_names[op], t);
                     to_double(conv, f, n);
-                    (by_winograd(&c.s) ? check_close_normwise : check_close)(conv, ref, bound, n,
+                    (wino_chosen(&c.s) ? check_close_normwise : check_close)(conv, ref, bound, n,
                                                                              rel_f32(terms), what);
                     check_close(d, ref, bound, n, 1e-12, what);
                 }
