@@ -278,6 +278,15 @@ INLINE void product_6x32(const float *a, int64_t lda, const float *b, int64_t ld
         }                                                                                          \
     } while (0)
 
+/* Tile t's image *b and the first output row *oy and column *ox it covers */
+INLINE void tile_at(const Wino *p, int64_t t, int64_t *b, int64_t *oy, int64_t *ox)
+{
+    int64_t per = p->th * p->tw;
+    *b = t / per;
+    *oy = p->m * (t % per / p->tw);
+    *ox = p->m * (t % p->tw);
+}
+
 /* The m x m outputs of tile t (block row tl), channels o0 .. o0 + 15, from
  * m[xi][tl][o] */
 INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, int64_t o0, int mm)
@@ -296,8 +305,8 @@ INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, in
         for (int i = 0; i < mm; i++)
             y[i][j] = col[i];
     }
-    int64_t per = p->th * p->tw, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-    int64_t oy = mm * ty, ox = mm * tx, plane = p->oh * p->ow;
+    int64_t b, oy, ox, plane = p->oh * p->ow;
+    tile_at(p, t, &b, &oy, &ox);
     float *dst = p->y + (b * p->o + o0) * plane + oy * p->ow + ox;
     int rows = p->oh - oy < mm ? (int)(p->oh - oy) : mm;
     int cols = p->ow - ox < mm ? (int)(p->ow - ox) : mm;
@@ -310,15 +319,15 @@ INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, in
 /* v[xi][0:TB][0:c] = the transformed input tiles t0 .. t0 + nt - 1, then zeros */
 INLINE void input_block(const Wino *p, float *v, int64_t t0, int64_t nt)
 {
-    int64_t per = p->th * p->tw;
     for (int64_t tl = 0; tl < TB; tl++) {
         if (tl >= nt) { /* rows past the last tile: zeros, not whatever was there */
             for (int xi = 0; xi < XI; xi++)
                 memset(v + (xi * TB + tl) * p->c, 0, (size_t)p->c * sizeof(float));
             continue;
         }
-        int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-        const float *at = p->xp + ((b * p->hp + p->m * ty) * p->wp + p->m * tx) * p->c;
+        int64_t b, oy, ox;
+        tile_at(p, t0 + tl, &b, &oy, &ox);
+        const float *at = p->xp + ((b * p->hp + oy) * p->wp + ox) * p->c;
         for (int64_t c0 = 0; c0 < p->c; c0 += 16)
             input_tile(at + c0, p->wp, p->c, v, tl, c0);
     }
@@ -454,7 +463,7 @@ INLINE void product_t_8x32(const float *a, int64_t lda, const float *b, int64_t 
 VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end)
 {
     const Wino *p = ctx;
-    int64_t blocks = (p->tiles + TB - 1) / TB, per = p->th * p->tw, ww = p->m * p->tw;
+    int64_t blocks = (p->tiles + TB - 1) / TB, ww = p->m * p->tw;
     size_t vn = (size_t)(XI * TB * p->c), mn = (size_t)(XI * TB * p->o);
     for (int64_t k = begin; k < end; k++) {
         float *v = p->bufs + (size_t)k * (vn + mn), *m = v + vn;
@@ -470,9 +479,9 @@ VECTOR_CLONES static void grad_weight_part(void *ctx, int64_t begin, int64_t end
                         memset(m + (xi * TB + tl) * p->o, 0, (size_t)p->o * sizeof(float));
                     continue;
                 }
-                int64_t t = t0 + tl, b = t / per, ty = t % per / p->tw, tx = t % p->tw;
-                const float *dat =
-                    p->dyp + ((b * p->m * p->th + p->m * ty) * ww + p->m * tx) * p->o;
+                int64_t b, oy, ox;
+                tile_at(p, t0 + tl, &b, &oy, &ox);
+                const float *dat = p->dyp + ((b * p->m * p->th + oy) * ww + ox) * p->o;
                 for (int64_t o0 = 0; o0 < p->o; o0 += 16) {
                     if (p->m == 2)
                         dy_tile(dat + o0, ww, p->o, m, tl, o0, 2);
