@@ -19,7 +19,8 @@
  * 2q + 1 in the high half), rounded to nearest even by VCVTNE2PS2BF16 on the way:
  *     A: row r's pairs, q = 0 .. k/2 (from a row-major A), or pair q's rows (from a
  *        transposed one): the kernel broadcasts one word per row and step q;
- *     B: k/2 rows of n words (pair q, column j), each row padded to 32 columns.
+ *     B: a panel of 32 columns at a time (as f32), k/2 rows of 32 words (pair q,
+ *        column j), zeros past n; all of B at once where C's blocks go along the rows.
  * Elsewhere the same product is emulated: both operands rounded to bf16 (in f32),
  * then OpenBLAS's sgemm, which gives nearly the same values at f32 speed.
  *
@@ -431,39 +432,41 @@ TARGET_BF16 static void bf16_pack_b(int tb, int64_t n, int64_t k, const float *b
         }
         return;
     }
-    /* columns of B are rows of b: 16 of them at a time into pairs, then transposed in
-     * tiles of 16 columns by 64 pairs */
-    enum { TQ = 64 };
-    uint32_t t[16][TQ];
+    /* columns of B are rows of b: 32 values (16 pairs) of each of 16 columns at a
+     * time, transposed in registers (scalar stores of each pair: NT 64 x 784 x 128
+     * 43 -> 57 us once B went by panels, a third of it packing) */
     for (int64_t j0 = 0; j0 < np; j0 += 16)
-        for (int64_t q0 = 0; q0 < kp; q0 += TQ) {
-            int64_t qn = kp - q0 < TQ ? kp - q0 : TQ;
-            int64_t kn = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
+        for (int64_t q0 = 0; q0 < kp; q0 += 16) {
+            __mmask16 lo = lanes(k - 2 * q0), hi = lanes(k - 2 * q0 - 16);
+            __m512 r[16];
+            UNROLL
             for (int jj = 0; jj < 16; jj++) {
-                if (j0 + jj < n)
-                    pack_pairs(b + (j0 + jj) * ldb + 2 * q0, kn, t[jj]);
-                else
-                    memset(t[jj], 0, sizeof t[jj]);
+                const float *x = b + (j0 + jj) * ldb + 2 * q0;
+                r[jj] = j0 + jj < n ? (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + 16),
+                                                                  _mm512_maskz_loadu_ps(lo, x))
+                                    : _mm512_setzero_ps();
             }
-            for (int64_t q = 0; q < qn; q++)
-                for (int jj = 0; jj < 16; jj++)
-                    pb[(q0 + q) * np + j0 + jj] = t[jj][q];
+            transpose16(r);
+            int qn = kp - q0 < 16 ? (int)(kp - q0) : 16;
+            for (int q = 0; q < qn; q++)
+                _mm512_storeu_ps((float *)(pb + (q0 + q) * np + j0), r[q]);
         }
 }
 
-/* The block of C at row i, column j. */
-TARGET_BF16 static inline ALWAYS_INLINE void bf16_block(int64_t m, int64_t n, int64_t i, int64_t j,
-                                                        int64_t kp, const uint32_t *pa, int64_t ars,
-                                                        int64_t aqs, const uint32_t *pb, int64_t np,
-                                                        float beta, float *c, int64_t ldc)
+/* The block of C at row i, column j; pbj: B's pairs from column j on, rows bqs apart. */
+TARGET_BF16 static inline ALWAYS_INLINE void
+bf16_block(int64_t m, int64_t n, int64_t i, int64_t j, int64_t kp, const uint32_t *pa, int64_t ars,
+           int64_t aqs, const uint32_t *pbj, int64_t bqs, float beta, float *c, int64_t ldc)
 {
     int mr = m - i < MR ? (int)(m - i) : MR, nr = n - j < NR ? (int)(n - j) : NR;
     if (mr == MR && nr == NR)
-        bf16_kernel_full(kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+        bf16_kernel_full(kp, pa + i * ars, ars, aqs, pbj, bqs, beta, c + i * ldc + j, ldc);
     else
-        bf16_kernel(mr, nr, kp, pa + i * ars, ars, aqs, pb + j, np, beta, c + i * ldc + j, ldc);
+        bf16_kernel(mr, nr, kp, pa + i * ars, ars, aqs, pbj, bqs, beta, c + i * ldc + j, ldc);
 }
 
+/* pb: scratch for all of B's pairs (kp x np words) where C's blocks go along the rows,
+ * else for one panel of them (kp x NR). */
 TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t k,
                                          const float *a, int64_t lda, const float *b, int64_t ldb,
                                          float beta, float *c, int64_t ldc, uint32_t *pa,
@@ -480,18 +483,25 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
                              pa + q * m);
         ars = 1, aqs = m;
     }
-    bf16_pack_b(tb, n, k, b, ldb, pb, np);
-    /* a panel of B (kp x 32 words) is read by every block of rows in turn; with a
-     * short k and rows 2 KiB apart, all of B by each block of rows (see rows_first) */
+    /* with a short k and rows 2 KiB apart, all of B by each block of rows (see
+     * rows_first) */
     if (rows_first(n, k, ldc)) {
+        bf16_pack_b(tb, n, k, b, ldb, pb, np);
         for (int64_t i = 0; i < m; i += MR)
             for (int64_t j = 0; j < n; j += NR)
-                bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, np, beta, c, ldc);
+                bf16_block(m, n, i, j, kp, pa, ars, aqs, pb + j, np, beta, c, ldc);
         return;
     }
-    for (int64_t j = 0; j < n; j += NR)
+    /* else a panel of B (kp x 32 words) at a time, packed just before the blocks of
+     * rows read it.  Packed whole first, a big B went out of L2 before its panels were
+     * read: 784-1024-1024-10's [256 x 1024] by [1024 x 1024] ran at 272 GFLOP/s on one
+     * thread, 340-370 by panels (by its transpose: 267-287 -> 382) */
+    for (int64_t j = 0; j < n; j += NR) {
+        int64_t nr = n - j < NR ? n - j : NR;
+        bf16_pack_b(tb, nr, k, tb ? b + j * ldb : b + j, ldb, pb, NR);
         for (int64_t i = 0; i < m; i += MR)
-            bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, np, beta, c, ldc);
+            bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, NR, beta, c, ldc);
+    }
 }
 
 /* C (m x n, row stride ldc) = pc^T (pc: n x m) + beta C (beta 0: C is not read). */
@@ -508,6 +518,12 @@ static void store_transposed(int64_t m, int64_t n, const float *pc, float beta, 
  * op(A)^T has n rows and m columns, 32 to a block: computed into scratch, then
  * written transposed into C (f32_gemm_own, bf16_gemm_native). */
 enum { NARROW_N = 16, NARROW_MIN_M = 32 }; /* m = 16 is slower transposed (0.53 -> 0.57 us) */
+
+/* The words of scratch bf16_gemm_packed takes for B's pairs. */
+static size_t bf16_b_words(int64_t n, int64_t k, int64_t ldc)
+{
+    return (size_t)((k + 1) / 2 * (rows_first(n, k, ldc) ? (n + NR - 1) / NR * NR : NR));
+}
 #endif
 
 static void plain_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
@@ -521,10 +537,10 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
 #ifdef HAVE_KERNELS
+    int64_t kp = (k + 1) / 2;
     if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) { /* see NARROW_N */
-        int64_t kp = (k + 1) / 2, mp = (m + NR - 1) / NR * NR;
         size_t abytes = ((size_t)(n * kp) * 4 + 63) & ~(size_t)63,
-               bbytes = ((size_t)(kp * mp) * 4 + 63) & ~(size_t)63;
+               bbytes = (bf16_b_words(m, k, m) * 4 + 63) & ~(size_t)63;
         uint32_t *pa = scratch(abytes + bbytes + (size_t)(m * n) * sizeof(float));
         if (pa) {
             float *pc = (float *)((char *)pa + abytes + bbytes);
@@ -534,9 +550,8 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
             return;
         }
     }
-    int64_t kp = (k + 1) / 2, np = (n + NR - 1) / NR * NR;
     size_t abytes = ((size_t)(m * kp) * 4 + 63) & ~(size_t)63;
-    uint32_t *pa = scratch(abytes + (size_t)(kp * np) * 4);
+    uint32_t *pa = scratch(abytes + bf16_b_words(n, k, ldc) * 4);
     if (pa) {
         bf16_gemm_packed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pa,
                          (uint32_t *)((char *)pa + abytes));

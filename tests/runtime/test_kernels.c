@@ -71,6 +71,14 @@ static void expect_product(int ta, int tb, int64_t m, int64_t n, int64_t k, cons
         }
 }
 
+/* x (rows x ld): the columns from cols on set to NaN */
+static void pad_nan(float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = cols; j < ld; j++)
+            x[i * ld + j] = NAN;
+}
+
 static void check_fn(GemmFn fn)
 {
     static const int64_t sizes[][3] = {{1, 1, 1},
@@ -101,6 +109,10 @@ static void check_fn(GemmFn fn)
             /* leading dimensions wider than the matrices: strides are honoured */
             int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2;
             float *a = random_floats((ta ? k : m) * lda), *b = random_floats((tb ? n : k) * ldb);
+            /* past each row: NaN, which a read beyond the matrix would carry into C
+             * (where it meets a 0 of padding in the other operand too) */
+            pad_nan(a, ta ? k : m, ta ? m : k, lda);
+            pad_nan(b, tb ? n : k, tb ? k : n, ldb);
             float *c0 = random_floats(m * n), *c = malloc((size_t)(m * n) * sizeof *c);
             for (int64_t i = 0; i < m * n; i++)
                 c[i] = beta != 0 ? c0[i] : NAN; /* beta 0: whatever C held is not read */
