@@ -354,13 +354,16 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
 
 /* ---- bf16: the AVX512-BF16 kernels ---- */
 
+/* The 32 halves of VCVTNE2PS2BF16's result (the low source's 16, then the high's) in
+ * pair order: r0[j] in the low half of word j, r1[j] in its high half. */
+#define PAIR_ORDER                                                                                 \
+    _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,   \
+                     21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0)
+
 /* Rows r0 and r1 (n floats each; r1 NULL: zeros) as n pairs (r0 in the low half). */
 TARGET_BF16 static void pack_interleaved(const float *r0, const float *r1, int64_t n, uint32_t *out)
 {
-    /* the 32 halves of cvtne2ps (r0's 16 low, r1's 16 high) in pair order */
-    const __m512i order =
-        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i order = PAIR_ORDER;
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 m = lanes(n - j);
         __m512 lo = _mm512_maskz_loadu_ps(m, r0 + j);
@@ -424,11 +427,31 @@ TARGET_BF16 static void bf16_pack_b(int tb, int64_t n, int64_t k, const float *b
                                     uint32_t *pb, int64_t np)
 {
     int64_t kp = (k + 1) / 2;
+    if (!tb && np == NR) { /* one panel: both halves of each row inline, zeros past n by
+                            * the masks (with a call and a memset of nothing per row,
+                            * packing took 22% of 64 x 128 x 784's samples; 10% now) */
+        const __m512i order = PAIR_ORDER;
+        __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
+        for (int64_t q = 0; q < kp; q++) {
+            const float *r0 = b + 2 * q * ldb, *r1 = r0 + ldb;
+            bool two = 2 * q + 1 < k;
+            __m512 lo0 = _mm512_maskz_loadu_ps(m0, r0), lo1 = _mm512_maskz_loadu_ps(m1, r0 + 16);
+            __m512 hi0 = two ? _mm512_maskz_loadu_ps(m0, r1) : _mm512_setzero_ps();
+            __m512 hi1 = two ? _mm512_maskz_loadu_ps(m1, r1 + 16) : _mm512_setzero_ps();
+            _mm512_storeu_si512(pb + q * NR, _mm512_permutexvar_epi16(
+                                                 order, (__m512i)_mm512_cvtne2ps_pbh(hi0, lo0)));
+            _mm512_storeu_si512(
+                pb + q * NR + 16,
+                _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(hi1, lo1)));
+        }
+        return;
+    }
     if (!tb) {
         for (int64_t q = 0; q < kp; q++) {
             pack_interleaved(b + 2 * q * ldb, 2 * q + 1 < k ? b + (2 * q + 1) * ldb : NULL, n,
                              pb + q * np);
-            memset(pb + q * np + n, 0, (size_t)(np - n) * 4);
+            if (np > n)
+                memset(pb + q * np + n, 0, (size_t)(np - n) * 4);
         }
         return;
     }
