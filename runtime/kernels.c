@@ -22,7 +22,8 @@
  *     B: a panel of 32 columns at a time (as f32), k/2 rows of 32 words (pair q,
  *        column j), zeros past n; all of B at once where C's blocks go along the rows.
  * Elsewhere the same product is emulated: both operands rounded to bf16 (in f32),
- * then OpenBLAS's sgemm, which gives nearly the same values at f32 speed.
+ * then the f32 product (the own kernels on AVX-512, else OpenBLAS's sgemm), which
+ * gives nearly the same values at f32 speed.
  *
  * Packing buffers are per thread and kept; without memory, a product runs in plain
  * f32 (OpenBLAS). */
@@ -33,6 +34,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "clones.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -146,15 +149,19 @@ int nnd_bf16_native(void)
 #endif
 }
 
+/* The bits of x (as u) rounded to bf16, to nearest even; a NaN stays one (a quiet
+ * one).  Without a branch, so that loops over it vectorize. */
+static inline uint32_t bf16_bits(uint32_t u)
+{
+    uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? u | 0x00400000u : u + 0x7fffu + ((u >> 16) & 1);
+    return r & 0xffff0000u;
+}
+
 float nnd_bf16_round(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it one (a quiet one) */
-        u |= 0x00400000u;
-    else
-        u += 0x7fffu + ((u >> 16) & 1);
-    u &= 0xffff0000u;
+    u = bf16_bits(u);
     memcpy(&x, &u, 4);
     return x;
 }
@@ -584,18 +591,24 @@ void bf16_gemm_native(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
     plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* rows x cols floats (row stride ld) rounded into out (row stride cols). */
-static void round_copy(const float *x, int64_t rows, int64_t cols, int64_t ld, float *out)
+/* rows x cols floats (row stride ld) rounded into out (row stride cols), in vector
+ * lanes (a scalar call per value made emulated products 3-5x slower than f32 ones). */
+VECTOR_CLONES static void round_copy(const float *x, int64_t rows, int64_t cols, int64_t ld,
+                                     float *out)
 {
     for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            out[i * cols + j] = nnd_bf16_round(x[i * ld + j]);
+        for (int64_t j = 0; j < cols; j++) {
+            uint32_t u;
+            memcpy(&u, x + i * ld + j, 4);
+            u = bf16_bits(u);
+            memcpy(out + i * cols + j, &u, 4);
+        }
 }
 
 void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                         int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-    float *ra = scratch((size_t)(m * k + k * n) * sizeof(float));
+    float *ra = thread_scratch(SCRATCH_ROUND, (size_t)(m * k + k * n) * sizeof(float));
     if (!ra) {
         plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
@@ -604,7 +617,13 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
     /* as stored: A is m x k (k x m when ta), B is k x n (n x k when tb) */
     round_copy(a, ta ? k : m, ta ? m : k, lda, ra);
     round_copy(b, tb ? n : k, tb ? k : n, ldb, rb);
-    plain_sgemm(ta, tb, m, n, k, ra, ta ? m : k, rb, tb ? k : n, beta, c, ldc);
+    /* the f32 product of the rounded copies as precision = f32 would run it: on a CPU
+     * with AVX-512 but not its BF16 instructions, the own kernels (OpenBLAS there made
+     * bf16 slower than f32: ... ) */
+    if (f32_own())
+        f32_gemm_own(ta, tb, m, n, k, ra, ta ? m : k, rb, tb ? k : n, beta, c, ldc);
+    else
+        plain_sgemm(ta, tb, m, n, k, ra, ta ? m : k, rb, tb ? k : n, beta, c, ldc);
 }
 
 void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

@@ -31,8 +31,15 @@ void bf16_sgemv(CBLAS_ORDER order, CBLAS_TRANSPOSE t, int rows, int cols, float 
  * the products' packed operands, one for the convolutions' columns (which call the
  * products while they hold theirs), one for the per-chunk sums of a convolution's
  * weight gradient (taken by the thread that starts it, which then runs a job with
- * columns).  thread_scratch_fail(true), for tests: every call fails until false. */
-typedef enum { SCRATCH_PACK, SCRATCH_CONV, SCRATCH_PARTS, SCRATCH_SLOTS } ScratchSlot;
+ * columns), one for the rounded copies of emulated bf16 products (which then call the
+ * f32 products).  thread_scratch_fail(true), for tests: every call fails until false. */
+typedef enum {
+    SCRATCH_PACK,
+    SCRATCH_CONV,
+    SCRATCH_PARTS,
+    SCRATCH_ROUND,
+    SCRATCH_SLOTS
+} ScratchSlot;
 void *thread_scratch(ScratchSlot slot, size_t bytes);
 void thread_scratch_fail(bool on);
 
