@@ -35,41 +35,6 @@ static void human_count(char *buf, size_t n, double v)
         snprintf(buf, n, "%.3g", v);
 }
 
-static int64_t node_numel(const Graph *g, NodeId id, int64_t batch)
-{
-    return shape_numel_at(&graph_node((Graph *)g, id)->shape, batch);
-}
-
-/* The multiply-adds x 2 of a product node at batch `batch`; 0 for other ops. */
-static double product_flops(const Graph *g, const Node *n, NodeId id, int64_t batch)
-{
-    switch (n->op) {
-    case OP_MATMUL: {
-        /* each element of a meets a row of N of b, each of b a column of M of a; the
-         * larger covers broadcasting and the forms that sum over the batch (a
-         * weight's gradient, x^T dy over [B, T, C]) */
-        const Shape *o = &n->shape;
-        double na = (double)node_numel(g, n->in[0], batch),
-               nb = (double)node_numel(g, n->in[1], batch);
-        int64_t N = o->rank ? o->d[o->rank - 1] : 1, M = o->rank > 1 ? o->d[o->rank - 2] : 1;
-        N = N < 0 ? batch : N;
-        M = M < 0 ? batch : M;
-        double f = na * (double)N > nb * (double)M ? na * (double)N : nb * (double)M;
-        return 2.0 * f;
-    }
-    case OP_CONV2D:
-    case OP_CONV2D_GX:
-    case OP_CONV2D_GW: {
-        /* each element of the convolution's output y meets a [cin/groups, kh, kw]
-         * slice of the weights, forward and in both adjoints */
-        NodeId y = n->op == OP_CONV2D ? id : n->op == OP_CONV2D_GX ? n->in[0] : n->in[1];
-        const Shape *w = &graph_node((Graph *)g, n->op == OP_CONV2D_GW ? id : n->in[1])->shape;
-        return 2.0 * (double)node_numel(g, y, batch) * (double)(w->d[1] * w->d[2] * w->d[3]);
-    }
-    default: return 0;
-    }
-}
-
 /* FLOPs of the step's products by phase (forward, backward, update) at a batch. */
 static void step_flops(const Program *p, int64_t batch, double flops[3])
 {
@@ -85,7 +50,7 @@ static void step_flops(const Program *p, int64_t batch, double flops[3])
             continue;
         seen[id] = true;
         const Node *n = graph_node((Graph *)g, id);
-        double f = product_flops(g, n, id, batch);
+        double f = product_flops(g, id, batch);
         flops[n->phase == PHASE_BACKWARD ? 1 : n->phase == PHASE_UPDATE ? 2 : 0] += f;
         for (int i = 0; i < n->nin; i++)
             vec_push(&stack, n->in[i]);

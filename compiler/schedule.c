@@ -32,6 +32,41 @@ int64_t matmul_work(const Graph *g, const Node *n, int64_t batch)
     return (k < 0 ? batch : k) * shape_numel_at(&n->shape, batch);
 }
 
+static int64_t node_numel(const Graph *g, NodeId id, int64_t batch)
+{
+    return shape_numel_at(&graph_node((Graph *)g, id)->shape, batch);
+}
+
+double product_flops(const Graph *g, NodeId id, int64_t batch)
+{
+    const Node *n = graph_node((Graph *)g, id);
+    switch (n->op) {
+    case OP_MATMUL: {
+        /* each element of a meets a row of N of b, each of b a column of M of a; the
+         * larger covers broadcasting and the forms that sum over the batch (a
+         * weight's gradient, x^T dy over [B, T, C]) */
+        const Shape *o = &n->shape;
+        double na = (double)node_numel(g, n->in[0], batch),
+               nb = (double)node_numel(g, n->in[1], batch);
+        int64_t N = o->rank ? o->d[o->rank - 1] : 1, M = o->rank > 1 ? o->d[o->rank - 2] : 1;
+        N = N < 0 ? batch : N;
+        M = M < 0 ? batch : M;
+        double f = na * (double)N > nb * (double)M ? na * (double)N : nb * (double)M;
+        return 2.0 * f;
+    }
+    case OP_CONV2D:
+    case OP_CONV2D_GX:
+    case OP_CONV2D_GW: {
+        /* each element of the convolution's output y meets a [cin/groups, kh, kw]
+         * slice of the weights, forward and in both adjoints */
+        NodeId y = n->op == OP_CONV2D ? id : n->op == OP_CONV2D_GX ? n->in[0] : n->in[1];
+        const Shape *w = &graph_node((Graph *)g, n->op == OP_CONV2D_GW ? id : n->in[1])->shape;
+        return 2.0 * (double)node_numel(g, y, batch) * (double)(w->d[1] * w->d[2] * w->d[3]);
+    }
+    default: return 0;
+    }
+}
+
 typedef struct Builder {
     Schedule *s;
     Graph *g;

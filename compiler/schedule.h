@@ -111,6 +111,9 @@ int64_t shape_numel_at(const Shape *s, int64_t batch);
 /* The multiply-adds of matrix product n (OP_MATMUL) at that batch size: its result's
  * elements times the length of the dimension it sums over. */
 int64_t matmul_work(const Graph *g, const Node *n, int64_t batch);
+/* The multiply-adds x 2 of product node id (a matrix product or a convolution, forward
+ * or adjoint) at that batch size; 0 for other ops. */
+double product_flops(const Graph *g, NodeId id, int64_t batch);
 /* A short listing of kernels and buffers, one line per kernel (for `nnd run --verbose`). */
 void schedule_print(const Schedule *s, StrBuf *out);
 /* The full listing (for `nnd graph --schedule`): per kernel its kind, domain, whether

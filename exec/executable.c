@@ -553,9 +553,15 @@ void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
         }
         if (upd)
             update += x->profile[k];
-        sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s\n", k, kinds[kr->kind], sh,
+        /* a product's rate, at the train block's batch */
+        double flops = kr->kind == KER_CALL ? product_flops(s->g, kr->node, x->p->batch) : 0;
+        char rate[32] = "";
+        if (flops > 0 && x->profile[k] > 0)
+            snprintf(rate, sizeof rate, "  %6.1f GFLOP/s",
+                     flops * (double)steps / (double)x->profile[k]);
+        sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s%s\n", k, kinds[kr->kind], sh,
                   1e-3 * (double)x->profile[k] / (double)steps,
-                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0,
+                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0, rate,
                   upd ? "  update" : "");
     }
     if (values)

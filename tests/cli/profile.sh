@@ -1,0 +1,53 @@
+#!/bin/sh
+# profile.sh NND DIR: `nnd run --profile` lists every kernel of the step with its time,
+# and each matrix product or convolution with its rate: its multiply-adds x 2 (a
+# convolution's as summed directly) at the train block's batch, over its time.
+set -u
+nnd=$1 dir=$2
+rm -rf "$dir" && mkdir -p "$dir" || exit 1
+fm=/usr/share/datasets/fashion-mnist
+cat >"$dir/mlp.nnd" <<NND
+use nn
+use optim
+model Net {
+    fc1 = Dense(784, 96)
+    fc2 = Dense(96, 10)
+    fn forward(x: [B, 784]) = fc2(relu(fc1(x)))
+}
+train {
+    data train = idx("$fm/train-images-idx3-ubyte.gz", "$fm/train-labels-idx1-ubyte.gz",
+                     scale = 1/255, shape = [784])
+    net = Net()
+    loss = cross_entropy(net(x), y)
+    opt = Adam(lr = 1e-3)
+    batch = 48
+    steps = 20
+}
+NND
+out=$("$nnd" run "$dir/mlp.nnd" --threads 1 --profile 2>&1) || {
+    echo "FAIL: nnd run --profile: $out"
+    exit 1
+}
+echo "$out" | grep -q "^profile of the step (20 steps): " || {
+    echo "FAIL: no profile header in: $out"
+    exit 1
+}
+# The first product is x @ W1: 48 x 784 x 96 multiply-adds; its rate is 2 x that over
+# its time per step.  Every call line has a rate, no loop line has one.
+echo "$out" | awk '
+    / call / { calls++; if ($0 !~ /GFLOP\/s/) { print "FAIL: no rate: " $0; bad = 1 } }
+    / loop | reduce / { if ($0 ~ /GFLOP\/s/) { print "FAIL: a rate on a loop: " $0; bad = 1 } }
+    / call / && !first { first = 1
+        us = $5; rate = $8
+        want = 2 * 48 * 784 * 96 / (us * 1e3)
+        if (rate < want * 0.99 - 0.1 || rate > want * 1.01 + 0.1) {
+            print "FAIL: x @ W1 at " us " us: " rate " GFLOP/s, want " want; bad = 1 } }
+    END { if (calls < 4) { print "FAIL: " calls " call kernels"; bad = 1 } exit bad }' || {
+    echo "$out"
+    exit 1
+}
+echo "$out" | grep -q "^update rule: 76330 parameter values, " || {
+    echo "FAIL: no update rule line (784 x 96 + 96 + 96 x 10 + 10 = 76330 values): $out"
+    exit 1
+}
+echo ok
