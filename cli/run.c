@@ -489,6 +489,15 @@ int cmd_run(Options *o)
         fprintf(stderr, "nnd: %s\n", err);
         return NND_EXIT_ERROR;
     }
+    if (o->profile) { /* every rank sees it: they stop together */
+        if (dist_rank(o->dist) == 0)
+            fprintf(stderr, "nnd: --profile times the kernels of one process's step, and a "
+                            "distributed run's steps are not timed yet: profile one process "
+                            "(nnd run FILE --profile)\n");
+        dist_finish(o->dist, NULL);
+        o->dist = NULL;
+        return NND_EXIT_USAGE;
+    }
     /* rank 0 alone prints; every rank reports errors */
     if (dist_rank(o->dist) != 0 && !freopen("/dev/null", "w", stdout))
         fprintf(stderr, "nnd: rank %d: cannot silence its output\n", dist_rank(o->dist));

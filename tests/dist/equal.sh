@@ -21,6 +21,9 @@ done
 # a bucket size that is not a number is an error, not the default
 NND_DIST_BUCKET_BYTES=12kb mpi 2 run adam.nnd > badbucket.out 2>&1 && fail "NND_DIST_BUCKET_BYTES=12kb ran"
 grep -q "NND_DIST_BUCKET_BYTES='12kb' is not a byte count" badbucket.out || { cat badbucket.out; fail "no message"; }
+# --profile times one process's step: refused under mpirun, not a listing of zeros
+mpi 2 run adam.nnd --profile > profile.out 2>&1 && fail "--profile ran under mpirun"
+grep -q "a distributed run's steps are not timed yet" profile.out || { cat profile.out; fail "no --profile message"; }
 cat mpi3.out
 # the compiled step starts each gradient sum's all-reduce as soon as it is final:
 # of 4 sums a step (12 steps), all but fc1.W's before the last product (fc1.W's
