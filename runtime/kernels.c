@@ -361,22 +361,26 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
 
 /* ---- bf16: the AVX512-BF16 kernels ---- */
 
-/* The 32 halves of VCVTNE2PS2BF16's result (the low source's 16, then the high's) in
- * pair order: r0[j] in the low half of word j, r1[j] in its high half. */
-#define PAIR_ORDER                                                                                 \
-    _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,   \
-                     21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0)
+/* Lanes m of rows r0 and r1 (r1 NULL: zeros) as 16 pairs, r0[j] in the low half of word
+ * j and r1[j] in its high half (zeros outside m): VCVTNE2PS2BF16 gives r0's 16 halves,
+ * then r1's, and the permutation puts them in pair order. */
+TARGET_BF16 static inline ALWAYS_INLINE __m512i pairs16(const float *r0, const float *r1,
+                                                        __mmask16 m)
+{
+    const __m512i order =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    __m512 lo = _mm512_maskz_loadu_ps(m, r0);
+    __m512 hi = r1 ? _mm512_maskz_loadu_ps(m, r1) : _mm512_setzero_ps();
+    return _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
 
 /* Rows r0 and r1 (n floats each; r1 NULL: zeros) as n pairs (r0 in the low half). */
 TARGET_BF16 static void pack_interleaved(const float *r0, const float *r1, int64_t n, uint32_t *out)
 {
-    const __m512i order = PAIR_ORDER;
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 m = lanes(n - j);
-        __m512 lo = _mm512_maskz_loadu_ps(m, r0 + j);
-        __m512 hi = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
-        __m512i h = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-        _mm512_mask_storeu_epi32(out + j, m, _mm512_permutexvar_epi16(order, h));
+        _mm512_mask_storeu_epi32(out + j, m, pairs16(r0 + j, r1 ? r1 + j : NULL, m));
     }
 }
 
@@ -437,19 +441,11 @@ TARGET_BF16 static void bf16_pack_b(int tb, int64_t n, int64_t k, const float *b
     if (!tb && np == NR) { /* one panel: both halves of each row inline, zeros past n by
                             * the masks (with a call and a memset of nothing per row,
                             * packing took 22% of 64 x 128 x 784's samples; 10% now) */
-        const __m512i order = PAIR_ORDER;
         __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
         for (int64_t q = 0; q < kp; q++) {
-            const float *r0 = b + 2 * q * ldb, *r1 = r0 + ldb;
-            bool two = 2 * q + 1 < k;
-            __m512 lo0 = _mm512_maskz_loadu_ps(m0, r0), lo1 = _mm512_maskz_loadu_ps(m1, r0 + 16);
-            __m512 hi0 = two ? _mm512_maskz_loadu_ps(m0, r1) : _mm512_setzero_ps();
-            __m512 hi1 = two ? _mm512_maskz_loadu_ps(m1, r1 + 16) : _mm512_setzero_ps();
-            _mm512_storeu_si512(pb + q * NR, _mm512_permutexvar_epi16(
-                                                 order, (__m512i)_mm512_cvtne2ps_pbh(hi0, lo0)));
-            _mm512_storeu_si512(
-                pb + q * NR + 16,
-                _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(hi1, lo1)));
+            const float *r0 = b + 2 * q * ldb, *r1 = 2 * q + 1 < k ? r0 + ldb : NULL;
+            _mm512_storeu_si512(pb + q * NR, pairs16(r0, r1, m0));
+            _mm512_storeu_si512(pb + q * NR + 16, pairs16(r0 + 16, r1 ? r1 + 16 : NULL, m1));
         }
         return;
     }
