@@ -82,8 +82,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "products: '%s' is not NN, NT, TN or TT\n", op);
             return 2;
         }
-        measure(pool, op, atoll(argv[i + 1]), atoll(argv[i + 2]), atoll(argv[i + 3]),
-                reps > 0 ? reps : 1);
+        long long d[3];
+        for (int j = 0; j < 3; j++) {
+            char *end;
+            d[j] = strtoll(argv[i + 1 + j], &end, 10);
+            if (*end || d[j] <= 0) {
+                fprintf(stderr, "products: '%s' is not a size (a whole number >= 1)\n",
+                        argv[i + 1 + j]);
+                return 2;
+            }
+        }
+        measure(pool, op, d[0], d[1], d[2], reps > 0 ? reps : 1);
     }
     nnd_pool_destroy(pool);
     return 0;
