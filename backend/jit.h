@@ -42,9 +42,16 @@ void jit_phases(const Jit *j, double *ir, double *opt, double *mc);
 void jit_free(Jit *j);
 /* Starts what every compile begins with (LLVM's target for this host, its CPU's name
  * and features, a target machine and a started JIT: 4 ms) on a thread of its own, for
- * a caller that will compile soon: it then overlaps the front end instead of
- * delaying the compile.  The first jit_compile at the default optimization level
- * takes it; joined and disposed of at exit; harmless to call twice or not at all. */
+ * a caller that will compile soon: it then overlaps the front end and the data's
+ * reading instead of delaying the compile.  The thread goes on to warm LLVM up by
+ * compiling a small module until a compile begins.  The first jit_compile at the
+ * default optimization level takes what it made; every jit_compile stops the thread
+ * and waits for it before it returns; harmless to call twice or not at all. */
 void jit_prewarm(void);
+/* Stops jit_prewarm's thread, waits for it and disposes of what it made and no
+ * compile took.  Before the process exits: static destructors registered after the
+ * thread began (LLVM's, of what it used first) must not run under it.  Also called
+ * at exit; harmless to call twice. */
+void jit_prewarm_end(void);
 
 #endif

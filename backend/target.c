@@ -129,17 +129,29 @@ static bool optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *
     return false;
 }
 
-LLVMModuleRef target_module_ir(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
-                               const CodegenFunction *fns, int nfns, double *secs, char *err,
-                               size_t errlen)
+/* mod's triple and data layout: tm's. */
+static void set_machine(LLVMModuleRef mod, LLVMTargetMachineRef tm)
 {
-    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnd", ctx);
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(mod, triple);
     LLVMDisposeMessage(triple);
     LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(mod, dl);
     LLVMDisposeTargetData(dl);
+}
+
+void target_prepare_module(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm)
+{
+    set_machine(mod, tm);
+    mark_functions(ctx, mod, tm);
+}
+
+LLVMModuleRef target_module_ir(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
+                               const CodegenFunction *fns, int nfns, double *secs, char *err,
+                               size_t errlen)
+{
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnd", ctx);
+    set_machine(mod, tm);
     double t0 = clock_seconds();
     codegen_module(ctx, mod, g, fns, nfns);
     mark_functions(ctx, mod, tm);

@@ -31,6 +31,9 @@ LLVMModuleRef target_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *
 LLVMModuleRef target_module_ir(LLVMContextRef ctx, LLVMTargetMachineRef tm, Graph *g,
                                const CodegenFunction *fns, int nfns, double *secs, char *err,
                                size_t errlen);
+/* Sets a module made elsewhere (parsed IR) up as target_module_ir does its own: tm's
+ * triple and data layout, and its CPU and features on every function. */
+void target_prepare_module(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm);
 bool target_verify(LLVMModuleRef mod, char *err, size_t errlen);
 bool target_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, char *err, size_t errlen);
 /* The IR of a module as a malloc'd string. */

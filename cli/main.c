@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "jit.h"
 
 static const char usage[] =
     "usage: nnd COMMAND [options] FILE.nnd\n"
@@ -321,6 +322,7 @@ int main(int argc, char **argv)
         if (rc < 0)
             rc = cli_usage_error("unknown command '%s'", o.cmd);
     }
+    jit_prewarm_end(); /* before the static destructors, which run under no thread */
     /* a usage error frees what parse_args gathered too */
     for (int i = 0; i < o.overrides.n; i++)
         free((char *)o.overrides.v[i].key);
