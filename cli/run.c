@@ -125,7 +125,9 @@ static int finish_run(const Options *o, const Program *p, const Executable *x, c
         print_params(p, model);
     if (o->profile) {
         StrBuf b = {0};
-        executable_profile(x, res->steps, &b);
+        /* the steps this run ran (not those of a resumed run's past) */
+        int64_t ran = res->steps - to->resume.step;
+        executable_profile(x, ran - res->full_steps, res->full_steps, &b);
         if (b.s)
             fputs(b.s, stdout);
         sb_free(&b);

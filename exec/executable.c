@@ -275,7 +275,7 @@ static int codegen_list(const Executable *x, const ExecOptions *o, CodegenFuncti
     if (!x->forward_only) {
         fns[n++] = (CodegenFunction){"nnd_step", &x->step_sched, o->profile, cn, NULL, 0};
         if (p->step_outputs.n > 0)
-            fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, false, cn, NULL, 0};
+            fns[n++] = (CodegenFunction){"nnd_step_full", &x->full_sched, o->profile, cn, NULL, 0};
         if (p->accumulate > 1 || p->distributed)
             fns[n++] = (CodegenFunction){"nnd_step_accum",
                                          &x->accum_sched,
@@ -384,8 +384,11 @@ static bool build_jit(Executable *x, Program *p, const ExecOptions *o, char *err
         }
         if (p->forward)
             x->forward = (NndStepFn)addrs[k++];
-        if (o->profile)
+        if (o->profile) {
             x->profile = xcalloc((size_t)x->step_sched.kernels.n + 1, sizeof(int64_t));
+            if (x->step_full)
+                x->profile_full = xcalloc((size_t)x->full_sched.kernels.n + 1, sizeof(int64_t));
+        }
         ok = alloc_arena(x, err, errlen);
     }
     for (int i = 0; i < ne; i++)
@@ -470,6 +473,7 @@ void executable_free(Executable *x)
     free(x->eval_user);
     free(x->eval_scheds);
     free(x->profile);
+    free(x->profile_full);
     free(x->grad_sums);
     vec_free(&x->grad_order);
     free(x->grad_early);
@@ -528,16 +532,15 @@ void executable_dump(const Executable *x, StrBuf *out)
     }
 }
 
-void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
+/* One step function's table: its kernels' times per step over `steps` runs. */
+static void profile_table(const Executable *x, const Schedule *s, const int64_t *prof,
+                          int64_t steps, const char *title, StrBuf *out)
 {
-    if (!x->profile || steps < 1)
-        return;
-    const Schedule *s = &x->step_sched;
     static const char *kinds[] = {"loop", "reduce", "call"};
     int64_t total = 0, update = 0, values = 0;
     for (int k = 0; k < s->kernels.n; k++)
-        total += x->profile[k];
-    sb_printf(out, "profile of the step (%lld steps): %.1f us per step in kernels\n",
+        total += prof[k];
+    sb_printf(out, "profile of %s (%lld steps): %.1f us per step in kernels\n", title,
               (long long)steps, 1e-3 * (double)total / (double)steps);
     for (int k = 0; k < s->kernels.n; k++) {
         const Kernel *kr = &s->kernels.v[k];
@@ -552,19 +555,27 @@ void executable_profile(const Executable *x, int64_t steps, StrBuf *out)
             }
         }
         if (upd)
-            update += x->profile[k];
+            update += prof[k];
         /* a product's rate, at the train block's batch */
         double flops = kr->kind == KER_CALL ? product_flops(s->g, kr->node, x->p->batch) : 0;
         char rate[32] = "";
-        if (flops > 0 && x->profile[k] > 0)
-            snprintf(rate, sizeof rate, "  %6.1f GFLOP/s",
-                     flops * (double)steps / (double)x->profile[k]);
+        if (flops > 0 && prof[k] > 0)
+            snprintf(rate, sizeof rate, "  %6.1f GFLOP/s", flops * (double)steps / (double)prof[k]);
         sb_printf(out, "  k%-3d %-6s %-16s %9.2f us  %5.1f%%%s%s\n", k, kinds[kr->kind], sh,
-                  1e-3 * (double)x->profile[k] / (double)steps,
-                  total ? 100.0 * (double)x->profile[k] / (double)total : 0.0, rate,
+                  1e-3 * (double)prof[k] / (double)steps,
+                  total ? 100.0 * (double)prof[k] / (double)total : 0.0, rate,
                   upd ? "  update" : "");
     }
     if (values)
         sb_printf(out, "update rule: %lld parameter values, %.3f ns per value per step\n",
                   (long long)values, (double)update / (double)steps / (double)values);
+}
+
+void executable_profile(const Executable *x, int64_t steps, int64_t full_steps, StrBuf *out)
+{
+    if (x->profile && steps > 0)
+        profile_table(x, &x->step_sched, x->profile, steps, "the step", out);
+    if (x->profile_full && full_steps > 0)
+        profile_table(x, &x->full_sched, x->profile_full, full_steps,
+                      "the step with the log's statistics", out);
 }

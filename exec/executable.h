@@ -50,6 +50,7 @@ typedef struct Executable {
     int64_t arena_bytes;
     double compile_seconds;
     int64_t *profile; /* nanoseconds per step kernel, when compiled for profiling */
+    int64_t *profile_full; /* the same for the step with the log's statistics */
     /* distributed: which states are gradient sums (Program.states.n of them), and
      * the order in which the accumulation step finishes them (and calls
      * NndStepArgs.ready, compiled): the order their all-reduces start in */
@@ -78,8 +79,9 @@ bool executable_plan(Executable *x, Program *p, const ExecOptions *o, char *err,
 void executable_dump(const Executable *x, StrBuf *out);
 /* A description of the step's kernels and memory plan. */
 void executable_describe(const Executable *x, StrBuf *out);
-/* Where a profiled executable's step time went, over `steps` steps: each kernel, and
- * the update kernels' nanoseconds per parameter value. */
-void executable_profile(const Executable *x, int64_t steps, StrBuf *out);
+/* Where a profiled executable's step time went, over the `steps` steps that ran the
+ * plain step: each kernel, and the update kernels' nanoseconds per parameter value;
+ * then the same for the `full_steps` that ran the step with the log's statistics. */
+void executable_profile(const Executable *x, int64_t steps, int64_t full_steps, StrBuf *out);
 
 #endif

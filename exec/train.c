@@ -308,6 +308,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
                  nnd_pool_threads(o->pool) == 1 ? "" : " each", r.t.ranks);
     r.t.what = what;
     r.t.profile = x->profile;
+    r.t.profile_full = x->profile_full;
     NndErr e = {{0}};
     int rc = nnd_train(&r.t, res, &e);
     if (early) {

@@ -577,7 +577,9 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                               t->pool,
                               0,
                               user,
-                              last && !full ? t->profile : NULL,
+                              !last  ? NULL
+                              : full ? t->profile_full
+                                     : t->profile,
                               0,
                               0,
                               0,

@@ -171,6 +171,7 @@ typedef struct NndTrainer {
      * training stops there, after writing a checkpoint of that step when checkpoint
      * is set (unless it just wrote one), and res->interrupted says so */
     const volatile sig_atomic_t *stop;
+    int64_t *profile_full; /* passed to step_full (NndStepArgs.profile) */
 } NndTrainer;
 
 typedef struct NndTrainResult {

@@ -50,4 +50,46 @@ echo "$out" | grep -q "^update rule: 76330 parameter values, " || {
     echo "FAIL: no update rule line (784 x 96 + 96 + 96 x 10 + 10 = 76330 values): $out"
     exit 1
 }
+# With a log, the logged steps run the step with the log's statistics: it has a table
+# of its own, and each table is over the steps that ran its function (14 + 6 = 20:
+# the first step is logged too),
+# its update kernels timed with the statistics they compute.
+sed 's|    steps = 20|    steps = 20\n    log every 4 steps to "'"$dir"'/logs": loss, grad_norm, histograms|' \
+    "$dir/mlp.nnd" >"$dir/logged.nnd"
+out=$("$nnd" run "$dir/logged.nnd" --threads 1 --profile 2>&1) || {
+    echo "FAIL: nnd run --profile with a log: $out"
+    exit 1
+}
+for want in "^profile of the step (14 steps): " \
+    "^profile of the step with the log's statistics (6 steps): "; do
+    echo "$out" | grep -q "$want" || {
+        echo "FAIL: no '$want' in: $out"
+        exit 1
+    }
+done
+echo "$out" | awk '/^profile of the step/ { n++; if ($(NF - 5) + 0 <= 0) bad = 1 }
+    END { exit n != 2 || bad }' || {
+    echo "FAIL: a table without time in its kernels: $out"
+    exit 1
+}
+[ "$(echo "$out" | grep -c '^update rule: 76330 parameter values, ')" = 2 ] || {
+    echo "FAIL: not one update rule line per table: $out"
+    exit 1
+}
+# Resumed from a checkpoint, the profile is over the steps this run ran (10 of 20).
+sed 's|    steps = 20|    steps = 20\n    checkpoint every 10 steps to "'"$dir"'/ckpt"|' \
+    "$dir/mlp.nnd" >"$dir/ckpt.nnd"
+"$nnd" run "$dir/ckpt.nnd" --threads 1 --set steps=10 >"$dir/first.log" 2>&1 || {
+    echo "FAIL: the first 10 steps:"
+    cat "$dir/first.log"
+    exit 1
+}
+out=$("$nnd" run "$dir/ckpt.nnd" --threads 1 --resume "$dir/ckpt" --profile 2>&1) || {
+    echo "FAIL: nnd run --resume --profile: $out"
+    exit 1
+}
+echo "$out" | grep -q "^profile of the step (10 steps): " || {
+    echo "FAIL: a resumed run's profile is not over its own 10 steps: $out"
+    exit 1
+}
 echo ok
