@@ -277,9 +277,11 @@ def main():
     compile_ms = {"cold": [], "warm": []}
     for rnd in range(a.rounds):
         print(f"round {rnd + 1}/{a.rounds}", flush=True)
-        cold, warm = compile_times(a.nnd, work)
-        compile_ms["cold"].append(cold)
-        compile_ms["warm"].append(warm)
+        # four of each a round: one compile is a noisy sample on these machines
+        for _ in range(4):
+            cold, warm = compile_times(a.nnd, work)
+            compile_ms["cold"].append(cold)
+            compile_ms["warm"].append(warm)
         for model in models:
             batch, hidden, _ = MODELS[base(model)]
             f32 = model == base(model)  # the peers run f32 only: measured on the f32 rows
@@ -333,7 +335,7 @@ def main():
         xs = [x for x in compile_ms[kind] if x is not None]
         if xs:
             print(f"compile time, {kind} (784-128-10 program; {'empty' if kind == 'cold' else 'warm'} object-code "
-                  f"cache): median {statistics.median(xs):.1f} ms (min {min(xs):.1f}, max {max(xs):.1f})")
+                  f"cache): median {statistics.median(xs):.1f} ms of {len(xs)} (min {min(xs):.1f}, max {max(xs):.1f})")
     for t in threads:
         ns = adam_ns_per_param(a.nnd, t)
         if ns:
