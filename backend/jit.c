@@ -185,7 +185,9 @@ static void *prewarm_main(void *arg)
     warm.made = true;
     pthread_cond_broadcast(&warm_cv);
     pthread_mutex_unlock(&warm_mu);
-    if (tm && !warming_stopped())
+    /* on one core it would only take turns with the data's reading: the first-use
+     * costs are paid once either way, and the small module is more work */
+    if (tm && sysconf(_SC_NPROCESSORS_ONLN) > 1 && !warming_stopped())
         warm_llvm();
     return NULL;
 }
