@@ -74,7 +74,7 @@ void nnd_dataset_gather(const NndDataSet *ds, const uint32_t *idx, int64_t b, vo
 }
 
 /* Asks the cache for the rows of the next batch (they are mostly far apart in a large
- * data set, so each costs a trip to memory), to arrive while this step computes. */
+ * data set, so each costs a trip to memory), to arrive before they are gathered. */
 static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
 {
     if (ds->window <= 0 && ds->x_rows)
@@ -90,15 +90,19 @@ static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
 typedef struct GatherJob {
     const NndDataSet *ds;
     const uint32_t *idx;
-    char *x, *y;
+    char *x, *y; /* NULL: the rows are asked for, not gathered */
     size_t xb, yb;
-    const uint32_t *next; /* the next batch's rows, to prefetch */
+    const uint32_t *next; /* the next batch's rows, to ask for */
     int64_t nnext;
 } GatherJob;
 
 static void gather_range(void *ctx, int64_t lo, int64_t hi)
 {
     const GatherJob *g = ctx;
+    if (!g->x) {
+        prefetch_rows(g->ds, g->idx + lo, hi - lo);
+        return;
+    }
     nnd_dataset_gather(g->ds, g->idx + lo, hi - lo, g->x + (size_t)lo * g->xb,
                        g->y + (size_t)lo * g->yb);
     /* the same thread gathers the same part of the next batch */
@@ -108,11 +112,14 @@ static void gather_range(void *ctx, int64_t lo, int64_t hi)
 
 /* A batch gathered by the pool's threads (rows of the data set are mostly cache and
  * TLB misses; each thread copies a block of rows), and the rows of the next one
- * (next[0..nnext)) asked for, to arrive during the step. */
+ * (next[0..nnext)) asked for by the threads that will gather them; with x NULL, the
+ * rows of idx asked for, not gathered. */
 static void gather_batch(NndPool *pool, const NndDataSet *ds, const uint32_t *idx, int64_t b,
                          void *x, void *y, const uint32_t *next, int64_t nnext)
 {
     GatherJob g = {ds, idx, x, y, 0, 0, next, nnext};
+    if (!x && (ds->window > 0 || (!ds->x_rows && !ds->x->data)))
+        return; /* nothing to ask for (prefetch_rows) */
     nnd_dataset_sample_bytes(ds, &g.xb, &g.yb);
     enum { MIN_BYTES_PER_THREAD = 32 << 10 };
     int64_t grain = (int64_t)(MIN_BYTES_PER_THREAD / (g.xb + g.yb + 1)) + 1;
@@ -556,8 +563,19 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             if (mj == 0)
                 continue;
             int64_t next = start + mj, after = next + mj < n ? next + mj : n;
-            gather_batch(t->gather_on_caller ? NULL : t->pool, ds, b.idx + start, mj, b.x, b.y,
-                         b.idx + next, next < after ? after - next : 0);
+            /* the next batch's rows: where one thread gathers, asked for when this
+             * step returns; asked for a whole step earlier (at this gather), many had
+             * left the cache again by the time they were gathered (784-128-10 on one
+             * thread, the same binary both ways, alternating: asking and gathering
+             * 11.6 us a step, median of 17 runs, against 18.7, of 6; either way the
+             * runs fall in a fast and a slow group, 10-12 and 17-21 us against 15 and
+             * 22).  Where the pool gathers, at the gather: a second call on the pool
+             * for the asking cost more than it gave (each thread's half of the gather
+             * took 15-17 us either way on two cores) */
+            NndPool *gp = t->gather_on_caller ? NULL : t->pool;
+            bool split = nnd_pool_threads(gp) > 1;
+            int64_t nnext = next < after ? after - next : 0;
+            gather_batch(gp, ds, b.idx + start, mj, b.x, b.y, b.idx + next, split ? nnext : 0);
             if (ds->augment)
                 nnd_augment(ds, b.idx + start, mj, b.x, t->seed, epoch);
             int last = j == micro - 1 && !dist;
@@ -586,6 +604,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                               ready ? t->ready : NULL,
                               ready ? t->reduce_ctx : NULL};
             fn(&a);
+            if (!split && nnext > 0)
+                gather_batch(NULL, ds, b.idx + next, nnext, NULL, NULL, NULL, 0);
             if (a.status || !isfinite(bout[0]))
                 break;
             group_loss += bout[0] * (double)mj;
