@@ -187,7 +187,7 @@ static void *prewarm_main(void *arg)
     pthread_mutex_unlock(&warm_mu);
     /* on one core it would only take turns with the data's reading: the first-use
      * costs are paid once either way, and the small module is more work */
-    if (tm && sysconf(_SC_NPROCESSORS_ONLN) > 1 && !warming_stopped())
+    if (tm && nnd_cpu_count() > 1 && !warming_stopped())
         warm_llvm();
     return NULL;
 }
@@ -386,14 +386,14 @@ static long instruction_count(LLVMValueRef f)
     return n;
 }
 
-/* Threads for a cold compile into *n: $NND_COMPILE_THREADS, else the online cores.
+/* Threads for a cold compile into *n: $NND_COMPILE_THREADS, else the CPUs the process
+ * may use (nnd_cpu_count).
  * false with a message when the variable is set but not a whole number >= 1. */
 static bool compile_threads(int *n, char *err, size_t errlen)
 {
     const char *e = getenv("NND_COMPILE_THREADS");
     if (!e) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        *n = c > 0 && c < INT_MAX ? (int)c : 1;
+        *n = nnd_cpu_count();
         return true;
     }
     char *end;

@@ -19,7 +19,8 @@ static const Help helps[] = {
     {"run", "usage: nnd run FILE.nnd [options]\n"
             "Trains the program's train block with the compiled step (LLVM), with progress,\n"
             "evals, logs, checkpoints and `save` as the block says.\n\n" COMMON
-            "  --threads N       threads that compute (default: every core)\n"
+            "  --threads N       threads that compute (default: one per CPU this process may\n"
+            "                    use: its affinity mask, a cgroup CPU quota)\n"
             "  --interp          the reference interpreter instead of compiled code\n"
             "  --time            compile time, time per step, samples/s, what runs the products\n"
             "  --verbose         the kernels, the planned memory, who gathers the batches,\n"

@@ -46,7 +46,7 @@ static const char usage[] =
     "  --seed N          same as --set seed=N\n"
     "  --dtype f32|f64   the float type of the whole program (default f32)\n"
     "  --interp          run with the reference interpreter instead of compiled code\n"
-    "  --threads N       threads that compute (default: every core)\n"
+    "  --threads N       threads that compute (default: one per CPU this process may use)\n"
     "  --time            print compile time, time per step and samples/s\n"
     "  --verbose         print the kernels, the planned memory, who gathers batches\n"
     "  --print-params    print the trained parameters (small ones in full)\n"

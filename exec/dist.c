@@ -1,6 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dist.h"
 
+#include "nnd_runtime.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,8 +130,9 @@ int dist_ranks(const Dist *d) { return d->ranks; }
 
 int dist_default_threads(const Dist *d)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long t = cores / (d->local > 0 ? d->local : 1);
+    /* the CPUs this rank may use (mpirun binds each rank to a core by default: one),
+     * shared with the other ranks on the node where they are not bound */
+    long t = nnd_cpu_count() / (d->local > 0 ? d->local : 1);
     return t > 0 ? (int)t : 1;
 }
 

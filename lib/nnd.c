@@ -130,7 +130,8 @@ static int check_options(NndProgram *h, const NndOpenOptions *o)
         return fail(h, NND_EMISUSE, "nnd_open: dtype must be NND_F32 or NND_F64, got %d",
                     (int)o->dtype);
     if (o->threads < 0 || o->threads > 256)
-        return fail(h, NND_EMISUSE, "nnd_open: threads must be 0 (every core) to 256, got %d",
+        return fail(h, NND_EMISUSE,
+                    "nnd_open: threads must be 0 (one per CPU the process may use) to 256, got %d",
                     o->threads);
     if (o->max_batch < 0)
         return fail(h, NND_EMISUSE,

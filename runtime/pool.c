@@ -1,14 +1,18 @@
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 /* pool: the thread pool that owns the cores.
  *
  * Workers wait for a job by spinning briefly (a step launches many short parallel
  * loops, and waking a sleeping thread costs more than the loop) and then sleeping on
- * a condition variable.  Job i always gets the same contiguous range, so results do
- * not depend on timing. */
+ * a condition variable; in a pool with more threads than the process has CPUs, they
+ * sleep at once (a spinning thread would hold the CPU the others wait for).  Job i
+ * always gets the same contiguous range, so results do not depend on timing. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +51,7 @@ enum { SPIN_ROUNDS = 20000 };
 
 struct NndPool {
     int n; /* threads, the caller included */
+    int spin; /* rounds a waiting thread spins before it sleeps */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
@@ -120,7 +125,7 @@ static void *worker_main(void *arg)
         uint_fast64_t g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-               spins < SPIN_ROUNDS) {
+               spins < p->spin) {
             CPU_RELAX();
             spins++;
         }
@@ -144,12 +149,90 @@ static void *worker_main(void *arg)
     }
 }
 
+/* The CPUs of the affinity mask, or 0 where it cannot be read. */
+static int affinity_cpus(void)
+{
+    for (int size = CPU_SETSIZE; size <= (1 << 16); size *= 2) {
+        cpu_set_t *set = CPU_ALLOC(size);
+        if (!set)
+            return 0;
+        size_t bytes = CPU_ALLOC_SIZE(size);
+        CPU_ZERO_S(bytes, set);
+        int rc = sched_getaffinity(0, bytes, set), n = rc == 0 ? CPU_COUNT_S(bytes, set) : 0;
+        CPU_FREE(set);
+        if (rc == 0 || errno != EINVAL)
+            return n;
+    }
+    return 0;
+}
+
+/* The CPUs a cgroup v2 quota of root/path/cpu.max (or of a cgroup above it) allows,
+ * rounded up: "max PERIOD" is no limit; 0 for none.  root is /sys/fs/cgroup but for
+ * tests. */
+int nnd_cgroup_cpus(const char *root, const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    int least = 0;
+    for (;;) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s%s%s/cpu.max", root, dir[0] == '/' ? "" : "/", dir);
+        FILE *f = fopen(file, "r");
+        if (f) {
+            char quota[32];
+            double period;
+            if (fscanf(f, "%31s %lf", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
+                period > 0) {
+                double q = strtod(quota, NULL) / period;
+                int n = q > 0 ? (int)fmin(ceil(q - 1e-9), 1 << 20) : 1;
+                n = n < 1 ? 1 : n;
+                least = least == 0 || n < least ? n : least;
+            }
+            fclose(f);
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || dir[0] == 0 || !strcmp(dir, "/"))
+            return least;
+        *slash = 0; /* the cgroup above */
+        if (!dir[0])
+            snprintf(dir, sizeof dir, "/");
+    }
+}
+
+/* The process's own cgroup v2 ("0::/path" in /proc/self/cgroup). */
+static int quota_cpus(void)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f)
+        return 0;
+    char line[4200];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) {
+            line[strcspn(line, "\n")] = 0;
+            n = nnd_cgroup_cpus("/sys/fs/cgroup", line + 3);
+            break;
+        }
+    fclose(f);
+    return n;
+}
+
+int nnd_cpu_count(void)
+{
+    int n = affinity_cpus();
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 && c < (1 << 20) ? (int)c : 1;
+    }
+    int q = quota_cpus();
+    return q > 0 && q < n ? q : n;
+}
+
 NndPool *nnd_pool_create(int nthreads, NndErr *err)
 {
-    if (nthreads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        nthreads = cores > 0 ? (int)cores : 1;
-    }
+    int cpus = nnd_cpu_count();
+    if (nthreads <= 0)
+        nthreads = cpus;
     if (nthreads > 256)
         nthreads = 256;
     if (!atomic_load(&blas_stopped))
@@ -161,6 +244,7 @@ NndPool *nnd_pool_create(int nthreads, NndErr *err)
         return NULL;
     }
     p->n = nthreads;
+    p->spin = nthreads <= cpus ? SPIN_ROUNDS : 0;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -245,7 +329,7 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
     run_chunk(p, 0);
     in_pool_job = false;
     int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ROUNDS) {
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < p->spin) {
         CPU_RELAX();
         spins++;
     }

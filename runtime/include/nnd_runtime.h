@@ -291,8 +291,16 @@ uint32_t nnd_crc32c(const void *data, size_t n);
  * results do not depend on timing. */
 typedef struct NndPool NndPool;
 
-/* nthreads <= 0: every core.  Returns NULL (with err) when threads cannot start. */
+/* nthreads <= 0: one thread per CPU the process may use (nnd_cpu_count).  Returns
+ * NULL (with err) when threads cannot start. */
 NndPool *nnd_pool_create(int nthreads, NndErr *err);
+/* The CPUs this process may use: those of its affinity mask (taskset, a container's
+ * cpuset), at most what a cgroup v2 CPU quota allows (docker --cpus=N: N, rounded up);
+ * the online CPUs where the mask cannot be read.  At least 1. */
+int nnd_cpu_count(void);
+/* For tests: the CPUs the quota in root/path/cpu.max or a cgroup above it allows
+ * (the least of them, rounded up), 0 where none is set. */
+int nnd_cgroup_cpus(const char *root, const char *path);
 void nnd_pool_destroy(NndPool *pool);
 int nnd_pool_threads(const NndPool *pool);
 /* A buffer of at least `bytes` owned by the pool, reused by the next call (contents

@@ -1,6 +1,7 @@
 #!/bin/sh
 # threads.sh NND DIR: what runs on the calling thread and what on the pool
-# (`nnd run --verbose`).  Who gathers a batch: the calling thread when every product
+# (`nnd run --verbose`).  The default thread count is the CPUs the process may use:
+# one under `taskset -c 0`.  Who gathers a batch: the calling thread when every product
 # that reads x runs on it (too small to split across the pool); the pool when those
 # products are split, and with a convolution reading x.  (Which threads gather moves
 # no value: the gathers are copies, tested in runtime_idx.)  A weight's update loop is
@@ -62,6 +63,19 @@ if [ -z "$w1" ] || [ -z "$w2" ] || printf '%s\n' "$w2" | grep -q ' par '; then
     echo "FAIL: W1's update should be split (par), W2's not; --verbose printed:"
     printf '%s\n' "$out" | grep -E 'loop .*param'
     fail=1
+fi
+# one CPU in the affinity mask: one thread by default, as many as asked with --threads
+if command -v taskset >/dev/null 2>&1; then
+    for want in "1 thread" "2 threads"; do
+        set -- "$dir/mlp.nnd"
+        [ "$want" = "2 threads" ] && set -- "$dir/mlp.nnd" --threads 2
+        out=$(taskset -c 0 "$nnd" run "$@" 2>&1)
+        if [ $? -ne 0 ] || ! printf '%s\n' "$out" | grep -q "compiled, $want\$"; then
+            echo "FAIL: taskset -c 0 nnd run $*: no 'compiled, $want' in:"
+            printf '%s\n' "$out" | tail -5
+            fail=1
+        fi
+    done
 fi
 # how each convolution runs: a 3x3 of 16 channels in and out by Winograd's F(4x4, 3x3)
 # on a CPU with AVX-512 (F and VL), im2col elsewhere and with NND_WINOGRAD=0; the 1x4

@@ -1,20 +1,25 @@
 /* The thread pool: every index exactly once, in the documented contiguous ranges (the
  * same ones every call), inline without a pool or inside a job, many short jobs with
  * workers spinning or asleep, denormals flushed on every thread that computes, and
- * OpenBLAS's own threads stopped.
+ * OpenBLAS's own threads stopped; the default thread count from the CPUs the process
+ * may use (its affinity mask, a cgroup's CPU quota).
  *
  * Range functions run on worker threads, where cmocka's asserts cannot be used: they
  * only record, and the test thread checks afterwards. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,13 +137,88 @@ static void test_threads_count(void **state)
     for (int k = 1; k <= TEST_THREADS; k++)
         assert_int_equal(nnd_pool_threads(pools[k]), k);
     NndErr err;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    int cpus = nnd_cpu_count();
+    assert_true(cpus >= 1 && cpus <= CPU_COUNT(&set));
     for (int req = -1; req <= 0; req++) {
         NndPool *p = nnd_pool_create(req, &err);
         assert_non_null(p);
-        assert_int_equal(nnd_pool_threads(p), cores > 0 ? cores : 1);
+        assert_int_equal(nnd_pool_threads(p), cpus);
         nnd_pool_destroy(p);
     }
+}
+
+/* One CPU in the affinity mask (taskset -c 0, a container's cpuset): one thread by
+ * default, and a pool asked for more threads than that still runs every range (its
+ * threads sleep rather than spin while they wait, so they do not hold the one CPU). */
+static void test_affinity(void **state)
+{
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    assert_int_equal(nnd_cpu_count(), 1);
+    NndErr err;
+    NndPool *p = nnd_pool_create(0, &err);
+    assert_non_null(p);
+    assert_int_equal(nnd_pool_threads(p), 1);
+    nnd_pool_destroy(p);
+    p = nnd_pool_create(3, &err); /* its workers inherit the one-CPU mask */
+    assert_non_null(p);
+    for (int j = 0; j < 2000; j++) {
+        Record r;
+        run_and_check(p, 3 + j % 5, 1, &r);
+        free(r.hits);
+    }
+    nnd_pool_destroy(p);
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    assert_int_equal(nnd_cpu_count() >= 1, 1);
+}
+
+static void put(const char *dir, const char *sub, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s%s", dir, sub);
+    assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+    if (!text)
+        return;
+    snprintf(path, sizeof path, "%s%s/cpu.max", dir, sub);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* cgroup v2 quotas: cpu.max "QUOTA PERIOD" of the cgroup or one above it, the least,
+ * rounded up; "max" and missing files are no limit (0). */
+static void test_cgroup_quota(void **state)
+{
+    char root[] = "/tmp/nnd_cgroupXXXXXX";
+    assert_non_null(mkdtemp(root));
+    put(root, "/a", NULL);
+    put(root, "/a/b", "max 100000\n");
+    put(root, "/a/b/c", "150000 100000\n");
+    put(root, "/d", "50000 100000\n");
+    put(root, "/d/e", "max 100000\n");
+    put(root, "/f", "400000 100000\n");
+    put(root, "/f/g", "200000 100000\n");
+    put(root, "/h", "garbage\n");
+    assert_int_equal(nnd_cgroup_cpus(root, "/"), 0);
+    assert_int_equal(nnd_cgroup_cpus(root, "/a"), 0);
+    assert_int_equal(nnd_cgroup_cpus(root, "/a/b"), 0);
+    assert_int_equal(nnd_cgroup_cpus(root, "/a/b/c"), 2); /* 1.5 CPUs: two threads */
+    assert_int_equal(nnd_cgroup_cpus(root, "/d/e"), 1); /* the parent's half a CPU */
+    assert_int_equal(nnd_cgroup_cpus(root, "/f/g"), 2);
+    assert_int_equal(nnd_cgroup_cpus(root, "/h"), 0);
+    assert_int_equal(nnd_cgroup_cpus(root, "/missing/x"), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_coverage(void **state)
@@ -427,11 +507,18 @@ int main(void)
     const struct CMUnitTest first[] = {cmocka_unit_test(test_blas_one_thread)};
     int failed = cmocka_run_group_tests(first, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_threads_count),        cmocka_unit_test(test_coverage),
-        cmocka_unit_test(test_negative_n),           cmocka_unit_test(test_null_pool_inline),
-        cmocka_unit_test(test_deterministic_ranges), cmocka_unit_test(test_nested_inline),
-        cmocka_unit_test(test_many_tiny_jobs),       cmocka_unit_test(test_wake_after_sleep),
-        cmocka_unit_test(test_create_destroy),       cmocka_unit_test(test_flush_denormals),
+        cmocka_unit_test(test_threads_count),
+        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_negative_n),
+        cmocka_unit_test(test_null_pool_inline),
+        cmocka_unit_test(test_deterministic_ranges),
+        cmocka_unit_test(test_nested_inline),
+        cmocka_unit_test(test_many_tiny_jobs),
+        cmocka_unit_test(test_wake_after_sleep),
+        cmocka_unit_test(test_create_destroy),
+        cmocka_unit_test(test_flush_denormals),
+        cmocka_unit_test(test_affinity),
+        cmocka_unit_test(test_cgroup_quota),
     };
     return failed + cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
