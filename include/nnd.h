@@ -85,7 +85,7 @@ typedef struct NndOpenOptions {
     int noverrides;
     NndDType dtype; /* the program's float type: NND_F32 (0, the default) or NND_F64 */
     int threads; /* worker threads for the compiled code; 0: one per CPU the process may
-                    use (its affinity mask, a cgroup v2 CPU quota) */
+                    use (its affinity mask, a cgroup CPU quota) */
     /* the largest batch one call of nnd_forward, nnd_step or nnd_evaluate passes
      * through the compiled code at once; larger calls are split into pieces this
      * size (forward and metrics), or refused (nnd_step).  0: the program's batch */

@@ -166,55 +166,98 @@ static int affinity_cpus(void)
     return 0;
 }
 
-/* The CPUs a cgroup v2 quota of root/path/cpu.max (or of a cgroup above it) allows,
- * rounded up: "max PERIOD" is no limit; 0 for none.  root is /sys/fs/cgroup but for
- * tests. */
+/* A number from the file dir/name, or -1. */
+static double read_number(const char *dir, const char *name)
+{
+    char file[4400];
+    snprintf(file, sizeof file, "%s/%s", dir, name);
+    FILE *f = fopen(file, "r");
+    double v = -1;
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+/* The CPUs the quota of the cgroup at dir allows, rounded up (cgroup v2: cpu.max,
+ * "QUOTA PERIOD" or "max PERIOD"; v1: cpu.cfs_quota_us, -1 for none, and
+ * cpu.cfs_period_us); 0 for none. */
+static int dir_quota(const char *dir)
+{
+    char file[4400], q[32];
+    double quota = -1, period = 0;
+    snprintf(file, sizeof file, "%s/cpu.max", dir);
+    FILE *f = fopen(file, "r");
+    if (f) {
+        if (fscanf(f, "%31s %lf", q, &period) == 2 && strcmp(q, "max") != 0)
+            quota = strtod(q, NULL);
+        fclose(f);
+    } else {
+        quota = read_number(dir, "cpu.cfs_quota_us");
+        period = read_number(dir, "cpu.cfs_period_us");
+    }
+    if (!(quota > 0 && period > 0))
+        return 0;
+    double n = ceil(quota / period - 1e-9);
+    return n < 1 ? 1 : n > (1 << 20) ? 1 << 20 : (int)n;
+}
+
 int nnd_cgroup_cpus(const char *root, const char *path)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
+    /* path and each cgroup above it, up to root itself: in a container, /proc names
+     * the cgroup as the host sees it, while root is the container's own */
+    char rel[4096];
+    snprintf(rel, sizeof rel, "%s", path);
     int least = 0;
     for (;;) {
-        char file[4200];
-        snprintf(file, sizeof file, "%s%s%s/cpu.max", root, dir[0] == '/' ? "" : "/", dir);
-        FILE *f = fopen(file, "r");
-        if (f) {
-            char quota[32];
-            double period;
-            if (fscanf(f, "%31s %lf", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
-                period > 0) {
-                double q = strtod(quota, NULL) / period;
-                int n = q > 0 ? (int)fmin(ceil(q - 1e-9), 1 << 20) : 1;
-                n = n < 1 ? 1 : n;
-                least = least == 0 || n < least ? n : least;
-            }
-            fclose(f);
-        }
-        char *slash = strrchr(dir, '/');
-        if (!slash || dir[0] == 0 || !strcmp(dir, "/"))
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s%s%s", root, rel[0] == '/' ? "" : "/", rel);
+        int n = dir_quota(dir);
+        least = n > 0 && (least == 0 || n < least) ? n : least;
+        char *slash = strrchr(rel, '/');
+        if (!slash || !strcmp(rel, "/") || !rel[0])
             return least;
-        *slash = 0; /* the cgroup above */
-        if (!dir[0])
-            snprintf(dir, sizeof dir, "/");
+        slash[slash == rel] = 0; /* "/a/b" -> "/a", "/a" -> "/" */
     }
 }
 
-/* The process's own cgroup v2 ("0::/path" in /proc/self/cgroup). */
+/* The least quota of the process's cgroups (/proc/self/cgroup: "0::/path" for cgroup
+ * v2, "N:cpu,cpuacct:/path" for v1's cpu controller), 0 for none. */
 static int quota_cpus(void)
 {
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (!f)
         return 0;
-    char line[4200];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "0::", 3)) {
-            line[strcspn(line, "\n")] = 0;
-            n = nnd_cgroup_cpus("/sys/fs/cgroup", line + 3);
-            break;
+    char line[4400];
+    int least = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+        if (!path)
+            continue;
+        *path++ = 0;
+        ctl++;
+        char roots[2][4200];
+        int nroots = 0;
+        if (!ctl[0]) {
+            snprintf(roots[nroots++], sizeof roots[0], "/sys/fs/cgroup");
+        } else {
+            char list[256];
+            snprintf(list, sizeof list, ",%s,", ctl);
+            if (!strstr(list, ",cpu,"))
+                continue;
+            snprintf(roots[nroots++], sizeof roots[0], "/sys/fs/cgroup/%s", ctl);
+            snprintf(roots[nroots++], sizeof roots[0], "/sys/fs/cgroup/cpu");
         }
+        for (int r = 0; r < nroots; r++) {
+            int n = nnd_cgroup_cpus(roots[r], path);
+            least = n > 0 && (least == 0 || n < least) ? n : least;
+        }
+    }
     fclose(f);
-    return n;
+    return least;
 }
 
 int nnd_cpu_count(void)

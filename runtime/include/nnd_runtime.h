@@ -295,11 +295,12 @@ typedef struct NndPool NndPool;
  * NULL (with err) when threads cannot start. */
 NndPool *nnd_pool_create(int nthreads, NndErr *err);
 /* The CPUs this process may use: those of its affinity mask (taskset, a container's
- * cpuset), at most what a cgroup v2 CPU quota allows (docker --cpus=N: N, rounded up);
+ * cpuset), at most what a cgroup CPU quota allows (docker --cpus=N: N, rounded up);
  * the online CPUs where the mask cannot be read.  At least 1. */
 int nnd_cpu_count(void);
-/* For tests: the CPUs the quota in root/path/cpu.max or a cgroup above it allows
- * (the least of them, rounded up), 0 where none is set. */
+/* For tests: the CPUs the quota of the cgroup root/path, or of one above it up to
+ * root, allows (the least of them, rounded up; v2's cpu.max or v1's
+ * cpu.cfs_quota_us and cpu.cfs_period_us), 0 where none is set. */
 int nnd_cgroup_cpus(const char *root, const char *path);
 void nnd_pool_destroy(NndPool *pool);
 int nnd_pool_threads(const NndPool *pool);

@@ -180,34 +180,40 @@ static void test_affinity(void **state)
     assert_int_equal(nnd_cpu_count() >= 1, 1);
 }
 
-static void put(const char *dir, const char *sub, const char *text)
+/* Makes the directory dir/sub with, unless text is NULL, the file name holding it. */
+static void put(const char *dir, const char *sub, const char *name, const char *text)
 {
     char path[512];
     snprintf(path, sizeof path, "%s%s", dir, sub);
     assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
     if (!text)
         return;
-    snprintf(path, sizeof path, "%s%s/cpu.max", dir, sub);
+    snprintf(path, sizeof path, "%s%s/%s", dir, sub, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
 }
 
-/* cgroup v2 quotas: cpu.max "QUOTA PERIOD" of the cgroup or one above it, the least,
- * rounded up; "max" and missing files are no limit (0). */
+/* cgroup quotas: v2's cpu.max "QUOTA PERIOD", v1's cpu.cfs_quota_us (-1: none) over
+ * cpu.cfs_period_us, of the cgroup or one above it up to the root, the least, rounded
+ * up; "max", -1 and missing files are no limit (0). */
 static void test_cgroup_quota(void **state)
 {
     char root[] = "/tmp/nnd_cgroupXXXXXX";
     assert_non_null(mkdtemp(root));
-    put(root, "/a", NULL);
-    put(root, "/a/b", "max 100000\n");
-    put(root, "/a/b/c", "150000 100000\n");
-    put(root, "/d", "50000 100000\n");
-    put(root, "/d/e", "max 100000\n");
-    put(root, "/f", "400000 100000\n");
-    put(root, "/f/g", "200000 100000\n");
-    put(root, "/h", "garbage\n");
+    put(root, "/a", NULL, NULL);
+    put(root, "/a/b", "cpu.max", "max 100000\n");
+    put(root, "/a/b/c", "cpu.max", "150000 100000\n");
+    put(root, "/d", "cpu.max", "50000 100000\n");
+    put(root, "/d/e", "cpu.max", "max 100000\n");
+    put(root, "/f", "cpu.max", "400000 100000\n");
+    put(root, "/f/g", "cpu.max", "200000 100000\n");
+    put(root, "/h", "cpu.max", "garbage\n");
+    put(root, "/v1", "cpu.cfs_quota_us", "250000\n");
+    put(root, "/v1", "cpu.cfs_period_us", "100000\n");
+    put(root, "/v1/none", "cpu.cfs_quota_us", "-1\n");
+    put(root, "/v1/none", "cpu.cfs_period_us", "100000\n");
     assert_int_equal(nnd_cgroup_cpus(root, "/"), 0);
     assert_int_equal(nnd_cgroup_cpus(root, "/a"), 0);
     assert_int_equal(nnd_cgroup_cpus(root, "/a/b"), 0);
@@ -216,6 +222,13 @@ static void test_cgroup_quota(void **state)
     assert_int_equal(nnd_cgroup_cpus(root, "/f/g"), 2);
     assert_int_equal(nnd_cgroup_cpus(root, "/h"), 0);
     assert_int_equal(nnd_cgroup_cpus(root, "/missing/x"), 0);
+    assert_int_equal(nnd_cgroup_cpus(root, "/v1"), 3);
+    assert_int_equal(nnd_cgroup_cpus(root, "/v1/none"), 3);
+    /* in a container, /proc names the host's path; root is the container's cgroup */
+    put(root, "/docker", NULL, NULL);
+    char inner[512];
+    snprintf(inner, sizeof inner, "%s/d", root);
+    assert_int_equal(nnd_cgroup_cpus(inner, "/docker/0123abcd"), 1);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     assert_int_equal(system(cmd), 0);
