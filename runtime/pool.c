@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nnd_abi.h"
 #include "nnd_runtime.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -47,11 +48,29 @@ void nnd_blas_one_thread(void)
     }
 }
 
-enum { SPIN_ROUNDS = 20000 };
+/* A waiting thread spins SPIN_ROUNDS pauses (about 0.35 ms on the machines we measure)
+ * before it sleeps.  While the pool looks contended (the caller waited for the workers
+ * longer than LONG_WAIT_NS and than its own part of the job took: a worker that was
+ * not running, its CPU taken by another process's threads), a waiting thread also
+ * yields its CPU every YIELD_EVERY pauses once it has spun YIELD_AFTER, so that the
+ * threads it waits for get to run; CALM_JOBS jobs without such a wait end that. */
+enum {
+    SPIN_ROUNDS = 20000,
+    YIELD_AFTER = 500,
+    YIELD_EVERY = 64,
+    LONG_WAIT_NS = 200000,
+    CALM_JOBS = 1024,
+    WARM_JOBS = 256
+};
 
 struct NndPool {
     int n; /* threads, the caller included */
     int spin; /* rounds a waiting thread spins before it sleeps */
+    /* jobs left before the pool counts as calm again; on a line of its own, away
+     * from the fields a waiting worker reads */
+    _Alignas(64) atomic_int contended;
+    int64_t jobs; /* run so far, up to WARM_JOBS (the caller's alone) */
+    char pad[48];
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
@@ -113,6 +132,15 @@ typedef struct Worker {
     int index;
 } Worker;
 
+/* While the pool looks contended, a thread that has spun a while gives its CPU up now
+ * and then (NndPool.contended). */
+static inline void maybe_yield(NndPool *p, int spins)
+{
+    if (spins >= YIELD_AFTER && spins % YIELD_EVERY == 0 &&
+        atomic_load_explicit(&p->contended, memory_order_relaxed) > 0)
+        sched_yield();
+}
+
 static void *worker_main(void *arg)
 {
     Worker w = *(Worker *)arg;
@@ -128,6 +156,7 @@ static void *worker_main(void *arg)
                spins < p->spin) {
             CPU_RELAX();
             spins++;
+            maybe_yield(p, spins);
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
@@ -281,7 +310,9 @@ NndPool *nnd_pool_create(int nthreads, NndErr *err)
     if (!atomic_load(&blas_stopped))
         openblas_set_num_threads(1);
     nnd_flush_denormals();
-    NndPool *p = calloc(1, sizeof *p);
+    NndPool *p = aligned_alloc(64, (sizeof *p + 63) & ~(size_t)63); /* NndPool.contended */
+    if (p)
+        memset(p, 0, sizeof *p);
     if (!p) {
         nnd_err(err, "thread pool: out of memory");
         return NULL;
@@ -333,6 +364,11 @@ void nnd_pool_destroy(NndPool *p)
 
 int nnd_pool_threads(const NndPool *p) { return p ? p->n : 1; }
 
+int nnd_pool_contended(const NndPool *p)
+{
+    return p && atomic_load_explicit(&((NndPool *)p)->contended, memory_order_relaxed) > 0;
+}
+
 void *nnd_pool_scratch(NndPool *p, size_t bytes)
 {
     if (!p || in_pool_job)
@@ -369,12 +405,15 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     in_pool_job = true;
+    int64_t t0 = nnd_clock_ns();
     run_chunk(p, 0);
+    int64_t t1 = nnd_clock_ns();
     in_pool_job = false;
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < p->spin) {
         CPU_RELAX();
         spins++;
+        maybe_yield(p, spins);
     }
     if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
@@ -382,4 +421,16 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
             pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+    /* a wait longer than the caller's own part (and than LONG_WAIT_NS): more than
+     * an uneven split explains; not in the first WARM_JOBS jobs, where the workers
+     * touch memory for the first time (a page fault each page) */
+    int64_t waited = nnd_clock_ns() - t1;
+    int calm = atomic_load_explicit(&p->contended, memory_order_relaxed);
+    bool warm = p->jobs >= WARM_JOBS;
+    if (!warm)
+        p->jobs++;
+    if (warm && waited > LONG_WAIT_NS && waited > 4 * (t1 - t0)) {
+        atomic_store_explicit(&p->contended, CALM_JOBS, memory_order_relaxed);
+    } else if (calm > 0)
+        atomic_store_explicit(&p->contended, calm - 1, memory_order_relaxed);
 }

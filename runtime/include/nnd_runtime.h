@@ -304,6 +304,12 @@ int nnd_cpu_count(void);
 int nnd_cgroup_cpus(const char *root, const char *path);
 void nnd_pool_destroy(NndPool *pool);
 int nnd_pool_threads(const NndPool *pool);
+/* Whether the pool counts as contended now: in one of its last 1024 jobs, after its
+ * first 256, the caller waited for the workers more than 0.2 ms and more than four
+ * times its own part took (a worker that was not running: its CPU held by other
+ * threads).  Meanwhile its waiting threads give their CPU up now and then while they
+ * spin.  For tests. */
+int nnd_pool_contended(const NndPool *pool);
 /* A buffer of at least `bytes` owned by the pool, reused by the next call (contents
  * not kept); NULL for no pool, inside a parallel job, or out of memory.  For the
  * caller's use between nnd_parallel_for calls, not inside them. */

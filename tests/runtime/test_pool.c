@@ -180,6 +180,44 @@ static void test_affinity(void **state)
     assert_int_equal(nnd_cpu_count() >= 1, 1);
 }
 
+typedef struct Slow {
+    long us; /* how long the workers' parts sleep */
+} Slow;
+
+static void slow_range(void *ctx, int64_t begin, int64_t end)
+{
+    const Slow *s = ctx;
+    (void)end;
+    if (begin > 0) /* a worker's part: the caller's (begin 0) is instant */
+        sleep_us(s->us);
+}
+
+/* The contention signal: a worker much slower than the caller (as one whose CPU
+ * another process holds) marks the pool contended, but not in its first 256 jobs
+ * (first touches of memory are slow), and 1024 jobs without such a wait clear it. */
+static void test_contended(void **state)
+{
+    NndErr err;
+    NndPool *p = nnd_pool_create(2, &err);
+    assert_non_null(p);
+    assert_false(nnd_pool_contended(p));
+    Slow fast = {0}, slow = {2000};
+    nnd_parallel_for(p, slow_range, &slow, 2, 1); /* job 1: still warming up */
+    assert_false(nnd_pool_contended(p));
+    for (int j = 0; j < 300; j++)
+        nnd_parallel_for(p, slow_range, &fast, 2, 1);
+    nnd_parallel_for(p, slow_range, &slow, 2, 1);
+    assert_true(nnd_pool_contended(p));
+    for (int j = 0; j < 1023; j++)
+        nnd_parallel_for(p, slow_range, &fast, 2, 1);
+    /* a fast job can take 0.2 ms on a loaded machine: count down once more */
+    for (int j = 0; j < 4000 && nnd_pool_contended(p); j++)
+        nnd_parallel_for(p, slow_range, &fast, 2, 1);
+    assert_false(nnd_pool_contended(p));
+    assert_false(nnd_pool_contended(NULL));
+    nnd_pool_destroy(p);
+}
+
 /* Makes the directory dir/sub with, unless text is NULL, the file name holding it. */
 static void put(const char *dir, const char *sub, const char *name, const char *text)
 {
@@ -532,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_flush_denormals),
         cmocka_unit_test(test_affinity),
         cmocka_unit_test(test_cgroup_quota),
+        cmocka_unit_test(test_contended),
     };
     return failed + cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
