@@ -364,6 +364,21 @@ void nnd_pool_destroy(NndPool *p)
 
 int nnd_pool_threads(const NndPool *p) { return p ? p->n : 1; }
 
+void nnd_pool_note_wait(NndPool *p, int64_t own_ns, int64_t waited_ns)
+{
+    /* a wait longer than the caller's own part (and than LONG_WAIT_NS): more than
+     * an uneven split explains; not in the first WARM_JOBS jobs, where the workers
+     * touch memory for the first time (a page fault each page) */
+    int calm = atomic_load_explicit(&p->contended, memory_order_relaxed);
+    bool warm = p->jobs >= WARM_JOBS;
+    if (!warm)
+        p->jobs++;
+    if (warm && waited_ns > LONG_WAIT_NS && waited_ns > 4 * own_ns)
+        atomic_store_explicit(&p->contended, CALM_JOBS, memory_order_relaxed);
+    else if (calm > 0)
+        atomic_store_explicit(&p->contended, calm - 1, memory_order_relaxed);
+}
+
 int nnd_pool_contended(const NndPool *p)
 {
     return p && atomic_load_explicit(&((NndPool *)p)->contended, memory_order_relaxed) > 0;
@@ -421,16 +436,5 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
             pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
-    /* a wait longer than the caller's own part (and than LONG_WAIT_NS): more than
-     * an uneven split explains; not in the first WARM_JOBS jobs, where the workers
-     * touch memory for the first time (a page fault each page) */
-    int64_t waited = nnd_clock_ns() - t1;
-    int calm = atomic_load_explicit(&p->contended, memory_order_relaxed);
-    bool warm = p->jobs >= WARM_JOBS;
-    if (!warm)
-        p->jobs++;
-    if (warm && waited > LONG_WAIT_NS && waited > 4 * (t1 - t0)) {
-        atomic_store_explicit(&p->contended, CALM_JOBS, memory_order_relaxed);
-    } else if (calm > 0)
-        atomic_store_explicit(&p->contended, calm - 1, memory_order_relaxed);
+    nnd_pool_note_wait(p, t1 - t0, nnd_clock_ns() - t1);
 }

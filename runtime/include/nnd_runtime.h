@@ -310,6 +310,9 @@ int nnd_pool_threads(const NndPool *pool);
  * threads).  Meanwhile its waiting threads give their CPU up now and then while they
  * spin.  For tests. */
 int nnd_pool_contended(const NndPool *pool);
+/* What the caller of a job saw: its own part took own_ns, then it waited waited_ns for
+ * the workers (nnd_parallel_for calls it after each job; tests call it directly). */
+void nnd_pool_note_wait(NndPool *pool, int64_t own_ns, int64_t waited_ns);
 /* A buffer of at least `bytes` owned by the pool, reused by the next call (contents
  * not kept); NULL for no pool, inside a parallel job, or out of memory.  For the
  * caller's use between nnd_parallel_for calls, not inside them. */

@@ -192,29 +192,47 @@ static void slow_range(void *ctx, int64_t begin, int64_t end)
         sleep_us(s->us);
 }
 
-/* The contention signal: a worker much slower than the caller (as one whose CPU
- * another process holds) marks the pool contended, but not in its first 256 jobs
- * (first touches of memory are slow), and 1024 jobs without such a wait clear it. */
+/* The contention signal, from what a job's caller saw (nnd_pool_note_wait): a wait
+ * over 0.2 ms and over four times the caller's own part (a worker without a CPU)
+ * marks the pool contended, but not in its first 256 jobs (first touches of memory
+ * are slow), and 1024 jobs without such a wait clear it.  Then the same through
+ * nnd_parallel_for with a worker that sleeps, where the machine lets it show: on a
+ * loaded one the caller can lose its CPU during its own part as long. */
 static void test_contended(void **state)
 {
     NndErr err;
     NndPool *p = nnd_pool_create(2, &err);
     assert_non_null(p);
     assert_false(nnd_pool_contended(p));
-    Slow fast = {0}, slow = {2000};
-    nnd_parallel_for(p, slow_range, &slow, 2, 1); /* job 1: still warming up */
+    assert_false(nnd_pool_contended(NULL));
+    nnd_pool_note_wait(p, 1000, 5000000); /* job 1: still warming up */
     assert_false(nnd_pool_contended(p));
-    for (int j = 0; j < 300; j++)
-        nnd_parallel_for(p, slow_range, &fast, 2, 1);
-    nnd_parallel_for(p, slow_range, &slow, 2, 1);
+    for (int j = 1; j < 256; j++)
+        nnd_pool_note_wait(p, 1000, 2000);
+    assert_false(nnd_pool_contended(p));
+    nnd_pool_note_wait(p, 100000, 300000); /* over 0.2 ms but under 4x its own part */
+    assert_false(nnd_pool_contended(p));
+    nnd_pool_note_wait(p, 1000, 150000); /* over 4x but under 0.2 ms */
+    assert_false(nnd_pool_contended(p));
+    nnd_pool_note_wait(p, 1000, 300000);
     assert_true(nnd_pool_contended(p));
     for (int j = 0; j < 1023; j++)
-        nnd_parallel_for(p, slow_range, &fast, 2, 1);
-    /* a fast job can take 0.2 ms on a loaded machine: count down once more */
-    for (int j = 0; j < 4000 && nnd_pool_contended(p); j++)
-        nnd_parallel_for(p, slow_range, &fast, 2, 1);
+        nnd_pool_note_wait(p, 1000, 2000);
+    assert_true(nnd_pool_contended(p));
+    nnd_pool_note_wait(p, 1000, 2000);
     assert_false(nnd_pool_contended(p));
-    assert_false(nnd_pool_contended(NULL));
+    /* the jobs themselves: every range still runs while contended */
+    nnd_pool_note_wait(p, 1000, 300000);
+    Slow slow = {2000};
+    for (int j = 0; j < 20; j++) {
+        Record r;
+        record_init(&r, 2);
+        nnd_parallel_for(p, record_range, &r, 2, 1);
+        assert_int_equal(atomic_load(&r.hits[0]) + atomic_load(&r.hits[1]), 2);
+        free(r.hits);
+        nnd_parallel_for(p, slow_range, &slow, 2, 1);
+    }
+    print_message("a worker sleeping 2 ms: pool contended %d\n", nnd_pool_contended(p));
     nnd_pool_destroy(p);
 }
 
