@@ -241,12 +241,17 @@ static char *log_run_dir(const Program *p, const Options *o)
     return d;
 }
 
-/* --verbose: which threads gather the batches (train_gathers_on_caller), and how each
- * convolution is computed. */
+/* --verbose: the threads and the CPUs they were sized by (nnd_cpu_count), which
+ * threads gather the batches (train_gathers_on_caller), and how each convolution is
+ * computed. */
 static void print_gather(bool verbose, const Program *p, const NndPool *pool)
 {
     if (!verbose)
         return;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("threads: %d (the process may use %d of the %ld online CPUs: its affinity mask, "
+           "a CPU quota)\n",
+           nnd_pool_threads(pool), nnd_cpu_count(), online > 0 ? online : 1);
     if (train_gathers_on_caller(p, pool))
         puts("batches: gathered by the calling thread (the products that read x run on it)");
     else

@@ -69,10 +69,11 @@ if command -v taskset >/dev/null 2>&1; then
     for want in "1 thread" "2 threads"; do
         set -- "$dir/mlp.nnd"
         [ "$want" = "2 threads" ] && set -- "$dir/mlp.nnd" --threads 2
-        out=$(taskset -c 0 "$nnd" run "$@" 2>&1)
-        if [ $? -ne 0 ] || ! printf '%s\n' "$out" | grep -q "compiled, $want\$"; then
-            echo "FAIL: taskset -c 0 nnd run $*: no 'compiled, $want' in:"
-            printf '%s\n' "$out" | tail -5
+        out=$(taskset -c 0 "$nnd" run "$@" --verbose 2>&1)
+        if [ $? -ne 0 ] || ! printf '%s\n' "$out" | grep -q "compiled, $want\$" ||
+            ! printf '%s\n' "$out" | grep -q "^threads: ${want%% *} (the process may use 1 of the"; then
+            echo "FAIL: taskset -c 0 nnd run $* --verbose: no 'compiled, $want' or threads line in:"
+            printf '%s\n' "$out" | grep -E "^threads|compiled"
             fail=1
         fi
     done
