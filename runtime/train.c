@@ -90,7 +90,7 @@ static void prefetch_rows(const NndDataSet *ds, const uint32_t *idx, int64_t b)
 typedef struct GatherJob {
     const NndDataSet *ds;
     const uint32_t *idx;
-    char *x, *y; /* NULL: the rows are asked for, not gathered */
+    char *x, *y;
     size_t xb, yb;
     const uint32_t *next; /* the next batch's rows, to ask for */
     int64_t nnext;
@@ -99,10 +99,6 @@ typedef struct GatherJob {
 static void gather_range(void *ctx, int64_t lo, int64_t hi)
 {
     const GatherJob *g = ctx;
-    if (!g->x) {
-        prefetch_rows(g->ds, g->idx + lo, hi - lo);
-        return;
-    }
     nnd_dataset_gather(g->ds, g->idx + lo, hi - lo, g->x + (size_t)lo * g->xb,
                        g->y + (size_t)lo * g->yb);
     /* the same thread gathers the same part of the next batch */
@@ -112,14 +108,11 @@ static void gather_range(void *ctx, int64_t lo, int64_t hi)
 
 /* A batch gathered by the pool's threads (rows of the data set are mostly cache and
  * TLB misses; each thread copies a block of rows), and the rows of the next one
- * (next[0..nnext)) asked for by the threads that will gather them; with x NULL, the
- * rows of idx asked for, not gathered. */
+ * (next[0..nnext)) asked for by the threads that will gather them. */
 static void gather_batch(NndPool *pool, const NndDataSet *ds, const uint32_t *idx, int64_t b,
                          void *x, void *y, const uint32_t *next, int64_t nnext)
 {
     GatherJob g = {ds, idx, x, y, 0, 0, next, nnext};
-    if (!x && (ds->window > 0 || (!ds->x_rows && !ds->x->data)))
-        return; /* nothing to ask for (prefetch_rows) */
     nnd_dataset_sample_bytes(ds, &g.xb, &g.yb);
     enum { MIN_BYTES_PER_THREAD = 32 << 10 };
     int64_t grain = (int64_t)(MIN_BYTES_PER_THREAD / (g.xb + g.yb + 1)) + 1;
@@ -605,7 +598,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
                               ready ? t->reduce_ctx : NULL};
             fn(&a);
             if (!split && nnext > 0)
-                gather_batch(NULL, ds, b.idx + next, nnext, NULL, NULL, NULL, 0);
+                prefetch_rows(ds, b.idx + next, nnext);
             if (a.status || !isfinite(bout[0]))
                 break;
             group_loss += bout[0] * (double)mj;
