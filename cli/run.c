@@ -91,7 +91,11 @@ static const char *products_on(const Program *p)
         return "f64 products on OpenBLAS";
     if (p->g.bf16)
         return nnd_bf16_native() ? "bf16 products on AVX512-BF16" : "bf16 products emulated";
-    return nnd_own_sgemm() ? "f32 products on nnd's AVX-512 kernels" : "f32 products on OpenBLAS";
+    switch (nnd_own_sgemm()) {
+    case 2: return "f32 products on nnd's AVX-512 kernels";
+    case 1: return "f32 products on nnd's AVX2 kernels and OpenBLAS";
+    default: return "f32 products on OpenBLAS";
+    }
 }
 
 /* --time: the time per step, and what a logged step costs more (measured in one

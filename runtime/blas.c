@@ -18,8 +18,10 @@
 
 enum {
     MIN_SPLIT_WORK = 1 << 18, /* multiply-adds below which one call is faster: OpenBLAS */
-    MIN_SPLIT_WORK_OWN = 1 << 21, /* the same for the own kernels (measured on 784-32-10:
-                                     its 800k products ran slower split on 2 threads) */
+    MIN_SPLIT_WORK_OWN = 1 << 21, /* the same for the own AVX-512 kernels (measured on
+                                     784-32-10: its 800k products ran slower split on 2
+                                     threads; with the AVX2 ones, on a Zen 3, faster: 439k
+                                     samples/s against 332k, so those keep 2^18) */
     MIN_BLOCK = 8, /* rows or columns per block: keeps OpenBLAS's kernels busy */
     MIN_K_BLOCK = 64, /* k per block when k is split */
     MAX_K_COPIES = 1 << 22 /* elements of C copies for a split k */
@@ -195,9 +197,9 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
 
 int64_t nnd_gemm_split_work(int bf16, NndDType dtype)
 {
-    return dtype == NND_F64                     ? MIN_SPLIT_WORK
-           : (bf16 ? bf16_native() : f32_own()) ? MIN_SPLIT_WORK_OWN
-                                                : MIN_SPLIT_WORK;
+    return dtype == NND_F64                          ? MIN_SPLIT_WORK
+           : (bf16 ? bf16_native() : f32_own() == 2) ? MIN_SPLIT_WORK_OWN
+                                                     : MIN_SPLIT_WORK;
 }
 
 int nnd_gemm_splits(const NndPool *pool, int bf16, NndDType dtype, int64_t work)

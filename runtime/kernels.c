@@ -9,8 +9,9 @@
  * f32: B is copied a panel of 32 columns at a time into k rows of 32 (transposed when
  * B is); A is read where it is, one broadcast per row and k.  On the 2-core AMD EPYC
  * (Zen 5) of bench/ this runs 1.7-2x OpenBLAS's sgemm (which OPENBLAS_CORETYPE puts
- * on its AVX2 Haswell kernels there), so on a CPU with AVX-512 f32_sgemm uses it;
- * elsewhere OpenBLAS.
+ * on its AVX2 Haswell kernels there), so on a CPU with AVX-512 f32_sgemm uses it; on
+ * one with AVX2 and FMA, sgemm_avx2.c's kernels for the shapes they win, OpenBLAS for
+ * the rest; elsewhere OpenBLAS.
  *
  * bf16, the mixed precision of `precision = bf16` (PyTorch's autocast to bfloat16
  * on CPUs does the same): on a CPU with AVX512-BF16, VDPBF16PS multiplies 16 pairs of
@@ -52,6 +53,8 @@ enum { MR = 8, NR = 32 };
 #define UNROLL _Pragma("GCC unroll 16")
 /* and the kernels inlined into their callers, whose row counts are constants */
 #define ALWAYS_INLINE __attribute__((always_inline))
+
+static int f32_path(void);
 
 /* ---- per-thread buffers, kept from one call to the next ---- */
 
@@ -132,7 +135,9 @@ int nnd_own_sgemm(void)
     if (e && strcmp(e, "0") == 0)
         return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 #else
     return 0;
 #endif
@@ -626,6 +631,13 @@ void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
 #ifdef HAVE_KERNELS
+    int path = f32_path();
+    if (path == 1 && f32_gemm_avx2(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
+        return;
+    if (path != 2) { /* none, or no memory for the AVX2 kernels' panel */
+        plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     if (k > 0 && n <= NARROW_N && m >= NARROW_MIN_M) {
         size_t pbytes = ((size_t)k * NR * sizeof(float) + 63) & ~(size_t)63;
         float *pb = scratch(pbytes + (size_t)(m * n) * sizeof(float));
@@ -723,6 +735,13 @@ static int vector_cpu(void)
 }
 
 static int vector_cap = 2; /* vector_path: for tests */
+
+/* The own f32 kernels to run: 2 AVX-512, 1 AVX2, 0 none (OpenBLAS), within vector_cap. */
+static int f32_path(void)
+{
+    int own = f32_own();
+    return own < vector_cap ? own : vector_cap;
+}
 
 int vector_path(int widest)
 {

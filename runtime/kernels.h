@@ -1,10 +1,10 @@
-/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs, its 2x2 max
- * pooling and its conversion of bytes to f32.  Private to the runtime: compiled code
- * calls nnd_gemm_f32 and nnd_gemm_bf16 (blas.c), which split a product across the
- * pool and call these for each block; the convolutions (conv.c) call them for their
- * im2col products, the pooling for its 2x2 planes, the loaders (data.c) for bytes.
- * The products take cblas_sgemm / cblas_sgemv's arguments (row-major only; alpha
- * must be 1). */
+/* kernels: the runtime's own matrix-product kernels, for AVX-512 CPUs (and for AVX2
+ * ones, in sgemm_avx2.c), its 2x2 max pooling and its conversion of bytes to f32.
+ * Private to the runtime: compiled code calls nnd_gemm_f32 and nnd_gemm_bf16
+ * (blas.c), which split a product across the pool and call these for each block; the
+ * convolutions (conv.c) call them for their im2col products, the pooling for its 2x2
+ * planes, the loaders (data.c) for bytes.  The products take cblas_sgemm /
+ * cblas_sgemv's arguments (row-major only; alpha must be 1). */
 #ifndef NND_KERNELS_H
 #define NND_KERNELS_H
 
@@ -14,8 +14,8 @@
 #include "nnd_abi.h"
 #include "nnd_runtime.h"
 
-/* f32: the AVX-512 kernels on a CPU that has AVX-512 (nnd_own_sgemm()), else
- * OpenBLAS's sgemm. */
+/* f32: the own kernels where nnd_own_sgemm() says so (AVX-512, or AVX2 for some
+ * shapes), else OpenBLAS's sgemm. */
 void f32_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
                float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                int ldc);
@@ -43,11 +43,18 @@ typedef enum {
 void *thread_scratch(ScratchSlot slot, size_t bytes);
 void thread_scratch_fail(bool on);
 
+/* The AVX2 f32 kernels (sgemm_avx2.c) for f32_gemm_own on a CPU without AVX-512:
+ * false, with nothing written, for a product OpenBLAS runs faster (A in rows with a
+ * long k) or without memory for their packing buffers. */
+bool f32_gemm_avx2(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* nnd_own_sgemm() and nnd_bf16_native(), asked once. */
 int f32_own(void);
 int bf16_native(void);
 
-/* For tests: the AVX-512 f32 kernels (only where nnd_own_sgemm()); the two ways
+/* For tests: the own f32 kernels (only where nnd_own_sgemm(); the AVX2 ones on an
+ * AVX-512 CPU under vector_path(1)); the two ways
  * bf16_sgemm computes, the AVX512-BF16 kernels (only where nnd_bf16_native()) and the
  * emulation (inputs rounded to bf16, then f32 OpenBLAS). */
 void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

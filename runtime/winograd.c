@@ -86,7 +86,7 @@ int wino_fits(const NndConvShape *s)
 static int wino_enabled(void)
 {
     const char *e = getenv("NND_WINOGRAD"); /* 0: im2col, to compare (bench/run.py) */
-    return f32_own() && !(e && strcmp(e, "0") == 0);
+    return f32_own() == 2 && !(e && strcmp(e, "0") == 0);
 }
 
 int wino_chosen(const NndConvShape *s) { return wino_fits(s) && wino_enabled(); }

@@ -340,8 +340,11 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
  * are not, and on other paths, this is nnd_histogram. */
 int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
                          double max, double sum, double sum_squares, NndHistogram *h, NndErr *err);
-/* Whether the f32 matrix products run on nnd's own AVX-512 kernels (a CPU with
- * AVX-512F and VL, unless $NND_OWN_SGEMM is 0) rather than OpenBLAS's sgemm. */
+/* Whether the f32 matrix products run on nnd's own kernels rather than OpenBLAS's
+ * sgemm (unless $NND_OWN_SGEMM is 0): 2, all of them on its AVX-512 kernels (a CPU
+ * with AVX-512F and VL); 1, on its AVX2 kernels (a CPU with AVX2 and FMA) those they
+ * were measured to run faster (a transposed A, a short k, a narrow C), the others on
+ * OpenBLAS; 0, none. */
 int nnd_own_sgemm(void);
 /* Whether a matrix product of `work` multiply-adds (precision bf16 or not, of dtype)
  * is split across pool's threads by nnd_gemm_*, rather than run by the calling thread

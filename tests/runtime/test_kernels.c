@@ -1,5 +1,5 @@
-/* The runtime's own matrix products: the AVX-512 f32 kernels (where the CPU has
- * AVX-512) against a plain loop in f64; bf16 products (precision = bf16): rounding to
+/* The runtime's own matrix products: the AVX-512 and AVX2 f32 kernels (each where the
+ * CPU has it) against a plain loop in f64; bf16 products (precision = bf16): rounding to
  * bf16, the AVX512-BF16 kernels (where the CPU has them) and the emulation against a
  * plain loop over the rounded inputs in f64.  Every transpose, odd and ragged sizes,
  * beta 0 (C not read) and not (narrow ones, n <= 16 and m >= 32, computed transposed), and
@@ -100,6 +100,9 @@ static void check_fn(GemmFn fn)
                                        {40, 10, 33},
                                        {100, 1, 9},
                                        {70, 16, 130},
+                                       /* the AVX2 kernels' blocks: k in 2 blocks, rows
+                                        * in 2 (B packed whole), columns in 2, A packed */
+                                       {130, 600, 400},
                                        {3, 5, 0}}; /* no k: C = beta C */
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 8; t++) {
@@ -142,9 +145,13 @@ static void test_f32_own(void **state)
 {
     (void)state;
     if (!nnd_own_sgemm())
-        skip(); /* no AVX-512: OpenBLAS does the f32 products */
+        skip(); /* neither AVX-512 nor AVX2 with FMA: OpenBLAS does the f32 products */
     round_inputs = false;
-    check_fn(f32_gemm_own);
+    /* each path of own kernels the CPU has: the AVX-512 ones, the AVX2 ones */
+    for (int path = 2; path >= 1; path--)
+        if (vector_path(path) == path)
+            check_fn(f32_gemm_own);
+    vector_path(2);
 }
 
 static void test_native(void **state)
