@@ -47,7 +47,7 @@ NAMES = {"mlp128": "784-128-10", "mlp32": "784-32-10", "mlp1024": "784-1024-1024
          "cnn": "CNN (conv5-conv5-fc)", "gpt": "GPT L4 H4 C128 T64 (seq/s)"}
 GPT_T = 64  # tokens per sequence: tokens/s = 64 x the figures of the gpt row
 # a model name ending so: the same program with --precision bf16, with its f32
-# products on OpenBLAS's sgemm (NND_OWN_SGEMM=0) instead of nnd's AVX-512 kernels, or
+# products on OpenBLAS's sgemm (NND_OWN_SGEMM=0) instead of nnd's kernels, or
 # with its 5x5 convolutions by im2col products (NND_WINOGRAD=0) instead of Winograd's
 VARIANTS = {"-bf16": (["--precision", "bf16"], {}), "-openblas": ([], {"NND_OWN_SGEMM": "0"}),
             "-im2col": ([], {"NND_WINOGRAD": "0"})}

@@ -4,8 +4,9 @@
 
 #include <stdbool.h>
 
-/* For tests: whether nnd_histogram may take its AVX-512 path for f32 values (the
- * default: yes); returns whether it will (the CPU has AVX-512 F, BW, DQ and VL). */
-bool histogram_vector_path(bool on);
+/* For tests: the widest path nnd_histogram may take for f32 values: 2 its AVX-512
+ * one (the default), 1 its AVX2 one, 0 the generic one; returns the one it will take
+ * (2 on a CPU with AVX-512 F, BW, DQ and VL, 1 on one with AVX2). */
+int histogram_vector_path(int widest);
 
 #endif

@@ -335,7 +335,7 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
                   NndErr *err);
 /* The same where the values' least and greatest, sum and sum of squares are known
  * (a training step computes them beside the update): f32 values on a CPU with AVX-512
- * are counted in one pass instead of two, and h takes the given sums.  The pass checks
+ * or AVX2 are counted in one pass instead of two, and h takes the given sums.  The pass checks
  * that every value is finite and that min and max are the values' own; where they
  * are not, and on other paths, this is nnd_histogram. */
 int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
