@@ -6,17 +6,15 @@
  * make 15 of the 16); k is walked in order, so each element's sum does not depend on
  * how the caller splits C.  B is packed into panels of 16 columns (transposed 8 x 8 in
  * registers when B is); a panel of one block of k (at most KC) stays in L1 while the
- * rows go by.  A is read where it is, one broadcast from memory per row and step of k,
- * except in big products, where a block of its rows is packed first (read in place,
- * rows 4 KiB apart fell into the same sets of L1).
+ * rows go by.  A is read where it is, one broadcast from memory per row and step of k.
  *
  * On the 2-core AMD EPYC (Zen 3) of bench/, a core's peak is 86 GFLOP/s (two 8-wide
  * FMAs a cycle); the kernel alone, in L1, ran at 84.  Against OpenBLAS 0.3.21's Zen
  * kernels, alone (best of hundreds of calls): x^T dY [784 x 64]^T [64 x 128] 1.13-1.28x,
- * [784 x 32]^T [32 x 32] 1.1-1.8x, dY W^T [64 x 10] [10 x 128]^T 1.9x, [1024 x 256]^T
- * [256 x 1024] 1.0-1.04x; but A in rows with a long k 0.85-0.93x ([64 x 784] [784 x
- * 128], and 0.9x in the step too) and C 10 columns wide 0.5-0.9x, so those go to
- * OpenBLAS (see OWN_MAX_K_NN). */
+ * [784 x 32]^T [32 x 32] 1.1-1.8x, dY W^T [64 x 10] [10 x 128]^T 1.9x; but A in rows
+ * with a long k 0.85-0.93x ([64 x 784] [784 x 128], and 0.9x in the step too), C 10
+ * columns wide 0.5-0.9x, and big products in the step (see OWN_MAX_WORK), so those go
+ * to OpenBLAS. */
 #define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
 
@@ -37,7 +35,12 @@ enum {
     K_WHOLE = 384,
     MC = 120, /* rows of A per block */
     NC = 512, /* columns of B packed at a time */
-    PACK_A_WORK = 1 << 24, /* multiply-adds from which A is packed */
+    /* Multiply-adds up to which these run: over it, OpenBLAS's kernels (packing A too,
+     * with prefetching these lack).  With these taking 784-1024-1024-10's weight
+     * gradients as well ([784 x 256]^T [256 x 1024], 205M multiply-adds), its step ran
+     * 0.95x as fast on one thread and 0.87x on two (bench/run.py, 3 rounds), though
+     * alone, with A packed, they matched OpenBLAS's 1.0-1.04x. */
+    OWN_MAX_WORK = 1 << 24,
     /* A in rows (not transposed) with a k over this, or a C under 16 columns wide:
      * OpenBLAS's sgemm (its Zen kernels), which ran x @ W1 of 784-128-10 ([64 x 784]
      * [784 x 128]) in 210-215 us of the step where these took 221-245 (alternating
@@ -193,56 +196,17 @@ TARGET_Y static void pack_b(int tb, int64_t n, int64_t k, const float *b, int64_
         pack_panel(tb, n, k, b, ldb, j0 + j, pb + j * k);
 }
 
-/* Rows [0, mc) of op(A), k [0, kn), as micro-panels of MR rows: pa[(i / MR) * MR * kn +
- * q * MR + i % MR] (zeros in the last one's missing rows), so that the kernel reads A
- * in order, MR values a step (in place, rows 2 or 4 KiB apart fell into the same sets
- * of L1: [256 x 1024] [1024 x 1024] ran at 65 GFLOP/s, OpenBLAS's 73). */
-TARGET_Y static void pack_a(int ta, int64_t mc, int64_t kn, const float *a, int64_t lda, float *pa)
-{
-    for (int64_t i = 0; i < mc; i += MR, pa += MR * kn) {
-        int mr = mc - i < MR ? (int)(mc - i) : MR;
-        if (ta) { /* A(r, q) = a[q * lda + r]: each step's MR values are in a row */
-            for (int64_t q = 0; q < kn; q++) {
-                const float *src = a + q * lda + i;
-                for (int r = 0; r < MR; r++)
-                    pa[q * MR + r] = r < mr ? src[r] : 0;
-            }
-            continue;
-        }
-        /* A(r, q) = a[r * lda + q]: 8 steps of MR rows at a time, transposed in registers
-         * (rows past mr zeros); each step's 8 values stored whole, the next step's store
-         * overwriting the 2 past MR */
-        int64_t q = 0;
-        for (; q + 8 <= kn; q += 8) {
-            __m256 r8[8];
-            UNROLL
-            for (int r = 0; r < 8; r++)
-                r8[r] = r < mr ? _mm256_loadu_ps(a + (i + r) * lda + q) : _mm256_setzero_ps();
-            transpose8(r8);
-            UNROLL
-            for (int t = 0; t < 8; t++)
-                _mm256_storeu_ps(pa + (q + t) * MR, r8[t]);
-        }
-        for (; q < kn; q++)
-            for (int r = 0; r < MR; r++)
-                pa[q * MR + r] = r < mr ? a[(i + r) * lda + q] : 0;
-    }
-}
-
 /* C = op(A) op(B) + beta C in blocks, as BLIS and OpenBLAS do (Goto's): k in blocks
  * of at most KC (a panel of B, kc x 16, stays in L1 while the blocks of rows go by),
- * each block's B packed NC columns at a time (in L2), rows MC at a time (packed: the
- * block of A, MC x kc, stays in L2).  pb: scratch for kc x NC floats of B, then
- * MC x kc (+ 2) of A. */
+ * rows MC at a time (the block of A they read, MC x kc, stays in L2); where there are
+ * several blocks of rows, each block of k's B packed NC columns at a time first, else
+ * each panel just before the rows read it.  pb: scratch for kc x NC floats. */
 TARGET_Y static void gemm_blocks(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                                  int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                                  int64_t ldc, float *pb)
 {
     int64_t ars = ta ? 1 : lda, aqs = ta ? lda : 1;
-    float *pa = pb + (k > K_WHOLE ? KC : k) * NC;
-    /* A packed where its blocks are read by many panels of B (and its rows may be 4 KiB
-     * apart); B's block packed whole where several blocks of rows read it */
-    bool pack = m * n * k >= PACK_A_WORK, rows_blocks = m > MC;
+    bool rows_blocks = m > MC; /* B's block packed whole: several blocks of rows read it */
     int64_t kblocks = k > K_WHOLE ? (k + KC - 1) / KC : 1;
     int64_t kc = (k + kblocks - 1) / kblocks; /* k = 784: 4 blocks of 196 */
     for (int64_t j0 = 0; j0 < n; j0 += NC) {
@@ -256,13 +220,7 @@ TARGET_Y static void gemm_blocks(int ta, int tb, int64_t m, int64_t n, int64_t k
                 pack_b(tb, n, kn, bk, ldb, j0, nc, pb);
             for (int64_t i0 = 0; i0 < m; i0 += MC) {
                 int64_t mc = m - i0 < MC ? m - i0 : MC;
-                /* row i of the block: ap + i * step, then A(r, q) = [r * prs + q * pqs] */
                 const float *ap = a + q0 * aqs + i0 * ars;
-                int64_t step = ars, prs = ars, pqs = aqs;
-                if (pack) {
-                    pack_a(ta, mc, kn, ap, lda, pa);
-                    ap = pa, step = kn, prs = 1, pqs = MR;
-                }
                 for (int64_t j = 0; j < nc; j += NR) {
                     int nr = nc - j < NR ? (int)(nc - j) : NR;
                     const float *pbj = pb + j * kn;
@@ -274,11 +232,10 @@ TARGET_Y static void gemm_blocks(int ta, int tb, int64_t m, int64_t n, int64_t k
                     int64_t i = 0;
                     if (nr == NR)
                         for (; i + MR <= mc; i += MR)
-                            kernel_full(kn, ap + i * step, prs, pqs, pbj, bq, cj + i * ldc, ldc);
+                            kernel_full(kn, ap + i * ars, ars, aqs, pbj, bq, cj + i * ldc, ldc);
                     for (; i < mc; i += MR) {
                         int mr = mc - i < MR ? (int)(mc - i) : MR;
-                        kernel_edge(mr, nr, kn, ap + i * step, prs, pqs, pbj, bq, cj + i * ldc,
-                                    ldc);
+                        kernel_edge(mr, nr, kn, ap + i * ars, ars, aqs, pbj, bq, cj + i * ldc, ldc);
                     }
                 }
             }
@@ -290,10 +247,10 @@ TARGET_Y static void gemm_blocks(int ta, int tb, int64_t m, int64_t n, int64_t k
 bool f32_gemm_avx2(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-    if (n < NR || (!ta && k > OWN_MAX_K_NN))
+    if (n < NR || (!ta && k > OWN_MAX_K_NN) || m * n * k > OWN_MAX_WORK)
         return false; /* OpenBLAS's kernels are faster there (see OWN_MAX_K_NN) */
     int64_t kmax = k > K_WHOLE ? KC : k > 0 ? k : 1;
-    float *pb = thread_scratch(SCRATCH_PACK, (size_t)kmax * (NC + MC + 8) * sizeof(float));
+    float *pb = thread_scratch(SCRATCH_PACK, (size_t)kmax * NC * sizeof(float));
     if (!pb)
         return false;
     gemm_blocks(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, pb);

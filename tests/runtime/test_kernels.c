@@ -100,9 +100,10 @@ static void check_fn(GemmFn fn)
                                        {40, 10, 33},
                                        {100, 1, 9},
                                        {70, 16, 130},
-                                       /* the AVX2 kernels' blocks: k in 2 blocks, rows
-                                        * in 2 (B packed whole), columns in 2, A packed */
-                                       {130, 600, 400},
+                                       /* the AVX2 kernels' blocks: k in 2 blocks and
+                                        * rows in 2 (B packed whole), columns in 2 */
+                                       {130, 64, 400},
+                                       {20, 600, 100},
                                        {3, 5, 0}}; /* no k: C = beta C */
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 8; t++) {
