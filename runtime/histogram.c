@@ -37,6 +37,7 @@
 
 #include "clones.h"
 #include "histogram.h"
+#include "lanes.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -430,8 +431,7 @@ count16_8(Counter8 *c, const __m256i *d, uint64_t *count)
 TARGET_256 static inline __attribute__((always_inline)) __m256i onehot8(const float *x, int n,
                                                                         bool check, const Job *j)
 {
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+    __m256i in = lanes8(n);
     __m256 v = n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, in);
     const __m256d lo = _mm256_set1_pd(j->lo), scale = _mm256_set1_pd(j->scale),
                   top = _mm256_set1_pd(NND_HIST_BUCKETS - 1);
@@ -487,8 +487,7 @@ count_f32_256_(const float *x, int64_t m, bool finite, bool range, const Job *j,
             int nk = left >= 8 ? 8 : left <= 0 ? 0 : (int)left;
             d[k] = onehot8(x + i + 8 * k, nk, true, j);
             if (range && nk > 0) {
-                __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(nk),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                __m256i in = lanes8(nk);
                 __m256 v = _mm256_maskload_ps(x + i + 8 * k, in);
                 __m256 inf = _mm256_set1_ps(INFINITY), in_f = _mm256_castsi256_ps(in);
                 vlo = _mm256_min_ps(vlo, _mm256_blendv_ps(inf, v, in_f));
@@ -737,35 +736,33 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
 }
 
 #ifdef HAVE_AVX512
+/* The counting of a ranged pass on each path (the least and greatest value too). */
+TARGET_512 static void count_ranged_512(const float *x, int64_t m, const Job *j, uint64_t *count,
+                                        float *lo, float *hi)
+{
+    count_f32_512_(x, m, true, true, j, count, lo, hi);
+}
+
+TARGET_256 static void count_ranged_256(const float *x, int64_t m, const Job *j, uint64_t *count,
+                                        float *lo, float *hi)
+{
+    count_f32_256_(x, m, true, true, j, count, lo, hi);
+}
+
 /* nnd_histogram_ranged's one pass: each thread's range counted, its least and greatest
  * value kept in its first block's lo and hi. */
-TARGET_512 static void ranged_pass(void *ctx, int64_t begin, int64_t end)
+static void ranged_pass(void *ctx, int64_t begin, int64_t end)
 {
     Job *j = ctx;
     int64_t i0 = begin * BLOCK, i1 = end * BLOCK < j->n ? end * BLOCK : j->n;
     BlockStats *s = &j->blocks[begin];
     memset(s->count, 0, sizeof s->count);
     float lo, hi;
-    count_f32_512_((const float *)j->data + i0, i1 - i0, true, true, j, s->count, &lo, &hi);
+    (j->vector == 2 ? count_ranged_512 : count_ranged_256)((const float *)j->data + i0, i1 - i0, j,
+                                                           s->count, &lo, &hi);
     s->lo = lo;
     s->hi = hi;
     s->num = 1; /* marks the range's first block */
-    for (int64_t k = begin + 1; k < end; k++)
-        j->blocks[k].num = 0;
-}
-
-/* The same in AVX2 lanes. */
-TARGET_256 static void ranged_pass_256(void *ctx, int64_t begin, int64_t end)
-{
-    Job *j = ctx;
-    int64_t i0 = begin * BLOCK, i1 = end * BLOCK < j->n ? end * BLOCK : j->n;
-    BlockStats *s = &j->blocks[begin];
-    memset(s->count, 0, sizeof s->count);
-    float lo, hi;
-    count_f32_256_((const float *)j->data + i0, i1 - i0, true, true, j, s->count, &lo, &hi);
-    s->lo = lo;
-    s->hi = hi;
-    s->num = 1;
     for (int64_t k = begin + 1; k < end; k++)
         j->blocks[k].num = 0;
 }
@@ -790,7 +787,7 @@ int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_
             j.blocks = nb <= 1 ? &one : malloc((size_t)nb * sizeof *j.blocks);
             if (!j.blocks)
                 return nnd_err(err, "out of memory");
-            nnd_parallel_for(pool, path == 2 ? ranged_pass : ranged_pass_256, &j, nb, GRAIN);
+            nnd_parallel_for(pool, ranged_pass, &j, nb, GRAIN);
             double lo = INFINITY, hi = -INFINITY, num = 0;
             for (int64_t k = 0; k < nb; k++) {
                 const BlockStats *s = &j.blocks[k];

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "clones.h"
+#include "lanes.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -634,7 +635,7 @@ void f32_gemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *
     int path = f32_path();
     if (path == 1 && f32_gemm_avx2(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
         return;
-    if (path != 2) { /* none, or no memory for the AVX2 kernels' panel */
+    if (path != 2) { /* none, or a product the AVX2 kernels leave to OpenBLAS */
         plain_sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -901,12 +902,6 @@ TARGET_F32 static void maxpool_2x2_512(const NndPoolShape *s, const float *xp, c
 #ifdef HAVE_KERNELS
 
 /* The first `count` of eight lanes, as a maskload/maskstore mask. */
-TARGET_AVX2 static __m256i lanes8(int64_t count)
-{
-    __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count < 8 ? count : 8)), iota);
-}
-
 TARGET_AVX2 static void split_pairs8(const float *row, __m256i m0, __m256i m1, __m256 *even,
                                      __m256 *odd)
 {

@@ -17,6 +17,7 @@
  * to OpenBLAS. */
 #define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
+#include "lanes.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -50,13 +51,6 @@ enum {
      * through a 10-wide layer: [64 x 10] [10 x 128]^T 1.9x), these. */
     OWN_MAX_K_NN = 64,
 };
-
-/* A mask of the first n of 8 lanes (none for n <= 0, all for n >= 8). */
-TARGET_Y static inline __m256i lanes8(int64_t n)
-{
-    int c = n <= 0 ? 0 : n >= 8 ? 8 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* C[0..mr)[0..nr) = acc + beta * C (beta 0: C is not read). */
 TARGET_Y static inline ALWAYS_INLINE void store_block(__m256 acc[MR][2], int mr, int nr, float beta,
