@@ -289,6 +289,49 @@ TARGET_F32 static inline ALWAYS_INLINE void f32_kernel(int mr, int nr, int64_t k
     store_block(acc, mr, nr, beta, c, ldc);
 }
 
+/* f32_kernel for the first block of rows of a panel of a B in rows (not transposed):
+ * B's k rows (ldb apart, nr columns from b on) are read where they are and written to
+ * the panel pb as f32_panel would (zeros past nr) while they are multiplied, so that
+ * the other blocks read the panel and no pass of loads and stores packs it first.
+ * The sums are f32_kernel's, in the same order.  One thread on a Zen 4: x W1 of
+ * 784-128-10, [64 x 784] [784 x 128], 118.7 -> 111.5 us; [32 x 784] [784 x 32] 15.5
+ * -> 14.1 us.  Only for a B of at most PACKING_MAX_B values, which is likely in cache:
+ * a bigger one's rows come from memory 4 KiB apart and the first block's
+ * multiply-adds wait on them ([64 x 3136] [3136 x 1024]: 4.7 -> 5.0-5.4 ms). */
+enum { PACKING_MAX_B = (1 << 20) / sizeof(float) };
+
+TARGET_F32 static inline ALWAYS_INLINE void
+f32_kernel_packing(int mr, int nr, int64_t k, const float *a, int64_t ars, int64_t aqs,
+                   const float *b, int64_t ldb, float *pb, float beta, float *c, int64_t ldc)
+{
+    __m512 acc[MR][2];
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+    for (int64_t q = 0; q < k; q++) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b + q * ldb);
+        __m512 b1 = _mm512_maskz_loadu_ps(m1, b + q * ldb + 16);
+        _mm512_storeu_ps(pb + q * NR, b0);
+        _mm512_storeu_ps(pb + q * NR + 16, b1);
+        UNROLL
+        for (int r = 0; r < MR; r++)
+            if (r < mr) {
+                __m512 x = _mm512_set1_ps(a[r * ars + q * aqs]);
+                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+            }
+    }
+    store_block(acc, mr, nr, beta, c, ldc);
+}
+
+TARGET_F32 static void f32_kernel_packing_full(int nr, int64_t k, const float *a, int64_t ars,
+                                               int64_t aqs, const float *b, int64_t ldb, float *pb,
+                                               float beta, float *c, int64_t ldc)
+{
+    f32_kernel_packing(MR, nr, k, a, ars, aqs, b, ldb, pb, beta, c, ldc);
+}
+
 /* The whole block, with the row count known: the loop over rows unrolled. */
 TARGET_F32 static void f32_kernel_full(int64_t k, const float *a, int64_t ars, int64_t aqs,
                                        const float *pb, float beta, float *c, int64_t ldc)
@@ -352,8 +395,18 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
         const float *bk = b + (tb ? q0 : q0 * ldb);
         for (int64_t j = 0; j < n; j += NR) {
             int nr = n - j < NR ? (int)(n - j) : NR;
-            f32_panel(tb, n, kn, bk, ldb, j, pb);
-            for (int64_t i = 0; i < m; i += MR) {
+            int64_t i = 0;
+            if (tb || m == 0 || kn * n > PACKING_MAX_B) {
+                f32_panel(tb, n, kn, bk, ldb, j, pb);
+            } else { /* the first block of rows packs the panel */
+                int mr = m < MR ? (int)m : MR;
+                if (mr == MR)
+                    f32_kernel_packing_full(nr, kn, aq, ars, aqs, bk + j, ldb, pb, bq, c + j, ldc);
+                else
+                    f32_kernel_packing(mr, nr, kn, aq, ars, aqs, bk + j, ldb, pb, bq, c + j, ldc);
+                i = MR;
+            }
+            for (; i < m; i += MR) {
                 int mr = m - i < MR ? (int)(m - i) : MR;
                 if (mr == MR && nr == NR)
                     f32_kernel_full(kn, aq + i * ars, ars, aqs, pb, bq, c + i * ldc + j, ldc);
@@ -437,6 +490,43 @@ TARGET_BF16 static void bf16_kernel_full(int64_t kp, const uint32_t *a, int64_t 
                                          int64_t ldc)
 {
     bf16_kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
+}
+
+/* bf16_kernel for the first block of rows of a panel of a B in rows (k rows of
+ * floats, ldb apart, nr columns from b on): B's pairs made as they are multiplied and
+ * written to the panel pb (kp rows of NR words), as f32_kernel_packing does. */
+TARGET_BF16 static inline ALWAYS_INLINE void
+bf16_kernel_packing(int mr, int nr, int64_t k, const uint32_t *a, int64_t ars, int64_t aqs,
+                    const float *b, int64_t ldb, uint32_t *pb, float beta, float *c, int64_t ldc)
+{
+    __m512 acc[MR][2];
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+    int64_t kp = (k + 1) / 2;
+    for (int64_t q = 0; q < kp; q++) {
+        const float *r0 = b + 2 * q * ldb, *r1 = 2 * q + 1 < k ? r0 + ldb : NULL;
+        __m512i p0 = pairs16(r0, r1, m0), p1 = pairs16(r0 + 16, r1 ? r1 + 16 : NULL, m1);
+        _mm512_storeu_si512(pb + q * NR, p0);
+        _mm512_storeu_si512(pb + q * NR + 16, p1);
+        __m512bh b0 = (__m512bh)p0, b1 = (__m512bh)p1;
+        UNROLL
+        for (int r = 0; r < MR; r++)
+            if (r < mr) {
+                __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * ars + q * aqs]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            }
+    }
+    store_block(acc, mr, nr, beta, c, ldc);
+}
+
+TARGET_BF16 static void bf16_kernel_packing_full(int nr, int64_t k, const uint32_t *a, int64_t ars,
+                                                 int64_t aqs, const float *b, int64_t ldb,
+                                                 uint32_t *pb, float beta, float *c, int64_t ldc)
+{
+    bf16_kernel_packing(MR, nr, k, a, ars, aqs, b, ldb, pb, beta, c, ldc);
 }
 
 /* B (k x n, or n x k when tb) into kp rows of np words. */
@@ -528,10 +618,21 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
      * rows read it.  Packed whole first, a big B went out of L2 before its panels were
      * read: 784-1024-1024-10's [256 x 1024] by [1024 x 1024] ran at 272 GFLOP/s on one
      * thread, 340-370 by panels (by its transpose: 267-287 -> 382) */
+    bool packing = !tb && k * n <= PACKING_MAX_B;
     for (int64_t j = 0; j < n; j += NR) {
-        int64_t nr = n - j < NR ? n - j : NR;
-        bf16_pack_b(tb, nr, k, tb ? b + j * ldb : b + j, ldb, pb, NR);
-        for (int64_t i = 0; i < m; i += MR)
+        int64_t nr = n - j < NR ? n - j : NR, i = 0;
+        if (packing && m > 0) { /* the first block of rows packs the panel */
+            int mr = m < MR ? (int)m : MR;
+            if (mr == MR)
+                bf16_kernel_packing_full((int)nr, k, pa, ars, aqs, b + j, ldb, pb, beta, c + j,
+                                         ldc);
+            else
+                bf16_kernel_packing(mr, (int)nr, k, pa, ars, aqs, b + j, ldb, pb, beta, c + j, ldc);
+            i = MR;
+        } else {
+            bf16_pack_b(tb, nr, k, tb ? b + j * ldb : b + j, ldb, pb, NR);
+        }
+        for (; i < m; i += MR)
             bf16_block(m, n, i, j, kp, pa, ars, aqs, pb, NR, beta, c, ldc);
     }
 }

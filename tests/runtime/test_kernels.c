@@ -104,6 +104,9 @@ static void check_fn(GemmFn fn)
                                         * rows in 2 (B packed whole), columns in 2 */
                                        {130, 64, 400},
                                        {20, 600, 100},
+                                       /* a B in rows over 1 MiB: its panels packed
+                                        * before the first block of rows, not by it */
+                                       {9, 300, 1000},
                                        {3, 5, 0}}; /* no k: C = beta C */
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 8; t++) {
