@@ -144,19 +144,29 @@ def floor_rate(binary, threads, model):
 
 
 def cpu_line():
-    name, flags = "unknown CPU", []
+    """The CPU's name, family and model (a virtual machine's name is often just "AMD
+    EPYC": the family and model tell a Zen 3 from a Zen 4 or 5), its SIMD flags, and
+    the OpenBLAS kernels forced, if any."""
+    name, flags, fam = "unknown CPU", [], {}
     try:
         for line in open("/proc/cpuinfo"):
             k, _, v = line.partition(":")
-            if k.strip() == "model name":
+            k = k.strip()
+            if k == "model name":
                 name = v.strip()
-            elif k.strip() == "flags":
+            elif k in ("cpu family", "model"):
+                fam[k] = v.strip()
+            elif k == "flags":
                 flags = v.split()
                 break
     except OSError:
         pass
+    if fam:
+        name += f" (family {fam.get('cpu family', '?')} model {fam.get('model', '?')})"
     simd = [f for f in flags if f.startswith(("avx", "amx", "fma")) or f == "f16c"]
-    return f"{name}, {os.cpu_count()} cores; {' '.join(simd)}"
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"{name}, {os.cpu_count()} cores; {' '.join(simd)}; "
+            f"OPENBLAS_CORETYPE {core if core else 'unset (OpenBLAS picks its kernels)'}")
 
 
 def compile_times(nnd, work):
