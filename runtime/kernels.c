@@ -267,17 +267,31 @@ TARGET_F32 static void f32_panel(int tb, int64_t n, int64_t k, const float *b, i
 }
 
 /* C[0..mr)[0..nr) = sum over q of A(r, q) B panel (q, 0..32), + beta * C; A(r, q) is
- * a[r * ars + q * aqs]. */
-TARGET_F32 static inline ALWAYS_INLINE void f32_kernel(int mr, int nr, int64_t k, const float *a,
-                                                       int64_t ars, int64_t aqs, const float *pb,
-                                                       float beta, float *c, int64_t ldc)
+ * a[r * ars + q * aqs].  With pack (a constant at each call), the panel pb is not read
+ * but made: B's k rows at b (ldb apart, nr columns) are read where they are and
+ * written to pb as f32_panel would (zeros past nr) while they are multiplied; the
+ * sums are the same, in the same order. */
+TARGET_F32 static inline ALWAYS_INLINE void f32_kernel_(int mr, int nr, int64_t k, const float *a,
+                                                        int64_t ars, int64_t aqs, float *pb,
+                                                        bool pack, const float *b, int64_t ldb,
+                                                        float beta, float *c, int64_t ldc)
 {
     __m512 acc[MR][2];
     UNROLL
     for (int r = 0; r < MR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
     for (int64_t q = 0; q < k; q++) {
-        __m512 b0 = _mm512_loadu_ps(pb + q * NR), b1 = _mm512_loadu_ps(pb + q * NR + 16);
+        __m512 b0, b1;
+        if (pack) {
+            b0 = _mm512_maskz_loadu_ps(m0, b + q * ldb);
+            b1 = _mm512_maskz_loadu_ps(m1, b + q * ldb + 16);
+            _mm512_storeu_ps(pb + q * NR, b0);
+            _mm512_storeu_ps(pb + q * NR + 16, b1);
+        } else {
+            b0 = _mm512_loadu_ps(pb + q * NR);
+            b1 = _mm512_loadu_ps(pb + q * NR + 16);
+        }
         UNROLL
         for (int r = 0; r < MR; r++)
             if (r < mr) {
@@ -289,40 +303,27 @@ TARGET_F32 static inline ALWAYS_INLINE void f32_kernel(int mr, int nr, int64_t k
     store_block(acc, mr, nr, beta, c, ldc);
 }
 
-/* f32_kernel for the first block of rows of a panel of a B in rows (not transposed):
- * B's k rows (ldb apart, nr columns from b on) are read where they are and written to
- * the panel pb as f32_panel would (zeros past nr) while they are multiplied, so that
- * the other blocks read the panel and no pass of loads and stores packs it first.
- * The sums are f32_kernel's, in the same order.  One thread on a Zen 4: x W1 of
- * 784-128-10, [64 x 784] [784 x 128], 118.7 -> 111.5 us; [32 x 784] [784 x 32] 15.5
- * -> 14.1 us.  Only for a B of at most PACKING_MAX_B values, which is likely in cache:
- * a bigger one's rows come from memory 4 KiB apart and the first block's
- * multiply-adds wait on them ([64 x 3136] [3136 x 1024]: 4.7 -> 5.0-5.4 ms). */
+TARGET_F32 static inline ALWAYS_INLINE void f32_kernel(int mr, int nr, int64_t k, const float *a,
+                                                       int64_t ars, int64_t aqs, float *pb,
+                                                       float beta, float *c, int64_t ldc)
+{
+    f32_kernel_(mr, nr, k, a, ars, aqs, pb, false, NULL, 0, beta, c, ldc);
+}
+
+/* The first block of rows of a panel of a B in rows (not transposed) packs the panel
+ * as it multiplies (f32_kernel_ with pack), so that no pass of loads and stores packs
+ * it before the blocks read it.  One thread on a Zen 4: x W1 of 784-128-10, [64 x
+ * 784] [784 x 128], 118.7 -> 111.5 us; [32 x 784] [784 x 32] 15.5 -> 14.1 us.  Only
+ * for a B of at most PACKING_MAX_B values, which is likely in cache: a bigger one's
+ * rows come from memory 4 KiB apart and the first block's multiply-adds wait on them
+ * ([64 x 3136] [3136 x 1024]: 4.7 -> 5.0-5.4 ms). */
 enum { PACKING_MAX_B = (1 << 20) / sizeof(float) };
 
 TARGET_F32 static inline ALWAYS_INLINE void
 f32_kernel_packing(int mr, int nr, int64_t k, const float *a, int64_t ars, int64_t aqs,
                    const float *b, int64_t ldb, float *pb, float beta, float *c, int64_t ldc)
 {
-    __m512 acc[MR][2];
-    UNROLL
-    for (int r = 0; r < MR; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    for (int64_t q = 0; q < k; q++) {
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, b + q * ldb);
-        __m512 b1 = _mm512_maskz_loadu_ps(m1, b + q * ldb + 16);
-        _mm512_storeu_ps(pb + q * NR, b0);
-        _mm512_storeu_ps(pb + q * NR + 16, b1);
-        UNROLL
-        for (int r = 0; r < MR; r++)
-            if (r < mr) {
-                __m512 x = _mm512_set1_ps(a[r * ars + q * aqs]);
-                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
-            }
-    }
-    store_block(acc, mr, nr, beta, c, ldc);
+    f32_kernel_(mr, nr, k, a, ars, aqs, pb, true, b, ldb, beta, c, ldc);
 }
 
 TARGET_F32 static void f32_kernel_packing_full(int nr, int64_t k, const float *a, int64_t ars,
@@ -334,7 +335,7 @@ TARGET_F32 static void f32_kernel_packing_full(int nr, int64_t k, const float *a
 
 /* The whole block, with the row count known: the loop over rows unrolled. */
 TARGET_F32 static void f32_kernel_full(int64_t k, const float *a, int64_t ars, int64_t aqs,
-                                       const float *pb, float beta, float *c, int64_t ldc)
+                                       float *pb, float beta, float *c, int64_t ldc)
 {
     f32_kernel(MR, NR, k, a, ars, aqs, pb, beta, c, ldc);
 }
@@ -461,56 +462,31 @@ TARGET_BF16 static void pack_pairs(const float *x, int64_t n, uint32_t *out)
 }
 
 /* C[0..mr)[0..nr) = sum over q of A pair (r, q) . B pairs (q, 0..32), + beta * C.
- * A's pair (r, q) is a[r * ars + q * aqs]; B's row q starts at b + q * bqs. */
+ * A's pair (r, q) is a[r * ars + q * aqs]; B's row q starts at b + q * bqs.  With pack
+ * (a constant at each call), as in f32_kernel_: B's pairs are made from its k rows of
+ * floats at rows (ldb apart, nr columns) as they are multiplied, and written to b. */
 TARGET_BF16 static inline ALWAYS_INLINE void
-bf16_kernel(int mr, int nr, int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
-            const uint32_t *b, int64_t bqs, float beta, float *c, int64_t ldc)
-{
-    __m512 acc[MR][2];
-    UNROLL
-    for (int r = 0; r < MR; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int64_t q = 0; q < kp; q++) {
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + q * bqs);
-        __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + q * bqs + 16);
-        UNROLL
-        for (int r = 0; r < MR; r++)
-            if (r < mr) {
-                __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * ars + q * aqs]);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
-            }
-    }
-    store_block(acc, mr, nr, beta, c, ldc);
-}
-
-/* The whole block, with the row count known: the loop over rows unrolled. */
-TARGET_BF16 static void bf16_kernel_full(int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
-                                         const uint32_t *b, int64_t bqs, float beta, float *c,
-                                         int64_t ldc)
-{
-    bf16_kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
-}
-
-/* bf16_kernel for the first block of rows of a panel of a B in rows (k rows of
- * floats, ldb apart, nr columns from b on): B's pairs made as they are multiplied and
- * written to the panel pb (kp rows of NR words), as f32_kernel_packing does. */
-TARGET_BF16 static inline ALWAYS_INLINE void
-bf16_kernel_packing(int mr, int nr, int64_t k, const uint32_t *a, int64_t ars, int64_t aqs,
-                    const float *b, int64_t ldb, uint32_t *pb, float beta, float *c, int64_t ldc)
+bf16_kernel_(int mr, int nr, int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs, uint32_t *b,
+             int64_t bqs, bool pack, const float *rows, int64_t ldb, int64_t k, float beta,
+             float *c, int64_t ldc)
 {
     __m512 acc[MR][2];
     UNROLL
     for (int r = 0; r < MR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    int64_t kp = (k + 1) / 2;
     for (int64_t q = 0; q < kp; q++) {
-        const float *r0 = b + 2 * q * ldb, *r1 = 2 * q + 1 < k ? r0 + ldb : NULL;
-        __m512i p0 = pairs16(r0, r1, m0), p1 = pairs16(r0 + 16, r1 ? r1 + 16 : NULL, m1);
-        _mm512_storeu_si512(pb + q * NR, p0);
-        _mm512_storeu_si512(pb + q * NR + 16, p1);
-        __m512bh b0 = (__m512bh)p0, b1 = (__m512bh)p1;
+        __m512bh b0, b1;
+        if (pack) {
+            const float *r0 = rows + 2 * q * ldb, *r1 = 2 * q + 1 < k ? r0 + ldb : NULL;
+            __m512i p0 = pairs16(r0, r1, m0), p1 = pairs16(r0 + 16, r1 ? r1 + 16 : NULL, m1);
+            _mm512_storeu_si512(b + q * bqs, p0);
+            _mm512_storeu_si512(b + q * bqs + 16, p1);
+            b0 = (__m512bh)p0, b1 = (__m512bh)p1;
+        } else {
+            b0 = (__m512bh)_mm512_loadu_si512(b + q * bqs);
+            b1 = (__m512bh)_mm512_loadu_si512(b + q * bqs + 16);
+        }
         UNROLL
         for (int r = 0; r < MR; r++)
             if (r < mr) {
@@ -520,6 +496,31 @@ bf16_kernel_packing(int mr, int nr, int64_t k, const uint32_t *a, int64_t ars, i
             }
     }
     store_block(acc, mr, nr, beta, c, ldc);
+}
+
+TARGET_BF16 static inline ALWAYS_INLINE void bf16_kernel(int mr, int nr, int64_t kp,
+                                                         const uint32_t *a, int64_t ars,
+                                                         int64_t aqs, uint32_t *b, int64_t bqs,
+                                                         float beta, float *c, int64_t ldc)
+{
+    bf16_kernel_(mr, nr, kp, a, ars, aqs, b, bqs, false, NULL, 0, 0, beta, c, ldc);
+}
+
+/* The whole block, with the row count known: the loop over rows unrolled. */
+TARGET_BF16 static void bf16_kernel_full(int64_t kp, const uint32_t *a, int64_t ars, int64_t aqs,
+                                         uint32_t *b, int64_t bqs, float beta, float *c,
+                                         int64_t ldc)
+{
+    bf16_kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
+}
+
+/* The first block of rows of a panel of a B in rows packs the panel (kp rows of NR
+ * words at pb) as it multiplies, as f32_kernel_packing does. */
+TARGET_BF16 static inline ALWAYS_INLINE void
+bf16_kernel_packing(int mr, int nr, int64_t k, const uint32_t *a, int64_t ars, int64_t aqs,
+                    const float *b, int64_t ldb, uint32_t *pb, float beta, float *c, int64_t ldc)
+{
+    bf16_kernel_(mr, nr, (k + 1) / 2, a, ars, aqs, pb, NR, true, b, ldb, k, beta, c, ldc);
 }
 
 TARGET_BF16 static void bf16_kernel_packing_full(int nr, int64_t k, const uint32_t *a, int64_t ars,
@@ -576,9 +577,10 @@ TARGET_BF16 static void bf16_pack_b(int tb, int64_t n, int64_t k, const float *b
 }
 
 /* The block of C at row i, column j; pbj: B's pairs from column j on, rows bqs apart. */
-TARGET_BF16 static inline ALWAYS_INLINE void
-bf16_block(int64_t m, int64_t n, int64_t i, int64_t j, int64_t kp, const uint32_t *pa, int64_t ars,
-           int64_t aqs, const uint32_t *pbj, int64_t bqs, float beta, float *c, int64_t ldc)
+TARGET_BF16 static inline ALWAYS_INLINE void bf16_block(int64_t m, int64_t n, int64_t i, int64_t j,
+                                                        int64_t kp, const uint32_t *pa, int64_t ars,
+                                                        int64_t aqs, uint32_t *pbj, int64_t bqs,
+                                                        float beta, float *c, int64_t ldc)
 {
     int mr = m - i < MR ? (int)(m - i) : MR, nr = n - j < NR ? (int)(n - j) : NR;
     if (mr == MR && nr == NR)
