@@ -311,26 +311,19 @@ TARGET_F32 static inline ALWAYS_INLINE void f32_kernel(int mr, int nr, int64_t k
 }
 
 /* The first block of rows of a panel of a B in rows (not transposed) packs the panel
- * as it multiplies (f32_kernel_ with pack), so that no pass of loads and stores packs
- * it before the blocks read it.  One thread on a Zen 4: x W1 of 784-128-10, [64 x
- * 784] [784 x 128], 118.7 -> 111.5 us; [32 x 784] [784 x 32] 15.5 -> 14.1 us.  Only
- * for a B of at most PACKING_MAX_B values, which is likely in cache: a bigger one's
- * rows come from memory 4 KiB apart and the first block's multiply-adds wait on them
- * ([64 x 3136] [3136 x 1024]: 4.7 -> 5.0-5.4 ms). */
+ * as it multiplies (f32_kernel_ with pack; bf16_kernel_ likewise), so that no pass of
+ * loads and stores packs it before the blocks read it.  One thread on a Zen 4: x W1
+ * of 784-128-10, [64 x 784] [784 x 128], 118.7 -> 111.5 us; [32 x 784] [784 x 32]
+ * 15.5 -> 14.1 us.  Only for a B of at most PACKING_MAX_B values, which is likely in
+ * cache: a bigger one's rows come from memory 4 KiB apart and the first block's
+ * multiply-adds wait on them ([64 x 3136] [3136 x 1024]: 4.7 -> 5.0-5.4 ms). */
 enum { PACKING_MAX_B = (1 << 20) / sizeof(float) };
 
-TARGET_F32 static inline ALWAYS_INLINE void
-f32_kernel_packing(int mr, int nr, int64_t k, const float *a, int64_t ars, int64_t aqs,
-                   const float *b, int64_t ldb, float *pb, float beta, float *c, int64_t ldc)
-{
-    f32_kernel_(mr, nr, k, a, ars, aqs, pb, true, b, ldb, beta, c, ldc);
-}
-
 TARGET_F32 static void f32_kernel_packing_full(int nr, int64_t k, const float *a, int64_t ars,
-                                               int64_t aqs, const float *b, int64_t ldb, float *pb,
+                                               int64_t aqs, float *pb, const float *b, int64_t ldb,
                                                float beta, float *c, int64_t ldc)
 {
-    f32_kernel_packing(MR, nr, k, a, ars, aqs, b, ldb, pb, beta, c, ldc);
+    f32_kernel_(MR, nr, k, a, ars, aqs, pb, true, b, ldb, beta, c, ldc);
 }
 
 /* The whole block, with the row count known: the loop over rows unrolled. */
@@ -402,9 +395,9 @@ TARGET_F32 static void f32_gemm_panels(int ta, int tb, int64_t m, int64_t n, int
             } else { /* the first block of rows packs the panel */
                 int mr = m < MR ? (int)m : MR;
                 if (mr == MR)
-                    f32_kernel_packing_full(nr, kn, aq, ars, aqs, bk + j, ldb, pb, bq, c + j, ldc);
+                    f32_kernel_packing_full(nr, kn, aq, ars, aqs, pb, bk + j, ldb, bq, c + j, ldc);
                 else
-                    f32_kernel_packing(mr, nr, kn, aq, ars, aqs, bk + j, ldb, pb, bq, c + j, ldc);
+                    f32_kernel_(mr, nr, kn, aq, ars, aqs, pb, true, bk + j, ldb, bq, c + j, ldc);
                 i = MR;
             }
             for (; i < m; i += MR) {
@@ -514,20 +507,14 @@ TARGET_BF16 static void bf16_kernel_full(int64_t kp, const uint32_t *a, int64_t 
     bf16_kernel(MR, NR, kp, a, ars, aqs, b, bqs, beta, c, ldc);
 }
 
-/* The first block of rows of a panel of a B in rows packs the panel (kp rows of NR
- * words at pb) as it multiplies, as f32_kernel_packing does. */
-TARGET_BF16 static inline ALWAYS_INLINE void
-bf16_kernel_packing(int mr, int nr, int64_t k, const uint32_t *a, int64_t ars, int64_t aqs,
-                    const float *b, int64_t ldb, uint32_t *pb, float beta, float *c, int64_t ldc)
+/* The first block of rows of a panel of a B in rows, packing the panel (kp rows of NR
+ * words at pb) as it multiplies. */
+TARGET_BF16 static void bf16_kernel_packing_full(int nr, int64_t kp, const uint32_t *a, int64_t ars,
+                                                 int64_t aqs, uint32_t *pb, const float *b,
+                                                 int64_t ldb, int64_t k, float beta, float *c,
+                                                 int64_t ldc)
 {
-    bf16_kernel_(mr, nr, (k + 1) / 2, a, ars, aqs, pb, NR, true, b, ldb, k, beta, c, ldc);
-}
-
-TARGET_BF16 static void bf16_kernel_packing_full(int nr, int64_t k, const uint32_t *a, int64_t ars,
-                                                 int64_t aqs, const float *b, int64_t ldb,
-                                                 uint32_t *pb, float beta, float *c, int64_t ldc)
-{
-    bf16_kernel_packing(MR, nr, k, a, ars, aqs, b, ldb, pb, beta, c, ldc);
+    bf16_kernel_(MR, nr, kp, a, ars, aqs, pb, NR, true, b, ldb, k, beta, c, ldc);
 }
 
 /* B (k x n, or n x k when tb) into kp rows of np words. */
@@ -626,10 +613,11 @@ TARGET_BF16 static void bf16_gemm_packed(int ta, int tb, int64_t m, int64_t n, i
         if (packing && m > 0) { /* the first block of rows packs the panel */
             int mr = m < MR ? (int)m : MR;
             if (mr == MR)
-                bf16_kernel_packing_full((int)nr, k, pa, ars, aqs, b + j, ldb, pb, beta, c + j,
+                bf16_kernel_packing_full((int)nr, kp, pa, ars, aqs, pb, b + j, ldb, k, beta, c + j,
                                          ldc);
             else
-                bf16_kernel_packing(mr, (int)nr, k, pa, ars, aqs, b + j, ldb, pb, beta, c + j, ldc);
+                bf16_kernel_(mr, (int)nr, kp, pa, ars, aqs, pb, NR, true, b + j, ldb, k, beta,
+                             c + j, ldc);
             i = MR;
         } else {
             bf16_pack_b(tb, nr, k, tb ? b + j * ldb : b + j, ldb, pb, NR);
@@ -1004,7 +992,7 @@ TARGET_F32 static void maxpool_2x2_512(const NndPoolShape *s, const float *xp, c
 /* The same in AVX2 lanes, eight windows at a time (CPUs without AVX-512). */
 #ifdef HAVE_KERNELS
 
-/* The first `count` of eight lanes, as a maskload/maskstore mask. */
+/* The 16 floats at row (the lanes of masks m0 and m1) as their even and odd ones. */
 TARGET_AVX2 static void split_pairs8(const float *row, __m256i m0, __m256i m1, __m256 *even,
                                      __m256 *odd)
 {
