@@ -1043,9 +1043,13 @@ static void loop_body(CG *c, const Index *ix, void *ctx)
         } else {
             /* a NaN counts as +inf, so the maximum sees no NaN and may promise so
              * (nnan, nsz): the loop vectorizer only turns maxnum chains into vector
-             * reductions with those flags */
-            LLVMValueRef isnan = LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, "");
-            x = LLVMBuildSelect(c->b, isnan, fconst(c, dt, INFINITY), x, "");
+             * reductions with those flags.  Where a NaN may be ignored (Node.nonan),
+             * the promise alone: one vmaxps a vector, where the select took three
+             * instructions (a NaN then gives whichever value). */
+            if (!r->nonan) {
+                LLVMValueRef isnan = LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, "");
+                x = LLVMBuildSelect(c->b, isnan, fconst(c, dt, INFINITY), x, "");
+            }
             LLVMValueRef args[2] = {a, x};
             v = intrinsic(c, "llvm.maxnum", &t, 1, args, 2);
             LLVMSetFastMathFlags(v, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
@@ -1153,7 +1157,7 @@ static void reduce_body(CG *c, const Index *ix, void *vctx)
     case OP_RMAX: {
         LLVMValueRef m = load_at(c, out, dt, o);
         LLVMValueRef take = compare(c, OP_GT, dt, x, m);
-        if (is_float(dt))
+        if (is_float(dt) && !r->nonan)
             take = LLVMBuildOr(c->b, take, fcmp(c, LLVMRealUNO, x, x), "");
         store_at(c, out, dt, o, select3v(c, take, x, m));
         break;

@@ -196,7 +196,10 @@ static void step_output(Elab *e, const char *tag, NodeId n, Span span)
  * sum of squares: reductions the update loop computes on its way (it writes the
  * weight), so that the logger counts the histogram in one pass over the weights
  * instead of two (nnd_histogram_ranged).  Outputs weights.min/P, .max, .sum, .sumsq,
- * in that order, not logged. */
+ * in that order, not logged.  The least and greatest may ignore a NaN
+ * (gb_max_nonan): a NaN or an infinity makes the sum not finite, and
+ * nnd_histogram_ranged then counts in two passes; the sum of squares is the one
+ * weight_norm and update_ratio take. */
 static void histogram_outputs(Elab *e, const ParamInfo *pi, NodeId wn, Span span)
 {
     NndDType ft = e->p->float_dtype;
@@ -204,8 +207,8 @@ static void histogram_outputs(Elab *e, const ParamInfo *pi, NodeId wn, Span span
     uint32_t axes = r ? (1u << r) - 1 : 0;
     NodeId neg = gb_unary(e->g, OP_NEG, wn, span);
     NodeId outs[4] = {
-        gb_unary(e->g, OP_NEG, gb_reduce(e->g, OP_RMAX, neg, axes, false, span), span),
-        gb_reduce(e->g, OP_RMAX, wn, axes, false, span),
+        gb_unary(e->g, OP_NEG, gb_max_nonan(e->g, neg, axes, span), span),
+        gb_max_nonan(e->g, wn, axes, span),
         full_sum(e, wn, span),
         full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span),
     };
@@ -315,8 +318,10 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
             NodeId dw = gb_binary(e->g, OP_SUB, wn, w, span);
             NodeId num = gb_unary(e->g, OP_SQRT,
                                   full_sum(e, gb_binary(e->g, OP_MUL, dw, dw, span), span), span);
+            /* relative to the weights after the update, as weight_norm and the
+             * histogram's sum of squares: one sum of squares for the three */
             NodeId den = gb_unary(e->g, OP_SQRT,
-                                  full_sum(e, gb_binary(e->g, OP_MUL, w, w, span), span), span);
+                                  full_sum(e, gb_binary(e->g, OP_MUL, wn, wn, span), span), span);
             den = gb_binary(e->g, OP_ADD, den, gb_const(e->g, 1e-12, ft, span), span);
             step_output(e, arena_printf(&e->arena, "update_ratio/%s", pi->name),
                         gb_binary(e->g, OP_DIV, num, den, span), span);

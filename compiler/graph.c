@@ -862,6 +862,12 @@ NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span spa
         (Node){.op = (uint8_t)op, .nin = 1, .in = {a}, .mask = mask, .keep = keep, .span = span});
 }
 
+NodeId gb_max_nonan(Graph *g, NodeId a, uint32_t mask, Span span)
+{
+    return gb_node(
+        g, (Node){.op = OP_RMAX, .nin = 1, .in = {a}, .mask = mask, .nonan = true, .span = span});
+}
+
 NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span)
 {
     return gb_node(
@@ -1020,6 +1026,8 @@ static void print_attrs(Graph *g, const Node *n, StrBuf *out)
                 sb_printf(out, "%s%d", k++ ? "," : "", i);
         if (n->keep)
             sb_puts(out, " keep");
+        if (n->nonan)
+            sb_puts(out, " nonan");
         break;
     }
     case OP_ARGMAX: sb_printf(out, " axis=%d%s", n->idx, n->keep ? " keep" : ""); break;

@@ -67,6 +67,8 @@ typedef struct Node {
     uint8_t nin;
     bool keep; /* reductions: keep reduced axes as size 1 */
     bool ta, tb; /* matmul: transpose a, b */
+    bool nonan; /* RMAX: a NaN among the values may be ignored (the result is then any
+                   value); for ranges whose user detects a NaN otherwise */
     uint8_t phase; /* Phase: stamped by graph_append from Graph.phase */
     NodeId in[3];
     Shape shape;
@@ -147,6 +149,8 @@ NodeId gb_broadcast(Graph *g, NodeId a, const Shape *s, Span span);
 NodeId gb_reshape(Graph *g, NodeId a, const Shape *s, Span span);
 NodeId gb_transpose(Graph *g, NodeId a, const int *perm, Span span);
 NodeId gb_reduce(Graph *g, OpId op, NodeId a, uint32_t mask, bool keep, Span span);
+/* The maximum over mask's axes where a NaN may be ignored (Node.nonan). */
+NodeId gb_max_nonan(Graph *g, NodeId a, uint32_t mask, Span span);
 NodeId gb_matmul(Graph *g, NodeId a, NodeId b, bool ta, bool tb, Span span);
 /* sum over the leading axes of a^T @ b: [*L, M, K], [*L, M, N] -> [K, N] */
 NodeId gb_matmul_summed(Graph *g, NodeId a, NodeId b, Span span);

@@ -25,7 +25,8 @@ static uint64_t node_hash(Graph *g, const Node *n)
     h = mix(h, n->op);
     h = mix(h, n->dtype);
     h = mix(h, (uint64_t)n->idx);
-    h = mix(h, n->mask | (uint64_t)n->keep << 32 | (uint64_t)n->ta << 33 | (uint64_t)n->tb << 34);
+    h = mix(h, n->mask | (uint64_t)n->keep << 32 | (uint64_t)n->ta << 33 | (uint64_t)n->tb << 34 |
+                   (uint64_t)n->nonan << 35);
     h = mix(h, n->key);
     uint64_t bits;
     memcpy(&bits, &n->num, sizeof bits);
@@ -44,7 +45,7 @@ static bool node_same(Graph *g, const Node *a, const Node *b)
 {
     if (a->op != b->op || a->dtype != b->dtype || a->nin != b->nin || a->idx != b->idx ||
         a->mask != b->mask || a->keep != b->keep || a->ta != b->ta || a->tb != b->tb ||
-        a->key != b->key || memcmp(&a->num, &b->num, sizeof a->num) != 0 ||
+        a->nonan != b->nonan || a->key != b->key || memcmp(&a->num, &b->num, sizeof a->num) != 0 ||
         !shape_equal(&a->shape, &b->shape))
         return false;
     for (int i = 0; i < a->nin; i++)

@@ -768,6 +768,11 @@ static void ranged_pass(void *ctx, int64_t begin, int64_t end)
 }
 #endif
 
+/* Below this many values, the AVX2 path counts faster than the AVX-512 one, which
+ * first searches for its 29 f32 edges (Zen 4, one thread: 10 values 0.34 -> 0.22 us,
+ * 128 0.36 -> 0.24, 512 0.44 -> 0.41; 1280 values 0.67 against 1.11). */
+enum { EDGES_MIN_N = 512 };
+
 int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
                          double max, double sum, double sum_squares, NndHistogram *h, NndErr *err)
 {
@@ -775,6 +780,8 @@ int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_
     /* all finite: min <= max and the sums finite (a NaN or an infinity among the
      * values makes the step's sum so) */
     int path = dtype == NND_F32 ? vector_path_f32() : 0;
+    if (path == 2 && n <= EDGES_MIN_N)
+        path = 1;
     if (path > 0 && n > 0 && min <= max && min >= -FLT_MAX && max <= FLT_MAX &&
         fabs(sum) <= DBL_MAX && sum_squares <= DBL_MAX) {
         int64_t nb = (n + BLOCK - 1) / BLOCK;

@@ -3,9 +3,11 @@
 (a safetensors file the same run saved after that step): the range, the count and
 the buckets exactly as a plain loop finds them (30 equal buckets over the
 range, the last one closed), the sums to f32 rounding (nnd's step computes them in
-f32 beside the update).  Exits 1 naming the first histogram that differs.
+f32 beside the update); infinities and NaN left out, as nnd_histogram leaves them.
+Exits 1 naming the first histogram that differs.
 
 usage: check_histograms.py EVENTS_FILE WEIGHTS.safetensors STEP"""
+import math
 import os
 import sys
 
@@ -54,7 +56,7 @@ def main():
     events_path, weights_path, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
     _, events, _ = read_events(events_path)
     got = histograms(events, step)
-    weights = {name: a.astype("float64").ravel().tolist()
+    weights = {name: [v for v in a.astype("float64").ravel().tolist() if math.isfinite(v)]
                for name, a in read_safetensors(weights_path).items()}
     if not got:
         sys.exit(f"no histogram at step {step}")
@@ -77,7 +79,7 @@ def main():
         # f32 sums: rounding of at most ~n * 2^-24 of the magnitudes, far less in practice
         if abs(g["sum"] - s) > 1e-5 * mag or abs(g["sum_squares"] - sq) > 1e-5 * sq:
             sys.exit(f"{tag}: sum {g['sum']} sum_squares {g['sum_squares']}, the weights' {s} {sq}")
-        print(f"ok: {tag}: {len(w)} values, buckets and range exact, sums within f32 rounding")
+        print(f"ok: {tag}: {len(w)} finite values, buckets and range exact, sums within f32 rounding")
 
 
 if __name__ == "__main__":
