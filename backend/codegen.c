@@ -1493,13 +1493,24 @@ static void gen_matmul(CG *c, const Kernel *k)
                            sa,
                            sb,
                            sc};
-    LLVMTypeRef types[] = {c->ptr, c->i32, c->i32, c->i64, c->i64, c->i64, c->ptr, c->i64, c->ptr,
-                           c->i64, ft,     c->ptr, c->i64, c->i64, c->i64, c->i64, c->i64};
-    call(c,
-         f64          ? "nnd_gemm_f64"
-         : c->g->bf16 ? "nnd_gemm_bf16"
-                      : "nnd_gemm_f32",
-         c->voidt, types, 17, args, false);
+    LLVMTypeRef types[] = {c->ptr, c->i32, c->i32, c->i64, c->i64, c->i64, c->ptr,
+                           c->i64, c->ptr, c->i64, ft,     c->ptr, c->i64, c->i64,
+                           c->i64, c->i64, c->i64, c->i32, c->ptr, c->ptr};
+    const char *name = f64 ? "nnd_gemm_f64" : c->g->bf16 ? "nnd_gemm_bf16" : "nnd_gemm_f32";
+    if (!k->ep) {
+        call(c, name, c->voidt, types, 17, args, false);
+        return;
+    }
+    /* with the loop after it as its epilogue (Kernel.ep): C is the loop's value */
+    LLVMValueRef more[20];
+    memcpy(more, args, sizeof args);
+    more[11] = buffer_ptr(c, k->stores.v[0].buf);
+    more[17] = LLVMConstInt(c->i32, (unsigned)k->ep, 0);
+    more[18] = k->ep_bias ? buffer_base(c, k->ep_bias) : LLVMConstNull(c->ptr);
+    more[19] = k->ep_mask ? buffer_base(c, k->ep_mask) : LLVMConstNull(c->ptr);
+    char ep_name[32];
+    snprintf(ep_name, sizeof ep_name, "%s_ep", name);
+    call(c, ep_name, c->voidt, types, 20, more, false);
 }
 
 /* The number of items a kernel's range runs over. */

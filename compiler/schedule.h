@@ -11,7 +11,9 @@
  *           over one shape merge, so Adam's m, v and w updates are one pass)
  *   REDUCE  a loop nest over a reduction's input, its producers fused inside
  *   CALL    a runtime routine: nnd_gemm (OpenBLAS, transposes as flags), convolution,
- *           pooling, row gathers
+ *           pooling, row gathers.  A product whose one reader is a loop computing
+ *           relu(r + bias), r + bias, relu(r) or (y > 0 ? r : 0) alone takes that
+ *           loop as its epilogue (nnd_gemm_*_ep) and stores the loop's value
  *
  * An update is stored straight into its parameter's buffer when nothing reads the
  * old value afterwards; otherwise it goes through a scratch buffer and is copied at
@@ -61,6 +63,9 @@ typedef struct Kernel {
     VEC(Acc) accs; /* LOOP: reductions accumulated on the way */
     NodeId node; /* REDUCE/CALL: the op */
     int aux; /* REDUCE: a second buffer (logsumexp's sums, argmax's maxima), or -1 */
+    int ep; /* CALL of a product: its epilogue, NND_EP_* (stores.v[0] is then the
+               epilogue's value, not node) */
+    NodeId ep_bias, ep_mask; /* the epilogue's bias ([N]) and mask (C's shape) */
     bool parallel; /* split the outermost axis across the pool */
 } Kernel;
 
@@ -94,6 +99,7 @@ typedef struct Schedule {
     int merged; /* loops merged into their neighbour */
     int in_place; /* updates stored straight into their parameter or state */
     int fused_reductions; /* reductions folded into loops (Acc) */
+    int epilogues; /* loops folded into the product before them (Kernel.ep) */
 } Schedule;
 
 /* The states of which[0..n) the schedule writes, in the order of the kernels that

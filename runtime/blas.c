@@ -13,6 +13,7 @@
  * its own copy of C and the copies are added in thread order. */
 #include <cblas.h>
 
+#include "clones.h"
 #include "kernels.h"
 #include "nnd_abi.h"
 
@@ -28,6 +29,41 @@ enum {
 };
 
 typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
+
+/* A product's epilogue (nnd_gemm_*_ep) on n values of a row of C, as the step's loop
+ * computes it: c + bias[j], then c > 0 ? c : 0 (relu: a NaN gives 0); or mask > 0 ?
+ * c : 0 (relu's derivative through its output).  One loop per case, in vector lanes
+ * (VECTOR_CLONES; built for the baseline alone, they took longer than the step's own
+ * loops they replace). */
+#define EPILOGUE_ROW(SUFFIX, T)                                                                    \
+    VECTOR_CLONES static void epilogue_row_##SUFFIX(T *restrict c, const T *restrict bias,         \
+                                                    const T *restrict mask, int64_t n, int ep)     \
+    {                                                                                              \
+        switch (ep) {                                                                              \
+        case NND_EP_BIAS:                                                                          \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                c[j] += bias[j];                                                                   \
+            break;                                                                                 \
+        case NND_EP_BIAS | NND_EP_RELU:                                                            \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T x = c[j] + bias[j];                                                              \
+                c[j] = x > 0 ? x : 0;                                                              \
+            }                                                                                      \
+            break;                                                                                 \
+        case NND_EP_RELU:                                                                          \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                c[j] = c[j] > 0 ? c[j] : 0;                                                        \
+            break;                                                                                 \
+        case NND_EP_MASK:                                                                          \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                c[j] = mask[j] > 0 ? c[j] : 0;                                                     \
+            break;                                                                                 \
+        default: break;                                                                            \
+        }                                                                                          \
+    }
+EPILOGUE_ROW(f32, float)
+EPILOGUE_ROW(f64, double)
+#define epilogue_row_bf16 epilogue_row_f32 /* C is f32 */
 
 /* The split for an unbatched product on `threads` threads, or -1 for one call. */
 static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int threads)
@@ -59,7 +95,19 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
         Split split;                                                                               \
         int parts; /* BY_K: blocks of k; part i > 0 goes to copies + (i - 1) * m * n */            \
         T *copies;                                                                                 \
+        int ep; /* NND_EP_*: applied to each block of C once its sums are whole */                 \
+        const T *bias, *mask;                                                                      \
     } Gemm##SUFFIX;                                                                                \
+                                                                                                   \
+    /* The epilogue on rows [r0, r1), columns [c0, c1) of matrix bi of C */                        \
+    static void gemm_epilogue_##SUFFIX(const Gemm##SUFFIX *g, int64_t bi, int64_t r0, int64_t r1,  \
+                                       int64_t c0, int64_t c1)                                     \
+    {                                                                                              \
+        for (int64_t i = r0; i < r1; i++)                                                          \
+            epilogue_row_##SUFFIX(                                                                 \
+                g->c + bi * g->sc + i * g->ldc + c0, g->bias ? g->bias + c0 : NULL,                \
+                g->mask ? g->mask + bi * g->m * g->n + i * g->n + c0 : NULL, c1 - c0, g->ep);      \
+    }                                                                                              \
                                                                                                    \
     static void gemm_call_##SUFFIX(const Gemm##SUFFIX *g, int64_t m, int64_t n, int64_t k,         \
                                    const T *a, const T *b, T beta, T *c, int64_t ldc)              \
@@ -90,6 +138,10 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
             n = hi - lo;                                                                           \
         }                                                                                          \
         gemm_call_##SUFFIX(g, m, n, g->k, a, b, g->beta, c, g->ldc);                               \
+        if (g->ep && g->split == BY_ROWS)                                                          \
+            gemm_epilogue_##SUFFIX(g, bi, lo, hi, 0, g->n);                                        \
+        else if (g->ep)                                                                            \
+            gemm_epilogue_##SUFFIX(g, bi, 0, g->m, lo, hi);                                        \
     }                                                                                              \
                                                                                                    \
     static void gemm_range_##SUFFIX(void *ctx, int64_t begin, int64_t end)                         \
@@ -135,12 +187,14 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
                     c[j] += x[j];                                                                  \
             }                                                                                      \
         }                                                                                          \
+        if (g->ep)                                                                                 \
+            gemm_epilogue_##SUFFIX(g, 0, begin, end, 0, g->n);                                     \
     }                                                                                              \
                                                                                                    \
-    void nnd_gemm_##SUFFIX(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k,         \
-                           const T *a, int64_t lda, const T *b, int64_t ldb, T beta, T *c,         \
-                           int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,         \
-                           int64_t stride_c)                                                       \
+    void nnd_gemm_##SUFFIX##_ep(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k,    \
+                                const T *a, int64_t lda, const T *b, int64_t ldb, T beta, T *c,    \
+                                int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,    \
+                                int64_t stride_c, int ep, const T *bias, const T *mask)            \
     {                                                                                              \
         if (m <= 0 || n <= 0 || batch <= 0)                                                        \
             return;                                                                                \
@@ -151,6 +205,16 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
                         T *x = c + bi * stride_c + i * ldc + j;                                    \
                         *x = beta == 0 ? 0 : beta * *x;                                            \
                     }                                                                              \
+            Gemm##SUFFIX g = {.m = m,                                                              \
+                              .n = n,                                                              \
+                              .ldc = ldc,                                                          \
+                              .sc = stride_c,                                                      \
+                              .c = c,                                                              \
+                              .ep = ep,                                                            \
+                              .bias = bias,                                                        \
+                              .mask = mask};                                                       \
+            for (int64_t bi = 0; ep && bi < batch; bi++)                                           \
+                gemm_epilogue_##SUFFIX(&g, bi, 0, m, 0, n);                                        \
             return;                                                                                \
         }                                                                                          \
         Gemm##SUFFIX g = {ta,                                                                      \
@@ -171,7 +235,10 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
                           beta,                                                                    \
                           m >= n ? BY_ROWS : BY_COLUMNS,                                           \
                           0,                                                                       \
-                          NULL};                                                                   \
+                          NULL,                                                                    \
+                          ep,                                                                      \
+                          bias,                                                                    \
+                          mask};                                                                   \
         int64_t work = m * n * k * batch;                                                          \
         int threads = nnd_pool_threads(pool);                                                      \
         if (work < (MIN_WORK) || threads == 1) {                                                   \
@@ -193,6 +260,15 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
         int64_t span = g.split == BY_ROWS ? m : n;                                                 \
         int64_t grain = batch * span / threads > MIN_BLOCK ? MIN_BLOCK : 1;                        \
         nnd_parallel_for(pool, gemm_range_##SUFFIX, &g, batch *span, grain);                       \
+    }                                                                                              \
+                                                                                                   \
+    void nnd_gemm_##SUFFIX(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k,         \
+                           const T *a, int64_t lda, const T *b, int64_t ldb, T beta, T *c,         \
+                           int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,         \
+                           int64_t stride_c)                                                       \
+    {                                                                                              \
+        nnd_gemm_##SUFFIX##_ep(pool, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, batch,         \
+                               stride_a, stride_b, stride_c, 0, NULL, NULL);                       \
     }
 
 int64_t nnd_gemm_split_work(int bf16, NndDType dtype)

@@ -20,6 +20,9 @@ extern "C" {
     X(nnd_gemm_f32)                                                                                \
     X(nnd_gemm_f64)                                                                                \
     X(nnd_gemm_bf16)                                                                               \
+    X(nnd_gemm_f32_ep)                                                                             \
+    X(nnd_gemm_f64_ep)                                                                             \
+    X(nnd_gemm_bf16_ep)                                                                            \
     X(nnd_expf)                                                                                    \
     X(nnd_logf)                                                                                    \
     X(nnd_tanhf)                                                                                   \
@@ -73,6 +76,30 @@ void nnd_gemm_f64(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
 void nnd_gemm_bf16(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
                    int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+
+/* The same, then an epilogue on each block of C as soon as its sums are whole, on the
+ * thread that computed it (the step's loop after a product, fused: `relu(x @ W + b)`
+ * with no pass of its own over the result, nor the result's lines moved between
+ * cores): ep is a set of NND_EP_*, applied in this order.  bias: n values, added to
+ * each row (NND_EP_BIAS); mask: values laid out as C with ldc = n, batch after batch
+ * (NND_EP_MASK).  The values are those the step's loop would compute, to the bit. */
+enum {
+    NND_EP_BIAS = 1, /* c + bias[j] */
+    NND_EP_RELU = 2, /* c > 0 ? c : 0 */
+    NND_EP_MASK = 4, /* mask > 0 ? c : 0: relu's derivative, through its output */
+};
+void nnd_gemm_f32_ep(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                     int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c, int ep,
+                     const float *bias, const float *mask);
+void nnd_gemm_f64_ep(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                     double *c, int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,
+                     int64_t stride_c, int ep, const double *bias, const double *mask);
+void nnd_gemm_bf16_ep(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b,
+                      int64_t stride_c, int ep, const float *bias, const float *mask);
 
 /* A monotonic clock in nanoseconds (for profiling builds of generated code). */
 int64_t nnd_clock_ns(void);

@@ -26,11 +26,13 @@ fi
 # must give the accuracy the run printed (counted here against the label file).
 saved=$(echo "$out" | sed -n 's/^saved [0-9]* parameters to \(.*\)$/\1/p')
 [ -n "$saved" ] || exit 0
+# (a file of the example's own: the e2e tests run side by side in one directory)
 f=/usr/share/datasets/fashion-mnist
+csv=pred_$(basename "$example" .nnd).csv
 pred=$("$nnd" predict "$example" --weights "$saved" --input $f/t10k-images-idx3-ubyte.gz \
-       --labels $f/t10k-labels-idx1-ubyte.gz --top 1 -o pred.csv 2>&1) || { echo "$pred"; exit 1; }
+       --labels $f/t10k-labels-idx1-ubyte.gz --top 1 -o "$csv" 2>&1) || { echo "$pred"; exit 1; }
 echo "$pred"
-implied=$(python3 - pred.csv $f/t10k-labels-idx1-ubyte.gz <<'PY'
+implied=$(python3 - "$csv" $f/t10k-labels-idx1-ubyte.gz <<'PY'
 import csv, gzip, sys
 labels = gzip.open(sys.argv[2]).read()[8:]
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -4,6 +4,10 @@
  * batches with strides, k = 0, and 1 to 4 threads; the same thread count gives the
  * same bits every call.
  *
+ * nnd_gemm_*_ep: the product, then its epilogue (bias, relu, both, or relu's mask),
+ * against the plain product with the epilogue applied after it as the step's loop
+ * computes it, bit for bit, in every split, f32, bf16 and f64.
+ *
  * Inputs are multiples of 1/64 in [-1, 1], exact in float, so the f32 and f64 runs
  * multiply the same numbers and one double reference serves both.  Every element the
  * product must not read is NaN (padding of A and B, gaps between matrices), and every
@@ -345,12 +349,125 @@ static void test_known_values(void **state)
     }
 }
 
+/* The epilogue as the step's loop computes it, on C (m x n, row stride ldc). */
+#define APPLY_EPILOGUE(T)                                                                          \
+    static void apply_epilogue_##T(T *c, int64_t batch, int64_t m, int64_t n, int64_t ldc,         \
+                                   int64_t sc, int ep, const T *bias, const T *mask)               \
+    {                                                                                              \
+        for (int64_t bi = 0; bi < batch; bi++)                                                     \
+            for (int64_t i = 0; i < m; i++)                                                        \
+                for (int64_t j = 0; j < n; j++) {                                                  \
+                    T *x = c + bi * sc + i * ldc + j;                                              \
+                    if (ep & NND_EP_BIAS)                                                          \
+                        *x = *x + bias[j];                                                         \
+                    if (ep & NND_EP_RELU)                                                          \
+                        *x = *x > 0 ? *x : 0;                                                      \
+                    if (ep & NND_EP_MASK)                                                          \
+                        *x = mask[(bi * m + i) * n + j] > 0 ? *x : 0;                              \
+                }                                                                                  \
+    }
+APPLY_EPILOGUE(float)
+APPLY_EPILOGUE(double)
+
+/* nnd_gemm_*_ep against nnd_gemm_* and the epilogue after it: the same bits, nothing
+ * outside C written.  The shapes split by rows, by columns, along k (the epilogue
+ * after the copies are added), not at all, a narrow C (computed transposed), a batch;
+ * the mask holds positives, negatives, zeros and NaN. */
+static void test_epilogue(void **state)
+{
+    static const Shape shapes[] = {
+        {512, 64, 128, 1, 0}, /* A the largest: by rows */
+        {64, 512, 256, 1, 0}, /* B^T the largest: by columns (tb) */
+        {64, 256, 512, 1, 0}, /* B the largest: k split */
+        {40, 30, 20, 1, 1}, /* small: one call */
+        {128, 10, 64, 1, 0}, /* narrow */
+        {30, 40, 20, 3, 1}, /* batched */
+    };
+    static const int eps[] = {NND_EP_BIAS, NND_EP_RELU, NND_EP_BIAS | NND_EP_RELU, NND_EP_MASK};
+    int runs = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int tr = 0; tr < 4; tr++) {
+            Problem p;
+            problem_init(&p, shapes[si], tr & 1, tr >> 1, 0, 77 + si * 4 + (size_t)tr);
+            const Shape *s = &p.s;
+            size_t nm = (size_t)(s->batch * s->m * s->n);
+            float *af = malloc(p.na * sizeof(float)), *bf = malloc(p.nb * sizeof(float));
+            float *biasf = malloc((size_t)s->n * sizeof(float)),
+                  *maskf = malloc(nm * sizeof(float));
+            double *biasd = malloc((size_t)s->n * sizeof(double)),
+                   *maskd = malloc(nm * sizeof(double));
+            float *want = malloc(p.nc * sizeof(float)), *got = malloc(p.nc * sizeof(float));
+            double *wantd = malloc(p.nc * sizeof(double)), *gotd = malloc(p.nc * sizeof(double));
+            assert_true(af && bf && biasf && maskf && biasd && maskd && want && got && wantd &&
+                        gotd);
+            for (size_t i = 0; i < p.na; i++)
+                af[i] = (float)p.a[i];
+            for (size_t i = 0; i < p.nb; i++)
+                bf[i] = (float)p.b[i];
+            uint64_t x = 5 + si;
+            for (int64_t j = 0; j < s->n; j++)
+                biasf[j] = (float)(biasd[j] = draw(&x));
+            for (size_t i = 0; i < nm; i++)
+                maskf[i] = (float)(maskd[i] = i % 7 == 3 ? NAN : i % 5 == 1 ? 0 : draw(&x));
+            for (int t = 0; t <= TEST_THREADS; t++)
+                for (int e = 0; e < 4; e++)
+                    for (int bf16 = 0; bf16 < 2; bf16++) {
+                        void (*gemm)(NndPool *, int, int, int64_t, int64_t, int64_t, const float *,
+                                     int64_t, const float *, int64_t, float, float *, int64_t,
+                                     int64_t, int64_t, int64_t, int64_t) =
+                            bf16 ? nnd_gemm_bf16 : nnd_gemm_f32;
+                        void (*gemm_ep)(NndPool *, int, int, int64_t, int64_t, int64_t,
+                                        const float *, int64_t, const float *, int64_t, float,
+                                        float *, int64_t, int64_t, int64_t, int64_t, int64_t, int,
+                                        const float *, const float *) =
+                            bf16 ? nnd_gemm_bf16_ep : nnd_gemm_f32_ep;
+                        for (size_t i = 0; i < p.nc; i++)
+                            want[i] = got[i] = (float)SENTINEL;
+                        gemm(pools[t], p.ta, p.tb, s->m, s->n, s->k, af, p.lda, bf, p.ldb, 0, want,
+                             p.ldc, s->batch, p.sa, p.sb, p.sc);
+                        apply_epilogue_float(want, s->batch, s->m, s->n, p.ldc, p.sc, eps[e], biasf,
+                                             maskf);
+                        gemm_ep(pools[t], p.ta, p.tb, s->m, s->n, s->k, af, p.lda, bf, p.ldb, 0,
+                                got, p.ldc, s->batch, p.sa, p.sb, p.sc, eps[e], biasf, maskf);
+                        if (memcmp(want, got, p.nc * sizeof(float)) != 0)
+                            fail_msg("%s epilogue %d: shape %zu, transposes %d, %d threads",
+                                     bf16 ? "bf16" : "f32", eps[e], si, tr, t);
+                        memcpy(wantd, p.c0, p.nc * sizeof(double));
+                        memcpy(gotd, p.c0, p.nc * sizeof(double));
+                        nnd_gemm_f64(pools[t], p.ta, p.tb, s->m, s->n, s->k, p.a, p.lda, p.b, p.ldb,
+                                     0, wantd, p.ldc, s->batch, p.sa, p.sb, p.sc);
+                        apply_epilogue_double(wantd, s->batch, s->m, s->n, p.ldc, p.sc, eps[e],
+                                              biasd, maskd);
+                        nnd_gemm_f64_ep(pools[t], p.ta, p.tb, s->m, s->n, s->k, p.a, p.lda, p.b,
+                                        p.ldb, 0, gotd, p.ldc, s->batch, p.sa, p.sb, p.sc, eps[e],
+                                        biasd, maskd);
+                        if (memcmp(wantd, gotd, p.nc * sizeof(double)) != 0)
+                            fail_msg("f64 epilogue %d: shape %zu, transposes %d, %d threads",
+                                     eps[e], si, tr, t);
+                        runs++;
+                    }
+            free(af);
+            free(bf);
+            free(biasf);
+            free(maskf);
+            free(biasd);
+            free(maskd);
+            free(want);
+            free(got);
+            free(wantd);
+            free(gotd);
+            problem_free(&p);
+        }
+    print_message("%d products with an epilogue, each f32, bf16 and f64\n", runs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_values), cmocka_unit_test(test_small),
         cmocka_unit_test(test_split),        cmocka_unit_test(test_batched),
         cmocka_unit_test(test_k_zero),       cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_epilogue),
     };
     return cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
