@@ -30,40 +30,42 @@ enum {
 
 typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
 
-/* A product's epilogue (nnd_gemm_*_ep) on n values of a row of C, as the step's loop
- * computes it: c + bias[j], then c > 0 ? c : 0 (relu: a NaN gives 0); or mask > 0 ?
- * c : 0 (relu's derivative through its output).  One loop per case, in vector lanes
- * (VECTOR_CLONES; built for the baseline alone, they took longer than the step's own
- * loops they replace). */
-#define EPILOGUE_ROW(SUFFIX, T)                                                                    \
-    VECTOR_CLONES static void epilogue_row_##SUFFIX(T *restrict c, const T *restrict bias,         \
-                                                    const T *restrict mask, int64_t n, int ep)     \
+/* A product's epilogue (nnd_gemm_*_ep) on rows x n values of C (rows ldc apart; the
+ * mask's ldm apart), as the step's loop computes it: c + bias[j], then c > 0 ? c : 0
+ * (relu: a NaN gives 0); or mask > 0 ? c : 0 (relu's derivative through its output).
+ * One loop per case, in vector lanes (VECTOR_CLONES; built for the baseline alone,
+ * they took longer than the step's own loops they replace). */
+#define EPILOGUE(SUFFIX, T)                                                                        \
+    VECTOR_CLONES static void epilogue_##SUFFIX(T *restrict c, int64_t ldc,                        \
+                                                const T *restrict bias, const T *restrict mask,    \
+                                                int64_t ldm, int64_t rows, int64_t n, int ep)      \
     {                                                                                              \
-        switch (ep) {                                                                              \
-        case NND_EP_BIAS:                                                                          \
-            for (int64_t j = 0; j < n; j++)                                                        \
-                c[j] += bias[j];                                                                   \
-            break;                                                                                 \
-        case NND_EP_BIAS | NND_EP_RELU:                                                            \
-            for (int64_t j = 0; j < n; j++) {                                                      \
-                T x = c[j] + bias[j];                                                              \
-                c[j] = x > 0 ? x : 0;                                                              \
+        for (int64_t i = 0; i < rows; i++, c += ldc)                                               \
+            switch (ep) {                                                                          \
+            case NND_EP_BIAS:                                                                      \
+                for (int64_t j = 0; j < n; j++)                                                    \
+                    c[j] += bias[j];                                                               \
+                break;                                                                             \
+            case NND_EP_BIAS | NND_EP_RELU:                                                        \
+                for (int64_t j = 0; j < n; j++) {                                                  \
+                    T x = c[j] + bias[j];                                                          \
+                    c[j] = x > 0 ? x : 0;                                                          \
+                }                                                                                  \
+                break;                                                                             \
+            case NND_EP_RELU:                                                                      \
+                for (int64_t j = 0; j < n; j++)                                                    \
+                    c[j] = c[j] > 0 ? c[j] : 0;                                                    \
+                break;                                                                             \
+            case NND_EP_MASK:                                                                      \
+                for (int64_t j = 0; j < n; j++)                                                    \
+                    c[j] = mask[i * ldm + j] > 0 ? c[j] : 0;                                       \
+                break;                                                                             \
+            default: break;                                                                        \
             }                                                                                      \
-            break;                                                                                 \
-        case NND_EP_RELU:                                                                          \
-            for (int64_t j = 0; j < n; j++)                                                        \
-                c[j] = c[j] > 0 ? c[j] : 0;                                                        \
-            break;                                                                                 \
-        case NND_EP_MASK:                                                                          \
-            for (int64_t j = 0; j < n; j++)                                                        \
-                c[j] = mask[j] > 0 ? c[j] : 0;                                                     \
-            break;                                                                                 \
-        default: break;                                                                            \
-        }                                                                                          \
     }
-EPILOGUE_ROW(f32, float)
-EPILOGUE_ROW(f64, double)
-#define epilogue_row_bf16 epilogue_row_f32 /* C is f32 */
+EPILOGUE(f32, float)
+EPILOGUE(f64, double)
+#define epilogue_bf16 epilogue_f32 /* C is f32 */
 
 /* The split for an unbatched product on `threads` threads, or -1 for one call. */
 static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int threads)
@@ -103,10 +105,10 @@ static int choose_split(int ta, int tb, int64_t m, int64_t n, int64_t k, int thr
     static void gemm_epilogue_##SUFFIX(const Gemm##SUFFIX *g, int64_t bi, int64_t r0, int64_t r1,  \
                                        int64_t c0, int64_t c1)                                     \
     {                                                                                              \
-        for (int64_t i = r0; i < r1; i++)                                                          \
-            epilogue_row_##SUFFIX(                                                                 \
-                g->c + bi * g->sc + i * g->ldc + c0, g->bias ? g->bias + c0 : NULL,                \
-                g->mask ? g->mask + bi * g->m * g->n + i * g->n + c0 : NULL, c1 - c0, g->ep);      \
+        epilogue_##SUFFIX(g->c + bi * g->sc + r0 * g->ldc + c0, g->ldc,                            \
+                          g->bias ? g->bias + c0 : NULL,                                           \
+                          g->mask ? g->mask + bi * g->m * g->n + r0 * g->n + c0 : NULL, g->n,      \
+                          r1 - r0, c1 - c0, g->ep);                                                \
     }                                                                                              \
                                                                                                    \
     static void gemm_call_##SUFFIX(const Gemm##SUFFIX *g, int64_t m, int64_t n, int64_t k,         \
