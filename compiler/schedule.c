@@ -418,6 +418,16 @@ static void make_kernels(Builder *b)
             if (prologue_scalar(b, (NodeId)id) != (pass == 0))
                 continue;
             Node *n = graph_node(g, (NodeId)id);
+            /* a reshape of a value in the arena is the same bytes: its home is the
+             * value's, with no kernel (the CNN's flatten before its dense layer and
+             * back: two copies of [64 x 3136], 0.3 + 0.15 ms of its step on two
+             * threads) */
+            if (n->op == OP_RESHAPE && !b->rq->check && b->materialize[n->in[0]] &&
+                s->home[n->in[0]] >= 0 && s->bufs.v[s->home[n->in[0]]].kind == BUF_ARENA &&
+                graph_node(g, n->in[0])->dtype == n->dtype) {
+                s->home[id] = s->home[n->in[0]];
+                continue;
+            }
             int buf = new_buf(b, BUF_ARENA, 0, (NndDType)n->dtype, &n->shape);
             s->home[id] = buf;
             b->kernel_of[id] = s->kernels.n;
