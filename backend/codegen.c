@@ -1376,8 +1376,22 @@ static void gen_pool(CG *c, const Kernel *k)
     int na = 3;
     if (n->nin == 2)
         args[na++] = buffer_base(c, n->in[1]);
-    args[na++] = buffer_base(c, k->node);
-    call(c, names[which][f64], c->voidt, t, na, args, false);
+    if (!k->ep) {
+        args[na++] = buffer_base(c, k->node);
+        call(c, names[which][f64], c->voidt, t, na, args, false);
+        return;
+    }
+    /* max pooling's adjoint with relu's mask as its epilogue (Kernel.ep) */
+    LLVMValueRef more[7] = {args[0],
+                            args[1],
+                            args[2],
+                            args[3],
+                            buffer_ptr(c, k->stores.v[0].buf),
+                            LLVMConstInt(c->i32, (unsigned)k->ep, 0),
+                            buffer_base(c, k->ep_mask)};
+    LLVMTypeRef tm[7] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
+    call(c, f64 ? "nnd_maxpool_scatter_f64_ep" : "nnd_maxpool_scatter_f32_ep", c->voidt, tm, 7,
+         more, false);
 }
 
 /* take / scatter_add: every index checked first; a bad one sets the status and the

@@ -609,7 +609,8 @@ static void fuse_epilogues(Builder *b)
     for (int c = 0; c < s->kernels.n; c++) {
         Kernel *C = &s->kernels.v[c];
         NodeId m = C->node;
-        if (C->kind != KER_CALL || graph_node(b->g, m)->op != OP_MATMUL || b->consumers[m] != 1)
+        int op = graph_node(b->g, m)->op;
+        if (C->kind != KER_CALL || (op != OP_MATMUL && op != OP_POOLMAX_T) || b->consumers[m] != 1)
             continue;
         for (int l = c + 1; l < s->kernels.n; l++) {
             Kernel *L = &s->kernels.v[l];
@@ -621,7 +622,8 @@ static void fuse_epilogues(Builder *b)
             if (L->stores.v[0].buf != s->home[v] ||
                 !shape_equal(&L->domain, &graph_node(b->g, m)->shape) ||
                 !shape_equal(&graph_node(b->g, v)->shape, &graph_node(b->g, m)->shape) ||
-                !epilogue_of(b, v, m, &ep, &bias, &mask))
+                !epilogue_of(b, v, m, &ep, &bias, &mask) ||
+                (op == OP_POOLMAX_T && ep != NND_EP_MASK)) /* the pooling's: a mask alone */
                 continue;
             bool ok = true;
             for (int j = c + 1; j < l && ok; j++)

@@ -36,9 +36,9 @@ typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
  * One loop per case, in vector lanes (VECTOR_CLONES; built for the baseline alone,
  * they took longer than the step's own loops they replace). */
 #define EPILOGUE(SUFFIX, T)                                                                        \
-    VECTOR_CLONES static void epilogue_##SUFFIX(T *restrict c, int64_t ldc,                        \
-                                                const T *restrict bias, const T *restrict mask,    \
-                                                int64_t ldm, int64_t rows, int64_t n, int ep)      \
+    VECTOR_CLONES void epilogue_##SUFFIX(T *restrict c, int64_t ldc, const T *restrict bias,       \
+                                         const T *restrict mask, int64_t ldm, int64_t rows,        \
+                                         int64_t n, int ep)                                        \
     {                                                                                              \
         for (int64_t i = 0; i < rows; i++, c += ldc)                                               \
             switch (ep) {                                                                          \

@@ -581,6 +581,7 @@ typedef struct F(PoolJob) {
     const T *x, *v;
     T *out;
     int scatter; /* max pooling: the adjoint (v and out swap their plane sizes) */
+    const T *mask; /* the adjoint's epilogue: out = mask > 0 ? out : 0, or NULL */
 } F(PoolJob);
 
 /* Max pooling over one plane.  Each window picks the offset of its first maximum, in
@@ -701,10 +702,11 @@ static void F(maxpool_range)(void *ctx, int64_t begin, int64_t end)
         const T *xp = j->x + pl * in, *v = j->v + pl * vsize;
         T *o = j->out + pl * osize;
         /* f32 2x2 windows: AVX-512 lanes where the CPU has them (kernels.c) */
-        if (sizeof(T) == sizeof(float) && plane == F(maxpool_2x2) &&
-            maxpool_2x2_own(s, (const float *)xp, (const float *)v, (float *)o, j->scatter))
-            continue;
-        plane(s, xp, v, o, j->scatter);
+        if (!(sizeof(T) == sizeof(float) && plane == F(maxpool_2x2) &&
+              maxpool_2x2_own(s, (const float *)xp, (const float *)v, (float *)o, j->scatter)))
+            plane(s, xp, v, o, j->scatter);
+        if (j->mask) /* relu's derivative, on the plane while it is in cache */
+            F(epilogue)(o, osize, NULL, j->mask + pl * osize, osize, 1, osize, NND_EP_MASK);
     }
 }
 
@@ -753,33 +755,39 @@ static void F(avgpool_grad_range)(void *ctx, int64_t begin, int64_t end)
 }
 
 static void F(pool_run)(NndPool *pool, const NndPoolShape *s, NndRangeFn fn, const T *x, const T *v,
-                        T *out, int scatter)
+                        T *out, int scatter, const T *mask)
 {
     if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->oh < 0 || s->ow < 0)
         return;
-    F(PoolJob) j = {s, x, v, out, scatter};
+    F(PoolJob) j = {s, x, v, out, scatter, mask};
     int64_t plane_work = max64(1, s->oh * s->ow * s->kh * s->kw + s->h * s->w);
     nnd_parallel_for(pool, fn, &j, s->n * s->c, grain_for(plane_work));
 }
 
 void F(nnd_maxpool_gather)(NndPool *pool, const NndPoolShape *s, const T *x, const T *v, T *out)
 {
-    F(pool_run)(pool, s, F(maxpool_range), x, v, out, 0);
+    F(pool_run)(pool, s, F(maxpool_range), x, v, out, 0, NULL);
 }
 
 void F(nnd_maxpool_scatter)(NndPool *pool, const NndPoolShape *s, const T *x, const T *d, T *out)
 {
-    F(pool_run)(pool, s, F(maxpool_range), x, d, out, 1);
+    F(pool_run)(pool, s, F(maxpool_range), x, d, out, 1, NULL);
+}
+
+void CAT(F(nnd_maxpool_scatter), ep)(NndPool *pool, const NndPoolShape *s, const T *x, const T *d,
+                                     T *out, int ep, const T *mask)
+{
+    F(pool_run)(pool, s, F(maxpool_range), x, d, out, 1, ep == NND_EP_MASK ? mask : NULL);
 }
 
 void F(nnd_avgpool)(NndPool *pool, const NndPoolShape *s, const T *x, T *y)
 {
-    F(pool_run)(pool, s, F(avgpool_range), x, NULL, y, 0);
+    F(pool_run)(pool, s, F(avgpool_range), x, NULL, y, 0, NULL);
 }
 
 void F(nnd_avgpool_grad)(NndPool *pool, const NndPoolShape *s, const T *dy, T *dx)
 {
-    F(pool_run)(pool, s, F(avgpool_grad_range), dy, NULL, dx, 0);
+    F(pool_run)(pool, s, F(avgpool_grad_range), dy, NULL, dx, 0, NULL);
 }
 
 /* ---- embedding rows ------------------------------------------------------------------ */

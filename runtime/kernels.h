@@ -19,6 +19,13 @@
 void f32_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
                float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                int ldc);
+/* A product's epilogue (NND_EP_*, nnd_gemm_*_ep) on rows x n values of c, rows ldc
+ * apart (the mask's ldm apart); the pooling's masked adjoint takes it too (blas.c). */
+void epilogue_f32(float *restrict c, int64_t ldc, const float *restrict bias,
+                  const float *restrict mask, int64_t ldm, int64_t rows, int64_t n, int ep);
+void epilogue_f64(double *restrict c, int64_t ldc, const double *restrict bias,
+                  const double *restrict mask, int64_t ldm, int64_t rows, int64_t n, int ep);
+
 /* bf16 products, f32 sums (precision = bf16). */
 void bf16_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
                 float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,

@@ -51,6 +51,8 @@ extern "C" {
     X(nnd_maxpool_scatter_f32)                                                                     \
     X(nnd_maxpool_gather_f64)                                                                      \
     X(nnd_maxpool_scatter_f64)                                                                     \
+    X(nnd_maxpool_scatter_f32_ep)                                                                  \
+    X(nnd_maxpool_scatter_f64_ep)                                                                  \
     X(nnd_avgpool_f32)                                                                             \
     X(nnd_avgpool_grad_f32)                                                                        \
     X(nnd_avgpool_f64)                                                                             \
@@ -156,6 +158,13 @@ void nnd_maxpool_gather_f64(NndPool *pool, const NndPoolShape *s, const double *
                             double *out);
 void nnd_maxpool_scatter_f64(NndPool *pool, const NndPoolShape *s, const double *x, const double *d,
                              double *out);
+/* scatter, then the epilogue ep on each plane while it is in cache: NND_EP_MASK alone
+ * (out = mask > 0 ? out : 0, mask shaped like out: relu's derivative through its
+ * output, the values the pooling routed by; see nnd_gemm_f32_ep). */
+void nnd_maxpool_scatter_f32_ep(NndPool *pool, const NndPoolShape *s, const float *x,
+                                const float *d, float *out, int ep, const float *mask);
+void nnd_maxpool_scatter_f64_ep(NndPool *pool, const NndPoolShape *s, const double *x,
+                                const double *d, double *out, int ep, const double *mask);
 /* Average pooling (the divisor counts padding, as PyTorch's default), and its
  * adjoint: each dy[n,c,i,j] / (kh kw) spread over its window. */
 void nnd_avgpool_f32(NndPool *pool, const NndPoolShape *s, const float *x, float *y);

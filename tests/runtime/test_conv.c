@@ -790,6 +790,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
     float *xf = new_floats(nx), *vf = new_floats(nx), *df = new_floats(ny);
     float *of = new_floats(nx > ny ? nx : ny);
     double *od = new_doubles(nx > ny ? nx : ny), *conv = new_doubles(nx > ny ? nx : ny);
+    double *masked = new_doubles(nx);
     to_float(xf, x, nx);
     to_float(vf, v, nx);
     to_float(df, d, ny);
@@ -833,6 +834,19 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
             fill_nan_d(od, nx);
             nnd_maxpool_scatter_f64(pools[t], s, x, d, od);
             check_same(od, scatter, nx, what);
+
+            /* with relu's mask as its epilogue (x > 0 ? scatter : 0, the mask being
+             * x itself, as in a step): the same bits as the mask after it */
+            describe_pool(what, sizeof what, s, "maxpool_scatter masked", t);
+            for (size_t i = 0; i < nx; i++)
+                masked[i] = x[i] > 0 ? scatter[i] : 0;
+            fill_nan_f(of, nx);
+            nnd_maxpool_scatter_f32_ep(pools[t], s, xf, df, of, NND_EP_MASK, xf);
+            to_double(conv, of, nx);
+            check_same(conv, masked, nx, what);
+            fill_nan_d(od, nx);
+            nnd_maxpool_scatter_f64_ep(pools[t], s, x, d, od, NND_EP_MASK, x);
+            check_same(od, masked, nx, what);
         }
     }
     vector_path(2);
@@ -846,6 +860,7 @@ static void check_maxpool(const NndPoolShape *s, const double *x, uint64_t seed)
     free(of);
     free(od);
     free(conv);
+    free(masked);
 }
 
 static const NndPoolShape *pool_shapes(size_t *count)
