@@ -1346,10 +1346,21 @@ static void gen_conv(CG *c, const Kernel *k)
              : c->g->bf16        ? "bf16"
                                  : "f32");
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
-    LLVMValueRef args[] = {pool, shape, buffer_base(c, n->in[0]), buffer_base(c, n->in[1]),
-                           buffer_base(c, k->node)};
-    LLVMTypeRef t[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr};
-    call(c, name, c->voidt, t, 5, args, false);
+    LLVMValueRef args[] = {
+        pool, shape, buffer_base(c, n->in[0]), buffer_base(c, n->in[1]), buffer_base(c, k->node),
+        NULL, NULL};
+    LLVMTypeRef t[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
+    if (!k->ep) {
+        call(c, name, c->voidt, t, 5, args, false);
+        return;
+    }
+    /* the forward with the loop after it as its epilogue (Kernel.ep): bias, relu */
+    args[4] = buffer_ptr(c, k->stores.v[0].buf);
+    args[5] = LLVMConstInt(c->i32, (unsigned)k->ep, 0);
+    args[6] = k->ep_bias ? buffer_base(c, k->ep_bias) : LLVMConstNull(c->ptr);
+    char ep_name[80];
+    snprintf(ep_name, sizeof ep_name, "%s_ep", name);
+    call(c, ep_name, c->voidt, t, 7, args, false);
 }
 
 static void gen_pool(CG *c, const Kernel *k)

@@ -545,10 +545,34 @@ static bool inline_once(Builder *b, NodeId id)
     return b->s->home[id] < 0 && b->consumers[id] == 1;
 }
 
+/* The values a broadcast bc spreads along axis `axis` of its result (all its other
+ * dimensions 1), as a node with a home (looking through a reshape of one: a
+ * convolution's bias [C] as [C, 1, 1]), or 0. */
+static NodeId bias_along(Builder *b, NodeId bc, int axis)
+{
+    Node *bn = graph_node(b->g, bc);
+    if (bn->op != OP_BROADCAST || !inline_once(b, bc))
+        return 0;
+    NodeId bs = bn->in[0];
+    Node *bv = graph_node(b->g, bs);
+    int r = bv->shape.rank, ro = bn->shape.rank;
+    if (r < 1 || r > ro || bv->dtype != bn->dtype)
+        return 0;
+    for (int i = 0; i < r; i++) { /* aligned to the right */
+        int64_t want = ro - r + i == axis ? bn->shape.d[axis] : 1;
+        if (bv->shape.d[i] != want)
+            return 0;
+    }
+    if (b->s->home[bs] < 0 && bv->op == OP_RESHAPE)
+        bs = bv->in[0];
+    return b->s->home[bs] >= 0 ? bs : 0;
+}
+
 /* v as an epilogue of product m, both of one shape: *ep (NND_EP_*), *bias and *mask
- * (nodes with a home: a bias [..., N] broadcast along the rows, a mask of m's shape),
+ * (nodes with a home: a bias broadcast along axis `axis` of m, a mask of m's shape),
  * or false. */
-static bool epilogue_of(Builder *b, NodeId v, NodeId m, int *ep, NodeId *bias, NodeId *mask)
+static bool epilogue_of(Builder *b, NodeId v, NodeId m, int axis, int *ep, NodeId *bias,
+                        NodeId *mask)
 {
     Schedule *s = b->s;
     Node *n = graph_node(b->g, v), *mn = graph_node(b->g, m);
@@ -577,18 +601,8 @@ static bool epilogue_of(Builder *b, NodeId v, NodeId m, int *ep, NodeId *bias, N
         Node *a = graph_node(b->g, x);
         if (a->op != OP_ADD || (a->in[0] != m && a->in[1] != m))
             return false;
-        NodeId bc = a->in[0] == m ? a->in[1] : a->in[0];
-        Node *bn = graph_node(b->g, bc);
-        if (bn->op != OP_BROADCAST || !inline_once(b, bc))
-            return false;
-        NodeId bs = bn->in[0];
-        Node *bv = graph_node(b->g, bs);
-        int r = bv->shape.rank, rm = mn->shape.rank;
-        bool row = r >= 1 && r <= rm && bv->dtype == mn->dtype && s->home[bs] >= 0 &&
-                   bv->shape.d[r - 1] == mn->shape.d[rm - 1];
-        for (int i = 0; row && i < r - 1; i++)
-            row = bv->shape.d[i] == 1;
-        if (!row)
+        NodeId bs = bias_along(b, a->in[0] == m ? a->in[1] : a->in[0], axis);
+        if (!bs)
             return false;
         *ep |= NND_EP_BIAS;
         *bias = bs;
@@ -609,9 +623,13 @@ static void fuse_epilogues(Builder *b)
     for (int c = 0; c < s->kernels.n; c++) {
         Kernel *C = &s->kernels.v[c];
         NodeId m = C->node;
-        int op = graph_node(b->g, m)->op;
-        if (C->kind != KER_CALL || (op != OP_MATMUL && op != OP_POOLMAX_T) || b->consumers[m] != 1)
+        Node *mn = graph_node(b->g, m);
+        int op = mn->op;
+        if (C->kind != KER_CALL || (op != OP_MATMUL && op != OP_POOLMAX_T && op != OP_CONV2D) ||
+            b->consumers[m] != 1)
             continue;
+        /* a product's bias runs along its columns, a convolution's along its channels */
+        int axis = op == OP_CONV2D ? 1 : mn->shape.rank - 1;
         for (int l = c + 1; l < s->kernels.n; l++) {
             Kernel *L = &s->kernels.v[l];
             if (gone[l] || L->kind != KER_LOOP || L->stores.n != 1 || L->accs.n != 0)
@@ -622,8 +640,9 @@ static void fuse_epilogues(Builder *b)
             if (L->stores.v[0].buf != s->home[v] ||
                 !shape_equal(&L->domain, &graph_node(b->g, m)->shape) ||
                 !shape_equal(&graph_node(b->g, v)->shape, &graph_node(b->g, m)->shape) ||
-                !epilogue_of(b, v, m, &ep, &bias, &mask) ||
-                (op == OP_POOLMAX_T && ep != NND_EP_MASK)) /* the pooling's: a mask alone */
+                !epilogue_of(b, v, m, axis, &ep, &bias, &mask) ||
+                (op == OP_POOLMAX_T && ep != NND_EP_MASK) || /* the pooling's: a mask alone */
+                (op == OP_CONV2D && (ep & NND_EP_MASK))) /* a convolution's: no mask */
                 continue;
             bool ok = true;
             for (int j = c + 1; j < l && ok; j++)

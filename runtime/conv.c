@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clones.h"
 #include "kernels.h"
 #include "nnd_abi.h"
 
@@ -354,7 +355,30 @@ typedef struct F(ConvJob) {
     T *dw; /* grad_weight: chunk 0's sums */
     T **parts; /* grad_weight: chunk b's sums, b >= 1 */
     int64_t chunks, blocks; /* grad_weight: batch chunks x blocks of output channels */
+    int ep; /* forward: the epilogue (NND_EP_BIAS with bias[o], NND_EP_RELU, or both) */
+    const T *bias;
 } F(ConvJob);
+
+/* The forward's epilogue on rows channels x n outputs (rows ld apart; channel i's bias
+ * is bias[i]), as the step's loop computes it: y + bias, then y > 0 ? y : 0. */
+VECTOR_CLONES static void F(conv_epilogue)(T *restrict y, int64_t ld, const T *restrict bias,
+                                           int64_t rows, int64_t n, int ep)
+{
+    for (int64_t i = 0; i < rows; i++, y += ld) {
+        T b = bias ? bias[i] : 0;
+        if (ep == NND_EP_BIAS)
+            for (int64_t j = 0; j < n; j++)
+                y[j] += b;
+        else if (ep == (NND_EP_BIAS | NND_EP_RELU))
+            for (int64_t j = 0; j < n; j++) {
+                T v = y[j] + b;
+                y[j] = v > 0 ? v : 0;
+            }
+        else if (ep == NND_EP_RELU)
+            for (int64_t j = 0; j < n; j++)
+                y[j] = y[j] > 0 ? y[j] : 0;
+    }
+}
 
 /* ---- forward: items are (image, group, tile) ---------------------------------------- */
 static void F(conv_range)(void *ctx, int64_t begin, int64_t end)
@@ -372,39 +396,58 @@ static void F(conv_range)(void *ctx, int64_t begin, int64_t end)
         T *yg = j->y + (n * s->o + gi * g->og) * g->p;
         if (!ok) {
             F(conv_direct)(g, j->x + (n * s->c + gi * g->cg) * s->h * s->w, wg, p0, p1, yg);
-            continue;
-        }
-        const T *b;
-        int64_t ldb;
-        if (g->pointwise) {
-            b = j->x + (n * s->c + gi * g->cg) * g->p + p0;
-            ldb = g->p;
         } else {
-            F(im2col)(g, F(scratch_padded)(&sc, g, j->x, n, gi), p0, p1, sc.col);
-            b = sc.col;
-            ldb = p1 - p0;
+            const T *b;
+            int64_t ldb;
+            if (g->pointwise) {
+                b = j->x + (n * s->c + gi * g->cg) * g->p + p0;
+                ldb = g->p;
+            } else {
+                F(im2col)(g, F(scratch_padded)(&sc, g, j->x, n, gi), p0, p1, sc.col);
+                b = sc.col;
+                ldb = p1 - p0;
+            }
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)(p1 - p0), (int)g->k,
+                 1, wg, (int)g->k, b, (int)ldb, 0, yg + p0, (int)g->p);
         }
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)(p1 - p0), (int)g->k, 1,
-             wg, (int)g->k, b, (int)ldb, 0, yg + p0, (int)g->p);
+        if (j->ep) { /* on the item's outputs while they are in cache */
+            const T *bias = j->bias ? j->bias + gi * g->og : NULL;
+            F(conv_epilogue)(yg + p0, g->p, bias, g->og, p1 - p0, j->ep);
+        }
     }
 }
 
-void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w, T *y)
+void CAT(F(nnd_conv2d), ep)(NndPool *pool, const NndConvShape *s, const T *x, const T *w, T *y,
+                            int ep, const T *bias)
 {
     if (s->n <= 0 || s->o <= 0 || s->oh <= 0 || s->ow <= 0)
         return;
     if (conv_no_terms(s)) {
         memset(y, 0, (size_t)(s->n * s->o * s->oh * s->ow) * sizeof(T));
+        for (int64_t n = 0; ep && n < s->n; n++)
+            F(conv_epilogue)
+        (y + n * s->o * s->oh * s->ow, s->oh * s->ow, bias, s->o, s->oh * s->ow, ep);
         return;
     }
 #ifdef WINOGRAD
-    if (wino_chosen(s) && wino_conv2d(pool, s, x, w, y, WINOGRAD) == 0)
+    if (wino_chosen(s) && wino_conv2d(pool, s, x, w, y, WINOGRAD, ep, bias) == 0)
         return;
 #endif
     int64_t units = s->n * s->groups, threads = nnd_pool_threads(pool);
-    F(ConvJob) j = {.g = geom_of(s, sizeof(T), ceil_div(threads, units)), .x = x, .w = w, .y = y};
+    F(ConvJob)
+    j = {.g = geom_of(s, sizeof(T), ceil_div(threads, units)),
+         .x = x,
+         .w = w,
+         .y = y,
+         .ep = ep,
+         .bias = bias};
     int64_t items = s->n * s->groups * j.g.tiles;
     nnd_parallel_for(pool, F(conv_range), &j, items, grain_for(j.g.og * j.g.k * j.g.tile));
+}
+
+void F(nnd_conv2d)(NndPool *pool, const NndConvShape *s, const T *x, const T *w, T *y)
+{
+    CAT(F(nnd_conv2d), ep)(pool, s, x, w, y, 0, NULL);
 }
 
 /* ---- grad_input: items are (image, group) -------------------------------------------

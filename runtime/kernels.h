@@ -83,7 +83,7 @@ void bf16_gemm_emulated(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
 int wino_fits(const NndConvShape *s);
 int wino_chosen(const NndConvShape *s);
 int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y,
-                int bf16);
+                int bf16, int ep, const float *bias);
 int wino_conv2d_grad_input(NndPool *pool, const NndConvShape *s, const float *dy, const float *w,
                            float *dx, int bf16);
 int wino_conv2d_grad_weight(NndPool *pool, const NndConvShape *s, const float *x, const float *dy,

@@ -34,6 +34,7 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
 
 /* (Blocks of 32 tiles in steps of 8 rows measured slower on the CNN's conv2, its weight
  * adjoint 1.7-2.2 -> 3.1 ms: 32 rows of 32 channels put the 36 positions' rows 4 KiB
@@ -64,6 +65,8 @@ typedef struct Wino {
     int flip; /* grad_input: g[o][c][i][j] = wt[c][o][r - 1 - i][r - 1 - j] */
     int bf16; /* precision = bf16: every operand rounded to bf16 first (nnd_bf16_round) */
     float *y;
+    int ep; /* the forward's epilogue: NND_EP_BIAS (bias[o]), NND_EP_RELU, or both */
+    const float *bias;
     /* parts of the tiles, one a thread, each with its own buffers for a block's V and M
      * (bufs); grad_weight: dy [n][o][oh][ow]; dyp, dy padded to m th x m tw with the
      * channels last; each part's du [XI][c][o] (zeroed by the first chunk); dw
@@ -304,6 +307,18 @@ INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, in
         AT6(q, col, mm);
         for (int i = 0; i < mm; i++)
             y[i][j] = col[i];
+    }
+    if (p->ep) { /* as the step's loop: y + bias[o], then y > 0 ? y : 0 (NaN: 0) */
+        v16 bias = {0}, zero = {0};
+        if (p->ep & NND_EP_BIAS)
+            bias = *(const v16u *)(p->bias + o0);
+        for (int i = 0; i < mm; i++)
+            for (int j = 0; j < mm; j++) {
+                v16 v = (p->ep & NND_EP_BIAS) ? y[i][j] + bias : y[i][j];
+                if (p->ep & NND_EP_RELU)
+                    v = (v16)((vi16)v & (vi16)(v > zero));
+                y[i][j] = v;
+            }
     }
     int64_t b, oy, ox, plane = p->oh * p->ow;
     tile_at(p, t, &b, &oy, &ox);
@@ -648,12 +663,14 @@ static int wino_run(NndPool *pool, Wino *p)
 }
 
 int wino_conv2d(NndPool *pool, const NndConvShape *s, const float *x, const float *w, float *y,
-                int bf16)
+                int bf16, int ep, const float *bias)
 {
     Wino p = forward_of(s, bf16);
     p.x = x;
     p.wt = w;
     p.y = y;
+    p.ep = ep;
+    p.bias = bias;
     return wino_run(pool, &p);
 }
 

@@ -47,6 +47,9 @@ extern "C" {
     X(nnd_conv2d_bf16)                                                                             \
     X(nnd_conv2d_grad_input_bf16)                                                                  \
     X(nnd_conv2d_grad_weight_bf16)                                                                 \
+    X(nnd_conv2d_f32_ep)                                                                           \
+    X(nnd_conv2d_f64_ep)                                                                           \
+    X(nnd_conv2d_bf16_ep)                                                                          \
     X(nnd_maxpool_gather_f32)                                                                      \
     X(nnd_maxpool_scatter_f32)                                                                     \
     X(nnd_maxpool_gather_f64)                                                                      \
@@ -138,6 +141,15 @@ void nnd_conv2d_grad_input_bf16(NndPool *pool, const NndConvShape *s, const floa
                                 const float *w, float *dx);
 void nnd_conv2d_grad_weight_bf16(NndPool *pool, const NndConvShape *s, const float *x,
                                  const float *dy, float *dw);
+/* The forward convolution with an epilogue on its outputs as they are made (see
+ * nnd_gemm_f32_ep): NND_EP_BIAS adds bias[o] to output channel o, NND_EP_RELU then
+ * keeps y > 0 ? y : 0; the values the step's loop would compute, to the bit. */
+void nnd_conv2d_f32_ep(NndPool *pool, const NndConvShape *s, const float *x, const float *w,
+                       float *y, int ep, const float *bias);
+void nnd_conv2d_f64_ep(NndPool *pool, const NndConvShape *s, const double *x, const double *w,
+                       double *y, int ep, const double *bias);
+void nnd_conv2d_bf16_ep(NndPool *pool, const NndConvShape *s, const float *x, const float *w,
+                        float *y, int ep, const float *bias);
 
 typedef struct NndPoolShape {
     int64_t n, c, h, w; /* input: [n, c, h, w] */

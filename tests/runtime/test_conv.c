@@ -459,7 +459,7 @@ static void test_conv_shapes(void **state)
 static int wino_op(NndPool *pool, const NndConvShape *s, ConvOp op, const float *x, const float *w,
                    const float *dy, float *out, int bf16)
 {
-    return op == OP_FWD   ? wino_conv2d(pool, s, x, w, out, bf16)
+    return op == OP_FWD   ? wino_conv2d(pool, s, x, w, out, bf16, 0, NULL)
            : op == OP_GIN ? wino_conv2d_grad_input(pool, s, dy, w, out, bf16)
                           : wino_conv2d_grad_weight(pool, s, x, dy, out, bf16);
 }
@@ -555,6 +555,78 @@ static void test_conv_winograd(void **state)
     };
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
         assert_false(wino_fits(&no[i]));
+}
+
+/* The forward with its epilogue (nnd_conv2d_*_ep: bias, relu, both) against the
+ * forward and the epilogue after it as the step's loop computes it, bit for bit: f32
+ * (im2col, pointwise, Winograd where the CPU has AVX-512), bf16 and f64, on every
+ * pool; outputs of NaN, negatives and zeros included. */
+static void test_conv_epilogue(void **state)
+{
+    const NndConvShape shapes[] = {
+        conv_shape(3, 1, 12, 12, 8, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* the CNN's first: im2col */
+        conv_shape(2, 32, 14, 14, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1), /* its second: Winograd */
+        conv_shape(2, 16, 9, 7, 32, 3, 3, 1, 1, 1, 0, 1, 1, 1), /* 3x3, tiles cut */
+        conv_shape(2, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 2), /* pointwise, groups */
+        conv_shape(2, 3, 7, 8, 5, 3, 2, 2, 1, 1, 0, 1, 1, 1), /* strided */
+    };
+    static const int eps[] = {NND_EP_BIAS, NND_EP_RELU, NND_EP_BIAS | NND_EP_RELU};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const NndConvShape *s = &shapes[si];
+        assert_true(shape_valid(s));
+        size_t nx = x_size(s), nw = w_size(s), ny = (size_t)(s->n * s->o * s->oh * s->ow);
+        size_t plane = (size_t)(s->oh * s->ow);
+        float *xf = new_floats(nx), *wf = new_floats(nw), *bf = new_floats((size_t)s->o);
+        float *want = new_floats(ny), *got = new_floats(ny);
+        double *xd = new_doubles(nx), *wd = new_doubles(nw), *bd = new_doubles((size_t)s->o);
+        double *wantd = new_doubles(ny), *gotd = new_doubles(ny);
+        for (size_t i = 0; i < nx; i++)
+            xf[i] = (float)(xd[i] = i % 13 == 5 ? NAN : (double)((int)(i * 37 % 29) - 14) / 16);
+        for (size_t i = 0; i < nw; i++)
+            wf[i] = (float)(wd[i] = (double)((int)(i * 53 % 23) - 11) / 32);
+        for (int64_t o = 0; o < s->o; o++)
+            bf[o] = (float)(bd[o] = (double)((int)(o * 7 % 9) - 4) / 8);
+        for (int t = 0; t <= TEST_THREADS; t++)
+            for (int e = 0; e < 3; e++) {
+                char what[256];
+                snprintf(what, sizeof what, "conv epilogue %d, shape %zu, %d threads", eps[e], si,
+                         t);
+                for (int bf16 = 0; bf16 < 2; bf16++) {
+                    (bf16 ? nnd_conv2d_bf16 : nnd_conv2d_f32)(pools[t], s, xf, wf, want);
+                    for (size_t i = 0; i < ny; i++) {
+                        float b = bf[i / plane % (size_t)s->o];
+                        float v = eps[e] & NND_EP_BIAS ? want[i] + b : want[i];
+                        want[i] = eps[e] & NND_EP_RELU ? (v > 0 ? v : 0) : v;
+                    }
+                    fill_nan_f(got, ny);
+                    (bf16 ? nnd_conv2d_bf16_ep : nnd_conv2d_f32_ep)(pools[t], s, xf, wf, got,
+                                                                    eps[e], bf);
+                    if (memcmp(want, got, ny * sizeof(float)) != 0)
+                        fail_msg("%s: %s differs from the loop after it", what,
+                                 bf16 ? "bf16" : "f32");
+                }
+                nnd_conv2d_f64(pools[t], s, xd, wd, wantd);
+                for (size_t i = 0; i < ny; i++) {
+                    double b = bd[i / plane % (size_t)s->o];
+                    double v = eps[e] & NND_EP_BIAS ? wantd[i] + b : wantd[i];
+                    wantd[i] = eps[e] & NND_EP_RELU ? (v > 0 ? v : 0) : v;
+                }
+                fill_nan_d(gotd, ny);
+                nnd_conv2d_f64_ep(pools[t], s, xd, wd, gotd, eps[e], bd);
+                if (memcmp(wantd, gotd, ny * sizeof(double)) != 0)
+                    fail_msg("%s: f64 differs from the loop after it", what);
+            }
+        free(xf);
+        free(wf);
+        free(bf);
+        free(want);
+        free(got);
+        free(xd);
+        free(wd);
+        free(bd);
+        free(wantd);
+        free(gotd);
+    }
 }
 
 /* Under precision = bf16 (wino_conv2d*(..., 1)): the convolutions of the operands
@@ -1158,6 +1230,7 @@ int main(void)
         cmocka_unit_test(test_conv_shapes),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_winograd_bf16),
+        cmocka_unit_test(test_conv_epilogue),
         cmocka_unit_test(test_conv_empty),
         cmocka_unit_test(test_conv_no_memory),
         cmocka_unit_test(test_maxpool_ties),
