@@ -610,12 +610,13 @@ static bool epilogue_of(Builder *b, NodeId v, NodeId m, int axis, int *ep, NodeI
     return *ep != 0;
 }
 
-/* A matrix product (or max pooling's adjoint, for relu's mask alone) read by one loop
- * alone, which computes one value from it and nothing else, that an epilogue can
- * compute (epilogue_of): the call stores that value instead, each block of it on
- * the thread that made the block, and the loop goes (784-1024-1024-10 on two
- * threads: relu(x W1 + b1) was a pass of 131 us over a result half in the other
- * core's cache).  Nothing between them may write what the epilogue reads. */
+/* A matrix product, a forward convolution (bias and relu) or max pooling's adjoint
+ * (relu's mask) read by one loop alone, which computes one value from it and nothing
+ * else, that an epilogue can compute (epilogue_of): the call stores that value
+ * instead, each block of it on the thread that made the block, and the loop goes
+ * (784-1024-1024-10 on two threads: relu(x W1 + b1) was a pass of 131 us over a
+ * result half in the other core's cache).  Nothing between them may write what the
+ * epilogue reads. */
 static void fuse_epilogues(Builder *b)
 {
     Schedule *s = b->s;

@@ -13,8 +13,9 @@
  *   CALL    a runtime routine: nnd_gemm (OpenBLAS, transposes as flags), convolution,
  *           pooling, row gathers.  A product whose one reader is a loop computing
  *           relu(r + bias), r + bias, relu(r) or (y > 0 ? r : 0) alone takes that
- *           loop as its epilogue (nnd_gemm_*_ep) and stores the loop's value; max
- *           pooling's adjoint takes the last of these (nnd_maxpool_scatter_*_ep)
+ *           loop as its epilogue (nnd_gemm_*_ep) and stores the loop's value; a
+ *           convolution takes the first three with its channel bias
+ *           (nnd_conv2d_*_ep), max pooling's adjoint the last (nnd_maxpool_scatter_*_ep)
  *
  * An update is stored straight into its parameter's buffer when nothing reads the
  * old value afterwards; otherwise it goes through a scratch buffer and is copied at
