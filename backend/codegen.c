@@ -983,8 +983,10 @@ static void clear_memo(CG *c)
  * called in the innermost block with the index. */
 typedef void (*BodyFn)(CG *c, const Index *ix, void *ctx);
 
-static void loop_nest(CG *c, const Shape *dom, bool flat, LLVMValueRef begin, LLVMValueRef end,
-                      BodyFn body, void *ctx)
+/* The loops over dom, the range [begin, end) on axis `outer` (opened first), the other
+ * axes in order inside it (or one flat loop over the offsets). */
+static void loop_nest_on(CG *c, const Shape *dom, bool flat, int outer, LLVMValueRef begin,
+                         LLVMValueRef end, BodyFn body, void *ctx)
 {
     Index ix = {dom->rank, {0}, NULL, true};
     if (dom->rank == 0) {
@@ -1009,13 +1011,26 @@ static void loop_nest(CG *c, const Shape *dom, bool flat, LLVMValueRef begin, LL
         return;
     }
     Loop loops[NND_MAX_RANK];
+    int order[NND_MAX_RANK], n = 0;
+    order[n++] = outer;
     for (int d = 0; d < dom->rank; d++)
-        ix.v[d] =
-            loop_open(c, &loops[d], d == 0 ? begin : ci64(c, 0), d == 0 ? end : dim(c, dom->d[d]));
+        if (d != outer)
+            order[n++] = d;
+    for (int i = 0; i < dom->rank; i++) {
+        int d = order[i];
+        ix.v[d] = loop_open(c, &loops[i], d == outer ? begin : ci64(c, 0),
+                            d == outer ? end : dim(c, dom->d[d]));
+    }
     ix.flat = offset_of(c, dom, ix.v);
     body(c, &ix, ctx);
-    for (int d = dom->rank - 1; d >= 0; d--)
-        loop_close(c, &loops[d]);
+    for (int i = dom->rank - 1; i >= 0; i--)
+        loop_close(c, &loops[i]);
+}
+
+static void loop_nest(CG *c, const Shape *dom, bool flat, LLVMValueRef begin, LLVMValueRef end,
+                      BodyFn body, void *ctx)
+{
+    loop_nest_on(c, dom, flat, 0, begin, end, body, ctx);
 }
 
 static void loop_body(CG *c, const Index *ix, void *ctx)
@@ -1258,8 +1273,8 @@ static void gen_reduce(CG *c, const Kernel *k)
         ototal = LLVMBuildNSWMul(c->b, ototal, dim(c, outs.d[i]), "");
     (void)flat_out;
     (void)sym;
-    if (k->parallel) {
-        for (int i = 1; i < in->shape.rank; i++)
+    if (k->parallel) { /* (the axes before k->outer are all reduced) */
+        for (int i = k->outer + 1; i < in->shape.rank; i++)
             if (!((r->op == OP_ARGMAX ? 1u << r->idx : r->mask) & (1u << i)))
                 per_row = LLVMBuildNSWMul(c->b, per_row, dim(c, in->shape.d[i]), "");
         obegin = LLVMBuildNSWMul(c->b, begin, per_row, "");
@@ -1282,7 +1297,7 @@ static void gen_reduce(CG *c, const Kernel *k)
         loop_nest(c, &line, true, obegin, oend, fill_body, &fa);
     }
     ReduceCtx rc = {0, NULL};
-    loop_nest(c, &k->domain, false, begin, end, reduce_body, &rc);
+    loop_nest_on(c, &k->domain, false, k->outer, begin, end, reduce_body, &rc);
     if (r->op == OP_LOGSUMEXP) {
         rc.pass = 1;
         loop_nest(c, &k->domain, false, begin, end, reduce_body, &rc);
@@ -1549,7 +1564,7 @@ static LLVMValueRef kernel_extent(CG *c, const Kernel *k, bool flat)
             n = LLVMBuildNSWMul(c->b, n, dim(c, k->domain.d[i]), "");
         return n;
     }
-    return dim(c, k->domain.d[0]);
+    return dim(c, k->domain.d[k->kind == KER_REDUCE ? k->outer : 0]);
 }
 
 static void scopes_for_function(CG *c, const char *fname)
@@ -1772,9 +1787,11 @@ static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, co
         }
         if (k->parallel) {
             int64_t per_item = 1;
+            int outer = k->kind == KER_REDUCE ? k->outer : 0;
             if (!(k->kind == KER_LOOP && kflat[i]))
-                for (int d = 1; d < k->domain.rank; d++)
-                    per_item *= k->domain.d[d] < 0 ? c->s->max_batch : k->domain.d[d];
+                for (int d = 0; d < k->domain.rank; d++)
+                    if (d != outer)
+                        per_item *= k->domain.d[d] < 0 ? c->s->max_batch : k->domain.d[d];
             int64_t grain = (4096 + per_item - 1) / per_item;
             LLVMValueRef a[] = {pool, kfn[i], c->args, n, ci64(c, grain)};
             LLVMTypeRef t[] = {c->ptr, c->ptr, c->ptr, c->i64, c->i64};

@@ -903,9 +903,22 @@ static void mark_parallel(Builder *b)
         if (kr->kind == KER_LOOP)
             kr->parallel =
                 n >= PARALLEL_MIN && kr->domain.rank > 0 && !updates_unsplit_weight(b, kr);
-        else if (kr->kind == KER_REDUCE)
-            kr->parallel = n >= PARALLEL_MIN && kr->domain.rank > 1 &&
-                           !(graph_node(b->g, kr->node)->mask & 1u);
+        else if (kr->kind == KER_REDUCE) {
+            /* split along a kept axis: along the first when axis 0 is summed over (a
+             * sum over [B, C, H, W] to [C] by channels), each result's terms then
+             * still added in the same order, so the bits do not change */
+            const Node *rn = graph_node(b->g, kr->node);
+            kr->outer = 0;
+            if ((rn->mask & 1u) && (rn->op == OP_SUM || rn->op == OP_MEAN))
+                while (kr->outer + 1 < kr->domain.rank && (rn->mask & (1u << kr->outer)))
+                    kr->outer++;
+            if (kr->outer == kr->domain.rank - 1)
+                kr->outer = 0; /* not the innermost axis: its loop stays the inner one */
+            kr->parallel =
+                n >= PARALLEL_MIN && kr->domain.rank > 1 && !(rn->mask & (1u << kr->outer));
+            if (!kr->parallel)
+                kr->outer = 0;
+        }
     }
 }
 

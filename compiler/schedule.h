@@ -69,6 +69,8 @@ typedef struct Kernel {
                epilogue's value, not node) */
     NodeId ep_bias, ep_mask; /* the epilogue's bias ([N]) and mask (C's shape) */
     bool parallel; /* split the outermost axis across the pool */
+    int outer; /* REDUCE: the axis a parallel range splits, 0 or (when axis 0 is summed
+                  over) the first kept one: a convolution's bias gradient by channels */
 } Kernel;
 
 typedef struct ScheduleUpdate {

@@ -600,6 +600,8 @@ static const ConvCase conv_cases[] = {
     {4, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 12, 12, NULL, false, true, 1},
     {6, 6, 5, 5, 1, 1, 2, 2, 1, 1, 3, 16, 16, "same", false, false, 1}, /* blocks across groups */
     {4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1, 12, 12, NULL, false, false, 1}, /* 1x1, tiled */
+    /* the bias's gradient, a sum over [B, 16, 32, 32], split by channels */
+    {4, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 32, 32, "same", false, false, 4},
 };
 
 static int conv_out(int n, int k, int s, int p, int d)
