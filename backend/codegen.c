@@ -1397,8 +1397,8 @@ static void gen_pool(CG *c, const Kernel *k)
                                       {"nnd_avgpool_grad_f32", "nnd_avgpool_grad_f64"}};
     int which = n->op == OP_POOLMAX ? 0 : n->op == OP_POOLMAX_T ? 1 : n->op == OP_POOLAVG ? 2 : 3;
     LLVMValueRef pool = arg_field(c, c->args, offsetof(NndStepArgs, pool), c->ptr);
-    LLVMValueRef args[5] = {pool, shape, buffer_base(c, n->in[0])};
-    LLVMTypeRef t[5] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr};
+    LLVMValueRef args[7] = {pool, shape, buffer_base(c, n->in[0])};
+    LLVMTypeRef t[7] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
     int na = 3;
     if (n->nin == 2)
         args[na++] = buffer_base(c, n->in[1]);
@@ -1407,17 +1407,13 @@ static void gen_pool(CG *c, const Kernel *k)
         call(c, names[which][f64], c->voidt, t, na, args, false);
         return;
     }
-    /* max pooling's adjoint with relu's mask as its epilogue (Kernel.ep) */
-    LLVMValueRef more[7] = {args[0],
-                            args[1],
-                            args[2],
-                            args[3],
-                            buffer_ptr(c, k->stores.v[0].buf),
-                            LLVMConstInt(c->i32, (unsigned)k->ep, 0),
-                            buffer_base(c, k->ep_mask)};
-    LLVMTypeRef tm[7] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
-    call(c, f64 ? "nnd_maxpool_scatter_f64_ep" : "nnd_maxpool_scatter_f32_ep", c->voidt, tm, 7,
-         more, false);
+    /* max pooling's adjoint (in[0], in[1]) with relu's mask as its epilogue (Kernel.ep):
+     * C is the loop's value */
+    args[na++] = buffer_ptr(c, k->stores.v[0].buf);
+    args[na++] = LLVMConstInt(c->i32, (unsigned)k->ep, 0);
+    args[na++] = buffer_base(c, k->ep_mask);
+    call(c, f64 ? "nnd_maxpool_scatter_f64_ep" : "nnd_maxpool_scatter_f32_ep", c->voidt, t, na,
+         args, false);
 }
 
 /* take / scatter_add: every index checked first; a bad one sets the status and the
@@ -1564,7 +1560,7 @@ static LLVMValueRef kernel_extent(CG *c, const Kernel *k, bool flat)
             n = LLVMBuildNSWMul(c->b, n, dim(c, k->domain.d[i]), "");
         return n;
     }
-    return dim(c, k->domain.d[k->kind == KER_REDUCE ? k->outer : 0]);
+    return dim(c, k->domain.d[k->outer]);
 }
 
 static void scopes_for_function(CG *c, const char *fname)
@@ -1787,10 +1783,9 @@ static void gen_kernel_call(CG *c, const Kernel *k, int i, LLVMValueRef *kfn, co
         }
         if (k->parallel) {
             int64_t per_item = 1;
-            int outer = k->kind == KER_REDUCE ? k->outer : 0;
             if (!(k->kind == KER_LOOP && kflat[i]))
                 for (int d = 0; d < k->domain.rank; d++)
-                    if (d != outer)
+                    if (d != k->outer)
                         per_item *= k->domain.d[d] < 0 ? c->s->max_batch : k->domain.d[d];
             int64_t grain = (4096 + per_item - 1) / per_item;
             LLVMValueRef a[] = {pool, kfn[i], c->args, n, ci64(c, grain)};

@@ -638,9 +638,8 @@ static void fuse_epilogues(Builder *b)
             NodeId v = L->stores.v[0].node;
             int ep;
             NodeId bias, mask;
-            if (L->stores.v[0].buf != s->home[v] ||
-                !shape_equal(&L->domain, &graph_node(b->g, m)->shape) ||
-                !shape_equal(&graph_node(b->g, v)->shape, &graph_node(b->g, m)->shape) ||
+            if (L->stores.v[0].buf != s->home[v] || !shape_equal(&L->domain, &mn->shape) ||
+                !shape_equal(&graph_node(b->g, v)->shape, &mn->shape) ||
                 !epilogue_of(b, v, m, axis, &ep, &bias, &mask) ||
                 (op == OP_POOLMAX_T && ep != NND_EP_MASK) || /* the pooling's: a mask alone */
                 (op == OP_CONV2D && (ep & NND_EP_MASK))) /* a convolution's: no mask */
@@ -908,16 +907,16 @@ static void mark_parallel(Builder *b)
              * sum over [B, C, H, W] to [C] by channels), each result's terms then
              * still added in the same order, so the bits do not change */
             const Node *rn = graph_node(b->g, kr->node);
-            kr->outer = 0;
-            if ((rn->mask & 1u) && (rn->op == OP_SUM || rn->op == OP_MEAN))
-                while (kr->outer + 1 < kr->domain.rank && (rn->mask & (1u << kr->outer)))
-                    kr->outer++;
-            if (kr->outer == kr->domain.rank - 1)
-                kr->outer = 0; /* not the innermost axis: its loop stays the inner one */
-            kr->parallel =
-                n >= PARALLEL_MIN && kr->domain.rank > 1 && !(rn->mask & (1u << kr->outer));
-            if (!kr->parallel)
-                kr->outer = 0;
+            int outer = 0, rank = kr->domain.rank;
+            if ((rn->mask & 1u) && (rn->op == OP_SUM || rn->op == OP_MEAN)) {
+                int a = 1;
+                while (a < rank && (rn->mask & (1u << a)))
+                    a++;
+                /* not the innermost axis: its loop stays the inner one */
+                outer = a < rank - 1 ? a : 0;
+            }
+            kr->parallel = n >= PARALLEL_MIN && rank > 1 && !(rn->mask & (1u << outer));
+            kr->outer = kr->parallel ? outer : 0;
         }
     }
 }

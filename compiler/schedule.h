@@ -65,12 +65,13 @@ typedef struct Kernel {
     VEC(Acc) accs; /* LOOP: reductions accumulated on the way */
     NodeId node; /* REDUCE/CALL: the op */
     int aux; /* REDUCE: a second buffer (logsumexp's sums, argmax's maxima), or -1 */
-    int ep; /* CALL of a product: its epilogue, NND_EP_* (stores.v[0] is then the
-               epilogue's value, not node) */
-    NodeId ep_bias, ep_mask; /* the epilogue's bias ([N]) and mask (C's shape) */
+    int ep; /* CALL of a product, a convolution or max pooling's adjoint: its epilogue,
+               NND_EP_* (stores.v[0] is then the epilogue's value, not node) */
+    NodeId ep_bias, ep_mask; /* the epilogue's bias (along a product's columns or a
+                                convolution's channels) and mask (the result's shape) */
     bool parallel; /* split the outermost axis across the pool */
-    int outer; /* REDUCE: the axis a parallel range splits, 0 or (when axis 0 is summed
-                  over) the first kept one: a convolution's bias gradient by channels */
+    int outer; /* the axis a parallel range splits: 0, or for a REDUCE that sums over
+                  axis 0 its first kept axis (a convolution's bias gradient by channels) */
 } Kernel;
 
 typedef struct ScheduleUpdate {

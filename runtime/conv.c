@@ -423,10 +423,10 @@ void CAT(F(nnd_conv2d), ep)(NndPool *pool, const NndConvShape *s, const T *x, co
     if (s->n <= 0 || s->o <= 0 || s->oh <= 0 || s->ow <= 0)
         return;
     if (conv_no_terms(s)) {
-        memset(y, 0, (size_t)(s->n * s->o * s->oh * s->ow) * sizeof(T));
+        int64_t plane = s->oh * s->ow;
+        memset(y, 0, (size_t)(s->n * s->o * plane) * sizeof(T));
         for (int64_t n = 0; ep && n < s->n; n++)
-            F(conv_epilogue)
-        (y + n * s->o * s->oh * s->ow, s->oh * s->ow, bias, s->o, s->oh * s->ow, ep);
+            F(conv_epilogue)(y + n * s->o * plane, plane, bias, s->o, plane, ep);
         return;
     }
 #ifdef WINOGRAD
@@ -434,13 +434,9 @@ void CAT(F(nnd_conv2d), ep)(NndPool *pool, const NndConvShape *s, const T *x, co
         return;
 #endif
     int64_t units = s->n * s->groups, threads = nnd_pool_threads(pool);
-    F(ConvJob)
-    j = {.g = geom_of(s, sizeof(T), ceil_div(threads, units)),
-         .x = x,
-         .w = w,
-         .y = y,
-         .ep = ep,
-         .bias = bias};
+    F(ConvJob) j = {.g = geom_of(s, sizeof(T), ceil_div(threads, units)), .x = x, .w = w, .y = y};
+    j.ep = ep;
+    j.bias = bias;
     int64_t items = s->n * s->groups * j.g.tiles;
     nnd_parallel_for(pool, F(conv_range), &j, items, grain_for(j.g.og * j.g.k * j.g.tile));
 }
