@@ -42,6 +42,25 @@ static void test_alloc_zeroed_aligned(void **state)
     nnd_tensor_free(NULL);
 }
 
+/* A buffer of a page or more starts on a page (4K aliasing: see runtime/alloc.c),
+ * several in a row too, as a model's weight and its optimizer states are. */
+static void test_alloc_page_aligned(void **state)
+{
+    void *p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = nnd_alloc(784 * 128 * 4);
+        assert_non_null(p[i]);
+        assert_int_equal((uintptr_t)p[i] % 4096, 0);
+    }
+    void *page = nnd_alloc(4096), *small = nnd_alloc(4000);
+    assert_int_equal((uintptr_t)page % 4096, 0);
+    assert_int_equal((uintptr_t)small % 64, 0);
+    for (int i = 0; i < 4; i++)
+        nnd_free(p[i]);
+    nnd_free(page);
+    nnd_free(small);
+}
+
 static void test_alloc_scalar_and_empty(void **state)
 {
     NndTensor t;
@@ -138,6 +157,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_alloc_zeroed_aligned),
+        cmocka_unit_test(test_alloc_page_aligned),
         cmocka_unit_test(test_alloc_scalar_and_empty),
         cmocka_unit_test(test_alloc_rejects),
         cmocka_unit_test(test_allocator_hook),
