@@ -1647,6 +1647,20 @@ static bool writes_model(const Schedule *s, const Kernel *k)
     return false;
 }
 
+/* args->idle(args), when idle is set. */
+static void gen_idle(CG *c)
+{
+    LLVMValueRef fp = arg_field(c, c->args, offsetof(NndStepArgs, idle), c->ptr);
+    LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "idle");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "idle_done");
+    LLVMBuildCondBr(c->b, LLVMBuildIsNull(c->b, fp, ""), done, go);
+    LLVMPositionBuilderAtEnd(c->b, go);
+    LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &c->ptr, 1, 0);
+    LLVMBuildCall2(c->b, ft, fp, &c->args, 1, "");
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+}
+
 /* args->ready(args, state) for each state of order, when ready is set. */
 static void gen_ready(CG *c, const IntVec *order, int from, int to)
 {
@@ -1725,6 +1739,8 @@ static void gen_function(CG *c, const CodegenFunction *f)
                 c->b, LLVMBuildICmp(c->b, LLVMIntEQ, st, LLVMConstInt(c->i32, 0, 0), ""), go, ret);
             LLVMPositionBuilderAtEnd(c->b, go);
         }
+        if (i == c->s->idle_at)
+            gen_idle(c);
         LLVMValueRef t0 = profile ? call(c, "nnd_clock_ns", c->i64, NULL, 0, NULL, false) : NULL;
         gen_kernel_call(c, k, i, kfn, kflat, pool);
         if (f->check)

@@ -930,6 +930,40 @@ static void mark_parallel(Builder *b)
     }
 }
 
+/* Whether kernel k leaves the pool's workers idle: a serial loop or reduction, a
+ * matrix product too small to split (nnd_gemm_split_work, at the largest batch).
+ * Other calls (convolutions, pooling, gathers) may use the pool. */
+static bool leaves_pool_idle(Builder *b, const Kernel *k)
+{
+    if (k->kind != KER_CALL)
+        return !k->parallel;
+    const Node *n = graph_node(b->g, k->node);
+    return n->op == OP_MATMUL && matmul_work(b->g, n, b->rq->max_batch) <
+                                     nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype);
+}
+
+/* Schedule.idle_at: the first kernel of the longest run of kernels that leave the
+ * pool idle (the earliest of equal runs), when it holds two kernels or more.  In a
+ * small MLP's step that is everything from the logits to the first layer's gradient
+ * (784-128-10: 10 kernels, 10 us on one thread), after the first layer's product
+ * split across the pool. */
+static void mark_idle(Builder *b)
+{
+    Schedule *s = b->s;
+    int best = 0;
+    s->idle_at = -1;
+    for (int k = 0; k < s->kernels.n;) {
+        int e = k;
+        while (e < s->kernels.n && leaves_pool_idle(b, &s->kernels.v[e]))
+            e++;
+        if (e - k >= 2 && e - k > best) {
+            best = e - k;
+            s->idle_at = k;
+        }
+        k = e > k ? e : k + 1;
+    }
+}
+
 /* Does kernel k write a buffer marked in a or in b? */
 static bool writes_marked(const Kernel *k, const bool *a, const bool *b)
 {
@@ -1060,6 +1094,7 @@ bool schedule_build(Schedule *s, Graph *g, const ScheduleRequest *rq, char *err,
             hoist_states(&b);
         plan_memory(&b);
         mark_parallel(&b);
+        mark_idle(&b);
     }
     free(b.live);
     free(b.consumers);
@@ -1183,6 +1218,8 @@ static void dump_kernel(const Schedule *s, int k, bool *mark, AccessVec *acc, St
     char sh[128];
     shape_format(g, &kr->domain, sh, sizeof sh);
     /* a call's routine picks its own threads */
+    if (k == s->idle_at)
+        sb_puts(out, "  idle: the pool's workers wait from here (NndStepArgs.idle)\n");
     sb_printf(out, "  k%d %s %s%s\n", k, kinds[kr->kind], sh,
               kr->kind == KER_CALL ? ""
               : kr->parallel       ? " parallel"

@@ -105,6 +105,10 @@ typedef struct Schedule {
     int in_place; /* updates stored straight into their parameter or state */
     int fused_reductions; /* reductions folded into loops (Acc) */
     int epilogues; /* loops folded into the product before them (Kernel.ep) */
+    /* The first kernel of the longest run (two kernels or more) that leaves the pool's
+     * workers idle: serial loops and reductions, products too small to split; the
+     * code calls NndStepArgs.idle before it.  -1: none. */
+    int idle_at;
 } Schedule;
 
 /* The states of which[0..n) the schedule writes, in the order of the kernels that

@@ -347,8 +347,16 @@ static bool call_fn(Program *p, NndStepFn fn, void *user, Executable *x, Model *
     h[p->hyper_step] = (double)step;
     h[p->hyper_t] = (double)step + 1;
     h[p->hyper_steps] = (double)program_total_steps(p);
-    NndStepArgs a = {m->param_ptrs, m->state_ptrs, bx, by, h, b,    x->arena, out, pool, 0,
-                     user,          NULL,          0,  0,  0, NULL, NULL};
+    NndStepArgs a = {.params = m->param_ptrs,
+                     .states = m->state_ptrs,
+                     .x = bx,
+                     .y = by,
+                     .hypers = h,
+                     .batch = b,
+                     .arena = x->arena,
+                     .out = out,
+                     .pool = pool,
+                     .user = user};
     fn(&a);
     bool ok = a.status == 0;
     if (!ok)

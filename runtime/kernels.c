@@ -31,6 +31,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -874,6 +875,24 @@ TARGET_F32 static void u8_to_f32_512(const unsigned char *src, int64_t n, double
         dst[i] = (float)((double)src[i] * scale);
 }
 
+/* The same in f32 lanes, 2.9x as fast (64 Fashion-MNIST images: 7.4 -> 2.6 us on
+ * Zen 4): v * lo rounded, then v * hi plus that in one fused multiply-add (hi, lo:
+ * the scale as the sum of two floats), where byte_scale says that gives the plain
+ * formula's values. */
+TARGET_F32 static void u8_to_f32_512_fma(const unsigned char *src, int64_t n, float hi, float lo,
+                                         double scale, float *dst)
+{
+    const __m512 h = _mm512_set1_ps(hi), l = _mm512_set1_ps(lo);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        __m512 v = _mm512_cvtepi32_ps(w);
+        _mm512_storeu_ps(dst + i, _mm512_fmadd_ps(v, h, _mm512_mul_ps(v, l)));
+    }
+    for (; i < n; i++)
+        dst[i] = (float)((double)src[i] * scale);
+}
+
 /* Eight values a step, the same way in AVX2 lanes. */
 TARGET_AVX2 static void u8_to_f32_avx2(const unsigned char *src, int64_t n, double scale,
                                        float *dst)
@@ -892,12 +911,37 @@ TARGET_AVX2 static void u8_to_f32_avx2(const unsigned char *src, int64_t n, doub
 }
 #endif
 
+/* Whether fl(v * hi + fl(v * lo)) equals (float)((double)v * scale) for every byte
+ * v, with hi = (float)scale and lo = (float)(scale - hi) (set here): true for 1/255,
+ * 1/3, 0.1 and nearly every other scale (1 in 2 million random ones is not), so
+ * u8_to_f32 checks the 256 values once per scale and thread and computes in f32
+ * where they all agree. */
+static bool byte_scale(double scale, float *hi, float *lo)
+{
+    static _Thread_local double last = NAN;
+    static _Thread_local float last_hi, last_lo;
+    static _Thread_local bool last_ok;
+    if (scale != last) {
+        float h = (float)scale, l = (float)(scale - (double)h);
+        bool ok = isfinite(scale);
+        for (int v = 0; v < 256 && ok; v++)
+            ok = fmaf((float)v, h, (float)v * l) == (float)((double)v * scale);
+        last = scale, last_hi = h, last_lo = l, last_ok = ok;
+    }
+    *hi = last_hi, *lo = last_lo;
+    return last_ok;
+}
+
 void u8_to_f32(const unsigned char *src, int64_t n, double scale, float *dst)
 {
     int use = vector_use();
 #ifdef HAVE_KERNELS
     if (use == 2) {
-        u8_to_f32_512(src, n, scale, dst);
+        float hi, lo;
+        if (byte_scale(scale, &hi, &lo))
+            u8_to_f32_512_fma(src, n, hi, lo, scale, dst);
+        else
+            u8_to_f32_512(src, n, scale, dst);
         return;
     }
     if (use == 1) {

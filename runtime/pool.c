@@ -81,6 +81,9 @@ struct NndPool {
     atomic_uint_fast64_t generation; /* bumped once per job */
     atomic_int pending; /* workers still running the current job */
     bool stop;
+    bool posted; /* a job of nnd_pool_post may still run (the caller's view) */
+    NndRangeFn post_fn;
+    void *post_ctx;
     void *scratch; /* nnd_pool_scratch: grown by the caller, between jobs */
     size_t scratch_bytes;
 };
@@ -348,6 +351,7 @@ void nnd_pool_destroy(NndPool *p)
 {
     if (!p)
         return;
+    nnd_pool_wait_posted(p);
     pthread_mutex_lock(&p->mu);
     p->stop = true;
     pthread_cond_broadcast(&p->wake);
@@ -399,31 +403,19 @@ void *nnd_pool_scratch(NndPool *p, size_t bytes)
     return p->scratch;
 }
 
-void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t grain)
+/* Hands the job set up in p (fn, ctx, items, chunks) to the workers. */
+static void start_job(NndPool *p)
 {
-    if (n <= 0)
-        return;
-    if (grain < 1)
-        grain = 1;
-    int64_t want = n / grain + (n % grain != 0); /* ceil(n / grain) without overflow */
-    if (!p || p->n == 1 || want <= 1 || in_pool_job) {
-        fn(ctx, 0, n);
-        return;
-    }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->items = n;
-    p->chunks = (int)(want < p->n ? want : p->n);
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    in_pool_job = true;
-    int64_t t0 = nnd_clock_ns();
-    run_chunk(p, 0);
-    int64_t t1 = nnd_clock_ns();
-    in_pool_job = false;
+}
+
+/* Waits until every worker is done with the current job. */
+static void finish_job(NndPool *p)
+{
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < p->spin) {
         CPU_RELAX();
@@ -436,5 +428,63 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
             pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t grain)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int64_t want = n / grain + (n % grain != 0); /* ceil(n / grain) without overflow */
+    if (!p || p->n == 1 || want <= 1 || in_pool_job) {
+        fn(ctx, 0, n);
+        return;
+    }
+    nnd_pool_wait_posted(p);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->items = n;
+    p->chunks = (int)(want < p->n ? want : p->n);
+    start_job(p);
+    in_pool_job = true;
+    int64_t t0 = nnd_clock_ns();
+    run_chunk(p, 0);
+    int64_t t1 = nnd_clock_ns();
+    in_pool_job = false;
+    finish_job(p);
     nnd_pool_note_wait(p, t1 - t0, nnd_clock_ns() - t1);
+}
+
+/* Worker 1's part of a posted job: [1, 2) of items = chunks = 2, the others none. */
+static void run_posted(void *ctx, int64_t begin, int64_t end)
+{
+    NndPool *p = ctx;
+    (void)end;
+    if (begin == 1)
+        p->post_fn(p->post_ctx, 0, 1);
+}
+
+int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx)
+{
+    if (!p || p->n == 1 || in_pool_job || p->posted) {
+        fn(ctx, 0, 1);
+        return 0;
+    }
+    p->post_fn = fn;
+    p->post_ctx = ctx;
+    p->fn = run_posted;
+    p->ctx = p;
+    p->items = p->chunks = 2;
+    p->posted = true;
+    start_job(p);
+    return 1;
+}
+
+void nnd_pool_wait_posted(NndPool *p)
+{
+    if (!p || !p->posted)
+        return;
+    finish_job(p);
+    p->posted = false;
 }

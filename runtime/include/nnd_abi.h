@@ -233,6 +233,12 @@ typedef struct NndStepArgs {
      * start while the rest of the backward pass runs; NULL: not called */
     void (*ready)(struct NndStepArgs *args, int32_t state);
     void *ready_ctx;
+    /* Called (when set) where the pool's workers have nothing to do for the longest
+     * stretch of the step: the kernels from there on are too small to split, until
+     * the next that splits waits for what idle handed the pool (nnd_pool_post).  The
+     * trainer gathers the next batch there. */
+    void (*idle)(struct NndStepArgs *args);
+    void *idle_ctx;
 } NndStepArgs;
 
 typedef void (*NndStepFn)(NndStepArgs *args);

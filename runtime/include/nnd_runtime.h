@@ -322,9 +322,19 @@ void nnd_pool_note_wait(NndPool *pool, int64_t own_ns, int64_t waited_ns);
  * caller's use between nnd_parallel_for calls, not inside them. */
 void *nnd_pool_scratch(NndPool *pool, size_t bytes);
 /* fn(ctx, begin, end) over [0, n) in nnd_pool_threads() contiguous ranges (fewer when
- * n < threads * grain); returns when all are done.  pool may be NULL (runs inline). */
+ * n < threads * grain); returns when all are done.  pool may be NULL (runs inline).
+ * A posted job still running is waited for first. */
 typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);
 void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_t grain);
+/* fn(ctx, 0, 1) on one of the pool's workers while the caller goes on: work for a
+ * worker that would wait otherwise (the next batch, gathered while the step runs
+ * kernels too small to split).  Returns 1 when posted; 0 when fn ran at once (no
+ * pool, one thread, inside a job, or a posted job not yet waited for).  The next
+ * nnd_parallel_for, nnd_pool_wait_posted or nnd_pool_destroy waits for it; fn must
+ * not use the caller's nnd_pool_scratch. */
+int nnd_pool_post(NndPool *pool, NndRangeFn fn, void *ctx);
+/* Returns when the job nnd_pool_post handed out (if any) is done. */
+void nnd_pool_wait_posted(NndPool *pool);
 /* The histogram of n values (f32 or f64) in NND_HIST_BUCKETS equal buckets over
  * their range, non-finite ones left out; as a TensorBoard histogram record holds it.
  * The work is spread over pool (NULL: the caller alone); the result does not depend

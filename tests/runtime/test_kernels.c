@@ -217,11 +217,13 @@ static void test_split(void **state)
 
 /* u8_to_f32 on every path this CPU has: every byte value, at every offset of the
  * vector loops and their tails, with scales whose products round differently in f32
- * than in f64 (the plain formula rounds twice: to f64, then to f32). */
+ * than in f64 (the plain formula rounds twice: to f64, then to f32).  At the last
+ * scale the f32 lanes' two-float product gives 0x1.c5ffd8p+15 for 195, where the
+ * plain formula gives 0x1.c5ffd6p+15: the f64 lanes must take it. */
 static void test_u8_to_f32(void **state)
 {
     (void)state;
-    const double scales[] = {1.0 / 255, 0.1, 1.0 / 3, 3.7, 1.0};
+    const double scales[] = {1.0 / 255, 0.1, 1.0 / 3, 3.7, 1.0, 298.00984575320496};
     unsigned char src[300];
     for (int i = 0; i < 300; i++)
         src[i] = (unsigned char)(i * 37 + i / 256);

@@ -476,6 +476,75 @@ static void test_create_destroy(void **state)
         }
 }
 
+/* nnd_pool_post: the job runs on a worker while the caller goes on, and whatever
+ * comes next on the pool (a job, a wait, destroy) finds it done. */
+typedef struct Posted {
+    pthread_t ran_on;
+    atomic_int runs;
+    atomic_int release; /* the job spins until this is set */
+    atomic_int seen; /* runs as a later job saw it */
+} Posted;
+
+static void posted_job(void *ctx, int64_t begin, int64_t end)
+{
+    Posted *p = ctx;
+    assert_true(begin == 0 && end == 1);
+    while (!atomic_load(&p->release))
+        sched_yield();
+    p->ran_on = pthread_self();
+    atomic_fetch_add(&p->runs, 1);
+}
+
+static void see_posted(void *ctx, int64_t begin, int64_t end)
+{
+    Posted *p = ctx;
+    (void)begin, (void)end;
+    atomic_store(&p->seen, atomic_load(&p->runs));
+}
+
+static void test_post(void **state)
+{
+    for (int k = 1; k <= TEST_THREADS; k++) {
+        Posted p = {0};
+        atomic_store(&p.release, k == 1); /* one thread: runs at once, so must not wait */
+        int posted = nnd_pool_post(pools[k], posted_job, &p);
+        assert_int_equal(posted, k > 1);
+        if (k > 1) {
+            /* the caller is not held up, and a second post runs inline */
+            assert_int_equal(atomic_load(&p.runs), 0);
+            Posted q = {0};
+            atomic_store(&q.release, 1);
+            assert_int_equal(nnd_pool_post(pools[k], posted_job, &q), 0);
+            assert_int_equal(atomic_load(&q.runs), 1);
+            assert_true(pthread_equal(q.ran_on, pthread_self()));
+            atomic_store(&p.release, 1);
+        }
+        /* a job after it starts once it is done */
+        nnd_parallel_for(pools[k], see_posted, &p, 2 * k, 1);
+        assert_int_equal(atomic_load(&p.seen), 1);
+        assert_int_equal(atomic_load(&p.runs), 1);
+        assert_int_equal(pthread_equal(p.ran_on, pthread_self()) != 0, k == 1);
+        nnd_pool_wait_posted(pools[k]); /* nothing left: returns */
+        /* and a wait by itself */
+        Posted r = {0};
+        atomic_store(&r.release, 1);
+        nnd_pool_post(pools[k], posted_job, &r);
+        nnd_pool_wait_posted(pools[k]);
+        assert_int_equal(atomic_load(&r.runs), 1);
+    }
+    nnd_pool_post(NULL, posted_job, &(Posted){.release = 1});
+    nnd_pool_wait_posted(NULL);
+    /* destroy waits for it */
+    NndErr err;
+    NndPool *pool = nnd_pool_create(2, &err);
+    assert_non_null(pool);
+    Posted d = {0};
+    atomic_store(&d.release, 1);
+    nnd_pool_post(pool, posted_job, &d);
+    nnd_pool_destroy(pool);
+    assert_int_equal(atomic_load(&d.runs), 1);
+}
+
 /* Flush-to-zero and denormals-are-zero on every thread that computes. */
 typedef struct Denormal {
     volatile float tiny, one;
@@ -576,19 +645,13 @@ int main(void)
     const struct CMUnitTest first[] = {cmocka_unit_test(test_blas_one_thread)};
     int failed = cmocka_run_group_tests(first, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_threads_count),
-        cmocka_unit_test(test_coverage),
-        cmocka_unit_test(test_negative_n),
-        cmocka_unit_test(test_null_pool_inline),
-        cmocka_unit_test(test_deterministic_ranges),
-        cmocka_unit_test(test_nested_inline),
-        cmocka_unit_test(test_many_tiny_jobs),
-        cmocka_unit_test(test_wake_after_sleep),
-        cmocka_unit_test(test_create_destroy),
-        cmocka_unit_test(test_flush_denormals),
-        cmocka_unit_test(test_affinity),
-        cmocka_unit_test(test_cgroup_quota),
-        cmocka_unit_test(test_contended),
+        cmocka_unit_test(test_threads_count),        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_negative_n),           cmocka_unit_test(test_null_pool_inline),
+        cmocka_unit_test(test_deterministic_ranges), cmocka_unit_test(test_nested_inline),
+        cmocka_unit_test(test_many_tiny_jobs),       cmocka_unit_test(test_wake_after_sleep),
+        cmocka_unit_test(test_create_destroy),       cmocka_unit_test(test_post),
+        cmocka_unit_test(test_flush_denormals),      cmocka_unit_test(test_affinity),
+        cmocka_unit_test(test_cgroup_quota),         cmocka_unit_test(test_contended),
     };
     return failed + cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }

@@ -156,6 +156,20 @@ static void fake_step(NndStepArgs *a)
     }
 }
 
+/* fake_step after handing out the next batch's gather, as compiled code does where
+ * the pool would wait (NndStepArgs.idle), and waiting for it: a gather into the
+ * batch this step reads would change what fake_step records. */
+static int64_t idle_calls;
+static void fake_step_idle(NndStepArgs *a)
+{
+    if (a->idle) {
+        idle_calls++;
+        a->idle(a);
+        nnd_pool_wait_posted(a->pool);
+    }
+    fake_step(a);
+}
+
 /* An eval with three metrics per batch: the mean sample index, the largest, and the
  * batch size. */
 static void fake_eval(NndStepArgs *a)
@@ -315,11 +329,17 @@ static void test_total_steps(void **state)
 
 /* Batches (the last of an epoch partial), hyper-parameters, and every sample once per
  * epoch, by epochs and by steps, with f32 and f64 data. */
-static void check_run(int64_t n, int64_t batch, int64_t epochs, int64_t steps, int shuffle, int f64)
+/* With a pool (and a step that calls idle), batches are gathered a step ahead. */
+static void check_run_on(NndPool *pool, int64_t n, int64_t batch, int64_t epochs, int64_t steps,
+                         int shuffle, int f64)
 {
     Fixture *f = fixture_new(n, 1, batch, epochs, steps, f64);
     f->t.shuffle = shuffle;
     f->t.seed = 99;
+    f->t.pool = pool;
+    if (pool)
+        f->t.step = fake_step_idle;
+    idle_calls = 0;
     NndTrainResult res = train_ok(f);
     int64_t per_epoch = (n + batch - 1) / batch;
     int64_t total = steps > 0 ? steps : epochs * per_epoch;
@@ -353,7 +373,33 @@ static void check_run(int64_t n, int64_t batch, int64_t epochs, int64_t steps, i
                 assert_int_equal(o[i], i);
     }
     assert_true(f->hypers[H_STEPS] == (double)total);
+    if (pool) /* every step but an epoch's last and the run's last */
+        assert_int_equal(idle_calls, total - total / per_epoch - (total % per_epoch != 0));
     fixture_free(f);
+}
+
+static void check_run(int64_t n, int64_t batch, int64_t epochs, int64_t steps, int shuffle, int f64)
+{
+    check_run_on(NULL, n, batch, epochs, steps, shuffle, f64);
+}
+
+/* The same runs on a pool of two threads, the next batch gathered during each step. */
+static void test_batches_gathered_ahead(void **state)
+{
+    (void)state;
+    NndErr err;
+    NndPool *pool = nnd_pool_create(2, &err);
+    assert_non_null(pool);
+    for (int shuffle = 0; shuffle < 2; shuffle++)
+        for (int f64 = 0; f64 < 2; f64++) {
+            check_run_on(pool, 10, 3, 3, 0, shuffle, f64);
+            check_run_on(pool, 10, 4, 0, 7, shuffle, f64);
+            check_run_on(pool, 9, 3, 2, 0, shuffle, f64);
+            check_run_on(pool, 5, 8, 2, 0, shuffle, f64);
+            check_run_on(pool, 1, 1, 3, 0, shuffle, f64);
+            check_run_on(pool, 37, 5, 4, 0, shuffle, f64);
+        }
+    nnd_pool_destroy(pool);
 }
 
 static void test_batches_and_epochs(void **state)
@@ -934,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_augment),
         cmocka_unit_test(test_total_steps),
         cmocka_unit_test(test_batches_and_epochs),
+        cmocka_unit_test(test_batches_gathered_ahead),
         cmocka_unit_test(test_zero_steps),
         cmocka_unit_test(test_shuffle),
         cmocka_unit_test(test_loss_average),
