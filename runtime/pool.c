@@ -82,6 +82,7 @@ struct NndPool {
     atomic_int pending; /* workers still running the current job */
     bool stop;
     bool posted; /* a job of nnd_pool_post may still run (the caller's view) */
+    bool post_shared; /* the caller runs it too when it waits */
     NndRangeFn post_fn;
     void *post_ctx;
     void *scratch; /* nnd_pool_scratch: grown by the caller, between jobs */
@@ -465,7 +466,7 @@ static void run_posted(void *ctx, int64_t begin, int64_t end)
         p->post_fn(p->post_ctx, 0, 1);
 }
 
-int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx)
+int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx, int shared)
 {
     if (!p || p->n == 1 || in_pool_job || p->posted) {
         fn(ctx, 0, 1);
@@ -477,6 +478,7 @@ int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx)
     p->ctx = p;
     p->items = p->chunks = 2;
     p->posted = true;
+    p->post_shared = shared != 0;
     start_job(p);
     return 1;
 }
@@ -485,6 +487,11 @@ void nnd_pool_wait_posted(NndPool *p)
 {
     if (!p || !p->posted)
         return;
+    if (p->post_shared) { /* what the worker has not taken yet, shared out */
+        in_pool_job = true;
+        p->post_fn(p->post_ctx, 0, 1);
+        in_pool_job = false;
+    }
     finish_job(p);
     p->posted = false;
 }

@@ -331,8 +331,10 @@ void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_
  * kernels too small to split).  Returns 1 when posted; 0 when fn ran at once (no
  * pool, one thread, inside a job, or a posted job not yet waited for).  The next
  * nnd_parallel_for, nnd_pool_wait_posted or nnd_pool_destroy waits for it; fn must
- * not use the caller's nnd_pool_scratch. */
-int nnd_pool_post(NndPool *pool, NndRangeFn fn, void *ctx);
+ * not use the caller's nnd_pool_scratch.  shared: the caller, when it comes to wait,
+ * calls fn(ctx, 0, 1) too, at the same time as the worker, so that what is left is
+ * done by both; fn then shares its work out itself (an atomic counter). */
+int nnd_pool_post(NndPool *pool, NndRangeFn fn, void *ctx, int shared);
 /* Returns when the job nnd_pool_post handed out (if any) is done. */
 void nnd_pool_wait_posted(NndPool *pool);
 /* The histogram of n values (f32 or f64) in NND_HIST_BUCKETS equal buckets over

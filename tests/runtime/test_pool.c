@@ -507,14 +507,14 @@ static void test_post(void **state)
     for (int k = 1; k <= TEST_THREADS; k++) {
         Posted p = {0};
         atomic_store(&p.release, k == 1); /* one thread: runs at once, so must not wait */
-        int posted = nnd_pool_post(pools[k], posted_job, &p);
+        int posted = nnd_pool_post(pools[k], posted_job, &p, 0);
         assert_int_equal(posted, k > 1);
         if (k > 1) {
             /* the caller is not held up, and a second post runs inline */
             assert_int_equal(atomic_load(&p.runs), 0);
             Posted q = {0};
             atomic_store(&q.release, 1);
-            assert_int_equal(nnd_pool_post(pools[k], posted_job, &q), 0);
+            assert_int_equal(nnd_pool_post(pools[k], posted_job, &q, 0), 0);
             assert_int_equal(atomic_load(&q.runs), 1);
             assert_true(pthread_equal(q.ran_on, pthread_self()));
             atomic_store(&p.release, 1);
@@ -528,11 +528,11 @@ static void test_post(void **state)
         /* and a wait by itself */
         Posted r = {0};
         atomic_store(&r.release, 1);
-        nnd_pool_post(pools[k], posted_job, &r);
+        nnd_pool_post(pools[k], posted_job, &r, 0);
         nnd_pool_wait_posted(pools[k]);
         assert_int_equal(atomic_load(&r.runs), 1);
     }
-    nnd_pool_post(NULL, posted_job, &(Posted){.release = 1});
+    nnd_pool_post(NULL, posted_job, &(Posted){.release = 1}, 0);
     nnd_pool_wait_posted(NULL);
     /* destroy waits for it */
     NndErr err;
@@ -540,9 +540,50 @@ static void test_post(void **state)
     assert_non_null(pool);
     Posted d = {0};
     atomic_store(&d.release, 1);
-    nnd_pool_post(pool, posted_job, &d);
+    nnd_pool_post(pool, posted_job, &d, 0);
     nnd_pool_destroy(pool);
     assert_int_equal(atomic_load(&d.runs), 1);
+}
+
+/* A shared post: the caller, when it waits, takes its part of what is left. */
+enum { SHARED_ITEMS = 4000 };
+typedef struct Shared {
+    pthread_t caller;
+    atomic_int next, caller_in, by_caller;
+    atomic_int done[SHARED_ITEMS];
+} Shared;
+
+static void shared_job(void *ctx, int64_t begin, int64_t end)
+{
+    Shared *s = ctx;
+    assert_true(begin == 0 && end == 1);
+    int on_caller = pthread_equal(pthread_self(), s->caller);
+    if (on_caller)
+        atomic_store(&s->caller_in, 1);
+    else /* the worker starts once the caller has (or after 2 s: then the test fails) */
+        for (int64_t t0 = nnd_clock_ns();
+             !atomic_load(&s->caller_in) && nnd_clock_ns() - t0 < 2000000000;)
+            sched_yield();
+    for (int i; (i = atomic_fetch_add(&s->next, 1)) < SHARED_ITEMS;) {
+        atomic_fetch_add(&s->done[i], 1);
+        if (on_caller)
+            atomic_fetch_add(&s->by_caller, 1);
+    }
+}
+
+static void test_post_shared(void **state)
+{
+    for (int k = 2; k <= TEST_THREADS; k++) {
+        Shared *s = calloc(1, sizeof *s);
+        assert_non_null(s);
+        s->caller = pthread_self();
+        assert_int_equal(nnd_pool_post(pools[k], shared_job, s, 1), 1);
+        nnd_pool_wait_posted(pools[k]);
+        for (int i = 0; i < SHARED_ITEMS; i++)
+            assert_int_equal(atomic_load(&s->done[i]), 1);
+        assert_true(atomic_load(&s->by_caller) >= 1);
+        free(s);
+    }
 }
 
 /* Flush-to-zero and denormals-are-zero on every thread that computes. */
@@ -645,13 +686,21 @@ int main(void)
     const struct CMUnitTest first[] = {cmocka_unit_test(test_blas_one_thread)};
     int failed = cmocka_run_group_tests(first, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_threads_count),        cmocka_unit_test(test_coverage),
-        cmocka_unit_test(test_negative_n),           cmocka_unit_test(test_null_pool_inline),
-        cmocka_unit_test(test_deterministic_ranges), cmocka_unit_test(test_nested_inline),
-        cmocka_unit_test(test_many_tiny_jobs),       cmocka_unit_test(test_wake_after_sleep),
-        cmocka_unit_test(test_create_destroy),       cmocka_unit_test(test_post),
-        cmocka_unit_test(test_flush_denormals),      cmocka_unit_test(test_affinity),
-        cmocka_unit_test(test_cgroup_quota),         cmocka_unit_test(test_contended),
+        cmocka_unit_test(test_threads_count),
+        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_negative_n),
+        cmocka_unit_test(test_null_pool_inline),
+        cmocka_unit_test(test_deterministic_ranges),
+        cmocka_unit_test(test_nested_inline),
+        cmocka_unit_test(test_many_tiny_jobs),
+        cmocka_unit_test(test_wake_after_sleep),
+        cmocka_unit_test(test_create_destroy),
+        cmocka_unit_test(test_post),
+        cmocka_unit_test(test_post_shared),
+        cmocka_unit_test(test_flush_denormals),
+        cmocka_unit_test(test_affinity),
+        cmocka_unit_test(test_cgroup_quota),
+        cmocka_unit_test(test_contended),
     };
     return failed + cmocka_run_group_tests(tests, setup_pools, teardown_pools);
 }
