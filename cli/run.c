@@ -248,7 +248,7 @@ static char *log_run_dir(const Program *p, const Options *o)
 /* --verbose: the threads and the CPUs they were sized by (nnd_cpu_count), which
  * threads gather the batches (train_gathers_on_caller), and how each convolution is
  * computed. */
-static void print_gather(bool verbose, const Program *p, const NndPool *pool)
+static void print_gather(bool verbose, const Program *p, const Executable *x, const NndPool *pool)
 {
     if (!verbose)
         return;
@@ -258,6 +258,11 @@ static void print_gather(bool verbose, const Program *p, const NndPool *pool)
            nnd_pool_threads(pool), nnd_cpu_count(), online > 0 ? online : 1);
     if (train_gathers_on_caller(p, pool))
         puts("batches: gathered by the calling thread (the products that read x run on it)");
+    else if (nnd_pool_threads(pool) > 1 && x->step_sched.idle_at >= 0 && !p->distributed &&
+             p->accumulate <= 1)
+        printf("batches: gathered by the pool's %d threads, each next one during the step "
+               "(from k%d on, where the workers would wait)\n",
+               nnd_pool_threads(pool), x->step_sched.idle_at);
     else
         printf("batches: gathered by the pool's %d threads\n", nnd_pool_threads(pool));
     train_print_convs(p, stdout);
@@ -394,7 +399,7 @@ static int run_one(Options *o)
         fprintf(stderr, "nnd: %s\n", perr.msg);
         goto done;
     }
-    print_gather(o->verbose, p, pool);
+    print_gather(o->verbose, p, &x, pool);
     if (!model_init(p, &model, err, sizeof err)) {
         fprintf(stderr, "nnd: cannot initialize the parameters: %s\n", err);
         goto done;

@@ -49,7 +49,7 @@ check() { # check PATTERN ARGS...
 check "gathered by the calling thread" "$dir/mlp.nnd" --threads 2 --set batch=2
 check "gathered by the calling thread" "$dir/mlp.nnd" --threads 1
 # at batch 64: 6.4M, split on two threads
-check "gathered by the pool's 2 threads" "$dir/mlp.nnd" --threads 2
+check "gathered by the pool's 2 threads, each next one during the step (from k2 on" "$dir/mlp.nnd" --threads 2
 check "gathered by the pool's 2 threads" "$dir/cnn.nnd" --threads 2 --set batch=2
 # 784-2048-16-10 at batch 2: x @ W1 has 3.2M multiply-adds (split on every CPU), h @ W2
 # 65k (on none); both weights have enough elements for a parallel loop
