@@ -870,6 +870,14 @@ static void plan_memory(Builder *b)
     s->arena_bytes = top;
 }
 
+/* Whether matrix product n is split across the pool (nnd_gemm_split_work), at the
+ * largest batch. */
+static bool matmul_splits(Builder *b, const Node *n)
+{
+    return matmul_work(b->g, n, b->rq->max_batch) >=
+           nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype);
+}
+
 /* Whether the loop stores a parameter that only matrix products too small to split
  * across the pool read (nnd_gemm_split_work, at the largest batch): they run on the
  * calling thread, and an update split across threads would move the weight's, its
@@ -891,8 +899,7 @@ static bool updates_unsplit_weight(Builder *b, const Kernel *kr)
                 const Node *w = graph_node(b->g, n->in[j]);
                 if (w->op != OP_PARAM || w->idx != buf->index)
                     continue;
-                if (matmul_work(b->g, n, b->rq->max_batch) >=
-                    nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype))
+                if (matmul_splits(b, n))
                     return false;
                 read = true;
             }
@@ -931,15 +938,14 @@ static void mark_parallel(Builder *b)
 }
 
 /* Whether kernel k leaves the pool's workers idle: a serial loop or reduction, a
- * matrix product too small to split (nnd_gemm_split_work, at the largest batch).
- * Other calls (convolutions, pooling, gathers) may use the pool. */
+ * matrix product too small to split.  Other calls (convolutions, pooling, gathers)
+ * may use the pool. */
 static bool leaves_pool_idle(Builder *b, const Kernel *k)
 {
     if (k->kind != KER_CALL)
         return !k->parallel;
     const Node *n = graph_node(b->g, k->node);
-    return n->op == OP_MATMUL && matmul_work(b->g, n, b->rq->max_batch) <
-                                     nnd_gemm_split_work(b->g->bf16, (NndDType)n->dtype);
+    return n->op == OP_MATMUL && !matmul_splits(b, n);
 }
 
 /* Schedule.idle_at: the first kernel of the longest run of kernels that leave the

@@ -925,9 +925,7 @@ __attribute__((target("avx2,fma"))) static void u8_to_f32_avx2_fma(const unsigne
     for (; i < n; i++)
         dst[i] = (float)((double)src[i] * scale);
 }
-#endif
 
-#ifdef HAVE_KERNELS
 /* Whether fl(v * hi + fl(v * lo)) equals (float)((double)v * scale) for every byte
  * v, with hi = (float)scale and lo = (float)(scale - hi) (set here): true for 1/255,
  * 1/3, 0.1 and nearly every other scale (1 in 2 million random ones is not), so

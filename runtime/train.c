@@ -309,7 +309,6 @@ typedef struct Batch {
  * slow phases of a shared machine (43 us of 220). */
 typedef struct NextBatch {
     const NndDataSet *ds;
-    NndPool *pool;
     char *x, *y; /* the spare buffers (NULL: gathers are not handed to the pool) */
     const uint32_t *idx, *after; /* its rows; the rows of the one after it, to ask for */
     int64_t start, m, nafter, epoch; /* start: its first sample's place in the epoch */
@@ -351,7 +350,7 @@ static void idle_gather(NndStepArgs *a)
         return;
     nb->armed = false;
     atomic_store(&nb->taken, 0);
-    nnd_pool_post(nb->pool, gather_next, nb, 1);
+    nnd_pool_post(a->pool, gather_next, nb, 1);
     nb->done = true;
 }
 
@@ -565,7 +564,7 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     memset(bout, 0, (size_t)nout * sizeof(double));
     /* one batch a step on a pool that gathers: the next one can be gathered while
      * the step runs (NextBatch) */
-    NextBatch nb = {.ds = ds, .pool = t->pool, .seed = t->seed};
+    NextBatch nb = {.ds = ds, .seed = t->seed};
     if (nnd_pool_threads(t->pool) > 1 && !t->gather_on_caller && !t->step_apply &&
         !(t->accumulate > 1 && t->step_accum)) {
         nnd_dataset_sample_bytes(ds, &nb.xb, &nb.yb);
@@ -656,7 +655,8 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
             if (nb.armed) {
                 nb.idx = b.idx + next, nb.start = next, nb.m = nm, nb.epoch = epoch;
                 nb.after = b.idx + next + nm;
-                nb.nafter = next + nm < used ? (used - next - nm < nm ? used - next - nm : nm) : 0;
+                int64_t rest = used - next - nm; /* nm <= used - next */
+                nb.nafter = rest < nm ? rest : nm;
             }
             int last = j == micro - 1 && !dist;
             NndStepFn fn = !last ? t->step_accum : full ? t->step_full : t->step;
