@@ -30,8 +30,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* The files' buffers: given to setvbuf, since glibc takes a size only with a buffer
+ * (without one it buffers st_blksize, 4 KB: on two threads a write system call of
+ * 6 us every seventh histogram record of 784-128-10, 0.9 us a record). */
+enum { LOG_BUFFER = 1 << 16 };
+
 struct NndLog {
     FILE *events, *csv;
+    char *events_buf, *csv_buf; /* LOG_BUFFER bytes each; freed after the files close */
     char *events_path;
 };
 
@@ -308,8 +314,15 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
     free(csv);
     /* 64 KB buffers: the writes reach the files in large pieces, at nnd_log_flush
      * or when a buffer fills */
-    setvbuf(l->events, NULL, _IOFBF, 1 << 16);
-    setvbuf(l->csv, NULL, _IOFBF, 1 << 16);
+    l->events_buf = malloc(LOG_BUFFER);
+    l->csv_buf = malloc(LOG_BUFFER);
+    if (!l->events_buf || !l->csv_buf) {
+        nnd_err(err, "out of memory");
+        nnd_log_close(l);
+        return NULL;
+    }
+    setvbuf(l->events, l->events_buf, _IOFBF, LOG_BUFFER);
+    setvbuf(l->csv, l->csv_buf, _IOFBF, LOG_BUFFER);
     if (fresh)
         fputs("step,epoch,tag,value\n", l->csv);
     if (write_event(l, 0, "brain.Event:2", NULL, 0, NULL, err) || nnd_log_flush(l, err)) {
@@ -353,6 +366,8 @@ void nnd_log_close(NndLog *l)
         fclose(l->events);
     if (l->csv)
         fclose(l->csv);
+    free(l->events_buf);
+    free(l->csv_buf);
     free(l->events_path);
     free(l);
 }

@@ -3,7 +3,7 @@
  * bucket edges, nothing finite at all, and the same bits with no pool, one thread and
  * two; f32 through every path the CPU has (AVX-512 intrinsics, AVX2 ones, and the
  * generic one).  nnd_histogram_ranged the same, given the range, and given a wrong
- * one.  And the CRC-32C of the log records. */
+ * one.  And the CRC-32C of the log records, and their buffering. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* cmocka.h needs the headers above, included before it */
 #include <cmocka.h>
@@ -20,6 +21,8 @@
 
 #include "../../runtime/histogram.h"
 #include "nnd_runtime.h"
+
+const char *tmp_path(const char *name); /* helpers.c: a path under the tests' tmp/ */
 
 /* The histogram the plain way: one pass for the range and sums, one for the buckets. */
 static void naive(const double *x, int64_t n, NndHistogram *h)
@@ -276,13 +279,50 @@ static void test_crc32c(void **state)
             assert_int_equal(nnd_crc32c(buf + off, n), crc_bits(buf + off, n));
 }
 
+static int64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* A log's records reach its files in pieces of 64 KB, at nnd_log_flush, or at close:
+ * 24 KB of histogram records and 6 KB of scalars leave both files as they were
+ * (glibc's own 4 KB buffers would have written them out on the way). */
+static void test_log_buffered(void **state)
+{
+    (void)state;
+    const char *dir = tmp_path("log_buffered");
+    NndErr e;
+    NndLog *l = nnd_log_open(dir, 0, &e);
+    assert_non_null(l);
+    char csv[600];
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    const char *events = nnd_log_events_path(l);
+    int64_t ev0 = file_size(events), csv0 = file_size(csv);
+    assert_true(ev0 > 0 && csv0 > 0); /* the file version and the header, flushed */
+    NndHistogram h;
+    double x[100];
+    for (int i = 0; i < 100; i++)
+        x[i] = i * 0.25 - 3;
+    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 100, &h, &e), 0);
+    for (int step = 1; step <= 40; step++)
+        assert_int_equal(nnd_log_histogram(l, "weights/layer.W", step, &h, &e), 0);
+    for (int step = 1; step <= 200; step++)
+        assert_int_equal(nnd_log_scalar(l, "loss", step, 0, 1.0 / step, &e), 0);
+    assert_int_equal(file_size(events), ev0);
+    assert_int_equal(file_size(csv), csv0);
+    assert_int_equal(nnd_log_flush(l, &e), 0);
+    assert_true(file_size(events) > ev0 + 40 * 500);
+    assert_true(file_size(csv) > csv0 + 200 * 10);
+    nnd_log_close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_against_loop),
-        cmocka_unit_test(test_nothing_finite),
-        cmocka_unit_test(test_flush_to_zero),
-        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_against_loop),  cmocka_unit_test(test_nothing_finite),
+        cmocka_unit_test(test_flush_to_zero), cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_log_buffered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
