@@ -28,6 +28,9 @@ typedef struct Logger {
     FILE *warn;
     bool interactive;
     ParamWatch *watch; /* one per parameter */
+    NndHistRequest *requests; /* a logged step's histograms counted in parts */
+    NndHistogram *parts_counted; /* their results, in the same order */
+    NndHistogram *counted; /* by parameter: the small trained weights' histograms */
     int64_t logged; /* parameter checks so far */
     int64_t flushed_ns; /* when the log was last pushed to its files */
     bool failed;

@@ -772,8 +772,8 @@ TARGET_256 static void count_ranged_256(const float *x, int64_t m, const Job *j,
     count_f32_256_(x, m, true, true, j, count, lo, hi);
 }
 
-/* nnd_histogram_ranged's one pass: each thread's range counted, its least and greatest
- * value kept in its first block's lo and hi. */
+/* The one pass over blocks [begin, end) of j (a part): counted, the least and greatest
+ * value kept in the part's first block's lo and hi. */
 static void ranged_pass(void *ctx, int64_t begin, int64_t end)
 {
     Job *j = ctx;
@@ -796,48 +796,148 @@ static void ranged_pass(void *ctx, int64_t begin, int64_t end)
  * 128 0.36 -> 0.24, 512 0.44 -> 0.41; 1280 values 0.67 against 1.11). */
 enum { EDGES_MIN_N = 512 };
 
-int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
-                         double max, double sum, double sum_squares, NndHistogram *h, NndErr *err)
+struct NndHistPlan {
+    int count, parts;
+    Job *jobs; /* one per request; blocks NULL: the one pass cannot take it */
+    NndHistRequest *req;
+    NndHistogram *h; /* the sums and limits the one pass starts from */
+    BlockStats *blocks;
+};
+
+/* Sets up j's one pass for q's values with q's range and sums: h's sums and limits,
+ * j's buckets and edges.  False where the one pass cannot take them (a path without
+ * it, a value not finite, a range the f32 lanes cannot hold). */
+static bool ranged_setup(Job *j, const NndHistRequest *q, NndHistogram *h)
 {
+    *j = (Job){.data = q->data, .dtype = q->dtype, .n = q->n};
 #ifdef HAVE_AVX512
     /* all finite: min <= max and the sums finite (a NaN or an infinity among the
      * values makes the step's sum so) */
-    int path = dtype == NND_F32 ? vector_path_f32() : 0;
-    if (path == 2 && n <= EDGES_MIN_N)
+    int path = q->dtype == NND_F32 ? vector_path_f32() : 0;
+    if (path == 2 && q->n <= EDGES_MIN_N)
         path = 1;
-    if (path > 0 && n > 0 && min <= max && min >= -FLT_MAX && max <= FLT_MAX &&
-        fabs(sum) <= DBL_MAX && sum_squares <= DBL_MAX) {
-        int64_t nb = (n + BLOCK - 1) / BLOCK;
-        Job j = {.data = data, .dtype = dtype, .n = n, .vector = path};
-        *h = (NndHistogram){
-            .min = min, .max = max, .num = (double)n, .sum = sum, .sum_squares = sum_squares};
-        set_buckets(h, &j);
-        if (path == 1 || find_edges(&j, max)) { /* (the AVX2 path needs no edges) */
-            BlockStats one;
-            j.blocks = nb <= 1 ? &one : malloc((size_t)nb * sizeof *j.blocks);
-            if (!j.blocks)
-                return nnd_err(err, "out of memory");
-            nnd_parallel_for(pool, ranged_pass, &j, nb, GRAIN);
-            double lo = INFINITY, hi = -INFINITY, num = 0;
-            for (int64_t k = 0; k < nb; k++) {
-                const BlockStats *s = &j.blocks[k];
-                if (!s->num)
-                    continue;
-                lo = s->lo < lo ? s->lo : lo;
-                hi = s->hi > hi ? s->hi : hi;
-                for (int b = 0; b < NND_HIST_BUCKETS; b++) {
-                    h->count[b] += s->count[b];
-                    num += s->count[b];
-                }
-            }
-            if (j.blocks != &one)
-                free(j.blocks);
-            /* the range was the values' own, and every value was finite */
-            if (lo == min && hi == max && num == n)
-                return 0;
+    j->vector = path;
+    if (path > 0 && q->n > 0 && q->min <= q->max && q->min >= -FLT_MAX && q->max <= FLT_MAX &&
+        fabs(q->sum) <= DBL_MAX && q->sum_squares <= DBL_MAX) {
+        *h = (NndHistogram){.min = q->min,
+                            .max = q->max,
+                            .num = (double)q->n,
+                            .sum = q->sum,
+                            .sum_squares = q->sum_squares};
+        set_buckets(h, j);
+        return path == 1 || find_edges(j, q->max); /* (the AVX2 path needs no edges) */
+    }
+#else
+    (void)h;
+#endif
+    return false;
+}
+
+NndHistPlan *nnd_histograms_plan(int count, const NndHistRequest *req, int parts, NndErr *err)
+{
+    /* one allocation: the plan, then its jobs, requests, histograms and blocks */
+    size_t n = (size_t)(count > 0 ? count : 0), blocks = 0;
+    for (size_t i = 0; i < n; i++)
+        blocks += (size_t)((req[i].n + BLOCK - 1) / BLOCK);
+    size_t at_jobs = (sizeof(NndHistPlan) + 63) & ~(size_t)63, at_req = at_jobs + n * sizeof(Job),
+           at_h = at_req + n * sizeof(NndHistRequest), at_blocks = at_h + n * sizeof(NndHistogram);
+    char *m = malloc(at_blocks + blocks * sizeof(BlockStats));
+    if (!m) {
+        nnd_err(err, "out of memory");
+        return NULL;
+    }
+    NndHistPlan *p = (NndHistPlan *)m;
+    *p = (NndHistPlan){.count = (int)n,
+                       .parts = parts > 0 ? parts : 1,
+                       .jobs = (Job *)(m + at_jobs),
+                       .req = (NndHistRequest *)(m + at_req),
+                       .h = (NndHistogram *)(m + at_h),
+                       .blocks = (BlockStats *)(m + at_blocks)};
+    BlockStats *next = p->blocks;
+    for (size_t i = 0; i < n; i++) {
+        p->req[i] = req[i];
+        bool one = ranged_setup(&p->jobs[i], &req[i], &p->h[i]);
+        p->jobs[i].blocks = one ? next : NULL;
+        next += one ? (req[i].n + BLOCK - 1) / BLOCK : 0;
+    }
+    /* no block starts a counted part yet: a part left uncounted leaves its values
+     * out, and the check at the finish then counts the tensor in two passes */
+    for (BlockStats *b = p->blocks; b < next; b++)
+        b->num = 0;
+    return p;
+}
+
+void nnd_histograms_count(NndHistPlan *p, int part)
+{
+    for (int i = 0; i < p->count; i++) {
+        Job *j = &p->jobs[i];
+        int64_t nb = (j->n + BLOCK - 1) / BLOCK, b0 = nb * part / p->parts,
+                b1 = nb * (part + 1) / p->parts;
+#ifdef HAVE_AVX512
+        if (j->blocks && b0 < b1)
+            ranged_pass(j, b0, b1);
+#else
+        (void)b0, (void)b1;
+#endif
+    }
+}
+
+/* h's counts from j's pass (h holds the sums and limits); false where the range was
+ * not the values' own or a value was not finite (a count short). */
+static bool ranged_collect(const Job *j, const NndHistRequest *q, NndHistogram *h)
+{
+    double lo = INFINITY, hi = -INFINITY, num = 0;
+    for (int64_t k = 0; k < (j->n + BLOCK - 1) / BLOCK; k++) {
+        const BlockStats *s = &j->blocks[k];
+        if (!s->num)
+            continue;
+        lo = s->lo < lo ? s->lo : lo;
+        hi = s->hi > hi ? s->hi : hi;
+        for (int b = 0; b < NND_HIST_BUCKETS; b++) {
+            h->count[b] += s->count[b];
+            num += s->count[b];
         }
     }
-#endif
-    (void)min, (void)max, (void)sum, (void)sum_squares;
-    return nnd_histogram(pool, data, dtype, n, h, err);
+    return lo == q->min && hi == q->max && num == q->n;
+}
+
+int nnd_histograms_finish(NndHistPlan *p, NndPool *pool, NndHistogram *h, NndErr *err)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < p->count; i++) {
+        const NndHistRequest *q = &p->req[i];
+        if (p->jobs[i].blocks && ranged_collect(&p->jobs[i], q, &p->h[i]))
+            h[i] = p->h[i];
+        else
+            rc = nnd_histogram(pool, q->data, q->dtype, q->n, &h[i], err);
+    }
+    free(p);
+    return rc;
+}
+
+static void count_parts(void *ctx, int64_t begin, int64_t end)
+{
+    for (int64_t t = begin; t < end; t++)
+        nnd_histograms_count(ctx, (int)t);
+}
+
+int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
+                         double max, double sum, double sum_squares, NndHistogram *h, NndErr *err)
+{
+    NndHistRequest q = {.data = data,
+                        .dtype = dtype,
+                        .n = n,
+                        .min = min,
+                        .max = max,
+                        .sum = sum,
+                        .sum_squares = sum_squares};
+    /* a part a thread, GRAIN blocks a part at least (smaller: the caller alone) */
+    int64_t nb = (n + BLOCK - 1) / BLOCK, want = (nb + GRAIN - 1) / GRAIN;
+    int threads = nnd_pool_threads(pool);
+    int parts = want < threads ? (int)(want > 1 ? want : 1) : threads;
+    NndHistPlan *plan = nnd_histograms_plan(1, &q, parts, err);
+    if (!plan)
+        return -1;
+    nnd_parallel_for(pool, count_parts, plan, parts, 1);
+    return nnd_histograms_finish(plan, pool, h, err);
 }

@@ -457,13 +457,14 @@ void nnd_parallel_for(NndPool *p, NndRangeFn fn, void *ctx, int64_t n, int64_t g
     nnd_pool_note_wait(p, t1 - t0, nnd_clock_ns() - t1);
 }
 
-/* Worker 1's part of a posted job: [1, 2) of items = chunks = 2, the others none. */
+/* Worker i's part of a posted job (chunk i of items = chunks): fn(ctx, i, i + 1) on
+ * worker 1 alone (chunks 0 and 1 of 2) or, for a shared job, on every worker. */
 static void run_posted(void *ctx, int64_t begin, int64_t end)
 {
     NndPool *p = ctx;
     (void)end;
-    if (begin == 1)
-        p->post_fn(p->post_ctx, 0, 1);
+    if (begin >= 1)
+        p->post_fn(p->post_ctx, begin, begin + 1);
 }
 
 int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx, int shared)
@@ -476,7 +477,7 @@ int nnd_pool_post(NndPool *p, NndRangeFn fn, void *ctx, int shared)
     p->post_ctx = ctx;
     p->fn = run_posted;
     p->ctx = p;
-    p->items = p->chunks = 2;
+    p->items = p->chunks = shared ? p->n : 2;
     p->posted = true;
     p->post_shared = shared != 0;
     start_job(p);

@@ -326,14 +326,14 @@ void *nnd_pool_scratch(NndPool *pool, size_t bytes);
  * A posted job still running is waited for first. */
 typedef void (*NndRangeFn)(void *ctx, int64_t begin, int64_t end);
 void nnd_parallel_for(NndPool *pool, NndRangeFn fn, void *ctx, int64_t n, int64_t grain);
-/* fn(ctx, 0, 1) on one of the pool's workers while the caller goes on: work for a
+/* fn(ctx, 1, 2) on the pool's first worker while the caller goes on: work for a
  * worker that would wait otherwise (the next batch, gathered while the step runs
- * kernels too small to split).  Returns 1 when posted; 0 when fn ran at once (no
- * pool, one thread, inside a job, or a posted job not yet waited for).  The next
- * nnd_parallel_for, nnd_pool_wait_posted or nnd_pool_destroy waits for it; fn must
- * not use the caller's nnd_pool_scratch.  shared: the caller, when it comes to wait,
- * calls fn(ctx, 0, 1) too, at the same time as the worker, so that what is left is
- * done by both; fn then shares its work out itself (an atomic counter). */
+ * kernels too small to split).  Returns 1 when posted; 0 when fn(ctx, 0, 1) ran at
+ * once instead (no pool, one thread, inside a job, or a posted job not yet waited
+ * for).  The next nnd_parallel_for, nnd_pool_wait_posted or nnd_pool_destroy waits
+ * for it; fn must not use the caller's nnd_pool_scratch.  shared: every worker i
+ * calls fn(ctx, i, i + 1), and the caller fn(ctx, 0, 1) when it comes to wait; fn
+ * then shares its work out itself (an atomic counter), or gives thread i part i. */
 int nnd_pool_post(NndPool *pool, NndRangeFn fn, void *ctx, int shared);
 /* Returns when the job nnd_pool_post handed out (if any) is done. */
 void nnd_pool_wait_posted(NndPool *pool);
@@ -356,6 +356,25 @@ int nnd_histogram(NndPool *pool, const void *data, NndDType dtype, int64_t n, Nn
  * are not, and on other paths, this is nnd_histogram. */
 int nnd_histogram_ranged(NndPool *pool, const void *data, NndDType dtype, int64_t n, double min,
                          double max, double sum, double sum_squares, NndHistogram *h, NndErr *err);
+/* nnd_histogram_ranged of several tensors, in parts that the caller hands to its
+ * threads as it likes (to count beside other work): nnd_histograms_plan sets up the
+ * counts of req[0..count) in `parts` parts, part t of each tensor the t-th of equal
+ * ranges of its values (where the step's update loops left them on a pool of parts
+ * threads: in thread t's cache).  nnd_histograms_count(plan, t) counts part t, once
+ * for each t, on any thread, in any order, at the same time.  nnd_histograms_finish
+ * then puts the histograms in h[0..count) (those the one pass could not take counted
+ * on pool as nnd_histogram_ranged would) and frees the plan.  NULL (with err) when
+ * out of memory. */
+typedef struct NndHistRequest {
+    const void *data;
+    NndDType dtype;
+    int64_t n;
+    double min, max, sum, sum_squares; /* of the values, as nnd_histogram_ranged takes them */
+} NndHistRequest;
+typedef struct NndHistPlan NndHistPlan;
+NndHistPlan *nnd_histograms_plan(int count, const NndHistRequest *req, int parts, NndErr *err);
+void nnd_histograms_count(NndHistPlan *plan, int part);
+int nnd_histograms_finish(NndHistPlan *plan, NndPool *pool, NndHistogram *h, NndErr *err);
 /* Whether the f32 matrix products run on nnd's own kernels rather than OpenBLAS's
  * sgemm (unless $NND_OWN_SGEMM is 0): 2, all of them on its AVX-512 kernels (a CPU
  * with AVX-512F and VL); 1, on its AVX2 kernels (a CPU with AVX2 and FMA) those they

@@ -71,6 +71,30 @@ static void expect_same(const NndHistogram *got, const NndHistogram *want)
 static int one_pass_runs; /* check_ranged calls that took nnd_histogram_ranged's one pass */
 static bool all_finite_f32; /* check's values are finite f32 in a range the one pass takes */
 
+/* nnd_histograms_plan with want's range and a wider one, in three parts counted on
+ * this thread last to first: the first as nnd_histogram_ranged gave it (ranged), the
+ * second want (the two passes, the range being wrong). */
+static void check_plan(NndPool *pool, const void *x, NndDType dt, int64_t n,
+                       const NndHistogram *want, const NndHistogram *ranged)
+{
+    NndErr e;
+    double wider = (fabs(want->min) + fabs(want->max)) * 1e-3 + 1e-3;
+    NndHistRequest q[2] = {
+        {.data = x, .dtype = dt, .n = n, .min = want->min, .max = want->max},
+        {.data = x, .dtype = dt, .n = n, .min = want->min - wider, .max = want->max}};
+    q[0].sum = q[1].sum = 1234.5;
+    q[0].sum_squares = q[1].sum_squares = 6789.25;
+    NndHistPlan *plan = nnd_histograms_plan(2, q, 3, &e);
+    assert_non_null(plan);
+    for (int t = 2; t >= 0; t--)
+        nnd_histograms_count(plan, t);
+    NndHistogram got[2];
+    assert_int_equal(nnd_histograms_finish(plan, pool, got, &e), 0);
+    assert_memory_equal(&got[0], ranged, sizeof *ranged);
+    if (want->num > 0)
+        expect_same(&got[1], want);
+}
+
 /* nnd_histogram_ranged given want's range (the values' own: all of them where want
  * counts n) and sums that are not the values' (so the result shows which path ran):
  * want's histogram, with the sums given where the one pass ran, else with the values'
@@ -84,6 +108,7 @@ static void check_ranged(NndPool *pool, const void *x, NndDType dt, int64_t n,
     const double sum = 1234.5, sq = 6789.25;
     assert_int_equal(nnd_histogram_ranged(pool, x, dt, n, want->min, want->max, sum, sq, &got, &e),
                      0);
+    check_plan(pool, x, dt, n, want, &got);
     assert_true(!one_pass || n == 0 || got.sum == sum);
     if (got.sum == sum) {
         one_pass_runs++;

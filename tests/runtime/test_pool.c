@@ -483,15 +483,17 @@ typedef struct Posted {
     atomic_int runs;
     atomic_int release; /* the job spins until this is set */
     atomic_int seen; /* runs as a later job saw it */
+    int64_t part; /* the begin it ran with: 1 on the worker, 0 inline */
 } Posted;
 
 static void posted_job(void *ctx, int64_t begin, int64_t end)
 {
     Posted *p = ctx;
-    assert_true(begin == 0 && end == 1);
+    assert_true((begin == 0 || begin == 1) && end == begin + 1);
     while (!atomic_load(&p->release))
         sched_yield();
     p->ran_on = pthread_self();
+    p->part = begin;
     atomic_fetch_add(&p->runs, 1);
 }
 
@@ -524,6 +526,7 @@ static void test_post(void **state)
         assert_int_equal(atomic_load(&p.seen), 1);
         assert_int_equal(atomic_load(&p.runs), 1);
         assert_int_equal(pthread_equal(p.ran_on, pthread_self()) != 0, k == 1);
+        assert_int_equal(p.part, k > 1);
         nnd_pool_wait_posted(pools[k]); /* nothing left: returns */
         /* and a wait by itself */
         Posted r = {0};
@@ -551,13 +554,16 @@ typedef struct Shared {
     pthread_t caller;
     atomic_int next, caller_in, by_caller;
     atomic_int done[SHARED_ITEMS];
+    atomic_int parts[TEST_THREADS]; /* calls with begin = i: thread i's (0: the caller) */
 } Shared;
 
 static void shared_job(void *ctx, int64_t begin, int64_t end)
 {
     Shared *s = ctx;
-    assert_true(begin == 0 && end == 1);
     int on_caller = pthread_equal(pthread_self(), s->caller);
+    assert_true(begin >= 0 && begin < TEST_THREADS && end == begin + 1);
+    assert_int_equal(begin == 0, on_caller);
+    atomic_fetch_add(&s->parts[begin], 1);
     if (on_caller)
         atomic_store(&s->caller_in, 1);
     else /* the worker starts once the caller has (or after 2 s: then the test fails) */
@@ -582,6 +588,8 @@ static void test_post_shared(void **state)
         for (int i = 0; i < SHARED_ITEMS; i++)
             assert_int_equal(atomic_load(&s->done[i]), 1);
         assert_true(atomic_load(&s->by_caller) >= 1);
+        for (int t = 0; t < TEST_THREADS; t++) /* every worker ran it, and the caller */
+            assert_int_equal(atomic_load(&s->parts[t]), t < k);
         free(s);
     }
 }
