@@ -158,8 +158,9 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
 {
     (void)d;
     static const char *const what[] = {
-        "the program (its models, loss, update rules, float type, seed, batch, accumulate "
-        "or training set)",
+        ("the program (its models, loss, update rules, float type, seed, batch, accumulate "
+         "or training set)"), /* (parenthesized: one element, for clang's
+                                 -Wstring-concatenation) */
         "the hyper-parameters",
         "the number of steps (steps or epochs)",
         "the evaluations",

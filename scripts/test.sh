@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up, builds, and runs the whole test suite: once in the release
-# build, once more built with AddressSanitizer + UndefinedBehaviorSanitizer, and
-# the fuzz targets for a short time (clang-19, libFuzzer).
+# build, once more built with AddressSanitizer + UndefinedBehaviorSanitizer, the
+# concurrent parts with ThreadSanitizer, and the fuzz targets for a short time
+# (clang-19, libFuzzer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -16,6 +17,15 @@ cmake --build build-sanitize -j"$jobs"
 # op, differential and golden tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -E "e2e_fashion_mnist_cnn|e2e_resume|e2e_gpt"
+
+# the thread pool, the products split across it, the training loop (the next batch
+# gathered during the step) and the logger (histograms counted in parts) under
+# ThreadSanitizer; the end-to-end training runs take minutes there
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DNND_TSAN=ON
+cmake --build build-tsan -j"$jobs" --target nnd runtime_pool runtime_gemm runtime_train \
+    runtime_histogram
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$jobs" \
+    -R "^(runtime_(pool|gemm|train|histogram)|log_events|cli_threads)$"
 
 # the libFuzzer targets, each for a short time over its seeds (scripts/fuzz.sh runs
 # them for longer)
