@@ -4,11 +4,13 @@
  * two; f32 through every path the CPU has (AVX-512 intrinsics, AVX2 ones, and the
  * generic one).  nnd_histogram_ranged the same, given the range, and given a wrong
  * one.  And the CRC-32C of the log records, and their buffering. */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -342,12 +344,74 @@ static void test_log_buffered(void **state)
     nnd_log_close(l);
 }
 
+/* metrics.csv's lines, which nnd_log_scalar puts together itself, against printf's
+ * "%lld,%lld,%s,%.9g\n": values of every magnitude and both signs, their f32
+ * roundings, powers of ten and their neighbours, values a hair from a half in the
+ * ninth digit, zeros, infinities, NaN, the extremes; a tag too long for the line
+ * buffer. */
+static double next_value(uint64_t *s, int k)
+{
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    double u = (double)(*s >> 11) * 0x1p-53, sign = (*s & 1) ? -1 : 1;
+    int x = (int)(*s >> 3 & 63) - 31; /* a decimal exponent in [-31, 32] */
+    switch (k % 6) {
+    case 0: return sign * (1 + 9 * u) * pow(10, x);
+    case 1: return (double)(float)(sign * (1 + 9 * u) * pow(10, x));
+    case 2: return sign * pow(10, x % 26);
+    case 3: return nextafter(pow(10, x % 26), (*s & 2) ? INFINITY : 0);
+    case 4: /* a 9-digit mantissa and a half: printf's rounding decides */
+        return sign * ((double)(100000000 + (*s >> 20) % 900000000) + 0.5) * pow(10, x % 20 - 8);
+    default: return sign * (9.999999995 + (u - 0.5) * 1e-14) * pow(10, x % 20);
+    }
+}
+
+static void test_log_csv_values(void **state)
+{
+    (void)state;
+    const char *dir = tmp_path("log_csv");
+    NndErr e;
+    NndLog *l = nnd_log_open(dir, 0, &e);
+    assert_non_null(l);
+    static const double special[] = {
+        0.0,    -0.0,  INFINITY, -INFINITY, NAN,       DBL_MAX,    -DBL_MAX, DBL_MIN, 5e-324,
+        1e-300, 1e300, 1,        0.1,       123456789, 1234567895, 0.0001,   1e-5,    999999999.5};
+    enum { N = 120000, SPECIAL = sizeof special / sizeof special[0] };
+    char long_tag[600];
+    memset(long_tag, 'x', sizeof long_tag - 1);
+    long_tag[sizeof long_tag - 1] = 0;
+    double *v = malloc((N + SPECIAL) * sizeof *v);
+    assert_non_null(v);
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < N + SPECIAL; i++) {
+        v[i] = i < SPECIAL ? special[i] : next_value(&seed, i);
+        const char *tag = i % 1000 == 7 ? long_tag : "grad_norm/fc1.W";
+        assert_int_equal(nnd_log_scalar(l, tag, i - 5, i / 7, v[i], &e), 0);
+    }
+    nnd_log_close(l);
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char got[1024], want[1024];
+    assert_non_null(fgets(got, sizeof got, f)); /* the header */
+    for (int i = 0; i < N + SPECIAL; i++) {
+        const char *tag = i % 1000 == 7 ? long_tag : "grad_norm/fc1.W";
+        snprintf(want, sizeof want, "%lld,%lld,%s,%.9g\n", (long long)(i - 5), (long long)(i / 7),
+                 tag, v[i]);
+        assert_non_null(fgets(got, sizeof got, f));
+        if (strcmp(got, want))
+            fail_msg("value %d (%a): %s against printf's %s", i, v[i], got, want);
+    }
+    fclose(f);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_loop),  cmocka_unit_test(test_nothing_finite),
         cmocka_unit_test(test_flush_to_zero), cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_log_buffered),
+        cmocka_unit_test(test_log_buffered),  cmocka_unit_test(test_log_csv_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
