@@ -18,7 +18,8 @@ usage: bench/run.py [--rounds N] [--models mlp128,mlp32,mlp1024,cnn,gpt] [--thre
                     [--nnd build/nnd] [--peers ../shared/bench] [--logging-only]
 
 Last, the overhead of logging training statistics (a `log` statement) on the
-784-128-10 MLP (the smallest step) and the 784-1024-1024-10 one.
+784-128-10 MLP (the smallest step) and the 784-1024-1024-10 one (the median of at
+least 7 runs).
 """
 import argparse
 import os
@@ -240,10 +241,13 @@ def logging_overhead(nnd, work, rounds, threads, model):
 def print_logging(a, work):
     t = max(int(x) for x in a.threads.split(","))
     # the smallest step (0.35 ms: the worst case) and a larger one (25 ms)
+    # at least 7 runs: one stalled step (the host's, 2 ms among 0.16 ms steps) moves a
+    # single run's figure by a percent or more
+    runs = max(a.rounds, 7)
     for model in ["mlp128", "mlp1024"]:
-        over = logging_overhead(a.nnd, work, a.rounds, t, model)
+        over = logging_overhead(a.nnd, work, runs, t, model)
         print(f"logging overhead, {NAMES[model]} b{MODELS[model][0]} Adam, {t} threads: a logged step against "
-              f"a plain one in the same run ({a.rounds} runs, median; writing included)")
+              f"a plain one in the same run ({runs} runs, median; writing included)")
         for name, _ in LOG_VARIANTS:
             xs = [x for x in over[name] if x is not None]
             if xs:
