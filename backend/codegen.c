@@ -474,7 +474,8 @@ static LLVMValueRef ew(CG *c, const Node *n, LLVMValueRef *x, int in_dt)
                         LLVMBuildFDiv(c->b, e, den, ""));
     }
     case OP_RELU:
-        return select3v(c, compare(c, OP_GT, dt, x[0], cconst(c, dt, 0)), x[0], cconst(c, dt, 0));
+        /* x <= 0 ? 0 : x: NaN stays NaN, -0 becomes 0 */
+        return select3v(c, compare(c, OP_LE, dt, x[0], cconst(c, dt, 0)), cconst(c, dt, 0), x[0]);
     case OP_SIN: return math1(c, "nnd_sinf", "nnd_sin", dt, x[0]);
     case OP_COS: return math1(c, "nnd_cosf", "nnd_cos", dt, x[0]);
     case OP_FLOOR: {

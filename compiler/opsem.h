@@ -39,7 +39,8 @@ static inline double sem_sigmoid(double x)
     return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
 }
 /* f(x) = x > 0 ? x : 0; NaN gives 0 */
-static inline double sem_relu(double x) { return x > 0 ? x : 0; }
+/* NaN stays NaN (as PyTorch and JAX): a diverged unit is not silently zeroed */
+static inline double sem_relu(double x) { return x <= 0 ? 0 : x; }
 /* f(x) = sin x */
 static inline double sem_sin(double x) { return sin(x); }
 /* f(x) = cos x */

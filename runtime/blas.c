@@ -31,8 +31,8 @@ enum {
 typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
 
 /* A product's epilogue (nnd_gemm_*_ep) on rows x n values of C (rows ldc apart; the
- * mask's ldm apart), as the step's loop computes it: c + bias[j], then c > 0 ? c : 0
- * (relu: a NaN gives 0); or mask > 0 ? c : 0 (relu's derivative through its output).
+ * mask's ldm apart), as the step's loop computes it: c + bias[j], then c <= 0 ? 0 : c
+ * (relu: a NaN stays NaN); or mask > 0 ? c : 0 (relu's derivative through its output).
  * One loop per case, in vector lanes (VECTOR_CLONES; built for the baseline alone,
  * they took longer than the step's own loops they replace). */
 #define EPILOGUE(SUFFIX, T)                                                                        \
@@ -49,12 +49,12 @@ typedef enum { BY_ROWS, BY_COLUMNS, BY_K } Split;
             case NND_EP_BIAS | NND_EP_RELU:                                                        \
                 for (int64_t j = 0; j < n; j++) {                                                  \
                     T x = c[j] + bias[j];                                                          \
-                    c[j] = x > 0 ? x : 0;                                                          \
+                    c[j] = x <= 0 ? 0 : x;                                                         \
                 }                                                                                  \
                 break;                                                                             \
             case NND_EP_RELU:                                                                      \
                 for (int64_t j = 0; j < n; j++)                                                    \
-                    c[j] = c[j] > 0 ? c[j] : 0;                                                    \
+                    c[j] = c[j] <= 0 ? 0 : c[j];                                                   \
                 break;                                                                             \
             case NND_EP_MASK:                                                                      \
                 for (int64_t j = 0; j < n; j++)                                                    \

@@ -372,11 +372,11 @@ VECTOR_CLONES static void F(conv_epilogue)(T *restrict y, int64_t ld, const T *r
         else if (ep == (NND_EP_BIAS | NND_EP_RELU))
             for (int64_t j = 0; j < n; j++) {
                 T v = y[j] + b;
-                y[j] = v > 0 ? v : 0;
+                y[j] = v <= 0 ? 0 : v; /* NaN stays NaN */
             }
         else if (ep == NND_EP_RELU)
             for (int64_t j = 0; j < n; j++)
-                y[j] = y[j] > 0 ? y[j] : 0;
+                y[j] = y[j] <= 0 ? 0 : y[j];
     }
 }
 

@@ -308,7 +308,7 @@ INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, in
         for (int i = 0; i < mm; i++)
             y[i][j] = col[i];
     }
-    if (p->ep) { /* as the step's loop: y + bias[o], then y > 0 ? y : 0 (NaN: 0) */
+    if (p->ep) { /* as the step's loop: y + bias[o], then y <= 0 ? 0 : y (NaN stays) */
         v16 bias = {0}, zero = {0};
         if (p->ep & NND_EP_BIAS)
             bias = *(const v16u *)(p->bias + o0);
@@ -316,7 +316,7 @@ INLINE void output_tile(const Wino *p, const float *m, int64_t t, int64_t tl, in
             for (int j = 0; j < mm; j++) {
                 v16 v = (p->ep & NND_EP_BIAS) ? y[i][j] + bias : y[i][j];
                 if (p->ep & NND_EP_RELU)
-                    v = (v16)((vi16)v & (vi16)(v > zero));
+                    v = (v16)((vi16)v & ~(vi16)(v <= zero));
                 y[i][j] = v;
             }
     }

@@ -90,7 +90,7 @@ void nnd_gemm_bf16(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t 
  * (NND_EP_MASK).  The values are those the step's loop would compute, to the bit. */
 enum {
     NND_EP_BIAS = 1, /* c + bias[j] */
-    NND_EP_RELU = 2, /* c > 0 ? c : 0 */
+    NND_EP_RELU = 2, /* c <= 0 ? 0 : c (NaN stays NaN) */
     NND_EP_MASK = 4, /* mask > 0 ? c : 0: relu's derivative, through its output */
 };
 void nnd_gemm_f32_ep(NndPool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,

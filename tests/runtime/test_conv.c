@@ -596,7 +596,7 @@ static void test_conv_epilogue(void **state)
                     for (size_t i = 0; i < ny; i++) {
                         float b = bf[i / plane % (size_t)s->o];
                         float v = eps[e] & NND_EP_BIAS ? want[i] + b : want[i];
-                        want[i] = eps[e] & NND_EP_RELU ? (v > 0 ? v : 0) : v;
+                        want[i] = eps[e] & NND_EP_RELU ? (v <= 0 ? 0 : v) : v;
                     }
                     fill_nan_f(got, ny);
                     (bf16 ? nnd_conv2d_bf16_ep : nnd_conv2d_f32_ep)(pools[t], s, xf, wf, got,
@@ -609,7 +609,7 @@ static void test_conv_epilogue(void **state)
                 for (size_t i = 0; i < ny; i++) {
                     double b = bd[i / plane % (size_t)s->o];
                     double v = eps[e] & NND_EP_BIAS ? wantd[i] + b : wantd[i];
-                    wantd[i] = eps[e] & NND_EP_RELU ? (v > 0 ? v : 0) : v;
+                    wantd[i] = eps[e] & NND_EP_RELU ? (v <= 0 ? 0 : v) : v;
                 }
                 fill_nan_d(gotd, ny);
                 nnd_conv2d_f64_ep(pools[t], s, xd, wd, gotd, eps[e], bd);

@@ -361,7 +361,7 @@ static void test_known_values(void **state)
                     if (ep & NND_EP_BIAS)                                                          \
                         *x = *x + bias[j];                                                         \
                     if (ep & NND_EP_RELU)                                                          \
-                        *x = *x > 0 ? *x : 0;                                                      \
+                        *x = *x <= 0 ? 0 : *x;                                                     \
                     if (ep & NND_EP_MASK)                                                          \
                         *x = mask[(bi * m + i) * n + j] > 0 ? *x : 0;                              \
                 }                                                                                  \
@@ -372,7 +372,7 @@ APPLY_EPILOGUE(double)
 /* nnd_gemm_*_ep against nnd_gemm_* and the epilogue after it: the same bits, nothing
  * outside C written.  The shapes split by rows, by columns, along k (the epilogue
  * after the copies are added), not at all, a narrow C (computed transposed), a batch;
- * the mask holds positives, negatives, zeros and NaN. */
+ * C and the mask hold positives, negatives, zeros and NaN. */
 static void test_epilogue(void **state)
 {
     static const Shape shapes[] = {
@@ -404,6 +404,7 @@ static void test_epilogue(void **state)
                 af[i] = (float)p.a[i];
             for (size_t i = 0; i < p.nb; i++)
                 bf[i] = (float)p.b[i];
+            af[0] = (float)(p.a[0] = NAN); /* a row or column of C NaN: relu keeps it */
             uint64_t x = 5 + si;
             for (int64_t j = 0; j < s->n; j++)
                 biasf[j] = (float)(biasd[j] = draw(&x));
