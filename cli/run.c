@@ -2,11 +2,13 @@
  * the model (or resume it from a checkpoint), the log and the pool, train, report,
  * save. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +64,80 @@ static bool remove_stale_temps(const Program *p)
     if (saves + ckpts)
         printf("removed %d temporary file%s left by a save that was killed midway\n", saves + ckpts,
                saves + ckpts == 1 ? "" : "s");
+    return true;
+}
+
+/* Whether a run can make dir (mkdir -p) and write in it: every part of it that
+ * exists is a directory, and the last one that exists can be written.  False with
+ * why. */
+static bool check_out_dir(const char *dir, char *why, size_t len)
+{
+    char *d = xstrdup(dir);
+    size_t n = strlen(d), have = 0; /* the longest prefix that exists */
+    bool ok = true;
+    for (size_t i = 1; ok && i <= n; i++) {
+        if (d[i] != '/' && d[i] != 0)
+            continue;
+        char c = d[i];
+        d[i] = 0;
+        struct stat st;
+        if (stat(d, &st) != 0) {
+            d[i] = c;
+            break;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            const char *kind = S_ISREG(st.st_mode)                          ? "a regular file"
+                               : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                               : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                                                                            : "a socket";
+            if (c)
+                snprintf(why, len, "%s: %s is not a directory (%s)", dir, d, kind);
+            else
+                snprintf(why, len, "%s: not a directory (%s)", dir, kind);
+            ok = false;
+        }
+        have = i;
+        d[i] = c;
+    }
+    if (ok) {
+        const char *in = have ? d : d[0] == '/' ? "/" : ".";
+        d[have] = 0;
+        if (access(in, W_OK) != 0) {
+            if (have)
+                snprintf(why, len, "%s: cannot write in the directory %s: %s", dir, in,
+                         strerror(errno));
+            else
+                snprintf(why, len, "%s: cannot write in the working directory: %s", dir,
+                         strerror(errno));
+            ok = false;
+        }
+    }
+    free(d);
+    return ok;
+}
+
+/* The save file, the log and the checkpoint directory, checked before training,
+ * not after it or midway (the trained weights would have nowhere to go).  False
+ * after a diagnostic at the path. */
+static bool check_outputs(const Options *o, const Program *p, Diags *d)
+{
+    NndErr werr;
+    if (p->save_path && nnd_check_write_path(p->save_path, &werr) != 0) {
+        diag_error(d, p->save_span, "cannot save there: %s", werr.msg);
+        return false;
+    }
+    char why[1024];
+    char *named = p->log.dir && o->name ? xasprintf("%s/%s", p->log.dir, o->name) : NULL;
+    bool log_ok = !p->log.dir || check_out_dir(named ? named : p->log.dir, why, sizeof why);
+    free(named);
+    if (!log_ok) {
+        diag_error(d, p->log.dir_span, "cannot log there: %s", why);
+        return false;
+    }
+    if (p->ckpt_dir && !check_out_dir(p->ckpt_dir, why, sizeof why)) {
+        diag_error(d, p->ckpt_span, "cannot checkpoint there: %s", why);
+        return false;
+    }
     return true;
 }
 
@@ -367,12 +443,8 @@ static int run_one(Options *o)
     if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
         goto done;
     int rank = o->dist ? dist_rank(o->dist) : 0;
-    NndErr werr;
-    if (p->save_path && nnd_check_write_path(p->save_path, &werr) != 0) {
-        /* before training, not after it: the trained weights would have nowhere to go */
-        diag_error(&fe.diags, p->save_span, "cannot save there: %s", werr.msg);
+    if (!check_outputs(o, p, &fe.diags))
         goto done;
-    }
     if (rank == 0 && !remove_stale_temps(p))
         goto done;
     ExecOptions eo = {

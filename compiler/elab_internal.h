@@ -229,6 +229,9 @@ NodeId el_to_node(Elab *e, Value v, Span span);
  * negative, and the first one is -1.) */
 bool el_to_shape(Elab *e, Value v, Span span, const char *what, Shape *out, int *minus_axis);
 bool el_str_arg(Elab *e, Value *v, Span span, const char *what, const char **out);
+/* el_str_arg for a file or directory nnd writes: an empty string is an error (it
+ * names no file, and "" + "/run" is a path at the root). */
+bool el_path_arg(Elab *e, Value *v, Span span, const char *what, const char **out);
 bool el_bool_arg(Elab *e, Value *v, Span span, const char *what, bool dflt, bool *out);
 NodeId el_float_node(Elab *e, Value v, Span span);
 OpId el_binop_id(AstOp op);

@@ -235,7 +235,7 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
     Value dv = el_eval(e, s, st->b);
     const char *dir;
     int64_t n = 1;
-    if (!el_str_arg(e, &dv, st->b->span, "the log directory", &dir) ||
+    if (!el_path_arg(e, &dv, st->b->span, "the log directory", &dir) ||
         (every->a && !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)))
         return;
     if (n < 1) {
@@ -247,6 +247,7 @@ static void elab_log(Elab *e, Scope *s, const Ast *st)
     lg->every = n;
     lg->in_epochs = every->name[0] == 'e';
     lg->span = st->span;
+    lg->dir_span = st->b->span;
     for (int k = 0; k < st->list.n; k++) {
         const Ast *it = st->list.v[k];
         bool family = false;
@@ -1074,7 +1075,7 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
         Value dv = el_eval(e, s, st->b);
         const char *dir;
         int64_t n = 1, keep = 0;
-        if (!el_str_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
+        if (!el_path_arg(e, &dv, st->b->span, "the checkpoint directory", &dir) ||
             (every->a &&
              !el_to_int(e, el_eval(e, s, every->a), every->a->span, "the interval", &n)) ||
             (st->c && !el_to_int(e, el_eval(e, s, st->c), st->c->span, "keep", &keep)))
@@ -1085,6 +1086,7 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
             continue;
         }
         p->ckpt_dir = arena_strdup(&p->arena, dir);
+        p->ckpt_span = st->b->span;
         p->ckpt_every = n;
         p->ckpt_keep = keep;
         p->ckpt_in_epochs = every->name[0] == 'e';
@@ -1103,7 +1105,7 @@ static void train_outputs(Elab *e, Scope *s, const Ast *train)
         first_save = st;
         Value v = el_eval(e, s, st->b);
         const char *path;
-        if (el_str_arg(e, &v, st->b->span, "the path to save to", &path)) {
+        if (el_path_arg(e, &v, st->b->span, "the path to save to", &path)) {
             p->save_path = arena_strdup(&p->arena, path);
             p->save_span = st->span;
         }

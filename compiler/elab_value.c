@@ -355,6 +355,17 @@ bool el_str_arg(Elab *e, Value *v, Span span, const char *what, const char **out
     return true;
 }
 
+bool el_path_arg(Elab *e, Value *v, Span span, const char *what, const char **out)
+{
+    if (!el_str_arg(e, v, span, what, out))
+        return false;
+    if (*out && !**out) {
+        el_error(e, span, "%s must not be empty", what);
+        return false;
+    }
+    return true;
+}
+
 bool el_bool_arg(Elab *e, Value *v, Span span, const char *what, bool dflt, bool *out)
 {
     if (!v) {

@@ -114,6 +114,7 @@ typedef struct LogSpec {
     bool in_epochs;
     uint32_t items; /* a LOG_* bit per family named */
     Span span;
+    Span dir_span; /* the directory's string */
 } LogSpec;
 
 /* The bit of each family a log names (LOG_FAMILIES in builtins.h).  The
@@ -179,6 +180,7 @@ typedef struct Program {
     Span save_span;
     /* checkpoint every N steps/epochs to a directory, keeping the last `keep` (0: all) */
     const char *ckpt_dir;
+    Span ckpt_span; /* the directory's string */
     int64_t ckpt_every, ckpt_keep;
     bool ckpt_in_epochs;
     /* early_stop = "[min|max] DATA.METRIC", patience, min_delta: stop when that eval

@@ -1,11 +1,14 @@
 #!/bin/sh
 # save.sh NND WORKDIR: `save` never renames over what is not a regular file, writes
-# through symbolic links, and refuses a bad target before training, not after.
+# through symbolic links, and refuses a bad target before training, not after; so
+# do `log` and `checkpoint` a directory they cannot make.
 set -u
 nnd=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail=0
-prog() { # prog FILE SAVE-PATH: a one-step program that saves to SAVE-PATH
+prog() { # prog FILE SAVE-PATH [STATEMENT]: a one-step program that saves to SAVE-PATH
+    stmt="save \"$2\""
+    [ -n "${3:-}" ] && stmt=$3
     cat > "$1" <<EOT
 use nn
 use optim
@@ -19,16 +22,16 @@ train {
     loss = mse(net(x), y)
     opt = SGD()
     steps = 1
-    save "$2"
+    $stmt
 }
 EOT
 }
-refused() { # refused SAVE-PATH PATTERN
-    prog bad.nnd "$1"
+refused() { # refused SAVE-PATH PATTERN [STATEMENT]
+    prog bad.nnd "$1" "${3:-}"
     out=$("$nnd" run bad.nnd 2>&1)
     status=$?
     if [ $status -ne 1 ] || ! printf '%s\n' "$out" | grep -q -- "$2" || printf '%s\n' "$out" | grep -q "^training on"; then
-        echo "FAIL: save \"$1\": exit status $status, expected 1 before training with '$2':"
+        echo "FAIL: ${3:-save \"$1\"}: exit status $status, expected 1 before training with '$2':"
         printf '%s\n' "$out"
         fail=1
     fi
@@ -42,6 +45,17 @@ refused fifo.safetensors "not a regular file (a FIFO)"
 refused nodir/m.safetensors "the directory nodir does not exist"
 ln -s missing.safetensors dangling.safetensors
 refused dangling.safetensors "a symbolic link to a file that cannot be reached"
+# a log or checkpoint directory that is a file, or inside one, at the string
+echo x > afile.nnd
+refused - 'bad.nnd:13:26: error: cannot log there: afile.nnd: not a directory (a regular file)' \
+    'log every 1 steps to "afile.nnd": loss'
+refused - 'bad.nnd:13:33: error: cannot checkpoint there: afile.nnd/ck: afile.nnd is not a directory (a regular file)' \
+    'checkpoint every 1 steps to "afile.nnd/ck"'
+prog named.nnd - 'log every 1 steps to "runs": loss'
+mkdir runs && echo x > runs/taken
+out=$("$nnd" run named.nnd --name taken 2>&1)
+[ $? -eq 1 ] && printf '%s\n' "$out" | grep -q 'cannot log there: runs/taken: not a directory (a regular file)' ||
+    { echo "FAIL: --name taken, a file in the log directory:"; printf '%s\n' "$out"; fail=1; }
 # through a link: the file it points to gets the model, the link stays
 echo old > real.safetensors
 ln -s real.safetensors link.safetensors
@@ -67,5 +81,5 @@ done
 for f in m.safetensors.tmp.Zz9999 other.safetensors.tmp.aaaaaa ck/notes.tmp.abcdef; do
     [ -e "$f" ] || { echo "FAIL: $f was removed"; fail=1; }
 done
-[ $fail -eq 0 ] && echo "ok: bad save targets refused before training; links written through; stale temporaries removed"
+[ $fail -eq 0 ] && echo "ok: bad save, log and checkpoint targets refused before training; links written through; stale temporaries removed"
 exit $fail
