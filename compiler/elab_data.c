@@ -426,7 +426,8 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
                         &ds.path_x) &&
              el_str_arg(e, el_barg(&a, id, 1), el_bspan(&a, id, 1, src->span), "the label column",
                         &ds.label) &&
-             el_bool_arg(e, el_barg(&a, id, 2), src->span, "classes", false, &ds.classes);
+             el_bool_arg(e, el_barg(&a, id, 2), el_bspan(&a, id, 2, src->span), "classes", false,
+                         &ds.classes);
         scale = el_barg(&a, id, 3);
         if (ok)
             ds.path_x = resolve_path(e, m, ds.path_x);

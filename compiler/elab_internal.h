@@ -232,6 +232,7 @@ bool el_str_arg(Elab *e, Value *v, Span span, const char *what, const char **out
 /* el_str_arg for a file or directory nnd writes: an empty string is an error (it
  * names no file, and "" + "/run" is a path at the root). */
 bool el_path_arg(Elab *e, Value *v, Span span, const char *what, const char **out);
+/* true or false (1 or 0, which they are as numbers); dflt when v is NULL */
 bool el_bool_arg(Elab *e, Value *v, Span span, const char *what, bool dflt, bool *out);
 NodeId el_float_node(Elab *e, Value v, Span span);
 OpId el_binop_id(AstOp op);

@@ -72,6 +72,20 @@ static int64_t int_setting(Elab *e, Scope *s, const Ast *train, const char *name
     return (int64_t)v;
 }
 
+/* A setting that is true or false (or 1 or 0, which they are as numbers). */
+static bool bool_setting(Elab *e, Scope *s, const Ast *train, const char *name, bool dflt)
+{
+    const Ast *st = el_find_setting(train, name);
+    bool f = false;
+    double v = el_setting_number(e, s, st, name, dflt, &f);
+    if (f && v != 0 && v != 1) {
+        el_setting_error(e, name, st ? st->b->span : train->span,
+                         "%s must be true or false, got %g", name, v);
+        return dflt;
+    }
+    return v != 0;
+}
+
 /* The dotted path a name or member chain spells (fc2, encoder.fc1.b), or NULL. */
 static const char *path_text(Elab *e, const Ast *x)
 {
@@ -450,11 +464,8 @@ static void train_loop_settings(Elab *e, Scope *s, const Ast *train)
         p->hyper_micro = p->hypers.n;
         el_new_hyper(e, "accumulate.micro", 0, train->span);
     }
-    bool f = false;
-    const Ast *sh = el_find_setting(train, "shuffle");
-    p->shuffle = el_setting_number(e, s, sh, "shuffle", 1, &f) != 0;
-    const Ast *dl = el_find_setting(train, "drop_last");
-    p->drop_last = el_setting_number(e, s, dl, "drop_last", 0, &f) != 0;
+    p->shuffle = bool_setting(e, s, train, "shuffle", true);
+    p->drop_last = bool_setting(e, s, train, "drop_last", false);
 }
 
 /* precision = bf16 (a word or a string; --set precision=bf16, nnd run --precision

@@ -375,6 +375,10 @@ bool el_bool_arg(Elab *e, Value *v, Span span, const char *what, bool dflt, bool
     double x;
     if (!el_to_number(e, *v, span, what, &x))
         return false;
+    if (x != 0 && x != 1) {
+        el_error(e, span, "%s must be true or false, got %g", what, x);
+        return false;
+    }
     *out = x != 0;
     return true;
 }

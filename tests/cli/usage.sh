@@ -37,6 +37,7 @@ expect 2 "needs a number" lrfind "$mlp" --min x
 expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5" check "$mlp" --set batch=-5
 expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
 expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --set ema=2
+expect 1 "^nnd: error: --set shuffle=5: shuffle must be true or false, got 5" check "$mlp" --set shuffle=5
 expect 2 "unknown command 'bogus'" bogus --help
 expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
 # --precision bf16 reaches the train block: the run says how its products run here
