@@ -443,8 +443,18 @@ void el_data(Elab *e, Scope *s, Module *m, const Ast *st)
         break;
     default: ok = false; break;
     }
-    if (ok && scale)
-        ok = el_to_number(e, *scale, src->span, "scale", &ds.scale);
+    if (ok && scale) {
+        /* features are read times scale: inf or NaN would make every one of them so */
+        Span ss = el_bspan(&a, id, id == BI_CSV ? 3 : 2, src->span);
+        ok = el_to_number(e, *scale, ss, "scale", &ds.scale);
+        if (ok && !isfinite(ds.scale)) {
+            el_error(e, ss, "scale must be a finite number, got %s",
+                     isnan(ds.scale) ? "NaN"
+                     : ds.scale > 0  ? "inf"
+                                     : "-inf");
+            ok = false;
+        }
+    }
     if (ok && shape) {
         Shape sh;
         ok = el_to_shape(e, *shape, src->span, "the sample shape", &sh, NULL);
