@@ -481,12 +481,11 @@ static const VjpFn vjp_table[OP_COUNT] = {
 
 bool autodiff_has_vjp(OpId op) { return vjp_table[op] != vjp_none && vjp_table[op] != vjp_zero; }
 
-void autodiff(Graph *g, NodeId y, const NodeId *wrt, int nwrt, NodeId *out)
+/* The nodes up to y that depend on some wrt node through ops with VJP rules
+ * (nodes come after their inputs); xcalloc'd, graph_count(g) entries. */
+static bool *depends_on(Graph *g, NodeId y, const NodeId *wrt, int nwrt)
 {
-    int count = graph_count(g);
-    bool *dep = xcalloc((size_t)count, 1); /* depends on some wrt node */
-    bool *need = xcalloc((size_t)count, 1); /* y depends on it */
-    NodeId *adj = xcalloc((size_t)count, sizeof(NodeId));
+    bool *dep = xcalloc((size_t)graph_count(g), 1);
     for (int i = 0; i < nwrt; i++)
         dep[wrt[i]] = true;
     for (NodeId id = 1; id <= y; id++) {
@@ -495,6 +494,23 @@ void autodiff(Graph *g, NodeId y, const NodeId *wrt, int nwrt, NodeId *out)
             if (dep[n->in[i]] && autodiff_has_vjp((OpId)n->op))
                 dep[id] = true;
     }
+    return dep;
+}
+
+bool autodiff_depends(Graph *g, NodeId y, const NodeId *wrt, int nwrt)
+{
+    bool *dep = depends_on(g, y, wrt, nwrt);
+    bool any = dep[y];
+    free(dep);
+    return any;
+}
+
+void autodiff(Graph *g, NodeId y, const NodeId *wrt, int nwrt, NodeId *out)
+{
+    int count = graph_count(g);
+    bool *dep = depends_on(g, y, wrt, nwrt); /* depends on some wrt node */
+    bool *need = xcalloc((size_t)count, 1); /* y depends on it */
+    NodeId *adj = xcalloc((size_t)count, sizeof(NodeId));
     need[y] = true;
     for (NodeId id = y; id > 0; id--) {
         if (!need[id])

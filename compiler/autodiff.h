@@ -12,6 +12,10 @@
  * it).  Only nodes on a path from some wrt[i] to y get gradient code. */
 void autodiff(Graph *g, NodeId y, const NodeId *wrt, int nwrt, NodeId *out);
 
+/* Whether y depends on some node in wrt through ops that pass gradients on: when
+ * not, every gradient autodiff gives is zero.  Borrows g. */
+bool autodiff_depends(Graph *g, NodeId y, const NodeId *wrt, int nwrt);
+
 /* True when the op has a VJP rule that can produce nonzero gradients. */
 bool autodiff_has_vjp(OpId op);
 

@@ -781,6 +781,41 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
     return true;
 }
 
+/* The loss must reach a trained parameter: otherwise every gradient is zero and
+ * the run would change nothing (PyTorch stops there too: "element 0 of tensors
+ * does not require grad", "optimizer got an empty parameter list").  False after
+ * an error at the last freeze, or at the loss. */
+static bool train_trains_something(Elab *e, const Ast *train)
+{
+    Program *p = e->p;
+    NodeVec all = {0}, trained = {0};
+    for (int i = 0; i < p->params.n; i++) {
+        vec_push(&all, p->params.v[i].node);
+        if (!p->params.v[i].frozen)
+            vec_push(&trained, p->params.v[i].node);
+    }
+    const Ast *freeze = NULL;
+    for (int i = 0; i < train->list2.n; i++)
+        if (train->list2.v[i]->kind == AST_FREEZE)
+            freeze = train->list2.v[i];
+    bool ok = true;
+    if (all.n && !trained.n) {
+        el_error(e, freeze ? freeze->span : train->span,
+                 "every parameter is frozen: training would change nothing");
+        ok = false;
+    } else if (!autodiff_depends(e->g, p->loss, trained.v, trained.n)) {
+        const Ast *ls = el_find_setting(train, "loss");
+        el_error(e, ls->b->span,
+                 "the loss depends on no trained parameter: training would change nothing");
+        if (freeze && autodiff_depends(e->g, p->loss, all.v, all.n))
+            diag_note(e->d, freeze->span, "the parameters it depends on are frozen here");
+        ok = false;
+    }
+    vec_free(&all);
+    vec_free(&trained);
+    return ok;
+}
+
 /* Whether the value of root reads x or y (live: scratch, graph_count slots). */
 static bool reads_batch(Elab *e, NodeId root, bool *live)
 {
@@ -1181,7 +1216,8 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     if (e->d->nerrors > settled || !train_loss(e, &s, train))
         goto done;
     train_inference(e, &s);
-    if (!train_optimizers(e, &s, train) || e->d->nerrors > settled)
+    if (!train_optimizers(e, &s, train) || e->d->nerrors > settled ||
+        !train_trains_something(e, train))
         goto done;
     train_updates(e, &s, train);
     check_batch_of_one(e, train);
