@@ -192,7 +192,7 @@ static int parse_args(int argc, char **argv, Options *o)
         } else if (strcmp(a, "--train") == 0) {
             o->train = true;
         } else if (strcmp(a, "-o") == 0) {
-            if (!next)
+            if (!next || !*next) /* "" names no file: found out only after the work */
                 return cli_usage_error("%s needs a file name", a);
             o->output = next;
             i++;

@@ -33,6 +33,7 @@ expect 2 "run takes one file" run "$mlp" "$mlp"
 expect 2 "--name names the run's log subdirectory: a name without '/', got 'a/b'" run "$mlp" --name a/b
 expect 2 "--name names the run's log subdirectory" run "$mlp" --name ..
 expect 2 "needs a number" lrfind "$mlp" --min x
+expect 2 "^nnd: -o needs a file name" lrfind "$mlp" -o ""
 # values given with --set that a setting refuses: the message names the command line
 expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5" check "$mlp" --set batch=-5
 expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
