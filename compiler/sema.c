@@ -559,11 +559,18 @@ static void check_layer(Sema *s, const Ast *layer)
         }
         if (!nm)
             continue;
-        for (int j = mark; j < s->names.n; j++)
-            if (strcmp(s->names.v[j].name, nm) == 0 && s->names.v[j].kind == NK_MEMBER) {
-                diag_error(s->d, st->span, "'%s' is declared twice in %s", nm, layer->name);
-                diag_note(s->d, s->names.v[j].span, "first declared here");
-            }
+        /* methods are pushed after this loop: compare them here */
+        const Span *first = NULL;
+        for (int j = mark; j < s->names.n && !first; j++)
+            if (strcmp(s->names.v[j].name, nm) == 0 && s->names.v[j].kind == NK_MEMBER)
+                first = &s->names.v[j].span;
+        for (int j = 0; j < i && !first; j++)
+            if (layer->list2.v[j]->kind == AST_FN && strcmp(layer->list2.v[j]->name, nm) == 0)
+                first = &layer->list2.v[j]->span;
+        if (first) {
+            diag_error(s->d, st->span, "'%s' is declared twice in %s", nm, layer->name);
+            diag_note(s->d, *first, "first declared here");
+        }
         if (st->kind != AST_FN)
             push_name(s, nm, NK_MEMBER, st->span);
     }
