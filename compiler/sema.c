@@ -909,6 +909,47 @@ static void check_log(Sema *s, const Ast *st)
     }
 }
 
+/* The name a train block statement defines: a let, a model or the loss. */
+static const char *train_defined_name(Sema *s, const Ast *st)
+{
+    if (st->kind == AST_LET)
+        return st->name;
+    if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME && st->op == AOP_ASSIGN &&
+        (strcmp(st->a->name, "loss") == 0 || is_model_call(s, st->b)))
+        return st->a->name;
+    return NULL;
+}
+
+/* Statement i of the train block defines nm: once, and not over the batch or the
+ * run's counters.  A setting set twice (`loss`) is reported as such. */
+static void check_train_name(Sema *s, const Ast *train, int i, const char *nm)
+{
+    const Ast *st = train->list2.v[i];
+    for (int j = 0; j < i; j++) {
+        const Ast *prev = train->list2.v[j];
+        const char *pn = train_defined_name(s, prev);
+        if (!pn || strcmp(pn, nm) != 0)
+            continue;
+        if (st->kind == AST_ASSIGN && prev->kind == AST_ASSIGN && is_setting(nm, train_settings))
+            return;
+        diag_error(s->d, st->span, "'%s' is defined twice", nm);
+        diag_note(s->d, prev->span, "first defined here");
+        return;
+    }
+    static const char *const batch[] = {"x", "y", NULL}, *const counts[] = {"step", "epoch",
+                                                                            "steps", NULL};
+    bool in_batch = is_setting(nm, batch);
+    if (in_batch || is_setting(nm, counts)) {
+        int d = diag_error(s->d, st->span,
+                           st->kind == AST_LET ? "'let %s' hides the name '%s'"
+                                               : "'%s = ...' hides the name '%s'",
+                           nm, nm);
+        diag_label(s->d, d, "%s",
+                   in_batch ? "x and y are the current batch"
+                            : "step, epoch and steps count the run");
+    }
+}
+
 /* The train block: the names it defines are visible in all of it; each statement
  * is allowed there and well formed; the loss, an optimizer and data are set. */
 static void check_train(Sema *s, const Ast *train)
@@ -923,10 +964,12 @@ static void check_train(Sema *s, const Ast *train)
     for (int i = 0; i < train->list2.n; i++) {
         const Ast *st = train->list2.v[i];
         if (st->kind == AST_LET) {
+            check_train_name(s, train, i, st->name);
             push_name(s, st->name, NK_LOCAL, st->span);
         } else if (st->kind == AST_ASSIGN && st->a->kind == AST_NAME && st->op == AOP_ASSIGN) {
             const char *nm = st->a->name;
             if (strcmp(nm, "loss") == 0 || is_model_call(s, st->b)) {
+                check_train_name(s, train, i, nm);
                 /* push_name may move the vector: index it after the call. */
                 int k = push_name(s, nm, NK_LOCAL, st->span);
                 s->names.v[k].used = true;
