@@ -98,6 +98,19 @@ Value el_custom_result(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Sco
     return vnode(el_make(e, n, span));
 }
 
+/* Whether v is a number or a (nested) list of numbers only, as a tensor literal is. */
+static bool list_is_numbers(const Value *v, int depth)
+{
+    if (v->k == V_NUM)
+        return true;
+    if (v->k != V_LIST || depth > NND_MAX_RANK)
+        return false;
+    for (int i = 0; i < v->list->n; i++)
+        if (!list_is_numbers(&v->list->v[i], depth + 1))
+            return false;
+    return true;
+}
+
 void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
 {
     Elab *e = ctx;
@@ -124,12 +137,13 @@ void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
         return;
     }
     /* a list gives the gradients of the parameters in order (those left out get
-     * none); anything else is the first parameter's */
-    bool per_param = np > 1 && r.k == V_LIST;
+     * none); anything else is the first parameter's.  With one parameter, a list of
+     * numbers only is a tensor literal: that parameter's gradient. */
+    bool per_param = r.k == V_LIST && (np > 1 || !list_is_numbers(&r, 0));
     if (per_param && r.list->n > np) {
         el_error(e, last->span,
-                 "the vjp block of '%s' gives %d gradients, but it has %d parameters", cg->fn->name,
-                 r.list->n, np);
+                 "the vjp block of '%s' gives %d gradients, but it has %d parameter%s",
+                 cg->fn->name, r.list->n, np, np == 1 ? "" : "s");
         vec_free(&s.b);
         return;
     }

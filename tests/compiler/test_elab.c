@@ -386,6 +386,24 @@ static void test_grad_penalty_gradcheck(void **state)
     compiled_free(c);
 }
 
+/* A vjp block of a one-parameter fn may give its gradient as a one-element list,
+ * as it may for more parameters: gradcheck finds the block's derivative exact. */
+static void test_vjp_one_gradient_list(void **state)
+{
+    const char *src = PRELUDE "fn triple(x) = 3 * x\nvjp { [3 * dy] }\n"
+                              "train {\n" DATA " net = Net()\n"
+                              " loss = mse(triple(net(x)), y)\n opt = SGD()\n}\n";
+    Compiled *c = compile_opts(src, NND_F64, NULL, 0);
+    if (!c->p)
+        print_error("%s", c->diag);
+    assert_non_null(c->p);
+    GradcheckOptions o = {5, 0, 1e-6, 1e-5, 1e-3};
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_int_equal(gradcheck_run(c->p, &o, devnull), 0);
+    fclose(devnull);
+    compiled_free(c);
+}
+
 /* `if bias then ... else ...` on a compile-time argument elaborates one branch. */
 static void test_static_if(void **state)
 {
@@ -575,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_schedule_is_runtime),
         cmocka_unit_test(test_grad_penalty_gradcheck),
+        cmocka_unit_test(test_vjp_one_gradient_list),
         cmocka_unit_test(test_static_if),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_functions),
