@@ -609,6 +609,16 @@ uint32_t graph_pool_ints(Graph *g, const int64_t *v, int n)
     return off;
 }
 
+/* "a" or "an" before the number n read out in English (an 8, an 11, an 18, an 80). */
+static const char *article(int64_t n)
+{
+    char b[24];
+    int len = snprintf(b, sizeof b, "%lld", (long long)(n < 0 ? -n : n));
+    if (b[0] == '8' || (len % 3 == 2 && b[0] == '1' && (b[1] == '1' || b[1] == '8')))
+        return "an";
+    return "a";
+}
+
 static int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil)
 {
     int64_t span = dil * (k - 1) + 1;
@@ -638,9 +648,21 @@ bool conv_out_shape(const Graph *g, const Shape *x, const Shape *w, const ConvAt
              (long long)x->d[1], (long long)(x->d[1] / a->groups), sw);
     int64_t oh = window_out(x->d[2], w->d[2], a->sh, a->ph, a->dh);
     int64_t ow = window_out(x->d[3], w->d[3], a->sw, a->pw, a->dw);
-    if (oh < 1 || ow < 1)
-        FAIL("conv2d: a %lldx%lld kernel does not fit a %lldx%lld image", (long long)w->d[2],
-             (long long)w->d[3], (long long)x->d[2], (long long)x->d[3]);
+    if (oh < 1 || ow < 1) {
+        long long kh = w->d[2], kw = w->d[3], h = x->d[2], wd = x->d[3];
+        if (a->dh == 1 && a->dw == 1)
+            FAIL("conv2d: a %lldx%lld kernel does not fit %s %lldx%lld image", kh, kw, article(h),
+                 h, wd);
+        char dil[48];
+        if (a->dh == a->dw)
+            snprintf(dil, sizeof dil, "%lld", (long long)a->dh);
+        else
+            snprintf(dil, sizeof dil, "%lldx%lld", (long long)a->dh, (long long)a->dw);
+        FAIL("conv2d: a %lldx%lld kernel with dilation %s spans %lldx%lld, which does not fit "
+             "%s %lldx%lld image",
+             kh, kw, dil, (long long)(a->dh * (kh - 1) + 1), (long long)(a->dw * (kw - 1) + 1),
+             article(h), h, wd);
+    }
     *out = (Shape){4, {x->d[0], w->d[0], oh, ow}};
     return true;
 }
