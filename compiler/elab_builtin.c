@@ -88,8 +88,8 @@ static bool int_pair(Elab *e, Value *v, Span span, const char *what, int64_t dfl
     }
     for (int i = 0; i < 2; i++)
         if (out[i] < lo || out[i] > (1 << 20)) {
-            el_error(e, span, "%s is %lld; it must be at least %lld", what, (long long)out[i],
-                     (long long)lo);
+            el_error(e, span, "%s is %lld; it must be at %s %lld", what, (long long)out[i],
+                     out[i] < lo ? "least" : "most", out[i] < lo ? (long long)lo : 1LL << 20);
             return false;
         }
     return true;
