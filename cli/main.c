@@ -1,5 +1,4 @@
 /* main: the nnd command line's options and its dispatch to the subcommands. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,22 +70,18 @@ int cli_usage_error(const char *fmt, const char *arg)
     return NND_EXIT_USAGE;
 }
 
-bool cli_parse_number(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE)
-        return false;
-    *out = v;
-    return true;
-}
+bool cli_parse_number(const char *s, double *out) { return compile_parse_number(s, out) == NULL; }
 
 static int add_override(Options *o, const char *kv)
 {
     Override ov;
-    if (!compile_parse_override(kv, &ov))
-        return cli_usage_error("--set takes NAME=VALUE, got '%s'", kv);
+    const char *why;
+    if (!compile_parse_override(kv, &ov, &why)) {
+        if (!why)
+            return cli_usage_error("--set takes NAME=VALUE, got '%s'", kv);
+        fprintf(stderr, "nnd: --set %s: %s\n", kv, why);
+        return NND_EXIT_USAGE;
+    }
     vec_push(&o->overrides, ov);
     return 0;
 }

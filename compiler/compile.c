@@ -1,33 +1,75 @@
 #include "compile.h"
 
-#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "parse.h"
 #include "sema.h"
 
-bool compile_parse_override(const char *kv, Override *out)
+/* [+-]? (DIGITS ("." [0-9]*)? EXP? | "." DIGITS EXP?), as grammar/nnd.l reads numbers */
+static bool is_decimal(const char *s)
 {
+    s += *s == '+' || *s == '-';
+    const char *d = s;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    bool digits = s > d;
+    if (*s == '.') {
+        const char *f = ++s;
+        while (*s >= '0' && *s <= '9')
+            s++;
+        digits = digits || s > f;
+    }
+    if (!digits)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        s += *s == '+' || *s == '-';
+        if (*s < '0' || *s > '9')
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return !*s;
+}
+
+const char *compile_parse_number(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end)
+        return "expected a number";
+    if (!is_decimal(s)) /* nan, inf, 0x10, 0x1p3, " 5" */
+        return isnan(v) || isinf(v) ? "expected a finite number" : "expected a decimal number";
+    if (!isfinite(v))
+        return "number is too large";
+    *out = v; /* one too small for a double is 0, as in a .nnd file */
+    return NULL;
+}
+
+bool compile_parse_override(const char *kv, Override *out, const char **why)
+{
+    if (why)
+        *why = NULL;
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv)
         return false;
-    if (!out)
-        return true;
-    *out = (Override){0};
-    out->key = xstrndup(kv, (size_t)(eq - kv));
-    out->text = eq + 1;
-    if (strcmp(out->text, "true") == 0 || strcmp(out->text, "false") == 0) {
-        out->value = out->text[0] == 't';
-        out->is_number = true;
-        return true;
-    }
+    const char *text = eq + 1;
+    bool flag = strcmp(text, "true") == 0 || strcmp(text, "false") == 0;
+    double v = flag && text[0] == 't';
     char *end;
-    errno = 0;
-    double v = strtod(out->text, &end);
-    out->is_number = end != out->text && !*end && errno != ERANGE;
-    if (out->is_number)
-        out->value = v;
+    strtod(text, &end);
+    bool number = flag || (end != text && !*end);
+    /* what strtod reads must be a number as the language writes it: not nan, inf, 0x10 */
+    const char *bad = number && !flag ? compile_parse_number(text, &v) : NULL;
+    if (bad) {
+        if (why)
+            *why = bad;
+        return false;
+    }
+    if (out)
+        *out = (Override){xstrndup(kv, (size_t)(eq - kv)), text, v, number, false};
     return true;
 }
 
@@ -72,6 +114,15 @@ Program *compile_module(Frontend *fe, Module *m, const CompileOptions *o)
     static const CompileOptions none = {0};
     if (!o)
         o = &none;
+    /* one value per name: of two, neither would be right to drop */
+    for (int i = 0; i < o->noverrides; i++)
+        for (int k = 0; k < i; k++)
+            if (strcmp(o->overrides[i].key, o->overrides[k].key) == 0) {
+                diag_error(&fe->diags, span_none(), "--set %s: given twice, as %s=%s and %s=%s",
+                           o->overrides[i].key, o->overrides[k].key, o->overrides[k].text,
+                           o->overrides[i].key, o->overrides[i].text);
+                return NULL;
+            }
     AstModule *keep = NULL;
     ElabOptions eo = {o->float_dtype, o->overrides, o->noverrides, NULL, o->distributed};
     if (o->opt_text) {

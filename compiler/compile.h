@@ -29,10 +29,18 @@ typedef struct CompileOptions {
     bool distributed;
 } CompileOptions;
 
-/* Parses "NAME=VALUE" (`--set`): a number, true or false, or other text (a
- * string setting).  False when there is no NAME=; out (may be NULL) gets the key
- * (malloc'd: free it) and the text (pointing into kv). */
-bool compile_parse_override(const char *kv, Override *out);
+/* Reads all of s as a number, written as in a .nnd file: decimal (12, 0.5, .5, 1e-3)
+ * with an optional sign.  Returns NULL with the value in *out, or why s is not one:
+ * "expected a number", "expected a finite number" (nan, inf), "expected a decimal
+ * number" (0x10) or "number is too large" (1e999). */
+const char *compile_parse_number(const char *s, double *out);
+
+/* Parses "NAME=VALUE" (`--set`): a number (compile_parse_number), true or false,
+ * or other text (a string setting).  False when there is no NAME= (*why = NULL),
+ * or when VALUE is written as a number but not as a finite decimal one (nan, inf,
+ * 0x10, 1e999; *why = compile_parse_number's reason); why may be NULL.  out (may be
+ * NULL) gets the key (malloc'd: free it) and the text (pointing into kv). */
+bool compile_parse_override(const char *kv, Override *out, const char **why);
 
 /* Loads path (or, when text is not NULL, that NUL-terminated text under the name
  * path) with the modules it uses, and checks them.  Returns the main module, or

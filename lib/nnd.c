@@ -143,11 +143,17 @@ static int check_options(NndProgram *h, const NndOpenOptions *o)
     NndErr env;
     if (nnd_check_env(&env) != 0)
         return fail(h, NND_EMISUSE, "nnd_open: %s", env.msg);
-    for (int i = 0; i < o->noverrides; i++)
-        if (!o->overrides[i] || !compile_parse_override(o->overrides[i], NULL))
+    for (int i = 0; i < o->noverrides; i++) {
+        const char *why = NULL;
+        if (!o->overrides[i] || !compile_parse_override(o->overrides[i], NULL, &why)) {
+            if (why) /* a number, but not a finite decimal one */
+                return fail(h, NND_EMISUSE, "nnd_open: override %d '%s': %s", i, o->overrides[i],
+                            why);
             return fail(h, NND_EMISUSE,
                         "nnd_open: override %d must be NAME=VALUE, like opt.lr=3e-4, got '%s'", i,
                         o->overrides[i] ? o->overrides[i] : "(NULL)");
+        }
+    }
     return NND_OK;
 }
 
@@ -161,7 +167,7 @@ static int compile_program(NndProgram *h, const char *path, const char *source,
     }
     Override *ov = xcalloc((size_t)(o->noverrides ? o->noverrides : 1), sizeof(Override));
     for (int i = 0; i < o->noverrides; i++)
-        compile_parse_override(o->overrides[i], &ov[i]);
+        compile_parse_override(o->overrides[i], &ov[i], NULL);
     CompileOptions co = {.float_dtype = o->dtype, .overrides = ov, .noverrides = o->noverrides};
     h->p = compile(&h->fe, path, source, &co);
     for (int i = 0; i < o->noverrides; i++)

@@ -39,6 +39,22 @@ expect 1 "^nnd: error: --set batch=-5: batch must be a whole number >= 1, got -5
 expect 1 "^nnd: error: --set clip_norm=0: clip_norm must be positive, got 0" check "$mlp" --set clip_norm=0
 expect 1 "^nnd: error: --set ema=2: ema must be between 0 and 1" check "$mlp" --set ema=2
 expect 1 "^nnd: error: --set shuffle=5: shuffle must be true or false, got 5" check "$mlp" --set shuffle=5
+# one name given twice: an error that says so (not that nothing is called that)
+xor=$examples/xor.nnd
+expect 1 "^nnd: error: --set steps: given twice, as steps=2 and steps=3" check "$xor" --set steps=2 --set steps=3
+expect 1 "^nnd: error: --set opt.lr: given twice" check "$xor" --set opt.lr=0.1 --set opt.lr=0.2
+expect 1 "^nnd: error: --set cosine: given twice" check "$examples/gpt.nnd" --set cosine=0 --set=cosine=1
+expect 1 "^nnd: error: --set seed: given twice" check "$xor" --seed 1 --set seed=2
+# a value written as a number is a finite decimal one, as in a .nnd file
+expect 2 "^nnd: --set opt.lr=nan: expected a finite number" check "$xor" --set opt.lr=nan
+expect 2 "^nnd: --set opt.lr=inf: expected a finite number" check "$xor" --set opt.lr=inf
+expect 2 "^nnd: --set opt.beta1=-inf: expected a finite number" check "$xor" --set opt.beta1=-inf
+expect 2 "^nnd: --set clip_norm=inf: expected a finite number" check "$xor" --set clip_norm=inf
+expect 2 "^nnd: --set cosine=nan: expected a finite number" check "$examples/gpt.nnd" --set cosine=nan
+expect 2 "^nnd: --set opt.lr=1e999: number is too large" check "$xor" --set opt.lr=1e999
+expect 2 "^nnd: --set opt.lr=0x10: expected a decimal number" check "$xor" --set opt.lr=0x10
+expect 2 "^nnd: --set steps=0x1p3: expected a decimal number" check "$xor" --set steps=0x1p3
+expect 2 "needs a number" run "$xor" --seed nan
 expect 2 "unknown command 'bogus'" bogus --help
 expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
 # --precision bf16 reaches the train block: the run says how its products run here

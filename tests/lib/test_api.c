@@ -129,6 +129,18 @@ static void test_program_errors(void **state)
     assert_int_equal(nnd_open_string("xor.nnd", XOR, &o, &p), NND_EPROGRAM);
     assert_non_null(strstr(nnd_errmsg(p), "opt.lrr"));
     nnd_close(p);
+    /* a value strtod reads that is no finite decimal number is not taken */
+    const char *nan_lr[] = {"opt.lr=nan"};
+    o = (NndOpenOptions){.overrides = nan_lr, .noverrides = 1};
+    assert_int_equal(nnd_open_string("xor.nnd", XOR, &o, &p), NND_EMISUSE);
+    assert_non_null(strstr(nnd_errmsg(p), "'opt.lr=nan': expected a finite number"));
+    nnd_close(p);
+    /* one name given twice is an error, not the second one naming nothing */
+    const char *twice[] = {"opt.lr=0.1", "opt.lr=0.2"};
+    o = (NndOpenOptions){.overrides = twice, .noverrides = 2};
+    assert_int_equal(nnd_open_string("xor.nnd", XOR, &o, &p), NND_EPROGRAM);
+    assert_non_null(strstr(nnd_errmsg(p), "--set opt.lr: given twice"));
+    nnd_close(p);
 }
 
 static void test_info(void **state)
