@@ -214,10 +214,6 @@ static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double 
                         "number, not a schedule)\n");
         return NND_EXIT_ERROR;
     }
-    if (!(lo > 0 && hi > lo) || steps < 2) {
-        fprintf(stderr, "nnd: lrfind: need 0 < --min < --max and --steps of at least 2\n");
-        return NND_EXIT_USAGE;
-    }
     /* the sweep only: no evaluation, no checkpoints */
     p->steps = steps;
     for (int i = 0; i < p->evals.n; i++)
@@ -422,12 +418,17 @@ int cmd_compare(Options *o)
 
 static int lrfind(Program *p, Options *o)
 {
-    return lrfind_run(p, o->threads, o->lr_steps ? o->lr_steps : 100, o->lr_min ? o->lr_min : 1e-7,
-                      o->lr_max ? o->lr_max : 10, o->output, stdout);
+    return lrfind_run(p, o->threads, o->lr_steps, o->lr_min, o->lr_max, o->output, stdout);
 }
 
 int cmd_lrfind(Options *o)
 {
+    /* before the training: a rate range it cannot sweep */
+    if (!(o->lr_min > 0 && o->lr_max > o->lr_min)) {
+        fprintf(stderr, "nnd: lrfind: need 0 < --min < --max, got --min %g --max %g\n", o->lr_min,
+                o->lr_max);
+        return NND_EXIT_USAGE;
+    }
     jit_prewarm();
     return cli_on_program(o, true, lrfind);
 }

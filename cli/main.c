@@ -102,15 +102,57 @@ static const char **string_option(Options *o, const char *a)
     return NULL;
 }
 
+/* lrfind's and gradcheck's numbers (--min, --batch...): -1 when a is none of them,
+ * else 0 or NND_EXIT_USAGE (after saying why).  Each value given is checked, 0
+ * included: the defaults are set before. */
+static int number_option(Options *o, const char *a, const char *next)
+{
+    double v;
+    if (strcmp(a, "--min") == 0 || strcmp(a, "--max") == 0 ||
+        (strcmp(a, "--steps") == 0 && strcmp(o->cmd, "lrfind") == 0)) {
+        if (!next || !cli_parse_number(next, &v))
+            return cli_usage_error("%s needs a number", a);
+        if (a[2] == 's' && (v < 2 || v > 1e6 || v != floor(v)))
+            return cli_usage_error("--steps needs a whole number from 2 to 1000000, got '%s'",
+                                   next);
+        if (a[2] == 's')
+            o->lr_steps = (int64_t)v;
+        else
+            *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
+    } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--per-param") == 0) {
+        /* --per-param 0 checks every element; a batch has at least one sample */
+        double lo = a[2] == 'b';
+        if (!next || !cli_parse_number(next, &v) || v < lo || v > 1e9 || v != floor(v))
+            return cli_usage_error(
+                lo ? "--batch needs a whole number from 1 to 1000000000, got '%s'"
+                   : "--per-param needs a whole number from 0 to 1000000000, "
+                     "got '%s'",
+                next ? next : "");
+        if (a[2] == 'b')
+            o->gc.batch = (int)(o->batch = (int64_t)v);
+        else
+            o->gc.per_param = (int)v;
+    } else if (strcmp(a, "--eps") == 0) {
+        if (!next || !cli_parse_number(next, &v) || !(v > 0))
+            return cli_usage_error("--eps needs a positive number, got '%s'", next ? next : "");
+        o->gc.eps = v;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, Options *o)
 {
     o->dtype = NND_F32;
     o->gc = (GradcheckOptions){4, 24, 1e-6, 1e-5, 1e-3};
+    o->lr_min = 1e-7, o->lr_max = 10, o->lr_steps = 100;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         const char **field;
         double v;
+        int rc;
         if (strcmp(a, "--set") == 0) {
             if (!next)
                 return cli_usage_error("%s needs NAME=VALUE", a);
@@ -146,14 +188,9 @@ static int parse_args(int argc, char **argv, Options *o)
             else
                 o->sweep = next;
             i++;
-        } else if (strcmp(a, "--min") == 0 || strcmp(a, "--max") == 0 ||
-                   (strcmp(a, "--steps") == 0 && strcmp(o->cmd, "lrfind") == 0)) {
-            if (!next || !cli_parse_number(next, &v))
-                return cli_usage_error("%s needs a number", a);
-            if (a[2] == 's')
-                o->lr_steps = (int64_t)v;
-            else
-                *(a[3] == 'i' ? &o->lr_min : &o->lr_max) = v;
+        } else if ((rc = number_option(o, a, next)) >= 0) {
+            if (rc)
+                return rc;
             i++;
         } else if ((field = string_option(o, a))) {
             if (!next)
@@ -223,17 +260,6 @@ static int parse_args(int argc, char **argv, Options *o)
             o->schedule = true;
         } else if (strcmp(a, "--no-spans") == 0) {
             o->no_spans = true;
-        } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--per-param") == 0 ||
-                   strcmp(a, "--eps") == 0) {
-            if (!next || !cli_parse_number(next, &v) || v < 0)
-                return cli_usage_error("%s needs a non-negative number", a);
-            if (a[2] == 'b')
-                o->gc.batch = (int)(o->batch = v < 1 ? 1 : (int64_t)v);
-            else if (a[2] == 'p')
-                o->gc.per_param = (int)v;
-            else
-                o->gc.eps = v;
-            i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("unknown option '%s'", a);
         } else {

@@ -55,6 +55,16 @@ expect 2 "^nnd: --set opt.lr=1e999: number is too large" check "$xor" --set opt.
 expect 2 "^nnd: --set opt.lr=0x10: expected a decimal number" check "$xor" --set opt.lr=0x10
 expect 2 "^nnd: --set steps=0x1p3: expected a decimal number" check "$xor" --set steps=0x1p3
 expect 2 "needs a number" run "$xor" --seed nan
+# lrfind's and gradcheck's numbers: a value given is checked, 0 included
+expect 2 "^nnd: lrfind: need 0 < --min < --max, got --min 0 --max 10" lrfind "$xor" --min 0
+expect 2 "^nnd: lrfind: need 0 < --min < --max" lrfind "$xor" --min 1 --max 0.5
+expect 2 "^nnd: --steps needs a whole number from 2 to 1000000, got '0'" lrfind "$xor" --steps 0
+expect 2 "^nnd: --steps needs a whole number from 2 to 1000000, got '1'" lrfind "$xor" --steps 1
+expect 2 "^nnd: --min needs a number" lrfind "$xor" --min nan
+expect 2 "^nnd: --eps needs a positive number, got '0'" gradcheck "$xor" --eps 0
+expect 2 "^nnd: --eps needs a positive number, got '-1e-6'" gradcheck "$xor" --eps -1e-6
+expect 2 "^nnd: --batch needs a whole number from 1 to 1000000000, got '0'" gradcheck "$xor" --batch 0
+expect 2 "^nnd: --per-param needs a whole number from 0 to 1000000000, got '2.5'" gradcheck "$xor" --per-param 2.5
 expect 2 "unknown command 'bogus'" bogus --help
 expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
 # --precision bf16 reaches the train block: the run says how its products run here
