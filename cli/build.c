@@ -204,7 +204,18 @@ int cmd_build(Options *o)
 {
     if (!o->output)
         return cli_usage_error("%s", "build needs -o OUT.o, OUT.a or OUT.so");
+    if (!has_suffix(o->output, ".o") && !has_suffix(o->output, ".a") &&
+        !has_suffix(o->output, ".so"))
+        return cli_usage_error("build -o writes OUT.o, OUT.a or OUT.so, got '%s'", o->output);
     if (o->features && !o->cpu)
         return cli_usage_error("%s", "--features goes with --cpu NAME");
+    /* before the compile: what it makes would have nowhere to go */
+    NndErr e;
+    const char *outs[2] = {o->output, o->header};
+    for (int i = 0; i < 2; i++)
+        if (outs[i] && nnd_check_write_path(outs[i], &e) != 0) {
+            fprintf(stderr, "nnd: build: %s\n", e.msg);
+            return NND_EXIT_ERROR;
+        }
     return cli_on_program(o, false, build_program);
 }

@@ -423,11 +423,16 @@ static int lrfind(Program *p, Options *o)
 
 int cmd_lrfind(Options *o)
 {
-    /* before the training: a rate range it cannot sweep */
+    /* before the training: a rate range or a plot it cannot make */
     if (!(o->lr_min > 0 && o->lr_max > o->lr_min)) {
         fprintf(stderr, "nnd: lrfind: need 0 < --min < --max, got --min %g --max %g\n", o->lr_min,
                 o->lr_max);
         return NND_EXIT_USAGE;
+    }
+    NndErr e;
+    if (o->output && nnd_check_write_path(o->output, &e) != 0) {
+        fprintf(stderr, "nnd: lrfind: %s\n", e.msg);
+        return NND_EXIT_ERROR;
     }
     jit_prewarm();
     return cli_on_program(o, true, lrfind);

@@ -65,6 +65,13 @@ expect 2 "^nnd: --eps needs a positive number, got '0'" gradcheck "$xor" --eps 0
 expect 2 "^nnd: --eps needs a positive number, got '-1e-6'" gradcheck "$xor" --eps -1e-6
 expect 2 "^nnd: --batch needs a whole number from 1 to 1000000000, got '0'" gradcheck "$xor" --batch 0
 expect 2 "^nnd: --per-param needs a whole number from 0 to 1000000000, got '2.5'" gradcheck "$xor" --per-param 2.5
+# outputs that could not be written are found before the work, not after it
+expect 1 "^nnd: lrfind: /nonexistent-nnd/x.svg: the directory /nonexistent-nnd does not exist" \
+    lrfind "$xor" -o /nonexistent-nnd/x.svg
+expect 1 "^nnd: build: /nonexistent-nnd/x.o: the directory /nonexistent-nnd does not exist" \
+    build "$xor" -o /nonexistent-nnd/x.o
+expect 1 "^nnd: build: /nonexistent-nnd/x.h: the directory" build "$xor" -o x.o --header /nonexistent-nnd/x.h
+expect 2 "^nnd: build -o writes OUT.o, OUT.a or OUT.so, got 'x.exe'" build "$xor" -o x.exe
 expect 2 "unknown command 'bogus'" bogus --help
 expect 1 "^nnd: error: --set precision=fp8: precision must be bf16 or f32, got fp8" check "$mlp" --set precision=fp8
 # --precision bf16 reaches the train block: the run says how its products run here
