@@ -65,8 +65,11 @@ static int64_t int_setting(Elab *e, Scope *s, const Ast *train, const char *name
     if (found)
         *found = f;
     if (f && (v != floor(v) || v < (double)min || v > 9e15)) {
+        /* 9e15: below 2^53, where doubles (hyper-parameters) still count exactly */
         el_setting_error(e, name, st ? st->b->span : train->span,
-                         "%s must be a whole number >= %lld, got %g", name, (long long)min, v);
+                         v > 9e15 ? "%s must be a whole number from %lld to 9e15, got %g"
+                                  : "%s must be a whole number >= %lld, got %g",
+                         name, (long long)min, v);
         return dflt;
     }
     return (int64_t)v;
