@@ -91,7 +91,7 @@ static void compare_run(Program *p, int threads, CompareRow *row)
 {
     row->ok = false;
     Executable x;
-    ExecOptions eo = {ENGINE_JIT, false, 0, false, false, 0, false};
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false, train_max_batch(p), false};
     if (!executable_build(&x, p, &eo, row->err, sizeof row->err))
         return;
     NndErr perr;
@@ -223,7 +223,7 @@ static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double 
     p->hypers.v[hyper].value = lo;
     char err[1024] = "";
     Executable x;
-    ExecOptions eo = {ENGINE_JIT, false, 0, false, false, 0, false};
+    ExecOptions eo = {ENGINE_JIT, false, 0, false, false, train_max_batch(p), false};
     if (!executable_build(&x, p, &eo, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         return NND_EXIT_ERROR;

@@ -178,9 +178,10 @@ static const char *products_on(const Program *p)
  * process, interleaved). */
 static void print_step_time(const Program *p, const NndTrainResult *res, int64_t ran)
 {
+    int64_t batch = NND_MIN(p->batch, p->data.v[p->train_data].n); /* a batch is at most all */
     if (ran > 0)
         printf("time: %.3f ms per step, %.0f samples/s (training steps only; %s)\n",
-               1e3 * res->seconds / (double)ran, (double)ran * (double)p->batch / res->seconds,
+               1e3 * res->seconds / (double)ran, (double)ran * (double)batch / res->seconds,
                products_on(p));
     if (res->full_steps > 0 && res->full_steps < ran) {
         double full = res->full_seconds / (double)res->full_steps;
@@ -419,6 +420,20 @@ static bool valid_run_name(const char *name)
     return !name || (*name && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, ".."));
 }
 
+/* The run's functions, planned for the batches training passes them. */
+static bool build_run(const Options *o, Program *p, Executable *x)
+{
+    char err[1024] = "";
+    ExecOptions eo = {.engine = o->interp ? ENGINE_INTERP : ENGINE_JIT,
+                      .profile = o->profile,
+                      .check_numerics = o->check_numerics,
+                      .max_batch = train_max_batch(p)};
+    if (executable_build(x, p, &eo, err, sizeof err))
+        return true;
+    fprintf(stderr, "nnd: %s\n", err);
+    return false;
+}
+
 static int run_one(Options *o)
 {
     if (o->files.n != 1)
@@ -447,12 +462,8 @@ static int run_one(Options *o)
         goto done;
     if (rank == 0 && !remove_stale_temps(p))
         goto done;
-    ExecOptions eo = {
-        o->interp ? ENGINE_INTERP : ENGINE_JIT, false, 0, o->profile, o->check_numerics, 0, false};
-    if (!executable_build(&x, p, &eo, err, sizeof err)) {
-        fprintf(stderr, "nnd: %s\n", err);
+    if (!build_run(o, p, &x))
         goto done;
-    }
     have_x = true;
     if (p->g.bf16 && rank == 0)
         print_precision();

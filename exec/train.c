@@ -36,6 +36,14 @@ bool train_gathers_on_caller(const Program *p, const NndPool *pool)
     return any;
 }
 
+int64_t train_max_batch(const Program *p)
+{
+    int64_t n = p->data.v[p->train_data].n;
+    for (int i = 0; i < p->evals.n; i++)
+        n = NND_MAX(n, p->data.v[p->evals.v[i].data].n);
+    return n > 0 && n < p->batch ? n : p->batch;
+}
+
 void train_print_convs(const Program *p, FILE *out)
 {
     const Graph *g = &p->g;

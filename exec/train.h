@@ -54,6 +54,10 @@ typedef struct TrainOptions {
  * x (a convolution, an elementwise loop, a product split across the pool) keeps the
  * gather on the pool. */
 bool train_gathers_on_caller(const Program *p, const NndPool *pool);
+/* The largest batch a training run passes its functions: the program's batch, or
+ * fewer when no data set it trains or evaluates on has that many samples (a batch
+ * is then all of one).  For ExecOptions.max_batch: the arena is planned for it. */
+int64_t train_max_batch(const Program *p);
 /* --verbose: one line to out for each convolution of the step, its shapes at the
  * program's batch size and how the runtime computes it (nnd_conv2d_method). */
 void train_print_convs(const Program *p, FILE *out);

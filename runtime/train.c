@@ -354,18 +354,21 @@ static void idle_gather(NndStepArgs *a)
     nb->done = true;
 }
 
+/* Room for a batch of ds's samples and the indices of all n of them: a batch larger
+ * than the data set is all of it, as a partial last batch is what is left. */
 static int batch_alloc(Batch *b, const NndDataSet *ds, int64_t batch, int64_t n, NndErr *err)
 {
     size_t xb, yb;
     nnd_dataset_sample_bytes(ds, &xb, &yb);
-    b->x = nnd_alloc(xb * (size_t)batch + 64);
-    b->y = nnd_alloc(yb * (size_t)batch + 64);
-    b->idx = nnd_alloc(sizeof(uint32_t) * (size_t)(n > batch ? n : batch));
+    int64_t m = batch < n ? batch : n; /* a batch holds at most all the samples */
+    b->x = nnd_alloc(xb * (size_t)m + 64);
+    b->y = nnd_alloc(yb * (size_t)m + 64);
+    b->idx = nnd_alloc(sizeof(uint32_t) * (size_t)(n > 1 ? n : 1));
     if (!b->x || !b->y || !b->idx) {
         nnd_free(b->x);
         nnd_free(b->y);
         nnd_free(b->idx);
-        return nnd_err(err, "out of memory for batches of %lld samples", (long long)batch);
+        return nnd_err(err, "out of memory for batches of %lld samples", (long long)m);
     }
     return 0;
 }
@@ -426,7 +429,7 @@ int nnd_train_evaluate(const NndTrainer *t, int which, double *values, NndErr *e
     const NndDataSet *ds = &t->data[es->data];
     int64_t n = nnd_dataset_count(ds);
     Batch b;
-    if (batch_alloc(&b, ds, t->batch, t->batch, err))
+    if (batch_alloc(&b, ds, t->batch, n, err))
         return -1;
     double *out = calloc((size_t)es->nmetrics + 1, sizeof(double));
     for (int k = 0; k < es->nmetrics; k++)
@@ -568,8 +571,9 @@ int nnd_train(const NndTrainer *t, NndTrainResult *res, NndErr *err)
     if (nnd_pool_threads(t->pool) > 1 && !t->gather_on_caller && !t->step_apply &&
         !(t->accumulate > 1 && t->step_accum)) {
         nnd_dataset_sample_bytes(ds, &nb.xb, &nb.yb);
-        nb.x = nnd_alloc(nb.xb * (size_t)t->batch + 64);
-        nb.y = nnd_alloc(nb.yb * (size_t)t->batch + 64);
+        int64_t m = t->batch < n ? t->batch : n; /* as batch_alloc */
+        nb.x = nnd_alloc(nb.xb * (size_t)m + 64);
+        nb.y = nnd_alloc(nb.yb * (size_t)m + 64);
         if (!nb.x || !nb.y) { /* then gathered at each step, as without a pool */
             nnd_free(nb.x);
             nnd_free(nb.y);
