@@ -10,7 +10,8 @@ typedef struct Help {
 } Help;
 
 #define COMMON                                                                                     \
-    "  --set NAME=VALUE  a setting, `let` or hyper-parameter (batch, steps, opt.lr); repeatable\n" \
+    "  --set NAME=VALUE  a setting, `let` or hyper-parameter (batch, steps, opt.lr); once a "      \
+    "name\n"                                                                                       \
     "  --seed N          --set seed=N\n"                                                           \
     "  --dtype f32|f64   the program's float type (default f32)\n"                                 \
     "  --precision bf16  matrix products with bf16 inputs and f32 sums (default f32)\n"

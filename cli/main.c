@@ -41,7 +41,7 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --set NAME=VALUE  override a setting or hyper-parameter (batch, epochs, steps,\n"
-    "                    seed, shuffle, opt.lr, a `let` of the train block); repeatable\n"
+    "                    seed, shuffle, opt.lr, a `let` of the train block); once a name\n"
     "  --seed N          same as --set seed=N\n"
     "  --dtype f32|f64   the float type of the whole program (default f32)\n"
     "  --interp          run with the reference interpreter instead of compiled code\n"
