@@ -172,6 +172,19 @@ static int64_t gz_read(DataFile *f, unsigned char *buf, int64_t n, NndErr *err)
     return got;
 }
 
+/* Inflates the rest of the stream to nowhere: fails where gz_read finds it damaged. */
+static int gz_drain(DataFile *f, NndErr *err)
+{
+    unsigned char *sink = nnd_alloc(CHUNK_SIZE);
+    if (!sink)
+        return out_of_memory(f->path, err);
+    int64_t got;
+    while ((got = gz_read(f, sink, CHUNK_SIZE, err)) == CHUNK_SIZE)
+        ;
+    nnd_free(sink);
+    return got < 0 ? -1 : 0;
+}
+
 /* Reads the n bytes at offset `at` of f's file, whatever the stream has read. */
 static int read_at(DataFile *f, unsigned char *buf, size_t n, off_t at)
 {
@@ -608,7 +621,11 @@ static int read_body(DataFile *f, int rank, const int64_t *shape, RawType t, int
     int64_t got = data_read(f, &extra, 1, err);
     if (got < 0)
         goto fail;
-    if (got > 0) {
+    /* Damage inside a deflate stream may inflate to more bytes rather than fail: the
+     * rest of the stream is checked (its CRC and length) before blaming the header. */
+    if (got > 0 && f->gz && !f->whole && gz_drain(f, err) != 0)
+        goto fail;
+    if (got > 0 && !f->cut) {
         char what[256];
         describe(what, sizeof what, rank, shape, t.kind, nbytes);
         nnd_err(err, "%s: trailing bytes: header declares %s but the %s goes on after it", f->path,

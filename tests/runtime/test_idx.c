@@ -546,6 +546,21 @@ static void test_corrupt_gzip(void **state)
     expect_error(p, "gzip");
     free(d);
 
+    /* Damage that inflates to more bytes than the header declares, which the CRC
+     * shows: a corrupt stream, not a header that lies. */
+    p = tmp_path("idx_damaged_longer.idx.gz");
+    Bytes lb = {0};
+    bytes_put(&lb, b.p, b.n);
+    for (int i = 0; i < 1000; i++) /* enough that one byte past the body is not the end */
+        bytes_u8(&lb, (unsigned)i);
+    size_t ln;
+    unsigned char *l = gzip_bytes(lb.p, lb.n, &ln);
+    l[ln - 8] ^= 0xFF;
+    write_file(p, l, ln);
+    expect_error(p, "corrupt gzip data (incorrect data check)");
+    free(l);
+    bytes_free(&lb);
+
     /* Garbage after the gzip member, short and long. */
     p = tmp_path("idx_garbage1.idx.gz");
     Bytes gb = {0};
