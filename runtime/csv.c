@@ -125,7 +125,8 @@ static int csv_number_error(CsvText *t, int64_t col, CsvSpan name, CsvSpan field
                    (long long)col + 1, nb, fb, why);
 }
 
-/* number := what strtod accepts, finite, and nothing else in the field */
+/* number := what strtod accepts in decimal (not hex: 0x10, 0x1p3), finite, and
+ * nothing else in the field */
 static int csv_number(CsvText *t, int64_t col, CsvSpan name, CsvSpan field, double *v, NndErr *err)
 {
     char buf[128];
@@ -145,7 +146,7 @@ static int csv_number(CsvText *t, int64_t col, CsvSpan name, CsvSpan field, doub
     char *end;
     errno = 0;
     *v = strtod(buf, &end);
-    if (end != buf + field.len || end == buf)
+    if (end != buf + field.len || end == buf || strpbrk(buf, "xX"))
         return csv_number_error(t, col, name, field, "is not a number", err);
     if (!isfinite(*v))
         return csv_number_error(t, col, name, field,

@@ -170,6 +170,11 @@ static void test_errors(void **state)
     expect_error("csv_empty_field.csv", "a,b,c\n1,,3\n", NULL, 1, ":2: column 2 ('b') is empty");
     expect_error("csv_quoted.csv", "a,b,c\n1,\"2\",3\n", NULL, 1,
                  "quoted fields are not supported");
+    /* decimal only: strtod's hexadecimal forms are not numbers here */
+    expect_error("csv_hex.csv", "a,b,c\n1,0x10,3\n", NULL, 1,
+                 ":2: column 2 ('b'): '0x10' is not a number");
+    expect_error("csv_hex_float.csv", "a,b,c\n1,2,-0X1p3\n", NULL, 0,
+                 ":2: column 3 ('c'): '-0X1p3' is not a number");
     expect_error("csv_nan.csv", "a,b,c\n1,nan,3\n", NULL, 1, "'nan' is not a finite number");
     expect_error("csv_inf.csv", "a,b,c\n1,-inf,3\n", NULL, 1, "is not a finite number");
     expect_error("csv_range.csv", "a,b,c\n1,1e999,3\n", NULL, 1, "'1e999' is out of range");
