@@ -22,6 +22,7 @@
 
 typedef struct Inputs {
     const char *name; /* the data set's name, or the input file's path */
+    const char *y_name; /* where the labels come from: name, or the labels file */
     NndTensor x, y; /* owned unless borrowed */
     bool borrowed; /* x and y belong to the program's data set */
     bool has_y;
@@ -74,6 +75,59 @@ static bool fit_samples(const Program *p, const char *file, NndTensor *x)
     return true;
 }
 
+/* The labels of a file as the model takes them, the training set's per-sample shape
+ * and dtype: integers become floats for a model of float labels, and floats that
+ * are whole numbers become class indices (as a CSV's class column reads "2.0"). */
+static bool fit_labels(const Program *p, const char *file, NndTensor *y)
+{
+    const DataSet *td = &p->data.v[p->train_data];
+    NndDType dtype = (NndDType)graph_node((Graph *)&p->g, p->y)->dtype;
+    int64_t have = 1, want = 1;
+    for (int d = 1; d < y->rank; d++)
+        have *= y->shape[d];
+    for (int d = 0; d < td->y_rank; d++)
+        want *= td->y_shape[d];
+    if (have != want) {
+        char h[128], w[128];
+        nnd_shape_text(h, sizeof h, y->rank - 1, y->shape + 1);
+        nnd_shape_text(w, sizeof w, td->y_rank, td->y_shape);
+        fprintf(stderr, "nnd: %s: labels are %s, but the model takes %s\n", file, h, w);
+        return false;
+    }
+    y->rank = td->y_rank + 1;
+    memcpy(y->shape + 1, td->y_shape, sizeof(int64_t) * (size_t)td->y_rank);
+    if (y->dtype == dtype)
+        return true;
+    NndTensor t;
+    NndErr e;
+    if (nnd_tensor_alloc(&t, dtype, y->rank, y->shape, &e) != 0) {
+        fprintf(stderr, "nnd: %s: %s\n", file, e.msg);
+        return false;
+    }
+    for (int64_t i = 0, n = nnd_tensor_numel(y); i < n; i++) {
+        double v = y->dtype == NND_I32   ? ((const int32_t *)y->data)[i]
+                   : y->dtype == NND_F32 ? ((const float *)y->data)[i]
+                                         : ((const double *)y->data)[i];
+        if (dtype == NND_I32 && (v != floor(v) || v < INT32_MIN || v > INT32_MAX)) {
+            fprintf(stderr,
+                    "nnd: %s: label %.9g at sample %lld is not a class index (a whole number); "
+                    "the model takes integer labels\n",
+                    file, v, (long long)(i / (want ? want : 1)));
+            nnd_tensor_free(&t);
+            return false;
+        }
+        if (dtype == NND_I32)
+            ((int32_t *)t.data)[i] = (int32_t)v;
+        else if (dtype == NND_F32)
+            ((float *)t.data)[i] = (float)v;
+        else
+            ((double *)t.data)[i] = v;
+    }
+    nnd_tensor_free(y);
+    *y = t;
+    return true;
+}
+
 /* --input FILE (and --labels FILE): NPY, CSV (the training CSV's columns) or IDX. */
 static bool load_file(const Program *p, const Options *o, Inputs *in)
 {
@@ -81,7 +135,7 @@ static bool load_file(const Program *p, const Options *o, Inputs *in)
     NndLoadOptions lo = {td->scale, p->float_dtype};
     NndErr e;
     int rc;
-    in->name = o->input;
+    in->name = in->y_name = o->input;
     if (ends_with(o->input, ".csv") || ends_with(o->input, ".csv.gz")) {
         rc = nnd_csv_load(o->input, td->kind == DATA_CSV ? td->label : NULL,
                           td->kind == DATA_CSV && td->classes, &lo, &in->x, &in->y, &e);
@@ -98,6 +152,7 @@ static bool load_file(const Program *p, const Options *o, Inputs *in)
         rc = ends_with(o->labels, ".npy") ? nnd_npy_load(o->labels, NND_LABELS, &lo, &in->y, &e)
                                           : nnd_idx_load(o->labels, NND_LABELS, &lo, &in->y, &e);
         in->has_y = rc == 0;
+        in->y_name = o->labels;
         if (rc == 0 && in->y.shape[0] != in->x.shape[0]) {
             fprintf(stderr, "nnd: %s has %lld labels for the %lld samples of %s\n", o->labels,
                     (long long)in->y.shape[0], (long long)in->x.shape[0], o->input);
@@ -108,7 +163,7 @@ static bool load_file(const Program *p, const Options *o, Inputs *in)
         fprintf(stderr, "nnd: %s\n", e.msg);
         return false;
     }
-    return fit_samples(p, o->input, &in->x);
+    return fit_samples(p, o->input, &in->x) && (!in->has_y || fit_labels(p, in->y_name, &in->y));
 }
 
 static bool load_inputs(Program *p, Frontend *fe, const Options *o, Inputs *in)
@@ -131,7 +186,7 @@ static bool load_inputs(Program *p, Frontend *fe, const Options *o, Inputs *in)
             }
             if (!program_load_dataset(p, i, &fe->diags))
                 return false;
-            in->name = o->data;
+            in->name = in->y_name = o->data;
             in->x = p->data.v[i].x;
             in->y = p->data.v[i].y;
             in->borrowed = in->has_y = true;
@@ -143,6 +198,54 @@ static bool load_inputs(Program *p, Frontend *fe, const Options *o, Inputs *in)
     fprintf(stderr, "nnd: the program has no data set '%s' (it has %s)\n", o->data, names.s);
     sb_free(&names);
     return false;
+}
+
+/* The first of the samples [at, at + b) of t that holds v, or -1. */
+static int64_t sample_holding(const NndTensor *t, int64_t at, int64_t b, double v)
+{
+    if (!t->data || t->rank < 1 || t->shape[0] < 1 || t->dtype == NND_BOOL)
+        return -1;
+    int64_t per = nnd_tensor_numel(t) / t->shape[0];
+    for (int64_t s = at; s < at + b; s++)
+        for (int64_t k = 0; k < per; k++) {
+            int64_t i = s * per + k;
+            double e = t->dtype == NND_I32   ? ((const int32_t *)t->data)[i]
+                       : t->dtype == NND_F32 ? ((const float *)t->data)[i]
+                                             : ((const double *)t->data)[i];
+            if (e == v)
+                return s;
+        }
+    return -1;
+}
+
+/* A label or an index out of range in samples [at, at + b): named with the file
+ * and the sample that hold it (labels are looked for in y first, indices in x). */
+static void range_error(const Inputs *in, const NndStepArgs *a, int64_t at, int64_t b)
+{
+    bool label = a->status == NND_STATUS_LABEL_RANGE;
+    const NndTensor *y = in->has_y ? &in->y : NULL;
+    const NndTensor *look[2] = {label ? y : &in->x, label ? &in->x : y};
+    const char *names[2] = {label ? in->y_name : in->name, label ? in->name : in->y_name};
+    const char *file = in->name;
+    int64_t s = -1;
+    for (int k = 0; k < 2 && s < 0; k++)
+        if (look[k] && (s = sample_holding(look[k], at, b, a->bad_value)) >= 0)
+            file = names[k];
+    char what[160], where[64];
+    if (label)
+        snprintf(what, sizeof what,
+                 "label %.17g is out of range for the model's %lld classes, 0 to %lld",
+                 a->bad_value, (long long)a->bad_count, (long long)a->bad_count - 1);
+    else
+        snprintf(what, sizeof what,
+                 "index %.17g is out of range for a table of %lld rows (take, Embedding)",
+                 a->bad_value, (long long)a->bad_count);
+    if (s >= 0)
+        snprintf(where, sizeof where, " (sample %lld has it)", (long long)s);
+    else
+        snprintf(where, sizeof where, ", in samples %lld to %lld", (long long)at,
+                 (long long)(at + b - 1));
+    fprintf(stderr, "nnd: %s: %s%s\n", file, what, where);
 }
 
 /* A function (forward, or an eval's metrics) over the samples [at, at + b). */
@@ -169,10 +272,7 @@ static bool run_batch(const Program *p, Executable *x, Model *m, void **params, 
     fn(&a);
     free(h);
     if (a.status == NND_STATUS_LABEL_RANGE || a.status == NND_STATUS_INDEX_RANGE) {
-        fprintf(stderr, "nnd: %s: %s %.17g is out of range (%lld %s), in samples %lld to %lld\n",
-                in->name, a.status == NND_STATUS_LABEL_RANGE ? "label" : "index", a.bad_value,
-                (long long)a.bad_count, a.status == NND_STATUS_LABEL_RANGE ? "classes" : "rows",
-                (long long)at, (long long)(at + b - 1));
+        range_error(in, &a, at, b);
         return false;
     }
     if (a.status) {
@@ -345,10 +445,11 @@ static bool forward_all(const Program *p, Executable *x, Model *m, void **params
     return true;
 }
 
-/* With class labels: how often the likeliest class is the label. */
+/* With class labels (one a sample, integers or floats that hold them): how often
+ * the likeliest class is the label. */
 static void print_accuracy(const Inputs *in, const Outputs *r)
 {
-    if (!in->has_y || in->y.dtype != NND_I32 || in->y.rank != 1 || r->rank != 1 || r->per < 2)
+    if (!in->has_y || in->y.dtype == NND_BOOL || in->y.rank != 1 || r->rank != 1 || r->per < 2)
         return;
     int64_t right = 0;
     for (int64_t i = 0; i < r->n; i++) {
@@ -356,7 +457,10 @@ static void print_accuracy(const Inputs *in, const Outputs *r)
         int64_t best = 0;
         for (int64_t k = 1; k < r->per; k++)
             best = row[k] > row[best] ? k : best;
-        right += best == ((const int32_t *)in->y.data)[i];
+        double label = in->y.dtype == NND_I32   ? ((const int32_t *)in->y.data)[i]
+                       : in->y.dtype == NND_F32 ? ((const float *)in->y.data)[i]
+                                                : ((const double *)in->y.data)[i];
+        right += (double)best == label;
     }
     fprintf(stderr, "top-1 accuracy on %s: %.5g (%lld of %lld)\n", in->name,
             (double)right / (double)r->n, (long long)right, (long long)r->n);

@@ -38,6 +38,10 @@ npy("x.npy", "<f4", (6, 3), [0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0.5, 0
 npy("y.npy", "<i4", (6,), [0, 1, 2, 3, 1, 2], "i")
 npy("wide.npy", "<f4", (2, 4), [0] * 8, "f")
 npy("none.npy", "<f4", (0, 3), [], "f")
+npy("yf.npy", "<f4", (6,), [0, 1, 2, 3, 1, 2], "f")
+npy("yhalf.npy", "<f4", (6,), [0, 1, 2.5, 3, 1, 2], "f")
+npy("y64.npy", "<i8", (6,), [0, 1, 2, 3, 7, 2], "q")
+npy("y2.npy", "<i4", (6, 2), [0] * 12, "i")
 PY
 # outputs: CSV to stdout, NPY to a file, the same numbers from the interpreter
 "$nnd" predict net.nnd --input x.npy > out.csv 2> err || { cat err; fail "predict to stdout"; }
@@ -66,6 +70,20 @@ PY
 "$nnd" predict net.nnd --input x.npy --labels y.npy --top 2 -o top.csv 2> err || { cat err; fail "--top"; }
 [ "$(head -n 1 top.csv)" = "class1,prob1,class2,prob2" ] || fail "--top header: $(head -n 1 top.csv)"
 grep -q "^top-1 accuracy on x.npy: " err || fail "no accuracy line: $(cat err)"
+# labels of another dtype, as the model takes them: a model of integer labels reads
+# floats that hold whole numbers as classes, a model of float labels integers
+sed 's/y = \[0, 1, 2, 3, 1\])/y = i32([0, 1, 2, 3, 1]))/; s/i32(y)/y/g
+     s/accuracy(net(x), y)/accuracy(net(x), y), loss = cross_entropy(net(x), y)/' net.nnd > classes.nnd
+for prog in net classes; do
+    for labels in y yf; do
+        "$nnd" predict $prog.nnd --input x.npy --labels $labels.npy --weights net.safetensors \
+            --metrics > $prog-$labels.out 2> $prog-$labels.err ||
+            { cat $prog-$labels.err; fail "$prog.nnd with labels $labels.npy"; }
+        cmp -s $prog-$labels.out $prog-y.out && cmp -s $prog-$labels.err $prog-y.err ||
+            fail "$prog.nnd with labels $labels.npy: $(cat $prog-$labels.out $prog-$labels.err)"
+    done
+done
+grep -q "^x.npy: loss " classes-yf.out || fail "no loss metric: $(cat classes-yf.out)"
 # --metrics on a data set of the program: the run's last eval
 "$nnd" predict net.nnd --data train --metrics > metrics.out 2>&1 || { cat metrics.out; fail "--metrics"; }
 want=$(sed -n 's/.*eval train:  *accuracy \([0-9.]*\).*/\1/p' run.out | tail -n 1)
@@ -92,4 +110,9 @@ sed 's/Dense(3, 4)/Dense(3, 5)/' net.nnd > other.nnd
 expect "tensor 'fc.W' is \[3, 4\], but the model's 'fc.W' is \[3, 5\]" other.nnd --data train --weights net.safetensors
 sed 's/    fc = Dense(3, 4)/    fc = Dense(3, 4)\n    extra = Dense(4, 4)/; s/= fc(x)/= extra(fc(x))/' net.nnd > more.nnd
 expect "net.safetensors: no tensor 'extra.W' (the model's is \[4, 4\] f32)" more.nnd --data train --weights net.safetensors
+# labels: a fraction, a class the model does not have (in the labels file, with its
+# sample), a shape that differs
+expect "yhalf.npy: label 2.5 at sample 2 is not a class index (a whole number)" classes.nnd --input x.npy --labels yhalf.npy --weights net.safetensors
+expect "y64.npy: label 7 is out of range for the model's 4 classes, 0 to 3 (sample 4 has it)" classes.nnd --input x.npy --labels y64.npy --weights net.safetensors --metrics
+expect "y2.npy: labels are \[2\], but the model takes \[\]" net.nnd --input x.npy --labels y2.npy
 echo "ok: nnd predict"
