@@ -563,6 +563,8 @@ int cmd_predict(Options *o)
         return cli_usage_error("%s", "predict takes one file");
     if (o->top < 0)
         return cli_usage_error("%s", "--top needs a whole number >= 1");
+    if (o->output && !ends_with(o->output, ".csv") && !ends_with(o->output, ".npy"))
+        return cli_usage_error("-o takes a file named .csv or .npy, not '%s'", o->output);
     if (!o->interp)
         jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
     Frontend fe;

@@ -115,4 +115,7 @@ expect "net.safetensors: no tensor 'extra.W' (the model's is \[4, 4\] f32)" more
 expect "yhalf.npy: label 2.5 at sample 2 is not a class index (a whole number)" classes.nnd --input x.npy --labels yhalf.npy --weights net.safetensors
 expect "y64.npy: label 7 is out of range for the model's 4 classes, 0 to 3 (sample 4 has it)" classes.nnd --input x.npy --labels y64.npy --weights net.safetensors --metrics
 expect "y2.npy: labels are \[2\], but the model takes \[\]" net.nnd --input x.npy --labels y2.npy
+# an output file of neither kind, refused before anything runs
+expect "\-o takes a file named .csv or .npy, not 'out.txt'" net.nnd --input x.npy -o out.txt
+[ ! -e out.txt ] || fail "-o out.txt was written"
 echo "ok: nnd predict"
