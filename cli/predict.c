@@ -529,7 +529,8 @@ static int predict_program(Program *p, Options *o, Frontend *fe)
     NndErr pe;
     NndPool *pool = nnd_pool_create(o->threads, &pe);
     bool have_x = false;
-    if (!model_init(p, &m, err, sizeof err) || !model_load(p, &m, weights, &nopt, err, sizeof err))
+    if (!model_init(p, &m, err, sizeof err) ||
+        !model_load_noting(p, &m, weights, stderr, &nopt, err, sizeof err))
         fprintf(stderr, "nnd: %s\n", err);
     else if (!(have_x = executable_build(&x, p, &eo, err, sizeof err)))
         fprintf(stderr, "nnd: %s\n", err);

@@ -447,6 +447,8 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
     bool ok = read_point(p, &st, file, &point, err, errlen) &&
               read_tensors(p, m, &st, file, err, errlen) &&
               point_in_run(p, &point, file, err, errlen);
+    if (ok)
+        model_warn_unused(p, &st, note);
     nnd_safetensors_close(&st);
     if (ok) {
         *at = point;

@@ -199,7 +199,42 @@ bool model_restart_optimizer(Program *p, Model *m, char *err, size_t errlen)
     return restart_states(p, m, NULL, err, errlen);
 }
 
+static bool program_has_tensor(const Program *p, const char *name)
+{
+    for (int i = 0; i < p->params.n; i++)
+        if (strcmp(p->params.v[i].name, name) == 0)
+            return true;
+    for (int i = 0; i < p->states.n; i++)
+        if (strcmp(p->states.v[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+void model_warn_unused(const Program *p, const NndSafetensors *st, FILE *warn)
+{
+    enum { SHOWN = 3 };
+    if (!warn)
+        return;
+    StrBuf names = {0};
+    int count = 0;
+    for (int t = 0; t < st->n_tensors; t++)
+        if (!program_has_tensor(p, st->tensors[t].name) && count++ < SHOWN)
+            sb_printf(&names, "%s'%s'", count > 1 ? ", " : "", st->tensors[t].name);
+    if (count > SHOWN)
+        sb_printf(&names, " and %d more", count - SHOWN);
+    if (count)
+        fprintf(warn, "warning: %s: %d tensor%s the model does not have, not loaded: %s\n",
+                st->path, count, count == 1 ? "" : "s", names.s);
+    sb_free(&names);
+}
+
 bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, size_t errlen)
+{
+    return model_load_noting(p, m, path, NULL, nopt, err, errlen);
+}
+
+bool model_load_noting(Program *p, Model *m, const char *path, FILE *warn, int *nopt, char *err,
+                       size_t errlen)
 {
     NndSafetensors st;
     NndErr e;
@@ -227,6 +262,8 @@ bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, si
             ++*nopt;
         }
     }
+    if (ok)
+        model_warn_unused(p, &st, warn);
     nnd_safetensors_close(&st);
     if (ok)
         ok = restart_states(p, m, keep, err, errlen);

@@ -8,6 +8,8 @@
 #ifndef NND_MODEL_H
 #define NND_MODEL_H
 
+#include <stdio.h>
+
 #include "nnd_train.h"
 #include "program.h"
 
@@ -32,6 +34,15 @@ void model_free(Model *m);
  * shapes.  Optimizer states found there are loaded (*nopt counts them), the others
  * start over from their initializers. */
 bool model_load(Program *p, Model *m, const char *path, int *nopt, char *err, size_t errlen);
+/* model_load, and a warning on warn (when not NULL) that names the file's tensors
+ * the program does not have: they are left out, as PyTorch's strict loading would
+ * refuse them, but a file with more in it is no error. */
+bool model_load_noting(Program *p, Model *m, const char *path, FILE *warn, int *nopt, char *err,
+                       size_t errlen);
+/* Writes that warning for st's tensors that are no parameter or state of p (the
+ * first few by name, then how many more) to warn, when there are any and warn is
+ * not NULL. */
+void model_warn_unused(const Program *p, const NndSafetensors *st, FILE *warn);
 /* The optimizer states from their initializers again (which may read the
  * parameters' current values). */
 bool model_restart_optimizer(Program *p, Model *m, char *err, size_t errlen);

@@ -110,6 +110,24 @@ sed 's/Dense(3, 4)/Dense(3, 5)/' net.nnd > other.nnd
 expect "tensor 'fc.W' is \[3, 4\], but the model's 'fc.W' is \[3, 5\]" other.nnd --data train --weights net.safetensors
 sed 's/    fc = Dense(3, 4)/    fc = Dense(3, 4)\n    extra = Dense(4, 4)/; s/= fc(x)/= extra(fc(x))/' net.nnd > more.nnd
 expect "net.safetensors: no tensor 'extra.W' (the model's is \[4, 4\] f32)" more.nnd --data train --weights net.safetensors
+# weights with tensors the model does not have: loaded, with a warning naming them
+python3 - <<'PY' || fail "writing more.safetensors"
+import json, struct
+b = open("net.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+end = len(b) - 8 - n
+for i in range(5):
+    h["old%d.b" % i] = {"dtype": "F32", "shape": [1], "data_offsets": [end + 4 * i, end + 4 * i + 4]}
+hb = json.dumps(h).encode()
+hb += b" " * (-len(hb) % 8)
+open("more.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:] + b"\0" * 20)
+PY
+"$nnd" predict net.nnd --input x.npy --weights more.safetensors > more.csv 2> err || { cat err; fail "more.safetensors"; }
+cmp -s more.csv out.csv || fail "more.safetensors: other outputs"
+grep -q "^warning: more.safetensors: 5 tensors the model does not have, not loaded: 'old0.b', 'old1.b', 'old2.b' and 2 more$" err ||
+    fail "no warning on more.safetensors: $(cat err)"
+"$nnd" predict net.nnd --input x.npy > /dev/null 2> err && ! grep -q warning err || fail "a warning on net.safetensors: $(cat err)"
 # labels: a fraction, a class the model does not have (in the labels file, with its
 # sample), a shape that differs
 expect "yhalf.npy: label 2.5 at sample 2 is not a class index (a whole number)" classes.nnd --input x.npy --labels yhalf.npy --weights net.safetensors

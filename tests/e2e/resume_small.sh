@@ -36,6 +36,7 @@ n=$(ls ck/run1 | wc -l)
     fail "expected steps 180 and 200, found $(ls ck/run1)"
 "$nnd" run xor.nnd --resume ck/run1/step-00000180.safetensors > r.log 2>&1 || { cat r.log; fail "resume"; }
 grep -q "resuming from ck/run1/step-00000180.safetensors: step 180 of 200" r.log || { cat r.log; fail "no resume line"; }
+! grep -q "warning" r.log || { cat r.log; fail "a warning on the run's own checkpoint"; }
 cmp final.safetensors full.safetensors || fail "resumed from step 180: the weights differ"
 echo "ok: resumed from step 180 of 200: bit-identical"
 # refusals
@@ -49,6 +50,9 @@ sed 's/NAdam(lr = 0.02)/SGD(lr = 0.02)/' xor.nnd > sgd.nnd
 "$nnd" run sgd.nnd --set steps=220 --resume ck/run1 > bad.log 2>&1 ||
     { cat bad.log; fail "an SGD run could not start from an NAdam checkpoint (SGD needs none of its state)"; }
 grep -q "holds no checkpoint of this program: trying the newest" bad.log || { cat bad.log; fail "no note on the choice"; }
+# NAdam's state is no tensor of the SGD program: left out, and named
+grep -q "^warning: ck/run1/step-00000200.safetensors: 18 tensors the model does not have, not loaded: 'fc1.W.m', 'fc1.W.v', 'fc1.W.mu_product' and 15 more$" bad.log ||
+    { cat bad.log; fail "no warning on the tensors left out"; }
 sed 's/Dense(2, 8)/Dense(2, 9)/; s/Dense(8, 1)/Dense(9, 1)/; s/BatchNorm(8)/BatchNorm(9)/' xor.nnd > wide.nnd
 "$nnd" run wide.nnd --resume ck/run1 > bad.log 2>&1 && fail "a checkpoint of another shape was accepted"
 grep -q "a different shape or dtype for 'fc1.W'" bad.log || { cat bad.log; fail "wrong message"; }
