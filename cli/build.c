@@ -119,7 +119,7 @@ static bool model_values(Program *p, const Options *o, Model *m)
         fprintf(stderr, "nnd: %s\n", err);
         return false;
     }
-    if (o->weights && !model_load(p, m, o->weights, &nopt, err, sizeof err)) {
+    if (o->weights && !model_load_noting(p, m, o->weights, stderr, &nopt, err, sizeof err)) {
         fprintf(stderr, "nnd: %s\n", err);
         model_free(m);
         return false;

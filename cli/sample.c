@@ -58,7 +58,8 @@ static int sample_program(Program *p, Options *o)
     Model m = {0};
     Executable x;
     bool have_x = false;
-    if (!model_init(p, &m, err, sizeof err) || !model_load(p, &m, weights, &nopt, err, sizeof err))
+    if (!model_init(p, &m, err, sizeof err) ||
+        !model_load_noting(p, &m, weights, stderr, &nopt, err, sizeof err))
         fprintf(stderr, "nnd: %s\n", err);
     else if (!(have_x = executable_build(&x, p, &eo, err, sizeof err)))
         fprintf(stderr, "nnd: %s\n", err);

@@ -128,6 +128,9 @@ cmp -s more.csv out.csv || fail "more.safetensors: other outputs"
 grep -q "^warning: more.safetensors: 5 tensors the model does not have, not loaded: 'old0.b', 'old1.b', 'old2.b' and 2 more$" err ||
     fail "no warning on more.safetensors: $(cat err)"
 "$nnd" predict net.nnd --input x.npy > /dev/null 2> err && ! grep -q warning err || fail "a warning on net.safetensors: $(cat err)"
+"$nnd" build net.nnd -o more.o --weights more.safetensors > /dev/null 2> err &&
+    grep -q "^warning: more.safetensors: 5 tensors the model does not have" err ||
+    fail "nnd build --weights more.safetensors: no warning: $(cat err)"
 # labels: a fraction, a class the model does not have (in the labels file, with its
 # sample), a shape that differs
 expect "yhalf.npy: label 2.5 at sample 2 is not a class index (a whole number)" classes.nnd --input x.npy --labels yhalf.npy --weights net.safetensors
