@@ -28,7 +28,7 @@ train {
 }
 NND
 # the losses, the metrics and the weights, without the speeds
-results() { sed -e 's/  [0-9.]*k* samples\/s//' -e '/^training on/d'; }
+results() { sed -e 's/  [0-9.]*[kMG]* samples\/s//' -e '/^training on/d'; }
 for args in "--threads 1" "--threads 2" "--set accumulate=2 --threads 1" "--set drop_last=true --threads 1"; do
     # shellcheck disable=SC2086
     "$nnd" run bb.nnd --print-params $args 2>&1 | results > want || { cat want; fail "batch 5 $args"; }
