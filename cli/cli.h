@@ -23,7 +23,7 @@ typedef struct Options {
     const char *resume; /* run: a checkpoint file or directory */
     const char *output; /* plot, lrfind: -o FILE */
     StrVec opts; /* compare: --opt */
-    const char *sweep; /* compare: --sweep NAME=V1,V2 */
+    StrVec sweeps; /* compare: --sweep NAME=V1,V2 (repeated) */
     double lr_min, lr_max; /* lrfind */
     int64_t lr_steps;
     const char *weights, *data, *input, *labels; /* predict (build: weights) */

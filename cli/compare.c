@@ -333,35 +333,109 @@ static int lrfind_run(Program *p, int threads, int64_t steps, double lo, double 
     return rc;
 }
 
-/* nnd compare: one training per --opt rule or --sweep value, silent, then a table. */
+/* compare's rows at most: each is a whole training */
+enum { COMPARE_MAX_ROWS = 100 };
+
+/* One --sweep NAME=V1,V2,...: text, a copy of it, cut into the name and the values. */
+typedef struct Sweep {
+    char *text;
+    const char *name;
+    StrVec values;
+} Sweep;
+
+static void sweeps_free(Sweep *sw, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(sw[i].text);
+        vec_free(&sw[i].values);
+    }
+    free(sw);
+}
+
+/* The --sweep options cut into sw (o->sweeps.n of them); the number of rows they
+ * make (every combination of their values), or -1 after a usage error. */
+static int sweeps_parse(const Options *o, Sweep *sw)
+{
+    double rows = 1;
+    for (int i = 0; i < o->sweeps.n; i++) {
+        const char *s = o->sweeps.v[i], *eq = strchr(s, '=');
+        if (!eq || eq == s || !eq[1]) {
+            cli_usage_error("--sweep takes NAME=V1,V2,..., got '%s'", s);
+            return -1;
+        }
+        sw[i].text = xstrdup(s);
+        sw[i].text[eq - s] = 0;
+        sw[i].name = sw[i].text;
+        for (int k = 0; k < i; k++)
+            if (strcmp(sw[k].name, sw[i].name) == 0) {
+                cli_usage_error("--sweep %s is given twice: list its values in one", sw[i].name);
+                return -1;
+            }
+        for (char *v = sw[i].text + (eq - s) + 1; v;) {
+            char *comma = strchr(v, ',');
+            if (comma)
+                *comma = 0;
+            vec_push(&sw[i].values, v);
+            v = comma ? comma + 1 : NULL;
+        }
+        rows *= sw[i].values.n;
+    }
+    if (rows > COMPARE_MAX_ROWS) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the --sweep values make %.6g combinations; compare runs %d at most", rows,
+                 COMPARE_MAX_ROWS);
+        cli_usage_error("%s", msg);
+        return -1;
+    }
+    return (int)rows;
+}
+
+/* Sweep j's value in row i: the last sweep varies fastest. */
+static const char *sweep_value(const Sweep *sw, int nsw, int i, int j)
+{
+    for (int k = nsw - 1; k > j; k--)
+        i /= sw[k].values.n;
+    return sw[j].values.v[i % sw[j].values.n];
+}
+
+/* Row i of a sweep: its label and, in oi, one override per --sweep; false when a
+ * value is not a number (r->err says which). */
+static bool sweep_row(const Sweep *sw, int nsw, int i, CompareRow *r, Options *oi)
+{
+    size_t len = 0;
+    for (int j = 0; j < nsw && len < sizeof r->label; j++)
+        len += (size_t)snprintf(r->label + len, sizeof r->label - len, "%s%s=%s", j ? " " : "",
+                                sw[j].name, sweep_value(sw, nsw, i, j));
+    for (int j = 0; j < nsw; j++) {
+        const char *text = sweep_value(sw, nsw, i, j);
+        double v = 0;
+        if (!cli_parse_number(text, &v)) {
+            snprintf(r->err, sizeof r->err, "'%s' is not a number", text);
+            return false;
+        }
+        Override ov = {sw[j].name, text, v, true, false};
+        vec_push(&oi->overrides, ov);
+    }
+    return true;
+}
+
+/* nnd compare: one training per --opt rule or combination of --sweep values, silent,
+ * then a table. */
 int cmd_compare(Options *o)
 {
     if (o->files.n != 1)
         return cli_usage_error("%s", "compare takes one file");
+    if (o->opts.n && o->sweeps.n)
+        return cli_usage_error("%s", "compare takes --opt or --sweep, not both");
     jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
-    StrVec labels = {0}, values = {0};
-    const char *sweep_name = NULL;
-    char *sweep_copy = NULL;
-    if (o->sweep) {
-        const char *eq = strchr(o->sweep, '=');
-        if (!eq || eq == o->sweep || !eq[1])
-            return cli_usage_error("--sweep takes NAME=V1,V2,..., got '%s'", o->sweep);
-        sweep_copy = xstrdup(o->sweep);
-        sweep_copy[eq - o->sweep] = 0;
-        sweep_name = sweep_copy;
-        for (char *v = sweep_copy + (eq - o->sweep) + 1; v;) {
-            char *comma = strchr(v, ',');
-            if (comma)
-                *comma = 0;
-            vec_push(&values, v);
-            v = comma ? comma + 1 : NULL;
-        }
-    }
-    int n = o->opts.n ? o->opts.n : values.n;
-    if (n == 0 || (o->opts.n && values.n)) {
-        free(sweep_copy);
-        return cli_usage_error("%s",
-                               "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
+    Sweep *sw = xcalloc((size_t)o->sweeps.n + 1, sizeof(Sweep));
+    int n = o->opts.n ? o->opts.n : o->sweeps.n ? sweeps_parse(o, sw) : 0;
+    if (n <= 0) {
+        sweeps_free(sw, o->sweeps.n);
+        return n < 0 ? NND_EXIT_USAGE
+                     : cli_usage_error(
+                           "%s", "compare needs --opt RULE (repeated) or --sweep NAME=V1,V2,...");
     }
     CompareRow *rows = xcalloc((size_t)n, sizeof(CompareRow));
     int rc = NND_EXIT_OK;
@@ -371,21 +445,13 @@ int cmd_compare(Options *o)
         oi.overrides = (typeof(oi.overrides)){0};
         for (int k = 0; k < o->overrides.n; k++)
             vec_push(&oi.overrides, o->overrides.v[k]);
-        double v = 0;
-        if (values.n) {
-            if (!cli_parse_number(values.v[i], &v)) {
-                snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
-                snprintf(r->err, sizeof r->err, "not a number");
-                rc = NND_EXIT_ERROR;
-                vec_free(&oi.overrides);
-                continue;
-            }
-            Override ov = {sweep_name, values.v[i], v, true, false};
-            vec_push(&oi.overrides, ov);
-            snprintf(r->label, sizeof r->label, "%s=%s", sweep_name, values.v[i]);
-        } else {
-            snprintf(r->label, sizeof r->label, "%s", o->opts.v[i]);
+        if (o->sweeps.n && !sweep_row(sw, o->sweeps.n, i, r, &oi)) {
+            rc = NND_EXIT_ERROR;
+            vec_free(&oi.overrides);
+            continue;
         }
+        if (!o->sweeps.n)
+            snprintf(r->label, sizeof r->label, "%s", o->opts.v[i]);
         printf("[%d/%d] %s\n", i + 1, n, r->label);
         fflush(stdout);
         Frontend fe;
@@ -410,9 +476,7 @@ int cmd_compare(Options *o)
     }
     compare_print(rows, n, stdout);
     free(rows);
-    vec_free(&labels);
-    vec_free(&values);
-    free(sweep_copy);
+    sweeps_free(sw, o->sweeps.n);
     return rc;
 }
 

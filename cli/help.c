@@ -104,11 +104,12 @@ static const Help helps[] = {
                   "The optimized LLVM IR of the step, eval and forward functions.\n\n"
                   "example: nnd emit-llvm examples/xor.nnd | less\n"},
     {"compare", "usage: nnd compare FILE.nnd --opt RULE --opt RULE...\n"
-                "       nnd compare FILE.nnd --sweep NAME=V1,V2,...\n"
-                "Trains once per update rule (or value) from the same initial weights and\n"
-                "batches, and prints a table.\n\n"
+                "       nnd compare FILE.nnd --sweep NAME=V1,V2,... [--sweep NAME=V1,V2,...]...\n"
+                "Trains once per update rule (or combination of values) from the same initial\n"
+                "weights and batches, and prints a table.\n\n"
                 "  --opt RULE        an optimizer expression: \"AdamW(lr = 3e-4, wd = 0.1)\"\n"
-                "  --sweep N=V1,V2   a setting or hyper-parameter per row\n" COMMON
+                "  --sweep N=V1,V2   a setting or hyper-parameter per row; repeated, a row per\n"
+                "                    combination of their values (100 at most)\n" COMMON
                 "\nexample: nnd compare examples/fashion_mnist_mlp.nnd --opt \"Adam(lr = 1e-3)\" "
                 "--opt \"SGD(lr = 0.1)\"\n"},
     {"lrfind", "usage: nnd lrfind FILE.nnd [--min 1e-7] [--max 10] [--steps 100] [-o lr.svg]\n"

@@ -186,7 +186,7 @@ static int parse_args(int argc, char **argv, Options *o)
             if (a[2] == 'o')
                 vec_push(&o->opts, next);
             else
-                o->sweep = next;
+                vec_push(&o->sweeps, next);
             i++;
         } else if ((rc = number_option(o, a, next)) >= 0) {
             if (rc)
@@ -350,5 +350,6 @@ int main(int argc, char **argv)
     vec_free(&o.overrides);
     vec_free(&o.files);
     vec_free(&o.opts);
+    vec_free(&o.sweeps);
     return rc;
 }

@@ -55,6 +55,12 @@ expect 2 "^nnd: --set opt.lr=1e999: number is too large" check "$xor" --set opt.
 expect 2 "^nnd: --set opt.lr=0x10: expected a decimal number" check "$xor" --set opt.lr=0x10
 expect 2 "^nnd: --set steps=0x1p3: expected a decimal number" check "$xor" --set steps=0x1p3
 expect 2 "needs a number" run "$xor" --seed nan
+# compare: --opt and --sweep do not mix; a name swept twice, or more than 100 rows, is refused
+expect 2 "^nnd: compare takes --opt or --sweep, not both" compare "$xor" --opt "SGD(lr = 0.1)" --sweep opt.lr=0.5,0.6
+expect 2 "^nnd: --sweep opt.lr is given twice: list its values in one" compare "$xor" --sweep opt.lr=1,2 --sweep opt.lr=3
+expect 2 "^nnd: the --sweep values make 121 combinations; compare runs 100 at most" \
+    compare "$xor" --sweep opt.lr=1,2,3,4,5,6,7,8,9,10,11 --sweep seed=1,2,3,4,5,6,7,8,9,10,11
+expect 2 "^nnd: --sweep takes NAME=V1,V2,..., got 'seed='" compare "$xor" --sweep opt.lr=1 --sweep seed=
 # lrfind's and gradcheck's numbers: a value given is checked, 0 included
 expect 2 "^nnd: lrfind: need 0 < --min < --max, got --min 0 --max 10" lrfind "$xor" --min 0
 expect 2 "^nnd: lrfind: need 0 < --min < --max" lrfind "$xor" --min 1 --max 0.5
