@@ -156,31 +156,65 @@ static int clip_range(double *v, int n, double *lo, double *hi)
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
+/* A point of a panel as drawn: x and the value, log10 of them on a log axis, the
+ * value times vscale on a linear one; false for a point the panel leaves out. */
+static bool panel_point(const Panel *pn, double vscale, const Point *q, double *x, double *v)
+{
+    double s = q->step, y = q->value;
+    if (!isfinite(y) || !isfinite(s) || (pn->log && y <= 0) || (pn->logx && !(s > 0)))
+        return false;
+    *x = pn->logx ? log10(s) : s;
+    *v = pn->log ? log10(y) : y * vscale;
+    return true;
+}
+
+/* A panel's axes over its points: x from smin to smax, the values (as panel_point
+ * gives them) from vmin to vmax; vscale brings values near the largest double
+ * down (-1e308 and 1e308 would make a span that is not finite); clipped values are
+ * off the axis (clip_range), nonfinite ones left out. */
+typedef struct Axes {
+    double smin, smax, vmin, vmax, vscale;
+    int clipped, nonfinite;
+} Axes;
+
+static Axes panel_axes(const Panel *pn, const Series *ser)
+{
+    Axes a = {INFINITY, -INFINITY, INFINITY, -INFINITY, 1, 0, 0};
+    VEC(double) vals = {0};
+    for (int k = 0; k < pn->series.n; k++) {
+        const Series *s = &ser[pn->series.v[k]];
+        for (int i = 0; i < s->pts.n; i++) {
+            double x, v;
+            a.nonfinite += !isfinite(s->pts.v[i].value);
+            if (!panel_point(pn, 1, &s->pts.v[i], &x, &v))
+                continue;
+            a.smin = fmin(a.smin, x);
+            a.smax = fmax(a.smax, x);
+            a.vmin = fmin(a.vmin, v);
+            a.vmax = fmax(a.vmax, v);
+            vec_push(&vals, v);
+        }
+    }
+    if (a.vmax >= a.vmin && fmax(fabs(a.vmin), fabs(a.vmax)) > 1e300) {
+        a.vscale = 1e-10;
+        a.vmin *= a.vscale;
+        a.vmax *= a.vscale;
+        for (int i = 0; i < vals.n; i++)
+            vals.v[i] *= a.vscale;
+    }
+    a.clipped = clip_range(vals.v, vals.n, &a.vmin, &a.vmax);
+    vec_free(&vals);
+    return a;
+}
+
 static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0, double y0,
                        double w, double h)
 {
     /* the legend goes right of the plot, never over a curve */
     const double left = 70, right = 10 + LEGEND_W, top = 28, bottom = 40;
     double pw = w - left - right, ph = h - top - bottom;
-    double smin = INFINITY, smax = -INFINITY, vmin = INFINITY, vmax = -INFINITY;
-    VEC(double) vals = {0};
-    for (int k = 0; k < pn->series.n; k++) {
-        const Series *s = &ser[pn->series.v[k]];
-        for (int i = 0; i < s->pts.n; i++) {
-            double v = s->pts.v[i].value, x = s->pts.v[i].step;
-            if (!isfinite(v) || (pn->log && v <= 0) || (pn->logx && !(x > 0)))
-                continue;
-            v = pn->log ? log10(v) : v;
-            x = pn->logx ? log10(x) : x;
-            smin = fmin(smin, x);
-            smax = fmax(smax, x);
-            vmin = fmin(vmin, v);
-            vmax = fmax(vmax, v);
-            vec_push(&vals, v);
-        }
-    }
-    int clipped = clip_range(vals.v, vals.n, &vmin, &vmax);
-    vec_free(&vals);
+    Axes ax = panel_axes(pn, ser);
+    double smin = ax.smin, smax = ax.smax, vmin = ax.vmin, vmax = ax.vmax, vscale = ax.vscale;
     sb_printf(b, "<g transform=\"translate(%.1f,%.1f)\">\n", x0, y0);
     sb_printf(b, "<text x=\"%.1f\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", left);
     svg_text(b, pn->title);
@@ -220,7 +254,7 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         if (pn->log)
             sb_printf(b, "1e%d", (int)round(t));
         else
-            sb_printf(b, "%.4g", fabs(t) < vt * 1e-6 ? 0.0 : t);
+            sb_printf(b, "%.4g", fabs(t) < vt * 1e-6 ? 0.0 : t / vscale);
         sb_puts(b, "</text>\n");
     }
     double st = tick_step(smin, smax);
@@ -254,27 +288,18 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
         /* at most ~2000 points a line: every stride-th */
         int stride = s->pts.n > 2000 ? (s->pts.n + 1999) / 2000 : 1;
         int drawn = 0;
+        double x = 0, v = 0;
         sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
         for (int i = 0; i < s->pts.n; i++) {
-            if (i % stride && i != s->pts.n - 1)
+            if ((i % stride && i != s->pts.n - 1) || !panel_point(pn, vscale, &s->pts.v[i], &x, &v))
                 continue;
-            double v = s->pts.v[i].value, x = s->pts.v[i].step;
-            if (!isfinite(v) || (pn->log && v <= 0) || (pn->logx && !(x > 0)))
-                continue;
-            v = pn->log ? log10(v) : v;
-            x = pn->logx ? log10(x) : x;
             sb_printf(b, "%.1f,%.1f ", SX(x), SY(v));
             drawn++;
         }
         sb_puts(b, "\"/>\n");
-        if (drawn == 1) { /* a single point shows as a dot */
-            const Point *q = &s->pts.v[s->pts.n - 1];
-            double v = pn->log ? log10(q->value) : q->value,
-                   x = pn->logx ? log10(q->step) : q->step;
-            if (isfinite(v) && isfinite(x))
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x),
-                          SY(v), color);
-        }
+        if (drawn == 1) /* a single point shows as a dot */
+            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x), SY(v),
+                      color);
     }
     /* the legend, right of the plot, one line a series (the first LEGEND_LINES) */
     double lx = left + pw + 10;
@@ -293,11 +318,16 @@ static void draw_panel(StrBuf *b, const Panel *pn, const Series *ser, double x0,
                                                : ser[pn->series.v[j]].tag);
         sb_puts(b, "</text>\n");
     }
-    if (clipped)
+    if (ax.nonfinite)
+        sb_printf(b,
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#a33\">%d non-finite "
+                  "value%s (nan, inf) left out</text>\n",
+                  left + pw, top + ph + 30, ax.nonfinite, ax.nonfinite == 1 ? "" : "s");
+    if (ax.clipped)
         sb_printf(b,
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#a33\">%d value%s off the "
                   "axis, drawn at its edge</text>\n",
-                  left + pw, 18.0, clipped, clipped == 1 ? "" : "s");
+                  left + pw, 18.0, ax.clipped, ax.clipped == 1 ? "" : "s");
 #undef SX
 #undef SY
     sb_puts(b, "</g>\n");

@@ -15,6 +15,12 @@ run() { # run NAME WANT-STATUS PATTERN: plots $work/NAME within 20 s
         printf '%s\n' "$out"
         fail=1
     fi
+    # every coordinate a number: no nan or inf drawn
+    if [ "$want" -eq 0 ] && grep -Eiq '(points|x|y|x1|x2|y1|y2|cx|cy|width|height)="[^"]*(nan|inf)' "$work/$name/plot.svg"; then
+        echo "FAIL: nnd plot $name: a coordinate that is not a number:"
+        grep -Ei '(points|x|y|x1|x2|y1|y2|cx|cy|width|height)="[^"]*(nan|inf)' "$work/$name/plot.svg"
+        fail=1
+    fi
 }
 csv() { mkdir -p "$work/$1" && printf 'step,epoch,tag,value\n' > "$work/$1/metrics.csv" && cat >> "$work/$1/metrics.csv"; }
 csv inf <<'C'
@@ -38,6 +44,22 @@ csv wide <<'C'
 4,0,update_ratio/w,1e300
 C
 run wide 0 "wrote"
+# values near the largest double: their span is not a double; the non-finite ones are
+# left out, and the plot says how many
+csv huge <<'C'
+1,0,loss,nan
+2,0,loss,inf
+3,0,loss,1e308
+4,0,loss,-1e308
+5,0,loss,1.7976931348623157e308
+6,0,eval/acc,-1.7976931348623157e308
+7,0,eval/acc,1.7976931348623157e308
+C
+run huge 0 "wrote"
+grep -q ">2 non-finite values (nan, inf) left out<" "$work/huge/plot.svg" ||
+    { echo "FAIL: nnd plot huge: the non-finite values are not counted"; fail=1; }
+grep -q 'points="[0-9.]*,[0-9.]* [0-9.]*,[0-9.]* [0-9.]*,[0-9.]* "' "$work/huge/plot.svg" ||
+    { echo "FAIL: nnd plot huge: the three finite losses are not drawn"; grep polyline "$work/huge/plot.svg"; fail=1; }
 csv fractional_step <<'C'
 1,0,loss,1
 0.30000000000000004,0,loss,2
