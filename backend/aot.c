@@ -169,12 +169,15 @@ static void add_descriptor(LLVMContextRef ctx, LLVMModuleRef mod, const AotModel
     LLVMSetAlignment(gv, 8);
 }
 
-/* Whether t's CPU and features are ones LLVM knows.  LLVM only warns on stderr about
- * an unknown CPU, then may abort making code for it, and the C API cannot list the
- * CPUs; so a child process makes code for an empty function and the parent reads
- * what it printed. */
+/* Whether t's triple, CPU and features are ones LLVM knows.  LLVM only warns on
+ * stderr about an unknown CPU, then may abort making code for it, and the C API
+ * cannot list the CPUs; so a child process makes code for an empty function and the
+ * parent reads what it printed.  The triple comes first: a CPU of a target LLVM does
+ * not have is not the CPU's fault. */
 static bool target_known(const TargetSpec *t, char *err, size_t errlen)
 {
+    if (!target_known_triple(t, err, errlen))
+        return false;
     int fds[2];
     if (!t->cpu || pipe(fds) != 0)
         return true;

@@ -48,36 +48,56 @@ static void init_all(void)
     LLVMInitializeAllAsmPrinters();
 }
 
-LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
-                                    size_t errlen)
+/* The target of t's triple (normalized; this host's when there is none) into
+ * *target, and the triple, which the caller disposes (LLVMDisposeMessage); NULL
+ * with a message when LLVM has no such target. */
+static char *target_find(const TargetSpec *t, LLVMTargetRef *target, char *err, size_t errlen)
 {
-    bool host = !t || (!t->triple && !t->cpu);
     pthread_once(&native_once, init_native);
-    if (host)
-        pthread_once(&host_once, init_host);
     if (t && t->triple)
         pthread_once(&all_once, init_all);
     char *triple =
         t && t->triple ? LLVMNormalizeTargetTriple(t->triple) : LLVMGetDefaultTargetTriple();
-    char *cpu = LLVMCreateMessage(host ? host_cpu : t->cpu ? t->cpu : "generic");
-    char *features = LLVMCreateMessage(host ? host_features : t->features ? t->features : "");
-    LLVMTargetRef target;
     char *msg = NULL;
-    LLVMTargetMachineRef tm = NULL;
-    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+    if (LLVMGetTargetFromTriple(triple, target, &msg)) {
         snprintf(err, errlen, "no LLVM target for '%s': %s", triple, msg);
         LLVMDisposeMessage(msg);
-    } else {
-        /* instruction selection at "less": the loops are already vectorized, and
-         * the aggressive level costs more compile time than it returns */
-        LLVMCodeGenOptLevel lv = opt >= 1 ? LLVMCodeGenLevelLess : LLVMCodeGenLevelNone;
-        tm = LLVMCreateTargetMachine(target, triple, cpu, features, lv,
-                                     jit ? LLVMRelocDefault : LLVMRelocPIC,
-                                     jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
-        if (!tm)
-            snprintf(err, errlen, "cannot create a target machine for '%s' (CPU '%s')", triple,
-                     cpu);
+        LLVMDisposeMessage(triple);
+        return NULL;
     }
+    return triple;
+}
+
+bool target_known_triple(const TargetSpec *t, char *err, size_t errlen)
+{
+    LLVMTargetRef target;
+    char *triple = target_find(t, &target, err, errlen);
+    if (!triple)
+        return false;
+    LLVMDisposeMessage(triple);
+    return true;
+}
+
+LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
+                                    size_t errlen)
+{
+    bool host = !t || (!t->triple && !t->cpu);
+    if (host)
+        pthread_once(&host_once, init_host);
+    LLVMTargetRef target;
+    char *triple = target_find(t, &target, err, errlen);
+    if (!triple)
+        return NULL;
+    char *cpu = LLVMCreateMessage(host ? host_cpu : t->cpu ? t->cpu : "generic");
+    char *features = LLVMCreateMessage(host ? host_features : t->features ? t->features : "");
+    /* instruction selection at "less": the loops are already vectorized, and the
+     * aggressive level costs more compile time than it returns */
+    LLVMCodeGenOptLevel lv = opt >= 1 ? LLVMCodeGenLevelLess : LLVMCodeGenLevelNone;
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
+        target, triple, cpu, features, lv, jit ? LLVMRelocDefault : LLVMRelocPIC,
+        jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+    if (!tm)
+        snprintf(err, errlen, "cannot create a target machine for '%s' (CPU '%s')", triple, cpu);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);

@@ -19,6 +19,9 @@ typedef struct TargetSpec {
  * libraries need).  NULL with a message. */
 LLVMTargetMachineRef target_machine(const TargetSpec *t, int opt, bool jit, char *err,
                                     size_t errlen);
+/* Whether LLVM has a target for t's triple (this host's when it names none); false
+ * with a message naming the triple. */
+bool target_known_triple(const TargetSpec *t, char *err, size_t errlen);
 /* Generates the functions into a new module of ctx for tm, verifies and optimizes
  * it; secs[0] and secs[1] get the seconds spent making IR and optimizing.  NULL
  * with a message (the module is then disposed). */

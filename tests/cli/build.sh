@@ -49,6 +49,9 @@ expect() { # expect PATTERN ARGS...: exit status 1 or 2 and a matching line on s
 expect "build needs -o" net.nnd
 expect "LLVM does not know CPU 'notacpu'" net.nnd -o x.o --cpu notacpu
 expect "no LLVM target for 'nonsense'" net.nnd -o x.o --target nonsense
+# an unknown triple is named as such, not blamed on the CPU given with it
+expect "no LLVM target for 'nonsense-triple'" net.nnd -o x.o --target nonsense-triple --cpu x
+grep -q "CPU" err && fail "an unknown triple blamed on the CPU: $(cat err)"
 expect "'my-net' is not a C identifier" net.nnd -o x.o --name my-net
 expect "missing.safetensors: cannot open" net.nnd -o x.o --weights missing.safetensors
 expect "nowhere/x.o" net.nnd -o nowhere/x.o
