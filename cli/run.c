@@ -358,8 +358,12 @@ static void on_stop_signal(int sig)
         return;
     }
     stop_signal = sig;
-    static const char msg[] = "\nnnd: stopping after this step (a second Ctrl-C stops at once)\n";
-    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    /* Ctrl-C's words for SIGINT; SIGTERM (kill, a job scheduler) named */
+    static const char intr[] = "\nnnd: stopping after this step (a second Ctrl-C stops at once)\n",
+                      term[] = "\nnnd: SIGTERM: stopping after this step (a second signal stops "
+                               "at once)\n";
+    ssize_t n = sig == SIGINT ? write(STDERR_FILENO, intr, sizeof intr - 1)
+                              : write(STDERR_FILENO, term, sizeof term - 1);
     (void)n;
 }
 

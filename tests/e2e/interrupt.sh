@@ -48,6 +48,8 @@ rc=$?
 [ $rc -eq 143 ] || { cat stop.log; fail "exit code $rc after SIGTERM, expected 143"; }
 grep -q "nnd: interrupted after step [0-9]* of 10000000; checkpoint written in ck: continue with \`nnd run long.nnd --resume ck\`" stop.log ||
     { cat stop.log; fail "no message on the interrupt"; }
+grep -q "^nnd: SIGTERM: stopping after this step (a second signal stops at once)$" stop.log &&
+    ! grep -q "Ctrl-C" stop.log || { cat stop.log; fail "SIGTERM not named"; }
 [ -e final.safetensors ] && fail "an interrupted run wrote its save"
 step=$(sed -n 's/.*interrupted after step \([0-9]*\) of.*/\1/p' stop.log)
 ck=$(printf 'ck/step-%08d.safetensors' "$step")
@@ -90,6 +92,7 @@ except subprocess.TimeoutExpired:
 print(out)
 assert rc == 130, f"exit code {rc} after SIGINT, expected 130"
 assert "; nothing saved (a `checkpoint every N steps to \"DIR\"` statement" in out, out
+assert "nnd: stopping after this step (a second Ctrl-C stops at once)" in out, out
 PY
 [ -e final.safetensors ] && fail "an interrupted run wrote its save"
 echo "ok: SIGINT without checkpoints: nothing saved, exit 130"
