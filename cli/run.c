@@ -456,6 +456,7 @@ static int run_one(Options *o)
     Executable x;
     Model model;
     bool have_x = false, have_model = false;
+    EarlyState early_resume = {0}; /* what --resume gives early stopping */
     NndPool *pool = NULL;
     if (p)
         p->rows_data = true; /* batches convert their rows: a gzip image set stays u8 */
@@ -502,10 +503,13 @@ static int run_one(Options *o)
                        .reduce_ctx = o->dist};
     if (o->resume) {
         char *used = NULL;
-        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, stderr, err, sizeof err)) {
+        bool have_early;
+        if (!checkpoint_load(p, &model, o->resume, &to.resume, &used, &early_resume, &have_early,
+                             stderr, err, sizeof err)) {
             fprintf(stderr, "nnd: --resume: %s\n", err);
             goto done;
         }
+        to.early_resume = have_early ? &early_resume : NULL;
         printf("resuming from %s: step %lld of %lld\n", used, (long long)to.resume.step,
                (long long)program_total_steps(p));
         free(used);
@@ -570,6 +574,7 @@ static int run_one(Options *o)
         rc = finish_run(o, p, &x, &model, &res, &to);
     }
 done:
+    early_state_free(&early_resume);
     if (have_model)
         model_free(&model);
     nnd_pool_destroy(pool);

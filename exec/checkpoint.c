@@ -115,16 +115,51 @@ static bool make_dirs(const char *dir, char *err, size_t errlen)
     return true;
 }
 
-/* Writes every parameter and state, the training point and the identities to path. */
-static bool checkpoint_write(const Program *p, const Model *m, const char *path,
-                             const NndTrainPoint *at, char *err, size_t errlen)
+static const char *const EARLY_PREFIX = "early_stop/";
+
+void early_state_free(EarlyState *s)
 {
-    int n = p->params.n + p->states.n;
-    NndNamedTensor *named = xcalloc((size_t)(n ? n : 1), sizeof(NndNamedTensor));
+    if (s->have_model)
+        model_free(&s->model);
+    memset(s, 0, sizeof *s);
+}
+
+/* What a checkpoint's metadata 'early_stop' says the run watched: "min val loss". */
+static void early_watch(const Program *p, char *out, size_t n)
+{
+    snprintf(out, n, "%s %s", p->early.maximize ? "max" : "min", p->early.what);
+}
+
+/* The name of tensor `name` of the model at early stopping's best. */
+static char *early_name(const char *name)
+{
+    StrBuf b = {0};
+    sb_printf(&b, "%s%s", EARLY_PREFIX, name);
+    return b.s;
+}
+
+/* Writes every parameter and state, the training point, the identities and early
+ * stopping's state (when c has one) to path. */
+static bool checkpoint_write(const CheckpointTarget *c, const char *path, const NndTrainPoint *at,
+                             char *err, size_t errlen)
+{
+    const Program *p = c->p;
+    const Model *m = c->m;
+    const EarlyState *es = c->early;
+    bool best = es && es->have_best && es->have_model;
+    int n = p->params.n + p->states.n, total = best ? 2 * n : n;
+    NndNamedTensor *named = xcalloc((size_t)(total ? total : 1), sizeof(NndNamedTensor));
+    char **names = xcalloc((size_t)(n ? n : 1), sizeof(char *));
     for (int i = 0; i < p->params.n; i++)
         named[i] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
     for (int i = 0; i < p->states.n; i++)
         named[p->params.n + i] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
+    for (int i = 0; best && i < n; i++) {
+        names[i] = early_name(named[i].name);
+        bool is_p = i < p->params.n;
+        named[n + i] = (NndNamedTensor){names[i], is_p ? &es->model.params[i]
+                                                       : &es->model.states[i - p->params.n]};
+    }
     char step[32], epoch[32], lsum[40], ln[32], seed[32], batch[32], samples[32], prog[17], run[17];
     snprintf(step, sizeof step, "%lld", (long long)at->step);
     snprintf(epoch, sizeof epoch, "%lld", (long long)at->epoch);
@@ -136,23 +171,42 @@ static bool checkpoint_write(const Program *p, const Model *m, const char *path,
     ckpt_ids(p, prog, run);
     char accum[32];
     snprintf(accum, sizeof accum, "%lld", (long long)p->accumulate);
-    NndStrPair meta[] = {{"format", "nnd-checkpoint"},
-                         {"step", step},
-                         {"epoch", epoch},
-                         {"loss_sum", lsum},
-                         {"loss_n", ln},
-                         {"seed", seed},
-                         {"batch", batch},
-                         {"train_samples", samples},
-                         {"program", prog},
-                         {"run", run},
-                         {"accumulate", accum}};
-    NndErr e;
+    NndStrPair meta[16] = {{"format", "nnd-checkpoint"},
+                           {"step", step},
+                           {"epoch", epoch},
+                           {"loss_sum", lsum},
+                           {"loss_n", ln},
+                           {"seed", seed},
+                           {"batch", batch},
+                           {"train_samples", samples},
+                           {"program", prog},
+                           {"run", run}};
+    int nmeta = 10;
     /* "accumulate" only when it is used: files stay as they were without it */
-    int nmeta = (int)NND_ARRAY_LEN(meta) - (p->accumulate > 1 ? 0 : 1);
-    bool ok = nnd_safetensors_write(path, named, n, meta, nmeta, &e) == 0;
+    if (p->accumulate > 1)
+        meta[nmeta++] = (NndStrPair){"accumulate", accum};
+    char watch[256], bv[40], bstep[32], bepoch[32], bad[32];
+    if (es) {
+        early_watch(p, watch, sizeof watch);
+        meta[nmeta++] = (NndStrPair){"early_stop", watch};
+    }
+    if (best) {
+        snprintf(bv, sizeof bv, "%.17g", es->best);
+        snprintf(bstep, sizeof bstep, "%lld", (long long)es->best_step);
+        snprintf(bepoch, sizeof bepoch, "%lld", (long long)es->best_epoch);
+        snprintf(bad, sizeof bad, "%lld", (long long)es->bad);
+        meta[nmeta++] = (NndStrPair){"early_stop_best", bv};
+        meta[nmeta++] = (NndStrPair){"early_stop_best_step", bstep};
+        meta[nmeta++] = (NndStrPair){"early_stop_best_epoch", bepoch};
+        meta[nmeta++] = (NndStrPair){"early_stop_bad", bad};
+    }
+    NndErr e;
+    bool ok = nnd_safetensors_write(path, named, total, meta, nmeta, &e) == 0;
     if (!ok)
         snprintf(err, errlen, "%s", e.msg);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
     free(named);
     return ok;
 }
@@ -164,7 +218,7 @@ int checkpoint_hook(void *ctx, const NndTrainPoint *at, NndErr *err)
     if (!make_dirs(c->p->ckpt_dir, msg, sizeof msg))
         return nnd_err(err, "%s", msg);
     char *path = ckpt_path(c->p->ckpt_dir, at->step);
-    bool ok = checkpoint_write(c->p, c->m, path, at, msg, sizeof msg);
+    bool ok = checkpoint_write(c, path, at, msg, sizeof msg);
     free(path);
     if (!ok)
         return nnd_err(err, "%s", msg);
@@ -395,13 +449,18 @@ static bool point_in_run(const Program *p, const NndTrainPoint *at, const char *
     return true;
 }
 
-/* Every parameter and state of p from the checkpoint, by name, shapes checked. */
+/* Every parameter and state of p from the checkpoint, by name (after prefix),
+ * shapes checked. */
 static bool read_tensors(const Program *p, Model *m, NndSafetensors *st, const char *file,
-                         char *err, size_t errlen)
+                         const char *prefix, char *err, size_t errlen)
 {
-    for (int k = 0; k < p->params.n + p->states.n; k++) {
+    bool ok = true;
+    for (int k = 0; ok && k < p->params.n + p->states.n; k++) {
         bool is_p = k < p->params.n;
-        const char *name = is_p ? p->params.v[k].name : p->states.v[k - p->params.n].name;
+        StrBuf b = {0};
+        sb_printf(&b, "%s%s", prefix,
+                  is_p ? p->params.v[k].name : p->states.v[k - p->params.n].name);
+        const char *name = b.s;
         NndTensor *dst = is_p ? &m->params[k] : &m->states[k - p->params.n];
         const NndSafetensorsEntry *en = nnd_safetensors_find(st, name);
         bool shape_ok = en && en->rank == dst->rank && en->dtype == dst->dtype;
@@ -413,22 +472,107 @@ static bool read_tensors(const Program *p, Model *m, NndSafetensors *st, const c
                      en ? " than this program's"
                         : " (the checkpoint is of another program, or "
                           "its update rules changed)");
-            return false;
+            ok = false;
         }
         NndTensor t;
         NndErr e;
-        if (nnd_safetensors_load(st, name, &t, &e) != 0) {
+        if (ok && nnd_safetensors_load(st, name, &t, &e) != 0) {
             snprintf(err, errlen, "%s", e.msg);
+            ok = false;
+        }
+        if (ok) {
+            memcpy(dst->data, t.data, (size_t)nnd_tensor_numel(&t) * nnd_dtype_size(t.dtype));
+            nnd_tensor_free(&t);
+        }
+        sb_free(&b);
+    }
+    return ok;
+}
+
+/* Early stopping's state from the checkpoint (at: its training point; m: the model
+ * read from it, which the best one copies): *have is false, with a warning on
+ * note, when the checkpoint has none for the metric this program watches. */
+static bool read_early(const Program *p, const Model *m, NndSafetensors *st, const char *file,
+                       const NndTrainPoint *at, EarlyState *es, bool *have, FILE *note, char *err,
+                       size_t errlen)
+{
+    memset(es, 0, sizeof *es);
+    *have = false;
+    char watch[256];
+    early_watch(p, watch, sizeof watch);
+    const char *w = nnd_safetensors_meta(st, "early_stop");
+    if (!w || strcmp(w, watch) != 0) {
+        if (note && w)
+            fprintf(note,
+                    "warning: %s: its early stopping watched %s, this run watches %s: "
+                    "early stopping starts over from step %lld\n",
+                    file, w, watch, (long long)at->step);
+        else if (note)
+            fprintf(note,
+                    "warning: %s carries no early stopping state (its run did not set "
+                    "early_stop, or an older nnd wrote it): early stopping starts over "
+                    "from step %lld\n",
+                    file, (long long)at->step);
+        return true;
+    }
+    if (!nnd_safetensors_meta(st, "early_stop_best")) { /* no evaluation of it yet */
+        *have = true;
+        return true;
+    }
+    static const char *const keys[] = {"early_stop_best_step", "early_stop_best_epoch",
+                                       "early_stop_bad"};
+    int64_t v[3];
+    for (int i = 0; i < 3; i++)
+        if (!meta_int(st, keys[i], &v[i])) {
+            snprintf(err, errlen, "%s: its metadata '%s' is %s", file, keys[i],
+                     nnd_safetensors_meta(st, keys[i]) ? "not a whole number" : "missing");
             return false;
         }
-        memcpy(dst->data, t.data, (size_t)nnd_tensor_numel(&t) * nnd_dtype_size(t.dtype));
-        nnd_tensor_free(&t);
+    const char *bs = nnd_safetensors_meta(st, "early_stop_best");
+    char *end;
+    double best = strtod(bs, &end);
+    if (end == bs || *end) {
+        snprintf(err, errlen, "%s: its metadata 'early_stop_best' is not a number", file);
+        return false;
     }
+    int64_t per_epoch = program_steps_per_epoch(p);
+    if (v[0] < 1 || v[0] > at->step) {
+        snprintf(err, errlen,
+                 "%s: its metadata 'early_stop_best_step' is %lld, not a step from 1 to "
+                 "the checkpoint's %lld",
+                 file, (long long)v[0], (long long)at->step);
+        return false;
+    }
+    if (v[1] != (v[0] - 1) / per_epoch + 1) {
+        snprintf(err, errlen,
+                 "%s: its metadata 'early_stop_best_epoch' is %lld, but step %lld is in epoch %lld",
+                 file, (long long)v[1], (long long)v[0], (long long)((v[0] - 1) / per_epoch + 1));
+        return false;
+    }
+    if (v[2] < 0) {
+        snprintf(err, errlen,
+                 "%s: its metadata 'early_stop_bad' is %lld, which is not a count of evaluations",
+                 file, (long long)v[2]);
+        return false;
+    }
+    if (!model_copy(m, &es->model, err, errlen))
+        return false;
+    es->have_model = true;
+    if (!read_tensors(p, &es->model, st, file, EARLY_PREFIX, err, errlen)) {
+        early_state_free(es);
+        return false;
+    }
+    es->have_best = true;
+    es->best = best;
+    es->best_step = v[0];
+    es->best_epoch = v[1];
+    es->bad = v[2];
+    *have = true;
     return true;
 }
 
 bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint *at, char **used,
-                     FILE *note, char *err, size_t errlen)
+                     EarlyState *early, bool *have_early, FILE *note, char *err, size_t errlen)
 {
     struct stat sb;
     char *file = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)
@@ -445,10 +589,14 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
     }
     NndTrainPoint point;
     bool ok = read_point(p, &st, file, &point, err, errlen) &&
-              read_tensors(p, m, &st, file, err, errlen) &&
+              read_tensors(p, m, &st, file, "", err, errlen) &&
               point_in_run(p, &point, file, err, errlen);
     if (ok)
         model_warn_unused(p, &st, note);
+    if (have_early)
+        *have_early = false;
+    if (ok && early && p->early.eval >= 0)
+        ok = read_early(p, m, &st, file, &point, early, have_early, note, err, errlen);
     nnd_safetensors_close(&st);
     if (ok) {
         *at = point;

@@ -218,7 +218,10 @@ void model_warn_unused(const Program *p, const NndSafetensors *st, FILE *warn)
     StrBuf names = {0};
     int count = 0;
     for (int t = 0; t < st->n_tensors; t++)
-        if (!program_has_tensor(p, st->tensors[t].name) && count++ < SHOWN)
+        /* a checkpoint's early_stop/NAME: early stopping's best model, no tensor of
+         * this one (exec/checkpoint.h) */
+        if (!program_has_tensor(p, st->tensors[t].name) &&
+            strncmp(st->tensors[t].name, "early_stop/", 11) != 0 && count++ < SHOWN)
             sb_printf(&names, "%s'%s'", count > 1 ? ", " : "", st->tensors[t].name);
     if (count > SHOWN)
         sb_printf(&names, " and %d more", count - SHOWN);

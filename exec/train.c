@@ -170,37 +170,40 @@ static void sample_step(SampleHook *h, const NndTrainPoint *at, double *hypers)
 }
 
 /* early_stop: after the hooks of the tools, the watched metric's evaluations; a
- * copy of the model at its best, and a stop after `patience` without improvement. */
+ * copy of the model at its best, and a stop after `patience` without improvement.
+ * A resumed run goes on from the checkpoint's state: the evaluations up to its step
+ * (`counted`) are in it. */
 typedef struct EarlyHook {
     const Program *p;
-    Model *m, best;
-    bool have_best, failed;
-    int64_t bad, last_step;
+    Model *m;
+    EarlyState s;
+    int64_t last_step, counted;
     EarlyReport r;
 } EarlyHook;
 
 static int early_eval(EarlyHook *h, int stop, int which, const NndTrainPoint *at,
                       const double *values)
 {
-    if (which != h->p->early.eval)
+    if (which != h->p->early.eval || at->step <= h->counted)
         return stop;
+    EarlyState *s = &h->s;
     double v = values[h->p->early.metric], d = h->p->early.min_delta;
     h->last_step = at->step;
-    bool better = !h->have_best || (h->p->early.maximize ? v > h->r.best + d : v < h->r.best - d);
+    bool better = !s->have_best || (h->p->early.maximize ? v > s->best + d : v < s->best - d);
     if (better) {
         char err[256];
-        if (h->have_best && !h->failed)
-            model_copy_values(h->m, &h->best);
-        else if (!h->have_best)
-            h->failed = !model_copy(h->m, &h->best, err, sizeof err);
-        h->have_best = true;
-        h->r.best = v;
-        h->r.best_step = at->step;
-        h->r.best_epoch = at->epoch + 1;
-        h->bad = 0;
+        if (s->have_model)
+            model_copy_values(h->m, &s->model);
+        else if (!s->have_best) /* once: a copy that fails keeps the last weights */
+            s->have_model = model_copy(h->m, &s->model, err, sizeof err);
+        s->have_best = true;
+        s->best = v;
+        s->best_step = at->step;
+        s->best_epoch = at->epoch + 1;
+        s->bad = 0;
         return stop;
     }
-    if (++h->bad < h->p->early.patience)
+    if (++s->bad < h->p->early.patience)
         return stop;
     h->r.stopped = true;
     h->r.stop_step = at->step;
@@ -238,8 +241,12 @@ static int hooks_eval(void *ctx, int which, const NndTrainPoint *at, const doubl
 static void early_finish(EarlyHook *h, FILE *out)
 {
     const Program *p = h->p;
-    if (h->have_best && !h->failed && h->r.best_step != h->last_step) {
-        model_copy_values(&h->best, h->m);
+    EarlyState *s = &h->s;
+    h->r.best = s->best;
+    h->r.best_step = s->best_step;
+    h->r.best_epoch = s->best_epoch;
+    if (s->have_best && s->have_model && s->best_step != h->last_step) {
+        model_copy_values(&s->model, h->m);
         h->r.restored = true;
     }
     if (out && h->r.stopped)
@@ -248,12 +255,11 @@ static void early_finish(EarlyHook *h, FILE *out)
                 "evaluations\n",
                 (long long)h->r.stop_step, p->early.what, p->early.min_delta,
                 (long long)p->early.patience);
-    if (out && h->have_best)
-        fprintf(out, "best %s %.5g at step %lld (epoch %lld)%s\n", p->early.what, h->r.best,
-                (long long)h->r.best_step, (long long)h->r.best_epoch,
+    if (out && s->have_best)
+        fprintf(out, "best %s %.5g at step %lld (epoch %lld)%s\n", p->early.what, s->best,
+                (long long)s->best_step, (long long)s->best_epoch,
                 h->r.restored ? ": its weights are restored" : ": the last weights");
-    if (h->have_best && !h->failed)
-        model_free(&h->best);
+    early_state_free(s);
 }
 
 int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTrainResult *res,
@@ -270,9 +276,23 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
     EarlyHook eh = {.p = p, .m = m};
     Hooks hooks = {o->on_step, o->on_eval, o->hook_ctx, NULL, NULL};
     bool sampling = p->sample.every > 0 && o->progress, early = p->early.eval >= 0;
+    if (early && o->early_resume) {
+        const EarlyState *from = o->early_resume;
+        eh.s = *from;
+        eh.s.have_model = false;
+        eh.last_step = eh.counted = o->resume.step;
+        char msg[256];
+        if (from->have_model && !model_copy(&from->model, &eh.s.model, msg, sizeof msg)) {
+            snprintf(err, errlen, "early stopping's best model: %s", msg);
+            run_free(&r, p->evals.n);
+            return NND_EXIT_ERROR;
+        }
+        eh.s.have_model = from->have_model;
+    }
     if (sampling) {
         if (!sampler_init(&sh.s, p, x, r.eval_params ? r.eval_params : m->param_ptrs, m->state_ptrs,
                           r.hypers, o->pool, x->engine == ENGINE_JIT, err, errlen)) {
+            early_state_free(&eh.s);
             run_free(&r, p->evals.n);
             return NND_EXIT_ERROR;
         }
@@ -295,7 +315,7 @@ int train_run(Program *p, Executable *x, Model *m, const TrainOptions *o, NndTra
         r.t.ready = o->ready;
         r.t.reduce_ctx = o->reduce_ctx;
     }
-    CheckpointTarget ck = {p, m};
+    CheckpointTarget ck = {p, m, early ? &eh.s : NULL};
     if (p->ckpt_dir && o->rank == 0) {
         r.t.checkpoint = checkpoint_hook;
         r.t.ckpt_ctx = &ck;

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "checkpoint.h"
 #include "executable.h"
 #include "model.h"
 
@@ -32,6 +33,9 @@ typedef struct TrainOptions {
     FILE *progress; /* NULL: silent */
     bool interactive;
     NndTrainPoint resume; /* where a resumed run continues (zeros: from the start) */
+    /* with early_stop, a resumed run's early stopping as its checkpoint left it
+     * (borrowed; NULL: from nothing) */
+    const EarlyState *early_resume;
     NndStepHook on_step; /* optional hooks (the logger, nnd compare, lrfind) */
     NndEvalHook on_eval;
     void *hook_ctx;
