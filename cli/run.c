@@ -200,7 +200,8 @@ static int finish_run(const Options *o, const Program *p, const Executable *x, c
     printf("done: %lld steps, final training loss %.6g\n", (long long)res->steps, res->final_loss);
     if (o->time)
         print_step_time(p, res, res->steps - to->resume.step);
-    if (p->ckpt_dir && res->steps > to->resume.step)
+    /* a run that early stopping ended wrote none at its last step */
+    if (p->ckpt_dir && res->steps > to->resume.step && res->checkpoint_step == res->steps)
         printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res->steps);
     if (o->print_params)
         print_params(p, model);

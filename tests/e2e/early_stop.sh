@@ -64,6 +64,8 @@ grep -q "^best val score 0.80536 at step 9 (epoch 9): its weights are restored$"
 resumed_same patience xor.nnd --set patience=5
 grep -q "^early stop at step 14: val loss has not improved by more than 0 for 5 evaluations$" patience.full.log ||
     { cat patience.full.log; fail "no early stop at step 14"; }
+# the stop writes no checkpoint, and none is named
+grep -q "^checkpoint: " patience.full.log && { cat patience.full.log; fail "a checkpoint named after the early stop"; }
 # a checkpoint at the run's end: nothing trained, the best restored as before
 rm -rf ck
 "$nnd" run xor.nnd > end.full.log 2>&1 || { cat end.full.log; fail "the run"; }
