@@ -218,7 +218,9 @@ int nnd_evaluate(NndProgram *p, int which, const void *x, size_t x_bytes, const 
  * counters "step", "epoch", "steps"): set between steps, no recompilation.  The
  * program's schedules read "step", "epoch" and "steps" (the run's total, for
  * schedules such as cosine): nnd_step advances "step"; the caller sets "epoch" and
- * "steps" when its loop means them. */
+ * "steps" when its loop means them.  A value must be finite, and a counter a whole
+ * number as nnd run takes it ("step" and "epoch" >= 0, "steps" >= 1): NND_EMISUSE
+ * otherwise. */
 int nnd_hyper_count(const NndProgram *p);
 const char *nnd_hyper_name(const NndProgram *p, int i);
 int nnd_get_hyper(const NndProgram *p, const char *name, double *value);

@@ -783,17 +783,25 @@ int nnd_set_hyper(NndProgram *h, const char *name, double value)
                     i == p->hyper_t ? " (it is step + 1: set step)" : "");
     if (!isfinite(value))
         return fail(h, NND_EMISUSE, "nnd_set_hyper: '%s' must be finite, got %g", name, value);
-    if (i == p->hyper_step) {
-        if (value < 0 || value != floor(value))
-            return fail(h, NND_EMISUSE, "nnd_set_hyper: step must be a whole number >= 0, got %g",
-                        value);
-        h->count.step = (int64_t)value;
+    /* the run's counters, as nnd run's settings take them: steps (the run's total)
+     * at least 1, step and epoch (0-based) at least 0; 9e15: below 2^53, where
+     * doubles still count exactly */
+    if (i == p->hyper_step || i == p->hyper_epoch || i == p->hyper_steps) {
+        double min = i == p->hyper_steps ? 1 : 0;
+        if (value < min || value > 9e15 || value != floor(value))
+            return fail(h, NND_EMISUSE,
+                        value > 9e15 ? "nnd_set_hyper: %s must be a whole number from %g to 9e15, "
+                                       "got %g"
+                                     : "nnd_set_hyper: %s must be a whole number >= %g, got %g",
+                        name, min, value);
     }
     if (p->hypers.v[i].baked && value != p->hypers.v[i].value)
         return fail(h, NND_EMISUSE,
                     "nnd_set_hyper: '%s' shaped the compiled code (a shape or a static if): "
                     "open the program again with the override %s=%g",
                     name, name, value);
+    if (i == p->hyper_step)
+        h->count.step = (int64_t)value;
     h->hypers[i] = value;
     return ok(h);
 }

@@ -298,6 +298,65 @@ static void test_hypers(void **state)
     nnd_close(p);
 }
 
+/* The run's counters take what nnd run's settings take: a schedule divides by
+ * steps, so steps = 0 would make NaN weights. */
+static void test_hyper_counters(void **state)
+{
+    (void)state;
+    const char *src = "use nn\nuse optim\nuse schedules\n"
+                      "optimizer O(lr = 0.1) {\n    w -= lr * g\n}\n"
+                      "train {\n"
+                      "    data train = tensors(x = [[1, 2], [3, -1]], y = [[1], [2]])\n"
+                      "    net = Dense(2, 1)\n"
+                      "    loss = mse(net(x), y)\n"
+                      "    batch = 2\n"
+                      "    steps = 2\n"
+                      "    opt = O(lr = cosine(0.1, step, steps))\n"
+                      "}\n";
+    NndProgram *p = NULL;
+    assert_int_equal(nnd_open_string("cos.nnd", src, NULL, &p), NND_OK);
+    assert_int_equal(nnd_init_weights(p), NND_OK);
+    struct {
+        const char *name;
+        double value;
+        const char *msg;
+    } bad[] = {
+        {"steps", 0, "nnd_set_hyper: steps must be a whole number >= 1, got 0"},
+        {"steps", -3, "nnd_set_hyper: steps must be a whole number >= 1, got -3"},
+        {"steps", 2.5, "nnd_set_hyper: steps must be a whole number >= 1, got 2.5"},
+        {"steps", 1e300, "nnd_set_hyper: steps must be a whole number from 1 to 9e15, got 1e+300"},
+        {"epoch", -1, "nnd_set_hyper: epoch must be a whole number >= 0, got -1"},
+        {"epoch", 0.5, "nnd_set_hyper: epoch must be a whole number >= 0, got 0.5"},
+        {"step", -100, "nnd_set_hyper: step must be a whole number >= 0, got -100"},
+        {"step", 1e300, "nnd_set_hyper: step must be a whole number from 0 to 9e15, got 1e+300"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(nnd_set_hyper(p, bad[i].name, bad[i].value), NND_EMISUSE);
+        assert_string_equal(nnd_errmsg(p), bad[i].msg);
+    }
+    double v;
+    assert_int_equal(nnd_get_hyper(p, "steps", &v), NND_OK);
+    assert_float_equal(v, 2, 0);
+    assert_int_equal(nnd_get_hyper(p, "epoch", &v), NND_OK);
+    assert_float_equal(v, 0, 0);
+    assert_int_equal(nnd_get_hyper(p, "step", &v), NND_OK);
+    assert_float_equal(v, 0, 0);
+    /* what the caller's loop means is taken: the schedule runs on */
+    float x[4] = {1, 2, 3, -1}, y[2] = {1, 2}, w[2];
+    double loss;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nnd_step(p, x, sizeof x, y, sizeof y, 2, &loss), NND_OK);
+    assert_int_equal(nnd_get_param(p, "W", w, sizeof w), NND_OK);
+    assert_true(isfinite(w[0]) && isfinite(w[1]));
+    assert_int_equal(nnd_set_hyper(p, "steps", 10), NND_OK);
+    assert_int_equal(nnd_set_hyper(p, "epoch", 3), NND_OK);
+    assert_int_equal(nnd_set_hyper(p, "step", 0), NND_OK);
+    assert_int_equal(nnd_step(p, x, sizeof x, y, sizeof y, 2, &loss), NND_OK);
+    assert_int_equal(nnd_get_hyper(p, "epoch", &v), NND_OK);
+    assert_float_equal(v, 3, 0);
+    nnd_close(p);
+}
+
 static void test_save_load(void **state)
 {
     (void)state;
@@ -476,11 +535,17 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version),    cmocka_unit_test(test_program_errors),
-        cmocka_unit_test(test_info),       cmocka_unit_test(test_weights_required),
-        cmocka_unit_test(test_train_loop), cmocka_unit_test(test_hypers),
-        cmocka_unit_test(test_save_load),  cmocka_unit_test(test_batches_engines),
-        cmocka_unit_test(test_bad_data),   cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_program_errors),
+        cmocka_unit_test(test_info),
+        cmocka_unit_test(test_weights_required),
+        cmocka_unit_test(test_train_loop),
+        cmocka_unit_test(test_hypers),
+        cmocka_unit_test(test_hyper_counters),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_batches_engines),
+        cmocka_unit_test(test_bad_data),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
