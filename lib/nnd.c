@@ -277,12 +277,20 @@ void nnd_close(NndProgram *h)
 
 int nnd_diagnostic_count(const NndProgram *h) { return h ? h->ndiags : 0; }
 
-int nnd_diagnostic(const NndProgram *h, int i, NndDiagnostic *out)
+int nnd_diagnostic(const NndProgram *hc, int i, NndDiagnostic *out)
 {
-    if (!h || !out || i < 0 || i >= h->ndiags)
+    NndProgram *h = (NndProgram *)hc;
+    if (!h)
         return NND_EMISUSE;
+    if (!out)
+        return fail(h, NND_EMISUSE, "nnd_diagnostic: out is NULL");
+    if (h->ndiags == 0)
+        return fail(h, NND_EMISUSE, "nnd_diagnostic: index %d, but there are no diagnostics", i);
+    if (i < 0 || i >= h->ndiags)
+        return fail(h, NND_EMISUSE, "nnd_diagnostic: index %d out of range 0 to %d", i,
+                    h->ndiags - 1);
     *out = h->diags[i];
-    return NND_OK;
+    return NND_OK; /* reading them leaves nnd_open's message (the same diagnostics) */
 }
 
 /* ---- what the program takes and gives ---- */
@@ -624,7 +632,9 @@ int nnd_forward(NndProgram *h, const void *x, size_t x_bytes, int64_t batch, voi
     NndTensorInfo xi, oi;
     node_info(h->p, h->p->x, "x", &xi);
     node_info(h->p, h->p->forward, "forward", &oi);
-    if (!out || out_bytes != oi.sample_bytes * (size_t)batch)
+    if (!out)
+        return fail(h, NND_EMISUSE, "nnd_forward: out is NULL");
+    if (out_bytes != oi.sample_bytes * (size_t)batch)
         return fail(h, NND_EMISUSE, "nnd_forward: out_bytes is %zu, but %lld outputs are %zu bytes",
                     out_bytes, (long long)batch, oi.sample_bytes * (size_t)batch);
     int64_t per = (int64_t)(oi.sample_bytes / nnd_dtype_size(oi.dtype));

@@ -84,7 +84,9 @@ static void test_program_errors(void **state)
     assert_true(d.line >= 2 && d.column >= 1);
     assert_non_null(d.message);
     assert_int_equal(nnd_diagnostic(p, -1, &d), NND_EMISUSE);
+    assert_non_null(strstr(nnd_errmsg(p), "nnd_diagnostic: index -1 out of range 0 to"));
     assert_int_equal(nnd_diagnostic(p, 0, NULL), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_diagnostic: out is NULL");
     /* nothing else runs on it, and nothing crashes */
     float x[2] = {0}, y[1];
     assert_int_equal(nnd_forward(p, x, sizeof x, 1, y, sizeof y), NND_EMISUSE);
@@ -174,6 +176,13 @@ static void test_info(void **state)
     assert_int_equal(t.shape[0], 2);
     assert_int_equal(t.shape[1], 8);
     assert_int_equal(nnd_param_info(p, 4, &t), NND_EMISUSE);
+    /* every failure says what failed, not what the last one said */
+    NndDiagnostic d;
+    assert_int_equal(nnd_diagnostic(p, 0, &d), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_diagnostic: index 0, but there are no diagnostics");
+    assert_int_equal(nnd_param_info(p, 4, &t), NND_EMISUSE);
+    assert_int_equal(nnd_diagnostic(p, 0, NULL), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_diagnostic: out is NULL");
     assert_int_equal(nnd_eval_count(p), 1);
     assert_string_equal(nnd_eval_data(p, 0), "train");
     assert_int_equal(nnd_metric_count(p, 0), 1);
@@ -220,6 +229,7 @@ static void test_weights_required(void **state)
     assert_int_equal(nnd_forward(p, XS, sizeof XS, 4, out, sizeof out - 4), NND_EMISUSE);
     assert_int_equal(nnd_forward(p, NULL, sizeof XS, 4, out, sizeof out), NND_EMISUSE);
     assert_int_equal(nnd_forward(p, XS, sizeof XS, 4, NULL, sizeof out), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_forward: out is NULL");
     assert_int_equal(nnd_forward(p, XS, 0, 0, out, 0), NND_EMISUSE);
     assert_int_equal(nnd_forward(NULL, XS, sizeof XS, 4, out, sizeof out), NND_EMISUSE);
     nnd_close(p);
