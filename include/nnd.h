@@ -100,10 +100,11 @@ typedef struct NndOpenOptions {
  * *out is set to a new handle even when the program has errors, so that
  * nnd_errmsg and nnd_diagnostic can say what they are; nnd_close it either way
  * (*out is NULL only when memory ran out).  Returns NND_OK, NND_EPROGRAM (the
- * diagnostics), NND_EIO (the file), NND_EMISUSE (bad options). */
+ * diagnostics), NND_EIO (the file), NND_EMISUSE (bad options, a NULL or empty
+ * path). */
 int nnd_open(const char *path, const NndOpenOptions *opts, NndProgram **out);
-/* The same from source text; name is what diagnostics call the file, and `use
- * "file.nnd"` and data paths are relative to the working directory. */
+/* The same from source text; name (not empty) is what diagnostics call the file,
+ * and `use "file.nnd"` and data paths are relative to the working directory. */
 int nnd_open_string(const char *name, const char *source, const NndOpenOptions *opts,
                     NndProgram **out);
 /* Frees the handle and everything it owns.  NULL is fine. */
@@ -177,7 +178,8 @@ int nnd_init_weights(NndProgram *p);
  * over.  Other tensors in the file are ignored. */
 int nnd_load_weights(NndProgram *p, const char *path);
 /* Writes the model's tensors as `save` does, atomically (a temporary file renamed
- * over path): the parameters (their moving averages with `ema`) and layer state. */
+ * over path): the parameters (their moving averages with `ema`) and layer state.
+ * For both, a NULL or empty path is NND_EMISUSE. */
 int nnd_save_weights(NndProgram *p, const char *path);
 
 /* ---- running it ------------------------------------------------------------------ */

@@ -226,10 +226,10 @@ static int open_program(const char *path, const char *source, bool from_string,
     frontend_init(&h->fe);
     static const NndOpenOptions defaults = {0};
     const NndOpenOptions *o = opts ? opts : &defaults;
-    if (!path)
+    if (!path || !path[0])
         return fail(h, NND_EMISUSE,
-                    from_string ? "nnd_open_string: the name is NULL"
-                                : "nnd_open: the path is NULL");
+                    from_string ? "nnd_open_string: the name is %s" : "nnd_open: the path is %s",
+                    path ? "empty" : "NULL");
     if (from_string && !source)
         return fail(h, NND_EMISUSE, "nnd_open_string: the source is NULL");
     int rc = check_options(h, o);
@@ -518,8 +518,8 @@ int nnd_load_weights(NndProgram *h, const char *path)
     int rc = need(h, "nnd_load_weights");
     if (rc)
         return rc;
-    if (!path)
-        return fail(h, NND_EMISUSE, "nnd_load_weights: the path is NULL");
+    if (!path || !path[0])
+        return fail(h, NND_EMISUSE, "nnd_load_weights: the path is %s", path ? "empty" : "NULL");
     char err[1024] = "";
     int nopt;
     unsigned f = nnd_fp_enter();
@@ -540,8 +540,8 @@ int nnd_save_weights(NndProgram *h, const char *path)
     int rc = need(h, "nnd_save_weights");
     if (rc)
         return rc;
-    if (!path)
-        return fail(h, NND_EMISUSE, "nnd_save_weights: the path is NULL");
+    if (!path || !path[0])
+        return fail(h, NND_EMISUSE, "nnd_save_weights: the path is %s", path ? "empty" : "NULL");
     if (!h->weights)
         return fail(h, NND_EMISUSE, "nnd_save_weights: the model has no weights yet");
     char err[1024] = "";

@@ -105,6 +105,12 @@ static void test_program_errors(void **state)
     assert_int_equal(nnd_open("x.nnd", NULL, NULL), NND_EMISUSE);
     assert_int_equal(nnd_open(NULL, NULL, &p), NND_EMISUSE);
     nnd_close(p);
+    assert_int_equal(nnd_open("", NULL, &p), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_open: the path is empty");
+    nnd_close(p);
+    assert_int_equal(nnd_open_string("", "x", NULL, &p), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(p), "nnd_open_string: the name is empty");
+    nnd_close(p);
     assert_int_equal(nnd_open_string("s.nnd", NULL, NULL, &p), NND_EMISUSE);
     assert_non_null(strstr(nnd_errmsg(p), "source is NULL"));
     nnd_close(p);
@@ -387,6 +393,12 @@ static void test_save_load(void **state)
     assert_int_equal(nnd_forward(b, XS, sizeof XS, 4, ob, sizeof ob), NND_EMISUSE);
     assert_int_equal(nnd_load_weights(b, NULL), NND_EMISUSE);
     assert_int_equal(nnd_save_weights(a, NULL), NND_EMISUSE);
+    /* an empty path is refused before any file is touched */
+    assert_int_equal(nnd_save_weights(a, ""), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(a), "nnd_save_weights: the path is empty");
+    assert_int_equal(nnd_load_weights(a, ""), NND_EMISUSE);
+    assert_string_equal(nnd_errmsg(a), "nnd_load_weights: the path is empty");
+    assert_int_equal(nnd_forward(a, XS, sizeof XS, 4, oa, sizeof oa), NND_OK); /* weights kept */
     nnd_close(b);
     /* a new file gets the permissions open(2) gives: 0666 less the umask */
     const char *fresh = NND_TEST_TMP "/api-umask.safetensors";
