@@ -51,6 +51,8 @@ static int ok(NndAot *s)
 
 int64_t nnd_aot_sample_size(const NndAotTensor *t)
 {
+    if (!t)
+        return -1;
     int64_t n = 1;
     for (int64_t d = 1; d < t->rank; d++)
         n *= t->shape[d];
@@ -112,14 +114,37 @@ static bool session_buffers(NndAot *s)
     return true;
 }
 
+/* nnd_aot_new's failure: the message in err, when there is room for one. */
+static NndAot *new_fail(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static NndAot *new_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return NULL;
+}
+
 NndAot *nnd_aot_new(const NndAotModel *m, int threads, char *err, size_t errlen)
 {
-    if (!m || m->abi != NND_AOT_ABI) {
-        snprintf(err, errlen,
-                 "nnd_aot_new: the model was built for AOT ABI %lld, this runtime is %d",
-                 m ? (long long)m->abi : -1LL, NND_AOT_ABI);
-        return NULL;
-    }
+    if (!m)
+        return new_fail(err, errlen, "nnd_aot_new: the model is NULL");
+    if (m->abi != NND_AOT_ABI)
+        return new_fail(err, errlen,
+                        "nnd_aot_new: the model was built for AOT ABI %lld, this runtime is %d",
+                        (long long)m->abi, NND_AOT_ABI);
+    if (threads > 256)
+        return new_fail(err, errlen,
+                        "nnd_aot_new: threads must be 1 to 256 (0 or less: one per CPU the "
+                        "process may use), got %d",
+                        threads);
     NndAot *s = calloc(1, sizeof *s);
     int64_t nb = m->nparams + m->nstates;
     int64_t per = nnd_aot_sample_size(&m->output);
@@ -135,16 +160,14 @@ NndAot *nnd_aot_new(const NndAotModel *m, int threads, char *err, size_t errlen)
     }
     if (!s || !s->params || !s->states || !s->owned || !s->hypers || !s->out || !s->arena ||
         !session_buffers(s)) {
-        snprintf(err, errlen, "nnd_aot_new: out of memory for model '%s'", m->name);
         nnd_aot_free(s);
-        return NULL;
+        return new_fail(err, errlen, "nnd_aot_new: out of memory for model '%s'", m->name);
     }
     memcpy(s->hypers, m->hyper_values, sizeof(double) * (size_t)m->nhypers);
     NndErr e;
     if (!(s->pool = nnd_pool_create(threads, &e))) {
-        snprintf(err, errlen, "nnd_aot_new: %s", e.msg);
         nnd_aot_free(s);
-        return NULL;
+        return new_fail(err, errlen, "nnd_aot_new: %s", e.msg);
     }
     return s;
 }
@@ -199,8 +222,10 @@ static int make_writable(NndAot *s)
 
 int nnd_aot_load_weights(NndAot *s, const char *path)
 {
-    if (!s || !path)
-        return s ? fail(s, "nnd_aot_load_weights: path is NULL") : -1;
+    if (!s)
+        return -1;
+    if (!path || !path[0])
+        return fail(s, "nnd_aot_load_weights: the path is %s", path ? "empty" : "NULL");
     if (make_writable(s) != 0)
         return -1;
     const NndAotModel *m = s->m;
@@ -227,8 +252,10 @@ int nnd_aot_load_weights(NndAot *s, const char *path)
 
 int nnd_aot_save_weights(NndAot *s, const char *path)
 {
-    if (!s || !path)
-        return s ? fail(s, "nnd_aot_save_weights: path is NULL") : -1;
+    if (!s)
+        return -1;
+    if (!path || !path[0])
+        return fail(s, "nnd_aot_save_weights: the path is %s", path ? "empty" : "NULL");
     const NndAotModel *m = s->m;
     NndTensor *ts = calloc((size_t)(m->nparams + m->nstates) + 1, sizeof *ts);
     NndNamedTensor *named = calloc((size_t)(m->nparams + m->nstates) + 1, sizeof *named);
@@ -284,8 +311,10 @@ int nnd_aot_forward(NndAot *s, const void *x, int64_t batch, void *out)
     const NndAotModel *m = s->m;
     if (!m->forward)
         return fail(s, "nnd_aot_forward: model '%s' has no forward function", m->name);
-    if (!x || !out || batch < 0)
-        return fail(s, "nnd_aot_forward: x or out is NULL, or batch is negative");
+    if (!x || !out)
+        return fail(s, "nnd_aot_forward: %s is NULL", !x ? "x" : "out");
+    if (batch < 0)
+        return fail(s, "nnd_aot_forward: batch must be 0 or more, got %lld", (long long)batch);
     if (!s->have_weights)
         return fail(s,
                     "nnd_aot_forward: model '%s' was built without weights: call "
@@ -320,9 +349,11 @@ int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double 
     if (!s->have_weights)
         return fail(s, "nnd_aot_step: model '%s' has no weights: call nnd_aot_load_weights first",
                     m->name);
-    if (!x || !y || batch < 1 || batch > m->max_batch)
-        return fail(s, "nnd_aot_step: x or y is NULL, or batch %lld is not in 1 to %lld",
-                    (long long)batch, (long long)m->max_batch);
+    if (!x || !y)
+        return fail(s, "nnd_aot_step: %s is NULL", !x ? "x" : "y");
+    if (batch < 1 || batch > m->max_batch)
+        return fail(s, "nnd_aot_step: batch %lld is not in 1 to %lld", (long long)batch,
+                    (long long)m->max_batch);
     int64_t k = m->accumulate > 1 && m->step_accum ? m->accumulate : 1;
     bool last = nnd_step_counter_begin(&s->count, k, batch, s->hypers, (int)m->hyper_step,
                                        (int)m->hyper_t, (int)m->hyper_micro, (int)m->hyper_accum);
@@ -343,22 +374,26 @@ int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double 
 
 int64_t nnd_aot_steps(const NndAot *s) { return s ? s->count.step : 0; }
 
-static int64_t hyper_index(NndAot *s, const char *name)
+/* The index of hyper-parameter name, or -1 with the failure. */
+static int64_t hyper_index(NndAot *s, const char *fn, const char *name)
 {
-    for (int64_t i = 0; name && i < s->m->nhypers; i++)
+    if (!name)
+        return fail(s, "%s: the name is NULL", fn);
+    for (int64_t i = 0; i < s->m->nhypers; i++)
         if (strcmp(s->m->hyper_names[i], name) == 0)
             return i;
-    fail(s, "model '%s' has no hyper-parameter '%s'", s->m->name, name ? name : "(NULL)");
-    return -1;
+    return fail(s, "%s: model '%s' has no hyper-parameter '%s'", fn, s->m->name, name);
 }
 
 int nnd_aot_get_hyper(NndAot *s, const char *name, double *value)
 {
-    if (!s || !value)
-        return s ? fail(s, "nnd_aot_get_hyper: value is NULL") : -1;
-    int64_t i = hyper_index(s, name);
+    if (!s)
+        return -1;
+    int64_t i = hyper_index(s, "nnd_aot_get_hyper", name);
     if (i < 0)
         return -1;
+    if (!value)
+        return fail(s, "nnd_aot_get_hyper: value is NULL");
     *value = i == s->m->hyper_step ? (double)s->count.step : s->hypers[i];
     return ok(s);
 }
@@ -367,12 +402,25 @@ int nnd_aot_set_hyper(NndAot *s, const char *name, double value)
 {
     if (!s)
         return -1;
-    int64_t i = hyper_index(s, name);
+    const NndAotModel *m = s->m;
+    int64_t i = hyper_index(s, "nnd_aot_set_hyper", name);
     if (i < 0)
         return -1;
-    if (i == s->m->hyper_step || i == s->m->hyper_t)
-        return fail(s, "nnd_aot_set_hyper: '%s' counts the steps; it is not set", name);
-    if (s->m->hyper_fixed[i] && value != s->m->hyper_values[i])
+    if (i == m->hyper_step || i == m->hyper_t || i == m->hyper_micro || i == m->hyper_accum)
+        return fail(s, "nnd_aot_set_hyper: '%s' is kept by nnd_aot_step; it is not set", name);
+    if (!isfinite(value))
+        return fail(s, "nnd_aot_set_hyper: '%s' must be finite, got %g", name, value);
+    /* the counters the caller keeps, as nnd run's settings take them: steps (the
+     * run's total) at least 1, epoch (0-based) at least 0 */
+    double min = strcmp(name, "steps") == 0 ? 1 : 0;
+    if ((min == 1 || strcmp(name, "epoch") == 0) &&
+        (value < min || value > 9e15 || value != floor(value)))
+        return fail(s,
+                    value > 9e15 ? "nnd_aot_set_hyper: %s must be a whole number from %g to 9e15, "
+                                   "got %g"
+                                 : "nnd_aot_set_hyper: %s must be a whole number >= %g, got %g",
+                    name, min, value);
+    if (m->hyper_fixed[i] && value != m->hyper_values[i])
         return fail(s,
                     "nnd_aot_set_hyper: '%s' was folded into the code when it was built (it "
                     "shapes the graph): rebuild with --set %s=%.17g",

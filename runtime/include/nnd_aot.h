@@ -68,9 +68,10 @@ typedef struct NndAot NndAot;
 
 /* A session: the model's buffers (the embedded values; forward-only code reads
  * them in place, without a copy), its scratch memory and a thread pool of
- * `threads` threads (<= 0: every core; results depend on the count, not on
- * timing).  NULL with a message in err when the model's ABI is not this header's,
- * or memory or threads cannot be had. */
+ * `threads` threads (at most 256; <= 0: every core; results depend on the count,
+ * not on timing).  NULL with a message in err (when err is not NULL) when the
+ * model is NULL or its ABI is not this header's, or memory or threads cannot be
+ * had. */
 NndAot *nnd_aot_new(const NndAotModel *m, int threads, char *err, size_t errlen);
 void nnd_aot_free(NndAot *s);
 /* The last failure's message (empty after a success). */
@@ -81,7 +82,8 @@ const char *nnd_aot_errmsg(const NndAot *s);
  * F64.  Optimizer state found there is loaded too; what is not there keeps the
  * values it was built with. */
 int nnd_aot_load_weights(NndAot *s, const char *path);
-/* Writes the parameters and layer state to a safetensors file, atomically. */
+/* Writes the parameters and layer state to a safetensors file, atomically.  Both
+ * refuse a NULL or empty path. */
 int nnd_aot_save_weights(NndAot *s, const char *path);
 
 /* out = forward(x) for `batch` samples (any number; split into calls of at most
@@ -96,11 +98,14 @@ int nnd_aot_step(NndAot *s, const void *x, const void *y, int64_t batch, double 
 int64_t nnd_aot_steps(const NndAot *s);
 
 /* A hyper-parameter by name (the learning rate: "opt.lr"); -1 when there is none
- * of that name or it was fixed when the code was built. */
+ * of that name or it was fixed when the code was built.  Setting one takes a
+ * finite value; "step" and "t" are kept by the session, "epoch" (0-based) is a
+ * whole number >= 0 and "steps" (the run's total) one >= 1. */
 int nnd_aot_get_hyper(NndAot *s, const char *name, double *value);
 int nnd_aot_set_hyper(NndAot *s, const char *name, double value);
 
-/* Values per sample of a tensor of the model (the product of shape[1..]). */
+/* Values per sample of a tensor of the model (the product of shape[1..]); -1 for
+ * NULL. */
 int64_t nnd_aot_sample_size(const NndAotTensor *t);
 
 #ifdef __cplusplus

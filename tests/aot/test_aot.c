@@ -165,6 +165,15 @@ static void test_misuse(void **state)
     bad.abi = 99;
     assert_null(nnd_aot_new(&bad, 1, err, sizeof err));
     assert_non_null(strstr(err, "ABI 99"));
+    assert_null(nnd_aot_new(NULL, 1, err, sizeof err));
+    assert_string_equal(err, "nnd_aot_new: the model is NULL");
+    assert_null(nnd_aot_new(NULL, 1, NULL, 256)); /* no room for a message: none */
+    assert_null(nnd_aot_new(&bad, 1, NULL, 256));
+    assert_null(nnd_aot_new(&net_fwd_model, 1000000, err, sizeof err)); /* as libnnd's limit */
+    assert_string_equal(err, "nnd_aot_new: threads must be 1 to 256 (0 or less: one per CPU the "
+                             "process may use), got 1000000");
+    assert_int_equal(nnd_aot_sample_size(NULL), -1);
+    assert_int_equal(nnd_aot_sample_size(&net_fwd_model.x), X_SIZE);
     NndAot *s = open_aot(&net_fwd_model);
     double loss;
     assert_int_equal(nnd_aot_step(s, xs, ys, 4, &loss), -1);
@@ -172,6 +181,21 @@ static void test_misuse(void **state)
     assert_int_equal(nnd_aot_load_weights(s, NND_TEST_TMP "/no such file.safetensors"), -1);
     assert_non_null(strstr(nnd_aot_errmsg(s), "no such file.safetensors"));
     assert_int_equal(nnd_aot_forward(s, NULL, 1, NULL), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_forward: x is NULL");
+    static float out[OUT_SIZE];
+    assert_int_equal(nnd_aot_forward(s, xs, 1, NULL), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_forward: out is NULL");
+    assert_int_equal(nnd_aot_forward(s, xs, -1, out), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_forward: batch must be 0 or more, got -1");
+    /* an empty path is refused before any file is touched */
+    assert_int_equal(nnd_aot_load_weights(s, ""), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_load_weights: the path is empty");
+    assert_int_equal(nnd_aot_load_weights(s, NULL), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_load_weights: the path is NULL");
+    assert_int_equal(nnd_aot_save_weights(s, ""), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_save_weights: the path is empty");
+    assert_int_equal(nnd_aot_save_weights(s, NULL), -1);
+    assert_string_equal(nnd_aot_errmsg(s), "nnd_aot_save_weights: the path is NULL");
     nnd_aot_free(s);
     nnd_aot_free(NULL);
 
@@ -184,6 +208,40 @@ static void test_misuse(void **state)
     assert_int_equal(nnd_aot_set_hyper(t, "opt.nope", 1), -1);
     assert_non_null(strstr(nnd_aot_errmsg(t), "no hyper-parameter 'opt.nope'"));
     assert_int_equal(nnd_aot_set_hyper(t, "step", 5), -1);
+    assert_int_equal(nnd_aot_step(t, xs, NULL, 4, &loss), -1);
+    assert_string_equal(nnd_aot_errmsg(t), "nnd_aot_step: y is NULL");
+    /* what libnnd refuses, the session refuses, naming the value */
+    assert_int_equal(nnd_aot_set_hyper(t, NULL, 5), -1);
+    assert_string_equal(nnd_aot_errmsg(t), "nnd_aot_set_hyper: the name is NULL");
+    double v = -1;
+    assert_int_equal(nnd_aot_get_hyper(t, NULL, &v), -1);
+    assert_string_equal(nnd_aot_errmsg(t), "nnd_aot_get_hyper: the name is NULL");
+    assert_int_equal(nnd_aot_get_hyper(t, "opt.lr", NULL), -1);
+    assert_string_equal(nnd_aot_errmsg(t), "nnd_aot_get_hyper: value is NULL");
+    struct {
+        const char *name;
+        double value;
+        const char *msg;
+    } bad_hypers[] = {
+        {"opt.lr", NAN, "nnd_aot_set_hyper: 'opt.lr' must be finite, got nan"},
+        {"opt.lr", -INFINITY, "nnd_aot_set_hyper: 'opt.lr' must be finite, got -inf"},
+        {"steps", 0, "nnd_aot_set_hyper: steps must be a whole number >= 1, got 0"},
+        {"steps", 2.5, "nnd_aot_set_hyper: steps must be a whole number >= 1, got 2.5"},
+        {"steps", 1e300,
+         "nnd_aot_set_hyper: steps must be a whole number from 1 to 9e15, got 1e+300"},
+        {"epoch", -1, "nnd_aot_set_hyper: epoch must be a whole number >= 0, got -1"},
+        {"t", 3, "nnd_aot_set_hyper: 't' is kept by nnd_aot_step; it is not set"},
+    };
+    for (size_t i = 0; i < sizeof bad_hypers / sizeof bad_hypers[0]; i++) {
+        assert_int_equal(nnd_aot_set_hyper(t, bad_hypers[i].name, bad_hypers[i].value), -1);
+        assert_string_equal(nnd_aot_errmsg(t), bad_hypers[i].msg);
+    }
+    assert_int_equal(nnd_aot_get_hyper(t, "opt.lr", &v), 0);
+    assert_true(v == 1e-3);
+    assert_int_equal(nnd_aot_set_hyper(t, "steps", 100), 0);
+    assert_int_equal(nnd_aot_set_hyper(t, "epoch", 2), 0);
+    assert_int_equal(nnd_aot_get_hyper(t, "epoch", &v), 0);
+    assert_true(v == 2);
     assert_int_equal(nnd_aot_set_hyper(t, "opt.lr", 1e-2), 0);
     assert_string_equal(nnd_aot_errmsg(t), "");
     nnd_aot_free(t);
