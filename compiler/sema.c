@@ -584,16 +584,26 @@ static void check_layer(Sema *s, const Ast *layer)
     s->names.n = mark;
 }
 
+/* The names an update rule sees besides its hyper-parameters: the read-only
+ * gradient and counters, then the parameter (docs/language.md, section 6). */
+static const char *const update_builtins[] = {"g", "t", "step", "epoch", "steps", "w"};
+
 static void check_optimizer(Sema *s, const Ast *opt)
 {
     int mark = s->names.n;
     check_params(s, &opt->list, false);
-    for (int i = mark; i < s->names.n; i++)
+    for (int i = mark; i < s->names.n; i++) {
         s->names.v[i].kind = NK_HYPER;
-    static const char *const readonly[] = {"g", "t", "step", "epoch", "steps"};
-    for (size_t i = 0; i < NND_ARRAY_LEN(readonly); i++)
-        push_name(s, readonly[i], NK_READONLY, opt->span);
-    int w = push_name(s, "w", NK_W, opt->span);
+        for (size_t k = 0; k < NND_ARRAY_LEN(update_builtins); k++)
+            if (strcmp(s->names.v[i].name, update_builtins[k]) == 0)
+                diag_error(s->d, s->names.v[i].span,
+                           "hyper-parameter '%s' hides the built-in of that name",
+                           s->names.v[i].name);
+    }
+    size_t nreadonly = NND_ARRAY_LEN(update_builtins) - 1;
+    for (size_t i = 0; i < nreadonly; i++)
+        push_name(s, update_builtins[i], NK_READONLY, opt->span);
+    int w = push_name(s, update_builtins[nreadonly], NK_W, opt->span);
     s->names.v[w].used = true;
     s->in_optimizer = true;
     s->optimizer = opt;
