@@ -854,6 +854,9 @@ static void check_eval(Sema *s, const Ast *st, const Ast *const *data, int ndata
         }
     }
     check_every(s, st->a);
+    if (st->list.n == 0)
+        diag_error(s->d, st->span, "eval needs a metric: eval %s every epoch: metric, ...",
+                   st->name);
     for (int k = 0; k < st->list.n; k++) {
         const Ast *m = st->list.v[k];
         check_expr(s, m->kind == AST_KWARG ? m->a : m);
@@ -901,6 +904,8 @@ static void check_log(Sema *s, const Ast *st)
     }
     check_every(s, st->a);
     check_expr(s, st->b);
+    if (st->list.n == 0)
+        diag_error(s->d, st->span, "log needs an item: log every N steps to \"DIR\": loss, ...");
     for (int k = 0; k < st->list.n; k++) {
         const Ast *m = st->list.v[k];
         /* the statistics by their names; anything else is a scalar expression */
