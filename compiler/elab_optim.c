@@ -25,6 +25,15 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
         bool flag = b.v.k == V_NUM && b.v.is_bool;
         if (o) {
             o->used = true;
+            if (b.v.k == V_NODE) {
+                /* a schedule (cosine(lr, step, steps)) or a value of the run: the
+                 * constant replaces all of it */
+                int k = el_arg_find(opt.args, b.name, i);
+                int w = diag_warning(e->d, k >= 0 ? opt.args->span[k] : span,
+                                     "--set %s=%s replaces this expression by a constant", key,
+                                     o->text);
+                diag_label(e->d, w, "to scale a schedule, give its rate a `let` and --set that");
+            }
             if (flag && (strcmp(o->text, "true") == 0 || strcmp(o->text, "false") == 0)) {
                 b.v = vbool(o->text[0] == 't');
             } else if (!o->is_number) {

@@ -1,0 +1,43 @@
+#!/bin/sh
+# hyper_set.sh NND WORK: --set on an optimizer hyper-parameter.  A constant given
+# for one that the file computes (a schedule) replaces it, with a warning naming
+# both.
+set -u
+nnd=$1 work=$2
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 2
+cat > f.nnd <<'NND'
+use nn
+use schedules
+layer Lin() {
+    param W: [2, 1] = [[0.5], [-0.3]]
+    param b: [1] = 0.1
+    fn forward(x: [B, 2]) -> [B, 1] = x @ W + b
+}
+optimizer O(lr = 0.1, flag = false) {
+    w -= if flag then 2 * lr * g else lr * g
+}
+train {
+    data train = tensors(x = [[1, 2], [3, -1], [0.5, 0.5], [-2, 1]], y = [[1], [2], [0], [-1]])
+    net = Lin()
+    loss = mse(net(x), y)
+    opt = O(lr = cosine(0.1, step, steps))
+    batch = 4
+    steps = 3
+    shuffle = false
+}
+NND
+fail=0
+"$nnd" run f.nnd > out.txt 2> err.txt || { cat err.txt; echo "FAIL: nnd run"; exit 1; }
+[ -s err.txt ] && { cat err.txt; echo "FAIL: a warning without --set"; fail=1; }
+"$nnd" run f.nnd --set opt.lr=0.1 > out.txt 2> err.txt || { cat err.txt; echo "FAIL: --set opt.lr"; exit 1; }
+n=$(grep -c "^f.nnd:15:13: warning: --set opt.lr=0.1 replaces this expression by a constant$" err.txt)
+[ "$n" -eq 1 ] || { cat err.txt; echo "FAIL: --set opt.lr=0.1 over a schedule: $n warnings, not 1"; fail=1; }
+grep -q "opt = O(lr = cosine(0.1, step, steps))" err.txt ||
+    { cat err.txt; echo "FAIL: the warning does not show the schedule"; fail=1; }
+# the run is the one with a constant rate
+sed 's/cosine(0.1, step, steps)/0.1/' f.nnd > constant.nnd
+"$nnd" run constant.nnd > want.txt 2>&1 || { cat want.txt; echo "FAIL: nnd run constant.nnd"; exit 1; }
+[ "$(tail -n 1 out.txt)" = "$(tail -n 1 want.txt)" ] ||
+    { echo "FAIL: --set opt.lr=0.1: '$(tail -n 1 out.txt)', constant: '$(tail -n 1 want.txt)'"; fail=1; }
+[ $fail -eq 0 ] && echo "ok: hyper_set"
+exit $fail
