@@ -22,7 +22,16 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
         Binding b = s.b.v[i];
         const char *key = arena_printf(&e->p->arena, "%s.%s", prefix, b.name);
         Override *o = el_find_override(e, key);
-        bool flag = b.v.k == V_NUM && b.v.is_bool;
+        /* a switch: true or false, or a parameter whose default is one */
+        const Ast *par = d->list.v[i];
+        bool flag = b.v.k == V_NUM && (b.v.is_bool || (par->b && par->b->kind == AST_BOOL));
+        if (flag && !o && !b.v.is_bool) {
+            int k = el_arg_find(opt.args, b.name, i);
+            bool on;
+            if (!el_bool_arg(e, &b.v, k >= 0 ? opt.args->span[k] : span, b.name, false, &on))
+                continue;
+            b.v = vbool(on);
+        }
         if (o) {
             o->used = true;
             if (b.v.k == V_NODE) {
@@ -38,6 +47,10 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
                 b.v = vbool(o->text[0] == 't');
             } else if (!o->is_number) {
                 el_error(e, span, "--set %s=%s: expected a number", key, o->text);
+                continue;
+            } else if (flag && o->value != 0 && o->value != 1) {
+                el_error(e, span_none(), "--set %s=%s: %s must be true or false, got %g", key,
+                         o->text, key, o->value);
                 continue;
             } else {
                 b.v = flag ? vbool(o->value != 0) : vfloat(o->value);

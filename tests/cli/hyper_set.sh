@@ -1,7 +1,7 @@
 #!/bin/sh
 # hyper_set.sh NND WORK: --set on an optimizer hyper-parameter.  A constant given
 # for one that the file computes (a schedule) replaces it, with a warning naming
-# both.
+# both; a switch (a default of true or false) takes true, false, 1 or 0 only.
 set -u
 nnd=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 2
@@ -39,5 +39,12 @@ sed 's/cosine(0.1, step, steps)/0.1/' f.nnd > constant.nnd
 "$nnd" run constant.nnd > want.txt 2>&1 || { cat want.txt; echo "FAIL: nnd run constant.nnd"; exit 1; }
 [ "$(tail -n 1 out.txt)" = "$(tail -n 1 want.txt)" ] ||
     { echo "FAIL: --set opt.lr=0.1: '$(tail -n 1 out.txt)', constant: '$(tail -n 1 want.txt)'"; fail=1; }
+# a switch
+"$nnd" check f.nnd --set opt.flag=2 > /dev/null 2> err.txt && { echo "FAIL: --set opt.flag=2 accepted"; fail=1; }
+grep -qx "nnd: error: --set opt.flag=2: opt.flag must be true or false, got 2" err.txt ||
+    { cat err.txt; echo "FAIL: --set opt.flag=2"; fail=1; }
+for v in 1 0 true false; do
+    "$nnd" check f.nnd --set opt.flag=$v > /dev/null 2> err.txt || { cat err.txt; echo "FAIL: --set opt.flag=$v"; fail=1; }
+done
 [ $fail -eq 0 ] && echo "ok: hyper_set"
 exit $fail
