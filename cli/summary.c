@@ -94,9 +94,12 @@ static int summary(Program *p, Options *o)
             layer += c, layerb += cb;
         }
     }
+    bool ema = false;
+    for (int i = 0; i < p->params.n; i++)
+        ema |= p->params.v[i].ema_state >= 0;
     human_bytes(a, sizeof a, (double)optb);
-    printf("optimizer state (with `ema` averages): %d tensors, %lld values, %s\n", nopt,
-           (long long)opt, a);
+    printf("optimizer state%s: %d tensors, %lld values, %s\n", ema ? " (with `ema` averages)" : "",
+           nopt, (long long)opt, a);
     if (layer) {
         human_bytes(a, sizeof a, (double)layerb);
         printf("layer state: %lld values, %s\n", (long long)layer, a);

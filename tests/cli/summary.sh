@@ -2,7 +2,7 @@
 # summary.sh NND WORK: `nnd summary` of a small model with a frozen layer, batch
 # norm (layer state) and `ema`: every row and figure, worked out by hand (fc1 is
 # frozen: no gradient of its weights or its input; Adam's m and v and the average
-# for each trainable parameter).  The examples against PyTorch: tests/optim.
+# for each trainable parameter); then the same without `ema`.  The examples against PyTorch: tests/optim.
 set -u
 nnd=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 2
@@ -45,5 +45,10 @@ grep -q "^step memory (activations, gradients, temporaries): [0-9.]* [KMG]*i*B p
     { cat got.txt; echo "FAIL: no step memory"; exit 1; }
 grep -qx "FLOPs per sample (products, 2 per multiply-add): forward 96, backward 64" got.txt ||
     { cat got.txt; echo "FAIL: FLOPs"; exit 1; }
+# without `ema`, the optimizer's state is Adam's m and v alone, and says so
+grep -v "ema = " f.nnd > noema.nnd
+"$nnd" summary noema.nnd > got.txt 2> err.txt || { cat err.txt; echo "FAIL: nnd summary noema.nnd"; exit 1; }
+grep -qx "optimizer state: 8 tensors, 68 values, 272 B" got.txt ||
+    { cat got.txt; echo "FAIL: the optimizer state without ema"; exit 1; }
 "$nnd" summary > /dev/null 2>&1 && { echo "FAIL: no file accepted"; exit 1; }
 echo "ok: summary"
