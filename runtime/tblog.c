@@ -11,10 +11,12 @@
  *     HistogramProto { double min = 1, max = 2, num = 3, sum = 4, sum_squares = 5;
  *                      repeated double bucket_limit = 6 [packed]; repeated double bucket = 7
  * [packed]; } The first record carries file_version "brain.Event:2".  The few messages needed are
- * encoded by hand here.  Each record is written with one fwrite; nnd_log_flush pushes
- * what was written to the kernel, so a run killed between flushes leaves every flushed
- * record whole.  metrics.csv holds the same scalars, one per line:
- * step,epoch,tag,value. */
+ * encoded by hand here.  metrics.csv holds the same scalars, one per line:
+ * step,epoch,tag,value.  Each file gathers whole records (and lines) in a buffer of
+ * its own and writes them with one system call when the next would not fit, or at
+ * nnd_log_flush: the files only ever end between records, so a run killed at any
+ * moment leaves every record it wrote readable and none torn (unless the kill lands
+ * inside that write itself). */
 #define _POSIX_C_SOURCE 200809L
 
 #include "nnd_runtime.h"
@@ -31,16 +33,42 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* The files' buffers: given to setvbuf, since glibc takes a size only with a buffer
- * (without one it buffers st_blksize, 4 KB: on two threads a write system call of
- * 6 us every seventh histogram record of 784-128-10, 0.9 us a record). */
+/* The files' buffers: 64 KB, written whole (stdio's own buffer wrote 4 KB pieces,
+ * st_blksize: on two threads a write system call of 6 us every seventh histogram
+ * record of 784-128-10, 0.9 us a record; and it cut records at its edges). */
 enum { LOG_BUFFER = 1 << 16 };
 
+typedef struct LogFile {
+    FILE *f; /* unbuffered: each fwrite is one write */
+    char *buf; /* LOG_BUFFER bytes: whole records not yet written */
+    size_t n;
+} LogFile;
+
 struct NndLog {
-    FILE *events, *csv;
-    char *events_buf, *csv_buf; /* LOG_BUFFER bytes each; freed after the files close */
+    LogFile events, csv;
     char *events_path;
 };
+
+/* Writes what o holds.  0, or -1 with errno. */
+static int out_drain(LogFile *o)
+{
+    size_t n = o->n;
+    o->n = 0;
+    return n && fwrite(o->buf, 1, n, o->f) != n ? -1 : 0;
+}
+
+/* Appends the record p[0, len) to o, after writing what o holds if it would not fit
+ * (a record larger than the buffer goes out on its own).  0, or -1 with errno. */
+static int out_put(LogFile *o, const void *p, size_t len)
+{
+    if (o->n + len > LOG_BUFFER && out_drain(o))
+        return -1;
+    if (len > LOG_BUFFER)
+        return fwrite(p, 1, len, o->f) != len ? -1 : 0;
+    memcpy(o->buf + o->n, p, len);
+    o->n += len;
+    return 0;
+}
 
 /* ---- CRC-32C (Castagnoli), reflected, polynomial 0x82f63b78 ----
  * SSE 4.2's crc32 instruction computes this CRC, 8 bytes at a time: a histogram
@@ -233,11 +261,10 @@ static int write_event(NndLog *l, int64_t step, const char *version, const char 
         }
     }
     o = put_le(o, masked_crc(rec + 12, ev), 4);
-    /* one write of the whole record, so that a flushed record is never torn */
     int rc = 0;
     if ((size_t)(o - rec) != total)
         rc = nnd_err(err, "log record: encoded %zu bytes, not %zu", (size_t)(o - rec), total);
-    else if (fwrite(rec, 1, total, l->events) != total)
+    else if (out_put(&l->events, rec, total))
         rc = nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
     if (rec != small)
         free(rec);
@@ -296,8 +323,8 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
     snprintf(l->events_path, n, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(),
              host, (long)getpid());
     snprintf(csv, strlen(dir) + 16, "%s/metrics.csv", dir);
-    l->events = fopen(l->events_path, "wb");
-    if (!l->events) {
+    l->events.f = fopen(l->events_path, "wb");
+    if (!l->events.f) {
         nnd_err(err, "%s: cannot create: %s", l->events_path, strerror(errno));
         free(csv);
         nnd_log_close(l);
@@ -305,27 +332,30 @@ NndLog *nnd_log_open(const char *dir, int append, NndErr *err)
     }
     struct stat sb;
     int fresh = !append || stat(csv, &sb) != 0 || sb.st_size == 0;
-    l->csv = fopen(csv, fresh ? "w" : "a");
-    if (!l->csv) {
+    l->csv.f = fopen(csv, fresh ? "w" : "a");
+    if (!l->csv.f) {
         nnd_err(err, "%s: cannot create: %s", csv, strerror(errno));
         free(csv);
         nnd_log_close(l);
         return NULL;
     }
     free(csv);
-    /* 64 KB buffers: the writes reach the files in large pieces, at nnd_log_flush
-     * or when a buffer fills */
-    l->events_buf = malloc(LOG_BUFFER);
-    l->csv_buf = malloc(LOG_BUFFER);
-    if (!l->events_buf || !l->csv_buf) {
+    /* the files' own buffers, of whole records: stdio's left unbuffered */
+    l->events.buf = malloc(LOG_BUFFER);
+    l->csv.buf = malloc(LOG_BUFFER);
+    if (!l->events.buf || !l->csv.buf) {
         nnd_err(err, "out of memory");
         nnd_log_close(l);
         return NULL;
     }
-    setvbuf(l->events, l->events_buf, _IOFBF, LOG_BUFFER);
-    setvbuf(l->csv, l->csv_buf, _IOFBF, LOG_BUFFER);
-    if (fresh)
-        fputs("step,epoch,tag,value\n", l->csv);
+    setvbuf(l->events.f, NULL, _IONBF, 0);
+    setvbuf(l->csv.f, NULL, _IONBF, 0);
+    static const char head[] = "step,epoch,tag,value\n";
+    if (fresh && out_put(&l->csv, head, sizeof head - 1)) {
+        nnd_err(err, "cannot write metrics.csv: %s", strerror(errno));
+        nnd_log_close(l);
+        return NULL;
+    }
     if (write_event(l, 0, "brain.Event:2", NULL, 0, NULL, err) || nnd_log_flush(l, err)) {
         nnd_log_close(l);
         return NULL;
@@ -451,8 +481,15 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
     size_t tag_n = strlen(tag);
     int bad;
     if (tag_n + 96 > sizeof line) { /* a long tag: printf */
-        bad = fprintf(l->csv, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag,
-                      value) < 0;
+        int n =
+            snprintf(NULL, 0, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag, value);
+        char *big = n > 0 ? malloc((size_t)n + 1) : NULL;
+        if (!big)
+            return nnd_err(err, "out of memory");
+        snprintf(big, (size_t)n + 1, "%lld,%lld,%s,%.9g\n", (long long)step, (long long)epoch, tag,
+                 value);
+        bad = out_put(&l->csv, big, (size_t)n);
+        free(big);
     } else {
         char *o = put_int(line, step);
         *o++ = ',';
@@ -463,7 +500,7 @@ int nnd_log_scalar(NndLog *l, const char *tag, int64_t step, int64_t epoch, doub
         *o++ = ',';
         o = put_g9(o, value);
         *o++ = '\n';
-        bad = fwrite(line, 1, (size_t)(o - line), l->csv) != (size_t)(o - line);
+        bad = out_put(&l->csv, line, (size_t)(o - line));
     }
     if (bad)
         return nnd_err(err, "cannot write metrics.csv: %s", strerror(errno));
@@ -478,8 +515,10 @@ int nnd_log_histogram(NndLog *l, const char *tag, int64_t step, const NndHistogr
 
 int nnd_log_flush(NndLog *l, NndErr *err)
 {
-    if (fflush(l->events) != 0 || fflush(l->csv) != 0)
+    if (out_drain(&l->events))
         return nnd_err(err, "%s: cannot write: %s", l->events_path, strerror(errno));
+    if (out_drain(&l->csv))
+        return nnd_err(err, "cannot write metrics.csv: %s", strerror(errno));
     return 0;
 }
 
@@ -487,12 +526,19 @@ void nnd_log_close(NndLog *l)
 {
     if (!l)
         return;
-    if (l->events)
-        fclose(l->events);
-    if (l->csv)
-        fclose(l->csv);
-    free(l->events_buf);
-    free(l->csv_buf);
+    /* what the buffers still hold is written (nnd_log_flush reports errors first) */
+    if (l->events.f) {
+        if (l->events.buf)
+            (void)out_drain(&l->events);
+        fclose(l->events.f);
+    }
+    if (l->csv.f) {
+        if (l->csv.buf)
+            (void)out_drain(&l->csv);
+        fclose(l->csv.f);
+    }
+    free(l->events.buf);
+    free(l->csv.buf);
     free(l->events_path);
     free(l);
 }

@@ -344,6 +344,59 @@ static void test_log_buffered(void **state)
     nnd_log_close(l);
 }
 
+/* The files end between records whenever they are written, flushed or not: 300
+ * histogram records (about 190 KB) and 5000 scalar lines (about 110 KB), unflushed,
+ * leave an event file of whole TFRecords and a metrics.csv of whole lines (stdio's
+ * buffer wrote 64 KB pieces, cutting a record, which a run killed then left torn). */
+static void check_whole(const char *events, const char *csv)
+{
+    FILE *f = fopen(events, "rb");
+    assert_non_null(f);
+    int64_t size = file_size(events), at = 0;
+    unsigned char head[12];
+    while (at < size && fread(head, 1, 12, f) == 12) {
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--)
+            len = len << 8 | head[i];
+        at += 12 + (int64_t)len + 4;
+        assert_int_equal(fseek(f, at, SEEK_SET), 0);
+    }
+    fclose(f);
+    assert_int_equal(at, size); /* no record cut */
+    f = fopen(csv, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -1, SEEK_END), 0);
+    assert_int_equal(fgetc(f), '\n');
+    fclose(f);
+}
+
+static void test_log_whole_records(void **state)
+{
+    (void)state;
+    const char *dir = tmp_path("log_whole");
+    NndErr e;
+    NndLog *l = nnd_log_open(dir, 0, &e);
+    assert_non_null(l);
+    char csv[600];
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    const char *events = nnd_log_events_path(l);
+    NndHistogram h;
+    double x[100];
+    for (int i = 0; i < 100; i++)
+        x[i] = i * 0.25 - 3;
+    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 100, &h, &e), 0);
+    int64_t ev0 = file_size(events), csv0 = file_size(csv);
+    for (int step = 1; step <= 300; step++)
+        assert_int_equal(nnd_log_histogram(l, "weights/layer.W", step, &h, &e), 0);
+    for (int step = 1; step <= 5000; step++)
+        assert_int_equal(nnd_log_scalar(l, "loss", step, 0, 1.0 / step, &e), 0);
+    assert_true(file_size(events) > ev0 && file_size(csv) > csv0); /* some went out */
+    check_whole(events, csv);
+    assert_int_equal(nnd_log_flush(l, &e), 0);
+    check_whole(events, csv);
+    nnd_log_close(l);
+}
+
 /* metrics.csv's lines, which nnd_log_scalar puts together itself, against printf's
  * "%lld,%lld,%s,%.9g\n": values of every magnitude and both signs, their f32
  * roundings, powers of ten and their neighbours, values a hair from a half in the
@@ -409,9 +462,10 @@ static void test_log_csv_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_against_loop),  cmocka_unit_test(test_nothing_finite),
-        cmocka_unit_test(test_flush_to_zero), cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_log_buffered),  cmocka_unit_test(test_log_csv_values),
+        cmocka_unit_test(test_against_loop),   cmocka_unit_test(test_nothing_finite),
+        cmocka_unit_test(test_flush_to_zero),  cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_log_buffered),   cmocka_unit_test(test_log_whole_records),
+        cmocka_unit_test(test_log_csv_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
