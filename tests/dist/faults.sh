@@ -5,16 +5,16 @@
 set -u
 . "$(dirname "$0")/common.sh"
 program adam "Adam(lr = 0.05)"
-sed 's/epochs = 4/epochs = 100000000/; s|save "net.safetensors"|checkpoint every 100000 steps to "ck" keep 2\n    save "net.safetensors"|' adam.nnd > long.nnd
-grep -q "checkpoint every 100000" long.nnd || fail "no checkpoint statement"
+sed 's/epochs = 4/epochs = 100000000/; s|save "net.safetensors"|checkpoint every 2000 steps to "ck" keep 2\n    save "net.safetensors"|' adam.nnd > long.nnd
+grep -q "checkpoint every 2000" long.nnd || fail "no checkpoint statement"
 mpi 2 run long.nnd > kill.out 2>&1 &
 job=$!
 # whatever happens, no rank outlives the test
 trap 'kill -9 $job 2>/dev/null; pkill -9 -f "$work/long.nnd" 2>/dev/null; pkill -9 -f " run long.nnd" 2>/dev/null' EXIT
 i=0
 have_ckpt() { ls ck/step-*.safetensors > /dev/null 2>&1; }
-while ! have_ckpt && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-have_ckpt || { kill $job; cat kill.out; fail "no checkpoints after 30 s"; }
+while ! have_ckpt && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+have_ckpt || { kill $job; cat kill.out; fail "no checkpoints after 60 s"; }
 sleep 1
 victim=$(pgrep -x nnd -P "$(pgrep -f "mpirun --oversubscribe -np 2 $nnd run long.nnd" | head -1)" | tail -1)
 [ -n "$victim" ] || victim=$(pgrep -x nnd | tail -1)
