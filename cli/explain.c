@@ -11,6 +11,8 @@ typedef struct Explain {
     const Program *p;
     const Graph *g;
     int param; /* the parameter explained */
+    NodeId grad; /* its gradient, past the nodes that only move it (a bias's sum over the
+                    batch is reshaped to the bias's shape) */
     const char *prefix; /* its group's hyper-parameter prefix, "opt." */
     char *own; /* per node: 1 when computed from w, g, the states, hypers, constants */
     int *uses; /* uses inside the update expressions */
@@ -80,7 +82,7 @@ static void leaf_name(Explain *x, NodeId n, StrBuf *b)
     const char *pname = p->params.v[x->param].name;
     if (n == p->params.v[x->param].node) {
         sb_puts(b, "w");
-    } else if (n == p->grads.v[x->param]) {
+    } else if (n == x->grad) {
         sb_puts(b, "g");
     } else if (nd->op == OP_STATE && nd->name && strncmp(nd->name, pname, strlen(pname)) == 0 &&
                nd->name[strlen(pname)] == '.') {
@@ -109,7 +111,7 @@ static void expr(Explain *x, NodeId n, StrBuf *b, int outer, bool top)
         sb_printf(b, "t%d", x->temp[n]);
         return;
     }
-    if (!x->own[n] || nd->nin == 0 || n == x->p->grads.v[x->param]) {
+    if (!x->own[n] || nd->nin == 0 || n == x->grad) {
         leaf_name(x, n, b);
         return;
     }
@@ -189,7 +191,7 @@ static void count_uses(Explain *x, NodeId n, char *seen)
         return;
     seen[n] = 1;
     const Node *nd = graph_node((Graph *)x->g, n);
-    if (!x->own[n] || n == x->p->grads.v[x->param])
+    if (!x->own[n] || n == x->grad)
         return;
     for (int i = 0; i < nd->nin; i++)
         count_uses(x, nd->in[i], seen);
@@ -200,7 +202,7 @@ static void count_uses(Explain *x, NodeId n, char *seen)
 static void emit_temps(Explain *x, NodeId n, char *done, FILE *out, bool root)
 {
     n = through(x->g, n);
-    if (done[n] || !x->own[n] || n == x->p->grads.v[x->param] || x->named[n])
+    if (done[n] || !x->own[n] || n == x->grad || x->named[n])
         return;
     if (!root)
         done[n] = 1;
@@ -222,7 +224,7 @@ static bool reaches(const Explain *x, NodeId from, NodeId to, char *seen)
 {
     if (from == to)
         return true;
-    if (to > from || seen[from] || !x->own[from] || from == x->p->grads.v[x->param])
+    if (to > from || seen[from] || !x->own[from] || from == x->grad)
         return false; /* inputs come before their users */
     seen[from] = 1;
     const Node *n = graph_node((Graph *)x->g, from);
@@ -260,6 +262,7 @@ static void explain_print(const Program *p, FILE *out)
         Explain x = {p,
                      g,
                      first,
+                     through(g, p->grads.v[first]),
                      NULL,
                      xcalloc((size_t)count, 1),
                      xcalloc((size_t)count, sizeof(int)),
@@ -276,7 +279,7 @@ static void explain_print(const Program *p, FILE *out)
         for (NodeId n = 1; n < (NodeId)count; n++) {
             const Node *nd = graph_node((Graph *)g, n);
             bool own = true;
-            if (n == pi->node || n == p->grads.v[first])
+            if (n == pi->node || n == x.grad)
                 own = true;
             else if (nd->nin == 0)
                 own = nd->op == OP_CONST || nd->op == OP_HYPER ||
@@ -356,8 +359,12 @@ static void explain_print(const Program *p, FILE *out)
         for (NodeId n = 1; n < (NodeId)count; n++) {
             if (!x.uses[n])
                 continue;
+            if (n == x.grad) { /* read at w's shape, even where it is a reshaped sum */
+                reads += same_shape_as(graph_node((Graph *)g, p->grads.v[first]), w);
+                continue;
+            }
             const Node *nd = graph_node((Graph *)g, n);
-            bool leaf = n == pi->node || n == p->grads.v[first] || nd->op == OP_STATE;
+            bool leaf = n == pi->node || nd->op == OP_STATE;
             if (leaf && same_shape_as(nd, w))
                 reads++;
             if (op_info[nd->op].kind == OPK_REDUCE && x.own[n])
