@@ -1,6 +1,7 @@
-/* explain: `nnd explain`, every optimizer group's update rule after expansion and
- * simplification, written as formulas for its first trainable parameter, with the
- * bytes it reads and writes per element. */
+/* explain: `nnd explain`, every optimizer group's update rules after expansion and
+ * simplification (one per distinct update of its parameters), written as formulas
+ * for the first parameter that gets it, with the bytes it reads and writes per
+ * element. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,7 @@ static void count_uses(Explain *x, NodeId n, char *seen)
 
 /* Numbers a node and, first, the shared ones inside it, printing their lets; the
  * root itself (a new value, printed by the caller) is not given one. */
-static void emit_temps(Explain *x, NodeId n, char *done, FILE *out, bool root)
+static void emit_temps(Explain *x, NodeId n, char *done, StrBuf *out, bool root)
 {
     n = through(x->g, n);
     if (done[n] || !x->own[n] || n == x->grad || x->named[n])
@@ -213,7 +214,7 @@ static void emit_temps(Explain *x, NodeId n, char *done, FILE *out, bool root)
         StrBuf b = {0};
         expr(x, n, &b, 0, true);
         x->temp[n] = ++x->ntemps;
-        fprintf(out, "    let t%d = %s\n", x->temp[n], b.s ? b.s : "");
+        sb_printf(out, "    let t%d = %s\n", x->temp[n], b.s ? b.s : "");
         sb_free(&b);
     }
 }
@@ -239,154 +240,203 @@ static bool same_shape_as(const Node *a, const Node *w)
     return shape_equal(&a->shape, &w->shape);
 }
 
-static void explain_print(const Program *p, FILE *out)
+/* One parameter's update as printed: its formulas, and the tensors shaped like w that
+ * it reads and writes. */
+typedef struct Rendered {
+    StrBuf text;
+    int reads, writes;
+    bool reduces; /* per-tensor reductions, a pass of their own */
+} Rendered;
+
+/* The new values of `param` in an order where each comes after those it uses (m'
+ * before w' in Adam, w' before its average), printed into r. */
+static void render_updates(Explain *x, Rendered *r)
+{
+    const Program *p = x->p;
+    const Graph *g = x->g;
+    int count = graph_count((Graph *)g);
+    const ParamInfo *pi = &p->params.v[x->param];
+    const Node *w = graph_node((Graph *)g, pi->node);
+    size_t pl = strlen(pi->name);
+    char *seen = xcalloc((size_t)count, 1), *done = xcalloc((size_t)count, 1);
+    IntVec mine = {0};
+    for (int u = 0; u < p->updates.n; u++) {
+        const Update *up = &p->updates.v[u];
+        if (up->is_state ? p->states.v[up->index].param == x->param : up->index == x->param) {
+            count_uses(x, up->value, seen);
+            vec_push(&mine, u);
+        }
+    }
+    char *printed = xcalloc((size_t)(mine.n ? mine.n : 1), 1);
+    StrVec names = {0};
+    for (int left = mine.n; left > 0;) {
+        int pick = -1;
+        for (int k = 0; k < mine.n && pick < 0; k++) {
+            if (printed[k])
+                continue;
+            bool ready = true;
+            for (int j = 0; j < mine.n && ready; j++) {
+                if (j == k || printed[j])
+                    continue;
+                memset(seen, 0, (size_t)count);
+                ready = !reaches(x, through(g, p->updates.v[mine.v[k]].value),
+                                 through(g, p->updates.v[mine.v[j]].value), seen);
+            }
+            if (ready)
+                pick = k;
+        }
+        if (pick < 0) /* a cycle cannot happen; print in order then */
+            for (int k = 0; k < mine.n && pick < 0; k++)
+                if (!printed[k])
+                    pick = k;
+        printed[pick] = 1;
+        left--;
+        const Update *up = &p->updates.v[mine.v[pick]];
+        const char *nm = up->is_state ? p->states.v[up->index].name + pl + 1 : "w";
+        emit_temps(x, up->value, done, &r->text, true);
+        StrBuf b = {0};
+        expr(x, up->value, &b, 0, true);
+        sb_printf(&r->text, "    %s' = %s\n", nm, b.s ? b.s : "");
+        sb_free(&b);
+        char *prime = xmalloc(strlen(nm) + 2);
+        sprintf(prime, "%s'", nm);
+        vec_push(&names, prime);
+        x->named[through(g, up->value)] = prime;
+        r->writes += same_shape_as(
+            graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
+    }
+    for (int k = 0; k < names.n; k++)
+        free((char *)names.v[k]);
+    vec_free(&names);
+    free(printed);
+    vec_free(&mine);
+    free(seen);
+    free(done);
+}
+
+/* Renders the update of `param`, whose group's hyper-parameters are named `prefix`
+ * (`opt.`), after `if` on its rank and the like were resolved for it. */
+static void render_param(const Program *p, int param, const char *prefix, Rendered *r)
 {
     const Graph *g = &p->g;
     int count = graph_count((Graph *)g);
-    for (int gi = 0; gi < p->groups.n; gi++) {
-        int first = -1, nparams = 0;
-        int64_t elems = 0;
-        for (int i = 0; i < p->params.n; i++)
-            if (p->params.v[i].group == gi && p->grads.v[i]) {
-                if (first < 0)
-                    first = i;
-                nparams++;
-                const Node *w = graph_node((Graph *)g, p->params.v[i].node);
-                elems += shape_static_numel(&w->shape, NULL);
-            }
-        const OptGroup *og = &p->groups.v[gi];
-        if (first < 0) {
-            fprintf(out, "%s = %s: no trainable parameter\n\n", og->path, og->rule);
+    Explain x = {p,
+                 g,
+                 param,
+                 through(g, p->grads.v[param]),
+                 prefix,
+                 xcalloc((size_t)count, 1),
+                 xcalloc((size_t)count, sizeof(int)),
+                 xcalloc((size_t)count, sizeof(int)),
+                 xcalloc((size_t)count, sizeof(char *)),
+                 0};
+    const ParamInfo *pi = &p->params.v[param];
+    const Node *w = graph_node((Graph *)g, pi->node);
+    /* own: computed from w, g, the parameter's states, hypers and constants only */
+    size_t pl = strlen(pi->name);
+    for (NodeId n = 1; n < (NodeId)count; n++) {
+        const Node *nd = graph_node((Graph *)g, n);
+        bool own = true;
+        if (n == pi->node || n == x.grad)
+            own = true;
+        else if (nd->nin == 0)
+            own = nd->op == OP_CONST || nd->op == OP_HYPER ||
+                  (nd->op == OP_STATE && nd->name && strncmp(nd->name, pi->name, pl) == 0 &&
+                   nd->name[pl] == '.');
+        else
+            for (int i = 0; i < nd->nin; i++)
+                own &= x.own[nd->in[i]] != 0;
+        x.own[n] = own;
+    }
+    render_updates(&x, r);
+    /* bytes per element of w: tensors shaped like w that are read */
+    for (NodeId n = 1; n < (NodeId)count; n++) {
+        if (!x.uses[n])
+            continue;
+        if (n == x.grad) { /* read at w's shape, even where it is a reshaped sum */
+            r->reads += same_shape_as(graph_node((Graph *)g, p->grads.v[param]), w);
             continue;
         }
-        Explain x = {p,
-                     g,
-                     first,
-                     through(g, p->grads.v[first]),
-                     NULL,
-                     xcalloc((size_t)count, 1),
-                     xcalloc((size_t)count, sizeof(int)),
-                     xcalloc((size_t)count, sizeof(int)),
-                     xcalloc((size_t)count, sizeof(char *)),
-                     0};
+        const Node *nd = graph_node((Graph *)g, n);
+        bool leaf = n == pi->node || nd->op == OP_STATE;
+        if (leaf && same_shape_as(nd, w))
+            r->reads++;
+        if (op_info[nd->op].kind == OPK_REDUCE && x.own[n])
+            r->reduces = true;
+    }
+    free(x.named);
+    free(x.own);
+    free(x.uses);
+    free(x.temp);
+}
+
+static bool rendered_equal(const Rendered *a, const Rendered *b)
+{
+    return a->reads == b->reads && a->writes == b->writes && a->reduces == b->reduces &&
+           strcmp(a->text.s ? a->text.s : "", b->text.s ? b->text.s : "") == 0;
+}
+
+/* Prints the parameters of a group that get the same update (`same` lists them) as
+ * one rule, written for the first of them. */
+static void print_rule(const Program *p, const OptGroup *og, const IntVec *same, const Rendered *r,
+                       FILE *out)
+{
+    const Graph *g = &p->g;
+    const ParamInfo *pi = &p->params.v[same->v[0]];
+    const Node *w = graph_node((Graph *)g, pi->node);
+    int64_t elems = 0;
+    for (int k = 0; k < same->n; k++)
+        elems +=
+            shape_static_numel(&graph_node((Graph *)g, p->params.v[same->v[k]].node)->shape, NULL);
+    char shape[128];
+    shape_format((Graph *)g, &w->shape, shape, sizeof shape);
+    fprintf(out, "%s = %s, for %s %s", og->path, og->rule, pi->name, shape);
+    if (same->n > 1)
+        fprintf(out, " (the same for %d more parameter%s)", same->n - 1, same->n > 2 ? "s" : "");
+    fprintf(out, ":\n%s", r->text.s ? r->text.s : "");
+    int es = (int)nnd_dtype_size((NndDType)w->dtype);
+    fprintf(out,
+            "    memory: reads %d and writes %d tensors shaped like w: %d bytes per element, "
+            "%.1f MB per step for the %lld values of this group%s\n\n",
+            r->reads, r->writes, es * (r->reads + r->writes),
+            (double)es * (r->reads + r->writes) * (double)elems / 1e6, (long long)elems,
+            r->reduces ? "; its per-tensor reductions take a pass of their own first" : "");
+}
+
+/* Each group's parameters, sorted by the update they get: the rule may differ by
+ * parameter (AdamW decays only matrices unless decay_vectors). */
+static void explain_print(const Program *p, FILE *out)
+{
+    for (int gi = 0; gi < p->groups.n; gi++) {
+        const OptGroup *og = &p->groups.v[gi];
         char prefix[256];
         snprintf(prefix, sizeof prefix, "%s.", og->path);
-        x.prefix = prefix;
-        const ParamInfo *pi = &p->params.v[first];
-        const Node *w = graph_node((Graph *)g, pi->node);
-        /* own: computed from w, g, the parameter's states, hypers and constants only */
-        size_t pl = strlen(pi->name);
-        for (NodeId n = 1; n < (NodeId)count; n++) {
-            const Node *nd = graph_node((Graph *)g, n);
-            bool own = true;
-            if (n == pi->node || n == x.grad)
-                own = true;
-            else if (nd->nin == 0)
-                own = nd->op == OP_CONST || nd->op == OP_HYPER ||
-                      (nd->op == OP_STATE && nd->name && strncmp(nd->name, pi->name, pl) == 0 &&
-                       nd->name[pl] == '.');
+        Rendered *rules = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof *rules);
+        IntVec *members = xcalloc((size_t)(p->params.n ? p->params.n : 1), sizeof *members);
+        int nrules = 0;
+        for (int i = 0; i < p->params.n; i++) {
+            if (p->params.v[i].group != gi || !p->grads.v[i])
+                continue;
+            Rendered r = {0};
+            render_param(p, i, prefix, &r);
+            int k = 0;
+            while (k < nrules && !rendered_equal(&rules[k], &r))
+                k++;
+            if (k == nrules)
+                rules[nrules++] = r;
             else
-                for (int i = 0; i < nd->nin; i++)
-                    own &= x.own[nd->in[i]] != 0;
-            x.own[n] = own;
+                sb_free(&r.text);
+            vec_push(&members[k], i);
         }
-        char shape[128];
-        shape_format((Graph *)g, &w->shape, shape, sizeof shape);
-        fprintf(out, "%s = %s, for %s %s", og->path, og->rule, pi->name, shape);
-        if (nparams > 1)
-            fprintf(out, " (the same for %d more parameter%s)", nparams - 1,
-                    nparams > 2 ? "s" : "");
-        fprintf(out, ":\n");
-        /* the new values: w, then the states */
-        char *seen = xcalloc((size_t)count, 1), *done = xcalloc((size_t)count, 1);
-        for (int u = 0; u < p->updates.n; u++) {
-            const Update *up = &p->updates.v[u];
-            bool mine = up->is_state ? p->states.v[up->index].param == first : up->index == first;
-            if (mine)
-                count_uses(&x, up->value, seen);
+        if (nrules == 0)
+            fprintf(out, "%s = %s: no trainable parameter\n\n", og->path, og->rule);
+        for (int k = 0; k < nrules; k++) {
+            print_rule(p, og, &members[k], &rules[k], out);
+            sb_free(&rules[k].text);
+            vec_free(&members[k]);
         }
-        /* bytes per element of w: tensors shaped like w that are read, and written */
-        int reads = 0, writes = 0;
-        bool reduces = false;
-        /* the new values in an order where each comes after those it uses (m' before
-         * w' in Adam, w' before its average) */
-        IntVec mine = {0};
-        for (int u = 0; u < p->updates.n; u++) {
-            const Update *up = &p->updates.v[u];
-            if (up->is_state ? p->states.v[up->index].param == first : up->index == first)
-                vec_push(&mine, u);
-        }
-        char *printed = xcalloc((size_t)(mine.n ? mine.n : 1), 1);
-        StrVec names = {0};
-        for (int left = mine.n; left > 0;) {
-            int pick = -1;
-            for (int k = 0; k < mine.n && pick < 0; k++) {
-                if (printed[k])
-                    continue;
-                bool ready = true;
-                for (int j = 0; j < mine.n && ready; j++) {
-                    if (j == k || printed[j])
-                        continue;
-                    memset(seen, 0, (size_t)count);
-                    ready = !reaches(&x, through(g, p->updates.v[mine.v[k]].value),
-                                     through(g, p->updates.v[mine.v[j]].value), seen);
-                }
-                if (ready)
-                    pick = k;
-            }
-            if (pick < 0) /* a cycle cannot happen; print in order then */
-                for (int k = 0; k < mine.n && pick < 0; k++)
-                    if (!printed[k])
-                        pick = k;
-            printed[pick] = 1;
-            left--;
-            const Update *up = &p->updates.v[mine.v[pick]];
-            const char *nm = up->is_state ? p->states.v[up->index].name + pl + 1 : "w";
-            emit_temps(&x, up->value, done, out, true);
-            StrBuf b = {0};
-            expr(&x, up->value, &b, 0, true);
-            fprintf(out, "    %s' = %s\n", nm, b.s ? b.s : "");
-            sb_free(&b);
-            char *prime = xmalloc(strlen(nm) + 2);
-            sprintf(prime, "%s'", nm);
-            vec_push(&names, prime);
-            x.named[through(g, up->value)] = prime;
-            writes += same_shape_as(
-                graph_node((Graph *)g, up->is_state ? p->states.v[up->index].node : pi->node), w);
-        }
-        free(printed);
-        vec_free(&mine);
-        for (NodeId n = 1; n < (NodeId)count; n++) {
-            if (!x.uses[n])
-                continue;
-            if (n == x.grad) { /* read at w's shape, even where it is a reshaped sum */
-                reads += same_shape_as(graph_node((Graph *)g, p->grads.v[first]), w);
-                continue;
-            }
-            const Node *nd = graph_node((Graph *)g, n);
-            bool leaf = n == pi->node || nd->op == OP_STATE;
-            if (leaf && same_shape_as(nd, w))
-                reads++;
-            if (op_info[nd->op].kind == OPK_REDUCE && x.own[n])
-                reduces = true;
-        }
-        int es = (int)nnd_dtype_size((NndDType)w->dtype);
-        fprintf(out,
-                "    memory: reads %d and writes %d tensors shaped like w: %d bytes per element, "
-                "%.1f MB per step for the %lld values of this group%s\n",
-                reads, writes, es * (reads + writes),
-                (double)es * (reads + writes) * (double)elems / 1e6, (long long)elems,
-                reduces ? "; its per-tensor reductions take a pass of their own first" : "");
-        fputc('\n', out);
-        for (int k = 0; k < names.n; k++)
-            free((char *)names.v[k]);
-        vec_free(&names);
-        free(x.named);
-        free(seen);
-        free(done);
-        free(x.own);
-        free(x.uses);
-        free(x.temp);
+        free(rules);
+        free(members);
     }
 }
 static int explain(Program *p, Options *o)

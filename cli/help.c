@@ -126,7 +126,8 @@ static const Help helps[] = {
                 "example: nnd summary examples/fashion_mnist_cnn.nnd\n"},
     {"explain", "usage: nnd explain FILE.nnd\n"
                 "Each update rule as formulas after expansion and simplification, and its\n"
-                "memory traffic per parameter.\n\n"
+                "memory traffic per parameter.  A group's parameters whose updates differ\n"
+                "(AdamW without decay_vectors) are shown apart.\n\n"
                 "example: nnd explain examples/fashion_mnist_mlp.nnd\n"},
     {"plot", "usage: nnd plot DIR... [-o FILE.svg]\n"
              "Draws the scalars a `log` statement wrote, one panel per family (default output\n"

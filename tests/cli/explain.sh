@@ -1,7 +1,8 @@
 #!/bin/sh
 # explain.sh NND WORK: `nnd explain` of small models, the whole output.  A LayerNorm
 # first: its gain's gradient (a sum over the batch, reshaped) is still `g`, read
-# once per element.
+# once per element.  AdamW without decay_vectors: the LayerNorm's gain and bias and
+# the Dense bias are not decayed, the Dense weights are, so they are two rules.
 set -u
 nnd=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 2
@@ -39,4 +40,20 @@ opt = SGD, for ln.gamma [2] (the same for 3 more parameters):
 
 TXT
 check sgd
+sed 's/SGD()/AdamW(lr = 1, wd = 0.5, decay_vectors = false)/' sgd.nnd > adamw.nnd
+cat > adamw.want <<'TXT'
+opt = AdamW, for ln.gamma [2] (the same for 2 more parameters):
+    m' = beta1 * m + (1 - beta1) * g
+    v' = beta2 * v + (1 - beta2) * (g * g)
+    w' = w - lr * (m' * (1 / (1 - beta1^t)) / (sqrt(v' * (1 / (1 - beta2^t))) + eps) + 0 * w)
+    memory: reads 4 and writes 3 tensors shaped like w: 28 bytes per element, 0.0 MB per step for the 5 values of this group
+
+opt = AdamW, for fc.W [2, 1]:
+    m' = beta1 * m + (1 - beta1) * g
+    v' = beta2 * v + (1 - beta2) * (g * g)
+    w' = w - lr * (m' * (1 / (1 - beta1^t)) / (sqrt(v' * (1 / (1 - beta2^t))) + eps) + wd * w)
+    memory: reads 4 and writes 3 tensors shaped like w: 28 bytes per element, 0.0 MB per step for the 2 values of this group
+
+TXT
+check adamw
 exit $fail
