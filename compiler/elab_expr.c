@@ -249,19 +249,44 @@ bool el_too_big(Elab *e, Span span)
     return e->too_big;
 }
 
+/* A call is recursive when it re-enters a method of the same layer instance, or a
+ * plain function with no new layer instance entered since (nested Sequentials call
+ * Sequential.forward of another instance; a helper that applies a layer may run
+ * again inside it).  A chain that escapes this stops at MAX_CALL_DEPTH. */
+static bool is_recursive(const Elab *e, const Ast *fn, const LayerInst *self)
+{
+    for (int i = 0; i < e->depth; i++) {
+        if (e->frames[i].decl != fn || e->frames[i].self != self)
+            continue;
+        if (self)
+            return true;
+        bool entered = false; /* a layer instance not active before frame i */
+        for (int j = i + 1; j < e->depth && !entered; j++) {
+            const LayerInst *l = e->frames[j].self;
+            if (!l)
+                continue;
+            entered = true;
+            for (int k = 0; k <= i && entered; k++)
+                entered = e->frames[k].self != l;
+        }
+        if (!entered)
+            return true;
+    }
+    return false;
+}
+
 static Value call_fn(Elab *e, const Ast *fn, Module *mod, LayerInst *self, Args *args, Span span)
 {
     if (el_too_big(e, span))
         return verr();
     const char *name = self ? arena_printf(&e->arena, "'%s.%s'", self->decl->name, fn->name)
                             : arena_printf(&e->arena, "'%s'", fn->name);
-    for (int i = 0; i < e->depth; i++)
-        if (e->frames[i].decl == fn)
-            return el_error(e, span, "recursive call of %s: recursion is not supported", name);
+    if (is_recursive(e, fn, self))
+        return el_error(e, span, "recursive call of %s: recursion is not supported", name);
     if (e->depth == MAX_CALL_DEPTH)
         return el_error(e, span, "calls nested more than %d deep", MAX_CALL_DEPTH);
     Scope s = {.mod = mod, .self = self};
-    e->frames[e->depth++] = (Frame){fn, span, name};
+    e->frames[e->depth++] = (Frame){fn, span, name, self};
     Value r = verr();
     if (el_bind_params(e, &s, &fn->list, args, name, span)) {
         int nparams = s.b.n;

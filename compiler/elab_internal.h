@@ -116,6 +116,7 @@ typedef struct Frame {
     const Ast *decl;
     Span call;
     const char *name;
+    LayerInst *self; /* the layer instance of a method, else NULL */
 } Frame;
 
 /* A call of a fn with a vjp block: what its gradient is built from. */

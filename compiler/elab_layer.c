@@ -126,8 +126,8 @@ void el_custom_vjp(void *ctx, Graph *g, NodeId n, NodeId dy, NodeId *dx)
         vec_push(&s.b, cg->params[i]);
     el_bind(&s, vjp->list.n == 2 ? vjp->list.v[0]->name : "y", vnode(n), vjp->span);
     el_bind(&s, vjp->list.n == 2 ? vjp->list.v[1]->name : "dy", vnode(dy), vjp->span);
-    e->frames[e->depth++] =
-        (Frame){vjp, vjp->span, arena_printf(&e->arena, "the vjp block of '%s'", cg->fn->name)};
+    e->frames[e->depth++] = (Frame){
+        vjp, vjp->span, arena_printf(&e->arena, "the vjp block of '%s'", cg->fn->name), NULL};
     Value r = el_run_body(e, &s, vjp);
     e->depth--;
     int np = cg->fn->list.n;
@@ -392,7 +392,7 @@ Value el_instantiate(Elab *e, const Ast *decl, Module *mod, Args *args, Span spa
     l->mod = mod;
     l->path = path;
     const char *what = arena_printf(&e->arena, "'%s'", decl->name);
-    e->frames[e->depth++] = (Frame){decl, span, arena_printf(&e->arena, "layer %s", what)};
+    e->frames[e->depth++] = (Frame){decl, span, arena_printf(&e->arena, "layer %s", what), NULL};
     Scope s = {.mod = mod, .self = l};
     bool ok = el_bind_params(e, &s, &decl->list, args, what, span);
     for (int i = 0; ok && i < s.b.n; i++)

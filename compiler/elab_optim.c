@@ -143,7 +143,7 @@ void el_expand_update(Elab *e, Group *gr, int pi)
     el_bind(&s, "w", vnode(w), d->span);
     int first_state = e->p->states.n, first_update = e->p->updates.n;
     const char *what = arena_printf(&e->arena, "optimizer '%s' for %s", d->name, p->name);
-    e->frames[e->depth++] = (Frame){d, gr->opt.args ? p->span : d->span, what};
+    e->frames[e->depth++] = (Frame){d, gr->opt.args ? p->span : d->span, what, NULL};
     for (int i = 0; i < d->list2.n; i++) {
         const Ast *st = d->list2.v[i];
         if (st->kind == AST_STATE_DECL) {

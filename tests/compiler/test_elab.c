@@ -439,6 +439,11 @@ static void test_errors(void **state)
          " fn forward(x) = f(fc(x))\n}\ntrain {\n" DATA " net = M()\n loss = mse(net(x), y)\n"
          " opt = SGD()\n}\n",
          "recursive call of 'f': recursion is not supported"},
+        /* a method re-entering its own layer instance's method */
+        {"use nn\nuse optim\nmodel M {\n fc = Dense(4, 2)\n fn forward(x) = helper(x)\n"
+         " fn helper(x) = forward(x)\n}\ntrain {\n" DATA " net = M()\n loss = mse(net(x), y)\n"
+         " opt = SGD()\n}\n",
+         "recursive call of 'M.forward': recursion is not supported"},
         {PRELUDE "fn make() = Dense(2, 2)\ntrain {\n" DATA " net = Net()\n"
                  " loss = mse(net(x), y) + sum(make()(x))\n opt = SGD()\n}\n",
          "layer 'Dense' is created here without a name"},
