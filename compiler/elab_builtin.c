@@ -633,10 +633,20 @@ static Value builtin_random(Elab *e, int id, Args *a, Span span)
 }
 
 /* Composition: sequential(layers, x) calls each layer or function on the last one's
- * result; pair(x) is a list of two integers, [x, x] from one. */
+ * result; pair(x) is a list of two integers, [x, x] from one; probability(p) is p,
+ * checked to lie in [0, 1] when it is known at compile time. */
 static Value builtin_compose(Elab *e, int id, Args *a, Span span)
 {
     Value *x = el_barg(a, id, 0);
+    if (id == BI_PROBABILITY) {
+        if ((x->k != V_NUM && x->k != V_NODE) || x->is_bool)
+            return el_error(e, el_bspan(a, id, 0, span),
+                            "a probability is a number between 0 and 1, not %s", el_kind_name(x));
+        if (x->k == V_NUM && !(x->num >= 0 && x->num <= 1))
+            return el_error(e, el_bspan(a, id, 0, span),
+                            "a probability must be between 0 and 1, not %g", x->num);
+        return *x;
+    }
     if (id == BI_PAIR) {
         int64_t v[2];
         if (!int_pair(e, x, el_bspan(a, id, 0, span), "pair", 0, INT64_MIN / 2, v))
@@ -736,6 +746,7 @@ Value el_builtin_call(Elab *e, int id, Args *a, Span span)
     case BI_UNIFORM:
     case BI_NORMAL: return builtin_random(e, id, a, span);
     case BI_PAIR:
+    case BI_PROBABILITY:
     case BI_SEQUENTIAL: return builtin_compose(e, id, a, span);
     default: return el_error(e, span, "'%s' cannot be used here", bi->name);
     }
