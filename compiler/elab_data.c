@@ -245,6 +245,15 @@ static bool data_text(Elab *e, Module *m, Args *a, Span span, DataSet *ds)
         ok = el_str_arg(e, path, ps, "the path", &p0) &&
              text_add_path(e, m, p0, exclude, ps, &paths);
     }
+    /* exclude thins out a pattern's matches; a file named outright is meant */
+    bool pattern = false;
+    for (int i = 0; path->k == V_LIST && i < path->list->n; i++)
+        pattern |= path->list->v[i].k == V_STR && strpbrk(path->list->v[i].str, "*?[");
+    if (ok && exclude && !(pattern || (path->k == V_STR && strpbrk(path->str, "*?[")))) {
+        el_error(e, el_bspan(a, id, 4, span),
+                 "exclude applies to the files a pattern matches, and no path here is a pattern");
+        ok = false;
+    }
     ds->kind = DATA_TEXT;
     ds->from = 0;
     ds->to = 1;
@@ -266,8 +275,8 @@ static bool data_text(Elab *e, Module *m, Args *a, Span span, DataSet *ds)
     }
     int64_t len = (int64_t)((double)total * ds->to) - (int64_t)((double)total * ds->from);
     if (ok && len <= ds->window) {
-        el_error(e, span, "%s: the split holds %lld bytes, not more than the context (%lld)",
-                 paths.v[0], (long long)len, (long long)ds->window);
+        el_error(e, span, "%s: the split holds %lld byte%s, not more than the context (%lld)",
+                 paths.v[0], (long long)len, len == 1 ? "" : "s", (long long)ds->window);
         ok = false;
     }
     if (ok) {

@@ -33,10 +33,10 @@ int nnd_text_size(const char *const *paths, int n, int64_t *bytes, NndErr *err)
         int64_t s = file_size(paths[i], err);
         if (s < 0)
             return -1;
+        if (s == 0) /* as a pattern's match too: likely a mistake, exclude it if not */
+            return nnd_err(err, "%s: empty", paths[i]);
         *bytes += s;
     }
-    if (*bytes == 0)
-        return nnd_err(err, "%s: empty%s", paths[0], n > 1 ? " (and so are the other files)" : "");
     return 0;
 }
 
@@ -78,8 +78,8 @@ int nnd_text_load(const char *const *paths, int n, double from, double to, NndTe
         return -1;
     int64_t lo = (int64_t)((double)total * from), hi = (int64_t)((double)total * to);
     if (hi <= lo)
-        return nnd_err(err, "%s: the split [%g, %g] of %lld bytes is empty", paths[0], from, to,
-                       (long long)total);
+        return nnd_err(err, "%s: the split [%g, %g] of %lld byte%s is empty", paths[0], from, to,
+                       (long long)total, total == 1 ? "" : "s");
     int64_t len = hi - lo;
     if (nnd_tensor_alloc(out, NND_I32, 1, &len, err) != 0)
         return -1;

@@ -69,10 +69,21 @@ static void test_errors(void **state)
     assert_int_equal(nnd_text_load(empty, 1, 0, 1, &t, &err), -1);
     assert_non_null(strstr(err.msg, "empty.txt: empty"));
     write_text(TMP "_a.txt", "abcd");
+    /* an empty file among others is an error too, naming it */
+    const char *with_empty[] = {TMP "_a.txt", TMP "_empty.txt"};
+    int64_t bytes;
+    assert_int_equal(nnd_text_size(with_empty, 2, &bytes, &err), -1);
+    assert_non_null(strstr(err.msg, "_empty.txt: empty"));
+    assert_int_equal(nnd_text_load(with_empty, 2, 0, 1, &t, &err), -1);
+    assert_non_null(strstr(err.msg, "_empty.txt: empty"));
     const char *a[] = {TMP "_a.txt"};
     assert_int_equal(nnd_text_load(a, 1, 0.5, 0.5, &t, &err), -1);
     assert_int_equal(nnd_text_load(a, 1, 0, 0.1, &t, &err), -1); /* no byte in the split */
-    assert_non_null(strstr(err.msg, "is empty"));
+    assert_non_null(strstr(err.msg, "of 4 bytes is empty"));
+    write_text(TMP "_one.txt", "a");
+    const char *one[] = {TMP "_one.txt"};
+    assert_int_equal(nnd_text_load(one, 1, 0, 0.5, &t, &err), -1);
+    assert_non_null(strstr(err.msg, "of 1 byte is empty"));
 }
 
 /* Sample i is window tokens from i * stride; y the same window one token later. */
