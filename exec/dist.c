@@ -154,9 +154,85 @@ static int first_difference(const uint64_t *v, int n)
 
 static uint64_t hash_str(const char *s) { return s ? fnv1a(FNV_OFFSET, s, strlen(s)) : 0; }
 
+/* The ranks that get 1 sample of a batch of m (rank r takes [m·r/N, m·(r+1)/N)),
+ * named into b ("ranks 0 and 1 get", "rank 1 gets"); their count. */
+static int ranks_with_one(int64_t m, int ranks, StrBuf *b)
+{
+    enum { SHOWN = 4 };
+    int n = 0;
+    for (int r = 0; r < ranks; r++)
+        n += m * (r + 1) / ranks - m * r / ranks == 1;
+    sb_printf(b, "rank%s ", n == 1 ? "" : "s");
+    for (int r = 0, k = 0; r < ranks && k < SHOWN; r++) {
+        if (m * (r + 1) / ranks - m * r / ranks != 1)
+            continue;
+        k++;
+        sb_printf(b, "%s%d", k == 1 ? "" : k == n ? " and " : ", ", r);
+    }
+    if (n > SHOWN)
+        sb_printf(b, " and %d more", n - SHOWN);
+    sb_printf(b, " get%s", n == 1 ? "s" : "");
+    return n;
+}
+
+/* How a batch of m is split over the ranks: "1 + 2", or "1 or 2 per rank" for many
+ * ranks. */
+static void split_text(int64_t m, int ranks, StrBuf *b)
+{
+    if (ranks > 8) {
+        sb_printf(b, "%lld or %lld per rank", (long long)(m / ranks), (long long)(m / ranks + 1));
+        return;
+    }
+    for (int r = 0; r < ranks; r++)
+        sb_printf(b, "%s%lld", r ? " + " : "", (long long)(m * (r + 1) / ranks - m * r / ranks));
+}
+
+/* Batch statistics need two samples (elab_train.c's check_batch_of_one, for one
+ * process): batch norm is not synchronized, each rank normalizes its part of a
+ * batch and moves its running statistics from it, so a part of one sample makes
+ * them NaN.  False, with a message, when some rank's part of a full batch or of
+ * the epoch's last batch holds one sample. */
+static bool check_parts(const Dist *d, const Program *p, char *err, size_t errlen)
+{
+    const char *state = program_batch_statistic(p);
+    if (!state || d->ranks < 2)
+        return true;
+    int64_t n = p->data.v[p->train_data].n;
+    int64_t used = nnd_train_samples_per_epoch(n, p->batch, p->drop_last);
+    int64_t sizes[2] = {p->batch < used ? p->batch : used, p->batch < used ? used % p->batch : 0};
+    for (int i = 0; i < 2; i++) {
+        int64_t m = sizes[i];
+        StrBuf who = {0}, split = {0};
+        if (m == 0 || ranks_with_one(m, d->ranks, &who) == 0) {
+            sb_free(&who);
+            continue;
+        }
+        split_text(m, d->ranks, &split);
+        if (i == 0)
+            snprintf(err, errlen,
+                     "batch = %lld on %d ranks: each batch is split %s, %s 1 sample, and "
+                     "'%s' is updated from statistics over each rank's part of the batch "
+                     "(batch norm), which need at least 2 samples: use a larger batch or "
+                     "fewer ranks",
+                     (long long)p->batch, d->ranks, split.s, who.s, state);
+        else
+            snprintf(err, errlen,
+                     "the last batch of each epoch holds %lld samples (%lld samples, batch "
+                     "%lld), split %s on %d ranks: %s 1 sample, and '%s' is updated from "
+                     "statistics over each rank's part of the batch (batch norm), which need "
+                     "at least 2: set drop_last = true, or another batch size or number of "
+                     "ranks",
+                     (long long)m, (long long)n, (long long)p->batch, split.s, d->ranks, who.s,
+                     state);
+        sb_free(&who);
+        sb_free(&split);
+        return false;
+    }
+    return true;
+}
+
 bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
 {
-    (void)d;
     static const char *const what[] = {
         ("the program (its models, loss, update rules, float type, seed, batch, accumulate "
          "or training set)"), /* (parenthesized: one element, for clang's
@@ -179,7 +255,7 @@ bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen)
         int hi = first_difference(h, p->hypers.n);
         free(h);
         if (hi < 0)
-            return true;
+            return check_parts(d, p, err, errlen);
         snprintf(err, errlen,
                  "the ranks differ in the value of '%s' (%g on rank %d): every rank must run "
                  "the same file with the same --set",

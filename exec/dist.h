@@ -34,7 +34,9 @@ int dist_ranks(const Dist *d);
  * machine, at least 1. */
 int dist_default_threads(const Dist *d);
 /* false with a message naming the first difference when the ranks' programs or
- * settings differ (a different file or --set); collective. */
+ * settings differ (a different file or --set), or naming the ranks and their
+ * samples when a rank's part of a batch holds 1 sample and the program keeps
+ * statistics over the batch (batch norm, per rank); collective. */
 bool dist_check_same(Dist *d, const Program *p, char *err, size_t errlen);
 /* The gradient sums (states[i] their buffers) that dist_reduce sums, in order:
  * the order the accumulation step finishes them (Executable.grad_order), in which
