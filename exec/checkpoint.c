@@ -41,9 +41,142 @@ typedef struct CkptFile {
 
 typedef VEC(CkptFile) CkptFiles;
 
-/* The checkpoint files in dir, by ascending step. */
-static void ckpt_list(const char *dir, CkptFiles *out)
+/* A gradient sum of `accumulate` or of a distributed program (NAME.grad_sum): zero
+ * at every step boundary (the update that reads it sets it to zero), so not part
+ * of a checkpoint, which is then the same for 1 process and for N ranks. */
+static bool is_grad_sum(const Program *p, int state)
 {
+    const char *n = p->states.v[state].name;
+    size_t len = strlen(n);
+    return p->states.v[state].param >= 0 && len > 9 && strcmp(n + len - 9, ".grad_sum") == 0;
+}
+
+/* The hyper-parameters of the gradient sums (accumulate.samples, .micro): a
+ * distributed program has them for any accumulate, one process only for k > 1. */
+static bool is_accum_hyper(const char *name) { return strncmp(name, "accumulate.", 11) == 0; }
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+/* The hashes of the nodes that roots read (memo, graph_count slots), each from its
+ * op, attributes and inputs' hashes; a parameter, state or hyper-parameter by its
+ * name (not its index, which the gradient sums move); with grads, each parameter's
+ * gradient as the update rules see it by that parameter's name alone. */
+static void hash_nodes(const Program *p, const NodeId *roots, int n, bool grads, uint64_t *memo)
+{
+    const Graph *g = &p->g;
+    bool *live = xcalloc((size_t)graph_count(g), 1);
+    graph_mark_live((Graph *)g, roots, n, live);
+    for (int i = 0; grads && i < p->grads.n; i++)
+        if (p->grads.v[i]) {
+            memo[p->grads.v[i]] = hash_str(0x9e3779b97f4a7c15ull, p->params.v[i].name);
+            live[p->grads.v[i]] = false;
+        }
+    for (int id = 1; id < graph_count(g); id++) {
+        if (!live[id])
+            continue;
+        const Node *nd = &g->nodes.v[id];
+        bool named = nd->op == OP_PARAM || nd->op == OP_STATE || nd->op == OP_HYPER;
+        int64_t f[8] = {nd->op,
+                        nd->dtype,
+                        nd->nin,
+                        nd->keep | nd->ta << 1 | nd->tb << 2,
+                        named ? 0 : nd->idx,
+                        nd->mask,
+                        (int64_t)nd->key,
+                        nd->shape.rank};
+        uint64_t h = fnv1a(0xcbf29ce484222325ull, f, sizeof f);
+        h = fnv1a(h, nd->shape.d, sizeof(int64_t) * (size_t)nd->shape.rank);
+        h = fnv1a(h, &nd->num, sizeof nd->num);
+        if (named)
+            h = hash_str(h, nd->name);
+        if (nd->op == OP_TENSOR)
+            h = fnv1a(h, &g->fpool.v[nd->pool],
+                      sizeof(double) * (size_t)shape_static_numel(&nd->shape, NULL));
+        else
+            h = fnv1a(h, &g->ipool.v[nd->pool], sizeof(int64_t) * (size_t)graph_pool_len(nd));
+        for (int i = 0; i < nd->nin; i++)
+            h = fnv1a(h, &memo[nd->in[i]], sizeof(uint64_t));
+        memo[id] = h;
+    }
+    free(live);
+}
+
+/* What a resumed run must share, the same for 1 process and N ranks (unlike
+ * program_fingerprint, which the ranks compare: a distributed program sums its
+ * gradients for any accumulate): the settings that draw the batches, the tensors
+ * a checkpoint holds, the names of the hyper-parameters, the loss, and each update
+ * of a parameter or state from the gradients its rules see. */
+static uint64_t ckpt_program_hash(const Program *p)
+{
+    int64_t settings[7] = {p->float_dtype, (int64_t)p->seed,           p->batch,
+                           p->accumulate,  p->data.v[p->train_data].n, p->shuffle,
+                           p->drop_last};
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, settings, sizeof settings);
+    for (int i = 0; i < p->params.n; i++)
+        h = hash_str(h, p->params.v[i].name);
+    for (int i = 0; i < p->states.n; i++)
+        if (!is_grad_sum(p, i))
+            h = hash_str(h, p->states.v[i].name);
+    for (int i = 0; i < p->hypers.n; i++)
+        if (!is_accum_hyper(p->hypers.v[i].name))
+            h = hash_str(h, p->hypers.v[i].name);
+    uint64_t *memo = xcalloc((size_t)graph_count(&p->g), sizeof(uint64_t));
+    hash_nodes(p, &p->loss, 1, false, memo);
+    h = fnv1a(h, &memo[p->loss], sizeof(uint64_t));
+    NodeVec roots = {0};
+    for (int i = 0; i < p->updates.n; i++)
+        vec_push(&roots, p->updates.v[i].value);
+    memset(memo, 0, sizeof(uint64_t) * (size_t)graph_count(&p->g));
+    hash_nodes(p, roots.v, roots.n, true, memo);
+    for (int i = 0; i < p->updates.n; i++) {
+        const Update *u = &p->updates.v[i];
+        if (u->is_state && is_grad_sum(p, u->index))
+            continue;
+        h = hash_str(h, u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name);
+        h = fnv1a(h, &memo[u->value], sizeof(uint64_t));
+    }
+    vec_free(&roots);
+    free(memo);
+    return h;
+}
+
+/* The identities from the program's hash h: the program's, and the run's (the
+ * program with its total steps and hyper-parameter values, those of the gradient
+ * sums left out unless legacy: two runs with the same one make the same
+ * checkpoints), as 16 hex digits each. */
+static void ids_of(const Program *p, uint64_t h, bool legacy, char program[17], char run[17])
+{
+    snprintf(program, 17, "%016llx", (unsigned long long)h);
+    int64_t total = program_total_steps(p);
+    h = (h ^ (uint64_t)total) * 0x100000001b3ull;
+    for (int i = 0; i < p->hypers.n; i++) {
+        if (!legacy && is_accum_hyper(p->hypers.v[i].name))
+            continue;
+        uint64_t bits;
+        memcpy(&bits, &p->hypers.v[i].value, sizeof bits);
+        for (int k = 0; k < 8; k++)
+            h = (h ^ ((bits >> (8 * k)) & 0xff)) * 0x100000001b3ull;
+    }
+    snprintf(run, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The identities a checkpoint of p carries (ckpt_program_hash). */
+static void ckpt_ids(const Program *p, char program[17], char run[17])
+{
+    ids_of(p, ckpt_program_hash(p), false, program, run);
+}
+
+/* The checkpoint files in dir, by ascending step; those of p written with the
+ * identities of an older nnd (program_fingerprint, which differs between 1
+ * process and N ranks) carry p's. */
+static void ckpt_list(const Program *p, const char *dir, CkptFiles *out)
+{
+    char prog_id[17], run_id[17], old_prog[17], old_run[17];
+    ckpt_ids(p, prog_id, run_id);
+    ids_of(p, program_fingerprint(p), true, old_prog, old_run);
     out->n = 0;
     DIR *d = opendir(dir);
     if (!d)
@@ -60,6 +193,10 @@ static void ckpt_list(const char *dir, CkptFiles *out)
                        *run = nnd_safetensors_meta(&st, "run");
             snprintf(f.program, sizeof f.program, "%s", prog ? prog : "");
             snprintf(f.run, sizeof f.run, "%s", run ? run : "");
+            if (strcmp(f.program, old_prog) == 0)
+                memcpy(f.program, prog_id, sizeof f.program);
+            if (strcmp(f.run, old_run) == 0)
+                memcpy(f.run, run_id, sizeof f.run);
             nnd_safetensors_close(&st);
         }
         free(path);
@@ -72,24 +209,6 @@ static void ckpt_list(const char *dir, CkptFiles *out)
             out->v[j] = out->v[j - 1];
             out->v[j - 1] = tmp;
         }
-}
-
-/* The program's identity (what a resumed run must share: program_fingerprint)
- * and the run's (the program with its total steps and hyper-parameter values: two
- * runs with the same one make the same checkpoints), as 16 hex digits each. */
-static void ckpt_ids(const Program *p, char program[17], char run[17])
-{
-    uint64_t h = program_fingerprint(p);
-    snprintf(program, 17, "%016llx", (unsigned long long)h);
-    int64_t total = program_total_steps(p);
-    h = (h ^ (uint64_t)total) * 0x100000001b3ull;
-    for (int i = 0; i < p->hypers.n; i++) {
-        uint64_t bits;
-        memcpy(&bits, &p->hypers.v[i].value, sizeof bits);
-        for (int k = 0; k < 8; k++)
-            h = (h ^ ((bits >> (8 * k)) & 0xff)) * 0x100000001b3ull;
-    }
-    snprintf(run, 17, "%016llx", (unsigned long long)h);
 }
 
 /* mkdir -p */
@@ -147,19 +266,27 @@ static bool checkpoint_write(const CheckpointTarget *c, const char *path, const 
     const Model *m = c->m;
     const EarlyState *es = c->early;
     bool best = es && es->have_best && es->have_model;
-    int n = p->params.n + p->states.n, total = best ? 2 * n : n;
-    NndNamedTensor *named = xcalloc((size_t)(total ? total : 1), sizeof(NndNamedTensor));
-    char **names = xcalloc((size_t)(n ? n : 1), sizeof(char *));
-    for (int i = 0; i < p->params.n; i++)
-        named[i] = (NndNamedTensor){p->params.v[i].name, &m->params[i]};
-    for (int i = 0; i < p->states.n; i++)
-        named[p->params.n + i] = (NndNamedTensor){p->states.v[i].name, &m->states[i]};
+    int all = p->params.n + p->states.n;
+    NndNamedTensor *named = xcalloc((size_t)(2 * all + 1), sizeof(NndNamedTensor));
+    const NndTensor **at_best = xcalloc((size_t)(all + 1), sizeof(NndTensor *));
+    char **names = xcalloc((size_t)(all + 1), sizeof(char *));
+    int n = 0; /* the model's tensors, the gradient sums left out */
+    for (int k = 0; k < all; k++) {
+        bool is_p = k < p->params.n;
+        int i = is_p ? k : k - p->params.n;
+        if (!is_p && is_grad_sum(p, i))
+            continue;
+        named[n] = (NndNamedTensor){is_p ? p->params.v[i].name : p->states.v[i].name,
+                                    is_p ? &m->params[i] : &m->states[i]};
+        if (best)
+            at_best[n] = is_p ? &es->model.params[i] : &es->model.states[i];
+        n++;
+    }
     for (int i = 0; best && i < n; i++) {
         names[i] = early_name(named[i].name);
-        bool is_p = i < p->params.n;
-        named[n + i] = (NndNamedTensor){names[i], is_p ? &es->model.params[i]
-                                                       : &es->model.states[i - p->params.n]};
+        named[n + i] = (NndNamedTensor){names[i], at_best[i]};
     }
+    int total = best ? 2 * n : n;
     char step[32], epoch[32], lsum[40], ln[32], seed[32], batch[32], samples[32], prog[17], run[17];
     snprintf(step, sizeof step, "%lld", (long long)at->step);
     snprintf(epoch, sizeof epoch, "%lld", (long long)at->epoch);
@@ -207,6 +334,7 @@ static bool checkpoint_write(const CheckpointTarget *c, const char *path, const 
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);
+    free(at_best);
     free(named);
     return ok;
 }
@@ -229,7 +357,7 @@ int checkpoint_hook(void *ctx, const NndTrainPoint *at, NndErr *err)
     char prog[17], run[17];
     ckpt_ids(c->p, prog, run);
     CkptFiles files = {0};
-    ckpt_list(c->p->ckpt_dir, &files);
+    ckpt_list(c->p, c->p->ckpt_dir, &files);
     int mine = 0;
     for (int i = 0; i < files.n; i++)
         mine += strcmp(files.v[i].run, run) == 0;
@@ -265,7 +393,7 @@ bool checkpoint_check_dir(const Program *p, const NndTrainPoint *start, FILE *wa
     char prog[17], run[17];
     ckpt_ids(p, prog, run);
     CkptFiles files = {0};
-    ckpt_list(p->ckpt_dir, &files);
+    ckpt_list(p, p->ckpt_dir, &files);
     int others = 0;
     int64_t clash = -1;
     for (int i = 0; i < files.n; i++) {
@@ -322,7 +450,7 @@ static char *choose_in_dir(const Program *p, const char *dir, FILE *note, char *
     char prog[17], run[17];
     ckpt_ids(p, prog, run);
     CkptFiles files = {0};
-    ckpt_list(dir, &files);
+    ckpt_list(p, dir, &files);
     int own = -1, same = -1, runs = 0;
     for (int i = 0; i < files.n; i++) { /* ascending steps: later ones are newer */
         if (strcmp(files.v[i].program, prog) != 0)
@@ -457,6 +585,8 @@ static bool read_tensors(const Program *p, Model *m, NndSafetensors *st, const c
     bool ok = true;
     for (int k = 0; ok && k < p->params.n + p->states.n; k++) {
         bool is_p = k < p->params.n;
+        if (!is_p && is_grad_sum(p, k - p->params.n))
+            continue; /* zero, as m starts it */
         StrBuf b = {0};
         sb_printf(&b, "%s%s", prefix,
                   is_p ? p->params.v[k].name : p->states.v[k - p->params.n].name);

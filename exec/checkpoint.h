@@ -1,8 +1,9 @@
 /* checkpoint: the whole training state in one safetensors file.
  *
- * Every parameter and every state (optimizer and layer state) by name, and in the
- * metadata the training point (step, epoch, the epoch's running loss) with what a
- * resumed run must share: seed, batch size, the training set's size, accumulate.
+ * Every parameter and every state (optimizer and layer state; not the gradient
+ * sums, zero at every step's end) by name, and in the metadata the training point
+ * (step, epoch, the epoch's running loss) with what a resumed run must share:
+ * seed, batch size, the training set's size, accumulate.
  * With early_stop, early stopping's state too: the metric it watches, its best
  * value so far, where, the evaluations since without improvement (metadata
  * early_stop*), and the model at its best (tensors early_stop/NAME).  Written
@@ -40,7 +41,8 @@ bool checkpoint_load(const Program *p, Model *m, const char *path, NndTrainPoint
  * resumes): refuses when the directory holds another run's checkpoint at a step
  * this run would write (it would be lost), and warns (to warn) when it holds other
  * runs' checkpoints at all.  Checkpoints carry two identities in their metadata:
- * the program (program_fingerprint: what a resumed run must share) and the run
+ * the program (what a resumed run must share, the same for 1 process and N ranks)
+ * and the run
  * (the program with its length and hyper-parameter values); `keep` rotates only
  * this run's own. */
 bool checkpoint_check_dir(const Program *p, const NndTrainPoint *start, FILE *warn, char *err,

@@ -210,6 +210,20 @@ static bool program_has_tensor(const Program *p, const char *name)
     return false;
 }
 
+/* NAME.grad_sum for a parameter NAME of p: a gradient sum, which an older nnd wrote
+ * into checkpoints (zero there, as at every step boundary; none are loaded). */
+static bool is_grad_sum_of(const Program *p, const char *name)
+{
+    size_t len = strlen(name);
+    if (len <= 9 || strcmp(name + len - 9, ".grad_sum") != 0)
+        return false;
+    for (int i = 0; i < p->params.n; i++)
+        if (strlen(p->params.v[i].name) == len - 9 &&
+            strncmp(p->params.v[i].name, name, len - 9) == 0)
+            return true;
+    return false;
+}
+
 void model_warn_unused(const Program *p, const NndSafetensors *st, FILE *warn)
 {
     enum { SHOWN = 3 };
@@ -221,6 +235,7 @@ void model_warn_unused(const Program *p, const NndSafetensors *st, FILE *warn)
         /* a checkpoint's early_stop/NAME: early stopping's best model, no tensor of
          * this one (exec/checkpoint.h) */
         if (!program_has_tensor(p, st->tensors[t].name) &&
+            !is_grad_sum_of(p, st->tensors[t].name) &&
             strncmp(st->tensors[t].name, "early_stop/", 11) != 0 && count++ < SHOWN)
             sb_printf(&names, "%s'%s'", count > 1 ? ", " : "", st->tensors[t].name);
     if (count > SHOWN)
