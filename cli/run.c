@@ -2,6 +2,7 @@
  * the model (or resume it from a checkpoint), the log and the pool, train, report,
  * save. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -116,6 +117,20 @@ static bool check_out_dir(const char *dir, char *why, size_t len)
     return ok;
 }
 
+/* Whether dir holds a run's log: its metrics.csv or an event file. */
+static bool holds_run_log(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));)
+        found = strcmp(e->d_name, "metrics.csv") == 0 ||
+                strncmp(e->d_name, "events.out.tfevents.", 20) == 0;
+    closedir(d);
+    return found;
+}
+
 /* The save file, the log and the checkpoint directory, checked before training,
  * not after it or midway (the trained weights would have nowhere to go).  False
  * after a diagnostic at the path. */
@@ -128,6 +143,15 @@ static bool check_outputs(const Options *o, const Program *p, Diags *d)
     }
     char why[1024];
     char *named = p->log.dir && o->name ? xasprintf("%s/%s", p->log.dir, o->name) : NULL;
+    /* a new run would mix its log with that run's (metrics.csv starts again) */
+    if (named && !o->resume && holds_run_log(named)) {
+        fprintf(stderr,
+                "nnd: --name %s: %s holds the log of an earlier run: pick another --name, or "
+                "continue that run with --resume\n",
+                o->name, named);
+        free(named);
+        return false;
+    }
     bool log_ok = !p->log.dir || check_out_dir(named ? named : p->log.dir, why, sizeof why);
     free(named);
     if (!log_ok) {

@@ -56,6 +56,21 @@ mkdir runs && echo x > runs/taken
 out=$("$nnd" run named.nnd --name taken 2>&1)
 [ $? -eq 1 ] && printf '%s\n' "$out" | grep -q 'cannot log there: runs/taken: not a directory (a regular file)' ||
     { echo "FAIL: --name taken, a file in the log directory:"; printf '%s\n' "$out"; fail=1; }
+# --name of a run that logged there already: refused before training (its log would
+# be mixed with this one's), unless --resume continues that run
+prog logged.nnd - 'log every 1 steps to "runs": loss
+    checkpoint every 1 steps to "lck"'
+"$nnd" run logged.nnd --name first > first.log 2>&1 || { cat first.log; fail=1; }
+cp runs/first/metrics.csv first.csv
+out=$("$nnd" run logged.nnd --name first 2>&1)
+{ [ $? -eq 1 ] && printf '%s\n' "$out" | grep -q "^nnd: --name first: runs/first holds the log of an earlier run: pick another --name, or continue that run with --resume$" &&
+    ! printf '%s\n' "$out" | grep -q "^training on" && cmp -s first.csv runs/first/metrics.csv &&
+    [ "$(ls runs/first | grep -c events)" -eq 1 ]; } ||
+    { echo "FAIL: --name first again:"; printf '%s\n' "$out"; ls runs/first; fail=1; }
+out=$("$nnd" run logged.nnd --name first --resume lck --set steps=2 2>&1)
+{ [ $? -eq 0 ] && head -n "$(wc -l < first.csv)" runs/first/metrics.csv | cmp -s - first.csv &&
+    [ "$(wc -l < runs/first/metrics.csv)" -gt "$(wc -l < first.csv)" ]; } ||
+    { echo "FAIL: --name first --resume lck:"; printf '%s\n' "$out"; fail=1; }
 # through a link: the file it points to gets the model, the link stays
 echo old > real.safetensors
 ln -s real.safetensors link.safetensors
