@@ -14,6 +14,8 @@
 
 typedef struct Options {
     const char *cmd;
+    int argc; /* the command line as given (run: how to go on after Ctrl-C); borrowed */
+    char **argv;
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;

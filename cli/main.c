@@ -324,6 +324,8 @@ int main(int argc, char **argv)
         return cli_usage_error("%s", env.msg);
     Options o = {0};
     o.cmd = argv[1];
+    o.argc = argc;
+    o.argv = argv;
     int rc = parse_args(argc, argv, &o);
     static const struct {
         const char *name;

@@ -428,18 +428,56 @@ static int train_stoppable(const Options *o, Program *p, Executable *x, Model *m
     return rc;
 }
 
+/* s as one word of a POSIX shell's command line: as it is when it holds only
+ * characters no shell treats specially, else in single quotes. */
+static void put_shell_word(FILE *f, const char *s)
+{
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789_./=:,+-";
+    if (*s && s[strspn(s, plain)] == 0) {
+        fputs(s, f);
+        return;
+    }
+    fputc('\'', f);
+    for (; *s; s++)
+        if (*s == '\'')
+            fputs("'\\''", f); /* close, an escaped quote, open again */
+        else
+            fputc(*s, f);
+    fputc('\'', f);
+}
+
+/* The command that continues the run from the checkpoints in dir: the command line
+ * as given (the settings a resumed run must repeat: --set, --seed, --dtype, --name,
+ * the file), its --resume left out, then --resume dir. */
+static void put_resume_command(FILE *f, const Options *o, const char *dir)
+{
+    for (int i = 0; i < o->argc; i++) {
+        if (i > 1 && strcmp(o->argv[i], "--resume") == 0 && i + 1 < o->argc) {
+            i++;
+            continue;
+        }
+        put_shell_word(f, o->argv[i]);
+        fputc(' ', f);
+    }
+    fputs("--resume ", f);
+    put_shell_word(f, dir);
+}
+
 /* What an interrupted run left, and how to go on; the exit code a shell gives a
  * process the signal stopped (128 + its number). */
 static int report_interrupt(const Options *o, const Program *p, const NndTrainResult *res)
 {
     fprintf(stderr, "nnd: interrupted after step %lld of %lld", (long long)res->steps,
             (long long)program_total_steps(p));
-    if (p->ckpt_dir && res->checkpoint_step == res->steps)
-        fprintf(stderr, "; checkpoint written in %s: continue with `nnd run %s --resume %s`\n",
-                p->ckpt_dir, o->files.v[0], p->ckpt_dir);
-    else
+    if (p->ckpt_dir && res->checkpoint_step == res->steps) {
+        fprintf(stderr, "; checkpoint written in %s: continue with `", p->ckpt_dir);
+        put_resume_command(stderr, o, p->ckpt_dir);
+        fprintf(stderr, "`\n");
+    } else {
         fprintf(stderr, "; nothing saved (a `checkpoint every N steps to \"DIR\"` statement "
                         "in the train block lets a run go on from where it stopped)\n");
+    }
     return 128 + stop_signal;
 }
 

@@ -46,7 +46,7 @@ kill -TERM $pid
 wait $pid
 rc=$?
 [ $rc -eq 143 ] || { cat stop.log; fail "exit code $rc after SIGTERM, expected 143"; }
-grep -q "nnd: interrupted after step [0-9]* of 10000000; checkpoint written in ck: continue with \`nnd run long.nnd --resume ck\`" stop.log ||
+grep -q "nnd: interrupted after step [0-9]* of 10000000; checkpoint written in ck: continue with \`.*nnd run long.nnd --threads 1 --resume ck\`" stop.log ||
     { cat stop.log; fail "no message on the interrupt"; }
 grep -q "^nnd: SIGTERM: stopping after this step (a second signal stops at once)$" stop.log &&
     ! grep -q "Ctrl-C" stop.log || { cat stop.log; fail "SIGTERM not named"; }
@@ -96,3 +96,36 @@ assert "nnd: stopping after this step (a second Ctrl-C stops at once)" in out, o
 PY
 [ -e final.safetensors ] && fail "an interrupted run wrote its save"
 echo "ok: SIGINT without checkpoints: nothing saved, exit 130"
+
+# The command the message gives repeats the options a resumed run must match (the
+# seed, the settings), quoted for the shell: followed as printed, it resumes.
+rm -rf ck && mkdir -p "my runs" && cp long.nnd "my runs/" || exit 1
+"$nnd" run "my runs/long.nnd" --threads 1 --seed 3 --set opt.lr=0.002 --set steps=9999999 > opts.log 2>&1 &
+pid=$!
+i=0
+until ls ck/step-*.safetensors > /dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 6000 ] && kill -0 $pid 2> /dev/null || { kill -9 $pid; cat opts.log; fail "no checkpoint"; }
+    sleep 0.01
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || { cat opts.log; fail "exit code $rc after SIGTERM, expected 143"; }
+cmd=$(sed -n 's/.*: continue with `\(.*\)`$/\1/p' opts.log)
+[ "$cmd" = "$nnd run 'my runs/long.nnd' --threads 1 --seed 3 --set opt.lr=0.002 --set steps=9999999 --resume ck" ] ||
+    { cat opts.log; fail "the command to continue: $cmd"; }
+step=$(sed -n 's/.*interrupted after step \([0-9]*\) of.*/\1/p' opts.log)
+sh -c "$cmd" > again.log 2>&1 &
+pid=$!
+i=0
+until grep -q "^resuming from" again.log || ! kill -0 $pid 2> /dev/null; do
+    i=$((i + 1))
+    [ $i -lt 6000 ] || { kill -9 $pid; cat again.log; fail "no resume after 60 s"; }
+    sleep 0.01
+done
+kill -TERM $pid 2> /dev/null
+wait $pid
+grep -q "^resuming from ck/step-0*$step.safetensors: step $step of 9999999$" again.log ||
+    { cat again.log; fail "the printed command did not resume: $cmd"; }
+echo "ok: the printed command resumes from step $step with the run's options"
