@@ -466,18 +466,11 @@ static void print_accuracy(const Inputs *in, const Outputs *r)
             (double)right / (double)r->n, (long long)right, (long long)r->n);
 }
 
-/* Every eval statement's metrics over the inputs (batch means, weighted). */
+/* Every eval statement's metrics over the inputs (batch means, weighted); the
+ * inputs have labels. */
 static bool print_metrics(const Program *p, Executable *x, Model *m, void **params, NndPool *pool,
                           const Inputs *in)
 {
-    if (!in->has_y) {
-        fprintf(stderr, "nnd: --metrics needs labels: --data NAME, or --labels FILE\n");
-        return false;
-    }
-    if (p->evals.n == 0) {
-        fprintf(stderr, "nnd: --metrics: the train block has no eval statement\n");
-        return false;
-    }
     int64_t n = in->x.shape[0];
     for (int i = 0; i < p->evals.n; i++) {
         int nm = p->evals.v[i].metrics.n;
@@ -511,8 +504,18 @@ static int predict_program(Program *p, Options *o, Frontend *fe)
         cli_usage_error("%s", "predict needs --weights FILE (the program has no `save` to read)");
         return NND_EXIT_USAGE;
     }
+    /* before any output is written */
+    if (o->metrics && p->evals.n == 0) {
+        fprintf(stderr, "nnd: --metrics: the train block has no eval statement\n");
+        return NND_EXIT_ERROR;
+    }
     Inputs in = {0};
-    if (!load_inputs(p, fe, o, &in)) {
+    bool loaded = load_inputs(p, fe, o, &in);
+    if (loaded && o->metrics && !in.has_y) {
+        fprintf(stderr, "nnd: --metrics needs labels: --data NAME, or --labels FILE\n");
+        loaded = false;
+    }
+    if (!loaded) {
         if (!in.borrowed) {
             nnd_tensor_free(&in.x);
             nnd_tensor_free(&in.y);

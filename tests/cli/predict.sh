@@ -136,6 +136,15 @@ grep -q "^warning: more.safetensors: 5 tensors the model does not have, not load
 expect "yhalf.npy: label 2.5 at sample 2 is not a class index (a whole number)" classes.nnd --input x.npy --labels yhalf.npy --weights net.safetensors
 expect "y64.npy: label 7 is out of range for the model's 4 classes, 0 to 3 (sample 4 has it)" classes.nnd --input x.npy --labels y64.npy --weights net.safetensors --metrics
 expect "y2.npy: labels are \[2\], but the model takes \[\]" net.nnd --input x.npy --labels y2.npy
+# --metrics without an eval statement, or without labels: refused before any output
+grep -v "^    eval " net.nnd > noeval.nnd
+for args in "noeval.nnd --data train" "noeval.nnd --data train -o noeval.csv" "net.nnd --input x.npy"; do
+    "$nnd" predict $args --metrics > metrics.out 2> err
+    status=$?
+    [ $status -eq 1 ] && [ ! -s metrics.out ] && [ ! -e noeval.csv ] &&
+        grep -q "^nnd: --metrics: the train block has no eval statement$\|^nnd: --metrics needs labels" err ||
+        fail "nnd predict $args --metrics: exit $status, stdout '$(cat metrics.out)', stderr '$(cat err)'"
+done
 # an output file of neither kind, refused before anything runs
 expect "\-o takes a file named .csv or .npy, not 'out.txt'" net.nnd --input x.npy -o out.txt
 [ ! -e out.txt ] || fail "-o out.txt was written"
