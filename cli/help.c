@@ -69,9 +69,9 @@ static const Help helps[] = {
      "fashion_mnist_mlp.safetensors -o mlp.o --header mlp.h\n"},
     {"sample", "usage: nnd sample FILE.nnd [--weights W] [--prompt TEXT] [--tokens N]\n"
                "                  [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
-               "Generates text from a byte-level language model (x: [B, T] i32 -> [B, T, V]).\n\n"
+               "Generates text from a byte-level language model (x: [B, T] i32 -> [B, T, 256]).\n\n"
                "  --weights W       the weights (default: the file `save` names)\n"
-               "  --prompt TEXT     the text to continue (default a newline)\n"
+               "  --prompt TEXT     the text to continue, one byte or more (default a newline)\n"
                "  --tokens N        bytes to generate (default 200)\n"
                "  --temperature T   divides the logits (default 1)\n"
                "  --top-k K         draw among the K likeliest bytes only\n"

@@ -21,7 +21,7 @@ static double seconds(void)
 
 static int generate(Sampler *s, const Options *o)
 {
-    const char *prompt = o->prompt && *o->prompt ? o->prompt : "\n";
+    const char *prompt = o->prompt ? o->prompt : "\n";
     int64_t tokens = o->tokens > 0 ? o->tokens : 200;
     double temperature = o->temperature > 0 ? o->temperature : 1.0;
     char err[512];
@@ -49,6 +49,19 @@ static int sample_program(Program *p, Options *o)
     const char *weights = o->weights ? o->weights : p->save_path;
     if (!weights)
         return cli_usage_error("%s", "sample needs --weights FILE (the program has no `save`)");
+    /* the vocabulary is the logits' last axis (exec/sample.c): each token drawn is
+     * written as a byte */
+    const Node *in = graph_node(&p->g, p->x),
+               *f = p->forward ? graph_node(&p->g, p->forward) : NULL;
+    bool lm = f && in->dtype == NND_I32 && in->shape.rank == 2 && f->shape.rank == 3 &&
+              f->shape.d[1] == in->shape.d[1]; /* else sampler_init says what it needs */
+    if (lm && f->shape.d[2] != 256) {
+        fprintf(stderr,
+                "nnd: sample writes each token as a byte: it needs a byte-level model, of 256 "
+                "logits per position; this one gives %lld\n",
+                (long long)f->shape.d[2]);
+        return NND_EXIT_ERROR;
+    }
     char err[1024] = "";
     int nopt, rc = NND_EXIT_ERROR;
     ExecOptions eo = {
@@ -88,6 +101,10 @@ int cmd_sample(Options *o)
 {
     if (o->temperature < 0)
         return cli_usage_error("%s", "--temperature must be positive");
+    /* as a sample statement's prompt = "" */
+    if (o->prompt && !*o->prompt)
+        return cli_usage_error("%s", "--prompt is empty: give at least one byte, or leave it "
+                                     "out (a newline)");
     if (!o->interp)
         jit_prewarm(); /* LLVM's start beside the front end, as nnd run */
     return cli_on_program(o, false, sample_program);
