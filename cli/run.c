@@ -185,8 +185,11 @@ static void print_compile_time(const Executable *x, double t_front)
 }
 
 /* What computes the program's matrix products on this CPU. */
-static const char *products_on(const Program *p)
+static const char *products_on(const Program *p, bool interp)
 {
+    if (interp)
+        return p->g.bf16 ? "bf16 products emulated by the reference interpreter"
+                         : "products of the reference interpreter";
     if (p->float_dtype == NND_F64)
         return "f64 products on OpenBLAS";
     if (p->g.bf16)
@@ -200,13 +203,13 @@ static const char *products_on(const Program *p)
 
 /* --time: the time per step, and what a logged step costs more (measured in one
  * process, interleaved). */
-static void print_step_time(const Program *p, const NndTrainResult *res, int64_t ran)
+static void print_step_time(const Program *p, bool interp, const NndTrainResult *res, int64_t ran)
 {
     int64_t batch = NND_MIN(p->batch, p->data.v[p->train_data].n); /* a batch is at most all */
     if (ran > 0)
         printf("time: %.3f ms per step, %.0f samples/s (training steps only; %s)\n",
                1e3 * res->seconds / (double)ran, (double)ran * (double)batch / res->seconds,
-               products_on(p));
+               products_on(p, interp));
     if (res->full_steps > 0 && res->full_steps < ran) {
         double full = res->full_seconds / (double)res->full_steps;
         double plain = (res->seconds - res->full_seconds) / (double)(ran - res->full_steps);
@@ -223,7 +226,7 @@ static int finish_run(const Options *o, const Program *p, const Executable *x, c
 {
     printf("done: %lld steps, final training loss %.6g\n", (long long)res->steps, res->final_loss);
     if (o->time)
-        print_step_time(p, res, res->steps - to->resume.step);
+        print_step_time(p, o->interp, res, res->steps - to->resume.step);
     /* a run that early stopping ended wrote none at its last step */
     if (p->ckpt_dir && res->steps > to->resume.step && res->checkpoint_step == res->steps)
         printf("checkpoint: %s/step-%08lld.safetensors\n", p->ckpt_dir, (long long)res->steps);
@@ -313,15 +316,28 @@ static char *newest_run(const char *dir)
     return last;
 }
 
-/* precision = bf16: how the products run on this CPU. */
-static void print_precision(void)
+/* precision = bf16: how the products run on this CPU, or by the interpreter; in an
+ * f64 program asked for on the command line, that they stay f64 (docs/language.md). */
+static void print_precision(const Options *o, const Program *p)
 {
-    if (nnd_bf16_native())
+    if (!p->g.bf16) {
+        bool asked = false;
+        for (int i = 0; i < o->overrides.n; i++)
+            if (strcmp(o->overrides.v[i].key, "precision") == 0)
+                asked = strcmp(o->overrides.v[i].text, "bf16") == 0;
+        if (asked && p->float_dtype == NND_F64)
+            fprintf(stderr, "nnd: note: precision = bf16 rounds f32 products; those of an f64 "
+                            "program (--dtype f64) stay f64\n");
+    } else if (o->interp) {
+        printf("precision: bf16 products with f32 sums (emulated by the reference "
+               "interpreter)\n");
+    } else if (nnd_bf16_native()) {
         printf("precision: bf16 products with f32 sums (AVX512-BF16)\n");
-    else
+    } else {
         fprintf(stderr, "nnd: note: precision = bf16 is emulated on this CPU (it has no "
                         "AVX512-BF16): the products are rounded as on one that has it, at f32 "
                         "speed\n");
+    }
 }
 
 /* Where this run logs: a subdirectory of the `log` statement's directory, named by
@@ -533,8 +549,8 @@ static int run_one(Options *o)
     if (!build_run(o, p, &x))
         goto done;
     have_x = true;
-    if (p->g.bf16 && rank == 0)
-        print_precision();
+    if (rank == 0)
+        print_precision(o, p);
     if (o->verbose) {
         StrBuf b = {0};
         executable_describe(&x, &b);

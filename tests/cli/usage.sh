@@ -86,6 +86,16 @@ printf '%s\n' "$out" | grep -q "^precision: bf16 products\|precision = bf16 is e
     { echo "FAIL: nnd run --precision bf16:"; printf '%s\n' "$out"; fail=1; }
 printf '%s\n' "$out" | grep -q "^time: .*; bf16 products \(on AVX512-BF16\|emulated\))" ||
     { echo "FAIL: nnd run --precision bf16 --time:"; printf '%s\n' "$out"; fail=1; }
+# the interpreter emulates bf16 on any CPU; an f64 program keeps its f64 products
+out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --interp --set epochs=2 --time 2>&1)
+printf '%s\n' "$out" | grep -q "^precision: bf16 products with f32 sums (emulated by the reference interpreter)$" &&
+    printf '%s\n' "$out" | grep -q "^time: .*; bf16 products emulated by the reference interpreter)$" &&
+    ! printf '%s\n' "$out" | grep -q "AVX" ||
+    { echo "FAIL: nnd run --precision bf16 --interp:"; printf '%s\n' "$out"; fail=1; }
+out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --dtype f64 --set epochs=2 --time 2>&1)
+printf '%s\n' "$out" | grep -q "^nnd: note: precision = bf16 rounds f32 products; those of an f64 program (--dtype f64) stay f64$" &&
+    printf '%s\n' "$out" | grep -q "^time: .*; f64 products on OpenBLAS)$" ||
+    { echo "FAIL: nnd run --precision bf16 --dtype f64:"; printf '%s\n' "$out"; fail=1; }
 err=$(NND_WINOGRAD=2 "$nnd" run "$mlp" 2>&1)
 status=$?
 { [ $status -eq 2 ] && printf '%s\n' "$err" | grep -q "NND_WINOGRAD='2' must be 0"; } ||
