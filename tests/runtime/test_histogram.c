@@ -312,26 +312,43 @@ static int64_t file_size(const char *path)
     return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
 }
 
+/* A log opened in a fresh directory NAME, its files' paths, and a histogram of 100
+ * values to write into it. */
+typedef struct TestLog {
+    NndLog *l;
+    char csv[600];
+    const char *events;
+    NndHistogram h;
+} TestLog;
+
+static void test_log_open(TestLog *t, const char *name)
+{
+    const char *dir = tmp_path(name);
+    NndErr e;
+    t->l = nnd_log_open(dir, 0, &e);
+    assert_non_null(t->l);
+    snprintf(t->csv, sizeof t->csv, "%s/metrics.csv", dir);
+    t->events = nnd_log_events_path(t->l);
+    double x[100];
+    for (int i = 0; i < 100; i++)
+        x[i] = i * 0.25 - 3;
+    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 100, &t->h, &e), 0);
+}
+
 /* A log's records reach its files in pieces of 64 KB, at nnd_log_flush, or at close:
  * 24 KB of histogram records and 6 KB of scalars leave both files as they were
  * (glibc's own 4 KB buffers would have written them out on the way). */
 static void test_log_buffered(void **state)
 {
     (void)state;
-    const char *dir = tmp_path("log_buffered");
+    TestLog t;
+    test_log_open(&t, "log_buffered");
+    NndLog *l = t.l;
+    const char *events = t.events, *csv = t.csv;
+    const NndHistogram h = t.h;
     NndErr e;
-    NndLog *l = nnd_log_open(dir, 0, &e);
-    assert_non_null(l);
-    char csv[600];
-    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
-    const char *events = nnd_log_events_path(l);
     int64_t ev0 = file_size(events), csv0 = file_size(csv);
     assert_true(ev0 > 0 && csv0 > 0); /* the file version and the header, flushed */
-    NndHistogram h;
-    double x[100];
-    for (int i = 0; i < 100; i++)
-        x[i] = i * 0.25 - 3;
-    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 100, &h, &e), 0);
     for (int step = 1; step <= 40; step++)
         assert_int_equal(nnd_log_histogram(l, "weights/layer.W", step, &h, &e), 0);
     for (int step = 1; step <= 200; step++)
@@ -373,18 +390,12 @@ static void check_whole(const char *events, const char *csv)
 static void test_log_whole_records(void **state)
 {
     (void)state;
-    const char *dir = tmp_path("log_whole");
+    TestLog t;
+    test_log_open(&t, "log_whole");
+    NndLog *l = t.l;
+    const char *events = t.events, *csv = t.csv;
+    const NndHistogram h = t.h;
     NndErr e;
-    NndLog *l = nnd_log_open(dir, 0, &e);
-    assert_non_null(l);
-    char csv[600];
-    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
-    const char *events = nnd_log_events_path(l);
-    NndHistogram h;
-    double x[100];
-    for (int i = 0; i < 100; i++)
-        x[i] = i * 0.25 - 3;
-    assert_int_equal(nnd_histogram(NULL, x, NND_F64, 100, &h, &e), 0);
     int64_t ev0 = file_size(events), csv0 = file_size(csv);
     for (int step = 1; step <= 300; step++)
         assert_int_equal(nnd_log_histogram(l, "weights/layer.W", step, &h, &e), 0);
