@@ -116,7 +116,8 @@ cmd=$(sed -n 's/.*: continue with `\(.*\)`$/\1/p' opts.log)
 [ "$cmd" = "$nnd run 'my runs/long.nnd' --threads 1 --seed 3 --set opt.lr=0.002 --set steps=9999999 --resume ck" ] ||
     { cat opts.log; fail "the command to continue: $cmd"; }
 step=$(sed -n 's/.*interrupted after step \([0-9]*\) of.*/\1/p' opts.log)
-sh -c "$cmd" > again.log 2>&1 &
+# exec: the run itself is $pid, so that the signal below reaches it (dash forks it)
+sh -c "exec $cmd" > again.log 2>&1 &
 pid=$!
 i=0
 until grep -q "^resuming from" again.log || ! kill -0 $pid 2> /dev/null; do
