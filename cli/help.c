@@ -82,9 +82,10 @@ static const Help helps[] = {
                "example: nnd sample examples/gpt.nnd --prompt \"Q: \" --top-k 40\n"},
     {"check", "usage: nnd check FILE.nnd... [--verbose]\n"
               "Parses and checks names, types and shapes; exit 1 with diagnostics.  A file\n"
-              "without a train block has its models checked on their own.\n\n"
+              "without a train block has its models checked on their own.  The weights file\n"
+              "of a `from` clause is read for its tensors' names and shapes, so it must exist.\n\n"
               "  --verbose         which models were checked, and why others were not\n\n"
-              "example: nnd check examples/*.nnd\n"},
+              "example: nnd check examples/xor.nnd examples/gpt.nnd\n"},
     {"graph", "usage: nnd graph FILE.nnd [--dot] [--all] [--raw] [--stats] [--no-spans]\n"
               "       nnd graph FILE.nnd --schedule [--no-spans]\n"
               "The forward/backward/update graph after simplification, or (--schedule) the\n"
