@@ -49,20 +49,11 @@ static int sample_program(Program *p, Options *o)
     const char *weights = o->weights ? o->weights : p->save_path;
     if (!weights)
         return cli_usage_error("%s", "sample needs --weights FILE (the program has no `save`)");
-    /* the vocabulary is the logits' last axis (exec/sample.c): each token drawn is
-     * written as a byte */
-    const Node *in = graph_node(&p->g, p->x),
-               *f = p->forward ? graph_node(&p->g, p->forward) : NULL;
-    bool lm = f && in->dtype == NND_I32 && in->shape.rank == 2 && f->shape.rank == 3 &&
-              f->shape.d[1] == in->shape.d[1]; /* else sampler_init says what it needs */
-    if (lm && f->shape.d[2] != 256) {
-        fprintf(stderr,
-                "nnd: sample writes each token as a byte: it needs a byte-level model, of 256 "
-                "logits per position; this one gives %lld\n",
-                (long long)f->shape.d[2]);
+    char err[1024] = "";
+    if (!sampler_fits(p, err, sizeof err)) { /* before the weights are read */
+        fprintf(stderr, "nnd: %s\n", err);
         return NND_EXIT_ERROR;
     }
-    char err[1024] = "";
     int nopt, rc = NND_EXIT_ERROR;
     ExecOptions eo = {
         .engine = o->interp ? ENGINE_INTERP : ENGINE_JIT, .max_batch = 1, .forward_only = true};

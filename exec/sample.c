@@ -76,10 +76,8 @@ static SamplerCache *cache_build(Sampler *s, void **states, char *why, size_t n)
     return c;
 }
 
-bool sampler_init(Sampler *s, const Program *p, Executable *x, void **params, void **states,
-                  double *hypers, NndPool *pool, bool cache, char *err, size_t errlen)
+bool sampler_fits(const Program *p, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
     const Node *in = graph_node((Graph *)&p->g, p->x);
     const Node *f = p->forward ? graph_node((Graph *)&p->g, p->forward) : NULL;
     if (!f || in->dtype != NND_I32 || in->shape.rank != 2 || f->shape.rank != 3 ||
@@ -89,6 +87,24 @@ bool sampler_init(Sampler *s, const Program *p, Executable *x, void **params, vo
                  "model giving [B, T, V] logits");
         return false;
     }
+    if (f->shape.d[2] != 256) { /* each token drawn is written as a byte */
+        snprintf(err, errlen,
+                 "sampling writes each token as a byte: it needs a byte-level model, of 256 "
+                 "logits per position; this one gives %lld",
+                 (long long)f->shape.d[2]);
+        return false;
+    }
+    return true;
+}
+
+bool sampler_init(Sampler *s, const Program *p, Executable *x, void **params, void **states,
+                  double *hypers, NndPool *pool, bool cache, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (!sampler_fits(p, err, errlen))
+        return false;
+    const Node *in = graph_node((Graph *)&p->g, p->x);
+    const Node *f = graph_node((Graph *)&p->g, p->forward);
     if (!x->forward) {
         snprintf(err, errlen, "sampling needs the model's forward function, which was not built");
         return false;

@@ -49,7 +49,10 @@ typedef struct Sampler {
     char why[256]; /* why there is no cache, or "" */
 } Sampler;
 
-/* false with a message when p is not a language model or x has no forward
+/* Whether p is a model sampling can draw from: tokens in, [B, T, 256] logits out
+ * (each token is written as a byte); else false with why in err. */
+bool sampler_fits(const Program *p, char *err, size_t errlen);
+/* false with a message when p does not fit (sampler_fits) or x has no forward
  * function.  With `cache`, compiles the decode function when it can (otherwise
  * s->why says why not).  The pointers are borrowed; the buffers are the sampler's. */
 bool sampler_init(Sampler *s, const Program *p, Executable *x, void **params, void **states,

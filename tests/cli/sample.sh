@@ -1,6 +1,7 @@
 #!/bin/sh
-# sample.sh NND WORK: nnd sample writes bytes, so it takes a byte-level model (256
-# logits per position) and refuses another vocabulary before sampling; an empty
+# sample.sh NND WORK: nnd sample (and a sample statement) writes bytes, so it takes a
+# byte-level model (256 logits per position) and refuses another vocabulary before
+# sampling (and training); an empty
 # --prompt is an error, as an empty prompt of a sample statement is.
 set -u
 nnd=$1 work=$2
@@ -38,8 +39,14 @@ expect() { # expect STATUS PATTERN ARGS...: the status, a line of stderr, nothin
 }
 for v in 300 100; do
     sed "s/V = 256/V = $v/" lm.nnd > lm$v.nnd
-    expect 1 "^nnd: sample writes each token as a byte: it needs a byte-level model, of 256 logits per position; this one gives $v$" \
+    expect 1 "^nnd: sampling writes each token as a byte: it needs a byte-level model, of 256 logits per position; this one gives $v$" \
         lm$v.nnd --weights lm.safetensors
+    # and so does a sample statement, before training
+    sed 's/    steps = 3/    steps = 3\n    sample every 1 steps: prompt = "Hi", tokens = 3/' lm$v.nnd > lms$v.nnd
+    grep -q "sample every 1 steps" lms$v.nnd || fail "no sample statement"
+    "$nnd" run lms$v.nnd > out 2> err && fail "lms$v.nnd trained"
+    grep -q "sampling writes each token as a byte.*this one gives $v$" err && ! grep -q "^epoch\|step 1/" out ||
+        { cat out err; fail "lms$v.nnd: not refused before training"; }
 done
 expect 2 "^nnd: --prompt is empty: give at least one byte" lm.nnd --prompt ""
 echo "ok: nnd sample"
