@@ -317,15 +317,11 @@ static char *newest_run(const char *dir)
 }
 
 /* precision = bf16: how the products run on this CPU, or by the interpreter; in an
- * f64 program asked for on the command line, that they stay f64 (docs/language.md). */
+ * f64 program, that they stay f64 (docs/language.md). */
 static void print_precision(const Options *o, const Program *p)
 {
     if (!p->g.bf16) {
-        bool asked = false;
-        for (int i = 0; i < o->overrides.n; i++)
-            if (strcmp(o->overrides.v[i].key, "precision") == 0)
-                asked = strcmp(o->overrides.v[i].text, "bf16") == 0;
-        if (asked && p->float_dtype == NND_F64)
+        if (p->bf16_asked && p->float_dtype == NND_F64)
             fprintf(stderr, "nnd: note: precision = bf16 rounds f32 products; those of an f64 "
                             "program (--dtype f64) stay f64\n");
     } else if (o->interp) {

@@ -500,6 +500,7 @@ static void train_precision(Elab *e, const Ast *train)
     }
     /* an f64 program (--dtype f64, gradcheck) is the exact reference: its products
      * stay f64 */
+    e->p->bf16_asked = true;
     e->g->bf16 = e->p->float_dtype == NND_F32;
 }
 

@@ -135,6 +135,7 @@ typedef struct OptGroup {
 typedef struct Program {
     Graph g;
     NndDType float_dtype;
+    bool bf16_asked; /* precision = bf16 was asked for (g.bf16 only in an f32 program) */
     int64_t sym_batch; /* the dimension value of B */
     VEC(ParamInfo) params;
     VEC(StateInfo) states;

@@ -96,6 +96,13 @@ out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --dtype f64 --set epochs=2
 printf '%s\n' "$out" | grep -q "^nnd: note: precision = bf16 rounds f32 products; those of an f64 program (--dtype f64) stay f64$" &&
     printf '%s\n' "$out" | grep -q "^time: .*; f64 products on OpenBLAS)$" ||
     { echo "FAIL: nnd run --precision bf16 --dtype f64:"; printf '%s\n' "$out"; fail=1; }
+# the same with precision = bf16 written in the file
+tmp=$(mktemp -d) && sed 's/^train {$/train {\n    precision = bf16/' "$examples/xor.nnd" > "$tmp/xor_bf16.nnd"
+grep -q "precision = bf16" "$tmp/xor_bf16.nnd" || { echo "FAIL: no precision line"; fail=1; }
+out=$("$nnd" run "$tmp/xor_bf16.nnd" --dtype f64 --set epochs=2 2>&1)
+printf '%s\n' "$out" | grep -q "^nnd: note: precision = bf16 rounds f32 products; those of an f64 program (--dtype f64) stay f64$" ||
+    { echo "FAIL: precision = bf16 in the file, --dtype f64:"; printf '%s\n' "$out"; fail=1; }
+rm -rf "$tmp"
 err=$(NND_WINOGRAD=2 "$nnd" run "$mlp" 2>&1)
 status=$?
 { [ $status -eq 2 ] && printf '%s\n' "$err" | grep -q "NND_WINOGRAD='2' must be 0"; } ||
