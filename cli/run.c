@@ -117,24 +117,52 @@ static bool check_out_dir(const char *dir, char *why, size_t len)
     return ok;
 }
 
-/* Whether dir holds a run's log: its metrics.csv or an event file. */
+/* Whether the log file at path holds a record past its start: a metrics.csv more
+ * than its header, an event file more than its first record (the file version). */
+static bool log_file_has_records(const char *path, bool csv)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    if (csv)
+        return st.st_size > (off_t)strlen("step,epoch,tag,value\n");
+    FILE *f = fopen(path, "rb");
+    unsigned char b[8];
+    uint64_t len = 0;
+    bool ok = f && fread(b, 1, 8, f) == 8;
+    if (f)
+        fclose(f);
+    for (int i = 7; ok && i >= 0; i--)
+        len = len << 8 | b[i];
+    return !ok || len > (uint64_t)st.st_size || (uint64_t)st.st_size > 8 + 4 + len + 4;
+}
+
+/* Whether dir holds a run's log with records in it (a run that stopped before its
+ * first step leaves only the files' heads, and no reason to pick another name). */
 static bool holds_run_log(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
         return false;
     bool found = false;
-    for (struct dirent *e; !found && (e = readdir(d));)
-        found = strcmp(e->d_name, "metrics.csv") == 0 ||
-                strncmp(e->d_name, "events.out.tfevents.", 20) == 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        bool csv = strcmp(e->d_name, "metrics.csv") == 0;
+        if (csv || strncmp(e->d_name, "events.out.tfevents.", 20) == 0) {
+            char *path = xasprintf("%s/%s", dir, e->d_name);
+            found = log_file_has_records(path, csv);
+            free(path);
+        }
+    }
     closedir(d);
     return found;
 }
 
 /* The save file, the log and the checkpoint directory, checked before training,
  * not after it or midway (the trained weights would have nowhere to go).  False
- * after a diagnostic at the path. */
-static bool check_outputs(const Options *o, const Program *p, Diags *d)
+ * after a diagnostic at the path.  Only rank 0 (which writes the log) looks for an
+ * earlier run's log under --name: another rank could find the one rank 0 has just
+ * begun. */
+static bool check_outputs(const Options *o, const Program *p, int rank, Diags *d)
 {
     NndErr werr;
     if (p->save_path && nnd_check_write_path(p->save_path, &werr) != 0) {
@@ -144,7 +172,7 @@ static bool check_outputs(const Options *o, const Program *p, Diags *d)
     char why[1024];
     char *named = p->log.dir && o->name ? xasprintf("%s/%s", p->log.dir, o->name) : NULL;
     /* a new run would mix its log with that run's (metrics.csv starts again) */
-    if (named && !o->resume && holds_run_log(named)) {
+    if (named && rank == 0 && !o->resume && holds_run_log(named)) {
         fprintf(stderr,
                 "nnd: --name %s: %s holds the log of an earlier run: pick another --name, or "
                 "continue that run with --resume\n",
@@ -538,7 +566,7 @@ static int run_one(Options *o)
     if (!p || !program_load_data(p, &fe.diags) || (o->dist && !dist_program(o, p)))
         goto done;
     int rank = o->dist ? dist_rank(o->dist) : 0;
-    if (!check_outputs(o, p, &fe.diags))
+    if (!check_outputs(o, p, rank, &fe.diags))
         goto done;
     if (rank == 0 && !remove_stale_temps(p))
         goto done;

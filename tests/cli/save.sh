@@ -71,6 +71,14 @@ out=$("$nnd" run logged.nnd --name first --resume lck --set steps=2 2>&1)
 { [ $? -eq 0 ] && head -n "$(wc -l < first.csv)" runs/first/metrics.csv | cmp -s - first.csv &&
     [ "$(wc -l < runs/first/metrics.csv)" -gt "$(wc -l < first.csv)" ]; } ||
     { echo "FAIL: --name first --resume lck:"; printf '%s\n' "$out"; fail=1; }
+# a run that stopped before its first record (only the files' heads): no reason to
+# refuse its name (an event file of one record, and a metrics.csv of its header)
+mkdir -p runs/early && printf 'step,epoch,tag,value\n' > runs/early/metrics.csv
+ev=$(ls runs/first/events.out.tfevents.* | head -1)
+python3 -c 'import sys, struct; b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; open(sys.argv[2], "wb").write(b[:16 + n])' \
+    "$ev" runs/early/events.out.tfevents.1.host.1 || fail=1
+out=$("$nnd" run logged.nnd --name early --set steps=1 2>&1)
+[ $? -eq 0 ] || { echo "FAIL: --name early (a log of no records) refused:"; printf '%s\n' "$out"; fail=1; }
 # through a link: the file it points to gets the model, the link stays
 echo old > real.safetensors
 ln -s real.safetensors link.safetensors
