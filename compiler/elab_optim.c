@@ -6,6 +6,24 @@
 
 #include "elab_internal.h"
 
+/* Whether the value at root changes as the run goes: it reads step, epoch, steps or
+ * t (a schedule), not only constants and the train block's lets. */
+static bool reads_counters(Elab *e, NodeId root)
+{
+    const Program *p = e->p;
+    bool *live = xcalloc((size_t)graph_count(e->g), 1);
+    graph_mark_live(e->g, &root, 1, live);
+    bool found = false;
+    for (NodeId id = 1; id < (NodeId)graph_count(e->g) && !found; id++) {
+        const Node *n = nd(e, id);
+        found = live[id] && n->op == OP_HYPER &&
+                (n->idx == p->hyper_step || n->idx == p->hyper_epoch || n->idx == p->hyper_steps ||
+                 n->idx == p->hyper_t);
+    }
+    free(live);
+    return found;
+}
+
 Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
 {
     Group *gr = arena_alloc(&e->arena, sizeof *gr);
@@ -34,9 +52,9 @@ Group *el_make_group(Elab *e, Value opt, const char *prefix, Span span)
         }
         if (o) {
             o->used = true;
-            if (b.v.k == V_NODE) {
-                /* a schedule (cosine(lr, step, steps)) or a value of the run: the
-                 * constant replaces all of it */
+            if (b.v.k == V_NODE && reads_counters(e, b.v.node)) {
+                /* a schedule (cosine(lr, step, steps)): the constant replaces all of
+                 * it (a `let`'s value it replaces as it would a number) */
                 int k = el_arg_find(opt.args, b.name, i);
                 int w = diag_warning(e->d, k >= 0 ? opt.args->span[k] : span,
                                      "--set %s=%s replaces this expression by a constant", key,

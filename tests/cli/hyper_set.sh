@@ -39,6 +39,11 @@ sed 's/cosine(0.1, step, steps)/0.1/' f.nnd > constant.nnd
 "$nnd" run constant.nnd > want.txt 2>&1 || { cat want.txt; echo "FAIL: nnd run constant.nnd"; exit 1; }
 [ "$(tail -n 1 out.txt)" = "$(tail -n 1 want.txt)" ] ||
     { echo "FAIL: --set opt.lr=0.1: '$(tail -n 1 out.txt)', constant: '$(tail -n 1 want.txt)'"; fail=1; }
+# a rate that is a train block's let is no schedule: --set replaces it silently
+sed 's/    opt = O(lr = cosine(0.1, step, steps))/    let base = 0.2\n    opt = O(lr = base)/' f.nnd > let.nnd
+grep -q "let base" let.nnd || { echo "FAIL: no let"; exit 1; }
+"$nnd" run let.nnd --set opt.lr=0.1 > out.txt 2> err.txt || { cat err.txt; echo "FAIL: let.nnd"; exit 1; }
+[ -s err.txt ] && { cat err.txt; echo "FAIL: a warning for --set over a let"; fail=1; }
 # a switch
 "$nnd" check f.nnd --set opt.flag=2 > /dev/null 2> err.txt && { echo "FAIL: --set opt.flag=2 accepted"; fail=1; }
 grep -qx "nnd: error: --set opt.flag=2: opt.flag must be true or false, got 2" err.txt ||
