@@ -18,6 +18,8 @@ int cmd_check(Options *o)
         frontend_init(&fe);
         Module *m = compile_check(&fe, o->files.v[i], NULL);
         Program *p = m && m->train ? compile_module(&fe, m, &co) : NULL;
+        if (p) /* a program that would train nothing: a warning here, nnd run refuses it */
+            program_report_idle(p, &fe.diags, false);
         /* a file without a train block (a library of layers): its models on their own */
         StrBuf report = {0};
         bool ok = m && (m->train ? p != NULL : compile_models(&fe, m, &co, &report));

@@ -277,6 +277,13 @@ Program *cli_compile(Frontend *fe, const Options *o, const char *path, const cha
     CompileOptions co = {o->dtype, o->overrides.v, o->overrides.n, opt_text,
                          opt_name, o->raw,         NULL,           o->dist != NULL};
     Program *p = compile(fe, path, NULL, &co);
+    /* a program that would train nothing: refused by the commands that train */
+    bool trains = strcmp(o->cmd, "run") == 0 || strcmp(o->cmd, "compare") == 0 ||
+                  strcmp(o->cmd, "lrfind") == 0;
+    if (p && program_report_idle(p, &fe->diags, trains)) {
+        program_free(p);
+        p = NULL;
+    }
     if (p && data && !program_load_data(p, &fe->diags)) {
         program_free(p);
         p = NULL;

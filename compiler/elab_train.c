@@ -786,10 +786,11 @@ static bool train_optimizers(Elab *e, Scope *s, const Ast *train)
 }
 
 /* The loss must reach a trained parameter: otherwise every gradient is zero and
- * the run would change nothing (PyTorch stops there too: "element 0 of tensors
- * does not require grad", "optimizer got an empty parameter list").  False after
- * an error at the last freeze, or at the loss. */
-static bool train_trains_something(Elab *e, const Ast *train)
+ * training would change nothing (PyTorch stops there too: "element 0 of tensors
+ * does not require grad", "optimizer got an empty parameter list").  Program.idle
+ * says why not, for the commands that train to refuse (program_report_idle); the
+ * others (check, summary, predict) only warn. */
+static void train_trains_something(Elab *e, const Ast *train)
 {
     Program *p = e->p;
     NodeVec all = {0}, trained = {0};
@@ -802,22 +803,18 @@ static bool train_trains_something(Elab *e, const Ast *train)
     for (int i = 0; i < train->list2.n; i++)
         if (train->list2.v[i]->kind == AST_FREEZE)
             freeze = train->list2.v[i];
-    bool ok = true;
     if (all.n && !trained.n) {
-        el_error(e, freeze ? freeze->span : train->span,
-                 "every parameter is frozen: training would change nothing");
-        ok = false;
+        p->idle.why = "every parameter is frozen: training would change nothing";
+        p->idle.span = freeze ? freeze->span : train->span;
     } else if (!autodiff_depends(e->g, p->loss, trained.v, trained.n)) {
-        const Ast *ls = el_find_setting(train, "loss");
-        el_error(e, ls->b->span,
-                 "the loss depends on no trained parameter: training would change nothing");
-        if (freeze && autodiff_depends(e->g, p->loss, all.v, all.n))
-            diag_note(e->d, freeze->span, "the parameters it depends on are frozen here");
-        ok = false;
+        p->idle.why = "the loss depends on no trained parameter: training would change nothing";
+        p->idle.span = el_find_setting(train, "loss")->b->span;
+        p->idle.frozen = freeze && autodiff_depends(e->g, p->loss, all.v, all.n);
+        if (p->idle.frozen)
+            p->idle.freeze = freeze->span;
     }
     vec_free(&all);
     vec_free(&trained);
-    return ok;
 }
 
 /* Whether the value of root reads x or y (live: scratch, graph_count slots). */
@@ -1220,9 +1217,9 @@ static void elab_train(Elab *e, Module *m, const Ast *train)
     if (e->d->nerrors > settled || !train_loss(e, &s, train))
         goto done;
     train_inference(e, &s);
-    if (!train_optimizers(e, &s, train) || e->d->nerrors > settled ||
-        !train_trains_something(e, train))
+    if (!train_optimizers(e, &s, train) || e->d->nerrors > settled)
         goto done;
+    train_trains_something(e, train);
     train_updates(e, &s, train);
     check_batch_of_one(e, train);
     /* logs: the statistics as step outputs, computed in train mode */

@@ -60,6 +60,19 @@ static bool apply_subset(DataSet *ds, NndErr *err)
     return ok;
 }
 
+bool program_report_idle(const Program *p, Diags *d, bool training)
+{
+    if (!p->idle.why)
+        return false;
+    if (training)
+        diag_error(d, p->idle.span, "%s", p->idle.why);
+    else
+        diag_warning(d, p->idle.span, "%s", p->idle.why);
+    if (p->idle.frozen)
+        diag_note(d, p->idle.freeze, "the parameters it depends on are frozen here");
+    return training;
+}
+
 void program_free(Program *p)
 {
     if (!p)

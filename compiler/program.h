@@ -135,6 +135,11 @@ typedef struct OptGroup {
 typedef struct Program {
     Graph g;
     NndDType float_dtype;
+    struct {
+        const char *why; /* training would change nothing, because (NULL: it would) */
+        Span span, freeze; /* where; with frozen, the freeze that makes it so */
+        bool frozen;
+    } idle;
     bool bf16_asked; /* precision = bf16 was asked for (g.bf16 only in an f32 program) */
     int64_t sym_batch; /* the dimension value of B */
     VEC(ParamInfo) params;
@@ -208,6 +213,9 @@ typedef struct Program {
 } Program;
 
 void program_free(Program *p);
+/* When training p would change nothing (Program.idle): an error for a command that
+ * trains (then true), else a warning. */
+bool program_report_idle(const Program *p, Diags *d, bool training);
 /* Loads every data set declared (idx, csv, npy files); false after reporting. */
 bool program_load_data(Program *p, Diags *d);
 /* The same for data set i alone. */

@@ -96,6 +96,13 @@ out=$("$nnd" run "$examples/xor.nnd" --precision bf16 --dtype f64 --set epochs=2
 printf '%s\n' "$out" | grep -q "^nnd: note: precision = bf16 rounds f32 products; those of an f64 program (--dtype f64) stay f64$" &&
     printf '%s\n' "$out" | grep -q "^time: .*; f64 products on OpenBLAS)$" ||
     { echo "FAIL: nnd run --precision bf16 --dtype f64:"; printf '%s\n' "$out"; fail=1; }
+# a program that would train nothing: the commands that train refuse it, the others warn
+frozen=$examples/../tests/golden/train_freeze_everything.nnd
+expect 1 "train_freeze_everything.nnd:9:5: error: every parameter is frozen: training would change nothing" run "$frozen"
+expect 1 "error: every parameter is frozen" lrfind "$frozen"
+out=$("$nnd" summary "$frozen" 2>&1)
+[ $? -eq 0 ] && printf '%s\n' "$out" | grep -q "warning: every parameter is frozen" ||
+    { echo "FAIL: nnd summary of a program that trains nothing:"; printf '%s\n' "$out"; fail=1; }
 # the same with precision = bf16 written in the file
 tmp=$(mktemp -d) && sed 's/^train {$/train {\n    precision = bf16/' "$examples/xor.nnd" > "$tmp/xor_bf16.nnd"
 grep -q "precision = bf16" "$tmp/xor_bf16.nnd" || { echo "FAIL: no precision line"; fail=1; }
