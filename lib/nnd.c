@@ -170,6 +170,8 @@ static int compile_program(NndProgram *h, const char *path, const char *source,
         compile_parse_override(o->overrides[i], &ov[i], NULL);
     CompileOptions co = {.float_dtype = o->dtype, .overrides = ov, .noverrides = o->noverrides};
     h->p = compile(&h->fe, path, source, &co);
+    if (h->p) /* one that trains nothing is still opened (to evaluate): a warning */
+        program_report_idle(h->p, &h->fe.diags, false);
     for (int i = 0; i < o->noverrides; i++)
         free((char *)ov[i].key);
     free(ov);

@@ -68,6 +68,30 @@ static void test_version(void **state)
     assert_non_null(strstr(nnd_errmsg(NULL), "NULL"));
 }
 
+/* A program whose training would change nothing (everything frozen) still opens,
+ * to evaluate, with a warning saying so. */
+static void test_program_trains_nothing(void **state)
+{
+    (void)state;
+    char *src = malloc(strlen(XOR) + 32);
+    assert_non_null(src);
+    strcpy(src, XOR);
+    char *at = strstr(src, "    loss = ");
+    assert_non_null(at);
+    memmove(at + 15, at, strlen(at) + 1);
+    memcpy(at, "    freeze net\n", 15);
+    NndProgram *p = NULL;
+    assert_int_equal(nnd_open_string("frozen.nnd", src, NULL, &p), NND_OK);
+    bool warned = false;
+    NndDiagnostic d;
+    for (int i = 0; i < nnd_diagnostic_count(p); i++)
+        warned |= nnd_diagnostic(p, i, &d) == NND_OK && d.severity == NND_SEVERITY_WARNING &&
+                  strstr(d.message, "every parameter is frozen") != NULL;
+    assert_true(warned);
+    nnd_close(p);
+    free(src);
+}
+
 static void test_program_errors(void **state)
 {
     (void)state;
@@ -559,6 +583,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_program_errors),
+        cmocka_unit_test(test_program_trains_nothing),
         cmocka_unit_test(test_info),
         cmocka_unit_test(test_weights_required),
         cmocka_unit_test(test_train_loop),
