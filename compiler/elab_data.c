@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "elab_internal.h"
 #include "interp.h"
@@ -151,7 +152,8 @@ static bool text_excluded(const char *path, const Value *exclude)
 }
 
 /* One path of text(): a file, or a pattern (a directory and "*") whose matches, sorted, are
- * added less those `exclude` names. */
+ * added less those `exclude` names and the empty ones (a `.gitkeep` beside the texts:
+ * a warning counts them; an empty file named on its own is an error, when read). */
 static bool text_add_path(Elab *e, Module *m, const char *path, const Value *exclude, Span span,
                           StrVec *out)
 {
@@ -162,15 +164,29 @@ static bool text_add_path(Elab *e, Module *m, const char *path, const Value *exc
     }
     glob_t g;
     int rc = glob(full, 0, NULL, &g);
-    int before = out->n;
-    for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++)
-        if (!text_excluded(g.gl_pathv[i], exclude))
+    int before = out->n, empty = 0;
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++) {
+        struct stat st;
+        if (text_excluded(g.gl_pathv[i], exclude))
+            continue;
+        if (stat(g.gl_pathv[i], &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+            empty++;
+        else
             vec_push(out, arena_strdup(&e->p->arena, g.gl_pathv[i]));
+    }
     globfree(&g);
     if (out->n == before) {
-        el_error(e, span, "no file matches '%s'%s", full, exclude ? " (less those excluded)" : "");
+        if (empty)
+            el_error(e, span, "only empty files match '%s'%s", full,
+                     exclude ? " (less those excluded)" : "");
+        else
+            el_error(e, span, "no file matches '%s'%s", full,
+                     exclude ? " (less those excluded)" : "");
         return false;
     }
+    if (empty)
+        diag_warning(e->d, span, "'%s' matches %d empty file%s, left out", full, empty,
+                     empty == 1 ? "" : "s");
     return true;
 }
 
