@@ -16,6 +16,7 @@ typedef struct Options {
     const char *cmd;
     int argc; /* the command line as given (run: how to go on after Ctrl-C); borrowed */
     char **argv;
+    int resume_at; /* where --resume is in argv (its value after it); 0: not given */
     StrVec files;
     VEC(Override) overrides;
     NndDType dtype;

@@ -198,6 +198,8 @@ static int parse_args(int argc, char **argv, Options *o)
             if (!next)
                 return cli_usage_error("%s needs a value", a);
             *field = next;
+            if (field == &o->resume)
+                o->resume_at = i;
             i++;
         } else if (strcmp(a, "--top") == 0) {
             if (!next || !cli_parse_number(next, &v) || v < 1 || v > 1000 || v != floor(v))

@@ -493,7 +493,7 @@ static void put_shell_word(FILE *f, const char *s)
 static void put_resume_command(FILE *f, const Options *o, const char *dir)
 {
     for (int i = 0; i < o->argc; i++) {
-        if (i > 1 && strcmp(o->argv[i], "--resume") == 0 && i + 1 < o->argc) {
+        if (o->resume_at > 0 && i == o->resume_at) { /* the option, not a value "--resume" */
             i++;
             continue;
         }

@@ -129,4 +129,7 @@ kill -TERM $pid 2> /dev/null
 wait $pid
 grep -q "^resuming from ck/step-0*$step.safetensors: step $step of 9999999$" again.log ||
     { cat again.log; fail "the printed command did not resume: $cmd"; }
+# stopped in its turn, the resumed run names the same command (its --resume replaced)
+again=$(sed -n 's/.*: continue with `\(.*\)`$/\1/p' again.log)
+[ -z "$again" ] || [ "$again" = "$cmd" ] || { cat again.log; fail "the resumed run's command: $again"; }
 echo "ok: the printed command resumes from step $step with the run's options"
