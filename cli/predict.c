@@ -105,9 +105,7 @@ static bool fit_labels(const Program *p, const char *file, NndTensor *y)
         return false;
     }
     for (int64_t i = 0, n = nnd_tensor_numel(y); i < n; i++) {
-        double v = y->dtype == NND_I32   ? ((const int32_t *)y->data)[i]
-                   : y->dtype == NND_F32 ? ((const float *)y->data)[i]
-                                         : ((const double *)y->data)[i];
+        double v = nnd_tensor_value(y, i);
         if (dtype == NND_I32 && (v != floor(v) || v < INT32_MIN || v > INT32_MAX)) {
             fprintf(stderr,
                     "nnd: %s: label %.9g at sample %lld is not a class index (a whole number); "
@@ -116,12 +114,7 @@ static bool fit_labels(const Program *p, const char *file, NndTensor *y)
             nnd_tensor_free(&t);
             return false;
         }
-        if (dtype == NND_I32)
-            ((int32_t *)t.data)[i] = (int32_t)v;
-        else if (dtype == NND_F32)
-            ((float *)t.data)[i] = (float)v;
-        else
-            ((double *)t.data)[i] = v;
+        nnd_store_values(&v, 1, dtype, (char *)t.data + (size_t)i * nnd_dtype_size(dtype));
     }
     nnd_tensor_free(y);
     *y = t;
@@ -209,10 +202,7 @@ static int64_t sample_holding(const NndTensor *t, int64_t at, int64_t b, double 
     for (int64_t s = at; s < at + b; s++)
         for (int64_t k = 0; k < per; k++) {
             int64_t i = s * per + k;
-            double e = t->dtype == NND_I32   ? ((const int32_t *)t->data)[i]
-                       : t->dtype == NND_F32 ? ((const float *)t->data)[i]
-                                             : ((const double *)t->data)[i];
-            if (e == v)
+            if (nnd_tensor_value(t, i) == v)
                 return s;
         }
     return -1;
@@ -457,10 +447,7 @@ static void print_accuracy(const Inputs *in, const Outputs *r)
         int64_t best = 0;
         for (int64_t k = 1; k < r->per; k++)
             best = row[k] > row[best] ? k : best;
-        double label = in->y.dtype == NND_I32   ? ((const int32_t *)in->y.data)[i]
-                       : in->y.dtype == NND_F32 ? ((const float *)in->y.data)[i]
-                                                : ((const double *)in->y.data)[i];
-        right += (double)best == label;
+        right += (double)best == nnd_tensor_value(&in->y, i);
     }
     fprintf(stderr, "top-1 accuracy on %s: %.5g (%lld of %lld)\n", in->name,
             (double)right / (double)r->n, (long long)right, (long long)r->n);

@@ -103,6 +103,16 @@ void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape)
         snprintf(buf + at, size - at, "]");
 }
 
+double nnd_tensor_value(const NndTensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case NND_F32: return ((const float *)t->data)[i];
+    case NND_F64: return ((const double *)t->data)[i];
+    case NND_I32: return ((const int32_t *)t->data)[i];
+    default: return ((const uint8_t *)t->data)[i];
+    }
+}
+
 void nnd_store_values(const double *src, int64_t n, NndDType dt, void *dst)
 {
     for (int64_t i = 0; i < n; i++) {

@@ -389,10 +389,7 @@ static int64_t sample_with_label(const NndTensor *y, const uint32_t *idx, int64_
     for (int64_t i = 0; i < m; i++)
         for (int64_t k = 0; k < per; k++) {
             int64_t at = (int64_t)idx[i] * per + k;
-            double l = y->dtype == NND_I32   ? ((const int32_t *)y->data)[at]
-                       : y->dtype == NND_F32 ? ((const float *)y->data)[at]
-                                             : ((const double *)y->data)[at];
-            if (l == v)
+            if (nnd_tensor_value(y, at) == v)
                 return idx[i];
         }
     return -1;

@@ -71,6 +71,8 @@ const char *nnd_dtype_name(NndDType t);
 int64_t nnd_tensor_numel(const NndTensor *t);
 /* n values of compiled code's outputs (doubles) stored as dtype dt at dst. */
 void nnd_store_values(const double *src, int64_t n, NndDType dt, void *dst);
+/* Element i of t (flat index) as a double: its inverse, for any dtype. */
+double nnd_tensor_value(const NndTensor *t, int64_t i);
 /* A shape as diagnostics print it, "[784, 128]" ("[]" for a scalar), cut to size. */
 void nnd_shape_text(char *buf, size_t size, int rank, const int64_t *shape);
 /* Allocates data for the given shape (zeroed); -1 when the size overflows or the
