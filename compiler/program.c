@@ -270,25 +270,24 @@ void dataset_gather(const DataSet *ds, const uint32_t *idx, int64_t b, char **bx
     nnd_dataset_gather(&v, idx, b, *bx, *by);
 }
 
-static uint64_t fnv_str(uint64_t h, const char *s)
-{
-    return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
-}
-
-/* A node's hash from its op, dtype, shape, attributes and its inputs' hashes
- * (already in memo: inputs have smaller ids), so that it depends on the structure
- * only, not on the ids that other parts of the graph moved. */
-static uint64_t node_hash(const Graph *g, NodeId id, const uint64_t *memo)
+uint64_t program_node_hash(const Graph *g, NodeId id, const uint64_t *memo, bool by_name)
 {
     const Node *n = &g->nodes.v[id];
+    bool named = n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER;
     uint64_t h = 0xcbf29ce484222325ull;
-    int64_t f[8] = {n->op,  n->dtype, n->nin,          n->keep | n->ta << 1 | n->tb << 2,
-                    n->idx, n->mask,  (int64_t)n->key, n->shape.rank};
+    int64_t f[8] = {n->op,
+                    n->dtype,
+                    n->nin,
+                    n->keep | n->ta << 1 | n->tb << 2,
+                    named && by_name ? 0 : n->idx,
+                    n->mask,
+                    (int64_t)n->key,
+                    n->shape.rank};
     h = fnv1a(h, f, sizeof f);
     h = fnv1a(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.rank);
     h = fnv1a(h, &n->num, sizeof n->num);
-    if (n->op == OP_PARAM || n->op == OP_STATE || n->op == OP_HYPER)
-        h = fnv_str(h, n->name);
+    if (named)
+        h = fnv1a_str(h, n->name);
     if (n->op == OP_TENSOR)
         h = fnv1a(h, &g->fpool.v[n->pool],
                   sizeof(double) * (size_t)shape_static_numel(&n->shape, NULL));
@@ -308,9 +307,9 @@ uint64_t program_fingerprint(const Program *p)
                            p->drop_last};
     uint64_t h = fnv1a(0xcbf29ce484222325ull, settings, sizeof settings);
     for (int i = 0; i < p->params.n; i++)
-        h = fnv_str(h, p->params.v[i].name);
+        h = fnv1a_str(h, p->params.v[i].name);
     for (int i = 0; i < p->states.n; i++)
-        h = fnv_str(h, p->states.v[i].name);
+        h = fnv1a_str(h, p->states.v[i].name);
     /* the nodes the updates read, hashed in id order: inputs before their users */
     NodeVec roots = {0};
     for (int i = 0; i < p->updates.n; i++)
@@ -321,7 +320,7 @@ uint64_t program_fingerprint(const Program *p)
     graph_mark_live((Graph *)g, roots.v, roots.n, live);
     for (int id = 1; id < graph_count(g); id++)
         if (live[id])
-            memo[id] = node_hash(g, (NodeId)id, memo);
+            memo[id] = program_node_hash(g, (NodeId)id, memo, false);
     free(live);
     vec_free(&roots);
     for (int pass = 0; pass < 2; pass++) {

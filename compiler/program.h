@@ -237,6 +237,12 @@ int64_t program_total_steps(const Program *p);
  * training set's size, hashed.  Hyper-parameter values, epochs and steps, logs and
  * evals are not part of it. */
 uint64_t program_fingerprint(const Program *p);
+/* A node's hash from its op, dtype, shape, attributes and its inputs' hashes
+ * (already in memo: inputs have smaller ids), so that it depends on the structure
+ * only, not on the ids that other parts of the graph moved.  by_name: a parameter,
+ * state or hyper-parameter by its name alone, not also its index (the checkpoint's
+ * identity, the same for 1 process and N ranks, whose gradient sums move them). */
+uint64_t program_node_hash(const Graph *g, NodeId id, const uint64_t *memo, bool by_name);
 /* A layer state updated from statistics of the batch (batch norm's running
  * variance) that a batch of one sample leaves undefined: a sum or mean over the
  * batch axis with one value per element at batch 1.  Its name, or NULL. */

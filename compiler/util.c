@@ -288,3 +288,8 @@ uint64_t fnv1a(uint64_t h, const void *p, size_t n)
         h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
+
+uint64_t fnv1a_str(uint64_t h, const char *s)
+{
+    return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}

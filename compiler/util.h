@@ -36,6 +36,8 @@ char *xasprintf(const char *fmt, ...) NND_PRINTF(1, 2);
 /* FNV-1a, 64 bits, over n bytes, continuing from h (start: FNV_OFFSET). */
 #define FNV_OFFSET 1469598103934665603ull
 uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+/* The same over s and its terminating 0 (NULL hashes as ""). */
+uint64_t fnv1a_str(uint64_t h, const char *s);
 char *xvasprintf(const char *fmt, va_list ap);
 
 /* Arena: bump allocation in chunks; everything is freed by arena_free. */

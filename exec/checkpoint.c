@@ -55,11 +55,6 @@ static bool is_grad_sum(const Program *p, int state)
  * distributed program has them for any accumulate, one process only for k > 1. */
 static bool is_accum_hyper(const char *name) { return strncmp(name, "accumulate.", 11) == 0; }
 
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
-}
-
 /* The hashes of the nodes that roots read (memo, graph_count slots), each from its
  * op, attributes and inputs' hashes; a parameter, state or hyper-parameter by its
  * name (not its index, which the gradient sums move); with grads, each parameter's
@@ -71,36 +66,12 @@ static void hash_nodes(const Program *p, const NodeId *roots, int n, bool grads,
     graph_mark_live((Graph *)g, roots, n, live);
     for (int i = 0; grads && i < p->grads.n; i++)
         if (p->grads.v[i]) {
-            memo[p->grads.v[i]] = hash_str(0x9e3779b97f4a7c15ull, p->params.v[i].name);
+            memo[p->grads.v[i]] = fnv1a_str(0x9e3779b97f4a7c15ull, p->params.v[i].name);
             live[p->grads.v[i]] = false;
         }
-    for (int id = 1; id < graph_count(g); id++) {
-        if (!live[id])
-            continue;
-        const Node *nd = &g->nodes.v[id];
-        bool named = nd->op == OP_PARAM || nd->op == OP_STATE || nd->op == OP_HYPER;
-        int64_t f[8] = {nd->op,
-                        nd->dtype,
-                        nd->nin,
-                        nd->keep | nd->ta << 1 | nd->tb << 2,
-                        named ? 0 : nd->idx,
-                        nd->mask,
-                        (int64_t)nd->key,
-                        nd->shape.rank};
-        uint64_t h = fnv1a(0xcbf29ce484222325ull, f, sizeof f);
-        h = fnv1a(h, nd->shape.d, sizeof(int64_t) * (size_t)nd->shape.rank);
-        h = fnv1a(h, &nd->num, sizeof nd->num);
-        if (named)
-            h = hash_str(h, nd->name);
-        if (nd->op == OP_TENSOR)
-            h = fnv1a(h, &g->fpool.v[nd->pool],
-                      sizeof(double) * (size_t)shape_static_numel(&nd->shape, NULL));
-        else
-            h = fnv1a(h, &g->ipool.v[nd->pool], sizeof(int64_t) * (size_t)graph_pool_len(nd));
-        for (int i = 0; i < nd->nin; i++)
-            h = fnv1a(h, &memo[nd->in[i]], sizeof(uint64_t));
-        memo[id] = h;
-    }
+    for (int id = 1; id < graph_count(g); id++)
+        if (live[id])
+            memo[id] = program_node_hash(g, (NodeId)id, memo, true);
     free(live);
 }
 
@@ -116,13 +87,13 @@ static uint64_t ckpt_program_hash(const Program *p)
                            p->drop_last};
     uint64_t h = fnv1a(0xcbf29ce484222325ull, settings, sizeof settings);
     for (int i = 0; i < p->params.n; i++)
-        h = hash_str(h, p->params.v[i].name);
+        h = fnv1a_str(h, p->params.v[i].name);
     for (int i = 0; i < p->states.n; i++)
         if (!is_grad_sum(p, i))
-            h = hash_str(h, p->states.v[i].name);
+            h = fnv1a_str(h, p->states.v[i].name);
     for (int i = 0; i < p->hypers.n; i++)
         if (!is_accum_hyper(p->hypers.v[i].name))
-            h = hash_str(h, p->hypers.v[i].name);
+            h = fnv1a_str(h, p->hypers.v[i].name);
     uint64_t *memo = xcalloc((size_t)graph_count(&p->g), sizeof(uint64_t));
     hash_nodes(p, &p->loss, 1, false, memo);
     h = fnv1a(h, &memo[p->loss], sizeof(uint64_t));
@@ -135,7 +106,7 @@ static uint64_t ckpt_program_hash(const Program *p)
         const Update *u = &p->updates.v[i];
         if (u->is_state && is_grad_sum(p, u->index))
             continue;
-        h = hash_str(h, u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name);
+        h = fnv1a_str(h, u->is_state ? p->states.v[u->index].name : p->params.v[u->index].name);
         h = fnv1a(h, &memo[u->value], sizeof(uint64_t));
     }
     vec_free(&roots);
