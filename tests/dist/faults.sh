@@ -12,7 +12,9 @@ job=$!
 # whatever happens, no rank outlives the test
 trap 'kill -9 $job 2>/dev/null; pkill -9 -f "$work/long.nnd" 2>/dev/null; pkill -9 -f " run long.nnd" 2>/dev/null' EXIT
 i=0
-have_ckpt() { ls ck/step-*.safetensors > /dev/null 2>&1; }
+# (ls of the directory: with a checkpoint every 2000 steps and keep 2, a file the
+# glob named may be gone by the time ls looks at it)
+have_ckpt() { ls ck 2> /dev/null | grep -q "^step-.*\.safetensors$"; }
 while ! have_ckpt && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 have_ckpt || { kill $job; cat kill.out; fail "no checkpoints after 60 s"; }
 sleep 1
